@@ -1,0 +1,125 @@
+import { createRemoteJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { z } from 'zod';
+import { type EnvReader, processEnv } from './env.ts';
+import { HttpError } from './errors.ts';
+
+/** The claims Supabase Auth puts in its tokens; unknown extra claims are kept. */
+const claimsSchema = z.looseObject({
+  role: z.string(),
+  exp: z.number(),
+  sub: z.string().optional(),
+  aud: z.union([z.string(), z.array(z.string())]).optional(),
+  iss: z.string().optional(),
+  iat: z.number().optional(),
+  email: z.string().optional(),
+  phone: z.string().optional(),
+  app_metadata: z.record(z.string(), z.unknown()).optional(),
+  user_metadata: z.record(z.string(), z.unknown()).optional(),
+  aal: z.string().optional(),
+  session_id: z.string().optional(),
+  is_anonymous: z.boolean().optional(),
+});
+
+export type JwtClaims = z.infer<typeof claimsSchema>;
+export type UserClaims = JwtClaims & { role: 'authenticated'; sub: string };
+
+export interface AuthOptions {
+  env?: EnvReader;
+}
+
+const unauthorized = (code: string, message: string) =>
+  new HttpError(401, code, message, { 'www-authenticate': `Bearer error="invalid_token"` });
+
+/** The token from an `Authorization: Bearer <token>` header value. */
+export function bearerToken(header: string | null | undefined): string {
+  if (!header || header.trim() === '') {
+    throw new HttpError(401, 'missing_authorization', 'The Authorization header is missing.', {
+      'www-authenticate': 'Bearer',
+    });
+  }
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (!match) throw unauthorized('invalid_token', "The Authorization header must be 'Bearer <token>'.");
+  return match[1];
+}
+
+// One key set per URL for the life of the isolate: jose caches the keys and rate-limits refetches.
+const remoteKeySets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
+
+function remoteKeySet(supabaseUrl: string): ReturnType<typeof createRemoteJWKSet> {
+  const url = new URL('/auth/v1/.well-known/jwks.json', supabaseUrl).href;
+  let keySet = remoteKeySets.get(url);
+  if (!keySet) {
+    keySet = createRemoteJWKSet(new URL(url));
+    remoteKeySets.set(url, keySet);
+  }
+  return keySet;
+}
+
+/**
+ * Legacy HS256 tokens are checked with the project's JWT secret, asymmetric ones
+ * (Supabase's newer signing keys) with the project's published JWKS, the same
+ * split the Supabase functions gateway makes.
+ */
+function keyResolver(env: EnvReader): JWTVerifyGetKey {
+  return async (header, token) => {
+    if (header.alg === 'HS256') {
+      const secret = env('SUPABASE_JWT_SECRET');
+      if (!secret) throw unauthorized('invalid_token', 'HS256 tokens are not accepted: no JWT secret is configured.');
+      return new TextEncoder().encode(secret);
+    }
+    const supabaseUrl = env('SUPABASE_URL');
+    if (!supabaseUrl) throw new Error('SUPABASE_URL is not set, so the JWKS cannot be fetched');
+    try {
+      return await remoteKeySet(supabaseUrl)(header, token);
+    } catch (error) {
+      if (error instanceof errors.JOSEError && !(error instanceof errors.JWKSTimeout)) throw error;
+      console.error('fetching the JWKS failed', error);
+      throw new HttpError(503, 'auth_unavailable', 'The signing keys could not be fetched; try again.');
+    }
+  };
+}
+
+/**
+ * Verifies a Supabase JWT (signature, `exp` required and not past) and returns
+ * its claims. Tokens for signed-in users (`role: authenticated`) must also carry
+ * `aud: authenticated`; API keys (anon, service_role) carry no audience.
+ */
+export async function verifyJwt(token: string, options: AuthOptions = {}): Promise<JwtClaims> {
+  const env = options.env ?? processEnv;
+  let payload: unknown;
+  try {
+    ({ payload } = await jwtVerify(token, keyResolver(env), {
+      algorithms: ['HS256', 'ES256', 'RS256'],
+      requiredClaims: ['exp'],
+    }));
+  } catch (error) {
+    if (error instanceof HttpError) throw error;
+    if (error instanceof errors.JWTExpired) throw unauthorized('token_expired', 'The token has expired.');
+    if (error instanceof errors.JOSEError) throw unauthorized('invalid_token', 'The token is invalid.');
+    throw error;
+  }
+  const parsed = claimsSchema.safeParse(payload);
+  if (!parsed.success) throw unauthorized('invalid_token', 'The token claims are malformed.');
+  const claims = parsed.data;
+  if (claims.role === 'authenticated') {
+    const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+    if (!audiences.includes('authenticated')) {
+      throw unauthorized('invalid_token', 'The token audience is not accepted.');
+    }
+  }
+  return claims;
+}
+
+/** The verified claims of the request's bearer token (a user token or an API key). */
+export async function authenticate(req: Request, options: AuthOptions = {}): Promise<JwtClaims> {
+  return await verifyJwt(bearerToken(req.headers.get('authorization')), options);
+}
+
+/** Like `authenticate`, but only a signed-in user's token is accepted. */
+export async function requireUser(req: Request, options: AuthOptions = {}): Promise<UserClaims> {
+  const claims = await authenticate(req, options);
+  if (claims.role !== 'authenticated' || !claims.sub) {
+    throw unauthorized('user_required', 'This endpoint needs a signed-in user token.');
+  }
+  return { ...claims, role: 'authenticated', sub: claims.sub };
+}

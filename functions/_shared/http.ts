@@ -1,0 +1,32 @@
+import type { ZodType } from 'zod';
+import { HttpError } from './errors.ts';
+
+/** A JSON response. */
+export function json(data: unknown, status = 200, headers: Record<string, string> = {}): Response {
+  const merged = new Headers(headers);
+  merged.set('content-type', 'application/json');
+  return new Response(JSON.stringify(data), { status, headers: merged });
+}
+
+const MAX_ISSUES_IN_MESSAGE = 5;
+
+/**
+ * The request body parsed as JSON and validated by `schema`: 400 `invalid_json`
+ * when it is not JSON, 422 `invalid_request` when it does not match the schema.
+ */
+export async function readJson<T>(req: Request, schema: ZodType<T>): Promise<T> {
+  let body: unknown;
+  try {
+    body = JSON.parse(await req.text());
+  } catch {
+    throw new HttpError(400, 'invalid_json', 'The request body must be valid JSON.');
+  }
+  const result = schema.safeParse(body);
+  if (result.success) return result.data;
+  const issues = result.error.issues;
+  const summary = issues
+    .slice(0, MAX_ISSUES_IN_MESSAGE)
+    .map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(body)'}: ${issue.message}`);
+  if (issues.length > MAX_ISSUES_IN_MESSAGE) summary.push(`and ${issues.length - MAX_ISSUES_IN_MESSAGE} more`);
+  throw new HttpError(422, 'invalid_request', `Invalid request body: ${summary.join('; ')}`);
+}

@@ -1,0 +1,191 @@
+import type { Sql } from 'postgres';
+import { CronSyntaxError, matchesMinute, parseCronSchedule, type CronSchedule } from './cron-expression.ts';
+
+/**
+ * Does locally what pg_cron and pg_net's background workers do on Supabase:
+ * runs due `cron.job` commands as the job's user, writing `cron.job_run_details`,
+ * and sends the requests queued in `net.http_request_queue`, writing each answer
+ * to `net._http_response`. It is an ordinary client of the wire server, so jobs
+ * run through the same path as any other connection.
+ */
+
+interface CronJob {
+  jobid: string;
+  schedule: string;
+  command: string;
+  username: string;
+}
+
+interface QueuedRequest {
+  id: string;
+  method: string;
+  url: string;
+  headers: Record<string, string> | null;
+  body: Buffer | null;
+  timeout_milliseconds: number;
+}
+
+export interface SchedulerOptions {
+  sql: Sql;
+  now?: () => Date;
+  fetch?: typeof fetch;
+  log?: (line: string) => void;
+  /** How many queued HTTP requests one drain sends at most, concurrently. */
+  httpBatchSize?: number;
+}
+
+/** Answer bodies are stored as text, capped so one large response cannot bloat the table. */
+const MAX_RESPONSE_BYTES = 1024 * 1024;
+
+export class Scheduler {
+  private readonly sql: Sql;
+  private readonly now: () => Date;
+  private readonly fetch: typeof fetch;
+  private readonly log: (line: string) => void;
+  private readonly httpBatchSize: number;
+  /** Per job: when it last started (ms), so a minute fires once and `N seconds` keeps its pace. */
+  private readonly lastStarted = new Map<string, number>();
+  private readonly running = new Set<string>();
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private timer: NodeJS.Timeout | null = null;
+  private ticking = false;
+
+  constructor(options: SchedulerOptions) {
+    this.sql = options.sql;
+    this.now = options.now ?? (() => new Date());
+    this.fetch = options.fetch ?? fetch;
+    this.log = options.log ?? (() => undefined);
+    this.httpBatchSize = options.httpBatchSize ?? 50;
+  }
+
+  start(intervalMs = 1000): void {
+    this.timer = setInterval(() => void this.tick(), intervalMs);
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  async tick(): Promise<void> {
+    if (this.ticking) return;
+    this.ticking = true;
+    try {
+      await this.startDueJobs();
+      await this.drainHttpQueue();
+    } catch (error) {
+      this.log(`scheduler: ${(error as Error).message}`);
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  /** Starts every active job due now (without waiting for it); returns their ids. */
+  async startDueJobs(): Promise<string[]> {
+    const at = this.now();
+    const jobs = await this.sql<CronJob[]>`
+      select jobid::text, schedule, command, username from cron.job where active order by jobid`;
+    const started: string[] = [];
+    for (const job of jobs) {
+      if (this.running.has(job.jobid) || !this.isDue(job, at)) continue;
+      this.lastStarted.set(job.jobid, at.getTime());
+      started.push(job.jobid);
+      this.track(this.runJob(job));
+    }
+    return started;
+  }
+
+  /** Waits for the jobs and requests started so far. */
+  async settle(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+  }
+
+  private track(work: Promise<unknown>): void {
+    this.inFlight.add(work);
+    void work.finally(() => this.inFlight.delete(work));
+  }
+
+  private isDue(job: CronJob, at: Date): boolean {
+    let schedule: CronSchedule;
+    try {
+      schedule = parseCronSchedule(job.schedule);
+    } catch (error) {
+      if (error instanceof CronSyntaxError) return false;
+      throw error;
+    }
+    const last = this.lastStarted.get(job.jobid);
+    if (schedule.kind === 'seconds') return last === undefined || at.getTime() - last >= schedule.every * 1000;
+    const minute = Math.floor(at.getTime() / 60_000);
+    if (last !== undefined && Math.floor(last / 60_000) === minute) return false;
+    return matchesMinute(schedule, at);
+  }
+
+  private async runJob(job: CronJob): Promise<void> {
+    this.running.add(job.jobid);
+    try {
+      const [run] = await this.sql<{ runid: string }[]>`
+        insert into cron.job_run_details (jobid, job_pid, database, username, command, status, start_time)
+        values (${job.jobid}, ${process.pid}, current_database(), ${job.username}, ${job.command}, 'running', ${this.now()})
+        returning runid::text`;
+      let status = 'succeeded';
+      let message: string;
+      try {
+        const results = await this.sql.begin(async (tx) => {
+          await tx`select set_config('role', ${job.username}, true)`;
+          return tx.unsafe(job.command).simple();
+        });
+        const last = Array.isArray(results) ? results[results.length - 1] : results;
+        message = (last as { command?: string } | undefined)?.command ?? '';
+      } catch (error) {
+        status = 'failed';
+        message = (error as Error).message;
+        this.log(`cron job ${job.jobid} failed: ${message}`);
+      }
+      await this.sql`
+        update cron.job_run_details set status = ${status}, return_message = ${message}, end_time = ${this.now()}
+        where runid = ${run.runid}`;
+    } finally {
+      this.running.delete(job.jobid);
+    }
+  }
+
+  /** Sends up to one batch of queued requests, concurrently, and records each outcome. */
+  async drainHttpQueue(): Promise<number> {
+    const requests = await this.sql<QueuedRequest[]>`
+      delete from net.http_request_queue
+      where id in (select id from net.http_request_queue order by id limit ${this.httpBatchSize} for update skip locked)
+      returning id::text, method, url, headers, body, timeout_milliseconds`;
+    const work = Promise.all(requests.map((request) => this.send(request)));
+    this.track(work);
+    await work;
+    return requests.length;
+  }
+
+  private async send(request: QueuedRequest): Promise<void> {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), request.timeout_milliseconds);
+    try {
+      const response = await this.fetch(request.url, {
+        method: request.method,
+        headers: request.headers ?? {},
+        body: request.body && request.method !== 'GET' ? new Uint8Array(request.body) : undefined,
+        signal: controller.signal,
+      });
+      const bytes = new Uint8Array(await response.arrayBuffer());
+      const content = new TextDecoder().decode(bytes.subarray(0, MAX_RESPONSE_BYTES));
+      await this.sql`
+        insert into net._http_response (id, status_code, content_type, headers, content, timed_out)
+        values (${request.id}, ${response.status}, ${response.headers.get('content-type')},
+                ${this.sql.json(Object.fromEntries(response.headers))}, ${content}, false)`;
+    } catch (error) {
+      const timedOut = controller.signal.aborted;
+      const message = timedOut ? `Timeout of ${request.timeout_milliseconds} ms reached` : (error as Error).message;
+      await this.sql`
+        insert into net._http_response (id, timed_out, error_msg)
+        values (${request.id}, ${timedOut}, ${message})`;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

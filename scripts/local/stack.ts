@@ -1,0 +1,117 @@
+import { join } from 'node:path';
+import { ROOT_DIR } from './paths.ts';
+import type { PGlite } from '@electric-sql/pglite';
+import postgres from 'postgres';
+import { localKeys, type LocalKeys } from './keys.ts';
+import { isFreshDatabase, loadPlatform, migrate } from './migrate.ts';
+import { applySessionDefaults, openDatabase, SESSION_DEFAULTS_SQL } from './pglite.ts';
+import { Scheduler } from './scheduler.ts';
+import { WireServer } from './wire-server.ts';
+import { startFunctionsServer } from './functions-server.ts';
+
+export { ROOT_DIR };
+
+export interface StackOptions {
+  /** Where the database lives on disk; omitted means in memory (tests). */
+  dataDir?: string;
+  host?: string;
+  dbPort?: number;
+  apiPort?: number;
+  /** Serve the edge functions (needs Deno); off for database-only uses. */
+  functions?: boolean;
+  /** Run pg_cron jobs and drain pg_net's queue in the background. */
+  scheduler?: boolean;
+  log?: (line: string) => void;
+  /** Extra environment for the functions. */
+  functionEnv?: Record<string, string>;
+}
+
+export interface Stack {
+  db: PGlite;
+  wire: WireServer;
+  dbUrl: string;
+  apiUrl: string | null;
+  keys: LocalKeys;
+  scheduler: Scheduler | null;
+  stop(): Promise<void>;
+}
+
+/** Opens the database, bringing it to the latest migration (platform stand-ins and seed on a fresh one). */
+export async function prepareDatabase(options: StackOptions): Promise<PGlite> {
+  const log = options.log ?? (() => undefined);
+  const db = await openDatabase({ dataDir: options.dataDir });
+  if (await isFreshDatabase(db)) {
+    log('new database: loading the Supabase platform stand-ins');
+    await loadPlatform(db, join(ROOT_DIR, 'sql/platform'));
+    await applySessionDefaults(db);
+  }
+  await migrate(db, {
+    migrationsDir: join(ROOT_DIR, 'supabase/migrations'),
+    seedFile: join(ROOT_DIR, 'supabase/seed.sql'),
+    log,
+  });
+  return db;
+}
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const host = options.host ?? '127.0.0.1';
+  const keys = await localKeys();
+  const db = await prepareDatabase(options);
+  const wire = new WireServer({ db, host, port: options.dbPort ?? 54322, sessionDefaultsSql: SESSION_DEFAULTS_SQL });
+  const stops: Array<() => Promise<void>> = [];
+  try {
+    await wire.start();
+    stops.push(async () => {
+      await wire.stop();
+      await db.close();
+    });
+
+    let scheduler: Scheduler | null = null;
+    if (options.scheduler ?? true) {
+      const sql = postgres(wire.url, { max: 2, onnotice: () => undefined });
+      scheduler = new Scheduler({ sql, log: options.log });
+      scheduler.start();
+      const running = scheduler;
+      stops.push(async () => {
+        await running.stop();
+        await sql.end({ timeout: 1 });
+      });
+    }
+
+    let apiUrl: string | null = null;
+    if (options.functions ?? true) {
+      const apiPort = options.apiPort ?? 54321;
+      const api = await startFunctionsServer({
+        host,
+        port: apiPort,
+        rootDir: ROOT_DIR,
+        env: {
+          SUPABASE_URL: `http://${host}:${apiPort}`,
+          SUPABASE_DB_URL: wire.url,
+          SUPABASE_ANON_KEY: keys.anonKey,
+          SUPABASE_SERVICE_ROLE_KEY: keys.serviceRoleKey,
+          SUPABASE_JWT_SECRET: keys.jwtSecret,
+          ...options.functionEnv,
+        },
+      });
+      apiUrl = api.url;
+      stops.push(() => api.stop());
+    }
+
+    return {
+      db,
+      wire,
+      dbUrl: wire.url,
+      apiUrl,
+      keys,
+      scheduler,
+      async stop() {
+        for (const stop of stops.reverse()) await stop();
+      },
+    };
+  } catch (error) {
+    for (const stop of stops.reverse()) await stop().catch(() => undefined);
+    if (stops.length === 0) await db.close();
+    throw error;
+  }
+}
