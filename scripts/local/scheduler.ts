@@ -135,8 +135,11 @@ export class Scheduler {
           await tx`select set_config('role', ${job.username}, true)`;
           return tx.unsafe(job.command).simple();
         });
-        const last = Array.isArray(results) ? results[results.length - 1] : results;
-        message = (last as { command?: string } | undefined)?.command ?? '';
+        // One statement yields one result; several yield a list of them. pg_cron reports the last tag.
+        type Outcome = { command?: string; count?: number };
+        const outcome = results as unknown as Outcome & Outcome[];
+        const last: Outcome = ('command' in outcome ? outcome : outcome[outcome.length - 1]) ?? {};
+        message = [last.command, last.count].filter((part) => part !== undefined && part !== null).join(' ');
       } catch (error) {
         status = 'failed';
         message = (error as Error).message;
