@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT_DIR } from './paths.ts';
 import { PGlite } from '@electric-sql/pglite';
@@ -47,7 +47,10 @@ export interface OpenOptions {
 }
 
 export async function openDatabase(options: OpenOptions = {}): Promise<PGlite> {
-  if (options.dataDir) checkDataFolder(options.dataDir);
+  if (options.dataDir) {
+    checkDataFolder(options.dataDir);
+    mkdirSync(options.dataDir, { recursive: true });
+  }
   let db: PGlite;
   try {
     db = await PGlite.create({
