@@ -1,38 +1,25 @@
 /**
- * The throwaway stack behind the functions tests: an in-memory PGlite served
- * over the wire protocol, and the functions gateway + Deno runtime in front of
- * it. Kept in this one file so the suite can move to a shared stack later.
+ * The stack behind the functions tests: the run's shared database, and a
+ * functions gateway + Deno runtime in front of it, configured per test file.
  */
-import { PGlite } from '@electric-sql/pglite';
-import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
-import { fileURLToPath } from 'node:url';
+import { inject } from 'vitest';
 import { type FunctionsServerOptions, startFunctionsServer } from '../../scripts/local/functions-server.ts';
 import { type LocalKeys, localKeys } from '../../scripts/local/keys.ts';
+import { ROOT_DIR } from '../../scripts/local/paths.ts';
 
-export const ROOT_DIR = fileURLToPath(new URL('../..', import.meta.url));
+export { ROOT_DIR };
 
 export interface TestDatabase {
   url: string;
   stop(): Promise<void>;
 }
 
-/** An empty database with Supabase's request roles, so `withUserScope` can switch to them. */
-export async function startTestDatabase(): Promise<TestDatabase> {
-  const db = await PGlite.create();
-  await db.exec(`
-    create role anon nologin;
-    create role authenticated nologin;
-    create role service_role nologin bypassrls;
-  `);
-  const server = new PGLiteSocketServer({ db, port: 0, maxConnections: 4 });
-  await server.start();
-  return {
-    url: `postgres://postgres:postgres@${server.getServerConn()}/postgres`,
-    async stop() {
-      await server.stop();
-      await db.close();
-    },
-  };
+/**
+ * The run's shared database (see tests/support/global-setup.ts): the embedded
+ * stack, or DATABASE_URL when set, so these tests exercise whichever is under test.
+ */
+export function startTestDatabase(): Promise<TestDatabase> {
+  return Promise.resolve({ url: inject('dbUrl'), stop: async () => undefined });
 }
 
 export interface TestStack {
