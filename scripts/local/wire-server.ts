@@ -37,15 +37,12 @@ import { emptyChanges, hasChanges, settingChangesIn, type SettingChanges } from 
 /** Startup parameters that describe the client rather than the session. */
 const CLIENT_ONLY_PARAMETERS = new Set(['user', 'database', 'options', 'replication', 'client_encoding']);
 
-/** Who may hold the session: a client connection, or the server itself for maintenance. */
-type SessionHolder = object;
-
 class SessionLock {
-  private owner: SessionHolder | null = null;
-  private readonly waiting: Array<{ connection: SessionHolder; grant: (granted: boolean) => void }> = [];
+  private owner: Connection | null = null;
+  private readonly waiting: Array<{ connection: Connection; grant: (granted: boolean) => void }> = [];
 
   /** Resolves true once `connection` holds the session, or false if it was forgotten while waiting. */
-  async acquire(connection: SessionHolder): Promise<boolean> {
+  async acquire(connection: Connection): Promise<boolean> {
     if (this.owner === connection) return true;
     if (this.owner === null) {
       this.owner = connection;
@@ -54,7 +51,7 @@ class SessionLock {
     return new Promise<boolean>((grant) => this.waiting.push({ connection, grant }));
   }
 
-  release(connection: SessionHolder): void {
+  release(connection: Connection): void {
     if (this.owner !== connection) return;
     const next = this.waiting.shift();
     this.owner = next?.connection ?? null;
@@ -62,7 +59,7 @@ class SessionLock {
   }
 
   /** Drops a closed connection from the queue; it will never take its turn. */
-  forget(connection: SessionHolder): void {
+  forget(connection: Connection): void {
     const index = this.waiting.findIndex((entry) => entry.connection === connection);
     if (index >= 0) this.waiting.splice(index, 1)[0].grant(false);
   }
@@ -102,7 +99,7 @@ class Connection {
     if (this.phase === 'startup') this.readStartup();
     if (this.phase !== 'ready') return;
     const { messages, rest } = takeMessages(this.buffer);
-    this.buffer = Buffer.from(rest);
+    this.buffer = rest;
     for (const message of messages) {
       if (message.type === 'X') {
         this.socket.end();
@@ -127,7 +124,7 @@ class Connection {
       if (this.buffer.length < length) return;
       const code = this.buffer.readInt32BE(4);
       const body = this.buffer.subarray(8, length);
-      this.buffer = Buffer.from(this.buffer.subarray(length));
+      this.buffer = this.buffer.subarray(length);
       if (code === SSL_REQUEST || code === GSSENC_REQUEST) {
         this.socket.write('N');
       } else if (code === CANCEL_REQUEST) {
@@ -308,26 +305,14 @@ export class WireServer {
     return lastReadyStatus(output);
   }
 
-  /** Runs `work` with the session to itself, at the database defaults, between client cycles. */
-  async withSession<T>(work: () => Promise<T>): Promise<T> {
-    const holder: SessionHolder = {};
-    await this.lock.acquire(holder);
-    try {
-      await this.switchSettingsTo(null);
-      return await work();
-    } finally {
-      this.lock.release(holder);
-    }
-  }
-
-  private async switchSettingsTo(connection: Connection | null): Promise<void> {
+  private async switchSettingsTo(connection: Connection): Promise<void> {
     if (this.sessionSettingsOf === connection) return;
     const previous = this.sessionSettingsOf;
     if (previous !== null && previous.settings.size > 0) {
       await this.db.exec(`reset all; reset session authorization; reset role; ${this.sessionDefaultsSql}`);
     }
     this.sessionSettingsOf = connection;
-    if (connection === null || connection.settings.size === 0) return;
+    if (connection.settings.size === 0) return;
     const ordered = [...connection.settings].sort(([a], [b]) => settingOrder(a) - settingOrder(b));
     try {
       await this.db.query(
@@ -378,10 +363,8 @@ export class WireServer {
     this.connections.delete(connection);
     this.lock.forget(connection);
     await connection.pumping;
-    if (!connection.holdsSession && !connection.preparedNames) {
-      if (this.sessionSettingsOf === connection) await this.withSession(async () => undefined);
-      return;
-    }
+    // Its settings need no undoing here: the next connection to take the session resets them.
+    if (!connection.holdsSession && !connection.preparedNames) return;
     if (!connection.holdsSession) await this.lock.acquire(connection);
     try {
       if (this.db.isInTransaction()) await this.db.exec('rollback');
@@ -392,7 +375,6 @@ export class WireServer {
         );
         for (const { name } of statements.rows) await this.db.exec(`deallocate "${name.replace(/"/g, '""')}"`);
       }
-      await this.switchSettingsTo(null);
     } finally {
       connection.holdsSession = false;
       this.lock.release(connection);
