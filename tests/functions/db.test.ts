@@ -20,10 +20,14 @@ describe('withUserScope', () => {
   beforeAll(async () => {
     database = await startTestDatabase();
     sql = createSql(database.url, { max: 1 });
-    await sql`create table scope_probe (x int)`;
-    await sql`grant insert, select on scope_probe to authenticated`;
+    // A schema the API does not expose, so a concurrent advisors or types run never sees the probe.
+    await sql`create schema if not exists db_scope_test`;
+    await sql`create table if not exists db_scope_test.scope_probe (x int)`;
+    await sql`grant usage on schema db_scope_test to authenticated`;
+    await sql`grant insert, select on db_scope_test.scope_probe to authenticated`;
   });
   afterAll(async () => {
+    if (sql) await sql`drop schema if exists db_scope_test cascade`;
     await sql?.end({ timeout: 1 });
     await database?.stop();
   });
@@ -45,11 +49,11 @@ describe('withUserScope', () => {
   it('rolls back when the callback throws', async () => {
     await expect(
       withUserScope(sql, claims, async (tx) => {
-        await tx`insert into scope_probe values (1)`;
+        await tx`insert into db_scope_test.scope_probe values (1)`;
         throw new Error('abort');
       }),
     ).rejects.toThrow('abort');
-    const [{ count }] = await sql`select count(*)::int as count from scope_probe`;
+    const [{ count }] = await sql`select count(*)::int as count from db_scope_test.scope_probe`;
     expect(count).toBe(0);
   });
 
