@@ -22,19 +22,300 @@ export type Database = {
           }
         },"public": {
           Tables: {
-            [_ in never]: never
+            "api_key_scopes": {
+                  Row: {
+                    "description": string,"scope": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "description": string,"scope": string
+                  }
+                  Update: {
+                    "description"?: string,"scope"?: string
+                  }
+                  Relationships: [
+                    
+                  ]
+                },"api_keys": {
+                  Row: {
+                    "created_at": string,"created_by": string | null,"expires_at": string | null,"id": string,"last_used_at": string | null,"name": string,"org_id": string,"prefix": string,"revoked_at": string | null,"revoked_by": string | null,"scopes": (string)[]
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "created_at"?: string,"created_by"?: string | null,"expires_at"?: string | null,"id"?: string,"last_used_at"?: string | null,"name": string,"org_id": string,"prefix": string,"revoked_at"?: string | null,"revoked_by"?: string | null,"scopes": (string)[]
+                  }
+                  Update: {
+                    "created_at"?: string,"created_by"?: string | null,"expires_at"?: string | null,"id"?: string,"last_used_at"?: string | null,"name"?: string,"org_id"?: string,"prefix"?: string,"revoked_at"?: string | null,"revoked_by"?: string | null,"scopes"?: (string)[]
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "api_keys_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"audit_log": {
+                  Row: {
+                    "action": string,"actor_api_key_id": string | null,"actor_user_id": string | null,"created_at": string,"hash": string,"id": number,"new_values": Json | null,"old_values": Json | null,"org_id": string,"prev_hash": string,"record_id": string | null,"seq": number,"table_name": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "action": string,"actor_api_key_id"?: string | null,"actor_user_id"?: string | null,"created_at"?: string,"hash": string,"id"?: never,"new_values"?: Json | null,"old_values"?: Json | null,"org_id": string,"prev_hash": string,"record_id"?: string | null,"seq": number,"table_name": string
+                  }
+                  Update: {
+                    "action"?: string,"actor_api_key_id"?: string | null,"actor_user_id"?: string | null,"created_at"?: string,"hash"?: string,"id"?: never,"new_values"?: Json | null,"old_values"?: Json | null,"org_id"?: string,"prev_hash"?: string,"record_id"?: string | null,"seq"?: number,"table_name"?: string
+                  }
+                  Relationships: [
+                    
+                  ]
+                },"invitations": {
+                  Row: {
+                    "accepted_at": string | null,"accepted_by": string | null,"created_at": string,"email": string,"expires_at": string,"id": string,"invited_by": string | null,"last_sent_at": string,"org_id": string,"revoked_at": string | null,"revoked_by": string | null,"role": Database["public"]['Enums']["org_role"],"send_count": number
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "accepted_at"?: string | null,"accepted_by"?: string | null,"created_at"?: string,"email": string,"expires_at": string,"id"?: string,"invited_by"?: string | null,"last_sent_at"?: string,"org_id": string,"revoked_at"?: string | null,"revoked_by"?: string | null,"role": Database["public"]['Enums']["org_role"],"send_count"?: number
+                  }
+                  Update: {
+                    "accepted_at"?: string | null,"accepted_by"?: string | null,"created_at"?: string,"email"?: string,"expires_at"?: string,"id"?: string,"invited_by"?: string | null,"last_sent_at"?: string,"org_id"?: string,"revoked_at"?: string | null,"revoked_by"?: string | null,"role"?: Database["public"]['Enums']["org_role"],"send_count"?: number
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "invitations_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"memberships": {
+                  Row: {
+                    "created_at": string,"org_id": string,"role": Database["public"]['Enums']["org_role"],"updated_at": string,"user_id": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "created_at"?: string,"org_id": string,"role": Database["public"]['Enums']["org_role"],"updated_at"?: string,"user_id": string
+                  }
+                  Update: {
+                    "created_at"?: string,"org_id"?: string,"role"?: Database["public"]['Enums']["org_role"],"updated_at"?: string,"user_id"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "memberships_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"organizations": {
+                  Row: {
+                    "created_at": string,"created_by": string | null,"id": string,"name": string,"slug": string,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "created_at"?: string,"created_by"?: string | null,"id"?: string,"name": string,"slug": string,"updated_at"?: string
+                  }
+                  Update: {
+                    "created_at"?: string,"created_by"?: string | null,"id"?: string,"name"?: string,"slug"?: string,"updated_at"?: string
+                  }
+                  Relationships: [
+                    
+                  ]
+                },"profiles": {
+                  Row: {
+                    "avatar_path": string | null,"created_at": string,"display_name": string | null,"locale": string,"time_zone": string,"updated_at": string,"user_id": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "avatar_path"?: string | null,"created_at"?: string,"display_name"?: string | null,"locale"?: string,"time_zone"?: string,"updated_at"?: string,"user_id": string
+                  }
+                  Update: {
+                    "avatar_path"?: string | null,"created_at"?: string,"display_name"?: string | null,"locale"?: string,"time_zone"?: string,"updated_at"?: string,"user_id"?: string
+                  }
+                  Relationships: [
+                    
+                  ]
+                },"role_permissions": {
+                  Row: {
+                    "description": string,"min_role": Database["public"]['Enums']["org_role"],"permission": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "description": string,"min_role": Database["public"]['Enums']["org_role"],"permission": string
+                  }
+                  Update: {
+                    "description"?: string,"min_role"?: Database["public"]['Enums']["org_role"],"permission"?: string
+                  }
+                  Relationships: [
+                    
+                  ]
+                }
           }
           Views: {
             [_ in never]: never
           }
           Functions: {
-            [_ in never]: never
+            "accept_invitation":
+{ Args: { "token": string }; Returns: {
+              "created_at": string,
+"org_id": string,
+"role": Database["public"]['Enums']["org_role"],
+"updated_at": string,
+"user_id": string
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "memberships"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
+"change_member_role":
+{ Args: { "org_id": string,"role": Database["public"]['Enums']["org_role"],"user_id": string }; Returns: {
+              "created_at": string,
+"org_id": string,
+"role": Database["public"]['Enums']["org_role"],
+"updated_at": string,
+"user_id": string
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "memberships"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
+"create_api_key":
+{ Args: { "expires_at"?: string,"name": string,"org_id": string,"scopes": (string)[] }; Returns: Database["public"]['CompositeTypes']["new_api_key"]
+                          SetofOptions: {
+        from: "*"
+        to: "new_api_key"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
+"create_organization":
+{ Args: { "name": string,"slug"?: string }; Returns: {
+              "created_at": string,
+"created_by": string | null,
+"id": string,
+"name": string,
+"slug": string,
+"updated_at": string
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "organizations"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
+"invite_member":
+{ Args: { "email": string,"org_id": string,"role"?: Database["public"]['Enums']["org_role"],"valid_for"?: string }; Returns: {
+              "expires_at": string,"id": string,"token": string
+            }[]
+                           },
+"leave_organization":
+{ Args: { "org_id": string }; Returns: {
+              "created_at": string,
+"org_id": string,
+"role": Database["public"]['Enums']["org_role"],
+"updated_at": string,
+"user_id": string
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "memberships"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
+"remove_member":
+{ Args: { "org_id": string,"user_id": string }; Returns: {
+              "created_at": string,
+"org_id": string,
+"role": Database["public"]['Enums']["org_role"],
+"updated_at": string,
+"user_id": string
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "memberships"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
+"resend_invitation":
+{ Args: { "invitation_id": string,"valid_for"?: string }; Returns: {
+              "expires_at": string,"id": string,"token": string
+            }[]
+                           },
+"revoke_api_key":
+{ Args: { "api_key_id": string }; Returns: {
+              "created_at": string,
+"created_by": string | null,
+"expires_at": string | null,
+"id": string,
+"last_used_at": string | null,
+"name": string,
+"org_id": string,
+"prefix": string,
+"revoked_at": string | null,
+"revoked_by": string | null,
+"scopes": (string)[]
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "api_keys"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
+"revoke_invitation":
+{ Args: { "invitation_id": string }; Returns: {
+              "accepted_at": string | null,
+"accepted_by": string | null,
+"created_at": string,
+"email": string,
+"expires_at": string,
+"id": string,
+"invited_by": string | null,
+"last_sent_at": string,
+"org_id": string,
+"revoked_at": string | null,
+"revoked_by": string | null,
+"role": Database["public"]['Enums']["org_role"],
+"send_count": number
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "invitations"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
+"transfer_ownership":
+{ Args: { "new_owner_id": string,"org_id": string }; Returns: {
+              "created_at": string,
+"org_id": string,
+"role": Database["public"]['Enums']["org_role"],
+"updated_at": string,
+"user_id": string
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "memberships"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
+"verify_audit_chain":
+{ Args: { "org_id": string }; Returns: {
+              "first_invalid_seq": number,"reason": string,"rows_checked": number,"valid": boolean
+            }[]
+                           }
           }
           Enums: {
-            [_ in never]: never
+            "org_role": "viewer"|"member"|"admin"|"owner"
           }
           CompositeTypes: {
-            [_ in never]: never
+            "new_api_key": {
+                        "id": string | null,"key": string | null,"prefix": string | null,"scopes": (string)[] | null,"expires_at": string | null
+                      }
           }
         }
 }
@@ -151,7 +432,7 @@ export const Constants = {
           }
         },"public": {
           Enums: {
-            
+            "org_role": ["viewer", "member", "admin", "owner"]
           }
         }
 } as const
