@@ -10,6 +10,9 @@
 --   tests.authenticate_as(user_id)            -> role authenticated, JWT claims of that user
 --   tests.authenticate_as_anon() / tests.authenticate_as_service_role()
 --   tests.clear_authentication()              -> back to the test's own role
+-- Committed explicitly: a runner that sends the whole file as one query
+-- would otherwise fold these statements into the final rolled-back block.
+begin;
 create extension if not exists pgtap with schema extensions;
 
 create schema if not exists tests;
@@ -69,6 +72,8 @@ as $$
 declare
   person auth.users;
 begin
+  -- Back to the session's own role first, so switching between users works.
+  perform set_config('role', session_user, true);
   select * into person from auth.users u where u.id = authenticate_as.user_id;
   if not found then
     raise exception 'tests.authenticate_as: no user %', user_id;
@@ -123,6 +128,7 @@ end;
 $$;
 
 grant execute on all functions in schema tests to anon, authenticated, service_role;
+commit;
 
 begin;
 select plan(1);

@@ -1,0 +1,227 @@
+-- The isolation matrix: for every table and view the API exposes, what
+-- select, insert, update and delete do for anon, the service role, each org
+-- role, the owner of another org, and a platform admin.
+--
+-- Outcomes:
+--   select  'all'  the actor sees every fixture row the statement targets
+--           'none' the actor sees none of them (RLS filters them)
+--           'some:N' only N of them
+--   writes  'rows:N' the statement changed N rows (0 = RLS filtered the target)
+--   any     'denied' SQLSTATE 42501 (no privilege, or a row refused by a policy)
+--           'error:<sqlstate>' anything else
+-- Every statement targets org A's fixture rows and runs in a subtransaction
+-- that is rolled back, so cases do not affect each other.
+--
+-- The matrix must name every relation in an exposed schema with all four
+-- actions: a new table or view without its rows here fails this file.
+begin;
+create extension if not exists pgtap with schema extensions;
+
+-- ---------------------------------------------------------------------------
+-- Fixture: org A with one member of each role, org B with its owner, a
+-- platform admin, and a user without a profile (for profile inserts).
+-- ---------------------------------------------------------------------------
+
+create temp table fixture (key text primary key, id uuid not null);
+insert into fixture values
+  ('owner', tests.create_user('iso-owner@a.test')),
+  ('admin', tests.create_user('iso-admin@a.test')),
+  ('member', tests.create_user('iso-member@a.test')),
+  ('viewer', tests.create_user('iso-viewer@a.test')),
+  ('other_owner', tests.create_user('iso-owner@b.test')),
+  ('platform_admin', tests.create_user('iso-ops@platform.test', '{"platform_admin": true}')),
+  ('loner', tests.create_user('iso-loner@c.test'));
+delete from public.profiles where user_id = (select id from fixture where key = 'loner');
+
+insert into fixture values
+  ('org_a', tests.create_org('iso-a', (select id from fixture where key = 'owner'))),
+  ('org_b', tests.create_org('iso-b', (select id from fixture where key = 'other_owner')));
+select tests.add_member((select id from fixture where key = 'org_a'), (select id from fixture where key = k), k::public.org_role)
+from unnest(array['admin', 'member', 'viewer']) k;
+
+insert into public.invitations (org_id, email, role, expires_at)
+select id, 'iso-invitee@' || key || '.test', 'member', now() + interval '7 days'
+from fixture where key in ('org_a', 'org_b');
+insert into fixture select 'invitation_a', i.id from public.invitations i where i.email = 'iso-invitee@org_a.test';
+
+insert into public.api_keys (org_id, name, prefix, scopes)
+select id, 'iso key', 'ak_0000000' || right(key, 1), array['chat.write']
+from fixture where key in ('org_a', 'org_b');
+insert into fixture select 'api_key_a', k.id from public.api_keys k where k.prefix = 'ak_0000000a';
+
+-- ---------------------------------------------------------------------------
+-- The matrix. One row per relation and action: the statement (placeholders
+-- {key} are fixture ids) and the expected outcome per actor.
+-- ---------------------------------------------------------------------------
+
+create temp table matrix (
+  relation text, action text, statement text,
+  anon text, service_role text, owner text, admin text, member text, viewer text, other_owner text, platform_admin text
+);
+insert into matrix values
+  -- organizations: members read; admins rename; owners delete; creation only via create_organization().
+  ('public.organizations', 'select', $$select count(*) from public.organizations where id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'all', 'none', 'all'),
+  ('public.organizations', 'insert', $$insert into public.organizations (name, slug) values ('Probe', 'iso-probe')$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.organizations', 'update', $$update public.organizations set name = 'Renamed' where id = '{org_a}'$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:0', 'rows:0', 'rows:0', 'rows:0'),
+  ('public.organizations', 'delete', $$delete from public.organizations where id = '{org_a}'$$,
+   'denied', 'rows:1', 'rows:1', 'rows:0', 'rows:0', 'rows:0', 'rows:0', 'rows:0'),
+
+  -- memberships: members read; written only by the team RPCs (definer code).
+  ('public.memberships', 'select', $$select count(*) from public.memberships where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'all', 'none', 'all'),
+  ('public.memberships', 'insert', $$insert into public.memberships (org_id, user_id, role) values ('{org_a}', '{other_owner}', 'member')$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.memberships', 'update', $$update public.memberships set role = 'admin' where org_id = '{org_a}' and user_id = '{member}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.memberships', 'delete', $$delete from public.memberships where org_id = '{org_a}' and user_id = '{member}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- profiles: co-members read each other's; each user edits only their own; created with the user.
+  ('public.profiles', 'select', $$select count(*) from public.profiles where user_id in ('{owner}', '{admin}', '{member}', '{viewer}')$$,
+   'denied', 'all', 'all', 'all', 'all', 'all', 'none', 'all'),
+  ('public.profiles', 'insert', $$insert into public.profiles (user_id) values ('{loner}')$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.profiles', 'update', $$update public.profiles set display_name = 'Renamed' where user_id = '{member}'$$,
+   'denied', 'rows:1', 'rows:0', 'rows:0', 'rows:1', 'rows:0', 'rows:0', 'rows:0'),
+  ('public.profiles', 'delete', $$delete from public.profiles where user_id = '{member}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- invitations: admins read; written only by the invitation RPCs.
+  ('public.invitations', 'select', $$select count(*) from public.invitations where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'none', 'none', 'none', 'all'),
+  ('public.invitations', 'insert', $$insert into public.invitations (org_id, email, role, expires_at) values ('{org_a}', 'iso-new@a.test', 'member', now() + interval '1 day')$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.invitations', 'update', $$update public.invitations set role = 'admin' where id = '{invitation_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.invitations', 'delete', $$delete from public.invitations where id = '{invitation_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- api_keys: admins read (never a secret); written only by create_api_key()/revoke_api_key().
+  ('public.api_keys', 'select', $$select count(*) from public.api_keys where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'none', 'none', 'none', 'all'),
+  ('public.api_keys', 'insert', $$insert into public.api_keys (org_id, name, prefix, scopes) values ('{org_a}', 'probe', 'ak_12345678', array['chat.write'])$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.api_keys', 'update', $$update public.api_keys set name = 'renamed' where id = '{api_key_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.api_keys', 'delete', $$delete from public.api_keys where id = '{api_key_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- api_key_scopes: the scope catalogue, read by signed-in users, changed only by migrations.
+  ('public.api_key_scopes', 'select', $$select count(*) from public.api_key_scopes$$,
+   'denied', 'all', 'all', 'all', 'all', 'all', 'all', 'all'),
+  ('public.api_key_scopes', 'insert', $$insert into public.api_key_scopes (scope, description) values ('probe.scope', 'probe')$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.api_key_scopes', 'update', $$update public.api_key_scopes set description = 'changed'$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.api_key_scopes', 'delete', $$delete from public.api_key_scopes$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- role_permissions: the permissions matrix, read by signed-in users, changed only by migrations.
+  ('public.role_permissions', 'select', $$select count(*) from public.role_permissions$$,
+   'denied', 'all', 'all', 'all', 'all', 'all', 'all', 'all'),
+  ('public.role_permissions', 'insert', $$insert into public.role_permissions (permission, min_role, description) values ('probe.perm', 'viewer', 'probe')$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.role_permissions', 'update', $$update public.role_permissions set min_role = 'viewer'$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.role_permissions', 'delete', $$delete from public.role_permissions$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- audit_log: owners, admins and platform admins read; append-only for everyone, written by triggers.
+  ('public.audit_log', 'select', $$select count(*) from public.audit_log where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'none', 'none', 'none', 'all'),
+  ('public.audit_log', 'insert', $$insert into public.audit_log (org_id, seq, action, table_name, prev_hash, hash) values ('{org_a}', 0, 'insert', 'forged', '\x', '\x')$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.audit_log', 'update', $$update public.audit_log set table_name = 'forged' where org_id = '{org_a}'$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.audit_log', 'delete', $$delete from public.audit_log where org_id = '{org_a}'$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied');
+
+-- ---------------------------------------------------------------------------
+-- The runner: executes one case as one actor inside a subtransaction that is
+-- always rolled back (the 'ZZ001' exception carries the outcome out).
+-- ---------------------------------------------------------------------------
+
+create function pg_temp.run_case(actor text, action text, statement text)
+returns text
+language plpgsql
+as $$
+declare
+  f record;
+  baseline bigint;
+  n bigint;
+begin
+  for f in select * from fixture loop
+    statement := replace(statement, '{' || f.key || '}', f.id::text);
+  end loop;
+  if action = 'select' then
+    execute statement into baseline;
+    if baseline = 0 then
+      return 'fixture has no rows for: ' || statement;
+    end if;
+  end if;
+
+  begin
+    case actor
+      when 'anon' then perform tests.authenticate_as_anon();
+      when 'service_role' then perform tests.authenticate_as_service_role();
+      else perform tests.authenticate_as((select id from fixture where key = actor));
+    end case;
+    if action = 'select' then
+      execute statement into n;
+    else
+      execute statement;
+      get diagnostics n = row_count;
+    end if;
+    raise exception using errcode = 'ZZ001', message = case
+      when action <> 'select' then 'rows:' || n
+      when n = baseline then 'all'
+      when n = 0 then 'none'
+      else 'some:' || n
+    end;
+  exception
+    when sqlstate 'ZZ001' then return sqlerrm;
+    when insufficient_privilege then return 'denied';
+    when others then return 'error:' || sqlstate || ' ' || sqlerrm;
+  end;
+end;
+$$;
+
+create temp view cases as
+select m.relation, m.action, a.actor, a.expected, m.statement
+from matrix m
+cross join lateral (values
+  ('anon', m.anon), ('service_role', m.service_role), ('owner', m.owner), ('admin', m.admin),
+  ('member', m.member), ('viewer', m.viewer), ('other_owner', m.other_owner), ('platform_admin', m.platform_admin)
+) a(actor, expected);
+
+select plan((select count(*)::int from cases) + 2);
+
+-- Completeness: every relation in an exposed schema is in the matrix, with
+-- all four actions. Exposed schemas are PostgREST's db_schemas (config.toml
+-- [api].schemas on the local stack; public and graphql_public on a project).
+select set_eq(
+  $$select n.nspname || '.' || c.relname
+    from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+    where c.relkind in ('r', 'p', 'v', 'm', 'f')
+      and n.nspname = any(string_to_array(replace(coalesce(nullif(current_setting('pgrst.db_schemas', true), ''), 'public,graphql_public'), ' ', ''), ','))$$,
+  $$select relation from matrix$$,
+  'the matrix covers exactly the tables and views in the exposed schemas'
+);
+select is_empty(
+  $$select relation from matrix group by relation
+    having array_agg(action order by action) <> array['delete', 'insert', 'select', 'update']$$,
+  'every relation in the matrix has select, insert, update and delete'
+);
+
+select is(
+  pg_temp.run_case(actor, action, statement),
+  expected,
+  format('%s %s as %s: %s', relation, action, actor, expected)
+)
+from (select * from cases order by relation, action, actor) ordered_cases;
+
+select * from finish();
+rollback;
