@@ -228,6 +228,9 @@ isOneToOne: false
         isOneToOne: true
         isSetofReturn: false
       } },
+"my_permissions":
+{ Args: { "org_id": string }; Returns: string[]
+                           },
 "remove_member":
 { Args: { "org_id": string,"user_id": string }; Returns: {
               "created_at": string,

@@ -64,6 +64,26 @@ $$;
 comment on function private.require_permission(uuid, text) is 'Raises 42501 unless the caller holds the permission in the org; returns the caller''s role.';
 
 -- ---------------------------------------------------------------------------
+-- The caller's permissions in an org, from the matrix, for showing and
+-- hiding controls. Invoker: it reads memberships under the caller's RLS.
+-- ---------------------------------------------------------------------------
+
+create function public.my_permissions(org_id uuid)
+returns setof text
+language sql
+stable
+security invoker
+set search_path = ''
+as $$
+  select p.permission
+  from public.memberships m
+  join public.role_permissions p on m.role >= p.min_role
+  where m.org_id = my_permissions.org_id and m.user_id = (select auth.uid())
+  order by p.permission;
+$$;
+comment on function public.my_permissions(uuid) is 'The permissions the caller holds in the org (none when not a member).';
+
+-- ---------------------------------------------------------------------------
 -- Organizations
 -- ---------------------------------------------------------------------------
 
@@ -534,6 +554,7 @@ comment on function public.transfer_ownership(uuid, uuid) is 'Makes another memb
 -- ---------------------------------------------------------------------------
 
 grant execute on function
+  public.my_permissions(uuid),
   public.create_organization(text, text),
   public.invite_member(uuid, text, public.org_role, interval),
   public.revoke_invitation(uuid),
