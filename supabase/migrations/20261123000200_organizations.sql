@@ -58,8 +58,11 @@ create trigger profiles_set_updated_at before update on public.profiles
 -- ---------------------------------------------------------------------------
 -- Policy helpers. `stable`, `security definer` (they read memberships, which
 -- the caller may not read in full), `search_path = ''`, fully qualified.
--- Policies call them as `org_id in (select private.org_ids_with_permission('...'))`
--- so they run once per statement (a hashed subplan), not once per row.
+-- Policies call them as `org_id = any (array(select private.readable_org_ids('...')))`:
+-- the helper runs once per statement (an init plan) and the array comparison
+-- can use the index on org_id. (An `or` beside it, e.g. a separate
+-- platform-admin test, would force a scan of every tenant's rows; measured
+-- by npm run bench:rls.)
 -- Roles are read from public.memberships at query time, never from JWT
 -- claims, so a removed or demoted member loses access on their next statement.
 -- ---------------------------------------------------------------------------
@@ -77,7 +80,25 @@ as $$
   where m.user_id = (select auth.uid())
     and m.role >= p.min_role;
 $$;
-comment on function private.org_ids_with_permission(text) is 'The orgs in which the caller holds a permission of the matrix. For policies: org_id in (select private.org_ids_with_permission(''x.y'')).';
+comment on function private.org_ids_with_permission(text) is 'The orgs in which the caller holds a permission of the matrix. For write policies: org_id = any (array(select private.org_ids_with_permission(''x.y''))).';
+
+create function private.readable_org_ids(permission text)
+returns setof uuid
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+  -- Platform admins read every tenant.
+  if private.is_platform_admin() then
+    return query select o.id from public.organizations o;
+  else
+    return query select private.org_ids_with_permission(readable_org_ids.permission);
+  end if;
+end;
+$$;
+comment on function private.readable_org_ids(text) is 'For read policies: the orgs whose rows the caller may read under a permission; every org for platform admins.';
 
 create function private.has_permission(org_id uuid, permission text)
 returns boolean
@@ -107,24 +128,34 @@ as $$
   where m.org_id = member_role.org_id and m.user_id = member_role.user_id;
 $$;
 
-create function private.co_member_ids()
+create function private.readable_profile_user_ids()
 returns setof uuid
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
-  select distinct others.user_id
-  from public.memberships mine
-  join public.memberships others on others.org_id = mine.org_id
-  where mine.user_id = (select auth.uid());
+begin
+  if private.is_platform_admin() then
+    return query select p.user_id from public.profiles p;
+  else
+    -- The caller, and everyone who shares an organization with them.
+    return query
+      select auth.uid()
+      union
+      select others.user_id
+      from public.memberships mine
+      join public.memberships others on others.org_id = mine.org_id
+      where mine.user_id = auth.uid();
+  end if;
+end;
 $$;
-comment on function private.co_member_ids() is 'Users who share at least one organization with the caller (the caller included).';
 
 grant execute on function private.org_ids_with_permission(text) to authenticated, service_role;
 grant execute on function private.has_permission(uuid, text) to authenticated, service_role;
 grant execute on function private.member_role(uuid, uuid) to authenticated, service_role;
-grant execute on function private.co_member_ids() to authenticated, service_role;
+grant execute on function private.readable_org_ids(text) to authenticated, service_role;
+grant execute on function private.readable_profile_user_ids() to authenticated, service_role;
 
 -- ---------------------------------------------------------------------------
 -- Invariant: an organization always has an owner. Checked on every change to
@@ -214,28 +245,24 @@ grant update (display_name, avatar_path, locale, time_zone) on public.profiles t
 
 create policy "members and platform admins can read organizations"
   on public.organizations for select to authenticated
-  using ((select private.is_platform_admin()) or id in (select private.org_ids_with_permission('org.read')));
+  using (id = any (array(select private.readable_org_ids('org.read'))));
 
 create policy "admins can rename their organization"
   on public.organizations for update to authenticated
-  using (id in (select private.org_ids_with_permission('org.update')))
-  with check (id in (select private.org_ids_with_permission('org.update')));
+  using (id = any (array(select private.org_ids_with_permission('org.update'))))
+  with check (id = any (array(select private.org_ids_with_permission('org.update'))));
 
 create policy "owners can delete their organization"
   on public.organizations for delete to authenticated
-  using (id in (select private.org_ids_with_permission('org.delete')));
+  using (id = any (array(select private.org_ids_with_permission('org.delete'))));
 
 create policy "members and platform admins can read memberships"
   on public.memberships for select to authenticated
-  using ((select private.is_platform_admin()) or org_id in (select private.org_ids_with_permission('members.read')));
+  using (org_id = any (array(select private.readable_org_ids('members.read'))));
 
 create policy "users read their own profile, their co-members' and (platform admins) all"
   on public.profiles for select to authenticated
-  using (
-    user_id = (select auth.uid())
-    or (select private.is_platform_admin())
-    or user_id in (select private.co_member_ids())
-  );
+  using (user_id = any (array(select private.readable_profile_user_ids())));
 
 create policy "users can edit their own profile"
   on public.profiles for update to authenticated

@@ -144,7 +144,7 @@ grant select on public.audit_log to authenticated, service_role;
 
 create policy "owners, admins and platform admins can read their org's audit log"
   on public.audit_log for select to authenticated
-  using ((select private.is_platform_admin()) or org_id in (select private.org_ids_with_permission('audit.read')));
+  using (org_id = any (array(select private.readable_org_ids('audit.read'))));
 
 -- ---------------------------------------------------------------------------
 -- The generic audit trigger. Attach to every tenant table:

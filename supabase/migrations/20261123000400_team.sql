@@ -178,7 +178,7 @@ grant select on public.invitations to authenticated;
 
 create policy "admins and platform admins can read their org's invitations"
   on public.invitations for select to authenticated
-  using ((select private.is_platform_admin()) or org_id in (select private.org_ids_with_permission('invitations.read')));
+  using (org_id = any (array(select private.readable_org_ids('invitations.read'))));
 
 create function private.new_invitation_token(invitation_id uuid)
 returns text

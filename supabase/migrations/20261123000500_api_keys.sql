@@ -91,7 +91,7 @@ grant select on public.api_keys to authenticated;
 
 create policy "admins and platform admins can read their org's API keys"
   on public.api_keys for select to authenticated
-  using ((select private.is_platform_admin()) or org_id in (select private.org_ids_with_permission('api_keys.read')));
+  using (org_id = any (array(select private.readable_org_ids('api_keys.read'))));
 
 -- ---------------------------------------------------------------------------
 -- Create and revoke (RPCs)

@@ -33,17 +33,14 @@ create policy "members and platform admins can receive on their org's private ch
   on realtime.messages for select to authenticated
   using (
     extension in ('broadcast', 'presence')
-    and (
-      ((select private.is_platform_admin()) and (select private.topic_org_id(realtime.topic())) is not null)
-      or (select private.topic_org_id(realtime.topic())) in (select private.org_ids_with_permission('realtime.receive'))
-    )
+    and (select private.topic_org_id(realtime.topic())) = any (array(select private.readable_org_ids('realtime.receive')))
   );
 
 create policy "members and up can send on their org's private channels"
   on realtime.messages for insert to authenticated
   with check (
     extension in ('broadcast', 'presence')
-    and (select private.topic_org_id(realtime.topic())) in (select private.org_ids_with_permission('realtime.send'))
+    and (select private.topic_org_id(realtime.topic())) = any (array(select private.org_ids_with_permission('realtime.send')))
   );
 
 -- Trigger helper: broadcasts a row change to org:<org_id>:<channel>.
@@ -128,33 +125,30 @@ create policy "members and platform admins can read their org's files"
   on storage.objects for select to authenticated
   using (
     bucket_id in (select private.org_bucket_ids())
-    and (
-      ((select private.is_platform_admin()) and private.object_org_id(name) is not null)
-      or private.object_org_id(name) in (select private.org_ids_with_permission('files.read'))
-    )
+    and private.object_org_id(name) = any (array(select private.readable_org_ids('files.read')))
   );
 
 create policy "members and up can upload their org's files"
   on storage.objects for insert to authenticated
   with check (
     bucket_id in (select private.org_bucket_ids())
-    and private.object_org_id(name) in (select private.org_ids_with_permission('files.write'))
+    and private.object_org_id(name) = any (array(select private.org_ids_with_permission('files.write')))
   );
 
 create policy "members and up can replace their org's files"
   on storage.objects for update to authenticated
   using (
     bucket_id in (select private.org_bucket_ids())
-    and private.object_org_id(name) in (select private.org_ids_with_permission('files.write'))
+    and private.object_org_id(name) = any (array(select private.org_ids_with_permission('files.write')))
   )
   with check (
     bucket_id in (select private.org_bucket_ids())
-    and private.object_org_id(name) in (select private.org_ids_with_permission('files.write'))
+    and private.object_org_id(name) = any (array(select private.org_ids_with_permission('files.write')))
   );
 
 create policy "admins and up can delete their org's files"
   on storage.objects for delete to authenticated
   using (
     bucket_id in (select private.org_bucket_ids())
-    and private.object_org_id(name) in (select private.org_ids_with_permission('files.delete'))
+    and private.object_org_id(name) = any (array(select private.org_ids_with_permission('files.delete')))
   );
