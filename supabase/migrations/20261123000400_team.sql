@@ -354,7 +354,7 @@ security definer
 set search_path = ''
 as $$
 declare
-  user_id uuid := private.require_user();
+  caller_id uuid := private.require_user();
   invitation public.invitations;
   joined public.memberships;
 begin
@@ -378,15 +378,15 @@ begin
   if lower(coalesce(auth.email(), '')) <> invitation.email then
     raise exception 'this invitation is for another e-mail address' using errcode = 'insufficient_privilege';
   end if;
-  if exists (select 1 from public.memberships m where m.org_id = invitation.org_id and m.user_id = accept_invitation.user_id) then
+  if exists (select 1 from public.memberships m where m.org_id = invitation.org_id and m.user_id = caller_id) then
     raise exception 'you are already a member of this organization' using errcode = 'unique_violation';
   end if;
 
-  update public.invitations set accepted_at = pg_catalog.now(), accepted_by = accept_invitation.user_id
+  -- The token's hash stays, so a second use is told "already used" rather than "not found".
+  update public.invitations set accepted_at = pg_catalog.now(), accepted_by = caller_id
   where id = invitation.id;
-  delete from private.invitation_tokens where invitation_id = invitation.id;
   insert into public.memberships (org_id, user_id, role)
-  values (invitation.org_id, accept_invitation.user_id, invitation.role)
+  values (invitation.org_id, caller_id, invitation.role)
   returning * into joined;
   return joined;
 end;

@@ -111,6 +111,8 @@ declare
   created public.api_keys;
 begin
   perform private.require_permission(create_api_key.org_id, 'api_keys.manage');
+  -- Serialises key creation per org, so concurrent calls cannot pass the limit together.
+  perform 1 from public.organizations o where o.id = create_api_key.org_id for update;
   if length(btrim(coalesce(create_api_key.name, ''))) not between 1 and 100 then
     raise exception 'an API key name has 1 to 100 characters' using errcode = 'invalid_parameter_value';
   end if;

@@ -33,6 +33,9 @@ create policy "members and platform admins can receive on their org's private ch
   on realtime.messages for select to authenticated
   using (
     extension in ('broadcast', 'presence')
+    -- The row's own topic must be the one being authorised, or a member of
+    -- one org could read (or write) another org's rows under their own topic.
+    and topic = (select realtime.topic())
     and (select private.topic_org_id(realtime.topic())) = any (array(select private.readable_org_ids('realtime.receive')))
   );
 
@@ -40,6 +43,7 @@ create policy "members and up can send on their org's private channels"
   on realtime.messages for insert to authenticated
   with check (
     extension in ('broadcast', 'presence')
+    and topic = (select realtime.topic())
     and (select private.topic_org_id(realtime.topic())) = any (array(select private.org_ids_with_permission('realtime.send')))
   );
 

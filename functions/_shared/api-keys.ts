@@ -1,0 +1,53 @@
+import type { Sql } from './db.ts';
+import { HttpError } from './errors.ts';
+
+/** What a verified API key may act for. */
+export interface ApiKeyPrincipal {
+  apiKeyId: string;
+  orgId: string;
+  scopes: string[];
+}
+
+const KEY_FORMAT = /^ak_[0-9a-f]{48}$/;
+
+const invalidKey = () =>
+  new HttpError(401, 'invalid_api_key', 'The API key is unknown, revoked or expired.', {
+    'www-authenticate': 'Bearer error="invalid_token"',
+  });
+
+/**
+ * The API key of a bot or server request: `Authorization: Bearer ak_...` (what
+ * OpenAI clients send) or `x-api-key: ak_...`.
+ */
+export function apiKeyFromRequest(req: Request): string {
+  const header = req.headers.get('x-api-key') ?? /^Bearer\s+(\S+)\s*$/i.exec(req.headers.get('authorization') ?? '')?.[1];
+  if (!header) {
+    throw new HttpError(401, 'missing_api_key', 'Send the API key as "Authorization: Bearer ak_..." or "x-api-key".', {
+      'www-authenticate': 'Bearer',
+    });
+  }
+  if (!KEY_FORMAT.test(header)) throw invalidKey();
+  return header;
+}
+
+/**
+ * Verifies a key with private.verify_api_key (a definer function only the
+ * service role may run): a revoked, expired or unknown key is a 401.
+ */
+export async function verifyApiKey(sql: Sql, secret: string): Promise<ApiKeyPrincipal> {
+  const rows = await sql.begin(async (tx) => {
+    await tx`select set_config('role', 'service_role', true)`;
+    return tx<{ api_key_id: string; org_id: string; scopes: string[] }[]>`
+      select api_key_id, org_id, scopes from private.verify_api_key(${secret})`;
+  });
+  const [found] = rows;
+  if (!found) throw invalidKey();
+  return { apiKeyId: found.api_key_id, orgId: found.org_id, scopes: found.scopes };
+}
+
+/** 403 unless the key holds the scope. */
+export function requireScope(principal: ApiKeyPrincipal, scope: string): void {
+  if (!principal.scopes.includes(scope)) {
+    throw new HttpError(403, 'insufficient_scope', `This API key lacks the "${scope}" scope.`);
+  }
+}
