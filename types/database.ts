@@ -70,6 +70,46 @@ isOneToOne: false
                   Relationships: [
                     
                   ]
+                },"event_types": {
+                  Row: {
+                    "description": string,"schema": NonNullable<Json>,"type": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "description": string,"schema": NonNullable<Json>,"type": string
+                  }
+                  Update: {
+                    "description"?: string,"schema"?: NonNullable<Json>,"type"?: string
+                  }
+                  Relationships: [
+                    
+                  ]
+                },"events": {
+                  Row: {
+                    "created_at": string,"id": string,"org_id": string,"payload": NonNullable<Json>,"type": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "created_at"?: string,"id"?: string,"org_id": string,"payload": NonNullable<Json>,"type": string
+                  }
+                  Update: {
+                    "created_at"?: string,"id"?: string,"org_id"?: string,"payload"?: NonNullable<Json>,"type"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "events_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "events_type_fkey"
+      columns: ["type"]
+isOneToOne: false
+      referencedRelation: "event_types"
+      referencedColumns: ["type"]
+    }
+                  ]
                 },"invitations": {
                   Row: {
                     "accepted_at": string | null,"accepted_by": string | null,"created_at": string,"email": string,"expires_at": string,"id": string,"invited_by": string | null,"last_sent_at": string,"org_id": string,"revoked_at": string | null,"revoked_by": string | null,"role": Database["public"]['Enums']["org_role"],"send_count": number
@@ -151,6 +191,96 @@ isOneToOne: false
                   }
                   Relationships: [
                     
+                  ]
+                },"webhook_attempts": {
+                  Row: {
+                    "attempt_number": number,"delivery_id": string,"duration_ms": number,"endpoint_id": string,"error": string | null,"id": number,"org_id": string,"outcome": string,"response_body": string | null,"started_at": string,"status_code": number | null,"url": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "attempt_number": number,"delivery_id": string,"duration_ms": number,"endpoint_id": string,"error"?: string | null,"id"?: never,"org_id": string,"outcome": string,"response_body"?: string | null,"started_at": string,"status_code"?: number | null,"url": string
+                  }
+                  Update: {
+                    "attempt_number"?: number,"delivery_id"?: string,"duration_ms"?: number,"endpoint_id"?: string,"error"?: string | null,"id"?: never,"org_id"?: string,"outcome"?: string,"response_body"?: string | null,"started_at"?: string,"status_code"?: number | null,"url"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "webhook_attempts_delivery_id_fkey"
+      columns: ["delivery_id"]
+isOneToOne: false
+      referencedRelation: "webhook_deliveries"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "webhook_attempts_endpoint_id_fkey"
+      columns: ["endpoint_id"]
+isOneToOne: false
+      referencedRelation: "webhook_endpoints"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "webhook_attempts_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"webhook_deliveries": {
+                  Row: {
+                    "attempt_count": number,"created_at": string,"endpoint_id": string,"event_id": string,"id": string,"last_attempt_at": string | null,"last_status_code": number | null,"locked_until": string | null,"next_attempt_at": string | null,"org_id": string,"replay_of": string | null,"status": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "attempt_count"?: number,"created_at"?: string,"endpoint_id": string,"event_id": string,"id"?: string,"last_attempt_at"?: string | null,"last_status_code"?: number | null,"locked_until"?: string | null,"next_attempt_at"?: string | null,"org_id": string,"replay_of"?: string | null,"status"?: string
+                  }
+                  Update: {
+                    "attempt_count"?: number,"created_at"?: string,"endpoint_id"?: string,"event_id"?: string,"id"?: string,"last_attempt_at"?: string | null,"last_status_code"?: number | null,"locked_until"?: string | null,"next_attempt_at"?: string | null,"org_id"?: string,"replay_of"?: string | null,"status"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "webhook_deliveries_endpoint_id_fkey"
+      columns: ["endpoint_id"]
+isOneToOne: false
+      referencedRelation: "webhook_endpoints"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "webhook_deliveries_event_id_fkey"
+      columns: ["event_id"]
+isOneToOne: false
+      referencedRelation: "events"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "webhook_deliveries_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "webhook_deliveries_replay_of_fkey"
+      columns: ["replay_of"]
+isOneToOne: false
+      referencedRelation: "webhook_deliveries"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"webhook_endpoints": {
+                  Row: {
+                    "created_at": string,"created_by": string | null,"description": string,"disabled_at": string | null,"disabled_reason": string | null,"enabled": boolean,"event_types": (string)[],"failing_since": string | null,"id": string,"org_id": string,"updated_at": string,"url": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "created_at"?: string,"created_by"?: string | null,"description"?: string,"disabled_at"?: string | null,"disabled_reason"?: string | null,"enabled"?: boolean,"event_types"?: (string)[],"failing_since"?: string | null,"id"?: string,"org_id": string,"updated_at"?: string,"url": string
+                  }
+                  Update: {
+                    "created_at"?: string,"created_by"?: string | null,"description"?: string,"disabled_at"?: string | null,"disabled_reason"?: string | null,"enabled"?: boolean,"event_types"?: (string)[],"failing_since"?: string | null,"id"?: string,"org_id"?: string,"updated_at"?: string,"url"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "webhook_endpoints_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
                   ]
                 }
           }

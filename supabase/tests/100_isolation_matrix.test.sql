@@ -49,6 +49,17 @@ select id, 'iso key', 'ak_0000000' || right(key, 1), array['chat.write']
 from fixture where key in ('org_a', 'org_b');
 insert into fixture select 'api_key_a', k.id from public.api_keys k where k.prefix = 'ak_0000000a';
 
+insert into public.webhook_endpoints (org_id, url)
+select id, 'https://hooks.example.com/' || key from fixture where key in ('org_a', 'org_b');
+insert into fixture select 'endpoint_a', e.id from public.webhook_endpoints e where e.url = 'https://hooks.example.com/org_a';
+insert into fixture select 'event_a', private.emit_event(
+  (select id from fixture where key = 'org_a'), 'document.failed',
+  jsonb_build_object('document_id', gen_random_uuid(), 'name', 'a.pdf', 'reason', 'probe'));
+insert into fixture select 'delivery_a', d.id from public.webhook_deliveries d where d.event_id = (select id from fixture where key = 'event_a');
+insert into public.webhook_attempts (org_id, delivery_id, endpoint_id, attempt_number, url, started_at, duration_ms, status_code, outcome)
+select (select id from fixture where key = 'org_a'), (select id from fixture where key = 'delivery_a'),
+       (select id from fixture where key = 'endpoint_a'), 1, 'https://hooks.example.com/org_a', now(), 12, 500, 'failed';
+
 -- ---------------------------------------------------------------------------
 -- The matrix. One row per relation and action: the statement (placeholders
 -- {key} are fixture ids) and the expected outcome per actor.
@@ -128,6 +139,56 @@ insert into matrix values
    'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
   ('public.role_permissions', 'delete', $$delete from public.role_permissions$$,
    'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- event_types: the event catalogue, read by signed-in users, changed only by migrations.
+  ('public.event_types', 'select', $$select count(*) from public.event_types$$,
+   'denied', 'all', 'all', 'all', 'all', 'all', 'all', 'all'),
+  ('public.event_types', 'insert', $$insert into public.event_types (type, description, schema) values ('probe.event', 'probe', '{}')$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.event_types', 'update', $$update public.event_types set description = 'changed'$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.event_types', 'delete', $$delete from public.event_types where type = 'webhook.test'$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- events: members and up read; written only through private.emit_event(), by anyone.
+  ('public.events', 'select', $$select count(*) from public.events where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'none', 'none', 'all'),
+  ('public.events', 'insert', $$insert into public.events (org_id, type, payload) values ('{org_a}', 'member.joined', '{}')$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.events', 'update', $$update public.events set payload = '{}' where id = '{event_a}'$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.events', 'delete', $$delete from public.events where id = '{event_a}'$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- webhook_endpoints: members and up read (no secret is stored here); admins write through the webhooks function.
+  ('public.webhook_endpoints', 'select', $$select count(*) from public.webhook_endpoints where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'none', 'none', 'all'),
+  ('public.webhook_endpoints', 'insert', $$insert into public.webhook_endpoints (org_id, url) values ('{org_a}', 'https://hooks.example.com/new')$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.webhook_endpoints', 'update', $$update public.webhook_endpoints set description = 'changed' where id = '{endpoint_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.webhook_endpoints', 'delete', $$delete from public.webhook_endpoints where id = '{endpoint_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- webhook_deliveries: members and up read; the dispatcher and the management functions write.
+  ('public.webhook_deliveries', 'select', $$select count(*) from public.webhook_deliveries where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'none', 'none', 'all'),
+  ('public.webhook_deliveries', 'insert', $$insert into public.webhook_deliveries (org_id, endpoint_id, event_id) values ('{org_a}', '{endpoint_a}', '{event_a}')$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.webhook_deliveries', 'update', $$update public.webhook_deliveries set status = 'canceled', next_attempt_at = null where id = '{delivery_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.webhook_deliveries', 'delete', $$delete from public.webhook_deliveries where id = '{delivery_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- webhook_attempts: members and up read; the dispatcher writes.
+  ('public.webhook_attempts', 'select', $$select count(*) from public.webhook_attempts where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'none', 'none', 'all'),
+  ('public.webhook_attempts', 'insert', $$insert into public.webhook_attempts (org_id, delivery_id, endpoint_id, attempt_number, url, started_at, duration_ms, outcome) values ('{org_a}', '{delivery_a}', '{endpoint_a}', 2, 'https://x.example', now(), 1, 'failed')$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.webhook_attempts', 'update', $$update public.webhook_attempts set error = 'changed' where delivery_id = '{delivery_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.webhook_attempts', 'delete', $$delete from public.webhook_attempts where delivery_id = '{delivery_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
 
   -- audit_log: owners, admins and platform admins read; append-only for everyone, written by triggers.
   ('public.audit_log', 'select', $$select count(*) from public.audit_log where org_id = '{org_a}'$$,
