@@ -133,7 +133,9 @@ export async function assertPublicDestination(raw: string, policy: DestinationPo
     throw unsafe(`The host ${hostname} does not resolve.`);
   }
   if (addresses.length === 0) throw unsafe(`The host ${hostname} does not resolve.`);
+  // The address itself stays out of the message: anyone can own an org, and the
+  // answer must not become a way to map internal names.
   const blocked = addresses.find((address) => !isAllowedAddress(address, policy));
-  if (blocked) throw unsafe(`The host ${hostname} resolves to ${blocked}, a private or reserved address.`);
+  if (blocked) throw unsafe(`The host ${hostname} resolves to a private or reserved address.`);
   return url;
 }

@@ -33,8 +33,12 @@ export interface TestStack {
 }
 
 export async function startTestStack(
-  options: Pick<FunctionsServerOptions, 'functionsDir' | 'configPath' | 'verifyJwt'> = {},
+  options: Pick<FunctionsServerOptions, 'functionsDir' | 'configPath' | 'verifyJwt'> & {
+    /** Extra function environment, over the stack's own. */
+    env?: Record<string, string>;
+  } = {},
 ): Promise<TestStack> {
+  const { env: extraEnv, ...serverOptions } = options;
   const keys = await localKeys();
   const database = await startTestDatabase();
   const logs: string[] = [];
@@ -48,9 +52,10 @@ export async function startTestStack(
         SUPABASE_ANON_KEY: keys.anonKey,
         SUPABASE_SERVICE_ROLE_KEY: keys.serviceRoleKey,
         SUPABASE_JWT_SECRET: keys.jwtSecret,
+        ...extraEnv,
       },
       log: (line) => logs.push(line),
-      ...options,
+      ...serverOptions,
     });
     return {
       functionsUrl: `${functions.url}/functions/v1`,

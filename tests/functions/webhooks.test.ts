@@ -1,0 +1,475 @@
+/**
+ * The `webhooks` admin function over HTTP: gateway (verify_jwt) + real Deno,
+ * against the run's shared database, as each org role and an outsider.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { JwtClaims } from '../../functions/_shared/auth.ts';
+import { createSql, type Sql, withUserScope } from '../../functions/_shared/db.ts';
+import { createWebhooksHandler } from '../../functions/webhooks/handler.ts';
+import { signUserToken } from '../../scripts/local/keys.ts';
+import { startTestStack, type TestStack } from './support.ts';
+
+const ORG = randomUUID();
+const OTHER_ORG = randomUUID();
+const users = {
+  owner: randomUUID(),
+  admin: randomUUID(),
+  member: randomUUID(),
+  outsider: randomUUID(), // the owner of OTHER_ORG
+};
+type Who = keyof typeof users;
+
+// IP literals: inside Deno the resolver cannot be stubbed, and these tests must not depend on DNS.
+const PUBLIC_URL = 'https://93.184.215.14/hooks/orders';
+const OTHER_PUBLIC_URL = 'https://8.8.8.8/incoming';
+
+interface EndpointJson {
+  id: string;
+  url: string;
+  enabled: boolean;
+  disabled_at: string | null;
+}
+
+/** Every field any answer of this API carries; each test asserts which ones it got. */
+interface AnswerBody {
+  endpoint: EndpointJson;
+  secret: string;
+  previous_secret_valid_until: string;
+  delivery_id: string;
+  error: { code: string; message: string; request_id?: string };
+}
+
+interface Answer {
+  status: number;
+  headers: Headers;
+  body: AnswerBody;
+}
+
+describe('webhooks function', () => {
+  let stack: TestStack;
+  let loopbackStack: TestStack;
+  let sql: Sql;
+  const tokens = {} as Record<Who, string>;
+
+  beforeAll(async () => {
+    [stack, loopbackStack] = await Promise.all([
+      startTestStack({ env: { WEBHOOK_ALLOW_LOOPBACK: 'false' } }),
+      startTestStack({ env: { WEBHOOK_ALLOW_LOOPBACK: 'true' } }),
+    ]);
+    sql = createSql(stack.dbUrl, { max: 1 });
+    await sql.begin(async (tx) => {
+      for (const [who, id] of Object.entries(users)) {
+        await tx`insert into auth.users (id, instance_id, aud, role, email, raw_app_meta_data, raw_user_meta_data)
+                 values (${id}, '00000000-0000-0000-0000-000000000000', 'authenticated', 'authenticated',
+                         ${`${who}-${id.slice(0, 8)}@webhooks-fn.test`}, '{}', '{}')`;
+      }
+      const suffix = ORG.slice(0, 8);
+      await tx`insert into public.organizations (id, name, slug) values
+                 (${ORG}, 'Hooks', ${`fn-webhooks-${suffix}`}), (${OTHER_ORG}, 'Other', ${`fn-webhooks-other-${suffix}`})`;
+      await tx`insert into public.memberships (org_id, user_id, role) values
+                 (${ORG}, ${users.owner}, 'owner'), (${ORG}, ${users.admin}, 'admin'),
+                 (${ORG}, ${users.member}, 'member'), (${OTHER_ORG}, ${users.outsider}, 'owner')`;
+    });
+    for (const [who, id] of Object.entries(users) as [Who, string][]) {
+      tokens[who] = await signUserToken({ id, email: `${who}@webhooks-fn.test` });
+    }
+  });
+
+  afterAll(async () => {
+    if (sql) {
+      // Endpoints, deliveries and secrets go with the orgs (on delete cascade); memberships too, then the users.
+      await sql`delete from public.organizations where id in (${ORG}, ${OTHER_ORG})`;
+      await sql`delete from auth.users where id in ${sql(Object.values(users))}`;
+      await sql.end({ timeout: 1 });
+    }
+    await stack?.stop();
+    await loopbackStack?.stop();
+  });
+
+  async function call(
+    method: string,
+    path: string,
+    options: { as?: Who | null; body?: unknown; raw?: string; on?: TestStack } = {},
+  ): Promise<Answer> {
+    const headers: Record<string, string> = { 'content-type': 'application/json' };
+    const who = options.as === undefined ? 'admin' : options.as;
+    if (who !== null) headers.authorization = `Bearer ${tokens[who]}`;
+    const body = options.raw ?? (options.body === undefined ? undefined : JSON.stringify(options.body));
+    const response = await fetch(`${(options.on ?? stack).functionsUrl}/webhooks${path}`, { method, headers, body });
+    const text = await response.text();
+    return { status: response.status, headers: response.headers, body: text === '' ? {} : JSON.parse(text) };
+  }
+
+  function expectError(answer: Answer, status: number, code: string): void {
+    expect(answer.status, JSON.stringify(answer.body)).toBe(status);
+    expect(answer.headers.get('content-type')).toBe('application/json');
+    expect(answer.body).toEqual({ error: { code, message: expect.any(String), request_id: expect.any(String) } });
+  }
+
+  async function createEndpoint(body: Record<string, unknown> = {}): Promise<{ id: string; secret: string }> {
+    const answer = await call('POST', '/endpoints', { body: { org_id: ORG, url: PUBLIC_URL, ...body } });
+    expect(answer.status, JSON.stringify(answer.body)).toBe(201);
+    return { id: answer.body.endpoint.id, secret: answer.body.secret };
+  }
+
+  /** A snapshot of the org's endpoints, to show a refused request changed nothing. */
+  const endpointsOfOrg = () =>
+    sql`select id, url, description, event_types, enabled, disabled_reason, updated_at
+        from public.webhook_endpoints where org_id = ${ORG} order by id`;
+
+  const activeSecrets = (endpointId: string) =>
+    sql<{ secret: string; expires_at: Date | null }[]>`
+      select secret, expires_at from private.webhook_endpoint_secrets
+      where endpoint_id = ${endpointId} and (expires_at is null or expires_at > clock_timestamp())
+      order by id`;
+
+  /** What a user sees of the table through RLS, as PostgREST would show it. */
+  const visibleEndpoints = (who: Who) => {
+    const claims: JwtClaims = { role: 'authenticated', aud: 'authenticated', sub: users[who], exp: 4102444800 };
+    return withUserScope(sql, claims, (tx) => tx<{ id: string }[]>`select id from public.webhook_endpoints`);
+  };
+
+  describe('creating an endpoint', () => {
+    it('lets an admin create one: 201 with the row and a whsec_ secret of 32 random bytes, stored apart', async () => {
+      const answer = await call('POST', '/endpoints', {
+        body: {
+          org_id: ORG,
+          url: PUBLIC_URL,
+          description: 'Orders',
+          event_types: ['document.ready', 'call.ended', 'document.ready'],
+        },
+      });
+      expect(answer.status, JSON.stringify(answer.body)).toBe(201);
+      expect(answer.headers.get('cache-control')).toBe('no-store');
+      const { endpoint, secret } = answer.body;
+      expect(secret).toMatch(/^whsec_[A-Za-z0-9+/]+={0,2}$/);
+      expect(Buffer.from(secret.slice('whsec_'.length), 'base64')).toHaveLength(32);
+      expect(endpoint).toMatchObject({
+        org_id: ORG,
+        url: PUBLIC_URL,
+        description: 'Orders',
+        event_types: ['call.ended', 'document.ready'],
+        enabled: true,
+        disabled_reason: null,
+        created_by: users.admin,
+      });
+      expect(Object.keys(endpoint).sort()).toEqual([
+        'created_at', 'created_by', 'description', 'disabled_at', 'disabled_reason', 'enabled', 'event_types',
+        'failing_since', 'id', 'org_id', 'updated_at', 'url',
+      ]);
+
+      const [stored] = await sql`select e.*, row_to_json(e)::text as json from public.webhook_endpoints e
+                                 where id = ${endpoint.id}`;
+      expect(stored).toMatchObject({ org_id: ORG, url: PUBLIC_URL, event_types: ['call.ended', 'document.ready'] });
+      expect(stored.json).not.toContain(secret.slice('whsec_'.length));
+      expect(await activeSecrets(endpoint.id)).toEqual([{ secret, expires_at: null }]);
+      // Members read it through RLS (never the secret: it is not in the table).
+      expect((await visibleEndpoints('member')).map((row) => row.id)).toContain(endpoint.id);
+    });
+
+    it('refuses a member with 403 forbidden, before looking at the URL, and stores nothing', async () => {
+      const before = await endpointsOfOrg();
+      expectError(await call('POST', '/endpoints', { as: 'member', body: { org_id: ORG, url: PUBLIC_URL } }), 403, 'forbidden');
+      // Permission comes first: an unsafe URL from a member is still a 403, not a verdict on the URL.
+      const unsafe = { org_id: ORG, url: 'https://10.0.0.1/' };
+      expectError(await call('POST', '/endpoints', { as: 'member', body: unsafe }), 403, 'forbidden');
+      expect(await endpointsOfOrg()).toEqual(before);
+    });
+
+    it("refuses another org's owner with 403, who cannot see the org's endpoints either", async () => {
+      const { id } = await createEndpoint({ description: 'hidden from outsiders' });
+      expectError(await call('POST', '/endpoints', { as: 'outsider', body: { org_id: ORG, url: PUBLIC_URL } }), 403, 'forbidden');
+      expect((await visibleEndpoints('outsider')).map((row) => row.id)).not.toContain(id);
+      expectError(await call('PATCH', `/endpoints/${id}`, { as: 'outsider', body: { enabled: false } }), 403, 'forbidden');
+      expectError(await call('PATCH', `/endpoints/${id}`, { as: 'outsider', body: { url: OTHER_PUBLIC_URL } }), 403, 'forbidden');
+      expectError(await call('POST', `/endpoints/${id}/rotate-secret`, { as: 'outsider' }), 403, 'forbidden');
+      expectError(await call('POST', `/endpoints/${id}/test`, { as: 'outsider' }), 403, 'forbidden');
+      expectError(await call('DELETE', `/endpoints/${id}`, { as: 'outsider' }), 403, 'forbidden');
+      const [row] = await sql`select description, enabled from public.webhook_endpoints where id = ${id}`;
+      expect(row).toEqual({ description: 'hidden from outsiders', enabled: true });
+    });
+
+    it('holds an org to 20 endpoints (422 with the database\'s reason)', async () => {
+      const create = () => call('POST', '/endpoints', { as: 'outsider', body: { org_id: OTHER_ORG, url: PUBLIC_URL } });
+      for (let i = 0; i < 20; i += 1) expect((await create()).status).toBe(201);
+      const refused = await create();
+      expectError(refused, 422, 'invalid_request');
+      expect(refused.body.error.message).toBe('an organization has at most 20 webhook endpoints');
+      expect(await sql`select 1 from public.webhook_endpoints where org_id = ${OTHER_ORG}`).toHaveLength(20);
+    });
+
+    it.each([
+      'https://127.0.0.1/',
+      'https://10.0.0.1/',
+      'http://example.com/',
+      'https://169.254.169.254/latest/meta-data/',
+      'https://localhost/',
+      'https://[::1]/',
+      'https://[fd00:ec2::254]/',
+      'https://192.168.1.10:8443/hook',
+    ])('refuses %s with 422 unsafe_url and stores nothing', async (url) => {
+      const before = await endpointsOfOrg();
+      expectError(await call('POST', '/endpoints', { body: { org_id: ORG, url } }), 422, 'unsafe_url');
+      expect(await endpointsOfOrg()).toEqual(before);
+    });
+
+    it('accepts an http loopback receiver only where WEBHOOK_ALLOW_LOOPBACK=true (the local stack)', async () => {
+      const url = 'http://127.0.0.1:9/receiver';
+      expectError(await call('POST', '/endpoints', { body: { org_id: ORG, url } }), 422, 'unsafe_url');
+      const answer = await call('POST', '/endpoints', { body: { org_id: ORG, url }, on: loopbackStack });
+      expect(answer.status, JSON.stringify(answer.body)).toBe(201);
+      expect(answer.body.endpoint.url).toBe(url);
+      // Still no private network, even there.
+      const privateUrl = { org_id: ORG, url: 'http://10.0.0.1/' };
+      expectError(await call('POST', '/endpoints', { body: privateUrl, on: loopbackStack }), 422, 'unsafe_url');
+    });
+
+    it('refuses an unknown event type with 422 invalid_request from the catalogue check, storing nothing', async () => {
+      const before = await endpointsOfOrg();
+      const answer = await call('POST', '/endpoints', {
+        body: { org_id: ORG, url: PUBLIC_URL, event_types: ['document.ready', 'document.exploded'] },
+      });
+      expectError(answer, 422, 'invalid_request');
+      expect(answer.body.error.message).toContain('unknown event type(s): document.exploded');
+      expect(await endpointsOfOrg()).toEqual(before);
+    });
+
+    it.each<[string, string | object, number, string]>([
+      ['not JSON', '{"org_id":', 400, 'invalid_json'],
+      ['an empty body', '', 400, 'invalid_json'],
+      ['a missing url', { org_id: ORG }, 422, 'invalid_request'],
+      ['an org_id that is not a uuid', { org_id: 'acme', url: PUBLIC_URL }, 422, 'invalid_request'],
+      ['a url over 2048 characters', { org_id: ORG, url: `https://8.8.8.8/${'a'.repeat(2040)}` }, 422, 'invalid_request'],
+      ['a description over 500 characters', { org_id: ORG, url: PUBLIC_URL, description: 'x'.repeat(501) }, 422, 'invalid_request'],
+      ['51 event types', { org_id: ORG, url: PUBLIC_URL, event_types: Array(51).fill('document.ready') }, 422, 'invalid_request'],
+      ['a malformed event type', { org_id: ORG, url: PUBLIC_URL, event_types: ['Document.Ready'] }, 422, 'invalid_request'],
+      ['event_types that is not a list', { org_id: ORG, url: PUBLIC_URL, event_types: 'document.ready' }, 422, 'invalid_request'],
+      ['an unknown field', { org_id: ORG, url: PUBLIC_URL, eventTypes: ['document.ready'] }, 422, 'invalid_request'],
+      ['a JSON array', [ORG], 422, 'invalid_request'],
+    ])('answers %s with %i %s and stores nothing', async (_, body, status, code) => {
+      const before = await endpointsOfOrg();
+      const answer = await call('POST', '/endpoints', typeof body === 'string' ? { raw: body } : { body });
+      expectError(answer, status, code);
+      expect(await endpointsOfOrg()).toEqual(before);
+    });
+  });
+
+  describe('changing an endpoint', () => {
+    it('disables (reason and time set, pending deliveries canceled) and re-enables (cleared)', async () => {
+      const { id } = await createEndpoint();
+      const test = await call('POST', `/endpoints/${id}/test`);
+      expect(test.status).toBe(202);
+
+      const disabled = await call('PATCH', `/endpoints/${id}`, { body: { enabled: false } });
+      expect(disabled.status, JSON.stringify(disabled.body)).toBe(200);
+      expect(disabled.body.endpoint).toMatchObject({ id, enabled: false, disabled_reason: 'disabled by an admin' });
+      expect(Date.parse(disabled.body.endpoint.disabled_at ?? '')).not.toBeNaN();
+      const [delivery] = await sql`select status from public.webhook_deliveries where id = ${test.body.delivery_id}`;
+      expect(delivery.status).toBe('canceled');
+
+      const enabled = await call('PATCH', `/endpoints/${id}`, { body: { enabled: true } });
+      expect(enabled.status).toBe(200);
+      expect(enabled.body.endpoint).toMatchObject({ id, enabled: true, disabled_reason: null, disabled_at: null });
+      const [stored] = await sql`select enabled, disabled_reason, disabled_at from public.webhook_endpoints where id = ${id}`;
+      expect(stored).toEqual({ enabled: true, disabled_reason: null, disabled_at: null });
+    });
+
+    it('changes url, description and filter; an empty filter means every type; omitted fields stay', async () => {
+      const { id } = await createEndpoint({ description: 'before', event_types: ['call.ended'] });
+      const changed = await call('PATCH', `/endpoints/${id}`, {
+        body: { url: OTHER_PUBLIC_URL, event_types: ['member.joined', 'call.started'] },
+      });
+      expect(changed.status, JSON.stringify(changed.body)).toBe(200);
+      expect(changed.body.endpoint).toMatchObject({
+        url: OTHER_PUBLIC_URL,
+        description: 'before',
+        event_types: ['call.started', 'member.joined'],
+      });
+      const cleared = await call('PATCH', `/endpoints/${id}`, { body: { event_types: [], description: '' } });
+      expect(cleared.body.endpoint).toMatchObject({ url: OTHER_PUBLIC_URL, description: '', event_types: [] });
+    });
+
+    it('refuses an unsafe new URL, bad bodies, an unknown type and a member, changing nothing', async () => {
+      const { id } = await createEndpoint({ description: 'stays' });
+      const before = await endpointsOfOrg();
+      expectError(await call('PATCH', `/endpoints/${id}`, { body: { url: 'https://10.0.0.1/' } }), 422, 'unsafe_url');
+      expectError(await call('PATCH', `/endpoints/${id}`, { body: { url: 'http://example.com/' } }), 422, 'unsafe_url');
+      expectError(await call('PATCH', `/endpoints/${id}`, { body: {} }), 422, 'invalid_request');
+      expectError(await call('PATCH', `/endpoints/${id}`, { body: { enabled: 'no' } }), 422, 'invalid_request');
+      expectError(await call('PATCH', `/endpoints/${id}`, { body: { org_id: OTHER_ORG } }), 422, 'invalid_request');
+      expectError(await call('PATCH', `/endpoints/${id}`, { raw: 'nope' }), 400, 'invalid_json');
+      const unknownType = await call('PATCH', `/endpoints/${id}`, { body: { event_types: ['call.dropped'] } });
+      expectError(unknownType, 422, 'invalid_request');
+      expect(unknownType.body.error.message).toContain('call.dropped');
+      expectError(await call('PATCH', `/endpoints/${id}`, { as: 'member', body: { description: 'x' } }), 403, 'forbidden');
+      expectError(await call('PATCH', `/endpoints/${id}`, { as: 'member', body: { url: OTHER_PUBLIC_URL } }), 403, 'forbidden');
+      expect(await endpointsOfOrg()).toEqual(before);
+    });
+
+    it('answers 404 for an endpoint that does not exist and 422 for an id that is not a uuid', async () => {
+      expectError(await call('PATCH', `/endpoints/${randomUUID()}`, { body: { enabled: false } }), 404, 'not_found');
+      expectError(await call('PATCH', `/endpoints/${randomUUID()}`, { body: { url: OTHER_PUBLIC_URL } }), 404, 'not_found');
+      expectError(await call('PATCH', '/endpoints/not-a-uuid', { body: { enabled: false } }), 422, 'invalid_request');
+    });
+  });
+
+  describe('rotating the secret', () => {
+    it('returns a new secret; old and new both sign during the overlap', async () => {
+      const { id, secret: first } = await createEndpoint();
+      const started = Date.now();
+      const answer = await call('POST', `/endpoints/${id}/rotate-secret`, { body: { overlap_hours: 2 } });
+      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+      expect(answer.headers.get('cache-control')).toBe('no-store');
+      const { secret: second, previous_secret_valid_until: validUntil } = answer.body;
+      expect(second).toMatch(/^whsec_[A-Za-z0-9+/]+={0,2}$/);
+      expect(Buffer.from(second.slice('whsec_'.length), 'base64')).toHaveLength(32);
+      expect(second).not.toBe(first);
+      const twoHours = 2 * 3600_000;
+      expect(Date.parse(validUntil)).toBeGreaterThanOrEqual(started + twoHours - 5000);
+      expect(Date.parse(validUntil)).toBeLessThanOrEqual(Date.now() + twoHours);
+
+      const secrets = await activeSecrets(id);
+      expect(secrets.map((row) => row.secret)).toEqual([first, second]);
+      expect(secrets[1].expires_at).toBeNull();
+      // The reported time never overstates how long the old secret keeps signing.
+      expect(secrets[0].expires_at!.getTime()).toBeGreaterThanOrEqual(Date.parse(validUntil));
+      expect(secrets[0].expires_at!.getTime() - Date.parse(validUntil)).toBeLessThan(5000);
+    });
+
+    it('defaults to a 24-hour overlap for an empty body, and overlap 0 retires the old secrets at once', async () => {
+      const { id, secret: first } = await createEndpoint();
+      const byDefault = await call('POST', `/endpoints/${id}/rotate-secret`);
+      expect(byDefault.status, JSON.stringify(byDefault.body)).toBe(200);
+      expect(Date.parse(byDefault.body.previous_secret_valid_until) - Date.now()).toBeGreaterThan(24 * 3600_000 - 60_000);
+      expect((await activeSecrets(id)).map((row) => row.secret)).toEqual([first, byDefault.body.secret]);
+
+      const immediate = await call('POST', `/endpoints/${id}/rotate-secret`, { body: { overlap_hours: 0 } });
+      expect(immediate.status).toBe(200);
+      expect((await activeSecrets(id)).map((row) => row.secret)).toEqual([immediate.body.secret]);
+    });
+
+    it('refuses an overlap outside 0 to 168 whole hours and a member, keeping the secrets', async () => {
+      const { id, secret } = await createEndpoint();
+      for (const overlap_hours of [-1, 169, 1.5, '24']) {
+        expectError(await call('POST', `/endpoints/${id}/rotate-secret`, { body: { overlap_hours } }), 422, 'invalid_request');
+      }
+      expectError(await call('POST', `/endpoints/${id}/rotate-secret`, { as: 'member' }), 403, 'forbidden');
+      expectError(await call('POST', `/endpoints/${randomUUID()}/rotate-secret`), 404, 'not_found');
+      expect(await activeSecrets(id)).toEqual([{ secret, expires_at: null }]);
+    });
+  });
+
+  describe('deleting an endpoint', () => {
+    it('answers 204, then 404; the secrets go with it; a member cannot', async () => {
+      const { id } = await createEndpoint();
+      expectError(await call('DELETE', `/endpoints/${id}`, { as: 'member' }), 403, 'forbidden');
+      const deleted = await call('DELETE', `/endpoints/${id}`, { as: 'owner' });
+      expect(deleted.status).toBe(204);
+      expect(deleted.body).toEqual({});
+      expectError(await call('DELETE', `/endpoints/${id}`), 404, 'not_found');
+      expectError(await call('PATCH', `/endpoints/${id}`, { body: { enabled: true } }), 404, 'not_found');
+      expect(await sql`select 1 from public.webhook_endpoints where id = ${id}`).toHaveLength(0);
+      expect(await sql`select 1 from private.webhook_endpoint_secrets where endpoint_id = ${id}`).toHaveLength(0);
+    });
+  });
+
+  describe('test events and replays', () => {
+    it('queues a test event for that endpoint only: 202 and one pending delivery', async () => {
+      const { id } = await createEndpoint();
+      // Subscribed to everything, yet a test event must not reach it.
+      const { id: bystander } = await createEndpoint({ url: OTHER_PUBLIC_URL });
+      const answer = await call('POST', `/endpoints/${id}/test`);
+      expect(answer.status, JSON.stringify(answer.body)).toBe(202);
+      const [delivery] = await sql`
+        select d.endpoint_id, d.status, d.event_id, ev.type, ev.payload
+        from public.webhook_deliveries d join public.events ev on ev.id = d.event_id
+        where d.id = ${answer.body.delivery_id}`;
+      expect(delivery).toMatchObject({ endpoint_id: id, status: 'pending', type: 'webhook.test' });
+      expect(delivery.payload.endpoint_id).toBe(id);
+      const all = await sql`select endpoint_id from public.webhook_deliveries where event_id = ${delivery.event_id}`;
+      expect(all).toEqual([{ endpoint_id: id }]);
+      expect(await sql`select 1 from public.webhook_deliveries where endpoint_id = ${bystander}`).toHaveLength(0);
+      expectError(await call('POST', `/endpoints/${id}/test`, { as: 'member' }), 403, 'forbidden');
+    });
+
+    it('replays a delivery as a new one pointing back at it; refused while the endpoint is disabled', async () => {
+      const { id } = await createEndpoint();
+      const original = (await call('POST', `/endpoints/${id}/test`)).body.delivery_id;
+      const replay = await call('POST', `/deliveries/${original}/replay`);
+      expect(replay.status, JSON.stringify(replay.body)).toBe(202);
+      expect(replay.body.delivery_id).not.toBe(original);
+      const [row] = await sql`
+        select r.endpoint_id, r.replay_of, r.status, r.event_id = o.event_id as same_event
+        from public.webhook_deliveries r join public.webhook_deliveries o on o.id = r.replay_of
+        where r.id = ${replay.body.delivery_id}`;
+      expect(row).toEqual({ endpoint_id: id, replay_of: original, status: 'pending', same_event: true });
+
+      expectError(await call('POST', `/deliveries/${original}/replay`, { as: 'member' }), 403, 'forbidden');
+      expectError(await call('POST', `/deliveries/${original}/replay`, { as: 'outsider' }), 403, 'forbidden');
+      expectError(await call('POST', `/deliveries/${randomUUID()}/replay`), 404, 'not_found');
+
+      expect((await call('PATCH', `/endpoints/${id}`, { body: { enabled: false } })).status).toBe(200);
+      const count = async () => (await sql`select 1 from public.webhook_deliveries where endpoint_id = ${id}`).length;
+      const before = await count();
+      const refused = await call('POST', `/deliveries/${original}/replay`);
+      expectError(refused, 422, 'invalid_request');
+      expect(refused.body.error.message).toContain('disabled');
+      expectError(await call('POST', `/endpoints/${id}/test`), 422, 'invalid_request');
+      expect(await count()).toBe(before);
+    });
+  });
+
+  describe('authentication and routing', () => {
+    it('answers 401 without a token (gateway) and for the anon key (not a user)', async () => {
+      expectError(await call('POST', '/endpoints', { as: null, body: { org_id: ORG, url: PUBLIC_URL } }), 401, 'missing_authorization');
+      const response = await fetch(`${stack.functionsUrl}/webhooks/endpoints`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${stack.keys.anonKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ org_id: ORG, url: PUBLIC_URL }),
+      });
+      expect(response.status).toBe(401);
+      expect((await response.json()).error.code).toBe('user_required');
+    });
+
+    it('answers unknown routes with 404 and other methods with 405 and Allow', async () => {
+      expectError(await call('GET', '/nope'), 404, 'not_found');
+      expectError(await call('POST', `/endpoints/${randomUUID()}/unknown`), 404, 'not_found');
+      const list = await call('GET', '/endpoints');
+      expectError(list, 405, 'method_not_allowed');
+      expect(list.headers.get('allow')).toBe('POST');
+      const put = await call('PUT', `/endpoints/${randomUUID()}`, { body: { enabled: true } });
+      expectError(put, 405, 'method_not_allowed');
+      expect(put.headers.get('allow')).toBe('PATCH, DELETE');
+    });
+  });
+
+  describe('in process, with a stubbed resolver (names, which Deno resolves itself)', () => {
+    it('refuses a name that resolves to a private address and stores one that resolves publicly', async () => {
+      const resolved: Record<string, string[]> = {
+        'internal.example.com': ['93.184.215.14', '10.0.0.7'],
+        'hooks.example.com': ['93.184.215.14'],
+      };
+      const handler = createWebhooksHandler({
+        sql: () => sql,
+        env: (name) => (name === 'SUPABASE_JWT_SECRET' ? stack.keys.jwtSecret : undefined),
+        resolve: async (hostname) => resolved[hostname] ?? [],
+      });
+      const post = (url: string) =>
+        handler(
+          new Request('http://local/webhooks/endpoints', {
+            method: 'POST',
+            headers: { authorization: `Bearer ${tokens.admin}` },
+            body: JSON.stringify({ org_id: ORG, url }),
+          }),
+        );
+      const refused = await post('https://internal.example.com/hook');
+      expect(refused.status).toBe(422);
+      expect((await refused.json()).error.code).toBe('unsafe_url');
+      const accepted = await post('https://Hooks.Example.com/hook');
+      expect(accepted.status).toBe(201);
+      // Stored as parsed, i.e. exactly what was checked.
+      expect((await accepted.json()).endpoint.url).toBe('https://hooks.example.com/hook');
+    });
+  });
+});
