@@ -10,7 +10,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { pipeline } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
 import { bearerToken, verifyJwt } from '../../functions/_shared/auth.ts';
 import { corsHeaders } from '../../functions/_shared/cors.ts';
 import type { EnvReader } from '../../functions/_shared/env.ts';
@@ -34,6 +34,11 @@ export interface FunctionsServerOptions {
   /** Receives the runtime's output (function logs) line by line; default stderr. */
   log?: (line: string) => void;
   readyTimeoutMs?: number;
+  /**
+   * Other services on the same API port, by path prefix (e.g. `/storage/v1` for
+   * the Storage stand-in), as Supabase's API gateway routes them.
+   */
+  services?: Record<string, (request: Request) => Promise<Response>>;
 }
 
 export interface FunctionsServer {
@@ -247,6 +252,18 @@ export async function startFunctionsServer(options: FunctionsServerOptions): Pro
     runtimeUrl: Promise<string>,
   ): Promise<void> {
     const rawUrl = req.url ?? '/';
+    const service = Object.entries(options.services ?? {}).find(([prefix]) => rawUrl.startsWith(`${prefix}/`));
+    if (service) {
+      if (req.method === 'OPTIONS') {
+        res.writeHead(204, { ...corsHeaders(req.headers.origin, env), 'x-request-id': requestId });
+        res.end();
+        return;
+      }
+      const response = await service[1](toWebRequest(req, `http://${host}${rawUrl}`));
+      response.headers.set('x-request-id', requestId);
+      await send(res, withCors(response, req.headers.origin, env));
+      return;
+    }
     const match = /^\/functions\/v1\/([^/?#]*)/.exec(rawUrl);
     if (!match) {
       throw new HttpError(
@@ -349,6 +366,22 @@ export async function startFunctionsServer(options: FunctionsServerOptions): Pro
     throw error;
   }
   return { url, stop };
+}
+
+function toWebRequest(req: IncomingMessage, url: string): Request {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (typeof value === 'string') headers.set(name, value);
+    else if (Array.isArray(value)) for (const item of value) headers.append(name, item);
+  }
+  const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
+  return new Request(url, {
+    method: req.method,
+    headers,
+    body: hasBody ? (Readable.toWeb(req) as ReadableStream<Uint8Array>) : undefined,
+    // Node's fetch needs this for a streamed request body.
+    ...(hasBody ? { duplex: 'half' } : {}),
+  } as RequestInit);
 }
 
 function withCors(response: Response, origin: string | undefined, env: EnvReader): Response {

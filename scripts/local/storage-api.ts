@@ -1,0 +1,237 @@
+/**
+ * The local stand-in for Supabase's Storage API (the subset this project's
+ * functions and frontends use through supabase-js `storage`): upload (raw or
+ * multipart, optional upsert), download, list and remove objects, at
+ * `/storage/v1/object/...` on the API port.
+ *
+ * As the real service does, each request runs as the caller's role with its
+ * JWT claims, so the policies on storage.objects decide; bucket limits
+ * (file_size_limit, allowed_mime_types) are checked before the body is read
+ * when the size is declared. Rows live in storage.objects; bytes on local disk.
+ * Errors use the Storage API's JSON shape `{ statusCode, error, message }`.
+ */
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { verifyJwt } from '../../functions/_shared/auth.ts';
+import type { Sql } from '../../functions/_shared/db.ts';
+import { withUserScope } from '../../functions/_shared/db.ts';
+import type { EnvReader } from '../../functions/_shared/env.ts';
+import { HttpError } from '../../functions/_shared/errors.ts';
+
+export interface StorageApiOptions {
+  /** postgres.js client of the local database (connects as postgres). */
+  sql: Sql;
+  /** Where object bytes are kept. */
+  dataDir: string;
+  /** Reads SUPABASE_JWT_SECRET to verify callers. */
+  env: EnvReader;
+  /** The service's global upload limit (Supabase's default is 50 MB). */
+  maxFileSize?: number;
+}
+
+export const STORAGE_PREFIX = '/storage/v1';
+const DEFAULT_MAX_FILE_SIZE = 50 * 1024 * 1024;
+
+class StorageError extends Error {
+  constructor(
+    readonly status: number,
+    readonly error: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function json(status: number, body: unknown): Response {
+  return new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } });
+}
+
+function storageErrorResponse(error: unknown): Response {
+  if (error instanceof StorageError) {
+    return json(error.status, { statusCode: String(error.status), error: error.error, message: error.message });
+  }
+  if (error instanceof HttpError) {
+    return json(error.status, { statusCode: String(error.status), error: error.code, message: error.message });
+  }
+  const code = (error as { code?: string }).code;
+  if (code === '42501') {
+    return json(403, { statusCode: '403', error: 'Unauthorized', message: 'new row violates row-level security policy' });
+  }
+  if (code === '23505') {
+    return json(409, { statusCode: '409', error: 'Duplicate', message: 'The resource already exists' });
+  }
+  console.error('[storage]', error);
+  return json(500, { statusCode: '500', error: 'internal', message: 'Internal Server Error' });
+}
+
+/** Object names as the Storage API accepts them: no empty, `.` or `..` segment, at most 1,024 characters. */
+function checkObjectName(name: string): string {
+  const segments = name.split('/');
+  if (name.length === 0 || name.length > 1024 || segments.some((s) => s === '' || s === '.' || s === '..')) {
+    throw new StorageError(400, 'InvalidKey', `Invalid key: ${name}`);
+  }
+  return name;
+}
+
+export function createStorageApi(options: StorageApiOptions): (request: Request) => Promise<Response> {
+  const maxFileSize = options.maxFileSize ?? DEFAULT_MAX_FILE_SIZE;
+  const filePath = (bucket: string, name: string) =>
+    join(options.dataDir, encodeURIComponent(bucket), ...name.split('/').map(encodeURIComponent));
+
+  async function caller(request: Request) {
+    const header = request.headers.get('authorization');
+    const token = /^Bearer\s+(\S+)$/i.exec(header ?? '')?.[1] ?? request.headers.get('apikey');
+    if (!token) throw new StorageError(400, 'Error', 'headers must have required property \'authorization\'');
+    try {
+      return await verifyJwt(token, { env: options.env });
+    } catch {
+      throw new StorageError(400, 'Unauthorized', 'Invalid JWT');
+    }
+  }
+
+  async function bucketLimits(bucket: string) {
+    const [found] = await options.sql<{ file_size_limit: string | null; allowed_mime_types: string[] | null }[]>`
+      select file_size_limit, allowed_mime_types from storage.buckets where id = ${bucket}`;
+    if (!found) throw new StorageError(404, 'Bucket not found', 'Bucket not found');
+    const limit = Math.min(maxFileSize, found.file_size_limit ? Number(found.file_size_limit) : maxFileSize);
+    return { limit, mimeTypes: found.allowed_mime_types };
+  }
+
+  async function upload(request: Request, bucket: string, name: string, upsert: boolean): Promise<Response> {
+    const claims = await caller(request);
+    const { limit, mimeTypes } = await bucketLimits(bucket);
+    const tooLarge = () => new StorageError(413, 'Payload too large', 'The object exceeded the maximum allowed size');
+    // Refused before reading when the client declares its size, as the real service does.
+    if (Number(request.headers.get('content-length') ?? 0) > limit + 64 * 1024) throw tooLarge();
+
+    let bytes: Uint8Array;
+    let contentType = request.headers.get('content-type') ?? 'application/octet-stream';
+    let cacheControl = request.headers.get('cache-control') ?? 'max-age=3600';
+    if (contentType.startsWith('multipart/form-data')) {
+      const form = await request.formData();
+      const file = [...form.values()].find((value): value is File => typeof value !== 'string');
+      if (!file) throw new StorageError(400, 'Error', 'No file in the form');
+      bytes = new Uint8Array(await file.arrayBuffer());
+      contentType = file.type || 'application/octet-stream';
+      const control = form.get('cacheControl');
+      if (typeof control === 'string') cacheControl = /^\d+$/.test(control) ? `max-age=${control}` : control;
+    } else {
+      bytes = new Uint8Array(await request.arrayBuffer());
+    }
+    if (bytes.byteLength > limit) throw tooLarge();
+    const mimeType = contentType.split(';')[0].trim();
+    if (mimeTypes && mimeTypes.length > 0 && !mimeTypes.some((allowed) => allowed === mimeType || (allowed.endsWith('/*') && mimeType.startsWith(allowed.slice(0, -1))))) {
+      throw new StorageError(415, 'invalid_mime_type', `mime type ${mimeType} is not supported`);
+    }
+
+    const metadata = {
+      eTag: `"${randomUUID()}"`,
+      size: bytes.byteLength,
+      mimetype: mimeType,
+      cacheControl,
+      lastModified: new Date().toISOString(),
+      contentLength: bytes.byteLength,
+      httpStatusCode: 200,
+    };
+    const id = await withUserScope(options.sql, claims, async (tx) => {
+      const owner = claims.role === 'authenticated' ? claims.sub ?? null : null;
+      const rows = upsert
+        ? await tx<{ id: string }[]>`
+            insert into storage.objects (bucket_id, name, owner, owner_id, metadata)
+            values (${bucket}, ${name}, ${owner}, ${owner}, ${tx.json(metadata)})
+            on conflict (bucket_id, name) do update set metadata = excluded.metadata, owner = excluded.owner,
+              owner_id = excluded.owner_id, updated_at = now()
+            returning id`
+        : await tx<{ id: string }[]>`
+            insert into storage.objects (bucket_id, name, owner, owner_id, metadata)
+            values (${bucket}, ${name}, ${owner}, ${owner}, ${tx.json(metadata)})
+            returning id`;
+      // The bytes are in place before the row commits, so a reader never finds a row without its file.
+      const target = filePath(bucket, name);
+      await mkdir(dirname(target), { recursive: true });
+      const temporary = `${target}.${randomUUID()}.upload`;
+      await writeFile(temporary, bytes);
+      await rename(temporary, target);
+      return rows[0].id;
+    });
+    return json(200, { Key: `${bucket}/${name}`, Id: id });
+  }
+
+  async function download(request: Request, bucket: string, name: string): Promise<Response> {
+    const claims = await caller(request);
+    const [found] = await withUserScope(options.sql, claims, (tx) =>
+      tx<{ metadata: { mimetype?: string; eTag?: string; cacheControl?: string } | null }[]>`
+        select metadata from storage.objects where bucket_id = ${bucket} and name = ${name}`
+    );
+    if (!found) throw new StorageError(404, 'not_found', 'Object not found');
+    const bytes = await readFile(filePath(bucket, name)).catch(() => null);
+    if (!bytes) throw new StorageError(404, 'not_found', 'Object not found');
+    return new Response(request.method === 'HEAD' ? null : bytes, {
+      status: 200,
+      headers: {
+        'content-type': found.metadata?.mimetype ?? 'application/octet-stream',
+        'content-length': String(bytes.byteLength),
+        'cache-control': found.metadata?.cacheControl ?? 'no-cache',
+        etag: found.metadata?.eTag ?? '',
+      },
+    });
+  }
+
+  async function remove(request: Request, bucket: string): Promise<Response> {
+    const claims = await caller(request);
+    const body = (await request.json().catch(() => null)) as { prefixes?: unknown } | null;
+    const prefixes = body?.prefixes;
+    if (!Array.isArray(prefixes) || prefixes.some((p) => typeof p !== 'string') || prefixes.length > 1000) {
+      throw new StorageError(400, 'Error', 'body must have required property \'prefixes\' (an array of up to 1,000 names)');
+    }
+    const deleted = await withUserScope(options.sql, claims, async (tx) => {
+      await tx`select set_config('storage.allow_delete_query', 'true', true)`;
+      return tx<{ name: string }[]>`
+        delete from storage.objects where bucket_id = ${bucket} and name = any(${prefixes as string[]})
+        returning id, name, bucket_id, owner, metadata, created_at, updated_at, last_accessed_at`;
+    });
+    await Promise.all(deleted.map((row) => rm(filePath(bucket, row.name), { force: true })));
+    return json(200, deleted);
+  }
+
+  async function list(request: Request, bucket: string): Promise<Response> {
+    const claims = await caller(request);
+    const body = ((await request.json().catch(() => ({}))) ?? {}) as { prefix?: string; limit?: number; offset?: number; search?: string };
+    const prefix = (body.prefix ?? '').replace(/\/?$/, body.prefix ? '/' : '');
+    const limit = Math.min(Math.max(Number(body.limit ?? 100), 1), 1000);
+    const offset = Math.max(Number(body.offset ?? 0), 0);
+    const pattern = `${prefix.replace(/[\\%_]/g, '\\$&')}${(body.search ?? '').replace(/[\\%_]/g, '\\$&')}%`;
+    const rows = await withUserScope(options.sql, claims, (tx) =>
+      tx<{ name: string }[]>`
+        select id, name, created_at, updated_at, last_accessed_at, metadata
+        from storage.objects
+        where bucket_id = ${bucket} and name like ${pattern}
+          and position('/' in substr(name, ${prefix.length + 1})) = 0
+        order by name
+        limit ${limit} offset ${offset}`
+    );
+    return json(200, rows.map((row) => ({ ...row, name: row.name.slice(prefix.length) })));
+  }
+
+  return async function handle(request: Request): Promise<Response> {
+    try {
+      const path = new URL(request.url).pathname;
+      if (!path.startsWith(`${STORAGE_PREFIX}/object/`)) throw new StorageError(404, 'not_found', `No route ${path}`);
+      const rest = path.slice(`${STORAGE_PREFIX}/object/`.length).split('/').map(decodeURIComponent);
+      const method = request.method;
+      if (method === 'POST' && rest[0] === 'list' && rest.length === 2) return await list(request, rest[1]);
+      if (method === 'DELETE' && rest.length === 1) return await remove(request, rest[0]);
+      const [bucket, ...segments] = rest[0] === 'authenticated' ? rest.slice(1) : rest;
+      if (!bucket || segments.length === 0) throw new StorageError(404, 'not_found', `No route ${method} ${path}`);
+      const name = checkObjectName(segments.join('/'));
+      if (method === 'POST' || method === 'PUT') {
+        return await upload(request, bucket, name, method === 'PUT' || request.headers.get('x-upsert') === 'true');
+      }
+      if (method === 'GET' || method === 'HEAD') return await download(request, bucket, name);
+      throw new StorageError(405, 'method_not_allowed', `${method} is not supported here`);
+    } catch (error) {
+      return storageErrorResponse(error);
+    }
+  };
+}

@@ -1,0 +1,131 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createClient, type SupabaseClient } from '@supabase/supabase-js';
+import postgres from 'postgres';
+import WebSocket from 'ws';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { type FunctionsServer, startFunctionsServer } from '../../scripts/local/functions-server.ts';
+import { localKeys, signUserToken } from '../../scripts/local/keys.ts';
+import { ROOT_DIR } from '../../scripts/local/paths.ts';
+import { createStorageApi } from '../../scripts/local/storage-api.ts';
+
+const BUCKET = 'storage-api-test';
+const ORG_A = '5e1f0a00-0000-4000-9000-00000000000a';
+const ORG_B = '5e1f0a00-0000-4000-9000-00000000000b';
+const users = {
+  admin: '5e1f0a00-0000-4000-8000-000000000001',
+  member: '5e1f0a00-0000-4000-8000-000000000002',
+  viewer: '5e1f0a00-0000-4000-8000-000000000003',
+  outsider: '5e1f0a00-0000-4000-8000-000000000004',
+};
+
+const sql = postgres(inject('dbUrl'), { max: 2, onnotice: () => undefined });
+const dataDir = mkdtempSync(join(tmpdir(), 'storage-api-'));
+let gateway: FunctionsServer;
+const clients = {} as Record<keyof typeof users, SupabaseClient>;
+
+beforeAll(async () => {
+  const keys = await localKeys();
+  await sql.begin(async (tx) => {
+    for (const [name, id] of Object.entries(users)) {
+      await tx`insert into auth.users (id, instance_id, aud, role, email, raw_app_meta_data, raw_user_meta_data)
+               values (${id}, '00000000-0000-0000-0000-000000000000', 'authenticated', 'authenticated',
+                       ${`${name}@storage-api.test`}, '{}', '{}')`;
+    }
+    await tx`insert into public.organizations (id, name, slug) values (${ORG_A}, 'A', 'storage-api-a'), (${ORG_B}, 'B', 'storage-api-b')`;
+    await tx`insert into public.memberships (org_id, user_id, role) values
+      (${ORG_A}, ${users.admin}, 'owner'), (${ORG_A}, ${users.member}, 'member'),
+      (${ORG_A}, ${users.viewer}, 'viewer'), (${ORG_B}, ${users.outsider}, 'owner')`;
+    await tx`insert into storage.buckets (id, name, public, file_size_limit, allowed_mime_types)
+             values (${BUCKET}, ${BUCKET}, false, 1024, array['text/plain', 'application/pdf'])`;
+    await tx`insert into private.org_buckets (bucket_id) values (${BUCKET})`;
+  });
+  gateway = await startFunctionsServer({
+    port: 0,
+    rootDir: ROOT_DIR,
+    env: { SUPABASE_JWT_SECRET: keys.jwtSecret },
+    services: { '/storage/v1': createStorageApi({ sql, dataDir, env: (name) => (name === 'SUPABASE_JWT_SECRET' ? keys.jwtSecret : undefined) }) },
+    log: () => undefined,
+  });
+  for (const [name, id] of Object.entries(users) as Array<[keyof typeof users, string]>) {
+    const token = await signUserToken({ id, email: `${name}@storage-api.test` }, { expiresInSeconds: 600 });
+    clients[name] = createClient(gateway.url, keys.anonKey, {
+      global: { headers: { Authorization: `Bearer ${token}` } },
+      auth: { persistSession: false, autoRefreshToken: false },
+      // Node 20 has no global WebSocket; supabase-js's realtime client needs one to be constructed.
+      realtime: { transport: WebSocket },
+    });
+  }
+});
+
+afterAll(async () => {
+  await gateway?.stop();
+  await sql.begin(async (tx) => {
+    await tx`select set_config('storage.allow_delete_query', 'true', true)`;
+    await tx`delete from storage.objects where bucket_id = ${BUCKET}`;
+    await tx`delete from storage.buckets where id = ${BUCKET}`;
+    await tx`delete from public.organizations where id in (${ORG_A}, ${ORG_B})`;
+    await tx`delete from auth.users where id in ${sql(Object.values(users))}`;
+  });
+  await sql.end();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+const file = (text: string, type = 'text/plain') => new Blob([text], { type });
+
+describe('the local Storage API through supabase-js', () => {
+  it('uploads, downloads and lists an org file as a member; the row carries size and type', async () => {
+    const path = `${ORG_A}/docs/a.txt`;
+    const uploaded = await clients.member.storage.from(BUCKET).upload(path, file('hello storage'));
+    expect(uploaded.error).toBeNull();
+    expect(uploaded.data?.path).toBe(path);
+
+    const downloaded = await clients.viewer.storage.from(BUCKET).download(path);
+    expect(downloaded.error).toBeNull();
+    expect(await downloaded.data?.text()).toBe('hello storage');
+
+    const listed = await clients.viewer.storage.from(BUCKET).list(`${ORG_A}/docs`);
+    expect(listed.data?.map((entry) => entry.name)).toEqual(['a.txt']);
+
+    const [row] = await sql`select metadata from storage.objects where bucket_id = ${BUCKET} and name = ${path}`;
+    expect(row.metadata).toMatchObject({ size: 13, mimetype: 'text/plain' });
+  });
+
+  it('refuses what the policies refuse: a viewer uploading, another org reading', async () => {
+    const refused = await clients.viewer.storage.from(BUCKET).upload(`${ORG_A}/docs/v.txt`, file('no'));
+    expect(refused.error?.message).toMatch(/row-level security/);
+    const hidden = await clients.outsider.storage.from(BUCKET).download(`${ORG_A}/docs/a.txt`);
+    expect(hidden.data).toBeNull();
+    const listed = await clients.outsider.storage.from(BUCKET).list(`${ORG_A}/docs`);
+    expect(listed.data).toEqual([]);
+  });
+
+  it('applies the bucket limits: size and type, before anything is stored', async () => {
+    const big = await clients.member.storage.from(BUCKET).upload(`${ORG_A}/docs/big.txt`, file('x'.repeat(2048)));
+    expect(big.error?.message).toMatch(/maximum allowed size/);
+    const image = await clients.member.storage.from(BUCKET).upload(`${ORG_A}/docs/a.png`, file('png', 'image/png'));
+    expect(image.error?.message).toMatch(/not supported/);
+    const [{ count }] = await sql`select count(*)::int as count from storage.objects where bucket_id = ${BUCKET} and name like '%big.txt' or name like '%a.png'`;
+    expect(count).toBe(0);
+  });
+
+  it('replaces with upsert, and refuses a second upload without it', async () => {
+    const path = `${ORG_A}/docs/b.txt`;
+    expect((await clients.member.storage.from(BUCKET).upload(path, file('one'))).error).toBeNull();
+    expect((await clients.member.storage.from(BUCKET).upload(path, file('two'))).error?.message).toMatch(/already exists/);
+    expect((await clients.member.storage.from(BUCKET).upload(path, file('three'), { upsert: true })).error).toBeNull();
+    expect(await (await clients.member.storage.from(BUCKET).download(path)).data?.text()).toBe('three');
+  });
+
+  it('removes only what the caller may delete: a member removes nothing, an owner removes the file', async () => {
+    const path = `${ORG_A}/docs/a.txt`;
+    const byMember = await clients.member.storage.from(BUCKET).remove([path]);
+    expect(byMember.data).toEqual([]);
+    expect((await clients.viewer.storage.from(BUCKET).download(path)).error).toBeNull();
+
+    const byOwner = await clients.admin.storage.from(BUCKET).remove([path]);
+    expect(byOwner.data?.map((row) => row.name)).toEqual([path]);
+    expect((await clients.viewer.storage.from(BUCKET).download(path)).data).toBeNull();
+  });
+});
