@@ -1,14 +1,14 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createClient, type SupabaseClient } from '@supabase/supabase-js';
+import type { SupabaseClient } from '@supabase/supabase-js';
 import postgres from 'postgres';
-import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type FunctionsServer, startFunctionsServer } from '../../scripts/local/functions-server.ts';
 import { localKeys, signUserToken } from '../../scripts/local/keys.ts';
 import { ROOT_DIR } from '../../scripts/local/paths.ts';
 import { createStorageApi } from '../../scripts/local/storage-api.ts';
+import { supabaseClient } from '../support/supabase-client.ts';
 
 const BUCKET = 'storage-api-test';
 const ORG_A = '5e1f0a00-0000-4000-9000-00000000000a';
@@ -50,12 +50,7 @@ beforeAll(async () => {
   });
   for (const [name, id] of Object.entries(users) as Array<[keyof typeof users, string]>) {
     const token = await signUserToken({ id, email: `${name}@storage-api.test` }, { expiresInSeconds: 600 });
-    clients[name] = createClient(gateway.url, keys.anonKey, {
-      global: { headers: { Authorization: `Bearer ${token}` } },
-      auth: { persistSession: false, autoRefreshToken: false },
-      // Node 20 has no global WebSocket; supabase-js's realtime client needs one to be constructed.
-      realtime: { transport: WebSocket },
-    });
+    clients[name] = supabaseClient(gateway.url, keys.anonKey, token);
   }
 });
 
