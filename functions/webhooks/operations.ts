@@ -88,12 +88,11 @@ export async function rotateSecret(
   tx: TransactionSql,
   endpointId: string,
   overlapHours: number,
-): Promise<{ secret: string; previous_secret_valid_until: Date }> {
-  // The old secrets' new expiry (clock time inside the function + overlap) is in a table the caller
-  // cannot read; now() is this transaction's start, a little earlier, so the answer never overstates it.
-  const [rotated] = await tx<{ secret: string; previous_secret_valid_until: Date }[]>`
-    select private.rotate_webhook_secret(${endpointId}, make_interval(hours => ${overlapHours}::int)) as secret,
-           now() + make_interval(hours => ${overlapHours}::int) as previous_secret_valid_until`;
+): Promise<{ secret: string; previous_secret_valid_until: Date | null }> {
+  // previous_secret_valid_until is null when there was no earlier live secret.
+  const [rotated] = await tx<{ secret: string; previous_secret_valid_until: Date | null }[]>`
+    select secret, previous_secret_valid_until
+    from private.rotate_webhook_secret(${endpointId}, make_interval(hours => ${overlapHours}::int))`;
   return rotated;
 }
 

@@ -67,8 +67,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     });
 
     let scheduler: Scheduler | null = null;
+    let schedulerSql: postgres.Sql | null = null;
     if (options.scheduler ?? true) {
       const sql = postgres(wire.url, { max: 2, onnotice: () => undefined });
+      schedulerSql = sql;
       scheduler = new Scheduler({ sql, log: options.log });
       scheduler.start();
       const running = scheduler;
@@ -91,11 +93,15 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
           SUPABASE_ANON_KEY: keys.anonKey,
           SUPABASE_SERVICE_ROLE_KEY: keys.serviceRoleKey,
           SUPABASE_JWT_SECRET: keys.jwtSecret,
+          // Local receivers (http://127.0.0.1:...) are the point of a local stack; never set in a project.
+          WEBHOOK_ALLOW_LOOPBACK: 'true',
           ...options.functionEnv,
         },
       });
       apiUrl = api.url;
       stops.push(() => api.stop());
+      // With both running, pg_cron and pg_net can wake the webhook dispatcher as on Supabase.
+      if (schedulerSql) await storeDispatcherSecrets(schedulerSql, apiUrl, keys.serviceRoleKey);
     }
 
     return {
@@ -113,5 +119,18 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     for (const stop of stops.reverse()) await stop().catch(() => undefined);
     if (stops.length === 0) await db.close();
     throw error;
+  }
+}
+
+/**
+ * The Vault secrets private.request_webhook_dispatch reads (as in Supabase's
+ * guide to scheduling edge functions): where the functions are and the key to
+ * call them with. Updated on every start, since the API port may change.
+ */
+async function storeDispatcherSecrets(sql: postgres.Sql, projectUrl: string, serviceRoleKey: string): Promise<void> {
+  for (const [name, value] of [['project_url', projectUrl], ['service_role_key', serviceRoleKey]]) {
+    const [existing] = await sql<{ id: string }[]>`select id from vault.secrets where name = ${name}`;
+    if (existing) await sql`select vault.update_secret(${existing.id}::uuid, ${value})`;
+    else await sql`select vault.create_secret(${value}, ${name})`;
   }
 }

@@ -77,6 +77,26 @@ insert into public.event_types (type, description, schema) values
 -- date-time). Returns the first problem found, or null.
 -- ---------------------------------------------------------------------------
 
+-- The shape of RFC 3339, and a real moment (no month 13, no minute 61).
+create function private.is_rfc3339_date_time(value text)
+returns boolean
+language plpgsql
+immutable
+security invoker
+set search_path = ''
+as $$
+begin
+  if value !~ '^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$' then
+    return false;
+  end if;
+  perform value::timestamptz;
+  return true;
+exception
+  when others then
+    return false;
+end;
+$$;
+
 create function private.json_schema_errors(schema jsonb, value jsonb, path text default '$')
 returns text
 language plpgsql
@@ -96,7 +116,7 @@ declare
 begin
   if allowed_types is not null and not (
     allowed_types ? actual
-    or (actual = 'number' and allowed_types ? 'integer' and value::text ~ '^-?[0-9]+$')
+    or (actual = 'number' and allowed_types ? 'integer' and (value #>> '{}')::numeric = trunc((value #>> '{}')::numeric))
   ) then
     return format('%s must be %s, not %s', path, array_to_string(array(select jsonb_array_elements_text(allowed_types)), ' or '), actual);
   end if;
@@ -108,7 +128,7 @@ begin
     return format('%s must be a uuid', path);
   end if;
   if actual = 'string' and schema ->> 'format' = 'date-time'
-    and value #>> '{}' !~ '^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$' then
+    and not private.is_rfc3339_date_time(value #>> '{}') then
     return format('%s must be an RFC 3339 date-time', path);
   end if;
   if actual = 'object' then

@@ -55,8 +55,12 @@ as $$
 declare
   unknown text[];
 begin
+  -- Types already subscribed stay valid even if the catalogue later drops one,
+  -- so such an endpoint can still be edited or disabled.
   select array_agg(t) into unknown from unnest(new.event_types) t
-  where t is null or not exists (select 1 from public.event_types e where e.type = t);
+  where t is null
+    or ((tg_op = 'UPDATE' and t = any (old.event_types)) is not true
+        and not exists (select 1 from public.event_types e where e.type = t));
   if unknown is not null then
     raise exception 'unknown event type(s): %', array_to_string(unknown, ', ', 'null')
       using errcode = 'invalid_parameter_value', hint = 'See public.event_types.';
@@ -210,7 +214,7 @@ security definer
 set search_path = ''
 as $$
 begin
-  if batch_size not between 1 and 500 then
+  if batch_size is null or batch_size not between 1 and 500 then
     raise exception 'batch_size must be between 1 and 500' using errcode = 'invalid_parameter_value';
   end if;
   return query
@@ -267,9 +271,10 @@ begin
   update public.webhook_endpoints e
   set enabled = false, disabled_reason = reason, disabled_at = disable_webhook_endpoint.disabled_at
   where e.id = disable_webhook_endpoint.endpoint_id and e.enabled;
+  -- In-flight ones too: a worker's late report then comes back 'stale'.
   update public.webhook_deliveries d
   set status = 'canceled', next_attempt_at = null, locked_until = null
-  where d.endpoint_id = disable_webhook_endpoint.endpoint_id and d.status = 'pending';
+  where d.endpoint_id = disable_webhook_endpoint.endpoint_id and d.status in ('pending', 'sending');
 end;
 $$;
 
@@ -310,7 +315,12 @@ begin
     record_webhook_attempt.started_at, greatest(record_webhook_attempt.duration_ms, 0), record_webhook_attempt.status_code,
     case when succeeded then 'succeeded' else 'failed' end,
     left(record_webhook_attempt.error, 1000), left(record_webhook_attempt.response_body, 4096)
-  );
+  )
+  on conflict on constraint webhook_attempts_once do nothing;
+  if not found then
+    -- The same attempt reported twice (a worker retrying its report).
+    return 'stale';
+  end if;
 
   -- A worker that outlived its lease reports an attempt the delivery has moved past.
   if delivery.status <> 'sending' or delivery.attempt_count <> record_webhook_attempt.attempt_number then
@@ -455,7 +465,7 @@ end;
 $$;
 
 create function private.rotate_webhook_secret(endpoint_id uuid, overlap interval)
-returns text
+returns table (secret text, previous_secret_valid_until timestamptz)
 language plpgsql
 security definer
 set search_path = ''
@@ -473,7 +483,10 @@ begin
   where s.endpoint_id = endpoint.id and (s.expires_at is null or s.expires_at > clock_timestamp());
   delete from private.webhook_endpoint_secrets s where s.endpoint_id = endpoint.id and s.expires_at <= clock_timestamp();
   insert into private.webhook_endpoint_secrets (endpoint_id, secret) values (endpoint.id, new_secret);
-  return new_secret;
+  return query select new_secret, (
+    select max(s.expires_at) from private.webhook_endpoint_secrets s
+    where s.endpoint_id = endpoint.id and s.secret <> new_secret
+  );
 end;
 $$;
 
@@ -559,8 +572,9 @@ grant execute on function
 to authenticated;
 
 -- ---------------------------------------------------------------------------
--- Waking the dispatcher: pg_cron every 10 seconds, and at once when new
--- deliveries appear (at most one request a second). The dispatcher's URL and
+-- Waking the dispatcher: pg_cron every 5 seconds when something is due (a
+-- retry, or a wake-up the throttle skipped), and at once when new deliveries
+-- appear (at most one request a second). The dispatcher's URL and
 -- key come from Vault secrets `project_url` and `service_role_key`, as in
 -- Supabase's guide to scheduling edge functions; without them this is a no-op.
 -- ---------------------------------------------------------------------------
@@ -586,8 +600,21 @@ begin
   if project_url is null or service_key is null then
     return;
   end if;
+  -- Nothing due, nothing to wake (the partial index on due deliveries makes this cheap).
+  if not exists (
+    select 1 from public.webhook_deliveries d
+    where d.status in ('pending', 'sending') and d.next_attempt_at <= now()
+      and (d.status = 'pending' or d.locked_until <= now())
+  ) then
+    return;
+  end if;
+  -- Skip locked: an emitter's long transaction must not make other tenants' writes wait here.
   update private.webhook_dispatch_requests r set last_requested_at = clock_timestamp()
-  where r.last_requested_at < clock_timestamp() - interval '1 second';
+  where r.id in (
+    select q.id from private.webhook_dispatch_requests q
+    where q.last_requested_at < clock_timestamp() - interval '1 second'
+    for update skip locked
+  );
   if not found then
     return;
   end if;
@@ -595,7 +622,8 @@ begin
     url := rtrim(project_url, '/') || '/functions/v1/webhook-dispatcher',
     body := '{}'::jsonb,
     headers := jsonb_build_object('Content-Type', 'application/json', 'Authorization', 'Bearer ' || service_key),
-    timeout_milliseconds := 2000
+    -- Longer than a dispatch pass (about 20 s), so the call is not cut off mid-pass.
+    timeout_milliseconds := 30000
   );
 end;
 $$;
@@ -607,12 +635,16 @@ security definer
 set search_path = ''
 as $$
 begin
-  perform private.request_webhook_dispatch();
+  -- Every event runs the fan-out insert; only one that queued something wakes the dispatcher.
+  if exists (select 1 from new_deliveries) then
+    perform private.request_webhook_dispatch();
+  end if;
   return null;
 end;
 $$;
 
 create trigger webhook_deliveries_request_dispatch after insert on public.webhook_deliveries
+  referencing new table as new_deliveries
   for each statement execute function private.request_dispatch_for_new_deliveries();
 
-select cron.schedule('dispatch-webhooks', '10 seconds', 'select private.request_webhook_dispatch()');
+select cron.schedule('dispatch-webhooks', '5 seconds', 'select private.request_webhook_dispatch()');

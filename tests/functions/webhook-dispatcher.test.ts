@@ -1,0 +1,490 @@
+/**
+ * The dispatch core against the run's shared database, with a controllable
+ * clock and local receivers.
+ *
+ * The clock runs two months in the past, and each test moves its own new
+ * deliveries onto that timeline: a pass claims every due delivery in the
+ * database, so a clock at or after real time would also take (and send) other
+ * test files' deliveries, while one in the past only ever sees ours.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Webhook } from 'standardwebhooks';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createSql, type Sql } from '../../functions/_shared/db.ts';
+import { dispatch, type DispatchOptions, leaseSeconds } from '../../functions/webhook-dispatcher/dispatch.ts';
+import { startTestDatabase } from './support.ts';
+
+const DAY = 86_400_000;
+/** private.webhook_retry_delays(): the wait before attempts 2..10, in seconds. */
+const RETRY_DELAYS = [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400];
+
+interface Received {
+  path: string;
+  headers: IncomingMessage['headers'];
+  body: string;
+}
+
+type Respond = (req: IncomingMessage, res: ServerResponse, body: string) => void;
+
+/** A webhook receiver on 127.0.0.1 whose answer each test chooses. */
+class Receiver {
+  readonly requests: Received[] = [];
+  respond: Respond = (_req, res) => res.writeHead(200).end('ok');
+  private readonly server: Server = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => (body += chunk));
+    req.on('end', () => {
+      this.requests.push({ path: req.url ?? '', headers: req.headers, body });
+      this.respond(req, res, body);
+    });
+  });
+  url = '';
+
+  async start(): Promise<this> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this;
+  }
+
+  stop(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+const newSecret = () => `whsec_${randomBytes(32).toString('base64')}`;
+
+let sql: Sql;
+let receiver: Receiver;
+let clock: Date;
+const orgs: string[] = [];
+
+beforeAll(async () => {
+  sql = createSql((await startTestDatabase()).url, { max: 4 });
+});
+afterAll(async () => {
+  await sql?.end({ timeout: 1 });
+});
+
+// Whole seconds, so Retry-After dates (second precision) compare exactly.
+const startClock = () => (clock = new Date(Math.floor((Date.now() - 60 * DAY) / 1000) * 1000));
+const advance = (ms: number) => (clock = new Date(clock.getTime() + ms));
+
+async function freshReceiver(): Promise<void> {
+  receiver = await new Receiver().start();
+  startClock();
+}
+
+afterEach(async () => {
+  await receiver?.stop();
+  if (orgs.length > 0) await sql`delete from public.organizations where id in ${sql(orgs.splice(0))}`;
+});
+
+async function createEndpoint(
+  url: string,
+  options: { secrets?: string[]; orgId?: string } = {},
+): Promise<{ orgId: string; endpointId: string; secrets: string[] }> {
+  const secrets = options.secrets ?? [newSecret()];
+  let orgId = options.orgId;
+  if (!orgId) {
+    orgId = randomUUID();
+    orgs.push(orgId);
+    await sql`insert into public.organizations (id, name, slug) values (${orgId}, 'Webhook test', ${`wh-${
+      orgId.slice(0, 13)
+    }`})`;
+  }
+  const [{ id }] = await sql<{ id: string }[]>`
+    insert into public.webhook_endpoints (org_id, url) values (${orgId}, ${url}) returning id`;
+  // Oldest first, so the first secret given is the newest (claimed secrets come newest first).
+  for (const secret of [...secrets].reverse()) {
+    await sql`insert into private.webhook_endpoint_secrets (endpoint_id, secret) values (${id}, ${secret})`;
+  }
+  return { orgId, endpointId: id, secrets };
+}
+
+/** Emits an event and puts the deliveries it fanned out to on the test's timeline, due now. */
+async function emit(orgId: string, name = 'a.pdf'): Promise<string> {
+  const payload = { document_id: randomUUID(), name, reason: 'x' };
+  const [{ id }] = await sql<{ id: string }[]>`
+    select private.emit_event(${orgId}, 'document.failed', ${sql.json(payload)}) as id`;
+  await sql`update public.webhook_deliveries set next_attempt_at = ${clock} where event_id = ${id} and status = 'pending'`;
+  return id;
+}
+
+const run = (overrides: Partial<DispatchOptions> = {}) =>
+  dispatch({
+    sql,
+    policy: { allowLoopback: true },
+    now: () => clock,
+    timeoutMs: 2000,
+    log: () => undefined,
+    ...overrides,
+  });
+
+interface DeliveryRow {
+  id: string;
+  status: string;
+  attempt_count: number;
+  next_attempt_at: Date | null;
+}
+const deliveriesOf = (endpointId: string) =>
+  sql<DeliveryRow[]>`
+    select id, status, attempt_count, next_attempt_at from public.webhook_deliveries
+    where endpoint_id = ${endpointId} order by created_at, id`;
+
+interface AttemptRow {
+  attempt_number: number;
+  status_code: number | null;
+  outcome: string;
+  error: string | null;
+  response_body: string | null;
+  duration_ms: number;
+  started_at: Date;
+}
+const attemptsOf = (endpointId: string) =>
+  sql<AttemptRow[]>`
+    select attempt_number, status_code, outcome, error, response_body, duration_ms, started_at
+    from public.webhook_attempts where endpoint_id = ${endpointId} order by attempt_number, id`;
+
+/** Follows the retries: sets the clock to the next due attempt and runs a pass, until nothing is pending. */
+async function driveUntilSettled(endpointId: string, maxPasses = 50): Promise<void> {
+  for (let pass = 0; pass < maxPasses; pass += 1) {
+    const [next] = await sql<{ at: Date | null }[]>`
+      select min(next_attempt_at) as at from public.webhook_deliveries
+      where endpoint_id = ${endpointId} and status = 'pending'`;
+    if (!next.at) return;
+    // Postgres keeps microseconds, Date milliseconds: 1 ms later is certainly due.
+    clock = new Date(Math.max(clock.getTime(), next.at.getTime() + 1));
+    await run();
+  }
+  throw new Error('still pending after the maximum number of passes');
+}
+
+describe('webhook dispatch', () => {
+  it('sends the event signed per Standard Webhooks, with every live secret', async () => {
+    await freshReceiver();
+    const secrets = [newSecret(), newSecret()];
+    const { orgId, endpointId } = await createEndpoint(`${receiver.url}/in`, { secrets });
+    const eventId = await emit(orgId, 'ünïcödé.pdf');
+
+    const summary = await run();
+    expect(summary).toMatchObject({ claimed: 1, succeeded: 1, retried: 0, failed: 0, stoppedBy: 'idle' });
+
+    expect(receiver.requests).toHaveLength(1);
+    const [{ headers, body, path }] = receiver.requests;
+    expect(path).toBe('/in');
+    expect(headers['content-type']).toBe('application/json');
+    expect(headers['user-agent']).toMatch(/webhooks/);
+    expect(headers['webhook-id']).toBe(`msg_${eventId.replaceAll('-', '')}`);
+    expect(headers['webhook-timestamp']).toBe(String(clock.getTime() / 1000));
+    const parsed = JSON.parse(body);
+    expect(parsed).toMatchObject({ type: 'document.failed', data: { name: 'ünïcödé.pdf', reason: 'x' } });
+    expect(parsed.timestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+
+    // Each secret's signature is what the standardwebhooks package computes for these bytes.
+    // (Its verify() would also check the timestamp against the real clock, which this test moves.)
+    const signatures = String(headers['webhook-signature']).split(' ');
+    const sentAt = new Date(Number(headers['webhook-timestamp']) * 1000);
+    expect(signatures).toEqual(
+      secrets.map((secret) => new Webhook(secret).sign(String(headers['webhook-id']), sentAt, body)),
+    );
+
+    expect(await deliveriesOf(endpointId)).toMatchObject([{
+      status: 'succeeded',
+      attempt_count: 1,
+      next_attempt_at: null,
+    }]);
+    expect(await attemptsOf(endpointId)).toMatchObject([
+      {
+        attempt_number: 1,
+        status_code: 200,
+        outcome: 'succeeded',
+        error: null,
+        response_body: 'ok',
+        started_at: clock,
+      },
+    ]);
+  });
+
+  it('retries a failing receiver on the schedule (±10%), never early, and gives up after the 10th attempt', async () => {
+    await freshReceiver();
+    receiver.respond = (_req, res) => res.writeHead(500).end('down');
+    const { orgId, endpointId } = await createEndpoint(receiver.url);
+    await emit(orgId);
+
+    for (let attempt = 1; attempt <= 10; attempt += 1) {
+      const summary = await run();
+      expect(summary.claimed, `attempt ${attempt}`).toBe(1);
+      expect(receiver.requests).toHaveLength(attempt);
+      const [delivery] = await deliveriesOf(endpointId);
+      expect(delivery.attempt_count).toBe(attempt);
+      if (attempt === 10) {
+        expect(summary.failed).toBe(1);
+        expect(delivery).toMatchObject({ status: 'failed', next_attempt_at: null });
+        break;
+      }
+      expect(summary.retried).toBe(1);
+      expect(delivery.status).toBe('pending');
+      const waitSeconds = (delivery.next_attempt_at!.getTime() - clock.getTime()) / 1000;
+      const planned = RETRY_DELAYS[attempt - 1];
+      expect(waitSeconds, `wait after attempt ${attempt}`).toBeGreaterThanOrEqual(planned * 0.9 - 0.001);
+      expect(waitSeconds, `wait after attempt ${attempt}`).toBeLessThanOrEqual(planned * 1.1 + 0.001);
+
+      // Not yet due: a pass a moment before sends nothing.
+      clock = new Date(delivery.next_attempt_at!.getTime() - 1);
+      expect((await run()).claimed).toBe(0);
+      expect(receiver.requests).toHaveLength(attempt);
+      clock = new Date(delivery.next_attempt_at!.getTime() + 1);
+    }
+
+    const attempts = await attemptsOf(endpointId);
+    expect(attempts.map((a) => a.attempt_number)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(attempts.every((a) => a.status_code === 500 && a.outcome === 'failed' && a.response_body === 'down')).toBe(
+      true,
+    );
+    // One webhook-id for every attempt; a fresh timestamp (and so signature) on each.
+    expect(new Set(receiver.requests.map((r) => r.headers['webhook-id'])).size).toBe(1);
+    expect(new Set(receiver.requests.map((r) => r.headers['webhook-timestamp'])).size).toBe(10);
+    // 3.15 days of failures is under the 5-day limit: the endpoint stays enabled.
+    const [endpoint] = await sql<
+      { enabled: boolean }[]
+    >`select enabled from public.webhook_endpoints where id = ${endpointId}`;
+    expect(endpoint.enabled).toBe(true);
+  });
+
+  it('honours Retry-After on 429 (seconds) and 503 (HTTP date) when it asks for longer than the schedule', async () => {
+    await freshReceiver();
+    const { orgId, endpointId } = await createEndpoint(receiver.url);
+    receiver.respond = (_req, res) => res.writeHead(429, { 'retry-after': '3600' }).end();
+    await emit(orgId);
+    await run();
+    let [delivery] = await deliveriesOf(endpointId);
+    expect((delivery.next_attempt_at!.getTime() - clock.getTime()) / 1000).toBe(3600);
+
+    clock = new Date(delivery.next_attempt_at!.getTime() + 1000 - (delivery.next_attempt_at!.getTime() % 1000));
+    const until = new Date(clock.getTime() + 7200_000);
+    receiver.respond = (_req, res) => res.writeHead(503, { 'retry-after': until.toUTCString() }).end();
+    await run();
+    [delivery] = await deliveriesOf(endpointId);
+    expect(delivery.attempt_count).toBe(2);
+    expect((delivery.next_attempt_at!.getTime() - clock.getTime()) / 1000).toBe(7200);
+
+    // A Retry-After on a plain 500 is not honoured: the schedule's 30 minutes (±10%) apply.
+    clock = new Date(delivery.next_attempt_at!.getTime() + 1);
+    receiver.respond = (_req, res) => res.writeHead(500, { 'retry-after': '86400' }).end();
+    await run();
+    [delivery] = await deliveriesOf(endpointId);
+    expect((delivery.next_attempt_at!.getTime() - clock.getTime()) / 1000).toBeLessThanOrEqual(1800 * 1.1 + 0.001);
+  });
+
+  it('disables the endpoint on 410 Gone, cancels what it had queued, and sends it nothing afterwards', async () => {
+    await freshReceiver();
+    receiver.respond = (_req, res) => res.writeHead(410).end('gone');
+    const { orgId, endpointId } = await createEndpoint(receiver.url);
+    await emit(orgId, 'first.pdf');
+    await emit(orgId, 'second.pdf');
+
+    // One delivery only: the other is still queued when the 410 arrives.
+    const summary = await run({ batchSize: 1, maxDeliveries: 1 });
+    expect(summary).toMatchObject({ claimed: 1, failed: 1, stoppedBy: 'delivery_budget' });
+    const [endpoint] = await sql<{ enabled: boolean; disabled_reason: string }[]>`
+      select enabled, disabled_reason from public.webhook_endpoints where id = ${endpointId}`;
+    expect(endpoint).toEqual({ enabled: false, disabled_reason: 'the endpoint answered 410 Gone' });
+    expect((await deliveriesOf(endpointId)).map((d) => d.status).sort()).toEqual(['canceled', 'failed']);
+
+    await emit(orgId, 'third.pdf');
+    advance(DAY);
+    expect((await run()).claimed).toBe(0);
+    expect(receiver.requests).toHaveLength(1);
+    expect(await deliveriesOf(endpointId)).toHaveLength(2);
+  });
+
+  it('disables an endpoint that has failed continuously for 5 days', async () => {
+    await freshReceiver();
+    receiver.respond = (_req, res) => res.writeHead(500).end();
+    const { orgId, endpointId } = await createEndpoint(receiver.url);
+    const firstFailure = clock;
+    await emit(orgId, 'first.pdf');
+    await driveUntilSettled(endpointId);
+    // The first delivery ran out of attempts after about 3.15 days; the endpoint is still on.
+    expect((await deliveriesOf(endpointId)).map((d) => d.status)).toEqual(['failed']);
+
+    advance(12 * 3_600_000);
+    await emit(orgId, 'second.pdf');
+    await driveUntilSettled(endpointId);
+
+    const [endpoint] = await sql<{ enabled: boolean; disabled_reason: string; disabled_at: Date }[]>`
+      select enabled, disabled_reason, disabled_at from public.webhook_endpoints where id = ${endpointId}`;
+    expect(endpoint.enabled).toBe(false);
+    expect(endpoint.disabled_reason).toBe('failing continuously for 5 days');
+    expect(endpoint.disabled_at.getTime() - firstFailure.getTime()).toBeGreaterThanOrEqual(5 * DAY);
+    const [, second] = await deliveriesOf(endpointId);
+    expect(second.status).toBe('failed');
+    // The second delivery stopped short of its 10 attempts: the 5-day rule ended it.
+    expect(second.attempt_count).toBeLessThan(10);
+
+    const sent = receiver.requests.length;
+    await emit(orgId, 'third.pdf');
+    advance(DAY);
+    expect((await run()).claimed).toBe(0);
+    expect(receiver.requests).toHaveLength(sent);
+  });
+
+  it('sends each attempt exactly once when two dispatchers run at once', async () => {
+    await freshReceiver();
+    // Slow enough that the two passes overlap for the whole run.
+    receiver.respond = (_req, res) => setTimeout(() => res.writeHead(200).end(), 10);
+    const { orgId, endpointId: first } = await createEndpoint(`${receiver.url}/a`);
+    const { endpointId: second } = await createEndpoint(`${receiver.url}/b`, { orgId });
+    const events = 20;
+    for (let i = 0; i < events; i += 1) await emit(orgId, `doc-${i}.pdf`);
+
+    const other = createSql((await startTestDatabase()).url, { max: 4 });
+    try {
+      const [a, b] = await Promise.all([run({ batchSize: 4 }), run({ sql: other, batchSize: 4 })]);
+      expect(a.claimed + b.claimed).toBe(2 * events);
+      expect(a.claimed).toBeGreaterThan(0);
+      expect(b.claimed).toBeGreaterThan(0);
+    } finally {
+      await other.end({ timeout: 1 });
+    }
+
+    const perMessage = new Map<string, number>();
+    for (const r of receiver.requests) {
+      const key = `${r.path} ${String(r.headers['webhook-id'])}`;
+      perMessage.set(key, (perMessage.get(key) ?? 0) + 1);
+    }
+    expect(perMessage.size).toBe(2 * events);
+    expect([...perMessage.values()].every((count) => count === 1)).toBe(true);
+    const [counts] = await sql<{ attempts: number; distinct_attempts: number; succeeded: number }[]>`
+      select count(*)::int as attempts,
+             count(distinct (a.delivery_id, a.attempt_number))::int as distinct_attempts,
+             count(*) filter (where d.status = 'succeeded')::int as succeeded
+      from public.webhook_attempts a join public.webhook_deliveries d on d.id = a.delivery_id
+      where a.endpoint_id in (${first}, ${second})`;
+    expect(counts).toEqual({ attempts: 2 * events, distinct_attempts: 2 * events, succeeded: 2 * events });
+  });
+
+  it('takes over a delivery whose dispatcher died once its lease runs out; the late report is stale', async () => {
+    await freshReceiver();
+    const { orgId, endpointId } = await createEndpoint(receiver.url);
+    await emit(orgId);
+    // A dispatcher claims the delivery and dies before sending.
+    const [claimed] = await sql.begin(async (tx) => {
+      await tx`select set_config('role', 'service_role', true)`;
+      return tx<{ delivery_id: string; attempt_number: number }[]>`
+        select delivery_id, attempt_number from private.claim_webhook_deliveries(10, interval '60 seconds', ${clock})`;
+    });
+    expect(claimed.attempt_number).toBe(1);
+    advance(30_000);
+    expect((await run()).claimed).toBe(0);
+    advance(31_000);
+    expect(await run()).toMatchObject({ claimed: 1, succeeded: 1 });
+    expect(receiver.requests).toHaveLength(1);
+
+    const [late] = await sql.begin(async (tx) => {
+      await tx`select set_config('role', 'service_role', true)`;
+      return tx<{ status: string }[]>`
+        select private.record_webhook_attempt(${claimed.delivery_id}, 1, ${clock}, 5, 200, null, 'late', null, ${clock}) as status`;
+    });
+    expect(late.status).toBe('stale');
+    expect(await deliveriesOf(endpointId)).toMatchObject([{ status: 'succeeded', attempt_count: 2 }]);
+  });
+
+  it('makes no request to an endpoint whose name resolves to a private address at delivery time', async () => {
+    await freshReceiver();
+    const port = new URL(receiver.url).port;
+    const { orgId, endpointId: internal } = await createEndpoint(`http://hooks.customer.test:${port}/in`);
+    const { endpointId: metadata } = await createEndpoint('https://metadata-proxy.customer.test/latest', { orgId });
+    await emit(orgId);
+
+    const resolve = async (
+      hostname: string,
+    ) => (hostname === 'hooks.customer.test' ? ['10.0.0.7'] : ['169.254.169.254']);
+    const summary = await run({ policy: { allowLoopback: true, resolve } });
+    expect(summary).toMatchObject({ claimed: 2, retried: 2 });
+    expect(receiver.requests).toHaveLength(0);
+    const [internalAttempt] = await attemptsOf(internal);
+    expect(internalAttempt).toMatchObject({ status_code: null, outcome: 'failed' });
+    expect(internalAttempt.error).toMatch(
+      /^unsafe_url: The host hooks\.customer\.test resolves to .*private or reserved/,
+    );
+    expect((await attemptsOf(metadata))[0]).toMatchObject({
+      status_code: null,
+      error: expect.stringMatching(/^unsafe_url: /),
+    });
+  });
+
+  it('refuses loopback receivers unless the policy allows them', async () => {
+    await freshReceiver();
+    const { orgId, endpointId } = await createEndpoint(receiver.url);
+    await emit(orgId);
+    await run({ policy: { allowLoopback: false } });
+    expect(receiver.requests).toHaveLength(0);
+    expect((await attemptsOf(endpointId))[0].error).toMatch(/^unsafe_url: /);
+  });
+
+  it('does not follow a redirect: a 3xx is a failed attempt', async () => {
+    await freshReceiver();
+    receiver.respond = (req, res) =>
+      req.url === '/moved'
+        ? res.writeHead(302, { location: `${receiver.url}/elsewhere` }).end()
+        : res.writeHead(200).end();
+    const { orgId, endpointId } = await createEndpoint(`${receiver.url}/moved`);
+    await emit(orgId);
+    expect(await run()).toMatchObject({ claimed: 1, retried: 1 });
+    expect(receiver.requests.map((r) => r.path)).toEqual(['/moved']);
+    expect((await attemptsOf(endpointId))[0]).toMatchObject({
+      status_code: 302,
+      outcome: 'failed',
+      error: `redirects are not followed (302 to ${receiver.url}/elsewhere)`,
+    });
+  });
+
+  it('records a receiver slower than the timeout as a failure without a status', async () => {
+    await freshReceiver();
+    receiver.respond = (_req, res) => setTimeout(() => res.writeHead(200).end(), 1500);
+    const { orgId, endpointId } = await createEndpoint(receiver.url);
+    await emit(orgId);
+    const summary = await run({ timeoutMs: 200 });
+    expect(summary).toMatchObject({ claimed: 1, retried: 1 });
+    expect(summary.durationMs).toBeLessThan(1500);
+    const [attempt] = await attemptsOf(endpointId);
+    expect(attempt).toMatchObject({ status_code: null, outcome: 'failed', error: 'no response within 200 ms' });
+    expect(attempt.duration_ms).toBeGreaterThanOrEqual(190);
+  });
+
+  it('keeps the first 4 KB of the response', async () => {
+    await freshReceiver();
+    receiver.respond = (_req, res) => res.writeHead(200, { 'content-type': 'text/plain' }).end('é'.repeat(8192));
+    const { orgId, endpointId } = await createEndpoint(receiver.url);
+    await emit(orgId);
+    await run();
+    const [attempt] = await attemptsOf(endpointId);
+    expect(attempt.outcome).toBe('succeeded');
+    // 4096 bytes of two-byte characters.
+    expect(attempt.response_body).toBe('é'.repeat(2048));
+  });
+
+  it('stops at its delivery budget and leaves the rest for the next pass', async () => {
+    await freshReceiver();
+    const { orgId, endpointId } = await createEndpoint(receiver.url);
+    for (let i = 0; i < 5; i += 1) await emit(orgId, `doc-${i}.pdf`);
+    expect(await run({ maxDeliveries: 3, batchSize: 2 })).toMatchObject({
+      claimed: 3,
+      batches: 2,
+      stoppedBy: 'delivery_budget',
+    });
+    expect(await run({ maxDeliveries: 3, batchSize: 2 })).toMatchObject({ claimed: 2, stoppedBy: 'idle' });
+    expect((await deliveriesOf(endpointId)).every((d) => d.status === 'succeeded')).toBe(true);
+  });
+
+  it('leases a batch for longer than its slowest way through', () => {
+    // 16 deliveries, 8 at a time, each up to 15 s: 30 s, plus a margin.
+    expect(leaseSeconds(16, 8, 15_000)).toBe(60);
+    expect(leaseSeconds(1, 8, 200)).toBe(31);
+  });
+});
