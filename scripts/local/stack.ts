@@ -1,4 +1,6 @@
-import { join } from 'node:path';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { ROOT_DIR } from './paths.ts';
 import type { PGlite } from '@electric-sql/pglite';
 import postgres from 'postgres';
@@ -8,6 +10,7 @@ import { applySessionDefaults, openDatabase, SESSION_DEFAULTS_SQL } from './pgli
 import { Scheduler } from './scheduler.ts';
 import { WireServer } from './wire-server.ts';
 import { startFunctionsServer } from './functions-server.ts';
+import { createStorageApi } from './storage-api.ts';
 
 export { ROOT_DIR };
 
@@ -24,6 +27,11 @@ export interface StackOptions {
   log?: (line: string) => void;
   /** Extra environment for the functions. */
   functionEnv?: Record<string, string>;
+}
+
+/** Where Storage keeps object bytes for a data folder: beside it, so db:reset can clear both. */
+export function storageDirFor(dataDir: string): string {
+  return join(dirname(dataDir), 'storage');
 }
 
 export interface Stack {
@@ -83,10 +91,21 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     let apiUrl: string | null = null;
     if (options.functions ?? true) {
       const apiPort = options.apiPort ?? 54321;
+      // Storage shares the API port, as on Supabase; an in-memory stack keeps its bytes in a temporary folder.
+      const storageDir = options.dataDir ? storageDirFor(options.dataDir) : await mkdtemp(join(tmpdir(), 'stack-storage-'));
+      if (!options.dataDir) stops.push(() => rm(storageDir, { recursive: true, force: true }));
+      const storageSql = postgres(wire.url, { max: 4, prepare: false, onnotice: () => undefined });
+      stops.push(() => storageSql.end({ timeout: 1 }));
+      const storage = createStorageApi({
+        sql: storageSql,
+        dataDir: storageDir,
+        env: (name) => (name === 'SUPABASE_JWT_SECRET' ? keys.jwtSecret : undefined),
+      });
       const api = await startFunctionsServer({
         host,
         port: apiPort,
         rootDir: ROOT_DIR,
+        services: { '/storage/v1': storage },
         env: {
           SUPABASE_URL: `http://${host}:${apiPort}`,
           SUPABASE_DB_URL: wire.url,
