@@ -70,6 +70,102 @@ isOneToOne: false
                   Relationships: [
                     
                   ]
+                },"collections": {
+                  Row: {
+                    "created_at": string,"created_by": string | null,"description": string,"id": string,"name": string,"org_id": string,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "created_at"?: string,"created_by"?: string | null,"description"?: string,"id"?: string,"name": string,"org_id": string,"updated_at"?: string
+                  }
+                  Update: {
+                    "created_at"?: string,"created_by"?: string | null,"description"?: string,"id"?: string,"name"?: string,"org_id"?: string,"updated_at"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "collections_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"document_chunks": {
+                  Row: {
+                    "chunk_index": number,"collection_id": string | null,"content": string,"document_id": string,"embedding": string,"fts": unknown,"id": number,"org_id": string,"page_end": number,"page_start": number,"token_count": number
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "chunk_index": number,"collection_id"?: string | null,"content": string,"document_id": string,"embedding": string,"fts"?: never,"id"?: never,"org_id": string,"page_end": number,"page_start": number,"token_count": number
+                  }
+                  Update: {
+                    "chunk_index"?: number,"collection_id"?: string | null,"content"?: string,"document_id"?: string,"embedding"?: string,"fts"?: never,"id"?: never,"org_id"?: string,"page_end"?: number,"page_start"?: number,"token_count"?: number
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "document_chunks_collection_id_fkey"
+      columns: ["collection_id"]
+isOneToOne: false
+      referencedRelation: "collections"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "document_chunks_document_id_fkey"
+      columns: ["document_id"]
+isOneToOne: false
+      referencedRelation: "documents"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "document_chunks_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"documents": {
+                  Row: {
+                    "batch_id": string | null,"checksum_sha256": string | null,"chunk_count": number,"collection_id": string | null,"created_at": string,"created_by": string | null,"failure_reason": string | null,"id": string,"ingest_attempts": number,"ingest_cursor": number,"ingest_run": string | null,"ingest_started_at": string | null,"ingested_at": string | null,"mime_type": string,"name": string,"org_id": string,"page_count": number | null,"progress": number,"project_id": string | null,"size_bytes": number,"status": Database["public"]['Enums']["document_status"],"storage_path": string,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "batch_id"?: string | null,"checksum_sha256"?: string | null,"chunk_count"?: number,"collection_id"?: string | null,"created_at"?: string,"created_by"?: string | null,"failure_reason"?: string | null,"id"?: string,"ingest_attempts"?: number,"ingest_cursor"?: number,"ingest_run"?: string | null,"ingest_started_at"?: string | null,"ingested_at"?: string | null,"mime_type": string,"name": string,"org_id": string,"page_count"?: number | null,"progress"?: number,"project_id"?: string | null,"size_bytes": number,"status"?: Database["public"]['Enums']["document_status"],"storage_path": string,"updated_at"?: string
+                  }
+                  Update: {
+                    "batch_id"?: string | null,"checksum_sha256"?: string | null,"chunk_count"?: number,"collection_id"?: string | null,"created_at"?: string,"created_by"?: string | null,"failure_reason"?: string | null,"id"?: string,"ingest_attempts"?: number,"ingest_cursor"?: number,"ingest_run"?: string | null,"ingest_started_at"?: string | null,"ingested_at"?: string | null,"mime_type"?: string,"name"?: string,"org_id"?: string,"page_count"?: number | null,"progress"?: number,"project_id"?: string | null,"size_bytes"?: number,"status"?: Database["public"]['Enums']["document_status"],"storage_path"?: string,"updated_at"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "documents_batch_id_fkey"
+      columns: ["batch_id"]
+isOneToOne: false
+      referencedRelation: "upload_batch_progress"
+      referencedColumns: ["batch_id"]
+    },{
+      foreignKeyName: "documents_batch_id_fkey"
+      columns: ["batch_id"]
+isOneToOne: false
+      referencedRelation: "upload_batches"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "documents_collection_id_fkey"
+      columns: ["collection_id"]
+isOneToOne: false
+      referencedRelation: "collections"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "documents_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "documents_project_id_fkey"
+      columns: ["project_id"]
+isOneToOne: false
+      referencedRelation: "projects"
+      referencedColumns: ["id"]
+    }
+                  ]
                 },"event_types": {
                   Row: {
                     "description": string,"schema": NonNullable<Json>,"type": string
@@ -178,6 +274,26 @@ isOneToOne: false
                   Relationships: [
                     
                   ]
+                },"projects": {
+                  Row: {
+                    "created_at": string,"created_by": string | null,"description": string,"id": string,"name": string,"org_id": string,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "created_at"?: string,"created_by"?: string | null,"description"?: string,"id"?: string,"name": string,"org_id": string,"updated_at"?: string
+                  }
+                  Update: {
+                    "created_at"?: string,"created_by"?: string | null,"description"?: string,"id"?: string,"name"?: string,"org_id"?: string,"updated_at"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "projects_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
                 },"role_permissions": {
                   Row: {
                     "description": string,"min_role": Database["public"]['Enums']["org_role"],"permission": string
@@ -191,6 +307,70 @@ isOneToOne: false
                   }
                   Relationships: [
                     
+                  ]
+                },"upload_batches": {
+                  Row: {
+                    "collection_id": string | null,"created_at": string,"created_by": string | null,"id": string,"org_id": string,"project_id": string | null
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "collection_id"?: string | null,"created_at"?: string,"created_by"?: string | null,"id"?: string,"org_id": string,"project_id"?: string | null
+                  }
+                  Update: {
+                    "collection_id"?: string | null,"created_at"?: string,"created_by"?: string | null,"id"?: string,"org_id"?: string,"project_id"?: string | null
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "upload_batches_collection_id_fkey"
+      columns: ["collection_id"]
+isOneToOne: false
+      referencedRelation: "collections"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "upload_batches_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "upload_batches_project_id_fkey"
+      columns: ["project_id"]
+isOneToOne: false
+      referencedRelation: "projects"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"usage_events": {
+                  Row: {
+                    "api_key_id": string | null,"created_at": string,"document_id": string | null,"id": number,"kind": string,"model": string,"org_id": string,"tokens_in": number,"tokens_out": number
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "api_key_id"?: string | null,"created_at"?: string,"document_id"?: string | null,"id"?: never,"kind": string,"model": string,"org_id": string,"tokens_in"?: number,"tokens_out"?: number
+                  }
+                  Update: {
+                    "api_key_id"?: string | null,"created_at"?: string,"document_id"?: string | null,"id"?: never,"kind"?: string,"model"?: string,"org_id"?: string,"tokens_in"?: number,"tokens_out"?: number
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "usage_events_api_key_id_fkey"
+      columns: ["api_key_id"]
+isOneToOne: false
+      referencedRelation: "api_keys"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "usage_events_document_id_fkey"
+      columns: ["document_id"]
+isOneToOne: false
+      referencedRelation: "documents"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "usage_events_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
                   ]
                 },"webhook_attempts": {
                   Row: {
@@ -285,7 +465,21 @@ isOneToOne: false
                 }
           }
           Views: {
-            [_ in never]: never
+            "upload_batch_progress": {
+                  Row: {
+                    "batch_id": string,"failed": number | null,"files": number | null,"in_progress": number | null,"org_id": string,"percent": number | null,"ready": number | null
+                  }
+                  ComputedFields: never
+                  Relationships: [
+                    {
+      foreignKeyName: "upload_batches_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
+                }
           }
           Functions: {
             "accept_invitation":
@@ -339,6 +533,38 @@ isOneToOne: false
         isOneToOne: true
         isSetofReturn: false
       } },
+"create_upload_batch":
+{ Args: { "collection_id"?: string,"files": Json,"org_id": string,"project_id"?: string }; Returns: {
+              "batch_id": string | null,
+"checksum_sha256": string | null,
+"chunk_count": number,
+"collection_id": string | null,
+"created_at": string,
+"created_by": string | null,
+"failure_reason": string | null,
+"id": string,
+"ingest_attempts": number,
+"ingest_cursor": number,
+"ingest_run": string | null,
+"ingest_started_at": string | null,
+"ingested_at": string | null,
+"mime_type": string,
+"name": string,
+"org_id": string,
+"page_count": number | null,
+"progress": number,
+"project_id": string | null,
+"size_bytes": number,
+"status": Database["public"]['Enums']["document_status"],
+"storage_path": string,
+"updated_at": string
+            }[]
+                          SetofOptions: {
+        from: "*"
+        to: "documents"
+        isOneToOne: false
+        isSetofReturn: true
+      } },
 "invite_member":
 { Args: { "email": string,"org_id": string,"role"?: Database["public"]['Enums']["org_role"],"valid_for"?: string }; Returns: {
               "expires_at": string,"id": string,"token": string
@@ -358,6 +584,11 @@ isOneToOne: false
         isOneToOne: true
         isSetofReturn: false
       } },
+"match_document_chunks":
+{ Args: { "collection_ids"?: (string)[],"match_count"?: number,"org_id": string,"query_embedding": string,"query_text"?: string }; Returns: {
+              "chunk_id": number,"collection_id": string,"content": string,"document_id": string,"document_name": string,"page_end": number,"page_start": number,"score": number,"text_rank": number,"vector_rank": number
+            }[]
+                           },
 "my_permissions":
 { Args: { "org_id": string }; Returns: string[]
                            },
@@ -380,6 +611,38 @@ isOneToOne: false
               "expires_at": string,"id": string,"token": string
             }[]
                            },
+"retry_document":
+{ Args: { "document_id": string }; Returns: {
+              "batch_id": string | null,
+"checksum_sha256": string | null,
+"chunk_count": number,
+"collection_id": string | null,
+"created_at": string,
+"created_by": string | null,
+"failure_reason": string | null,
+"id": string,
+"ingest_attempts": number,
+"ingest_cursor": number,
+"ingest_run": string | null,
+"ingest_started_at": string | null,
+"ingested_at": string | null,
+"mime_type": string,
+"name": string,
+"org_id": string,
+"page_count": number | null,
+"progress": number,
+"project_id": string | null,
+"size_bytes": number,
+"status": Database["public"]['Enums']["document_status"],
+"storage_path": string,
+"updated_at": string
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "documents"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
 "revoke_api_key":
 { Args: { "api_key_id": string }; Returns: {
               "created_at": string,
@@ -443,7 +706,7 @@ isOneToOne: false
                            }
           }
           Enums: {
-            "org_role": "viewer"|"member"|"admin"|"owner"
+            "document_status": "uploading"|"queued"|"processing"|"ready"|"failed","org_role": "viewer"|"member"|"admin"|"owner"
           }
           CompositeTypes: {
             "new_api_key": {
@@ -565,7 +828,7 @@ export const Constants = {
           }
         },"public": {
           Enums: {
-            "org_role": ["viewer", "member", "admin", "owner"]
+            "document_status": ["uploading", "queued", "processing", "ready", "failed"],"org_role": ["viewer", "member", "admin", "owner"]
           }
         }
 } as const

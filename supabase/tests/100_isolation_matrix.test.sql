@@ -60,6 +60,32 @@ insert into public.webhook_attempts (org_id, delivery_id, endpoint_id, attempt_n
 select (select id from fixture where key = 'org_a'), (select id from fixture where key = 'delivery_a'),
        (select id from fixture where key = 'endpoint_a'), 1, 'https://hooks.example.com/org_a', now(), 12, 500, 'failed';
 
+with created as (
+  insert into public.projects (org_id, name) select id, 'iso project' from fixture where key = 'org_a' returning id
+) insert into fixture select 'project_a', id from created;
+with created as (
+  insert into public.collections (org_id, name) select id, 'iso collection' from fixture where key = 'org_a' returning id
+) insert into fixture select 'collection_a', id from created;
+with created as (
+  insert into public.upload_batches (org_id, project_id, collection_id)
+  select (select id from fixture where key = 'org_a'), (select id from fixture where key = 'project_a'),
+         (select id from fixture where key = 'collection_a')
+  returning id
+) insert into fixture select 'batch_a', id from created;
+with created as (
+  insert into public.documents (org_id, batch_id, collection_id, name, mime_type, size_bytes, storage_path, status, progress)
+  select (select id from fixture where key = 'org_a'), (select id from fixture where key = 'batch_a'),
+         (select id from fixture where key = 'collection_a'), 'iso.txt', 'text/plain', 12,
+         (select id from fixture where key = 'org_a') || '/iso/iso.txt', 'ready', 100
+  returning id
+) insert into fixture select 'document_a', id from created;
+insert into public.document_chunks (org_id, document_id, collection_id, chunk_index, page_start, page_end, content, token_count, embedding)
+select (select id from fixture where key = 'org_a'), (select id from fixture where key = 'document_a'),
+       (select id from fixture where key = 'collection_a'), 0, 1, 1, 'isolation probe', 2,
+       array_fill(0.1::real, array[1536])::extensions.vector;
+insert into public.usage_events (org_id, kind, model, tokens_in)
+select id, 'embedding', 'offline-lexical', 2 from fixture where key = 'org_a';
+
 -- ---------------------------------------------------------------------------
 -- The matrix. One row per relation and action: the statement (placeholders
 -- {key} are fixture ids) and the expected outcome per actor.
@@ -190,6 +216,70 @@ insert into matrix values
   ('public.webhook_attempts', 'delete', $$delete from public.webhook_attempts where delivery_id = '{delivery_a}'$$,
    'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
 
+  -- projects and collections: viewers read, members create and rename, admins delete.
+  ('public.projects', 'select', $$select count(*) from public.projects where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'all', 'none', 'all'),
+  ('public.projects', 'insert', $$insert into public.projects (org_id, name) values ('{org_a}', 'iso new')$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:1', 'denied', 'denied', 'denied'),
+  ('public.projects', 'update', $$update public.projects set name = 'renamed' where id = '{project_a}'$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:1', 'rows:0', 'rows:0', 'rows:0'),
+  ('public.projects', 'delete', $$delete from public.projects where id = '{project_a}'$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:0', 'rows:0', 'rows:0', 'rows:0'),
+  ('public.collections', 'select', $$select count(*) from public.collections where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'all', 'none', 'all'),
+  ('public.collections', 'insert', $$insert into public.collections (org_id, name) values ('{org_a}', 'iso new')$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:1', 'denied', 'denied', 'denied'),
+  ('public.collections', 'update', $$update public.collections set name = 'renamed' where id = '{collection_a}'$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:1', 'rows:0', 'rows:0', 'rows:0'),
+  ('public.collections', 'delete', $$delete from public.collections where id = '{collection_a}'$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:0', 'rows:0', 'rows:0', 'rows:0'),
+
+  -- upload_batches and documents: viewers read; written through create_upload_batch() and the ingest function.
+  ('public.upload_batches', 'select', $$select count(*) from public.upload_batches where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'all', 'none', 'all'),
+  ('public.upload_batches', 'insert', $$insert into public.upload_batches (org_id) values ('{org_a}')$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.upload_batches', 'update', $$update public.upload_batches set project_id = null where id = '{batch_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.upload_batches', 'delete', $$delete from public.upload_batches where id = '{batch_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.documents', 'select', $$select count(*) from public.documents where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'all', 'none', 'all'),
+  ('public.documents', 'insert', $$insert into public.documents (org_id, name, mime_type, size_bytes, storage_path) values ('{org_a}', 'n.txt', 'text/plain', 1, '{org_a}/iso/n.txt')$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.documents', 'update', $$update public.documents set name = 'renamed.txt' where id = '{document_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.documents', 'delete', $$delete from public.documents where id = '{document_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.upload_batch_progress', 'select', $$select count(*) from public.upload_batch_progress where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'all', 'none', 'all'),
+  ('public.upload_batch_progress', 'insert', $$insert into public.upload_batch_progress (batch_id) values ('{batch_a}')$$,
+   'error:55000', 'error:55000', 'error:55000', 'error:55000', 'error:55000', 'error:55000', 'error:55000', 'error:55000'),
+  ('public.upload_batch_progress', 'update', $$update public.upload_batch_progress set files = 0$$,
+   'error:55000', 'error:55000', 'error:55000', 'error:55000', 'error:55000', 'error:55000', 'error:55000', 'error:55000'),
+  ('public.upload_batch_progress', 'delete', $$delete from public.upload_batch_progress$$,
+   'error:55000', 'error:55000', 'error:55000', 'error:55000', 'error:55000', 'error:55000', 'error:55000', 'error:55000'),
+
+  -- document_chunks: viewers read (search); only ingestion writes.
+  ('public.document_chunks', 'select', $$select count(*) from public.document_chunks where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'all', 'none', 'all'),
+  ('public.document_chunks', 'insert', $$insert into public.document_chunks (org_id, document_id, chunk_index, page_start, page_end, content, token_count, embedding) values ('{org_a}', '{document_a}', 9, 1, 1, 'x', 1, array_fill(0.2::real, array[1536])::extensions.vector)$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.document_chunks', 'update', $$update public.document_chunks set content = 'changed' where document_id = '{document_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.document_chunks', 'delete', $$delete from public.document_chunks where document_id = '{document_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- usage_events: admins and platform admins read; functions write through private.record_usage().
+  ('public.usage_events', 'select', $$select count(*) from public.usage_events where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'none', 'none', 'none', 'all'),
+  ('public.usage_events', 'insert', $$insert into public.usage_events (org_id, kind, model) values ('{org_a}', 'chat', 'probe')$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.usage_events', 'update', $$update public.usage_events set tokens_in = 0 where org_id = '{org_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.usage_events', 'delete', $$delete from public.usage_events where org_id = '{org_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
   -- audit_log: owners, admins and platform admins read; append-only for everyone, written by triggers.
   ('public.audit_log', 'select', $$select count(*) from public.audit_log where org_id = '{org_a}'$$,
    'denied', 'all', 'all', 'all', 'none', 'none', 'none', 'all'),
@@ -245,7 +335,7 @@ begin
   exception
     when sqlstate 'ZZ001' then return sqlerrm;
     when insufficient_privilege then return 'denied';
-    when others then return 'error:' || sqlstate || ' ' || sqlerrm;
+    when others then return 'error:' || sqlstate;
   end;
 end;
 $$;
