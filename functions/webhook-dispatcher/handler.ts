@@ -1,10 +1,9 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
-import { type AuthOptions, bearerToken, verifyJwt } from '../_shared/auth.ts';
 import { getSql, type Sql } from '../_shared/db.ts';
 import { type EnvReader, processEnv } from '../_shared/env.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { createHandler } from '../_shared/handler.ts';
 import { json } from '../_shared/http.ts';
+import { requireServiceRole } from '../_shared/service-auth.ts';
 import { dispatch, type DispatchOptions, type DispatchSummary } from './dispatch.ts';
 
 /**
@@ -22,22 +21,13 @@ export interface DispatcherDeps {
 
 export function createDispatcherHandler(deps: DispatcherDeps): (req: Request) => Promise<Response> {
   const env = deps.env ?? processEnv;
-  const auth: AuthOptions = { env };
   const run = deps.run ?? dispatch;
   return createHandler(async (req) => {
     if (req.method !== 'POST') {
       throw new HttpError(405, 'method_not_allowed', `${req.method} is not supported; use POST.`, { allow: 'POST' });
     }
-    // Checked here, not by the gateway (verify_jwt is off for this function): a hosted project's
-    // functions may not hold the JWT secret, and its service-role key may not be a JWT at all, so the
-    // key itself is accepted as well as a verified service_role token.
-    const token = bearerToken(req.headers.get('authorization'));
-    if (!isServiceRoleKey(token, env('SUPABASE_SERVICE_ROLE_KEY'))) {
-      const claims = await verifyJwt(token, auth);
-      if (claims.role !== 'service_role') {
-        throw new HttpError(403, 'service_role_required', 'Only the service role may run the webhook dispatcher.');
-      }
-    }
+    // Checked here, not by the gateway (verify_jwt is off for this function): see service-auth.ts.
+    await requireServiceRole(req, { env, what: 'run the webhook dispatcher' });
     const summary = await run({
       sql: deps.sql(),
       // Loopback receivers only where the local stack says so; never in a deployed project.
@@ -45,13 +35,6 @@ export function createDispatcherHandler(deps: DispatcherDeps): (req: Request) =>
     });
     return json(summary, 200, { 'cache-control': 'no-store' });
   }, { env });
-}
-
-/** Compares digests, so the time taken says nothing about how much of the key matched. */
-function isServiceRoleKey(token: string, key: string | undefined): boolean {
-  if (!key) return false;
-  const digest = (value: string) => createHash('sha256').update(value).digest();
-  return timingSafeEqual(digest(token), digest(key));
 }
 
 export const handler = createDispatcherHandler({ sql: () => getSql() });

@@ -23,7 +23,7 @@ export interface FunctionsServerOptions {
   port: number;
   /** The project root: deno.json, node_modules/.bin/deno and scripts/local live here. */
   rootDir: string;
-  /** Environment for the functions (SUPABASE_URL, SUPABASE_DB_URL, keys, JWT secret, ...). */
+  /** Environment for the functions (SUPABASE_DB_URL, keys, JWT secret, ...); SUPABASE_URL defaults to the gateway's URL. */
   env: Record<string, string>;
   /** Where the functions live; default `<rootDir>/functions`. */
   functionsDir?: string;
@@ -328,6 +328,8 @@ export async function startFunctionsServer(options: FunctionsServerOptions): Pro
   const started = startRuntime({
     rootDir,
     env: {
+      // The gateway's own address unless told otherwise: with port 0 only now is it known.
+      SUPABASE_URL: url,
       ...options.env,
       FUNCTIONS_RUNTIME_PORT: '0',
       FUNCTIONS_DIR: resolve(options.functionsDir ?? join(rootDir, 'functions')),

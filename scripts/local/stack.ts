@@ -107,7 +107,6 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         rootDir: ROOT_DIR,
         services: { '/storage/v1': storage },
         env: {
-          SUPABASE_URL: `http://${host}:${apiPort}`,
           SUPABASE_DB_URL: wire.url,
           SUPABASE_ANON_KEY: keys.anonKey,
           SUPABASE_SERVICE_ROLE_KEY: keys.serviceRoleKey,

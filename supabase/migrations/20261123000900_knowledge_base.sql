@@ -323,7 +323,7 @@ security definer
 set search_path = ''
 as $$
 declare
-  batch_id uuid;
+  new_batch_id uuid;
   file jsonb;
   document_id uuid;
   file_name text;
@@ -345,7 +345,7 @@ begin
 
   insert into public.upload_batches (org_id, project_id, collection_id, created_by)
   values (create_upload_batch.org_id, create_upload_batch.project_id, create_upload_batch.collection_id, auth.uid())
-  returning id into batch_id;
+  returning id into new_batch_id;
 
   for file in select value from jsonb_array_elements(files) loop
     file_name := btrim(file ->> 'name');
@@ -367,13 +367,13 @@ begin
     insert into public.documents (
       id, org_id, batch_id, project_id, collection_id, name, mime_type, size_bytes, checksum_sha256, storage_path, created_by
     ) values (
-      document_id, create_upload_batch.org_id, batch_id, create_upload_batch.project_id, create_upload_batch.collection_id,
+      document_id, create_upload_batch.org_id, new_batch_id, create_upload_batch.project_id, create_upload_batch.collection_id,
       file_name, file ->> 'mime_type', (file ->> 'size_bytes')::bigint, file ->> 'checksum_sha256',
       create_upload_batch.org_id::text || '/' || document_id::text || '/' || file_name, auth.uid()
     );
   end loop;
 
-  return query select * from public.documents d where d.batch_id = create_upload_batch.batch_id order by d.created_at, d.name;
+  return query select * from public.documents d where d.batch_id = new_batch_id order by d.created_at, d.name;
 end;
 $$;
 
@@ -726,3 +726,41 @@ end;
 $$;
 comment on function public.match_document_chunks(uuid, extensions.vector, text, integer, uuid[]) is 'Hybrid retrieval (vector + full text, RRF) over the org''s chunks the caller may read; returns text, score, document and pages for citations.';
 grant execute on function public.match_document_chunks(uuid, extensions.vector, text, integer, uuid[]) to authenticated, service_role;
+
+-- ---------------------------------------------------------------------------
+-- Stuck runs: pg_net does not retry, so a step lost to a crash or a 503 would
+-- leave its document processing for ever. Every minute, documents untouched
+-- for 2 minutes are woken again; after 5 runs they fail with a reason.
+-- ---------------------------------------------------------------------------
+
+create function private.retry_stuck_ingestion()
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  stuck record;
+  woken integer := 0;
+begin
+  for stuck in
+    select d.id, d.ingest_run, d.ingest_attempts from public.documents d
+    where d.status in ('queued', 'processing') and d.updated_at < now() - interval '2 minutes'
+    order by d.updated_at
+    limit 100
+    for update skip locked
+  loop
+    if stuck.ingest_attempts >= 5 then
+      perform private.fail_ingest(stuck.id, null, 'Ingestion kept failing; try again later.');
+    else
+      -- A fresh run: touching the row also restarts the 2-minute clock.
+      update public.documents d set status = 'queued', ingest_run = null where d.id = stuck.id;
+      perform private.request_ingest(stuck.id);
+      woken := woken + 1;
+    end if;
+  end loop;
+  return woken;
+end;
+$$;
+
+select cron.schedule('retry-stuck-ingestion', '* * * * *', 'select private.retry_stuck_ingestion()');

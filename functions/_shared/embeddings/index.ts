@@ -1,0 +1,30 @@
+import { type EnvReader, processEnv } from '../env.ts';
+import { createOfflineProvider } from './offline.ts';
+import { createOpenAiProvider } from './openai.ts';
+import type { EmbeddingProvider } from './types.ts';
+
+export * from './types.ts';
+export { OPENAI_EMBEDDING_LIMITS, planBatches } from './batching.ts';
+export { createOfflineProvider, lexicalEmbedding, OFFLINE_EMBEDDING_MODEL } from './offline.ts';
+export { createOpenAiProvider, OPENAI_EMBEDDING_MODEL } from './openai.ts';
+
+/**
+ * OpenAI's text-embedding-3-small when OPENAI_API_KEY is set (at
+ * OPENAI_BASE_URL when that is set too: any OpenAI-compatible server), else
+ * the offline lexical provider, so everything runs with no key at all.
+ */
+export function providerFromEnv(env: EnvReader = processEnv): EmbeddingProvider {
+  const apiKey = env('OPENAI_API_KEY')?.trim();
+  if (!apiKey) return createOfflineProvider();
+  const retries = env('OPENAI_MAX_RETRIES')?.trim();
+  return createOpenAiProvider({
+    apiKey,
+    baseURL: env('OPENAI_BASE_URL')?.trim() || undefined,
+    maxRetries: retries && /^\d{1,2}$/.test(retries) ? Number(retries) : undefined,
+  });
+}
+
+/** A vector as pgvector's text input: `[0.1,0.2,...]`. */
+export function toPgVector(vector: number[]): string {
+  return `[${vector.join(',')}]`;
+}

@@ -1,0 +1,81 @@
+import { countTokens } from '../text/tokens.ts';
+import { EMBEDDING_DIMENSIONS, type EmbeddingProvider } from './types.ts';
+
+export const OFFLINE_EMBEDDING_MODEL = 'offline-lexical-v1';
+
+/**
+ * Deterministic lexical embeddings, for running and testing with no API key:
+ * word unigrams, word bigrams and character trigrams of each word, hashed
+ * (FNV-1a) into 1536 signed buckets, weighted by 1 + ln(count), L2-normalised.
+ * Texts that share words (or word stems, through the trigrams) point the same
+ * way, so cosine similarity behaves like keyword overlap. No semantics: a
+ * synonym matches only by its letters.
+ */
+export function createOfflineProvider(): EmbeddingProvider {
+  return {
+    model: OFFLINE_EMBEDDING_MODEL,
+    dimensions: EMBEDDING_DIMENSIONS,
+    embed(texts) {
+      let tokens = 0;
+      const vectors = texts.map((text) => {
+        tokens += countTokens(text);
+        return lexicalEmbedding(text);
+      });
+      return Promise.resolve({ vectors, tokens });
+    },
+  };
+}
+
+const WEIGHTS = { word: 1, bigram: 0.7, trigram: 0.25 } as const;
+
+// Words that occur in nearly every English text; left in, they would make every pair of texts look alike.
+const STOPWORDS = new Set(
+  ('a an and are as at be been but by can did do does for from had has have he her his how i if in into is it its ' +
+    'me my no not of on or our she so than that the their them then there these they this to too us was we were ' +
+    'what when where which who why will with you your').split(' '),
+);
+
+export function lexicalEmbedding(text: string): number[] {
+  const counts = new Map<string, { weight: number; count: number }>();
+  const add = (feature: string, weight: number) => {
+    const entry = counts.get(feature);
+    if (entry) entry.count += 1;
+    else counts.set(feature, { weight, count: 1 });
+  };
+  const words = (foldCase(text).match(/[\p{L}\p{N}]+/gu) ?? []).filter((word) => !STOPWORDS.has(word));
+  words.forEach((word, index) => {
+    add(`w:${word}`, WEIGHTS.word);
+    if (index > 0) add(`b:${words[index - 1]} ${word}`, WEIGHTS.bigram);
+    const padded = `#${word}#`;
+    for (let at = 0; at + 3 <= padded.length; at++) add(`c:${padded.slice(at, at + 3)}`, WEIGHTS.trigram);
+  });
+
+  const vector = new Array<number>(EMBEDDING_DIMENSIONS).fill(0);
+  for (const [feature, { weight, count }] of counts) {
+    const hash = fnv1a(feature);
+    const sign = Math.floor(hash / EMBEDDING_DIMENSIONS) % 2 === 0 ? 1 : -1;
+    vector[hash % EMBEDDING_DIMENSIONS] += sign * weight * (1 + Math.log(count));
+  }
+  const norm = Math.sqrt(vector.reduce((sum, value) => sum + value * value, 0));
+  // A text with no words still needs a unit vector: cosine distance to a zero vector is undefined.
+  if (norm === 0) {
+    vector[0] = 1;
+    return vector;
+  }
+  return vector.map((value) => value / norm);
+}
+
+/** Lower case without accents, so "Café" and "cafe" are one word. */
+function foldCase(text: string): string {
+  return text.normalize('NFKD').replace(/\p{M}+/gu, '').toLowerCase();
+}
+
+/** 32-bit FNV-1a over UTF-16 code units: fast, well spread, the same in every runtime. */
+function fnv1a(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let index = 0; index < text.length; index++) {
+    hash ^= text.charCodeAt(index);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return hash >>> 0;
+}

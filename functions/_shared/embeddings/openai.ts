@@ -1,0 +1,82 @@
+import OpenAI from 'openai';
+import { type BatchLimits, OPENAI_EMBEDDING_LIMITS, planBatches } from './batching.ts';
+import { EMBEDDING_DIMENSIONS, type EmbeddingProvider, EmbeddingProviderError } from './types.ts';
+
+export const OPENAI_EMBEDDING_MODEL = 'text-embedding-3-small';
+
+export interface OpenAiProviderOptions {
+  apiKey: string;
+  /** Any OpenAI-compatible server, e.g. `http://127.0.0.1:8080/v1`; default OpenAI's. */
+  baseURL?: string;
+  model?: string;
+  /**
+   * Retries of one request on 408, 409, 429, 5xx and connection errors. The
+   * SDK waits as Retry-After (or retry-after-ms) says when that is under a
+   * minute, else backs off exponentially from 0.5 s to 8 s with jitter.
+   */
+  maxRetries?: number;
+  /** Per request, retries excluded. */
+  timeoutMs?: number;
+  limits?: BatchLimits;
+  fetch?: typeof fetch;
+}
+
+/** text-embedding-3-small through the official SDK, batched within OpenAI's limits. */
+export function createOpenAiProvider(options: OpenAiProviderOptions): EmbeddingProvider {
+  const model = options.model ?? OPENAI_EMBEDDING_MODEL;
+  const limits = options.limits ?? OPENAI_EMBEDDING_LIMITS;
+  const client = new OpenAI({
+    apiKey: options.apiKey,
+    baseURL: options.baseURL,
+    maxRetries: options.maxRetries ?? 4,
+    timeout: options.timeoutMs ?? 60_000,
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+  });
+
+  return {
+    model,
+    dimensions: EMBEDDING_DIMENSIONS,
+    async embed(texts) {
+      const vectors: number[][] = new Array(texts.length);
+      let tokens = 0;
+      // One request at a time: a step's chunks fit in one or two requests, and
+      // parallel requests would only hit the rate limit sooner.
+      for (const batch of planBatches(texts, limits)) {
+        let response: OpenAI.CreateEmbeddingResponse;
+        try {
+          // No encoding_format: the SDK asks for base64 (a quarter of the JSON) and decodes it.
+          response = await client.embeddings.create({ model, input: batch.texts, dimensions: EMBEDDING_DIMENSIONS });
+        } catch (error) {
+          throw providerError(error);
+        }
+        if (response.data.length !== batch.texts.length) {
+          throw new EmbeddingProviderError(
+            `The embeddings API returned ${response.data.length} vectors for ${batch.texts.length} inputs.`,
+          );
+        }
+        for (const item of response.data) {
+          const vector = Array.from(item.embedding);
+          if (vector.length !== EMBEDDING_DIMENSIONS || item.index < 0 || item.index >= batch.texts.length) {
+            throw new EmbeddingProviderError(
+              `The embeddings API returned a vector of ${vector.length} dimensions at index ${item.index}.`,
+            );
+          }
+          vectors[batch.offset + item.index] = vector;
+        }
+        tokens += response.usage?.prompt_tokens ?? batch.tokens;
+      }
+      return { vectors, tokens };
+    },
+  };
+}
+
+function providerError(error: unknown): EmbeddingProviderError {
+  if (error instanceof OpenAI.APIError) {
+    const status = typeof error.status === 'number' ? error.status : undefined;
+    return new EmbeddingProviderError(
+      `The embeddings API failed${status ? ` with ${status}` : ''}: ${error.message}`,
+      { status, cause: error },
+    );
+  }
+  return new EmbeddingProviderError('The embeddings API could not be reached.', { cause: error });
+}

@@ -1,0 +1,79 @@
+import { unzipSync } from 'fflate';
+import { cleanText, MAX_PAGES, type OpenedDocument, tooManyPages, UnreadableFileError } from './document.ts';
+import { splitIntoPages } from './pages.ts';
+import { documentFromPages } from './plain.ts';
+
+const BODY = 'word/document.xml';
+/** Office's encrypted files (and old .doc files) are OLE compound files, not zip archives. */
+const OLE_MAGIC = [0xd0, 0xcf, 0x11, 0xe0];
+
+/**
+ * A Word document: the text of word/document.xml (the w:t runs; tabs, line
+ * breaks and paragraph ends kept as whitespace). Page breaks Word recorded
+ * when it last laid the document out (or explicit ones) give real page
+ * numbers; without any, the text is cut into pseudo-pages.
+ */
+export function openDocx(bytes: Uint8Array): OpenedDocument {
+  if (OLE_MAGIC.every((byte, index) => bytes[index] === byte)) {
+    throw new UnreadableFileError('The Word document is password-protected or in the old .doc format; save it as .docx.');
+  }
+  let xml: string;
+  try {
+    const files = unzipSync(bytes, { filter: (file) => file.name === BODY });
+    const body = files[BODY];
+    if (!body) throw new Error('no word/document.xml');
+    xml = new TextDecoder('utf-8').decode(body);
+  } catch {
+    throw new UnreadableFileError('The file is not a valid Word document (.docx).');
+  }
+  const { pages, hasPageBreaks } = docxText(xml);
+  if (!hasPageBreaks) return documentFromPages(splitIntoPages(cleanText(pages.join('\n\n'))));
+  if (pages.length > MAX_PAGES) throw tooManyPages(pages.length);
+  return documentFromPages(pages.map(cleanText));
+}
+
+const TOKEN = /<(\/?)([A-Za-z][\w.-]*:)?([A-Za-z][\w.-]*)((?:\s+[^>]*?)?)(\/?)>|([^<]+)/g;
+
+/** The text of a WordprocessingML body, split at page breaks. */
+export function docxText(xml: string): { pages: string[]; hasPageBreaks: boolean } {
+  const pages: string[] = [];
+  let current = '';
+  let inText = false;
+  let hasPageBreaks = false;
+  const pageBreak = () => {
+    hasPageBreaks = true;
+    pages.push(current);
+    current = '';
+  };
+  for (const match of xml.matchAll(TOKEN)) {
+    const [, closing, prefix, name, attributes, selfClosing, text] = match;
+    if (text !== undefined) {
+      if (inText) current += decodeEntities(text);
+      continue;
+    }
+    if (prefix !== 'w:') continue;
+    if (name === 't') inText = !closing && !selfClosing;
+    else if (closing && name === 'p') current += '\n';
+    else if (name === 'tab' && !closing) current += '\t';
+    else if ((name === 'br' || name === 'cr') && !closing) {
+      if (/\bw:type\s*=\s*["']page["']/.test(attributes)) pageBreak();
+      else current += '\n';
+    } else if (name === 'lastRenderedPageBreak' && !closing) pageBreak();
+  }
+  pages.push(current);
+  return { pages, hasPageBreaks };
+}
+
+const ENTITIES: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
+
+function decodeEntities(text: string): string {
+  return text.replace(/&(#x[0-9a-fA-F]+|#\d+|lt|gt|amp|quot|apos);/g, (whole, entity: string) => {
+    if (entity.startsWith('#x')) return safeCodePoint(parseInt(entity.slice(2), 16), whole);
+    if (entity.startsWith('#')) return safeCodePoint(parseInt(entity.slice(1), 10), whole);
+    return ENTITIES[entity] ?? whole;
+  });
+}
+
+function safeCodePoint(code: number, fallback: string): string {
+  return Number.isInteger(code) && code >= 0 && code <= 0x10ffff ? String.fromCodePoint(code) : fallback;
+}

@@ -1,0 +1,165 @@
+/**
+ * One resumable ingestion step: read the next pages of the file, chunk them,
+ * embed the chunks, stage them, then either request the next step or swap
+ * the staged chunks in. The file's own problems fail the document with a
+ * reason; anything else (Storage, the embeddings API, the database) leaves the
+ * run where it is for a retry.
+ */
+import type { Sql } from '../_shared/db.ts';
+import { type EmbeddingProvider, toPgVector } from '../_shared/embeddings/index.ts';
+import { chunkPages, CHUNK_DEFAULTS, type TextChunk } from '../_shared/text/chunk.ts';
+import {
+  MAX_FILE_BYTES,
+  openDocument,
+  type OpenedDocument,
+  type Page,
+  tooLarge,
+  UnreadableFileError,
+} from '../_shared/text/extract.ts';
+import { countTokens } from '../_shared/text/tokens.ts';
+import type { StepBudget } from './budget.ts';
+import * as db from './queries.ts';
+import type { FileStore } from './store.ts';
+
+export interface StepDeps {
+  sql: Sql;
+  store: FileStore;
+  provider: EmbeddingProvider;
+  budget: StepBudget;
+  now?: () => number;
+}
+
+export type StepResult =
+  | { status: 'not_found' }
+  /** Nothing to do: the document is not being ingested (ready, failed, still uploading). */
+  | { status: 'skipped'; documentStatus: string }
+  /** Another copy of this step got there first; this one changed nothing. */
+  | { status: 'stale' }
+  | { status: 'processing'; pagesDone: number; pageCount: number; progress: number }
+  | { status: 'ready'; chunks: number; pageCount: number }
+  | { status: 'failed'; reason: string };
+
+const MISSING_FILE = 'The file was not found in storage; upload it again.';
+/** Pages re-read before a step's first page, at most, to carry the chunk overlap across steps. */
+const MAX_LEAD_PAGES = 3;
+
+export async function runIngestStep(deps: StepDeps, documentId: string): Promise<StepResult> {
+  const start = await db.beginStep(deps.sql, documentId);
+  if (!start) return { status: 'not_found' };
+  if (start.status !== 'processing' || !start.run_id) return { status: 'skipped', documentStatus: start.status };
+  const runId = start.run_id;
+
+  const fail = async (reason: string): Promise<StepResult> => {
+    const failed = await db.failRun(deps.sql, documentId, runId, reason);
+    return failed ? { status: 'failed', reason } : { status: 'stale' };
+  };
+
+  if (start.object_size === null) return await fail(MISSING_FILE);
+  if (start.object_size > MAX_FILE_BYTES) return await fail(tooLarge(start.object_size).message);
+
+  const bytes = await deps.store.download(start.storage_path);
+  if (!bytes) return await fail(MISSING_FILE);
+
+  let document: OpenedDocument;
+  try {
+    document = await openDocument(bytes, start.mime_type);
+  } catch (error) {
+    if (error instanceof UnreadableFileError) return await fail(error.message);
+    throw error;
+  }
+
+  try {
+    const pageCount = document.pageCount;
+    let read: { pages: Page[]; lead: Page[] };
+    // The time budget covers parsing only: a large file's download must not shrink every step to one page.
+    const now = deps.now ?? (() => performance.now());
+    const reading = now();
+    try {
+      read = await readStepPages(document, start.cursor, deps.budget, () => now() - reading);
+    } catch (error) {
+      if (error instanceof UnreadableFileError) return await fail(error.message);
+      throw error;
+    }
+    const chunks = chunkPages(read.pages, { lead: read.lead });
+    const staged = await embedChunks(deps, start, documentId, chunks);
+    const nextCursor = read.pages.length > 0 ? read.pages[read.pages.length - 1].number : pageCount;
+    const last = nextCursor >= pageCount;
+    const outcome = await db.saveStep(deps.sql, {
+      documentId,
+      runId,
+      fromCursor: start.cursor,
+      chunks: staged,
+      nextCursor,
+      progress: Math.floor((99 * nextCursor) / Math.max(pageCount, 1)),
+      pageCount,
+      last,
+    });
+    switch (outcome.kind) {
+      case 'stale':
+        return { status: 'stale' };
+      case 'continued':
+        return {
+          status: 'processing',
+          pagesDone: nextCursor,
+          pageCount,
+          progress: Math.floor((99 * nextCursor) / pageCount),
+        };
+      case 'ready':
+        return { status: 'ready', chunks: outcome.chunks, pageCount };
+      case 'failed':
+        return { status: 'failed', reason: (await db.failureReason(deps.sql, documentId)) ?? 'Ingestion failed.' };
+    }
+  } finally {
+    await document.close();
+  }
+}
+
+/**
+ * The pages after `cursor` that fit the budget (always at least one), and the
+ * pages just before them whose last ~40 tokens open the first chunk.
+ */
+async function readStepPages(
+  document: OpenedDocument,
+  cursor: number,
+  budget: StepBudget,
+  elapsedMs: () => number,
+): Promise<{ pages: Page[]; lead: Page[] }> {
+  const lead: Page[] = [];
+  let leadTokens = 0;
+  for (let number = cursor; number >= 1 && number > cursor - MAX_LEAD_PAGES; number--) {
+    if (leadTokens >= CHUNK_DEFAULTS.overlapTokens) break;
+    const page = await document.readPage(number);
+    lead.unshift(page);
+    leadTokens += countTokens(page.text);
+  }
+  const pages: Page[] = [];
+  let tokens = 0;
+  for (let number = cursor + 1; number <= document.pageCount; number++) {
+    const page = await document.readPage(number);
+    pages.push(page);
+    tokens += countTokens(page.text);
+    if (pages.length >= budget.pages || tokens >= budget.tokens || elapsedMs() >= budget.ms) break;
+  }
+  return { pages, lead };
+}
+
+/** Embeds the step's chunks (the provider batches) and meters the tokens, numbering chunks after those staged. */
+async function embedChunks(
+  deps: StepDeps,
+  start: db.StepStart,
+  documentId: string,
+  chunks: TextChunk[],
+): Promise<db.StagedChunk[]> {
+  if (chunks.length === 0) return [];
+  const { vectors, tokens } = await deps.provider.embed(chunks.map((chunk) => chunk.content));
+  // Metered even if the save turns out stale: the tokens were spent.
+  await db.recordEmbeddingUsage(deps.sql, { orgId: start.org_id, documentId, model: deps.provider.model, tokens });
+  return chunks.map((chunk, index) => ({
+    chunk_index: start.next_chunk_index + index,
+    page_start: chunk.pageStart,
+    page_end: chunk.pageEnd,
+    content: chunk.content,
+    token_count: chunk.tokenCount,
+    embedding: toPgVector(vectors[index]),
+  }));
+}

@@ -1,0 +1,45 @@
+import { createClient, type SupabaseClient } from '@supabase/supabase-js';
+import type { EnvReader } from '../_shared/env.ts';
+
+export const KNOWLEDGE_BUCKET = 'knowledge';
+
+/** Where ingestion reads files from; replaced in tests that inject storage faults. */
+export interface FileStore {
+  /** The object's bytes, or null when there is no such object. Other failures throw (transient). */
+  download(path: string): Promise<Uint8Array | null>;
+}
+
+/**
+ * The `knowledge` bucket through supabase-js with the service-role key (the
+ * function reads any org's file; the caller was checked to be the service role).
+ */
+export function supabaseFileStore(env: EnvReader, options: { client?: SupabaseClient } = {}): FileStore {
+  let client: SupabaseClient | null = options.client ?? null;
+  const storage = () => {
+    if (!client) {
+      const url = env('SUPABASE_URL');
+      const key = env('SUPABASE_SERVICE_ROLE_KEY');
+      if (!url || !key) throw new Error('SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY must be set to read Storage');
+      client = createClient(url, key, { auth: { persistSession: false, autoRefreshToken: false } });
+    }
+    return client.storage.from(KNOWLEDGE_BUCKET);
+  };
+  return {
+    async download(path) {
+      // supabase-js puts the path into the URL as is; a file name with "#" or "?" must not end the path.
+      const { data, error } = await storage().download(path.split('/').map(encodeURIComponent).join('/'));
+      if (error) {
+        // Supabase's Storage answers a missing object with 400 "Object not found" (statusCode 404 in the body).
+        if (statusOf(error) === 404 || (statusOf(error) === 400 && /not.?found/i.test(error.message))) return null;
+        throw error;
+      }
+      return new Uint8Array(await data.arrayBuffer());
+    },
+  };
+}
+
+function statusOf(error: unknown): number | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  const status = 'status' in error ? Number(error.status) : 'statusCode' in error ? Number(error.statusCode) : NaN;
+  return Number.isFinite(status) ? status : undefined;
+}

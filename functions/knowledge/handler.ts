@@ -1,0 +1,55 @@
+/**
+ * The knowledge base operations that need more than SQL. Uploads go from the
+ * frontend straight to Storage (the upload queues ingestion) and listings go
+ * through PostgREST under RLS; deleting a document also removes its file,
+ * which only the Storage API can do.
+ *
+ *   DELETE /functions/v1/knowledge/documents/:id   204; 403 below admin; 404 when not visible
+ */
+import { createClient, type SupabaseClient } from '@supabase/supabase-js';
+import { requireUser } from '../_shared/auth.ts';
+import { getSql, type Sql } from '../_shared/db.ts';
+import { type EnvReader, processEnv } from '../_shared/env.ts';
+import { HttpError } from '../_shared/errors.ts';
+import { createHandler } from '../_shared/handler.ts';
+import { deleteDocument, type KnowledgeStore } from './documents.ts';
+import { matchRoute } from './router.ts';
+
+export interface KnowledgeDeps {
+  sql: () => Sql;
+  env?: EnvReader;
+  store?: KnowledgeStore;
+}
+
+export function createKnowledgeHandler(deps: KnowledgeDeps): (req: Request) => Promise<Response> {
+  const env = deps.env ?? processEnv;
+  const store = deps.store ?? serviceRoleStore(env);
+  return createHandler(async (req) => {
+    const claims = await requireUser(req, { env });
+    const route = matchRoute(req.method, new URL(req.url).pathname);
+    switch (route.name) {
+      case 'deleteDocument':
+        await deleteDocument(deps.sql(), claims, store, route.id);
+        return new Response(null, { status: 204 });
+    }
+  }, { env });
+}
+
+function serviceRoleStore(env: EnvReader): KnowledgeStore {
+  let client: SupabaseClient | null = null;
+  return {
+    async remove(path) {
+      const url = env('SUPABASE_URL');
+      const key = env('SUPABASE_SERVICE_ROLE_KEY');
+      if (!url || !key) throw new Error('SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY must be set to reach Storage');
+      client ??= createClient(url, key, { auth: { persistSession: false, autoRefreshToken: false } });
+      // Removing an object that is already gone is not an error (a retried delete).
+      const { error } = await client.storage.from('knowledge').remove([path]);
+      if (error) {
+        throw new HttpError(503, 'storage_unavailable', 'The file could not be removed; try again.', {}, { cause: error });
+      }
+    },
+  };
+}
+
+export const handler = createKnowledgeHandler({ sql: () => getSql() });

@@ -1,0 +1,187 @@
+/**
+ * The knowledge function over HTTP (gateway verify_jwt + real Deno) on its own
+ * embedded stack with the Storage API: deleting a document removes its file,
+ * its row and (by cascade) its chunks, for admins and up only.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { SupabaseClient } from '@supabase/supabase-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSql, type Sql } from '../../functions/_shared/db.ts';
+import { signUserToken } from '../../scripts/local/keys.ts';
+import { type Stack, startStack } from '../../scripts/local/stack.ts';
+import { pageMarker, textPdf } from '../support/pdfs.ts';
+import { supabaseClient } from '../support/supabase-client.ts';
+
+type Role = 'owner' | 'admin' | 'member' | 'viewer';
+const ROLES: Role[] = ['owner', 'admin', 'member', 'viewer'];
+
+interface Org {
+  id: string;
+  users: Record<Role, string>;
+  tokens: Record<Role, string>;
+  clients: Record<Role, SupabaseClient>;
+}
+
+let stack: Stack;
+let sql: Sql;
+let org: Org;
+let other: Org;
+
+/** A port that was free a moment ago: startStack with apiPort 0 would tell the functions SUPABASE_URL port 0. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function createOrg(): Promise<Org> {
+  const id = randomUUID();
+  const users = Object.fromEntries(ROLES.map((role) => [role, randomUUID()])) as Record<Role, string>;
+  await sql.begin(async (tx) => {
+    for (const role of ROLES) {
+      await tx`insert into auth.users (id, instance_id, aud, role, email, raw_app_meta_data, raw_user_meta_data)
+               values (${users[role]}, '00000000-0000-0000-0000-000000000000', 'authenticated', 'authenticated',
+                       ${`${role}-${users[role].slice(0, 8)}@knowledge.test`}, '{}', '{}')`;
+    }
+    await tx`insert into public.organizations (id, name, slug) values (${id}, 'Knowledge', ${`kb-${id.slice(0, 8)}`})`;
+    for (const role of ROLES) {
+      await tx`insert into public.memberships (org_id, user_id, role) values (${id}, ${users[role]}, ${role}::public.org_role)`;
+    }
+  });
+  const tokens = {} as Record<Role, string>;
+  const clients = {} as Record<Role, SupabaseClient>;
+  for (const role of ROLES) {
+    tokens[role] = await signUserToken({ id: users[role], email: `${role}@knowledge.test` }, { expiresInSeconds: 1800 });
+    clients[role] = supabaseClient(stack.apiUrl!, stack.keys.anonKey, tokens[role]);
+  }
+  return { id, users, tokens, clients };
+}
+
+/**
+ * A registered (inserted as postgres, as create_upload_batch would) and uploaded PDF, ingested by calling
+ * the ingest function until it is done, so it has chunks.
+ */
+async function ingestedDocument(target: Org): Promise<{ id: string; path: string }> {
+  const id = randomUUID();
+  const path = `${target.id}/${id}/manual.pdf`;
+  const bytes = await textPdf([pageMarker(1), pageMarker(2)]);
+  await sql.begin(async (tx) => {
+    const [batch] = await tx<{ id: string }[]>`
+      insert into public.upload_batches (org_id, created_by) values (${target.id}, ${target.users.member}) returning id`;
+    await tx`insert into public.documents (id, org_id, batch_id, name, mime_type, size_bytes, storage_path, created_by)
+             values (${id}, ${target.id}, ${batch.id}, 'manual.pdf', 'application/pdf', ${bytes.byteLength}, ${path},
+                     ${target.users.member})`;
+  });
+  const uploaded = await target.clients.member.storage.from('knowledge').upload(path, new Blob([bytes], { type: 'application/pdf' }));
+  expect(uploaded.error).toBeNull();
+  for (let step = 0; step < 10; step++) {
+    const response = await fetch(`${stack.apiUrl}/functions/v1/ingest`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${stack.keys.serviceRoleKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ document_id: id }),
+    });
+    const body = await response.json();
+    if (response.status !== 202) {
+      expect(body).toMatchObject({ status: 'ready' });
+      break;
+    }
+  }
+  return { id, path };
+}
+
+const remove = (id: string, token?: string, method = 'DELETE') =>
+  fetch(`${stack.apiUrl}/functions/v1/knowledge/documents/${id}`, {
+    method,
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+  });
+
+async function counts(id: string, path: string) {
+  const [row] = await sql<{ documents: number; chunks: number; objects: number }[]>`
+    select (select count(*)::int from public.documents where id = ${id}) as documents,
+           (select count(*)::int from public.document_chunks where document_id = ${id}) as chunks,
+           (select count(*)::int from storage.objects where bucket_id = 'knowledge' and name = ${path}) as objects`;
+  return row;
+}
+
+beforeAll(async () => {
+  stack = await startStack({ dbPort: 0, apiPort: await freePort(), scheduler: false });
+  sql = createSql(stack.dbUrl, { max: 2 });
+  org = await createOrg();
+  other = await createOrg();
+});
+
+afterAll(async () => {
+  await sql?.end({ timeout: 1 });
+  await stack?.stop();
+});
+
+describe('DELETE /knowledge/documents/:id', () => {
+  it('needs a signed-in user (401), a known route and method (404, 405) and a UUID (422)', async () => {
+    const anonymous = await remove(randomUUID());
+    expect(anonymous.status).toBe(401);
+    expect((await anonymous.json()).error.code).toBe('missing_authorization');
+    const anonKey = await remove(randomUUID(), stack.keys.anonKey);
+    expect(anonKey.status).toBe(401);
+    expect((await anonKey.json()).error.code).toBe('user_required');
+    expect((await remove(randomUUID(), org.tokens.owner, 'GET')).status).toBe(405);
+    const invalid = await remove('nope', org.tokens.owner);
+    expect(invalid.status).toBe(422);
+    expect((await invalid.json()).error.code).toBe('invalid_request');
+    const elsewhere = await fetch(`${stack.apiUrl}/functions/v1/knowledge/other`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${org.tokens.owner}` },
+    });
+    expect(elsewhere.status).toBe(404);
+  });
+
+  it('refuses members and viewers (403) and hides the document from another org (404), changing nothing', async () => {
+    const { id, path } = await ingestedDocument(org);
+    const before = await counts(id, path);
+    expect(before.documents).toBe(1);
+    expect(before.objects).toBe(1);
+    expect(before.chunks).toBeGreaterThan(0);
+
+    for (const role of ['member', 'viewer'] as const) {
+      const response = await remove(id, org.tokens[role]);
+      expect(response.status).toBe(403);
+      expect(await response.json()).toMatchObject({
+        error: { code: 'forbidden', message: 'Only admins and owners may delete documents.' },
+      });
+    }
+    const stranger = await remove(id, other.tokens.owner);
+    expect(stranger.status).toBe(404);
+    expect((await stranger.json()).error).toMatchObject({ code: 'not_found', message: 'The document was not found.' });
+    expect((await remove(randomUUID(), org.tokens.owner)).status).toBe(404);
+
+    expect(await counts(id, path)).toEqual(before);
+  });
+
+  it('lets an admin delete: the file, the row and its chunks go; the audit log names the admin; a repeat is 404', async () => {
+    const { id, path } = await ingestedDocument(org);
+    const response = await remove(id, org.tokens.admin);
+    expect(response.status).toBe(204);
+    expect(await response.text()).toBe('');
+    expect(await counts(id, path)).toEqual({ documents: 0, chunks: 0, objects: 0 });
+    const download = await org.clients.owner.storage.from('knowledge').download(path);
+    expect(download.data).toBeNull();
+
+    const [audit] = await sql<{ actor_user_id: string }[]>`
+      select actor_user_id from public.audit_log
+      where table_name = 'documents' and action = 'delete' and record_id = ${id}`;
+    expect(audit.actor_user_id).toBe(org.users.admin);
+
+    expect((await remove(id, org.tokens.admin)).status).toBe(404);
+  });
+
+  it('lets an owner delete a document whose file is already gone (a retried delete)', async () => {
+    const { id, path } = await ingestedDocument(org);
+    const removed = await org.clients.owner.storage.from('knowledge').remove([path]);
+    expect(removed.error).toBeNull();
+    expect((await remove(id, org.tokens.owner)).status).toBe(204);
+    expect(await counts(id, path)).toEqual({ documents: 0, chunks: 0, objects: 0 });
+  });
+});

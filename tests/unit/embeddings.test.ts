@@ -1,0 +1,166 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  createOfflineProvider,
+  createOpenAiProvider,
+  EMBEDDING_DIMENSIONS,
+  EmbeddingProviderError,
+  lexicalEmbedding,
+  OFFLINE_EMBEDDING_MODEL,
+  OPENAI_EMBEDDING_LIMITS,
+  OPENAI_EMBEDDING_MODEL,
+  planBatches,
+  providerFromEnv,
+  toPgVector,
+} from '../../functions/_shared/embeddings/index.ts';
+import { countTokens } from '../../functions/_shared/text/tokens.ts';
+import { type OpenAiStub, startOpenAiStub } from '../support/openai-stub.ts';
+
+const cosine = (a: number[], b: number[]) => a.reduce((sum, value, index) => sum + value * b[index], 0);
+const norm = (a: number[]) => Math.sqrt(cosine(a, a));
+
+describe('offline lexical provider', () => {
+  const provider = createOfflineProvider();
+
+  it('returns unit vectors of 1536 dimensions, the same for the same text, and counts tokens with cl100k', async () => {
+    const texts = ['Our refund policy allows returns within 30 days.', 'Opening hours are 9 to 5.'];
+    const { vectors, tokens } = await provider.embed(texts);
+    expect(provider.model).toBe(OFFLINE_EMBEDDING_MODEL);
+    expect(provider.dimensions).toBe(1536);
+    expect(vectors).toHaveLength(2);
+    for (const vector of vectors) {
+      expect(vector).toHaveLength(EMBEDDING_DIMENSIONS);
+      expect(norm(vector)).toBeCloseTo(1, 6);
+    }
+    expect(tokens).toBe(countTokens(texts[0]) + countTokens(texts[1]));
+    expect((await provider.embed([texts[0]])).vectors[0]).toEqual(vectors[0]);
+  });
+
+  it('puts texts that share words close together and unrelated texts apart', () => {
+    const question = lexicalEmbedding('How many days do I have to return a product for a refund?');
+    const answer = lexicalEmbedding('Refund policy: a product can be returned within 30 days of delivery.');
+    const unrelated = lexicalEmbedding('The conference room on the fourth floor seats twelve people.');
+    expect(cosine(question, answer)).toBeGreaterThan(cosine(question, unrelated) + 0.15);
+    // Accents and case fold away; stems meet through character trigrams.
+    expect(cosine(lexicalEmbedding('Café'), lexicalEmbedding('cafe'))).toBeCloseTo(1, 6);
+    expect(cosine(lexicalEmbedding('delivery'), lexicalEmbedding('deliveries'))).toBeGreaterThan(0.2);
+    expect(cosine(lexicalEmbedding('delivery'), lexicalEmbedding('conference'))).toBeLessThan(0.1);
+  });
+
+  it('gives text without words a unit vector rather than zeros (cosine distance needs a direction)', () => {
+    expect(norm(lexicalEmbedding(''))).toBe(1);
+    expect(norm(lexicalEmbedding('!!! ---'))).toBe(1);
+  });
+
+  it('formats vectors as pgvector text', () => {
+    expect(toPgVector([0.5, -0.25, 0])).toBe('[0.5,-0.25,0]');
+  });
+});
+
+describe('planBatches', () => {
+  it('splits at 2,048 inputs per request', () => {
+    const texts = Array.from({ length: 2100 }, (_, index) => `text ${index}`);
+    const batches = planBatches(texts);
+    expect(batches.map((batch) => batch.texts.length)).toEqual([2048, 52]);
+    expect(batches[1].offset).toBe(2048);
+  });
+
+  it('splits at 300,000 tokens per request and cuts an input to 8,192 tokens', () => {
+    const big = 'lorem '.repeat(7000); // 7,000 tokens
+    const batches = planBatches(Array.from({ length: 90 }, () => big));
+    for (const batch of batches) expect(batch.tokens).toBeLessThanOrEqual(OPENAI_EMBEDDING_LIMITS.maxTokensPerRequest);
+    expect(batches.map((batch) => batch.texts.length)).toEqual([42, 42, 6]);
+
+    const [huge] = planBatches(['word '.repeat(10_000)]);
+    expect(huge.tokens).toBeLessThanOrEqual(8192);
+    expect(countTokens(huge.texts[0])).toBeLessThanOrEqual(8192);
+  });
+
+  it('replaces an empty input, which the API refuses, with a space', () => {
+    expect(planBatches(['', 'a'])[0].texts).toEqual([' ', 'a']);
+  });
+});
+
+describe('OpenAI provider through the openai SDK against a local stub', () => {
+  let stub: OpenAiStub;
+  beforeAll(async () => {
+    stub = await startOpenAiStub({ apiKey: 'sk-test' });
+  });
+  afterAll(async () => {
+    await stub?.close();
+  });
+  beforeEach(() => stub.reset());
+
+  const provider = (overrides: Partial<Parameters<typeof createOpenAiProvider>[0]> = {}) =>
+    createOpenAiProvider({ apiKey: 'sk-test', baseURL: stub.baseURL, maxRetries: 3, ...overrides });
+
+  it('sends text-embedding-3-small at 1536 dimensions and decodes the base64 answer in input order', async () => {
+    const texts = ['refund policy', 'opening hours', 'delivery times'];
+    const { vectors, tokens } = await provider().embed(texts);
+    expect(stub.requests).toHaveLength(1);
+    expect(stub.requests[0]).toMatchObject({
+      authorization: 'Bearer sk-test',
+      model: OPENAI_EMBEDDING_MODEL,
+      dimensions: 1536,
+      encodingFormat: 'base64',
+      inputs: texts,
+    });
+    texts.forEach((text, index) => {
+      const expected = lexicalEmbedding(text);
+      expect(vectors[index]).toHaveLength(1536);
+      // float32 on the wire.
+      vectors[index].forEach((value, at) => expect(value).toBeCloseTo(expected[at], 6));
+    });
+    expect(tokens).toBe(texts.reduce((sum, text) => sum + countTokens(text), 0));
+  });
+
+  it('splits many inputs into requests within the limits, and keeps the order across them', async () => {
+    const texts = Array.from({ length: 2100 }, (_, index) => `item number ${index}`);
+    const { vectors } = await provider().embed(texts);
+    expect(stub.requests.map((request) => request.inputs.length)).toEqual([2048, 52]);
+    expect(vectors).toHaveLength(2100);
+    expect(cosine(vectors[2099], lexicalEmbedding('item number 2099'))).toBeCloseTo(1, 5);
+  });
+
+  it('waits as Retry-After says on a 429, then succeeds', async () => {
+    stub.failNext({ status: 429, headers: { 'retry-after': '1' }, message: 'Rate limit reached' });
+    const { vectors } = await provider().embed(['after the rate limit']);
+    expect(vectors).toHaveLength(1);
+    expect(stub.requests.map((request) => request.status)).toEqual([429, 200]);
+    expect(stub.requests[1].at - stub.requests[0].at).toBeGreaterThanOrEqual(950);
+  });
+
+  it('backs off and retries on 5xx', async () => {
+    stub.failNext({ status: 500 }, { status: 503 });
+    await provider().embed(['eventually']);
+    expect(stub.requests.map((request) => request.status)).toEqual([500, 503, 200]);
+  });
+
+  it('gives up after its retries with an EmbeddingProviderError carrying the status', async () => {
+    stub.failNext({ status: 503 }, { status: 503 }, { status: 503 });
+    const error = await provider({ maxRetries: 1 }).embed(['never']).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(EmbeddingProviderError);
+    expect((error as EmbeddingProviderError).status).toBe(503);
+    expect(stub.requests).toHaveLength(2);
+  });
+
+  it('does not retry a bad key', async () => {
+    const error = await provider({ apiKey: 'sk-wrong' }).embed(['x']).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(EmbeddingProviderError);
+    expect((error as EmbeddingProviderError).status).toBe(401);
+    expect(stub.requests).toHaveLength(1);
+  });
+
+  it('reports an unreachable server as an EmbeddingProviderError', async () => {
+    const unreachable = createOpenAiProvider({ apiKey: 'sk-test', baseURL: 'http://127.0.0.1:9/v1', maxRetries: 0 });
+    await expect(unreachable.embed(['x'])).rejects.toBeInstanceOf(EmbeddingProviderError);
+  });
+});
+
+describe('providerFromEnv', () => {
+  it('is offline without OPENAI_API_KEY and OpenAI with it', () => {
+    expect(providerFromEnv(() => undefined).model).toBe(OFFLINE_EMBEDDING_MODEL);
+    expect(providerFromEnv((name) => (name === 'OPENAI_API_KEY' ? ' ' : undefined)).model).toBe(OFFLINE_EMBEDDING_MODEL);
+    const env: Record<string, string> = { OPENAI_API_KEY: 'sk-x', OPENAI_BASE_URL: 'http://127.0.0.1:1/v1' };
+    expect(providerFromEnv((name) => env[name]).model).toBe(OPENAI_EMBEDDING_MODEL);
+  });
+});

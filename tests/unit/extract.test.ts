@@ -1,0 +1,152 @@
+import { strToU8, zipSync } from 'fflate';
+import { describe, expect, it } from 'vitest';
+import {
+  DOCX_MIME_TYPE,
+  MAX_FILE_BYTES,
+  NO_TEXT_MESSAGE,
+  openDocument,
+  type OpenedDocument,
+  UnreadableFileError,
+} from '../../functions/_shared/text/extract.ts';
+import { PSEUDO_PAGE_CHARS, splitIntoPages } from '../../functions/_shared/text/pages.ts';
+import { blankPdf, corruptPdf, encryptedPdf, imageOnlyPdf, textPdf, truncatedPdf } from '../support/pdfs.ts';
+
+async function allPages(document: OpenedDocument): Promise<string[]> {
+  const pages: string[] = [];
+  for (let number = 1; number <= document.pageCount; number++) pages.push((await document.readPage(number)).text);
+  await document.close();
+  return pages;
+}
+
+async function failure(bytes: Uint8Array, mimeType: string): Promise<string> {
+  try {
+    await allPages(await openDocument(bytes, mimeType));
+  } catch (error) {
+    expect(error).toBeInstanceOf(UnreadableFileError);
+    return (error as Error).message;
+  }
+  throw new Error('expected the file to be refused');
+}
+
+const utf8 = (text: string) => new TextEncoder().encode(text);
+
+function docx(bodyXml: string): Uint8Array {
+  return zipSync({
+    '[Content_Types].xml': strToU8('<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>'),
+    'word/document.xml': strToU8(
+      `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>${bodyXml}</w:body></w:document>`,
+    ),
+  });
+}
+
+const paragraph = (...runs: string[]) => `<w:p><w:pPr><w:jc w:val="left"/></w:pPr>${runs.join('')}</w:p>`;
+const run = (text: string) => `<w:r><w:rPr><w:b/></w:rPr><w:t xml:space="preserve">${text}</w:t></w:r>`;
+
+describe('PDF extraction (unpdf)', () => {
+  it('reads each page with its number, only the pages asked for', async () => {
+    const document = await openDocument(await textPdf(['First page text.', 'Second page text.', 'Third page text.']), 'application/pdf');
+    expect(document.pageCount).toBe(3);
+    expect(await document.readPage(2)).toEqual({ number: 2, text: 'Second page text.' });
+    expect(await allPages(document)).toEqual(['First page text.', 'Second page text.', 'Third page text.']);
+  });
+
+  it('finds no text in blank or image-only pages (the ingest run then fails with the OCR hint)', async () => {
+    expect(await allPages(await openDocument(await blankPdf(2), 'application/pdf'))).toEqual(['', '']);
+    expect(await allPages(await openDocument(await imageOnlyPdf(2), 'application/pdf'))).toEqual(['', '']);
+    expect(NO_TEXT_MESSAGE).toBe('The file contains no text to index (a scanned document needs OCR first).');
+  });
+
+  it('refuses an encrypted PDF, a corrupt file and a truncated one with reasons for people', async () => {
+    expect(await failure(encryptedPdf('Secret prices'), 'application/pdf')).toBe('The PDF is password-protected.');
+    expect(await failure(corruptPdf(), 'application/pdf')).toBe('The file is not a valid PDF.');
+    expect(await failure(await truncatedPdf(), 'application/pdf')).toBe('The file is not a valid PDF.');
+  });
+
+  it('refuses more than 500 pages before reading any', async () => {
+    expect(await failure(await blankPdf(501), 'application/pdf')).toBe(
+      'The file has 501 pages; at most 500 pages can be indexed.',
+    );
+  });
+});
+
+describe('text formats', () => {
+  it('reads TXT, Markdown and CSV as UTF-8, dropping a BOM and NUL-free control characters', async () => {
+    const text = '\uFEFF# Prices\r\n\r\nTea\t3.50 €\u0007\n';
+    expect(await allPages(await openDocument(utf8(text), 'text/markdown'))).toEqual(['# Prices\n\nTea\t3.50 €']);
+    expect(await allPages(await openDocument(utf8('name,price\nTea,3.5\n'), 'text/csv'))).toEqual(['name,price\nTea,3.5']);
+  });
+
+  it('falls back to Windows-1252 for legacy exports, and refuses binary data', async () => {
+    const latin = new Uint8Array([0x43, 0x61, 0x66, 0xe9, 0x20, 0x80]); // "Café €" in Windows-1252
+    expect(await allPages(await openDocument(latin, 'text/plain'))).toEqual(['Café €']);
+    expect(await failure(new Uint8Array([0x50, 0x4b, 0x03, 0x04, 0x00, 0x00]), 'text/plain')).toBe(
+      'The file is not a text file (it contains binary data).',
+    );
+  });
+
+  it('cuts long text into pseudo-pages of about 3,000 characters at paragraph breaks, losing nothing', async () => {
+    const paragraphs = Array.from({ length: 200 }, (_, index) => `Paragraph ${index} ${'lorem ipsum '.repeat(8)}`.trim());
+    const document = await openDocument(utf8(paragraphs.join('\n\n')), 'text/plain');
+    const pages = await allPages(document);
+    expect(pages.length).toBeGreaterThan(5);
+    for (const page of pages) {
+      expect(page.length).toBeLessThanOrEqual(PSEUDO_PAGE_CHARS);
+      expect(page).toMatch(/^Paragraph \d+/);
+    }
+    expect(pages.join('\n\n')).toBe(paragraphs.join('\n\n'));
+    // Deterministic: every step of a run sees the same pages.
+    expect(splitIntoPages(paragraphs.join('\n\n'))).toEqual(splitIntoPages(paragraphs.join('\n\n')));
+  });
+
+  it('checks that JSON parses, and indexes it as text', async () => {
+    expect(await allPages(await openDocument(utf8('{"faq":[{"q":"Hours?","a":"9 to 5"}]}'), 'application/json')))
+      .toEqual(['{"faq":[{"q":"Hours?","a":"9 to 5"}]}']);
+    expect(await failure(utf8('{"faq": [1, 2,'), 'application/json')).toMatch(/^The file is not valid JSON/);
+  });
+});
+
+describe('DOCX extraction', () => {
+  it('takes the w:t text, paragraphs as lines, tabs and breaks as whitespace, entities decoded', async () => {
+    const bytes = docx(
+      paragraph(run('Opening hours'), run(' &amp; prices')) +
+        paragraph(run('Mon'), '<w:r><w:tab/></w:r>', run('9&#8211;17'), '<w:r><w:br/></w:r>', run('Sat closed')) +
+        paragraph('<w:r><w:instrText>PAGE</w:instrText></w:r>', '<w:r><w:delText>deleted</w:delText></w:r>', run('&lt;end&gt;')),
+    );
+    expect(await allPages(await openDocument(bytes, DOCX_MIME_TYPE))).toEqual([
+      'Opening hours & prices\nMon\t9–17\nSat closed\n<end>',
+    ]);
+  });
+
+  it('uses the page breaks Word recorded as page numbers', async () => {
+    const bytes = docx(
+      paragraph(run('Page one text.')) +
+        paragraph('<w:r><w:br w:type="page"/></w:r>', run('Page two text.')) +
+        paragraph('<w:r><w:lastRenderedPageBreak/></w:r>', run('Page three text.')),
+    );
+    expect(await allPages(await openDocument(bytes, DOCX_MIME_TYPE))).toEqual([
+      'Page one text.',
+      'Page two text.',
+      'Page three text.',
+    ]);
+  });
+
+  it('refuses a file that is not a .docx, and says so for an encrypted (OLE) one', async () => {
+    expect(await failure(utf8('not a zip at all'), DOCX_MIME_TYPE)).toBe('The file is not a valid Word document (.docx).');
+    expect(await failure(zipSync({ 'other.xml': strToU8('<x/>') }), DOCX_MIME_TYPE)).toBe(
+      'The file is not a valid Word document (.docx).',
+    );
+    const ole = new Uint8Array([0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1, 0, 0]);
+    expect(await failure(ole, DOCX_MIME_TYPE)).toMatch(/password-protected or in the old \.doc format/);
+  });
+});
+
+describe('limits and types', () => {
+  it('refuses a file over 25 MB, an empty one, and an unsupported type', async () => {
+    expect(await failure(new Uint8Array(MAX_FILE_BYTES + 1), 'text/plain')).toBe(
+      'The file is 25.0 MB; files of up to 25 MB can be indexed.',
+    );
+    expect(await failure(new Uint8Array(0), 'text/plain')).toBe('The file is empty.');
+    expect(await failure(utf8('<html></html>'), 'text/html')).toMatch(/^Files of type text\/html cannot be indexed/);
+  });
+});
