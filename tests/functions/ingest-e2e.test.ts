@@ -77,11 +77,20 @@ async function waitForEnd(id: string, timeoutMs = 30_000): Promise<{ status: str
   }
 }
 
-/** What pg_net got back from each request it sent to the ingest function for this document. */
-async function ingestResponses(id: string): Promise<number[]> {
-  const rows = await sql<{ status_code: number }[]>`
-    select status_code from net._http_response where content like ${`%${id}%`} order by id`;
-  return rows.map((row) => row.status_code);
+/**
+ * What pg_net got back from each request it sent to the ingest function for
+ * this document. The scheduler records a response only after the function has
+ * answered, which can be a moment after the document turned ready, so this
+ * waits (up to 5 s) until `expected` responses are there.
+ */
+async function ingestResponses(id: string, expected: number): Promise<number[]> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const rows = await sql<{ status_code: number }[]>`
+      select status_code from net._http_response where content like ${`%${id}%`} order by id`;
+    if (rows.length >= expected || Date.now() > deadline) return rows.map((row) => row.status_code);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 describe('upload to searchable with the scheduler running', () => {
@@ -97,7 +106,7 @@ describe('upload to searchable with the scheduler running', () => {
     expect(end.chunk_count).toBeGreaterThan(0);
     // The promise is 5 s; the slack is for a loaded CI machine (bench:rag reports the real figure).
     expect(elapsed).toBeLessThan(15_000);
-    expect(await ingestResponses(id)).toEqual([200]);
+    expect(await ingestResponses(id, 1)).toEqual([200]);
   });
 
   it('chains the steps of a longer PDF through pg_net, and re-ingests on retry_document', async () => {
@@ -107,7 +116,7 @@ describe('upload to searchable with the scheduler running', () => {
       .toBeNull();
     expect((await waitForEnd(id)).status).toBe('ready');
     // 4 pages a step: 202, 202, then 200 when the third step finishes the run.
-    expect(await ingestResponses(id)).toEqual([202, 202, 200]);
+    expect(await ingestResponses(id, 3)).toEqual([202, 202, 200]);
     const [{ pages }] = await sql<{ pages: number }[]>`
       select count(distinct p)::int as pages
       from public.document_chunks c, generate_series(c.page_start, c.page_end) p where c.document_id = ${id}`;
@@ -119,10 +128,10 @@ describe('upload to searchable with the scheduler running', () => {
       (tx) => tx`select public.retry_document(${id}::uuid)`,
     );
     const deadline = Date.now() + 30_000;
-    while ((await ingestResponses(id)).length < 6 && Date.now() < deadline) {
+    while ((await ingestResponses(id, 0)).length < 6 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     expect((await waitForEnd(id)).status).toBe('ready');
-    expect(await ingestResponses(id)).toEqual([202, 202, 200, 202, 202, 200]);
+    expect(await ingestResponses(id, 6)).toEqual([202, 202, 200, 202, 202, 200]);
   });
 });
