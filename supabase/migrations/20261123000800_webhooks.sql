@@ -585,8 +585,12 @@ create table private.webhook_dispatch_requests (
 );
 insert into private.webhook_dispatch_requests default values;
 
-create function private.request_webhook_dispatch()
-returns void
+-- Calls an edge function of this project through pg_net with the service-role
+-- key, both from Vault (`project_url`, `service_role_key`), as in Supabase's
+-- guide to scheduling edge functions. Without them (a database with no
+-- functions next to it) it does nothing and answers false.
+create function private.invoke_edge_function(function_name text, body jsonb, timeout_milliseconds integer)
+returns boolean
 language plpgsql
 security definer
 set search_path = ''
@@ -598,6 +602,28 @@ begin
   select s.decrypted_secret into project_url from vault.decrypted_secrets s where s.name = 'project_url';
   select s.decrypted_secret into service_key from vault.decrypted_secrets s where s.name = 'service_role_key';
   if project_url is null or service_key is null then
+    return false;
+  end if;
+  perform net.http_post(
+    url := rtrim(project_url, '/') || '/functions/v1/' || function_name,
+    body := body,
+    headers := jsonb_build_object('Content-Type', 'application/json', 'Authorization', 'Bearer ' || service_key),
+    timeout_milliseconds := invoke_edge_function.timeout_milliseconds
+  );
+  return true;
+end;
+$$;
+revoke execute on function private.invoke_edge_function(text, jsonb, integer) from public;
+
+create function private.request_webhook_dispatch()
+returns void
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  -- Not configured (no functions next to this database): leave the throttle row alone.
+  if (select count(*) from vault.secrets s where s.name in ('project_url', 'service_role_key')) < 2 then
     return;
   end if;
   -- Nothing due, nothing to wake (the partial index on due deliveries makes this cheap).
@@ -618,13 +644,8 @@ begin
   if not found then
     return;
   end if;
-  perform net.http_post(
-    url := rtrim(project_url, '/') || '/functions/v1/webhook-dispatcher',
-    body := '{}'::jsonb,
-    headers := jsonb_build_object('Content-Type', 'application/json', 'Authorization', 'Bearer ' || service_key),
-    -- Longer than a dispatch pass (about 20 s), so the call is not cut off mid-pass.
-    timeout_milliseconds := 30000
-  );
+  -- Longer than a dispatch pass (about 20 s), so the call is not cut off mid-pass.
+  perform private.invoke_edge_function('webhook-dispatcher', '{}'::jsonb, 30000);
 end;
 $$;
 

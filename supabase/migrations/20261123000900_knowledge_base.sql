@@ -390,30 +390,14 @@ as $$
 $$;
 comment on function public.create_upload_batch(uuid, jsonb, uuid, uuid) is 'Registers 1 to 100 files ([{name, mime_type, size_bytes, checksum_sha256?}]); upload each to the bucket "knowledge" at its storage_path.';
 
--- Wakes the ingest function for one document through pg_net, with the same
--- Vault secrets as the webhook dispatcher; a no-op without them.
+-- Wakes the ingest function for one document (a no-op without the Vault secrets).
 create function private.request_ingest(document_id uuid)
 returns void
-language plpgsql
+language sql
 security definer
 set search_path = ''
 as $$
-declare
-  project_url text;
-  service_key text;
-begin
-  select s.decrypted_secret into project_url from vault.decrypted_secrets s where s.name = 'project_url';
-  select s.decrypted_secret into service_key from vault.decrypted_secrets s where s.name = 'service_role_key';
-  if project_url is null or service_key is null then
-    return;
-  end if;
-  perform net.http_post(
-    url := rtrim(project_url, '/') || '/functions/v1/ingest',
-    body := jsonb_build_object('document_id', document_id),
-    headers := jsonb_build_object('Content-Type', 'application/json', 'Authorization', 'Bearer ' || service_key),
-    timeout_milliseconds := 30000
-  );
-end;
+  select private.invoke_edge_function('ingest', pg_catalog.jsonb_build_object('document_id', document_id), 30000);
 $$;
 revoke execute on function private.request_ingest(uuid) from public;
 grant execute on function private.request_ingest(uuid) to service_role;
