@@ -10,6 +10,7 @@
 --   tests.authenticate_as(user_id)            -> role authenticated, JWT claims of that user
 --   tests.authenticate_as_anon() / tests.authenticate_as_service_role()
 --   tests.clear_authentication()              -> back to the test's own role
+--   tests.act_as(who[, user_id])              -> 'anon', 'service_role', 'postgres' or that user
 -- Committed explicitly: a runner that sends the whole file as one query
 -- would otherwise fold these statements into the final rolled-back block.
 begin;
@@ -124,6 +125,26 @@ as $$
 begin
   perform set_config('role', session_user, true);
   perform set_config('request.jwt.claims', '', true);
+end;
+$$;
+
+-- One call to become an actor by name: 'anon', 'service_role', 'postgres'
+-- (the test's own role), or a user (whose id is given).
+create or replace function tests.act_as(who text, user_id uuid default null)
+returns void
+language plpgsql
+security invoker
+set search_path = ''
+as $$
+begin
+  perform tests.clear_authentication();
+  if who = 'anon' then
+    perform tests.authenticate_as_anon();
+  elsif who = 'service_role' then
+    perform tests.authenticate_as_service_role();
+  elsif who <> 'postgres' then
+    perform tests.authenticate_as(user_id);
+  end if;
 end;
 $$;
 

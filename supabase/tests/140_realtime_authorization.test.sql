@@ -42,19 +42,10 @@ grant execute on function pg_temp.topic(text, text) to public;
 -- set the topic as the Realtime server does for a join.
 create function pg_temp.join_as(who text, topic text default null)
 returns void
-language plpgsql
+language sql
 as $$
-begin
-  perform tests.clear_authentication();
-  if who = 'anon' then
-    perform tests.authenticate_as_anon();
-  elsif who = 'service_role' then
-    perform tests.authenticate_as_service_role();
-  elsif who <> 'postgres' then
-    perform tests.authenticate_as(pg_temp.fx(who));
-  end if;
-  perform set_config('realtime.topic', coalesce(topic, ''), true);
-end;
+  select tests.act_as(who, pg_temp.fx(who));
+  select set_config('realtime.topic', coalesce(topic, ''), true);
 $$;
 grant execute on function pg_temp.join_as(text, text) to public;
 

@@ -37,17 +37,8 @@ grant execute on function pg_temp.path(text, text) to public;
 -- Become a fixture user ('anon' and 'postgres' are roles).
 create function pg_temp.act_as(who text)
 returns void
-language plpgsql
-as $$
-begin
-  perform tests.clear_authentication();
-  if who = 'anon' then
-    perform tests.authenticate_as_anon();
-  elsif who <> 'postgres' then
-    perform tests.authenticate_as(pg_temp.fx(who));
-  end if;
-end;
-$$;
+language sql
+as $$ select tests.act_as(who, pg_temp.fx(who)) $$;
 grant execute on function pg_temp.act_as(text) to public;
 
 insert into fx (name, id) values

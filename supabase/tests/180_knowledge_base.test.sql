@@ -57,19 +57,8 @@ grant execute on function pg_temp.mark(text) to public;
 -- Switch to a fixture user ('anon', 'service_role' and 'postgres' are roles).
 create function pg_temp.act_as(who text)
 returns void
-language plpgsql
-as $$
-begin
-  perform tests.clear_authentication();
-  if who = 'anon' then
-    perform tests.authenticate_as_anon();
-  elsif who = 'service_role' then
-    perform tests.authenticate_as_service_role();
-  elsif who <> 'postgres' then
-    perform tests.authenticate_as(pg_temp.fx(who));
-  end if;
-end;
-$$;
+language sql
+as $$ select tests.act_as(who, pg_temp.fx(who)) $$;
 grant execute on function pg_temp.act_as(text) to public;
 
 -- A 1536-dimension embedding whose first components are the arguments.
