@@ -1,0 +1,241 @@
+/**
+ * OpenAI's chat completions wire format (`POST /v1/chat/completions`), for
+ * serving a bot to any OpenAI client: the request schema, the answer objects,
+ * streamed and not, their SSE framing and the error body. Only text: the
+ * fields a chat or voice platform sends beyond these (tools, n, top_p, ...)
+ * are accepted and ignored.
+ */
+import { z } from 'zod';
+import type { ChatUsage } from './chat/types.ts';
+import { HttpError } from './errors.ts';
+import { formatSseFrame } from './sse.ts';
+
+const textPart = z.object({ type: z.literal('text'), text: z.string() });
+
+const messageContent = z.union([z.string(), z.array(textPart)], {
+  error: 'content must be a string or an array of { "type": "text", "text": "..." } parts (only text is supported)',
+});
+
+const message = z
+  .object({
+    role: z.enum(['system', 'user', 'assistant', 'developer', 'tool'], {
+      error: 'role must be one of system, user, assistant, developer, tool',
+    }),
+    // An assistant message that only calls tools has no content; voice platforms replay those.
+    content: messageContent.nullish(),
+  })
+  .refine((value) => value.content != null || value.role === 'assistant', {
+    error: 'content is required',
+    path: ['content'],
+  });
+
+export const chatCompletionRequestSchema = z.object({
+  model: z.string({ error: 'model must be a string' }).min(1, { error: 'model must not be empty' }),
+  messages: z.array(message, { error: 'messages must be an array' }).min(1, { error: 'messages must not be empty' }),
+  stream: z.boolean().nullish(),
+  stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  max_tokens: z.number().int().positive().nullish(),
+  max_completion_tokens: z.number().int().positive().nullish(),
+  user: z.string().nullish(),
+});
+
+export type ChatCompletionRequest = z.infer<typeof chatCompletionRequestSchema>;
+export type ChatCompletionRequestMessage = ChatCompletionRequest['messages'][number];
+
+/** A message's content as plain text: parts joined, none as ''. */
+export function contentText(content: ChatCompletionRequestMessage['content']): string {
+  if (content == null) return '';
+  return typeof content === 'string' ? content : content.map((part) => part.text).join('');
+}
+
+/** The answer's token limit the client asked for: max_completion_tokens, else the older max_tokens. */
+export function requestedMaxTokens(request: ChatCompletionRequest): number | undefined {
+  return request.max_completion_tokens ?? request.max_tokens ?? undefined;
+}
+
+/** What every object of one completion shares. */
+export interface CompletionMeta {
+  /** `chatcmpl-` and 24 random letters and digits. */
+  id: string;
+  /** Unix time in seconds. */
+  created: number;
+  model: string;
+}
+
+const ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+
+export function completionMeta(model: string, now: number = Date.now()): CompletionMeta {
+  // `byte % 62` favours the first eight letters a little; for an id that does not matter.
+  const random = crypto.getRandomValues(new Uint8Array(24));
+  const suffix = Array.from(random, (byte) => ID_ALPHABET[byte % ID_ALPHABET.length]).join('');
+  return { id: `chatcmpl-${suffix}`, created: Math.floor(now / 1000), model };
+}
+
+export type FinishReason = 'stop' | 'length';
+
+export interface CompletionUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+export function completionUsage(usage: ChatUsage): CompletionUsage {
+  return {
+    prompt_tokens: usage.tokensIn,
+    completion_tokens: usage.tokensOut,
+    total_tokens: usage.tokensIn + usage.tokensOut,
+  };
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  choices: {
+    index: 0;
+    message: { role: 'assistant'; content: string; refusal: null };
+    logprobs: null;
+    finish_reason: FinishReason;
+  }[];
+  usage: CompletionUsage;
+  system_fingerprint: null;
+}
+
+/** The whole answer at once, for `stream: false`. */
+export function chatCompletion(
+  meta: CompletionMeta,
+  answer: { content: string; finishReason: FinishReason; usage: ChatUsage },
+): ChatCompletion {
+  return {
+    id: meta.id,
+    object: 'chat.completion',
+    created: meta.created,
+    model: meta.model,
+    choices: [{
+      index: 0,
+      message: { role: 'assistant', content: answer.content, refusal: null },
+      logprobs: null,
+      finish_reason: answer.finishReason,
+    }],
+    usage: completionUsage(answer.usage),
+    system_fingerprint: null,
+  };
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: 'chat.completion.chunk';
+  created: number;
+  model: string;
+  system_fingerprint: null;
+  choices: {
+    index: 0;
+    delta: { role?: 'assistant'; content?: string; refusal?: null };
+    logprobs: null;
+    finish_reason: FinishReason | null;
+  }[];
+  /** Only with include_usage: null on every chunk but the last, which has no choices. */
+  usage?: CompletionUsage | null;
+}
+
+export interface ChunkBuilder {
+  /** The first chunk: the role, and empty content. */
+  start(): ChatCompletionChunk;
+  content(text: string): ChatCompletionChunk;
+  /** Empty delta and the finish reason. */
+  finish(reason: FinishReason): ChatCompletionChunk;
+  /** With include_usage, after finish: no choices, the usage of the whole request. */
+  usage(usage: ChatUsage): ChatCompletionChunk;
+}
+
+/**
+ * The chunks of one streamed completion, in the order OpenAI sends them:
+ * start, content..., finish, then usage when the client asked for it
+ * (`stream_options.include_usage`), each framed with sseData, then SSE_DONE.
+ */
+export function chunkBuilder(meta: CompletionMeta, options: { includeUsage: boolean }): ChunkBuilder {
+  const chunk = (
+    delta: ChatCompletionChunk['choices'][number]['delta'],
+    finishReason: FinishReason | null,
+  ): ChatCompletionChunk => ({
+    id: meta.id,
+    object: 'chat.completion.chunk',
+    created: meta.created,
+    model: meta.model,
+    system_fingerprint: null,
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
+    ...(options.includeUsage ? { usage: null } : {}),
+  });
+  return {
+    start: () => chunk({ role: 'assistant', content: '', refusal: null }, null),
+    content: (text) => chunk({ content: text }, null),
+    finish: (reason) => chunk({}, reason),
+    usage: (usage) => ({
+      id: meta.id,
+      object: 'chat.completion.chunk',
+      created: meta.created,
+      model: meta.model,
+      system_fingerprint: null,
+      choices: [],
+      usage: completionUsage(usage),
+    }),
+  };
+}
+
+/** One streamed object as OpenAI frames it: `data: {...}` and a blank line, no event name. */
+export function sseData(payload: ChatCompletionChunk): string {
+  return formatSseFrame({ data: JSON.stringify(payload) });
+}
+
+/** The end of an OpenAI stream. */
+export const SSE_DONE = formatSseFrame({ data: '[DONE]' });
+
+/**
+ * OpenAI's error body. Our functions otherwise answer `{ error: { code, message } }`;
+ * this keeps both fields and adds `type` and `param`, so either kind of client reads it.
+ */
+export interface OpenAiErrorBody {
+  error: { message: string; type: string; code: string | null; param: string | null; request_id?: string };
+}
+
+export function openAiErrorBody(
+  status: number,
+  code: string | null,
+  message: string,
+  param: string | null = null,
+): OpenAiErrorBody {
+  return { error: { message, type: errorType(status), code, param } };
+}
+
+/** The `type` OpenAI clients expect for a status. */
+function errorType(status: number): string {
+  if (status === 401) return 'authentication_error';
+  if (status === 403) return 'permission_error';
+  if (status === 404) return 'not_found_error';
+  if (status === 429) return 'rate_limit_error';
+  if (status >= 500) return 'server_error';
+  return 'invalid_request_error';
+}
+
+/**
+ * errorResponse's twin for the OpenAI-compatible endpoint: an HttpError's
+ * status, code, message and headers (Retry-After), anything else logged and
+ * answered with a generic 500, in OpenAI's shape.
+ */
+export function openAiErrorResponse(error: unknown, requestId?: string): Response {
+  const known = error instanceof HttpError;
+  if (!known || error.cause !== undefined) console.error(`[${requestId ?? 'no-request-id'}]`, error);
+  const status = known ? error.status : 500;
+  const body = known
+    ? openAiErrorBody(status, error.code, error.message)
+    : openAiErrorBody(500, 'internal_error', 'The server failed to process the request.');
+  const headers = new Headers(known ? error.headers : {});
+  headers.set('content-type', 'application/json');
+  if (requestId) {
+    body.error.request_id = requestId;
+    headers.set('x-request-id', requestId);
+  }
+  return new Response(JSON.stringify(body), { status, headers });
+}
