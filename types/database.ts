@@ -38,14 +38,14 @@ export type Database = {
                   ]
                 },"api_keys": {
                   Row: {
-                    "created_at": string,"created_by": string | null,"expires_at": string | null,"id": string,"last_used_at": string | null,"name": string,"org_id": string,"prefix": string,"revoked_at": string | null,"revoked_by": string | null,"scopes": (string)[]
+                    "created_at": string,"created_by": string | null,"expires_at": string | null,"id": string,"last_used_at": string | null,"name": string,"org_id": string,"prefix": string,"rate_limit_per_minute": number,"revoked_at": string | null,"revoked_by": string | null,"scopes": (string)[]
                   }
                   ComputedFields: never
                   Insert: {
-                    "created_at"?: string,"created_by"?: string | null,"expires_at"?: string | null,"id"?: string,"last_used_at"?: string | null,"name": string,"org_id": string,"prefix": string,"revoked_at"?: string | null,"revoked_by"?: string | null,"scopes": (string)[]
+                    "created_at"?: string,"created_by"?: string | null,"expires_at"?: string | null,"id"?: string,"last_used_at"?: string | null,"name": string,"org_id": string,"prefix": string,"rate_limit_per_minute"?: number,"revoked_at"?: string | null,"revoked_by"?: string | null,"scopes": (string)[]
                   }
                   Update: {
-                    "created_at"?: string,"created_by"?: string | null,"expires_at"?: string | null,"id"?: string,"last_used_at"?: string | null,"name"?: string,"org_id"?: string,"prefix"?: string,"revoked_at"?: string | null,"revoked_by"?: string | null,"scopes"?: (string)[]
+                    "created_at"?: string,"created_by"?: string | null,"expires_at"?: string | null,"id"?: string,"last_used_at"?: string | null,"name"?: string,"org_id"?: string,"prefix"?: string,"rate_limit_per_minute"?: number,"revoked_at"?: string | null,"revoked_by"?: string | null,"scopes"?: (string)[]
                   }
                   Relationships: [
                     {
@@ -70,6 +70,104 @@ isOneToOne: false
                   Relationships: [
                     
                   ]
+                },"bot_collections": {
+                  Row: {
+                    "bot_id": string,"collection_id": string,"created_at": string,"org_id": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "bot_id": string,"collection_id": string,"created_at"?: string,"org_id": string
+                  }
+                  Update: {
+                    "bot_id"?: string,"collection_id"?: string,"created_at"?: string,"org_id"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "bot_collections_bot_fk"
+      columns: ["bot_id","org_id"]
+isOneToOne: false
+      referencedRelation: "bots"
+      referencedColumns: ["id","org_id"]
+    },{
+      foreignKeyName: "bot_collections_collection_fk"
+      columns: ["collection_id","org_id"]
+isOneToOne: false
+      referencedRelation: "collections"
+      referencedColumns: ["id","org_id"]
+    },{
+      foreignKeyName: "bot_collections_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"bots": {
+                  Row: {
+                    "channels": (string)[],"created_at": string,"created_by": string | null,"enabled": boolean,"escalation_action": Database["public"]['Enums']["bot_escalation_action"],"greeting": string | null,"id": string,"language": string,"manager_contact": string | null,"max_tokens": number,"model": string,"name": string,"org_id": string,"slug": string,"system_prompt": string,"telegram_connected_at": string | null,"temperature": number,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "channels"?: (string)[],"created_at"?: string,"created_by"?: string | null,"enabled"?: boolean,"escalation_action"?: Database["public"]['Enums']["bot_escalation_action"],"greeting"?: string | null,"id"?: string,"language"?: string,"manager_contact"?: string | null,"max_tokens"?: number,"model"?: string,"name": string,"org_id": string,"slug": string,"system_prompt"?: string,"telegram_connected_at"?: string | null,"temperature"?: number,"updated_at"?: string
+                  }
+                  Update: {
+                    "channels"?: (string)[],"created_at"?: string,"created_by"?: string | null,"enabled"?: boolean,"escalation_action"?: Database["public"]['Enums']["bot_escalation_action"],"greeting"?: string | null,"id"?: string,"language"?: string,"manager_contact"?: string | null,"max_tokens"?: number,"model"?: string,"name"?: string,"org_id"?: string,"slug"?: string,"system_prompt"?: string,"telegram_connected_at"?: string | null,"temperature"?: number,"updated_at"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "bots_model_fkey"
+      columns: ["model"]
+isOneToOne: false
+      referencedRelation: "chat_models"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "bots_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"catalog_categories": {
+                  Row: {
+                    "created_at": string,"id": string,"name": string,"org_id": string,"parent_id": string | null,"position": number,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "created_at"?: string,"id"?: string,"name": string,"org_id": string,"parent_id"?: string | null,"position"?: number,"updated_at"?: string
+                  }
+                  Update: {
+                    "created_at"?: string,"id"?: string,"name"?: string,"org_id"?: string,"parent_id"?: string | null,"position"?: number,"updated_at"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "catalog_categories_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "catalog_categories_parent_fk"
+      columns: ["parent_id","org_id"]
+isOneToOne: false
+      referencedRelation: "catalog_categories"
+      referencedColumns: ["id","org_id"]
+    }
+                  ]
+                },"chat_models": {
+                  Row: {
+                    "context_window": number,"display_name": string,"enabled": boolean,"id": string,"max_output_tokens": number,"provider": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "context_window": number,"display_name": string,"enabled"?: boolean,"id": string,"max_output_tokens": number,"provider": string
+                  }
+                  Update: {
+                    "context_window"?: number,"display_name"?: string,"enabled"?: boolean,"id"?: string,"max_output_tokens"?: number,"provider"?: string
+                  }
+                  Relationships: [
+                    
+                  ]
                 },"collections": {
                   Row: {
                     "created_at": string,"created_by": string | null,"description": string,"id": string,"name": string,"org_id": string,"updated_at": string
@@ -84,6 +182,38 @@ isOneToOne: false
                   Relationships: [
                     {
       foreignKeyName: "collections_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"conversations": {
+                  Row: {
+                    "api_key_id": string | null,"bot_id": string,"channel": Database["public"]['Enums']["chat_channel"],"closed_at": string | null,"created_at": string,"escalated_at": string | null,"escalation_reason": string | null,"external_user_id": string | null,"id": string,"last_message_at": string | null,"message_count": number,"org_id": string,"status": Database["public"]['Enums']["conversation_status"],"updated_at": string,"user_id": string | null
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "api_key_id"?: string | null,"bot_id": string,"channel": Database["public"]['Enums']["chat_channel"],"closed_at"?: string | null,"created_at"?: string,"escalated_at"?: string | null,"escalation_reason"?: string | null,"external_user_id"?: string | null,"id"?: string,"last_message_at"?: string | null,"message_count"?: number,"org_id": string,"status"?: Database["public"]['Enums']["conversation_status"],"updated_at"?: string,"user_id"?: string | null
+                  }
+                  Update: {
+                    "api_key_id"?: string | null,"bot_id"?: string,"channel"?: Database["public"]['Enums']["chat_channel"],"closed_at"?: string | null,"created_at"?: string,"escalated_at"?: string | null,"escalation_reason"?: string | null,"external_user_id"?: string | null,"id"?: string,"last_message_at"?: string | null,"message_count"?: number,"org_id"?: string,"status"?: Database["public"]['Enums']["conversation_status"],"updated_at"?: string,"user_id"?: string | null
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "conversations_api_key_fk"
+      columns: ["api_key_id","org_id"]
+isOneToOne: false
+      referencedRelation: "api_keys"
+      referencedColumns: ["id","org_id"]
+    },{
+      foreignKeyName: "conversations_bot_fk"
+      columns: ["bot_id","org_id"]
+isOneToOne: false
+      referencedRelation: "bots"
+      referencedColumns: ["id","org_id"]
+    },{
+      foreignKeyName: "conversations_org_id_fkey"
       columns: ["org_id"]
 isOneToOne: false
       referencedRelation: "organizations"
@@ -246,6 +376,32 @@ isOneToOne: false
       referencedColumns: ["id"]
     }
                   ]
+                },"messages": {
+                  Row: {
+                    "citations": NonNullable<Json>,"content": string,"conversation_id": string,"created_at": string,"id": number,"latency_ms": number | null,"model": string | null,"org_id": string,"role": Database["public"]['Enums']["message_role"],"tokens_in": number,"tokens_out": number
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "citations"?: NonNullable<Json>,"content": string,"conversation_id": string,"created_at"?: string,"id"?: never,"latency_ms"?: number | null,"model"?: string | null,"org_id": string,"role": Database["public"]['Enums']["message_role"],"tokens_in"?: number,"tokens_out"?: number
+                  }
+                  Update: {
+                    "citations"?: NonNullable<Json>,"content"?: string,"conversation_id"?: string,"created_at"?: string,"id"?: never,"latency_ms"?: number | null,"model"?: string | null,"org_id"?: string,"role"?: Database["public"]['Enums']["message_role"],"tokens_in"?: number,"tokens_out"?: number
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "messages_conversation_fk"
+      columns: ["conversation_id","org_id"]
+isOneToOne: false
+      referencedRelation: "conversations"
+      referencedColumns: ["id","org_id"]
+    },{
+      foreignKeyName: "messages_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
                 },"organizations": {
                   Row: {
                     "created_at": string,"created_by": string | null,"id": string,"name": string,"slug": string,"updated_at": string
@@ -259,6 +415,46 @@ isOneToOne: false
                   }
                   Relationships: [
                     
+                  ]
+                },"plans": {
+                  Row: {
+                    "currency": string,"id": string,"max_documents": number,"monthly_call_minutes": number,"monthly_chat_tokens": number,"monthly_embedding_tokens": number,"name": string,"price_cents": number
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "currency"?: string,"id": string,"max_documents": number,"monthly_call_minutes": number,"monthly_chat_tokens": number,"monthly_embedding_tokens": number,"name": string,"price_cents": number
+                  }
+                  Update: {
+                    "currency"?: string,"id"?: string,"max_documents"?: number,"monthly_call_minutes"?: number,"monthly_chat_tokens"?: number,"monthly_embedding_tokens"?: number,"name"?: string,"price_cents"?: number
+                  }
+                  Relationships: [
+                    
+                  ]
+                },"products": {
+                  Row: {
+                    "active": boolean,"category_id": string | null,"created_at": string,"currency": string,"description": string,"id": string,"name": string,"org_id": string,"price": number,"search": unknown,"sku": string | null,"stock": number | null,"updated_at": string,"url": string | null
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "active"?: boolean,"category_id"?: string | null,"created_at"?: string,"currency"?: string,"description"?: string,"id"?: string,"name": string,"org_id": string,"price": number,"search"?: never,"sku"?: string | null,"stock"?: number | null,"updated_at"?: string,"url"?: string | null
+                  }
+                  Update: {
+                    "active"?: boolean,"category_id"?: string | null,"created_at"?: string,"currency"?: string,"description"?: string,"id"?: string,"name"?: string,"org_id"?: string,"price"?: number,"search"?: never,"sku"?: string | null,"stock"?: number | null,"updated_at"?: string,"url"?: string | null
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "products_category_fk"
+      columns: ["category_id","org_id"]
+isOneToOne: false
+      referencedRelation: "catalog_categories"
+      referencedColumns: ["id","org_id"]
+    },{
+      foreignKeyName: "products_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
                   ]
                 },"profiles": {
                   Row: {
@@ -308,6 +504,32 @@ isOneToOne: false
                   Relationships: [
                     
                   ]
+                },"subscriptions": {
+                  Row: {
+                    "canceled_at": string | null,"created_at": string,"current_period_end": string,"current_period_start": string,"id": string,"org_id": string,"plan_id": string,"status": Database["public"]['Enums']["subscription_status"]
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "canceled_at"?: string | null,"created_at"?: string,"current_period_end": string,"current_period_start": string,"id"?: string,"org_id": string,"plan_id": string,"status"?: Database["public"]['Enums']["subscription_status"]
+                  }
+                  Update: {
+                    "canceled_at"?: string | null,"created_at"?: string,"current_period_end"?: string,"current_period_start"?: string,"id"?: string,"org_id"?: string,"plan_id"?: string,"status"?: Database["public"]['Enums']["subscription_status"]
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "subscriptions_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "subscriptions_plan_id_fkey"
+      columns: ["plan_id"]
+isOneToOne: false
+      referencedRelation: "plans"
+      referencedColumns: ["id"]
+    }
+                  ]
                 },"upload_batches": {
                   Row: {
                     "collection_id": string | null,"created_at": string,"created_by": string | null,"id": string,"org_id": string,"project_id": string | null
@@ -342,14 +564,14 @@ isOneToOne: false
                   ]
                 },"usage_events": {
                   Row: {
-                    "api_key_id": string | null,"created_at": string,"document_id": string | null,"id": number,"kind": string,"model": string,"org_id": string,"tokens_in": number,"tokens_out": number
+                    "api_key_id": string | null,"bot_id": string | null,"conversation_id": string | null,"created_at": string,"document_id": string | null,"id": number,"kind": string,"model": string,"org_id": string,"tokens_in": number,"tokens_out": number,"user_id": string | null
                   }
                   ComputedFields: never
                   Insert: {
-                    "api_key_id"?: string | null,"created_at"?: string,"document_id"?: string | null,"id"?: never,"kind": string,"model": string,"org_id": string,"tokens_in"?: number,"tokens_out"?: number
+                    "api_key_id"?: string | null,"bot_id"?: string | null,"conversation_id"?: string | null,"created_at"?: string,"document_id"?: string | null,"id"?: never,"kind": string,"model": string,"org_id": string,"tokens_in"?: number,"tokens_out"?: number,"user_id"?: string | null
                   }
                   Update: {
-                    "api_key_id"?: string | null,"created_at"?: string,"document_id"?: string | null,"id"?: never,"kind"?: string,"model"?: string,"org_id"?: string,"tokens_in"?: number,"tokens_out"?: number
+                    "api_key_id"?: string | null,"bot_id"?: string | null,"conversation_id"?: string | null,"created_at"?: string,"document_id"?: string | null,"id"?: never,"kind"?: string,"model"?: string,"org_id"?: string,"tokens_in"?: number,"tokens_out"?: number,"user_id"?: string | null
                   }
                   Relationships: [
                     {
@@ -358,6 +580,18 @@ isOneToOne: false
 isOneToOne: false
       referencedRelation: "api_keys"
       referencedColumns: ["id"]
+    },{
+      foreignKeyName: "usage_events_bot_fk"
+      columns: ["bot_id","org_id"]
+isOneToOne: false
+      referencedRelation: "bots"
+      referencedColumns: ["id","org_id"]
+    },{
+      foreignKeyName: "usage_events_conversation_fk"
+      columns: ["conversation_id","org_id"]
+isOneToOne: false
+      referencedRelation: "conversations"
+      referencedColumns: ["id","org_id"]
     },{
       foreignKeyName: "usage_events_document_id_fkey"
       columns: ["document_id"]
@@ -510,6 +744,33 @@ isOneToOne: false
         isOneToOne: true
         isSetofReturn: false
       } },
+"clear_bot_telegram":
+{ Args: { "bot_id": string }; Returns: boolean
+                           },
+"close_conversation":
+{ Args: { "conversation_id": string }; Returns: {
+              "api_key_id": string | null,
+"bot_id": string,
+"channel": Database["public"]['Enums']["chat_channel"],
+"closed_at": string | null,
+"created_at": string,
+"escalated_at": string | null,
+"escalation_reason": string | null,
+"external_user_id": string | null,
+"id": string,
+"last_message_at": string | null,
+"message_count": number,
+"org_id": string,
+"status": Database["public"]['Enums']["conversation_status"],
+"updated_at": string,
+"user_id": string | null
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "conversations"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
 "create_api_key":
 { Args: { "expires_at"?: string,"name": string,"org_id": string,"scopes": (string)[] }; Returns: Database["public"]['CompositeTypes']["new_api_key"]
                           SetofOptions: {
@@ -653,6 +914,7 @@ isOneToOne: false
 "name": string,
 "org_id": string,
 "prefix": string,
+"rate_limit_per_minute": number,
 "revoked_at": string | null,
 "revoked_by": string | null,
 "scopes": (string)[]
@@ -685,6 +947,19 @@ isOneToOne: false
         isOneToOne: true
         isSetofReturn: false
       } },
+"search_products":
+{ Args: { "active_only"?: boolean,"category_id"?: string,"include_subcategories"?: boolean,"match_count"?: number,"max_price"?: number,"min_price"?: number,"offset_count"?: number,"org_id": string,"query"?: string }; Returns: Database["public"]['CompositeTypes']["product_search_result"][]
+                          SetofOptions: {
+        from: "*"
+        to: "product_search_result"
+        isOneToOne: false
+        isSetofReturn: true
+      } },
+"set_bot_telegram":
+{ Args: { "bot_id": string,"bot_token": string }; Returns: {
+              "secret_token": string,"webhook_path": string
+            }[]
+                           },
 "transfer_ownership":
 { Args: { "new_owner_id": string,"org_id": string }; Returns: {
               "created_at": string,
@@ -699,6 +974,16 @@ isOneToOne: false
         isOneToOne: true
         isSetofReturn: false
       } },
+"usage_daily":
+{ Args: { "from_date": string,"org_id": string,"time_zone"?: string,"to_date": string }; Returns: {
+              "day": string,"kind": string,"tokens_in": number,"tokens_out": number
+            }[]
+                           },
+"usage_totals":
+{ Args: { "org_id": string }; Returns: {
+              "kind": string,"tokens_in_24h": number,"tokens_in_7d": number,"tokens_out_24h": number,"tokens_out_7d": number
+            }[]
+                           },
 "verify_audit_chain":
 { Args: { "org_id": string }; Returns: {
               "first_invalid_seq": number,"reason": string,"rows_checked": number,"valid": boolean
@@ -706,11 +991,13 @@ isOneToOne: false
                            }
           }
           Enums: {
-            "document_status": "uploading"|"queued"|"processing"|"ready"|"failed","org_role": "viewer"|"member"|"admin"|"owner"
+            "bot_escalation_action": "notify"|"transfer"|"log","chat_channel": "web"|"telegram"|"voice"|"api","conversation_status": "open"|"escalated"|"closed","document_status": "uploading"|"queued"|"processing"|"ready"|"failed","message_role": "user"|"assistant"|"system","org_role": "viewer"|"member"|"admin"|"owner","subscription_status": "active"|"canceled"
           }
           CompositeTypes: {
             "new_api_key": {
                         "id": string | null,"key": string | null,"prefix": string | null,"scopes": (string)[] | null,"expires_at": string | null
+                      },"product_search_result": {
+                        "id": string | null,"org_id": string | null,"category_id": string | null,"name": string | null,"description": string | null,"price": number | null,"currency": string | null,"stock": number | null,"sku": string | null,"url": string | null,"active": boolean | null,"created_at": string | null,"updated_at": string | null,"category_name": string | null,"score": number | null
                       }
           }
         }
@@ -828,7 +1115,7 @@ export const Constants = {
           }
         },"public": {
           Enums: {
-            "document_status": ["uploading", "queued", "processing", "ready", "failed"],"org_role": ["viewer", "member", "admin", "owner"]
+            "bot_escalation_action": ["notify", "transfer", "log"],"chat_channel": ["web", "telegram", "voice", "api"],"conversation_status": ["open", "escalated", "closed"],"document_status": ["uploading", "queued", "processing", "ready", "failed"],"message_role": ["user", "assistant", "system"],"org_role": ["viewer", "member", "admin", "owner"],"subscription_status": ["active", "canceled"]
           }
         }
 } as const

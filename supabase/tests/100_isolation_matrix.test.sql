@@ -86,6 +86,29 @@ select (select id from fixture where key = 'org_a'), (select id from fixture whe
 insert into public.usage_events (org_id, kind, model, tokens_in)
 select id, 'embedding', 'offline-lexical', 2 from fixture where key = 'org_a';
 
+-- Bots and chat (both orgs): a bot answering from a collection of its own,
+-- a conversation with a message; every org has its free subscription.
+insert into public.bots (org_id, name, slug) select id, 'iso bot', 'iso-bot' from fixture where key in ('org_a', 'org_b');
+insert into fixture select 'bot_a', b.id from public.bots b where b.org_id = (select id from fixture where key = 'org_a');
+insert into fixture select 'bot_b', b.id from public.bots b where b.org_id = (select id from fixture where key = 'org_b');
+insert into public.collections (org_id, name) select id, 'iso bot collection' from fixture where key in ('org_a', 'org_b');
+insert into public.bot_collections (bot_id, collection_id, org_id)
+select b.id, c.id, b.org_id from public.bots b join public.collections c on c.org_id = b.org_id and c.name = 'iso bot collection'
+where b.slug = 'iso-bot';
+insert into public.conversations (org_id, bot_id, channel) select org_id, id, 'web' from public.bots where slug = 'iso-bot';
+insert into fixture select 'conversation_a', c.id from public.conversations c where c.org_id = (select id from fixture where key = 'org_a');
+insert into public.messages (org_id, conversation_id, role, content) select org_id, id, 'user', 'isolation probe' from public.conversations
+where bot_id in (select id from fixture where key in ('bot_a', 'bot_b'));
+insert into fixture select 'subscription_a', s.id from public.subscriptions s
+where s.org_id = (select id from fixture where key = 'org_a') and s.status = 'active';
+
+-- Catalog (both orgs): a category with a product.
+insert into public.catalog_categories (org_id, name) select id, 'iso category' from fixture where key in ('org_a', 'org_b');
+insert into fixture select 'category_a', c.id from public.catalog_categories c where c.org_id = (select id from fixture where key = 'org_a');
+insert into public.products (org_id, category_id, name, price)
+select org_id, id, 'iso product', 1 from public.catalog_categories where name = 'iso category';
+insert into fixture select 'product_a', p.id from public.products p where p.org_id = (select id from fixture where key = 'org_a');
+
 -- ---------------------------------------------------------------------------
 -- The matrix. One row per relation and action: the statement (placeholders
 -- {key} are fixture ids) and the expected outcome per actor.
@@ -279,6 +302,88 @@ insert into matrix values
    'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
   ('public.usage_events', 'delete', $$delete from public.usage_events where org_id = '{org_a}'$$,
    'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- chat_models and plans: catalogues read by signed-in users, changed only by migrations.
+  ('public.chat_models', 'select', $$select count(*) from public.chat_models$$,
+   'denied', 'all', 'all', 'all', 'all', 'all', 'all', 'all'),
+  ('public.chat_models', 'insert', $$insert into public.chat_models (id, provider, display_name, context_window, max_output_tokens) values ('probe', 'openai', 'Probe', 10, 10)$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.chat_models', 'update', $$update public.chat_models set enabled = false$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.chat_models', 'delete', $$delete from public.chat_models where id = 'gpt-4.1'$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.plans', 'select', $$select count(*) from public.plans$$,
+   'denied', 'all', 'all', 'all', 'all', 'all', 'all', 'all'),
+  ('public.plans', 'insert', $$insert into public.plans (id, name, monthly_chat_tokens, monthly_embedding_tokens, monthly_call_minutes, max_documents, price_cents) values ('probe', 'Probe', 1, 1, 1, 1, 0)$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.plans', 'update', $$update public.plans set price_cents = 0$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.plans', 'delete', $$delete from public.plans where id = 'business'$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- bots and bot_collections: members read; admins create, change and delete (links are added and removed, not edited).
+  ('public.bots', 'select', $$select count(*) from public.bots where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'none', 'none', 'all'),
+  ('public.bots', 'insert', $$insert into public.bots (org_id, name, slug) values ('{org_a}', 'iso new', 'iso-new')$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'denied', 'denied', 'denied', 'denied'),
+  ('public.bots', 'update', $$update public.bots set name = 'renamed' where id = '{bot_a}'$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:0', 'rows:0', 'rows:0', 'rows:0'),
+  ('public.bots', 'delete', $$delete from public.bots where id = '{bot_a}'$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:0', 'rows:0', 'rows:0', 'rows:0'),
+  ('public.bot_collections', 'select', $$select count(*) from public.bot_collections where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'none', 'none', 'all'),
+  ('public.bot_collections', 'insert', $$insert into public.bot_collections (bot_id, collection_id, org_id) values ('{bot_a}', '{collection_a}', '{org_a}')$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'denied', 'denied', 'denied', 'denied'),
+  ('public.bot_collections', 'update', $$update public.bot_collections set created_at = now() where bot_id = '{bot_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.bot_collections', 'delete', $$delete from public.bot_collections where bot_id = '{bot_a}'$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:0', 'rows:0', 'rows:0', 'rows:0'),
+
+  -- conversations and messages: members read; written only by the chat functions (definer code).
+  ('public.conversations', 'select', $$select count(*) from public.conversations where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'none', 'none', 'all'),
+  ('public.conversations', 'insert', $$insert into public.conversations (org_id, bot_id, channel) values ('{org_a}', '{bot_a}', 'api')$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.conversations', 'update', $$update public.conversations set status = 'closed', closed_at = now() where id = '{conversation_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.conversations', 'delete', $$delete from public.conversations where id = '{conversation_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.messages', 'select', $$select count(*) from public.messages where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'none', 'none', 'all'),
+  ('public.messages', 'insert', $$insert into public.messages (org_id, conversation_id, role, content) values ('{org_a}', '{conversation_a}', 'assistant', 'probe')$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.messages', 'update', $$update public.messages set content = 'changed' where conversation_id = '{conversation_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.messages', 'delete', $$delete from public.messages where conversation_id = '{conversation_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- subscriptions: admins read (billing.read); written by the platform only.
+  ('public.subscriptions', 'select', $$select count(*) from public.subscriptions where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'none', 'none', 'none', 'all'),
+  ('public.subscriptions', 'insert', $$insert into public.subscriptions (org_id, plan_id, status, current_period_start, current_period_end, canceled_at) values ('{org_a}', 'pro', 'canceled', now() - interval '1 month', now(), now())$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.subscriptions', 'update', $$update public.subscriptions set plan_id = 'pro' where id = '{subscription_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.subscriptions', 'delete', $$delete from public.subscriptions where id = '{subscription_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- catalog_categories and products: viewers read; members create, change and delete.
+  ('public.catalog_categories', 'select', $$select count(*) from public.catalog_categories where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'all', 'none', 'all'),
+  ('public.catalog_categories', 'insert', $$insert into public.catalog_categories (org_id, name) values ('{org_a}', 'iso new')$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:1', 'denied', 'denied', 'denied'),
+  ('public.catalog_categories', 'update', $$update public.catalog_categories set name = 'renamed' where id = '{category_a}'$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:1', 'rows:0', 'rows:0', 'rows:0'),
+  ('public.catalog_categories', 'delete', $$delete from public.catalog_categories where id = '{category_a}'$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:1', 'rows:0', 'rows:0', 'rows:0'),
+  ('public.products', 'select', $$select count(*) from public.products where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'all', 'none', 'all'),
+  ('public.products', 'insert', $$insert into public.products (org_id, name, price) values ('{org_a}', 'iso new', 1)$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:1', 'denied', 'denied', 'denied'),
+  ('public.products', 'update', $$update public.products set price = 2 where id = '{product_a}'$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:1', 'rows:0', 'rows:0', 'rows:0'),
+  ('public.products', 'delete', $$delete from public.products where id = '{product_a}'$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:1', 'rows:0', 'rows:0', 'rows:0'),
 
   -- audit_log: owners, admins and platform admins read; append-only for everyone, written by triggers.
   ('public.audit_log', 'select', $$select count(*) from public.audit_log where org_id = '{org_a}'$$,

@@ -41,7 +41,7 @@ select is_empty(
 
 select set_eq(
   $$select table_name from private.audit_exempt_tables$$,
-  array['audit_log', 'events', 'webhook_deliveries', 'webhook_attempts', 'document_chunks', 'usage_events'],
+  array['audit_log', 'events', 'webhook_deliveries', 'webhook_attempts', 'document_chunks', 'usage_events', 'messages'],
   'only the platform-written logs are exempt from row auditing (adding one is a reviewed change here)'
 );
 
@@ -65,10 +65,11 @@ select tests.add_member((select id from fixture where key = 'org'), (select id f
 
 select results_eq(
   $$select table_name, action, actor_user_id from public.audit_log
-    where org_id = (select id from fixture where key = 'org') and seq <= 2 order by seq$$,
+    where org_id = (select id from fixture where key = 'org') and seq <= 3 order by seq$$,
   $$values ('organizations', 'insert', (select id from fixture where key = 'owner')),
+           ('subscriptions', 'insert', (select id from fixture where key = 'owner')),
            ('memberships', 'insert', (select id from fixture where key = 'owner'))$$,
-  'create_organization leaves an insert row for the org and for the owner''s membership, by the owner'
+  'create_organization leaves an insert row for the org, its free subscription and the owner''s membership, by the owner'
 );
 select is(
   (select new_values ->> 'slug' from public.audit_log where org_id = (select id from fixture where key = 'org') and seq = 1),
@@ -76,7 +77,7 @@ select is(
   'an insert row carries the new values'
 );
 select is(
-  (select record_id from public.audit_log where org_id = (select id from fixture where key = 'org') and seq = 2),
+  (select record_id from public.audit_log where org_id = (select id from fixture where key = 'org') and seq = 3),
   (select id from fixture where key = 'org')::text || ':' || (select id from fixture where key = 'owner')::text,
   'a composite key becomes the record id, joined with colons'
 );

@@ -95,7 +95,8 @@ select results_eq(
 );
 -- The listed table has no column that could hold the secret or its hash.
 select columns_are('public', 'api_keys',
-  array['id', 'org_id', 'name', 'prefix', 'scopes', 'created_by', 'created_at', 'expires_at', 'last_used_at', 'revoked_at', 'revoked_by'],
+  array['id', 'org_id', 'name', 'prefix', 'scopes', 'created_by', 'created_at', 'expires_at', 'last_used_at', 'revoked_at', 'revoked_by',
+        'rate_limit_per_minute'],
   'public.api_keys has no secret column');
 select is(
   (select secret_hash from private.api_key_secrets where api_key_id = (select id from keys where label = 'main')),
