@@ -11,7 +11,7 @@ import { createHandler } from '../_shared/handler.ts';
 import { json, readJson } from '../_shared/http.ts';
 import { assertPublicDestination } from '../_shared/ssrf.ts';
 import * as ops from './operations.ts';
-import { mapPostgresErrors } from './pg-errors.ts';
+import { mapPostgresErrors } from '../_shared/pg-errors.ts';
 import { matchRoute } from './router.ts';
 import {
   createEndpointBody,

@@ -1,9 +1,8 @@
 import postgres from 'postgres';
-import { HttpError } from '../_shared/errors.ts';
+import { HttpError } from './errors.ts';
 
 /**
  * Turns the SQLSTATEs our SQL functions raise on purpose into HTTP answers.
- * Kept free of webhook specifics so it can move to _shared as is.
  *
  * Only the codes whose messages we write ourselves (`raise ... using errcode`)
  * or that Postgres words without data (check and input-syntax failures) pass
