@@ -1490,3 +1490,56 @@ end;
 $$;
 comment on function public.search_products(uuid, text, uuid, boolean, numeric, numeric, boolean, integer, integer) is 'Searches the org''s catalog the caller may read: text (full text, or trigram similarity of the name so typos match), category (with its subcategories), price range, active only; ranked, paged (match_count 1 to 50).';
 grant execute on function public.search_products(uuid, text, uuid, boolean, numeric, numeric, boolean, integer, integer) to authenticated, service_role;
+
+-- Products a chat question names, for the bots' answers. search_products
+-- wants a search text (every word must match); a question names a product
+-- among other words ("do you still have the wireless headphones?"), so here a
+-- product matches when a word of 4+ letters of the question is a word of its
+-- name, when its name as a whole appears in the question with typos or
+-- plurals (trigram word similarity of the name within the question), or when
+-- its SKU is quoted. Active products only, as the caller (RLS applies).
+create function public.match_products(org_id uuid, question text, match_count integer default 3)
+returns setof public.product_search_result
+language plpgsql
+stable
+security invoker
+set search_path = ''
+set pg_trgm.word_similarity_threshold = 0.5
+as $$
+declare
+  asked text := left(btrim(coalesce(match_products.question, '')), 1000);
+  name_words tsquery;
+begin
+  if match_products.org_id is null then
+    raise exception 'org_id is required' using errcode = 'invalid_parameter_value';
+  end if;
+  if match_count is null or match_count not between 1 and 20 then
+    raise exception 'match_count must be between 1 and 20' using errcode = 'invalid_parameter_value';
+  end if;
+  if asked = '' then
+    return;
+  end if;
+  -- Restricted to weight A: the words of the name, not of the description.
+  select pg_catalog.to_tsquery('simple', string_agg(pg_catalog.quote_literal(w) || ':A', ' | '))
+  into name_words
+  from unnest(pg_catalog.tsvector_to_array(pg_catalog.to_tsvector('simple', asked))) w
+  where length(w) >= 4;
+
+  return query
+  select p.id, p.org_id, p.category_id, p.name, p.description, p.price, p.currency::text, p.stock, p.sku, p.url,
+    p.active, p.created_at, p.updated_at, c.name,
+    (coalesce(ts_rank_cd(p.search, name_words), 0) + extensions.word_similarity(p.name, asked)
+      + case when p.sku is not null and strpos(lower(asked), lower(p.sku)) > 0 then 1 else 0 end)::double precision
+  from public.products p
+  left join public.catalog_categories c on c.id = p.category_id
+  where p.org_id = match_products.org_id
+    and p.active
+    and ((name_words is not null and p.search @@ name_words)
+      or p.name operator(extensions.<%) asked
+      or (p.sku is not null and strpos(lower(asked), lower(p.sku)) > 0))
+  order by 15 desc, p.name, p.id
+  limit match_count;
+end;
+$$;
+comment on function public.match_products(uuid, text, integer) is 'Active products a chat question names (a word of the name, the name with typos, or the SKU), ranked, as the caller: a retrieval source for bots beside the documents.';
+grant execute on function public.match_products(uuid, text, integer) to authenticated, service_role;

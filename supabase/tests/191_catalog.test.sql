@@ -6,7 +6,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(84);
+select plan(89);
 
 create temp table fx (name text primary key, id uuid not null);
 grant all on fx to public;
@@ -388,6 +388,34 @@ select results_eq(
   $$values ('Cable')$$,
   'products: a member deletes a product'
 );
+
+-- match_products: the products a chat question names
+select tests.authenticate_as(pg_temp.fx('viewer_a'));
+select results_eq(
+  $$select name from public.match_products(pg_temp.fx('org_a'), 'Do you still sell the wireless headphones? How long does the battery last?', 3)$$,
+  $$values ('Wireless Headphones X1')$$,
+  'match_products: a word of the name in a question finds the product; inactive ones are left out'
+);
+select results_eq(
+  $$select name from public.match_products(pg_temp.fx('org_a'), 'is the studio monitr speaker in stock?', 3)$$,
+  $$values ('Studio Monitor Speakers')$$,
+  'match_products: the name with a typo and a singular still matches'
+);
+select results_eq(
+  $$select name from public.match_products(pg_temp.fx('org_a'), 'what does LP14 cost', 3)$$,
+  $$values ('Laptop Pro 14')$$,
+  'match_products: a quoted SKU finds its product'
+);
+select is_empty(
+  $$select 1 from public.match_products(pg_temp.fx('org_a'), 'what are your opening hours on sunday?', 3)$$,
+  'match_products: a question naming no product finds none'
+);
+select tests.authenticate_as(pg_temp.fx('owner_b'));
+select is_empty(
+  $$select 1 from public.match_products(pg_temp.fx('org_a'), 'wireless headphones', 3)$$,
+  'match_products: another org''s member finds nothing of org A'
+);
+select tests.clear_authentication();
 
 select * from finish();
 rollback;

@@ -1,0 +1,145 @@
+/**
+ * POST /chat/v1/chat/completions: OpenAI's chat completions for bot API keys
+ * (scope chat.write), so the official SDKs and voice platforms' "custom LLM"
+ * settings work unchanged. `model` names the bot (its slug or id) in the
+ * key's org. The last message must be the user's; earlier user and assistant
+ * messages are the history (clients like these resend the whole
+ * conversation); system messages are ignored, the bot's prompt rules. `user`
+ * keeps one conversation per end user; `x-conversation-id` continues a given
+ * one, and every answer carries it back. `x-chat-channel: voice` records a
+ * voice agent's turns as such. Errors use OpenAI's error body.
+ */
+import { apiKeyFromRequest, requireScope, verifyApiKey } from '../_shared/api-keys.ts';
+import type { ChatMessage } from '../_shared/chat/index.ts';
+import { HttpError } from '../_shared/errors.ts';
+import { json } from '../_shared/http.ts';
+import {
+  type ChatCompletionRequest,
+  chatCompletion,
+  chatCompletionRequestSchema,
+  chunkBuilder,
+  completionMeta,
+  contentText,
+  SSE_DONE,
+  sseData,
+} from '../_shared/openai-wire.ts';
+import { createSseWriter, formatSseFrame, sseResponse } from '../_shared/sse.ts';
+import { answerTurn, type ChatDeps, prepareTurn, type TurnInput, type TurnResult } from './core.ts';
+import { asService } from './principal.ts';
+import { botForApiKey, listApiBots } from './queries.ts';
+import { readChatBody, uuid } from './schemas.ts';
+import { streamError } from './web-chat.ts';
+
+async function keyPrincipal(deps: ChatDeps, req: Request) {
+  const key = await verifyApiKey(deps.sql(), apiKeyFromRequest(req));
+  requireScope(key, 'chat.write');
+  return key;
+}
+
+/** The question (the last message, the user's) and the history before it. */
+function splitMessages(request: ChatCompletionRequest): { question: string; history: ChatMessage[] } {
+  const last = request.messages[request.messages.length - 1];
+  const question = contentText(last.content).trim();
+  if (last.role !== 'user' || question === '') {
+    throw new HttpError(400, 'invalid_request', 'The last message must be a non-empty user message.');
+  }
+  const history: ChatMessage[] = [];
+  for (const message of request.messages.slice(0, -1)) {
+    const text = contentText(message.content).trim();
+    if ((message.role === 'user' || message.role === 'assistant') && text !== '') {
+      history.push({ role: message.role, content: text });
+    }
+  }
+  return { question, history };
+}
+
+export async function completions(deps: ChatDeps, req: Request, requestId: string): Promise<Response> {
+  const startedAt = performance.now();
+  const key = await keyPrincipal(deps, req);
+  const request = await readChatBody(req, chatCompletionRequestSchema);
+  const { question, history } = splitMessages(request);
+  const conversationHeader = req.headers.get('x-conversation-id');
+  if (conversationHeader !== null && !uuid.safeParse(conversationHeader).success) {
+    throw new HttpError(400, 'invalid_request', 'x-conversation-id must be a uuid.');
+  }
+  const principal = { kind: 'service', apiKeyId: key.apiKeyId } as const;
+  const botId = await asService(deps.sql(), principal, (tx) => botForApiKey(tx, request.model, key.orgId));
+  if (!botId) {
+    throw new HttpError(404, 'model_not_found', `The model "${request.model}" does not name a bot of this organization.`);
+  }
+  const writer = request.stream ? createSseWriter() : null;
+  const input: TurnInput = {
+    principal,
+    botId,
+    conversationId: conversationHeader,
+    channel: req.headers.get('x-chat-channel') === 'voice' ? 'voice' : 'api',
+    externalUserId: request.user?.trim() || null,
+    message: question,
+    history,
+    startedAt,
+    signal: writer?.signal ?? req.signal,
+  };
+  const turn = await prepareTurn(deps, input);
+  const meta = completionMeta(request.model);
+  const headers = { 'x-conversation-id': turn.conversation_id };
+
+  if (!writer) {
+    let result: TurnResult | undefined;
+    for await (const event of answerTurn(deps, input, turn)) {
+      if (event.type === 'result') result = event.result;
+    }
+    if (!result) throw new Error('The turn ended without a result');
+    return json(
+      chatCompletion(meta, {
+        content: result.content,
+        finishReason: result.finishReason,
+        usage: { tokensIn: result.tokensIn, tokensOut: result.tokensOut },
+      }),
+      200,
+      headers,
+    );
+  }
+
+  const chunks = chunkBuilder(meta, { includeUsage: request.stream_options?.include_usage === true });
+  void (async () => {
+    try {
+      await writer.write(sseData(chunks.start()));
+      for await (const event of answerTurn(deps, input, turn)) {
+        if (event.type === 'delta') {
+          await writer.write(sseData(chunks.content(event.text)));
+          continue;
+        }
+        await writer.write(sseData(chunks.finish(event.result.finishReason)));
+        if (request.stream_options?.include_usage) {
+          await writer.write(sseData(chunks.usage({ tokensIn: event.result.tokensIn, tokensOut: event.result.tokensOut })));
+        }
+      }
+      await writer.write(SSE_DONE);
+    } catch (error) {
+      if (!writer.signal.aborted) {
+        console.error(`[${requestId}] chat completion failed`, error);
+        // What OpenAI sends when a stream fails: an error object as the event's data.
+        const { code, message } = streamError(error);
+        await writer.write(formatSseFrame({ data: JSON.stringify({ error: { message, type: 'server_error', code, param: null } }) }));
+      }
+    } finally {
+      writer.close();
+    }
+  })();
+  return sseResponse(writer, { headers });
+}
+
+/** GET /chat/v1/models: the org's bots that answer over the API, as OpenAI model objects. */
+export async function models(deps: ChatDeps, req: Request): Promise<Response> {
+  const key = await keyPrincipal(deps, req);
+  const bots = await asService(deps.sql(), { kind: 'service', apiKeyId: key.apiKeyId }, (tx) => listApiBots(tx, key.orgId));
+  return json({
+    object: 'list',
+    data: bots.map((bot) => ({
+      id: bot.slug,
+      object: 'model',
+      created: Math.floor(new Date(bot.created_at).getTime() / 1000),
+      owned_by: key.orgId,
+    })),
+  });
+}

@@ -1,0 +1,233 @@
+/**
+ * One chat turn, whatever the entry point (SSE for signed-in users, the
+ * OpenAI-compatible endpoint for API keys, Telegram):
+ * 1. prepare, before any model call: the caller may chat with the bot, the bot
+ *    is enabled on the channel, the caller is within its rate limit and the
+ *    org within its quota; the question is stored (private.chat_prepare);
+ * 2. retrieve: the question's embedding against the org's documents (hybrid
+ *    match, limited to the bot's collections) and the catalog's products;
+ * 3. answer: the prompt from the bot's settings and the sources, streamed by
+ *    the bot's provider; or, when the user asks for a person, the handoff;
+ * 4. finish: the answer stored with tokens, latency and citations, usage
+ *    metered, and the conversation escalated when the user asked for a person
+ *    or the sources held no answer (private.chat_finish).
+ */
+import {
+  buildChatMessages,
+  type ChatMessage,
+  type ChatProvider,
+  chatProviderFor,
+  type Citation,
+  detectsHumanRequest,
+  extractCitations,
+  isNoAnswer,
+  type RetrievedChunk,
+  type RetrievedProduct,
+} from '../_shared/chat/index.ts';
+import type { Sql } from '../_shared/db.ts';
+import { type EmbeddingProvider, providerFromEnv } from '../_shared/embeddings/index.ts';
+import { type EnvReader, processEnv } from '../_shared/env.ts';
+import { HttpError } from '../_shared/errors.ts';
+import { asService, type ChatPrincipal, inScope } from './principal.ts';
+import * as q from './queries.ts';
+
+/** Chunks and products put before the model: enough to answer, few enough to keep the prompt short. */
+const CHUNKS_PER_ANSWER = 5;
+const PRODUCTS_PER_ANSWER = 3;
+
+export interface ChatDeps {
+  sql: () => Sql;
+  env?: EnvReader;
+  /** Defaults from the environment (OpenAI with a key, else offline). */
+  embeddings?: EmbeddingProvider;
+  chatProvider?: (model: { id: string; provider: 'openai' | 'offline' }) => ChatProvider;
+}
+
+export interface TurnInput {
+  principal: ChatPrincipal;
+  botId: string;
+  conversationId: string | null;
+  channel: q.ChatChannel;
+  externalUserId: string | null;
+  message: string;
+  /**
+   * Earlier turns as the client holds them (OpenAI-style clients resend the
+   * whole conversation); null to use the conversation's stored messages.
+   */
+  history: ChatMessage[] | null;
+  /** When the request arrived, for the stored latency. */
+  startedAt: number;
+  signal?: AbortSignal;
+}
+
+export type PreparedTurn = Extract<q.PrepareResult, { ok: true }>;
+
+export interface TurnResult {
+  messageId: number;
+  content: string;
+  citations: Citation[];
+  tokensIn: number;
+  tokensOut: number;
+  latencyMs: number;
+  model: string;
+  finishReason: 'stop' | 'length';
+  conversationStatus: 'open' | 'escalated' | 'closed';
+  escalated: boolean;
+}
+
+export type TurnEvent = { type: 'delta'; text: string } | { type: 'result'; result: TurnResult };
+
+/** What a refusal of chat_prepare answers over HTTP. */
+function refusal(result: Extract<q.PrepareResult, { ok: false }>): HttpError {
+  switch (result.code) {
+    case 'rate_limited':
+      return new HttpError(429, 'rate_limited', result.message, { 'retry-after': String(result.retry_after ?? 60) });
+    case 'quota_exceeded':
+      return new HttpError(402, 'quota_exceeded', result.message);
+    case 'conversation_closed':
+      return new HttpError(409, 'conversation_closed', result.message);
+    case 'bot_disabled':
+    case 'channel_not_enabled':
+      return new HttpError(403, result.code, result.message);
+  }
+}
+
+/** Step 1. Throws the HTTP answer for a refusal; nothing is stored then. */
+export async function prepareTurn(deps: ChatDeps, input: TurnInput): Promise<PreparedTurn> {
+  const result = await inScope(deps.sql(), input.principal, (tx) =>
+    q.chatPrepare(tx, {
+      botId: input.botId,
+      conversationId: input.conversationId,
+      channel: input.channel,
+      externalUserId: input.externalUserId,
+      apiKeyId: input.principal.kind === 'service' ? input.principal.apiKeyId : null,
+      message: input.message,
+    }));
+  if (!result.ok) throw refusal(result);
+  return result;
+}
+
+/** The reply when the user asks for a person; the bot's escalation action decides what it promises. */
+function handoffText(bot: q.PreparedBot): string {
+  if (bot.escalation_action === 'transfer' && bot.manager_contact) {
+    return `I'm passing you to a person. You can reach them at ${bot.manager_contact}.`;
+  }
+  if (bot.escalation_action === 'log') return "I've noted that you'd like to talk to a person.";
+  return "I've let the team know you'd like to talk to a person; someone will get back to you here.";
+}
+
+/** Steps 2 to 4, as events: the answer's text as it comes, then the stored result. */
+export async function* answerTurn(deps: ChatDeps, input: TurnInput, turn: PreparedTurn): AsyncGenerator<TurnEvent> {
+  const env = deps.env ?? processEnv;
+  const bot = turn.bot;
+  const question = input.message.trim();
+  let content = '';
+  let tokensIn = 0;
+  let tokensOut = 0;
+  let model: string | null = null;
+  let finishReason: 'stop' | 'length' = 'stop';
+  let citations: Citation[] = [];
+  let escalationReason: string | null = null;
+
+  if (detectsHumanRequest(question)) {
+    content = handoffText(bot);
+    escalationReason = 'The user asked for a person.';
+    yield { type: 'delta', text: content };
+  } else {
+    const { chunks, products } = await retrieve(deps, input, turn, question);
+    const provider = (deps.chatProvider ?? ((m) => chatProviderFor(m, env)))({ id: bot.model, provider: bot.model_provider });
+    model = provider.name === 'offline' ? 'offline' : bot.model;
+    const messages = buildChatMessages({
+      bot: { name: bot.name, systemPrompt: bot.system_prompt, language: bot.language, managerContact: bot.manager_contact },
+      history: input.history ?? turn.history.filter((m): m is ChatMessage => m.role !== 'system'),
+      question,
+      chunks,
+      products,
+    });
+    for await (
+      const delta of provider.stream({
+        model: bot.model,
+        messages,
+        temperature: bot.temperature,
+        maxTokens: bot.max_tokens,
+        context: { chunks, products },
+        language: bot.language,
+        signal: input.signal,
+      })
+    ) {
+      if (delta.type === 'delta') {
+        content += delta.text;
+        yield delta;
+      } else {
+        tokensIn = delta.usage.tokensIn;
+        tokensOut = delta.usage.tokensOut;
+        finishReason = delta.finishReason;
+      }
+    }
+    if (isNoAnswer(content)) {
+      escalationReason = 'The knowledge base holds no answer.';
+      if (bot.escalation_action === 'transfer' && bot.manager_contact) {
+        const contact = ` You can reach a person at ${bot.manager_contact}.`;
+        content += contact;
+        yield { type: 'delta', text: contact };
+      }
+    } else {
+      citations = extractCitations(content, { chunks, products });
+    }
+  }
+
+  const latencyMs = Math.max(0, Math.round(performance.now() - input.startedAt));
+  const finished = await inScope(deps.sql(), input.principal, (tx) =>
+    q.chatFinish(tx, {
+      conversationId: turn.conversation_id,
+      content,
+      tokensIn,
+      tokensOut,
+      latencyMs,
+      model: model ?? bot.model,
+      citations,
+      escalationReason,
+    }));
+  yield {
+    type: 'result',
+    result: {
+      messageId: finished.message_id,
+      content,
+      citations,
+      tokensIn,
+      tokensOut,
+      latencyMs,
+      model: model ?? bot.model,
+      finishReason,
+      conversationStatus: finished.conversation_status,
+      escalated: finished.escalated,
+    },
+  };
+}
+
+/** Step 2: the question's sources, read as the caller; the embedding's tokens metered as the service. */
+async function retrieve(
+  deps: ChatDeps,
+  input: TurnInput,
+  turn: PreparedTurn,
+  question: string,
+): Promise<{ chunks: RetrievedChunk[]; products: RetrievedProduct[] }> {
+  const embeddings = deps.embeddings ?? providerFromEnv(deps.env ?? processEnv);
+  const embedded = await embeddings.embed([question]);
+  const sources = inScope(deps.sql(), input.principal, async (tx) => ({
+    chunks: await q.matchChunks(tx, turn.org_id, embedded.vectors[0], question, turn.collection_ids, CHUNKS_PER_ANSWER),
+    products: await q.matchProducts(tx, turn.org_id, question, PRODUCTS_PER_ANSWER),
+  }));
+  const metered = asService(deps.sql(), input.principal, (tx) =>
+    q.recordEmbeddingUsage(tx, {
+      orgId: turn.org_id,
+      model: embeddings.model,
+      tokens: embedded.tokens,
+      apiKeyId: input.principal.kind === 'service' ? input.principal.apiKeyId : null,
+      botId: turn.bot.id,
+      conversationId: turn.conversation_id,
+      userId: input.principal.kind === 'user' ? input.principal.claims.sub : null,
+    }));
+  const [found] = await Promise.all([sources, metered]);
+  return found;
+}

@@ -1,0 +1,193 @@
+/**
+ * The SQL of a chat turn. Each function takes a transaction already scoped to
+ * the principal (see principal.ts), so RLS and the SQL functions' own checks
+ * decide what the caller may do.
+ */
+import type { Citation, RetrievedChunk, RetrievedProduct } from '../_shared/chat/index.ts';
+import type { TransactionSql } from '../_shared/db.ts';
+import { toPgVector } from '../_shared/embeddings/index.ts';
+
+export type ChatChannel = 'web' | 'telegram' | 'voice' | 'api';
+
+export interface PreparedBot {
+  id: string;
+  name: string;
+  slug: string;
+  system_prompt: string;
+  greeting: string | null;
+  language: string;
+  model: string;
+  model_provider: 'openai' | 'offline';
+  temperature: number;
+  max_tokens: number;
+  manager_contact: string | null;
+  escalation_action: 'notify' | 'transfer' | 'log';
+}
+
+export type PrepareRefusalCode =
+  | 'bot_disabled'
+  | 'channel_not_enabled'
+  | 'conversation_closed'
+  | 'rate_limited'
+  | 'quota_exceeded';
+
+export type PrepareResult =
+  | {
+    ok: true;
+    org_id: string;
+    bot: PreparedBot;
+    collection_ids: string[] | null;
+    conversation_id: string;
+    conversation_status: 'open' | 'escalated' | 'closed';
+    user_message_id: number;
+    history: { role: 'user' | 'assistant' | 'system'; content: string }[];
+  }
+  | { ok: false; code: PrepareRefusalCode; message: string; retry_after?: number; resets_at?: string };
+
+export interface PrepareArgs {
+  botId: string;
+  conversationId: string | null;
+  channel: ChatChannel;
+  externalUserId: string | null;
+  apiKeyId: string | null;
+  message: string;
+}
+
+/** Authorises the turn, applies the refusals (disabled, channel, closed, rate limit, quota) and stores the question. */
+export async function chatPrepare(tx: TransactionSql, args: PrepareArgs): Promise<PrepareResult> {
+  const [row] = await tx<{ result: PrepareResult }[]>`
+    select private.chat_prepare(${args.botId}, ${args.conversationId}, ${args.channel}::public.chat_channel,
+      ${args.externalUserId}, ${args.apiKeyId}, ${args.message}) as result`;
+  const result = row.result;
+  // numeric comes back as a string in JSON; the provider wants a number.
+  if (result.ok) result.bot.temperature = Number(result.bot.temperature);
+  return result;
+}
+
+export interface FinishArgs {
+  conversationId: string;
+  content: string;
+  tokensIn: number;
+  tokensOut: number;
+  latencyMs: number;
+  model: string;
+  citations: Citation[];
+  escalationReason: string | null;
+}
+
+export interface FinishResult {
+  message_id: number;
+  conversation_status: 'open' | 'escalated' | 'closed';
+  escalated: boolean;
+}
+
+/** Stores the answer, meters its tokens and, with a reason, escalates the conversation (once). */
+export async function chatFinish(tx: TransactionSql, args: FinishArgs): Promise<FinishResult> {
+  const [row] = await tx<{ result: FinishResult }[]>`
+    select private.chat_finish(${args.conversationId}, ${args.content}, ${args.tokensIn}, ${args.tokensOut},
+      ${args.latencyMs}, ${args.model}, ${tx.json(args.citations as unknown as Parameters<typeof tx.json>[0])},
+      ${args.escalationReason}) as result`;
+  return row.result;
+}
+
+/** The hybrid (vector + full text) matches of the question, as the caller. */
+export async function matchChunks(
+  tx: TransactionSql,
+  orgId: string,
+  embedding: number[],
+  question: string,
+  collectionIds: string[] | null,
+  count: number,
+): Promise<RetrievedChunk[]> {
+  const rows = await tx<
+    {
+      chunk_id: string;
+      document_id: string;
+      document_name: string;
+      page_start: number;
+      page_end: number;
+      content: string;
+      score: number;
+    }[]
+  >`
+    select chunk_id, document_id, document_name, page_start, page_end, content, score
+    from public.match_document_chunks(${orgId}, ${toPgVector(embedding)}::extensions.vector, ${question}, ${count},
+      ${collectionIds}::uuid[])`;
+  return rows.map((row) => ({
+    chunkId: Number(row.chunk_id),
+    documentId: row.document_id,
+    documentName: row.document_name,
+    pageStart: row.page_start,
+    pageEnd: row.page_end,
+    content: row.content,
+    score: Number(row.score),
+  }));
+}
+
+/** Catalog products the question names, as the caller. */
+export async function matchProducts(
+  tx: TransactionSql,
+  orgId: string,
+  question: string,
+  count: number,
+): Promise<RetrievedProduct[]> {
+  const rows = await tx<
+    {
+      id: string;
+      name: string;
+      description: string;
+      price: string;
+      currency: string;
+      url: string | null;
+      stock: number | null;
+    }[]
+  >`select id, name, description, price::text as price, currency, url, stock
+    from public.match_products(${orgId}, ${question}, ${count})`;
+  return rows.map((row) => ({
+    productId: row.id,
+    name: row.name,
+    description: row.description,
+    price: row.price,
+    currency: row.currency,
+    url: row.url,
+    stock: row.stock,
+  }));
+}
+
+/** Meters the question's embedding (service role only). */
+export async function recordEmbeddingUsage(
+  tx: TransactionSql,
+  usage: { orgId: string; model: string; tokens: number; apiKeyId: string | null; botId: string; conversationId: string; userId: string | null },
+): Promise<void> {
+  await tx`select private.record_usage(${usage.orgId}, 'embedding', ${usage.model}, ${usage.tokens}, 0, null,
+    ${usage.apiKeyId}, ${usage.botId}, ${usage.conversationId}, ${usage.userId})`;
+}
+
+/** The bot an OpenAI-style `model` names in the key's org: its slug or id (service role only). */
+export async function botForApiKey(tx: TransactionSql, model: string, orgId: string): Promise<string | null> {
+  const [row] = await tx<{ bot_id: string | null }[]>`select private.bot_for_api_key(${model}, ${orgId}) as bot_id`;
+  return row.bot_id;
+}
+
+export interface TelegramBot {
+  org_id: string;
+  bot_token: string;
+  secret_token: string;
+  enabled: boolean;
+  telegram_enabled: boolean;
+}
+
+/** A bot's Telegram credentials, for the webhook (service role only). */
+export async function telegramBot(tx: TransactionSql, botId: string): Promise<TelegramBot | null> {
+  const [row] = await tx<TelegramBot[]>`
+    select org_id, bot_token, secret_token, enabled, telegram_enabled from private.telegram_bot_for_webhook(${botId})`;
+  return row ?? null;
+}
+
+/** The org's enabled bots that answer over the API, for GET /v1/models (service role; the key names the org). */
+export async function listApiBots(tx: TransactionSql, orgId: string): Promise<{ slug: string; created_at: string }[]> {
+  return await tx<{ slug: string; created_at: string }[]>`
+    select b.slug, b.created_at from public.bots b
+    where b.org_id = ${orgId} and b.enabled and 'api' = any (b.channels)
+    order by b.slug`;
+}

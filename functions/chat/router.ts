@@ -1,0 +1,35 @@
+import { HttpError } from '../_shared/errors.ts';
+
+export type ChatRoute =
+  | { name: 'chat' }
+  | { name: 'completions' }
+  | { name: 'models' }
+  | { name: 'telegram'; botId: string };
+
+/**
+ * The path below the function's name (`/chat/...`; `/functions/v1/chat/...`
+ * also accepted, for a proxy forwarding the public path):
+ * - POST /chat                          signed-in users, answered as SSE
+ * - POST /chat/v1/chat/completions      bot API keys, OpenAI's wire format
+ * - GET  /chat/v1/models                bot API keys: the bots as models
+ * - POST /chat/telegram/:bot_id         Telegram's webhook for a bot
+ */
+export function matchRoute(method: string, pathname: string): ChatRoute {
+  const segments = pathname.split('/').filter((segment) => segment !== '');
+  const start = segments[0] === 'functions' && segments[1] === 'v1' ? 2 : 0;
+  const path = segments[start] === 'chat' ? segments.slice(start + 1) : null;
+  const only = (allowed: string, route: ChatRoute): ChatRoute => {
+    if (method === allowed) return route;
+    throw new HttpError(405, 'method_not_allowed', `${method} is not supported here; use ${allowed}.`, {
+      allow: allowed,
+    });
+  };
+  if (path !== null) {
+    const joined = path.join('/');
+    if (joined === '') return only('POST', { name: 'chat' });
+    if (joined === 'v1/chat/completions') return only('POST', { name: 'completions' });
+    if (joined === 'v1/models') return only('GET', { name: 'models' });
+    if (path.length === 2 && path[0] === 'telegram') return only('POST', { name: 'telegram', botId: path[1] });
+  }
+  throw new HttpError(404, 'not_found', `Nothing is served at ${pathname}.`);
+}

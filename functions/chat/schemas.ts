@@ -1,0 +1,32 @@
+import { z } from 'zod';
+import { HttpError } from '../_shared/errors.ts';
+import { readJson } from '../_shared/http.ts';
+
+/** The signed-in user's turn: a bot, a message, and the conversation to continue (none starts one). */
+export const chatBody = z.object({
+  bot_id: z.uuid({ error: 'bot_id must be a uuid' }),
+  message: z
+    .string({ error: 'message must be a string' })
+    .trim()
+    .min(1, { error: 'message must not be empty' })
+    .max(8000, { error: 'message has at most 8000 characters' }),
+  conversation_id: z.uuid({ error: 'conversation_id must be a uuid' }).nullish(),
+});
+
+export const uuid = z.uuid();
+
+/**
+ * readJson, with a body that does not match the schema answered 400 like one
+ * that is not JSON: what OpenAI clients expect of a chat endpoint, and what
+ * our other chat entry points do too.
+ */
+export async function readChatBody<T>(req: Request, schema: z.ZodType<T>): Promise<T> {
+  try {
+    return await readJson(req, schema);
+  } catch (error) {
+    if (error instanceof HttpError && error.status === 422) {
+      throw new HttpError(400, error.code, error.message);
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * POST /chat for signed-in users (dashboards, playgrounds): the turn runs as
+ * the user, answered as Server-Sent Events:
+ *   event: conversation  { conversation_id, user_message_id, status }
+ *   event: delta         { text }                      (repeated)
+ *   event: citations     { citations: [...] }
+ *   event: usage         { tokens_in, tokens_out, latency_ms, model }
+ *   event: done          { message_id, conversation_status, escalated, finish_reason }
+ * or `event: error { code, message }` if the model fails once the stream has
+ * begun. Refusals (403, 402, 409, 429) come before the stream, as JSON.
+ */
+import type { UserClaims } from '../_shared/auth.ts';
+import { ChatProviderError } from '../_shared/chat/index.ts';
+import { createSseWriter, sseResponse } from '../_shared/sse.ts';
+import { answerTurn, type ChatDeps, prepareTurn, type TurnInput } from './core.ts';
+import { chatBody, readChatBody } from './schemas.ts';
+
+export async function webChat(deps: ChatDeps, req: Request, claims: UserClaims, requestId: string): Promise<Response> {
+  const startedAt = performance.now();
+  const body = await readChatBody(req, chatBody);
+  const writer = createSseWriter();
+  const input: TurnInput = {
+    principal: { kind: 'user', claims },
+    botId: body.bot_id,
+    conversationId: body.conversation_id ?? null,
+    channel: 'web',
+    externalUserId: null,
+    message: body.message,
+    history: null,
+    startedAt,
+    signal: writer.signal,
+  };
+  const turn = await prepareTurn(deps, input);
+
+  void (async () => {
+    try {
+      await writer.send('conversation', {
+        conversation_id: turn.conversation_id,
+        user_message_id: turn.user_message_id,
+        status: turn.conversation_status,
+      });
+      for await (const event of answerTurn(deps, input, turn)) {
+        if (event.type === 'delta') {
+          await writer.send('delta', { text: event.text });
+          continue;
+        }
+        const { result } = event;
+        await writer.send('citations', { citations: result.citations });
+        await writer.send('usage', {
+          tokens_in: result.tokensIn,
+          tokens_out: result.tokensOut,
+          latency_ms: result.latencyMs,
+          model: result.model,
+        });
+        await writer.send('done', {
+          message_id: result.messageId,
+          conversation_status: result.conversationStatus,
+          escalated: result.escalated,
+          finish_reason: result.finishReason,
+        });
+      }
+    } catch (error) {
+      if (!writer.signal.aborted) {
+        console.error(`[${requestId}] chat turn failed`, error);
+        await writer.send('error', streamError(error));
+      }
+    } finally {
+      writer.close();
+    }
+  })();
+  return sseResponse(writer);
+}
+
+/** What the client is told of a failure mid-stream; details stay in the log. */
+export function streamError(error: unknown): { code: string; message: string } {
+  if (error instanceof ChatProviderError) {
+    return { code: 'model_unavailable', message: 'The model did not answer; try again.' };
+  }
+  return { code: 'internal_error', message: 'The answer could not be completed.' };
+}
