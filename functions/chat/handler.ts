@@ -12,6 +12,7 @@ import { openAiErrorResponse } from '../_shared/openai-wire.ts';
 import { completions, models } from './completions.ts';
 import type { ChatDeps } from './core.ts';
 import { matchRoute } from './router.ts';
+import { connectTelegram } from './telegram-connect.ts';
 import { telegramWebhook } from './telegram-webhook.ts';
 import { webChat } from './web-chat.ts';
 
@@ -32,6 +33,8 @@ export function createChatHandler(deps: ChatDeps & { sql: () => Sql; env?: EnvRe
         }
       case 'telegram':
         return telegramWebhook(deps, req, route.botId, requestId);
+      case 'connectTelegram':
+        return connectTelegram(deps, req, await requireUser(req, { env }), route.botId);
     }
   }, { env });
 }

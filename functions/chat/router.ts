@@ -4,7 +4,8 @@ export type ChatRoute =
   | { name: 'chat' }
   | { name: 'completions' }
   | { name: 'models' }
-  | { name: 'telegram'; botId: string };
+  | { name: 'telegram'; botId: string }
+  | { name: 'connectTelegram'; botId: string };
 
 /**
  * The path below the function's name (`/chat/...`; `/functions/v1/chat/...`
@@ -13,6 +14,7 @@ export type ChatRoute =
  * - POST /chat/v1/chat/completions      bot API keys, OpenAI's wire format
  * - GET  /chat/v1/models                bot API keys: the bots as models
  * - POST /chat/telegram/:bot_id         Telegram's webhook for a bot
+ * - POST /chat/bots/:bot_id/telegram     admins: connect a Telegram bot (token, webhook)
  */
 export function matchRoute(method: string, pathname: string): ChatRoute {
   const segments = pathname.split('/').filter((segment) => segment !== '');
@@ -30,6 +32,9 @@ export function matchRoute(method: string, pathname: string): ChatRoute {
     if (joined === 'v1/chat/completions') return only('POST', { name: 'completions' });
     if (joined === 'v1/models') return only('GET', { name: 'models' });
     if (path.length === 2 && path[0] === 'telegram') return only('POST', { name: 'telegram', botId: path[1] });
+    if (path.length === 3 && path[0] === 'bots' && path[2] === 'telegram') {
+      return only('POST', { name: 'connectTelegram', botId: path[1] });
+    }
   }
   throw new HttpError(404, 'not_found', `Nothing is served at ${pathname}.`);
 }

@@ -341,13 +341,32 @@ describe('POST /chat/v1/chat/completions (bot API keys, through the openai SDK)'
   });
 });
 
-describe('POST /chat/telegram/:bot_id', () => {
+describe('Telegram: connecting a bot, and POST /chat/telegram/:bot_id', () => {
   let secret: string;
 
+  const connect = (token: string, botToken: string) =>
+    fetch(`${stack.functionsUrl}/chat/bots/${bot}/telegram`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ bot_token: botToken }),
+    });
+  const storedSecret = async () =>
+    (await sql<{ secret_token: string }[]>`select secret_token from private.bot_telegram where bot_id = ${bot}`)[0]
+      ?.secret_token;
+
   beforeAll(async () => {
-    const [row] = await withUserScope(sql, orgA.claims.admin, (tx) =>
-      tx<{ secret_token: string }[]>`select secret_token from public.set_bot_telegram(${bot}, ${telegram.token})`);
-    secret = row.secret_token;
+    const refused = await connect(orgA.tokens.member, telegram.token);
+    expect([refused.status, (await refused.json()).error.code]).toEqual([403, 'forbidden']);
+    const unknownToken = await connect(orgA.tokens.admin, '7012345678:AAHunknownunknownunknownunknown00');
+    expect([unknownToken.status, (await unknownToken.json()).error.code]).toEqual([422, 'invalid_bot_token']);
+    expect(await storedSecret()).toBeUndefined();
+
+    const response = await connect(orgA.tokens.admin, telegram.token);
+    expect(response.status).toBe(200);
+    const body = await response.json();
+    expect(body).toEqual({ connected: true, webhook_url: `http://127.0.0.1:54321/functions/v1/chat/telegram/${bot}` });
+    secret = (await storedSecret())!;
+    expect(telegram.webhook).toMatchObject({ url: body.webhook_url, secretToken: secret });
   });
 
   const update = (chatId: number, text: string, updateId = 1) => ({

@@ -1,0 +1,50 @@
+/**
+ * POST /chat/bots/:bot_id/telegram { bot_token } (admins): connects a Telegram
+ * bot in one step. set_bot_telegram (as the caller, so bots.manage decides)
+ * stores the token and a fresh secret, and Telegram's setWebhook points the
+ * bot's updates at this function with that secret; the database change is
+ * kept only if Telegram accepts, so a token Telegram refuses connects nothing.
+ */
+import { z } from 'zod';
+import type { UserClaims } from '../_shared/auth.ts';
+import { withUserScope } from '../_shared/db.ts';
+import { type EnvReader, processEnv } from '../_shared/env.ts';
+import { HttpError } from '../_shared/errors.ts';
+import { json } from '../_shared/http.ts';
+import { mapPostgresErrors } from '../_shared/pg-errors.ts';
+import { createTelegramClient, TelegramApiError, telegramApiBaseUrl } from '../_shared/telegram.ts';
+import type { ChatDeps } from './core.ts';
+import { readChatBody, uuid } from './schemas.ts';
+
+const connectBody = z.object({
+  bot_token: z.string({ error: 'bot_token must be a string' }).trim().min(1, { error: 'bot_token is required' }).max(200),
+});
+
+export async function connectTelegram(deps: ChatDeps, req: Request, claims: UserClaims, botId: string): Promise<Response> {
+  const env: EnvReader = deps.env ?? processEnv;
+  if (!uuid.safeParse(botId).success) throw new HttpError(404, 'not_found', 'The bot was not found.');
+  const { bot_token: token } = await readChatBody(req, connectBody);
+  const publicUrl = env('SUPABASE_URL')?.replace(/\/+$/, '');
+  if (!publicUrl) throw new Error('SUPABASE_URL is not set');
+  const webhookUrl = await mapPostgresErrors(
+    () =>
+      withUserScope(deps.sql(), claims, async (tx) => {
+        const [row] = await tx<{ secret_token: string; webhook_path: string }[]>`
+          select secret_token, webhook_path from public.set_bot_telegram(${botId}, ${token})`;
+        const url = `${publicUrl}${row.webhook_path}`;
+        try {
+          await createTelegramClient({ token, baseUrl: telegramApiBaseUrl(env) }).setWebhook(url, row.secret_token);
+        } catch (error) {
+          if (error instanceof TelegramApiError && (error.errorCode === 401 || error.errorCode === 404)) {
+            throw new HttpError(422, 'invalid_bot_token', 'Telegram does not know this bot token.');
+          }
+          throw new HttpError(502, 'telegram_unavailable', 'Telegram did not accept the webhook; try again.', {}, {
+            cause: error,
+          });
+        }
+        return url;
+      }),
+    { forbidden: 'Only admins can connect Telegram.', notFound: 'The bot was not found.' },
+  );
+  return json({ connected: true, webhook_url: webhookUrl });
+}
