@@ -233,19 +233,19 @@ isOneToOne: false
                   }
                   Relationships: [
                     {
-      foreignKeyName: "document_chunks_collection_id_fkey"
+      foreignKeyName: "document_chunks_collection_id_fkey1"
       columns: ["collection_id"]
 isOneToOne: false
       referencedRelation: "collections"
       referencedColumns: ["id"]
     },{
-      foreignKeyName: "document_chunks_document_id_fkey"
+      foreignKeyName: "document_chunks_document_id_fkey1"
       columns: ["document_id"]
 isOneToOne: false
       referencedRelation: "documents"
       referencedColumns: ["id"]
     },{
-      foreignKeyName: "document_chunks_org_id_fkey"
+      foreignKeyName: "document_chunks_org_id_fkey1"
       columns: ["org_id"]
 isOneToOne: false
       referencedRelation: "organizations"
@@ -850,6 +850,14 @@ isOneToOne: false
               "chunk_id": number,"collection_id": string,"content": string,"document_id": string,"document_name": string,"page_end": number,"page_start": number,"score": number,"text_rank": number,"vector_rank": number
             }[]
                            },
+"match_products":
+{ Args: { "match_count"?: number,"org_id": string,"question": string }; Returns: Database["public"]['CompositeTypes']["product_search_result"][]
+                          SetofOptions: {
+        from: "*"
+        to: "product_search_result"
+        isOneToOne: false
+        isSetofReturn: true
+      } },
 "my_permissions":
 { Args: { "org_id": string }; Returns: string[]
                            },
