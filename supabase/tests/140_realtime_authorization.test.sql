@@ -17,25 +17,16 @@ select plan(44);
 
 -- ---------------------------------------------------------------------------
 -- Fixtures: org A with one member of each role, org B with its owner, and a
--- platform admin. Ids are kept in a temp table readable by every role.
+-- platform admin. Ids are named fixtures (tests.remember / tests.fx, in
+-- 010_test_helpers), readable by every role.
 -- ---------------------------------------------------------------------------
-
-create temp table fx (name text primary key, id uuid not null);
-grant select on fx to public;
-
-create function pg_temp.fx(name text)
-returns uuid
-language sql
-stable
-as $$ select fx.id from fx where fx.name = $1 $$;
-grant execute on function pg_temp.fx(text) to public;
 
 -- The private topic of a fixture org.
 create function pg_temp.topic(org text, channel text default 'calls')
 returns text
 language sql
 stable
-as $$ select 'org:' || pg_temp.fx(org)::text || ':' || channel $$;
+as $$ select 'org:' || tests.fx(org)::text || ':' || channel $$;
 grant execute on function pg_temp.topic(text, text) to public;
 
 -- Become a fixture user ('anon', 'service_role', 'postgres' are roles) and
@@ -44,7 +35,7 @@ create function pg_temp.join_as(who text, topic text default null)
 returns void
 language sql
 as $$
-  select tests.act_as(who, pg_temp.fx(who));
+  select tests.act_as(who);
   select set_config('realtime.topic', coalesce(topic, ''), true);
 $$;
 grant execute on function pg_temp.join_as(text, text) to public;
@@ -63,18 +54,18 @@ as $$
 $$;
 grant execute on function pg_temp.rejoin_with_saved_claims(text, text) to public;
 
-insert into fx (name, id) values
+insert into tests.fixtures (name, id) values
   ('owner_a', tests.create_user('owner-a@realtime.test')),
   ('admin_a', tests.create_user('admin-a@realtime.test')),
   ('member_a', tests.create_user('member-a@realtime.test')),
   ('viewer_a', tests.create_user('viewer-a@realtime.test')),
   ('owner_b', tests.create_user('owner-b@realtime.test')),
   ('platform_admin', tests.create_user('platform@realtime.test', '{"platform_admin": true}'));
-insert into fx (name, id) values ('org_a', tests.create_org('realtime-org-a', pg_temp.fx('owner_a')));
-insert into fx (name, id) values ('org_b', tests.create_org('realtime-org-b', pg_temp.fx('owner_b')));
-select tests.add_member(pg_temp.fx('org_a'), pg_temp.fx('admin_a'), 'admin');
-select tests.add_member(pg_temp.fx('org_a'), pg_temp.fx('member_a'), 'member');
-select tests.add_member(pg_temp.fx('org_a'), pg_temp.fx('viewer_a'), 'viewer');
+select tests.remember('org_a', tests.create_org('realtime-org-a', tests.fx('owner_a')));
+select tests.remember('org_b', tests.create_org('realtime-org-b', tests.fx('owner_b')));
+select tests.add_member(tests.fx('org_a'), tests.fx('admin_a'), 'admin');
+select tests.add_member(tests.fx('org_a'), tests.fx('member_a'), 'member');
+select tests.add_member(tests.fx('org_a'), tests.fx('viewer_a'), 'viewer');
 
 -- Broadcast messages already on both orgs' channels (written as postgres, as
 -- the Realtime server's own connection would).
@@ -87,12 +78,12 @@ insert into realtime.messages (topic, extension, event, payload, private) values
 -- private.topic_org_id
 -- ---------------------------------------------------------------------------
 
-select is(private.topic_org_id(pg_temp.topic('org_a')), pg_temp.fx('org_a'), 'topic_org_id reads the org of org:<uuid>:calls');
+select is(private.topic_org_id(pg_temp.topic('org_a')), tests.fx('org_a'), 'topic_org_id reads the org of org:<uuid>:calls');
 select is(private.topic_org_id('org:not-a-uuid:calls'), null::uuid, 'topic_org_id: a non-uuid org part gives null');
 select is(private.topic_org_id('calls'), null::uuid, 'topic_org_id: a public topic gives null');
-select is(private.topic_org_id('org:' || pg_temp.fx('org_a')::text), null::uuid, 'topic_org_id: a topic without a channel gives null');
+select is(private.topic_org_id('org:' || tests.fx('org_a')::text), null::uuid, 'topic_org_id: a topic without a channel gives null');
 select is(private.topic_org_id(pg_temp.topic('org_a') || ':extra'), null::uuid, 'topic_org_id: extra segments give null');
-select is(private.topic_org_id('org:' || upper(pg_temp.fx('org_a')::text) || ':calls'), null::uuid,
+select is(private.topic_org_id('org:' || upper(tests.fx('org_a')::text) || ':calls'), null::uuid,
   'topic_org_id: only the canonical lower-case uuid is accepted');
 select is(private.topic_org_id(null), null::uuid, 'topic_org_id: null gives null');
 
@@ -139,7 +130,7 @@ select pg_temp.join_as('owner_a', 'org:not-a-uuid:calls');
 select is_empty($$select 1 from realtime.messages$$, 'a topic with a malformed org id authorises nothing');
 select pg_temp.join_as('owner_a', 'calls');
 select is_empty($$select 1 from realtime.messages$$, 'a topic outside org:<id>:<channel> authorises nothing');
-select pg_temp.join_as('owner_a', 'org:' || pg_temp.fx('org_a')::text);
+select pg_temp.join_as('owner_a', 'org:' || tests.fx('org_a')::text);
 select is_empty($$select 1 from realtime.messages$$, 'a topic without a channel name authorises nothing');
 select pg_temp.join_as('platform_admin', 'org:not-a-uuid:calls');
 select is_empty($$select 1 from realtime.messages$$, 'a platform admin is not authorised on a malformed topic either');
@@ -221,7 +212,7 @@ select lives_ok(
 
 select pg_temp.join_as('postgres');
 update public.memberships set role = 'viewer'
-where org_id = pg_temp.fx('org_a') and user_id = pg_temp.fx('member_a');
+where org_id = tests.fx('org_a') and user_id = tests.fx('member_a');
 
 select pg_temp.rejoin_with_saved_claims('member_a', pg_temp.topic('org_a'));
 select throws_ok(
@@ -237,7 +228,7 @@ select results_eq(
 
 select pg_temp.join_as('postgres');
 delete from public.memberships
-where org_id = pg_temp.fx('org_a') and user_id = pg_temp.fx('member_a');
+where org_id = tests.fx('org_a') and user_id = tests.fx('member_a');
 
 select pg_temp.rejoin_with_saved_claims('member_a', pg_temp.topic('org_a'));
 select is_empty($$select 1 from realtime.messages$$, 'removed from the org, the same token receives nothing');
@@ -257,20 +248,20 @@ create trigger broadcast after insert or update or delete on public.tmp_probe
   for each row execute function private.broadcast_org_change('probe');
 
 with inserted as (
-  insert into public.tmp_probe (org_id, note) values (pg_temp.fx('org_a'), 'hello') returning id
+  insert into public.tmp_probe (org_id, note) values (tests.fx('org_a'), 'hello') returning id
 )
-insert into fx (name, id) select 'probe_row', id from inserted;
+select tests.remember('probe_row', id) from inserted;
 
 select results_eq(
   $$select event, private, extension, payload -> 'record', payload -> 'old_record', payload ->> 'table', payload ->> 'schema'
     from realtime.messages where topic = pg_temp.topic('org_a', 'probe')$$,
   $$select 'INSERT'::text, true, 'broadcast'::text,
-           jsonb_build_object('id', pg_temp.fx('probe_row'), 'org_id', pg_temp.fx('org_a'), 'note', 'hello'),
+           jsonb_build_object('id', tests.fx('probe_row'), 'org_id', tests.fx('org_a'), 'note', 'hello'),
            'null'::jsonb, 'tmp_probe'::text, 'public'::text$$,
   'an insert is broadcast as INSERT, privately, on org:<org_id>:probe with the new record'
 );
 
-update public.tmp_probe set note = 'changed' where id = pg_temp.fx('probe_row');
+update public.tmp_probe set note = 'changed' where id = tests.fx('probe_row');
 select results_eq(
   $$select payload -> 'old_record' ->> 'note', payload -> 'record' ->> 'note', private
     from realtime.messages where topic = pg_temp.topic('org_a', 'probe') and event = 'UPDATE'$$,
@@ -278,7 +269,7 @@ select results_eq(
   'an update is broadcast as UPDATE with the old and the new record'
 );
 
-delete from public.tmp_probe where id = pg_temp.fx('probe_row');
+delete from public.tmp_probe where id = tests.fx('probe_row');
 select results_eq(
   $$select payload -> 'old_record' ->> 'note', payload -> 'record'
     from realtime.messages where topic = pg_temp.topic('org_a', 'probe') and event = 'DELETE'$$,
@@ -291,7 +282,7 @@ select results_eq(
 grant insert on public.tmp_probe to authenticated;
 select pg_temp.join_as('viewer_a');
 select lives_ok(
-  $$insert into public.tmp_probe (org_id, note) values (pg_temp.fx('org_a'), 'from a viewer')$$,
+  $$insert into public.tmp_probe (org_id, note) values (tests.fx('org_a'), 'from a viewer')$$,
   'a viewer writes a probe row'
 );
 select pg_temp.join_as('postgres');
@@ -313,7 +304,7 @@ select is(
 
 select pg_temp.join_as('service_role');
 select lives_ok(
-  $$select private.broadcast_to_org(pg_temp.fx('org_a'), 'calls', 'custom', '{"a": 1}')$$,
+  $$select private.broadcast_to_org(tests.fx('org_a'), 'calls', 'custom', '{"a": 1}')$$,
   'the service role broadcasts to an org channel'
 );
 select pg_temp.join_as('postgres');
@@ -324,13 +315,13 @@ select results_eq(
 );
 select pg_temp.join_as('service_role');
 select throws_ok(
-  $$select private.broadcast_to_org(pg_temp.fx('org_a'), 'Bad Channel', 'custom', '{}')$$,
+  $$select private.broadcast_to_org(tests.fx('org_a'), 'Bad Channel', 'custom', '{}')$$,
   '22023', 'invalid channel name: Bad Channel',
   'broadcast_to_org rejects a malformed channel name'
 );
 select pg_temp.join_as('owner_a');
 select throws_ok(
-  $$select private.broadcast_to_org(pg_temp.fx('org_a'), 'calls', 'custom', '{}')$$,
+  $$select private.broadcast_to_org(tests.fx('org_a'), 'calls', 'custom', '{}')$$,
   '42501', 'permission denied for function broadcast_to_org',
   'authenticated may not execute broadcast_to_org, owners included'
 );

@@ -13,46 +13,30 @@ select plan(36);
 
 -- ---------------------------------------------------------------------------
 -- Fixtures: org A with one member of each role, org B with its owner, and a
--- platform admin. Ids are kept in a temp table readable by every role.
+-- platform admin. Ids are named fixtures (tests.remember / tests.fx, in
+-- 010_test_helpers), readable by every role.
 -- ---------------------------------------------------------------------------
-
-create temp table fx (name text primary key, id uuid not null);
-grant select on fx to public;
-
-create function pg_temp.fx(name text)
-returns uuid
-language sql
-stable
-as $$ select fx.id from fx where fx.name = $1 $$;
-grant execute on function pg_temp.fx(text) to public;
 
 -- An object name under a fixture org's folder.
 create function pg_temp.path(org text, rest text)
 returns text
 language sql
 stable
-as $$ select pg_temp.fx(org)::text || '/' || rest $$;
+as $$ select tests.fx(org)::text || '/' || rest $$;
 grant execute on function pg_temp.path(text, text) to public;
 
--- Become a fixture user ('anon' and 'postgres' are roles).
-create function pg_temp.act_as(who text)
-returns void
-language sql
-as $$ select tests.act_as(who, pg_temp.fx(who)) $$;
-grant execute on function pg_temp.act_as(text) to public;
-
-insert into fx (name, id) values
+insert into tests.fixtures (name, id) values
   ('owner_a', tests.create_user('owner-a@storage.test')),
   ('admin_a', tests.create_user('admin-a@storage.test')),
   ('member_a', tests.create_user('member-a@storage.test')),
   ('viewer_a', tests.create_user('viewer-a@storage.test')),
   ('owner_b', tests.create_user('owner-b@storage.test')),
   ('platform_admin', tests.create_user('platform@storage.test', '{"platform_admin": true}'));
-insert into fx (name, id) values ('org_a', tests.create_org('storage-org-a', pg_temp.fx('owner_a')));
-insert into fx (name, id) values ('org_b', tests.create_org('storage-org-b', pg_temp.fx('owner_b')));
-select tests.add_member(pg_temp.fx('org_a'), pg_temp.fx('admin_a'), 'admin');
-select tests.add_member(pg_temp.fx('org_a'), pg_temp.fx('member_a'), 'member');
-select tests.add_member(pg_temp.fx('org_a'), pg_temp.fx('viewer_a'), 'viewer');
+select tests.remember('org_a', tests.create_org('storage-org-a', tests.fx('owner_a')));
+select tests.remember('org_b', tests.create_org('storage-org-b', tests.fx('owner_b')));
+select tests.add_member(tests.fx('org_a'), tests.fx('admin_a'), 'admin');
+select tests.add_member(tests.fx('org_a'), tests.fx('member_a'), 'member');
+select tests.add_member(tests.fx('org_a'), tests.fx('viewer_a'), 'viewer');
 
 -- A private bucket registered as an org bucket, and one that is not.
 insert into storage.buckets (id, name, public) values
@@ -72,11 +56,11 @@ insert into objs (label, bucket_id, name) values
   -- upper-case uuid.
   ('no_org', 'test-org-files', 'shared/docs/a.pdf'),
   ('top_level', 'test-org-files', 'loose.pdf'),
-  ('upper_uuid', 'test-org-files', upper(pg_temp.fx('org_a')::text) || '/docs/a.pdf'),
+  ('upper_uuid', 'test-org-files', upper(tests.fx('org_a')::text) || '/docs/a.pdf'),
   -- A's folder in a bucket that is not registered.
   ('other_a', 'test-other-files', pg_temp.path('org_a', 'docs/a.pdf'));
 insert into storage.objects (bucket_id, name, owner_id, metadata)
-select bucket_id, name, pg_temp.fx('owner_a')::text, '{"version": 1}' from objs;
+select bucket_id, name, tests.fx('owner_a')::text, '{"version": 1}' from objs;
 
 -- What a user sees, limited to this test's buckets (the seed may have others).
 create function pg_temp.visible()
@@ -94,19 +78,19 @@ grant execute on function pg_temp.visible() to public;
 -- Read
 -- ---------------------------------------------------------------------------
 
-select pg_temp.act_as('viewer_a');
+select tests.act_as('viewer_a');
 select results_eq(
   $$select * from pg_temp.visible()$$,
   $$select bucket_id, name from objs where label in ('a1', 'a2', 'a3') order by bucket_id, name$$,
   'a viewer of A reads exactly A''s objects in the org bucket'
 );
-select pg_temp.act_as('member_a');
+select tests.act_as('member_a');
 select results_eq(
   $$select * from pg_temp.visible()$$,
   $$select bucket_id, name from objs where label in ('a1', 'a2', 'a3') order by bucket_id, name$$,
   'a member of A reads exactly A''s objects in the org bucket'
 );
-select pg_temp.act_as('admin_a');
+select tests.act_as('admin_a');
 select results_eq(
   $$select * from pg_temp.visible()$$,
   $$select bucket_id, name from objs where label in ('a1', 'a2', 'a3') order by bucket_id, name$$,
@@ -114,44 +98,44 @@ select results_eq(
 );
 -- The owner sees neither A's folder in the unregistered bucket nor the
 -- objects not named after an org.
-select pg_temp.act_as('owner_a');
+select tests.act_as('owner_a');
 select results_eq(
   $$select * from pg_temp.visible()$$,
   $$select bucket_id, name from objs where label in ('a1', 'a2', 'a3') order by bucket_id, name$$,
   'the owner of A reads exactly A''s objects: not the unregistered bucket, not names without an org'
 );
-select pg_temp.act_as('owner_b');
+select tests.act_as('owner_b');
 select results_eq(
   $$select * from pg_temp.visible()$$,
   $$select bucket_id, name from objs where label = 'b1'$$,
   'the owner of B reads only B''s object, none of A''s'
 );
-select pg_temp.act_as('platform_admin');
+select tests.act_as('platform_admin');
 select results_eq(
   $$select * from pg_temp.visible()$$,
   $$select bucket_id, name from objs where label in ('a1', 'a2', 'a3', 'b1') order by bucket_id, name$$,
   'a platform admin reads every org''s objects in the org bucket, and nothing else'
 );
-select pg_temp.act_as('anon');
+select tests.act_as('anon');
 select is_empty($$select * from pg_temp.visible()$$, 'anon reads nothing');
 
 -- ---------------------------------------------------------------------------
 -- Write (upload)
 -- ---------------------------------------------------------------------------
 
-select pg_temp.act_as('member_a');
+select tests.act_as('member_a');
 select lives_ok(
   $$insert into storage.objects (bucket_id, name, owner_id, metadata)
     values ('test-org-files', pg_temp.path('org_a', 'uploads/by-member.pdf'), auth.uid()::text, '{}')$$,
   'a member uploads into A''s folder'
 );
-select pg_temp.act_as('admin_a');
+select tests.act_as('admin_a');
 select lives_ok(
   $$insert into storage.objects (bucket_id, name, owner_id, metadata)
     values ('test-org-files', pg_temp.path('org_a', 'uploads/by-admin.pdf'), auth.uid()::text, '{}')$$,
   'an admin uploads into A''s folder'
 );
-select pg_temp.act_as('owner_a');
+select tests.act_as('owner_a');
 select lives_ok(
   $$insert into storage.objects (bucket_id, name, owner_id, metadata)
     values ('test-org-files', pg_temp.path('org_a', 'uploads/by-owner.pdf'), auth.uid()::text, '{}')$$,
@@ -169,40 +153,40 @@ select throws_ok(
   '42501', 'new row violates row-level security policy for table "objects"',
   'an upload into an unregistered bucket is refused (these policies do not open it)'
 );
-select pg_temp.act_as('viewer_a');
+select tests.act_as('viewer_a');
 select throws_ok(
   $$insert into storage.objects (bucket_id, name, owner_id, metadata)
     values ('test-org-files', pg_temp.path('org_a', 'uploads/by-viewer.pdf'), auth.uid()::text, '{}')$$,
   '42501', 'new row violates row-level security policy for table "objects"',
   'a viewer cannot upload'
 );
-select pg_temp.act_as('owner_b');
+select tests.act_as('owner_b');
 select throws_ok(
   $$insert into storage.objects (bucket_id, name, owner_id, metadata)
     values ('test-org-files', pg_temp.path('org_a', 'uploads/by-b.pdf'), auth.uid()::text, '{}')$$,
   '42501', 'new row violates row-level security policy for table "objects"',
   'the owner of B cannot upload into A''s folder'
 );
-select pg_temp.act_as('platform_admin');
+select tests.act_as('platform_admin');
 select throws_ok(
   $$insert into storage.objects (bucket_id, name, owner_id, metadata)
     values ('test-org-files', pg_temp.path('org_a', 'uploads/by-platform.pdf'), auth.uid()::text, '{}')$$,
   '42501', 'new row violates row-level security policy for table "objects"',
   'a platform admin cannot upload (read-only)'
 );
-select pg_temp.act_as('anon');
+select tests.act_as('anon');
 select throws_ok(
   $$insert into storage.objects (bucket_id, name, owner_id, metadata)
     values ('test-org-files', pg_temp.path('org_a', 'uploads/by-anon.pdf'), null, '{}')$$,
   '42501', 'new row violates row-level security policy for table "objects"',
   'anon cannot upload'
 );
-select pg_temp.act_as('postgres');
+select tests.act_as('postgres');
 select results_eq(
   $$select name, owner_id from storage.objects where bucket_id in ('test-org-files', 'test-other-files') and name like '%uploads/%' order by name$$,
-  $$values (pg_temp.path('org_a', 'uploads/by-admin.pdf'), pg_temp.fx('admin_a')::text),
-           (pg_temp.path('org_a', 'uploads/by-member.pdf'), pg_temp.fx('member_a')::text),
-           (pg_temp.path('org_a', 'uploads/by-owner.pdf'), pg_temp.fx('owner_a')::text)$$,
+  $$values (pg_temp.path('org_a', 'uploads/by-admin.pdf'), tests.fx('admin_a')::text),
+           (pg_temp.path('org_a', 'uploads/by-member.pdf'), tests.fx('member_a')::text),
+           (pg_temp.path('org_a', 'uploads/by-owner.pdf'), tests.fx('owner_a')::text)$$,
   'exactly the three allowed uploads were stored'
 );
 
@@ -210,7 +194,7 @@ select results_eq(
 -- Update (replace metadata, move)
 -- ---------------------------------------------------------------------------
 
-select pg_temp.act_as('member_a');
+select tests.act_as('member_a');
 with updated as (
   update storage.objects set metadata = '{"version": 2}'
   where bucket_id = 'test-org-files' and name = pg_temp.path('org_a', 'docs/a.pdf')
@@ -224,21 +208,21 @@ select throws_ok(
   '42501', 'new row violates row-level security policy for table "objects"',
   'a member cannot move A''s object into B''s folder'
 );
-select pg_temp.act_as('viewer_a');
+select tests.act_as('viewer_a');
 with updated as (
   update storage.objects set metadata = '{"version": 3}'
   where bucket_id = 'test-org-files' and name = pg_temp.path('org_a', 'docs/b.pdf')
   returning 1
 )
 select is(count(*)::integer, 0, 'a viewer''s update affects no row') from updated;
-select pg_temp.act_as('owner_b');
+select tests.act_as('owner_b');
 with updated as (
   update storage.objects set metadata = '{"version": 3}'
-  where bucket_id = 'test-org-files' and name like pg_temp.fx('org_a')::text || '/%'
+  where bucket_id = 'test-org-files' and name like tests.fx('org_a')::text || '/%'
   returning 1
 )
 select is(count(*)::integer, 0, 'the owner of B''s update of A''s objects affects no row') from updated;
-select pg_temp.act_as('owner_a');
+select tests.act_as('owner_a');
 with updated as (
   update storage.objects set metadata = '{"version": 3}'
   where bucket_id = 'test-other-files'
@@ -246,7 +230,7 @@ with updated as (
 )
 select is(count(*)::integer, 0, 'even the owner cannot update A''s folder in an unregistered bucket') from updated;
 
-select pg_temp.act_as('postgres');
+select tests.act_as('postgres');
 select results_eq(
   $$select label, o.metadata from objs join storage.objects o using (bucket_id, name)
     where label in ('a1', 'a2', 'a3', 'b1', 'other_a') order by label$$,
@@ -261,44 +245,44 @@ select results_eq(
 
 select set_config('storage.allow_delete_query', 'true', true);
 
-select pg_temp.act_as('member_a');
+select tests.act_as('member_a');
 with deleted as (
   delete from storage.objects where bucket_id = 'test-org-files' and name = pg_temp.path('org_a', 'docs/a.pdf')
   returning 1
 )
 select is(count(*)::integer, 0, 'a member''s delete affects no row (files.delete is admin and up)') from deleted;
-select pg_temp.act_as('viewer_a');
+select tests.act_as('viewer_a');
 with deleted as (
   delete from storage.objects where bucket_id = 'test-org-files' and name = pg_temp.path('org_a', 'docs/a.pdf')
   returning 1
 )
 select is(count(*)::integer, 0, 'a viewer''s delete affects no row') from deleted;
-select pg_temp.act_as('owner_b');
+select tests.act_as('owner_b');
 with deleted as (
-  delete from storage.objects where bucket_id = 'test-org-files' and name like pg_temp.fx('org_a')::text || '/%'
+  delete from storage.objects where bucket_id = 'test-org-files' and name like tests.fx('org_a')::text || '/%'
   returning 1
 )
 select is(count(*)::integer, 0, 'the owner of B''s delete of A''s objects affects no row') from deleted;
-select pg_temp.act_as('platform_admin');
+select tests.act_as('platform_admin');
 with deleted as (
   delete from storage.objects where bucket_id = 'test-org-files'
   returning 1
 )
 select is(count(*)::integer, 0, 'a platform admin''s delete affects no row (read-only)') from deleted;
-select pg_temp.act_as('postgres');
+select tests.act_as('postgres');
 select is(
   (select count(*)::integer from storage.objects o join objs using (bucket_id, name)),
   (select count(*)::integer from objs),
   'every fixture object is still there after the refused deletes'
 );
 
-select pg_temp.act_as('admin_a');
+select tests.act_as('admin_a');
 with deleted as (
   delete from storage.objects where bucket_id = 'test-org-files' and name = pg_temp.path('org_a', 'docs/b.pdf')
   returning 1
 )
 select is(count(*)::integer, 1, 'an admin deletes an object of A') from deleted;
-select pg_temp.act_as('owner_a');
+select tests.act_as('owner_a');
 with deleted as (
   delete from storage.objects where bucket_id = 'test-org-files' and name = pg_temp.path('org_a', 'reports/q1.pdf')
   returning 1
@@ -309,7 +293,7 @@ with deleted as (
   returning 1
 )
 select is(count(*)::integer, 0, 'the owner cannot delete A''s folder in an unregistered bucket') from deleted;
-select pg_temp.act_as('postgres');
+select tests.act_as('postgres');
 select results_eq(
   $$select label from objs where not exists (
       select 1 from storage.objects o where o.bucket_id = objs.bucket_id and o.name = objs.name)
@@ -334,15 +318,15 @@ as $$
          set_config('request.jwt.claims', (select claims from saved_claims), true);
 $$;
 
-select pg_temp.act_as('member_a');
+select tests.act_as('member_a');
 insert into saved_claims select current_setting('request.jwt.claims');
 select isnt_empty($$select * from pg_temp.visible()$$, 'before the removal the member reads A''s objects');
 
-select pg_temp.act_as('postgres');
-delete from public.memberships where org_id = pg_temp.fx('org_a') and user_id = pg_temp.fx('member_a');
+select tests.act_as('postgres');
+delete from public.memberships where org_id = tests.fx('org_a') and user_id = tests.fx('member_a');
 
 select pg_temp.resume_saved_token();
-select is(auth.uid(), pg_temp.fx('member_a'), 'back with the member''s saved token');
+select is(auth.uid(), tests.fx('member_a'), 'back with the member''s saved token');
 select is_empty($$select * from pg_temp.visible()$$, 'removed from the org, the same token reads nothing');
 select throws_ok(
   $$insert into storage.objects (bucket_id, name, owner_id, metadata)

@@ -11,28 +11,12 @@ select plan(68);
 
 -- ---------------------------------------------------------------------------
 -- Fixtures. Org A has one member of each role, org B only its owner (our
--- outsider), plus a platform admin. Ids live in a temp table every role may
--- read, so the SQL strings handed to pgTAP can use them whatever the current
--- role. (The expected error messages make sure a 42501 comes from the code
--- under test, not from these helpers.)
+-- outsider), plus a platform admin. Ids are named fixtures (tests.remember /
+-- tests.fx, in 010_test_helpers), which every role may read, so the SQL
+-- strings handed to pgTAP can use them whatever the current role. (The
+-- expected error messages make sure a 42501 comes from the code under test,
+-- not from these helpers.)
 -- ---------------------------------------------------------------------------
-
-create temp table fx (name text primary key, id uuid not null);
-grant all on fx to public;
-
-create function pg_temp.fx(name text)
-returns uuid
-language sql
-stable
-as $$ select fx.id from fx where fx.name = $1 $$;
-grant execute on function pg_temp.fx(text) to public;
-
--- Switch to a fixture user ('anon', 'service_role' and 'postgres' are roles).
-create function pg_temp.act_as(who text)
-returns void
-language sql
-as $$ select tests.act_as(who, pg_temp.fx(who)) $$;
-grant execute on function pg_temp.act_as(text) to public;
 
 -- Counters and values taken at one point to compare with later.
 create temp table marks (label text primary key, n bigint not null);
@@ -40,7 +24,7 @@ grant all on marks to public;
 create temp table tokens (label text primary key, token text not null);
 grant all on tokens to public;
 
-insert into fx (name, id) values
+insert into tests.fixtures (name, id) values
   ('owner_a', tests.create_user('owner-a@events.test')),
   ('admin_a', tests.create_user('admin-a@events.test')),
   ('member_a', tests.create_user('member-a@events.test')),
@@ -49,11 +33,11 @@ insert into fx (name, id) values
   ('joiner', tests.create_user('joiner@events.test')),
   ('rolled_back', tests.create_user('rolled-back@events.test')),
   ('platform_admin', tests.create_user('platform@events.test', '{"platform_admin": true}'));
-insert into fx (name, id) values ('org_a', tests.create_org('events-org-a', pg_temp.fx('owner_a')));
-insert into fx (name, id) values ('org_b', tests.create_org('events-org-b', pg_temp.fx('owner_b')));
-select tests.add_member(pg_temp.fx('org_a'), pg_temp.fx('admin_a'), 'admin');
-select tests.add_member(pg_temp.fx('org_a'), pg_temp.fx('member_a'), 'member');
-select tests.add_member(pg_temp.fx('org_a'), pg_temp.fx('viewer_a'), 'viewer');
+select tests.remember('org_a', tests.create_org('events-org-a', tests.fx('owner_a')));
+select tests.remember('org_b', tests.create_org('events-org-b', tests.fx('owner_b')));
+select tests.add_member(tests.fx('org_a'), tests.fx('admin_a'), 'admin');
+select tests.add_member(tests.fx('org_a'), tests.fx('member_a'), 'member');
+select tests.add_member(tests.fx('org_a'), tests.fx('viewer_a'), 'viewer');
 
 -- ---------------------------------------------------------------------------
 -- member.joined: every way a membership row appears emits the event, with
@@ -62,17 +46,17 @@ select tests.add_member(pg_temp.fx('org_a'), pg_temp.fx('viewer_a'), 'viewer');
 
 select results_eq(
   $$select payload ->> 'user_id', payload ->> 'role' from public.events
-    where org_id = pg_temp.fx('org_a') and type = 'member.joined' order by payload ->> 'role'$$,
-  $$values (pg_temp.fx('admin_a')::text, 'admin'), (pg_temp.fx('member_a')::text, 'member'),
-           (pg_temp.fx('owner_a')::text, 'owner'), (pg_temp.fx('viewer_a')::text, 'viewer')$$,
+    where org_id = tests.fx('org_a') and type = 'member.joined' order by payload ->> 'role'$$,
+  $$values (tests.fx('admin_a')::text, 'admin'), (tests.fx('member_a')::text, 'member'),
+           (tests.fx('owner_a')::text, 'owner'), (tests.fx('viewer_a')::text, 'viewer')$$,
   'member.joined: each member added to org A (the owner by create_org, the others by add_member) emitted one event with user_id and role'
 );
 select ok(
-  (select bool_and(e.created_at = now()) from public.events e where e.org_id = pg_temp.fx('org_a')),
+  (select bool_and(e.created_at = now()) from public.events e where e.org_id = tests.fx('org_a')),
   'member.joined: the events carry this transaction''s timestamp (written by the trigger, not later)'
 );
 select is(
-  (select count(*)::integer from public.events where org_id = pg_temp.fx('org_b')),
+  (select count(*)::integer from public.events where org_id = tests.fx('org_b')),
   1,
   'member.joined: org B, with only its owner, has exactly one event'
 );
@@ -80,31 +64,31 @@ select is(
 -- The same transaction: when the membership is rolled back, so is its event.
 select throws_ok(
   $q$do $$ begin
-      perform tests.add_member(pg_temp.fx('org_b'), pg_temp.fx('rolled_back'), 'member');
+      perform tests.add_member(tests.fx('org_b'), tests.fx('rolled_back'), 'member');
       raise exception 'abandon the membership';
     end $$$q$,
   'P0001', 'abandon the membership',
   'member.joined: a membership added and then abandoned (the subtransaction fails) ...'
 );
 select is(
-  (select count(*)::integer from public.events where payload ->> 'user_id' = pg_temp.fx('rolled_back')::text),
+  (select count(*)::integer from public.events where payload ->> 'user_id' = tests.fx('rolled_back')::text),
   0,
   '... leaves no member.joined event behind'
 );
 
 -- Through an invitation: an admin invites, the invitee accepts.
-select pg_temp.act_as('admin_a');
-insert into tokens select 'joiner', i.token from public.invite_member(pg_temp.fx('org_a'), 'joiner@events.test', 'member') i;
-select pg_temp.act_as('joiner');
+select tests.act_as('admin_a');
+insert into tokens select 'joiner', i.token from public.invite_member(tests.fx('org_a'), 'joiner@events.test', 'member') i;
+select tests.act_as('joiner');
 select lives_ok(
   $$select public.accept_invitation((select token from tokens where label = 'joiner'))$$,
   'member.joined: the invitee accepts the invitation'
 );
-select pg_temp.act_as('postgres');
+select tests.act_as('postgres');
 select results_eq(
   $$select org_id, payload from public.events
-    where type = 'member.joined' and payload ->> 'user_id' = pg_temp.fx('joiner')::text$$,
-  $$select pg_temp.fx('org_a'), jsonb_build_object('user_id', pg_temp.fx('joiner'), 'role', 'member')$$,
+    where type = 'member.joined' and payload ->> 'user_id' = tests.fx('joiner')::text$$,
+  $$select tests.fx('org_a'), jsonb_build_object('user_id', tests.fx('joiner'), 'role', 'member')$$,
   'member.joined: accepting an invitation emits one event in the org, with the invitee and the invited role'
 );
 
@@ -115,31 +99,31 @@ select results_eq(
 create temp table emitted (label text primary key, id uuid not null);
 grant all on emitted to public;
 
-select pg_temp.act_as('service_role');
+select tests.act_as('service_role');
 select lives_ok(
-  $$insert into emitted select 'doc', private.emit_event(pg_temp.fx('org_a'), 'document.ready',
+  $$insert into emitted select 'doc', private.emit_event(tests.fx('org_a'), 'document.ready',
       '{"document_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "name": "Handbook.pdf", "collection_id": null, "pages": 12}')$$,
   'emit_event: the service role emits a valid document.ready event'
 );
-select pg_temp.act_as('postgres');
+select tests.act_as('postgres');
 select results_eq(
   $$select org_id, type, payload from public.events where id = (select id from emitted where label = 'doc')$$,
-  $$values (pg_temp.fx('org_a'), 'document.ready',
+  $$values (tests.fx('org_a'), 'document.ready',
             '{"document_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "name": "Handbook.pdf", "collection_id": null, "pages": 12}'::jsonb)$$,
   'emit_event: the returned id is the one stored event, with the org, the type and the payload as given'
 );
 
 -- Optional fields may be absent or null (type lists with null), formats
 -- apply only to strings, and date-times take offsets and fractions.
-select pg_temp.act_as('service_role');
+select tests.act_as('service_role');
 select lives_ok(
-  $$insert into emitted select 'call', private.emit_event(pg_temp.fx('org_a'), 'call.started',
+  $$insert into emitted select 'call', private.emit_event(tests.fx('org_a'), 'call.started',
       '{"call_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "direction": "inbound", "bot_id": null,
         "from": "+15550100", "started_at": "2026-11-23T10:15:30.123+01:00", "extra": [1, 2]}')$$,
   'emit_event: nullable fields, an RFC 3339 time with an offset and unknown extra fields are accepted'
 );
 select lives_ok(
-  $$insert into emitted select 'ended', private.emit_event(pg_temp.fx('org_a'), 'call.ended',
+  $$insert into emitted select 'ended', private.emit_event(tests.fx('org_a'), 'call.ended',
       '{"call_id": "6F1C1F4E-9B1A-4C55-8D0E-0123456789AB", "status": "completed", "duration_seconds": 12.5,
         "ended_at": "2026-11-23T10:20:00Z"}')$$,
   'emit_event: a number may have a fraction, a uuid may be upper case'
@@ -149,79 +133,79 @@ select lives_ok(
 -- emit_event: what is refused, with the path of the problem in the message
 -- ---------------------------------------------------------------------------
 
-select pg_temp.act_as('postgres');
-insert into marks select 'events in A', count(*) from public.events where org_id = pg_temp.fx('org_a');
+select tests.act_as('postgres');
+insert into marks select 'events in A', count(*) from public.events where org_id = tests.fx('org_a');
 
-select pg_temp.act_as('service_role');
+select tests.act_as('service_role');
 select throws_ok(
-  $$select private.emit_event(pg_temp.fx('org_a'), 'document.exploded', '{}')$$,
+  $$select private.emit_event(tests.fx('org_a'), 'document.exploded', '{}')$$,
   '22023', 'unknown event type: document.exploded',
   'emit_event: an unknown type is refused'
 );
 select throws_ok(
-  $$select private.emit_event(pg_temp.fx('org_a'), null, '{}')$$,
+  $$select private.emit_event(tests.fx('org_a'), null, '{}')$$,
   '22023', 'unknown event type: <NULL>',
   'emit_event: a null type is refused'
 );
 select throws_ok(
-  $$select private.emit_event(pg_temp.fx('org_a'), 'document.ready', '{"document_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab"}')$$,
+  $$select private.emit_event(tests.fx('org_a'), 'document.ready', '{"document_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab"}')$$,
   '22023', 'invalid document.ready payload: $.name is required',
   'emit_event: a missing required field is refused, naming it'
 );
 select throws_ok(
-  $$select private.emit_event(pg_temp.fx('org_a'), 'document.ready', '{"document_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "name": 42}')$$,
+  $$select private.emit_event(tests.fx('org_a'), 'document.ready', '{"document_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "name": 42}')$$,
   '22023', 'invalid document.ready payload: $.name must be string, not number',
   'emit_event: a field of the wrong type is refused'
 );
 select throws_ok(
-  $$select private.emit_event(pg_temp.fx('org_a'), 'document.ready', '{"document_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "name": "x", "pages": 1.5}')$$,
+  $$select private.emit_event(tests.fx('org_a'), 'document.ready', '{"document_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "name": "x", "pages": 1.5}')$$,
   '22023', 'invalid document.ready payload: $.pages must be integer, not number',
   'emit_event: a fraction where an integer is expected is refused'
 );
 select throws_ok(
-  $$select private.emit_event(pg_temp.fx('org_a'), 'document.ready', '{"document_id": "not-a-uuid", "name": "x"}')$$,
+  $$select private.emit_event(tests.fx('org_a'), 'document.ready', '{"document_id": "not-a-uuid", "name": "x"}')$$,
   '22023', 'invalid document.ready payload: $.document_id must be a uuid',
   'emit_event: a string that is not a uuid where format is uuid is refused'
 );
 select throws_ok(
-  $$select private.emit_event(pg_temp.fx('org_a'), 'document.ready', '{"document_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "name": "x", "collection_id": "nope"}')$$,
+  $$select private.emit_event(tests.fx('org_a'), 'document.ready', '{"document_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "name": "x", "collection_id": "nope"}')$$,
   '22023', 'invalid document.ready payload: $.collection_id must be a uuid',
   'emit_event: a nullable uuid field still checks the format of a string'
 );
 select throws_ok(
-  $$select private.emit_event(pg_temp.fx('org_a'), 'call.started', '{"call_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "direction": "inbound", "started_at": "2026-11-23 10:15:30"}')$$,
+  $$select private.emit_event(tests.fx('org_a'), 'call.started', '{"call_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "direction": "inbound", "started_at": "2026-11-23 10:15:30"}')$$,
   '22023', 'invalid call.started payload: $.started_at must be an RFC 3339 date-time',
   'emit_event: a date-time without T and offset is refused'
 );
 select throws_ok(
-  $$select private.emit_event(pg_temp.fx('org_a'), 'call.started', '{"call_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "direction": "sideways"}')$$,
+  $$select private.emit_event(tests.fx('org_a'), 'call.started', '{"call_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "direction": "sideways"}')$$,
   '22023', 'invalid call.started payload: $.direction must be one of ["inbound", "outbound"]',
   'emit_event: a value outside the enum is refused'
 );
 select throws_ok(
-  $$select private.emit_event(pg_temp.fx('org_a'), 'call.ended', '{"call_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "status": "done", "duration_seconds": "12"}')$$,
+  $$select private.emit_event(tests.fx('org_a'), 'call.ended', '{"call_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "status": "done", "duration_seconds": "12"}')$$,
   '22023', 'invalid call.ended payload: $.duration_seconds must be number or null, not string',
   'emit_event: a value outside a type list is refused, listing the allowed types'
 );
 select throws_ok(
-  $$select private.emit_event(pg_temp.fx('org_a'), 'document.ready', null)$$,
+  $$select private.emit_event(tests.fx('org_a'), 'document.ready', null)$$,
   '22023', 'invalid document.ready payload: $ must be object, not null',
   'emit_event: a null payload is refused'
 );
 select throws_ok(
-  $$select private.emit_event(pg_temp.fx('org_a'), 'document.ready', 'null'::jsonb)$$,
+  $$select private.emit_event(tests.fx('org_a'), 'document.ready', 'null'::jsonb)$$,
   '22023', 'invalid document.ready payload: $ must be object, not null',
   'emit_event: a JSON null payload is refused'
 );
 select throws_ok(
-  $$select private.emit_event(pg_temp.fx('org_a'), 'document.ready', '[]')$$,
+  $$select private.emit_event(tests.fx('org_a'), 'document.ready', '[]')$$,
   '22023', 'invalid document.ready payload: $ must be object, not array',
   'emit_event: an array payload is refused'
 );
 
-select pg_temp.act_as('postgres');
+select tests.act_as('postgres');
 select is(
-  (select count(*) from public.events where org_id = pg_temp.fx('org_a')),
+  (select count(*) from public.events where org_id = tests.fx('org_a')),
   (select n from marks where label = 'events in A'),
   'emit_event: none of the refused payloads left an event behind'
 );
@@ -312,15 +296,15 @@ select is(
 -- security definer), never a signed-in user or anon directly.
 -- ---------------------------------------------------------------------------
 
-select pg_temp.act_as('admin_a');
+select tests.act_as('admin_a');
 select throws_ok(
-  $$select private.emit_event(pg_temp.fx('org_a'), 'document.ready', '{"document_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "name": "forged"}')$$,
+  $$select private.emit_event(tests.fx('org_a'), 'document.ready', '{"document_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "name": "forged"}')$$,
   '42501', 'permission denied for function emit_event',
   'emit_event: an admin (authenticated) may not execute it'
 );
-select pg_temp.act_as('anon');
+select tests.act_as('anon');
 select throws_ok(
-  $$select private.emit_event(pg_temp.fx('org_a'), 'document.ready', '{"document_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "name": "forged"}')$$,
+  $$select private.emit_event(tests.fx('org_a'), 'document.ready', '{"document_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "name": "forged"}')$$,
   '42501', 'permission denied for function emit_event',
   'emit_event: anon may not execute it'
 );
@@ -329,37 +313,37 @@ select throws_ok(
 -- public.events: no direct writes, not even by the service role
 -- ---------------------------------------------------------------------------
 
-select pg_temp.act_as('owner_a');
+select tests.act_as('owner_a');
 select throws_ok(
-  $$insert into public.events (org_id, type, payload) values (pg_temp.fx('org_a'), 'document.ready', '{"document_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "name": "forged"}')$$,
+  $$insert into public.events (org_id, type, payload) values (tests.fx('org_a'), 'document.ready', '{"document_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "name": "forged"}')$$,
   '42501', 'permission denied for table events',
   'an owner cannot insert events directly (that would skip validation)'
 );
 select throws_ok(
-  $$update public.events set payload = '{}' where org_id = pg_temp.fx('org_a')$$,
+  $$update public.events set payload = '{}' where org_id = tests.fx('org_a')$$,
   '42501', 'permission denied for table events',
   'an owner cannot rewrite events'
 );
 select throws_ok(
-  $$delete from public.events where org_id = pg_temp.fx('org_a')$$,
+  $$delete from public.events where org_id = tests.fx('org_a')$$,
   '42501', 'permission denied for table events',
   'an owner cannot delete events'
 );
-select pg_temp.act_as('service_role');
+select tests.act_as('service_role');
 select throws_ok(
-  $$insert into public.events (org_id, type, payload) values (pg_temp.fx('org_a'), 'document.ready', '{"document_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "name": "forged"}')$$,
+  $$insert into public.events (org_id, type, payload) values (tests.fx('org_a'), 'document.ready', '{"document_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "name": "forged"}')$$,
   '42501', 'permission denied for table events',
   'the service role cannot insert events directly either: emit_event is the one way in'
 );
 select throws_ok(
-  $$delete from public.events where org_id = pg_temp.fx('org_a')$$,
+  $$delete from public.events where org_id = tests.fx('org_a')$$,
   '42501', 'permission denied for table events',
   'the service role cannot delete events'
 );
 
-select pg_temp.act_as('postgres');
+select tests.act_as('postgres');
 select is(
-  (select count(*) from public.events where org_id = pg_temp.fx('org_a')),
+  (select count(*) from public.events where org_id = tests.fx('org_a')),
   (select n from marks where label = 'events in A'),
   'the refused writes left org A''s events as they were'
 );
@@ -370,43 +354,43 @@ select is(
 
 -- What each org holds, read as postgres past RLS.
 create temp table all_events as
-  select id, org_id from public.events where org_id in (pg_temp.fx('org_a'), pg_temp.fx('org_b'));
+  select id, org_id from public.events where org_id in (tests.fx('org_a'), tests.fx('org_b'));
 grant select on all_events to public;
 
-select pg_temp.act_as('owner_a');
+select tests.act_as('owner_a');
 select set_eq(
   $$select id from public.events$$,
-  $$select id from all_events where org_id = pg_temp.fx('org_a')$$,
+  $$select id from all_events where org_id = tests.fx('org_a')$$,
   'an owner reads exactly org A''s events'
 );
-select pg_temp.act_as('admin_a');
+select tests.act_as('admin_a');
 select set_eq(
   $$select id from public.events$$,
-  $$select id from all_events where org_id = pg_temp.fx('org_a')$$,
+  $$select id from all_events where org_id = tests.fx('org_a')$$,
   'an admin reads exactly org A''s events'
 );
-select pg_temp.act_as('member_a');
+select tests.act_as('member_a');
 select set_eq(
   $$select id from public.events$$,
-  $$select id from all_events where org_id = pg_temp.fx('org_a')$$,
+  $$select id from all_events where org_id = tests.fx('org_a')$$,
   'a member reads exactly org A''s events (webhooks.read is member and up)'
 );
-select pg_temp.act_as('viewer_a');
+select tests.act_as('viewer_a');
 select is_empty($$select id from public.events$$, 'a viewer reads no events');
-select pg_temp.act_as('owner_b');
+select tests.act_as('owner_b');
 select set_eq(
   $$select id from public.events$$,
-  $$select id from all_events where org_id = pg_temp.fx('org_b')$$,
+  $$select id from all_events where org_id = tests.fx('org_b')$$,
   'the owner of org B reads only org B''s events, none of org A''s'
 );
-select pg_temp.act_as('platform_admin');
+select tests.act_as('platform_admin');
 -- (Restricted to this test's orgs: the seed holds events too.)
 select set_eq(
-  $$select id from public.events where org_id in (pg_temp.fx('org_a'), pg_temp.fx('org_b'))$$,
+  $$select id from public.events where org_id in (tests.fx('org_a'), tests.fx('org_b'))$$,
   $$select id from all_events$$,
   'a platform admin reads the events of every org'
 );
-select pg_temp.act_as('anon');
+select tests.act_as('anon');
 select throws_ok(
   $$select id from public.events$$,
   '42501', 'permission denied for table events',
@@ -417,7 +401,7 @@ select throws_ok(
 -- The catalogue: well formed, and readable by every signed-in user
 -- ---------------------------------------------------------------------------
 
-select pg_temp.act_as('postgres');
+select tests.act_as('postgres');
 select is_empty(
   $$select type from public.event_types
     where schema ->> 'type' is distinct from 'object'
@@ -443,7 +427,7 @@ select is(
   'catalogue: the types emitted by the member trigger and by send_test_webhook are catalogued'
 );
 insert into marks select 'event types', count(*) from public.event_types;
-select pg_temp.act_as('viewer_a');
+select tests.act_as('viewer_a');
 select is(
   (select count(*) from public.event_types),
   (select n from marks where label = 'event types'),
@@ -458,7 +442,7 @@ select throws_ok(
   '42501', 'permission denied for table event_types',
   'catalogue: a signed-in user cannot add event types (only migrations do)'
 );
-select pg_temp.act_as('anon');
+select tests.act_as('anon');
 select throws_ok(
   $$select type from public.event_types$$,
   '42501', 'permission denied for table event_types',
