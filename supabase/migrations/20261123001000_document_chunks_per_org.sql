@@ -218,11 +218,20 @@ set plan_cache_mode = 'force_custom_plan'
 as $$
 declare
   candidates integer;
+  words tsquery;
 begin
   if match_count is null or match_count not between 1 and 50 then
     raise exception 'match_count must be between 1 and 50' using errcode = 'invalid_parameter_value';
   end if;
   candidates := match_count * 4;
+  -- Any of the text's words of 4 letters or more, ranked by how densely a
+  -- chunk covers them: a question ("how long does delivery take?") rarely
+  -- has all its words in one chunk, which websearch_to_tsquery would demand,
+  -- and the shortest words are the ones every chunk has.
+  select pg_catalog.to_tsquery('simple', string_agg(pg_catalog.quote_literal(w), ' | '))
+  into words
+  from unnest(pg_catalog.tsvector_to_array(pg_catalog.to_tsvector('simple', left(coalesce(query_text, ''), 2000)))) w
+  where length(w) >= 4;
   return query
   with vector_matches as (
     select v.id, row_number() over (order by v.distance)::integer as rank
@@ -231,9 +240,9 @@ begin
   text_matches as (
     select t.id, row_number() over (order by t.rank_value desc)::integer as rank
     from (
-      select c.id, ts_rank_cd(c.fts, q) as rank_value
-      from public.document_chunks c, websearch_to_tsquery('simple', coalesce(query_text, '')) q
-      where query_text is not null and c.fts @@ q
+      select c.id, ts_rank_cd(c.fts, words) as rank_value
+      from public.document_chunks c
+      where words is not null and c.fts @@ words
         and c.org_id = match_document_chunks.org_id
         and (collection_ids is null or c.collection_id = any (collection_ids))
       order by rank_value desc
