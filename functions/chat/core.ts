@@ -128,13 +128,16 @@ export async function* answerTurn(deps: ChatDeps, input: TurnInput, turn: Prepar
   let finishReason: 'stop' | 'length' = 'stop';
   let citations: Citation[] = [];
   let escalationReason: string | null = null;
+  let pendingMetering: Promise<void> = Promise.resolve();
 
   if (detectsHumanRequest(question)) {
     content = handoffText(bot);
     escalationReason = 'The user asked for a person.';
     yield { type: 'delta', text: content };
   } else {
-    const { chunks, products } = await retrieve(deps, input, turn, question);
+    const { chunks, products, metering } = await retrieve(deps, input, turn, question);
+    // Awaited before the answer is stored, not before the first token.
+    pendingMetering = metering;
     const provider = (deps.chatProvider ?? ((m) => chatProviderFor(m, env)))({ id: bot.model, provider: bot.model_provider });
     model = provider.name === 'offline' ? 'offline' : bot.model;
     const messages = buildChatMessages({
@@ -176,6 +179,7 @@ export async function* answerTurn(deps: ChatDeps, input: TurnInput, turn: Prepar
     }
   }
 
+  await pendingMetering;
   const latencyMs = Math.max(0, Math.round(performance.now() - input.startedAt));
   const finished = await inScope(deps.sql(), input.principal, (tx) =>
     q.chatFinish(tx, {
@@ -205,13 +209,18 @@ export async function* answerTurn(deps: ChatDeps, input: TurnInput, turn: Prepar
   };
 }
 
-/** Step 2: the question's sources, read as the caller; the embedding's tokens metered as the service. */
+/**
+ * Step 2: the question's sources, read as the caller; the embedding's tokens
+ * metered as the service (the metering is returned, not awaited). The
+ * question is embedded only once prepare has let the turn through: an
+ * embedding is a model call, and a refused turn must not spend one.
+ */
 async function retrieve(
   deps: ChatDeps,
   input: TurnInput,
   turn: PreparedTurn,
   question: string,
-): Promise<{ chunks: RetrievedChunk[]; products: RetrievedProduct[] }> {
+): Promise<{ chunks: RetrievedChunk[]; products: RetrievedProduct[]; metering: Promise<void> }> {
   const embeddings = deps.embeddings ?? providerFromEnv(deps.env ?? processEnv);
   const embedded = await embeddings.embed([question]);
   const sources = inScope(deps.sql(), input.principal, async (tx) => ({
@@ -228,6 +237,7 @@ async function retrieve(
       conversationId: turn.conversation_id,
       userId: input.principal.kind === 'user' ? input.principal.claims.sub : null,
     }));
-  const [found] = await Promise.all([sources, metered]);
-  return found;
+  // Marked handled here, so a failed search does not leave it unobserved; the caller still awaits it.
+  metered.catch(() => undefined);
+  return { ...(await sources), metering: metered };
 }
