@@ -175,12 +175,14 @@ export interface TelegramBot {
   secret_token: string;
   enabled: boolean;
   telegram_enabled: boolean;
+  greeting: string | null;
 }
 
 /** A bot's Telegram credentials, for the webhook (service role only). */
 export async function telegramBot(tx: TransactionSql, botId: string): Promise<TelegramBot | null> {
   const [row] = await tx<TelegramBot[]>`
-    select org_id, bot_token, secret_token, enabled, telegram_enabled from private.telegram_bot_for_webhook(${botId})`;
+    select org_id, bot_token, secret_token, enabled, telegram_enabled, greeting
+    from private.telegram_bot_for_webhook(${botId})`;
   return row ?? null;
 }
 

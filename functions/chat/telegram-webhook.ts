@@ -5,7 +5,8 @@
  * the body is read). One conversation per Telegram chat. The answer goes
  * back through the Bot API; the webhook itself answers 200 once the update is
  * handled, also when the bot refuses (rate limit, quota, disabled): the user
- * is told in the chat, and Telegram must not redeliver.
+ * is told in the chat, and Telegram must not redeliver. `/start` (a user
+ * opening the bot) is answered with the bot's greeting.
  */
 import { type ChatMessage } from '../_shared/chat/index.ts';
 import { type EnvReader, processEnv } from '../_shared/env.ts';
@@ -25,6 +26,7 @@ import { telegramBot } from './queries.ts';
 import { readChatBody, uuid } from './schemas.ts';
 
 const SERVICE: ChatPrincipal = { kind: 'service', apiKeyId: null };
+const DEFAULT_GREETING = 'Hello! Ask me anything.';
 
 /** What the chat is told when the bot refuses a message. */
 function refusalText(error: HttpError): string {
@@ -48,6 +50,11 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
   if (!incoming) return json({ ok: true, handled: false });
 
   const telegram = createTelegramClient({ token: bot.bot_token, baseUrl: telegramApiBaseUrl(env) });
+  // What Telegram sends when a user opens the bot: the bot's greeting, no model call, nothing stored.
+  if (/^\/start(@\w+)?(\s|$)/.test(incoming.text.trim())) {
+    await telegram.sendMessage(incoming.chatId, bot.greeting ?? DEFAULT_GREETING);
+    return json({ ok: true, handled: true, greeted: true });
+  }
   const input: TurnInput = {
     principal: SERVICE,
     botId,

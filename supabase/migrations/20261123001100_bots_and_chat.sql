@@ -327,13 +327,13 @@ comment on function public.clear_bot_telegram(uuid) is 'Forgets a bot''s Telegra
 -- For the Telegram webhook (service role): what it needs to check the
 -- secret header and answer; no row when the bot has no Telegram connection.
 create function private.telegram_bot_for_webhook(bot_id uuid)
-returns table (org_id uuid, bot_token text, secret_token text, enabled boolean, telegram_enabled boolean)
+returns table (org_id uuid, bot_token text, secret_token text, enabled boolean, telegram_enabled boolean, greeting text)
 language sql
 stable
 security definer
 set search_path = ''
 as $$
-  select t.org_id, t.bot_token, t.secret_token, b.enabled, 'telegram' = any (b.channels)
+  select t.org_id, t.bot_token, t.secret_token, b.enabled, 'telegram' = any (b.channels), b.greeting
   from private.bot_telegram t
   join public.bots b on b.id = t.bot_id
   where t.bot_id = telegram_bot_for_webhook.bot_id;

@@ -413,6 +413,17 @@ describe('Telegram: connecting a bot, and POST /chat/telegram/:bot_id', () => {
     expect(conversations).toEqual([{ channel: 'telegram', n: 4 }]);
   });
 
+  it('greets a user who opens the bot (/start) without calling the model or storing anything', async () => {
+    await sql`update public.bots set greeting = 'Welcome to the shop!' where id = ${bot}`;
+    const before = await counts(orgA.id);
+    const response = await post(update(777, '/start'), secret);
+    expect(await response.json()).toMatchObject({ handled: true, greeted: true });
+    expect(telegram.calls.map((call) => [call.method, call.body.chat_id, call.body.text])).toEqual([
+      ['sendMessage', 777, 'Welcome to the shop!'],
+    ]);
+    expect(await counts(orgA.id)).toEqual(before);
+  });
+
   it('ignores updates without text and answers a malformed body with 400', async () => {
     const sticker = await post({ update_id: 3, message: { message_id: 30, date: 1, chat: { id: 9, type: 'private' } } }, secret);
     expect(sticker.status).toBe(200);
