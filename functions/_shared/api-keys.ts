@@ -1,4 +1,4 @@
-import type { Sql } from './db.ts';
+import { asServiceRole, type Sql } from './db.ts';
 import { HttpError } from './errors.ts';
 
 /** What a verified API key may act for. */
@@ -35,11 +35,9 @@ export function apiKeyFromRequest(req: Request): string {
  * service role may run): a revoked, expired or unknown key is a 401.
  */
 export async function verifyApiKey(sql: Sql, secret: string): Promise<ApiKeyPrincipal> {
-  const rows = await sql.begin(async (tx) => {
-    await tx`select set_config('role', 'service_role', true)`;
-    return tx<{ api_key_id: string; org_id: string; scopes: string[] }[]>`
-      select api_key_id, org_id, scopes from private.verify_api_key(${secret})`;
-  });
+  const rows = await asServiceRole(sql, (tx) =>
+    tx<{ api_key_id: string; org_id: string; scopes: string[] }[]>`
+      select api_key_id, org_id, scopes from private.verify_api_key(${secret})`);
   const [found] = rows;
   if (!found) throw invalidKey();
   return { apiKeyId: found.api_key_id, orgId: found.org_id, scopes: found.scopes };

@@ -73,3 +73,16 @@ export async function withUserScope<T>(
   // postgres.js types the result as UnwrapPromiseArray<T>, which is T itself once `fn` has been awaited.
   return result as T;
 }
+
+/**
+ * Runs `fn` in one transaction as service_role: the only role the database
+ * lets run the platform's definer functions (claims, dispatch, ingestion),
+ * which check their own inputs instead of the caller's rights.
+ */
+export async function asServiceRole<T>(sql: Sql, fn: (tx: TransactionSql) => Promise<T>): Promise<T> {
+  const result = await sql.begin(async (tx) => {
+    await tx`select set_config('role', 'service_role', true)`;
+    return fn(tx);
+  });
+  return result as T;
+}

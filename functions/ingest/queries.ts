@@ -3,7 +3,7 @@
  * role the step functions are granted to, in a short transaction: nothing is
  * held open across a download or an embeddings request.
  */
-import type { Sql, TransactionSql } from '../_shared/db.ts';
+import { asServiceRole, type Sql, type TransactionSql } from '../_shared/db.ts';
 import { KNOWLEDGE_BUCKET } from './store.ts';
 
 export interface StepStart {
@@ -27,13 +27,6 @@ export interface StagedChunk {
   token_count: number;
   /** pgvector text form, `[...]`. */
   embedding: string;
-}
-
-export function asServiceRole<T>(sql: Sql, fn: (tx: TransactionSql) => Promise<T>): Promise<T> {
-  return sql.begin(async (tx) => {
-    await tx`select set_config('role', 'service_role', true)`;
-    return fn(tx);
-  }) as Promise<T>;
 }
 
 /** Starts a run for a queued document or resumes the current one; null for an unknown document. */

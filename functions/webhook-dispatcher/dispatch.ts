@@ -1,4 +1,5 @@
-import type { Sql, TransactionSql } from '../_shared/db.ts';
+import { forEachConcurrently, leaseSeconds } from '../_shared/batch.ts';
+import { asServiceRole, type Sql } from '../_shared/db.ts';
 import type { DestinationPolicy } from '../_shared/ssrf.ts';
 import { type AttemptResult, type ClaimedDelivery, sendAttempt } from './send.ts';
 
@@ -61,23 +62,6 @@ export const DISPATCH_DEFAULTS = {
   userAgent: 'assistant-backend-webhooks/1.0',
 } as const;
 
-/** Claim and record run as service_role, the only role the database lets do either. */
-function asServiceRole<T>(sql: Sql, fn: (tx: TransactionSql) => Promise<T>): Promise<T> {
-  return sql.begin(async (tx) => {
-    await tx`select set_config('role', 'service_role', true)`;
-    return fn(tx);
-  }) as Promise<T>;
-}
-
-/**
- * The lease must outlast the slowest way through a batch (every request
- * timing out, `concurrency` at a time) so a live pass never loses a delivery
- * to another; a dead pass's deliveries come back when it runs out.
- */
-export function leaseSeconds(batchSize: number, concurrency: number, timeoutMs: number): number {
-  return Math.ceil(batchSize / concurrency) * Math.ceil(timeoutMs / 1000) + 30;
-}
-
 async function claim(sql: Sql, size: number, lease: number, at: Date): Promise<ClaimedDelivery[]> {
   return asServiceRole(sql, (tx) =>
     tx<ClaimedDelivery[]>`
@@ -94,15 +78,6 @@ async function record(sql: Sql, delivery: ClaimedDelivery, attempt: AttemptResul
         ${attempt.responseBody}::text, ${attempt.retryAfterSeconds}::integer, ${at}::timestamptz
       ) as status`);
   return row.status;
-}
-
-/** Runs `fn` over `items` with at most `limit` running at once. */
-async function forEachConcurrently<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 export async function dispatch(options: DispatchOptions): Promise<DispatchSummary> {

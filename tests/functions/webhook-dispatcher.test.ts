@@ -13,7 +13,8 @@ import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createSql, type Sql } from '../../functions/_shared/db.ts';
-import { dispatch, type DispatchOptions, leaseSeconds } from '../../functions/webhook-dispatcher/dispatch.ts';
+import { leaseSeconds } from '../../functions/_shared/batch.ts';
+import { dispatch, type DispatchOptions } from '../../functions/webhook-dispatcher/dispatch.ts';
 import { startTestDatabase } from './support.ts';
 
 const DAY = 86_400_000;
