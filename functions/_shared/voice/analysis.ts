@@ -1,0 +1,221 @@
+/**
+ * A summary and the caller's sentiment for a call whose provider gave none:
+ * by asking the model when there is one, else by rules, so every call gets
+ * both, with no API key too.
+ */
+import { z } from 'zod';
+import { OFFLINE_CHAT_MODEL } from '../chat/offline.ts';
+import type { ChatMessage, ChatProvider, ChatUsage } from '../chat/types.ts';
+import { countTokens } from '../text/tokens.ts';
+import type { Sentiment, TranscriptSegment } from './types.ts';
+
+export interface CallAnalysisInput {
+  transcript: TranscriptSegment[];
+  /** The bot's language ('en', 'de', ... or 'auto'): the summary's language; by default the call's. */
+  language?: string;
+  /** The model to ask; default DEFAULT_ANALYSIS_MODEL. */
+  model?: string;
+}
+
+export interface CallAnalysis {
+  summary: string;
+  sentiment: Sentiment;
+  /** In [-1, 1]: negative to positive. */
+  score: number;
+  /** Whether the summary and sentiment are the model's or the rules'. */
+  source: 'model' | 'rules';
+  /** What to meter: the model asked and its tokens, even when its answer was unusable; 'offline' and zero for rules alone. */
+  model: string;
+  usage: ChatUsage;
+}
+
+export const DEFAULT_ANALYSIS_MODEL = 'gpt-4o-mini';
+
+// Enough for a long call; a longer one keeps its beginning and end, where the request and the outcome are.
+const MAX_TRANSCRIPT_TOKENS = 6_000;
+const MAX_ANSWER_TOKENS = 300;
+const SUMMARY_PART_CHARS = 150;
+
+const answerSchema = z.object({
+  summary: z.string().trim().min(1).max(2_000),
+  sentiment: z.enum(['positive', 'neutral', 'negative']),
+  score: z.number().min(-1).max(1),
+});
+
+/**
+ * With a model (any ChatProvider but the offline one), asks it for
+ * `{summary, sentiment, score}` as JSON and checks the answer; an answer that
+ * does not parse or fit, or a failed request, falls back to the rules (the
+ * call must get an analysis; a job may ask again later). Without one, or for
+ * an empty transcript (nothing to pay a model for), the rules answer.
+ */
+export async function analyzeCall(input: CallAnalysisInput, provider?: ChatProvider): Promise<CallAnalysis> {
+  const rules = analyzeByRules(input.transcript);
+  const offline = { ...rules, source: 'rules', model: OFFLINE_CHAT_MODEL, usage: { tokensIn: 0, tokensOut: 0 } } as const;
+  const lines = transcriptLines(input.transcript);
+  if (!provider || provider.name === OFFLINE_CHAT_MODEL || lines.length === 0) return offline;
+
+  const model = input.model ?? DEFAULT_ANALYSIS_MODEL;
+  let answer = '';
+  let usage: ChatUsage | undefined;
+  try {
+    for await (
+      const delta of provider.stream({
+        model,
+        messages: analysisPrompt(lines, input.language),
+        temperature: 0,
+        maxTokens: MAX_ANSWER_TOKENS,
+        context: { chunks: [], products: [] },
+        language: input.language,
+      })
+    ) {
+      if (delta.type === 'delta') answer += delta.text;
+      else usage = delta.usage;
+    }
+  } catch {
+    return offline;
+  }
+  const metered = { model, usage: usage ?? { tokensIn: 0, tokensOut: 0 } };
+  const parsed = answerSchema.safeParse(jsonIn(answer));
+  if (!parsed.success) return { ...rules, source: 'rules', ...metered };
+  return { ...parsed.data, source: 'model', ...metered };
+}
+
+function analysisPrompt(lines: string[], language: string | undefined): ChatMessage[] {
+  const inLanguage = language && language !== 'auto' ? `in the language with code "${language}"` : 'in the language of the call';
+  return [
+    {
+      role: 'system',
+      content: 'You analyse phone calls between a caller ("User") and an AI assistant ("Assistant"). ' +
+        'Answer with one JSON object and nothing else: ' +
+        '{"summary": string, "sentiment": "positive" | "neutral" | "negative", "score": number}. ' +
+        `summary: one or two sentences ${inLanguage}: what the caller wanted and how the call ended. ` +
+        "sentiment and score: the caller's mood over the call; score from -1 (very negative) to 1 (very positive).",
+    },
+    { role: 'user', content: fitToBudget(lines).join('\n') },
+  ];
+}
+
+/** The model's answer as JSON: the object in it, with or without a code fence around it. */
+function jsonIn(answer: string): unknown {
+  const start = answer.indexOf('{');
+  const end = answer.lastIndexOf('}');
+  if (start < 0 || end < start) return undefined;
+  try {
+    return JSON.parse(answer.slice(start, end + 1));
+  } catch {
+    return undefined;
+  }
+}
+
+function transcriptLines(transcript: TranscriptSegment[]): string[] {
+  const label = { user: 'User', assistant: 'Assistant', system: 'System' } as const;
+  return transcript
+    .filter((segment) => segment.text.trim() !== '')
+    .map((segment) => `${label[segment.speaker]}: ${segment.text.trim()}`);
+}
+
+/** The lines, or as many from the start and the end as fit the budget, with "…" between. */
+function fitToBudget(lines: string[]): string[] {
+  const costs = lines.map((line) => countTokens(line) + 1);
+  if (costs.reduce((sum, cost) => sum + cost, 0) <= MAX_TRANSCRIPT_TOKENS) return lines;
+  const half = MAX_TRANSCRIPT_TOKENS / 2;
+  let head = 0;
+  for (let used = 0; head < lines.length && used + costs[head] <= half; head += 1) used += costs[head];
+  let tail = lines.length;
+  for (let used = 0; tail > head && used + costs[tail - 1] <= half; tail -= 1) used += costs[tail - 1];
+  return [...lines.slice(0, head), '…', ...lines.slice(tail)];
+}
+
+/**
+ * The rules: the summary is the caller's first request (their first turn of
+ * three words or more, so not "Hello?") and the assistant's last answer; the
+ * sentiment is counted in the caller's words only (the assistant is polite
+ * whatever happens), from SENTIMENT_WORDS, a word preceded by a negation
+ * within two words counting the other way ("not good", "kein Problem").
+ * Score: (positive − negative) / (positive + negative + 1), so one word is a
+ * lean (±0.5) and many agreeing words approach ±1; 'unknown' when the caller
+ * said nothing.
+ */
+function analyzeByRules(transcript: TranscriptSegment[]): Pick<CallAnalysis, 'summary' | 'sentiment' | 'score'> {
+  const said = (speaker: TranscriptSegment['speaker']) =>
+    transcript.filter((segment) => segment.speaker === speaker).map((segment) => segment.text.trim()).filter(Boolean);
+  const user = said('user');
+  const assistant = said('assistant');
+  const request = user.find((text) => text.split(/\s+/u).length >= 3) ?? user[0];
+  const answer = assistant.at(-1);
+  const summary = [
+    request === undefined ? '' : `User: ${clip(request)}`,
+    answer === undefined ? '' : `Assistant: ${clip(answer)}`,
+  ].filter(Boolean).join(' ');
+  if (user.length === 0) return { summary, sentiment: 'unknown', score: 0 };
+
+  let positive = 0;
+  let negative = 0;
+  for (const clause of user.join('. ').toLowerCase().replace(/n['’]t\b/gu, ' not').split(/[.!?;,:]+/u)) {
+    const words = clause.normalize('NFC').match(/[\p{L}\p{N}]+/gu) ?? [];
+    words.forEach((word, index) => {
+      const polarity = POLARITY.get(word);
+      if (polarity === undefined) return;
+      const negated = words.slice(Math.max(0, index - 2), index).some((before) => NEGATIONS.has(before));
+      if ((polarity > 0) !== negated) positive += 1;
+      else negative += 1;
+    });
+  }
+  const score = Math.round(((positive - negative) / (positive + negative + 1)) * 100) / 100;
+  return { summary, sentiment: score > 0.2 ? 'positive' : score < -0.2 ? 'negative' : 'neutral', score };
+}
+
+/** At most SUMMARY_PART_CHARS, cut at a word with "…". */
+function clip(text: string): string {
+  const flat = text.replace(/\s+/gu, ' ');
+  if (flat.length <= SUMMARY_PART_CHARS) return flat;
+  const cut = flat.slice(0, SUMMARY_PART_CHARS - 1);
+  const space = cut.lastIndexOf(' ');
+  return `${(space > SUMMARY_PART_CHARS / 2 ? cut.slice(0, space) : cut).trimEnd()}…`;
+}
+
+// Words that carry a caller's mood in the languages bots mostly speak, in the forms callers say them.
+const SENTIMENT_WORDS = {
+  positive: [
+    // en
+    'good great excellent perfect thanks thank helpful happy love awesome wonderful amazing appreciate nice ' +
+    'fantastic glad satisfied pleased brilliant resolved solved',
+    // de
+    'gut super toll prima danke perfekt hervorragend ausgezeichnet zufrieden freundlich hilfreich wunderbar ' +
+    'klasse großartig schön',
+    // fr
+    'bon bonne bien excellent parfait parfaite merci génial formidable satisfait satisfaite content contente ' +
+    'agréable utile ravi ravie',
+    // es
+    'bueno buena bien excelente perfecto perfecta gracias genial estupendo fantástico contento contenta ' +
+    'satisfecho satisfecha útil maravilloso',
+    // ru
+    'хорошо хороший хорошая хорошее отлично отличный спасибо благодарю прекрасно замечательно супер класс ' +
+    'доволен довольна рад рада полезно',
+  ],
+  negative: [
+    'bad terrible awful horrible angry annoyed frustrated frustrating disappointed disappointing useless worst ' +
+    'hate problem broken complaint unhappy upset poor wrong ridiculous',
+    'schlecht schrecklich furchtbar ärgerlich verärgert enttäuscht enttäuschend nutzlos katastrophe katastrophal ' +
+    'problem beschwerde unzufrieden falsch kaputt mies',
+    'mauvais mauvaise mal horrible nul nulle déçu déçue décevant problème plainte inutile fâché énervé ' +
+    'insatisfait pire',
+    'malo mala mal pésimo fatal molesto molesta enfadado enojado decepcionado decepcionante problema queja inútil peor',
+    'плохо плохой плохая ужасно ужасный отвратительно недоволен недовольна проблема жалоба разочарован ' +
+    'разочарована бесполезно хуже кошмар сломан сломано',
+  ],
+};
+
+const POLARITY = new Map<string, number>([
+  ...SENTIMENT_WORDS.positive.flatMap((words) => words.split(' ').map((word) => [word, 1] as const)),
+  ...SENTIMENT_WORDS.negative.flatMap((words) => words.split(' ').map((word) => [word, -1] as const)),
+]);
+
+const NEGATIONS = new Set(
+  ('not no never nothing hardly without ' +
+    'nicht kein keine keinen keiner nie niemals ' +
+    'pas jamais aucun aucune ni ' +
+    'nunca jamás tampoco ' +
+    'не нет никогда').split(' '),
+);
