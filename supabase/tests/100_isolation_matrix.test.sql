@@ -109,6 +109,27 @@ insert into public.products (org_id, category_id, name, price)
 select org_id, id, 'iso product', 1 from public.catalog_categories where name = 'iso category';
 insert into fixture select 'product_a', p.id from public.products p where p.org_id = (select id from fixture where key = 'org_a');
 
+-- Voice calls (org A): business hours, a campaign, an inbound call made by
+-- its first provider event (with a transcript segment and the raw event),
+-- and a provider row (no secret needed here).
+insert into public.business_hours (org_id, weekday, opens, closes) select id, 1, '09:00', '17:00' from fixture where key = 'org_a';
+insert into fixture select 'business_hours_a', h.id from public.business_hours h where h.org_id = (select id from fixture where key = 'org_a');
+insert into public.call_campaigns (org_id, name) select id, 'iso campaign' from fixture where key = 'org_a';
+insert into fixture select 'campaign_a', c.id from public.call_campaigns c where c.org_id = (select id from fixture where key = 'org_a');
+insert into fixture select 'call_a', (private.apply_call_event((select id from fixture where key = 'org_a'),
+  '{"event_id": "iso-1", "provider": "vapi", "type": "call.transcript", "provider_call_id": "iso-call",
+    "occurred_at": "2026-11-23T10:00:00Z", "transcript": [{"speaker": "user", "text": "hello", "start_ms": 0, "end_ms": 10}]}',
+  '{}') ->> 'call_id')::uuid;
+insert into public.call_providers (org_id, provider, secret_created_at) select id, 'vapi', now() from fixture where key = 'org_a';
+-- Call feedback (org A, 20261123001210): the member's rating of the call, and
+-- a second call for the insert probes.
+insert into public.call_feedback (org_id, call_id, user_id, rating)
+select (select id from fixture where key = 'org_a'), (select id from fixture where key = 'call_a'), (select id from fixture where key = 'member'), 4;
+insert into fixture select 'feedback_a', f.id from public.call_feedback f where f.call_id = (select id from fixture where key = 'call_a');
+with created as (
+  insert into public.calls (org_id, direction, status, started_at) select id, 'inbound', 'ended', now() from fixture where key = 'org_a' returning id
+) insert into fixture select 'feedback_call_a', id from created;
+
 -- ---------------------------------------------------------------------------
 -- The matrix. One row per relation and action: the statement (placeholders
 -- {key} are fixture ids) and the expected outcome per actor.
@@ -384,6 +405,72 @@ insert into matrix values
    'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:1', 'rows:0', 'rows:0', 'rows:0'),
   ('public.products', 'delete', $$delete from public.products where id = '{product_a}'$$,
    'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:1', 'rows:0', 'rows:0', 'rows:0'),
+
+  -- business_hours: members read (bot settings); admins add, change and delete.
+  ('public.business_hours', 'select', $$select count(*) from public.business_hours where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'none', 'none', 'all'),
+  ('public.business_hours', 'insert', $$insert into public.business_hours (org_id, weekday, opens, closes) values ('{org_a}', 2, '09:00', '17:00')$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'denied', 'denied', 'denied', 'denied'),
+  ('public.business_hours', 'update', $$update public.business_hours set closes = '18:00' where id = '{business_hours_a}'$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:0', 'rows:0', 'rows:0', 'rows:0'),
+  ('public.business_hours', 'delete', $$delete from public.business_hours where id = '{business_hours_a}'$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:0', 'rows:0', 'rows:0', 'rows:0'),
+
+  -- call_campaigns, calls, call_transcript_segments: members read (calls.read, not viewers); written only by the call functions.
+  ('public.call_campaigns', 'select', $$select count(*) from public.call_campaigns where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'none', 'none', 'all'),
+  ('public.call_campaigns', 'insert', $$insert into public.call_campaigns (org_id, name) values ('{org_a}', 'iso new')$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.call_campaigns', 'update', $$update public.call_campaigns set name = 'renamed' where id = '{campaign_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.call_campaigns', 'delete', $$delete from public.call_campaigns where id = '{campaign_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.calls', 'select', $$select count(*) from public.calls where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'none', 'none', 'all'),
+  ('public.calls', 'insert', $$insert into public.calls (org_id, direction) values ('{org_a}', 'inbound')$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.calls', 'update', $$update public.calls set summary = 'changed' where id = '{call_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.calls', 'delete', $$delete from public.calls where id = '{call_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.call_transcript_segments', 'select', $$select count(*) from public.call_transcript_segments where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'none', 'none', 'all'),
+  ('public.call_transcript_segments', 'insert', $$insert into public.call_transcript_segments (org_id, call_id, seq, speaker, text, start_ms, end_ms) values ('{org_a}', '{call_a}', 5, 'user', 'probe', 0, 1)$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.call_transcript_segments', 'update', $$update public.call_transcript_segments set text = 'changed' where call_id = '{call_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.call_transcript_segments', 'delete', $$delete from public.call_transcript_segments where call_id = '{call_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- call_events: admins read (calls.manage); append-only for everyone, written by private.apply_call_event.
+  ('public.call_events', 'select', $$select count(*) from public.call_events where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'none', 'none', 'none', 'all'),
+  ('public.call_events', 'insert', $$insert into public.call_events (org_id, provider, event_id, event_type, occurred_at) values ('{org_a}', 'vapi', 'iso-new', 'call.status', now())$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.call_events', 'update', $$update public.call_events set payload = '{"forged": true}' where org_id = '{org_a}'$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.call_events', 'delete', $$delete from public.call_events where org_id = '{org_a}'$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- call_providers: admins read (calls.manage); written by the secret RPCs (definer code).
+  ('public.call_providers', 'select', $$select count(*) from public.call_providers where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'none', 'none', 'none', 'all'),
+  ('public.call_providers', 'insert', $$insert into public.call_providers (org_id, provider, secret_created_at) values ('{org_a}', 'generic', now())$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.call_providers', 'update', $$update public.call_providers set previous_secret_valid_until = null where org_id = '{org_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.call_providers', 'delete', $$delete from public.call_providers where org_id = '{org_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- call_feedback: members read the org's (calls.read); members rate (calls.feedback) and change or delete only their own row.
+  ('public.call_feedback', 'select', $$select count(*) from public.call_feedback where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'none', 'none', 'all'),
+  ('public.call_feedback', 'insert', $$insert into public.call_feedback (org_id, call_id, rating) values ('{org_a}', '{feedback_call_a}', 5)$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:1', 'denied', 'denied', 'denied'),
+  ('public.call_feedback', 'update', $$update public.call_feedback set rating = 1 where id = '{feedback_a}'$$,
+   'denied', 'rows:1', 'rows:0', 'rows:0', 'rows:1', 'rows:0', 'rows:0', 'rows:0'),
+  ('public.call_feedback', 'delete', $$delete from public.call_feedback where id = '{feedback_a}'$$,
+   'denied', 'rows:1', 'rows:0', 'rows:0', 'rows:1', 'rows:0', 'rows:0', 'rows:0'),
 
   -- audit_log: owners, admins and platform admins read; append-only for everyone, written by triggers.
   ('public.audit_log', 'select', $$select count(*) from public.audit_log where org_id = '{org_a}'$$,

@@ -41,7 +41,8 @@ select is_empty(
 
 select set_eq(
   $$select table_name from private.audit_exempt_tables$$,
-  array['audit_log', 'events', 'webhook_deliveries', 'webhook_attempts', 'document_chunks', 'usage_events', 'messages'],
+  array['audit_log', 'events', 'webhook_deliveries', 'webhook_attempts', 'document_chunks', 'usage_events', 'messages',
+        'call_transcript_segments', 'call_events'],
   'only the platform-written logs are exempt from row auditing (adding one is a reviewed change here)'
 );
 

@@ -21,8 +21,9 @@ select plan(44);
 -- 010_test_helpers), readable by every role.
 -- ---------------------------------------------------------------------------
 
--- The private topic of a fixture org.
-create function pg_temp.topic(org text, channel text default 'calls')
+-- The private topic of a fixture org. (Not the calls channel: that one is
+-- narrowed further to calls.read, see 200_calls.)
+create function pg_temp.topic(org text, channel text default 'uploads')
 returns text
 language sql
 stable
@@ -78,7 +79,7 @@ insert into realtime.messages (topic, extension, event, payload, private) values
 -- private.topic_org_id
 -- ---------------------------------------------------------------------------
 
-select is(private.topic_org_id(pg_temp.topic('org_a')), tests.fx('org_a'), 'topic_org_id reads the org of org:<uuid>:calls');
+select is(private.topic_org_id(pg_temp.topic('org_a')), tests.fx('org_a'), 'topic_org_id reads the org of org:<uuid>:uploads');
 select is(private.topic_org_id('org:not-a-uuid:calls'), null::uuid, 'topic_org_id: a non-uuid org part gives null');
 select is(private.topic_org_id('calls'), null::uuid, 'topic_org_id: a public topic gives null');
 select is(private.topic_org_id('org:' || tests.fx('org_a')::text), null::uuid, 'topic_org_id: a topic without a channel gives null');
@@ -304,14 +305,14 @@ select is(
 
 select pg_temp.join_as('service_role');
 select lives_ok(
-  $$select private.broadcast_to_org(tests.fx('org_a'), 'calls', 'custom', '{"a": 1}')$$,
+  $$select private.broadcast_to_org(tests.fx('org_a'), 'uploads', 'custom', '{"a": 1}')$$,
   'the service role broadcasts to an org channel'
 );
 select pg_temp.join_as('postgres');
 select results_eq(
   $$select topic, extension, private, payload -> 'a' from realtime.messages where event = 'custom'$$,
   $$select pg_temp.topic('org_a'), 'broadcast'::text, true, '1'::jsonb$$,
-  'broadcast_to_org wrote one private broadcast on org:<org_id>:calls with the payload'
+  'broadcast_to_org wrote one private broadcast on org:<org_id>:uploads with the payload'
 );
 select pg_temp.join_as('service_role');
 select throws_ok(
@@ -321,7 +322,7 @@ select throws_ok(
 );
 select pg_temp.join_as('owner_a');
 select throws_ok(
-  $$select private.broadcast_to_org(tests.fx('org_a'), 'calls', 'custom', '{}')$$,
+  $$select private.broadcast_to_org(tests.fx('org_a'), 'uploads', 'custom', '{}')$$,
   '42501', 'permission denied for function broadcast_to_org',
   'authenticated may not execute broadcast_to_org, owners included'
 );

@@ -179,7 +179,7 @@ select throws_ok(
 );
 select throws_ok(
   $$select private.emit_event(tests.fx('org_a'), 'call.started', '{"call_id": "6f1c1f4e-9b1a-4c55-8d0e-0123456789ab", "direction": "sideways"}')$$,
-  '22023', 'invalid call.started payload: $.direction must be one of ["inbound", "outbound"]',
+  '22023', 'invalid call.started payload: $.direction must be one of ["inbound", "outbound", "web"]',
   'emit_event: a value outside the enum is refused'
 );
 select throws_ok(
