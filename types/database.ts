@@ -104,14 +104,14 @@ isOneToOne: false
                   ]
                 },"bots": {
                   Row: {
-                    "channels": (string)[],"created_at": string,"created_by": string | null,"enabled": boolean,"escalation_action": Database["public"]['Enums']["bot_escalation_action"],"greeting": string | null,"id": string,"language": string,"manager_contact": string | null,"max_tokens": number,"model": string,"name": string,"org_id": string,"slug": string,"system_prompt": string,"telegram_connected_at": string | null,"temperature": number,"updated_at": string
+                    "channels": (string)[],"created_at": string,"created_by": string | null,"enabled": boolean,"escalation_action": Database["public"]['Enums']["bot_escalation_action"],"greeting": string | null,"id": string,"language": string,"manager_contact": string | null,"max_tokens": number,"model": string,"name": string,"org_id": string,"slug": string,"system_prompt": string,"telegram_connected_at": string | null,"temperature": number,"updated_at": string,"voice_assistant_id": string | null
                   }
                   ComputedFields: never
                   Insert: {
-                    "channels"?: (string)[],"created_at"?: string,"created_by"?: string | null,"enabled"?: boolean,"escalation_action"?: Database["public"]['Enums']["bot_escalation_action"],"greeting"?: string | null,"id"?: string,"language"?: string,"manager_contact"?: string | null,"max_tokens"?: number,"model"?: string,"name": string,"org_id": string,"slug": string,"system_prompt"?: string,"telegram_connected_at"?: string | null,"temperature"?: number,"updated_at"?: string
+                    "channels"?: (string)[],"created_at"?: string,"created_by"?: string | null,"enabled"?: boolean,"escalation_action"?: Database["public"]['Enums']["bot_escalation_action"],"greeting"?: string | null,"id"?: string,"language"?: string,"manager_contact"?: string | null,"max_tokens"?: number,"model"?: string,"name": string,"org_id": string,"slug": string,"system_prompt"?: string,"telegram_connected_at"?: string | null,"temperature"?: number,"updated_at"?: string,"voice_assistant_id"?: string | null
                   }
                   Update: {
-                    "channels"?: (string)[],"created_at"?: string,"created_by"?: string | null,"enabled"?: boolean,"escalation_action"?: Database["public"]['Enums']["bot_escalation_action"],"greeting"?: string | null,"id"?: string,"language"?: string,"manager_contact"?: string | null,"max_tokens"?: number,"model"?: string,"name"?: string,"org_id"?: string,"slug"?: string,"system_prompt"?: string,"telegram_connected_at"?: string | null,"temperature"?: number,"updated_at"?: string
+                    "channels"?: (string)[],"created_at"?: string,"created_by"?: string | null,"enabled"?: boolean,"escalation_action"?: Database["public"]['Enums']["bot_escalation_action"],"greeting"?: string | null,"id"?: string,"language"?: string,"manager_contact"?: string | null,"max_tokens"?: number,"model"?: string,"name"?: string,"org_id"?: string,"slug"?: string,"system_prompt"?: string,"telegram_connected_at"?: string | null,"temperature"?: number,"updated_at"?: string,"voice_assistant_id"?: string | null
                   }
                   Relationships: [
                     {
@@ -122,6 +122,194 @@ isOneToOne: false
       referencedColumns: ["id"]
     },{
       foreignKeyName: "bots_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"business_hours": {
+                  Row: {
+                    "bot_id": string | null,"closes": string,"created_at": string,"id": string,"opens": string,"org_id": string,"updated_at": string,"weekday": number
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "bot_id"?: string | null,"closes": string,"created_at"?: string,"id"?: string,"opens": string,"org_id": string,"updated_at"?: string,"weekday": number
+                  }
+                  Update: {
+                    "bot_id"?: string | null,"closes"?: string,"created_at"?: string,"id"?: string,"opens"?: string,"org_id"?: string,"updated_at"?: string,"weekday"?: number
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "business_hours_bot_fk"
+      columns: ["bot_id","org_id"]
+isOneToOne: false
+      referencedRelation: "bots"
+      referencedColumns: ["id","org_id"]
+    },{
+      foreignKeyName: "business_hours_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"call_campaigns": {
+                  Row: {
+                    "bot_id": string | null,"calls_created": number,"canceled_at": string | null,"created_at": string,"created_by": string | null,"duplicates_removed": number,"id": string,"invalid_numbers": (string)[],"name": string,"org_id": string,"scheduled_at": string | null,"status": string,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "bot_id"?: string | null,"calls_created"?: number,"canceled_at"?: string | null,"created_at"?: string,"created_by"?: string | null,"duplicates_removed"?: number,"id"?: string,"invalid_numbers"?: (string)[],"name": string,"org_id": string,"scheduled_at"?: string | null,"status"?: string,"updated_at"?: string
+                  }
+                  Update: {
+                    "bot_id"?: string | null,"calls_created"?: number,"canceled_at"?: string | null,"created_at"?: string,"created_by"?: string | null,"duplicates_removed"?: number,"id"?: string,"invalid_numbers"?: (string)[],"name"?: string,"org_id"?: string,"scheduled_at"?: string | null,"status"?: string,"updated_at"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "call_campaigns_bot_fk"
+      columns: ["bot_id","org_id"]
+isOneToOne: false
+      referencedRelation: "bots"
+      referencedColumns: ["id","org_id"]
+    },{
+      foreignKeyName: "call_campaigns_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"call_events": {
+                  Row: {
+                    "call_id": string | null,"event_id": string,"event_type": string,"id": number,"occurred_at": string,"org_id": string,"payload": NonNullable<Json>,"provider": string,"received_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "call_id"?: string | null,"event_id": string,"event_type": string,"id"?: never,"occurred_at": string,"org_id": string,"payload"?: NonNullable<Json>,"provider": string,"received_at"?: string
+                  }
+                  Update: {
+                    "call_id"?: string | null,"event_id"?: string,"event_type"?: string,"id"?: never,"occurred_at"?: string,"org_id"?: string,"payload"?: NonNullable<Json>,"provider"?: string,"received_at"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "call_events_call_id_fkey"
+      columns: ["call_id"]
+isOneToOne: false
+      referencedRelation: "calls"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "call_events_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"call_feedback": {
+                  Row: {
+                    "call_id": string,"comment": string | null,"created_at": string,"id": string,"org_id": string,"rating": number,"updated_at": string,"user_id": string | null
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "call_id": string,"comment"?: string | null,"created_at"?: string,"id"?: string,"org_id": string,"rating": number,"updated_at"?: string,"user_id"?: string | null
+                  }
+                  Update: {
+                    "call_id"?: string,"comment"?: string | null,"created_at"?: string,"id"?: string,"org_id"?: string,"rating"?: number,"updated_at"?: string,"user_id"?: string | null
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "call_feedback_call_fk"
+      columns: ["call_id","org_id"]
+isOneToOne: false
+      referencedRelation: "calls"
+      referencedColumns: ["id","org_id"]
+    },{
+      foreignKeyName: "call_feedback_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"call_providers": {
+                  Row: {
+                    "created_at": string,"created_by": string | null,"org_id": string,"outbound_phone_number_id": string | null,"previous_secret_valid_until": string | null,"provider": string,"secret_created_at": string,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "created_at"?: string,"created_by"?: string | null,"org_id": string,"outbound_phone_number_id"?: string | null,"previous_secret_valid_until"?: string | null,"provider": string,"secret_created_at": string,"updated_at"?: string
+                  }
+                  Update: {
+                    "created_at"?: string,"created_by"?: string | null,"org_id"?: string,"outbound_phone_number_id"?: string | null,"previous_secret_valid_until"?: string | null,"provider"?: string,"secret_created_at"?: string,"updated_at"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "call_providers_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"call_transcript_segments": {
+                  Row: {
+                    "call_id": string,"created_at": string,"end_ms": number,"id": number,"llm_ms": number | null,"org_id": string,"seq": number,"speaker": string,"start_ms": number,"stt_ms": number | null,"text": string,"tts_ms": number | null
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "call_id": string,"created_at"?: string,"end_ms": number,"id"?: never,"llm_ms"?: number | null,"org_id": string,"seq": number,"speaker": string,"start_ms": number,"stt_ms"?: number | null,"text": string,"tts_ms"?: number | null
+                  }
+                  Update: {
+                    "call_id"?: string,"created_at"?: string,"end_ms"?: number,"id"?: never,"llm_ms"?: number | null,"org_id"?: string,"seq"?: number,"speaker"?: string,"start_ms"?: number,"stt_ms"?: number | null,"text"?: string,"tts_ms"?: number | null
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "call_transcript_segments_call_fk"
+      columns: ["call_id","org_id"]
+isOneToOne: false
+      referencedRelation: "calls"
+      referencedColumns: ["id","org_id"]
+    },{
+      foreignKeyName: "call_transcript_segments_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"calls": {
+                  Row: {
+                    "analysis_requested_at": string | null,"bot_id": string | null,"callee_time_zone": string | null,"campaign_id": string | null,"conversation_id": string | null,"cost": number | null,"cost_breakdown": Json | null,"cost_currency": string,"created_at": string,"created_by": string | null,"dial_attempts": number,"dial_lease_until": string | null,"direction": Database["public"]['Enums']["call_direction"],"duration_seconds": number | null,"ended_at": string | null,"ended_event_id": string | null,"ended_reason": string | null,"from_number": string | null,"id": string,"last_dial_error": string | null,"last_event_at": string | null,"llm_latency_ms": number | null,"next_dial_at": string | null,"org_id": string,"provider": string | null,"provider_call_id": string | null,"recording_path": string | null,"recording_url": string | null,"scheduled_at": string | null,"sentiment": Database["public"]['Enums']["call_sentiment"],"sentiment_score": number | null,"started_at": string | null,"started_event_id": string | null,"status": Database["public"]['Enums']["call_status"],"status_occurred_at": string,"status_rank": number,"stt_latency_ms": number | null,"summary": string | null,"to_number": string | null,"transcript_final": boolean,"tts_latency_ms": number | null,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "analysis_requested_at"?: string | null,"bot_id"?: string | null,"callee_time_zone"?: string | null,"campaign_id"?: string | null,"conversation_id"?: string | null,"cost"?: number | null,"cost_breakdown"?: Json | null,"cost_currency"?: string,"created_at"?: string,"created_by"?: string | null,"dial_attempts"?: number,"dial_lease_until"?: string | null,"direction": Database["public"]['Enums']["call_direction"],"duration_seconds"?: number | null,"ended_at"?: string | null,"ended_event_id"?: string | null,"ended_reason"?: string | null,"from_number"?: string | null,"id"?: string,"last_dial_error"?: string | null,"last_event_at"?: string | null,"llm_latency_ms"?: number | null,"next_dial_at"?: string | null,"org_id": string,"provider"?: string | null,"provider_call_id"?: string | null,"recording_path"?: string | null,"recording_url"?: string | null,"scheduled_at"?: string | null,"sentiment"?: Database["public"]['Enums']["call_sentiment"],"sentiment_score"?: number | null,"started_at"?: string | null,"started_event_id"?: string | null,"status"?: Database["public"]['Enums']["call_status"],"status_occurred_at"?: string,"status_rank"?: never,"stt_latency_ms"?: number | null,"summary"?: string | null,"to_number"?: string | null,"transcript_final"?: boolean,"tts_latency_ms"?: number | null,"updated_at"?: string
+                  }
+                  Update: {
+                    "analysis_requested_at"?: string | null,"bot_id"?: string | null,"callee_time_zone"?: string | null,"campaign_id"?: string | null,"conversation_id"?: string | null,"cost"?: number | null,"cost_breakdown"?: Json | null,"cost_currency"?: string,"created_at"?: string,"created_by"?: string | null,"dial_attempts"?: number,"dial_lease_until"?: string | null,"direction"?: Database["public"]['Enums']["call_direction"],"duration_seconds"?: number | null,"ended_at"?: string | null,"ended_event_id"?: string | null,"ended_reason"?: string | null,"from_number"?: string | null,"id"?: string,"last_dial_error"?: string | null,"last_event_at"?: string | null,"llm_latency_ms"?: number | null,"next_dial_at"?: string | null,"org_id"?: string,"provider"?: string | null,"provider_call_id"?: string | null,"recording_path"?: string | null,"recording_url"?: string | null,"scheduled_at"?: string | null,"sentiment"?: Database["public"]['Enums']["call_sentiment"],"sentiment_score"?: number | null,"started_at"?: string | null,"started_event_id"?: string | null,"status"?: Database["public"]['Enums']["call_status"],"status_occurred_at"?: string,"status_rank"?: never,"stt_latency_ms"?: number | null,"summary"?: string | null,"to_number"?: string | null,"transcript_final"?: boolean,"tts_latency_ms"?: number | null,"updated_at"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "calls_bot_fk"
+      columns: ["bot_id","org_id"]
+isOneToOne: false
+      referencedRelation: "bots"
+      referencedColumns: ["id","org_id"]
+    },{
+      foreignKeyName: "calls_campaign_fk"
+      columns: ["campaign_id","org_id"]
+isOneToOne: false
+      referencedRelation: "call_campaigns"
+      referencedColumns: ["id","org_id"]
+    },{
+      foreignKeyName: "calls_conversation_fk"
+      columns: ["conversation_id","org_id"]
+isOneToOne: false
+      referencedRelation: "conversations"
+      referencedColumns: ["id","org_id"]
+    },{
+      foreignKeyName: "calls_org_id_fkey"
       columns: ["org_id"]
 isOneToOne: false
       referencedRelation: "organizations"
@@ -404,14 +592,14 @@ isOneToOne: false
                   ]
                 },"organizations": {
                   Row: {
-                    "created_at": string,"created_by": string | null,"id": string,"name": string,"slug": string,"updated_at": string
+                    "created_at": string,"created_by": string | null,"id": string,"name": string,"slug": string,"time_zone": string,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "created_at"?: string,"created_by"?: string | null,"id"?: string,"name": string,"slug": string,"updated_at"?: string
+                    "created_at"?: string,"created_by"?: string | null,"id"?: string,"name": string,"slug": string,"time_zone"?: string,"updated_at"?: string
                   }
                   Update: {
-                    "created_at"?: string,"created_by"?: string | null,"id"?: string,"name"?: string,"slug"?: string,"updated_at"?: string
+                    "created_at"?: string,"created_by"?: string | null,"id"?: string,"name"?: string,"slug"?: string,"time_zone"?: string,"updated_at"?: string
                   }
                   Relationships: [
                     
@@ -730,6 +918,68 @@ isOneToOne: false
         isOneToOne: true
         isSetofReturn: false
       } },
+"call_stats_daily":
+{ Args: { "bot_id"?: string,"from_date": string,"org_id": string,"time_zone"?: string,"to_date": string }; Returns: {
+              "avg_duration_seconds": number,"busy": number,"canceled": number,"day": string,"ended": number,"failed": number,"negative": number,"neutral": number,"no_answer": number,"positive": number,"total": number,"unknown": number
+            }[]
+                           },
+"call_stats_summary":
+{ Args: { "bot_id"?: string,"from_date": string,"org_id": string,"time_zone"?: string,"to_date": string }; Returns: Json
+                           },
+"cancel_call":
+{ Args: { "call_id": string }; Returns: {
+              "analysis_requested_at": string | null,
+"bot_id": string | null,
+"callee_time_zone": string | null,
+"campaign_id": string | null,
+"conversation_id": string | null,
+"cost": number | null,
+"cost_breakdown": Json | null,
+"cost_currency": string,
+"created_at": string,
+"created_by": string | null,
+"dial_attempts": number,
+"dial_lease_until": string | null,
+"direction": Database["public"]['Enums']["call_direction"],
+"duration_seconds": number | null,
+"ended_at": string | null,
+"ended_event_id": string | null,
+"ended_reason": string | null,
+"from_number": string | null,
+"id": string,
+"last_dial_error": string | null,
+"last_event_at": string | null,
+"llm_latency_ms": number | null,
+"next_dial_at": string | null,
+"org_id": string,
+"provider": string | null,
+"provider_call_id": string | null,
+"recording_path": string | null,
+"recording_url": string | null,
+"scheduled_at": string | null,
+"sentiment": Database["public"]['Enums']["call_sentiment"],
+"sentiment_score": number | null,
+"started_at": string | null,
+"started_event_id": string | null,
+"status": Database["public"]['Enums']["call_status"],
+"status_occurred_at": string,
+"status_rank": number,
+"stt_latency_ms": number | null,
+"summary": string | null,
+"to_number": string | null,
+"transcript_final": boolean,
+"tts_latency_ms": number | null,
+"updated_at": string
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "calls"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
+"cancel_call_campaign":
+{ Args: { "campaign_id": string }; Returns: number
+                           },
 "change_member_role":
 { Args: { "org_id": string,"role": Database["public"]['Enums']["org_role"],"user_id": string }; Returns: {
               "created_at": string,
@@ -779,6 +1029,14 @@ isOneToOne: false
         isOneToOne: true
         isSetofReturn: false
       } },
+"create_call_campaign":
+{ Args: { "bot_id": string,"callee_time_zone"?: string,"name": string,"numbers": (string)[],"org_id": string,"scheduled_at"?: string }; Returns: {
+              "calls_created": number,"campaign_id": string,"duplicates_removed": number,"invalid_numbers": (string)[]
+            }[]
+                           },
+"create_call_provider_secret":
+{ Args: { "org_id": string,"provider": string }; Returns: string
+                           },
 "create_organization":
 { Args: { "name": string,"slug"?: string }; Returns: {
               "created_at": string,
@@ -786,11 +1044,63 @@ isOneToOne: false
 "id": string,
 "name": string,
 "slug": string,
+"time_zone": string,
 "updated_at": string
             }
                           SetofOptions: {
         from: "*"
         to: "organizations"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
+"create_outbound_call":
+{ Args: { "bot_id": string,"callee_time_zone"?: string,"org_id": string,"scheduled_at"?: string,"to_number": string }; Returns: {
+              "analysis_requested_at": string | null,
+"bot_id": string | null,
+"callee_time_zone": string | null,
+"campaign_id": string | null,
+"conversation_id": string | null,
+"cost": number | null,
+"cost_breakdown": Json | null,
+"cost_currency": string,
+"created_at": string,
+"created_by": string | null,
+"dial_attempts": number,
+"dial_lease_until": string | null,
+"direction": Database["public"]['Enums']["call_direction"],
+"duration_seconds": number | null,
+"ended_at": string | null,
+"ended_event_id": string | null,
+"ended_reason": string | null,
+"from_number": string | null,
+"id": string,
+"last_dial_error": string | null,
+"last_event_at": string | null,
+"llm_latency_ms": number | null,
+"next_dial_at": string | null,
+"org_id": string,
+"provider": string | null,
+"provider_call_id": string | null,
+"recording_path": string | null,
+"recording_url": string | null,
+"scheduled_at": string | null,
+"sentiment": Database["public"]['Enums']["call_sentiment"],
+"sentiment_score": number | null,
+"started_at": string | null,
+"started_event_id": string | null,
+"status": Database["public"]['Enums']["call_status"],
+"status_occurred_at": string,
+"status_rank": number,
+"stt_latency_ms": number | null,
+"summary": string | null,
+"to_number": string | null,
+"transcript_final": boolean,
+"tts_latency_ms": number | null,
+"updated_at": string
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "calls"
         isOneToOne: true
         isSetofReturn: false
       } },
@@ -955,6 +1265,11 @@ isOneToOne: false
         isOneToOne: true
         isSetofReturn: false
       } },
+"rotate_call_provider_secret":
+{ Args: { "org_id": string,"overlap_hours"?: number,"provider": string }; Returns: {
+              "previous_secret_valid_until": string,"secret": string
+            }[]
+                           },
 "search_products":
 { Args: { "active_only"?: boolean,"category_id"?: string,"include_subcategories"?: boolean,"match_count"?: number,"max_price"?: number,"min_price"?: number,"offset_count"?: number,"org_id": string,"query"?: string }; Returns: Database["public"]['CompositeTypes']["product_search_result"][]
                           SetofOptions: {
@@ -968,6 +1283,23 @@ isOneToOne: false
               "secret_token": string,"webhook_path": string
             }[]
                            },
+"set_call_provider_outbound":
+{ Args: { "org_id": string,"phone_number_id": string,"provider": string }; Returns: {
+              "created_at": string,
+"created_by": string | null,
+"org_id": string,
+"outbound_phone_number_id": string | null,
+"previous_secret_valid_until": string | null,
+"provider": string,
+"secret_created_at": string,
+"updated_at": string
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "call_providers"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
 "transfer_ownership":
 { Args: { "new_owner_id": string,"org_id": string }; Returns: {
               "created_at": string,
@@ -999,7 +1331,7 @@ isOneToOne: false
                            }
           }
           Enums: {
-            "bot_escalation_action": "notify"|"transfer"|"log","chat_channel": "web"|"telegram"|"voice"|"api","conversation_status": "open"|"escalated"|"closed","document_status": "uploading"|"queued"|"processing"|"ready"|"failed","message_role": "user"|"assistant"|"system","org_role": "viewer"|"member"|"admin"|"owner","subscription_status": "active"|"canceled"
+            "bot_escalation_action": "notify"|"transfer"|"log","call_direction": "inbound"|"outbound"|"web","call_sentiment": "positive"|"neutral"|"negative"|"unknown","call_status": "queued"|"ringing"|"in_progress"|"ended"|"failed"|"canceled"|"no_answer"|"busy","chat_channel": "web"|"telegram"|"voice"|"api","conversation_status": "open"|"escalated"|"closed","document_status": "uploading"|"queued"|"processing"|"ready"|"failed","message_role": "user"|"assistant"|"system","org_role": "viewer"|"member"|"admin"|"owner","subscription_status": "active"|"canceled"
           }
           CompositeTypes: {
             "new_api_key": {
@@ -1123,7 +1455,7 @@ export const Constants = {
           }
         },"public": {
           Enums: {
-            "bot_escalation_action": ["notify", "transfer", "log"],"chat_channel": ["web", "telegram", "voice", "api"],"conversation_status": ["open", "escalated", "closed"],"document_status": ["uploading", "queued", "processing", "ready", "failed"],"message_role": ["user", "assistant", "system"],"org_role": ["viewer", "member", "admin", "owner"],"subscription_status": ["active", "canceled"]
+            "bot_escalation_action": ["notify", "transfer", "log"],"call_direction": ["inbound", "outbound", "web"],"call_sentiment": ["positive", "neutral", "negative", "unknown"],"call_status": ["queued", "ringing", "in_progress", "ended", "failed", "canceled", "no_answer", "busy"],"chat_channel": ["web", "telegram", "voice", "api"],"conversation_status": ["open", "escalated", "closed"],"document_status": ["uploading", "queued", "processing", "ready", "failed"],"message_role": ["user", "assistant", "system"],"org_role": ["viewer", "member", "admin", "owner"],"subscription_status": ["active", "canceled"]
           }
         }
 } as const
