@@ -36,27 +36,6 @@ export function isTerminalStatus(status: CallStatus): status is TerminalCallStat
   return (TERMINAL_CALL_STATUSES as readonly string[]).includes(status);
 }
 
-/**
- * How far along the lifecycle a status is, for applying events that arrive
- * out of order: a status is applied only when its rank is higher than the
- * stored one's, or equal and its event happened later. Terminal statuses all
- * rank highest, so nothing moves an ended call back (a late "ringing" after
- * "ended" is ignored), and between two terminal statuses the later event wins
- * (a provider's final report refines the status its first "ended" gave).
- */
-export function statusRank(status: CallStatus): number {
-  switch (status) {
-    case 'queued':
-      return 0;
-    case 'ringing':
-      return 1;
-    case 'in_progress':
-      return 2;
-    default:
-      return 3;
-  }
-}
-
 export type Speaker = 'user' | 'assistant' | 'system';
 
 /** One utterance. Times are milliseconds from the start of the call. */
@@ -172,5 +151,5 @@ export class CallEventParseError extends Error {
   }
 }
 
-/** E.164: a plus, a non-zero digit, at most 15 digits in all. */
-export const E164 = /^\+[1-9]\d{1,14}$/u;
+/** E.164: a plus, a non-zero digit, 7 to 15 digits in all (the calls table's check). */
+export const E164 = /^\+[1-9]\d{6,14}$/u;

@@ -1,0 +1,341 @@
+/**
+ * The call-events function over HTTP (real Deno behind the gateway): Vapi's
+ * server messages signed as Vapi's HMAC credential signs them, and the
+ * generic format signed with the standardwebhooks library; a whole call from
+ * ringing to its end-of-call report, and every refusal changing nothing.
+ */
+import { randomUUID } from 'node:crypto';
+import { Webhook } from 'standardwebhooks';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSql, type Sql, withUserScope } from '../../functions/_shared/db.ts';
+import { type ChatOrg, createBot, createChatOrg } from '../support/chat-fixtures.ts';
+import {
+  signedVapiRequest,
+  vapiCall,
+  vapiEndOfCallReport,
+  vapiStatusUpdate,
+  vapiTranscript,
+} from '../support/vapi-stub.ts';
+import { startTestStack, type TestStack } from './support.ts';
+
+let stack: TestStack;
+let sql: Sql;
+let orgA: ChatOrg;
+let orgB: ChatOrg;
+let botA: string;
+let vapiSecretA: string;
+let vapiSecretB: string;
+let genericSecretA: string;
+
+const eventsUrl = (orgId: string, provider: string) => `${stack.functionsUrl}/call-events/${orgId}/${provider}`;
+
+async function postVapi(orgId: string, message: unknown, secret: string, timestamp?: number) {
+  const { body, headers } = signedVapiRequest(message, secret, timestamp === undefined ? {} : { timestamp });
+  const response = await fetch(eventsUrl(orgId, 'vapi'), { method: 'POST', headers, body });
+  return { status: response.status, body: await response.json() as Record<string, unknown> };
+}
+
+async function postGeneric(orgId: string, event: unknown, secret: string, options: { id?: string; at?: Date } = {}) {
+  const id = options.id ?? `evt_${randomUUID()}`;
+  const at = options.at ?? new Date();
+  const body = JSON.stringify(event);
+  const signature = new Webhook(secret).sign(id, at, body);
+  const response = await fetch(eventsUrl(orgId, 'generic'), {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      'webhook-id': id,
+      'webhook-timestamp': String(Math.floor(at.getTime() / 1000)),
+      'webhook-signature': signature,
+    },
+    body,
+  });
+  return { status: response.status, body: await response.json() as Record<string, unknown> };
+}
+
+async function createSecret(org: ChatOrg, provider: 'vapi' | 'generic'): Promise<string> {
+  return withUserScope(sql, org.claims.admin, async (tx) => {
+    const [row] = await tx<{ secret: string }[]>`select public.create_call_provider_secret(${org.id}, ${provider}) as secret`;
+    return row.secret;
+  });
+}
+
+interface CallRow {
+  id: string;
+  status: string;
+  direction: string;
+  from_number: string | null;
+  to_number: string | null;
+  ended_reason: string | null;
+  summary: string | null;
+  cost: string | null;
+  recording_url: string | null;
+  provider_call_id: string;
+  bot_id: string | null;
+}
+
+async function callByProviderId(orgId: string, providerCallId: string): Promise<CallRow | undefined> {
+  const [row] = await sql<CallRow[]>`
+    select id, status, direction, from_number, to_number, ended_reason, summary, cost::text as cost, recording_url,
+           provider_call_id, bot_id
+    from public.calls where org_id = ${orgId} and provider_call_id = ${providerCallId}`;
+  return row;
+}
+
+async function counts(orgId: string) {
+  const [row] = await sql<{ calls: number; events: number; segments: number }[]>`
+    select (select count(*)::int from public.calls where org_id = ${orgId}) as calls,
+           (select count(*)::int from public.call_events where org_id = ${orgId}) as events,
+           (select count(*)::int from public.call_transcript_segments where org_id = ${orgId}) as segments`;
+  return row;
+}
+
+beforeAll(async () => {
+  stack = await startTestStack();
+  sql = createSql(stack.dbUrl, { max: 2 });
+  orgA = await createChatOrg(sql, 'calls-a');
+  orgB = await createChatOrg(sql, 'calls-b');
+  botA = await createBot(sql, orgA.id, { slug: 'reception' });
+  vapiSecretA = await createSecret(orgA, 'vapi');
+  vapiSecretB = await createSecret(orgB, 'vapi');
+  genericSecretA = await createSecret(orgA, 'generic');
+}, 120_000);
+
+afterAll(async () => {
+  await sql?.end({ timeout: 1 });
+  await stack?.stop();
+});
+
+describe('Vapi server messages', () => {
+  it('take an inbound call from ringing to its end-of-call report, live and in order', async () => {
+    const vapiId = randomUUID();
+    const call = vapiCall({ id: vapiId, customerNumber: '+4915112345678', botId: botA });
+    const assistantMetadata = { bot_id: botA };
+    const t0 = Date.parse('2026-11-23T10:00:00.000Z');
+
+    const ringing = await postVapi(orgA.id, vapiStatusUpdate('ringing', { call, timestamp: t0, assistantMetadata }), vapiSecretA);
+    expect(ringing.status).toBe(200);
+    expect(ringing.body).toMatchObject({ received: true, duplicate: false, status: 'ringing' });
+    const created = await callByProviderId(orgA.id, vapiId);
+    expect(created).toMatchObject({ status: 'ringing', direction: 'inbound', from_number: '+4915112345678', bot_id: botA });
+
+    const answered = await postVapi(orgA.id, vapiStatusUpdate('in-progress', { call, timestamp: t0 + 2_000 }), vapiSecretA);
+    expect(answered.body).toMatchObject({ status: 'in_progress', applied_status: true });
+    await postVapi(orgA.id, vapiTranscript('assistant', 'Hello, this is the front desk.', { call, timestamp: t0 + 3_000 }), vapiSecretA);
+    await postVapi(orgA.id, vapiTranscript('user', 'I would like to book a cleaning.', { call, timestamp: t0 + 6_000 }), vapiSecretA);
+    const partial = await postVapi(
+      orgA.id,
+      vapiTranscript('user', 'I would', { call, timestamp: t0 + 5_000, transcriptType: 'partial' }),
+      vapiSecretA,
+    );
+    expect(partial.body).toEqual({ received: true, ignored: true });
+    expect((await counts(orgA.id)).segments).toBe(2);
+
+    const report = vapiEndOfCallReport({
+      call,
+      timestamp: t0 + 65_000,
+      endedReason: 'customer-ended-call',
+      startedAt: '2026-11-23T10:00:02.000Z',
+      endedAt: '2026-11-23T10:01:04.000Z',
+      summary: 'The caller booked a cleaning.',
+      cost: 0.1234,
+      costBreakdown: { stt: 0.01, llm: 0.02, tts: 0.03, vapi: 0.05, transport: 0.0134 },
+      recordingUrl: 'https://storage.vapi.ai/recording.wav',
+      messages: [
+        { role: 'system', message: 'You are the front desk.', time: t0, secondsFromStart: 0 },
+        { role: 'bot', message: 'Hello, this is the front desk.', time: t0 + 2_500, endTime: t0 + 4_000, secondsFromStart: 0.5 },
+        { role: 'user', message: 'I would like to book a cleaning.', time: t0 + 5_000, endTime: t0 + 7_000, secondsFromStart: 3 },
+        { role: 'bot', message: 'Tuesday at ten works.', time: t0 + 8_000, endTime: t0 + 9_500, secondsFromStart: 6 },
+      ],
+    });
+    const ended = await postVapi(orgA.id, report, vapiSecretA);
+    expect(ended.body).toMatchObject({ status: 'ended', applied_status: true });
+    const row = await callByProviderId(orgA.id, vapiId);
+    expect(row).toMatchObject({
+      status: 'ended',
+      ended_reason: 'customer-ended-call',
+      summary: 'The caller booked a cleaning.',
+      cost: '0.1234',
+      recording_url: 'https://storage.vapi.ai/recording.wav',
+    });
+    const segments = await sql<{ speaker: string; text: string }[]>`
+      select speaker, text from public.call_transcript_segments where call_id = ${row!.id} order by seq`;
+    // The report's transcript replaced the live segments: the conversation, in order.
+    expect(segments.filter((segment) => segment.speaker !== 'system')).toEqual([
+      { speaker: 'assistant', text: 'Hello, this is the front desk.' },
+      { speaker: 'user', text: 'I would like to book a cleaning.' },
+      { speaker: 'assistant', text: 'Tuesday at ten works.' },
+    ]);
+
+    // Each change went out on the org's calls channel, and call.started / call.ended once each.
+    const [broadcasts] = await sql<{ calls: number; segments: number }[]>`
+      select count(*) filter (where event <> 'segment' and payload::text like ${`%${row!.id}%`})::int as calls,
+             count(*) filter (where payload::text like ${`%${row!.id}%`} and payload::text like '%cleaning%')::int as segments
+      from realtime.messages where topic = ${`org:${orgA.id}:calls`}`;
+    expect(broadcasts.calls).toBeGreaterThanOrEqual(3);
+    expect(broadcasts.segments).toBeGreaterThanOrEqual(1);
+    const events = await sql<{ type: string }[]>`
+      select type from public.events where org_id = ${orgA.id} and payload ->> 'call_id' = ${row!.id} order by type`;
+    expect(events.map((event) => event.type)).toEqual(['call.ended', 'call.started']);
+
+    // The raw event is kept, with the carrier's credentials redacted.
+    const [raw] = await sql<{ payload: string }[]>`
+      select payload::text as payload from public.call_events where call_id = ${row!.id} and event_type = 'call.ended'`;
+    expect(raw.payload).not.toContain('twilio-auth-token-secret');
+  });
+
+  it('ignores a replayed message, and a late status never moves an ended call back', async () => {
+    const vapiId = randomUUID();
+    const call = vapiCall({ id: vapiId });
+    const t0 = Date.now() - 60_000;
+    const answered = vapiStatusUpdate('in-progress', { call, timestamp: t0 });
+    await postVapi(orgA.id, answered, vapiSecretA);
+    await postVapi(orgA.id, vapiStatusUpdate('ended', { call, timestamp: t0 + 30_000, endedReason: 'assistant-ended-call' }), vapiSecretA);
+    const before = await counts(orgA.id);
+
+    const replay = await postVapi(orgA.id, answered, vapiSecretA);
+    expect(replay.status).toBe(200);
+    expect(replay.body).toMatchObject({ received: true, duplicate: true });
+    expect(await counts(orgA.id)).toEqual(before);
+
+    // Delivered late (sent before the end, arriving after it): stored for audit, status unchanged.
+    const late = await postVapi(orgA.id, vapiStatusUpdate('ringing', { call, timestamp: t0 - 5_000 }), vapiSecretA);
+    expect(late.body).toMatchObject({ duplicate: false, status: 'ended', applied_status: false });
+    expect((await callByProviderId(orgA.id, vapiId))?.status).toBe('ended');
+  });
+
+  it('refuses a wrong signature, another org\'s secret, a missing one and an old timestamp, storing nothing', async () => {
+    const before = await counts(orgA.id);
+    const message = vapiStatusUpdate('ringing', { call: vapiCall() });
+    const wrong = await postVapi(orgA.id, message, 'not-the-secret');
+    expect(wrong.status).toBe(401);
+    expect(wrong.body).toMatchObject({ error: { code: 'invalid_signature' } });
+    expect((await postVapi(orgA.id, message, vapiSecretB)).status).toBe(401);
+
+    const stale = await postVapi(orgA.id, message, vapiSecretA, Math.floor(Date.now() / 1000) - 301);
+    expect(stale.status).toBe(401);
+    expect(stale.body).toMatchObject({ error: { code: 'stale_timestamp' } });
+
+    const unsigned = await fetch(eventsUrl(orgA.id, 'vapi'), { method: 'POST', body: JSON.stringify(message) });
+    expect(unsigned.status).toBe(401);
+    expect(await unsigned.json()).toMatchObject({ error: { code: 'missing_signature' } });
+
+    // An org with no secret for the provider answers like a wrong signature.
+    const noSecret = await postVapi(randomUUID(), message, vapiSecretA);
+    expect(noSecret.status).toBe(401);
+    expect(await counts(orgA.id)).toEqual(before);
+  });
+
+  it('answers 400 for a signed body that is not a server message, 404 and 405 off the route', async () => {
+    const bad = await postVapi(orgA.id, { message: { type: 'status-update' } }, vapiSecretA);
+    expect(bad.status).toBe(400);
+    expect(bad.body).toMatchObject({ error: { code: 'invalid_event' } });
+    const notJson = await postVapi(orgA.id, 'not json', vapiSecretA);
+    expect(notJson.status).toBe(400);
+    expect((await fetch(eventsUrl(orgA.id, 'retell'), { method: 'POST', body: '{}' })).status).toBe(404);
+    expect((await fetch(`${stack.functionsUrl}/call-events/not-a-uuid/vapi`, { method: 'POST', body: '{}' })).status).toBe(404);
+    expect((await fetch(eventsUrl(orgA.id, 'vapi'))).status).toBe(405);
+  });
+
+  it('accepts the previous secret during a rotation\'s overlap, and only the new one after an immediate rotation', async () => {
+    const org = await createChatOrg(sql, 'calls-rotate');
+    const first = await createSecret(org, 'vapi');
+    const rotate = (overlap: number) =>
+      withUserScope(sql, org.claims.admin, async (tx) => {
+        const [row] = await tx<{ secret: string }[]>`
+          select secret from public.rotate_call_provider_secret(${org.id}, 'vapi', ${overlap})`;
+        return row.secret;
+      });
+    const second = await rotate(24);
+    expect((await postVapi(org.id, vapiStatusUpdate('ringing', { call: vapiCall() }), first)).status).toBe(200);
+    expect((await postVapi(org.id, vapiStatusUpdate('ringing', { call: vapiCall() }), second)).status).toBe(200);
+    const third = await rotate(0);
+    expect((await postVapi(org.id, vapiStatusUpdate('ringing', { call: vapiCall() }), second)).status).toBe(401);
+    expect((await postVapi(org.id, vapiStatusUpdate('ringing', { call: vapiCall() }), third)).status).toBe(200);
+  });
+});
+
+describe('the generic format (Standard Webhooks)', () => {
+  it('applies events signed by a Standard Webhooks library, ignores a re-delivered webhook-id', async () => {
+    const callId = `gen-${randomUUID()}`;
+    const started = await postGeneric(orgA.id, {
+      type: 'call.started',
+      call_id: callId,
+      occurred_at: '2026-11-23T09:00:00Z',
+      data: { direction: 'inbound', from: '+14155550123', to: '+14155550999', metadata: { bot_id: botA } },
+    }, genericSecretA, { id: `evt_start_${callId}` });
+    expect(started.status).toBe(200);
+    expect(started.body).toMatchObject({ status: 'in_progress' });
+
+    const endedEvent = {
+      type: 'call.ended',
+      call_id: callId,
+      occurred_at: '2026-11-23T09:02:00Z',
+      data: {
+        ended_reason: 'callee-hung-up',
+        duration_seconds: 118,
+        transcript: [
+          { speaker: 'assistant', text: 'Hello, Example Dental.', start_ms: 0, end_ms: 1400 },
+          { speaker: 'user', text: 'I need to reschedule.', start_ms: 2000, end_ms: 3900, stt_ms: 180, llm_ms: 420, tts_ms: 150 },
+        ],
+        transcript_mode: 'replace',
+        sentiment: 'neutral',
+        sentiment_score: 0.1,
+        cost: { amount: '0.0812', currency: 'EUR' },
+      },
+    };
+    const ended = await postGeneric(orgA.id, endedEvent, genericSecretA, { id: `evt_end_${callId}` });
+    expect(ended.body).toMatchObject({ status: 'ended' });
+    const again = await postGeneric(orgA.id, endedEvent, genericSecretA, { id: `evt_end_${callId}` });
+    expect(again.body).toMatchObject({ duplicate: true });
+    const [row] = await sql<{ status: string; cost: string; cost_currency: string; sentiment: string; segments: number }[]>`
+      select status, cost::text as cost, cost_currency, sentiment,
+             (select count(*)::int from public.call_transcript_segments s where s.call_id = c.id) as segments
+      from public.calls c where org_id = ${orgA.id} and provider = 'generic' and provider_call_id = ${callId}`;
+    expect(row).toEqual({ status: 'ended', cost: '0.0812', cost_currency: 'EUR', sentiment: 'neutral', segments: 2 });
+  });
+
+  it('refuses an unknown field and a timestamp outside five minutes', async () => {
+    const unknownField = await postGeneric(orgA.id, {
+      type: 'call.status',
+      call_id: 'x',
+      occurred_at: '2026-11-23T09:00:00Z',
+      data: { status: 'ringing', colour: 'blue' },
+    }, genericSecretA);
+    expect(unknownField.status).toBe(400);
+    const old = await postGeneric(orgA.id, {
+      type: 'call.status',
+      call_id: 'x',
+      occurred_at: '2026-11-23T09:00:00Z',
+      data: { status: 'ringing' },
+    }, genericSecretA, { at: new Date(Date.now() - 6 * 60_000) });
+    expect(old.status).toBe(401);
+    expect(old.body).toMatchObject({ error: { code: 'stale_timestamp' } });
+  });
+});
+
+describe('isolation', () => {
+  it('shows a call, its transcript and its raw events to its org\'s members only', async () => {
+    const vapiId = randomUUID();
+    const call = vapiCall({ id: vapiId });
+    await postVapi(orgA.id, vapiStatusUpdate('in-progress', { call }), vapiSecretA);
+    await postVapi(orgA.id, vapiTranscript('user', 'My account number is 1234.', { call }), vapiSecretA);
+    const id = (await callByProviderId(orgA.id, vapiId))!.id;
+    const visible = (claims: ChatOrg['claims'][keyof ChatOrg['claims']]) =>
+      withUserScope(sql, claims, async (tx) => {
+        const [row] = await tx<{ calls: number; segments: number; events: number }[]>`
+          select (select count(*)::int from public.calls where id = ${id}) as calls,
+                 (select count(*)::int from public.call_transcript_segments where call_id = ${id}) as segments,
+                 (select count(*)::int from public.call_events where call_id = ${id}) as events`;
+        return row;
+      });
+    expect(await visible(orgA.claims.member)).toEqual({ calls: 1, segments: 1, events: 0 });
+    expect(await visible(orgA.claims.admin)).toEqual({ calls: 1, segments: 1, events: 2 });
+    expect(await visible(orgA.claims.viewer)).toEqual({ calls: 0, segments: 0, events: 0 });
+    expect(await visible(orgB.claims.owner)).toEqual({ calls: 0, segments: 0, events: 0 });
+    // Org B's secret cannot touch org A's call, even naming its provider id.
+    const hijack = await postVapi(orgB.id, vapiStatusUpdate('ended', { call, endedReason: 'customer-ended-call' }), vapiSecretB);
+    expect(hijack.status).toBe(200);
+    expect((await callByProviderId(orgA.id, vapiId))?.status).toBe('in_progress');
+  });
+});
