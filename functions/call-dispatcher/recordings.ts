@@ -1,0 +1,77 @@
+import { createClient, type SupabaseClient } from '@supabase/supabase-js';
+import type { EnvReader } from '../_shared/env.ts';
+import { assertPublicDestination, type DestinationPolicy } from '../_shared/ssrf.ts';
+
+export const RECORDINGS_BUCKET = 'recordings';
+
+/** Recordings longer than this are left at the provider (an hour of WAV is about 115 MB; of MP3, 30 MB). */
+export const MAX_RECORDING_BYTES = 100 * 1024 * 1024;
+
+/** Copies a call's recording from the provider into the org's prefix of the recordings bucket. */
+export interface RecordingStore {
+  /** The object path written, `<org_id>/calls/<call_id>/recording.<ext>`. */
+  copy(call: { call_id: string; org_id: string; recording_url: string }): Promise<string>;
+}
+
+const EXTENSIONS: Record<string, string> = {
+  'audio/wav': 'wav',
+  'audio/x-wav': 'wav',
+  'audio/wave': 'wav',
+  'audio/mpeg': 'mp3',
+  'audio/mp3': 'mp3',
+  'audio/ogg': 'ogg',
+  'audio/webm': 'webm',
+  'audio/mp4': 'm4a',
+  'audio/x-m4a': 'm4a',
+  'audio/flac': 'flac',
+};
+
+/** The extension for a recording: by its content type, else by the URL's, else `audio`. */
+export function recordingExtension(contentType: string | null, url: string): string {
+  const type = contentType?.split(';')[0].trim().toLowerCase() ?? '';
+  if (EXTENSIONS[type]) return EXTENSIONS[type];
+  const fromUrl = /\.([a-z0-9]{2,5})$/iu.exec(new URL(url).pathname)?.[1]?.toLowerCase();
+  return fromUrl && Object.values(EXTENSIONS).includes(fromUrl) ? fromUrl : 'audio';
+}
+
+/**
+ * Through supabase-js with the service-role key. The provider's URL is
+ * fetched only when it passes the same guard as webhook URLs (https, a
+ * public address), since it arrived in an event body.
+ */
+export function supabaseRecordingStore(
+  env: EnvReader,
+  options: { policy: DestinationPolicy; fetch?: typeof fetch; client?: SupabaseClient; timeoutMs?: number },
+): RecordingStore {
+  let client: SupabaseClient | null = options.client ?? null;
+  const bucket = () => {
+    if (!client) {
+      const url = env('SUPABASE_URL');
+      const key = env('SUPABASE_SERVICE_ROLE_KEY');
+      if (!url || !key) throw new Error('SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY must be set to write Storage');
+      client = createClient(url, key, { auth: { persistSession: false, autoRefreshToken: false } });
+    }
+    return client.storage.from(RECORDINGS_BUCKET);
+  };
+  const fetchImpl = options.fetch ?? fetch;
+  return {
+    async copy(call) {
+      const source = await assertPublicDestination(call.recording_url, options.policy);
+      const response = await fetchImpl(source, { redirect: 'error', signal: AbortSignal.timeout(options.timeoutMs ?? 60_000) });
+      if (!response.ok) throw new Error(`the recording answered ${response.status}`);
+      if (Number(response.headers.get('content-length') ?? '0') > MAX_RECORDING_BYTES) {
+        throw new Error(`the recording is larger than ${MAX_RECORDING_BYTES} bytes`);
+      }
+      const bytes = await response.arrayBuffer();
+      if (bytes.byteLength > MAX_RECORDING_BYTES) throw new Error(`the recording is larger than ${MAX_RECORDING_BYTES} bytes`);
+      const contentType = response.headers.get('content-type');
+      const path = `${call.org_id}/calls/${call.call_id}/recording.${recordingExtension(contentType, call.recording_url)}`;
+      const { error } = await bucket().upload(path, bytes, {
+        contentType: contentType ?? 'application/octet-stream',
+        upsert: true,
+      });
+      if (error) throw error;
+      return path;
+    },
+  };
+}
