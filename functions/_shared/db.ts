@@ -81,8 +81,11 @@ export async function withUserScope<T>(
  */
 export async function asServiceRole<T>(sql: Sql, fn: (tx: TransactionSql) => Promise<T>): Promise<T> {
   const result = await sql.begin(async (tx) => {
-    await tx`select set_config('role', 'service_role', true)`;
-    return fn(tx);
+    // Sent at once, so fn's first query is pipelined behind it on the connection instead of
+    // waiting a round trip; were it to fail, the transaction is aborted and fn's queries fail too.
+    const switched = tx`select set_config('role', 'service_role', true)`.execute();
+    const [, value] = await Promise.all([switched, fn(tx)]);
+    return value;
   });
   return result as T;
 }
