@@ -14,91 +14,36 @@
  * the call, and broadcast on org:<id>:calls, all before the answer: the time
  * from sending to the answer is therefore an upper bound on "received to
  * broadcast row written". 10 senders share the calls, each sending one call's
- * messages in order. Prints the figures and a PASS/FAIL line; exits 0
+ * messages in order, from a child process (as a provider's servers are
+ * elsewhere: signing and sending take no CPU from the database). Prints the figures and a PASS/FAIL line; exits 0
  * whatever they are (non-zero only if a request fails).
  */
-import { randomUUID } from 'node:crypto';
+import { execFile } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
 import { createSql, withUserScope } from '../functions/_shared/db.ts';
 import { createChatOrg } from '../tests/support/chat-fixtures.ts';
-import {
-  signedVapiRequest,
-  vapiCall,
-  vapiEndOfCallReport,
-  vapiStatusUpdate,
-  vapiTranscript,
-} from '../tests/support/vapi-stub.ts';
+import { REPLAY_EVERY, type Sent, TURNS } from './bench/calls-senders.ts';
 import { percentile } from './bench/chat-load.ts';
-import { startStack } from './local/stack.ts';
+import { ROOT_DIR, startStack } from './local/stack.ts';
 
 const SENDERS = 10;
 const CALLS = 240;
 const WARM_UP_CALLS = 10;
 const SEQUENTIAL_CALLS = 30;
-const TURNS = 6;
-const REPLAY_EVERY = 10;
 const TARGET_EVENTS_PER_SECOND = 200;
 const TARGET_P95_MS = 50;
 
-interface Sent {
-  ms: number;
-  duplicate: boolean;
-}
-
-/** The messages of one call, in the order Vapi sends them, with every REPLAY_EVERY-th sent twice. */
-function callMessages(index: number): unknown[] {
-  const call = vapiCall({ id: randomUUID(), customerNumber: `+1415555${String(1000 + index).slice(-4)}` });
-  const start = Date.now();
-  const turns = Array.from({ length: TURNS }, (_, turn) => ({
-    role: turn % 2 === 0 ? 'assistant' as const : 'user' as const,
-    text: turn % 2 === 0 ? `Certainly, let me check slot ${turn} for you.` : `Could I come in on day ${turn} instead?`,
-  }));
-  const messages: unknown[] = [
-    vapiStatusUpdate('ringing', { call, timestamp: start }),
-    vapiStatusUpdate('in-progress', { call, timestamp: start + 1 }),
-    ...turns.map((turn, at) => vapiTranscript(turn.role, turn.text, { call, timestamp: start + 2 + at })),
-    vapiEndOfCallReport({
-      call,
-      timestamp: start + 100,
-      startedAt: new Date(start).toISOString(),
-      endedAt: new Date(start + 90_000).toISOString(),
-      cost: 0.0921,
-      costBreakdown: { stt: 0.01, llm: 0.03, tts: 0.02, vapi: 0.0321 },
-      recordingUrl: 'https://storage.vapi.ai/bench.wav',
-      summary: 'The caller moved an appointment.',
-      messages: turns.map((turn, at) => ({
-        role: turn.role === 'assistant' ? 'bot' : 'user',
-        message: turn.text,
-        time: start + at * 1000,
-        endTime: start + at * 1000 + 800,
-        secondsFromStart: at,
-      })),
-    }),
-  ];
-  return messages.flatMap((message, at) => ((index * messages.length + at) % REPLAY_EVERY === 0 ? [message, message] : [message]));
-}
-
-async function send(url: string, secret: string, message: unknown): Promise<Sent> {
-  const { body, headers } = signedVapiRequest(message, secret);
-  const started = performance.now();
-  const response = await fetch(url, { method: 'POST', headers, body });
-  const answer = await response.json() as { duplicate?: boolean; error?: { message: string } };
-  const ms = performance.now() - started;
-  if (response.status !== 200) throw new Error(`call-events answered ${response.status}: ${JSON.stringify(answer)}`);
-  return { ms, duplicate: answer.duplicate === true };
-}
-
-/** SENDERS workers take calls from a shared queue; each sends its call's messages one after another. */
-async function run(url: string, secret: string, calls: unknown[][], senders: number): Promise<{ sent: Sent[]; seconds: number }> {
-  const sent: Sent[] = [];
-  let next = 0;
-  const started = performance.now();
-  await Promise.all(Array.from({ length: senders }, async () => {
-    while (next < calls.length) {
-      for (const message of calls[next++]) sent.push(await send(url, secret, message));
-    }
-  }));
-  return { sent, seconds: (performance.now() - started) / 1000 };
+/** The senders run in a child process, like a provider's servers, so they take no CPU from the database's process. */
+function runSenders(url: string, secret: string, calls: number, senders: number, first: number): Promise<{ sent: Sent[]; seconds: number }> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', join(ROOT_DIR, 'scripts/bench/calls-senders.ts'), url, secret, String(calls), String(senders), String(first)],
+      { cwd: ROOT_DIR, maxBuffer: 64 * 1024 * 1024 },
+      (error, stdout, stderr) => (error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(JSON.parse(stdout))),
+    );
+  });
 }
 
 async function main(): Promise<void> {
@@ -117,15 +62,14 @@ async function main(): Promise<void> {
       return row.secret;
     });
     const url = `${stack.apiUrl}/functions/v1/call-events/${org.id}/vapi`;
-    await run(url, secret, Array.from({ length: WARM_UP_CALLS }, (_, index) => callMessages(index)), SENDERS);
-    const one = await run(url, secret, Array.from({ length: SEQUENTIAL_CALLS }, (_, index) => callMessages(1000 + index)), 1);
+    await runSenders(url, secret, WARM_UP_CALLS, SENDERS, 0);
+    const one = await runSenders(url, secret, SEQUENTIAL_CALLS, 1, 1000);
     const oneTimes = one.sent.map((item) => item.ms);
     console.log(
       `one sender, ${one.sent.length} requests: events/s ${(one.sent.length / one.seconds).toFixed(0)}; latency ms p50 ` +
         `${percentile(oneTimes, 50).toFixed(1)}, p95 ${percentile(oneTimes, 95).toFixed(1)}`,
     );
-    const calls = Array.from({ length: CALLS }, (_, index) => callMessages(WARM_UP_CALLS + index));
-    const { sent, seconds } = await run(url, secret, calls, SENDERS);
+    const { sent, seconds } = await runSenders(url, secret, CALLS, SENDERS, WARM_UP_CALLS);
 
     const times = sent.map((item) => item.ms);
     const duplicates = sent.filter((item) => item.duplicate).length;
