@@ -18,7 +18,8 @@
  * elsewhere: signing and sending take no CPU from the database). Prints the figures and a PASS/FAIL line; exits 0
  * whatever they are (non-zero only if a request fails).
  */
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createSql, withUserScope } from '../functions/_shared/db.ts';
@@ -46,6 +47,18 @@ function runSenders(url: string, secret: string, calls: number, senders: number,
   });
 }
 
+/** The gateway and the functions in their own process (see scripts/bench/functions-process.ts); resolves with it and its URL. */
+async function startFunctionsProcess(env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT_DIR, 'scripts/bench/functions-process.ts'), JSON.stringify(env)], {
+    cwd: ROOT_DIR,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  for await (const line of createInterface({ input: child.stdout! })) {
+    if (line.startsWith('READY ')) return { child, url: line.slice(6) };
+  }
+  throw new Error('the functions process ended before serving');
+}
+
 async function main(): Promise<void> {
   const cpu = cpus();
   console.log(
@@ -53,15 +66,21 @@ async function main(): Promise<void> {
       `Node ${process.version}; Postgres is PGlite (WASM, one session lent to one connection at a time) in this process, ` +
       `behind the wire server; the function runs in Deno behind the local gateway (also this process); the senders too`,
   );
-  const stack = await startStack({ dbPort: 0, apiPort: 0, functions: true, scheduler: false, log: () => undefined });
+  const stack = await startStack({ dbPort: 0, functions: false, scheduler: false, log: () => undefined });
   const sql = createSql(stack.dbUrl, { max: 2 });
+  const functions = await startFunctionsProcess({
+    SUPABASE_DB_URL: stack.dbUrl,
+    SUPABASE_ANON_KEY: stack.keys.anonKey,
+    SUPABASE_SERVICE_ROLE_KEY: stack.keys.serviceRoleKey,
+    SUPABASE_JWT_SECRET: stack.keys.jwtSecret,
+  });
   try {
     const org = await createChatOrg(sql, 'bench-calls');
     const secret = await withUserScope(sql, org.claims.admin, async (tx) => {
       const [row] = await tx<{ secret: string }[]>`select public.create_call_provider_secret(${org.id}, 'vapi') as secret`;
       return row.secret;
     });
-    const url = `${stack.apiUrl}/functions/v1/call-events/${org.id}/vapi`;
+    const url = `${functions.url}/functions/v1/call-events/${org.id}/vapi`;
     await runSenders(url, secret, WARM_UP_CALLS, SENDERS, 0);
     const one = await runSenders(url, secret, SEQUENTIAL_CALLS, 1, 1000);
     const oneTimes = one.sent.map((item) => item.ms);
@@ -98,6 +117,7 @@ async function main(): Promise<void> {
         `${TARGET_P95_MS} ms (${p95.toFixed(1)}) with ${SENDERS} concurrent senders`,
     );
   } finally {
+    functions.child.kill('SIGTERM');
     await sql.end({ timeout: 1 });
     await stack.stop();
   }

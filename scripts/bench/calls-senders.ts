@@ -23,7 +23,7 @@ export interface Sent {
 }
 
 /** The messages of one call, in the order Vapi sends them, with every REPLAY_EVERY-th sent twice. */
-function callMessages(index: number): unknown[] {
+export function callMessages(index: number): unknown[] {
   const call = vapiCall({ id: randomUUID(), customerNumber: `+1415555${String(1000 + index).slice(-4)}` });
   const start = Date.now();
   const turns = Array.from({ length: TURNS }, (_, turn) => ({
