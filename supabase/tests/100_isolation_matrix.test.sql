@@ -130,6 +130,18 @@ with created as (
   insert into public.calls (org_id, direction, status, started_at) select id, 'inbound', 'ended', now() from fixture where key = 'org_a' returning id
 ) insert into fixture select 'feedback_call_a', id from created;
 
+-- Calendar (org A, 20261123001400): a connected calendar, a closure and an
+-- appointment, written as the table owner.
+insert into public.calendar_connections (org_id, provider, account_email, external_calendar_id)
+select id, 'google', 'iso-calendar@example.com', 'primary' from fixture where key = 'org_a';
+insert into fixture select 'calendar_connection_a', c.id from public.calendar_connections c where c.org_id = (select id from fixture where key = 'org_a');
+insert into public.business_closures (org_id, during, reason)
+select id, tstzrange(now() + interval '30 days', now() + interval '31 days'), 'iso closure' from fixture where key = 'org_a';
+insert into fixture select 'closure_a', c.id from public.business_closures c where c.org_id = (select id from fixture where key = 'org_a');
+insert into public.appointments (org_id, starts_at, ends_at, attendee_name, attendee_email, source)
+select id, now() + interval '40 days', now() + interval '40 days 30 minutes', 'Iso Attendee', 'iso@example.com', 'staff' from fixture where key = 'org_a';
+insert into fixture select 'appointment_a', a.id from public.appointments a where a.org_id = (select id from fixture where key = 'org_a');
+
 -- ---------------------------------------------------------------------------
 -- The matrix. One row per relation and action: the statement (placeholders
 -- {key} are fixture ids) and the expected outcome per actor.
@@ -471,6 +483,34 @@ insert into matrix values
    'denied', 'rows:1', 'rows:0', 'rows:0', 'rows:1', 'rows:0', 'rows:0', 'rows:0'),
   ('public.call_feedback', 'delete', $$delete from public.call_feedback where id = '{feedback_a}'$$,
    'denied', 'rows:1', 'rows:0', 'rows:0', 'rows:1', 'rows:0', 'rows:0', 'rows:0'),
+
+  -- calendar_connections, appointments: members read (calendar.read, not viewers); written only by the calendar RPCs.
+  ('public.calendar_connections', 'select', $$select count(*) from public.calendar_connections where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'none', 'none', 'all'),
+  ('public.calendar_connections', 'insert', $$insert into public.calendar_connections (org_id, provider, account_email) values ('{org_a}', 'microsoft', 'iso-new@example.com')$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.calendar_connections', 'update', $$update public.calendar_connections set status = 'revoked', status_reason = 'probe' where id = '{calendar_connection_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.calendar_connections', 'delete', $$delete from public.calendar_connections where id = '{calendar_connection_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.appointments', 'select', $$select count(*) from public.appointments where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'none', 'none', 'all'),
+  ('public.appointments', 'insert', $$insert into public.appointments (org_id, starts_at, ends_at, attendee_name, attendee_email, source) values ('{org_a}', now() + interval '41 days', now() + interval '41 days 30 minutes', 'Probe', 'probe@example.com', 'staff')$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.appointments', 'update', $$update public.appointments set notes = 'changed' where id = '{appointment_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.appointments', 'delete', $$delete from public.appointments where id = '{appointment_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- business_closures: members read (calendar.read); admins add, change and delete (calendar.manage).
+  ('public.business_closures', 'select', $$select count(*) from public.business_closures where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'none', 'none', 'all'),
+  ('public.business_closures', 'insert', $$insert into public.business_closures (org_id, during) values ('{org_a}', tstzrange(now() + interval '50 days', now() + interval '51 days'))$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'denied', 'denied', 'denied', 'denied'),
+  ('public.business_closures', 'update', $$update public.business_closures set reason = 'changed' where id = '{closure_a}'$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:0', 'rows:0', 'rows:0', 'rows:0'),
+  ('public.business_closures', 'delete', $$delete from public.business_closures where id = '{closure_a}'$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:0', 'rows:0', 'rows:0', 'rows:0'),
 
   -- audit_log: owners, admins and platform admins read; append-only for everyone, written by triggers.
   ('public.audit_log', 'select', $$select count(*) from public.audit_log where org_id = '{org_a}'$$,
