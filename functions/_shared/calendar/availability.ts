@@ -1,0 +1,128 @@
+/**
+ * Bookable slots, pure: open windows (business hours already turned into
+ * instants by SQL, holidays removed) minus busy times (every connected
+ * calendar's, and existing appointments), cut into slots of the asked
+ * duration. Everything is instants, so daylight-saving changes need no care
+ * here: a window that SQL made 09:00–17:00 Berlin time on 2026-03-29 is
+ * 07:00Z–15:00Z, and its slots are 09:00, 09:30... on the local clock.
+ *
+ * Rules (what scheduling products such as Cal.com do):
+ * - slots start at the window's start and every `stepMinutes` after it (so
+ *   they line up with the business hours, not with midnight UTC);
+ * - a slot lies wholly inside one window;
+ * - a slot overlaps no busy interval widened by `bufferMinutes` on both sides
+ *   (touching is fine: a busy 10:00–10:30 leaves a 10:30 slot free);
+ * - a slot starts no earlier than `notBefore` (now plus a minimum notice).
+ * Runs in O(windows + busy + slots): busy intervals are merged once and
+ * walked with a pointer; a conflict jumps straight past the busy interval.
+ */
+import type { Interval } from './types.ts';
+import { formatInZone } from './zoned.ts';
+
+export interface FreeSlotsInput {
+  open: readonly Interval[];
+  busy: readonly Interval[];
+  durationMinutes: number;
+  /** Default: the duration (back-to-back slots, as Cal.com's default slot interval). */
+  stepMinutes?: number;
+  /** Free time kept before and after every busy interval. Default 0. */
+  bufferMinutes?: number;
+  notBefore?: Date;
+  /** Stop after this many slots (default 10,000), so a wide range cannot run away. */
+  maxSlots?: number;
+}
+
+const MINUTE = 60_000;
+
+function positiveMinutes(value: number, name: string): number {
+  if (!Number.isFinite(value) || value <= 0 || value > 7 * 24 * 60) {
+    throw new RangeError(`${name} must be a positive number of minutes, at most a week.`);
+  }
+  return value;
+}
+
+function valid(interval: Interval): boolean {
+  const start = interval.start.getTime();
+  const end = interval.end.getTime();
+  return Number.isFinite(start) && Number.isFinite(end) && end > start;
+}
+
+/** Sorted, with overlapping and touching intervals joined; empty or invalid ones dropped. Times in ms. */
+export function mergeIntervals(intervals: readonly Interval[], widenMs = 0): { start: number; end: number }[] {
+  const sorted = intervals
+    .filter(valid)
+    .map((interval) => ({ start: interval.start.getTime() - widenMs, end: interval.end.getTime() + widenMs }))
+    .sort((a, b) => a.start - b.start);
+  const merged: { start: number; end: number }[] = [];
+  for (const interval of sorted) {
+    const last = merged[merged.length - 1];
+    if (last && interval.start <= last.end) last.end = Math.max(last.end, interval.end);
+    else merged.push({ ...interval });
+  }
+  return merged;
+}
+
+/** The smallest `origin + k·step` (k ≥ 0 integer) at or after `at`. */
+function alignUp(at: number, origin: number, step: number): number {
+  if (at <= origin) return origin;
+  return origin + Math.ceil((at - origin) / step) * step;
+}
+
+export function freeSlots(input: FreeSlotsInput): Interval[] {
+  const duration = positiveMinutes(input.durationMinutes, 'durationMinutes') * MINUTE;
+  const step = positiveMinutes(input.stepMinutes ?? input.durationMinutes, 'stepMinutes') * MINUTE;
+  const bufferMinutes = input.bufferMinutes ?? 0;
+  if (!Number.isFinite(bufferMinutes) || bufferMinutes < 0) throw new RangeError('bufferMinutes must not be negative.');
+  const maxSlots = input.maxSlots ?? 10_000;
+  const notBefore = input.notBefore?.getTime() ?? -Infinity;
+
+  const busy = mergeIntervals(input.busy, bufferMinutes * MINUTE);
+  const windows = input.open
+    .filter(valid)
+    .map((window) => ({ start: window.start.getTime(), end: window.end.getTime() }))
+    .sort((a, b) => a.start - b.start);
+
+  const starts = new Set<number>();
+  const slots: Interval[] = [];
+  for (const window of windows) {
+    // Busy intervals ending at or before the window's start never matter to it; find the first one that might.
+    let index = firstEndingAfter(busy, window.start);
+    let at = alignUp(notBefore, window.start, step);
+    while (at + duration <= window.end) {
+      while (index < busy.length && (busy[index]?.end ?? 0) <= at) index += 1;
+      const blocker = busy[index];
+      if (blocker && blocker.start < at + duration) {
+        // Overlaps [at, at + duration): the next candidate is the first aligned start at or after its end.
+        at = alignUp(blocker.end, window.start, step);
+        continue;
+      }
+      if (!starts.has(at)) {
+        starts.add(at);
+        slots.push({ start: new Date(at), end: new Date(at + duration) });
+        if (slots.length >= maxSlots) return sortByStart(slots);
+      }
+      at += step;
+    }
+  }
+  return sortByStart(slots);
+}
+
+function firstEndingAfter(busy: readonly { start: number; end: number }[], at: number): number {
+  let low = 0;
+  let high = busy.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if ((busy[middle]?.end ?? 0) <= at) low = middle + 1;
+    else high = middle;
+  }
+  return low;
+}
+
+function sortByStart(slots: Interval[]): Interval[] {
+  return slots.sort((a, b) => a.start.getTime() - b.start.getTime());
+}
+
+/** A slot as ISO 8601 strings with the zone's offset at each end (`+01:00` before, `+02:00` after a spring change). */
+export function formatSlot(interval: Interval, timeZone: string): { start: string; end: string } {
+  return { start: formatInZone(interval.start, timeZone), end: formatInZone(interval.end, timeZone) };
+}

@@ -1,0 +1,69 @@
+/**
+ * The calendar's settings from the environment (names in docs/calendar.md),
+ * so the edge function builds its clients in one line and tests or the local
+ * stack point every provider URL at a stand-in.
+ */
+import { type EnvReader, processEnv } from '../env.ts';
+import { createGoogleCalendar, type GoogleCalendarClient } from './google.ts';
+import type { HttpOptions } from './http.ts';
+import { createMicrosoftCalendar, type MicrosoftCalendarClient } from './microsoft.ts';
+import type { CalendarClient, CalendarProvider } from './types.ts';
+
+const read = (env: EnvReader, name: string) => env(name)?.trim() || undefined;
+
+/** The provider's client, or null when its OAuth app (client id and secret) is not configured. */
+export function calendarClientFromEnv(
+  provider: 'google',
+  env?: EnvReader,
+  http?: HttpOptions,
+): GoogleCalendarClient | null;
+export function calendarClientFromEnv(
+  provider: 'microsoft',
+  env?: EnvReader,
+  http?: HttpOptions,
+): MicrosoftCalendarClient | null;
+export function calendarClientFromEnv(provider: CalendarProvider, env?: EnvReader, http?: HttpOptions): CalendarClient | null;
+export function calendarClientFromEnv(
+  provider: CalendarProvider,
+  env: EnvReader = processEnv,
+  http: HttpOptions = {},
+): CalendarClient | null {
+  if (provider === 'google') {
+    const clientId = read(env, 'CALENDAR_GOOGLE_CLIENT_ID');
+    const clientSecret = read(env, 'CALENDAR_GOOGLE_CLIENT_SECRET');
+    if (!clientId || !clientSecret) return null;
+    return createGoogleCalendar({
+      ...http,
+      clientId,
+      clientSecret,
+      accountsBaseUrl: read(env, 'CALENDAR_GOOGLE_ACCOUNTS_URL'),
+      oauth2BaseUrl: read(env, 'CALENDAR_GOOGLE_OAUTH2_URL'),
+      apiBaseUrl: read(env, 'CALENDAR_GOOGLE_API_URL'),
+    });
+  }
+  const clientId = read(env, 'CALENDAR_MICROSOFT_CLIENT_ID');
+  const clientSecret = read(env, 'CALENDAR_MICROSOFT_CLIENT_SECRET');
+  if (!clientId || !clientSecret) return null;
+  return createMicrosoftCalendar({
+    ...http,
+    clientId,
+    clientSecret,
+    tenant: read(env, 'CALENDAR_MICROSOFT_TENANT'),
+    loginBaseUrl: read(env, 'CALENDAR_MICROSOFT_LOGIN_URL'),
+    graphBaseUrl: read(env, 'CALENDAR_MICROSOFT_GRAPH_URL'),
+  });
+}
+
+/**
+ * The secret OAuth states are signed with: CALENDAR_STATE_SECRET, else the
+ * project's JWT secret (safe to share: oauth-state.ts derives its own key from
+ * it). Undefined when neither is set.
+ */
+export function stateSecretFromEnv(env: EnvReader = processEnv): string | undefined {
+  return read(env, 'CALENDAR_STATE_SECRET') ?? read(env, 'SUPABASE_JWT_SECRET');
+}
+
+/** `<SUPABASE_URL>/functions/v1/calendar/oauth/callback`: the redirect URI to register with both providers. */
+export function calendarRedirectUri(supabaseUrl: string): string {
+  return `${supabaseUrl.replace(/\/+$/u, '')}/functions/v1/calendar/oauth/callback`;
+}

@@ -1,0 +1,162 @@
+import { describe, expect, it } from 'vitest';
+import {
+  formatInZone,
+  formatSlot,
+  freeSlots,
+  instantFromWallTime,
+  type Interval,
+  mergeIntervals,
+  offsetMinutes,
+  wallTimeReadings,
+} from '../../functions/_shared/calendar/index.ts';
+
+const at = (iso: string) => new Date(iso);
+const span = (start: string, end: string): Interval => ({ start: at(start), end: at(end) });
+/** Slot starts as ISO strings in a zone, for readable expectations. */
+const startsIn = (slots: Interval[], timeZone: string) => slots.map((slot) => formatInZone(slot.start, timeZone).slice(11, 16));
+
+describe('freeSlots', () => {
+  // Monday 2026-03-30, 09:00–12:00 Berlin (CEST, UTC+2).
+  const morning = span('2026-03-30T07:00:00Z', '2026-03-30T10:00:00Z');
+
+  it('cuts a free window into back-to-back slots of the duration', () => {
+    const slots = freeSlots({ open: [morning], busy: [], durationMinutes: 30 });
+    expect(startsIn(slots, 'Europe/Berlin')).toEqual(['09:00', '09:30', '10:00', '10:30', '11:00', '11:30']);
+    expect(slots[0]).toEqual(span('2026-03-30T07:00:00Z', '2026-03-30T07:30:00Z'));
+    expect(slots.at(-1)?.end).toEqual(morning.end);
+    // A step shorter than the duration: overlapping candidates, all inside the window.
+    expect(startsIn(freeSlots({ open: [morning], busy: [], durationMinutes: 60, stepMinutes: 30 }), 'Europe/Berlin')).toEqual([
+      '09:00',
+      '09:30',
+      '10:00',
+      '10:30',
+      '11:00',
+    ]);
+  });
+
+  it('leaves out slots overlapping busy times (merged), and keeps those that only touch them', () => {
+    const busy = [
+      span('2026-03-30T07:30:00Z', '2026-03-30T08:00:00Z'), // 09:30–10:00
+      span('2026-03-30T08:45:00Z', '2026-03-30T09:10:00Z'), // 10:45–11:10
+      span('2026-03-30T09:00:00Z', '2026-03-30T09:20:00Z'), // overlaps the one before
+    ];
+    const slots = freeSlots({ open: [morning], busy, durationMinutes: 30, stepMinutes: 15 });
+    expect(startsIn(slots, 'Europe/Berlin')).toEqual(['09:00', '10:00', '10:15', '11:30']);
+  });
+
+  it('keeps a buffer around busy times', () => {
+    const busy = [span('2026-03-30T08:00:00Z', '2026-03-30T08:30:00Z')]; // 10:00–10:30
+    const slots = freeSlots({ open: [morning], busy, durationMinutes: 30, stepMinutes: 15, bufferMinutes: 15 });
+    expect(startsIn(slots, 'Europe/Berlin')).toEqual(['09:00', '09:15', '10:45', '11:00', '11:15', '11:30']);
+  });
+
+  it('aligns starts to the step from each window start, not from the hour', () => {
+    const windows = [span('2026-03-30T07:10:00Z', '2026-03-30T08:10:00Z'), span('2026-03-30T12:05:00Z', '2026-03-30T13:00:00Z')];
+    const busy = [span('2026-03-30T07:20:00Z', '2026-03-30T07:25:00Z')];
+    const slots = freeSlots({ open: windows, busy, durationMinutes: 20, stepMinutes: 20 });
+    expect(slots.map((slot) => slot.start.toISOString().slice(11, 16))).toEqual(['07:30', '07:50', '12:05', '12:25']);
+  });
+
+  it('starts no earlier than notBefore, on the next aligned step', () => {
+    const slots = freeSlots({ open: [morning], busy: [], durationMinutes: 30, notBefore: at('2026-03-30T08:05:00Z') });
+    expect(startsIn(slots, 'Europe/Berlin')).toEqual(['10:30', '11:00', '11:30']);
+    expect(freeSlots({ open: [morning], busy: [], durationMinutes: 30, notBefore: at('2026-03-30T10:00:00Z') })).toEqual([]);
+  });
+
+  it('is right on the day Berlin springs forward (2026-03-29) and falls back (2026-10-25)', () => {
+    // 01:00–04:00 local on 2026-03-29: 01:00 CET = 00:00Z; 04:00 CEST = 02:00Z. Two hours of time.
+    const spring = freeSlots({ open: [span('2026-03-29T00:00:00Z', '2026-03-29T02:00:00Z')], busy: [], durationMinutes: 30 });
+    expect(spring.map((slot) => formatSlot(slot, 'Europe/Berlin').start)).toEqual([
+      '2026-03-29T01:00:00+01:00',
+      '2026-03-29T01:30:00+01:00',
+      '2026-03-29T03:00:00+02:00',
+      '2026-03-29T03:30:00+02:00',
+    ]);
+    expect(formatSlot(spring[1] as Interval, 'Europe/Berlin')).toEqual({
+      start: '2026-03-29T01:30:00+01:00',
+      end: '2026-03-29T03:00:00+02:00',
+    });
+
+    // 01:00–04:00 local on 2026-10-25: 01:00 CEST = 23:00Z the day before; 04:00 CET = 03:00Z. Four hours.
+    const autumn = freeSlots({
+      open: [span('2026-10-24T23:00:00Z', '2026-10-25T03:00:00Z')],
+      busy: [span('2026-10-25T00:30:00Z', '2026-10-25T01:00:00Z')], // the first 02:30–03:00 (CEST)
+      durationMinutes: 30,
+    });
+    expect(autumn.map((slot) => formatSlot(slot, 'Europe/Berlin').start)).toEqual([
+      '2026-10-25T01:00:00+02:00',
+      '2026-10-25T01:30:00+02:00',
+      '2026-10-25T02:00:00+02:00',
+      '2026-10-25T02:00:00+01:00',
+      '2026-10-25T02:30:00+01:00',
+      '2026-10-25T03:00:00+01:00',
+      '2026-10-25T03:30:00+01:00',
+    ]);
+    // A business day 09:00–17:00 on either change day is still 8 hours of slots.
+    const day = (start: string, end: string) => freeSlots({ open: [span(start, end)], busy: [], durationMinutes: 60 }).length;
+    expect(day('2026-03-29T07:00:00Z', '2026-03-29T15:00:00Z')).toBe(8);
+    expect(day('2026-10-25T08:00:00Z', '2026-10-25T16:00:00Z')).toBe(8);
+  });
+
+  it('handles unsorted, overlapping and empty input, and refuses nonsense', () => {
+    const windows = [span('2026-03-30T09:00:00Z', '2026-03-30T10:00:00Z'), span('2026-03-30T07:00:00Z', '2026-03-30T08:00:00Z')];
+    const slots = freeSlots({
+      open: [...windows, windows[1] as Interval, span('2026-03-30T12:00:00Z', '2026-03-30T12:00:00Z')],
+      busy: [span('2026-03-30T09:00:00Z', '2026-03-30T08:00:00Z')],
+      durationMinutes: 60,
+    });
+    expect(slots.map((slot) => slot.start.toISOString())).toEqual(['2026-03-30T07:00:00.000Z', '2026-03-30T09:00:00.000Z']);
+    expect(freeSlots({ open: [], busy: [], durationMinutes: 30 })).toEqual([]);
+    expect(() => freeSlots({ open: [morning], busy: [], durationMinutes: 0 })).toThrow(RangeError);
+    expect(() => freeSlots({ open: [morning], busy: [], durationMinutes: 30, stepMinutes: -5 })).toThrow(RangeError);
+    expect(() => freeSlots({ open: [morning], busy: [], durationMinutes: 30, bufferMinutes: -1 })).toThrow(RangeError);
+    expect(freeSlots({ open: [morning], busy: [], durationMinutes: 15, maxSlots: 3 })).toHaveLength(3);
+    expect(mergeIntervals([span('2026-03-30T08:00:00Z', '2026-03-30T09:00:00Z'), span('2026-03-30T09:00:00Z', '2026-03-30T10:00:00Z')])).toEqual([
+      { start: Date.parse('2026-03-30T08:00:00Z'), end: Date.parse('2026-03-30T10:00:00Z') },
+    ]);
+  });
+
+  it('answers 14 days of 15-minute slots against 600 busy intervals, never overlapping one', () => {
+    const open: Interval[] = [];
+    const busy: Interval[] = [];
+    for (let day = 0; day < 14; day += 1) {
+      const base = Date.parse('2026-04-01T07:00:00Z') + day * 86_400_000;
+      open.push({ start: new Date(base), end: new Date(base + 8 * 3600_000) });
+      for (let i = 0; i < 43; i += 1) {
+        const start = base - 3600_000 + i * 50 * 60_000 + (i % 3) * 7 * 60_000;
+        busy.push({ start: new Date(start), end: new Date(start + 20 * 60_000) });
+      }
+    }
+    const slots = freeSlots({ open, busy, durationMinutes: 15, bufferMinutes: 5 });
+    for (const slot of slots) {
+      for (const interval of busy) {
+        const clear =
+          slot.end.getTime() + 5 * 60_000 <= interval.start.getTime() || slot.start.getTime() >= interval.end.getTime() + 5 * 60_000;
+        expect(clear).toBe(true);
+      }
+    }
+    expect(slots.length).toBeGreaterThan(0);
+  });
+});
+
+describe('time zones', () => {
+  it('knows the Berlin offset on both sides of each change', () => {
+    expect(offsetMinutes(at('2026-03-29T00:59:59Z'), 'Europe/Berlin')).toBe(60);
+    expect(offsetMinutes(at('2026-03-29T01:00:00Z'), 'Europe/Berlin')).toBe(120);
+    expect(offsetMinutes(at('2026-10-25T00:59:59Z'), 'Europe/Berlin')).toBe(120);
+    expect(offsetMinutes(at('2026-10-25T01:00:00Z'), 'Europe/Berlin')).toBe(60);
+    expect(formatInZone(at('2026-07-01T12:00:00Z'), 'America/New_York')).toBe('2026-07-01T08:00:00-04:00');
+    expect(formatInZone(at('2026-07-01T12:00:00Z'), 'Asia/Kolkata')).toBe('2026-07-01T17:30:00+05:30');
+    expect(formatInZone(at('2026-07-01T12:00:00Z'), 'UTC')).toBe('2026-07-01T12:00:00+00:00');
+    expect(() => formatSlot(span('2026-07-01T12:00:00Z', '2026-07-01T13:00:00Z'), 'Nowhere/Land')).toThrow(RangeError);
+  });
+
+  it('reads wall times back: gaps forward, repeats as their first occurrence', () => {
+    expect(instantFromWallTime('2026-03-30T09:00:00', 'Europe/Berlin')).toEqual(at('2026-03-30T07:00:00Z'));
+    expect(instantFromWallTime('2026-03-29T02:30:00', 'Europe/Berlin')).toEqual(at('2026-03-29T01:30:00Z'));
+    expect(instantFromWallTime('2026-10-25T02:30:00.0000000', 'Europe/Berlin')).toEqual(at('2026-10-25T00:30:00Z'));
+    expect(wallTimeReadings('2026-10-25T02:30:00', 'Europe/Berlin')).toEqual([at('2026-10-25T00:30:00Z'), at('2026-10-25T01:30:00Z')]);
+    expect(wallTimeReadings('2026-03-29T02:30:00', 'Europe/Berlin')).toEqual([]);
+    expect(() => instantFromWallTime('30.03.2026 09:00', 'Europe/Berlin')).toThrow(RangeError);
+  });
+});
