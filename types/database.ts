@@ -56,6 +56,50 @@ isOneToOne: false
       referencedColumns: ["id"]
     }
                   ]
+                },"appointments": {
+                  Row: {
+                    "attendee_email": string | null,"attendee_name": string,"attendee_phone": string | null,"bot_id": string | null,"call_id": string | null,"cancel_reason": string | null,"canceled_at": string | null,"connection_id": string | null,"conversation_id": string | null,"created_at": string,"created_by": string | null,"ends_at": string,"external_event_id": string | null,"id": string,"notes": string | null,"org_id": string,"reschedule_count": number,"resource": string,"source": string,"starts_at": string,"status": string,"sync_error": string | null,"sync_status": string,"time_zone": string | null,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "attendee_email"?: string | null,"attendee_name": string,"attendee_phone"?: string | null,"bot_id"?: string | null,"call_id"?: string | null,"cancel_reason"?: string | null,"canceled_at"?: string | null,"connection_id"?: string | null,"conversation_id"?: string | null,"created_at"?: string,"created_by"?: string | null,"ends_at": string,"external_event_id"?: string | null,"id"?: string,"notes"?: string | null,"org_id": string,"reschedule_count"?: number,"resource"?: string,"source": string,"starts_at": string,"status"?: string,"sync_error"?: string | null,"sync_status"?: string,"time_zone"?: string | null,"updated_at"?: string
+                  }
+                  Update: {
+                    "attendee_email"?: string | null,"attendee_name"?: string,"attendee_phone"?: string | null,"bot_id"?: string | null,"call_id"?: string | null,"cancel_reason"?: string | null,"canceled_at"?: string | null,"connection_id"?: string | null,"conversation_id"?: string | null,"created_at"?: string,"created_by"?: string | null,"ends_at"?: string,"external_event_id"?: string | null,"id"?: string,"notes"?: string | null,"org_id"?: string,"reschedule_count"?: number,"resource"?: string,"source"?: string,"starts_at"?: string,"status"?: string,"sync_error"?: string | null,"sync_status"?: string,"time_zone"?: string | null,"updated_at"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "appointments_bot_fk"
+      columns: ["bot_id","org_id"]
+isOneToOne: false
+      referencedRelation: "bots"
+      referencedColumns: ["id","org_id"]
+    },{
+      foreignKeyName: "appointments_call_fk"
+      columns: ["call_id","org_id"]
+isOneToOne: false
+      referencedRelation: "calls"
+      referencedColumns: ["id","org_id"]
+    },{
+      foreignKeyName: "appointments_connection_fk"
+      columns: ["connection_id","org_id"]
+isOneToOne: false
+      referencedRelation: "calendar_connections"
+      referencedColumns: ["id","org_id"]
+    },{
+      foreignKeyName: "appointments_conversation_fk"
+      columns: ["conversation_id","org_id"]
+isOneToOne: false
+      referencedRelation: "conversations"
+      referencedColumns: ["id","org_id"]
+    },{
+      foreignKeyName: "appointments_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
                 },"audit_log": {
                   Row: {
                     "action": string,"actor_api_key_id": string | null,"actor_user_id": string | null,"created_at": string,"hash": string,"id": number,"new_values": Json | null,"old_values": Json | null,"org_id": string,"prev_hash": string,"record_id": string | null,"seq": number,"table_name": string
@@ -128,6 +172,32 @@ isOneToOne: false
       referencedColumns: ["id"]
     }
                   ]
+                },"business_closures": {
+                  Row: {
+                    "bot_id": string | null,"created_at": string,"created_by": string | null,"during": unknown,"id": string,"org_id": string,"reason": string | null,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "bot_id"?: string | null,"created_at"?: string,"created_by"?: string | null,"during": unknown,"id"?: string,"org_id": string,"reason"?: string | null,"updated_at"?: string
+                  }
+                  Update: {
+                    "bot_id"?: string | null,"created_at"?: string,"created_by"?: string | null,"during"?: unknown,"id"?: string,"org_id"?: string,"reason"?: string | null,"updated_at"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "business_closures_bot_fk"
+      columns: ["bot_id","org_id"]
+isOneToOne: false
+      referencedRelation: "bots"
+      referencedColumns: ["id","org_id"]
+    },{
+      foreignKeyName: "business_closures_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
                 },"business_hours": {
                   Row: {
                     "bot_id": string | null,"closes": string,"created_at": string,"id": string,"opens": string,"org_id": string,"updated_at": string,"weekday": number
@@ -148,6 +218,32 @@ isOneToOne: false
       referencedColumns: ["id","org_id"]
     },{
       foreignKeyName: "business_hours_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"calendar_connections": {
+                  Row: {
+                    "account_email": string,"bot_id": string | null,"connected_by": string | null,"created_at": string,"external_calendar_id": string | null,"id": string,"last_refreshed_at": string | null,"org_id": string,"provider": string,"scopes": (string)[],"status": string,"status_reason": string | null,"token_expires_at": string | null,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "account_email": string,"bot_id"?: string | null,"connected_by"?: string | null,"created_at"?: string,"external_calendar_id"?: string | null,"id"?: string,"last_refreshed_at"?: string | null,"org_id": string,"provider": string,"scopes"?: (string)[],"status"?: string,"status_reason"?: string | null,"token_expires_at"?: string | null,"updated_at"?: string
+                  }
+                  Update: {
+                    "account_email"?: string,"bot_id"?: string | null,"connected_by"?: string | null,"created_at"?: string,"external_calendar_id"?: string | null,"id"?: string,"last_refreshed_at"?: string | null,"org_id"?: string,"provider"?: string,"scopes"?: (string)[],"status"?: string,"status_reason"?: string | null,"token_expires_at"?: string | null,"updated_at"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "calendar_connections_bot_fk"
+      columns: ["bot_id","org_id"]
+isOneToOne: false
+      referencedRelation: "bots"
+      referencedColumns: ["id","org_id"]
+    },{
+      foreignKeyName: "calendar_connections_org_id_fkey"
       columns: ["org_id"]
 isOneToOne: false
       referencedRelation: "organizations"
@@ -918,6 +1014,9 @@ isOneToOne: false
         isOneToOne: true
         isSetofReturn: false
       } },
+"begin_calendar_connection":
+{ Args: { "bot_id"?: string,"code_verifier": string,"org_id": string,"provider": string,"redirect_to"?: string }; Returns: string
+                           },
 "call_stats_daily":
 { Args: { "bot_id"?: string,"from_date": string,"org_id": string,"time_zone"?: string,"to_date": string }; Returns: {
               "avg_duration_seconds": number,"busy": number,"canceled": number,"day": string,"ended": number,"failed": number,"negative": number,"neutral": number,"no_answer": number,"positive": number,"total": number,"unknown": number
@@ -926,6 +1025,40 @@ isOneToOne: false
 "call_stats_summary":
 { Args: { "bot_id"?: string,"from_date": string,"org_id": string,"time_zone"?: string,"to_date": string }; Returns: Json
                            },
+"cancel_appointment":
+{ Args: { "appointment_id": string,"reason"?: string }; Returns: {
+              "attendee_email": string | null,
+"attendee_name": string,
+"attendee_phone": string | null,
+"bot_id": string | null,
+"call_id": string | null,
+"cancel_reason": string | null,
+"canceled_at": string | null,
+"connection_id": string | null,
+"conversation_id": string | null,
+"created_at": string,
+"created_by": string | null,
+"ends_at": string,
+"external_event_id": string | null,
+"id": string,
+"notes": string | null,
+"org_id": string,
+"reschedule_count": number,
+"resource": string,
+"source": string,
+"starts_at": string,
+"status": string,
+"sync_error": string | null,
+"sync_status": string,
+"time_zone": string | null,
+"updated_at": string
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "appointments"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
 "cancel_call":
 { Args: { "call_id": string }; Returns: {
               "analysis_requested_at": string | null,
@@ -1026,6 +1159,40 @@ isOneToOne: false
                           SetofOptions: {
         from: "*"
         to: "new_api_key"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
+"create_appointment":
+{ Args: { "attendee_email"?: string,"attendee_name": string,"attendee_phone"?: string,"bot_id"?: string,"call_id"?: string,"conversation_id"?: string,"ends_at": string,"notes"?: string,"org_id": string,"resource"?: string,"starts_at": string,"time_zone"?: string }; Returns: {
+              "attendee_email": string | null,
+"attendee_name": string,
+"attendee_phone": string | null,
+"bot_id": string | null,
+"call_id": string | null,
+"cancel_reason": string | null,
+"canceled_at": string | null,
+"connection_id": string | null,
+"conversation_id": string | null,
+"created_at": string,
+"created_by": string | null,
+"ends_at": string,
+"external_event_id": string | null,
+"id": string,
+"notes": string | null,
+"org_id": string,
+"reschedule_count": number,
+"resource": string,
+"source": string,
+"starts_at": string,
+"status": string,
+"sync_error": string | null,
+"sync_status": string,
+"time_zone": string | null,
+"updated_at": string
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "appointments"
         isOneToOne: true
         isSetofReturn: false
       } },
@@ -1136,6 +1303,9 @@ isOneToOne: false
         isOneToOne: false
         isSetofReturn: true
       } },
+"disconnect_calendar":
+{ Args: { "connection_id": string }; Returns: Record<string, unknown>
+                           },
 "invite_member":
 { Args: { "email": string,"org_id": string,"role"?: Database["public"]['Enums']["org_role"],"valid_for"?: string }; Returns: {
               "expires_at": string,"id": string,"token": string
@@ -1182,6 +1352,40 @@ isOneToOne: false
                           SetofOptions: {
         from: "*"
         to: "memberships"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
+"reschedule_appointment":
+{ Args: { "appointment_id": string,"ends_at": string,"starts_at": string }; Returns: {
+              "attendee_email": string | null,
+"attendee_name": string,
+"attendee_phone": string | null,
+"bot_id": string | null,
+"call_id": string | null,
+"cancel_reason": string | null,
+"canceled_at": string | null,
+"connection_id": string | null,
+"conversation_id": string | null,
+"created_at": string,
+"created_by": string | null,
+"ends_at": string,
+"external_event_id": string | null,
+"id": string,
+"notes": string | null,
+"org_id": string,
+"reschedule_count": number,
+"resource": string,
+"source": string,
+"starts_at": string,
+"status": string,
+"sync_error": string | null,
+"sync_status": string,
+"time_zone": string | null,
+"updated_at": string
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "appointments"
         isOneToOne: true
         isSetofReturn: false
       } },
