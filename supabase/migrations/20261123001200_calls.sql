@@ -1305,7 +1305,13 @@ begin
     target.llm_latency_ms := coalesce(round((event #>> '{latencies,llm_ms}')::numeric)::integer, target.llm_latency_ms);
     target.tts_latency_ms := coalesce(round((event #>> '{latencies,tts_ms}')::numeric)::integer, target.tts_latency_ms);
   end if;
-  target.last_event_at := pg_catalog.now();
+  -- Closing silent calls needs minutes of precision, not each utterance: a
+  -- call heard from in the last 30 seconds keeps its clock, so an event that
+  -- changes nothing else (most live transcript lines) skips the update of
+  -- the call and its triggers.
+  if is_new or found_call.last_event_at is null or found_call.last_event_at < pg_catalog.now() - interval '30 seconds' then
+    target.last_event_at := pg_catalog.now();
+  end if;
 
   if is_new then
     insert into public.calls (
@@ -1320,7 +1326,7 @@ begin
       target.provider_call_id, target.last_event_at, null
     )
     returning * into target;
-  else
+  elsif target is distinct from found_call then
     update public.calls c set
       bot_id = target.bot_id, conversation_id = target.conversation_id, from_number = target.from_number,
       to_number = target.to_number, status = target.status, status_occurred_at = target.status_occurred_at,
