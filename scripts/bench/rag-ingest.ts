@@ -8,14 +8,13 @@
  *    pg_net → function), the path a user waits on; the promise is 5 s.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { SupabaseClient } from '@supabase/supabase-js';
 import { createSql, type Sql } from '../../functions/_shared/db.ts';
 import { signUserToken } from '../local/keys.ts';
 import { type Stack, startStack } from '../local/stack.ts';
 import { pageMarker, textPdf } from '../../tests/support/pdfs.ts';
 import { supabaseClient } from '../../tests/support/supabase-client.ts';
+import { freePort } from '../local/free-port.ts';
 
 const THROUGHPUT_PAGES = 50;
 const THROUGHPUT_RUNS = 3;
@@ -28,14 +27,6 @@ interface Tenant {
 }
 
 /** The API port must be known before start: the functions reach Storage through SUPABASE_URL. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 async function createTenant(stack: Stack, sql: Sql): Promise<Tenant> {
   const orgId = randomUUID();
   const memberId = randomUUID();

@@ -25,6 +25,7 @@ import {
   vapiStatusUpdate,
   type VapiStub,
 } from '../support/vapi-stub.ts';
+import { freePort } from '../../scripts/local/free-port.ts';
 
 let stack: Stack;
 let sql: Sql;
@@ -36,14 +37,6 @@ let other: ChatOrg;
 let bot: string;
 let vapiSecret: string;
 const RECORDING = Buffer.from('RIFF....WAVEfmt fake audio for the test');
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** A zone where it is now mid-day, so callee quiet hours (08:00–21:00 local) never push a test call to tomorrow. */
 function middayZone(): string {

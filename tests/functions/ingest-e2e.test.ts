@@ -7,8 +7,6 @@
  * scheduler and the Vault secrets would otherwise act on other files' data.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { SupabaseClient } from '@supabase/supabase-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSql, type Sql, withUserScope } from '../../functions/_shared/db.ts';
@@ -16,20 +14,13 @@ import { signUserToken } from '../../scripts/local/keys.ts';
 import { type Stack, startStack } from '../../scripts/local/stack.ts';
 import { pageMarker, textPdf } from '../support/pdfs.ts';
 import { supabaseClient } from '../support/supabase-client.ts';
+import { freePort } from '../../scripts/local/free-port.ts';
 
 let stack: Stack;
 let sql: Sql;
 let orgId: string;
 let memberId: string;
 let member: SupabaseClient;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 beforeAll(async () => {
   stack = await startStack({

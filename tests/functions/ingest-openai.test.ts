@@ -7,8 +7,6 @@
  * in tests/unit/embeddings.test.ts; a document with 2,049 chunks is too slow here.)
  */
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { SupabaseClient } from '@supabase/supabase-js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createSql, type Sql, withUserScope } from '../../functions/_shared/db.ts';
@@ -18,6 +16,7 @@ import { type Stack, startStack } from '../../scripts/local/stack.ts';
 import { type OpenAiStub, startOpenAiStub } from '../support/openai-stub.ts';
 import { pageMarker, textPdf } from '../support/pdfs.ts';
 import { supabaseClient } from '../support/supabase-client.ts';
+import { freePort } from '../../scripts/local/free-port.ts';
 
 const API_KEY = 'sk-stub-key';
 const STEP_PAGES = 5;
@@ -28,14 +27,6 @@ let sql: Sql;
 let orgId: string;
 let memberId: string;
 let member: SupabaseClient;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 beforeAll(async () => {
   stub = await startOpenAiStub({ apiKey: API_KEY });

@@ -7,8 +7,6 @@
  * broadcasts and usage checked in the database.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { SupabaseClient } from '@supabase/supabase-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JwtClaims } from '../../functions/_shared/auth.ts';
@@ -27,6 +25,7 @@ import { signUserToken } from '../../scripts/local/keys.ts';
 import { type Stack, startStack } from '../../scripts/local/stack.ts';
 import { encryptedPdf, corruptPdf, imageOnlyPdf, pageMarker, textPdf } from '../support/pdfs.ts';
 import { supabaseClient } from '../support/supabase-client.ts';
+import { freePort } from '../../scripts/local/free-port.ts';
 
 const STEP_PAGES = 10;
 const PDF = 'application/pdf';
@@ -46,14 +45,6 @@ const orgs: Org[] = [];
  * http://127.0.0.1:0 (the configured port, not the one it got), and the function reaches Storage
  * through SUPABASE_URL, so the API port must be known before the stack starts.
  */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 beforeAll(async () => {
   stack = await startStack({
     dbPort: 0,

@@ -4,8 +4,6 @@
  * its row and (by cascade) its chunks, for admins and up only.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { SupabaseClient } from '@supabase/supabase-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSql, type Sql } from '../../functions/_shared/db.ts';
@@ -13,6 +11,7 @@ import { signUserToken } from '../../scripts/local/keys.ts';
 import { type Stack, startStack } from '../../scripts/local/stack.ts';
 import { pageMarker, textPdf } from '../support/pdfs.ts';
 import { supabaseClient } from '../support/supabase-client.ts';
+import { freePort } from '../../scripts/local/free-port.ts';
 
 type Role = 'owner' | 'admin' | 'member' | 'viewer';
 const ROLES: Role[] = ['owner', 'admin', 'member', 'viewer'];
@@ -30,14 +29,6 @@ let org: Org;
 let other: Org;
 
 /** A port that was free a moment ago: startStack with apiPort 0 would tell the functions SUPABASE_URL port 0. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 async function createOrg(): Promise<Org> {
   const id = randomUUID();
   const users = Object.fromEntries(ROLES.map((role) => [role, randomUUID()])) as Record<Role, string>;

@@ -20,6 +20,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { lexicalEmbedding } from '../../functions/_shared/embeddings/offline.ts';
 import { countTokens } from '../../functions/_shared/text/tokens.ts';
+import { readBody } from './read-body.ts';
 
 export interface StubRequest {
   at: number;
@@ -308,15 +309,6 @@ async function dropConnection(res: ServerResponse): Promise<void> {
 
 function toBase64(vector: number[]): string {
   return Buffer.from(new Float32Array(vector).buffer).toString('base64');
-}
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
 }
 
 function sendJson(res: ServerResponse, status: number, payload: unknown, headers: Record<string, string> = {}): void {

@@ -9,6 +9,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { readBody } from './read-body.ts';
 
 export interface TelegramStubCall {
   at: number;
@@ -143,15 +144,6 @@ export async function startTelegramStub(options: { token?: string } = {}): Promi
   const { port } = server.address() as AddressInfo;
   stub.baseUrl = `http://127.0.0.1:${port}`;
   return stub;
-}
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
 }
 
 function reply(res: ServerResponse, status: number, payload: unknown): void {

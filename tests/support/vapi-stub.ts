@@ -20,6 +20,7 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { readBody } from './read-body.ts';
 
 export interface VapiStubRequest {
   at: number;
@@ -195,15 +196,6 @@ export async function startVapiStub(options: { apiKey?: string } = {}): Promise<
       await new Promise((resolve) => server.close(resolve));
     },
   };
-}
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
 }
 
 function reply(res: ServerResponse, status: number, payload: unknown, headers: Record<string, string> = {}): void {

@@ -23,6 +23,7 @@ import {
   SSE_HEADERS,
   sseResponse,
 } from '../../functions/_shared/sse.ts';
+import { readBody } from '../support/read-body.ts';
 
 const decoder = new TextDecoder();
 
@@ -441,11 +442,3 @@ async function serve(
   };
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
