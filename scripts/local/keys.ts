@@ -7,6 +7,14 @@ import { SignJWT } from 'jose';
  */
 export const LOCAL_JWT_SECRET = 'super-secret-jwt-token-with-at-least-32-characters-long';
 const LOCAL_ISSUER = 'supabase-demo';
+/**
+ * Local-only CALENDAR_TOKEN_KEY, so `npm start` can connect calendars with no
+ * setup: base64 of the 32 ASCII bytes "local-only-calendar-key-not-prod".
+ * Anyone can read it here, so tokens sealed with it are not protected. Never
+ * use it for a deployed project: set `openssl rand -base64 32` there.
+ */
+export const LOCAL_CALENDAR_TOKEN_KEY = 'bG9jYWwtb25seS1jYWxlbmRhci1rZXktbm90LXByb2Q=';
+
 /** The CLI's local keys expire in 2032; ours do too so they stay interchangeable. */
 const API_KEY_EXPIRY = 1983812996;
 

@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { ROOT_DIR } from './paths.ts';
 import type { PGlite } from '@electric-sql/pglite';
 import postgres from 'postgres';
-import { localKeys, type LocalKeys } from './keys.ts';
+import { LOCAL_CALENDAR_TOKEN_KEY, localKeys, type LocalKeys } from './keys.ts';
 import { isFreshDatabase, loadPlatform, migrate } from './migrate.ts';
 import { applySessionDefaults, openDatabase, SESSION_DEFAULTS_SQL } from './pglite.ts';
 import { Scheduler } from './scheduler.ts';
@@ -113,6 +113,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
           SUPABASE_JWT_SECRET: keys.jwtSecret,
           // Local receivers (http://127.0.0.1:...) are the point of a local stack; never set in a project.
           WEBHOOK_ALLOW_LOOPBACK: 'true',
+          // Local-only key (scripts/local/keys.ts) so calendars connect with no setup; a project sets its own.
+          CALENDAR_TOKEN_KEY: LOCAL_CALENDAR_TOKEN_KEY,
           ...options.functionEnv,
         },
       });

@@ -1,0 +1,116 @@
+/**
+ * Free slots for a bot (or the org): the open ranges SQL computes (business
+ * hours in local days, so DST keeps 09:00 at 09:00, minus closures) minus
+ * booked appointments minus the busy times of every calendar that counts for
+ * the bot (its own and the org's), asked of all providers at once. A
+ * calendar that cannot be read is reported in `missing`, never treated as
+ * free. Slots never start in the past.
+ *
+ * The SQL parts come in one statement run by the caller's scope: as the
+ * signed-in user (the functions check calendar.read) or as the service role
+ * for a bot's API key. Tokens are read by the session as the service role.
+ */
+import type { TransactionSql } from '../_shared/db.ts';
+import { freeSlots, type Interval } from '../_shared/calendar/index.ts';
+import { CalendarUnavailable, type CalendarSession, type MissingReason } from './session.ts';
+
+export type Scoped = <T>(fn: (tx: TransactionSql) => Promise<T>) => Promise<T>;
+
+export interface AvailabilityRequest {
+  orgId: string;
+  botId: string | null;
+  from: Date;
+  to: Date;
+  durationMinutes: number;
+  stepMinutes?: number;
+  resource: string;
+}
+
+export interface MissingCalendar {
+  connection_id: string;
+  provider: string;
+  reason: MissingReason;
+}
+
+export interface AvailabilityResult {
+  /** The org's zone (the default for showing slots). */
+  orgTimeZone: string;
+  slots: Interval[];
+  missing: MissingCalendar[];
+}
+
+interface PartsRow {
+  time_zone: string | null;
+  open: [number, number][];
+  booked: [number, number][];
+  calendars: { connection_id: string; provider: string; status: string }[];
+}
+
+const toIntervals = (pairs: [number, number][]) =>
+  pairs.map(([start, end]) => ({ start: new Date(Number(start)), end: new Date(Number(end)) }));
+
+/** Open ranges, booked times and the calendars that count, in one round trip (tstzmultiranges as epoch ms pairs). */
+async function readParts(scoped: Scoped, request: AvailabilityRequest): Promise<PartsRow> {
+  return await scoped(async (tx) => {
+    const during = tx`tstzrange(${request.from.toISOString()}::timestamptz, ${request.to.toISOString()}::timestamptz, '[)')`;
+    const pairs = (ranges: ReturnType<typeof tx>) => tx`
+      select coalesce(json_agg(json_build_array(extract(epoch from lower(r)) * 1000, extract(epoch from upper(r)) * 1000)
+                      order by lower(r)), '[]'::json)
+      from unnest(${ranges}) r`;
+    const [row] = await tx<PartsRow[]>`
+      select
+        (${pairs(tx`private.open_ranges(${request.orgId}::uuid, ${request.botId}::uuid, ${during})`)}) as open,
+        (${pairs(tx`private.busy_from_appointments(${request.orgId}::uuid, ${request.resource}, ${during})`)}) as booked,
+        (select coalesce(json_agg(json_build_object('connection_id', c.connection_id, 'provider', c.provider, 'status', c.status)),
+                         '[]'::json)
+         from private.calendars_for_bot(${request.orgId}::uuid, ${request.botId}::uuid) c) as calendars,
+        (select o.time_zone from public.organizations o where o.id = ${request.orgId}::uuid) as time_zone`;
+    return row;
+  });
+}
+
+export async function computeAvailability(
+  scoped: Scoped,
+  session: CalendarSession,
+  request: AvailabilityRequest,
+  now: Date,
+): Promise<AvailabilityResult> {
+  const parts = await readParts(scoped, request);
+  const missing: MissingCalendar[] = parts.calendars
+    .filter((calendar) => calendar.status !== 'connected')
+    .map((calendar) => ({ connection_id: calendar.connection_id, provider: calendar.provider, reason: 'needs_reauth' }));
+  const connected = parts.calendars.filter((calendar) => calendar.status === 'connected');
+  const busy: Interval[] = toIntervals(parts.booked);
+
+  // Only the future matters: ask the providers from now on (or not at all for a past window).
+  const busyFrom = new Date(Math.max(request.from.getTime(), now.getTime()));
+  if (connected.length > 0 && busyFrom < request.to && parts.open.length > 0) {
+    await session.load(connected.map((calendar) => calendar.connection_id));
+    const outcomes = await Promise.all(
+      connected.map((calendar) =>
+        session.busy(calendar.connection_id, busyFrom, request.to).then(
+          (times) => ({ calendar, times, error: undefined }),
+          (error: unknown) => ({ calendar, times: [], error }),
+        )
+      ),
+    );
+    for (const { calendar, times, error } of outcomes) {
+      if (error === undefined) {
+        busy.push(...times);
+      } else if (error instanceof CalendarUnavailable) {
+        missing.push({ connection_id: calendar.connection_id, provider: calendar.provider, reason: error.reason });
+      } else {
+        throw error;
+      }
+    }
+  }
+
+  const slots = freeSlots({
+    open: toIntervals(parts.open),
+    busy,
+    durationMinutes: request.durationMinutes,
+    ...(request.stepMinutes === undefined ? {} : { stepMinutes: request.stepMinutes }),
+    notBefore: now,
+  });
+  return { orgTimeZone: parts.time_zone ?? 'UTC', slots, missing };
+}

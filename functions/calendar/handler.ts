@@ -1,0 +1,72 @@
+/**
+ * The calendar function: connecting Google and Microsoft calendars (OAuth
+ * with PKCE and a signed single-use state), availability, and appointments
+ * mirrored to the connected calendar. Routes in router.ts.
+ *
+ * Who calls what:
+ * - the dashboard, as a signed-in user (JWT, verified here; SQL checks
+ *   calendar.manage, calendar.read or appointments.write): oauth/start,
+ *   connections/:id/disconnect, availability, appointments;
+ * - the provider, redirecting the admin's browser: oauth/callback (no JWT;
+ *   the signed state stands for the user);
+ * - a voice agent's tool calls (e.g. Vapi's function tools) and our chat
+ *   core, with a bot's API key: `GET /calendar/bots/:bot_id/availability`
+ *   (scope calendar.read) to offer free slots to a caller, and
+ *   `POST /calendar/bots/:bot_id/appointments` (scope calendar.write) to book
+ *   one of them; a bot can only book inside a free slot, provider busy times
+ *   included.
+ * verify_jwt is off for this function as a whole (supabase/config.toml),
+ * since the callback and API keys carry no Supabase JWT; each route
+ * authenticates its caller itself.
+ */
+import { requireUser } from '../_shared/auth.ts';
+import { getSql, type Sql } from '../_shared/db.ts';
+import { type EnvReader, processEnv } from '../_shared/env.ts';
+import { createHandler } from '../_shared/handler.ts';
+import type { HttpOptions } from '../_shared/calendar/index.ts';
+import { cancelAppointment, createAppointment, rescheduleAppointment } from './appointments.ts';
+import { botAvailability, userAvailability } from './availability-route.ts';
+import { botAppointment } from './bot-booking.ts';
+import { requestContext } from './context.ts';
+import { disconnect } from './disconnect.ts';
+import { oauthCallback, oauthStart } from './oauth.ts';
+import { matchRoute } from './router.ts';
+
+export interface CalendarDeps {
+  sql: () => Sql;
+  env?: EnvReader;
+  now?: () => Date;
+  /** Provider HTTP settings (tests inject a fetch or shorter waits). */
+  http?: HttpOptions;
+}
+
+export function createCalendarHandler(deps: CalendarDeps): (req: Request) => Promise<Response> {
+  const env = deps.env ?? processEnv;
+  const settings = { env, http: deps.http ?? {}, now: deps.now ?? (() => new Date()) };
+  return createHandler(async (req, { requestId }) => {
+    const route = matchRoute(req.method, new URL(req.url).pathname);
+    const ctx = requestContext(deps.sql, settings, requestId);
+    switch (route.name) {
+      case 'oauthStart':
+        return oauthStart(ctx, req, await requireUser(req, { env }));
+      case 'oauthCallback':
+        return oauthCallback(ctx, req);
+      case 'disconnect':
+        return disconnect(ctx, await requireUser(req, { env }), route.connectionId);
+      case 'availability':
+        return userAvailability(ctx, req, await requireUser(req, { env }));
+      case 'createAppointment':
+        return createAppointment(ctx, req, await requireUser(req, { env }));
+      case 'rescheduleAppointment':
+        return rescheduleAppointment(ctx, req, await requireUser(req, { env }), route.appointmentId);
+      case 'cancelAppointment':
+        return cancelAppointment(ctx, req, await requireUser(req, { env }), route.appointmentId);
+      case 'botAvailability':
+        return botAvailability(ctx, req, route.botId);
+      case 'botAppointment':
+        return botAppointment(ctx, req, route.botId);
+    }
+  }, { env });
+}
+
+export const handler = createCalendarHandler({ sql: () => getSql() });

@@ -1,0 +1,233 @@
+/**
+ * Connecting a calendar (admins, calendar.manage), OAuth 2.0 authorization
+ * code with PKCE:
+ *
+ * POST /calendar/oauth/start `{ org_id, provider, bot_id?, redirect_to? }` (JWT)
+ *   → begin_calendar_connection as the user stores a single-use state (10
+ *   minutes) with the PKCE verifier and returns its id; we sign that id
+ *   (jose) into the provider's `state`; 200 `{ authorization_url, expires_at }`.
+ *
+ * GET /calendar/oauth/callback?code&state (the provider's browser redirect; no JWT)
+ *   → the state's signature and expiry (400 `invalid_state`), then the state
+ *   used once in SQL (400 `state_used` / `state_expired`, 403 when the user
+ *   lost calendar.manage), the code exchanged with the stored verifier, the
+ *   token set sealed (AES-GCM, CALENDAR_TOKEN_KEY) and stored with the
+ *   connection. With a redirect_to, the browser is sent there (303) with
+ *   `?calendar=connected&connection_id=...` or `?calendar=error&reason=<code>`;
+ *   without one, JSON `{ connection_id, provider, account_email }` or the error.
+ *   The target comes from the signed state only, so nobody can bounce a
+ *   browser through us to a page of their choosing; a state that does not
+ *   verify is always answered in JSON.
+ */
+import type { UserClaims } from '../_shared/auth.ts';
+import { asServiceRole, withUserScope } from '../_shared/db.ts';
+import { HttpError } from '../_shared/errors.ts';
+import { json } from '../_shared/http.ts';
+import { isPostgresError } from '../_shared/pg-errors.ts';
+import {
+  CalendarAuthError,
+  type CalendarClient,
+  type CalendarProvider,
+  CalendarRateLimitError,
+  createOAuthState,
+  createPkcePair,
+  GOOGLE_REQUIRED_SCOPES,
+  missingScopes,
+  type OAuthStateClaims,
+  OAuthStateError,
+  sealTokenSet,
+  type TokenSet,
+  verifyOAuthState,
+} from '../_shared/calendar/index.ts';
+import type { RequestContext } from './context.ts';
+import { calendarHttpError, mapCalendarErrors } from './errors.ts';
+import { oauthStartBody, readBody } from './schemas.ts';
+import { requireClient, requireKeyring, requireRedirectUri, requireStateSecret } from './settings.ts';
+import { connectionKey, tokenContext } from './stored-tokens.ts';
+
+export async function oauthStart(ctx: RequestContext, req: Request, claims: UserClaims): Promise<Response> {
+  const body = await readBody(req, oauthStartBody);
+  // Refuse before the user goes through the consent screen for nothing.
+  const client = requireClient(ctx.settings, body.provider);
+  await requireKeyring(ctx.settings);
+  const secret = requireStateSecret(ctx.settings);
+  const redirectUri = requireRedirectUri(ctx.settings);
+  const { codeVerifier, codeChallenge } = await createPkcePair();
+  const jti = await mapCalendarErrors(
+    () =>
+      withUserScope(ctx.sql, claims, async (tx) => {
+        const [row] = await tx<{ jti: string }[]>`
+          select public.begin_calendar_connection(${body.org_id}::uuid, ${body.provider}, ${codeVerifier},
+                                                  ${body.bot_id ?? null}::uuid, ${body.redirect_to ?? null}) as jti`;
+        return row.jti;
+      }),
+    { forbidden: 'Only admins can connect calendars.', notFound: 'The bot was not found in this organization.' },
+  );
+  const { state, expiresAt } = await createOAuthState({
+    secret,
+    orgId: body.org_id,
+    userId: claims.sub,
+    provider: body.provider,
+    jti,
+    ...(body.redirect_to ? { redirectAfter: body.redirect_to } : {}),
+    now: ctx.settings.now(),
+  });
+  return json({
+    authorization_url: client.authorizationUrl({ redirectUri, state, codeChallenge }),
+    expires_at: expiresAt.toISOString(),
+  });
+}
+
+interface ConsumedState {
+  org_id: string;
+  user_id: string;
+  bot_id: string | null;
+  provider: CalendarProvider;
+  code_verifier: string;
+  redirect_to: string | null;
+}
+
+/** The state's row, used once (service role). */
+async function consumeState(ctx: RequestContext, claims: OAuthStateClaims): Promise<ConsumedState> {
+  let row: ConsumedState | undefined;
+  try {
+    [row] = await asServiceRole(ctx.sql, (tx) =>
+      tx<ConsumedState[]>`
+        select org_id, user_id, bot_id, provider, code_verifier, redirect_to
+        from private.consume_calendar_oauth_state(${claims.jti}::uuid)`);
+  } catch (error) {
+    if (isPostgresError(error) && error.code === '22023') {
+      if (/already used/u.test(error.message)) {
+        throw new HttpError(400, 'state_used', 'This sign-in link was already used; start connecting the calendar again.');
+      }
+      throw new HttpError(400, 'state_expired', 'This sign-in link has expired; start connecting the calendar again.');
+    }
+    if (isPostgresError(error) && error.code === 'P0002') {
+      throw new HttpError(400, 'invalid_state', 'This sign-in link is unknown; start connecting the calendar again.');
+    }
+    throw calendarHttpError(error, {
+      forbidden: 'You no longer have the calendar.manage permission in this organization.',
+    });
+  }
+  // The signature already binds these; a mismatch means the row is not this state's.
+  if (!row || row.org_id !== claims.orgId || row.user_id !== claims.userId || row.provider !== claims.provider) {
+    throw new HttpError(400, 'invalid_state', 'The sign-in link does not match its record; start again.');
+  }
+  return row;
+}
+
+/** The provider's answer to our code, as an HTTP error when it refused or failed. */
+async function exchange(client: CalendarClient, code: string, verifier: string, redirectUri: string): Promise<TokenSet> {
+  try {
+    return await client.exchangeCode({ code, codeVerifier: verifier, redirectUri });
+  } catch (error) {
+    if (error instanceof CalendarAuthError) {
+      throw new HttpError(400, 'code_rejected', 'The provider refused the sign-in code (expired or already used); start again.', {}, {
+        cause: error,
+      });
+    }
+    if (error instanceof CalendarRateLimitError) {
+      throw new HttpError(503, 'provider_unavailable', `The provider is throttling; try again in ${error.retryAfterSeconds} s.`, {
+        'retry-after': String(error.retryAfterSeconds),
+      });
+    }
+    throw new HttpError(502, 'provider_unavailable', 'The provider did not complete the sign-in; try again.', {}, {
+      cause: error,
+    });
+  }
+}
+
+const PROVIDER_ERROR = /^[a-z_]{1,64}$/u;
+
+async function connect(ctx: RequestContext, url: URL, claims: OAuthStateClaims) {
+  const state = await consumeState(ctx, claims);
+  const providerError = url.searchParams.get('error');
+  if (providerError !== null) {
+    const code = PROVIDER_ERROR.test(providerError) ? providerError : 'authorization_failed';
+    throw new HttpError(400, code === 'access_denied' ? 'access_denied' : 'authorization_failed', `The provider answered ${code}: the calendar was not connected.`);
+  }
+  const code = url.searchParams.get('code');
+  if (!code || code.length > 4096) throw new HttpError(400, 'missing_code', 'The provider sent no authorization code.');
+  const client = requireClient(ctx.settings, state.provider);
+  const keyring = await requireKeyring(ctx.settings);
+  const tokens = await exchange(client, code, state.code_verifier, requireRedirectUri(ctx.settings));
+
+  if (state.provider === 'google') {
+    const missing = missingScopes(tokens.scope, GOOGLE_REQUIRED_SCOPES);
+    if (missing.length > 0) {
+      // Without them the calendar is useless: give the grant back rather than keep a half-working one.
+      await client.revoke(tokens.refreshToken ?? tokens.accessToken).catch((error) =>
+        ctx.log('revoking a grant without the calendar scopes failed', error)
+      );
+      throw new HttpError(400, 'missing_scopes', `Allow access to the calendar when asked (missing: ${missing.join(', ')}).`);
+    }
+  }
+  const email = tokens.account?.email;
+  if (!email) {
+    throw new HttpError(502, 'account_unknown', 'The provider did not say which account was connected; try again.');
+  }
+  const key = connectionKey(state.org_id, state.provider, email, null);
+  const ciphertext = await sealTokenSet(tokens, keyring, tokenContext(key));
+  const scopes = (tokens.scope ?? '').split(/\s+/u).filter(Boolean).slice(0, 50);
+  const connectionId = await mapCalendarErrors(
+    () =>
+      asServiceRole(ctx.sql, async (tx) => {
+        const [row] = await tx<{ id: string }[]>`
+          select private.save_calendar_connection(${state.org_id}::uuid, ${state.user_id}::uuid, ${state.bot_id}::uuid,
+            ${state.provider}, ${key.accountEmail}, ${key.externalCalendarId}, ${scopes}::text[], ${ciphertext},
+            ${tokens.expiresAt.toISOString()}::timestamptz) as id`;
+        return row.id;
+      }),
+    {
+      forbidden: 'You no longer have the calendar.manage permission in this organization.',
+      notFound: 'The bot was deleted meanwhile.',
+    },
+  );
+  return { connectionId, provider: state.provider, accountEmail: key.accountEmail };
+}
+
+/** `target` with these query parameters added; a path stays a path. */
+function withQuery(target: string, params: Record<string, string>): string {
+  const absolute = /^https?:\/\//iu.test(target);
+  const url = new URL(target, 'https://placeholder.invalid');
+  for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
+  return absolute ? url.toString() : `${url.pathname}${url.search}${url.hash}`;
+}
+
+function redirect(location: string): Response {
+  return new Response(null, {
+    status: 303,
+    headers: { location, 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' },
+  });
+}
+
+export async function oauthCallback(ctx: RequestContext, req: Request): Promise<Response> {
+  const url = new URL(req.url);
+  const stateParam = url.searchParams.get('state');
+  let claims: OAuthStateClaims;
+  try {
+    if (!stateParam) throw new OAuthStateError('malformed', 'The provider sent no state.');
+    claims = await verifyOAuthState(stateParam, { secret: requireStateSecret(ctx.settings), now: ctx.settings.now() });
+  } catch (error) {
+    if (!(error instanceof OAuthStateError)) throw error;
+    const message = error.reason === 'expired'
+      ? 'This sign-in link has expired; start connecting the calendar again.'
+      : 'The sign-in link is not valid (changed, or not ours); start connecting the calendar again.';
+    throw new HttpError(400, 'invalid_state', message);
+  }
+  const target = claims.redirectAfter;
+  try {
+    const connected = await connect(ctx, url, claims);
+    if (target) return redirect(withQuery(target, { calendar: 'connected', connection_id: connected.connectionId }));
+    return json({
+      connection_id: connected.connectionId,
+      provider: connected.provider,
+      account_email: connected.accountEmail,
+    });
+  } catch (error) {
+    if (!target) throw error;
+    if (!(error instanceof HttpError)) ctx.log('connecting a calendar failed', error);
+    else if (error.cause !== undefined) ctx.log(`connecting a calendar failed (${error.code})`, error.cause);
+    return redirect(withQuery(target, { calendar: 'error', reason: error instanceof HttpError ? error.code : 'internal_error' }));
+  }
+}

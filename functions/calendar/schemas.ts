@@ -1,0 +1,177 @@
+/**
+ * Every input of the calendar function, checked with zod before anything is
+ * read or written: a body or query that does not match is 400
+ * `invalid_request` (naming the fields), as the chat function answers, so a
+ * client never has to tell 400 from 422 for a malformed request. Rules that
+ * need the database (business hours, a known bot, the attendee's contact
+ * format) stay in SQL and come back as its SQLSTATEs.
+ */
+import { z } from 'zod';
+import { CALENDAR_PROVIDERS, isValidTimeZone } from '../_shared/calendar/index.ts';
+import { HttpError } from '../_shared/errors.ts';
+import { readJson } from '../_shared/http.ts';
+
+const MINUTE = 60_000;
+const DAY = 24 * 60 * MINUTE;
+/** The widest availability window: a month, so one request stays well inside an edge function's CPU budget. */
+export const MAX_RANGE_DAYS = 31;
+
+/** An instant with its offset (`2026-10-23T09:00:00+02:00` or `...Z`); a bare date or wall time is ambiguous. */
+const instant = (name: string) =>
+  z.iso
+    .datetime({ offset: true, error: `${name} must be an ISO 8601 date-time with an offset, e.g. 2026-10-23T09:00:00+02:00` })
+    .transform((value) => new Date(value));
+
+const uuid = (name: string) => z.uuid({ error: `${name} must be a uuid` });
+
+const timeZone = z
+  .string({ error: 'time_zone must be a string' })
+  .max(64)
+  .refine(isValidTimeZone, { error: 'time_zone must be an IANA time zone, e.g. Europe/Berlin' });
+
+const minutes = (name: string) =>
+  z.coerce
+    .number({ error: `${name} must be a number` })
+    .int({ error: `${name} must be a whole number of minutes` })
+    .min(5, { error: `${name} is at least 5` })
+    .max(480, { error: `${name} is at most 480` });
+
+const resource = z
+  .string({ error: 'resource must be a string' })
+  .trim()
+  .min(1, { error: 'resource must not be empty' })
+  .max(200, { error: 'resource has at most 200 characters' });
+
+const attendee = {
+  attendee_name: z
+    .string({ error: 'attendee_name must be a string' })
+    .trim()
+    .min(1, { error: 'attendee_name is required' })
+    .max(200, { error: 'attendee_name has at most 200 characters' }),
+  attendee_email: z.string({ error: 'attendee_email must be a string' }).trim().max(320).nullish(),
+  attendee_phone: z.string({ error: 'attendee_phone must be a string' }).trim().max(40).nullish(),
+  notes: z.string({ error: 'notes must be a string' }).max(2000, { error: 'notes have at most 2000 characters' }).nullish(),
+};
+
+/**
+ * Whether both values came through as instants. zod 4 still runs an object's
+ * refinements after a field's format check failed (those issues are
+ * "continuable"), with that field untransformed.
+ */
+const instants = (...values: unknown[]) => values.every((value) => value instanceof Date);
+
+/** ends_at after starts_at, at most 24 hours later (as the appointments table allows). */
+function checkTimes(value: { starts_at: Date; ends_at: Date }, ctx: z.RefinementCtx): void {
+  if (!instants(value.starts_at, value.ends_at)) return;
+  const length = value.ends_at.getTime() - value.starts_at.getTime();
+  if (length <= 0) ctx.addIssue({ code: 'custom', path: ['ends_at'], message: 'ends_at must be after starts_at' });
+  else if (length > DAY) ctx.addIssue({ code: 'custom', path: ['ends_at'], message: 'an appointment lasts at most 24 hours' });
+}
+
+export const oauthStartBody = z.object({
+  org_id: uuid('org_id'),
+  provider: z.enum(CALENDAR_PROVIDERS, { error: 'provider must be google or microsoft' }),
+  bot_id: uuid('bot_id').nullish(),
+  redirect_to: z.string({ error: 'redirect_to must be a string' }).min(1).max(2048).nullish(),
+});
+
+export const createAppointmentBody = z
+  .object({
+    org_id: uuid('org_id'),
+    starts_at: instant('starts_at'),
+    ends_at: instant('ends_at'),
+    ...attendee,
+    bot_id: uuid('bot_id').nullish(),
+    resource: resource.optional(),
+    time_zone: timeZone.nullish(),
+    call_id: uuid('call_id').nullish(),
+    conversation_id: uuid('conversation_id').nullish(),
+  })
+  .superRefine(checkTimes);
+export type CreateAppointmentBody = z.infer<typeof createAppointmentBody>;
+
+export const rescheduleBody = z
+  .object({ starts_at: instant('starts_at'), ends_at: instant('ends_at') })
+  .superRefine(checkTimes);
+
+export const cancelBody = z.object({
+  reason: z.string({ error: 'reason must be a string' }).max(500, { error: 'reason has at most 500 characters' }).nullish(),
+});
+
+export const botAppointmentBody = z
+  .object({
+    starts_at: instant('starts_at'),
+    ends_at: instant('ends_at'),
+    ...attendee,
+    conversation_id: uuid('conversation_id').nullish(),
+    call_id: uuid('call_id').nullish(),
+  })
+  .superRefine(checkTimes);
+export type BotAppointmentBody = z.infer<typeof botAppointmentBody>;
+
+const availabilityFields = {
+  from: instant('from'),
+  to: instant('to'),
+  duration_minutes: minutes('duration_minutes'),
+  step_minutes: minutes('step_minutes').optional(),
+  time_zone: timeZone.optional(),
+  resource: resource.default('default'),
+};
+
+function checkRange(value: { from: Date; to: Date }, ctx: z.RefinementCtx): void {
+  if (!instants(value.from, value.to)) return;
+  const length = value.to.getTime() - value.from.getTime();
+  if (length <= 0) ctx.addIssue({ code: 'custom', path: ['to'], message: 'to must be after from' });
+  else if (length > MAX_RANGE_DAYS * DAY) {
+    ctx.addIssue({ code: 'custom', path: ['to'], message: `the range is at most ${MAX_RANGE_DAYS} days` });
+  }
+}
+
+export const availabilityQuery = z
+  .object({ org_id: uuid('org_id'), bot_id: uuid('bot_id').optional(), ...availabilityFields })
+  .superRefine(checkRange);
+
+/** The bot's route: the bot (and so the org) come from the path and the API key. */
+export const botAvailabilityQuery = z.object(availabilityFields).superRefine(checkRange);
+export type AvailabilityQuery = z.infer<typeof botAvailabilityQuery>;
+
+function invalid(error: z.ZodError, what: string): HttpError {
+  const issues = error.issues.slice(0, 5).map((issue) =>
+    `${issue.path.length > 0 ? issue.path.join('.') : '(body)'}: ${issue.message}`
+  );
+  return new HttpError(400, 'invalid_request', `Invalid ${what}: ${issues.join('; ')}`);
+}
+
+/** The JSON body: 400 `invalid_json` when it is not JSON, 400 `invalid_request` when it does not match. */
+export async function readBody<T>(req: Request, schema: z.ZodType<T>): Promise<T> {
+  try {
+    return await readJson(req, schema);
+  } catch (error) {
+    if (error instanceof HttpError && error.status === 422) throw new HttpError(400, error.code, error.message);
+    throw error;
+  }
+}
+
+/** An optional JSON body (DELETE may come without one): empty means `{}`. */
+export async function readOptionalBody<T>(req: Request, schema: z.ZodType<T>): Promise<T> {
+  const text = await req.text();
+  if (text.trim() === '') return parseValue({}, schema, 'request body');
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new HttpError(400, 'invalid_json', 'The request body must be valid JSON.');
+  }
+  return parseValue(body, schema, 'request body');
+}
+
+/** The query string (each name once; the last wins). */
+export function readQuery<T>(url: URL, schema: z.ZodType<T>): T {
+  return parseValue(Object.fromEntries(url.searchParams), schema, 'query');
+}
+
+function parseValue<T>(value: unknown, schema: z.ZodType<T>, what: string): T {
+  const result = schema.safeParse(value);
+  if (!result.success) throw invalid(result.error, what);
+  return result.data;
+}
