@@ -97,7 +97,8 @@ async function consumeState(ctx: RequestContext, claims: OAuthStateClaims): Prom
         from private.consume_calendar_oauth_state(${claims.jti}::uuid)`);
   } catch (error) {
     if (isPostgresError(error) && error.code === '22023') {
-      if (/already used/u.test(error.message)) {
+      // The SQL names which refusal it is in the detail (never shown to the caller).
+      if (error.detail === 'state_used') {
         throw new HttpError(400, 'state_used', 'This sign-in link was already used; start connecting the calendar again.');
       }
       throw new HttpError(400, 'state_expired', 'This sign-in link has expired; start connecting the calendar again.');

@@ -64,9 +64,8 @@ export async function loadTokens(sql: Sql, connectionIds: readonly string[]): Pr
   if (connectionIds.length === 0) return found;
   const rows = await asServiceRole(sql, (tx) =>
     tx<TokenRow[]>`
-      select t.connection_id, t.org_id, t.provider, t.external_calendar_id, t.status, t.ciphertext, c.account_email
-      from private.calendar_tokens_for(${[...new Set(connectionIds)]}::uuid[]) t
-      join public.calendar_connections c on c.id = t.connection_id`);
+      select connection_id, org_id, provider, external_calendar_id, status, ciphertext, account_email
+      from private.calendar_tokens_for(${[...new Set(connectionIds)]}::uuid[])`);
   for (const row of rows) {
     found.set(row.connection_id, {
       connectionId: row.connection_id,

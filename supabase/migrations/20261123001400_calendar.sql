@@ -299,14 +299,14 @@ begin
   if not found then
     if exists (select 1 from private.calendar_oauth_states s where s.jti = consume_calendar_oauth_state.jti) then
       raise exception 'this sign-in link was already used' using errcode = 'invalid_parameter_value',
-        hint = 'Start connecting the calendar again.';
+        detail = 'state_used', hint = 'Start connecting the calendar again.';
     end if;
     raise exception 'this sign-in link is unknown' using errcode = 'no_data_found',
       hint = 'Start connecting the calendar again.';
   end if;
   if state.expires_at <= pg_catalog.now() then
     raise exception 'this sign-in link has expired' using errcode = 'invalid_parameter_value',
-      hint = 'Start connecting the calendar again (a sign-in must be finished within 10 minutes).';
+      detail = 'state_expired', hint = 'Start connecting the calendar again (a sign-in must be finished within 10 minutes).';
   end if;
   -- The user may have been demoted or removed since the sign-in started.
   if not exists (
@@ -320,7 +320,7 @@ begin
   return query select state.org_id, state.user_id, state.bot_id, state.provider, state.code_verifier, state.redirect_to;
 end;
 $$;
-comment on function private.consume_calendar_oauth_state(uuid) is 'Uses an OAuth state once: P0002 unknown; 22023 already used or expired; 42501 when the user no longer holds calendar.manage. Returns what the sign-in was for and its PKCE verifier. Service role.';
+comment on function private.consume_calendar_oauth_state(uuid) is 'Uses an OAuth state once: P0002 unknown; 22023 already used (detail state_used) or expired (detail state_expired); 42501 when the user no longer holds calendar.manage. Returns what the sign-in was for and its PKCE verifier. Service role.';
 
 -- After the code exchange (service role): the connection and its encrypted
 -- tokens. A reconnect of the same calendar (org, provider, account,
@@ -420,8 +420,8 @@ comment on function private.save_calendar_connection(uuid, uuid, uuid, text, tex
 
 create function private.calendar_tokens_for(connection_ids uuid[])
 returns table (
-  connection_id uuid, org_id uuid, provider text, external_calendar_id text, status text, ciphertext text,
-  token_expires_at timestamptz
+  connection_id uuid, org_id uuid, provider text, account_email text, external_calendar_id text, status text,
+  ciphertext text, token_expires_at timestamptz
 )
 language plpgsql
 stable
@@ -433,7 +433,7 @@ begin
     raise exception 'at most 100 connections at a time' using errcode = 'invalid_parameter_value';
   end if;
   return query
-  select c.id, c.org_id, c.provider, c.external_calendar_id, c.status, t.ciphertext, c.token_expires_at
+  select c.id, c.org_id, c.provider, c.account_email, c.external_calendar_id, c.status, t.ciphertext, c.token_expires_at
   from public.calendar_connections c
   join private.calendar_tokens t on t.connection_id = c.id
   where c.id = any (calendar_tokens_for.connection_ids)
