@@ -102,6 +102,21 @@ where bot_id in (select id from fixture where key in ('bot_a', 'bot_b'));
 insert into fixture select 'subscription_a', s.id from public.subscriptions s
 where s.org_id = (select id from fixture where key = 'org_a') and s.status = 'active';
 
+-- Settings, invoices and exports (org A, 20261123001600): the org's settings
+-- row and every user's settings exist already; an invoice with its plan line
+-- and an export, written as the table owner.
+with created as (
+  insert into public.invoices (org_id, period_start, period_end, plan_id, currency, subtotal_cents, total_cents)
+  select id, date '2026-01-01', date '2026-02-01', 'free', 'USD', 0, 0 from fixture where key = 'org_a' returning id
+) insert into fixture select 'invoice_a', id from created;
+insert into public.invoice_lines (invoice_id, org_id, position, kind, description, quantity, unit, unit_price_cents, amount_cents)
+select (select id from fixture where key = 'invoice_a'), (select id from fixture where key = 'org_a'), 1, 'plan', 'Free plan, January 2026', 1, 'month', 0, 0;
+with created as (
+  insert into public.data_exports (id, org_id, tables, storage_prefix)
+  select g, o.id, array['organizations'], o.id || '/exports/' || g || '/' from fixture o cross join gen_random_uuid() g where o.key = 'org_a'
+  returning id
+) insert into fixture select 'export_a', id from created;
+
 -- Catalog (both orgs): a category with a product.
 insert into public.catalog_categories (org_id, name) select id, 'iso category' from fixture where key in ('org_a', 'org_b');
 insert into fixture select 'category_a', c.id from public.catalog_categories c where c.org_id = (select id from fixture where key = 'org_a');
@@ -398,6 +413,64 @@ insert into matrix values
   ('public.subscriptions', 'update', $$update public.subscriptions set plan_id = 'pro' where id = '{subscription_a}'$$,
    'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
   ('public.subscriptions', 'delete', $$delete from public.subscriptions where id = '{subscription_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- org_settings: members read (settings.read, not viewers); admins change (settings.manage); one row per org, made with its first member.
+  ('public.org_settings', 'select', $$select count(*) from public.org_settings where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'all', 'none', 'none', 'all'),
+  ('public.org_settings', 'insert', $$insert into public.org_settings (org_id) values ('{org_a}') on conflict (org_id) do nothing$$,
+   'denied', 'rows:0', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.org_settings', 'update', $$update public.org_settings set voice = 'probe' where org_id = '{org_a}'$$,
+   'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:0', 'rows:0', 'rows:0', 'rows:0'),
+  ('public.org_settings', 'delete', $$delete from public.org_settings where org_id = '{org_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- user_settings: each user reads and changes only their own row (made with the user).
+  ('public.user_settings', 'select', $$select count(*) from public.user_settings where user_id = '{member}'$$,
+   'denied', 'all', 'none', 'none', 'all', 'none', 'none', 'none'),
+  ('public.user_settings', 'insert', $$insert into public.user_settings (user_id) values ('{loner}') on conflict (user_id) do nothing$$,
+   'denied', 'rows:0', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.user_settings', 'update', $$update public.user_settings set email_notifications = false where user_id = '{member}'$$,
+   'denied', 'rows:1', 'rows:0', 'rows:0', 'rows:1', 'rows:0', 'rows:0', 'rows:0'),
+  ('public.user_settings', 'delete', $$delete from public.user_settings where user_id = '{member}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- plan_overage_prices: a catalogue read by signed-in users, changed only by migrations.
+  ('public.plan_overage_prices', 'select', $$select count(*) from public.plan_overage_prices$$,
+   'denied', 'all', 'all', 'all', 'all', 'all', 'all', 'all'),
+  ('public.plan_overage_prices', 'insert', $$insert into public.plan_overage_prices (plan_id, metric, unit, price_cents_per_unit) values ('free', 'documents', 'document', 1) on conflict do nothing$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.plan_overage_prices', 'update', $$update public.plan_overage_prices set price_cents_per_unit = 0$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.plan_overage_prices', 'delete', $$delete from public.plan_overage_prices where plan_id = 'business'$$,
+   'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- invoices and invoice_lines: owners, admins and platform admins read (billing.read); written by private.generate_invoices only.
+  ('public.invoices', 'select', $$select count(*) from public.invoices where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'none', 'none', 'none', 'all'),
+  ('public.invoices', 'insert', $$insert into public.invoices (org_id, period_start, period_end, plan_id, currency, subtotal_cents, total_cents) values ('{org_a}', '2026-02-01', '2026-03-01', 'free', 'USD', 0, 0)$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.invoices', 'update', $$update public.invoices set status = 'void' where id = '{invoice_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.invoices', 'delete', $$delete from public.invoices where id = '{invoice_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.invoice_lines', 'select', $$select count(*) from public.invoice_lines where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'all', 'none', 'none', 'none', 'all'),
+  ('public.invoice_lines', 'insert', $$insert into public.invoice_lines (invoice_id, org_id, position, kind, metric, description, quantity, unit, unit_price_cents, amount_cents) values ('{invoice_a}', '{org_a}', 2, 'overage', 'call_minutes', 'probe', 1, 'minute', 1, 1)$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.invoice_lines', 'update', $$update public.invoice_lines set description = 'changed' where invoice_id = '{invoice_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.invoice_lines', 'delete', $$delete from public.invoice_lines where invoice_id = '{invoice_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+
+  -- data_exports: owners and platform admins read (data.export); written by request_data_export and the export steps only.
+  ('public.data_exports', 'select', $$select count(*) from public.data_exports where org_id = '{org_a}'$$,
+   'denied', 'all', 'all', 'none', 'none', 'none', 'none', 'all'),
+  ('public.data_exports', 'insert', $$insert into public.data_exports (id, org_id, status, error, finished_at, tables, storage_prefix) values ('00000000-0000-4000-8000-00000000e001', '{org_a}', 'failed', 'probe', now(), '{}', '{org_a}/exports/00000000-0000-4000-8000-00000000e001/')$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.data_exports', 'update', $$update public.data_exports set progress_percent = 5 where id = '{export_a}'$$,
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
+  ('public.data_exports', 'delete', $$delete from public.data_exports where id = '{export_a}'$$,
    'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
 
   -- catalog_categories and products: viewers read; members create, change and delete.

@@ -56,8 +56,8 @@ select tests.clear_authentication();
 
 select is(
   (select array_agg(permission order by permission) from public.role_permissions where min_role = 'owner'),
-  array['org.delete', 'ownership.transfer'],
-  'only owners delete the org and transfer ownership'
+  array['billing.manage', 'data.export', 'org.delete', 'ownership.transfer'],
+  'only owners delete the org, transfer ownership, change the plan and export all data'
 );
 
 select * from finish();

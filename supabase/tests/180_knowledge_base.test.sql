@@ -277,6 +277,8 @@ select is(
 );
 
 -- The limits themselves are allowed: 100 files, 255 characters, exactly 25 MB.
+-- (On a plan that holds 100 more documents: free holds 50, 20261123001600.)
+update public.subscriptions set plan_id = 'pro' where org_id = tests.fx('org_a') and status = 'active';
 select tests.act_as('member_a');
 select lives_ok(
   $$select pg_temp.create_batch('batch_max', 'org_a',
