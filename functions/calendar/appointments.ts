@@ -10,10 +10,10 @@
 import type { UserClaims } from '../_shared/auth.ts';
 import { type TransactionSql, withUserScope } from '../_shared/db.ts';
 import { json } from '../_shared/http.ts';
-import { type AppointmentRow, appointmentColumns, publicAppointment } from './appointment-row.ts';
-import type { RequestContext } from './context.ts';
+import { type AppointmentRow, appointmentColumns, publicAppointment } from '../_shared/scheduling/appointment-row.ts';
+import type { RequestContext } from '../_shared/scheduling/context.ts';
 import { mapCalendarErrors } from './errors.ts';
-import { mirrorAppointment } from './mirror.ts';
+import { mirrorAppointment } from '../_shared/scheduling/mirror.ts';
 import { cancelBody, createAppointmentBody, readBody, readOptionalBody, rescheduleBody } from './schemas.ts';
 
 const MESSAGES = {

@@ -8,9 +8,9 @@ import type { UserClaims } from '../_shared/auth.ts';
 import { withUserScope } from '../_shared/db.ts';
 import { formatSlot, isValidTimeZone } from '../_shared/calendar/index.ts';
 import { json } from '../_shared/http.ts';
-import { type AvailabilityResult, computeAvailability, type Scoped } from './availability.ts';
+import { type AvailabilityResult, computeAvailability, type Scoped } from '../_shared/scheduling/availability.ts';
 import { asBot, authenticateBot } from './bot-caller.ts';
-import type { RequestContext } from './context.ts';
+import type { RequestContext } from '../_shared/scheduling/context.ts';
 import { mapCalendarErrors } from './errors.ts';
 import { type AvailabilityQuery, availabilityQuery, botAvailabilityQuery, readQuery } from './schemas.ts';
 

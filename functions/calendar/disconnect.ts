@@ -13,10 +13,10 @@ import type { UserClaims } from '../_shared/auth.ts';
 import { asServiceRole, withUserScope } from '../_shared/db.ts';
 import { type CalendarProvider, openTokenSet } from '../_shared/calendar/index.ts';
 import { json } from '../_shared/http.ts';
-import type { RequestContext } from './context.ts';
+import type { RequestContext } from '../_shared/scheduling/context.ts';
 import { mapCalendarErrors } from './errors.ts';
-import { optionalClient, requireKeyring } from './settings.ts';
-import { loadTokens, tokenContext } from './stored-tokens.ts';
+import { optionalClient, requireKeyring } from '../_shared/scheduling/settings.ts';
+import { loadTokens, tokenContext } from '../_shared/scheduling/stored-tokens.ts';
 
 /** Whether the provider confirmed the grant is gone; false when it offers no revocation or failed. */
 async function revokeAtProvider(ctx: RequestContext, connectionId: string): Promise<boolean> {

@@ -27,7 +27,7 @@ import type { HttpOptions } from '../_shared/calendar/index.ts';
 import { cancelAppointment, createAppointment, rescheduleAppointment } from './appointments.ts';
 import { botAvailability, userAvailability } from './availability-route.ts';
 import { botAppointment } from './bot-booking.ts';
-import { requestContext } from './context.ts';
+import { requestContext } from '../_shared/scheduling/context.ts';
 import { disconnect } from './disconnect.ts';
 import { oauthCallback, oauthStart } from './oauth.ts';
 import { matchRoute } from './router.ts';

@@ -39,11 +39,11 @@ import {
   type TokenSet,
   verifyOAuthState,
 } from '../_shared/calendar/index.ts';
-import type { RequestContext } from './context.ts';
+import type { RequestContext } from '../_shared/scheduling/context.ts';
 import { calendarHttpError, mapCalendarErrors } from './errors.ts';
 import { oauthStartBody, readBody } from './schemas.ts';
-import { requireClient, requireKeyring, requireRedirectUri, requireStateSecret } from './settings.ts';
-import { connectionKey, tokenContext } from './stored-tokens.ts';
+import { requireClient, requireKeyring, requireRedirectUri, requireStateSecret } from '../_shared/scheduling/settings.ts';
+import { connectionKey, tokenContext } from '../_shared/scheduling/stored-tokens.ts';
 
 export async function oauthStart(ctx: RequestContext, req: Request, claims: UserClaims): Promise<Response> {
   const body = await readBody(req, oauthStartBody);

@@ -10,17 +10,12 @@ import { z } from 'zod';
 import { CALENDAR_PROVIDERS, isValidTimeZone } from '../_shared/calendar/index.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { readJson } from '../_shared/http.ts';
+import { attendee, checkTimes, instant, instants } from '../_shared/scheduling/booking-body.ts';
 
 const MINUTE = 60_000;
 const DAY = 24 * 60 * MINUTE;
 /** The widest availability window: a month, so one request stays well inside an edge function's CPU budget. */
 export const MAX_RANGE_DAYS = 31;
-
-/** An instant with its offset (`2026-10-23T09:00:00+02:00` or `...Z`); a bare date or wall time is ambiguous. */
-const instant = (name: string) =>
-  z.iso
-    .datetime({ offset: true, error: `${name} must be an ISO 8601 date-time with an offset, e.g. 2026-10-23T09:00:00+02:00` })
-    .transform((value) => new Date(value));
 
 const uuid = (name: string) => z.uuid({ error: `${name} must be a uuid` });
 
@@ -41,32 +36,6 @@ const resource = z
   .trim()
   .min(1, { error: 'resource must not be empty' })
   .max(200, { error: 'resource has at most 200 characters' });
-
-const attendee = {
-  attendee_name: z
-    .string({ error: 'attendee_name must be a string' })
-    .trim()
-    .min(1, { error: 'attendee_name is required' })
-    .max(200, { error: 'attendee_name has at most 200 characters' }),
-  attendee_email: z.string({ error: 'attendee_email must be a string' }).trim().max(320).nullish(),
-  attendee_phone: z.string({ error: 'attendee_phone must be a string' }).trim().max(40).nullish(),
-  notes: z.string({ error: 'notes must be a string' }).max(2000, { error: 'notes have at most 2000 characters' }).nullish(),
-};
-
-/**
- * Whether both values came through as instants. zod 4 still runs an object's
- * refinements after a field's format check failed (those issues are
- * "continuable"), with that field untransformed.
- */
-const instants = (...values: unknown[]) => values.every((value) => value instanceof Date);
-
-/** ends_at after starts_at, at most 24 hours later (as the appointments table allows). */
-function checkTimes(value: { starts_at: Date; ends_at: Date }, ctx: z.RefinementCtx): void {
-  if (!instants(value.starts_at, value.ends_at)) return;
-  const length = value.ends_at.getTime() - value.starts_at.getTime();
-  if (length <= 0) ctx.addIssue({ code: 'custom', path: ['ends_at'], message: 'ends_at must be after starts_at' });
-  else if (length > DAY) ctx.addIssue({ code: 'custom', path: ['ends_at'], message: 'an appointment lasts at most 24 hours' });
-}
 
 export const oauthStartBody = z.object({
   org_id: uuid('org_id'),

@@ -8,6 +8,7 @@
  *    match, limited to the bot's collections) and the catalog's products;
  * 3. answer: the prompt from the bot's settings and the sources, streamed by
  *    the bot's provider; or, when the user asks for a person, the handoff;
+ *    or, for a booking step, the appointment booked in a free slot (booking.ts);
  * 4. finish: the answer stored with tokens, latency and citations, usage
  *    metered, and the conversation escalated when the user asked for a person
  *    or the sources held no answer (private.chat_finish).
@@ -28,12 +29,16 @@ import type { Sql } from '../_shared/db.ts';
 import { type EmbeddingProvider, providerFromEnv } from '../_shared/embeddings/index.ts';
 import { type EnvReader, processEnv } from '../_shared/env.ts';
 import { HttpError } from '../_shared/errors.ts';
+import type { BookingRequest } from '../_shared/scheduling/booking-body.ts';
+import { type BookingReply, bookingReply } from './booking.ts';
 import { asService, type ChatPrincipal, inScope } from './principal.ts';
 import * as q from './queries.ts';
 
 /** Chunks and products put before the model: enough to answer, few enough to keep the prompt short. */
 const CHUNKS_PER_ANSWER = 5;
 const PRODUCTS_PER_ANSWER = 3;
+/** Stored as the answer's model when a booking step answered: no model was asked. */
+const BOOKING_MODEL = 'booking';
 
 export interface ChatDeps {
   sql: () => Sql;
@@ -57,6 +62,8 @@ export interface TurnInput {
   history: ChatMessage[] | null;
   /** When the request arrived, for the stored latency. */
   startedAt: number;
+  /** A booking step (see booking.ts): the turn books instead of asking the model. */
+  booking?: BookingRequest | null;
   signal?: AbortSignal;
 }
 
@@ -73,6 +80,8 @@ export interface TurnResult {
   finishReason: 'stop' | 'length';
   conversationStatus: 'open' | 'escalated' | 'closed';
   escalated: boolean;
+  /** What a booking step booked; null otherwise. */
+  appointment: BookingReply['appointment'];
 }
 
 export type TurnEvent = { type: 'delta'; text: string } | { type: 'result'; result: TurnResult };
@@ -129,8 +138,23 @@ export async function* answerTurn(deps: ChatDeps, input: TurnInput, turn: Prepar
   let citations: Citation[] = [];
   let escalationReason: string | null = null;
   let pendingMetering: Promise<void> = Promise.resolve();
+  let appointment: BookingReply['appointment'] = null;
 
-  if (detectsHumanRequest(question)) {
+  if (input.booking) {
+    const reply = await bookingReply({
+      sql: deps.sql,
+      env,
+      principal: input.principal,
+      orgId: turn.org_id,
+      botId: bot.id,
+      conversationId: turn.conversation_id,
+      booking: input.booking,
+    });
+    content = reply.content;
+    appointment = reply.appointment;
+    model = BOOKING_MODEL;
+    yield { type: 'delta', text: content };
+  } else if (detectsHumanRequest(question)) {
     content = handoffText(bot);
     escalationReason = 'The user asked for a person.';
     yield { type: 'delta', text: content };
@@ -205,6 +229,7 @@ export async function* answerTurn(deps: ChatDeps, input: TurnInput, turn: Prepar
       finishReason,
       conversationStatus: finished.conversation_status,
       escalated: finished.escalated,
+      appointment,
     },
   };
 }

@@ -3,11 +3,14 @@
  * the user, answered as Server-Sent Events:
  *   event: conversation  { conversation_id, user_message_id, status }
  *   event: delta         { text }                      (repeated)
+ *   event: appointment   { id, starts_at, ends_at }      (a booking step that booked)
  *   event: citations     { citations: [...] }
  *   event: usage         { tokens_in, tokens_out, latency_ms, model }
  *   event: done          { message_id, conversation_status, escalated, finish_reason }
  * or `event: error { code, message }` if the model fails once the stream has
  * begun. Refusals (403, 402, 409, 429) come before the stream, as JSON.
+ * A body with `booking` ({ starts_at, ends_at, attendee_name, attendee_email?,
+ * attendee_phone?, notes? }) is a booking step: see booking.ts.
  */
 import type { UserClaims } from '../_shared/auth.ts';
 import { ChatProviderError } from '../_shared/chat/index.ts';
@@ -29,6 +32,7 @@ export async function webChat(deps: ChatDeps, req: Request, claims: UserClaims, 
     history: null,
     startedAt,
     signal: writer.signal,
+    booking: body.booking ?? null,
   };
   const turn = await prepareTurn(deps, input);
 
@@ -45,6 +49,7 @@ export async function webChat(deps: ChatDeps, req: Request, claims: UserClaims, 
           continue;
         }
         const { result } = event;
+        if (result.appointment) await writer.send('appointment', result.appointment);
         await writer.send('citations', { citations: result.citations });
         await writer.send('usage', {
           tokens_in: result.tokensIn,

@@ -17,6 +17,7 @@ import {
   createProduct,
 } from '../support/chat-fixtures.ts';
 import { startTelegramStub, type TelegramStub } from '../support/telegram-stub.ts';
+import { parseSse } from '../support/sse.ts';
 import { startTestStack, type TestStack } from './support.ts';
 
 let stack: TestStack;
@@ -30,23 +31,6 @@ let disabledBot: string;
 let manual: string;
 let otherManual: string;
 let apiKey: { id: string; key: string };
-
-interface SseEvent {
-  event: string;
-  data: unknown;
-}
-
-function parseSse(text: string): SseEvent[] {
-  return text
-    .split('\n\n')
-    .filter((frame) => frame.trim() !== '' && !frame.startsWith(':'))
-    .map((frame) => {
-      const lines = frame.split('\n');
-      const event = lines.find((line) => line.startsWith('event: '))?.slice(7) ?? 'message';
-      const data = lines.filter((line) => line.startsWith('data: ')).map((line) => line.slice(6)).join('\n');
-      return { event, data: data === '[DONE]' ? data : JSON.parse(data) };
-    });
-}
 
 const chat = (token: string | null, body: unknown) =>
   fetch(`${stack.functionsUrl}/chat`, {

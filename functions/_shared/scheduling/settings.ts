@@ -6,8 +6,8 @@
  * `calendar_not_configured` (the deployment is incomplete). Variable names
  * are in docs/calendar.md.
  */
-import type { EnvReader } from '../_shared/env.ts';
-import { HttpError } from '../_shared/errors.ts';
+import type { EnvReader } from '../env.ts';
+import { HttpError } from '../errors.ts';
 import {
   type CalendarClient,
   calendarClientFromEnv,
@@ -18,7 +18,7 @@ import {
   parseKeyring,
   stateSecretFromEnv,
   TokenCryptoError,
-} from '../_shared/calendar/index.ts';
+} from '../calendar/index.ts';
 
 export interface CalendarSettings {
   env: EnvReader;

@@ -10,8 +10,8 @@
  * signed-in user (the functions check calendar.read) or as the service role
  * for a bot's API key. Tokens are read by the session as the service role.
  */
-import type { TransactionSql } from '../_shared/db.ts';
-import { freeSlots, type Interval } from '../_shared/calendar/index.ts';
+import type { TransactionSql } from '../db.ts';
+import { freeSlots, type Interval } from '../calendar/index.ts';
 import { CalendarUnavailable, type CalendarSession, type MissingReason } from './session.ts';
 
 export type Scoped = <T>(fn: (tx: TransactionSql) => Promise<T>) => Promise<T>;

@@ -4,7 +4,7 @@
  * a JavaScript Date would cut them and set_appointment_sync would take every
  * result for a stale one) and the org's zone for the event.
  */
-import type { TransactionSql } from '../_shared/db.ts';
+import type { TransactionSql } from '../db.ts';
 
 export interface AppointmentRow {
   id: string;

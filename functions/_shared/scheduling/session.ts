@@ -14,7 +14,7 @@
  *   private.mark_calendar_needs_reauth, which tells the org once
  *   (calendar.connection_broken).
  */
-import { asServiceRole, type Sql } from '../_shared/db.ts';
+import { asServiceRole, type Sql } from '../db.ts';
 import {
   type BusyInterval,
   CalendarAuthError,
@@ -27,8 +27,8 @@ import {
   sealTokenSet,
   TokenCryptoError,
   type TokenSet,
-} from '../_shared/calendar/index.ts';
-import { isPostgresError } from '../_shared/pg-errors.ts';
+} from '../calendar/index.ts';
+import { isPostgresError } from '../pg-errors.ts';
 import { type CalendarSettings, optionalClient } from './settings.ts';
 import { loadTokens, type StoredTokens, tokenContext } from './stored-tokens.ts';
 

@@ -9,12 +9,12 @@
  * provider was called, so a result overtaken by a newer change is ignored
  * (private.set_appointment_sync).
  */
-import { asServiceRole, type Sql } from '../_shared/db.ts';
+import { asServiceRole, type Sql } from '../db.ts';
 import {
   type CalendarEventInput,
   CalendarProviderError,
   isValidTimeZone,
-} from '../_shared/calendar/index.ts';
+} from '../calendar/index.ts';
 import { type AppointmentRow, appointmentColumns } from './appointment-row.ts';
 import { type CalendarSession, CalendarUnavailable, type CalendarUse } from './session.ts';
 

@@ -9,8 +9,8 @@
  * is not known yet. The key is as unique as the id (one row per calendar and
  * org), so a ciphertext copied to another connection still does not open.
  */
-import { asServiceRole, type Sql } from '../_shared/db.ts';
-import type { CalendarProvider } from '../_shared/calendar/index.ts';
+import { asServiceRole, type Sql } from '../db.ts';
+import type { CalendarProvider } from '../calendar/index.ts';
 
 export interface ConnectionKey {
   orgId: string;

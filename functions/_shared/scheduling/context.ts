@@ -5,7 +5,7 @@
  * opened and refreshed once, busy times asked once, whatever the route does
  * with them).
  */
-import type { Sql } from '../_shared/db.ts';
+import type { Sql } from '../db.ts';
 import { CalendarSession } from './session.ts';
 import { type CalendarSettings, requireKeyring } from './settings.ts';
 

@@ -1,0 +1,92 @@
+/**
+ * The chat core's booking step: a turn that carries `booking` (the times and
+ * the attendee, as a chat widget sends them once the user picked one of the
+ * bot's free slots, e.g. from GET /calendar/bots/:id/availability) books on
+ * the user's behalf instead of asking the model, and answers in words: the
+ * confirmation, or why not with the next free times. Booking follows the
+ * calendar's rule for bots (_shared/scheduling/book-free-slot.ts): only
+ * inside a free slot, every connected calendar's busy times included; the
+ * appointment is linked to the conversation. It runs as the service role (a
+ * bot books, whoever chats), after chat_prepare has let the turn through.
+ */
+import { HttpError } from '../_shared/errors.ts';
+import { isPostgresError } from '../_shared/pg-errors.ts';
+import type { Scoped } from '../_shared/scheduling/availability.ts';
+import { bookFreeSlot, nextFreeSlots } from '../_shared/scheduling/book-free-slot.ts';
+import type { BookingRequest } from '../_shared/scheduling/booking-body.ts';
+import { requestContext } from '../_shared/scheduling/context.ts';
+import type { EnvReader } from '../_shared/env.ts';
+import type { Sql } from '../_shared/db.ts';
+import { asService, type ChatPrincipal } from './principal.ts';
+
+export interface BookingReply {
+  content: string;
+  appointment: { id: string; starts_at: Date; ends_at: Date } | null;
+}
+
+export interface BookingTurn {
+  sql: () => Sql;
+  env: EnvReader;
+  principal: ChatPrincipal;
+  orgId: string;
+  botId: string;
+  conversationId: string;
+  booking: BookingRequest;
+}
+
+const SUGGESTIONS = 3;
+
+function when(start: Date, end: Date, timeZone: string): string {
+  const day = new Intl.DateTimeFormat('en-GB', { weekday: 'long', day: 'numeric', month: 'long', timeZone }).format(start);
+  const time = (at: Date) => new Intl.DateTimeFormat('en-GB', { hour: '2-digit', minute: '2-digit', timeZone }).format(at);
+  return `${day}, ${time(start)}–${time(end)} (${timeZone})`;
+}
+
+export async function bookingReply(turn: BookingTurn): Promise<BookingReply> {
+  const ctx = requestContext(turn.sql, { env: turn.env, http: {}, now: () => new Date() }, `chat:${turn.conversationId}`);
+  const scoped: Scoped = (fn) => asService(turn.sql(), turn.principal, fn);
+  const { booking } = turn;
+  let refusal: string;
+  try {
+    const outcome = await bookFreeSlot(ctx, scoped, {
+      orgId: turn.orgId,
+      botId: turn.botId,
+      startsAt: booking.starts_at,
+      endsAt: booking.ends_at,
+      attendeeName: booking.attendee_name,
+      attendeeEmail: booking.attendee_email,
+      attendeePhone: booking.attendee_phone,
+      notes: booking.notes,
+      conversationId: turn.conversationId,
+    });
+    if (outcome.booked) {
+      const { appointment } = outcome;
+      const zone = appointment.org_time_zone ?? 'UTC';
+      return {
+        content: `You're booked for ${when(appointment.starts_at, appointment.ends_at, zone)}, ${appointment.attendee_name}.`,
+        appointment: { id: appointment.id, starts_at: appointment.starts_at, ends_at: appointment.ends_at },
+      };
+    }
+    refusal = outcome.reason === 'calendar_unavailable'
+      ? "I can't confirm that time right now: one of the calendars could not be checked."
+      : "That time isn't available.";
+  } catch (error) {
+    // Another booking took the slot between the check and the insert.
+    if (isPostgresError(error) && error.code === '23P01') refusal = 'That time was just taken.';
+    // The attendee's details, as the database checks them (e.g. a phone number that is not one).
+    else if (error instanceof HttpError && error.status === 422) refusal = `I couldn't book that: ${error.message}`;
+    else throw error;
+  }
+  const minutes = (booking.ends_at.getTime() - booking.starts_at.getTime()) / 60_000;
+  const next = await nextFreeSlots(ctx, scoped, {
+    orgId: turn.orgId,
+    botId: turn.botId,
+    from: booking.starts_at,
+    durationMinutes: minutes,
+    count: SUGGESTIONS,
+  });
+  const offer = next.slots.length > 0
+    ? ` The next free times are: ${next.slots.map((slot) => when(slot.start, slot.end, next.timeZone)).join('; ')}.`
+    : ' There is no free time in the week after it.';
+  return { content: refusal + offer, appointment: null };
+}

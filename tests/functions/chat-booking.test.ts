@@ -1,0 +1,145 @@
+/**
+ * The chat core's booking step over HTTP: a signed-in user's turn carrying
+ * `booking` books inside a free slot of the bot's business hours and says
+ * so, linking the appointment to the conversation; a taken or closed time is
+ * refused in words with the next free times and books nothing; a malformed
+ * booking is a 400 before anything is stored.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { instantFromWallTime } from '../../functions/_shared/calendar/index.ts';
+import { createSql, type Sql } from '../../functions/_shared/db.ts';
+import { type ChatOrg, createBot, createChatOrg } from '../support/chat-fixtures.ts';
+import { parseSse } from '../support/sse.ts';
+import { startTestStack, type TestStack } from './support.ts';
+
+const ZONE = 'Europe/Berlin';
+const DAY = 86_400_000;
+
+let stack: TestStack;
+let sql: Sql;
+let org: ChatOrg;
+let bot: string;
+/** A Monday at least two days away, YYYY-MM-DD. */
+let monday: string;
+
+const berlin = (date: string, time: string) => instantFromWallTime(`${date}T${time}`, ZONE).toISOString();
+
+function nextMonday(): string {
+  const today = Date.parse(`${new Date().toISOString().slice(0, 10)}T12:00:00Z`);
+  for (let day = 2; day <= 9; day += 1) {
+    const noon = new Date(today + day * DAY);
+    if (noon.getUTCDay() === 1) return noon.toISOString().slice(0, 10);
+  }
+  throw new Error('unreachable');
+}
+
+async function turn(body: Record<string, unknown>) {
+  const response = await fetch(`${stack.functionsUrl}/chat`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${org.tokens.member}` },
+    body: JSON.stringify({ bot_id: bot, ...body }),
+  });
+  const text = await response.text();
+  return { status: response.status, events: response.status === 200 ? parseSse(text) : [], body: text };
+}
+
+const answerOf = (events: { event: string; data: unknown }[]) =>
+  events.filter((event) => event.event === 'delta').map((event) => (event.data as { text: string }).text).join('');
+
+async function appointmentCount(): Promise<number> {
+  const [row] = await sql<{ count: number }[]>`select count(*)::int from public.appointments where org_id = ${org.id}`;
+  return row.count;
+}
+
+beforeAll(async () => {
+  stack = await startTestStack();
+  sql = createSql(stack.dbUrl, { max: 2 });
+  org = await createChatOrg(sql, 'chat-booking');
+  bot = await createBot(sql, org.id, { slug: 'front-desk' });
+  await sql`update public.organizations set time_zone = ${ZONE} where id = ${org.id}`;
+  for (let weekday = 1; weekday <= 5; weekday += 1) {
+    await sql`insert into public.business_hours (org_id, weekday, opens, closes) values (${org.id}, ${weekday}, '09:00', '17:00')`;
+  }
+  monday = nextMonday();
+}, 120_000);
+
+afterAll(async () => {
+  await sql?.end({ timeout: 1 });
+  await stack?.stop();
+});
+
+describe('the booking step', () => {
+  it('books a free slot, says so, and links the appointment to the conversation', async () => {
+    const { status, events } = await turn({
+      message: 'Monday at ten, please.',
+      booking: {
+        starts_at: berlin(monday, '10:00'),
+        ends_at: berlin(monday, '10:30'),
+        attendee_name: 'Ada Lovelace',
+        attendee_email: 'ada@example.com',
+      },
+    });
+    expect(status).toBe(200);
+    const booked = events.find((event) => event.event === 'appointment')?.data as { id: string };
+    expect(booked?.id).toBeTruthy();
+    expect(answerOf(events)).toContain("You're booked for Monday");
+    expect(answerOf(events)).toContain('10:00–10:30 (Europe/Berlin)');
+    const conversation = (events.find((event) => event.event === 'conversation')?.data as { conversation_id: string })
+      .conversation_id;
+    const [row] = await sql<{ source: string; bot_id: string; conversation_id: string; starts_at: Date; status: string }[]>`
+      select source, bot_id, conversation_id, starts_at, status from public.appointments where id = ${booked.id}`;
+    expect(row).toMatchObject({ source: 'bot', bot_id: bot, conversation_id: conversation, status: 'booked' });
+    expect(row.starts_at.toISOString()).toBe(berlin(monday, '10:00'));
+    const [stored] = await sql<{ content: string; model: string }[]>`
+      select content, model from public.messages where conversation_id = ${conversation} and role = 'assistant'`;
+    expect(stored).toEqual({ content: answerOf(events), model: 'booking' });
+  });
+
+  it('refuses a taken time in words, offering the next free times, and books nothing', async () => {
+    const before = await appointmentCount();
+    const { status, events } = await turn({
+      message: 'Monday at ten for me too.',
+      booking: {
+        starts_at: berlin(monday, '10:00'),
+        ends_at: berlin(monday, '10:30'),
+        attendee_name: 'Grace Hopper',
+        attendee_phone: '+1 415 555 0100',
+      },
+    });
+    expect(status).toBe(200);
+    expect(events.some((event) => event.event === 'appointment')).toBe(false);
+    const answer = answerOf(events);
+    expect(answer).toContain("That time isn't available.");
+    expect(answer).toContain('The next free times are: Monday');
+    expect(answer).toContain('10:30–11:00');
+    expect(await appointmentCount()).toBe(before);
+  });
+
+  it('refuses a time outside business hours', async () => {
+    const saturday = new Date(Date.parse(`${monday}T12:00:00Z`) + 5 * DAY).toISOString().slice(0, 10);
+    const { events } = await turn({
+      message: 'Saturday morning?',
+      booking: {
+        starts_at: berlin(saturday, '10:00'),
+        ends_at: berlin(saturday, '10:30'),
+        attendee_name: 'Alan Turing',
+        attendee_email: 'alan@example.com',
+      },
+    });
+    expect(answerOf(events)).toContain("That time isn't available.");
+  });
+
+  it('answers a malformed booking with 400 before anything is stored', async () => {
+    const [{ count: messagesBefore }] = await sql<{ count: number }[]>`
+      select count(*)::int from public.messages where org_id = ${org.id}`;
+    const { status, body } = await turn({
+      message: 'Book it',
+      booking: { starts_at: berlin(monday, '11:00'), ends_at: berlin(monday, '10:00'), attendee_name: 'X' },
+    });
+    expect(status).toBe(400);
+    expect(JSON.parse(body)).toMatchObject({ error: { code: 'invalid_request' } });
+    const [{ count: messagesAfter }] = await sql<{ count: number }[]>`
+      select count(*)::int from public.messages where org_id = ${org.id}`;
+    expect(messagesAfter).toBe(messagesBefore);
+  });
+});
