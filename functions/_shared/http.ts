@@ -30,3 +30,13 @@ export async function readJson<T>(req: Request, schema: ZodType<T>): Promise<T> 
   if (issues.length > MAX_ISSUES_IN_MESSAGE) summary.push(`and ${issues.length - MAX_ISSUES_IN_MESSAGE} more`);
   throw new HttpError(422, 'invalid_request', `Invalid request body: ${summary.join('; ')}`);
 }
+
+/**
+ * Like readJson, for endpoints whose body may be left out (a scheduler's
+ * wake-up with nothing to say): an empty body is `undefined`.
+ */
+export async function readOptionalJson<T>(req: Request, schema: ZodType<T>): Promise<T | undefined> {
+  const text = await req.text();
+  if (text.trim() === '') return undefined;
+  return await readJson(new Request(req.url, { method: 'POST', body: text }), schema);
+}

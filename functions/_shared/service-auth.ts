@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { type AuthOptions, bearerToken, verifyJwt } from './auth.ts';
+import { type AuthOptions, bearerToken, type UserClaims, verifyJwt } from './auth.ts';
 import { type EnvReader, processEnv } from './env.ts';
 import { HttpError } from './errors.ts';
 
@@ -26,4 +26,26 @@ function isServiceRoleKey(token: string, key: string | undefined): boolean {
   if (!key) return false;
   const digest = (value: string) => createHash('sha256').update(value).digest();
   return timingSafeEqual(digest(token), digest(key));
+}
+
+export type Caller = { kind: 'service' } | { kind: 'user'; claims: UserClaims };
+
+/**
+ * For a function whose one path is both a user route and the platform's
+ * wake-up (pg_net posts to `/functions/v1/<name>` itself, with the
+ * service-role key): the service role when the token is its key or a
+ * service_role JWT, else a signed-in user; anything else is 401/403.
+ */
+export async function serviceRoleOrUser(req: Request, options: AuthOptions = {}): Promise<Caller> {
+  const env: EnvReader = options.env ?? processEnv;
+  const token = bearerToken(req.headers.get('authorization'));
+  if (isServiceRoleKey(token, env('SUPABASE_SERVICE_ROLE_KEY'))) return { kind: 'service' };
+  const claims = await verifyJwt(token, { env });
+  if (claims.role === 'service_role') return { kind: 'service' };
+  if (claims.role !== 'authenticated' || !claims.sub) {
+    throw new HttpError(401, 'user_required', 'This endpoint needs a signed-in user token.', {
+      'www-authenticate': `Bearer error="invalid_token"`,
+    });
+  }
+  return { kind: 'user', claims: { ...claims, role: 'authenticated', sub: claims.sub } };
 }

@@ -1,8 +1,9 @@
 /**
  * The local stand-in for Supabase's Storage API (the subset this project's
  * functions and frontends use through supabase-js `storage`): upload (raw or
- * multipart, optional upsert), download, list and remove objects, at
- * `/storage/v1/object/...` on the API port.
+ * multipart, optional upsert), download, list and remove objects, and signed
+ * URLs (createSignedUrl, createSignedUrls), at `/storage/v1/object/...` on the
+ * API port.
  *
  * As the real service does, each request runs as the caller's role with its
  * JWT claims, so the policies on storage.objects decide; bucket limits
@@ -13,6 +14,7 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import { verifyJwt } from '../../functions/_shared/auth.ts';
 import type { Sql } from '../../functions/_shared/db.ts';
 import { withUserScope } from '../../functions/_shared/db.ts';
@@ -214,6 +216,102 @@ export function createStorageApi(options: StorageApiOptions): (request: Request)
     return json(200, rows.map((row) => ({ ...row, name: row.name.slice(prefix.length) })));
   }
 
+  /**
+   * Signed URLs as Supabase's Storage makes them: the caller must be able to
+   * read the object (policies decide, as for a download); the token is an
+   * HS256 JWT signed with the project's JWT secret carrying `url`
+   * (`<bucket>/<name>`), `iat` and `exp`; whoever holds the URL downloads the
+   * object until `exp`, with no other credential.
+   */
+  function jwtSecret(): Uint8Array {
+    const secret = options.env('SUPABASE_JWT_SECRET');
+    if (!secret) throw new StorageError(500, 'internal', 'No JWT secret is configured');
+    return new TextEncoder().encode(secret);
+  }
+
+  function expiresInFrom(body: { expiresIn?: unknown } | null): number {
+    const expiresIn = Number(body?.expiresIn);
+    if (!Number.isInteger(expiresIn) || expiresIn < 1) {
+      throw new StorageError(400, 'Error', 'body/expiresIn must be an integer of at least 1');
+    }
+    return expiresIn;
+  }
+
+  async function signedPath(bucket: string, name: string, expiresIn: number): Promise<string> {
+    const now = Math.floor(Date.now() / 1000);
+    const token = await new SignJWT({ url: `${bucket}/${name}` })
+      .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+      .setIssuedAt(now)
+      .setExpirationTime(now + expiresIn)
+      .sign(jwtSecret());
+    return `/object/sign/${bucket}/${name}?token=${token}`;
+  }
+
+  /** The names of `names` in the bucket that the caller may read. */
+  async function readableNames(request: Request, bucket: string, names: string[]): Promise<Set<string>> {
+    const claims = await caller(request);
+    const rows = await withUserScope(options.sql, claims, (tx) =>
+      tx<{ name: string }[]>`select name from storage.objects where bucket_id = ${bucket} and name = any(${names})`
+    );
+    return new Set(rows.map((row) => row.name));
+  }
+
+  async function sign(request: Request, bucket: string, name: string): Promise<Response> {
+    const body = (await request.json().catch(() => null)) as { expiresIn?: unknown } | null;
+    const expiresIn = expiresInFrom(body);
+    if (!(await readableNames(request, bucket, [name])).has(name)) {
+      throw new StorageError(400, 'not_found', 'Object not found');
+    }
+    return json(200, { signedURL: await signedPath(bucket, name, expiresIn) });
+  }
+
+  async function signMany(request: Request, bucket: string): Promise<Response> {
+    const body = (await request.json().catch(() => null)) as { expiresIn?: unknown; paths?: unknown } | null;
+    const expiresIn = expiresInFrom(body);
+    const paths = body?.paths;
+    if (!Array.isArray(paths) || paths.some((p) => typeof p !== 'string') || paths.length > 1000) {
+      throw new StorageError(400, 'Error', 'body must have required property \'paths\' (an array of up to 1,000 names)');
+    }
+    const readable = await readableNames(request, bucket, paths as string[]);
+    const signed = await Promise.all((paths as string[]).map(async (path) =>
+      readable.has(path)
+        ? { error: null, path, signedURL: await signedPath(bucket, path, expiresIn) }
+        : { error: 'Either the object does not exist or you do not have access to it', path, signedURL: null }
+    ));
+    return json(200, signed);
+  }
+
+  /** GET of a signed URL: the token alone authorizes, for the one object it names, until it expires. */
+  async function downloadSigned(request: Request, bucket: string, name: string): Promise<Response> {
+    const url = new URL(request.url);
+    const token = url.searchParams.get('token');
+    if (!token) throw new StorageError(400, 'InvalidJWT', 'querystring must have required property \'token\'');
+    let signedUrl: unknown;
+    try {
+      ({ payload: { url: signedUrl } } = await jwtVerify(token, jwtSecret(), { algorithms: ['HS256'], requiredClaims: ['exp'] }));
+    } catch (error) {
+      const message = error instanceof joseErrors.JWTExpired ? 'jwt expired' : 'invalid signature';
+      throw new StorageError(400, 'InvalidJWT', message);
+    }
+    if (signedUrl !== `${bucket}/${name}`) throw new StorageError(400, 'InvalidSignature', 'The url do not match the signature');
+    const [found] = await options.sql<{ metadata: { mimetype?: string; eTag?: string } | null }[]>`
+      select metadata from storage.objects where bucket_id = ${bucket} and name = ${name}`;
+    const bytes = found ? await readFile(filePath(bucket, name)).catch(() => null) : null;
+    if (!found || !bytes) throw new StorageError(400, 'not_found', 'Object not found');
+    const headers: Record<string, string> = {
+      'content-type': found.metadata?.mimetype ?? 'application/octet-stream',
+      'content-length': String(bytes.byteLength),
+      'cache-control': 'no-cache',
+      etag: found.metadata?.eTag ?? '',
+    };
+    const download = url.searchParams.get('download');
+    if (download !== null) {
+      const filename = (download || name.split('/').pop() || 'download').replace(/["\\\r\n]/g, '_');
+      headers['content-disposition'] = `attachment; filename="${filename}"`;
+    }
+    return new Response(request.method === 'HEAD' ? null : bytes, { status: 200, headers });
+  }
+
   return async function handle(request: Request): Promise<Response> {
     try {
       const path = new URL(request.url).pathname;
@@ -222,6 +320,14 @@ export function createStorageApi(options: StorageApiOptions): (request: Request)
       const method = request.method;
       if (method === 'POST' && rest[0] === 'list' && rest.length === 2) return await list(request, rest[1]);
       if (method === 'DELETE' && rest.length === 1) return await remove(request, rest[0]);
+      if (rest[0] === 'sign' && rest.length >= 2) {
+        const [, signBucket, ...signSegments] = rest;
+        if (method === 'POST' && signSegments.length === 0) return await signMany(request, signBucket);
+        const signName = checkObjectName(signSegments.join('/'));
+        if (method === 'POST') return await sign(request, signBucket, signName);
+        if (method === 'GET' || method === 'HEAD') return await downloadSigned(request, signBucket, signName);
+        throw new StorageError(405, 'method_not_allowed', `${method} is not supported here`);
+      }
       const [bucket, ...segments] = rest[0] === 'authenticated' ? rest.slice(1) : rest;
       if (!bucket || segments.length === 0) throw new StorageError(404, 'not_found', `No route ${method} ${path}`);
       const name = checkObjectName(segments.join('/'));

@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { SignJWT } from 'jose';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SupabaseClient } from '@supabase/supabase-js';
@@ -122,5 +123,48 @@ describe('the local Storage API through supabase-js', () => {
     const byOwner = await clients.admin.storage.from(BUCKET).remove([path]);
     expect(byOwner.data?.map((row) => row.name)).toEqual([path]);
     expect((await clients.viewer.storage.from(BUCKET).download(path)).data).toBeNull();
+  });
+
+  it('signs URLs for a reader that download until they expire; tampered, expired or other paths are refused', async () => {
+    const path = `${ORG_A}/docs/signed.txt`;
+    expect((await clients.member.storage.from(BUCKET).upload(path, file('signed bytes'))).error).toBeNull();
+
+    const signed = await clients.viewer.storage.from(BUCKET).createSignedUrl(path, 60, { download: 'mine.txt' });
+    expect(signed.error).toBeNull();
+    const url = signed.data!.signedUrl;
+    expect(url.startsWith(`${gateway.url}/storage/v1/object/sign/${BUCKET}/${path}?token=`)).toBe(true);
+    // No credential but the token.
+    const fetched = await fetch(url);
+    expect(fetched.status).toBe(200);
+    expect(fetched.headers.get('content-disposition')).toBe('attachment; filename="mine.txt"');
+    expect(await fetched.text()).toBe('signed bytes');
+
+    // Someone who cannot read the object cannot sign it.
+    const outsider = await clients.outsider.storage.from(BUCKET).createSignedUrl(path, 60);
+    expect(outsider.data).toBeNull();
+    expect(outsider.error?.message).toMatch(/not found/i);
+
+    const token = new URL(url).searchParams.get('token')!;
+    const tampered = `${token.slice(0, -4)}${token.slice(-4) === 'AAAA' ? 'BBBB' : 'AAAA'}`;
+    const bad = await fetch(`${gateway.url}/storage/v1/object/sign/${BUCKET}/${path}?token=${tampered}`);
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ error: 'InvalidJWT' });
+
+    // A valid token names one object only.
+    const elsewhere = await fetch(`${gateway.url}/storage/v1/object/sign/${BUCKET}/${ORG_A}/docs/b.txt?token=${token}`);
+    expect(elsewhere.status).toBe(400);
+
+    const keys = await localKeys();
+    const past = Math.floor(Date.now() / 1000) - 10;
+    const expired = await new SignJWT({ url: `${BUCKET}/${path}` }).setProtectedHeader({ alg: 'HS256' })
+      .setIssuedAt(past - 60).setExpirationTime(past).sign(new TextEncoder().encode(keys.jwtSecret));
+    const late = await fetch(`${gateway.url}/storage/v1/object/sign/${BUCKET}/${path}?token=${expired}`);
+    expect(late.status).toBe(400);
+    expect(await late.json()).toMatchObject({ error: 'InvalidJWT', message: 'jwt expired' });
+
+    const many = await clients.viewer.storage.from(BUCKET).createSignedUrls([path, `${ORG_A}/docs/none.txt`], 60);
+    expect(many.error).toBeNull();
+    expect(many.data?.map((entry) => [entry.path, entry.signedUrl !== null])).toEqual([[path, true], [`${ORG_A}/docs/none.txt`, false]]);
+    expect(await (await fetch(many.data![0].signedUrl!)).text()).toBe('signed bytes');
   });
 });

@@ -1,0 +1,27 @@
+import type { UserClaims } from '../_shared/auth.ts';
+import { asServiceRole, type Sql, withUserScope } from '../_shared/db.ts';
+import { HttpError } from '../_shared/errors.ts';
+import { httpErrorFromPostgres, isPostgresError } from '../_shared/pg-errors.ts';
+
+/** 23514 is the sole-owner refusal, whose message names the orgs: the client shows it as is. */
+function accountError(error: unknown): unknown {
+  if (isPostgresError(error) && error.code === '23514') return new HttpError(409, 'sole_owner', error.message);
+  return httpErrorFromPostgres(error);
+}
+
+/**
+ * Deletes the caller's account in the two steps the SQL defines: as the
+ * user, public.delete_account (refused while they are the only owner of an
+ * org; otherwise they leave every org, audited in each); then, as the service
+ * role, private.delete_user, which checks again and deletes the auth user
+ * (profile and settings cascade). A failure between the two leaves a user
+ * with no memberships, and calling again finishes the job.
+ */
+export async function deleteAccount(sql: Sql, claims: UserClaims): Promise<void> {
+  try {
+    await withUserScope(sql, claims, (tx) => tx`select public.delete_account()`);
+    await asServiceRole(sql, (tx) => tx`select private.delete_user(${claims.sub}::uuid)`);
+  } catch (error) {
+    throw accountError(error);
+  }
+}

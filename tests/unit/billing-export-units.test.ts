@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest';
+import { matchRoute as accountRoute } from '../../functions/account/router.ts';
+import { formatMoney, formatQuantity, formatUnitPrice, minorDigits } from '../../functions/billing/money.ts';
+import { renderInvoicePdf } from '../../functions/billing/pdf.ts';
+import { matchRoute as billingRoute } from '../../functions/billing/router.ts';
+import { csvField, toCsv, toJson } from '../../functions/export/encode.ts';
+import { matchRoute as exportRoute } from '../../functions/export/router.ts';
+import { extractText } from 'unpdf';
+
+describe('invoice money', () => {
+  it('prints minor units in the major unit, exactly, with the currency\'s own digits', () => {
+    expect(minorDigits('USD')).toBe(2);
+    expect(minorDigits('JPY')).toBe(0);
+    expect(minorDigits('KWD')).toBe(3);
+    expect(formatMoney('4914', 'USD')).toBe('USD 49.14');
+    expect(formatMoney('5', 'USD')).toBe('USD 0.05');
+    expect(formatMoney('0', 'EUR')).toBe('EUR 0.00');
+    expect(formatMoney('1234567891', 'USD')).toBe('USD 12,345,678.91');
+    expect(formatMoney('4914', 'JPY')).toBe('JPY 4,914');
+    expect(formatMoney('4914', 'KWD')).toBe('KWD 4.914');
+    expect(formatMoney('9007199254740993', 'USD')).toBe('USD 90,071,992,547,409.93');
+  });
+
+  it('prints fractional unit prices with the digits they need, and quantities without trailing zeros', () => {
+    expect(formatUnitPrice('0.2000', 'USD')).toBe('USD 0.002');
+    expect(formatUnitPrice('0.0015', 'USD')).toBe('USD 0.000015');
+    expect(formatUnitPrice('500.0000', 'USD')).toBe('USD 5.00');
+    expect(formatUnitPrice('4900', 'USD')).toBe('USD 49.00');
+    expect(formatQuantity('12.500')).toBe('12.5');
+    expect(formatQuantity('1.000')).toBe('1');
+    expect(formatQuantity('1500.000')).toBe('1,500');
+    expect(() => formatMoney('1e5', 'USD')).toThrow(RangeError);
+  });
+
+  it('renders a PDF whose text shows the org, the lines and the total; text the font lacks becomes "?"', async () => {
+    const pdf = await renderInvoicePdf({
+      id: '00000000-0000-4000-8000-000000000001',
+      org_name: 'Café 東京',
+      plan_name: 'Pro',
+      period_start: '2026-02-01',
+      period_end: '2026-03-01',
+      currency: 'USD',
+      subtotal_cents: '4913',
+      total_cents: '4913',
+      status: 'open',
+      created_at: new Date('2026-03-01T02:00:00Z'),
+      lines: [
+        { position: 1, description: 'Pro plan, February 2026', quantity: '1.000', unit: 'month', unit_price_cents: '4900.0000', amount_cents: '4900' },
+        { position: 2, description: 'Chat Tokens beyond the 5,000,000 included: 5,012,500 used', quantity: '12.500', unit: '1k tokens', unit_price_cents: '0.2000', amount_cents: '3' },
+      ],
+    });
+    const { text } = await extractText(pdf, { mergePages: true });
+    expect(text).toContain('Café ??');
+    expect(text).toContain('2026-02-01 to 2026-02-28');
+    expect(text).toContain('USD 49.13');
+    expect(text).toContain('USD 0.03');
+  });
+});
+
+describe('export encoding', () => {
+  it('quotes CSV fields as RFC 4180 says, with a header and CRLF', () => {
+    expect(csvField('plain')).toBe('plain');
+    expect(csvField('a,b')).toBe('"a,b"');
+    expect(csvField('say "hi"')).toBe('"say ""hi"""');
+    expect(csvField('two\nlines')).toBe('"two\nlines"');
+    expect(csvField(null)).toBe('');
+    expect(csvField({ a: [1, 2] })).toBe('"{""a"":[1,2]}"');
+    expect(csvField(true)).toBe('true');
+    expect(toCsv([{ id: 1, name: 'x,y' }, { id: 2, name: null }])).toBe('id,name\r\n1,"x,y"\r\n2,\r\n');
+    expect(toCsv([])).toBe('');
+    expect(JSON.parse(toJson([{ id: 1 }, { id: 2 }]))).toEqual([{ id: 1 }, { id: 2 }]);
+    expect(toJson([])).toBe('[]\n');
+  });
+});
+
+describe('routes', () => {
+  const id = '5e1f0a00-0000-4000-9000-00000000000a';
+  it('matches the billing, export and account routes and refuses the rest', () => {
+    expect(billingRoute('POST', '/billing')).toEqual({ name: 'renderPdfs' });
+    expect(billingRoute('GET', `/functions/v1/billing/invoices/${id}/pdf`)).toEqual({ name: 'invoicePdf', invoiceId: id });
+    expect(() => billingRoute('POST', `/billing/invoices/${id}/pdf`)).toThrow(/not supported/);
+    expect(() => billingRoute('GET', '/billing/invoices/nope/pdf')).toThrow(/Nothing is served/);
+    expect(exportRoute('POST', '/export')).toEqual({ name: 'create' });
+    expect(exportRoute('POST', '/export/step')).toEqual({ name: 'step' });
+    expect(exportRoute('GET', `/export/${id.toUpperCase()}`)).toEqual({ name: 'show', exportId: id });
+    expect(() => exportRoute('DELETE', `/export/${id}`)).toThrow(/not supported/);
+    expect(accountRoute('DELETE', '/account')).toEqual({ name: 'deleteAccount' });
+    expect(accountRoute('DELETE', `/account/organizations/${id}`)).toEqual({ name: 'deleteOrganization', orgId: id });
+    expect(accountRoute('POST', '/account/storage-cleanup')).toEqual({ name: 'storageCleanup' });
+    expect(() => accountRoute('GET', '/account/elsewhere')).toThrow(/Nothing is served/);
+  });
+});
