@@ -21,6 +21,12 @@ import type { ExportStore } from './store.ts';
 
 export const MANIFEST = 'manifest.json';
 export const ZIP = 'export.zip';
+/**
+ * How long the export.ready event's link (to the zip, else the manifest)
+ * works: a day, so a notification read the next morning still opens; after
+ * that, GET /export/:id signs fresh links until the export expires.
+ */
+export const EVENT_LINK_SECONDS = 24 * 3600;
 
 export interface Manifest {
   export_id: string;
@@ -82,6 +88,9 @@ export async function packageExport(
     }
     await deps.store.upload(`${prefix}${ZIP}`, zipSync(entries, { level: 6, mtime: now }), 'application/zip');
   }
-  await asServiceRole(deps.sql, (tx) => finishExport(tx, record.id, true, null));
+  const linked = `${prefix}${zipped ? ZIP : MANIFEST}`;
+  const url = (await deps.store.signedUrls([linked], EVENT_LINK_SECONDS)).get(linked);
+  const link = url ? { url, expiresAt: new Date(now.getTime() + EVENT_LINK_SECONDS * 1000) } : null;
+  await asServiceRole(deps.sql, (tx) => finishExport(tx, record.id, true, null, link));
   return { files: files.length, zipped };
 }

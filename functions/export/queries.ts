@@ -60,8 +60,16 @@ export async function recordProgress(
   await tx`select 1 from private.record_export_progress(${exportId}::uuid, ${tx.json(cursor)}, ${percent})`;
 }
 
-export async function finishExport(tx: TransactionSql, exportId: string, ok: boolean, error: string | null): Promise<void> {
-  await tx`select 1 from private.finish_export(${exportId}::uuid, ${ok}, ${error})`;
+/** Ends the export; a ready one announces `link` (signed, expiring) in its export.ready event. */
+export async function finishExport(
+  tx: TransactionSql,
+  exportId: string,
+  ok: boolean,
+  error: string | null,
+  link: { url: string; expiresAt: Date } | null = null,
+): Promise<void> {
+  await tx`select 1 from private.finish_export(${exportId}::uuid, ${ok}, ${error}, ${link?.url ?? null},
+                                                ${link?.expiresAt.toISOString() ?? null}::timestamptz)`;
 }
 
 /** Queues an export as the caller (owners; 42501 otherwise, 23505 while another is in progress). */

@@ -45,10 +45,18 @@ insert into public.event_types (type, description, schema) values
       "invoice_id": {"type": "string", "format": "uuid"},
       "period_start": {"type": "string"}, "period_end": {"type": "string"},
       "total_cents": {"type": "integer"}, "currency": {"type": "string"}}}'),
-  ('export.ready', 'A data export finished; its files are in Storage until it expires.',
+  ('export.ready', 'A data export finished; its files are in Storage until it expires, the link works until link_expires_at.',
    '{"type": "object", "required": ["export_id", "storage_prefix", "expires_at"], "properties": {
       "export_id": {"type": "string", "format": "uuid"}, "storage_prefix": {"type": "string"},
-      "expires_at": {"type": "string", "format": "date-time"}}}');
+      "expires_at": {"type": "string", "format": "date-time"},
+      "download_url": {"type": ["string", "null"]}, "link_expires_at": {"type": ["string", "null"], "format": "date-time"}}}');
+
+-- export.ready carries a signed link to the whole export: in the app, only
+-- those who may export (owners) read export events. Webhook endpoints
+-- subscribed to it receive the link as the org's own systems.
+create policy "only owners read export events"
+  on public.events as restrictive for select to authenticated
+  using (type not like 'export.%' or org_id = any (array(select private.readable_org_ids('data.export'))));
 
 -- ---------------------------------------------------------------------------
 -- Notification preferences: which event types reach whom.
@@ -1330,7 +1338,9 @@ end;
 $$;
 comment on function private.record_export_progress(uuid, jsonb, integer) is 'Stores where the export resumes and its percent (never going back), releases the step''s lease and wakes the export function for the next step. Service role.';
 
-create function private.finish_export(export_id uuid, ok boolean, error text)
+create function private.finish_export(
+  export_id uuid, ok boolean, error text, download_url text default null, link_expires_at timestamptz default null
+)
 returns public.data_exports
 language plpgsql
 security definer
@@ -1356,7 +1366,9 @@ begin
     where e.id = target.id
     returning * into target;
     perform private.emit_event(target.org_id, 'export.ready', pg_catalog.jsonb_build_object(
-      'export_id', target.id, 'storage_prefix', target.storage_prefix, 'expires_at', private.rfc3339(target.expires_at)));
+      'export_id', target.id, 'storage_prefix', target.storage_prefix, 'expires_at', private.rfc3339(target.expires_at),
+      'download_url', finish_export.download_url,
+      'link_expires_at', case when finish_export.link_expires_at is not null then private.rfc3339(finish_export.link_expires_at) end));
   else
     update public.data_exports e
     set status = 'failed', lease_until = null, finished_at = pg_catalog.now(),
@@ -1367,7 +1379,7 @@ begin
   return target;
 end;
 $$;
-comment on function private.finish_export(uuid, boolean, text) is 'Ends an export: ready (expires in 7 days; emits export.ready) or failed with the error. 22023 when it already ended. Service role.';
+comment on function private.finish_export(uuid, boolean, text, text, timestamptz) is 'Ends an export: ready (expires in 7 days; emits export.ready with the signed download link the function made, and when it stops working) or failed with the error. 22023 when it already ended. Service role.';
 
 -- pg_cron, every minute: wakes the export function for each export waiting
 -- for a step (queued, or a lease that ran out). Returns how many.
@@ -1740,7 +1752,7 @@ revoke execute on function
   private.claim_export_step(uuid),
   private.export_rows(uuid, text, text, integer),
   private.record_export_progress(uuid, jsonb, integer),
-  private.finish_export(uuid, boolean, text),
+  private.finish_export(uuid, boolean, text, text, timestamptz),
   private.resume_exports(),
   private.org_storage_objects(uuid, integer),
   private.record_org_deletion(),
@@ -1781,7 +1793,7 @@ grant execute on function
   private.claim_export_step(uuid),
   private.export_rows(uuid, text, text, integer),
   private.record_export_progress(uuid, jsonb, integer),
-  private.finish_export(uuid, boolean, text),
+  private.finish_export(uuid, boolean, text, text, timestamptz),
   private.resume_exports(),
   private.org_storage_objects(uuid, integer),
   private.finish_org_storage_removal(uuid),

@@ -12,7 +12,7 @@ import { unzipSync } from 'fflate';
 import { decodeJwt, SignJWT } from 'jose';
 import { extractText } from 'unpdf';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { asServiceRole, createSql, type Sql } from '../../functions/_shared/db.ts';
+import { asServiceRole, createSql, type Sql, withUserScope } from '../../functions/_shared/db.ts';
 import { freePort } from '../../scripts/local/free-port.ts';
 import { type Stack, startStack } from '../../scripts/local/stack.ts';
 import { type ChatOrg, createBot, createChatOrg } from '../support/chat-fixtures.ts';
@@ -237,9 +237,24 @@ describe('data export: resumable steps, one org\'s rows only, expiring links', (
     // A late duplicate wake-up changes nothing.
     expect((await call('POST', 'export/step', stack.keys.serviceRoleKey, { export_id: exportId })).body)
       .toMatchObject({ status: 'skipped' });
-    const [{ events }] = await sql<{ events: number }[]>`
-      select count(*)::int as events from public.events where org_id = ${org.id} and type = 'export.ready'`;
-    expect(events).toBe(1);
+    const events = await sql<{ payload: { download_url: string; link_expires_at: string } }[]>`
+      select payload from public.events where org_id = ${org.id} and type = 'export.ready'`;
+    expect(events).toHaveLength(1);
+    // The event carries a signed link to the zip that works for a day, and only owners read the event.
+    const { download_url: link, link_expires_at: linkExpires } = events[0].payload;
+    expect(new URL(link).pathname).toMatch(/\/export\.zip$/);
+    expect(Date.parse(linkExpires) - Date.now()).toBeGreaterThan(23 * 3_600_000);
+    const zipped = await fetch(link);
+    expect(zipped.status).toBe(200);
+    expect(new Uint8Array(await zipped.arrayBuffer()).slice(0, 2)).toEqual(new Uint8Array([0x50, 0x4b]));
+    const visible = (claims: typeof org.claims.owner) =>
+      withUserScope(sql, claims, async (tx) => {
+        const [row] = await tx<{ count: number }[]>`
+          select count(*)::int from public.events where org_id = ${org.id} and type = 'export.ready'`;
+        return row.count;
+      });
+    expect(await visible(org.claims.owner)).toBe(1);
+    expect(await visible(org.claims.admin)).toBe(0);
   });
 
   it('holds the org\'s rows and none of another org\'s, as JSON, CSV and a zip, behind expiring links', async () => {
