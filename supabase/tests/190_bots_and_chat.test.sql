@@ -921,7 +921,8 @@ select results_eq(
 select pg_temp.finish('esc-2', 'tg-a', 'Noch einmal.', 10, 10, 'Again');
 select results_eq(
   $$select b ->> 'conversation_status', (b ->> 'escalated')::boolean,
-      (select count(*)::integer from public.events where type = 'conversation.escalated'),
+      (select count(*)::integer from public.events where type = 'conversation.escalated'
+         and org_id = (select b.org_id from public.bots b where b.id = tests.fx('bot_support'))),
       (select escalation_reason from public.conversations where id = (pg_temp.answer('tg-a') ->> 'conversation_id')::uuid)
     from (select pg_temp.answer('esc-2') b) a$$,
   $$values ('escalated', false, 1, 'The user asked for a human.')$$,
@@ -935,7 +936,8 @@ select pg_temp.prepare('log-1', 'bot_log', null, 'telegram', '777', null, 'I wan
 select pg_temp.finish('log-esc', 'log-1', 'Noted.', 1, 1, 'asked for a human');
 select results_eq(
   $$select b ->> 'conversation_status', (b ->> 'escalated')::boolean,
-      (select count(*)::integer from public.events where type = 'conversation.escalated')
+      (select count(*)::integer from public.events where type = 'conversation.escalated'
+         and org_id = (select b.org_id from public.bots b where b.id = tests.fx('bot_support')))
     from (select pg_temp.answer('log-esc') b) a$$,
   $$values ('escalated', true, 1)$$,
   'chat_finish: a log bot escalates without an event'

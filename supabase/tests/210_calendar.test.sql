@@ -837,12 +837,12 @@ select results_eq(
   'events: appointment.created carries the times (RFC 3339, UTC) and the bot'
 );
 select results_eq(
-  $$select payload from public.events where type = 'appointment.canceled'$$,
+  $$select payload from public.events where type = 'appointment.canceled' and org_id = tests.fx('org_a')$$,
   $$values (jsonb_build_object('appointment_id', tests.fx('appt1'), 'reason', 'Caller asked'))$$,
   'events: one appointment.canceled, with the reason (canceling twice emits nothing)'
 );
 select results_eq(
-  $$select payload from public.events where type = 'appointment.rescheduled'$$,
+  $$select payload from public.events where type = 'appointment.rescheduled' and org_id = tests.fx('org_a')$$,
   $$values (jsonb_build_object('appointment_id', tests.fx('appt2'),
       'starts_at', private.rfc3339(pg_temp.at(0, '14:00')), 'ends_at', private.rfc3339(pg_temp.at(0, '14:45')),
       'previous_starts_at', private.rfc3339(pg_temp.at(0, '10:30')), 'previous_ends_at', private.rfc3339(pg_temp.at(0, '11:00')),
