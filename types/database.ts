@@ -504,6 +504,26 @@ isOneToOne: false
       referencedColumns: ["id"]
     }
                   ]
+                },"data_exports": {
+                  Row: {
+                    "created_at": string,"cursor": NonNullable<Json>,"error": string | null,"expires_at": string | null,"finished_at": string | null,"id": string,"lease_until": string | null,"org_id": string,"progress_percent": number,"requested_by": string | null,"status": Database["public"]['Enums']["data_export_status"],"steps": number,"storage_prefix": string,"tables": (string)[],"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "created_at"?: string,"cursor"?: NonNullable<Json>,"error"?: string | null,"expires_at"?: string | null,"finished_at"?: string | null,"id"?: string,"lease_until"?: string | null,"org_id": string,"progress_percent"?: number,"requested_by"?: string | null,"status"?: Database["public"]['Enums']["data_export_status"],"steps"?: number,"storage_prefix": string,"tables": (string)[],"updated_at"?: string
+                  }
+                  Update: {
+                    "created_at"?: string,"cursor"?: NonNullable<Json>,"error"?: string | null,"expires_at"?: string | null,"finished_at"?: string | null,"id"?: string,"lease_until"?: string | null,"org_id"?: string,"progress_percent"?: number,"requested_by"?: string | null,"status"?: Database["public"]['Enums']["data_export_status"],"steps"?: number,"storage_prefix"?: string,"tables"?: (string)[],"updated_at"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "data_exports_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
                 },"document_chunks": {
                   Row: {
                     "chunk_index": number,"collection_id": string | null,"content": string,"document_id": string,"embedding": string,"fts": unknown,"id": number,"org_id": string,"page_end": number,"page_start": number,"token_count": number
@@ -640,6 +660,64 @@ isOneToOne: false
       referencedColumns: ["id"]
     }
                   ]
+                },"invoice_lines": {
+                  Row: {
+                    "amount_cents": number,"description": string,"id": string,"invoice_id": string,"kind": string,"metric": string | null,"org_id": string,"position": number,"quantity": number,"unit": string,"unit_price_cents": number
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "amount_cents": number,"description": string,"id"?: string,"invoice_id": string,"kind": string,"metric"?: string | null,"org_id": string,"position": number,"quantity": number,"unit": string,"unit_price_cents": number
+                  }
+                  Update: {
+                    "amount_cents"?: number,"description"?: string,"id"?: string,"invoice_id"?: string,"kind"?: string,"metric"?: string | null,"org_id"?: string,"position"?: number,"quantity"?: number,"unit"?: string,"unit_price_cents"?: number
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "invoice_lines_invoice_fk"
+      columns: ["invoice_id","org_id"]
+isOneToOne: false
+      referencedRelation: "invoices"
+      referencedColumns: ["id","org_id"]
+    },{
+      foreignKeyName: "invoice_lines_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"invoices": {
+                  Row: {
+                    "created_at": string,"currency": string,"id": string,"org_id": string,"pdf_path": string | null,"period_end": string,"period_start": string,"plan_id": string,"status": string,"subscription_id": string | null,"subtotal_cents": number,"total_cents": number,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "created_at"?: string,"currency": string,"id"?: string,"org_id": string,"pdf_path"?: string | null,"period_end": string,"period_start": string,"plan_id": string,"status"?: string,"subscription_id"?: string | null,"subtotal_cents": number,"total_cents": number,"updated_at"?: string
+                  }
+                  Update: {
+                    "created_at"?: string,"currency"?: string,"id"?: string,"org_id"?: string,"pdf_path"?: string | null,"period_end"?: string,"period_start"?: string,"plan_id"?: string,"status"?: string,"subscription_id"?: string | null,"subtotal_cents"?: number,"total_cents"?: number,"updated_at"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "invoices_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "invoices_plan_id_fkey"
+      columns: ["plan_id"]
+isOneToOne: false
+      referencedRelation: "plans"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "invoices_subscription_id_fkey"
+      columns: ["subscription_id"]
+isOneToOne: false
+      referencedRelation: "subscriptions"
+      referencedColumns: ["id"]
+    }
+                  ]
                 },"memberships": {
                   Row: {
                     "created_at": string,"org_id": string,"role": Database["public"]['Enums']["org_role"],"updated_at": string,"user_id": string
@@ -686,6 +764,32 @@ isOneToOne: false
       referencedColumns: ["id"]
     }
                   ]
+                },"org_settings": {
+                  Row: {
+                    "created_at": string,"default_chat_model": string,"interruption_sensitivity": number,"max_tokens": number,"notification_preferences": NonNullable<Json>,"org_id": string,"speaking_rate": number,"temperature": number,"updated_at": string,"updated_by": string | null,"voice": string,"voice_language": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "created_at"?: string,"default_chat_model"?: string,"interruption_sensitivity"?: number,"max_tokens"?: number,"notification_preferences"?: NonNullable<Json>,"org_id": string,"speaking_rate"?: number,"temperature"?: number,"updated_at"?: string,"updated_by"?: string | null,"voice"?: string,"voice_language"?: string
+                  }
+                  Update: {
+                    "created_at"?: string,"default_chat_model"?: string,"interruption_sensitivity"?: number,"max_tokens"?: number,"notification_preferences"?: NonNullable<Json>,"org_id"?: string,"speaking_rate"?: number,"temperature"?: number,"updated_at"?: string,"updated_by"?: string | null,"voice"?: string,"voice_language"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "org_settings_default_chat_model_fkey"
+      columns: ["default_chat_model"]
+isOneToOne: false
+      referencedRelation: "chat_models"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "org_settings_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: true
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
                 },"organizations": {
                   Row: {
                     "created_at": string,"created_by": string | null,"id": string,"name": string,"slug": string,"time_zone": string,"updated_at": string
@@ -699,6 +803,26 @@ isOneToOne: false
                   }
                   Relationships: [
                     
+                  ]
+                },"plan_overage_prices": {
+                  Row: {
+                    "metric": string,"plan_id": string,"price_cents_per_unit": number,"unit": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "metric": string,"plan_id": string,"price_cents_per_unit": number,"unit": string
+                  }
+                  Update: {
+                    "metric"?: string,"plan_id"?: string,"price_cents_per_unit"?: number,"unit"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "plan_overage_prices_plan_id_fkey"
+      columns: ["plan_id"]
+isOneToOne: false
+      referencedRelation: "plans"
+      referencedColumns: ["id"]
+    }
                   ]
                 },"plans": {
                   Row: {
@@ -790,14 +914,14 @@ isOneToOne: false
                   ]
                 },"subscriptions": {
                   Row: {
-                    "canceled_at": string | null,"created_at": string,"current_period_end": string,"current_period_start": string,"id": string,"org_id": string,"plan_id": string,"status": Database["public"]['Enums']["subscription_status"]
+                    "canceled_at": string | null,"created_at": string,"current_period_end": string,"current_period_start": string,"id": string,"org_id": string,"plan_id": string,"scheduled_plan_id": string | null,"started_at": string,"status": Database["public"]['Enums']["subscription_status"]
                   }
                   ComputedFields: never
                   Insert: {
-                    "canceled_at"?: string | null,"created_at"?: string,"current_period_end": string,"current_period_start": string,"id"?: string,"org_id": string,"plan_id": string,"status"?: Database["public"]['Enums']["subscription_status"]
+                    "canceled_at"?: string | null,"created_at"?: string,"current_period_end": string,"current_period_start": string,"id"?: string,"org_id": string,"plan_id": string,"scheduled_plan_id"?: string | null,"started_at"?: string,"status"?: Database["public"]['Enums']["subscription_status"]
                   }
                   Update: {
-                    "canceled_at"?: string | null,"created_at"?: string,"current_period_end"?: string,"current_period_start"?: string,"id"?: string,"org_id"?: string,"plan_id"?: string,"status"?: Database["public"]['Enums']["subscription_status"]
+                    "canceled_at"?: string | null,"created_at"?: string,"current_period_end"?: string,"current_period_start"?: string,"id"?: string,"org_id"?: string,"plan_id"?: string,"scheduled_plan_id"?: string | null,"started_at"?: string,"status"?: Database["public"]['Enums']["subscription_status"]
                   }
                   Relationships: [
                     {
@@ -809,6 +933,12 @@ isOneToOne: false
     },{
       foreignKeyName: "subscriptions_plan_id_fkey"
       columns: ["plan_id"]
+isOneToOne: false
+      referencedRelation: "plans"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "subscriptions_scheduled_plan_id_fkey"
+      columns: ["scheduled_plan_id"]
 isOneToOne: false
       referencedRelation: "plans"
       referencedColumns: ["id"]
@@ -889,6 +1019,20 @@ isOneToOne: false
       referencedRelation: "organizations"
       referencedColumns: ["id"]
     }
+                  ]
+                },"user_settings": {
+                  Row: {
+                    "created_at": string,"email_notifications": boolean,"notification_overrides": NonNullable<Json>,"updated_at": string,"user_id": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "created_at"?: string,"email_notifications"?: boolean,"notification_overrides"?: NonNullable<Json>,"updated_at"?: string,"user_id": string
+                  }
+                  Update: {
+                    "created_at"?: string,"email_notifications"?: boolean,"notification_overrides"?: NonNullable<Json>,"updated_at"?: string,"user_id"?: string
+                  }
+                  Relationships: [
+                    
                   ]
                 },"webhook_attempts": {
                   Row: {
@@ -1014,6 +1158,49 @@ isOneToOne: false
         isOneToOne: true
         isSetofReturn: false
       } },
+"analytics_appointments":
+{ Args: { "from_date": string,"org_id": string,"time_zone"?: string,"to_date": string }; Returns: Json
+                           },
+"analytics_appointments_daily":
+{ Args: { "from_date": string,"org_id": string,"time_zone"?: string,"to_date": string }; Returns: {
+              "booked": number,"by_bot": Json,"by_source": Json,"canceled": number,"completed": number,"day": string,"no_show": number,"rescheduled": number,"total": number
+            }[]
+                           },
+"analytics_conversations_daily":
+{ Args: { "from_date": string,"org_id": string,"time_zone"?: string,"to_date": string }; Returns: {
+              "by_bot": Json,"by_channel": Json,"closed": number,"day": string,"escalated": number,"started": number
+            }[]
+                           },
+"analytics_dashboard_summary":
+{ Args: { "from_date": string,"org_id": string,"time_zone"?: string,"to_date": string }; Returns: Json
+                           },
+"analytics_engagement_daily":
+{ Args: { "from_date": string,"org_id": string,"time_zone"?: string,"to_date": string }; Returns: {
+              "active_conversations": number,"avg_messages_per_conversation": number,"day": string,"end_users": number,"first_responses": number,"median_first_response_ms": number,"returning_users": number
+            }[]
+                           },
+"analytics_knowledge":
+{ Args: { "from_date": string,"org_id": string,"time_zone"?: string,"to_date": string }; Returns: Json
+                           },
+"analytics_messages_daily":
+{ Args: { "from_date": string,"org_id": string,"time_zone"?: string,"to_date": string }; Returns: {
+              "assistant_messages": number,"day": string,"system_messages": number,"tokens_in": number,"tokens_out": number,"total": number,"user_messages": number
+            }[]
+                           },
+"analytics_team":
+{ Args: { "from_date": string,"org_id": string,"time_zone"?: string,"to_date": string }; Returns: Json
+                           },
+"analytics_uploads":
+{ Args: { "from_date": string,"org_id": string,"time_zone"?: string,"to_date": string }; Returns: Json
+                           },
+"analytics_usage":
+{ Args: { "from_date": string,"org_id": string,"time_zone"?: string,"to_date": string }; Returns: Json
+                           },
+"analytics_usage_daily":
+{ Args: { "from_date": string,"org_id": string,"time_zone"?: string,"to_date": string }; Returns: {
+              "by_api_key": Json,"by_bot": Json,"chat_tokens_in": number,"chat_tokens_out": number,"day": string,"embedding_tokens_in": number,"embedding_tokens_out": number,"speech_tokens_in": number,"speech_tokens_out": number
+            }[]
+                           },
 "begin_calendar_connection":
 { Args: { "bot_id"?: string,"code_verifier": string,"org_id": string,"provider": string,"redirect_to"?: string }; Returns: string
                            },
@@ -1124,6 +1311,25 @@ isOneToOne: false
                           SetofOptions: {
         from: "*"
         to: "memberships"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
+"change_plan":
+{ Args: { "org_id": string,"plan_id": string }; Returns: {
+              "canceled_at": string | null,
+"created_at": string,
+"current_period_end": string,
+"current_period_start": string,
+"id": string,
+"org_id": string,
+"plan_id": string,
+"scheduled_plan_id": string | null,
+"started_at": string,
+"status": Database["public"]['Enums']["subscription_status"]
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "subscriptions"
         isOneToOne: true
         isSetofReturn: false
       } },
@@ -1303,6 +1509,12 @@ isOneToOne: false
         isOneToOne: false
         isSetofReturn: true
       } },
+"delete_account":
+{ Args: Record<PropertyKey, never>; Returns: undefined
+                           },
+"delete_organization":
+{ Args: { "confirm_name": string,"org_id": string }; Returns: undefined
+                           },
 "disconnect_calendar":
 { Args: { "connection_id": string }; Returns: Record<string, unknown>
                            },
@@ -1341,6 +1553,11 @@ isOneToOne: false
 "my_permissions":
 { Args: { "org_id": string }; Returns: string[]
                            },
+"plan_usage":
+{ Args: { "org_id": string }; Returns: {
+              "included": number,"metric": string,"used": number
+            }[]
+                           },
 "remove_member":
 { Args: { "org_id": string,"user_id": string }; Returns: {
               "created_at": string,
@@ -1352,6 +1569,30 @@ isOneToOne: false
                           SetofOptions: {
         from: "*"
         to: "memberships"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
+"request_data_export":
+{ Args: { "org_id": string }; Returns: {
+              "created_at": string,
+"cursor": NonNullable<Json>,
+"error": string | null,
+"expires_at": string | null,
+"finished_at": string | null,
+"id": string,
+"lease_until": string | null,
+"org_id": string,
+"progress_percent": number,
+"requested_by": string | null,
+"status": Database["public"]['Enums']["data_export_status"],
+"steps": number,
+"storage_prefix": string,
+"tables": (string)[],
+"updated_at": string
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "data_exports"
         isOneToOne: true
         isSetofReturn: false
       } },
@@ -1535,7 +1776,7 @@ isOneToOne: false
                            }
           }
           Enums: {
-            "bot_escalation_action": "notify"|"transfer"|"log","call_direction": "inbound"|"outbound"|"web","call_sentiment": "positive"|"neutral"|"negative"|"unknown","call_status": "queued"|"ringing"|"in_progress"|"ended"|"failed"|"canceled"|"no_answer"|"busy","chat_channel": "web"|"telegram"|"voice"|"api","conversation_status": "open"|"escalated"|"closed","document_status": "uploading"|"queued"|"processing"|"ready"|"failed","message_role": "user"|"assistant"|"system","org_role": "viewer"|"member"|"admin"|"owner","subscription_status": "active"|"canceled"
+            "bot_escalation_action": "notify"|"transfer"|"log","call_direction": "inbound"|"outbound"|"web","call_sentiment": "positive"|"neutral"|"negative"|"unknown","call_status": "queued"|"ringing"|"in_progress"|"ended"|"failed"|"canceled"|"no_answer"|"busy","chat_channel": "web"|"telegram"|"voice"|"api","conversation_status": "open"|"escalated"|"closed","data_export_status": "queued"|"running"|"ready"|"failed","document_status": "uploading"|"queued"|"processing"|"ready"|"failed","message_role": "user"|"assistant"|"system","org_role": "viewer"|"member"|"admin"|"owner","subscription_status": "active"|"canceled"
           }
           CompositeTypes: {
             "new_api_key": {
@@ -1659,7 +1900,7 @@ export const Constants = {
           }
         },"public": {
           Enums: {
-            "bot_escalation_action": ["notify", "transfer", "log"],"call_direction": ["inbound", "outbound", "web"],"call_sentiment": ["positive", "neutral", "negative", "unknown"],"call_status": ["queued", "ringing", "in_progress", "ended", "failed", "canceled", "no_answer", "busy"],"chat_channel": ["web", "telegram", "voice", "api"],"conversation_status": ["open", "escalated", "closed"],"document_status": ["uploading", "queued", "processing", "ready", "failed"],"message_role": ["user", "assistant", "system"],"org_role": ["viewer", "member", "admin", "owner"],"subscription_status": ["active", "canceled"]
+            "bot_escalation_action": ["notify", "transfer", "log"],"call_direction": ["inbound", "outbound", "web"],"call_sentiment": ["positive", "neutral", "negative", "unknown"],"call_status": ["queued", "ringing", "in_progress", "ended", "failed", "canceled", "no_answer", "busy"],"chat_channel": ["web", "telegram", "voice", "api"],"conversation_status": ["open", "escalated", "closed"],"data_export_status": ["queued", "running", "ready", "failed"],"document_status": ["uploading", "queued", "processing", "ready", "failed"],"message_role": ["user", "assistant", "system"],"org_role": ["viewer", "member", "admin", "owner"],"subscription_status": ["active", "canceled"]
           }
         }
 } as const
