@@ -133,8 +133,15 @@ describe('webhook-dispatcher over the gateway and Deno', () => {
     const [delivery] = await sql<{ status: string }[]>`
       select status from public.webhook_deliveries where endpoint_id = ${endpointId}`;
     expect(delivery.status).toBe('succeeded');
-    // pg_net's request reached the function with the Vault's service-role key.
-    const responses = await sql<{ status_code: number }[]>`select status_code from net._http_response`;
+    // pg_net's request reached the function with the Vault's service-role key. Its response row is written
+    // when the function has answered, which can be a moment after the attempt above was recorded.
+    const responseDeadline = Date.now() + 5000;
+    let responses: Array<{ status_code: number }> = [];
+    while (Date.now() < responseDeadline) {
+      responses = await sql<{ status_code: number }[]>`select status_code from net._http_response`;
+      if (responses.length > 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
     expect(responses.length).toBeGreaterThan(0);
   });
 });
