@@ -15,9 +15,10 @@
 -- every tenant). The figures are aggregates, so a viewer may see them even
 -- where the rows themselves need a member (conversations, appointments) or an
 -- admin (usage, invitations): that is why the code is definer and checks
--- analytics.read itself. Calls are the exception: they come from
--- call_stats_summary (20261123001210), which keeps its own calls.read rule, so
--- the summary's `calls` is null for a caller without it.
+-- analytics.read itself. Calls are the exception: they are
+-- call_stats_summary's figures (20261123001210, from analytics_days in the
+-- org's zone, else from call_stats_summary itself) and keep its calls.read
+-- rule, so the summary's `calls` is null for a caller without it.
 --
 -- Arguments: every function takes (org_id, from_date, to_date, time_zone
 -- default null): local days from_date..to_date, both included, at most 366;
@@ -32,6 +33,15 @@
 -- half-hour or 45-minute offset (India, Nepal, parts of Australia) put a
 -- bucket on the local day its first minute falls in: up to 30 or 45 minutes
 -- of events at each local midnight land on the neighbouring day there.
+-- The dashboard summary in the org's own zone (the default) reads one row per
+-- local day (private.analytics_days: chat, usage and call figures derived
+-- from the hour rollups and calls; a statement only marks the days it
+-- touches stale, and the first read of a stale day, or the pg_cron job within
+-- a minute, recomputes it — so the summary is volatile): at dashboard
+-- densities an hour bucket holds about one conversation or call, and an
+-- org's hour rows lie on as many pages as rows, so 90 day rows replace
+-- thousands of page reads. In another zone it reads the hour rollups, and
+-- its calls come from call_stats_summary.
 -- The rollups are kept exact by statement-level triggers with transition
 -- tables (one upsert per statement and rollup, never one per row), checked by
 -- private.verify_rollups(org_id) against the raw aggregation, and rebuilt by
@@ -120,8 +130,83 @@ create table private.analytics_usage_hours (
 );
 comment on table private.analytics_usage_hours is 'Rollup of public.usage_events per UTC hour, kind, bot and API key.';
 
+-- Each end user's first hour with a message of theirs, so returning users
+-- are one join instead of one probe of the hour rollup per user.
+create table private.analytics_end_users (
+  org_id uuid not null references public.organizations (id) on delete cascade,
+  end_user text not null,
+  first_hour timestamptz not null,
+  primary key (org_id, end_user)
+);
+comment on table private.analytics_end_users is 'Each end user''s first UTC hour with a user message (derived from analytics_conversation_hours; kept by the message and conversation triggers).';
+
+create index analytics_end_users_first_idx on private.analytics_end_users (org_id, first_hour);
+
+-- The summary's figures per org and LOCAL day in the org's time zone
+-- (organizations.time_zone), one row each: a 90-day summary reads 90 rows
+-- instead of thousands of hour rows spread over as many pages (an org's hour
+-- rows interleave with every other org's, and at dashboard densities an hour
+-- holds about one conversation and one call). Derived from the hour rollups
+-- (so cut exactly as they are), first_responses, end_users and calls, and
+-- recomputed lazily: a statement only marks the (org, day)s it touches stale
+-- (private.analytics_stale_days), and they are recomputed by the first read
+-- of them (private.refresh_analytics_days, called by the summary and
+-- verify_rollups) or by the pg_cron job every minute, whichever comes first.
+-- A zone change marks all of the org's days. A summary in another zone reads
+-- the hour rollups.
+-- Distinct counts over a range come from the per-day sets (conversations
+-- and end users of the day); returning users are the end users of the range
+-- less those whose first message falls in it (new_end_users); medians and the
+-- p95 from the per-day values (sorted).
+create table private.analytics_days (
+  org_id uuid not null references public.organizations (id) on delete cascade,
+  day date not null,
+  user_messages integer not null,
+  assistant_messages integer not null,
+  system_messages integer not null,
+  tokens_in bigint not null,
+  tokens_out bigint not null,
+  -- Conversations with messages that day, and end users who wrote.
+  conversations uuid[] not null,
+  end_users text[] not null,
+  -- End users whose first message ever was that day.
+  new_end_users integer not null,
+  -- The bot's first answers that day and their latencies (nulls left out).
+  first_responses integer not null,
+  first_response_latencies integer[] not null,
+  -- [{bot_id, channel, started, escalated, closed}]
+  events jsonb not null,
+  -- [{kind, bot_id, api_key_id, tokens_in, tokens_out}]
+  usage jsonb not null,
+  -- Calls (not queued) by coalesce(started_at, ended_at, created_at), as
+  -- call_stats_summary counts them: {total, by_status, by_sentiment,
+  -- durations, duration_sum, stt_count, stt_sum, llm_count, llm_sum,
+  -- tts_count, tts_sum}; and the ended calls' durations for the p95.
+  calls jsonb not null,
+  call_durations numeric[] not null,
+  primary key (org_id, day)
+);
+comment on table private.analytics_days is 'The dashboard summary''s figures per org and local day in the org''s zone (derived from the hour rollups and calls; stale where private.analytics_stale_days says so until private.refresh_analytics_days runs; see private.verify_rollups).';
+
+-- The (org, local day)s whose analytics_days row is out of date: written by
+-- the triggers (one insert per statement), deleted by the refresh that
+-- recomputes them. One mark per writing transaction (xact), so a writer never
+-- relies on another transaction's mark: a refresh deletes only the marks it
+-- sees (those committed), in a statement before it recomputes, so the
+-- recomputation sees every write those marks stand for, and a write still in
+-- progress keeps its own mark. Repeated statements of one transaction on a
+-- day conflict and do nothing.
+create table private.analytics_stale_days (
+  org_id uuid not null references public.organizations (id) on delete cascade,
+  day date not null,
+  xact xid8 not null default pg_catalog.pg_current_xact_id(),
+  primary key (org_id, day, xact)
+);
+comment on table private.analytics_stale_days is 'The (org, local day)s whose private.analytics_days row must be recomputed (marked by the analytics triggers, cleared by private.refresh_analytics_days).';
+
 revoke all on private.analytics_conversation_hours, private.analytics_conversation_events,
-  private.analytics_first_responses, private.analytics_usage_hours
+  private.analytics_first_responses, private.analytics_usage_hours, private.analytics_end_users, private.analytics_days,
+  private.analytics_stale_days
 from public, anon, authenticated, service_role;
 
 -- ---------------------------------------------------------------------------
@@ -203,6 +288,246 @@ as $$
   group by 1, 2, 3, 4, 5;
 $$;
 
+create function private.analytics_raw_end_users(org_ids uuid[])
+returns setof private.analytics_end_users
+language sql
+stable
+security invoker
+set search_path = ''
+as $$
+  select c.org_id, private.analytics_end_user(c.channel, c.external_user_id, c.user_id, c.id),
+    min(pg_catalog.date_trunc('hour', m.created_at, 'UTC'))
+  from public.messages m
+  join public.conversations c on c.id = m.conversation_id
+  where m.org_id = any (org_ids) and m.role = 'user'
+  group by 1, 2;
+$$;
+
+-- The analytics_days rows of these (org_ids[i], days[i]) pairs, from the
+-- hour rollups, first_responses, end_users and calls as they stand (days
+-- with nothing give no row).
+create function private.analytics_compute_days(org_ids uuid[], days date[])
+returns setof private.analytics_days
+language sql
+stable
+security invoker
+set search_path = ''
+as $$
+  with
+  w as (
+    select k.org_id, k.day, k.day::timestamp at time zone o.time_zone as s, (k.day + 1)::timestamp at time zone o.time_zone as e
+    from (select distinct k.org_id, k.day from unnest(org_ids, days) k (org_id, day)) k
+    join public.organizations o on o.id = k.org_id
+  ),
+  msg as (
+    select w.org_id, w.day, sum(h.user_messages)::integer as user_messages, sum(h.assistant_messages)::integer as assistant_messages,
+      sum(h.system_messages)::integer as system_messages, sum(h.tokens_in)::bigint as tokens_in, sum(h.tokens_out)::bigint as tokens_out,
+      array_agg(distinct h.conversation_id) as conversations,
+      coalesce(array_agg(distinct h.end_user) filter (where h.user_messages > 0), '{}') as end_users
+    from w
+    join private.analytics_conversation_hours h on h.org_id = w.org_id and h.hour >= w.s and h.hour < w.e
+    group by 1, 2
+  ),
+  fresh as (
+    select w.org_id, w.day, count(*)::integer as n
+    from w
+    join private.analytics_end_users u on u.org_id = w.org_id and u.first_hour >= w.s and u.first_hour < w.e
+    group by 1, 2
+  ),
+  resp as (
+    select w.org_id, w.day, count(*)::integer as n,
+      coalesce(array_agg(f.latency_ms order by f.latency_ms) filter (where f.latency_ms is not null), '{}') as latencies
+    from w
+    join private.analytics_first_responses f on f.org_id = w.org_id and f.responded_at >= w.s and f.responded_at < w.e
+    group by 1, 2
+  ),
+  ev as (
+    select x.org_id, x.day,
+      jsonb_agg(jsonb_build_object('bot_id', x.bot_id, 'channel', x.channel, 'started', x.started, 'escalated', x.escalated, 'closed', x.closed)
+                order by x.bot_id, x.channel) as events
+    from (
+      select w.org_id, w.day, e.bot_id, e.channel, sum(e.started) as started, sum(e.escalated) as escalated, sum(e.closed) as closed
+      from w
+      join private.analytics_conversation_events e on e.org_id = w.org_id and e.hour >= w.s and e.hour < w.e
+      group by 1, 2, 3, 4
+    ) x
+    where x.started <> 0 or x.escalated <> 0 or x.closed <> 0
+    group by 1, 2
+  ),
+  us as (
+    select x.org_id, x.day,
+      jsonb_agg(jsonb_build_object('kind', x.kind, 'bot_id', x.bot_id, 'api_key_id', x.api_key_id, 'tokens_in', x.tokens_in, 'tokens_out', x.tokens_out)
+                order by x.kind, x.bot_id, x.api_key_id) as usage
+    from (
+      select w.org_id, w.day, u.kind, u.bot_id, u.api_key_id, sum(u.tokens_in) as tokens_in, sum(u.tokens_out) as tokens_out
+      from w
+      join private.analytics_usage_hours u on u.org_id = w.org_id and u.hour >= w.s and u.hour < w.e
+      group by 1, 2, 3, 4, 5
+    ) x
+    where x.tokens_in <> 0 or x.tokens_out <> 0
+    group by 1, 2
+  ),
+  ca as (
+    select w.org_id, w.day,
+      jsonb_build_object(
+        'total', count(*),
+        'by_status', jsonb_build_object(
+          'ringing', count(*) filter (where c.status = 'ringing'),
+          'in_progress', count(*) filter (where c.status = 'in_progress'),
+          'ended', count(*) filter (where c.status = 'ended'),
+          'failed', count(*) filter (where c.status = 'failed'),
+          'no_answer', count(*) filter (where c.status = 'no_answer'),
+          'busy', count(*) filter (where c.status = 'busy'),
+          'canceled', count(*) filter (where c.status = 'canceled')),
+        'by_sentiment', jsonb_build_object(
+          'positive', count(*) filter (where c.sentiment = 'positive'),
+          'neutral', count(*) filter (where c.sentiment = 'neutral'),
+          'negative', count(*) filter (where c.sentiment = 'negative'),
+          'unknown', count(*) filter (where c.sentiment = 'unknown')),
+        'durations', count(c.duration_seconds) filter (where c.status = 'ended'),
+        'duration_sum', coalesce(sum(c.duration_seconds) filter (where c.status = 'ended'), 0),
+        'stt_count', count(c.stt_latency_ms), 'stt_sum', coalesce(sum(c.stt_latency_ms), 0),
+        'llm_count', count(c.llm_latency_ms), 'llm_sum', coalesce(sum(c.llm_latency_ms), 0),
+        'tts_count', count(c.tts_latency_ms), 'tts_sum', coalesce(sum(c.tts_latency_ms), 0)) as calls,
+      coalesce(array_agg(c.duration_seconds order by c.duration_seconds)
+        filter (where c.status = 'ended' and c.duration_seconds is not null), '{}') as durations
+    from w
+    join public.calls c on c.org_id = w.org_id
+      and coalesce(c.started_at, c.ended_at, c.created_at) >= w.s and coalesce(c.started_at, c.ended_at, c.created_at) < w.e
+    where c.status <> 'queued'
+    group by 1, 2
+  )
+  select w.org_id, w.day,
+    coalesce(msg.user_messages, 0), coalesce(msg.assistant_messages, 0), coalesce(msg.system_messages, 0),
+    coalesce(msg.tokens_in, 0), coalesce(msg.tokens_out, 0), coalesce(msg.conversations, '{}'), coalesce(msg.end_users, '{}'),
+    coalesce(fresh.n, 0), coalesce(resp.n, 0), coalesce(resp.latencies, '{}'),
+    coalesce(ev.events, '[]'), coalesce(us.usage, '[]'),
+    coalesce(ca.calls, jsonb_build_object('total', 0)), coalesce(ca.durations, '{}')
+  from w
+  left join msg on msg.org_id = w.org_id and msg.day = w.day
+  left join fresh on fresh.org_id = w.org_id and fresh.day = w.day
+  left join resp on resp.org_id = w.org_id and resp.day = w.day
+  left join ev on ev.org_id = w.org_id and ev.day = w.day
+  left join us on us.org_id = w.org_id and us.day = w.day
+  left join ca on ca.org_id = w.org_id and ca.day = w.day
+  where msg.org_id is not null or fresh.org_id is not null or resp.org_id is not null or ev.org_id is not null
+    or us.org_id is not null or ca.org_id is not null;
+$$;
+
+-- Every local day (in each org's zone) on which these orgs have anything
+-- analytics_days holds: for rebuilds and the check.
+create function private.analytics_org_days(org_ids uuid[])
+returns table (org_id uuid, day date)
+language sql
+stable
+security invoker
+set search_path = ''
+as $$
+  select distinct o.id, (x.at at time zone o.time_zone)::date
+  from public.organizations o
+  cross join lateral (
+    select h.hour from private.analytics_conversation_hours h where h.org_id = o.id
+    union
+    select e.hour from private.analytics_conversation_events e where e.org_id = o.id
+    union
+    select f.responded_at from private.analytics_first_responses f where f.org_id = o.id
+    union
+    select u.first_hour from private.analytics_end_users u where u.org_id = o.id
+    union
+    select u.hour from private.analytics_usage_hours u where u.org_id = o.id
+    union
+    select coalesce(c.started_at, c.ended_at, c.created_at) from public.calls c where c.org_id = o.id and c.status <> 'queued'
+  ) x (at)
+  where o.id = any (org_ids);
+$$;
+
+-- Marks stale the local days (in each org's zone) these instants
+-- (org_ids[i], ats[i]) fall on: one insert, called once by every trigger
+-- statement with the instants it moved something from or to.
+create function private.analytics_mark_days(org_ids uuid[], ats timestamptz[])
+returns void
+language sql
+security invoker
+set search_path = ''
+as $$
+  insert into private.analytics_stale_days (org_id, day)
+  select distinct k.org_id, (k.at at time zone o.time_zone)::date
+  from unnest(org_ids, ats) k (org_id, at)
+  join public.organizations o on o.id = k.org_id
+  where k.at is not null
+  on conflict do nothing;
+$$;
+
+-- Recomputes the org's stale days in from_day..to_day (at most max_days of
+-- them, the latest first; all when null) and clears their marks; returns how
+-- many. Refreshes of one org take turns (an advisory lock to the end of the
+-- transaction), so two of them never write the same day rows; without wait it
+-- gives up (0) when another holds the org. Cheap when nothing is stale.
+create function private.refresh_analytics_days(org_id uuid, from_day date, to_day date, max_days integer default null,
+  wait boolean default true)
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = ''
+-- Plans for the day count at hand: a generic plan cached after the cron job's
+-- or verify_rollups' hundreds of days made a reader's one-day refresh take
+-- about 100 ms instead of 4.
+set plan_cache_mode = force_custom_plan
+as $$
+declare
+  org uuid := refresh_analytics_days.org_id;
+  days date[];
+begin
+  if not exists (
+    select 1 from private.analytics_stale_days s
+    where s.org_id = org and s.day >= refresh_analytics_days.from_day and s.day <= refresh_analytics_days.to_day
+  ) then
+    return 0;
+  end if;
+  if wait then
+    perform pg_catalog.pg_advisory_xact_lock(1700, pg_catalog.hashtext(org::text));
+  elsif not pg_catalog.pg_try_advisory_xact_lock(1700, pg_catalog.hashtext(org::text)) then
+    return 0;
+  end if;
+  days := array(
+    select distinct s.day from private.analytics_stale_days s
+    where s.org_id = org and s.day >= refresh_analytics_days.from_day and s.day <= refresh_analytics_days.to_day
+    order by s.day desc
+    limit refresh_analytics_days.max_days);
+  -- The marks go first, in their own statement: the recomputation below
+  -- (a later snapshot) sees every write behind a mark deleted here.
+  delete from private.analytics_stale_days s where s.org_id = org and s.day = any (days);
+  delete from private.analytics_days d where d.org_id = org and d.day = any (days);
+  insert into private.analytics_days
+  select * from private.analytics_compute_days(array_fill(org, array[cardinality(days)]), days);
+  return cardinality(days);
+end;
+$$;
+comment on function private.refresh_analytics_days(uuid, date, date, integer, boolean) is 'Recomputes an org''s stale analytics_days in from_day..to_day (at most max_days) and clears their marks; returns how many. Called by every reader of analytics_days and the refresh-analytics-days cron job.';
+
+-- The pg_cron job (every minute): every org's stale days, at most max_days in
+-- a run, skipping an org another refresh holds; returns how many.
+create function private.refresh_stale_analytics_days(max_days integer default 500)
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = ''
+as $$
+declare
+  org uuid;
+  done integer := 0;
+begin
+  for org in select distinct s.org_id from private.analytics_stale_days s loop
+    exit when done >= max_days;
+    done := done + private.refresh_analytics_days(org, '-infinity', 'infinity', max_days - done, false);
+  end loop;
+  return done;
+end;
+$$;
+comment on function private.refresh_stale_analytics_days(integer) is 'Recomputes the stale analytics_days of every org (at most max_days in a run). Run every minute by pg_cron (refresh-analytics-days).';
+
 -- ---------------------------------------------------------------------------
 -- Keeping the rollups: statement triggers with transition tables. Each
 -- statement folds its old rows (subtracted) and new rows (added) into one
@@ -236,6 +561,27 @@ as $$
   ) u on true;
 $$;
 
+-- Recomputes the first hour of these end users (pairs of org_ids[i],
+-- end_users[i]) from the hour rollup, which is up to date when this runs.
+create function private.analytics_refresh_end_users(org_ids uuid[], end_users text[])
+returns void
+language sql
+security invoker
+set search_path = ''
+as $$
+  delete from private.analytics_end_users e
+  using unnest(org_ids, end_users) k (org_id, end_user)
+  where e.org_id = k.org_id and e.end_user = k.end_user;
+  insert into private.analytics_end_users (org_id, end_user, first_hour)
+  select k.org_id, k.end_user, f.first_hour
+  from (select distinct k.org_id, k.end_user from unnest(org_ids, end_users) k (org_id, end_user)) k
+  cross join lateral (
+    select min(h.hour) as first_hour from private.analytics_conversation_hours h
+    where h.org_id = k.org_id and h.end_user = k.end_user and h.user_messages > 0
+  ) f
+  where f.first_hour is not null;
+$$;
+
 create function private.analytics_messages_changed()
 returns trigger
 language plpgsql
@@ -245,6 +591,11 @@ as $$
 declare
   old_list public.messages[] := '{}';
   new_list public.messages[] := '{}';
+  conversation_ids uuid[];
+  user_orgs uuid[];
+  end_users text[];
+  day_orgs uuid[];
+  day_ats timestamptz[];
 begin
   -- Each event has its own trigger (transition tables allow one event each);
   -- only the tables of this event exist here.
@@ -290,11 +641,47 @@ begin
       and h.user_messages = 0 and h.assistant_messages = 0 and h.system_messages = 0;
   end if;
 
-  perform private.analytics_refresh_first_responses(array(
+  conversation_ids := array(
     select o.conversation_id from unnest(old_list) o
     union
     select n.conversation_id from unnest(new_list) n
-  ));
+  );
+  -- The end users who wrote in the conversations touched (none when their
+  -- conversation is being deleted: its trigger refreshes them).
+  select coalesce(array_agg(k.org_id), '{}'), coalesce(array_agg(k.end_user), '{}') into user_orgs, end_users
+  from (
+    select distinct c.org_id, private.analytics_end_user(c.channel, c.external_user_id, c.user_id, c.id) as end_user
+    from public.conversations c
+    where c.id = any (array(
+      select o.conversation_id from unnest(old_list) o where o.role = 'user'
+      union
+      select n.conversation_id from unnest(new_list) n where n.role = 'user'))
+  ) k;
+
+  -- The days touched: the messages' own, and those of the first answers and
+  -- first-seen hours before and after they are recomputed (a deleted first
+  -- answer moves its conversation's to another message, maybe another day).
+  select array_agg(x.org_id), array_agg(x.at) into day_orgs, day_ats
+  from (
+    select o.org_id, o.created_at as at from unnest(old_list) o
+    union
+    select n.org_id, n.created_at from unnest(new_list) n
+    union
+    select f.org_id, f.responded_at from private.analytics_first_responses f where f.conversation_id = any (conversation_ids)
+    union
+    select e.org_id, e.first_hour from private.analytics_end_users e, unnest(user_orgs, end_users) k (org_id, end_user)
+    where e.org_id = k.org_id and e.end_user = k.end_user
+  ) x;
+  perform private.analytics_refresh_first_responses(conversation_ids);
+  perform private.analytics_refresh_end_users(user_orgs, end_users);
+  select day_orgs || array_agg(x.org_id), day_ats || array_agg(x.at) into day_orgs, day_ats
+  from (
+    select f.org_id, f.responded_at as at from private.analytics_first_responses f where f.conversation_id = any (conversation_ids)
+    union
+    select e.org_id, e.first_hour from private.analytics_end_users e, unnest(user_orgs, end_users) k (org_id, end_user)
+    where e.org_id = k.org_id and e.end_user = k.end_user
+  ) x;
+  perform private.analytics_mark_days(day_orgs, day_ats);
   return null;
 end;
 $$;
@@ -308,6 +695,11 @@ as $$
 declare
   old_list public.conversations[] := '{}';
   new_list public.conversations[] := '{}';
+  conversation_ids uuid[];
+  user_orgs uuid[];
+  end_users text[];
+  day_orgs uuid[];
+  day_ats timestamptz[];
 begin
   if tg_op = 'UPDATE' then
     -- Most updates are the message counter (one per message): stop at once
@@ -350,14 +742,42 @@ begin
       escalated = e.escalated + excluded.escalated,
       closed = e.closed + excluded.closed;
 
+  -- The days touched: the events' own and, when conversations go or change
+  -- hands, those of their hour rows, first answers and end users' first
+  -- hours (before and after).
+  conversation_ids := array(select o.id from unnest(old_list) o);
+  select coalesce(array_agg(k.org_id), '{}'), coalesce(array_agg(k.end_user), '{}') into user_orgs, end_users
+  from (
+    select o.org_id, private.analytics_end_user(o.channel, o.external_user_id, o.user_id, o.id) as end_user from unnest(old_list) o
+    union
+    select n.org_id, private.analytics_end_user(n.channel, n.external_user_id, n.user_id, n.id) from unnest(new_list) n
+    where tg_op = 'UPDATE'
+  ) k;
+  select array_agg(x.org_id), array_agg(x.at) into day_orgs, day_ats
+  from (
+    select r.org_id, t.at
+    from (
+      select o.org_id, o.created_at, o.escalated_at, o.closed_at from unnest(old_list) o
+      union all
+      select n.org_id, n.created_at, n.escalated_at, n.closed_at from unnest(new_list) n
+    ) r
+    cross join lateral (values (r.created_at), (r.escalated_at), (r.closed_at)) t (at)
+    union
+    select h.org_id, h.hour from private.analytics_conversation_hours h where h.conversation_id = any (conversation_ids)
+    union
+    select f.org_id, f.responded_at from private.analytics_first_responses f where f.conversation_id = any (conversation_ids)
+    union
+    select e.org_id, e.first_hour from private.analytics_end_users e, unnest(user_orgs, end_users) k (org_id, end_user)
+    where e.org_id = k.org_id and e.end_user = k.end_user
+  ) x;
+
   if tg_op = 'DELETE' then
     -- Its messages go too (cascade), whichever trigger runs first.
-    delete from private.analytics_conversation_hours h
-    where h.conversation_id = any (array(select o.id from unnest(old_list) o));
-    delete from private.analytics_first_responses f
-    where f.conversation_id = any (array(select o.id from unnest(old_list) o));
+    delete from private.analytics_conversation_hours h where h.conversation_id = any (conversation_ids);
+    delete from private.analytics_first_responses f where f.conversation_id = any (conversation_ids);
   elsif tg_op = 'UPDATE' then
-    -- The end user changes when the signed-in user is deleted (user_id set null).
+    -- The end user changes when the signed-in user is deleted (user_id set
+    -- null): a departed user's conversations become end users of their own.
     update private.analytics_conversation_hours h
     set org_id = n.org_id, end_user = private.analytics_end_user(n.channel, n.external_user_id, n.user_id, n.id)
     from unnest(new_list) n
@@ -368,6 +788,13 @@ begin
     from unnest(new_list) n
     where f.conversation_id = n.id and f.org_id <> n.org_id;
   end if;
+  if tg_op <> 'INSERT' then
+    perform private.analytics_refresh_end_users(user_orgs, end_users);
+    select day_orgs || array_agg(e.org_id), day_ats || array_agg(e.first_hour) into day_orgs, day_ats
+    from private.analytics_end_users e, unnest(user_orgs, end_users) k (org_id, end_user)
+    where e.org_id = k.org_id and e.end_user = k.end_user;
+  end if;
+  perform private.analytics_mark_days(day_orgs, day_ats);
   return null;
 end;
 $$;
@@ -404,6 +831,56 @@ begin
   set events = h.events + excluded.events,
       tokens_in = h.tokens_in + excluded.tokens_in,
       tokens_out = h.tokens_out + excluded.tokens_out;
+
+  perform private.analytics_mark_days(array_agg(x.org_id), array_agg(x.created_at))
+  from (
+    select o.org_id, o.created_at from unnest(old_list) o
+    union
+    select n.org_id, n.created_at from unnest(new_list) n
+  ) x;
+  return null;
+end;
+$$;
+
+create function private.analytics_calls_changed()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  old_list public.calls[] := '{}';
+  new_list public.calls[] := '{}';
+begin
+  if tg_op = 'UPDATE' then
+    -- Calls are updated often (events, dialling, costs): stop at once when
+    -- nothing analytics_days reads has changed.
+    if not exists (
+      select 1 from old_rows o
+      left join new_rows n on n.id = o.id
+      where n.id is null
+        or (o.org_id, o.status, o.sentiment, o.started_at, o.ended_at, o.created_at, o.duration_seconds,
+            o.stt_latency_ms, o.llm_latency_ms, o.tts_latency_ms)
+           is distinct from (n.org_id, n.status, n.sentiment, n.started_at, n.ended_at, n.created_at, n.duration_seconds,
+            n.stt_latency_ms, n.llm_latency_ms, n.tts_latency_ms)
+    ) then
+      return null;
+    end if;
+  end if;
+  if tg_op <> 'INSERT' then
+    select coalesce(array_agg(o), '{}') into old_list from old_rows o;
+  end if;
+  if tg_op <> 'DELETE' then
+    select coalesce(array_agg(n), '{}') into new_list from new_rows n;
+  end if;
+
+  -- Calls are few per org and day: their days are recomputed from them.
+  perform private.analytics_mark_days(array_agg(x.org_id), array_agg(x.at))
+  from (
+    select o.org_id, coalesce(o.started_at, o.ended_at, o.created_at) as at from unnest(old_list) o
+    union
+    select n.org_id, coalesce(n.started_at, n.ended_at, n.created_at) from unnest(new_list) n
+  ) x;
   return null;
 end;
 $$;
@@ -429,6 +906,37 @@ create trigger analytics_usage_updated after update on public.usage_events
 create trigger analytics_usage_deleted after delete on public.usage_events
   referencing old table as old_rows for each statement execute function private.analytics_usage_changed();
 
+create trigger analytics_calls_inserted after insert on public.calls
+  referencing new table as new_rows for each statement execute function private.analytics_calls_changed();
+create trigger analytics_calls_updated after update on public.calls
+  referencing old table as old_rows new table as new_rows for each statement execute function private.analytics_calls_changed();
+create trigger analytics_calls_deleted after delete on public.calls
+  referencing old table as old_rows for each statement execute function private.analytics_calls_changed();
+
+-- An org's days are cut in its zone: a new zone drops them all and marks
+-- every day with anything on it (in the new zone) stale. Cheaper than a
+-- rebuild (finding the days reads the org's rollup keys; computing them reads
+-- their rows), and the reads and the cron job recompute them as needed.
+create function private.analytics_org_zone_changed()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform pg_catalog.pg_advisory_xact_lock(1700, pg_catalog.hashtext(new.id::text));
+  delete from private.analytics_days d where d.org_id = new.id;
+  delete from private.analytics_stale_days s where s.org_id = new.id;
+  insert into private.analytics_stale_days (org_id, day)
+  select k.org_id, k.day from private.analytics_org_days(array[new.id]) k
+  on conflict do nothing;
+  return null;
+end;
+$$;
+
+create trigger analytics_org_zone_changed after update of time_zone on public.organizations
+  for each row when (old.time_zone is distinct from new.time_zone) execute function private.analytics_org_zone_changed();
+
 -- Rebuilds the rollups of one org (every org when null) from the raw rows in
 -- one statement each, holding off writers meanwhile so the result is exact.
 -- After a bulk load with triggers off (session_replication_role = replica),
@@ -442,30 +950,42 @@ as $$
 declare
   org_ids uuid[];
 begin
-  lock table public.messages, public.conversations, public.usage_events in share mode;
+  lock table public.messages, public.conversations, public.usage_events, public.calls in share mode;
   org_ids := case when rebuild_analytics_rollups.org_id is null then array(select o.id from public.organizations o)
                   else array[rebuild_analytics_rollups.org_id] end;
   delete from private.analytics_conversation_hours h where h.org_id = any (org_ids);
   delete from private.analytics_conversation_events e where e.org_id = any (org_ids);
   delete from private.analytics_first_responses f where f.org_id = any (org_ids);
   delete from private.analytics_usage_hours u where u.org_id = any (org_ids);
+  delete from private.analytics_end_users e where e.org_id = any (org_ids);
+  delete from private.analytics_days d where d.org_id = any (org_ids);
+  delete from private.analytics_stale_days s where s.org_id = any (org_ids);
   insert into private.analytics_conversation_hours select * from private.analytics_raw_conversation_hours(org_ids);
   insert into private.analytics_conversation_events select * from private.analytics_raw_conversation_events(org_ids);
   insert into private.analytics_first_responses select * from private.analytics_raw_first_responses(org_ids);
   insert into private.analytics_usage_hours select * from private.analytics_raw_usage_hours(org_ids);
+  insert into private.analytics_end_users select * from private.analytics_raw_end_users(org_ids);
+  -- Last: the days are derived from the rollups above.
+  insert into private.analytics_days
+  select * from private.analytics_compute_days(
+    array(select k.org_id from private.analytics_org_days(org_ids) k order by k.org_id, k.day),
+    array(select k.day from private.analytics_org_days(org_ids) k order by k.org_id, k.day));
 end;
 $$;
-comment on function private.rebuild_analytics_rollups(uuid) is 'Recomputes the analytics rollups of one org (all when null) from messages, conversations and usage_events. Service role.';
+comment on function private.rebuild_analytics_rollups(uuid) is 'Recomputes the analytics rollups of one org (all when null) from messages, conversations, usage_events and calls. Service role.';
 
 -- Every difference between an org's rollups and the raw aggregation (none
--- when they agree). Rows whose figures are all zero count as absent.
+-- when they agree), after refreshing the org's stale days (so a day the
+-- triggers failed to mark still shows). Rows whose figures are all zero count as absent.
 create function private.verify_rollups(org_id uuid)
 returns table (rollup text, key text, stored jsonb, expected jsonb)
 language sql
-stable
+volatile
 security definer
 set search_path = ''
 as $$
+  -- The stale days first (a read like any other), then every row checked.
+  select private.refresh_analytics_days(verify_rollups.org_id, '-infinity', 'infinity');
   with
   s1 as (select h.conversation_id || ' ' || h.hour as k, to_jsonb(h) as j from private.analytics_conversation_hours h
          where h.org_id = verify_rollups.org_id and (h.user_messages, h.assistant_messages, h.system_messages, h.tokens_in, h.tokens_out) <> (0, 0, 0, 0, 0)),
@@ -478,16 +998,29 @@ as $$
   s4 as (select u.hour || ' ' || u.kind || ' ' || coalesce(u.bot_id::text, '-') || ' ' || coalesce(u.api_key_id::text, '-') as k, to_jsonb(u) as j
          from private.analytics_usage_hours u where u.org_id = verify_rollups.org_id and (u.events, u.tokens_in, u.tokens_out) <> (0, 0, 0)),
   r4 as (select u.hour || ' ' || u.kind || ' ' || coalesce(u.bot_id::text, '-') || ' ' || coalesce(u.api_key_id::text, '-') as k, to_jsonb(u) as j
-         from private.analytics_raw_usage_hours(array[verify_rollups.org_id]) u)
+         from private.analytics_raw_usage_hours(array[verify_rollups.org_id]) u),
+  s5 as (select e.end_user as k, to_jsonb(e) as j from private.analytics_end_users e where e.org_id = verify_rollups.org_id),
+  r5 as (select e.end_user as k, to_jsonb(e) as j from private.analytics_raw_end_users(array[verify_rollups.org_id]) e),
+  -- The days against a fresh computation from the (checked) hour rollups and
+  -- calls, over every day the org has anything on.
+  s6 as (select d.day::text as k, to_jsonb(d) as j from private.analytics_days d where d.org_id = verify_rollups.org_id),
+  r6 as (select d.day::text as k, to_jsonb(d) as j
+         from private.analytics_compute_days(
+           array(select k.org_id from private.analytics_org_days(array[verify_rollups.org_id]) k order by k.day),
+           array(select k.day from private.analytics_org_days(array[verify_rollups.org_id]) k order by k.day)) d)
   select 'conversation_hours', coalesce(s1.k, r1.k), s1.j, r1.j from s1 full join r1 on r1.k = s1.k where s1.j is distinct from r1.j
   union all
   select 'conversation_events', coalesce(s2.k, r2.k), s2.j, r2.j from s2 full join r2 on r2.k = s2.k where s2.j is distinct from r2.j
   union all
   select 'first_responses', coalesce(s3.k, r3.k), s3.j, r3.j from s3 full join r3 on r3.k = s3.k where s3.j is distinct from r3.j
   union all
-  select 'usage_hours', coalesce(s4.k, r4.k), s4.j, r4.j from s4 full join r4 on r4.k = s4.k where s4.j is distinct from r4.j;
+  select 'usage_hours', coalesce(s4.k, r4.k), s4.j, r4.j from s4 full join r4 on r4.k = s4.k where s4.j is distinct from r4.j
+  union all
+  select 'end_users', coalesce(s5.k, r5.k), s5.j, r5.j from s5 full join r5 on r5.k = s5.k where s5.j is distinct from r5.j
+  union all
+  select 'days', coalesce(s6.k, r6.k), s6.j, r6.j from s6 full join r6 on r6.k = s6.k where s6.j is distinct from r6.j;
 $$;
-comment on function private.verify_rollups(uuid) is 'The differences between an org''s analytics rollups and the raw aggregation of its messages, conversations and usage (none when exact). Service role.';
+comment on function private.verify_rollups(uuid) is 'The differences between an org''s analytics rollups and the raw aggregation of its messages, conversations, usage and calls (none when exact). Service role.';
 
 -- ---------------------------------------------------------------------------
 -- Arguments and access, shared by every analytics function
@@ -573,9 +1106,8 @@ as $$
   ),
   returning_users as (
     select u.end_user from users u
-    where not raw and exists (
-      select 1 from private.analytics_conversation_hours h
-      where h.org_id = org and h.end_user = u.end_user and h.user_messages > 0 and h.hour < range_start)
+    join private.analytics_end_users e on e.org_id = org and e.end_user = u.end_user
+    where not raw and e.first_hour < range_start
     union all
     select u.end_user from users u
     join (
@@ -684,6 +1216,43 @@ begin
 end;
 $$;
 
+-- The usage figures that do not depend on the range: sliding windows ending
+-- now, and the plan's quota over the current period.
+create function private.analytics_usage_windows(org uuid, raw boolean)
+returns jsonb
+language sql
+stable
+security invoker
+set search_path = ''
+as $$
+  with
+  q as (
+    select q.plan_id, q.monthly_chat_tokens, q.period_start, q.period_end, p.monthly_embedding_tokens,
+      private.analytics_usage_between(org, q.period_start, q.period_end, raw) as used
+    from private.chat_quota(org) q
+    join public.plans p on p.id = q.plan_id
+  ),
+  quota as (
+    select q.*,
+      ((q.used -> 'by_kind' -> 'chat' ->> 'tokens_in')::bigint + (q.used -> 'by_kind' -> 'chat' ->> 'tokens_out')::bigint) as chat_used,
+      ((q.used -> 'by_kind' -> 'embedding' ->> 'tokens_in')::bigint + (q.used -> 'by_kind' -> 'embedding' ->> 'tokens_out')::bigint) as embedding_used
+    from q
+  )
+  select jsonb_build_object(
+    'last_24h', private.analytics_usage_between(org, pg_catalog.now() - interval '24 hours', 'infinity', raw),
+    'last_7d', private.analytics_usage_between(org, pg_catalog.now() - interval '7 days', 'infinity', raw),
+    'quota', (
+      select jsonb_build_object(
+        'plan_id', quota.plan_id, 'period_start', quota.period_start, 'period_end', quota.period_end,
+        'chat_tokens_used', quota.chat_used, 'chat_tokens_included', quota.monthly_chat_tokens,
+        'chat_share', round(quota.chat_used::numeric / nullif(quota.monthly_chat_tokens, 0), 4),
+        'embedding_tokens_used', quota.embedding_used, 'embedding_tokens_included', quota.monthly_embedding_tokens,
+        'embedding_share', round(quota.embedding_used::numeric / nullif(quota.monthly_embedding_tokens, 0), 4))
+      from quota));
+$$;
+
+-- Tokens over the range by kind (usage_between), bot and key, from the hour
+-- rollup or (raw) usage_events.
 create function private.analytics_usage_figures(org uuid, range_start timestamptz, range_end timestamptz, raw boolean)
 returns jsonb
 language sql
@@ -702,18 +1271,6 @@ as $$
     from public.usage_events e
     where raw and e.org_id = org and e.created_at >= range_start and e.created_at < range_end
     group by 1, 2
-  ),
-  q as (
-    select q.plan_id, q.monthly_chat_tokens, q.period_start, q.period_end, p.monthly_embedding_tokens,
-      private.analytics_usage_between(org, q.period_start, q.period_end, raw) as used
-    from private.chat_quota(org) q
-    join public.plans p on p.id = q.plan_id
-  ),
-  quota as (
-    select q.*,
-      ((q.used -> 'by_kind' -> 'chat' ->> 'tokens_in')::bigint + (q.used -> 'by_kind' -> 'chat' ->> 'tokens_out')::bigint) as chat_used,
-      ((q.used -> 'by_kind' -> 'embedding' ->> 'tokens_in')::bigint + (q.used -> 'by_kind' -> 'embedding' ->> 'tokens_out')::bigint) as embedding_used
-    from q
   )
   select private.analytics_usage_between(org, range_start, range_end, raw) || jsonb_build_object(
     'by_bot', coalesce((
@@ -727,18 +1284,8 @@ as $$
                        order by x.tokens_in + x.tokens_out desc, x.api_key_id nulls last)
       from (select u.api_key_id, sum(u.tokens_in) as tokens_in, sum(u.tokens_out) as tokens_out from u group by u.api_key_id) x
       left join public.api_keys k on k.id = x.api_key_id
-      where x.tokens_in <> 0 or x.tokens_out <> 0), '[]'::jsonb),
-    -- Sliding windows ending now, whatever the range.
-    'last_24h', private.analytics_usage_between(org, pg_catalog.now() - interval '24 hours', 'infinity', raw),
-    'last_7d', private.analytics_usage_between(org, pg_catalog.now() - interval '7 days', 'infinity', raw),
-    'quota', (
-      select jsonb_build_object(
-        'plan_id', quota.plan_id, 'period_start', quota.period_start, 'period_end', quota.period_end,
-        'chat_tokens_used', quota.chat_used, 'chat_tokens_included', quota.monthly_chat_tokens,
-        'chat_share', round(quota.chat_used::numeric / nullif(quota.monthly_chat_tokens, 0), 4),
-        'embedding_tokens_used', quota.embedding_used, 'embedding_tokens_included', quota.monthly_embedding_tokens,
-        'embedding_share', round(quota.embedding_used::numeric / nullif(quota.monthly_embedding_tokens, 0), 4))
-      from quota));
+      where x.tokens_in <> 0 or x.tokens_out <> 0), '[]'::jsonb))
+    || private.analytics_usage_windows(org, raw);
 $$;
 
 create function private.analytics_knowledge_figures(org uuid, zone text, first_day date, last_day date, with_daily boolean)
@@ -937,6 +1484,138 @@ as $$
       cross join (select coalesce((select c.booked_minutes from counts c where not c.per_bot and not c.per_source), 0) as booked_minutes) t));
 $$;
 
+-- The summary's chat, usage (of the range) and call figures over the org's
+-- local days first_day..last_day (its zone), from analytics_days: the same
+-- figures as analytics_chat_figures, analytics_usage_figures' range part and
+-- call_stats_summary without by_bot. Call feedback (a few ratings per org) is
+-- read from its table, joined to the calls of [range_start, range_end).
+create function private.analytics_day_figures(org uuid, first_day date, last_day date, range_start timestamptz, range_end timestamptz)
+returns jsonb
+language sql
+stable
+security invoker
+set search_path = ''
+as $$
+  with
+  d as materialized (
+    select d.* from private.analytics_days d where d.org_id = org and d.day >= first_day and d.day <= last_day
+  ),
+  ev as (
+    select x.bot_id, x.channel, sum(x.started) as started, sum(x.escalated) as escalated, sum(x.closed) as closed
+    from d cross join jsonb_to_recordset(d.events) x (bot_id uuid, channel public.chat_channel, started integer, escalated integer, closed integer)
+    group by 1, 2
+  ),
+  us as (
+    select x.kind, x.bot_id, x.api_key_id, sum(x.tokens_in) as tokens_in, sum(x.tokens_out) as tokens_out
+    from d cross join jsonb_to_recordset(d.usage) x (kind text, bot_id uuid, api_key_id uuid, tokens_in bigint, tokens_out bigint)
+    group by 1, 2, 3
+  ),
+  t as (
+    select coalesce(sum(d.user_messages), 0) as user_messages, coalesce(sum(d.assistant_messages), 0) as assistant_messages,
+      coalesce(sum(d.system_messages), 0) as system_messages, coalesce(sum(d.tokens_in), 0) as tokens_in,
+      coalesce(sum(d.tokens_out), 0) as tokens_out, coalesce(sum(d.new_end_users), 0) as new_end_users,
+      coalesce(sum(d.first_responses), 0) as first_responses,
+      (select count(distinct c) from d, unnest(d.conversations) c) as conversations,
+      (select count(distinct u) from d, unnest(d.end_users) u) as end_users,
+      (select round((percentile_cont(0.5) within group (order by l))::numeric) from d, unnest(d.first_response_latencies) l) as median_first_response_ms,
+      coalesce(sum((d.calls ->> 'total')::integer), 0) as calls
+    from d
+  ),
+  -- Sums of the days' call figures, key by key.
+  cf as (
+    select x.key, sum(x.value::numeric) as value
+    from d cross join jsonb_each_text(d.calls - 'by_status' - 'by_sentiment') x
+    group by x.key
+  ),
+  cs as (
+    select 'status' as dimension, x.key, sum(x.value::integer) as value
+    from d cross join jsonb_each_text(coalesce(d.calls -> 'by_status', '{}')) x group by x.key
+    union all
+    select 'sentiment', x.key, sum(x.value::integer)
+    from d cross join jsonb_each_text(coalesce(d.calls -> 'by_sentiment', '{}')) x group by x.key
+  ),
+  fb as (
+    select count(*) as ratings, sum(f.rating) as rating_sum
+    from public.call_feedback f
+    join public.calls c on c.id = f.call_id and c.org_id = f.org_id
+    where f.org_id = org and c.status <> 'queued'
+      and coalesce(c.started_at, c.ended_at, c.created_at) >= range_start and coalesce(c.started_at, c.ended_at, c.created_at) < range_end
+  )
+  select jsonb_build_object(
+    'conversations', jsonb_build_object(
+      'started', (select coalesce(sum(ev.started), 0) from ev),
+      'escalated', (select coalesce(sum(ev.escalated), 0) from ev),
+      'closed', (select coalesce(sum(ev.closed), 0) from ev),
+      'by_channel', (
+        select jsonb_object_agg(x.channel, jsonb_build_object('started', x.started, 'escalated', x.escalated, 'closed', x.closed))
+        from (
+          select ch.channel, coalesce(sum(ev.started), 0) as started, coalesce(sum(ev.escalated), 0) as escalated, coalesce(sum(ev.closed), 0) as closed
+          from unnest(enum_range(null::public.chat_channel)) ch (channel)
+          left join ev on ev.channel = ch.channel
+          group by ch.channel
+        ) x),
+      'by_bot', coalesce((
+        select jsonb_agg(jsonb_build_object('bot_id', x.bot_id, 'bot_name', b.name, 'started', x.started, 'escalated', x.escalated, 'closed', x.closed)
+                         order by x.started desc, x.bot_id)
+        from (select ev.bot_id, sum(ev.started) as started, sum(ev.escalated) as escalated, sum(ev.closed) as closed from ev group by ev.bot_id) x
+        left join public.bots b on b.id = x.bot_id
+        where x.started <> 0 or x.escalated <> 0 or x.closed <> 0), '[]'::jsonb)),
+    'messages', jsonb_build_object('user', t.user_messages, 'assistant', t.assistant_messages, 'system', t.system_messages,
+      'total', t.user_messages + t.assistant_messages + t.system_messages, 'tokens_in', t.tokens_in, 'tokens_out', t.tokens_out),
+    'engagement', jsonb_build_object(
+      'end_users', t.end_users,
+      -- Who wrote in the range, less those whose first message is in it.
+      'returning_users', t.end_users - t.new_end_users,
+      'active_conversations', t.conversations,
+      'avg_messages_per_conversation',
+        round((t.user_messages + t.assistant_messages + t.system_messages)::numeric / nullif(t.conversations, 0), 2),
+      'first_responses', t.first_responses,
+      'median_first_response_ms', t.median_first_response_ms),
+    'usage', (
+      select jsonb_build_object(
+        'tokens_in', sum(k.tokens_in), 'tokens_out', sum(k.tokens_out),
+        'by_kind', jsonb_object_agg(k.kind, jsonb_build_object('tokens_in', k.tokens_in, 'tokens_out', k.tokens_out)))
+      from (
+        select kinds.kind, coalesce(sum(us.tokens_in), 0) as tokens_in, coalesce(sum(us.tokens_out), 0) as tokens_out
+        from unnest(array['chat', 'embedding', 'speech']) kinds (kind)
+        left join us on us.kind = kinds.kind
+        group by kinds.kind
+      ) k) || jsonb_build_object(
+      'by_bot', coalesce((
+        select jsonb_agg(jsonb_build_object('bot_id', x.bot_id, 'bot_name', b.name, 'tokens_in', x.tokens_in, 'tokens_out', x.tokens_out)
+                         order by x.tokens_in + x.tokens_out desc, x.bot_id nulls last)
+        from (select us.bot_id, sum(us.tokens_in) as tokens_in, sum(us.tokens_out) as tokens_out from us group by us.bot_id) x
+        left join public.bots b on b.id = x.bot_id
+        where x.tokens_in <> 0 or x.tokens_out <> 0), '[]'::jsonb),
+      'by_api_key', coalesce((
+        select jsonb_agg(jsonb_build_object('api_key_id', x.api_key_id, 'api_key_name', k.name, 'tokens_in', x.tokens_in, 'tokens_out', x.tokens_out)
+                         order by x.tokens_in + x.tokens_out desc, x.api_key_id nulls last)
+        from (select us.api_key_id, sum(us.tokens_in) as tokens_in, sum(us.tokens_out) as tokens_out from us group by us.api_key_id) x
+        left join public.api_keys k on k.id = x.api_key_id
+        where x.tokens_in <> 0 or x.tokens_out <> 0), '[]'::jsonb)),
+    'calls', jsonb_build_object(
+      'total', t.calls,
+      'by_status', (
+        select jsonb_object_agg(st.status, coalesce(cs.value, 0))
+        from unnest(array['ringing', 'in_progress', 'ended', 'failed', 'no_answer', 'busy', 'canceled']) st (status)
+        left join cs on cs.dimension = 'status' and cs.key = st.status),
+      'by_sentiment', (
+        select jsonb_object_agg(se.sentiment, coalesce(cs.value, 0))
+        from unnest(array['positive', 'neutral', 'negative', 'unknown']) se (sentiment)
+        left join cs on cs.dimension = 'sentiment' and cs.key = se.sentiment),
+      -- avg() is sum / count in numeric: the same digits.
+      'avg_duration_seconds', (
+        select round(s.value / nullif(n.value, 0), 1) from cf s, cf n where s.key = 'duration_sum' and n.key = 'durations'),
+      'p95_duration_seconds', (
+        select round((percentile_cont(0.95) within group (order by x))::numeric, 1) from d, unnest(d.call_durations) x),
+      'avg_stt_latency_ms', (select round(s.value / nullif(n.value, 0)) from cf s, cf n where s.key = 'stt_sum' and n.key = 'stt_count'),
+      'avg_llm_latency_ms', (select round(s.value / nullif(n.value, 0)) from cf s, cf n where s.key = 'llm_sum' and n.key = 'llm_count'),
+      'avg_tts_latency_ms', (select round(s.value / nullif(n.value, 0)) from cf s, cf n where s.key = 'tts_sum' and n.key = 'tts_count'),
+      'feedback_count', fb.ratings,
+      'avg_rating', round(fb.rating_sum::numeric / nullif(fb.ratings, 0), 2)))
+  from t, fb;
+$$;
+
 -- ---------------------------------------------------------------------------
 -- The dashboard summary (one round trip) and its raw twin
 -- ---------------------------------------------------------------------------
@@ -944,7 +1623,7 @@ $$;
 create function private.analytics_summary(org_id uuid, from_date date, to_date date, time_zone text, raw boolean)
 returns jsonb
 language plpgsql
-stable
+volatile
 security invoker
 set search_path = ''
 as $$
@@ -952,21 +1631,49 @@ declare
   zone text := private.analytics_scope(analytics_summary.org_id, analytics_summary.from_date, analytics_summary.to_date, analytics_summary.time_zone);
   range_start timestamptz := analytics_summary.from_date::timestamp at time zone zone;
   range_end timestamptz := (analytics_summary.to_date + 1)::timestamp at time zone zone;
+  -- Days in the org's own zone (the default) come from analytics_days;
+  -- another zone, from the hour rollups; the raw twin, from the tables.
+  by_day boolean := not analytics_summary.raw
+    and zone = (select o.time_zone from public.organizations o where o.id = analytics_summary.org_id);
+  figures jsonb;
   calls jsonb;
 begin
-  -- Calls keep their own rule (calls.read, members): call_stats_summary
-  -- checks it, so a viewer's summary has no call figures rather than a 42501.
+  -- The requested days must be fresh: refresh the stale ones (a write, hence
+  -- volatile). A read-only transaction (an RPC by GET) cannot: with any stale
+  -- day in the range it reads the hour rollups instead (exact too, slower).
+  if by_day then
+    if pg_catalog.current_setting('transaction_read_only')::boolean then
+      by_day := not exists (
+        select 1 from private.analytics_stale_days s
+        where s.org_id = analytics_summary.org_id and s.day >= analytics_summary.from_date and s.day <= analytics_summary.to_date);
+    else
+      perform private.refresh_analytics_days(analytics_summary.org_id, analytics_summary.from_date, analytics_summary.to_date);
+    end if;
+  end if;
+  if by_day then
+    figures := private.analytics_day_figures(analytics_summary.org_id, analytics_summary.from_date, analytics_summary.to_date, range_start, range_end);
+  else
+    figures := private.analytics_chat_figures(analytics_summary.org_id, range_start, range_end, analytics_summary.raw)
+      || jsonb_build_object('usage', private.analytics_usage_figures(analytics_summary.org_id, range_start, range_end, analytics_summary.raw));
+  end if;
+  -- Calls keep their own rule (calls.read, members), so a viewer's summary
+  -- has no call figures rather than a 42501. Outside analytics_days they are
+  -- call_stats_summary's own.
   if auth.role() is not distinct from 'service_role'
     or analytics_summary.org_id = any (array(select private.readable_org_ids('calls.read'))) then
-    calls := public.call_stats_summary(analytics_summary.org_id, analytics_summary.from_date, analytics_summary.to_date, null, zone)
-      - 'by_bot' - 'org_id' - 'bot_id' - 'from_date' - 'to_date' - 'time_zone';
+    if by_day then
+      calls := figures -> 'calls';
+    else
+      calls := public.call_stats_summary(analytics_summary.org_id, analytics_summary.from_date, analytics_summary.to_date, null, zone)
+        - 'by_bot' - 'org_id' - 'bot_id' - 'from_date' - 'to_date' - 'time_zone';
+    end if;
   end if;
   return jsonb_build_object(
       'org_id', analytics_summary.org_id, 'from_date', analytics_summary.from_date, 'to_date', analytics_summary.to_date,
       'time_zone', zone)
-    || private.analytics_chat_figures(analytics_summary.org_id, range_start, range_end, analytics_summary.raw)
+    || (figures - 'calls' - 'usage')
     || jsonb_build_object(
-      'usage', private.analytics_usage_figures(analytics_summary.org_id, range_start, range_end, analytics_summary.raw),
+      'usage', (figures -> 'usage') || case when by_day then private.analytics_usage_windows(analytics_summary.org_id, false) else '{}'::jsonb end,
       'knowledge', private.analytics_knowledge_figures(analytics_summary.org_id, zone, analytics_summary.from_date, analytics_summary.to_date, false),
       'uploads', private.analytics_upload_figures(analytics_summary.org_id, zone, analytics_summary.from_date, analytics_summary.to_date, false),
       'team', private.analytics_team_figures(analytics_summary.org_id, zone, analytics_summary.from_date, analytics_summary.to_date),
@@ -980,7 +1687,7 @@ $$;
 create function private.analytics_dashboard_summary(org_id uuid, from_date date, to_date date, time_zone text)
 returns jsonb
 language sql
-stable
+volatile
 security definer
 set search_path = ''
 as $$
@@ -1350,7 +2057,8 @@ comment on function public.analytics_appointments_daily(uuid, date, date, text) 
 
 create function public.analytics_dashboard_summary(org_id uuid, from_date date, to_date date, time_zone text default null)
 returns jsonb
-language sql stable security invoker set search_path = ''
+-- Volatile: it may refresh stale analytics_days (a write).
+language sql volatile security invoker set search_path = ''
 as $$ select private.analytics_dashboard_summary(org_id, from_date, to_date, time_zone); $$;
 comment on function public.analytics_dashboard_summary(uuid, date, date, text) is 'The headline figures of every analytics section in one call: conversations, messages, engagement, usage, knowledge, uploads, team, appointments, and calls (call_stats_summary without by_bot; null without calls.read). Viewers and up (analytics.read).';
 
@@ -1366,7 +2074,18 @@ revoke execute on function
   private.analytics_raw_conversation_events(uuid[]),
   private.analytics_raw_first_responses(uuid[], timestamptz),
   private.analytics_raw_usage_hours(uuid[]),
+  private.analytics_raw_end_users(uuid[]),
+  private.analytics_compute_days(uuid[], date[]),
+  private.analytics_org_days(uuid[]),
+  private.analytics_mark_days(uuid[], timestamptz[]),
+  private.refresh_analytics_days(uuid, date, date, integer, boolean),
+  private.refresh_stale_analytics_days(integer),
   private.analytics_refresh_first_responses(uuid[]),
+  private.analytics_refresh_end_users(uuid[], text[]),
+  private.analytics_calls_changed(),
+  private.analytics_org_zone_changed(),
+  private.analytics_day_figures(uuid, date, date, timestamptz, timestamptz),
+  private.analytics_usage_windows(uuid, boolean),
   private.analytics_messages_changed(),
   private.analytics_conversations_changed(),
   private.analytics_usage_changed(),
@@ -1434,3 +2153,6 @@ to service_role;
 
 -- The rows that exist already.
 select private.rebuild_analytics_rollups();
+
+-- Stale day rows are recomputed by their first reader, or here within a minute.
+select cron.schedule('refresh-analytics-days', '* * * * *', 'select private.refresh_stale_analytics_days(500)');

@@ -1,14 +1,15 @@
 -- Analytics rollups (20261123001700_analytics.sql) stay equal to the raw
 -- aggregation through random inserts, updates and deletes of messages,
--- conversations and usage events, by single rows and whole statements, a
+-- conversations, usage events and calls, by single rows and whole statements, a
 -- bot's deletion (its conversations cascade, its usage keeps a null bot) and
--- a user's (their conversations' end user changes), checked with
--- private.verify_rollups and by comparing the summary with its raw twin.
+-- a user's (their conversations' end user changes) and a change of the org's
+-- time zone, checked with private.verify_rollups and by comparing the summary
+-- (calls included, with feedback) with its raw twin.
 -- Deterministic (setseed), and small: a few hundred rows.
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(8);
+select plan(13);
 
 select setseed(0.23);
 
@@ -47,6 +48,30 @@ select tests.fx('org_r'), (array['chat', 'embedding', 'speech'])[1 + (n % 3)], '
   '2026-10-25 00:00Z'::timestamptz + random() * interval '12 days'
 from generate_series(1, 150) n;
 
+-- 120 calls in all states (queued ones are not counted), some without a bot.
+-- Calls draw from hashes, not random(), so the sequence the other rows draw
+-- from stays as it was.
+insert into public.calls (org_id, bot_id, direction, status, created_at, started_at, ended_at, duration_seconds, sentiment, to_number,
+                          stt_latency_ms, llm_latency_ms, tts_latency_ms)
+select tests.fx('org_r'),
+  case when n % 6 = 0 then null else (array[tests.fx('bot_one'), tests.fx('bot_two'), tests.fx('bot_three')])[1 + (n % 3)] end,
+  'outbound', s.status, t,
+  case when s.status in ('ended', 'in_progress') or n % 5 = 0 then t + interval '20 seconds' end,
+  case when s.status in ('ended', 'failed', 'canceled', 'no_answer', 'busy') then t + interval '4 minutes' end,
+  case when s.status = 'ended' and n % 9 <> 0 then (abs(hashint4(n * 7)) % 600000)::numeric / 1000 end,
+  (array['positive', 'neutral', 'negative', 'unknown']::public.call_sentiment[])[1 + abs(hashint4(n * 3)) % 4],
+  '+14155550' || lpad(n::text, 3, '0'),
+  case when n % 5 <> 1 then abs(hashint4(n * 11)) % 300 end,
+  case when n % 5 <> 2 then abs(hashint4(n * 13)) % 900 end,
+  case when n % 5 <> 3 then abs(hashint4(n * 17)) % 400 end
+from generate_series(1, 120) n
+cross join lateral (select '2026-10-25 00:00Z'::timestamptz + (abs(hashint4(n)) % 950400) * interval '1 second' as t) ts
+cross join lateral (select (array['queued', 'ringing', 'in_progress', 'ended', 'ended', 'ended', 'failed', 'no_answer', 'busy', 'canceled']::public.call_status[])
+  [1 + abs(hashint4(n * 5)) % 10] as status) s;
+insert into public.call_feedback (org_id, call_id, user_id, rating)
+select c.org_id, c.id, tests.fx('owner_r'), 1 + abs(hashtext(c.to_number)) % 5
+from public.calls c where c.org_id = tests.fx('org_r') and abs(hashtext(c.to_number || 'f')) % 10 < 3;
+
 select is_empty($$select * from private.verify_rollups(tests.fx('org_r'))$$, 'rollups equal the raw aggregation after bulk inserts');
 
 -- Updates: move messages in time and change roles and tokens (many per statement), and single rows.
@@ -64,6 +89,17 @@ where c.id = (select min(id::text)::uuid from public.conversations where org_id 
 update public.usage_events u set tokens_out = u.tokens_out + 7, bot_id = tests.fx('bot_one'), created_at = u.created_at + interval '5 hours'
 where u.org_id = tests.fx('org_r') and random() < 0.3;
 
+-- Calls: the queued ones ring, ended ones get their analysis, some move in time, one loses its duration.
+update public.calls c set status = 'ringing' where c.org_id = tests.fx('org_r') and c.status = 'queued' and hashtext(c.to_number) % 2 = 0;
+update public.calls c set sentiment = 'positive', duration_seconds = c.duration_seconds + 1.5, llm_latency_ms = null
+where c.org_id = tests.fx('org_r') and c.status = 'ended' and abs(hashtext(c.to_number || 's')) % 10 < 4;
+update public.calls c set created_at = c.created_at - interval '2 days', started_at = c.started_at - interval '2 days',
+  ended_at = c.ended_at - interval '2 days'
+where c.org_id = tests.fx('org_r') and abs(hashtext(c.to_number || 'm')) % 10 < 2;
+update public.calls set duration_seconds = null
+where id = (select min(id::text)::uuid from public.calls where org_id = tests.fx('org_r') and status = 'ended' and duration_seconds is not null);
+update public.call_feedback f set rating = 6 - f.rating where f.org_id = tests.fx('org_r') and f.rating <> 3;
+
 select is_empty($$select * from private.verify_rollups(tests.fx('org_r'))$$, 'rollups equal the raw aggregation after updates');
 
 -- Deletes: messages (many and one), a conversation (its messages cascade), usage.
@@ -71,6 +107,7 @@ delete from public.messages m where m.org_id = tests.fx('org_r') and random() < 
 delete from public.messages where id = (select max(id) from public.messages where org_id = tests.fx('org_r'));
 delete from public.conversations where id = (select max(id::text)::uuid from public.conversations where org_id = tests.fx('org_r'));
 delete from public.usage_events u where u.org_id = tests.fx('org_r') and random() < 0.2;
+delete from public.calls c where c.org_id = tests.fx('org_r') and abs(hashtext(c.to_number || 'd')) % 10 < 2;
 
 select is_empty($$select * from private.verify_rollups(tests.fx('org_r'))$$, 'rollups equal the raw aggregation after deletes');
 
@@ -86,6 +123,9 @@ insert into public.usage_events (org_id, kind, model, tokens_in, tokens_out, cre
 select is_empty($$select * from private.verify_rollups(tests.fx('org_r'))$$, 'rollups equal the raw aggregation after a bot and a user are deleted');
 select ok((select count(*) from private.analytics_conversation_hours where org_id = tests.fx('org_r')) > 20, 'the rollups are not trivially empty');
 
+select ok((select count(*) from private.analytics_days where org_id = tests.fx('org_r') and calls ->> 'total' <> '0' and cardinality(end_users) > 0) > 5
+  and (select count(*) from private.analytics_end_users where org_id = tests.fx('org_r')) > 3, 'the day and end-user rollups are not empty');
+
 select tests.act_as('service_role');
 select is(
   public.analytics_dashboard_summary(tests.fx('org_r'), '2026-10-25', '2026-11-08'),
@@ -97,6 +137,36 @@ select is(
   private.dashboard_summary_raw(tests.fx('org_r'), '2026-10-31', '2026-11-02', 'Europe/Berlin'),
   'the same over a part of the range in another zone'
 );
+-- The org moves to another zone: the rollups are per UTC hour, so the new
+-- default zone is cut from them as exactly.
+select tests.act_as('postgres');
+update public.organizations set time_zone = 'Asia/Tokyo' where id = tests.fx('org_r');
+select tests.act_as('service_role');
+select is(
+  public.analytics_dashboard_summary(tests.fx('org_r'), '2026-10-26', '2026-11-04'),
+  private.dashboard_summary_raw(tests.fx('org_r'), '2026-10-26', '2026-11-04'),
+  'the same after the org''s time zone changes'
+);
+
+-- Writes only mark their day stale (one mark per day and transaction); the
+-- first read of it recomputes it and clears the mark.
+select tests.act_as('postgres');
+select private.refresh_stale_analytics_days(100000);
+insert into public.usage_events (org_id, kind, model, tokens_in, tokens_out, created_at)
+values (tests.fx('org_r'), 'chat', 'm', 5, 5, '2026-11-03 12:00Z'), (tests.fx('org_r'), 'chat', 'm', 2, 3, '2026-11-03 13:00Z');
+select is(
+  (select array_agg(day) from private.analytics_stale_days where org_id = tests.fx('org_r')),
+  array['2026-11-03'::date],
+  'a write leaves its own day stale, marked once, and nothing else (21:00 and 22:00 in Tokyo)'
+);
+select tests.act_as('service_role');
+select is(
+  public.analytics_dashboard_summary(tests.fx('org_r'), '2026-10-26', '2026-11-04'),
+  private.dashboard_summary_raw(tests.fx('org_r'), '2026-10-26', '2026-11-04'),
+  'the read after it refreshes the day: the summary equals its raw twin'
+);
+select tests.act_as('postgres');
+select is_empty($$select * from private.analytics_stale_days where org_id = tests.fx('org_r')$$, 'and the read cleared the mark');
 
 -- A rebuild gives the same rollups.
 select tests.act_as('postgres');
