@@ -1435,45 +1435,129 @@ insert into storage.buckets (id, name, public, file_size_limit, allowed_mime_typ
 values ('recordings', 'recordings', false, 104857600, null);
 insert into private.org_buckets (bucket_id) values ('recordings');
 
--- The org-bucket policies of 20261123000600 let viewers read and members
--- write every registered bucket. Recordings are calls: restrictive policies
--- narrow this bucket (and only this bucket) to calls.read for reading, and to
--- nobody signed in for writing. Other buckets pass them untouched.
-create policy "only members with calls.read read recordings"
+-- Narrowed buckets and channels. The security core lets viewers read and
+-- members write every org bucket, and viewers receive (members send) on
+-- every org:<org_id>:<channel> topic. Some data needs more: call recordings
+-- and the calls channel (calls.read), invoices (billing.read), exports
+-- (owners), appointments (calendar.read). A module registers such a bucket
+-- (read with its permission, written by the service role only) or channel
+-- (received and sent with its permission) here, and the restrictive policies
+-- below apply; other buckets and topics pass them untouched.
+create table private.narrowed_buckets (
+  bucket_id text primary key references private.org_buckets (bucket_id) on delete cascade,
+  read_permission text not null references public.role_permissions (permission),
+  -- Platform admins read every tenant's data (security core), except where a module says not.
+  platform_admins_read boolean not null default true
+);
+comment on table private.narrowed_buckets is 'Org buckets read only with a permission and written only by the service role (restrictive policies on storage.objects). Modules register theirs.';
+
+create table private.narrowed_channels (
+  channel text primary key constraint narrowed_channels_channel_format check (channel ~ '^[a-z][a-z0-9_]*$'),
+  permission text not null references public.role_permissions (permission)
+);
+comment on table private.narrowed_channels is 'Realtime channels (org:<org_id>:<channel>) received and sent only with a permission (restrictive policies on realtime.messages). Modules register theirs.';
+revoke all on private.narrowed_buckets, private.narrowed_channels from public, anon, authenticated, service_role;
+
+-- Each returns everything a statement's policy needs in one call (evaluated
+-- once per statement, not per row): the narrowed ids, and the (id, org)
+-- pairs the caller may use.
+create function private.narrowed_bucket_ids()
+returns setof text
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select b.bucket_id from private.narrowed_buckets b;
+$$;
+
+create function private.readable_narrowed_objects()
+returns table (bucket_id text, org_id uuid)
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select b.bucket_id, o.org_id
+  from private.narrowed_buckets b
+  cross join lateral (
+    select r.org_id from private.readable_org_ids(b.read_permission) r (org_id) where b.platform_admins_read
+    union all
+    select w.org_id from private.org_ids_with_permission(b.read_permission) w (org_id) where not b.platform_admins_read
+  ) o;
+$$;
+
+create function private.narrowed_channel_names()
+returns setof text
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select c.channel from private.narrowed_channels c;
+$$;
+
+-- Receiving follows read rights (platform admins included), sending the permission itself, as for every channel.
+create function private.usable_narrowed_channels(for_sending boolean)
+returns table (channel text, org_id uuid)
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select c.channel, o.org_id
+  from private.narrowed_channels c
+  cross join lateral (
+    select w.org_id from private.org_ids_with_permission(c.permission) w (org_id) where for_sending
+    union all
+    select r.org_id from private.readable_org_ids(c.permission) r (org_id) where not for_sending
+  ) o;
+$$;
+
+revoke execute on function private.narrowed_bucket_ids(), private.readable_narrowed_objects(),
+  private.narrowed_channel_names(), private.usable_narrowed_channels(boolean) from public;
+grant execute on function private.narrowed_bucket_ids(), private.readable_narrowed_objects(),
+  private.narrowed_channel_names(), private.usable_narrowed_channels(boolean) to authenticated, service_role;
+
+create policy "narrowed buckets are read with their permission"
   on storage.objects as restrictive for select to authenticated
   using (
-    bucket_id <> 'recordings'
-    or private.object_org_id(name) = any (array(select private.readable_org_ids('calls.read')))
+    bucket_id not in (select private.narrowed_bucket_ids())
+    or (bucket_id, private.object_org_id(name)) in (select r.bucket_id, r.org_id from private.readable_narrowed_objects() r)
   );
-create policy "recordings are not uploaded by users"
+create policy "narrowed buckets are not uploaded to by users"
   on storage.objects as restrictive for insert to authenticated
-  with check (bucket_id <> 'recordings');
-create policy "recordings are not replaced by users"
+  with check (bucket_id not in (select private.narrowed_bucket_ids()));
+create policy "narrowed buckets are not replaced in by users"
   on storage.objects as restrictive for update to authenticated
-  using (bucket_id <> 'recordings')
-  with check (bucket_id <> 'recordings');
-create policy "recordings are not deleted by users"
+  using (bucket_id not in (select private.narrowed_bucket_ids()))
+  with check (bucket_id not in (select private.narrowed_bucket_ids()));
+create policy "narrowed buckets are not deleted from by users"
   on storage.objects as restrictive for delete to authenticated
-  using (bucket_id <> 'recordings');
+  using (bucket_id not in (select private.narrowed_bucket_ids()));
 
--- The calls channel carries call rows and transcripts: receiving (and
--- sending) on org:<org_id>:calls needs calls.read on top of the realtime
--- permissions. The topic being joined decides (as the permissive policies
--- check, rows are only ever read on their own topic); other topics pass.
-create policy "only members with calls.read use the calls channel"
+-- The topic being joined decides (as the permissive policies check, rows are
+-- only ever read on their own topic).
+create policy "narrowed channels are received with their permission"
   on realtime.messages as restrictive for select to authenticated
   using (
     (select private.topic_org_id(realtime.topic())) is null
-    or pg_catalog.split_part((select realtime.topic()), ':', 3) <> 'calls'
-    or (select private.topic_org_id(realtime.topic())) = any (array(select private.readable_org_ids('calls.read')))
+    or pg_catalog.split_part((select realtime.topic()), ':', 3) not in (select private.narrowed_channel_names())
+    or (pg_catalog.split_part((select realtime.topic()), ':', 3), (select private.topic_org_id(realtime.topic())))
+       in (select u.channel, u.org_id from private.usable_narrowed_channels(false) u)
   );
-create policy "only members with calls.read send on the calls channel"
+create policy "narrowed channels are sent on with their permission"
   on realtime.messages as restrictive for insert to authenticated
   with check (
     (select private.topic_org_id(realtime.topic())) is null
-    or pg_catalog.split_part((select realtime.topic()), ':', 3) <> 'calls'
-    or (select private.topic_org_id(realtime.topic())) = any (array(select private.org_ids_with_permission('calls.read')))
+    or pg_catalog.split_part((select realtime.topic()), ':', 3) not in (select private.narrowed_channel_names())
+    or (pg_catalog.split_part((select realtime.topic()), ':', 3), (select private.topic_org_id(realtime.topic())))
+       in (select u.channel, u.org_id from private.usable_narrowed_channels(true) u)
   );
+
+-- Recordings are calls; so is the calls channel (call rows and transcripts).
+insert into private.narrowed_buckets (bucket_id, read_permission) values ('recordings', 'calls.read');
+insert into private.narrowed_channels (channel, permission) values ('calls', 'calls.read');
 
 -- ---------------------------------------------------------------------------
 -- Who may run what

@@ -1216,23 +1216,10 @@ comment on function private.set_appointment_sync(uuid, text, text, text, timesta
 -- ---------------------------------------------------------------------------
 -- The appointments channel carries attendee details: receiving (and sending)
 -- on org:<org_id>:appointments needs calendar.read on top of the realtime
--- permissions (as the calls channel needs calls.read). Other topics pass.
+-- permissions (a narrowed channel, see 20261123001200).
 -- ---------------------------------------------------------------------------
 
-create policy "only members with calendar.read use the appointments channel"
-  on realtime.messages as restrictive for select to authenticated
-  using (
-    (select private.topic_org_id(realtime.topic())) is null
-    or pg_catalog.split_part((select realtime.topic()), ':', 3) <> 'appointments'
-    or (select private.topic_org_id(realtime.topic())) = any (array(select private.readable_org_ids('calendar.read')))
-  );
-create policy "only members with calendar.read send on the appointments channel"
-  on realtime.messages as restrictive for insert to authenticated
-  with check (
-    (select private.topic_org_id(realtime.topic())) is null
-    or pg_catalog.split_part((select realtime.topic()), ':', 3) <> 'appointments'
-    or (select private.topic_org_id(realtime.topic())) = any (array(select private.org_ids_with_permission('calendar.read')))
-  );
+insert into private.narrowed_channels (channel, permission) values ('appointments', 'calendar.read');
 
 -- ---------------------------------------------------------------------------
 -- Who may run what

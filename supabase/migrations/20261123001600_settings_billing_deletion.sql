@@ -1031,25 +1031,8 @@ insert into storage.buckets (id, name, public, file_size_limit, allowed_mime_typ
 values ('invoices', 'invoices', false, 5242880, array['application/pdf']);
 insert into private.org_buckets (bucket_id) values ('invoices');
 
--- The org-bucket policies of 20261123000600 let viewers read and members
--- write every registered bucket: narrow this one to billing.read (owners,
--- admins, platform admins) for reading and to nobody signed in for writing.
-create policy "only billing readers read invoices"
-  on storage.objects as restrictive for select to authenticated
-  using (
-    bucket_id <> 'invoices'
-    or private.object_org_id(name) = any (array(select private.readable_org_ids('billing.read')))
-  );
-create policy "invoices are not uploaded by users"
-  on storage.objects as restrictive for insert to authenticated
-  with check (bucket_id <> 'invoices');
-create policy "invoices are not replaced by users"
-  on storage.objects as restrictive for update to authenticated
-  using (bucket_id <> 'invoices')
-  with check (bucket_id <> 'invoices');
-create policy "invoices are not deleted by users"
-  on storage.objects as restrictive for delete to authenticated
-  using (bucket_id <> 'invoices');
+-- Read with billing.read (owners, admins, platform admins), written by the service role only.
+insert into private.narrowed_buckets (bucket_id, read_permission) values ('invoices', 'billing.read');
 
 -- ---------------------------------------------------------------------------
 -- Data export
@@ -1412,39 +1395,11 @@ insert into storage.buckets (id, name, public, file_size_limit, allowed_mime_typ
 values ('exports', 'exports', false, 524288000, null);
 insert into private.org_buckets (bucket_id) values ('exports');
 
-create policy "only owners read exports"
-  on storage.objects as restrictive for select to authenticated
-  using (
-    bucket_id <> 'exports'
-    or private.object_org_id(name) = any (array(select private.org_ids_with_permission('data.export')))
-  );
-create policy "exports are not uploaded by users"
-  on storage.objects as restrictive for insert to authenticated
-  with check (bucket_id <> 'exports');
-create policy "exports are not replaced by users"
-  on storage.objects as restrictive for update to authenticated
-  using (bucket_id <> 'exports')
-  with check (bucket_id <> 'exports');
-create policy "exports are not deleted by users"
-  on storage.objects as restrictive for delete to authenticated
-  using (bucket_id <> 'exports');
+insert into private.narrowed_buckets (bucket_id, read_permission, platform_admins_read) values ('exports', 'data.export', false);
 
 -- The exports channel: only owners (data.export) receive and send on
--- org:<org_id>:exports; other topics pass.
-create policy "only owners use the exports channel"
-  on realtime.messages as restrictive for select to authenticated
-  using (
-    (select private.topic_org_id(realtime.topic())) is null
-    or pg_catalog.split_part((select realtime.topic()), ':', 3) <> 'exports'
-    or (select private.topic_org_id(realtime.topic())) = any (array(select private.readable_org_ids('data.export')))
-  );
-create policy "only owners send on the exports channel"
-  on realtime.messages as restrictive for insert to authenticated
-  with check (
-    (select private.topic_org_id(realtime.topic())) is null
-    or pg_catalog.split_part((select realtime.topic()), ':', 3) <> 'exports'
-    or (select private.topic_org_id(realtime.topic())) = any (array(select private.org_ids_with_permission('data.export')))
-  );
+-- org:<org_id>:exports.
+insert into private.narrowed_channels (channel, permission) values ('exports', 'data.export');
 
 -- ---------------------------------------------------------------------------
 -- Organization deletion
