@@ -3,6 +3,7 @@ import { asServiceRole, getSql, type Sql, type TransactionSql } from '../_shared
 import { type EnvReader, processEnv } from '../_shared/env.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { createHandler } from '../_shared/handler.ts';
+import { createMicroBatcher, type Settled } from '../_shared/micro-batch.ts';
 import { json } from '../_shared/http.ts';
 import { httpErrorFromPostgres } from '../_shared/pg-errors.ts';
 import {
@@ -25,8 +26,12 @@ import { toEventRow } from './event-row.ts';
  * messages, HMAC-signed) or `generic` (our format, Standard Webhooks). The
  * org's secrets for that provider are read and the signature checked in the
  * same transaction that applies the event, so a rotation takes effect at
- * once (no cached secret) and the event costs one transaction; the body is
- * parsed before it opens, so the database never waits on parsing.
+ * once (no cached secret); the body is parsed before it opens, so the
+ * database never waits on parsing. Events that arrive while another batch is
+ * in the database go together in the next transaction (group commit,
+ * _shared/micro-batch.ts): a busy provider pays one transaction for many
+ * events, each still verified, deduplicated and applied on its own, and a
+ * lone event goes at once.
  *
  * Answers: 200 `{ received, duplicate, call_id, status, applied_status }`
  * (or `{ received, ignored: true }` for a Vapi message that changes nothing
@@ -90,19 +95,19 @@ const SIGNATURE_REFUSALS: Record<Exclude<SignatureCheck, { ok: true }>['reason']
 };
 
 /** The first passing check over the org's secrets (current, then the one being rotated out), else the last refusal. */
-async function verify(route: Route, req: Request, body: string, secrets: string[], nowMs: number): Promise<void> {
+async function verify(route: Route, headers: Headers, body: string, secrets: string[], nowMs: number): Promise<void> {
   let outcome: SignatureCheck = { ok: false, reason: 'bad_signature' };
   for (const secret of secrets) {
     outcome = route.provider === 'vapi'
-      ? verifyVapiSignature(req.headers, body, secret, nowMs)
-      : await verifyGenericSignature(req.headers, body, secret, nowMs);
+      ? verifyVapiSignature(headers, body, secret, nowMs)
+      : await verifyGenericSignature(headers, body, secret, nowMs);
     if (outcome.ok || outcome.reason !== 'bad_signature') break;
   }
   if (secrets.length === 0) {
     // No secret: still say what is missing or stale first, then refuse like a wrong signature (org ids are not probed).
     outcome = route.provider === 'vapi'
-      ? verifyVapiSignature(req.headers, body, '', nowMs)
-      : { ok: false, reason: req.headers.get(WEBHOOK_ID_HEADER) ? 'bad_signature' : 'missing_signature' };
+      ? verifyVapiSignature(headers, body, '', nowMs)
+      : { ok: false, reason: headers.get(WEBHOOK_ID_HEADER) ? 'bad_signature' : 'missing_signature' };
   }
   if (!outcome.ok) throw SIGNATURE_REFUSALS[outcome.reason];
 }
@@ -130,35 +135,92 @@ interface Applied {
   applied_status?: boolean;
 }
 
-async function secretsFor(tx: TransactionSql, route: Route): Promise<string[]> {
-  const [row] = await tx<{ secrets: string[] }[]>`
-    select private.call_provider_secrets_for(${route.orgId}::uuid, ${route.provider}) as secrets`;
-  return row?.secrets ?? [];
+/** A request read and parsed, waiting for its turn in a transaction. */
+interface Received {
+  route: Route;
+  headers: Headers;
+  body: string;
+  nowMs: number;
+  parsed: Parsed;
+}
+
+/** Null: a Vapi message that changes nothing we store. */
+type Outcome = Applied | null;
+
+/** Events that arrive while a batch is in the database wait for it, then go together, up to this many. */
+const MAX_BATCH = 32;
+
+const secretsKey = (route: Route) => `${route.orgId}:${route.provider}`;
+
+/** Every (org, provider)'s secrets in one statement, keyed by secretsKey. */
+async function secretsFor(tx: TransactionSql, routes: Route[]): Promise<Map<string, string[]>> {
+  const distinct = [...new Map(routes.map((route) => [secretsKey(route), route])).values()];
+  const rows = await tx<{ org_id: string; provider: CallProvider; secrets: string[] }[]>`
+    select r.org_id, r.provider, private.call_provider_secrets_for(r.org_id, r.provider) as secrets
+    from unnest(${distinct.map((route) => route.orgId)}::uuid[], ${distinct.map((route) => route.provider)}::text[]) r (org_id, provider)`;
+  return new Map(rows.map((row) => [secretsKey({ orgId: row.org_id, provider: row.provider }), row.secrets ?? []]));
+}
+
+/**
+ * The call an event belongs to, as far as the request tells: events of one
+ * call keep their order in a batch, and different calls are applied in this
+ * key's order, so two isolates' batches lock the calls they share alike.
+ */
+const callKey = (received: Received, event: CallEvent): string =>
+  `${received.route.orgId}:${event.metadata?.callId ?? `${event.provider}:${event.providerCallId ?? ''}`}`;
+
+/**
+ * Verifies each request against its org's secrets and applies the verified
+ * events, all in one transaction: a refusal is that request's own answer, and
+ * the others go on. An event the database refuses aborts the transaction
+ * (nothing of the batch stays), and then each request goes again alone, so
+ * only its own answer carries the error.
+ */
+async function applyBatch(sql: Sql, batch: Received[]): Promise<Settled<Outcome>[]> {
+  try {
+    return await asServiceRole(sql, async (tx) => {
+      const secrets = await secretsFor(tx, batch.map((received) => received.route));
+      const settled: Settled<Outcome>[] = [];
+      const toApply: { index: number; event: CallEvent; payload: unknown; key: string }[] = [];
+      for (const [index, received] of batch.entries()) {
+        try {
+          const { route, headers, body, nowMs, parsed } = received;
+          await verify(route, headers, body, secrets.get(secretsKey(route)) ?? [], nowMs);
+          if ('error' in parsed) throw parsed.error;
+          if (parsed.event === null) settled[index] = { ok: true, value: null };
+          else toApply.push({ index, event: parsed.event, payload: parsed.payload, key: callKey(received, parsed.event) });
+        } catch (error) {
+          settled[index] = { ok: false, error };
+        }
+      }
+      toApply.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.index - b.index));
+      // Sent together: the statements run one after another on the transaction's connection, without a round trip between.
+      const applied = await Promise.all(toApply.map(({ index, event, payload }) =>
+        tx<{ result: Applied }[]>`
+          select private.apply_call_event(${batch[index].route.orgId}::uuid, ${tx.json(toEventRow(event))}, ${
+          tx.json(payload as JSONValue) /* parsed from the body: JSON by construction */
+        }) as result`
+      ));
+      toApply.forEach(({ index }, at) => {
+        settled[index] = { ok: true, value: applied[at][0].result };
+      });
+      return settled;
+    });
+  } catch (error) {
+    if (batch.length === 1) return [{ ok: false, error: httpErrorFromPostgres(error) }];
+    return (await Promise.all(batch.map((received) => applyBatch(sql, [received])))).flat();
+  }
 }
 
 export function createCallEventsHandler(deps: CallEventsDeps): (req: Request) => Promise<Response> {
   const env = deps.env ?? processEnv;
   const now = deps.now ?? Date.now;
+  const submit = createMicroBatcher<Received, Outcome>((batch) => applyBatch(deps.sql(), batch), MAX_BATCH);
   return createHandler(async (req) => {
     const route = matchRoute(req.method, new URL(req.url).pathname);
     const body = await readBody(req);
     const nowMs = now();
-    const parsed = parse(route, req, body, nowMs);
-    const result = await asServiceRole(deps.sql(), async (tx) => {
-      await verify(route, req, body, await secretsFor(tx, route), nowMs);
-      if ('error' in parsed) throw parsed.error;
-      const { event, payload } = parsed;
-      if (event === null) return null;
-      try {
-        const [row] = await tx<{ result: Applied }[]>`
-          select private.apply_call_event(${route.orgId}::uuid, ${tx.json(toEventRow(event))}, ${
-          tx.json(payload as JSONValue) /* parsed from the body: JSON by construction */
-        }) as result`;
-        return row.result;
-      } catch (error) {
-        throw httpErrorFromPostgres(error);
-      }
-    });
+    const result = await submit({ route, headers: req.headers, body, nowMs, parsed: parse(route, req, body, nowMs) });
     if (result === null) return json({ received: true, ignored: true });
     return json({ received: true, ...result });
   }, { env });

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSql, type Sql, withUserScope } from '../../functions/_shared/db.ts';
+import { createCallEventsHandler } from '../../functions/call-events/handler.ts';
 import { type ChatOrg, createBot, createChatOrg } from '../support/chat-fixtures.ts';
 import {
   signedVapiRequest,
@@ -311,6 +312,78 @@ describe('the generic format (Standard Webhooks)', () => {
     }, genericSecretA, { at: new Date(Date.now() - 6 * 60_000) });
     expect(old.status).toBe(401);
     expect(old.body).toMatchObject({ error: { code: 'stale_timestamp' } });
+  });
+});
+
+describe('events arriving together (one transaction for a batch, in process)', () => {
+  /** The handler over the test database, counting its transactions. */
+  function batchingHandler() {
+    let transactions = 0;
+    const counted = new Proxy(sql, {
+      get(target, key, receiver) {
+        if (key !== 'begin') return Reflect.get(target, key, receiver);
+        return (...args: Parameters<Sql['begin']>) => {
+          transactions += 1;
+          return target.begin(...args);
+        };
+      },
+    });
+    const handler = createCallEventsHandler({ sql: () => counted });
+    const post = async (orgId: string, message: unknown, secret: string) => {
+      const { body, headers } = signedVapiRequest(message, secret);
+      const response = await handler(new Request(`http://local/call-events/${orgId}/vapi`, { method: 'POST', headers, body }));
+      return { status: response.status, body: await response.json() as Record<string, unknown> };
+    };
+    return { post, transactions: () => transactions };
+  }
+
+  it('applies each event of a batch on its own: duplicates, two orgs, and a wrong signature answered alone', async () => {
+    const { post, transactions } = batchingHandler();
+    const calls = [vapiCall(), vapiCall(), vapiCall()];
+    const ringingA = vapiStatusUpdate('ringing', { call: calls[0] });
+    const answers = await Promise.all([
+      post(orgA.id, ringingA, vapiSecretA),
+      post(orgA.id, vapiStatusUpdate('in-progress', { call: calls[0], timestamp: Date.now() + 1 }), vapiSecretA),
+      post(orgA.id, ringingA, vapiSecretA),
+      post(orgB.id, vapiStatusUpdate('ringing', { call: calls[1] }), vapiSecretB),
+      post(orgA.id, vapiStatusUpdate('ringing', { call: calls[2] }), vapiSecretB),
+      post(orgA.id, vapiTranscript('user', 'Hello?', { call: calls[0], timestamp: Date.now() + 2 }), vapiSecretA),
+    ]);
+    expect(answers.map((answer) => answer.status)).toEqual([200, 200, 200, 200, 401, 200]);
+    expect(answers[1].body).toMatchObject({ duplicate: false, status: 'in_progress', applied_status: true });
+    expect(answers[2].body).toMatchObject({ duplicate: true });
+    expect(answers[4].body).toMatchObject({ error: { code: 'invalid_signature' } });
+    // The first went alone, the five that came meanwhile together.
+    expect(transactions()).toBe(2);
+    expect(await callByProviderId(orgA.id, String(calls[0].id))).toMatchObject({ status: 'in_progress' });
+    expect(await callByProviderId(orgB.id, String(calls[1].id))).toMatchObject({ status: 'ringing' });
+    expect(await callByProviderId(orgA.id, String(calls[2].id))).toBeUndefined();
+  });
+
+  it('retries each event alone when one aborts the batch, so only that one is refused and nothing of it stays', async () => {
+    const { post, transactions } = batchingHandler();
+    const placed = vapiCall();
+    const first = await post(orgA.id, vapiStatusUpdate('ringing', { call: placed }), vapiSecretA);
+    const placedId = String(first.body.call_id);
+    const before = await counts(orgA.id);
+    const fresh = [vapiCall(), vapiCall()];
+    const answers = await Promise.all([
+      post(orgA.id, vapiStatusUpdate('ringing', { call: fresh[0] }), vapiSecretA),
+      post(orgA.id, vapiStatusUpdate('in-progress', { call: fresh[0], timestamp: Date.now() + 1 }), vapiSecretA),
+      // Names our call but another provider call: the database refuses it (22023).
+      post(orgA.id, vapiStatusUpdate('ended', { call: vapiCall({ callId: placedId }) }), vapiSecretA),
+      post(orgA.id, vapiStatusUpdate('ringing', { call: fresh[1] }), vapiSecretA),
+    ]);
+    expect(answers.map((answer) => answer.status)).toEqual([200, 200, 422, 200]);
+    expect(answers[2].body).toMatchObject({ error: { code: 'invalid_request' } });
+    // 1 alone + the batch of 3 (rolled back) + 3 alone.
+    expect(transactions()).toBe(1 + 1 + 1 + 3);
+    expect(await callByProviderId(orgA.id, String(fresh[0].id))).toMatchObject({ status: 'in_progress' });
+    expect(await callByProviderId(orgA.id, String(fresh[1].id))).toMatchObject({ status: 'ringing' });
+    expect(await callByProviderId(orgA.id, String(placed.id))).toMatchObject({ status: 'ringing' });
+    // Two calls and three raw events more, each once: the refused event left nothing.
+    const after = await counts(orgA.id);
+    expect({ calls: after.calls - before.calls, events: after.events - before.events }).toEqual({ calls: 2, events: 3 });
   });
 });
 
