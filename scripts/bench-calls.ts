@@ -11,9 +11,12 @@
  * (a provider retry: a duplicate). Each request is signed
  * (HMAC-SHA256 of timestamp.body), verified against the org's secrets read
  * in the same transaction, deduplicated by event id, stored raw, applied to
- * the call, and broadcast on org:<id>:calls, all before the answer: the time
- * from sending to the answer is therefore an upper bound on "received to
- * broadcast row written". 10 senders share the calls, each sending one call's
+ * the call, and broadcast on org:<id>:calls, all before the answer. The
+ * latency the target speaks of, from the event received to its broadcast row
+ * written, is the function's Server-Timing (its arrival in the function to the
+ * commit); the time from sending to the answer, which adds the sender's HTTP
+ * client, the local gateway and the way back, is printed beside it as an upper
+ * bound. 10 senders share the calls, each sending one call's
  * messages in order, from a child process (as a provider's servers are
  * elsewhere: signing and sending take no CPU from the database). Prints the figures and a PASS/FAIL line; exits 0
  * whatever they are (non-zero only if a request fails).
@@ -84,9 +87,11 @@ async function main(): Promise<void> {
     await runSenders(url, secret, WARM_UP_CALLS, SENDERS, 0);
     const one = await runSenders(url, secret, SEQUENTIAL_CALLS, 1, 1000);
     const oneTimes = one.sent.map((item) => item.ms);
+    const oneApplied = one.sent.map((item) => item.appliedMs);
     console.log(
-      `one sender, ${one.sent.length} requests: events/s ${(one.sent.length / one.seconds).toFixed(0)}; latency ms p50 ` +
-        `${percentile(oneTimes, 50).toFixed(1)}, p95 ${percentile(oneTimes, 95).toFixed(1)}`,
+      `one sender, ${one.sent.length} requests: events/s ${(one.sent.length / one.seconds).toFixed(0)}; received to broadcast ` +
+        `written ms p50 ${percentile(oneApplied, 50).toFixed(1)}, p95 ${percentile(oneApplied, 95).toFixed(1)}; sending to answer ` +
+        `p50 ${percentile(oneTimes, 50).toFixed(1)}, p95 ${percentile(oneTimes, 95).toFixed(1)}`,
     );
     const { sent, seconds } = await runSenders(url, secret, CALLS, SENDERS, WARM_UP_CALLS);
 
@@ -98,13 +103,16 @@ async function main(): Promise<void> {
              (select count(*)::int from realtime.messages where topic = ${`org:${org.id}:calls`}) as broadcasts,
              (select count(*)::int from public.call_transcript_segments where org_id = ${org.id}) as segments`;
     const rate = sent.length / seconds;
-    const p95 = percentile(times, 95);
+    const applied = sent.map((item) => item.appliedMs);
+    const p95 = percentile(applied, 95);
     console.log(
       `${CALLS} calls (+${WARM_UP_CALLS} warm-up) of ${TURNS + 3} messages, every ${REPLAY_EVERY}th sent twice: ` +
         `${sent.length} requests from ${SENDERS} senders in ${seconds.toFixed(2)} s`,
     );
     console.log(
-      `events/s ${rate.toFixed(0)}; latency ms p50 ${percentile(times, 50).toFixed(1)}, p95 ${p95.toFixed(1)}, ` +
+      `events/s ${rate.toFixed(0)}; received to broadcast written (Server-Timing) ms p50 ${percentile(applied, 50).toFixed(1)}, ` +
+        `p95 ${p95.toFixed(1)}, p99 ${percentile(applied, 99).toFixed(1)}, max ${Math.max(...applied).toFixed(1)}; ` +
+        `sending to answer (upper bound) p50 ${percentile(times, 50).toFixed(1)}, p95 ${percentile(times, 95).toFixed(1)}, ` +
         `p99 ${percentile(times, 99).toFixed(1)}, max ${Math.max(...times).toFixed(1)}`,
     );
     console.log(
@@ -114,7 +122,7 @@ async function main(): Promise<void> {
     const pass = rate >= TARGET_EVENTS_PER_SECOND && p95 < TARGET_P95_MS;
     console.log(
       `${pass ? 'PASS' : 'FAIL'}: at least ${TARGET_EVENTS_PER_SECOND} events/s (${rate.toFixed(0)}) and p95 under ` +
-        `${TARGET_P95_MS} ms (${p95.toFixed(1)}) with ${SENDERS} concurrent senders`,
+        `${TARGET_P95_MS} ms from received to broadcast written (${p95.toFixed(1)}) with ${SENDERS} concurrent senders`,
     );
   } finally {
     functions.child.kill('SIGTERM');

@@ -35,7 +35,8 @@ import { toEventRow } from './event-row.ts';
  *
  * Answers: 200 `{ received, duplicate, call_id, status, applied_status }`
  * (or `{ received, ignored: true }` for a Vapi message that changes nothing
- * we store); 401 for a missing or wrong signature or a timestamp outside five
+ * we store) with `Server-Timing: applied;dur=<ms>`, the time from the
+ * request's arrival to the commit that stored and broadcast the event; 401 for a missing or wrong signature or a timestamp outside five
  * minutes; 400 for a body that is not a readable event; 413 over 2 MB.
  * Providers retry non-2xx answers, and a re-delivery is a no-op, so every
  * refusal is safe to retry.
@@ -194,15 +195,17 @@ async function applyBatch(sql: Sql, batch: Received[]): Promise<Settled<Outcome>
         }
       }
       toApply.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.index - b.index));
-      // Sent together: the statements run one after another on the transaction's connection, without a round trip between.
-      const applied = await Promise.all(toApply.map(({ index, event, payload }) =>
-        tx<{ result: Applied }[]>`
-          select private.apply_call_event(${batch[index].route.orgId}::uuid, ${tx.json(toEventRow(event))}, ${
-          tx.json(payload as JSONValue) /* parsed from the body: JSON by construction */
-        }) as result`
-      ));
+      if (toApply.length === 0) return settled;
+      const [{ results }] = await tx<{ results: Applied[] }[]>`
+        select private.apply_call_events(${
+        tx.json(toApply.map(({ index, event, payload }) => ({
+          org_id: batch[index].route.orgId,
+          event: toEventRow(event),
+          payload: payload as JSONValue, /* parsed from the body: JSON by construction */
+        })))
+      }) as results`;
       toApply.forEach(({ index }, at) => {
-        settled[index] = { ok: true, value: applied[at][0].result };
+        settled[index] = { ok: true, value: results[at] };
       });
       return settled;
     });
@@ -217,12 +220,15 @@ export function createCallEventsHandler(deps: CallEventsDeps): (req: Request) =>
   const now = deps.now ?? Date.now;
   const submit = createMicroBatcher<Received, Outcome>((batch) => applyBatch(deps.sql(), batch), MAX_BATCH);
   return createHandler(async (req) => {
+    const arrivedAt = performance.now();
     const route = matchRoute(req.method, new URL(req.url).pathname);
     const body = await readBody(req);
     const nowMs = now();
     const result = await submit({ route, headers: req.headers, body, nowMs, parsed: parse(route, req, body, nowMs) });
-    if (result === null) return json({ received: true, ignored: true });
-    return json({ received: true, ...result });
+    // From the request's arrival here to the commit that wrote the event and its broadcasts.
+    const timing = { 'server-timing': `applied;dur=${(performance.now() - arrivedAt).toFixed(1)}` };
+    if (result === null) return json({ received: true, ignored: true }, 200, timing);
+    return json({ received: true, ...result }, 200, timing);
   }, { env });
 }
 

@@ -18,7 +18,10 @@ export const TURNS = 6;
 export const REPLAY_EVERY = 10;
 
 export interface Sent {
+  /** Sending to the answer, as the sender sees it. */
   ms: number;
+  /** The function's Server-Timing: the request's arrival to the commit that stored and broadcast the event. */
+  appliedMs: number;
   duplicate: boolean;
 }
 
@@ -62,7 +65,9 @@ async function send(url: string, secret: string, message: unknown): Promise<Sent
   const answer = await response.json() as { duplicate?: boolean; error?: { message: string } };
   const ms = performance.now() - started;
   if (response.status !== 200) throw new Error(`call-events answered ${response.status}: ${JSON.stringify(answer)}`);
-  return { ms, duplicate: answer.duplicate === true };
+  const applied = /applied;dur=([0-9.]+)/u.exec(response.headers.get('server-timing') ?? '');
+  if (!applied) throw new Error('call-events answered without its Server-Timing');
+  return { ms, appliedMs: Number(applied[1]), duplicate: answer.duplicate === true };
 }
 
 /** SENDERS workers take calls from a shared queue; each sends its call's messages one after another. */
