@@ -5,7 +5,7 @@
  */
 import type { Citation, RetrievedChunk, RetrievedProduct } from '../_shared/chat/index.ts';
 import type { TransactionSql } from '../_shared/db.ts';
-import { toPgVector } from '../_shared/embeddings/index.ts';
+import { toPgDirection } from '../_shared/embeddings/index.ts';
 
 export type ChatChannel = 'web' | 'telegram' | 'voice' | 'api';
 
@@ -111,7 +111,7 @@ export async function matchChunks(
     }[]
   >`
     select chunk_id, document_id, document_name, page_start, page_end, content, score
-    from public.match_document_chunks(${orgId}, ${toPgVector(embedding)}::extensions.vector, ${question}, ${count},
+    from public.match_document_chunks(${orgId}, ${toPgDirection(embedding)}::integer[]::extensions.vector, ${question}, ${count},
       ${collectionIds}::uuid[])`;
   return rows.map((row) => ({
     chunkId: Number(row.chunk_id),

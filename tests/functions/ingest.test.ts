@@ -16,6 +16,7 @@ import {
   type EmbeddingProvider,
   EmbeddingProviderError,
   OFFLINE_EMBEDDING_MODEL,
+  toPgDirection,
   toPgVector,
 } from '../../functions/_shared/embeddings/index.ts';
 import { MAX_FILE_BYTES, NO_TEXT_MESSAGE } from '../../functions/_shared/text/extract.ts';
@@ -494,5 +495,13 @@ describe('retrieval over ingested chunks', () => {
 
     // Asking about the other org's id returns nothing: RLS hides its chunks.
     expect(await search(mine, theirs.id)).toEqual([]);
+
+    // The query's direction as integers (how the chat function passes it) finds the same chunks with the same scores.
+    const byDirection = await withUserScope(sql, claimsOf(mine.users.viewer), (tx) =>
+      tx<{ document_id: string; page_start: number; page_end: number; content: string; score: number }[]>`
+        select document_id, page_start, page_end, content, score
+        from public.match_document_chunks(${mine.id}::uuid, ${toPgDirection(vector)}::integer[]::extensions.vector, ${question}, 5)`
+    );
+    expect(byDirection).toEqual(results);
   });
 });

@@ -10,6 +10,7 @@ import {
   OPENAI_EMBEDDING_MODEL,
   planBatches,
   providerFromEnv,
+  toPgDirection,
   toPgVector,
 } from '../../functions/_shared/embeddings/index.ts';
 import { countTokens } from '../../functions/_shared/text/tokens.ts';
@@ -53,6 +54,12 @@ describe('offline lexical provider', () => {
 
   it('formats vectors as pgvector text', () => {
     expect(toPgVector([0.5, -0.25, 0])).toBe('[0.5,-0.25,0]');
+  });
+
+  it('formats a query direction as integers, the largest component at 1e9', () => {
+    expect(toPgDirection([0.5, -0.25, 0])).toBe('{1000000000,-500000000,0}');
+    expect(toPgDirection([-0.002, 0.001])).toBe('{-1000000000,500000000}');
+    expect(toPgDirection([0, 0])).toBe('{0,0}');
   });
 });
 
