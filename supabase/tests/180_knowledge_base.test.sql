@@ -11,7 +11,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(112);
+select plan(113);
 
 -- ---------------------------------------------------------------------------
 -- Fixtures. Org A has one member of each role, org B only its owner (our
@@ -796,6 +796,11 @@ select results_eq(
     ('Parking next to the store', 2, null),
     ('Team holiday calendar', 4, null)$$,
   'match_document_chunks: hybrid: the only chunk matching the text ranks first though it is third by vector'
+);
+select results_eq(
+  $$select chunk_id, vector_rank, text_rank, score from public.match_document_chunks(tests.fx('org_a'), pg_temp.vec(1, 0, 0), 'is it at the', 10)$$,
+  $$select chunk_id, vector_rank, text_rank, score from public.match_document_chunks(tests.fx('org_a'), pg_temp.vec(1, 0, 0), null, 10)$$,
+  'match_document_chunks: a text without words of 4 letters or more ranks by vector alone, as no text does'
 );
 select results_eq(
   $$select content from public.match_document_chunks(tests.fx('org_a'), pg_temp.vec(1, 0, 0), null, 10, array[tests.fx('collection_a')])$$,
