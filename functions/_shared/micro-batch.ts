@@ -15,17 +15,39 @@ interface Waiting<I, O> {
   reject: (error: unknown) => void;
 }
 
+export interface BatchLimits<I> {
+  /** Items in one batch at most. */
+  maxItems: number;
+  /** The size of an item (bytes, say) and the most a batch may hold; a larger item still goes, alone. */
+  sizeOf?: (item: I) => number;
+  maxSize?: number;
+}
+
 export function createMicroBatcher<I, O>(
   run: (items: I[]) => Promise<Settled<O>[]>,
-  maxItems: number,
+  limits: BatchLimits<I>,
 ): (item: I) => Promise<O> {
   const queue: Waiting<I, O>[] = [];
   let running = false;
 
+  /** How many of the queue's first items make the next batch: at least one, then within both limits. */
+  const nextBatchLength = (): number => {
+    const { maxItems, sizeOf, maxSize = Infinity } = limits;
+    let size = sizeOf ? sizeOf(queue[0].item) : 0;
+    let length = 1;
+    while (length < Math.min(maxItems, queue.length)) {
+      const next = sizeOf ? sizeOf(queue[length].item) : 0;
+      if (size + next > maxSize) break;
+      size += next;
+      length += 1;
+    }
+    return length;
+  };
+
   const drain = async (): Promise<void> => {
     running = true;
     while (queue.length > 0) {
-      const batch = queue.splice(0, maxItems);
+      const batch = queue.splice(0, nextBatchLength());
       try {
         const settled = await run(batch.map((waiting) => waiting.item));
         batch.forEach((waiting, index) => {

@@ -148,8 +148,12 @@ interface Received {
 /** Null: a Vapi message that changes nothing we store. */
 type Outcome = Applied | null;
 
-/** Events that arrive while a batch is in the database wait for it, then go together, up to this many. */
-const MAX_BATCH = 32;
+/**
+ * Events that arrive while a batch is in the database wait for it, then go
+ * together, up to 32 and 4 MB of bodies (one statement carries them all, and
+ * a body may be 2 MB).
+ */
+const BATCH_LIMITS = { maxItems: 32, maxSize: 4 * 1024 * 1024, sizeOf: (received: Received) => received.body.length };
 
 const secretsKey = (route: Route) => `${route.orgId}:${route.provider}`;
 
@@ -218,7 +222,7 @@ async function applyBatch(sql: Sql, batch: Received[]): Promise<Settled<Outcome>
 export function createCallEventsHandler(deps: CallEventsDeps): (req: Request) => Promise<Response> {
   const env = deps.env ?? processEnv;
   const now = deps.now ?? Date.now;
-  const submit = createMicroBatcher<Received, Outcome>((batch) => applyBatch(deps.sql(), batch), MAX_BATCH);
+  const submit = createMicroBatcher<Received, Outcome>((batch) => applyBatch(deps.sql(), batch), BATCH_LIMITS);
   return createHandler(async (req) => {
     const arrivedAt = performance.now();
     const route = matchRoute(req.method, new URL(req.url).pathname);

@@ -18,7 +18,7 @@ function recorder(options: { refuseOdd?: boolean; failFirst?: boolean } = {}) {
 describe('createMicroBatcher', () => {
   it('starts a lone item at once, and sends what arrives meanwhile together, in order, up to the cap', async () => {
     const { batches, run } = recorder();
-    const submit = createMicroBatcher(run, 3);
+    const submit = createMicroBatcher(run, { maxItems: 3 });
     const results = await Promise.all([1, 2, 3, 4, 5, 6].map((item) => submit(item)));
     expect(results).toEqual([2, 4, 6, 8, 10, 12]);
     expect(batches).toEqual([[1], [2, 3, 4], [5, 6]]);
@@ -28,16 +28,23 @@ describe('createMicroBatcher', () => {
 
   it('gives each item its own outcome, and the items of a run that throws its error, the next run going on', async () => {
     const refusing = recorder({ refuseOdd: true });
-    const submit = createMicroBatcher(refusing.run, 10);
+    const submit = createMicroBatcher(refusing.run, { maxItems: 10 });
     const outcomes = await Promise.allSettled([1, 2, 3].map((item) => submit(item)));
     expect(outcomes.map((outcome) => outcome.status)).toEqual(['rejected', 'fulfilled', 'rejected']);
     expect((outcomes[1] as PromiseFulfilledResult<number>).value).toBe(4);
 
     const failing = recorder({ failFirst: true });
-    const submitFailing = createMicroBatcher(failing.run, 10);
+    const submitFailing = createMicroBatcher(failing.run, { maxItems: 10 });
     const failed = await Promise.allSettled([1, 2, 3].map((item) => submitFailing(item)));
     // The first run ([1]) throws; the next ([2, 3]) is unaffected.
     expect(failed.map((outcome) => outcome.status)).toEqual(['rejected', 'fulfilled', 'fulfilled']);
     expect(failing.batches).toEqual([[1], [2, 3]]);
+  });
+
+  it('keeps a batch within its size, sending a larger item alone', async () => {
+    const { batches, run } = recorder();
+    const submit = createMicroBatcher(run, { maxItems: 10, maxSize: 10, sizeOf: (item: number) => item });
+    await Promise.all([1, 4, 5, 3, 20, 2].map((item) => submit(item)));
+    expect(batches).toEqual([[1], [4, 5], [3], [20], [2]]);
   });
 });
