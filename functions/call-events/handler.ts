@@ -36,8 +36,9 @@ import { toEventRow } from './event-row.ts';
  * Answers: 200 `{ received, duplicate, call_id, status, applied_status }`
  * (or `{ received, ignored: true }` for a Vapi message that changes nothing
  * we store) with `Server-Timing: applied;dur=<ms>`, the time from the
- * request's arrival to the commit that stored and broadcast the event; 401 for a missing or wrong signature or a timestamp outside five
- * minutes; 400 for a body that is not a readable event; 413 over 2 MB.
+ * request's arrival to the commit that stored and broadcast the event; 401
+ * for a missing or wrong signature or a timestamp outside five minutes; 400
+ * for a body that is not a readable event; 413 over 2 MB.
  * Providers retry non-2xx answers, and a re-delivery is a no-op, so every
  * refusal is safe to retry.
  */

@@ -55,7 +55,7 @@ select tests.act_as('service_role');
 select throws_ok(
   format($$select private.apply_call_events(%L)$$, jsonb_build_array(
     pg_temp.item('org_a', 'e3', 'batch-2', '2026-11-23T11:00:00Z', 'ringing'),
-    pg_temp.item('org_a', 'e4', 'batch-3', '2026-11-23T11:00:00Z', 'no-such-status')) || '[]'),
+    pg_temp.item('org_a', 'e4', 'batch-3', '2026-11-23T11:00:00Z', 'no-such-status'))),
   '22023', null, 'an invalid item aborts the whole batch'
 );
 select tests.act_as('postgres');
