@@ -84,7 +84,9 @@ update public.conversations c set status = 'escalated', escalated_at = c.created
 where c.org_id = tests.fx('org_r') and random() < 0.3;
 update public.conversations c set status = 'closed', closed_at = c.created_at + random() * interval '5 days'
 where c.org_id = tests.fx('org_r') and random() < 0.3;
-update public.conversations c set bot_id = tests.fx('bot_two'), channel = 'api'
+-- A new end-user id too: the conversation may be live, and another live one
+-- of bot two on api could hold its current end user.
+update public.conversations c set bot_id = tests.fx('bot_two'), channel = 'api', external_user_id = 'moved'
 where c.id = (select min(id::text)::uuid from public.conversations where org_id = tests.fx('org_r'));
 update public.usage_events u set tokens_out = u.tokens_out + 7, bot_id = tests.fx('bot_one'), created_at = u.created_at + interval '5 hours'
 where u.org_id = tests.fx('org_r') and random() < 0.3;
