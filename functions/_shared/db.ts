@@ -64,14 +64,11 @@ export async function withUserScope<T>(
   if (!isRequestRole(role)) {
     throw new HttpError(403, 'role_not_allowed', `Requests cannot run as the database role "${role}".`);
   }
-  const result = await sql.begin(async (tx) => {
-    await tx`select set_config('request.jwt.claims', ${
-      JSON.stringify(claims)
-    }, true), set_config('role', ${role}, true)`;
-    return fn(tx);
-  });
-  // postgres.js types the result as UnwrapPromiseArray<T>, which is T itself once `fn` has been awaited.
-  return result as T;
+  return inTransactionAfter(
+    sql,
+    (tx) => tx`select set_config('request.jwt.claims', ${JSON.stringify(claims)}, true), set_config('role', ${role}, true)`,
+    fn,
+  );
 }
 
 /**
@@ -80,12 +77,24 @@ export async function withUserScope<T>(
  * which check their own inputs instead of the caller's rights.
  */
 export async function asServiceRole<T>(sql: Sql, fn: (tx: TransactionSql) => Promise<T>): Promise<T> {
+  return inTransactionAfter(sql, (tx) => tx`select set_config('role', 'service_role', true)`, fn);
+}
+
+/**
+ * Runs `fn` in one transaction behind `setup` (the role switch), both sent at
+ * once: fn's first query is pipelined behind the setup on the connection
+ * instead of waiting a round trip for it. Were the setup to fail, the
+ * transaction is aborted and fn's queries fail too, so none runs unscoped.
+ */
+async function inTransactionAfter<T>(
+  sql: Sql,
+  setup: (tx: TransactionSql) => postgres.PendingQuery<postgres.Row[]>,
+  fn: (tx: TransactionSql) => Promise<T>,
+): Promise<T> {
   const result = await sql.begin(async (tx) => {
-    // Sent at once, so fn's first query is pipelined behind it on the connection instead of
-    // waiting a round trip; were it to fail, the transaction is aborted and fn's queries fail too.
-    const switched = tx`select set_config('role', 'service_role', true)`.execute();
-    const [, value] = await Promise.all([switched, fn(tx)]);
+    const [, value] = await Promise.all([setup(tx).execute(), fn(tx)]);
     return value;
   });
+  // postgres.js types the result as UnwrapPromiseArray<T>, which is T itself once `fn` has been awaited.
   return result as T;
 }
