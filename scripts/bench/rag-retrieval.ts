@@ -336,7 +336,7 @@ export async function load(db: PGlite, corpus: Corpus, sizes: number[], log: (st
   started = performance.now();
   // pg_indexes shows a partitioned index as "ON ONLY", which would build it for the parent alone.
   const recursive = indexdef.replace(' ON ONLY ', ' ON ');
-  const definition = INDEX_WITH ? `${recursive} with (${INDEX_WITH})` : recursive;
+  const definition = INDEX_WITH ? `${recursive.replace(/ WITH \(.*\)$/, '')} with (${INDEX_WITH})` : recursive;
   await db.exec(`set maintenance_work_mem = '${BUILD_MEMORY}'; ${definition}; reset maintenance_work_mem;`);
   stage(`HNSW build (maintenance_work_mem ${BUILD_MEMORY})`, started);
 
