@@ -53,6 +53,16 @@ const MEASURED = [
   { org: 1, label: 'large' },
 ];
 const CHUNKS_PER_DOCUMENT = 50;
+/**
+ * Collections of the large org, for the collection filter (a bot answering
+ * from its collections): one of every 50th document (2% of the org's chunks,
+ * the hard case for a filtered graph walk) and one of every other (50%).
+ */
+const COLLECTIONS = [
+  { name: 'rare', every: 50 },
+  { name: 'half', every: 2 },
+];
+const COLLECTION_ORG = 1;
 const TOPIC_POOL = 64;
 const TOPICS_PER_ORG = 8;
 const LATENT = 24;
@@ -179,6 +189,13 @@ export class Corpus {
 // ---------------------------------------------------------------------------
 
 export const orgId = (org: number): string => `5a6b0000-0000-4000-9000-${String(org + 1).padStart(12, '0')}`;
+const collectionId = (index: number): string => `5a6b0000-0000-4000-b000-${String(index + 1).padStart(12, '0')}`;
+/** The collection a document belongs to (the rarest that takes it), or null. */
+function collectionOf(org: number, doc: number): string | null {
+  if (org !== COLLECTION_ORG) return null;
+  const index = COLLECTIONS.findIndex(({ every }) => doc % every === 0);
+  return index < 0 ? null : collectionId(index);
+}
 const documentId = (org: number, doc: number): string =>
   `5a6b0000-0000-4000-a${String(org).padStart(3, '0')}-${String(doc).padStart(12, '0')}`;
 export const memberId = (org: number): string => `5a6b0000-0000-4000-8000-${String(org + 1).padStart(12, '0')}`;
@@ -209,11 +226,23 @@ function uuidBytes(uuid: string): Buffer {
 class BinaryCopy {
   private readonly parts: Buffer[] = [Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)];
 
-  row(org: string, doc: string, chunkIndex: number, page: number, content: string, embedding: Float32Array): void {
+  row(
+    org: string,
+    doc: string,
+    collection: string | null,
+    chunkIndex: number,
+    page: number,
+    content: string,
+    embedding: Float32Array,
+  ): void {
     const text = Buffer.from(content, 'utf8');
-    const row = Buffer.alloc(2 + 2 * 20 + 3 * 8 + 4 + text.length + 8 + 8 + 4 * DIM);
-    let o = row.writeInt16BE(8, 0);
-    for (const id of [org, doc]) {
+    const row = Buffer.alloc(2 + 3 * 20 + 3 * 8 + 4 + text.length + 8 + 8 + 4 * DIM);
+    let o = row.writeInt16BE(9, 0);
+    for (const id of [org, doc, collection]) {
+      if (id === null) {
+        o = row.writeInt32BE(-1, o);
+        continue;
+      }
       o = row.writeInt32BE(16, o);
       o += uuidBytes(id).copy(row, o);
     }
@@ -241,7 +270,7 @@ class BinaryCopy {
 }
 
 const COPY_SQL =
-  `copy public.document_chunks (org_id, document_id, chunk_index, page_start, page_end, content, token_count, embedding)
+  `copy public.document_chunks (org_id, document_id, collection_id, chunk_index, page_start, page_end, content, token_count, embedding)
   from '/dev/blob' with (format binary)`;
 
 interface Stage {
@@ -280,7 +309,8 @@ export async function load(db: PGlite, corpus: Corpus, sizes: number[], log: (st
       const id = documentId(org, doc);
       const name = `doc-${doc}.pdf`;
       const path = `${orgId(org)}/${id}/${name}`;
-      return `('${id}', '${orgId(org)}', '${name}', 'application/pdf', 100000, '${path}', 'ready', 100, ${chunks})`;
+      const collection = collectionOf(org, doc);
+      return `('${id}', '${orgId(org)}', ${collection ? `'${collection}'` : 'null'}, '${name}', 'application/pdf', 100000, '${path}', 'ready', 100, ${chunks})`;
     })
   );
   await db.exec(`
@@ -292,7 +322,9 @@ export async function load(db: PGlite, corpus: Corpus, sizes: number[], log: (st
     -- Room for the large org's 500 documents (a new org's Free plan holds 50).
     update public.subscriptions s set plan_id = 'business'
     from public.organizations o where o.id = s.org_id and o.slug like 'rag-bench-%' and s.status = 'active';
-    insert into public.documents (id, org_id, name, mime_type, size_bytes, storage_path, status, progress, chunk_count)
+    insert into public.collections (id, org_id, name)
+    values ${COLLECTIONS.map(({ name }, index) => `('${collectionId(index)}', '${orgId(COLLECTION_ORG)}', '${name}')`).join(', ')};
+    insert into public.documents (id, org_id, collection_id, name, mime_type, size_bytes, storage_path, status, progress, chunk_count)
     values ${documents.join(',\n')};
     commit;`);
   stage('orgs, members, documents', started);
@@ -318,6 +350,7 @@ export async function load(db: PGlite, corpus: Corpus, sizes: number[], log: (st
       copy.row(
         orgId(org),
         documentId(org, doc),
+        collectionOf(org, doc),
         index,
         1 + Math.floor(index / 5),
         `Org ${org}, ${words}, part ${chunk}: synthetic chunk text about topic ${topic}.`,
@@ -637,6 +670,58 @@ async function measureUnfiltered(sql: Sql, corpus: Corpus, queries: number): Pro
   });
 }
 
+/**
+ * The collection filter: match_document_chunks with collection_ids, as a bot
+ * answering from its collections calls it, against the exact search of the
+ * same collection (ordered by an expression, through the org/collection index).
+ */
+async function measureCollections(sql: Sql, corpus: Corpus, org: number): Promise<void> {
+  console.log(`\nCollection filter (org ${org}): ${QUERIES} queries each, as a member`);
+  console.log(`${'search'.padEnd(44)} ${'chunks'.padStart(7)} ${'p50 ms'.padStart(8)} ${'p95 ms'.padStart(8)}  recall@10  <10 rows`);
+  const topics = corpus.orgTopics[org];
+  const queries = Array.from({ length: WARM_UP + QUERIES }, (_, i) => toPgDirection(Array.from(corpus.sample(null, topics[i % topics.length]))));
+  const run = (text: string, collection: string, query: string) =>
+    withUserScope(sql, claimsFor(org), async (tx) => {
+      const started = performance.now();
+      const rows = await tx.unsafe<{ chunk_id: string }[]>(text, [orgId(org), query, collection]);
+      return { ids: rows.map((row) => Number(row.chunk_id)), ms: performance.now() - started };
+    });
+  const matchSql = `select chunk_id from public.match_document_chunks($1, ${DIRECTION_PARAM}, null, ${MATCH_COUNT}, array[$3::uuid])`;
+  const exactSql = `select id as chunk_id from public.document_chunks where org_id = $1 and collection_id = $3
+    order by (embedding operator(extensions.<=>) ${DIRECTION_PARAM}) + 0 limit ${MATCH_COUNT}`;
+  for (let index = 0; index < COLLECTIONS.length; index++) {
+    const collection = collectionId(index);
+    const [{ n }] = await sql.unsafe<{ n: number }[]>(
+      'select count(*)::integer as n from public.document_chunks where org_id = $1 and collection_id = $2',
+      [orgId(org), collection],
+    );
+    const times = { match: [] as number[], exact: [] as number[] };
+    const recalls: number[] = [];
+    let short = 0;
+    for (let q = 0; q < queries.length; q++) {
+      const exact = await run(exactSql, collection, queries[q]);
+      const match = await run(matchSql, collection, queries[q]);
+      if (q < WARM_UP) continue;
+      times.exact.push(exact.ms);
+      times.match.push(match.ms);
+      const truth = new Set(exact.ids);
+      recalls.push(match.ids.filter((id) => truth.has(id)).length / truth.size);
+      if (match.ids.length < MATCH_COUNT) short += 1;
+    }
+    const line = (label: string, list: number[], recall: string, missing: string) => {
+      const sorted = [...list].sort((a, b) => a - b);
+      console.log(
+        `${label.padEnd(44)} ${n.toLocaleString('en').padStart(7)} ${percentile(sorted, 0.5).toFixed(1).padStart(8)} ${
+          percentile(sorted, 0.95).toFixed(1).padStart(8)
+        }  ${recall.padStart(9)}  ${missing.padStart(8)}`,
+      );
+    };
+    const name = COLLECTIONS[index].name;
+    line(`match_document_chunks, collection "${name}"`, times.match, (recalls.reduce((a, b) => a + b, 0) / recalls.length).toFixed(3), String(short));
+    line(`exact, collection "${name}"`, times.exact, '1.000', '0');
+  }
+}
+
 interface Summary {
   label: string;
   chunks: number;
@@ -731,7 +816,7 @@ export async function benchRetrieval(): Promise<void> {
     );
     console.log(
       `index: ${indexdef.replace(/^CREATE INDEX \S+ ON /, '')}${
-        INDEX_WITH ? " (RAG_BENCH_INDEX_WITH, not the migration's)" : " (m 16, ef_construction 64: pgvector's defaults)"
+        INDEX_WITH ? " (RAG_BENCH_INDEX_WITH, not the migration's)" : " (the migration's)"
       }`,
     );
 
@@ -754,6 +839,7 @@ export async function benchRetrieval(): Promise<void> {
         hnsw: results.find((r) => r.variant.name === 'HNSW relaxed_order, ef 100')!,
       });
     }
+    await measureCollections(sql, corpus, COLLECTION_ORG);
     await measureUnfiltered(sql, corpus, Math.max(10, Math.round(QUERIES / 2)));
     printSummary(summaries);
   } finally {
