@@ -395,6 +395,12 @@ interface Variant {
   exact?: boolean;
   /** Not a search: the floor any search pays (no recall). */
   floor?: boolean;
+  /**
+   * A hybrid search: $3 is a question about the query's topic, as the chat
+   * function passes the user's message; its ranking fuses the text half, so
+   * no recall against the vector-only exact scan is shown.
+   */
+  text?: 'question' | 'common words';
 }
 
 const TEXT_PARAM = '$2::extensions.vector';
@@ -454,6 +460,22 @@ const VARIANTS: Variant[] = [
     direction: true,
   },
   {
+    name: 'hybrid: a question',
+    settings: {},
+    sql: `select chunk_id from public.match_document_chunks($1, ${DIRECTION_PARAM}, $3, ${MATCH_COUNT})`,
+    direction: true,
+    text: 'question',
+  },
+  {
+    // "about" and "topic" are in every chunk of the synthetic corpus, as a
+    // business's name is in most of its documents.
+    name: 'hybrid: words in every chunk',
+    settings: {},
+    sql: `select chunk_id from public.match_document_chunks($1, ${DIRECTION_PARAM}, $3, ${MATCH_COUNT})`,
+    direction: true,
+    text: 'common words',
+  },
+  {
     // The ground truth: the query's own floats.
     name: 'exact: sequential scan',
     settings: { enable_indexscan: 'off', enable_bitmapscan: 'off' },
@@ -487,6 +509,14 @@ const VARIANTS: Variant[] = [
 interface Query {
   vector: string;
   direction: string;
+  topic: number;
+}
+
+function textOf(variant: Variant, query: Query): string[] {
+  const words = TOPIC_WORDS[query.topic % TOPIC_WORDS.length];
+  if (variant.text === 'question') return [`When are your ${words}?`];
+  if (variant.text === 'common words') return [`${words}: tell me about this topic`];
+  return [];
 }
 
 const paramOf = (variant: Variant, query: Query): string => (variant.direction ? query.direction : query.vector);
@@ -509,7 +539,7 @@ async function search(sql: Sql, org: number, variant: Variant, query: Query): Pr
   return withUserScope(sql, claimsFor(org), async (tx) => {
     await applySettings(tx, variant.settings);
     const started = performance.now();
-    const rows = await tx.unsafe<{ chunk_id: string }[]>(variant.sql, [orgId(org), paramOf(variant, query)]);
+    const rows = await tx.unsafe<{ chunk_id: string }[]>(variant.sql, [orgId(org), paramOf(variant, query), ...textOf(variant, query)]);
     const ms = performance.now() - started;
     return { ids: rows.slice(0, MATCH_COUNT).map((row) => Number(row.chunk_id)), ms };
   });
@@ -539,6 +569,7 @@ function scansOf(explained: unknown): string {
  * after five calls, for any org (generic plan).
  */
 async function planOf(sql: Sql, org: number, variant: Variant, query: Query): Promise<string> {
+  if (variant.text) return 'both halves (see match_document_chunks)';
   const isMatch = variant.name === 'match_document_chunks';
   const settings = isMatch ? { ...HNSW_ONLY, 'hnsw.iterative_scan': 'off', 'hnsw.ef_search': '40' } : variant.settings;
   const text = isMatch ? innerSearch(CANDIDATES) : variant.sql;
@@ -577,7 +608,7 @@ async function measureOrg(sql: Sql, corpus: Corpus, org: number): Promise<Result
   const queries = Array.from({ length: WARM_UP + QUERIES }, (_, i): Query => {
     const topics = corpus.orgTopics[org];
     const v = Array.from(corpus.sample(null, topics[i % topics.length]));
-    return { vector: toPgVector(v), direction: toPgDirection(v) };
+    return { vector: toPgVector(v), direction: toPgDirection(v), topic: topics[i % topics.length] };
   });
   const times = VARIANTS.map(() => [] as number[]);
   const recalls = VARIANTS.map(() => [] as number[]);
@@ -596,7 +627,7 @@ async function measureOrg(sql: Sql, corpus: Corpus, org: number): Promise<Result
     if (q < WARM_UP) continue;
     const truth = new Set(results[VARIANTS.findIndex((variant) => variant.exact)]);
     for (let v = 0; v < VARIANTS.length; v++) {
-      if (VARIANTS[v].floor) continue;
+      if (VARIANTS[v].floor || VARIANTS[v].text) continue;
       recalls[v].push(results[v].filter((id) => truth.has(id)).length / truth.size);
       if (results[v].length < MATCH_COUNT) short[v] += 1;
     }
@@ -737,7 +768,7 @@ function printOrg(title: string, results: Result[]): void {
   console.log(`${'search'.padEnd(30)} ${'p50 ms'.padStart(8)} ${'p95 ms'.padStart(8)}  recall@10  <10 rows  plan`);
   for (const r of results) {
     console.log(
-      `${r.variant.name.padEnd(30)} ${ms(r.p50)} ${ms(r.p95)}  ${(r.variant.floor ? '-' : r.recall.toFixed(3)).padStart(9)}  ${
+      `${r.variant.name.padEnd(30)} ${ms(r.p50)} ${ms(r.p95)}  ${(r.variant.floor || r.variant.text ? '-' : r.recall.toFixed(3)).padStart(9)}  ${
         String(r.short).padStart(8)
       }  ${r.plan}`,
     );
