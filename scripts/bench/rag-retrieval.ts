@@ -407,9 +407,9 @@ const TEXT_PARAM = '$2::extensions.vector';
 const DIRECTION_PARAM = '$2::integer[]::extensions.vector';
 
 /** The vector part of match_document_chunks, run outside it to vary its settings. */
-const innerSearch = (limit: number, param = DIRECTION_PARAM) =>
+const innerSearch = (limit: number) =>
   `select id as chunk_id from public.document_chunks where org_id = $1
-   order by embedding operator(extensions.<=>) ${param} limit ${limit}`;
+   order by embedding operator(extensions.<=>) ${DIRECTION_PARAM} limit ${limit}`;
 
 /**
  * The exact search: ordering by an expression no index provides forces every

@@ -23,7 +23,7 @@ immutable
 as $$ select (array[a, b] || array_fill(0::real, array[1534]))::extensions.vector $$;
 grant execute on function pg_temp.vec(real, real) to public;
 
--- The plan of private.vector_candidates' query, with its forcing settings.
+-- The plan of private.vector_matches' walk, with its forcing settings.
 create function pg_temp.vector_plan(org_id uuid)
 returns text
 language plpgsql

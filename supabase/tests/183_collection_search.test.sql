@@ -1,4 +1,4 @@
--- Collection-filtered searches (20261123002400_exact_search_for_small_collections.sql):
+-- Collection-filtered searches (20261123002000_retrieval_one_read_and_exact_collections.sql):
 -- collections holding up to 2,000 of the org's chunks are searched exactly
 -- (every distance computed), so a rare collection gets its true nearest
 -- chunks however far the graph walk would have to go to meet them; the
