@@ -400,7 +400,7 @@ interface Variant {
    * function passes the user's message; its ranking fuses the text half, so
    * no recall against the vector-only exact scan is shown.
    */
-  text?: 'question' | 'common words';
+  text?: 'question' | 'common words' | 'rare word';
 }
 
 const TEXT_PARAM = '$2::extensions.vector';
@@ -476,6 +476,15 @@ const VARIANTS: Variant[] = [
     text: 'common words',
   },
   {
+    // A word one chunk holds (a part number), with words every chunk holds:
+    // the text half ranks that one chunk.
+    name: 'hybrid: a rare word',
+    settings: {},
+    sql: `select chunk_id from public.match_document_chunks($1, ${DIRECTION_PARAM}, $3, ${MATCH_COUNT})`,
+    direction: true,
+    text: 'rare word',
+  },
+  {
     // The ground truth: the query's own floats.
     name: 'exact: sequential scan',
     settings: { enable_indexscan: 'off', enable_bitmapscan: 'off' },
@@ -510,12 +519,15 @@ interface Query {
   vector: string;
   direction: string;
   topic: number;
+  /** A chunk's number in its org of at least 4 digits ("part 1234"): a word only that chunk holds. */
+  part: number;
 }
 
 function textOf(variant: Variant, query: Query): string[] {
   const words = TOPIC_WORDS[query.topic % TOPIC_WORDS.length];
   if (variant.text === 'question') return [`When are your ${words}?`];
   if (variant.text === 'common words') return [`${words}: tell me about this topic`];
+  if (variant.text === 'rare word') return [`What does part ${query.part} say about this topic?`];
   return [];
 }
 
@@ -608,7 +620,8 @@ async function measureOrg(sql: Sql, corpus: Corpus, org: number): Promise<Result
   const queries = Array.from({ length: WARM_UP + QUERIES }, (_, i): Query => {
     const topics = corpus.orgTopics[org];
     const v = Array.from(corpus.sample(null, topics[i % topics.length]));
-    return { vector: toPgVector(v), direction: toPgDirection(v), topic: topics[i % topics.length] };
+    const part = 1000 + ((i * 7919) % Math.max(1, chunksPerOrg(TOTAL_CHUNKS)[org] - 1000));
+    return { vector: toPgVector(v), direction: toPgDirection(v), topic: topics[i % topics.length], part };
   });
   const times = VARIANTS.map(() => [] as number[]);
   const recalls = VARIANTS.map(() => [] as number[]);
