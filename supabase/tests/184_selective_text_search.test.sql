@@ -1,11 +1,13 @@
 -- The text half of a hybrid search keeps the query's selective words
 -- (20261123002600_selective_text_search.sql): per-org word counts kept exact
 -- as chunks are inserted, changed and deleted; the words whose chunks add up
--- to the budget, rarest first; only for orgs the caller may read.
+-- to the budget, rarest first; only for orgs the caller may read. The text
+-- half itself (private.text_matches, definer so that the full-text index is
+-- usable) applies the chunks' read policy: nothing for anyone else.
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(14);
+select plan(21);
 
 insert into tests.fixtures values
   ('owner_t', tests.create_user('terms-owner@t.test')),
@@ -126,17 +128,64 @@ select is(
   10, 'words in more chunks than the budget: the search is by vector alone'
 );
 
+select tests.act_as('postgres');
+update public.document_chunks set collection_id = (select id from public.collections where org_id = tests.fx('org_t'))
+where org_id = tests.fx('org_t') and document_id = tests.fx('doc_catalog') and chunk_index = 700;
+insert into tests.fixtures values
+  ('viewer_t', tests.create_user('terms-viewer@t.test'));
+select tests.add_member(tests.fx('org_t'), tests.fx('viewer_t'), 'viewer');
+
+select tests.act_as('viewer_t');
+select is(
+  (select count(*)::integer from private.text_matches(tests.fx('org_t'), to_tsquery('simple', 'sprocket'), null, 40)),
+  3, 'the text half as a viewer: the 3 chunks holding the word'
+);
+select results_eq(
+  $$select chunk_index from private.text_matches(tests.fx('org_t'), to_tsquery('simple', 'sprocket'),
+      array[(select id from public.collections where org_id = tests.fx('org_t'))], 40) t
+    join public.document_chunks c on c.id = t.id$$,
+  $$values (700)$$,
+  'with a collection filter, only the collection''s chunk'
+);
+
+-- Bot API keys and Telegram chat as the service role.
+select tests.act_as('service_role');
+select is(
+  private.selective_query_terms(tests.fx('org_t'), 'Acme: a sprocket or a widget?', 1000),
+  array['sprocket', 'widget'],
+  'the service role gets the selective words too'
+);
+select is(
+  (select count(*)::integer from public.match_document_chunks(tests.fx('org_t'),
+     (array[7::real] || array_fill(1::real, array[1535]))::extensions.vector, 'acme sprocket', 10)
+   where text_rank is not null),
+  3, 'and its hybrid search ranks the sprocket chunks by text'
+);
+
 select tests.act_as('stranger');
 select is(
   private.selective_query_terms(tests.fx('org_t'), 'sprocket widget', 1000),
   null::text[],
   'someone outside the org learns nothing of its words'
 );
+select is_empty(
+  $$select 1 from private.text_matches(tests.fx('org_t'), to_tsquery('simple', 'sprocket | acme'), null, 40)$$,
+  'nor reads its chunks through the text half'
+);
+select is_empty(
+  $$select 1 from public.match_document_chunks(tests.fx('org_t'),
+      (array[7::real] || array_fill(1::real, array[1535]))::extensions.vector, 'acme sprocket', 10)$$,
+  'and its hybrid search finds nothing'
+);
 select tests.act_as('owner_u');
 select is(
   private.selective_query_terms(tests.fx('org_t'), 'sprocket widget', 1000),
   null::text[],
   'nor does the owner of another org'
+);
+select is_empty(
+  $$select 1 from private.text_matches(tests.fx('org_t'), to_tsquery('simple', 'sprocket | widget'), null, 40)$$,
+  'who reads none of its chunks through the text half either'
 );
 
 select * from finish();
