@@ -120,17 +120,18 @@ begin
   else
     -- Only rows whose text (or org) changed: moving a document to another
     -- collection updates its chunks without changing a word.
+    with changed as (
+      select o.org_id as old_org_id, o.fts as old_fts, n.org_id as new_org_id, n.fts as new_fts
+      from old_chunks o join new_chunks n on n.id = o.id
+      where o.fts is distinct from n.fts or o.org_id is distinct from n.org_id
+    )
     select array_agg(t.org_id), array_agg(t.term), array_agg(t.delta) into org_ids, terms, deltas
     from (
       select x.org_id, w.term, sum(x.delta)::integer as delta
       from (
-        select o.org_id, o.fts, -1 as delta
-        from old_chunks o join new_chunks n on n.id = o.id
-        where o.fts is distinct from n.fts or o.org_id is distinct from n.org_id
+        select c.old_org_id as org_id, c.old_fts as fts, -1 as delta from changed c
         union all
-        select n.org_id, n.fts, 1
-        from old_chunks o join new_chunks n on n.id = o.id
-        where o.fts is distinct from n.fts or o.org_id is distinct from n.org_id
+        select c.new_org_id, c.new_fts, 1 from changed c
       ) x
       cross join lateral unnest(pg_catalog.tsvector_to_array(x.fts)) w(term)
       group by x.org_id, w.term
