@@ -7,7 +7,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(21);
+select plan(23);
 
 insert into tests.fixtures values
   ('owner_t', tests.create_user('terms-owner@t.test')),
@@ -186,6 +186,19 @@ select is(
 select is_empty(
   $$select 1 from private.text_matches(tests.fx('org_t'), to_tsquery('simple', 'sprocket | widget'), null, 40)$$,
   'who reads none of its chunks through the text half either'
+);
+
+select tests.act_as('postgres');
+delete from public.documents where id = tests.fx('doc_catalog');
+select set_eq(
+  $$select term, chunks from private.chunk_term_counts where org_id = tests.fx('org_t')$$,
+  $$select * from pg_temp.raw_counts(tests.fx('org_t'))$$,
+  'deleting a document (its chunks go by cascade) takes its words out of the counts'
+);
+delete from public.organizations where id = tests.fx('org_u');
+select is_empty(
+  $$select 1 from private.chunk_term_counts where org_id = tests.fx('org_u')$$,
+  'a deleted org keeps no counts'
 );
 
 select * from finish();
