@@ -49,6 +49,10 @@ export class Scheduler {
   private readonly inFlight = new Set<Promise<unknown>>();
   private timer: NodeJS.Timeout | null = null;
   private ticking = false;
+  private stopped = false;
+  /** The drain a wake-up started, if it is still dequeuing; wake-ups meanwhile ask it for one more pass. */
+  private waking: Promise<void> | null = null;
+  private wokenAgain = false;
 
   constructor(options: SchedulerOptions) {
     this.sql = options.sql;
@@ -63,6 +67,7 @@ export class Scheduler {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     await Promise.allSettled([...this.inFlight]);
@@ -155,14 +160,49 @@ export class Scheduler {
 
   /** Sends up to one batch of queued requests, concurrently, and records each outcome. */
   async drainHttpQueue(): Promise<number> {
+    const { count, sent } = await this.dequeueAndSend();
+    await sent;
+    return count;
+  }
+
+  /**
+   * What pg_net's worker does when `net.wake()` signals it (pg_net 0.19 wakes
+   * on every request call rather than polling): dequeue everything now, batch
+   * by batch, without waiting for the answers of one batch before the next,
+   * instead of leaving the requests for the next tick. Wake-ups during a drain
+   * coalesce into one more pass.
+   */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.waking) {
+      this.wokenAgain = true;
+      return;
+    }
+    const drain = async () => {
+      do {
+        this.wokenAgain = false;
+        let dequeued: number;
+        do {
+          ({ count: dequeued } = await this.dequeueAndSend());
+        } while (dequeued === this.httpBatchSize && !this.stopped);
+      } while (this.wokenAgain && !this.stopped);
+    };
+    this.waking = drain()
+      .catch((error: unknown) => this.log(`scheduler: ${(error as Error).message}`))
+      .finally(() => {
+        this.waking = null;
+      });
+    this.track(this.waking);
+  }
+
+  private async dequeueAndSend(): Promise<{ count: number; sent: Promise<unknown> }> {
     const requests = await this.sql<QueuedRequest[]>`
       delete from net.http_request_queue
       where id in (select id from net.http_request_queue order by id limit ${this.httpBatchSize} for update skip locked)
       returning id::text, method, url, headers, body, timeout_milliseconds`;
-    const work = Promise.all(requests.map((request) => this.send(request)));
-    this.track(work);
-    await work;
-    return requests.length;
+    const sent = Promise.all(requests.map((request) => this.send(request)));
+    this.track(sent);
+    return { count: requests.length, sent };
   }
 
   private async send(request: QueuedRequest): Promise<void> {

@@ -61,6 +61,16 @@ export async function prepareDatabase(options: StackOptions): Promise<PGlite> {
   return db;
 }
 
+/**
+ * pg_net's worker wakes when a request is queued (net.http_* call net.wake(),
+ * whose NOTIFY pg_net_wake arrives at commit): the scheduler drains at once
+ * rather than at its next tick. The embedded session listens; the wire server
+ * keeps the notifications from its clients. Returns the unlisten.
+ */
+export function wakeOnNetRequests(db: PGlite, scheduler: Scheduler): Promise<() => Promise<void>> {
+  return db.listen('pg_net_wake', () => scheduler.wake());
+}
+
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const host = options.host ?? '127.0.0.1';
   const keys = await localKeys();
@@ -82,7 +92,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       scheduler = new Scheduler({ sql, log: options.log });
       scheduler.start();
       const running = scheduler;
+      const unlisten = await wakeOnNetRequests(db, running);
       stops.push(async () => {
+        await unlisten();
         await running.stop();
         await sql.end({ timeout: 1 });
       });

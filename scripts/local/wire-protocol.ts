@@ -95,18 +95,33 @@ export function errorResponse(code: string, message: string, severity = 'FATAL')
   );
 }
 
-/** The transaction status of the last ReadyForQuery in a chunk of backend output, if any. */
-export function lastReadyStatus(output: Uint8Array): 'I' | 'T' | 'E' | null {
+/**
+ * Reads a chunk of backend output: the transaction status of its last
+ * ReadyForQuery, if any, and the output to forward to the client. The one
+ * embedded session LISTENs for the stack (pg_net's wake-ups), not for a client,
+ * so NotificationResponse messages are dropped from what a client receives.
+ */
+export function readBackendOutput(output: Uint8Array): { status: 'I' | 'T' | 'E' | null; forClient: Uint8Array } {
   let status: 'I' | 'T' | 'E' | null = null;
   const view = Buffer.from(output.buffer, output.byteOffset, output.byteLength);
+  const notifications: Array<[number, number]> = [];
   let offset = 0;
   while (view.length - offset >= 5) {
     const type = view[offset];
-    const length = view.readInt32BE(offset + 1);
+    const end = offset + 1 + view.readInt32BE(offset + 1);
     if (type === 0x5a /* Z */) status = String.fromCharCode(view[offset + 5]) as 'I' | 'T' | 'E';
-    offset += 1 + length;
+    else if (type === 0x41 /* A */) notifications.push([offset, end]);
+    offset = end;
   }
-  return status;
+  if (notifications.length === 0) return { status, forClient: output };
+  const kept: Buffer[] = [];
+  let from = 0;
+  for (const [start, end] of notifications) {
+    kept.push(view.subarray(from, start));
+    from = end;
+  }
+  kept.push(view.subarray(from));
+  return { status, forClient: Buffer.concat(kept) };
 }
 
 /**

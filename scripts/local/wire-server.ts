@@ -7,12 +7,12 @@ import {
   encodeMessage,
   errorResponse,
   GSSENC_REQUEST,
-  lastReadyStatus,
   namespaceStatementNames,
   negotiateProtocolVersion,
   parameterStatus,
   parseStartupParameters,
   PROTOCOL_3_0,
+  readBackendOutput,
   readyForQuery,
   SSL_REQUEST,
   sqlText,
@@ -301,8 +301,9 @@ export class WireServer {
       connection.send(readyForQuery(this.db.isInTransaction() ? 'E' : 'I'));
       return this.db.isInTransaction() ? 'E' : 'I';
     }
-    connection.send(output);
-    return lastReadyStatus(output);
+    const { status, forClient } = readBackendOutput(output);
+    connection.send(forClient);
+    return status;
   }
 
   private async switchSettingsTo(connection: Connection): Promise<void> {
