@@ -17,6 +17,8 @@ export interface StepStart {
   status: 'uploading' | 'queued' | 'processing' | 'ready' | 'failed';
   /** From the Storage object's metadata; null when there is no object. */
   object_size: number | null;
+  /** The SHA-256 the uploader registered the file with, if any. */
+  checksum_sha256: string | null;
 }
 
 export interface StagedChunk {
@@ -32,15 +34,17 @@ export interface StagedChunk {
 /** Starts a run for a queued document or resumes the current one; null for an unknown document. */
 export async function beginStep(sql: Sql, documentId: string): Promise<StepStart | null> {
   return await asServiceRole(sql, async (tx) => {
-    const [row] = await tx<Omit<StepStart, 'object_size'>[]>`
+    const [row] = await tx<Omit<StepStart, 'object_size' | 'checksum_sha256'>[]>`
       select org_id, storage_path, mime_type, name, run_id, cursor, next_chunk_index, status
       from private.begin_ingest_step(${documentId}::uuid)`;
     if (!row) return null;
     // The size is checked before any byte is downloaded.
-    const [object] = await tx<{ size: string | null }[]>`
-      select o.metadata ->> 'size' as size from storage.objects o
-      where o.bucket_id = ${KNOWLEDGE_BUCKET} and o.name = ${row.storage_path}`;
-    return { ...row, object_size: object ? Number(object.size ?? 0) : null };
+    const [file] = await tx<{ checksum_sha256: string | null; stored: boolean; size: string | null }[]>`
+      select d.checksum_sha256, o.id is not null as stored, o.metadata ->> 'size' as size
+      from public.documents d
+      left join storage.objects o on o.bucket_id = ${KNOWLEDGE_BUCKET} and o.name = d.storage_path
+      where d.id = ${documentId}`;
+    return { ...row, object_size: file?.stored ? Number(file.size ?? 0) : null, checksum_sha256: file?.checksum_sha256 ?? null };
   });
 }
 
@@ -91,6 +95,15 @@ export async function saveStep(sql: Sql, step: SaveStep): Promise<SaveOutcome> {
       select private.finish_ingest(${step.documentId}::uuid, ${step.runId}::uuid) as chunks`;
     if (chunks === null) return { kind: 'stale' };
     return chunks === 0 ? { kind: 'failed' } : { kind: 'ready', chunks };
+  });
+}
+
+/** Keeps the SHA-256 of the file the run read; false when the run is no longer current. */
+export async function recordContent(sql: Sql, documentId: string, runId: string, sha256: string): Promise<boolean> {
+  return await asServiceRole(sql, async (tx) => {
+    const [{ recorded }] = await tx<{ recorded: boolean }[]>`
+      select private.record_ingested_content(${documentId}::uuid, ${runId}::uuid, ${sha256}) as recorded`;
+    return recorded;
   });
 }
 

@@ -18,6 +18,7 @@ import {
 } from '../_shared/text/extract.ts';
 import { countTokens } from '../_shared/text/tokens.ts';
 import type { StepBudget } from './budget.ts';
+import { checksumMismatch, sha256Hex } from './checksum.ts';
 import * as db from './queries.ts';
 import type { FileStore } from './store.ts';
 
@@ -59,6 +60,14 @@ export async function runIngestStep(deps: StepDeps, documentId: string): Promise
 
   const bytes = await deps.store.download(start.storage_path);
   if (!bytes) return await fail(MISSING_FILE);
+  // A run's first step records and checks the bytes; any later upload starts a new run.
+  if (start.cursor === 0) {
+    const sha256 = await sha256Hex(bytes);
+    if (!(await db.recordContent(deps.sql, documentId, runId, sha256))) return { status: 'stale' };
+    if (start.checksum_sha256 !== null && start.checksum_sha256 !== sha256) {
+      return await fail(checksumMismatch(start.checksum_sha256, sha256));
+    }
+  }
 
   let document: OpenedDocument;
   try {

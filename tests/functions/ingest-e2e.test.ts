@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSql, type Sql, withUserScope } from '../../functions/_shared/db.ts';
 import { signUserToken } from '../../scripts/local/keys.ts';
 import { type Stack, startStack } from '../../scripts/local/stack.ts';
+import { registerFile } from '../support/knowledge.ts';
 import { pageMarker, textPdf } from '../support/pdfs.ts';
 import { supabaseClient } from '../support/supabase-client.ts';
 import { freePort } from '../../scripts/local/free-port.ts';
@@ -49,13 +50,10 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-/** Registered as create_upload_batch would (inserted as postgres; see ingest.test.ts). */
+/** Registered by the member through create_upload_batch. */
 async function register(name: string, size: number): Promise<{ id: string; path: string }> {
-  const id = randomUUID();
-  const path = `${orgId}/${id}/${name}`;
-  await sql`insert into public.documents (id, org_id, name, mime_type, size_bytes, storage_path, created_by)
-            values (${id}, ${orgId}, ${name}, 'application/pdf', ${size}, ${path}, ${memberId})`;
-  return { id, path };
+  const { id, storage_path } = await registerFile(sql, memberId, orgId, { name, mime_type: 'application/pdf', size_bytes: size });
+  return { id, path: storage_path };
 }
 
 async function waitForEnd(id: string, timeoutMs = 30_000): Promise<{ status: string; chunk_count: number }> {

@@ -14,6 +14,7 @@ import { createOpenAiProvider, OPENAI_EMBEDDING_MODEL, toPgVector } from '../../
 import { signUserToken } from '../../scripts/local/keys.ts';
 import { type Stack, startStack } from '../../scripts/local/stack.ts';
 import { type OpenAiStub, startOpenAiStub } from '../support/openai-stub.ts';
+import { registerFile } from '../support/knowledge.ts';
 import { pageMarker, textPdf } from '../support/pdfs.ts';
 import { supabaseClient } from '../support/supabase-client.ts';
 import { freePort } from '../../scripts/local/free-port.ts';
@@ -64,13 +65,14 @@ afterAll(async () => {
 
 beforeEach(() => stub.reset());
 
-/** Registered as create_upload_batch would (inserted as postgres; see ingest.test.ts) and uploaded as the member. */
+/** Registered through create_upload_batch and uploaded by the member. */
 async function upload(name: string, pages: string[]): Promise<string> {
-  const id = randomUUID();
-  const path = `${orgId}/${id}/${name}`;
   const bytes = await textPdf(pages);
-  await sql`insert into public.documents (id, org_id, name, mime_type, size_bytes, storage_path, created_by)
-            values (${id}, ${orgId}, ${name}, 'application/pdf', ${bytes.byteLength}, ${path}, ${memberId})`;
+  const { id, storage_path: path } = await registerFile(sql, memberId, orgId, {
+    name,
+    mime_type: 'application/pdf',
+    size_bytes: bytes.byteLength,
+  });
   const { error } = await member.storage.from('knowledge').upload(path, new Blob([bytes], { type: 'application/pdf' }));
   expect(error).toBeNull();
   return id;

@@ -6,7 +6,7 @@
  * nothing else calls it), end states, resumability, re-ingestion, retrieval,
  * broadcasts and usage checked in the database.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { SupabaseClient } from '@supabase/supabase-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JwtClaims } from '../../functions/_shared/auth.ts';
@@ -24,6 +24,7 @@ import { createIngestHandler } from '../../functions/ingest/handler.ts';
 import { supabaseFileStore } from '../../functions/ingest/store.ts';
 import { signUserToken } from '../../scripts/local/keys.ts';
 import { type Stack, startStack } from '../../scripts/local/stack.ts';
+import { registerFile } from '../support/knowledge.ts';
 import { encryptedPdf, corruptPdf, imageOnlyPdf, pageMarker, textPdf } from '../support/pdfs.ts';
 import { supabaseClient } from '../support/supabase-client.ts';
 import { freePort } from '../../scripts/local/free-port.ts';
@@ -92,27 +93,33 @@ async function createOrg(): Promise<Org> {
   return org;
 }
 
-/**
- * Registers a file in a batch of the org, as private.create_upload_batch does (status uploading, stored at
- * <org>/<document>/<name>). Inserted as postgres: the RPC's final RETURN QUERY fails in this migration
- * ("missing FROM-clause entry for table create_upload_batch", a local variable qualified by the function
- * name), so it cannot register a file yet; its checks before that still run (see the oversize test).
- */
-async function register(org: Org, name: string, mimeType: string, sizeBytes: number): Promise<{ id: string; storage_path: string }> {
-  const id = randomUUID();
-  const storagePath = `${org.id}/${id}/${name}`;
-  await sql.begin(async (tx) => {
-    const [batch] = await tx<{ id: string }[]>`
-      insert into public.upload_batches (org_id, created_by) values (${org.id}, ${org.users.member}) returning id`;
-    await tx`insert into public.documents (id, org_id, batch_id, name, mime_type, size_bytes, storage_path, created_by)
-             values (${id}, ${org.id}, ${batch.id}, ${name}, ${mimeType}, ${sizeBytes}, ${storagePath}, ${org.users.member})`;
+/** Registers a file as the member, with the SHA-256 it declares, if any. */
+function register(
+  org: Org,
+  name: string,
+  mimeType: string,
+  sizeBytes: number,
+  checksum?: string,
+): Promise<{ id: string; storage_path: string }> {
+  return registerFile(sql, org.users.member, org.id, {
+    name,
+    mime_type: mimeType,
+    size_bytes: sizeBytes,
+    ...(checksum ? { checksum_sha256: checksum } : {}),
   });
-  return { id, storage_path: storagePath };
 }
 
+const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+
 /** Registers a file and uploads it as the member with supabase-js; the upload queues it. */
-async function upload(org: Org, name: string, bytes: Uint8Array<ArrayBuffer>, mimeType = PDF): Promise<string> {
-  const document = await register(org, name, mimeType, bytes.byteLength);
+async function upload(
+  org: Org,
+  name: string,
+  bytes: Uint8Array<ArrayBuffer>,
+  mimeType = PDF,
+  checksum?: string,
+): Promise<string> {
+  const document = await register(org, name, mimeType, bytes.byteLength, checksum);
   const { error } = await org.clients.member.storage.from('knowledge').upload(
     document.storage_path,
     new Blob([bytes], { type: mimeType }),
@@ -329,6 +336,45 @@ describe('ingesting files to their end state', () => {
       status: 'failed',
       reason: 'The file is 30.0 MB; files of up to 25 MB can be indexed.',
     });
+  });
+
+  it('checks the file against the checksum it was registered with, and records the SHA-256 of what it read', async () => {
+    const registered = await textPdf([pageText(1), pageText(2)]);
+    const contentHash = async (id: string) =>
+      (await sql<{ content_sha256: string | null }[]>`select content_sha256 from public.documents where id = ${id}`)[0]
+        .content_sha256;
+
+    const declared = await upload(org, 'declared.pdf', registered, PDF, sha256(registered));
+    expect((await ingest(declared)).at(-1)?.body).toMatchObject({ status: 'ready' });
+    expect(await contentHash(declared)).toBe(sha256(registered));
+
+    const undeclared = await upload(org, 'undeclared.pdf', registered);
+    expect((await ingest(undeclared)).at(-1)?.body).toMatchObject({ status: 'ready' });
+    expect(await contentHash(undeclared)).toBe(sha256(registered));
+
+    // Other bytes than the registered ones: failed with a reason, nothing indexed; the file's hash is on record.
+    const other = await textPdf([pageText(3)]);
+    const swapped = await upload(org, 'swapped.pdf', other, PDF, sha256(registered));
+    const reason = `The uploaded file does not match the checksum it was registered with (SHA-256 ` +
+      `${sha256(registered).slice(0, 12)}…, the file's ${sha256(other).slice(0, 12)}…); upload the registered file again.`;
+    expect(await ingest(swapped)).toEqual([{ status: 200, body: { document_id: swapped, status: 'failed', reason } }]);
+    expect(await documentRow(swapped)).toMatchObject({ status: 'failed', failure_reason: reason, chunk_count: 0 });
+    expect(await chunks(swapped)).toEqual([]);
+    expect(await stagedCount(swapped)).toBe(0);
+    expect(await contentHash(swapped)).toBe(sha256(other));
+
+    // Uploading the registered file in its place queues it again, with no hash until the new run reads it.
+    const [{ storage_path }] = await sql<{ storage_path: string }[]>`select storage_path from public.documents where id = ${swapped}`;
+    const { error } = await org.clients.member.storage.from('knowledge').upload(
+      storage_path,
+      new Blob([registered], { type: PDF }),
+      { upsert: true },
+    );
+    expect(error).toBeNull();
+    expect(await documentRow(swapped)).toMatchObject({ status: 'queued', failure_reason: null });
+    expect(await contentHash(swapped)).toBeNull();
+    expect((await ingest(swapped)).at(-1)?.body).toMatchObject({ status: 'ready' });
+    expect(await contentHash(swapped)).toBe(sha256(registered));
   });
 
   it('answers 200 without doing anything for a document that is not being ingested', async () => {

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSql, type Sql } from '../../functions/_shared/db.ts';
 import { signUserToken } from '../../scripts/local/keys.ts';
 import { type Stack, startStack } from '../../scripts/local/stack.ts';
+import { registerFile } from '../support/knowledge.ts';
 import { pageMarker, textPdf } from '../support/pdfs.ts';
 import { supabaseClient } from '../support/supabase-client.ts';
 import { freePort } from '../../scripts/local/free-port.ts';
@@ -53,19 +54,15 @@ async function createOrg(): Promise<Org> {
 }
 
 /**
- * A registered (inserted as postgres, as create_upload_batch would) and uploaded PDF, ingested by calling
- * the ingest function until it is done, so it has chunks.
+ * A PDF registered through create_upload_batch and uploaded by the member, ingested by calling the ingest
+ * function until it is done, so it has chunks.
  */
 async function ingestedDocument(target: Org): Promise<{ id: string; path: string }> {
-  const id = randomUUID();
-  const path = `${target.id}/${id}/manual.pdf`;
   const bytes = await textPdf([pageMarker(1), pageMarker(2)]);
-  await sql.begin(async (tx) => {
-    const [batch] = await tx<{ id: string }[]>`
-      insert into public.upload_batches (org_id, created_by) values (${target.id}, ${target.users.member}) returning id`;
-    await tx`insert into public.documents (id, org_id, batch_id, name, mime_type, size_bytes, storage_path, created_by)
-             values (${id}, ${target.id}, ${batch.id}, 'manual.pdf', 'application/pdf', ${bytes.byteLength}, ${path},
-                     ${target.users.member})`;
+  const { id, storage_path: path } = await registerFile(sql, target.users.member, target.id, {
+    name: 'manual.pdf',
+    mime_type: 'application/pdf',
+    size_bytes: bytes.byteLength,
   });
   const uploaded = await target.clients.member.storage.from('knowledge').upload(path, new Blob([bytes], { type: 'application/pdf' }));
   expect(uploaded.error).toBeNull();

@@ -1,0 +1,33 @@
+import type { JwtClaims } from '../../functions/_shared/auth.ts';
+import { type Sql, withUserScope } from '../../functions/_shared/db.ts';
+
+export interface FileToRegister {
+  name: string;
+  mime_type: string;
+  size_bytes: number;
+  checksum_sha256?: string;
+}
+
+/**
+ * Registers one file as the user through create_upload_batch, as a frontend
+ * does before uploading it (a batch of one; the document is `uploading`, to be
+ * stored at `<org>/<document>/<name>`).
+ */
+export async function registerFile(
+  sql: Sql,
+  userId: string,
+  orgId: string,
+  file: FileToRegister,
+): Promise<{ id: string; storage_path: string }> {
+  const claims: JwtClaims = {
+    role: 'authenticated',
+    sub: userId,
+    aud: 'authenticated',
+    exp: Math.floor(Date.now() / 1000) + 600,
+  };
+  const [document] = await withUserScope(sql, claims, (tx) =>
+    tx<{ id: string; storage_path: string }[]>`
+      select id, storage_path from public.create_upload_batch(${orgId}::uuid, ${tx.json([{ ...file }])})`
+  );
+  return document;
+}
