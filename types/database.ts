@@ -1538,6 +1538,11 @@ isOneToOne: false
         isOneToOne: true
         isSetofReturn: false
       } },
+"match_bot_chunks":
+{ Args: { "bot_id": string,"match_count"?: number,"query_embedding": string,"query_text"?: string }; Returns: {
+              "chunk_id": number,"collection_id": string,"content": string,"document_id": string,"document_name": string,"page_end": number,"page_start": number,"score": number,"text_rank": number,"vector_rank": number
+            }[]
+                           },
 "match_document_chunks":
 { Args: { "collection_ids"?: (string)[],"match_count"?: number,"org_id": string,"query_embedding": string,"query_text"?: string }; Returns: {
               "chunk_id": number,"collection_id": string,"content": string,"document_id": string,"document_name": string,"page_end": number,"page_start": number,"score": number,"text_rank": number,"vector_rank": number
