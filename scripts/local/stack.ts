@@ -67,7 +67,7 @@ export async function prepareDatabase(options: StackOptions): Promise<PGlite> {
  * rather than at its next tick. The embedded session listens; the wire server
  * keeps the notifications from its clients. Returns the unlisten.
  */
-export function wakeOnNetRequests(db: PGlite, scheduler: Scheduler): Promise<() => Promise<void>> {
+export function wakeOnNetRequests(db: PGlite, scheduler: Pick<Scheduler, 'wake'>): Promise<() => Promise<void>> {
   return db.listen('pg_net_wake', () => scheduler.wake());
 }
 
@@ -77,14 +77,17 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const db = await prepareDatabase(options);
   const wire = new WireServer({ db, host, port: options.dbPort ?? 54322, sessionDefaultsSql: SESSION_DEFAULTS_SQL });
   const stops: Array<() => Promise<void>> = [];
+  let scheduler: Scheduler | null = null;
   try {
+    // Before any client connects, so the LISTEN cannot land inside a client's transaction on the shared
+    // session. Never unlistened: a stopped scheduler ignores wake-ups, and closing the database ends it.
+    if (options.scheduler ?? true) await wakeOnNetRequests(db, { wake: () => scheduler?.wake() });
     await wire.start();
     stops.push(async () => {
       await wire.stop();
       await db.close();
     });
 
-    let scheduler: Scheduler | null = null;
     let schedulerSql: postgres.Sql | null = null;
     if (options.scheduler ?? true) {
       const sql = postgres(wire.url, { max: 2, onnotice: () => undefined });
@@ -92,9 +95,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       scheduler = new Scheduler({ sql, log: options.log });
       scheduler.start();
       const running = scheduler;
-      const unlisten = await wakeOnNetRequests(db, running);
       stops.push(async () => {
-        await unlisten();
         await running.stop();
         await sql.end({ timeout: 1 });
       });
