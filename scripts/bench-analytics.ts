@@ -242,31 +242,26 @@ async function main(): Promise<void> {
     console.log(`dashboard_summary_raw (raw tables), ${RUNS} calls: p50 ${raw.p50.toFixed(1)} ms, p95 ${raw.p95.toFixed(1)} ms`);
     console.log(`ratio raw / rollups: p50 ${ratio50.toFixed(1)}x, p95 ${ratio95.toFixed(1)}x`);
 
-    // Where the time goes: each part of the summary alone, in process (no wire), as the member.
-    const parts: [string, string][] = [
-      ['chat, usage and calls (analytics_days)', `select private.analytics_day_figures($1, $2::date, $3::date, $2::date::timestamp at time zone 'Europe/Berlin', ($3::date + 1)::timestamp at time zone 'Europe/Berlin')`],
-      ['usage windows (24 h, 7 d, quota)', `select private.analytics_usage_windows($1, false) where $2::date <= $3::date`],
-      ['chat figures (hour rollups: another zone)', `select private.analytics_chat_figures($1, $2::date::timestamp at time zone 'Europe/Berlin', ($3::date + 1)::timestamp at time zone 'Europe/Berlin', false)`],
-      ['appointments', `select private.analytics_appointment_figures($1, 'Europe/Berlin', $2::date, $3::date)`],
-      ['knowledge + uploads + team', `select private.analytics_knowledge_figures($1, 'Europe/Berlin', $2::date, $3::date, false), private.analytics_upload_figures($1, 'Europe/Berlin', $2::date, $3::date, false), private.analytics_team_figures($1, 'Europe/Berlin', $2::date, $3::date)`],
-      ['call_stats_summary (raw twin)', `select public.call_stats_summary($1, $2::date, $3::date, null, 'Europe/Berlin')`],
-    ];
-    const breakdown: string[] = [];
-    for (const [name, text] of parts) {
-      const times: number[] = [];
-      for (let i = 0; i < 13; i++) {
-        const t0 = performance.now();
-        // As the postgres role with service-role claims (call_stats_summary checks the caller).
-        await stack.db.transaction(async (tx) => {
-          await tx.query(`select set_config('request.jwt.claims', '{"role": "service_role"}', true)`);
-          await tx.query(text, args);
-        });
-        if (i >= 3) times.push(performance.now() - t0);
-      }
-      times.sort((a, b) => a - b);
-      breakdown.push(`${name} ${percentile(times, 0.5).toFixed(1)} ms`);
+    // Where the time goes inside the summary: Postgres's own per-function
+    // timings (track_functions) over 20 summaries in process (no wire), as
+    // the service role. After the timed runs: the embedded session is shared.
+    await stack.db.exec(`set track_functions = 'all'; select pg_stat_reset();`);
+    for (let i = 0; i < 20; i++) {
+      await stack.db.transaction(async (tx) => {
+        await tx.query(`select set_config('request.jwt.claims', '{"role": "service_role"}', true)`);
+        await tx.query('select public.analytics_dashboard_summary($1, $2, $3)', args);
+      });
     }
-    console.log(`parts in process (no wire; median of 10): ${breakdown.join('; ')}`);
+    await stack.db.query('select pg_stat_force_next_flush()');
+    const { rows: timings } = await stack.db.query<{ name: string; ms: number }>(`
+      select f.funcname as name, (f.total_time / f.calls)::float8 as ms
+      from pg_stat_user_functions f
+      where f.schemaname = 'private' and f.funcname in ('analytics_summary', 'analytics_day_figures', 'analytics_open_minutes',
+        'analytics_usage_windows', 'analytics_knowledge_figures', 'analytics_upload_figures', 'analytics_team_figures', 'analytics_scope',
+        'refresh_analytics_days')
+      order by f.total_time desc`);
+    await stack.db.exec(`reset track_functions`);
+    console.log(`inside the summary, per call (in process, track_functions): ${timings.map((t) => `${t.name} ${t.ms.toFixed(2)} ms`).join('; ')}`);
 
     const fast = rollup.p95 < TARGET_P95_MS;
     const enough = ratio95 >= TARGET_RATIO;

@@ -6,11 +6,12 @@ import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm';
 import { pgcrypto } from '@electric-sql/pglite/contrib/pgcrypto';
 import { uuid_ossp } from '@electric-sql/pglite/contrib/uuid_ossp';
 import { btree_gist } from '@electric-sql/pglite/contrib/btree_gist';
+import { intarray } from '@electric-sql/pglite/contrib/intarray';
 import { pgtap } from '@electric-sql/pglite-pgtap';
 import { vector } from '@electric-sql/pglite-pgvector';
 
 /** Every extension a migration or test may `create extension` for; PGlite must be told up front. */
-const extensions = { vector, pgtap, pg_trgm, pgcrypto, uuid_ossp, btree_gist };
+const extensions = { vector, pgtap, pg_trgm, pgcrypto, uuid_ossp, btree_gist, intarray };
 
 export const PGLITE_MAJOR_VERSION = '18';
 

@@ -1,6 +1,6 @@
 -- Analytics rollups (20261123001700_analytics.sql) stay equal to the raw
 -- aggregation through random inserts, updates and deletes of messages,
--- conversations, usage events and calls, by single rows and whole statements, a
+-- conversations, usage events, calls and appointments, by single rows and whole statements, a
 -- bot's deletion (its conversations cascade, its usage keeps a null bot) and
 -- a user's (their conversations' end user changes) and a change of the org's
 -- time zone, checked with private.verify_rollups and by comparing the summary
@@ -9,7 +9,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(13);
+select plan(14);
 
 select setseed(0.23);
 
@@ -72,6 +72,17 @@ insert into public.call_feedback (org_id, call_id, user_id, rating)
 select c.org_id, c.id, tests.fx('owner_r'), 1 + abs(hashtext(c.to_number)) % 5
 from public.calls c where c.org_id = tests.fx('org_r') and abs(hashtext(c.to_number || 'f')) % 10 < 3;
 
+-- 30 appointments by bots and by staff, each on its own resource (booked
+-- ones may not overlap on one).
+insert into public.appointments (org_id, bot_id, resource, starts_at, ends_at, status, attendee_name, attendee_email, source, reschedule_count)
+select tests.fx('org_r'),
+  case when n % 3 = 0 then null else (array[tests.fx('bot_one'), tests.fx('bot_two'), tests.fx('bot_three')])[1 + (n % 3)] end,
+  'room ' || n, t, t + (15 + abs(hashint4(n * 31)) % 90) * interval '1 minute',
+  (array['booked', 'completed', 'canceled', 'no_show'])[1 + abs(hashint4(n * 19)) % 4],
+  'Attendee ' || n, 'a' || n || '@rollups.test', case when n % 3 = 0 then 'staff' else 'bot' end, abs(hashint4(n * 23)) % 2
+from generate_series(1, 30) n
+cross join lateral (select '2026-10-25 00:00Z'::timestamptz + (abs(hashint4(n * 29)) % 1000) * interval '15 minutes' as t) ts;
+
 select is_empty($$select * from private.verify_rollups(tests.fx('org_r'))$$, 'rollups equal the raw aggregation after bulk inserts');
 
 -- Updates: move messages in time and change roles and tokens (many per statement), and single rows.
@@ -102,6 +113,15 @@ update public.calls set duration_seconds = null
 where id = (select min(id::text)::uuid from public.calls where org_id = tests.fx('org_r') and status = 'ended' and duration_seconds is not null);
 update public.call_feedback f set rating = 6 - f.rating where f.org_id = tests.fx('org_r') and f.rating <> 3;
 
+-- Booked appointments (the others are final) move to another day, are
+-- rescheduled, change bot, complete.
+update public.appointments a set starts_at = a.starts_at + interval '1 day 2 hours', ends_at = a.ends_at + interval '1 day 2 hours',
+  reschedule_count = a.reschedule_count + 1
+where a.org_id = tests.fx('org_r') and a.status = 'booked' and abs(hashtext(a.resource || 'm')) % 10 < 6;
+update public.appointments a set bot_id = tests.fx('bot_two'), source = 'bot'
+where a.org_id = tests.fx('org_r') and a.status = 'booked' and abs(hashtext(a.resource || 'b')) % 10 < 4;
+update public.appointments a set status = 'completed' where a.org_id = tests.fx('org_r') and a.status = 'booked' and abs(hashtext(a.resource || 's')) % 2 = 0;
+
 select is_empty($$select * from private.verify_rollups(tests.fx('org_r'))$$, 'rollups equal the raw aggregation after updates');
 
 -- Deletes: messages (many and one), a conversation (its messages cascade), usage.
@@ -110,6 +130,7 @@ delete from public.messages where id = (select max(id) from public.messages wher
 delete from public.conversations where id = (select max(id::text)::uuid from public.conversations where org_id = tests.fx('org_r'));
 delete from public.usage_events u where u.org_id = tests.fx('org_r') and random() < 0.2;
 delete from public.calls c where c.org_id = tests.fx('org_r') and abs(hashtext(c.to_number || 'd')) % 10 < 2;
+delete from public.appointments a where a.org_id = tests.fx('org_r') and abs(hashtext(a.resource || 'd')) % 10 < 2;
 
 select is_empty($$select * from private.verify_rollups(tests.fx('org_r'))$$, 'rollups equal the raw aggregation after deletes');
 
@@ -126,6 +147,7 @@ select is_empty($$select * from private.verify_rollups(tests.fx('org_r'))$$, 'ro
 select ok((select count(*) from private.analytics_conversation_hours where org_id = tests.fx('org_r')) > 20, 'the rollups are not trivially empty');
 
 select ok((select count(*) from private.analytics_days where org_id = tests.fx('org_r') and calls <> 0 and cardinality(end_users) > 0) > 5
+  and (select count(*) from private.analytics_days where org_id = tests.fx('org_r') and cardinality(appointments) > 0) > 5
   and (select count(*) from private.analytics_end_users where org_id = tests.fx('org_r')) > 3, 'the day and end-user rollups are not empty');
 
 select tests.act_as('service_role');
@@ -169,6 +191,13 @@ select is(
 );
 select tests.act_as('postgres');
 select is_empty($$select * from private.analytics_stale_days where org_id = tests.fx('org_r')$$, 'and the read cleared the mark');
+select tests.remember('appointment', (select id from public.appointments where org_id = tests.fx('org_r') and status = 'booked' order by resource limit 1));
+update public.appointments set status = 'no_show' where id = tests.fx('appointment');
+select is(
+  (select array_agg(day) from private.analytics_stale_days where org_id = tests.fx('org_r')),
+  (select array[(starts_at at time zone 'Asia/Tokyo')::date] from public.appointments where id = tests.fx('appointment')),
+  'an appointment''s change marks the local day it starts on'
+);
 
 -- A rebuild gives the same rollups.
 select tests.act_as('postgres');

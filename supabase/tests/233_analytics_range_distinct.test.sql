@@ -13,7 +13,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(16);
+select plan(19);
 
 insert into tests.fixtures (name, id) values ('owner_g', tests.create_user('owner-g@range-distinct.test'));
 select tests.remember('org_g', tests.create_org('range-distinct-org', tests.fx('owner_g')));
@@ -96,6 +96,26 @@ select tests.act_as('service_role');
 select is(pg_temp.engagement('2026-11-02', '2026-11-06'), '4 conversations, 2 end users, 1 returning', 'd2..d6: D, B, A (once, on d6), C');
 select is(pg_temp.engagement('2026-11-01', '2026-11-06'), pg_temp.raw_engagement('2026-11-01', '2026-11-06'), 'the whole span equals its raw twin');
 select is_empty($$select * from private.verify_rollups(tests.fx('org_g'))$$, 'and the rollups equal the raw aggregation');
+
+-- The calls' p95 duration from the days' sorted milliseconds equals
+-- percentile_cont's; a call past 2^31 ms (24.8 days) takes the slow path.
+select tests.act_as('postgres');
+insert into public.calls (org_id, direction, status, created_at, started_at, ended_at, duration_seconds, to_number)
+values (tests.fx('org_g'), 'outbound', 'ended', '2026-11-02 08:00Z', '2026-11-02 08:00Z', '2026-11-02 08:10Z', 10, '+14155550101'),
+       (tests.fx('org_g'), 'outbound', 'ended', '2026-11-04 08:00Z', '2026-11-04 08:00Z', '2026-11-04 08:10Z', 20.5, '+14155550102');
+select tests.act_as('service_role');
+select is((select s -> 'calls' -> 'p95_duration_seconds' from public.analytics_dashboard_summary(tests.fx('org_g'), '2026-11-01', '2026-11-06') s),
+  '20.0'::jsonb, 'p95 of 10 s and 20.5 s: 10 + 0.95 x 10.5 = 19.975, rounded 20.0');
+select tests.act_as('postgres');
+insert into public.calls (org_id, direction, status, created_at, started_at, ended_at, duration_seconds, to_number)
+values (tests.fx('org_g'), 'outbound', 'ended', '2026-11-05 08:00Z', '2026-11-05 08:00Z', '2026-11-05 08:10Z', 2500000.125, '+14155550103');
+select tests.act_as('service_role');
+select is(
+  (select s -> 'calls' from public.analytics_dashboard_summary(tests.fx('org_g'), '2026-11-01', '2026-11-06') s),
+  (select s -> 'calls' from private.dashboard_summary_raw(tests.fx('org_g'), '2026-11-01', '2026-11-06') s),
+  'with a call of 2,500,000 s the call figures still equal the raw twin''s');
+select is((select s -> 'calls' -> 'p95_duration_seconds' from public.analytics_dashboard_summary(tests.fx('org_g'), '2026-11-01', '2026-11-06') s),
+  to_jsonb(round((20.5::float8 + 0.9::float8 * (2500000.125::float8 - 20.5::float8))::numeric, 1)), 'p95: 20.5 + 0.9 x (2,500,000.125 - 20.5)');
 
 select * from finish();
 rollback;
