@@ -76,7 +76,6 @@ revoke execute on function private.sorted_percentile(integer[], float8, float8) 
 
 create type private.analytics_event_count as (
   bot_id uuid,
-  channel public.chat_channel,
   started integer,
   escalated integer,
   closed integer
@@ -92,15 +91,12 @@ create type private.analytics_usage_count as (
 
 create type private.analytics_appointment_count as (
   bot_id uuid,
-  source text,
   total integer,
   booked integer,
   completed integer,
   canceled integer,
   no_show integer,
-  rescheduled integer,
-  -- Minutes of the appointments not canceled.
-  booked_minutes numeric
+  rescheduled integer
 );
 
 insert into private.analytics_stale_days (org_id, day)
@@ -116,7 +112,12 @@ alter table private.analytics_days
   -- Sorted ascending; see the header.
   add column conversation_gaps integer[] not null,
   add column end_user_gaps integer[] not null,
-  add column events private.analytics_event_count[] not null,
+  -- Conversations started, escalated, closed per channel, three by three
+  -- in enum_range(null::public.chat_channel) order (a summary sums them
+  -- position by position: no unnest); a channel added to the enum must go
+  -- last, or the org's days be rebuilt. And the same per bot.
+  add column events_by_channel integer[] not null,
+  add column events_by_bot private.analytics_event_count[] not null,
   add column usage private.analytics_usage_count[] not null,
   -- Calls (not queued) by coalesce(started_at, ended_at, created_at), as
   -- call_stats_summary counts them.
@@ -136,8 +137,12 @@ alter table private.analytics_days
   add column llm_sum bigint not null,
   add column tts_count integer not null,
   add column tts_sum bigint not null,
-  -- By the local day they start on, per bot and source.
-  add column appointments private.analytics_appointment_count[] not null;
+  -- By the local day they start on: per source (bot, then staff), six by
+  -- six (total, booked, completed, canceled, no_show, rescheduled); the
+  -- minutes of those not canceled; per bot.
+  add column appointments_by_source integer[] not null,
+  add column appointment_minutes numeric not null,
+  add column appointments_by_bot private.analytics_appointment_count[] not null;
 
 comment on column private.analytics_days.conversation_gaps is 'For each conversation with messages that day and on an earlier local day: the days since the latest such day; sorted (distinct counts over a range, see 20261123002900).';
 comment on column private.analytics_days.end_user_gaps is 'For each end user who wrote that day and on an earlier local day: the days since the latest such day; sorted.';
@@ -206,10 +211,8 @@ as $$
     join private.analytics_first_responses f on f.org_id = w.org_id and f.responded_at >= w.s and f.responded_at < w.e
     group by 1, 2
   ),
-  ev as (
-    select x.org_id, x.day,
-      array_agg(row(x.bot_id, x.channel, x.started, x.escalated, x.closed)::private.analytics_event_count order by x.bot_id, x.channel) as events
-    from (
+  evx as materialized (
+    select x.* from (
       select w.org_id, w.day, e.bot_id, e.channel, sum(e.started)::integer as started, sum(e.escalated)::integer as escalated,
         sum(e.closed)::integer as closed
       from w
@@ -217,6 +220,24 @@ as $$
       group by 1, 2, 3, 4
     ) x
     where x.started <> 0 or x.escalated <> 0 or x.closed <> 0
+  ),
+  ev as (
+    select k.org_id, k.day, array_agg(v.n order by ch.i, v.j) as by_channel
+    from (select distinct x.org_id, x.day from evx x) k
+    cross join unnest(enum_range(null::public.chat_channel)) with ordinality ch (channel, i)
+    left join (
+      select x.org_id, x.day, x.channel, sum(x.started) as started, sum(x.escalated) as escalated, sum(x.closed) as closed
+      from evx x group by 1, 2, 3
+    ) c on c.org_id = k.org_id and c.day = k.day and c.channel = ch.channel
+    cross join lateral (values (1, coalesce(c.started, 0)::integer), (2, coalesce(c.escalated, 0)::integer), (3, coalesce(c.closed, 0)::integer)) v (j, n)
+    group by 1, 2
+  ),
+  evb as (
+    select b.org_id, b.day, array_agg(row(b.bot_id, b.started, b.escalated, b.closed)::private.analytics_event_count order by b.bot_id) as by_bot
+    from (
+      select x.org_id, x.day, x.bot_id, sum(x.started)::integer as started, sum(x.escalated)::integer as escalated, sum(x.closed)::integer as closed
+      from evx x group by 1, 2, 3
+    ) b
     group by 1, 2
   ),
   us as (
@@ -256,22 +277,41 @@ as $$
     where c.status <> 'queued'
     group by 1, 2
   ),
+  apx as materialized (
+    select w.org_id, w.day, a.bot_id, a.source, count(*)::integer as total,
+      count(*) filter (where a.status = 'booked')::integer as booked,
+      count(*) filter (where a.status = 'completed')::integer as completed,
+      count(*) filter (where a.status = 'canceled')::integer as canceled,
+      count(*) filter (where a.status = 'no_show')::integer as no_show,
+      count(*) filter (where a.reschedule_count > 0)::integer as rescheduled,
+      coalesce(sum(extract(epoch from a.ends_at - a.starts_at) / 60) filter (where a.status <> 'canceled'), 0)::numeric as booked_minutes
+    from w
+    join public.appointments a on a.org_id = w.org_id and a.starts_at >= w.s and a.starts_at < w.e
+    group by 1, 2, 3, 4
+  ),
   ap as (
-    select x.org_id, x.day,
-      array_agg(row(x.bot_id, x.source, x.total, x.booked, x.completed, x.canceled, x.no_show, x.rescheduled, x.booked_minutes)::private.analytics_appointment_count
-                order by x.bot_id, x.source) as appointments
+    select k.org_id, k.day, array_agg(v.n order by src.i, v.j) as by_source
+    from (select distinct x.org_id, x.day from apx x) k
+    cross join unnest(array['bot', 'staff']) with ordinality src (source, i)
+    left join (
+      select x.org_id, x.day, x.source, sum(x.total) as total, sum(x.booked) as booked, sum(x.completed) as completed,
+        sum(x.canceled) as canceled, sum(x.no_show) as no_show, sum(x.rescheduled) as rescheduled
+      from apx x group by 1, 2, 3
+    ) c on c.org_id = k.org_id and c.day = k.day and c.source = src.source
+    cross join lateral (values (1, coalesce(c.total, 0)::integer), (2, coalesce(c.booked, 0)::integer), (3, coalesce(c.completed, 0)::integer),
+      (4, coalesce(c.canceled, 0)::integer), (5, coalesce(c.no_show, 0)::integer), (6, coalesce(c.rescheduled, 0)::integer)) v (j, n)
+    group by 1, 2
+  ),
+  apb as (
+    select b.org_id, b.day, sum(b.booked_minutes) as minutes,
+      array_agg(row(b.bot_id, b.total, b.booked, b.completed, b.canceled, b.no_show, b.rescheduled)::private.analytics_appointment_count
+                order by b.bot_id) as by_bot
     from (
-      select w.org_id, w.day, a.bot_id, a.source, count(*)::integer as total,
-        count(*) filter (where a.status = 'booked')::integer as booked,
-        count(*) filter (where a.status = 'completed')::integer as completed,
-        count(*) filter (where a.status = 'canceled')::integer as canceled,
-        count(*) filter (where a.status = 'no_show')::integer as no_show,
-        count(*) filter (where a.reschedule_count > 0)::integer as rescheduled,
-        coalesce(sum(extract(epoch from a.ends_at - a.starts_at) / 60) filter (where a.status <> 'canceled'), 0)::numeric as booked_minutes
-      from w
-      join public.appointments a on a.org_id = w.org_id and a.starts_at >= w.s and a.starts_at < w.e
-      group by 1, 2, 3, 4
-    ) x
+      select x.org_id, x.day, x.bot_id, sum(x.total)::integer as total, sum(x.booked)::integer as booked, sum(x.completed)::integer as completed,
+        sum(x.canceled)::integer as canceled, sum(x.no_show)::integer as no_show, sum(x.rescheduled)::integer as rescheduled,
+        sum(x.booked_minutes) as booked_minutes
+      from apx x group by 1, 2, 3
+    ) b
     group by 1, 2
   )
   select w.org_id, w.day,
@@ -279,11 +319,11 @@ as $$
     coalesce(msg.tokens_in, 0), coalesce(msg.tokens_out, 0), coalesce(msg.conversations, '{}'), coalesce(msg.end_users, '{}'),
     coalesce(fresh.n, 0), coalesce(resp.n, 0), coalesce(resp.latencies, '{}'),
     coalesce(cg.gaps, '{}'), coalesce(ug.gaps, '{}'),
-    coalesce(ev.events, '{}'), coalesce(us.usage, '{}'),
+    coalesce(ev.by_channel, '{}'), coalesce(evb.by_bot, '{}'), coalesce(us.usage, '{}'),
     coalesce(ca.calls, 0), coalesce(ca.by_status, '{0,0,0,0,0,0,0}'), coalesce(ca.by_sentiment, '{0,0,0,0}'),
     coalesce(ca.durations_ms, '{}'), coalesce(ca.long_durations, '{}'), coalesce(ca.duration_sum, 0),
     coalesce(ca.stt_count, 0), coalesce(ca.stt_sum, 0), coalesce(ca.llm_count, 0), coalesce(ca.llm_sum, 0),
-    coalesce(ca.tts_count, 0), coalesce(ca.tts_sum, 0), coalesce(ap.appointments, '{}')
+    coalesce(ca.tts_count, 0), coalesce(ca.tts_sum, 0), coalesce(ap.by_source, '{}'), coalesce(apb.minutes, 0), coalesce(apb.by_bot, '{}')
   from w
   left join msg on msg.org_id = w.org_id and msg.day = w.day
   left join conversation_gaps cg on cg.org_id = w.org_id and cg.day = w.day
@@ -291,9 +331,11 @@ as $$
   left join fresh on fresh.org_id = w.org_id and fresh.day = w.day
   left join resp on resp.org_id = w.org_id and resp.day = w.day
   left join ev on ev.org_id = w.org_id and ev.day = w.day
+  left join evb on evb.org_id = w.org_id and evb.day = w.day
   left join us on us.org_id = w.org_id and us.day = w.day
   left join ca on ca.org_id = w.org_id and ca.day = w.day
   left join ap on ap.org_id = w.org_id and ap.day = w.day
+  left join apb on apb.org_id = w.org_id and apb.day = w.day
   where msg.org_id is not null or fresh.org_id is not null or resp.org_id is not null or ev.org_id is not null
     or us.org_id is not null or ca.org_id is not null or ap.org_id is not null;
 $$;
@@ -459,14 +501,18 @@ as $$
       -- Elements counted on this day: those not active earlier in the range.
       cardinality(d.conversations) - pg_catalog.width_bucket(d.day - first_day, d.conversation_gaps) as new_conversations,
       cardinality(d.end_users) - pg_catalog.width_bucket(d.day - first_day, d.end_user_gaps) as new_range_end_users,
-      d.first_response_latencies, d.events, d.usage, d.calls, d.calls_by_status, d.calls_by_sentiment, d.call_durations_ms, d.long_call_durations,
-      d.call_duration_sum, d.stt_count, d.stt_sum, d.llm_count, d.llm_sum, d.tts_count, d.tts_sum, d.appointments
+      d.first_response_latencies, d.events_by_channel, d.events_by_bot, d.usage, d.calls, d.calls_by_status, d.calls_by_sentiment, d.call_durations_ms, d.long_call_durations,
+      d.call_duration_sum, d.stt_count, d.stt_sum, d.llm_count, d.llm_sum, d.tts_count, d.tts_sum,
+      d.appointments_by_source, d.appointment_minutes, d.appointments_by_bot
     from private.analytics_days d where d.org_id = org and d.day >= first_day and d.day <= last_day
   ),
-  ev as (
-    select x.bot_id, x.channel, sum(x.started) as started, sum(x.escalated) as escalated, sum(x.closed) as closed
-    from d cross join unnest(d.events) x
-    group by 1, 2
+  -- Per channel, from the days' positions.
+  evc as materialized (
+    select ch.channel, coalesce(sum(d.events_by_channel[ch.i * 3 - 2]), 0) as started,
+      coalesce(sum(d.events_by_channel[ch.i * 3 - 1]), 0) as escalated, coalesce(sum(d.events_by_channel[ch.i * 3]), 0) as closed
+    from unnest(enum_range(null::public.chat_channel)) with ordinality ch (channel, i)
+    left join d on true
+    group by ch.channel
   ),
   us as (
     select x.kind, x.bot_id, x.api_key_id, sum(x.tokens_in) as tokens_in, sum(x.tokens_out) as tokens_out
@@ -493,22 +539,22 @@ as $$
       array[sum(d.calls_by_status[1]), sum(d.calls_by_status[2]), sum(d.calls_by_status[3]), sum(d.calls_by_status[4]),
             sum(d.calls_by_status[5]), sum(d.calls_by_status[6]), sum(d.calls_by_status[7])] as calls_by_status,
       array[sum(d.calls_by_sentiment[1]), sum(d.calls_by_sentiment[2]), sum(d.calls_by_sentiment[3]), sum(d.calls_by_sentiment[4])]
-        as calls_by_sentiment
+        as calls_by_sentiment,
+      coalesce(sum(d.appointment_minutes), 0) as appointment_minutes
     from d
   ),
-  -- The appointments as analytics_appointment_figures counts them.
-  apc as (
-    select grouping(x.bot_id) = 0 as per_bot, grouping(x.source) = 0 as per_source, x.bot_id, x.source,
-      coalesce(sum(x.total), 0) as total,
-      jsonb_build_object('total', coalesce(sum(x.total), 0), 'booked', coalesce(sum(x.booked), 0),
-        'completed', coalesce(sum(x.completed), 0), 'canceled', coalesce(sum(x.canceled), 0),
-        'no_show', coalesce(sum(x.no_show), 0), 'rescheduled', coalesce(sum(x.rescheduled), 0)) as figures,
-      coalesce(sum(x.booked_minutes), 0) as booked_minutes
-    from d cross join unnest(d.appointments) x
-    group by grouping sets ((), (x.bot_id), (x.source))
+  -- The appointments as analytics_appointment_figures counts them: per
+  -- source from the days' positions, per bot from their arrays.
+  aps as materialized (
+    select src.source, coalesce(sum(d.appointments_by_source[src.i * 6 - 5]), 0) as total,
+      coalesce(sum(d.appointments_by_source[src.i * 6 - 4]), 0) as booked, coalesce(sum(d.appointments_by_source[src.i * 6 - 3]), 0) as completed,
+      coalesce(sum(d.appointments_by_source[src.i * 6 - 2]), 0) as canceled, coalesce(sum(d.appointments_by_source[src.i * 6 - 1]), 0) as no_show,
+      coalesce(sum(d.appointments_by_source[src.i * 6]), 0) as rescheduled
+    from unnest(array['bot', 'staff']) with ordinality src (source, i)
+    left join d on true
+    group by src.source
   ),
   open as materialized (select private.analytics_open_minutes(org, pg_catalog.tstzrange(range_start, range_end, '[)')) as minutes),
-  zero as (select jsonb_build_object('total', 0, 'booked', 0, 'completed', 0, 'canceled', 0, 'no_show', 0, 'rescheduled', 0) as figures),
   fb as (
     select count(*) as ratings, sum(f.rating) as rating_sum
     from public.call_feedback f
@@ -518,21 +564,20 @@ as $$
   )
   select jsonb_build_object(
     'conversations', jsonb_build_object(
-      'started', (select coalesce(sum(ev.started), 0) from ev),
-      'escalated', (select coalesce(sum(ev.escalated), 0) from ev),
-      'closed', (select coalesce(sum(ev.closed), 0) from ev),
+      'started', (select sum(x.started) from evc x),
+      'escalated', (select sum(x.escalated) from evc x),
+      'closed', (select sum(x.closed) from evc x),
       'by_channel', (
         select jsonb_object_agg(x.channel, jsonb_build_object('started', x.started, 'escalated', x.escalated, 'closed', x.closed))
-        from (
-          select ch.channel, coalesce(sum(ev.started), 0) as started, coalesce(sum(ev.escalated), 0) as escalated, coalesce(sum(ev.closed), 0) as closed
-          from unnest(enum_range(null::public.chat_channel)) ch (channel)
-          left join ev on ev.channel = ch.channel
-          group by ch.channel
-        ) x),
+        from evc x),
       'by_bot', coalesce((
         select jsonb_agg(jsonb_build_object('bot_id', x.bot_id, 'bot_name', b.name, 'started', x.started, 'escalated', x.escalated, 'closed', x.closed)
                          order by x.started desc, x.bot_id)
-        from (select ev.bot_id, sum(ev.started) as started, sum(ev.escalated) as escalated, sum(ev.closed) as closed from ev group by ev.bot_id) x
+        from (
+          select e.bot_id, sum(e.started) as started, sum(e.escalated) as escalated, sum(e.closed) as closed
+          from d cross join unnest(d.events_by_bot) e
+          group by e.bot_id
+        ) x
         left join public.bots b on b.id = x.bot_id
         where x.started <> 0 or x.escalated <> 0 or x.closed <> 0), '[]'::jsonb)),
     'messages', jsonb_build_object('user', t.user_messages, 'assistant', t.assistant_messages, 'system', t.system_messages,
@@ -590,24 +635,32 @@ as $$
       'avg_tts_latency_ms', round(t.tts_sum::numeric / nullif(t.tts_count, 0)),
       'feedback_count', fb.ratings,
       'avg_rating', round(fb.rating_sum::numeric / nullif(fb.ratings, 0), 2)),
-    'appointments', coalesce((select c.figures from apc c where not c.per_bot and not c.per_source), z.figures) || jsonb_build_object(
+    'appointments', (
+      select jsonb_build_object('total', sum(a.total), 'booked', sum(a.booked), 'completed', sum(a.completed), 'canceled', sum(a.canceled),
+        'no_show', sum(a.no_show), 'rescheduled', sum(a.rescheduled))
+      from aps a) || jsonb_build_object(
       'by_source', (
-        select jsonb_object_agg(src.source, coalesce(c.figures, z.figures))
-        from unnest(array['bot', 'staff']) src (source)
-        left join apc c on c.per_source and c.source = src.source),
+        select jsonb_object_agg(a.source, jsonb_build_object('total', a.total, 'booked', a.booked, 'completed', a.completed,
+          'canceled', a.canceled, 'no_show', a.no_show, 'rescheduled', a.rescheduled))
+        from aps a),
       'by_bot', coalesce((
-        select jsonb_agg(jsonb_build_object('bot_id', c.bot_id, 'bot_name', bt.name) || c.figures order by c.total desc, c.bot_id nulls last)
-        from apc c
-        left join public.bots bt on bt.id = c.bot_id
-        where c.per_bot), '[]'::jsonb),
+        select jsonb_agg(jsonb_build_object('bot_id', x.bot_id, 'bot_name', bt.name, 'total', x.total, 'booked', x.booked, 'completed', x.completed,
+                           'canceled', x.canceled, 'no_show', x.no_show, 'rescheduled', x.rescheduled)
+                         order by x.total desc, x.bot_id nulls last)
+        from (
+          select b.bot_id, sum(b.total) as total, sum(b.booked) as booked, sum(b.completed) as completed, sum(b.canceled) as canceled,
+            sum(b.no_show) as no_show, sum(b.rescheduled) as rescheduled
+          from d cross join unnest(d.appointments_by_bot) b
+          group by b.bot_id
+        ) x
+        left join public.bots bt on bt.id = x.bot_id), '[]'::jsonb),
       'utilisation', (
         select jsonb_build_object(
           'open_minutes', round(o.minutes, 1),
-          'booked_minutes', round(m.booked_minutes, 1),
-          'share', round(m.booked_minutes / nullif(o.minutes, 0), 4))
-        from open o
-        cross join (select coalesce((select c.booked_minutes from apc c where not c.per_bot and not c.per_source), 0) as booked_minutes) m)))
-  from t, fb, zero z;
+          'booked_minutes', round(t.appointment_minutes, 1),
+          'share', round(t.appointment_minutes / nullif(o.minutes, 0), 4))
+        from open o)))
+  from t, fb;
 $$;
 
 -- As before (20261123001700), with the appointments of analytics_days when

@@ -147,7 +147,7 @@ select is_empty($$select * from private.verify_rollups(tests.fx('org_r'))$$, 'ro
 select ok((select count(*) from private.analytics_conversation_hours where org_id = tests.fx('org_r')) > 20, 'the rollups are not trivially empty');
 
 select ok((select count(*) from private.analytics_days where org_id = tests.fx('org_r') and calls <> 0 and cardinality(end_users) > 0) > 5
-  and (select count(*) from private.analytics_days where org_id = tests.fx('org_r') and cardinality(appointments) > 0) > 5
+  and (select count(*) from private.analytics_days where org_id = tests.fx('org_r') and cardinality(appointments_by_bot) > 0) > 5
   and (select count(*) from private.analytics_end_users where org_id = tests.fx('org_r')) > 3, 'the day and end-user rollups are not empty');
 
 select tests.act_as('service_role');
