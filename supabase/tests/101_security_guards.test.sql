@@ -40,9 +40,6 @@ select is_empty(
   $$select n.nspname || '.' || p.proname
     from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace
     where n.nspname in ('public', 'private')
-      -- An aggregate cannot SET anything; its state function is checked
-      -- (or, like pg_catalog.array_cat, is built in).
-      and p.prokind <> 'a'
       and not coalesce(p.proconfig, '{}') && array['search_path=""']$$,
   'every function in public and private pins search_path to an empty string'
 );
