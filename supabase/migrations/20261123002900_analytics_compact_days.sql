@@ -49,7 +49,6 @@
 
 create extension if not exists intarray with schema extensions;
 
-
 -- percentile_cont(fraction) of the values sorted[i] / unit, given sorted
 -- ascending: the same arithmetic in double precision as Postgres's
 -- percentile_cont_final_common (the rows at floor and ceil of
@@ -177,8 +176,8 @@ comment on column private.analytics_days.conversation_gaps is 'For each conversa
 comment on column private.analytics_days.end_user_gaps is 'For each end user who wrote that day and on an earlier local day: the days since the latest such day; sorted.';
 
 -- The analytics_days rows of these (org_ids[i], days[i]) pairs, from the
--- hour rollups, first_responses, end_users and calls as they stand (days
--- with nothing give no row).
+-- hour rollups, first_responses, end_users, calls and appointments as they
+-- stand (days with nothing give no row).
 create or replace function private.analytics_compute_days(org_ids uuid[], days date[])
 returns setof private.analytics_days
 language sql
@@ -398,7 +397,9 @@ as $$
 $$;
 
 -- Appointments only mark the days they start on, before and after; the
--- refresh reads the table itself.
+-- refresh reads the table itself. An update marks only the rows whose
+-- figures it changes: the calendar function's mirroring (sync_status,
+-- external_event_id) touches every booking once or more, and marks nothing.
 create function private.analytics_appointments_changed()
 returns trigger
 language plpgsql
@@ -415,10 +416,19 @@ begin
   elsif tg_op = 'DELETE' then
     select array_agg(o.org_id), array_agg(o.starts_at) into org_ids, ats from old_rows o;
   else
+    with changed as (
+      select o.org_id as old_org_id, o.starts_at as old_starts_at, n.org_id, n.starts_at
+      from old_rows o
+      join new_rows n on n.id = o.id
+      where (o.org_id, o.starts_at, o.ends_at, o.status, o.bot_id, o.source, o.reschedule_count)
+        is distinct from (n.org_id, n.starts_at, n.ends_at, n.status, n.bot_id, n.source, n.reschedule_count)
+    )
     select array_agg(x.org_id), array_agg(x.starts_at) into org_ids, ats
-    from (select o.org_id, o.starts_at from old_rows o union select n.org_id, n.starts_at from new_rows n) x;
+    from (select c.old_org_id, c.old_starts_at from changed c union select c.org_id, c.starts_at from changed c) x (org_id, starts_at);
   end if;
-  perform private.analytics_mark_days(org_ids, ats);
+  if org_ids is not null then
+    perform private.analytics_mark_days(org_ids, ats);
+  end if;
   return null;
 end;
 $$;
@@ -530,7 +540,8 @@ as $$
       -- Elements counted on this day: those not active earlier in the range.
       cardinality(d.conversations) - pg_catalog.width_bucket(d.day - first_day, d.conversation_gaps) as new_conversations,
       cardinality(d.end_users) - pg_catalog.width_bucket(d.day - first_day, d.end_user_gaps) as new_range_end_users,
-      d.first_response_latencies, d.events_by_channel, d.events_by_bot, d.usage, d.calls, d.calls_by_status, d.calls_by_sentiment, d.call_durations_ms, d.long_call_durations,
+      d.events_by_channel, d.events_by_bot, d.usage, d.calls, d.calls_by_status, d.calls_by_sentiment,
+      cardinality(d.call_durations_ms) as call_durations, d.long_call_durations,
       d.call_duration_sum, d.stt_count, d.stt_sum, d.llm_count, d.llm_sum, d.tts_count, d.tts_sum,
       d.appointments_by_source, d.appointment_minutes, d.appointments_by_bot
     from private.analytics_days d where d.org_id = org and d.day >= first_day and d.day <= last_day
@@ -557,7 +568,7 @@ as $$
       coalesce(sum(d.new_range_end_users), 0) as end_users,
       coalesce(sum(cardinality(d.long_call_durations)), 0) as long_calls,
       coalesce(sum(d.calls), 0) as calls,
-      coalesce(sum(cardinality(d.call_durations_ms) + cardinality(d.long_call_durations)), 0) as durations, coalesce(sum(d.call_duration_sum), 0) as duration_sum,
+      coalesce(sum(d.call_durations + cardinality(d.long_call_durations)), 0) as durations, coalesce(sum(d.call_duration_sum), 0) as duration_sum,
       coalesce(sum(d.stt_count), 0) as stt_count, coalesce(sum(d.stt_sum), 0) as stt_sum,
       coalesce(sum(d.llm_count), 0) as llm_count, coalesce(sum(d.llm_sum), 0) as llm_sum,
       coalesce(sum(d.tts_count), 0) as tts_count, coalesce(sum(d.tts_sum), 0) as tts_sum,

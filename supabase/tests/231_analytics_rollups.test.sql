@@ -9,7 +9,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(14);
+select plan(15);
 
 select setseed(0.23);
 
@@ -192,6 +192,9 @@ select is(
 select tests.act_as('postgres');
 select is_empty($$select * from private.analytics_stale_days where org_id = tests.fx('org_r')$$, 'and the read cleared the mark');
 select tests.remember('appointment', (select id from public.appointments where org_id = tests.fx('org_r') and status = 'booked' order by resource limit 1));
+update public.appointments set external_event_id = 'mirrored-1', sync_status = 'synced' where id = tests.fx('appointment');
+select is_empty($$select * from private.analytics_stale_days where org_id = tests.fx('org_r')$$,
+  'an update that changes no figure (a calendar mirror''s event id and sync status) marks nothing');
 update public.appointments set status = 'no_show' where id = tests.fx('appointment');
 select is(
   (select array_agg(day) from private.analytics_stale_days where org_id = tests.fx('org_r')),
