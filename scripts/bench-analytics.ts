@@ -15,11 +15,13 @@
  * built in one statement each by `private.rebuild_analytics_rollups()`, as a
  * bulk load would do; the seeding and rebuild times are printed.
  *
- * Then 5 warm-up and 50 timed summaries as a member of the org (through the
- * wire server with postgres.js and withUserScope, as an edge function or
- * PostgREST would run it), and the same for the raw version (as the service
- * role: it is not granted to users). Both answers are compared once (they must
- * be equal). Prints the figures and a PASS/FAIL line; exits 0 whatever they are
+ * Then 5 warm-up and 100 timed rounds, each calling, in an order that turns
+ * from round to round: the summary as a member of the org (through the wire
+ * server with postgres.js and withUserScope, as an edge function or PostgREST
+ * would run it); the same with today stale (a write just before); the raw
+ * version (as the service role: it is not granted to users); and the floor
+ * (the same transaction with no work). Both answers are compared once (they
+ * must be equal). Prints the figures and a PASS/FAIL line; exits 0 whatever they are
  * (non-zero only when something fails to run).
  */
 import { cpus, totalmem } from 'node:os';
@@ -35,7 +37,7 @@ const APPOINTMENTS_PER_ORG = 1_000; // 50,000
 const DAYS = 120;
 const RANGE_DAYS = 90;
 const WARM_UP = 5;
-const RUNS = 50;
+const RUNS = 100;
 const TARGET_P95_MS = 50;
 const TARGET_RATIO = 20;
 
@@ -200,34 +202,43 @@ async function main(): Promise<void> {
     const [stale] = await sql.unsafe<{ n: string }[]>('select count(*) as n from private.analytics_stale_days');
     console.log(`stale analytics_days before the timed runs: ${stale.n}`);
 
-    // before: run (untimed) ahead of each call, e.g. a write that leaves today stale.
-    const time = async (claims: JwtClaims, text: string, before?: string): Promise<{ p50: number; p95: number; sample: unknown }> => {
-      const times: number[] = [];
-      let sample: unknown;
-      for (let i = 0; i < WARM_UP + RUNS; i++) {
+    // The variants run interleaved, one call of each per round and the first
+    // changing from round to round, so a busy spell of the machine (the
+    // figures move by half between quiet and loaded minutes here) slows them
+    // alike instead of landing on one of them: the ratio compares the same
+    // minutes. before: run (untimed) ahead of the call, e.g. a write that
+    // leaves today stale.
+    const variants: Array<{ claims: JwtClaims; text: string; before?: string }> = [
+      { claims: member, text: 'select public.analytics_dashboard_summary($1, $2, $3) as s' },
+      {
+        // The realistic case: the org is busy, so today is stale at every read.
+        claims: member,
+        text: 'select public.analytics_dashboard_summary($1, $2, $3) as s',
+        before: `insert into public.usage_events (org_id, kind, model, tokens_in, tokens_out) values ('${MEASURED_ORG}', 'chat', 'bench', 10, 10)`,
+      },
+      { claims: service, text: 'select private.dashboard_summary_raw($1, $2, $3) as s' },
+      // The floor: the same transaction and arguments, no work.
+      { claims: member, text: 'select $1::uuid, $2::date, $3::date as s' },
+    ];
+    const times = variants.map(() => [] as number[]);
+    const samples: unknown[] = [];
+    for (let round = 0; round < WARM_UP + RUNS; round++) {
+      for (let step = 0; step < variants.length; step++) {
+        const v = (round + step) % variants.length;
+        const { claims, text, before } = variants[v];
         if (before) await sql.unsafe(before);
         const t0 = performance.now();
         const rows = await withUserScope(sql, claims, (tx) => tx.unsafe<{ s: unknown }[]>(text, args));
         const elapsed = performance.now() - t0;
-        sample = rows[0]?.s;
-        if (i >= WARM_UP) times.push(elapsed);
+        samples[v] = rows[0]?.s;
+        if (round >= WARM_UP) times[v].push(elapsed);
       }
-      times.sort((a, b) => a - b);
-      return { p50: percentile(times, 0.5), p95: percentile(times, 0.95), sample };
-    };
-
-    const rollup = await time(member, 'select public.analytics_dashboard_summary($1, $2, $3) as s');
-    // The realistic case: the org is busy, so today is stale at every read
-    // (a usage event written just before each call, untimed).
-    const todayStale = await time(
-      member,
-      'select public.analytics_dashboard_summary($1, $2, $3) as s',
-      `insert into public.usage_events (org_id, kind, model, tokens_in, tokens_out) values ('${MEASURED_ORG}', 'chat', 'bench', 10, 10)`,
-    );
-    const raw = await time(service, 'select private.dashboard_summary_raw($1, $2, $3) as s');
-    // The same session after the raw twin's calls (shared plan caches).
-    const afterRaw = await time(member, 'select public.analytics_dashboard_summary($1, $2, $3) as s');
-    const summary = rollup.sample as Record<string, Record<string, unknown>>;
+    }
+    const [rollup, todayStale, raw, floor] = times.map((list) => {
+      const sorted = [...list].sort((a, b) => a - b);
+      return { p50: percentile(sorted, 0.5), p95: percentile(sorted, 0.95) };
+    });
+    const summary = samples[0] as Record<string, Record<string, unknown>>;
     console.log(
       `summary over ${RANGE_DAYS} days (${args[1]}..${args[2]}, Europe/Berlin): ${JSON.stringify(summary.messages)}; ` +
         `calls total ${String((summary.calls as Record<string, unknown> | null)?.total)}; appointments total ${String(summary.appointments?.total)}`,
@@ -238,8 +249,8 @@ async function main(): Promise<void> {
     console.log(
       `the same with today stale at every call (one usage event written before each), ${RUNS} calls: p50 ${todayStale.p50.toFixed(1)} ms, p95 ${todayStale.p95.toFixed(1)} ms`,
     );
-    console.log(`the same again, fresh, after the raw twin's calls: p50 ${afterRaw.p50.toFixed(1)} ms, p95 ${afterRaw.p95.toFixed(1)} ms`);
     console.log(`dashboard_summary_raw (raw tables), ${RUNS} calls: p50 ${raw.p50.toFixed(1)} ms, p95 ${raw.p95.toFixed(1)} ms`);
+    console.log(`floor (withUserScope and the arguments, no work), ${RUNS} calls: p50 ${floor.p50.toFixed(1)} ms, p95 ${floor.p95.toFixed(1)} ms`);
     console.log(`ratio raw / rollups: p50 ${ratio50.toFixed(1)}x, p95 ${ratio95.toFixed(1)}x`);
 
     // Where the time goes inside the summary: Postgres's own per-function
