@@ -264,6 +264,7 @@ begin
     where w.org_id = org and w.week = any (weeks)
     union all
     select d.first_response_latencies, d.call_durations_ms from private.analytics_days d
+    -- The day's Monday (private.week_start, written out).
     where d.org_id = org and d.day >= first_day and d.day <= last_day and not (d.day - ((d.day - date '2000-01-03') % 7 + 7) % 7 = any (weeks))
   loop
     latencies := latencies || day_latencies;
@@ -308,6 +309,8 @@ as $$
       d.call_duration_sum, d.stt_count, d.stt_sum, d.llm_count, d.llm_sum, d.tts_count, d.tts_sum,
       d.appointments_by_source, d.appointment_minutes, d.appointments_by_bot
     from private.analytics_days d where d.org_id = org and d.day >= first_day and d.day <= last_day
+      -- The day's Monday, private.week_start written out: a function with its
+      -- own search_path is called per row, not inlined.
       and not (d.day - ((d.day - date '2000-01-03') % 7 + 7) % 7 = any (array(select w.week from wk w)))
   ),
   -- Per channel, from the days' positions.
