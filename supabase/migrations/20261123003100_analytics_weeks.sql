@@ -24,8 +24,9 @@
 --   counted again.
 -- A week row is derived from its day rows only (never from raw rows), so it
 -- is exact whenever they are: a statement trigger on analytics_days deletes
--- the week rows of any day row inserted or deleted (every refresh, the
--- zone change and the rebuild write day rows that way), and the summary,
+-- the week rows of any day row inserted or deleted (every refresh writes day
+-- rows that way; a zone change and a rebuild drop all the org's week rows,
+-- those of empty weeks included), and the summary,
 -- after refreshing the range's stale days, computes the missing week rows of
 -- the range's whole weeks (private.fill_analytics_weeks), under the
 -- refresh's per-org lock so that a concurrent refresh cannot slip a day
@@ -185,6 +186,62 @@ create trigger analytics_days_deleted after delete on private.analytics_days
   referencing old table as changed_days for each statement execute function private.analytics_days_written();
 create trigger analytics_days_updated after update on private.analytics_days
   referencing new table as changed_days for each statement execute function private.analytics_days_written();
+
+-- A week without day rows has a row (zeros) that no day-row write drops:
+-- a zone change, which cuts the days anew, and a rebuild drop the org's week
+-- rows themselves. As before (20261123001700) otherwise.
+create or replace function private.analytics_org_zone_changed()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform pg_catalog.pg_advisory_xact_lock(1700, pg_catalog.hashtext(new.id::text));
+  delete from private.analytics_days d where d.org_id = new.id;
+  -- Empty weeks have rows but no day rows to drop them.
+  delete from private.analytics_weeks w where w.org_id = new.id;
+  delete from private.analytics_stale_days s where s.org_id = new.id;
+  insert into private.analytics_stale_days (org_id, day)
+  select k.org_id, k.day from private.analytics_org_days(array[new.id]) k
+  on conflict do nothing;
+  return null;
+end;
+$$;
+
+create or replace function private.rebuild_analytics_rollups(org_id uuid default null)
+returns void
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  org_ids uuid[];
+begin
+  lock table public.messages, public.conversations, public.usage_events, public.calls in share mode;
+  org_ids := case when rebuild_analytics_rollups.org_id is null then array(select o.id from public.organizations o)
+                  else array[rebuild_analytics_rollups.org_id] end;
+  delete from private.analytics_conversation_hours h where h.org_id = any (org_ids);
+  delete from private.analytics_conversation_events e where e.org_id = any (org_ids);
+  delete from private.analytics_first_responses f where f.org_id = any (org_ids);
+  delete from private.analytics_usage_hours u where u.org_id = any (org_ids);
+  delete from private.analytics_end_users e where e.org_id = any (org_ids);
+  delete from private.analytics_days d where d.org_id = any (org_ids);
+  -- Also those of empty weeks, and after a load with triggers off.
+  delete from private.analytics_weeks w where w.org_id = any (org_ids);
+  delete from private.analytics_stale_days s where s.org_id = any (org_ids);
+  insert into private.analytics_conversation_hours select * from private.analytics_raw_conversation_hours(org_ids);
+  insert into private.analytics_conversation_events select * from private.analytics_raw_conversation_events(org_ids);
+  insert into private.analytics_first_responses select * from private.analytics_raw_first_responses(org_ids);
+  insert into private.analytics_usage_hours select * from private.analytics_raw_usage_hours(org_ids);
+  insert into private.analytics_end_users select * from private.analytics_raw_end_users(org_ids);
+  -- Last: the days are derived from the rollups above.
+  insert into private.analytics_days
+  select * from private.analytics_compute_days(
+    array(select k.org_id from private.analytics_org_days(org_ids) k order by k.org_id, k.day),
+    array(select k.day from private.analytics_org_days(org_ids) k order by k.org_id, k.day));
+end;
+$$;
 
 -- The week rows of org's whole weeks in first_day..last_day that are missing.
 -- The caller has refreshed those days (private.refresh_analytics_days).

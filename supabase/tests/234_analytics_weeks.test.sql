@@ -7,11 +7,11 @@
 -- day rows of the other weeks. A zone change drops every week row.
 --
 -- Org in UTC, 2026-10-01 .. 2026-11-04; whole weeks start on Mondays
--- 10-05, 10-12, 10-19 and 10-26.
+-- 10-05, 10-12, 10-19 and 10-26 (and, empty, 09-07, 09-14, 09-21).
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(14);
+select plan(17);
 
 insert into tests.fixtures (name, id) values ('owner_w', tests.create_user('owner-w@weeks.test'));
 select tests.remember('org_w', tests.create_org('weeks-org', tests.fx('owner_w')));
@@ -71,10 +71,10 @@ select is_empty($$select * from private.verify_analytics_weeks(tests.fx('org_w')
 
 select tests.act_as('service_role');
 select is_empty($$
-  select f, t from unnest(array['2026-10-01', '2026-10-05', '2026-10-06', '2026-10-12', '2026-10-14']::date[]) f,
+  select f, t from unnest(array['2026-09-05', '2026-10-01', '2026-10-05', '2026-10-06', '2026-10-12', '2026-10-14']::date[]) f,
     unnest(array['2026-10-18', '2026-10-25', '2026-10-27', '2026-11-01', '2026-11-04']::date[]) t
   where pg_temp.summary_differs(f, t)
-$$, 'every range from 10-01, 10-05, 10-06, 10-12, 10-14 to 10-18, 10-25, 10-27, 11-01, 11-04 equals its raw twin');
+$$, 'every range from 09-05 (three whole weeks without activity), 10-01, 10-05, 10-06, 10-12, 10-14 to 10-18, 10-25, 10-27, 11-01, 11-04 equals its raw twin');
 
 -- A user comes back on Wednesday 10-14 in a new conversation: the week of
 -- 10-12 holds a row until the day is refreshed, which drops it.
@@ -86,7 +86,8 @@ with c as (
 )
 insert into public.messages (org_id, conversation_id, role, content, created_at)
 select tests.fx('org_w'), c.id, 'user', 'back again', '2026-10-14 12:00Z' from c;
-select is((select count(*)::integer from private.analytics_weeks w where w.org_id = tests.fx('org_w')), 4, 'a write only marks its day stale');
+select ok(exists (select 1 from private.analytics_weeks w where w.org_id = tests.fx('org_w') and w.week = '2026-10-12'),
+  'a write only marks its day stale: its week''s row stays until the day is refreshed');
 select private.refresh_analytics_days(tests.fx('org_w'), '2026-10-14', '2026-10-14');
 select ok(not exists (select 1 from private.analytics_weeks w where w.org_id = tests.fx('org_w') and w.week = '2026-10-12')
   and exists (select 1 from private.analytics_weeks w where w.org_id = tests.fx('org_w') and w.week = '2026-10-05'),
@@ -99,14 +100,27 @@ select tests.act_as('postgres');
 select ok(exists (select 1 from private.analytics_weeks w where w.org_id = tests.fx('org_w') and w.week = '2026-10-12'),
   'and made the week''s row again');
 select is_empty($$select * from private.verify_analytics_weeks(tests.fx('org_w'))$$, 'every week row still equals its day rows combined');
+select is((select array_agg(w.conversation_count || '/' || cardinality(w.events_by_channel) order by w.week) from private.analytics_weeks w
+           where w.org_id = tests.fx('org_w') and w.week < '2026-09-28'),
+  array['0/0', '0/0', '0/0'], 'the empty weeks have rows too: zeros and empty arrays');
 
 -- The zone's days are cut differently: a zone change drops the week rows.
 update public.organizations set time_zone = 'Asia/Tokyo' where id = tests.fx('org_w');
-select is_empty($$select * from private.analytics_weeks w where w.org_id = tests.fx('org_w')$$, 'a zone change drops every week row');
+select is_empty($$select * from private.analytics_weeks w where w.org_id = tests.fx('org_w')$$, 'a zone change drops every week row, those of empty weeks too');
 select tests.act_as('service_role');
 select is(public.analytics_dashboard_summary(tests.fx('org_w'), '2026-10-03', '2026-11-03'),
   private.dashboard_summary_raw(tests.fx('org_w'), '2026-10-03', '2026-11-03'),
   'in the new zone, the summary equals its raw twin');
+
+-- A rebuild drops the org's week rows (empty weeks too; a bulk load with
+-- triggers off writes no day rows); the next summary makes them again.
+select tests.act_as('postgres');
+select private.rebuild_analytics_rollups(tests.fx('org_w'));
+select is_empty($$select * from private.analytics_weeks w where w.org_id = tests.fx('org_w')$$, 'a rebuild drops every week row');
+select tests.act_as('service_role');
+select is(public.analytics_dashboard_summary(tests.fx('org_w'), '2026-09-05', '2026-11-03'),
+  private.dashboard_summary_raw(tests.fx('org_w'), '2026-09-05', '2026-11-03'),
+  'after it, 09-05..11-03 (empty weeks included) equals its raw twin');
 
 -- Read-only (an RPC by GET): the week rows that exist, the day rows of the rest.
 select tests.act_as('postgres');
