@@ -12,7 +12,8 @@
  * Answers: 202 while pages remain (the next step is already queued), 200 when
  * the document is ready, failed (the file's fault, with the reason), or there
  * was nothing to do; 503 when something other than the file failed, leaving
- * the run to be resumed by the next request for it.
+ * the run where it is: pg_net does not retry, so private.retry_stuck_ingestion
+ * (pg_cron) resumes it at its cursor once it has been idle for 2 minutes.
  */
 import { z } from 'zod';
 import { getSql, type Sql } from '../_shared/db.ts';
@@ -59,7 +60,7 @@ export function createIngestHandler(deps: IngestDeps): (req: Request) => Promise
       );
     } catch (error) {
       if (error instanceof HttpError) throw error;
-      // Not the file's fault: the run stays as it is and resumes from its cursor on the next request.
+      // Not the file's fault: the run stays as it is and resumes from its cursor when woken again.
       console.error(`[${ctx.requestId}] ingest step for ${documentId} failed`, error);
       const message = error instanceof EmbeddingProviderError
         ? 'The embeddings provider is unavailable; the document will be resumed.'

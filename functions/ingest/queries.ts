@@ -120,9 +120,11 @@ export async function recordEmbeddingUsage(
   sql: Sql,
   usage: { orgId: string; documentId: string; model: string; tokens: number },
 ): Promise<void> {
+  // A document deleted while its step embedded is no longer there to point at
+  // (usage_events.document_id is a foreign key); the org pays all the same.
   await asServiceRole(sql, (tx) =>
     tx`select private.record_usage(${usage.orgId}::uuid, 'embedding', ${usage.model}, ${usage.tokens}::integer, 0,
-      ${usage.documentId}::uuid, null)`
+      (select d.id from public.documents d where d.id = ${usage.documentId}::uuid), null)`
   );
 }
 

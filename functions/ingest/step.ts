@@ -6,7 +6,7 @@
  * run where it is for a retry.
  */
 import type { Sql } from '../_shared/db.ts';
-import { type EmbeddingProvider, toPgVector } from '../_shared/embeddings/index.ts';
+import { type EmbeddingProvider, EmbeddingProviderError, toPgVector } from '../_shared/embeddings/index.ts';
 import { chunkPages, CHUNK_DEFAULTS, type TextChunk } from '../_shared/text/chunk.ts';
 import {
   MAX_FILE_BYTES,
@@ -160,9 +160,18 @@ async function embedChunks(
   chunks: TextChunk[],
 ): Promise<db.StagedChunk[]> {
   if (chunks.length === 0) return [];
-  const { vectors, tokens } = await deps.provider.embed(chunks.map((chunk) => chunk.content));
-  // Metered even if the save turns out stale: the tokens were spent.
-  await db.recordEmbeddingUsage(deps.sql, { orgId: start.org_id, documentId, model: deps.provider.model, tokens });
+  // Metered even if the save turns out stale, or the call fails after some of its requests: the tokens were spent.
+  const meter = (tokens: number) =>
+    db.recordEmbeddingUsage(deps.sql, { orgId: start.org_id, documentId, model: deps.provider.model, tokens });
+  let embedded: Awaited<ReturnType<EmbeddingProvider['embed']>>;
+  try {
+    embedded = await deps.provider.embed(chunks.map((chunk) => chunk.content));
+  } catch (error) {
+    if (error instanceof EmbeddingProviderError && error.tokensSpent > 0) await meter(error.tokensSpent);
+    throw error;
+  }
+  const { vectors, tokens } = embedded;
+  await meter(tokens);
   return chunks.map((chunk, index) => ({
     chunk_index: start.next_chunk_index + index,
     page_start: chunk.pageStart,

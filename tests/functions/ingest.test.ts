@@ -411,12 +411,12 @@ describe('resumable ingestion of a long PDF', () => {
       store: supabaseFileStore(() => undefined, { client: supabaseClient(stack.apiUrl!, stack.keys.serviceRoleKey) }),
       budget: { pages: STEP_PAGES, tokens: 1_000_000, ms: 60_000 },
     });
-  const localStep = async (provider: EmbeddingProvider) => {
+  const localStep = async (provider: EmbeddingProvider, documentId = id) => {
     const response = await localHandler(provider)(
       new Request('http://local/ingest', {
         method: 'POST',
         headers: { authorization: `Bearer ${stack.keys.serviceRoleKey}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ document_id: id }),
+        body: JSON.stringify({ document_id: documentId }),
       }),
     );
     return { status: response.status, body: await response.json() };
@@ -503,6 +503,49 @@ describe('resumable ingestion of a long PDF', () => {
     await ingest(id);
     const comparable = (rows: ChunkRow[]) => rows.map(({ id: _id, ...rest }) => rest);
     expect(comparable(await chunks(id))).toEqual(comparable(firstSet));
+  });
+
+  it('meters a step whose document is deleted while it embeds, and answers that the step is stale', async () => {
+    const doomed = await upload(org, 'deleted-midway.pdf', await textPdf([pageText(1), pageText(2)]));
+    const unlinkedUsage = async () => {
+      const [row] = await sql<{ rows: number; tokens: number }[]>`
+        select count(*)::int as rows, coalesce(sum(tokens_in), 0)::int as tokens from public.usage_events
+        where org_id = ${org.id} and kind = 'embedding' and document_id is null`;
+      return row;
+    };
+    const before = await unlinkedUsage();
+    const offline = createOfflineProvider();
+    let spent = 0;
+    const deleting: EmbeddingProvider = {
+      model: offline.model,
+      dimensions: 1536,
+      async embed(texts) {
+        const result = await offline.embed(texts);
+        spent = result.tokens;
+        await sql`delete from public.documents where id = ${doomed}`;
+        return result;
+      },
+    };
+    expect(await localStep(deleting, doomed)).toEqual({
+      status: 200,
+      body: { document_id: doomed, status: 'stale', skipped: true },
+    });
+    expect(spent).toBeGreaterThan(0);
+    expect(await unlinkedUsage()).toEqual({ rows: before.rows + 1, tokens: before.tokens + spent });
+  });
+
+  it('meters what a failing embeddings call was billed before it failed', async () => {
+    const document = await upload(org, 'partly-embedded.pdf', await textPdf([pageText(1), pageText(2)]));
+    const failingLate: EmbeddingProvider = {
+      model: 'failing-late',
+      dimensions: 1536,
+      embed: () => Promise.reject(new EmbeddingProviderError('down', { status: 503, tokensSpent: 321 })),
+    };
+    expect((await localStep(failingLate, document)).status).toBe(503);
+    expect(
+      await sql`select tokens_in from public.usage_events where document_id = ${document} and model = 'failing-late'`,
+    ).toEqual([{ tokens_in: 321 }]);
+    expect(await documentRow(document)).toMatchObject({ status: 'processing', ingest_cursor: 0 });
   });
 });
 

@@ -157,6 +157,17 @@ describe('OpenAI provider through the openai SDK against a local stub', () => {
     expect(stub.requests).toHaveLength(1);
   });
 
+  it('says what the requests before a failing one were billed, so the caller can meter it', async () => {
+    const limits = { maxInputsPerRequest: 2, maxTokensPerRequest: 1_000_000, maxTokensPerInput: 1_000_000 };
+    // The second request holds an input over the API's 8,192 tokens: the stub, like the API, refuses it (400, not retried).
+    const texts = ['refund policy', 'opening hours', 'word '.repeat(9000)];
+    const error = await provider({ limits }).embed(texts).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(EmbeddingProviderError);
+    expect((error as EmbeddingProviderError).status).toBe(400);
+    expect(stub.requests.map((request) => request.status)).toEqual([200, 400]);
+    expect((error as EmbeddingProviderError).tokensSpent).toBe(countTokens('refund policy') + countTokens('opening hours'));
+  });
+
   it('reports an unreachable server as an EmbeddingProviderError', async () => {
     const unreachable = createOpenAiProvider({ apiKey: 'sk-test', baseURL: 'http://127.0.0.1:9/v1', maxRetries: 0 });
     await expect(unreachable.embed(['x'])).rejects.toBeInstanceOf(EmbeddingProviderError);

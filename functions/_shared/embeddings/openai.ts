@@ -47,11 +47,14 @@ export function createOpenAiProvider(options: OpenAiProviderOptions): EmbeddingP
           // No encoding_format: the SDK asks for base64 (a quarter of the JSON) and decodes it.
           response = await client.embeddings.create({ model, input: batch.texts, dimensions: EMBEDDING_DIMENSIONS });
         } catch (error) {
-          throw providerError(error);
+          throw providerError(error, tokens);
         }
+        // A malformed answer was billed too.
+        tokens += response.usage?.prompt_tokens ?? batch.tokens;
         if (response.data.length !== batch.texts.length) {
           throw new EmbeddingProviderError(
             `The embeddings API returned ${response.data.length} vectors for ${batch.texts.length} inputs.`,
+            { tokensSpent: tokens },
           );
         }
         for (const item of response.data) {
@@ -59,24 +62,24 @@ export function createOpenAiProvider(options: OpenAiProviderOptions): EmbeddingP
           if (vector.length !== EMBEDDING_DIMENSIONS || item.index < 0 || item.index >= batch.texts.length) {
             throw new EmbeddingProviderError(
               `The embeddings API returned a vector of ${vector.length} dimensions at index ${item.index}.`,
+              { tokensSpent: tokens },
             );
           }
           vectors[batch.offset + item.index] = vector;
         }
-        tokens += response.usage?.prompt_tokens ?? batch.tokens;
       }
       return { vectors, tokens };
     },
   };
 }
 
-function providerError(error: unknown): EmbeddingProviderError {
+function providerError(error: unknown, tokensSpent: number): EmbeddingProviderError {
   if (error instanceof OpenAI.APIError) {
     const status = typeof error.status === 'number' ? error.status : undefined;
     return new EmbeddingProviderError(
       `The embeddings API failed${status ? ` with ${status}` : ''}: ${error.message}`,
-      { status, cause: error },
+      { status, cause: error, tokensSpent },
     );
   }
-  return new EmbeddingProviderError('The embeddings API could not be reached.', { cause: error });
+  return new EmbeddingProviderError('The embeddings API could not be reached.', { cause: error, tokensSpent });
 }

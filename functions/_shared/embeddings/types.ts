@@ -23,13 +23,17 @@ export interface EmbeddingProvider {
 /**
  * The provider failed after its retries (rate limits, 5xx, network, a bad API
  * key). Never the document's fault: ingestion leaves the run for a retry.
+ * `tokensSpent` is what the call's earlier requests were billed before this
+ * one failed: spent all the same, so it is metered all the same.
  */
 export class EmbeddingProviderError extends Error {
   readonly status: number | undefined;
+  readonly tokensSpent: number;
 
-  constructor(message: string, options: { status?: number; cause?: unknown } = {}) {
+  constructor(message: string, options: { status?: number; cause?: unknown; tokensSpent?: number } = {}) {
     super(message, { cause: options.cause });
     this.name = 'EmbeddingProviderError';
     this.status = options.status;
+    this.tokensSpent = options.tokensSpent ?? 0;
   }
 }
