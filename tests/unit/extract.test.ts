@@ -8,6 +8,7 @@ import {
   type OpenedDocument,
   UnreadableFileError,
 } from '../../functions/_shared/text/extract.ts';
+import { MAX_DOCX_BODY_BYTES } from '../../functions/_shared/text/docx.ts';
 import { PSEUDO_PAGE_CHARS, splitIntoPages } from '../../functions/_shared/text/pages.ts';
 import { blankPdf, corruptPdf, encryptedPdf, imageOnlyPdf, textPdf, truncatedPdf } from '../support/pdfs.ts';
 
@@ -80,7 +81,7 @@ describe('text formats', () => {
   it('falls back to Windows-1252 for legacy exports, and refuses binary data', async () => {
     const latin = new Uint8Array([0x43, 0x61, 0x66, 0xe9, 0x20, 0x80]); // "Café €" in Windows-1252
     expect(await allPages(await openDocument(latin, 'text/plain'))).toEqual(['Café €']);
-    expect(await failure(new Uint8Array([0x50, 0x4b, 0x03, 0x04, 0x00, 0x00]), 'text/plain')).toBe(
+    expect(await failure(new Uint8Array([0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x00, 0x00]), 'text/plain')).toBe(
       'The file is not a text file (it contains binary data).',
     );
   });
@@ -142,6 +143,40 @@ describe('DOCX extraction', () => {
 });
 
 describe('limits and types', () => {
+  it('counts pseudo-pages against the 500-page limit, for text and for a Word file without page breaks', async () => {
+    const paragraphs = (count: number) =>
+      Array.from({ length: count }, (_, index) => `Paragraph ${index} ${'lorem ipsum '.repeat(230)}`.trim()).join('\n\n');
+    const within = await openDocument(utf8(paragraphs(450)), 'text/plain');
+    expect(within.pageCount).toBeGreaterThan(400);
+    expect(within.pageCount).toBeLessThanOrEqual(500);
+    const tooLong = /^The file's text fills 5\d\d pages of about 3,000 characters; at most 500 pages can be indexed\.$/;
+    expect(await failure(utf8(paragraphs(520)), 'text/markdown')).toMatch(tooLong);
+    expect(await failure(utf8(JSON.stringify({ text: paragraphs(520).split('\n\n') }, null, 1)), 'application/json'))
+      .toMatch(tooLong);
+    const longDocx = docx(paragraphs(520).split('\n\n').map((text) => paragraph(run(text))).join(''));
+    expect(await failure(longDocx, DOCX_MIME_TYPE)).toMatch(tooLong);
+  });
+
+  it('refuses a Word document whose text would expand past 64 MB, before inflating it', async () => {
+    const bomb = zipSync({ 'word/document.xml': new Uint8Array(MAX_DOCX_BODY_BYTES + 1).fill(0x20) });
+    expect(bomb.byteLength).toBeLessThan(1024 * 1024);
+    expect(await failure(bomb, DOCX_MIME_TYPE)).toBe(
+      "The Word document's text expands to 65 MB of XML; at most 64 MB can be indexed.",
+    );
+  });
+
+  it('refuses a file whose first bytes contradict its registered type, naming what it is', async () => {
+    const pdf = await textPdf(['A price list']);
+    const word = docx(paragraph(run('Opening hours')));
+    expect(await failure(pdf, 'text/plain')).toBe(
+      'The file is a PDF, but it was registered as text/plain; register it again with its own type and upload it.',
+    );
+    expect(await failure(word, 'text/csv')).toMatch(/^The file is a zip archive \(a Word document\?\), but it was registered as text\/csv;/);
+    expect(await failure(pdf, DOCX_MIME_TYPE)).toMatch(/^The file is a PDF, but it was registered as application\/vnd/);
+    expect(await failure(word, 'application/pdf')).toMatch(/^The file is a zip archive \(a Word document\?\), but it was registered as application\/pdf;/);
+    expect(await allPages(await openDocument(pdf, 'application/pdf; charset=binary'))).toEqual(['A price list']);
+  });
+
   it('refuses a file over 25 MB, an empty one, and an unsupported type', async () => {
     expect(await failure(new Uint8Array(MAX_FILE_BYTES + 1), 'text/plain')).toBe(
       'The file is 25.0 MB; files of up to 25 MB can be indexed.',

@@ -1,3 +1,5 @@
+import { PSEUDO_PAGE_CHARS } from './pages.ts';
+
 /**
  * What extraction hands to chunking: a document opened once, whose pages are
  * read on demand, so a resumable step reads only its own page range.
@@ -37,6 +39,11 @@ export const NO_TEXT_MESSAGE = 'The file contains no text to index (a scanned do
 
 export const tooManyPages = (pages: number) =>
   new UnreadableFileError(`The file has ${pages} pages; at most ${MAX_PAGES} pages can be indexed.`);
+
+export const tooManyTextPages = (pages: number) =>
+  new UnreadableFileError(
+    `The file's text fills ${pages} pages of about ${PSEUDO_PAGE_CHARS.toLocaleString('en')} characters; at most ${MAX_PAGES} pages can be indexed.`,
+  );
 
 export const tooLarge = (bytes: number) =>
   new UnreadableFileError(

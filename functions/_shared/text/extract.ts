@@ -17,6 +17,22 @@ export const SUPPORTED_MIME_TYPES = [
   DOCX_MIME_TYPE,
 ] as const;
 
+/** What a file's first bytes say it is, for the formats whose signature another type could be mistaken for. */
+function signatureOf(bytes: Uint8Array): 'a PDF' | 'a zip archive (a Word document?)' | null {
+  const starts = (signature: number[]) => signature.every((byte, index) => bytes[index] === byte);
+  if (starts([0x25, 0x50, 0x44, 0x46, 0x2d])) return 'a PDF';
+  if (starts([0x50, 0x4b, 0x03, 0x04])) return 'a zip archive (a Word document?)';
+  return null;
+}
+
+/** A signature that contradicts the registered type: a PDF registered as text would be indexed as garbage. */
+function contradicts(type: string, signature: ReturnType<typeof signatureOf>): boolean {
+  if (signature === null) return false;
+  if (type === 'application/pdf') return signature !== 'a PDF';
+  if (type === DOCX_MIME_TYPE) return signature !== 'a zip archive (a Word document?)';
+  return true;
+}
+
 /**
  * Opens a file by its registered MIME type. Problems with the file itself are
  * UnreadableFileErrors with a message for the uploader.
@@ -24,7 +40,14 @@ export const SUPPORTED_MIME_TYPES = [
 export async function openDocument(bytes: Uint8Array, mimeType: string): Promise<OpenedDocument> {
   if (bytes.byteLength > MAX_FILE_BYTES) throw tooLarge(bytes.byteLength);
   if (bytes.byteLength === 0) throw new UnreadableFileError('The file is empty.');
-  switch (mimeType.split(';')[0].trim().toLowerCase()) {
+  const type = mimeType.split(';')[0].trim().toLowerCase();
+  const signature = signatureOf(bytes);
+  if ((SUPPORTED_MIME_TYPES as readonly string[]).includes(type) && contradicts(type, signature)) {
+    throw new UnreadableFileError(
+      `The file is ${signature}, but it was registered as ${type}; register it again with its own type and upload it.`,
+    );
+  }
+  switch (type) {
     case 'application/pdf':
       return await openPdf(bytes);
     case 'text/plain':

@@ -1,4 +1,4 @@
-import { cleanText, type OpenedDocument, UnreadableFileError } from './document.ts';
+import { cleanText, MAX_PAGES, type OpenedDocument, tooManyTextPages, UnreadableFileError } from './document.ts';
 import { splitIntoPages } from './pages.ts';
 
 /** A document already split into pages of text. */
@@ -10,6 +10,17 @@ export function documentFromPages(pages: string[]): OpenedDocument {
     },
     close: () => Promise.resolve(),
   };
+}
+
+/**
+ * Text without pages of its own, in pseudo-pages. The page limit counts them
+ * as it counts a PDF's pages, so a long text file is refused before any step
+ * embeds it, as a long PDF is (and each of its steps reads a bounded file).
+ */
+export function documentFromText(text: string): OpenedDocument {
+  const pages = splitIntoPages(text);
+  if (pages.length > MAX_PAGES) throw tooManyTextPages(pages.length);
+  return documentFromPages(pages);
 }
 
 /**
@@ -40,7 +51,7 @@ function decodeWindows1252(bytes: Uint8Array): string {
 
 /** TXT, Markdown and CSV: the text as is, in pseudo-pages. */
 export function openPlainText(bytes: Uint8Array): OpenedDocument {
-  return documentFromPages(splitIntoPages(cleanText(decodeText(bytes))));
+  return documentFromText(cleanText(decodeText(bytes)));
 }
 
 /** JSON: checked to be JSON (a broken export should fail loudly), then indexed as text. */
@@ -52,5 +63,5 @@ export function openJson(bytes: Uint8Array): OpenedDocument {
     const detail = error instanceof Error ? error.message.slice(0, 200) : '';
     throw new UnreadableFileError(`The file is not valid JSON${detail ? `: ${detail}` : '.'}`);
   }
-  return documentFromPages(splitIntoPages(cleanText(text)));
+  return documentFromText(cleanText(text));
 }
