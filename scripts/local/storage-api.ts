@@ -9,6 +9,7 @@
  * JWT claims, so the policies on storage.objects decide; bucket limits
  * (file_size_limit, allowed_mime_types) are checked before the body is read
  * when the size is declared. Rows live in storage.objects; bytes on local disk.
+ * Object keys follow the real service's rules (characters it accepts on upload).
  * Errors use the Storage API's JSON shape `{ statusCode, error, message }`.
  */
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -74,6 +75,28 @@ function checkObjectName(name: string): string {
     throw new StorageError(400, 'InvalidKey', `Invalid key: ${name}`);
   }
   return name;
+}
+
+/**
+ * The characters Supabase's Storage accepts in the key of an object it
+ * writes (its isValidKey; `\w` is ASCII only). Checked here too, so a name
+ * that would be refused once deployed (any non-ASCII letter, `%`, `#`,
+ * control characters) is refused locally as well.
+ */
+const UPLOADABLE_KEY = /^(\w|\/|!|-|\.|\*|'|\(|\)| |&|\$|@|=|;|:|\+|,|\?)*$/;
+
+function checkUploadKey(name: string): string {
+  if (!UPLOADABLE_KEY.test(name)) throw new StorageError(400, 'InvalidKey', `Invalid key: ${name}`);
+  return name;
+}
+
+/** A path's segments, decoded; a malformed escape (`%zz`) is the client's error, as an invalid key is. */
+function decodeSegments(path: string): string[] {
+  try {
+    return path.split('/').map(decodeURIComponent);
+  } catch {
+    throw new StorageError(400, 'InvalidKey', `Invalid key: ${path}`);
+  }
 }
 
 export function createStorageApi(options: StorageApiOptions): (request: Request) => Promise<Response> {
@@ -316,7 +339,7 @@ export function createStorageApi(options: StorageApiOptions): (request: Request)
     try {
       const path = new URL(request.url).pathname;
       if (!path.startsWith(`${STORAGE_PREFIX}/object/`)) throw new StorageError(404, 'not_found', `No route ${path}`);
-      const rest = path.slice(`${STORAGE_PREFIX}/object/`.length).split('/').map(decodeURIComponent);
+      const rest = decodeSegments(path.slice(`${STORAGE_PREFIX}/object/`.length));
       const method = request.method;
       if (method === 'POST' && rest[0] === 'list' && rest.length === 2) return await list(request, rest[1]);
       if (method === 'DELETE' && rest.length === 1) return await remove(request, rest[0]);
@@ -332,7 +355,8 @@ export function createStorageApi(options: StorageApiOptions): (request: Request)
       if (!bucket || segments.length === 0) throw new StorageError(404, 'not_found', `No route ${method} ${path}`);
       const name = checkObjectName(segments.join('/'));
       if (method === 'POST' || method === 'PUT') {
-        return await upload(request, bucket, name, method === 'PUT' || request.headers.get('x-upsert') === 'true');
+        const key = checkUploadKey(name);
+        return await upload(request, bucket, key, method === 'PUT' || request.headers.get('x-upsert') === 'true');
       }
       if (method === 'GET' || method === 'HEAD') return await download(request, bucket, name);
       throw new StorageError(405, 'method_not_allowed', `${method} is not supported here`);
