@@ -22,8 +22,9 @@ select plan(44);
 -- ---------------------------------------------------------------------------
 
 -- The private topic of a fixture org. (Not the calls channel: that one is
--- narrowed further to calls.read, see 200_calls.)
-create function pg_temp.topic(org text, channel text default 'uploads')
+-- narrowed further to calls.read, see 200_calls; nor uploads, which no user
+-- sends on, see 189_knowledge_integrity.)
+create function pg_temp.topic(org text, channel text default 'team')
 returns text
 language sql
 stable
@@ -79,7 +80,7 @@ insert into realtime.messages (topic, extension, event, payload, private) values
 -- private.topic_org_id
 -- ---------------------------------------------------------------------------
 
-select is(private.topic_org_id(pg_temp.topic('org_a')), tests.fx('org_a'), 'topic_org_id reads the org of org:<uuid>:uploads');
+select is(private.topic_org_id(pg_temp.topic('org_a')), tests.fx('org_a'), 'topic_org_id reads the org of org:<uuid>:team');
 select is(private.topic_org_id('org:not-a-uuid:calls'), null::uuid, 'topic_org_id: a non-uuid org part gives null');
 select is(private.topic_org_id('calls'), null::uuid, 'topic_org_id: a public topic gives null');
 select is(private.topic_org_id('org:' || tests.fx('org_a')::text), null::uuid, 'topic_org_id: a topic without a channel gives null');
@@ -311,7 +312,7 @@ select lives_ok(
 select pg_temp.join_as('postgres');
 select results_eq(
   $$select topic, extension, private, payload -> 'a' from realtime.messages where event = 'custom'$$,
-  $$select pg_temp.topic('org_a'), 'broadcast'::text, true, '1'::jsonb$$,
+  $$select pg_temp.topic('org_a', 'uploads'), 'broadcast'::text, true, '1'::jsonb$$,
   'broadcast_to_org wrote one private broadcast on org:<org_id>:uploads with the payload'
 );
 select pg_temp.join_as('service_role');
