@@ -537,11 +537,11 @@ isOneToOne: false
                   }
                   Relationships: [
                     {
-      foreignKeyName: "document_chunks_collection_id_fkey1"
-      columns: ["collection_id"]
+      foreignKeyName: "document_chunks_collection_fk"
+      columns: ["collection_id","org_id"]
 isOneToOne: false
       referencedRelation: "collections"
-      referencedColumns: ["id"]
+      referencedColumns: ["id","org_id"]
     },{
       foreignKeyName: "document_chunks_document_id_fkey1"
       columns: ["document_id"]
@@ -558,14 +558,14 @@ isOneToOne: false
                   ]
                 },"documents": {
                   Row: {
-                    "batch_id": string | null,"checksum_sha256": string | null,"chunk_count": number,"collection_id": string | null,"content_sha256": string | null,"created_at": string,"created_by": string | null,"failure_reason": string | null,"id": string,"ingest_attempts": number,"ingest_cursor": number,"ingest_run": string | null,"ingest_started_at": string | null,"ingested_at": string | null,"mime_type": string,"name": string,"org_id": string,"page_count": number | null,"progress": number,"project_id": string | null,"size_bytes": number,"status": Database["public"]['Enums']["document_status"],"storage_path": string,"updated_at": string
+                    "batch_id": string | null,"checksum_sha256": string | null,"chunk_count": number,"collection_id": string | null,"content_sha256": string | null,"created_at": string,"created_by": string | null,"failure_reason": string | null,"id": string,"ingest_attempts": number,"ingest_cursor": number,"ingest_run": string | null,"ingest_stalls": number,"ingest_started_at": string | null,"ingested_at": string | null,"mime_type": string,"name": string,"org_id": string,"page_count": number | null,"progress": number,"project_id": string | null,"size_bytes": number,"status": Database["public"]['Enums']["document_status"],"storage_path": string,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "batch_id"?: string | null,"checksum_sha256"?: string | null,"chunk_count"?: number,"collection_id"?: string | null,"content_sha256"?: string | null,"created_at"?: string,"created_by"?: string | null,"failure_reason"?: string | null,"id"?: string,"ingest_attempts"?: number,"ingest_cursor"?: number,"ingest_run"?: string | null,"ingest_started_at"?: string | null,"ingested_at"?: string | null,"mime_type": string,"name": string,"org_id": string,"page_count"?: number | null,"progress"?: number,"project_id"?: string | null,"size_bytes": number,"status"?: Database["public"]['Enums']["document_status"],"storage_path": string,"updated_at"?: string
+                    "batch_id"?: string | null,"checksum_sha256"?: string | null,"chunk_count"?: number,"collection_id"?: string | null,"content_sha256"?: string | null,"created_at"?: string,"created_by"?: string | null,"failure_reason"?: string | null,"id"?: string,"ingest_attempts"?: number,"ingest_cursor"?: number,"ingest_run"?: string | null,"ingest_stalls"?: number,"ingest_started_at"?: string | null,"ingested_at"?: string | null,"mime_type": string,"name": string,"org_id": string,"page_count"?: number | null,"progress"?: number,"project_id"?: string | null,"size_bytes": number,"status"?: Database["public"]['Enums']["document_status"],"storage_path": string,"updated_at"?: string
                   }
                   Update: {
-                    "batch_id"?: string | null,"checksum_sha256"?: string | null,"chunk_count"?: number,"collection_id"?: string | null,"content_sha256"?: string | null,"created_at"?: string,"created_by"?: string | null,"failure_reason"?: string | null,"id"?: string,"ingest_attempts"?: number,"ingest_cursor"?: number,"ingest_run"?: string | null,"ingest_started_at"?: string | null,"ingested_at"?: string | null,"mime_type"?: string,"name"?: string,"org_id"?: string,"page_count"?: number | null,"progress"?: number,"project_id"?: string | null,"size_bytes"?: number,"status"?: Database["public"]['Enums']["document_status"],"storage_path"?: string,"updated_at"?: string
+                    "batch_id"?: string | null,"checksum_sha256"?: string | null,"chunk_count"?: number,"collection_id"?: string | null,"content_sha256"?: string | null,"created_at"?: string,"created_by"?: string | null,"failure_reason"?: string | null,"id"?: string,"ingest_attempts"?: number,"ingest_cursor"?: number,"ingest_run"?: string | null,"ingest_stalls"?: number,"ingest_started_at"?: string | null,"ingested_at"?: string | null,"mime_type"?: string,"name"?: string,"org_id"?: string,"page_count"?: number | null,"progress"?: number,"project_id"?: string | null,"size_bytes"?: number,"status"?: Database["public"]['Enums']["document_status"],"storage_path"?: string,"updated_at"?: string
                   }
                   Relationships: [
                     {
@@ -581,11 +581,11 @@ isOneToOne: false
       referencedRelation: "upload_batches"
       referencedColumns: ["id"]
     },{
-      foreignKeyName: "documents_collection_id_fkey"
-      columns: ["collection_id"]
+      foreignKeyName: "documents_collection_fk"
+      columns: ["collection_id","org_id"]
 isOneToOne: false
       referencedRelation: "collections"
-      referencedColumns: ["id"]
+      referencedColumns: ["id","org_id"]
     },{
       foreignKeyName: "documents_org_id_fkey"
       columns: ["org_id"]
@@ -593,11 +593,11 @@ isOneToOne: false
       referencedRelation: "organizations"
       referencedColumns: ["id"]
     },{
-      foreignKeyName: "documents_project_id_fkey"
-      columns: ["project_id"]
+      foreignKeyName: "documents_project_fk"
+      columns: ["project_id","org_id"]
 isOneToOne: false
       referencedRelation: "projects"
-      referencedColumns: ["id"]
+      referencedColumns: ["id","org_id"]
     }
                   ]
                 },"event_types": {
@@ -957,11 +957,11 @@ isOneToOne: false
                   }
                   Relationships: [
                     {
-      foreignKeyName: "upload_batches_collection_id_fkey"
-      columns: ["collection_id"]
+      foreignKeyName: "upload_batches_collection_fk"
+      columns: ["collection_id","org_id"]
 isOneToOne: false
       referencedRelation: "collections"
-      referencedColumns: ["id"]
+      referencedColumns: ["id","org_id"]
     },{
       foreignKeyName: "upload_batches_org_id_fkey"
       columns: ["org_id"]
@@ -969,11 +969,11 @@ isOneToOne: false
       referencedRelation: "organizations"
       referencedColumns: ["id"]
     },{
-      foreignKeyName: "upload_batches_project_id_fkey"
-      columns: ["project_id"]
+      foreignKeyName: "upload_batches_project_fk"
+      columns: ["project_id","org_id"]
 isOneToOne: false
       referencedRelation: "projects"
-      referencedColumns: ["id"]
+      referencedColumns: ["id","org_id"]
     }
                   ]
                 },"usage_events": {
@@ -1491,6 +1491,7 @@ isOneToOne: false
 "ingest_attempts": number,
 "ingest_cursor": number,
 "ingest_run": string | null,
+"ingest_stalls": number,
 "ingest_started_at": string | null,
 "ingested_at": string | null,
 "mime_type": string,
@@ -1655,6 +1656,7 @@ isOneToOne: false
 "ingest_attempts": number,
 "ingest_cursor": number,
 "ingest_run": string | null,
+"ingest_stalls": number,
 "ingest_started_at": string | null,
 "ingested_at": string | null,
 "mime_type": string,
