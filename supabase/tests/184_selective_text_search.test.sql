@@ -7,7 +7,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(23);
+select plan(26);
 
 insert into tests.fixtures values
   ('owner_t', tests.create_user('terms-owner@t.test')),
@@ -160,6 +160,30 @@ select is(
      (array[7::real] || array_fill(1::real, array[1535]))::extensions.vector, 'acme sprocket', 10)
    where text_rank is not null),
   3, 'and its hybrid search ranks the sprocket chunks by text'
+);
+
+-- The service role without JWT claims (an edge function's asServiceRole, a
+-- cron job), and postgres itself: roles that bypass RLS read the chunks
+-- through the vector half, so the text half answers them too.
+select tests.act_as('postgres');
+set local role service_role;
+select is(
+  private.selective_query_terms(tests.fx('org_t'), 'Acme: a sprocket or a widget?', 1000),
+  array['sprocket', 'widget'],
+  'the service role without claims gets the selective words'
+);
+select is(
+  (select count(*)::integer from public.match_document_chunks(tests.fx('org_t'),
+     (array[7::real] || array_fill(1::real, array[1535]))::extensions.vector, 'acme sprocket', 10)
+   where text_rank is not null),
+  3, 'and its hybrid search ranks the sprocket chunks by text'
+);
+reset role;
+select is(
+  (select count(*)::integer from public.match_document_chunks(tests.fx('org_t'),
+     (array[7::real] || array_fill(1::real, array[1535]))::extensions.vector, 'acme sprocket', 10)
+   where text_rank is not null),
+  3, 'as does postgres'
 );
 
 select tests.act_as('stranger');
