@@ -11,7 +11,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(113);
+select plan(116);
 
 -- ---------------------------------------------------------------------------
 -- Fixtures. Org A has one member of each role, org B only its owner (our
@@ -893,6 +893,30 @@ select results_eq(
 );
 select tests.act_as('owner_b');
 select is_empty($$select 1 from public.usage_events$$, 'usage_events: another org''s owner sees none of it');
+
+-- Knowledge files go with their documents (20261123003600).
+select tests.act_as('postgres');
+select set_config('storage.allow_delete_query', 'true', true);
+insert into storage.objects (bucket_id, name, metadata)
+values ('knowledge', tests.fx('org_a') || '/stray/leftover.txt', '{"size": 3}');
+select tests.act_as('admin_a');
+with deleted as (
+  delete from storage.objects
+  where bucket_id = 'knowledge' and name = (select storage_path from public.documents where id = tests.fx('doc:guide.pdf'))
+  returning 1
+)
+select is(count(*)::integer, 0, 'storage: an admin cannot delete a document''s file behind its back') from deleted;
+with deleted as (
+  delete from storage.objects where bucket_id = 'knowledge' and name = tests.fx('org_a') || '/stray/leftover.txt'
+  returning 1
+)
+select is(count(*)::integer, 1, 'storage: but deletes a knowledge object no document points at') from deleted;
+select tests.act_as('postgres');
+select isnt_empty(
+  $$select 1 from storage.objects
+    where bucket_id = 'knowledge' and name = (select storage_path from public.documents where id = tests.fx('doc:guide.pdf'))$$,
+  'storage: the document''s file is still there'
+);
 
 select * from finish();
 rollback;
