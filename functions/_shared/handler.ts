@@ -1,6 +1,7 @@
 import { corsHeaders, preflightResponse } from './cors.ts';
 import { type EnvReader, processEnv } from './env.ts';
 import { errorResponse } from './errors.ts';
+import { httpErrorFromUnmappedPostgres } from './pg-errors.ts';
 
 export interface HandlerContext {
   /** Echoed in the `x-request-id` response header; quote it in logs. */
@@ -20,7 +21,8 @@ export function requestIdFrom(incoming: string | null | undefined): string {
 /**
  * Wraps a function's logic with what every endpoint needs: CORS (preflight and
  * headers on every response), a request id, and thrown errors turned into
- * `{ error: { code, message } }` responses.
+ * `{ error: { code, message } }` responses (Postgres errors no endpoint
+ * mapped: see httpErrorFromUnmappedPostgres).
  */
 export function createHandler(
   fn: FunctionHandler,
@@ -38,7 +40,7 @@ export function createHandler(
         response = await fn(req, { requestId });
         if (!(response instanceof Response)) throw new TypeError('The handler did not return a Response');
       } catch (error) {
-        response = errorResponse(error, requestId);
+        response = errorResponse(httpErrorFromUnmappedPostgres(error), requestId);
       }
     }
     return withHeaders(response, { ...corsHeaders(origin, env), 'x-request-id': requestId });

@@ -41,6 +41,41 @@ export function httpErrorFromPostgres(error: unknown, messages: PostgresErrorMes
   return error;
 }
 
+/**
+ * Values Postgres refuses to take at all, whatever the statement: a client
+ * sent them (a NUL in a text field, a number or string too large for its
+ * column, an impossible date), so they are 422s, never 500s. Postgres's own
+ * messages for these may quote the value, so fixed wording is shown.
+ */
+const UNACCEPTABLE_VALUE: Record<string, string> = {
+  '22021': 'A text value contains a NUL character or an invalid byte sequence.',
+  '22003': 'A number is out of range.',
+  '22001': 'A value is too long.',
+  '22007': 'A date or time is malformed.',
+  '22008': 'A date or time is out of range.',
+};
+
+/** Conflicts between concurrent transactions: nothing wrong with the request, which can simply be sent again. */
+const RETRYABLE = new Set(['40P01', '40001']);
+
+/**
+ * The answer for a Postgres error no endpoint mapped itself (the last resort
+ * of createHandler): a value Postgres cannot take is the client's 422, a
+ * deadlock or serialization failure a 503 to retry; anything else is left to
+ * become a logged 500.
+ */
+export function httpErrorFromUnmappedPostgres(error: unknown): unknown {
+  if (!isPostgresError(error)) return error;
+  const message = UNACCEPTABLE_VALUE[error.code];
+  if (message) return new HttpError(422, 'invalid_request', message);
+  if (RETRYABLE.has(error.code)) {
+    return new HttpError(503, 'conflict_retry', 'The request met a concurrent change; send it again.', {
+      'retry-after': '1',
+    }, { cause: error });
+  }
+  return error;
+}
+
 /** Runs `work`, rethrowing its Postgres errors as mapped by httpErrorFromPostgres. */
 export async function mapPostgresErrors<T>(work: () => Promise<T>, messages: PostgresErrorMessages = {}): Promise<T> {
   try {

@@ -1,3 +1,4 @@
+import postgres from 'postgres';
 import { describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { corsHeaders } from '../../functions/_shared/cors.ts';
@@ -116,6 +117,27 @@ describe('createHandler', () => {
       message: 'The server failed to process the request.',
       request_id: 'trace-42',
     });
+    log.mockRestore();
+  });
+
+  it('answers Postgres errors no endpoint mapped: a value it cannot take is 422, a deadlock a 503 to retry', async () => {
+    const log = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    const failWith = (code: string, message: string) =>
+      createHandler(() => {
+        throw new postgres.PostgresError({ code, message } as ConstructorParameters<typeof postgres.PostgresError>[0]);
+      }, { env: noEnv })(new Request('http://local/x'));
+    const overflow = await failWith('22003', 'numeric field overflow');
+    expect(overflow.status).toBe(422);
+    expect((await overflow.json()).error).toMatchObject({ code: 'invalid_request', message: 'A number is out of range.' });
+    const tooLong = await failWith('22001', 'value too long for type character varying(20)');
+    expect(tooLong.status).toBe(422);
+    const deadlock = await failWith('40P01', 'deadlock detected');
+    expect(deadlock.status).toBe(503);
+    expect(deadlock.headers.get('retry-after')).toBe('1');
+    expect((await deadlock.json()).error.code).toBe('conflict_retry');
+    const other = await failWith('42P01', 'relation "secret_table" does not exist');
+    expect(other.status).toBe(500);
+    expect(JSON.stringify(await other.json())).not.toContain('secret_table');
     log.mockRestore();
   });
 
