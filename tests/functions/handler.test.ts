@@ -124,7 +124,11 @@ describe('createHandler', () => {
     const log = vi.spyOn(console, 'error').mockImplementation(() => undefined);
     const failWith = (code: string, message: string) =>
       createHandler(() => {
-        throw new postgres.PostgresError({ code, message } as ConstructorParameters<typeof postgres.PostgresError>[0]);
+        // postgres.js builds its errors from the server's fields; its typings say the constructor takes a string.
+        throw new (postgres.PostgresError as unknown as new (fields: { code: string; message: string }) => Error)({
+          code,
+          message,
+        });
       }, { env: noEnv })(new Request('http://local/x'));
     const overflow = await failWith('22003', 'numeric field overflow');
     expect(overflow.status).toBe(422);

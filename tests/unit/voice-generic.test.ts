@@ -187,6 +187,15 @@ describe('parseGenericEvent', () => {
       'data.from: must be an E.164 number, e.g. +14155550123',
     ]);
     expect(failure(event('call.ended', { cost: { amount: 0.08, currency: 'EUR' } }))[0]).toMatch(/^data\.cost\.amount: /);
+    // calls.cost is numeric(12,4): more would overflow in the database (a 5xx the provider retries for ever).
+    expect(failure(event('call.ended', { cost: { amount: '123456789', currency: 'USD' } }))).toEqual([
+      'data.cost.amount: must be a decimal string below 100000000, e.g. "0.0425"',
+    ]);
+    expect(failure(event('call.ended', { cost: { amount: '99999999.99999', currency: 'USD' } }))).toEqual([
+      'data.cost.amount: must be below 100000000 once rounded to 4 decimal places',
+    ]);
+    expect(parseGenericEvent(event('call.ended', { cost: { amount: '99999999.9999', currency: 'USD' } }), 'e9'))
+      .toMatchObject({ cost: { amount: '99999999.9999' } });
     expect(failure(event('call.ended', { cost: { amount: '0.08', currency: 'eur' } }))).toEqual([
       'data.cost.currency: must be an ISO 4217 code in capitals, e.g. USD',
     ]);

@@ -57,6 +57,11 @@ const time = z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-tim
 const phoneNumber = z.string().regex(E164, 'must be an E.164 number, e.g. +14155550123');
 const millis = z.number().int('must be whole milliseconds').nonnegative();
 const decimal = z.string().regex(/^\d{1,12}(\.\d{1,10})?$/u, 'must be a decimal string, e.g. "0.0425"');
+/** What calls.cost holds (numeric(12,4)): under 100,000,000 once rounded to 4 places, as the database checks too. */
+const costAmount = z
+  .string()
+  .regex(/^\d{1,8}(\.\d{1,10})?$/u, { message: 'must be a decimal string below 100000000, e.g. "0.0425"', abort: true })
+  .refine((value) => Number(value) < 99_999_999.99995, 'must be below 100000000 once rounded to 4 decimal places');
 const uuid = z.guid('must be a UUID');
 
 const segment = z
@@ -91,7 +96,7 @@ const data = z.strictObject({
   sentiment_score: z.number().min(-1).max(1).optional(),
   cost: z
     .strictObject({
-      amount: decimal,
+      amount: costAmount,
       currency: z.string().regex(/^[A-Z]{3}$/u, 'must be an ISO 4217 code in capitals, e.g. USD'),
       breakdown: z.record(z.string().min(1).max(50), decimal).optional(),
     })
