@@ -3,7 +3,9 @@
  * calendar.write): a bot books for its caller, only inside a free slot
  * (see _shared/scheduling/book-free-slot.ts): 409 `slot_unavailable` or
  * `calendar_unavailable` otherwise, 409 `slot_taken` when another booking
- * won the race. Answers 201 `{ appointment }`.
+ * won the race. The body may name a `resource` (default `default`): the
+ * slot is checked and booked on it. Unknown keys are a 400. Answers 201
+ * `{ appointment }`.
  */
 import { HttpError } from '../_shared/errors.ts';
 import { json } from '../_shared/http.ts';
@@ -29,6 +31,7 @@ export async function botAppointment(ctx: RequestContext, req: Request, botId: s
     notes: body.notes,
     conversationId: body.conversation_id,
     callId: body.call_id,
+    resource: body.resource,
   });
   if (!outcome.booked) throw new HttpError(409, outcome.reason, outcome.message);
   return json({ appointment: publicAppointment(outcome.appointment) }, 201);

@@ -67,13 +67,19 @@ export const cancelBody = z.object({
   reason: z.string({ error: 'reason must be a string' }).max(500, { error: 'reason has at most 500 characters' }).nullish(),
 });
 
+/**
+ * Strict: a bot's tool call is generated, and a misspelt or unsupported key
+ * (`resource_id`, `room`) silently dropped would book something else than
+ * asked (it once booked `room-2` on `default`), so unknown keys are a 400.
+ */
 export const botAppointmentBody = z
-  .object({
+  .strictObject({
     starts_at: instant('starts_at'),
     ends_at: instant('ends_at'),
     ...attendee,
     conversation_id: uuid('conversation_id').nullish(),
     call_id: uuid('call_id').nullish(),
+    resource: resource.default('default'),
   })
   .superRefine(checkTimes);
 export type BotAppointmentBody = z.infer<typeof botAppointmentBody>;

@@ -418,6 +418,61 @@ describe('availability', () => {
     expect(slotStarts(bot)).toEqual(starts);
   });
 
+  it('lines slots up with the opening whatever from is, across DST and with a step that does not divide the hour', async () => {
+    // An org of its own, without calendars: only business hours (Berlin, Monday to Friday 09:00-17:00) count.
+    const org = await createChatOrg(sql, 'cal-grid');
+    await sql`update public.organizations set time_zone = ${ZONE} where id = ${org.id}`;
+    for (const weekday of [1, 2, 3, 4, 5]) {
+      await sql`insert into public.business_hours (org_id, weekday, opens, closes) values (${org.id}, ${weekday}, '09:00', '17:00')`;
+    }
+    const ask = async (params: Record<string, string>) => {
+      const answer = await call(`/availability?${new URLSearchParams({ org_id: org.id, ...params })}`, { token: org.tokens.member });
+      expect(answer.status).toBe(200);
+      return slotStarts(answer);
+    };
+    /** from at a wall time plus seconds and milliseconds, as "now" would be. */
+    const oddly = (date: string, time: string, ms: number) => new Date(Date.parse(berlin(date, time)) + ms).toISOString();
+
+    // Asked from 09:23:17.456: 09:30, 10:00, ... as the hours open at 09:00; not 09:23:17, 09:53:17.
+    const inside = await ask({ from: oddly(monday, '09:23', 17_456), to: berlin(monday, '12:00'), duration_minutes: '30' });
+    expect(inside.map((start) => start.slice(11, 19))).toEqual(['09:30:00', '10:00:00', '10:30:00', '11:00:00', '11:30:00']);
+
+    // A 45-minute step from 09:00: 09:45, 10:30, 11:15 (the next aligned start after from, never before it).
+    const fortyFive = await ask({
+      from: oddly(monday, '09:23', 17_456),
+      to: berlin(monday, '12:00'),
+      duration_minutes: '30',
+      step_minutes: '45',
+    });
+    expect(fortyFive.map((start) => start.slice(11, 16))).toEqual(['09:45', '10:30', '11:15']);
+
+    // Across the DST change with a 25-minute step: each day's grid starts at its own 09:00 on the local clock.
+    const friday = addDays(dstSunday, -2);
+    const mondayAfter = addDays(dstSunday, 1);
+    const starts = await ask({
+      from: oddly(friday, '15:07', 30_250),
+      to: berlin(mondayAfter, '11:00'),
+      duration_minutes: '30',
+      step_minutes: '25',
+    });
+    expect(starts).toEqual([
+      ...['15:15', '15:40', '16:05', '16:30'].map((time) => `${friday}T${time}:00${starts[0]?.slice(19)}`),
+      ...['09:00', '09:25', '09:50', '10:15'].map((time) => `${mondayAfter}T${time}:00${starts.at(-1)?.slice(19)}`),
+    ]);
+    expect(starts[0]?.slice(19)).not.toBe(starts.at(-1)?.slice(19));
+    expect(new Date(starts[0] ?? '').toISOString()).toBe(berlin(friday, '15:15'));
+    expect(new Date(starts.at(-4) ?? '').toISOString()).toBe(berlin(mondayAfter, '09:00'));
+
+    // Without business hours the grid is the clock from local midnight: 09:30, not 09:23:17.
+    const always = await createChatOrg(sql, 'cal-grid-always');
+    await sql`update public.organizations set time_zone = ${ZONE} where id = ${always.id}`;
+    const open = await call(
+      `/availability?${new URLSearchParams({ org_id: always.id, from: oddly(monday, '09:23', 17_456), to: berlin(monday, '11:00'), duration_minutes: '30' })}`,
+      { token: always.tokens.member },
+    );
+    expect(slotStarts(open).map((start) => start.slice(11, 19))).toEqual(['09:30:00', '10:00:00', '10:30:00']);
+  });
+
   it('lists a throttled calendar as missing instead of treating it as free', async () => {
     stub.failNext(429, { 'retry-after': '30' }, { match: 'graph.microsoft.com/v1.0/me/calendarView' });
     const query = new URLSearchParams({
@@ -674,6 +729,33 @@ describe('booking by bots', () => {
       where table_name = 'appointments' and record_id = ${String((booked.body.appointment as Record<string, unknown>).id)}
         and action = 'insert' and actor_api_key_id is not null`;
     expect(audit.count).toBeGreaterThanOrEqual(1);
+  });
+
+  it('books the resource the body names, checked on that resource; unknown keys are a 400', async () => {
+    // The default resource is taken at 10:00 (not mirrored: no provider event), room-2 is not.
+    await sql`
+      insert into public.appointments (org_id, bot_id, starts_at, ends_at, attendee_name, attendee_email, source)
+      values (${orgA.id}, ${botA}, ${berlin(wednesday(), '10:00')}, ${berlin(wednesday(), '10:30')}, 'Default', 'd@example.com', 'staff')`;
+    const body = { starts_at: berlin(wednesday(), '10:00'), ends_at: berlin(wednesday(), '10:30'), attendee_name: 'Room', attendee_phone: '+4915112345678' };
+    const before = await counts(orgA.id);
+    for (const wrong of [{ ...body, room: 'room-2' }, { ...body, resource: '   ' }, { ...body, resource: 'r'.repeat(201) }, { ...body, resource: 2 }]) {
+      const answer = await call(`/bots/${botA}/appointments`, { method: 'POST', apiKey: key, body: wrong });
+      expect(answer.status, JSON.stringify(wrong).slice(0, 80)).toBe(400);
+      expect(answer.body).toMatchObject({ error: { code: 'invalid_request' } });
+    }
+    const unknown = await call(`/bots/${botA}/appointments`, { method: 'POST', apiKey: key, body: { ...body, room: 'room-2' } });
+    expect(String((unknown.body.error as Record<string, unknown>).message)).toContain('room');
+    expect(await counts(orgA.id)).toEqual(before);
+
+    const onDefault = await call(`/bots/${botA}/appointments`, { method: 'POST', apiKey: key, body });
+    expect(onDefault.status).toBe(409);
+    const booked = await call(`/bots/${botA}/appointments`, { method: 'POST', apiKey: key, body: { ...body, resource: ' room-2 ' } });
+    expect(booked.status).toBe(201);
+    expect(booked.body.appointment).toMatchObject({ resource: 'room-2', source: 'bot', bot_id: botA });
+    // The bot's availability for room-2 now leaves 10:00 out too (its own booking, and its mirrored event).
+    const query = new URLSearchParams({ from: berlin(wednesday(), '09:00'), to: berlin(wednesday(), '11:00'), duration_minutes: '30', resource: 'room-2' });
+    const room = await call(`/bots/${botA}/availability?${query}`, { apiKey: key });
+    expect(slotStarts(room).map((start) => start.slice(11, 16))).toEqual(['09:00', '09:30', '10:30']);
   });
 
   it('needs the right scope and a bot of the key\'s org', async () => {

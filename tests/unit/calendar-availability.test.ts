@@ -63,6 +63,23 @@ describe('freeSlots', () => {
     expect(freeSlots({ open: [morning], busy: [], durationMinutes: 30, notBefore: at('2026-03-30T10:00:00Z') })).toEqual([]);
   });
 
+  it('keeps a window\'s start as the grid origin and clips with notBefore, on whole minutes', () => {
+    // 09:00–12:00 Berlin asked from 09:23:17.456: the grid stays 09:00 + 30k, never 09:23:17, 09:53:17...
+    const notBefore = at('2026-03-30T07:23:17.456Z');
+    const slots = freeSlots({ open: [morning], busy: [], durationMinutes: 30, notBefore });
+    expect(slots.map((slot) => formatSlot(slot, 'Europe/Berlin').start)).toEqual([
+      '2026-03-30T09:30:00+02:00',
+      '2026-03-30T10:00:00+02:00',
+      '2026-03-30T10:30:00+02:00',
+      '2026-03-30T11:00:00+02:00',
+      '2026-03-30T11:30:00+02:00',
+    ]);
+    // A window opening at odd seconds (a closure ending at 10:10:30.5) gives starts on whole minutes.
+    const afterClosure = freeSlots({ open: [span('2026-03-30T08:10:30.500Z', '2026-03-30T10:00:00Z')], busy: [], durationMinutes: 30 });
+    expect(afterClosure.every((slot) => slot.start.getTime() % 60_000 === 0)).toBe(true);
+    expect(startsIn(afterClosure, 'Europe/Berlin')).toEqual(['10:11', '10:41', '11:11']);
+  });
+
   it('is right on the day Berlin springs forward (2026-03-29) and falls back (2026-10-25)', () => {
     // 01:00–04:00 local on 2026-03-29: 01:00 CET = 00:00Z; 04:00 CEST = 02:00Z. Two hours of time.
     const spring = freeSlots({ open: [span('2026-03-29T00:00:00Z', '2026-03-29T02:00:00Z')], busy: [], durationMinutes: 30 });

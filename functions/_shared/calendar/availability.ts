@@ -7,8 +7,11 @@
  * 07:00Z–15:00Z, and its slots are 09:00, 09:30... on the local clock.
  *
  * Rules (what scheduling products such as Cal.com do):
- * - slots start at the window's start and every `stepMinutes` after it (so
- *   they line up with the business hours, not with midnight UTC);
+ * - slots start at the window's start (rounded up to a whole minute) and
+ *   every `stepMinutes` after it, so they line up with the business hours,
+ *   not with midnight UTC. Give the windows unclipped (from their opening)
+ *   and clip with `notBefore`: a window cut at "now" would put its slots at
+ *   09:23:17, 09:53:17, ... (see scheduling/availability.ts);
  * - a slot lies wholly inside one window;
  * - a slot overlaps no busy interval widened by `bufferMinutes` on both sides
  *   (touching is fine: a busy 10:00–10:30 leaves a 10:30 slot free);
@@ -87,13 +90,15 @@ export function freeSlots(input: FreeSlotsInput): Interval[] {
   for (const window of windows) {
     // Busy intervals ending at or before the window's start never matter to it; find the first one that might.
     let index = firstEndingAfter(busy, window.start);
-    let at = alignUp(notBefore, window.start, step);
+    // A window opening at odd seconds (a closure ending at 12:10:30) still gives slots on whole minutes.
+    const origin = Math.ceil(window.start / MINUTE) * MINUTE;
+    let at = alignUp(notBefore, origin, step);
     while (at + duration <= window.end) {
       while (index < busy.length && (busy[index]?.end ?? 0) <= at) index += 1;
       const blocker = busy[index];
       if (blocker && blocker.start < at + duration) {
         // Overlaps [at, at + duration): the next candidate is the first aligned start at or after its end.
-        at = alignUp(blocker.end, window.start, step);
+        at = alignUp(blocker.end, origin, step);
         continue;
       }
       if (!starts.has(at)) {

@@ -4,7 +4,14 @@
  * booked appointments minus the busy times of every calendar that counts for
  * the bot (its own and the org's), asked of all providers at once. A
  * calendar that cannot be read is reported in `missing`, never treated as
- * free. Slots never start in the past.
+ * free. Slots never start in the past, nor before `from`.
+ *
+ * Slots line up with the opening, whatever `from` is: the open ranges are
+ * read from the start of `from`'s local day (the org's zone), so a range
+ * that began before `from` keeps its real start (09:00 business hours give
+ * 09:00, 09:30... when asked from 09:23:17), and only then are starts before
+ * `from` left out. Without business hours a range opens at local midnight,
+ * so slots sit on the clock; after a closure they restart at its end.
  *
  * The SQL parts come in one statement run by the caller's scope: as the
  * signed-in user (the functions check calendar.read) or as the service role
@@ -24,6 +31,12 @@ export interface AvailabilityRequest {
   durationMinutes: number;
   stepMinutes?: number;
   resource: string;
+  /**
+   * false: the grid starts at `from` itself rather than at the opening. Only
+   * for checking that one exact time is free (a booking), where the caller
+   * chose the start and it need not sit on any grid. Default true.
+   */
+  alignToOpening?: boolean;
 }
 
 export interface MissingCalendar {
@@ -52,14 +65,23 @@ const toIntervals = (pairs: [number, number][]) =>
 /** Open ranges, booked times and the calendars that count, in one round trip (tstzmultiranges as epoch ms pairs). */
 async function readParts(scoped: Scoped, request: AvailabilityRequest): Promise<PartsRow> {
   return await scoped(async (tx) => {
-    const during = tx`tstzrange(${request.from.toISOString()}::timestamptz, ${request.to.toISOString()}::timestamptz, '[)')`;
+    const from = request.from.toISOString();
+    const to = request.to.toISOString();
+    const during = tx`tstzrange(${from}::timestamptz, ${to}::timestamptz, '[)')`;
+    // The open ranges from local midnight of from's day, so a range open at `from` keeps its real opening as the
+    // grid's origin (clipping it to `from` made slots start at 09:23:17, 09:53:17, ...).
+    const zone = tx`(select o.time_zone from public.organizations o where o.id = ${request.orgId}::uuid)`;
+    const openDuring = request.alignToOpening === false ? during : tx`tstzrange(
+      least(${from}::timestamptz,
+            coalesce(date_trunc('day', ${from}::timestamptz at time zone ${zone}) at time zone ${zone}, ${from}::timestamptz)),
+      ${to}::timestamptz, '[)')`;
     const pairs = (ranges: ReturnType<typeof tx>) => tx`
       select coalesce(json_agg(json_build_array(extract(epoch from lower(r)) * 1000, extract(epoch from upper(r)) * 1000)
                       order by lower(r)), '[]'::json)
       from unnest(${ranges}) r`;
     const [row] = await tx<PartsRow[]>`
       select
-        (${pairs(tx`private.open_ranges(${request.orgId}::uuid, ${request.botId}::uuid, ${during})`)}) as open,
+        (${pairs(tx`private.open_ranges(${request.orgId}::uuid, ${request.botId}::uuid, ${openDuring})`)}) as open,
         (${pairs(tx`private.busy_from_appointments(${request.orgId}::uuid, ${request.resource}, ${during})`)}) as booked,
         (select coalesce(json_agg(json_build_object('connection_id', c.connection_id, 'provider', c.provider, 'status', c.status)),
                          '[]'::json)
@@ -110,7 +132,8 @@ export async function computeAvailability(
     busy,
     durationMinutes: request.durationMinutes,
     ...(request.stepMinutes === undefined ? {} : { stepMinutes: request.stepMinutes }),
-    notBefore: now,
+    // Open ranges may begin before `from` (their opening is the grid's origin); no slot does.
+    notBefore: new Date(Math.max(request.from.getTime(), now.getTime())),
   });
   return { orgTimeZone: parts.time_zone ?? 'UTC', slots, missing };
 }

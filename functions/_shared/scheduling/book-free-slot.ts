@@ -25,6 +25,8 @@ export interface FreeSlotRequest {
   notes?: string | null;
   conversationId?: string | null;
   callId?: string | null;
+  /** What the appointment occupies (a room, a person); checked and booked on it. Default `default`. */
+  resource?: string;
 }
 
 export type FreeSlotOutcome =
@@ -39,6 +41,7 @@ export async function bookFreeSlot(
 ): Promise<FreeSlotOutcome> {
   const now = ctx.settings.now();
   const durationMinutes = (request.endsAt.getTime() - request.startsAt.getTime()) / 60_000;
+  const resource = request.resource ?? 'default';
   // The availability of exactly this window: free means one slot covering all of it.
   const check = await computeAvailability(
     scoped,
@@ -50,7 +53,9 @@ export async function bookFreeSlot(
       to: request.endsAt,
       durationMinutes,
       stepMinutes: durationMinutes,
-      resource: 'default',
+      resource,
+      // The caller chose the start: check that time, not whether it sits on the slot grid.
+      alignToOpening: false,
     },
     now,
   );
@@ -87,7 +92,8 @@ export async function bookFreeSlot(
         attendee_phone => ${request.attendeePhone ?? null},
         notes => ${request.notes ?? null},
         conversation_id => ${request.conversationId ?? null}::uuid,
-        call_id => ${request.callId ?? null}::uuid
+        call_id => ${request.callId ?? null}::uuid,
+        resource => ${resource}
       ) a`);
   if (!row) throw new Error('book_appointment_for_bot returned no row');
   return { booked: true, appointment: await mirrorAppointment(ctx, row) };
@@ -97,7 +103,7 @@ export async function bookFreeSlot(
 export async function nextFreeSlots(
   ctx: RequestContext,
   scoped: Scoped,
-  request: { orgId: string; botId: string; from: Date; durationMinutes: number; count: number },
+  request: { orgId: string; botId: string; from: Date; durationMinutes: number; count: number; resource?: string },
 ): Promise<{ slots: Interval[]; timeZone: string }> {
   const from = new Date(Math.max(request.from.getTime(), ctx.settings.now().getTime()));
   const result = await computeAvailability(
@@ -109,7 +115,7 @@ export async function nextFreeSlots(
       from,
       to: new Date(from.getTime() + 7 * 86_400_000),
       durationMinutes: request.durationMinutes,
-      resource: 'default',
+      resource: request.resource ?? 'default',
     },
     ctx.settings.now(),
   );
