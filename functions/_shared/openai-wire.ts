@@ -29,15 +29,39 @@ const message = z
     path: ['content'],
   });
 
+/**
+ * The longest question and end-user id a bot stores (private.chat_prepare's
+ * limits, what web chat's schema checks too), checked here so that a request
+ * over them is a malformed body (400) like any other, not a refusal of the
+ * database's.
+ */
+export const MAX_QUESTION_CHARS = 8000;
+export const MAX_USER_CHARS = 200;
+
 export const chatCompletionRequestSchema = z.object({
   model: z.string({ error: 'model must be a string' }).min(1, { error: 'model must not be empty' }),
-  messages: z.array(message, { error: 'messages must be an array' }).min(1, { error: 'messages must not be empty' }),
+  messages: z
+    .array(message, { error: 'messages must be an array' })
+    .min(1, { error: 'messages must not be empty' })
+    // The question is the last message, stored trimmed; earlier ones are context and are not stored.
+    .superRefine((messages, ctx) => {
+      const last = messages.length - 1;
+      if (last >= 0 && contentText(messages[last].content).trim().length > MAX_QUESTION_CHARS) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `the last message has at most ${MAX_QUESTION_CHARS} characters`,
+          path: [last, 'content'],
+        });
+      }
+    }),
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
   temperature: z.number().min(0).max(2).nullish(),
   max_tokens: z.number().int().positive().nullish(),
   max_completion_tokens: z.number().int().positive().nullish(),
-  user: z.string().nullish(),
+  // Trimmed as it is stored: the end user's id, one conversation each.
+  user: z.string({ error: 'user must be a string' }).trim()
+    .max(MAX_USER_CHARS, { error: `user has at most ${MAX_USER_CHARS} characters` }).nullish(),
 });
 
 export type ChatCompletionRequest = z.infer<typeof chatCompletionRequestSchema>;
@@ -72,7 +96,8 @@ export function completionMeta(model: string, now: number = Date.now()): Complet
   return { id: `chatcmpl-${suffix}`, created: Math.floor(now / 1000), model };
 }
 
-export type FinishReason = 'stop' | 'length';
+/** OpenAI's reasons for a text answer; `content_filter` and `length` may come with empty content. */
+export type FinishReason = 'stop' | 'length' | 'content_filter';
 
 export interface CompletionUsage {
   prompt_tokens: number;

@@ -20,11 +20,12 @@ import {
   chunkBuilder,
   completionMeta,
   contentText,
+  type FinishReason,
   SSE_DONE,
   sseData,
 } from '../_shared/openai-wire.ts';
 import { createSseWriter, formatSseFrame, sseResponse } from '../_shared/sse.ts';
-import { answerTurn, type ChatDeps, prepareTurn, type TurnInput, type TurnResult } from './core.ts';
+import { answerTurn, type ChatDeps, prepareTurn, type TurnFinishReason, type TurnInput, type TurnResult } from './core.ts';
 import { asService } from './principal.ts';
 import { botForApiKey, listApiBots } from './queries.ts';
 import { readChatBody, uuid } from './schemas.ts';
@@ -53,6 +54,14 @@ function splitMessages(request: ChatCompletionRequest): { question: string; hist
   return { question, history };
 }
 
+/**
+ * OpenAI's finish reason for ours. `interrupted` is only ever read by nobody
+ * (the client went away), so it is told as what OpenAI sends for a stopped answer.
+ */
+function wireFinishReason(reason: TurnFinishReason): FinishReason {
+  return reason === 'interrupted' ? 'stop' : reason;
+}
+
 export async function completions(deps: ChatDeps, req: Request, requestId: string): Promise<Response> {
   const startedAt = performance.now();
   const key = await keyPrincipal(deps, req);
@@ -67,7 +76,6 @@ export async function completions(deps: ChatDeps, req: Request, requestId: strin
   if (!botId) {
     throw new HttpError(404, 'model_not_found', `The model "${request.model}" does not name a bot of this organization.`);
   }
-  const writer = request.stream ? createSseWriter() : null;
   const input: TurnInput = {
     principal,
     botId,
@@ -77,22 +85,23 @@ export async function completions(deps: ChatDeps, req: Request, requestId: strin
     message: question,
     history,
     startedAt,
-    signal: writer?.signal ?? req.signal,
+    signal: req.signal,
   };
   const turn = await prepareTurn(deps, input);
   const meta = completionMeta(request.model);
   const headers = { 'x-conversation-id': turn.conversation_id };
 
-  if (!writer) {
+  if (!request.stream) {
     let result: TurnResult | undefined;
     for await (const event of answerTurn(deps, input, turn)) {
       if (event.type === 'result') result = event.result;
     }
     if (!result) throw new Error('The turn ended without a result');
+    // An empty answer is answered as OpenAI answers it: empty content and the finish reason saying why.
     return json(
       chatCompletion(meta, {
         content: result.content,
-        finishReason: result.finishReason,
+        finishReason: wireFinishReason(result.finishReason),
         usage: { tokensIn: result.tokensIn, tokensOut: result.tokensOut },
       }),
       200,
@@ -100,16 +109,21 @@ export async function completions(deps: ChatDeps, req: Request, requestId: strin
     );
   }
 
+  // Made only once the turn is let through: a writer's keep-alive timer runs until it is closed,
+  // and a refusal above never opens (so never closes) a stream.
+  const writer = createSseWriter();
+  const streamed: TurnInput = { ...input, signal: writer.signal };
+
   const chunks = chunkBuilder(meta, { includeUsage: request.stream_options?.include_usage === true });
   void (async () => {
     try {
       await writer.write(sseData(chunks.start()));
-      for await (const event of answerTurn(deps, input, turn)) {
+      for await (const event of answerTurn(deps, streamed, turn)) {
         if (event.type === 'delta') {
           await writer.write(sseData(chunks.content(event.text)));
           continue;
         }
-        await writer.write(sseData(chunks.finish(event.result.finishReason)));
+        await writer.write(sseData(chunks.finish(wireFinishReason(event.result.finishReason))));
         if (request.stream_options?.include_usage) {
           await writer.write(sseData(chunks.usage({ tokensIn: event.result.tokensIn, tokensOut: event.result.tokensOut })));
         }

@@ -9,9 +9,14 @@
  * 3. answer: the prompt from the bot's settings and the sources, streamed by
  *    the bot's provider; or, when the user asks for a person, the handoff;
  *    or, for a booking step, the appointment booked in a free slot (booking.ts);
- * 4. finish: the answer stored with tokens, latency and citations, usage
- *    metered, and the conversation escalated when the user asked for a person
- *    or the sources held no answer (private.chat_finish).
+ * 4. finish: the answer stored with tokens, latency, citations and finish
+ *    reason, usage metered to the calling key, and the conversation escalated
+ *    when the user asked for a person or the sources held no answer
+ *    (private.chat_finish). A turn whose client went away mid-answer finishes
+ *    too, as `interrupted`: the model was called, so its tokens are metered
+ *    (else cancelling would dodge the quota) and what was streamed is stored.
+ *    An empty answer (a content filter, a reasoning model spending its whole
+ *    budget) is stored empty with the model's finish reason, and metered.
  */
 import {
   buildChatMessages,
@@ -19,6 +24,7 @@ import {
   type ChatProvider,
   chatProviderFor,
   type Citation,
+  countPromptTokens,
   detectsHumanRequest,
   extractCitations,
   isNoAnswer,
@@ -29,6 +35,7 @@ import type { Sql } from '../_shared/db.ts';
 import { type EmbeddingProvider, providerFromEnv } from '../_shared/embeddings/index.ts';
 import { type EnvReader, processEnv } from '../_shared/env.ts';
 import { HttpError } from '../_shared/errors.ts';
+import { countTokens } from '../_shared/text/tokens.ts';
 import type { BookingRequest } from '../_shared/scheduling/booking-body.ts';
 import { type BookingReply, bookingReply } from './booking.ts';
 import { asService, type ChatPrincipal, inScope } from './principal.ts';
@@ -64,8 +71,20 @@ export interface TurnInput {
   startedAt: number;
   /** A booking step (see booking.ts): the turn books instead of asking the model. */
   booking?: BookingRequest | null;
+  /**
+   * The client's connection: aborted when it goes away, which stops the model
+   * and finishes the turn as `interrupted` (stored and metered) instead of
+   * failing it.
+   */
   signal?: AbortSignal;
 }
+
+/**
+ * Why the answer ended: the model's reason (`content_filter` and `length`
+ * may come with no text at all), or `interrupted` when the client went away
+ * before the end (nobody reads the result then; it is what is stored).
+ */
+export type TurnFinishReason = 'stop' | 'length' | 'content_filter' | 'interrupted';
 
 export type PreparedTurn = Extract<q.PrepareResult, { ok: true }>;
 
@@ -77,7 +96,7 @@ export interface TurnResult {
   tokensOut: number;
   latencyMs: number;
   model: string;
-  finishReason: 'stop' | 'length';
+  finishReason: TurnFinishReason;
   conversationStatus: 'open' | 'escalated' | 'closed';
   escalated: boolean;
   /** What a booking step booked; null otherwise. */
@@ -134,7 +153,7 @@ export async function* answerTurn(deps: ChatDeps, input: TurnInput, turn: Prepar
   let tokensIn = 0;
   let tokensOut = 0;
   let model: string | null = null;
-  let finishReason: 'stop' | 'length' = 'stop';
+  let finishReason: TurnFinishReason = 'stop';
   let citations: Citation[] = [];
   let escalationReason: string | null = null;
   let pendingMetering: Promise<void> = Promise.resolve();
@@ -166,32 +185,54 @@ export async function* answerTurn(deps: ChatDeps, input: TurnInput, turn: Prepar
     model = provider.name === 'offline' ? 'offline' : bot.model;
     const messages = buildChatMessages({
       bot: { name: bot.name, systemPrompt: bot.system_prompt, language: bot.language, managerContact: bot.manager_contact },
+      // An answer stored empty (the model gave no text) is left out there too (trimHistory skips blank turns).
       history: input.history ?? turn.history.filter((m): m is ChatMessage => m.role !== 'system'),
       question,
       chunks,
       products,
     });
-    for await (
-      const delta of provider.stream({
-        model: bot.model,
-        messages,
-        temperature: bot.temperature,
-        maxTokens: bot.max_tokens,
-        context: { chunks, products },
-        language: bot.language,
-        signal: input.signal,
-      })
-    ) {
-      if (delta.type === 'delta') {
-        content += delta.text;
-        yield delta;
-      } else {
-        tokensIn = delta.usage.tokensIn;
-        tokensOut = delta.usage.tokensOut;
-        finishReason = delta.finishReason;
+    if (input.signal?.aborted) {
+      // Gone before the model was asked: the turn ends stored as interrupted, with no model tokens.
+      finishReason = 'interrupted';
+    } else {
+      try {
+        for await (
+          const delta of provider.stream({
+            model: bot.model,
+            messages,
+            temperature: bot.temperature,
+            maxTokens: bot.max_tokens,
+            context: { chunks, products },
+            language: bot.language,
+            signal: input.signal,
+          })
+        ) {
+          if (delta.type === 'delta') {
+            content += delta.text;
+            yield delta;
+          } else {
+            tokensIn = delta.usage.tokensIn;
+            tokensOut = delta.usage.tokensOut;
+            finishReason = delta.finishReason;
+          }
+        }
+      } catch (error) {
+        if (!input.signal?.aborted) throw error;
+        // The client went away mid-answer. The provider's usage comes only at the end of a stream, so
+        // the tokens are ours to count: the whole prompt (the model read it) and the text streamed so far.
+        finishReason = 'interrupted';
+        tokensIn = countPromptTokens(messages);
+        tokensOut = countTokens(content);
       }
     }
-    if (isNoAnswer(content)) {
+    // A model may end with no text (content_filter, or length for a reasoning model that spent its
+    // budget thinking): stored empty, with that reason, rather than refused.
+    if (content.trim() === '') content = '';
+    if (finishReason === 'interrupted' || content === '') {
+      // Not taken for the "no answer" sentence (no escalation on a cut or empty answer); a partial answer
+      // keeps the citations it got to.
+      if (content !== '') citations = extractCitations(content, { chunks, products });
+    } else if (isNoAnswer(content)) {
       escalationReason = 'The knowledge base holds no answer.';
       if (bot.escalation_action === 'transfer' && bot.manager_contact) {
         const contact = ` You can reach a person at ${bot.manager_contact}.`;
@@ -215,6 +256,9 @@ export async function* answerTurn(deps: ChatDeps, input: TurnInput, turn: Prepar
       model: model ?? bot.model,
       citations,
       escalationReason,
+      finishReason,
+      // Usage goes to the key that called, whichever key started the conversation.
+      apiKeyId: input.principal.kind === 'service' ? input.principal.apiKeyId : null,
     }));
   yield {
     type: 'result',

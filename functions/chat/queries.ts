@@ -73,6 +73,9 @@ export interface FinishArgs {
   model: string;
   citations: Citation[];
   escalationReason: string | null;
+  finishReason: 'stop' | 'length' | 'content_filter' | 'interrupted';
+  /** The API key that made this call (metered to it), or null for a user or Telegram. */
+  apiKeyId: string | null;
 }
 
 export interface FinishResult {
@@ -81,12 +84,12 @@ export interface FinishResult {
   escalated: boolean;
 }
 
-/** Stores the answer, meters its tokens and, with a reason, escalates the conversation (once). */
+/** Stores the answer, meters its tokens to the calling key and, with a reason, escalates the conversation (once). */
 export async function chatFinish(tx: TransactionSql, args: FinishArgs): Promise<FinishResult> {
   const [row] = await tx<{ result: FinishResult }[]>`
     select private.chat_finish(${args.conversationId}, ${args.content}, ${args.tokensIn}, ${args.tokensOut},
       ${args.latencyMs}, ${args.model}, ${tx.json(args.citations as unknown as Parameters<typeof tx.json>[0])},
-      ${args.escalationReason}) as result`;
+      ${args.escalationReason}, ${args.finishReason}, ${args.apiKeyId}) as result`;
   return row.result;
 }
 
@@ -192,4 +195,29 @@ export async function listApiBots(tx: TransactionSql, orgId: string): Promise<{ 
     select b.slug, b.created_at from public.bots b
     where b.org_id = ${orgId} and b.enabled and 'api' = any (b.channels)
     order by b.slug`;
+}
+
+/**
+ * Takes a Telegram update on once per bot (service role only): claimed for the
+ * first delivery; for a redelivery not claimed, with the stored answer's text
+ * when the turn got that far (null otherwise).
+ */
+export async function claimTelegramUpdate(
+  tx: TransactionSql,
+  botId: string,
+  updateId: number,
+): Promise<{ claimed: boolean; answer: string | null }> {
+  const [row] = await tx<{ claimed: boolean; answer: string | null }[]>`
+    select claimed, answer from private.claim_telegram_update(${botId}, ${updateId})`;
+  return row;
+}
+
+/** Links a claimed update to its stored answer, so a redelivery sends that answer again (service role only). */
+export async function telegramUpdateAnswered(tx: TransactionSql, botId: string, updateId: number, messageId: number): Promise<void> {
+  await tx`select private.telegram_update_answered(${botId}, ${updateId}, ${messageId})`;
+}
+
+/** Gives a claim back when nothing of its turn was stored, so Telegram's redelivery runs it (service role only). */
+export async function releaseTelegramUpdate(tx: TransactionSql, botId: string, updateId: number): Promise<void> {
+  await tx`select private.release_telegram_update(${botId}, ${updateId})`;
 }

@@ -7,6 +7,15 @@
  * handled, also when the bot refuses (rate limit, quota, disabled): the user
  * is told in the chat, and Telegram must not redeliver. `/start` (a user
  * opening the bot) is answered with the bot's greeting.
+ *
+ * Telegram redelivers an update until the webhook answers 2xx (after a 500,
+ * or a timeout while a slow turn is still running), so each update is taken
+ * on once per bot and update_id (private.claim_telegram_update): a
+ * redelivery never stores or meters the turn again. If the answer was stored
+ * but could not be sent, the redelivery sends the stored answer again (no
+ * model call); if the model failed, the chat is told and the webhook answers
+ * 200. Only a failure before anything was stored gives the claim back, so
+ * the redelivery runs the turn.
  */
 import { type ChatMessage } from '../_shared/chat/index.ts';
 import { type EnvReader, processEnv } from '../_shared/env.ts';
@@ -20,13 +29,23 @@ import {
   telegramUpdateSchema,
   verifyTelegramSecret,
 } from '../_shared/telegram.ts';
-import { answerTurn, type ChatDeps, prepareTurn, type TurnInput } from './core.ts';
+import { answerTurn, type ChatDeps, prepareTurn, type TurnInput, type TurnResult } from './core.ts';
 import { asService, type ChatPrincipal } from './principal.ts';
-import { telegramBot } from './queries.ts';
+import { claimTelegramUpdate, releaseTelegramUpdate, telegramBot, telegramUpdateAnswered } from './queries.ts';
 import { readChatBody, uuid } from './schemas.ts';
+import { streamError } from './web-chat.ts';
 
 const SERVICE: ChatPrincipal = { kind: 'service', apiKeyId: null };
 const DEFAULT_GREETING = 'Hello! Ask me anything.';
+/** Sent for an answer the model left empty (a content filter, a reasoning model out of budget): Telegram sends no empty message. */
+const EMPTY_ANSWER_TEXT = "I couldn't come up with an answer to that. Could you put it another way?";
+/** Sent when the model failed after the question was stored (its retries spent). */
+const FAILED_TEXT = "Sorry, I couldn't answer just now. Please try again in a moment.";
+
+/** The stored answer as a Telegram message: never empty. */
+function telegramText(answer: string): string {
+  return answer === '' ? EMPTY_ANSWER_TEXT : answer;
+}
 
 /** What the chat is told when the bot refuses a message. */
 function refusalText(error: HttpError): string {
@@ -65,21 +84,53 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
     history: null as ChatMessage[] | null,
     startedAt,
   };
+  const reply = { replyToMessageId: incoming.messageId };
+  const updateId = update.update_id;
+  const claim = await asService(deps.sql(), SERVICE, (tx) => claimTelegramUpdate(tx, botId, updateId));
+  if (!claim.claimed) {
+    // A redelivery. Its answer stored means sending it failed last time: send that again, no model call.
+    // Otherwise the turn is still running, was refused or failed (the chat was told): nothing to do.
+    if (claim.answer !== null) await telegram.sendMessage(incoming.chatId, telegramText(claim.answer), reply);
+    return json({ ok: true, handled: false, duplicate: true });
+  }
   let turn;
   try {
     turn = await prepareTurn(deps, input);
   } catch (error) {
-    if (!(error instanceof HttpError) || error.status >= 500) throw error;
-    await telegram.sendMessage(incoming.chatId, refusalText(error), { replyToMessageId: incoming.messageId });
+    if (!(error instanceof HttpError) || error.status >= 500) {
+      // prepare is one transaction: nothing of the turn is stored, so the redelivery may run it.
+      await asService(deps.sql(), SERVICE, (tx) => releaseTelegramUpdate(tx, botId, updateId)).catch((release) =>
+        console.warn(`[${requestId}] releasing Telegram update ${updateId} failed`, release)
+      );
+      throw error;
+    }
+    // The claim stays: a redelivery would be refused the same way, and tell the chat twice.
+    await telegram.sendMessage(incoming.chatId, refusalText(error), reply);
     return json({ ok: true, handled: false, refused: error.code });
   }
   await telegram.sendChatAction(incoming.chatId, 'typing').catch((error) =>
     console.warn(`[${requestId}] sendChatAction failed`, error)
   );
-  let answer = '';
-  for await (const event of answerTurn(deps, input, turn)) {
-    if (event.type === 'result') answer = event.result.content;
+  let result: TurnResult | undefined;
+  try {
+    for await (const event of answerTurn(deps, input, turn)) {
+      if (event.type === 'result') result = event.result;
+    }
+    if (!result) throw new Error('The turn ended without a result');
+  } catch (error) {
+    // The question is stored and the model failed (after its own retries): a redelivery would store
+    // the question again, so the chat is told, as for a refusal, and Telegram gets its 200.
+    console.error(`[${requestId}] Telegram turn failed`, error);
+    await telegram.sendMessage(incoming.chatId, FAILED_TEXT, reply).catch((send) =>
+      console.warn(`[${requestId}] sendMessage failed`, send)
+    );
+    return json({ ok: true, handled: false, failed: streamError(error).code });
   }
-  await telegram.sendMessage(incoming.chatId, answer, { replyToMessageId: incoming.messageId });
+  const answered = result;
+  // Best effort: without the link a redelivery (if sending fails below) sends nothing rather than a second turn.
+  await asService(deps.sql(), SERVICE, (tx) => telegramUpdateAnswered(tx, botId, updateId, answered.messageId)).catch(
+    (error) => console.warn(`[${requestId}] linking Telegram update ${updateId} to its answer failed`, error),
+  );
+  await telegram.sendMessage(incoming.chatId, telegramText(answered.content), reply);
   return json({ ok: true, handled: true, conversation_id: turn.conversation_id });
 }

@@ -7,7 +7,9 @@
  *   event: citations     { citations: [...] }
  *   event: usage         { tokens_in, tokens_out, latency_ms, model }
  *   event: done          { message_id, conversation_status, escalated, finish_reason }
- * or `event: error { code, message }` if the model fails once the stream has
+ * `finish_reason` is stop, length (the bot's token limit) or content_filter;
+ * with the last two there may be no delta at all (the model gave no text).
+ * Or `event: error { code, message }` if the model fails once the stream has
  * begun. Refusals (403, 402, 409, 429) come before the stream, as JSON.
  * A body with `booking` ({ starts_at, ends_at, attendee_name, attendee_email?,
  * attendee_phone?, notes? }) is a booking step: see booking.ts.
@@ -21,7 +23,6 @@ import { chatBody, readChatBody } from './schemas.ts';
 export async function webChat(deps: ChatDeps, req: Request, claims: UserClaims, requestId: string): Promise<Response> {
   const startedAt = performance.now();
   const body = await readChatBody(req, chatBody);
-  const writer = createSseWriter();
   const input: TurnInput = {
     principal: { kind: 'user', claims },
     botId: body.bot_id,
@@ -31,10 +32,13 @@ export async function webChat(deps: ChatDeps, req: Request, claims: UserClaims, 
     message: body.message,
     history: null,
     startedAt,
-    signal: writer.signal,
     booking: body.booking ?? null,
   };
   const turn = await prepareTurn(deps, input);
+  // Made only once the turn is let through: a writer's keep-alive timer runs until it is closed,
+  // and a refusal above never opens (so never closes) a stream.
+  const writer = createSseWriter();
+  const streamed: TurnInput = { ...input, signal: writer.signal };
 
   void (async () => {
     try {
@@ -43,7 +47,7 @@ export async function webChat(deps: ChatDeps, req: Request, claims: UserClaims, 
         user_message_id: turn.user_message_id,
         status: turn.conversation_status,
       });
-      for await (const event of answerTurn(deps, input, turn)) {
+      for await (const event of answerTurn(deps, streamed, turn)) {
         if (event.type === 'delta') {
           await writer.send('delta', { text: event.text });
           continue;

@@ -129,8 +129,9 @@ async function* streamOnce(
   yield {
     type: 'done',
     usage: usage ?? { tokensIn: countPromptTokens(request.messages), tokensOut: countTokens(progress.text) },
-    // 'content_filter' and the tool reasons also end the answer; only 'length' says it was cut.
-    finishReason: finishReason === 'length' ? 'length' : 'stop',
+    // The tool reasons end the answer like 'stop'; 'length' and 'content_filter' say it was cut (or
+    // never began: the text may be empty), which the caller stores and the client is told.
+    finishReason: finishReason === 'length' || finishReason === 'content_filter' ? finishReason : 'stop',
   };
 }
 

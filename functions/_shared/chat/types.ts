@@ -46,7 +46,11 @@ export interface ChatRequest {
    * reads it, to say "no answer" in that language; a model follows the prompt.
    */
   language?: string;
-  /** Aborting it (the client went away) stops the answer; the stream then throws the signal's reason. */
+  /**
+   * Aborting it (the client went away) stops the answer; the stream then
+   * throws the signal's reason, with no `done` and so no usage: the caller
+   * counts the tokens (countPromptTokens, and the text it received).
+   */
   signal?: AbortSignal;
 }
 
@@ -55,10 +59,16 @@ export interface ChatUsage {
   tokensOut: number;
 }
 
+/**
+ * Why a model ended its answer: `length` is the token limit, `content_filter`
+ * a filter that cut (or blocked) it; either may come with no text at all.
+ */
+export type ChatFinishReason = 'stop' | 'length' | 'content_filter';
+
 /** Text as it arrives, then exactly one `done` at the end of a complete answer. */
 export type ChatDelta =
   | { type: 'delta'; text: string }
-  | { type: 'done'; usage: ChatUsage; finishReason: 'stop' | 'length' };
+  | { type: 'done'; usage: ChatUsage; finishReason: ChatFinishReason };
 
 /**
  * Streams an answer. A stream that ends without throwing has ended with
