@@ -740,14 +740,14 @@ isOneToOne: false
                   ]
                 },"messages": {
                   Row: {
-                    "citations": NonNullable<Json>,"content": string,"conversation_id": string,"created_at": string,"id": number,"latency_ms": number | null,"model": string | null,"org_id": string,"role": Database["public"]['Enums']["message_role"],"tokens_in": number,"tokens_out": number
+                    "citations": NonNullable<Json>,"content": string,"conversation_id": string,"created_at": string,"finish_reason": string | null,"id": number,"latency_ms": number | null,"model": string | null,"org_id": string,"role": Database["public"]['Enums']["message_role"],"tokens_in": number,"tokens_out": number
                   }
                   ComputedFields: never
                   Insert: {
-                    "citations"?: NonNullable<Json>,"content": string,"conversation_id": string,"created_at"?: string,"id"?: never,"latency_ms"?: number | null,"model"?: string | null,"org_id": string,"role": Database["public"]['Enums']["message_role"],"tokens_in"?: number,"tokens_out"?: number
+                    "citations"?: NonNullable<Json>,"content": string,"conversation_id": string,"created_at"?: string,"finish_reason"?: string | null,"id"?: never,"latency_ms"?: number | null,"model"?: string | null,"org_id": string,"role": Database["public"]['Enums']["message_role"],"tokens_in"?: number,"tokens_out"?: number
                   }
                   Update: {
-                    "citations"?: NonNullable<Json>,"content"?: string,"conversation_id"?: string,"created_at"?: string,"id"?: never,"latency_ms"?: number | null,"model"?: string | null,"org_id"?: string,"role"?: Database["public"]['Enums']["message_role"],"tokens_in"?: number,"tokens_out"?: number
+                    "citations"?: NonNullable<Json>,"content"?: string,"conversation_id"?: string,"created_at"?: string,"finish_reason"?: string | null,"id"?: never,"latency_ms"?: number | null,"model"?: string | null,"org_id"?: string,"role"?: Database["public"]['Enums']["message_role"],"tokens_in"?: number,"tokens_out"?: number
                   }
                   Relationships: [
                     {
@@ -1731,6 +1731,27 @@ isOneToOne: false
         to: "product_search_result"
         isOneToOne: false
         isSetofReturn: true
+      } },
+"set_api_key_rate_limit":
+{ Args: { "api_key_id": string,"per_minute": number }; Returns: {
+              "created_at": string,
+"created_by": string | null,
+"expires_at": string | null,
+"id": string,
+"last_used_at": string | null,
+"name": string,
+"org_id": string,
+"prefix": string,
+"rate_limit_per_minute": number,
+"revoked_at": string | null,
+"revoked_by": string | null,
+"scopes": (string)[]
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "api_keys"
+        isOneToOne: true
+        isSetofReturn: false
       } },
 "set_bot_telegram":
 { Args: { "bot_id": string,"bot_token": string }; Returns: {
