@@ -14,7 +14,10 @@
  *   (scope calendar.read) to offer free slots to a caller, and
  *   `POST /calendar/bots/:bot_id/appointments` (scope calendar.write) to book
  *   one of them; a bot can only book inside a free slot, provider busy times
- *   included.
+ *   included;
+ * - pg_cron through pg_net, with the service-role key: `POST
+ *   /calendar/mirroring` mirrors the appointments whose mirroring is due
+ *   (pending for over a minute, or failed and due for a retry).
  * verify_jwt is off for this function as a whole (supabase/config.toml),
  * since the callback and API keys carry no Supabase JWT; each route
  * authenticates its caller itself.
@@ -30,7 +33,9 @@ import { botAppointment } from './bot-booking.ts';
 import { requestContext } from '../_shared/scheduling/context.ts';
 import { disconnect } from './disconnect.ts';
 import { oauthCallback, oauthStart } from './oauth.ts';
+import { mirrorDue } from './mirroring.ts';
 import { matchRoute } from './router.ts';
+import { requireServiceRole } from '../_shared/service-auth.ts';
 
 export interface CalendarDeps {
   sql: () => Sql;
@@ -65,6 +70,9 @@ export function createCalendarHandler(deps: CalendarDeps): (req: Request) => Pro
         return botAvailability(ctx, req, route.botId);
       case 'botAppointment':
         return botAppointment(ctx, req, route.botId);
+      case 'mirrorDue':
+        await requireServiceRole(req, { env, what: 'mirror due appointments' });
+        return mirrorDue(ctx, req);
     }
   }, { env });
 }

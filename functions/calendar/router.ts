@@ -9,7 +9,8 @@ export type CalendarRoute =
   | { name: 'createAppointment' }
   | { name: 'rescheduleAppointment'; appointmentId: string }
   | { name: 'cancelAppointment'; appointmentId: string }
-  | { name: 'botAppointment'; botId: string };
+  | { name: 'botAppointment'; botId: string }
+  | { name: 'mirrorDue' };
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/iu;
 
@@ -25,6 +26,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/iu;
  * - DELETE /calendar/appointments/:id                   members (JWT): cancel
  * - GET    /calendar/bots/:bot_id/availability          bot API keys (calendar.read)
  * - POST   /calendar/bots/:bot_id/appointments          bot API keys (calendar.write)
+ * - POST   /calendar/mirroring                          the service role (pg_cron through pg_net): mirror due appointments
  * An id that is not a uuid names nothing: 404, as an unknown id would.
  */
 export function matchRoute(method: string, pathname: string): CalendarRoute {
@@ -55,6 +57,7 @@ export function matchRoute(method: string, pathname: string): CalendarRoute {
     return only(['POST'], () => ({ name: 'disconnect', connectionId }));
   }
   if (first === 'availability' && second === undefined) return only(['GET'], () => ({ name: 'availability' }));
+  if (first === 'mirroring' && second === undefined) return only(['POST'], () => ({ name: 'mirrorDue' }));
   if (first === 'appointments') {
     if (second === undefined) return only(['POST'], () => ({ name: 'createAppointment' }));
     if (third === undefined) {

@@ -84,6 +84,19 @@ export const botAppointmentBody = z
   .superRefine(checkTimes);
 export type BotAppointmentBody = z.infer<typeof botAppointmentBody>;
 
+/**
+ * The retry route's body (pg_cron sends `{}`): how many due appointments to
+ * mirror in this call. Strict, as the bot's body: a misspelt key is a 400.
+ */
+export const mirrorDueBody = z.strictObject({
+  limit: z
+    .number({ error: 'limit must be a number' })
+    .int({ error: 'limit must be a whole number' })
+    .min(1, { error: 'limit is at least 1' })
+    .max(50, { error: 'limit is at most 50' })
+    .optional(),
+});
+
 const availabilityFields = {
   from: instant('from'),
   to: instant('to'),

@@ -26,6 +26,9 @@ export interface AppointmentRow {
   external_event_id: string | null;
   sync_status: 'pending' | 'synced' | 'failed' | 'not_mirrored';
   sync_error: string | null;
+  sync_claimed_until: Date | null;
+  sync_attempts: number;
+  sync_next_attempt_at: Date | null;
   reschedule_count: number;
   canceled_at: Date | null;
   cancel_reason: string | null;

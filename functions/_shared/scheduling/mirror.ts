@@ -3,13 +3,20 @@
  * connection_id): a booked one without an event gets one, a moved one has
  * its event moved (re-created if the event was deleted at the provider), a
  * canceled one has its event deleted. Runs only when the row says there is
- * work (`sync_status` pending) and always after the booking has committed:
- * a provider failure never undoes a booking, it is recorded as `failed` with
- * the error. The result is reported against the version read before the
- * provider was called, so a result overtaken by a newer change is ignored
- * (private.set_appointment_sync).
+ * work (`sync_status` pending, or failed and due for the retry) and always
+ * after the booking has committed: a provider failure never undoes a
+ * booking, it is recorded as `failed` with the error and retried later
+ * (private.set_appointment_sync schedules it).
+ *
+ * One mirroring per appointment at a time (private.claim_appointment_sync,
+ * a lease): a request that finds the appointment held leaves it pending, and
+ * the holder mirrors the latest version. A result reported for a version
+ * since changed (a cancel or a move while the provider answered) is outdated:
+ * the holder renews its lease, reads the row again and mirrors that, so the
+ * event a late create made is deleted or moved rather than left behind. An
+ * event the row did not keep (the lease was taken over meanwhile) is deleted.
  */
-import { asServiceRole, type Sql } from '../db.ts';
+import { asServiceRole, type Sql, type TransactionSql } from '../db.ts';
 import {
   type CalendarEventInput,
   CalendarProviderError,
@@ -69,30 +76,119 @@ async function apply({ client, accessToken, stored }: CalendarUse, row: Appointm
   return row.external_event_id;
 }
 
-/** Mirrors the row when it has pending work and answers the row as it then is; never throws for the provider's sake. */
-export async function mirrorAppointment(deps: MirrorDeps, row: AppointmentRow): Promise<AppointmentRow> {
-  if (!row.connection_id || row.sync_status !== 'pending') return row;
-  let outcome: { externalEventId: string | null; status: 'synced' | 'failed'; error: string | null };
+/** Seconds a mirroring holds an appointment: longer than a round's provider calls (10 s timeouts, two throttling retries, a refresh). */
+export const MIRROR_LEASE_SECONDS = 120;
+/** Rounds one holder mirrors before leaving a still-changing appointment to the retry job. */
+const MAX_ROUNDS = 5;
+
+/** A row as claimed: `lease` is its sync_claimed_until as text (microseconds kept), to renew the lease with. */
+export type ClaimedRow = AppointmentRow & { lease: string };
+
+function claimedColumns(tx: TransactionSql) {
+  return tx`${appointmentColumns(tx)}, a.sync_claimed_until::text as lease`;
+}
+
+/** Takes (or, with `held`, renews) the lease; undefined when another mirroring holds it or nothing is left to do. */
+async function claim(deps: MirrorDeps, id: string, held: string | null): Promise<ClaimedRow | undefined> {
+  const [row] = await asServiceRole(deps.sql, (tx) =>
+    tx<ClaimedRow[]>`
+      select ${claimedColumns(tx)}
+      from private.claim_appointment_sync(${id}::uuid, ${MIRROR_LEASE_SECONDS}, ${held}::timestamptz) a`);
+  return row;
+}
+
+/** Claims the due pending and failed appointments for the retry route. */
+export function claimDue(deps: MirrorDeps, limit: number): Promise<ClaimedRow[]> {
+  return asServiceRole(deps.sql, (tx) =>
+    tx<ClaimedRow[]>`
+      select ${claimedColumns(tx)}
+      from private.claim_due_appointment_syncs(${limit}, ${MIRROR_LEASE_SECONDS}) a`);
+}
+
+async function readRow(deps: MirrorDeps, id: string): Promise<AppointmentRow | undefined> {
+  const [row] = await asServiceRole(deps.sql, (tx) =>
+    tx<AppointmentRow[]>`select ${appointmentColumns(tx)} from public.appointments a where a.id = ${id}::uuid`);
+  return row;
+}
+
+interface Outcome {
+  externalEventId: string | null;
+  status: 'synced' | 'failed';
+  error: string | null;
+}
+
+async function attempt(deps: MirrorDeps, row: AppointmentRow): Promise<Outcome> {
+  if (!row.connection_id) return { externalEventId: null, status: 'failed', error: 'The appointment has no calendar.' };
+  const connectionId = row.connection_id;
   try {
-    const externalEventId = await deps.session.use(row.connection_id, (use) => apply(use, row));
-    outcome = { externalEventId, status: 'synced', error: null };
+    const externalEventId = await deps.session.use(connectionId, (use) => apply(use, row));
+    return { externalEventId, status: 'synced', error: null };
   } catch (error) {
     if (!(error instanceof CalendarUnavailable)) deps.log(`mirroring appointment ${row.id} failed`, error);
     const message = error instanceof Error ? error.message : String(error);
-    outcome = { externalEventId: null, status: 'failed', error: message.slice(0, 1000) || 'unknown error' };
+    return { externalEventId: null, status: 'failed', error: message.slice(0, 1000) || 'unknown error' };
   }
+}
+
+/** Deletes an event this mirroring made that the row did not keep; a failure is logged (nothing else knows the id). */
+async function discard(deps: MirrorDeps, row: AppointmentRow, externalEventId: string): Promise<void> {
+  if (!row.connection_id) return;
   try {
-    return await asServiceRole(deps.sql, async (tx) => {
-      await tx`
-        select private.set_appointment_sync(${row.id}::uuid, ${outcome.externalEventId}, ${outcome.status}, ${outcome.error},
-                                            ${row.version}::timestamptz)`;
-      const [fresh] = await tx<AppointmentRow[]>`
-        select ${appointmentColumns(tx)} from public.appointments a where a.id = ${row.id}::uuid`;
-      return fresh ?? row;
-    });
+    await deps.session.use(row.connection_id, ({ client, accessToken, stored }) =>
+      client.deleteEvent(accessToken, externalEventId, {
+        calendarId: stored.externalCalendarId ?? 'primary',
+        notifyAttendees: false,
+      }));
   } catch (error) {
-    // The booking stands; the row stays pending for a later mirroring.
-    deps.log(`recording the mirroring of appointment ${row.id} failed`, error);
+    deps.log(`deleting the unneeded event ${externalEventId} of appointment ${row.id} failed`, error);
+  }
+}
+
+/** Mirrors the row when it has pending work and answers the row as it then is; never throws for the provider's sake. */
+export async function mirrorAppointment(deps: MirrorDeps, row: AppointmentRow): Promise<AppointmentRow> {
+  if (!row.connection_id || row.sync_status !== 'pending') return row;
+  try {
+    const claimed = await claim(deps, row.id, null);
+    // Held by another mirroring (which mirrors this change next), or done meanwhile.
+    if (!claimed) return (await readRow(deps, row.id)) ?? row;
+    return await mirrorClaimed(deps, claimed);
+  } catch (error) {
+    // The booking stands; the row stays pending for the retry job.
+    deps.log(`mirroring appointment ${row.id} could not be recorded`, error);
     return row;
+  }
+}
+
+/**
+ * Mirrors an appointment this caller holds, round after round while the row
+ * changes under it; answers the row as it then is. Throws only for the
+ * database's sake (the lease then runs out and the retry job takes over).
+ */
+export async function mirrorClaimed(deps: MirrorDeps, claimed: ClaimedRow): Promise<AppointmentRow> {
+  let current = claimed;
+  for (let round = 1; ; round += 1) {
+    const outcome = await attempt(deps, current);
+    const { applied, fresh } = await asServiceRole(deps.sql, async (tx) => {
+      const [result] = await tx<{ applied: boolean }[]>`
+        select private.set_appointment_sync(${current.id}::uuid, ${outcome.externalEventId}, ${outcome.status},
+                                            ${outcome.error}, ${current.version}::timestamptz) as applied`;
+      const [row] = await tx<AppointmentRow[]>`
+        select ${appointmentColumns(tx)} from public.appointments a where a.id = ${current.id}::uuid`;
+      return { applied: result?.applied === true, fresh: row ?? current };
+    });
+    const made = outcome.externalEventId;
+    if (made && made !== current.external_event_id && fresh.external_event_id !== made) {
+      // Made this round and not kept (another mirroring's event is the row's): ours would be left behind.
+      await discard(deps, current, made);
+    }
+    if (applied) return fresh;
+    if (round >= MAX_ROUNDS) {
+      deps.log(`appointment ${current.id} kept changing while mirrored; left to the retry`);
+      return fresh;
+    }
+    const next = await claim(deps, current.id, current.lease);
+    // Taken over, or nothing left to do: the other holder (or nobody) mirrors the rest.
+    if (!next) return (await readRow(deps, current.id)) ?? fresh;
+    current = next;
   }
 }

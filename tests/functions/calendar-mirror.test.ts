@@ -1,0 +1,254 @@
+/**
+ * Mirroring converges (the calendar function over HTTP, real Deno, against
+ * tests/support/calendar-stub.ts behind a small proxy that can hold Google's
+ * events.insert): a cancel or a reschedule arriving while the booking's
+ * create is still at the provider leaves no stray event (the create's holder
+ * deletes or moves what it made), and a failed mirroring is retried by the
+ * service-role route the retry job calls.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSql, type Sql } from '../../functions/_shared/db.ts';
+import { instantFromWallTime } from '../../functions/_shared/calendar/index.ts';
+import { type ChatOrg, createChatOrg } from '../support/chat-fixtures.ts';
+import { type CalendarStub, startCalendarStub, type StubEvent } from '../support/calendar-stub.ts';
+import { readBody } from '../support/read-body.ts';
+import { startTestStack, type TestStack } from './support.ts';
+
+const TOKEN_KEY = Buffer.from('calendar-test-token-key-32-bytes').toString('base64');
+const ZONE = 'Europe/Berlin';
+const DAY = 86_400_000;
+const EMAIL = 'mirror@example.com';
+
+let stack: TestStack;
+let sql: Sql;
+let stub: CalendarStub;
+let org: ChatOrg;
+let proxy: Server;
+let proxyUrl: string;
+/** A weekday two weeks ahead, YYYY-MM-DD. */
+let day: string;
+
+/** Held events.insert requests: each resolves when released. */
+let holdCreates = false;
+const held: (() => void)[] = [];
+let heldArrived: (() => void) | undefined;
+
+interface Answer {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+async function call(path: string, options: { method?: string; token?: string; body?: unknown } = {}): Promise<Answer> {
+  const headers: Record<string, string> = {};
+  if (options.token) headers.authorization = `Bearer ${options.token}`;
+  if (options.body !== undefined) headers['content-type'] = 'application/json';
+  const response = await fetch(`${stack.functionsUrl}/calendar${path}`, {
+    method: options.method ?? 'GET',
+    headers,
+    redirect: 'manual',
+    ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) as Record<string, unknown> : {} };
+}
+
+function berlin(time: string): string {
+  return instantFromWallTime(`${day}T${time}`, ZONE).toISOString();
+}
+
+/** Forwards to the stub's Google API; while holdCreates, an events.insert waits for its release. */
+async function forward(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const body = await readBody(req);
+  if (holdCreates && req.method === 'POST' && /\/calendar\/v3\/calendars\/[^/]+\/events(\?|$)/u.test(req.url ?? '')) {
+    await new Promise<void>((resolve) => {
+      held.push(resolve);
+      heldArrived?.();
+    });
+  }
+  const headers: Record<string, string> = {};
+  for (const name of ['authorization', 'content-type']) {
+    const value = req.headers[name];
+    if (typeof value === 'string') headers[name] = value;
+  }
+  const answer = await fetch(`${stub.google.apiBaseUrl}${req.url ?? '/'}`, {
+    method: req.method ?? 'GET',
+    headers,
+    ...(body !== '' ? { body } : {}),
+  });
+  const text = await answer.text();
+  res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/json' });
+  res.end(text);
+}
+
+/** Books with the create held at the provider; answers the pending request and the appointment's id once the create is waiting. */
+async function bookWithCreateHeld(start: string, end: string, name: string): Promise<{ booking: Promise<Answer>; id: string }> {
+  holdCreates = true;
+  const arrived = new Promise<void>((resolve) => {
+    heldArrived = resolve;
+  });
+  const booking = call('/appointments', {
+    method: 'POST',
+    token: org.tokens.member,
+    body: { org_id: org.id, starts_at: berlin(start), ends_at: berlin(end), attendee_name: name, attendee_email: 'guest@example.com' },
+  });
+  await arrived;
+  holdCreates = false;
+  const [row] = await sql<{ id: string }[]>`select id from public.appointments where org_id = ${org.id} and attendee_name = ${name}`;
+  if (!row) throw new Error('the booking was not committed before its create');
+  return { booking, id: row.id };
+}
+
+function releaseHeld(): void {
+  for (const release of held.splice(0)) release();
+}
+
+/** The stub's live (not cancelled) events of this appointment. */
+function liveEvents(appointmentId: string): StubEvent[] {
+  return stub.events('google', EMAIL).filter((event) => !event.isCancelled && event.description?.includes(appointmentId));
+}
+
+async function appointment(id: string) {
+  const [row] = await sql<{
+    status: string;
+    sync_status: string;
+    external_event_id: string | null;
+    sync_attempts: number;
+    sync_next_attempt_at: Date | null;
+    sync_claimed_until: Date | null;
+  }[]>`
+    select status, sync_status, external_event_id, sync_attempts, sync_next_attempt_at, sync_claimed_until
+    from public.appointments where id = ${id}`;
+  if (!row) throw new Error(`no appointment ${id}`);
+  return row;
+}
+
+beforeAll(async () => {
+  stub = await startCalendarStub();
+  proxy = createServer((req, res) => {
+    forward(req, res).catch((error: unknown) => {
+      if (!res.headersSent) res.writeHead(502).end(String(error));
+    });
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+  stack = await startTestStack({
+    env: {
+      CALENDAR_GOOGLE_CLIENT_ID: stub.google.clientId,
+      CALENDAR_GOOGLE_CLIENT_SECRET: stub.google.clientSecret,
+      CALENDAR_GOOGLE_ACCOUNTS_URL: stub.google.accountsBaseUrl,
+      CALENDAR_GOOGLE_OAUTH2_URL: stub.google.oauth2BaseUrl,
+      CALENDAR_GOOGLE_API_URL: proxyUrl,
+      CALENDAR_MICROSOFT_CLIENT_ID: stub.microsoft.clientId,
+      CALENDAR_MICROSOFT_CLIENT_SECRET: stub.microsoft.clientSecret,
+      CALENDAR_MICROSOFT_LOGIN_URL: stub.microsoft.loginBaseUrl,
+      CALENDAR_MICROSOFT_GRAPH_URL: stub.microsoft.graphBaseUrl,
+      CALENDAR_TOKEN_KEY: TOKEN_KEY,
+    },
+  });
+  sql = createSql(stack.dbUrl, { max: 2 });
+  org = await createChatOrg(sql, 'cal-mirror');
+  await sql`update public.organizations set time_zone = ${ZONE} where id = ${org.id}`;
+  for (const weekday of [1, 2, 3, 4, 5]) {
+    await sql`insert into public.business_hours (org_id, weekday, opens, closes) values (${org.id}, ${weekday}, '09:00', '17:00')`;
+  }
+  day = new Date(Date.now() + 14 * DAY).toISOString().slice(0, 10);
+  while ([0, 6].includes(new Date(`${day}T12:00:00Z`).getUTCDay())) day = new Date(Date.parse(`${day}T00:00:00Z`) + DAY).toISOString().slice(0, 10);
+
+  const started = await call('/oauth/start', { method: 'POST', token: org.tokens.admin, body: { org_id: org.id, provider: 'google' } });
+  expect(started.status).toBe(200);
+  const consent = await stub.authorize(String(started.body.authorization_url), { email: EMAIL });
+  const connected = await call(`/oauth/callback${new URL(consent.location).search}`);
+  expect(connected.status).toBe(200);
+}, 120_000);
+
+afterAll(async () => {
+  releaseHeld();
+  await sql?.end({ timeout: 1 });
+  await stack?.stop();
+  await new Promise((resolve) => proxy?.close(resolve));
+  await stub?.close();
+});
+
+describe('mirroring while the create is at the provider', () => {
+  it('a cancel during the create: the late event is deleted, not left blocking the slot', async () => {
+    const { booking, id } = await bookWithCreateHeld('10:00', '10:30', 'Late Create Cancel');
+    const canceled = await call(`/appointments/${id}`, { method: 'DELETE', token: org.tokens.member, body: { reason: 'changed mind' } });
+    releaseHeld();
+    const booked = await booking;
+    expect(liveEvents(id)).toEqual([]);
+    expect(canceled.status).toBe(200);
+    // The booking's mirroring held the appointment: the cancel left the work to it.
+    expect(canceled.body.appointment).toMatchObject({ status: 'canceled', sync_status: 'pending' });
+    expect(booked.status).toBe(201);
+    expect(booked.body.appointment).toMatchObject({ status: 'canceled', sync_status: 'synced' });
+    const row = await appointment(id);
+    expect(row).toMatchObject({ status: 'canceled', sync_status: 'synced', sync_claimed_until: null, sync_next_attempt_at: null });
+    // The event made and then deleted is the one recorded.
+    expect(stub.events('google', EMAIL).find((event) => event.id === row.external_event_id)?.isCancelled).toBe(true);
+  });
+
+  it('a reschedule during the create: one event, at the new time', async () => {
+    const { booking, id } = await bookWithCreateHeld('11:00', '11:30', 'Late Create Move');
+    const moved = await call(`/appointments/${id}`, {
+      method: 'PATCH',
+      token: org.tokens.member,
+      body: { starts_at: berlin('13:00'), ends_at: berlin('13:30') },
+    });
+    releaseHeld();
+    const booked = await booking;
+    const events = liveEvents(id);
+    expect(events).toHaveLength(1);
+    expect(moved.status).toBe(200);
+    expect(moved.body.appointment).toMatchObject({ sync_status: 'pending' });
+    expect(booked.status).toBe(201);
+    expect(events[0]?.start.toISOString()).toBe(berlin('13:00'));
+    expect(await appointment(id)).toMatchObject({ status: 'booked', sync_status: 'synced', external_event_id: events[0]?.id });
+  });
+});
+
+describe('retrying', () => {
+  it('retries a failed mirroring when it is due, through the service-role route', async () => {
+    stub.failNext(500, {}, { match: 'www.googleapis.com/calendar/v3/calendars/primary/events' });
+    const created = await call('/appointments', {
+      method: 'POST',
+      token: org.tokens.member,
+      body: { org_id: org.id, starts_at: berlin('15:00'), ends_at: berlin('15:30'), attendee_name: 'Retry Me', attendee_phone: '+49 30 1234567' },
+    });
+    expect(created.status).toBe(201);
+    const id = String((created.body.appointment as Record<string, unknown>).id);
+    const failed = await appointment(id);
+    expect(failed).toMatchObject({ sync_status: 'failed', sync_attempts: 1, sync_claimed_until: null });
+    // Due a minute later, not before.
+    const wait = (failed.sync_next_attempt_at?.getTime() ?? 0) - Date.now();
+    expect(wait).toBeGreaterThan(30_000);
+    expect(wait).toBeLessThanOrEqual(60_000);
+
+    const service = stack.keys.serviceRoleKey;
+    const early = await call('/mirroring', { method: 'POST', token: service, body: {} });
+    expect(early.status).toBe(200);
+    expect((early.body.appointments as { id: string }[]).map((entry) => entry.id)).not.toContain(id);
+
+    await sql`update public.appointments set sync_next_attempt_at = now() - interval '1 second' where id = ${id}`;
+    const retried = await call('/mirroring', { method: 'POST', token: service, body: {} });
+    expect(retried.status).toBe(200);
+    expect(retried.body.appointments).toContainEqual({ id, sync_status: 'synced' });
+    expect(liveEvents(id)).toHaveLength(1);
+    expect(await appointment(id)).toMatchObject({ sync_status: 'synced', sync_attempts: 0, sync_next_attempt_at: null });
+  });
+
+  it('is the service role\'s only, and refuses malformed bodies', async () => {
+    expect((await call('/mirroring', { method: 'POST' })).status).toBe(401);
+    const member = await call('/mirroring', { method: 'POST', token: org.tokens.admin, body: {} });
+    expect(member.status).toBe(403);
+    expect(member.body).toMatchObject({ error: { code: 'service_role_required' } });
+    const service = stack.keys.serviceRoleKey;
+    for (const body of [{ limit: 0 }, { limit: 51 }, { limit: 'ten' }, { limt: 5 }]) {
+      const answer = await call('/mirroring', { method: 'POST', token: service, body });
+      expect(answer.status, JSON.stringify(body)).toBe(400);
+      expect(answer.body).toMatchObject({ error: { code: 'invalid_request' } });
+    }
+    expect((await call('/mirroring', { token: service })).status).toBe(405);
+  });
+});
