@@ -105,7 +105,16 @@ export async function sendTestEvent(tx: TransactionSql, endpointId: string): Pro
   return row.delivery_id;
 }
 
+export const OWNER_ONLY_REPLAY_MESSAGE =
+  'Only owners may replay this delivery: its event (an export) is readable only by owners.';
+
 export async function replayDelivery(tx: TransactionSql, deliveryId: string): Promise<string> {
+  // A delivery the caller reads whose event they may not read (export events are owners' only): the SQL
+  // function refuses it too, with the same 42501 as a missing webhooks.manage, so say here which rule it is.
+  const [visible] = await tx<{ event_readable: boolean }[]>`
+    select exists (select 1 from public.events ev where ev.id = d.event_id) as event_readable
+    from public.webhook_deliveries d where d.id = ${deliveryId}`;
+  if (visible && !visible.event_readable) throw new HttpError(403, 'forbidden', OWNER_ONLY_REPLAY_MESSAGE);
   const [row] = await tx<{ delivery_id: string }[]>`select private.replay_webhook_delivery(${deliveryId}) as delivery_id`;
   return row.delivery_id;
 }

@@ -417,6 +417,35 @@ describe('webhooks function', () => {
       expectError(await call('POST', `/endpoints/${id}/test`), 422, 'invalid_request');
       expect(await count()).toBe(before);
     });
+
+    it('sends export.ready only where an owner set the URL and filter; only owners replay it (403 for an admin)', async () => {
+      const ownerAnswer = await call('POST', '/endpoints', { as: 'owner', body: { org_id: ORG, url: PUBLIC_URL } });
+      expect(ownerAnswer.status, JSON.stringify(ownerAnswer.body)).toBe(201);
+      const ownerEndpoint = ownerAnswer.body.endpoint.id;
+      const { id: adminEndpoint } = await createEndpoint({ url: OTHER_PUBLIC_URL, event_types: ['export.ready'] });
+      const [{ event_id: eventId }] = await sql<{ event_id: string }[]>`
+        select private.emit_event(${ORG}, 'export.ready', jsonb_build_object(
+          'export_id', gen_random_uuid(), 'storage_prefix', 'x/', 'expires_at', '2030-01-01T00:00:00Z')) as event_id`;
+      const deliveries = await sql<{ id: string; endpoint_id: string }[]>`
+        select id, endpoint_id from public.webhook_deliveries where event_id = ${eventId}`;
+      const endpoints = deliveries.map((d) => d.endpoint_id);
+      expect(endpoints).toContain(ownerEndpoint);
+      expect(endpoints).not.toContain(adminEndpoint);
+      const original = deliveries.find((d) => d.endpoint_id === ownerEndpoint)!.id;
+
+      // The admin may manage the endpoint, but not send the owners' export link again (wherever it points).
+      const refused = await call('POST', `/deliveries/${original}/replay`, { as: 'admin' });
+      expectError(refused, 403, 'forbidden');
+      expect(refused.body.error.message).toContain('Only owners');
+      const replay = await call('POST', `/deliveries/${original}/replay`, { as: 'owner' });
+      expect(replay.status, JSON.stringify(replay.body)).toBe(202);
+
+      // Repointed by the admin: not even an owner's replay goes there.
+      expect((await call('PATCH', `/endpoints/${ownerEndpoint}`, { body: { url: OTHER_PUBLIC_URL } })).status).toBe(200);
+      const toAdminUrl = await call('POST', `/deliveries/${original}/replay`, { as: 'owner' });
+      expectError(toAdminUrl, 422, 'invalid_request');
+      expect(toAdminUrl.body.error.message).toContain('not an owner');
+    });
   });
 
   describe('authentication and routing', () => {
