@@ -285,7 +285,10 @@ select lives_ok(
 -- Hand-computed: plan 4,900; chat 5,012,500 tokens = 12,500 over = 12.5 x
 -- 0.2 = 2.5 -> 3 (half up); embedding 50,000,000 = exactly the allowance, no
 -- line; call talk 60,061 s = 1,001.02 -> 1,002 minutes = 2 over x 5 = 10.
--- Total 4,913. Usage of the next month does not count.
+-- Total 4,913. Usage of the next month does not count. The subscription
+-- started on day -10, so the period billed ends on day 18 to 21 (the month
+-- before's length): all this usage is in it (20261123004300 bills overage
+-- per subscription period).
 -- ---------------------------------------------------------------------------
 
 create function pg_temp.month_start() returns date language sql stable as
@@ -299,7 +302,7 @@ update public.subscriptions set plan_id = 'pro', started_at = pg_temp.at(-10), c
 where org_id = tests.fx('org_c') and status = 'active';
 insert into public.usage_events (org_id, kind, model, tokens_in, tokens_out, created_at) values
   (tests.fx('org_c'), 'chat', 'gpt-4o-mini', 5000000, 12000, pg_temp.at(3)),
-  (tests.fx('org_c'), 'chat', 'gpt-4o-mini', 0, 500, pg_temp.at(20)),
+  (tests.fx('org_c'), 'chat', 'gpt-4o-mini', 0, 500, pg_temp.at(15)),
   (tests.fx('org_c'), 'embedding', 'text-embedding-3-small', 50000000, 0, pg_temp.at(4)),
   (tests.fx('org_c'), 'chat', 'gpt-4o-mini', 1000000, 0, pg_temp.at(40));
 insert into public.calls (org_id, direction, status, started_at, ended_at, duration_seconds)
