@@ -8,7 +8,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(29);
+select plan(31);
 
 create function pg_temp.create_endpoint(label text, url text, event_types text[])
 returns void
@@ -252,6 +252,19 @@ select is(private.event_type_read_permission('document.ready'), null, 'other typ
 select is(
   (select min_role::text from public.role_permissions where permission = 'data.export'), 'owner',
   'data.export is the owners'''
+);
+
+-- Deleting a user who configured an endpoint (20261123004400): the key's
+-- "set null" goes through, and the endpoint receives no owner-only events.
+select tests.act_as('postgres');
+delete from auth.users where id = tests.fx('owner2_a');
+select is(
+  (select configured_by from public.webhook_endpoints where id = tests.fx('ep_owner2')), null::uuid,
+  'a configurer''s deletion clears configured_by (the user could not be deleted before)'
+);
+select is(
+  private.webhook_endpoint_receives(tests.fx('org_a'), null, 'export.ready'), false,
+  'and an endpoint without a configurer receives no owner-only events'
 );
 
 select * from finish();
