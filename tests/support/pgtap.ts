@@ -23,7 +23,15 @@ export function readTap(lines: string[]): TapResult {
 
 /** Runs a whole pgTAP file in one simple-protocol round trip, as `psql -f` does. */
 export async function runPgTapFile(sql: Sql, text: string): Promise<TapResult> {
-  const results = await sql.unsafe(text).simple();
+  let results;
+  try {
+    results = await sql.unsafe(text).simple();
+  } catch (error) {
+    // A file that errors leaves its transaction open on the shared connection (a simple-protocol batch stops
+    // at the error, before its own rollback), so every later file would fail on it; end it here.
+    await sql.unsafe('rollback').simple().catch(() => undefined);
+    throw error;
+  }
   const lines: string[] = [];
   const statements = (Array.isArray(results[0]) || results.length === 0 ? results : [results]) as unknown as Array<
     Array<Record<string, unknown>>
