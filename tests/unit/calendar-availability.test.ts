@@ -80,6 +80,14 @@ describe('freeSlots', () => {
     expect(startsIn(afterClosure, 'Europe/Berlin')).toEqual(['10:11', '10:41', '11:11']);
   });
 
+  it('checks an exact time a caller chose as it is, seconds included (a bot booking 07:00:30-07:30:30)', () => {
+    const chosen = span('2026-03-30T07:00:30Z', '2026-03-30T07:30:30Z');
+    expect(freeSlots({ open: [chosen], busy: [], durationMinutes: 30, wholeMinutes: false }))
+      .toEqual([{ start: chosen.start, end: chosen.end }]);
+    // On whole minutes it would start at 07:01 and no longer fit.
+    expect(freeSlots({ open: [chosen], busy: [], durationMinutes: 30 })).toEqual([]);
+  });
+
   it('is right on the day Berlin springs forward (2026-03-29) and falls back (2026-10-25)', () => {
     // 01:00–04:00 local on 2026-03-29: 01:00 CET = 00:00Z; 04:00 CEST = 02:00Z. Two hours of time.
     const spring = freeSlots({ open: [span('2026-03-29T00:00:00Z', '2026-03-29T02:00:00Z')], busy: [], durationMinutes: 30 });

@@ -33,6 +33,11 @@ export interface FreeSlotsInput {
   notBefore?: Date;
   /** Stop after this many slots (default 10,000), so a wide range cannot run away. */
   maxSlots?: number;
+  /**
+   * Default true: slots start on whole minutes. false keeps a window's own
+   * start, for checking that one exact time a caller chose (09:00:30) is free.
+   */
+  wholeMinutes?: boolean;
 }
 
 const MINUTE = 60_000;
@@ -91,7 +96,7 @@ export function freeSlots(input: FreeSlotsInput): Interval[] {
     // Busy intervals ending at or before the window's start never matter to it; find the first one that might.
     let index = firstEndingAfter(busy, window.start);
     // A window opening at odd seconds (a closure ending at 12:10:30) still gives slots on whole minutes.
-    const origin = Math.ceil(window.start / MINUTE) * MINUTE;
+    const origin = input.wholeMinutes === false ? window.start : Math.ceil(window.start / MINUTE) * MINUTE;
     let at = alignUp(notBefore, origin, step);
     while (at + duration <= window.end) {
       while (index < busy.length && (busy[index]?.end ?? 0) <= at) index += 1;

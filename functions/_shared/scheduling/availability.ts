@@ -134,6 +134,8 @@ export async function computeAvailability(
     ...(request.stepMinutes === undefined ? {} : { stepMinutes: request.stepMinutes }),
     // Open ranges may begin before `from` (their opening is the grid's origin); no slot does.
     notBefore: new Date(Math.max(request.from.getTime(), now.getTime())),
+    // An exact time the caller chose is checked as it is, seconds included.
+    wholeMinutes: request.alignToOpening !== false,
   });
   return { orgTimeZone: parts.time_zone ?? 'UTC', slots, missing };
 }
