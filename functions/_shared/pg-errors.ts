@@ -67,7 +67,8 @@ const RETRYABLE = new Set(['40P01', '40001']);
 export function httpErrorFromUnmappedPostgres(error: unknown): unknown {
   if (!isPostgresError(error)) return error;
   const message = UNACCEPTABLE_VALUE[error.code];
-  if (message) return new HttpError(422, 'invalid_request', message);
+  // Logged (through its cause) as well: our own code writing a value too long is a bug to see, not just a 422.
+  if (message) return new HttpError(422, 'invalid_request', message, {}, { cause: error });
   if (RETRYABLE.has(error.code)) {
     return new HttpError(503, 'conflict_retry', 'The request met a concurrent change; send it again.', {
       'retry-after': '1',
