@@ -106,7 +106,9 @@ export async function computeAvailability(
 
   // Only the future matters: ask the providers from now on (or not at all for a past window).
   const busyFrom = new Date(Math.max(request.from.getTime(), now.getTime()));
-  if (connected.length > 0 && busyFrom < request.to && parts.open.length > 0) {
+  // Open ranges may start before `from` (the grid's origin); only open time after busyFrom needs the providers.
+  const openAhead = parts.open.some(([, end]) => end > busyFrom.getTime());
+  if (connected.length > 0 && busyFrom < request.to && openAhead) {
     await session.load(connected.map((calendar) => calendar.connection_id));
     const outcomes = await Promise.all(
       connected.map((calendar) =>
