@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { HttpError } from '../_shared/errors.ts';
 import { readJson } from '../_shared/http.ts';
+import { MAX_QUESTION_CHARS } from '../_shared/openai-wire.ts';
 import { bookingRequest } from '../_shared/scheduling/booking-body.ts';
 
 /** The signed-in user's turn: a bot, a message, and the conversation to continue (none starts one). */
@@ -10,7 +11,7 @@ export const chatBody = z.object({
     .string({ error: 'message must be a string' })
     .trim()
     .min(1, { error: 'message must not be empty' })
-    .max(8000, { error: 'message has at most 8000 characters' }),
+    .max(MAX_QUESTION_CHARS, { error: `message has at most ${MAX_QUESTION_CHARS} characters` }),
   conversation_id: z.uuid({ error: 'conversation_id must be a uuid' }).nullish(),
   /** A booking step: book this time for the user (functions/chat/booking.ts). */
   booking: bookingRequest.nullish(),

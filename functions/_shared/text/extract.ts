@@ -17,19 +17,23 @@ export const SUPPORTED_MIME_TYPES = [
   DOCX_MIME_TYPE,
 ] as const;
 
-/** What a file's first bytes say it is, for the formats whose signature another type could be mistaken for. */
-function signatureOf(bytes: Uint8Array): 'a PDF' | 'a zip archive (a Word document?)' | null {
+type Signature = 'pdf' | 'zip';
+
+/** What a file's first bytes say it is, for the formats another registered type could be mistaken for. */
+function signatureOf(bytes: Uint8Array): Signature | null {
   const starts = (signature: number[]) => signature.every((byte, index) => bytes[index] === byte);
-  if (starts([0x25, 0x50, 0x44, 0x46, 0x2d])) return 'a PDF';
-  if (starts([0x50, 0x4b, 0x03, 0x04])) return 'a zip archive (a Word document?)';
+  if (starts([0x25, 0x50, 0x44, 0x46, 0x2d])) return 'pdf';
+  if (starts([0x50, 0x4b, 0x03, 0x04])) return 'zip';
   return null;
 }
 
+const SIGNATURE_NAMES: Record<Signature, string> = { pdf: 'a PDF', zip: 'a zip archive (a Word document?)' };
+
 /** A signature that contradicts the registered type: a PDF registered as text would be indexed as garbage. */
-function contradicts(type: string, signature: ReturnType<typeof signatureOf>): boolean {
+function contradicts(type: string, signature: Signature | null): signature is Signature {
   if (signature === null) return false;
-  if (type === 'application/pdf') return signature !== 'a PDF';
-  if (type === DOCX_MIME_TYPE) return signature !== 'a zip archive (a Word document?)';
+  if (type === 'application/pdf') return signature !== 'pdf';
+  if (type === DOCX_MIME_TYPE) return signature !== 'zip';
   return true;
 }
 
@@ -44,7 +48,7 @@ export async function openDocument(bytes: Uint8Array, mimeType: string): Promise
   const signature = signatureOf(bytes);
   if ((SUPPORTED_MIME_TYPES as readonly string[]).includes(type) && contradicts(type, signature)) {
     throw new UnreadableFileError(
-      `The file is ${signature}, but it was registered as ${type}; register it again with its own type and upload it.`,
+      `The file is ${SIGNATURE_NAMES[signature]}, but it was registered as ${type}; register it again with its own type and upload it.`,
     );
   }
   switch (type) {
