@@ -205,6 +205,35 @@ describe('Vapi server messages', () => {
     expect((await callByProviderId(orgA.id, vapiId))?.status).toBe('ended');
   });
 
+  it('keeps the end-of-call report\'s times and duration when a status update comes late or again', async () => {
+    const vapiId = randomUUID();
+    const call = vapiCall({ id: vapiId });
+    const t0 = Date.parse('2026-11-23T11:00:00.000Z');
+    await postVapi(orgA.id, vapiStatusUpdate('in-progress', { call, timestamp: t0 }), vapiSecretA);
+    const report = vapiEndOfCallReport({
+      call,
+      timestamp: t0 + 101_000,
+      startedAt: '2026-11-23T11:00:00.000Z',
+      endedAt: '2026-11-23T11:01:40.000Z',
+      durationSeconds: 100,
+    });
+    expect((await postVapi(orgA.id, report, vapiSecretA)).body).toMatchObject({ status: 'ended', applied_status: true });
+    // An "ended" update sent after the report, and the "in-progress" one delivered again (another message time).
+    const lateEnd = vapiStatusUpdate('ended', { call, timestamp: t0 + 105_000, endedReason: 'customer-ended-call' });
+    expect((await postVapi(orgA.id, lateEnd, vapiSecretA)).body).toMatchObject({ applied_status: false });
+    const lateStart = vapiStatusUpdate('in-progress', { call, timestamp: t0 - 2_000 });
+    expect((await postVapi(orgA.id, lateStart, vapiSecretA)).body).toMatchObject({ applied_status: false });
+    const [times] = await sql<{ started_at: string; ended_at: string; duration_seconds: string }[]>`
+      select to_json(started_at) #>> '{}' as started_at, to_json(ended_at) #>> '{}' as ended_at,
+             duration_seconds::text as duration_seconds
+      from public.calls where org_id = ${orgA.id} and provider_call_id = ${vapiId}`;
+    expect(times).toEqual({
+      started_at: '2026-11-23T11:00:00+00:00',
+      ended_at: '2026-11-23T11:01:40+00:00',
+      duration_seconds: '100.000',
+    });
+  });
+
   it('refuses a wrong signature, another org\'s secret, a missing one and an old timestamp, storing nothing', async () => {
     const before = await counts(orgA.id);
     const message = vapiStatusUpdate('ringing', { call: vapiCall() });

@@ -47,8 +47,10 @@ describe('Vapi status-update', () => {
     expect(parse(vapiStatusUpdate('ringing', { call: inbound }))).toMatchObject({ type: 'call.status', status: 'ringing' });
 
     const answered = parse(vapiStatusUpdate('in-progress', { call: inbound, timestamp: at('2026-11-23T10:00:05.000Z') }));
-    // No call.startedAt yet: the message's time is when it started.
-    expect(answered).toMatchObject({ type: 'call.started', status: 'in_progress', startedAt: '2026-11-23T10:00:05.000Z' });
+    // No call.startedAt yet: the message's time is when it happened (the database dates the start from it when it
+    // applies the status), not a stated start that a late or repeated update would write over the real one.
+    expect(answered).toMatchObject({ type: 'call.started', status: 'in_progress', occurredAt: '2026-11-23T10:00:05.000Z' });
+    expect(answered?.startedAt).toBeUndefined();
 
     const forwarding = parse(
       vapiStatusUpdate('forwarding', { call: { ...inbound, startedAt: '2026-11-23T10:00:04.500Z' } }),
@@ -85,8 +87,9 @@ describe('Vapi status-update', () => {
       type: 'call.ended',
       status: 'ended',
       endedReason: 'customer-ended-call',
-      endedAt: '2026-11-23T10:03:00.000Z',
+      occurredAt: '2026-11-23T10:03:00.000Z',
     });
+    expect(ended('customer-ended-call')?.endedAt).toBeUndefined();
     expect(ended('silence-timed-out')).toMatchObject({ status: 'ended', endedReason: 'silence-timed-out' });
     expect(ended('assistant-forwarded-call')?.status).toBe('ended');
     expect(ended('exceeded-max-duration')?.status).toBe('ended');

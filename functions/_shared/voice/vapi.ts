@@ -214,8 +214,11 @@ function statusEvent(eventId: string, message: z.infer<typeof statusUpdate>, rec
     ...facts,
     status,
     endedReason: ended ? endedReason : undefined,
-    startedAt: facts.startedAt ?? (type === 'call.started' ? occurredAt : undefined),
-    endedAt: facts.endedAt ?? (ended ? occurredAt : undefined),
+    // Only the times Vapi states. The message's own timestamp is its occurredAt, from which the database
+    // dates a start or an end it applies; stated as a time, it would also overwrite the end-of-call report's
+    // exact times (and the duration it states) whenever the update came late or was delivered again.
+    startedAt: facts.startedAt,
+    endedAt: facts.endedAt,
   };
 }
 
