@@ -81,7 +81,8 @@ export async function completions(deps: ChatDeps, req: Request, requestId: strin
     botId,
     conversationId: conversationHeader,
     channel: req.headers.get('x-chat-channel') === 'voice' ? 'voice' : 'api',
-    externalUserId: request.user?.trim() || null,
+    // Trimmed by the schema.
+    externalUserId: request.user || null,
     message: question,
     history,
     startedAt,

@@ -5,6 +5,7 @@
  */
 import type { TransactionSql } from '../_shared/db.ts';
 import { HttpError } from '../_shared/errors.ts';
+import { isPostgresError } from '../_shared/pg-errors.ts';
 
 /** What an endpoint looks like in responses: the same columns members read through PostgREST. */
 export interface EndpointRow {
@@ -108,13 +109,18 @@ export async function sendTestEvent(tx: TransactionSql, endpointId: string): Pro
 export const OWNER_ONLY_REPLAY_MESSAGE =
   'Only owners may replay this delivery: its event (an export) is readable only by owners.';
 
+/** The refusal replay_webhook_delivery raises for an owner-only event (20261123004100). */
+const OWNER_ONLY_REPLAY_REFUSAL = /^only owners may replay /;
+
 export async function replayDelivery(tx: TransactionSql, deliveryId: string): Promise<string> {
-  // A delivery the caller reads whose event they may not read (export events are owners' only): the SQL
-  // function refuses it too, with the same 42501 as a missing webhooks.manage, so say here which rule it is.
-  const [visible] = await tx<{ event_readable: boolean }[]>`
-    select exists (select 1 from public.events ev where ev.id = d.event_id) as event_readable
-    from public.webhook_deliveries d where d.id = ${deliveryId}`;
-  if (visible && !visible.event_readable) throw new HttpError(403, 'forbidden', OWNER_ONLY_REPLAY_MESSAGE);
-  const [row] = await tx<{ delivery_id: string }[]>`select private.replay_webhook_delivery(${deliveryId}) as delivery_id`;
-  return row.delivery_id;
+  try {
+    const [row] = await tx<{ delivery_id: string }[]>`select private.replay_webhook_delivery(${deliveryId}) as delivery_id`;
+    return row.delivery_id;
+  } catch (error) {
+    // The same 42501 as a missing webhooks.manage, whose wording the handler replaces; say which rule it is.
+    if (isPostgresError(error) && error.code === '42501' && OWNER_ONLY_REPLAY_REFUSAL.test(error.message)) {
+      throw new HttpError(403, 'forbidden', OWNER_ONLY_REPLAY_MESSAGE);
+    }
+    throw error;
+  }
 }
