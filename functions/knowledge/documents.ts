@@ -25,20 +25,38 @@ async function deletableDocument(tx: TransactionSql, id: string): Promise<{ stor
 }
 
 /**
- * Deletes a document: its file first, then its row (chunks and staging
- * cascade). In that order a failure part-way is repaired by trying again
- * (the file is already gone, the row is deleted); the other order could leave
- * a file nothing points to. Neither step holds a transaction open across the
- * Storage call.
+ * Deletes a document: marks it as being deleted (from then on no ingestion
+ * step starts, finishes or fails it, so no document.ready or document.failed
+ * follows), removes its file, then its row (chunks and staging cascade). In
+ * that order a failure part-way is repaired by trying again (the file is
+ * already gone, the row is deleted); the other order could leave a file
+ * nothing points to. No transaction is held open across the Storage call.
  */
 export async function deleteDocument(sql: Sql, claims: UserClaims, store: KnowledgeStore, id: string): Promise<void> {
-  const { storage_path: path } = await withUserScope(sql, claims, (tx) => deletableDocument(tx, id));
+  const { storage_path: path } = await asDeleter(sql, claims, id, async (tx) => {
+    await tx`select private.begin_document_deletion(${id}::uuid)`;
+  });
   await store.remove(path);
-  await withUserScope(sql, claims, async (tx) => {
-    await deletableDocument(tx, id);
-    // Documents have no delete grant for users; the check above is the gate. The caller's
-    // claims stay set, so the audit log records them as the actor.
-    await tx`select set_config('role', 'service_role', true)`;
+  await asDeleter(sql, claims, id, async (tx) => {
     await tx`delete from public.documents where id = ${id}`;
+  });
+}
+
+/**
+ * Runs `fn` after checking the caller may delete the document, as the service
+ * role: documents have no update or delete grant for users, the check is the
+ * gate. The caller's claims stay set, so the audit log records them as the actor.
+ */
+async function asDeleter(
+  sql: Sql,
+  claims: UserClaims,
+  id: string,
+  fn: (tx: TransactionSql) => Promise<void>,
+): Promise<{ storage_path: string }> {
+  return await withUserScope(sql, claims, async (tx) => {
+    const document = await deletableDocument(tx, id);
+    await tx`select set_config('role', 'service_role', true)`;
+    await fn(tx);
+    return document;
   });
 }

@@ -165,6 +165,44 @@ describe('DELETE /knowledge/documents/:id', () => {
     expect((await remove(id, org.tokens.admin)).status).toBe(404);
   });
 
+  it('keeps a document being deleted out of ingestion: a step after its file went neither fails nor finishes it', async () => {
+    // Registered and uploaded, so queued; the scheduler is off, so no step has run yet.
+    const bytes = await textPdf([pageMarker(1)]);
+    const { id, storage_path: path } = await registerFile(sql, org.users.member, org.id, {
+      name: 'leaving.pdf',
+      mime_type: 'application/pdf',
+      size_bytes: bytes.byteLength,
+    });
+    const uploaded = await org.clients.member.storage.from('knowledge').upload(path, new Blob([bytes], { type: 'application/pdf' }));
+    expect(uploaded.error).toBeNull();
+    // A delete stopped after its first two steps: the document is marked and its file removed.
+    await sql.begin(async (tx) => {
+      await tx`select set_config('role', 'service_role', true)`;
+      await tx`select private.begin_document_deletion(${id}::uuid)`;
+    });
+    const removed = await supabaseClient(stack.apiUrl!, stack.keys.serviceRoleKey).storage.from('knowledge').remove([path]);
+    expect(removed.error).toBeNull();
+
+    const step = await fetch(`${stack.apiUrl}/functions/v1/ingest`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${stack.keys.serviceRoleKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ document_id: id }),
+    });
+    expect(step.status).toBeLessThan(300);
+    expect(await step.json()).not.toMatchObject({ status: 'failed' });
+    const [document] = await sql<{ status: string; failure_reason: string | null; deletion_started_at: Date | null }[]>`
+      select status, failure_reason, deletion_started_at from public.documents where id = ${id}`;
+    expect(document).toMatchObject({ status: 'queued', failure_reason: null, deletion_started_at: expect.any(Date) });
+    const [{ events }] = await sql<{ events: number }[]>`
+      select count(*)::int as events from public.events
+      where type in ('document.failed', 'document.ready') and payload ->> 'document_id' = ${id}`;
+    expect(events).toBe(0);
+
+    // Deleting again finishes the job.
+    expect((await remove(id, org.tokens.admin)).status).toBe(204);
+    expect(await counts(id, path)).toEqual({ documents: 0, chunks: 0, objects: 0 });
+  });
+
   it('lets an owner delete a document whose file is already gone (a retried delete)', async () => {
     const { id, path } = await ingestedDocument(org);
     // Users may not delete a document's file on its own; the first try of a delete removed it as the service role.
