@@ -558,14 +558,14 @@ isOneToOne: false
                   ]
                 },"documents": {
                   Row: {
-                    "batch_id": string | null,"checksum_sha256": string | null,"chunk_count": number,"collection_id": string | null,"content_sha256": string | null,"created_at": string,"created_by": string | null,"failure_reason": string | null,"id": string,"ingest_attempts": number,"ingest_cursor": number,"ingest_run": string | null,"ingest_stalls": number,"ingest_started_at": string | null,"ingested_at": string | null,"mime_type": string,"name": string,"org_id": string,"page_count": number | null,"progress": number,"project_id": string | null,"size_bytes": number,"status": Database["public"]['Enums']["document_status"],"storage_path": string,"updated_at": string
+                    "batch_id": string | null,"checksum_sha256": string | null,"chunk_count": number,"collection_id": string | null,"content_sha256": string | null,"created_at": string,"created_by": string | null,"deletion_started_at": string | null,"failure_reason": string | null,"id": string,"ingest_attempts": number,"ingest_cursor": number,"ingest_run": string | null,"ingest_stalls": number,"ingest_started_at": string | null,"ingested_at": string | null,"mime_type": string,"name": string,"org_id": string,"page_count": number | null,"progress": number,"project_id": string | null,"size_bytes": number,"status": Database["public"]['Enums']["document_status"],"storage_path": string,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "batch_id"?: string | null,"checksum_sha256"?: string | null,"chunk_count"?: number,"collection_id"?: string | null,"content_sha256"?: string | null,"created_at"?: string,"created_by"?: string | null,"failure_reason"?: string | null,"id"?: string,"ingest_attempts"?: number,"ingest_cursor"?: number,"ingest_run"?: string | null,"ingest_stalls"?: number,"ingest_started_at"?: string | null,"ingested_at"?: string | null,"mime_type": string,"name": string,"org_id": string,"page_count"?: number | null,"progress"?: number,"project_id"?: string | null,"size_bytes": number,"status"?: Database["public"]['Enums']["document_status"],"storage_path": string,"updated_at"?: string
+                    "batch_id"?: string | null,"checksum_sha256"?: string | null,"chunk_count"?: number,"collection_id"?: string | null,"content_sha256"?: string | null,"created_at"?: string,"created_by"?: string | null,"deletion_started_at"?: string | null,"failure_reason"?: string | null,"id"?: string,"ingest_attempts"?: number,"ingest_cursor"?: number,"ingest_run"?: string | null,"ingest_stalls"?: number,"ingest_started_at"?: string | null,"ingested_at"?: string | null,"mime_type": string,"name": string,"org_id": string,"page_count"?: number | null,"progress"?: number,"project_id"?: string | null,"size_bytes": number,"status"?: Database["public"]['Enums']["document_status"],"storage_path": string,"updated_at"?: string
                   }
                   Update: {
-                    "batch_id"?: string | null,"checksum_sha256"?: string | null,"chunk_count"?: number,"collection_id"?: string | null,"content_sha256"?: string | null,"created_at"?: string,"created_by"?: string | null,"failure_reason"?: string | null,"id"?: string,"ingest_attempts"?: number,"ingest_cursor"?: number,"ingest_run"?: string | null,"ingest_stalls"?: number,"ingest_started_at"?: string | null,"ingested_at"?: string | null,"mime_type"?: string,"name"?: string,"org_id"?: string,"page_count"?: number | null,"progress"?: number,"project_id"?: string | null,"size_bytes"?: number,"status"?: Database["public"]['Enums']["document_status"],"storage_path"?: string,"updated_at"?: string
+                    "batch_id"?: string | null,"checksum_sha256"?: string | null,"chunk_count"?: number,"collection_id"?: string | null,"content_sha256"?: string | null,"created_at"?: string,"created_by"?: string | null,"deletion_started_at"?: string | null,"failure_reason"?: string | null,"id"?: string,"ingest_attempts"?: number,"ingest_cursor"?: number,"ingest_run"?: string | null,"ingest_stalls"?: number,"ingest_started_at"?: string | null,"ingested_at"?: string | null,"mime_type"?: string,"name"?: string,"org_id"?: string,"page_count"?: number | null,"progress"?: number,"project_id"?: string | null,"size_bytes"?: number,"status"?: Database["public"]['Enums']["document_status"],"storage_path"?: string,"updated_at"?: string
                   }
                   Relationships: [
                     {
@@ -1492,6 +1492,7 @@ isOneToOne: false
 "content_sha256": string | null,
 "created_at": string,
 "created_by": string | null,
+"deletion_started_at": string | null,
 "failure_reason": string | null,
 "id": string,
 "ingest_attempts": number,
@@ -1660,6 +1661,7 @@ isOneToOne: false
 "content_sha256": string | null,
 "created_at": string,
 "created_by": string | null,
+"deletion_started_at": string | null,
 "failure_reason": string | null,
 "id": string,
 "ingest_attempts": number,
