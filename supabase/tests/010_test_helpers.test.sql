@@ -5,7 +5,7 @@
 -- the API and holds no data (tests.fixtures is filled only inside a test
 -- file's transaction, which is rolled back).
 --
---   tests.create_user(email[, app_metadata])  -> user id (a profile is created too)
+--   tests.create_user(email[, app_metadata])  -> user id, e-mail confirmed (a profile is created too)
 --   tests.create_org(slug, owner_id)          -> org id
 --   tests.add_member(org_id, user_id, role)
 --   tests.authenticate_as(user_id)            -> role authenticated, JWT claims of that user
@@ -33,9 +33,13 @@ as $$
 declare
   user_id uuid := gen_random_uuid();
 begin
-  insert into auth.users (id, instance_id, aud, role, email, raw_app_meta_data, raw_user_meta_data, created_at, updated_at)
+  -- Confirmed at sign-up, as Supabase Auth does with email confirmations off
+  -- (supabase/config.toml; the seed's users too). A test that needs an
+  -- unconfirmed user clears email_confirmed_at itself.
+  insert into auth.users (id, instance_id, aud, role, email, email_confirmed_at, raw_app_meta_data, raw_user_meta_data,
+                          created_at, updated_at)
   values (
-    user_id, '00000000-0000-0000-0000-000000000000', 'authenticated', 'authenticated', lower(email),
+    user_id, '00000000-0000-0000-0000-000000000000', 'authenticated', 'authenticated', lower(email), now(),
     '{"provider": "email", "providers": ["email"]}'::jsonb || app_metadata,
     jsonb_build_object('display_name', split_part(email, '@', 1)), now(), now()
   );
