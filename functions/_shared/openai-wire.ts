@@ -218,6 +218,15 @@ export function sseData(payload: ChatCompletionChunk): string {
 export const SSE_DONE = formatSseFrame({ data: '[DONE]' });
 
 /**
+ * What OpenAI sends when a stream fails once it has begun: OpenAI's error
+ * body as a `data:` event, after which the stream ends (no `[DONE]`). The
+ * `openai` SDKs raise it as an APIError while iterating.
+ */
+export function sseError(status: number, code: string | null, message: string): string {
+  return formatSseFrame({ data: JSON.stringify(openAiErrorBody(status, code, message)) });
+}
+
+/**
  * OpenAI's error body. Our functions otherwise answer `{ error: { code, message } }`;
  * this keeps both fields and adds `type` and `param`, so either kind of client reads it.
  */

@@ -8,9 +8,18 @@
  * keeps one conversation per end user; `x-conversation-id` continues a given
  * one, and every answer carries it back. `x-chat-channel: voice` records a
  * voice agent's turns as such. Errors use OpenAI's error body.
+ *
+ * A model that fails (its retries spent) before its first token is answered
+ * as OpenAI answers a failed request: 503 (429, 5xx or a lost connection
+ * upstream; Retry-After when the provider asked for a pause) or 502 (the
+ * provider refused the request), code `model_unavailable`, streamed or not;
+ * the stream's headers wait for the first token for that. One that fails
+ * after it ends the stream as OpenAI does, with an error object as a `data:`
+ * event and no `[DONE]` (not streamed: the same 503). Either way the turn is
+ * stored and metered, finish reason `error` (see core.ts).
  */
 import { apiKeyFromRequest, requireScope, verifyApiKey } from '../_shared/api-keys.ts';
-import type { ChatMessage } from '../_shared/chat/index.ts';
+import type { ChatMessage, ChatProviderError } from '../_shared/chat/index.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { json } from '../_shared/http.ts';
 import {
@@ -23,9 +32,18 @@ import {
   type FinishReason,
   SSE_DONE,
   sseData,
+  sseError,
 } from '../_shared/openai-wire.ts';
-import { createSseWriter, formatSseFrame, sseResponse } from '../_shared/sse.ts';
-import { answerTurn, type ChatDeps, prepareTurn, type TurnFinishReason, type TurnInput, type TurnResult } from './core.ts';
+import { createSseWriter, sseResponse } from '../_shared/sse.ts';
+import {
+  answerTurn,
+  type ChatDeps,
+  prepareTurn,
+  type TurnEvent,
+  type TurnFinishReason,
+  type TurnInput,
+  type TurnResult,
+} from './core.ts';
 import { asService } from './principal.ts';
 import { botForApiKey, listApiBots } from './queries.ts';
 import { readChatBody, uuid } from './schemas.ts';
@@ -56,10 +74,25 @@ function splitMessages(request: ChatCompletionRequest): { question: string; hist
 
 /**
  * OpenAI's finish reason for ours. `interrupted` is only ever read by nobody
- * (the client went away), so it is told as what OpenAI sends for a stopped answer.
+ * (the client went away), so it is told as what OpenAI sends for a stopped
+ * answer; `error` is never told as a finish reason (the client gets an error
+ * instead), and is mapped only for completeness.
  */
 function wireFinishReason(reason: TurnFinishReason): FinishReason {
-  return reason === 'interrupted' ? 'stop' : reason;
+  return reason === 'interrupted' || reason === 'error' ? 'stop' : reason;
+}
+
+/**
+ * The answer to a model that failed: 503 when trying again may work (429,
+ * 5xx, a lost connection; with Retry-After when the provider asked for a
+ * pause), 502 when the provider refused the request. The turn is already
+ * stored; its conversation id comes back as on every answer.
+ */
+function modelFailure(failure: ChatProviderError, headers: Record<string, string>): HttpError {
+  const { code, message } = streamError(failure);
+  const answerHeaders: Record<string, string> = { ...headers };
+  if (failure.retryAfterSeconds !== undefined) answerHeaders['retry-after'] = String(failure.retryAfterSeconds);
+  return new HttpError(failure.retryable ? 503 : 502, code, message, answerHeaders, { cause: failure });
 }
 
 export async function completions(deps: ChatDeps, req: Request, requestId: string): Promise<Response> {
@@ -98,6 +131,8 @@ export async function completions(deps: ChatDeps, req: Request, requestId: strin
       if (event.type === 'result') result = event.result;
     }
     if (!result) throw new Error('The turn ended without a result');
+    // Stored and metered as `error`; the client, which saw none of it, gets the failure.
+    if (result.failure) throw modelFailure(result.failure, headers);
     // An empty answer is answered as OpenAI answers it: empty content and the finish reason saying why.
     return json(
       chatCompletion(meta, {
@@ -110,32 +145,63 @@ export async function completions(deps: ChatDeps, req: Request, requestId: strin
     );
   }
 
-  // Made only once the turn is let through: a writer's keep-alive timer runs until it is closed,
-  // and a refusal above never opens (so never closes) a stream.
+  // The client's connection as the turn sees it: the request's until the stream exists, then the stream's.
+  const gone = new AbortController();
+  const requestGone = () => gone.abort(req.signal.reason);
+  if (req.signal.aborted) requestGone();
+  else req.signal.addEventListener('abort', requestGone, { once: true });
+  const streamed: TurnInput = { ...input, signal: gone.signal };
+  // The first event (a token, or the result of a turn without any) comes before the response, so that a
+  // model failing before its first token is answered with an error status, as OpenAI answers, not a 200.
+  const events = answerTurn(deps, streamed, turn)[Symbol.asyncIterator]();
+  let next: IteratorResult<TurnEvent>;
+  try {
+    next = await events.next();
+  } finally {
+    req.signal.removeEventListener('abort', requestGone);
+  }
+  if (!next.done && next.value.type === 'result' && next.value.result.failure) {
+    throw modelFailure(next.value.result.failure, headers);
+  }
+
+  // Made only once the answer has begun: a writer's keep-alive timer runs until it is closed, and a refusal
+  // or failure above never opens (so never closes) a stream.
   const writer = createSseWriter();
-  const streamed: TurnInput = { ...input, signal: writer.signal };
+  writer.signal.addEventListener('abort', () => gone.abort(writer.signal.reason), { once: true });
 
   const chunks = chunkBuilder(meta, { includeUsage: request.stream_options?.include_usage === true });
   void (async () => {
     try {
       await writer.write(sseData(chunks.start()));
-      for await (const event of answerTurn(deps, streamed, turn)) {
+      let failed = false;
+      for (; !next.done; next = await events.next()) {
+        const event = next.value;
         if (event.type === 'delta') {
           await writer.write(sseData(chunks.content(event.text)));
           continue;
         }
-        await writer.write(sseData(chunks.finish(wireFinishReason(event.result.finishReason))));
+        const { result } = event;
+        if (result.failure) {
+          // Cut after the first token: what was streamed is stored (as `error`) and metered; the client gets
+          // what OpenAI sends when a stream fails, and no finish reason or [DONE].
+          console.error(`[${requestId}] chat completion failed`, result.failure);
+          const failure = modelFailure(result.failure, headers);
+          await writer.write(sseError(failure.status, failure.code, failure.message));
+          failed = true;
+          continue;
+        }
+        await writer.write(sseData(chunks.finish(wireFinishReason(result.finishReason))));
         if (request.stream_options?.include_usage) {
-          await writer.write(sseData(chunks.usage({ tokensIn: event.result.tokensIn, tokensOut: event.result.tokensOut })));
+          await writer.write(sseData(chunks.usage({ tokensIn: result.tokensIn, tokensOut: result.tokensOut })));
         }
       }
-      await writer.write(SSE_DONE);
+      if (!failed) await writer.write(SSE_DONE);
     } catch (error) {
       if (!writer.signal.aborted) {
         console.error(`[${requestId}] chat completion failed`, error);
         // What OpenAI sends when a stream fails: an error object as the event's data.
         const { code, message } = streamError(error);
-        await writer.write(formatSseFrame({ data: JSON.stringify({ error: { message, type: 'server_error', code, param: null } }) }));
+        await writer.write(sseError(500, code, message));
       }
     } finally {
       writer.close();

@@ -15,6 +15,10 @@
  *    (private.chat_finish). A turn whose client went away mid-answer finishes
  *    too, as `interrupted`: the model was called, so its tokens are metered
  *    (else cancelling would dodge the quota) and what was streamed is stored.
+ *    So does a turn whose model fails (ChatProviderError, its retries spent),
+ *    as `error`: what was streamed before the failure is stored (empty if
+ *    nothing was) and metered (nothing when no text came), and the result
+ *    carries the failure for the entry point to tell its client.
  *    An empty answer (a content filter, a reasoning model spending its whole
  *    budget) is stored empty with the model's finish reason, and metered.
  */
@@ -22,6 +26,7 @@ import {
   buildChatMessages,
   type ChatMessage,
   type ChatProvider,
+  ChatProviderError,
   chatProviderFor,
   type Citation,
   countPromptTokens,
@@ -81,10 +86,12 @@ export interface TurnInput {
 
 /**
  * Why the answer ended: the model's reason (`content_filter` and `length`
- * may come with no text at all), or `interrupted` when the client went away
- * before the end (nobody reads the result then; it is what is stored).
+ * may come with no text at all), `interrupted` when the client went away
+ * before the end (nobody reads the result then; it is what is stored), or
+ * `error` when the model failed (the result's `failure` says how; the
+ * content is what was streamed before, possibly nothing).
  */
-export type TurnFinishReason = 'stop' | 'length' | 'content_filter' | 'interrupted';
+export type TurnFinishReason = 'stop' | 'length' | 'content_filter' | 'interrupted' | 'error';
 
 export type PreparedTurn = Extract<q.PrepareResult, { ok: true }>;
 
@@ -101,6 +108,8 @@ export interface TurnResult {
   escalated: boolean;
   /** What a booking step booked; null otherwise. */
   appointment: BookingReply['appointment'];
+  /** Why the model failed, when `finishReason` is `error` (the answer is stored and metered all the same); else null. */
+  failure: ChatProviderError | null;
 }
 
 export type TurnEvent = { type: 'delta'; text: string } | { type: 'result'; result: TurnResult };
@@ -158,6 +167,7 @@ export async function* answerTurn(deps: ChatDeps, input: TurnInput, turn: Prepar
   let escalationReason: string | null = null;
   let pendingMetering: Promise<void> = Promise.resolve();
   let appointment: BookingReply['appointment'] = null;
+  let failure: ChatProviderError | null = null;
 
   if (input.booking) {
     const reply = await bookingReply({
@@ -217,18 +227,30 @@ export async function* answerTurn(deps: ChatDeps, input: TurnInput, turn: Prepar
           }
         }
       } catch (error) {
-        if (!input.signal?.aborted) throw error;
-        // The client went away mid-answer. The provider's usage comes only at the end of a stream, so
-        // the tokens are ours to count: the whole prompt (the model read it) and the text streamed so far.
-        finishReason = 'interrupted';
-        tokensIn = countPromptTokens(messages);
-        tokensOut = countTokens(content);
+        if (input.signal?.aborted) {
+          // The client went away mid-answer. The provider's usage comes only at the end of a stream, so
+          // the tokens are ours to count: the whole prompt (the model read it) and the text streamed so far.
+          finishReason = 'interrupted';
+          tokensIn = countPromptTokens(messages);
+          tokensOut = countTokens(content);
+        } else if (error instanceof ChatProviderError) {
+          // The model failed, its retries spent. The turn still ends: what was streamed is the answer,
+          // stored as `error`. With text, the model read the prompt and wrote that text (both billed, no
+          // usage sent): counted as for `interrupted`. With none (an error status, a connection lost
+          // before any text), nothing was generated: metered as no tokens.
+          finishReason = 'error';
+          failure = error;
+          tokensIn = content === '' ? 0 : countPromptTokens(messages);
+          tokensOut = countTokens(content);
+        } else {
+          throw error;
+        }
       }
     }
     // A model may end with no text (content_filter, or length for a reasoning model that spent its
     // budget thinking): stored empty, with that reason, rather than refused.
     if (content.trim() === '') content = '';
-    if (finishReason === 'interrupted' || content === '') {
+    if (finishReason === 'interrupted' || finishReason === 'error' || content === '') {
       // Not taken for the "no answer" sentence (no escalation on a cut or empty answer); a partial answer
       // keeps the citations it got to.
       if (content !== '') citations = extractCitations(content, { chunks, products });
@@ -274,6 +296,7 @@ export async function* answerTurn(deps: ChatDeps, input: TurnInput, turn: Prepar
       conversationStatus: finished.conversation_status,
       escalated: finished.escalated,
       appointment,
+      failure,
     },
   };
 }

@@ -73,7 +73,7 @@ export interface FinishArgs {
   model: string;
   citations: Citation[];
   escalationReason: string | null;
-  finishReason: 'stop' | 'length' | 'content_filter' | 'interrupted';
+  finishReason: 'stop' | 'length' | 'content_filter' | 'interrupted' | 'error';
   /** The API key that made this call (metered to it), or null for a user or Telegram. */
   apiKeyId: string | null;
 }

@@ -14,8 +14,9 @@
  * redelivery never stores or meters the turn again. If the answer was stored
  * but could not be sent, the redelivery sends the stored answer again (no
  * model call); if the model failed, the chat is told and the webhook answers
- * 200. Only a failure before anything was stored gives the claim back, so
- * the redelivery runs the turn.
+ * 200 (the turn is stored and metered as `error`, but not linked: a
+ * redelivery sends nothing). Only a failure before anything was stored gives
+ * the claim back, so the redelivery runs the turn.
  */
 import { type ChatMessage } from '../_shared/chat/index.ts';
 import { type EnvReader, processEnv } from '../_shared/env.ts';
@@ -117,6 +118,9 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
       if (event.type === 'result') result = event.result;
     }
     if (!result) throw new Error('The turn ended without a result');
+    // The model failed: the turn is stored and metered as `error` (what it wrote before, possibly
+    // nothing); Telegram sends no half answer, so the chat is told as below.
+    if (result.failure) throw result.failure;
   } catch (error) {
     // The question is stored and the model failed (after its own retries): a redelivery would store
     // the question again, so the chat is told, as for a refusal, and Telegram gets its 200.

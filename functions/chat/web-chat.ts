@@ -9,8 +9,14 @@
  *   event: done          { message_id, conversation_status, escalated, finish_reason }
  * `finish_reason` is stop, length (the bot's token limit) or content_filter;
  * with the last two there may be no delta at all (the model gave no text).
- * Or `event: error { code, message }` if the model fails once the stream has
- * begun. Refusals (403, 402, 409, 429) come before the stream, as JSON.
+ * When the model fails (before or after its first token, its retries spent)
+ * the stream ends, instead of `done`, with
+ *   event: error         { code: 'model_unavailable', message, message_id, finish_reason: 'error' }
+ * after `citations` and `usage`: what was streamed is stored as the answer
+ * (message_id, empty if nothing was) with finish reason error, and metered.
+ * Any other failure once the stream has begun ends it with
+ * `event: error { code: 'internal_error', message }`.
+ * Refusals (403, 402, 409, 429) come before the stream, as JSON.
  * A body with `booking` ({ starts_at, ends_at, attendee_name, attendee_email?,
  * attendee_phone?, notes? }) is a booking step: see booking.ts.
  */
@@ -61,6 +67,17 @@ export async function webChat(deps: ChatDeps, req: Request, claims: UserClaims, 
           latency_ms: result.latencyMs,
           model: result.model,
         });
+        if (result.failure) {
+          // The model failed: the answer so far is stored (as `error`) and metered; the client is told
+          // why it ends here, with the stored message's id, instead of `done`.
+          console.error(`[${requestId}] chat model failed`, result.failure);
+          await writer.send('error', {
+            ...streamError(result.failure),
+            message_id: result.messageId,
+            finish_reason: result.finishReason,
+          });
+          continue;
+        }
         await writer.send('done', {
           message_id: result.messageId,
           conversation_status: result.conversationStatus,

@@ -78,7 +78,7 @@ select throws_ok(
 );
 select throws_ok(
   $$select private.chat_finish(tests.fx('conv_api'), 'x', 1, 1, 1, null, '[]', null, 'tool_calls')$$,
-  '22023', 'finish_reason is stop, length, content_filter or interrupted', 'chat_finish: an unknown finish reason is refused'
+  '22023', 'finish_reason is stop, length, content_filter, interrupted or error', 'chat_finish: an unknown finish reason is refused'
 );
 select throws_ok(
   $$select private.chat_finish(tests.fx('conv_api'), 'x', 1, 1, 1, null, '[]', null, null)$$,

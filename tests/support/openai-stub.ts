@@ -14,7 +14,9 @@
  * chunk, content chunks, a finish chunk, with `stream_options.include_usage`
  * a usage chunk with no choices, then `data: [DONE]`), or as one
  * chat.completion. Failures can be queued before the first byte
- * (failChatNext), and a script can drop the connection after some chunks.
+ * (failChatNext), and a script can drop the connection after some chunks or
+ * fail the stream as OpenAI does when the server fails mid-answer (an error
+ * object as a `data:` event, then the end of the response).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -61,6 +63,12 @@ export interface ChatScript {
   usage?: { prompt_tokens: number; completion_tokens: number } | null;
   /** Streamed only: close the connection after this many content chunks (no finish chunk, no [DONE]). */
   dropAfter?: number;
+  /**
+   * Streamed only: after this many content chunks send OpenAI's mid-stream
+   * failure, `data: {"error": {...}}`, and end the response (no finish chunk,
+   * no [DONE]).
+   */
+  errorAfter?: number;
   /** Streamed only: a pause before each content chunk. */
   delayMs?: number;
 }
@@ -253,12 +261,17 @@ export async function startOpenAiStub(options: { apiKey?: string } = {}): Promis
       ...(record.includeUsage ? { usage: null } : {}),
     });
     await send(chunk({ role: 'assistant', content: '', refusal: null }, null));
+    const streamError = () => {
+      res.end(`data: ${JSON.stringify(error('The server had an error while processing your request. Sorry about that!', 'server_error'))}\n\n`);
+    };
     for (const [index, piece] of pieces.entries()) {
       if (script.dropAfter === index) return dropConnection(res);
+      if (script.errorAfter === index) return streamError();
       if (script.delayMs) await new Promise((resolve) => setTimeout(resolve, script.delayMs));
       await send(chunk({ content: piece }, null));
     }
     if (script.dropAfter !== undefined && script.dropAfter >= pieces.length) return dropConnection(res);
+    if (script.errorAfter !== undefined && script.errorAfter >= pieces.length) return streamError();
     await send(chunk({}, finishReason));
     if (record.includeUsage && usage) await send({ ...common, object: 'chat.completion.chunk', choices: [], usage });
     res.end('data: [DONE]\n\n');

@@ -15,6 +15,7 @@ import {
   requestedMaxTokens,
   SSE_DONE,
   sseData,
+  sseError,
 } from '../../functions/_shared/openai-wire.ts';
 import {
   createSseWriter,
@@ -294,6 +295,16 @@ describe('OpenAI chat completion objects', () => {
       code: null,
       param: null,
     });
+  });
+
+  it('frames a mid-stream failure as OpenAI does: the error body as a data event, no event name', () => {
+    expect(sseError(503, 'model_unavailable', 'The model did not answer; try again.')).toBe(
+      `data: ${
+        JSON.stringify({
+          error: { message: 'The model did not answer; try again.', type: 'server_error', code: 'model_unavailable', param: null },
+        })
+      }\n\n`,
+    );
   });
 
   it('turns an HttpError into an OpenAI error response with its headers, and hides anything else', async () => {
