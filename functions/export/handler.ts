@@ -10,6 +10,10 @@
  *   GET  /functions/v1/export/:id                 an owner (JWT) → { export, files: [{ name, url, ... }],
  *                                                links_expire_at }; links (EXPORT_LINK_SECONDS, default 1 hour)
  *                                                only once ready and until the export expires; 404 otherwise
+ *   POST /functions/v1/export/expire `{}`         the service role (pg_cron hourly through pg_net:
+ *                                                private.request_export_expiry) → 200 { exports: [{ export_id,
+ *                                                files_removed, files_remaining }], pending }: removes the files
+ *                                                of expired exports through Storage and marks them (expire.ts)
  *
  * verify_jwt is off (supabase/config.toml): pg_net posts to the function's
  * root with the service-role key, which on a hosted project need not be a
@@ -22,9 +26,10 @@ import { getSql, type Sql } from '../_shared/db.ts';
 import { type EnvReader, processEnv } from '../_shared/env.ts';
 import { positiveIntFromEnv } from '../_shared/env-numbers.ts';
 import { createHandler } from '../_shared/handler.ts';
-import { json, readJson } from '../_shared/http.ts';
+import { json, readJson, readOptionalJson } from '../_shared/http.ts';
 import { requireServiceRole, serviceRoleOrUser } from '../_shared/service-auth.ts';
 import { lazyServiceClient } from '../_shared/service-storage.ts';
+import { expireExports } from './expire.ts';
 import { exportWithLinks, requestDataExport } from './requests.ts';
 import { matchRoute } from './router.ts';
 import { DEFAULT_EXPORT_BUDGET, type ExportBudget } from './step.ts';
@@ -41,6 +46,10 @@ export interface ExportDeps {
 // Any 8-4-4-4-12 hex id, as Postgres's uuid type accepts.
 const createBody = z.object({ org_id: z.guid() });
 const stepBody = z.object({ export_id: z.guid() });
+// pg_net posts `{}`; nothing else is accepted.
+const expireBody = z.object({}).strict();
+/** Time one expiry pass spends removing files (waiting on Storage, not CPU; pg_net gives up after 30 s). */
+const EXPIRY_BUDGET_MS = 20_000;
 
 export function exportBudgetFromEnv(env: EnvReader): ExportBudget {
   return {
@@ -80,6 +89,12 @@ export function createExportHandler(deps: ExportDeps): (req: Request) => Promise
       case 'step':
         await requireServiceRole(req, { env, what: 'run export steps' });
         return await step(req);
+      case 'expire': {
+        await requireServiceRole(req, { env, what: 'remove expired exports' });
+        await readOptionalJson(req, expireBody);
+        const summary = await expireExports({ sql: deps.sql(), store }, EXPIRY_BUDGET_MS);
+        return json(summary, 200, { 'cache-control': 'no-store' });
+      }
       case 'show': {
         const claims = await requireUser(req, { env });
         const view = await exportWithLinks({ sql: deps.sql(), store }, claims, route.exportId, linkSeconds());

@@ -33,7 +33,7 @@ export interface Manifest {
   org_id: string;
   requested_at: string;
   created_at: string;
-  formats: { json: string; csv: string };
+  formats: { json: string; csv: string; storage_objects: string };
   tables: Array<{ name: string; rows: number; files: string[] }>;
   files: ExportFile[];
   zip: string | null;
@@ -48,6 +48,7 @@ export function buildManifest(record: ExportRecord, files: ExportFile[], zipped:
     formats: {
       json: 'An array of the rows, each as Postgres to_jsonb makes it, one per line.',
       csv: 'RFC 4180 with a header; null is an empty field; objects and arrays are their JSON text. Empty table: empty file.',
+      storage_objects: 'The organization\'s files in Storage (bucket_id, name, size_bytes, mime_type, document_id for a knowledge original), listed, not copied: they stay in their buckets.',
     },
     tables: record.tables.map((name) => {
       const own = files.filter((file) => file.table === name);

@@ -18,6 +18,8 @@ export interface ExportRecord {
   updated_at: Date;
   finished_at: Date | null;
   expires_at: Date | null;
+  /** When its files were removed after it expired (20261123004600); null while they are kept. */
+  expired_at: Date | null;
 }
 
 export interface ClaimedExport extends ExportRecord {
@@ -25,7 +27,7 @@ export interface ClaimedExport extends ExportRecord {
   cursor: unknown;
 }
 
-const COLUMNS = 'id, org_id, requested_by, status, progress_percent, tables, storage_prefix, error, steps, created_at, updated_at, finished_at, expires_at';
+const COLUMNS = 'id, org_id, requested_by, status, progress_percent, tables, storage_prefix, error, steps, created_at, updated_at, finished_at, expires_at, expired_at';
 
 /** The next step of the export (a 2-minute lease), or null when another worker holds it or it is over. */
 export async function claimStep(tx: TransactionSql, exportId: string): Promise<ClaimedExport | null> {

@@ -10,7 +10,8 @@ export interface ExportStore {
   download(path: string): Promise<Uint8Array | null>;
   /** The names of the objects directly under `prefix` (no trailing slash), without the prefix. */
   list(prefix: string): Promise<string[]>;
-  remove(paths: string[]): Promise<void>;
+  /** Removes the objects (up to any number, 1,000 a request); returns how many were removed. */
+  remove(paths: string[]): Promise<number>;
   /** A signed URL per path that exists, valid for `expiresInSeconds`. */
   signedUrls(paths: string[], expiresInSeconds: number): Promise<Map<string, string>>;
 }
@@ -47,10 +48,13 @@ export function supabaseExportStore(client: () => SupabaseClient): ExportStore {
       }
     },
     async remove(paths) {
+      let removed = 0;
       for (let start = 0; start < paths.length; start += LIST_PAGE) {
-        const { error } = await bucket().remove(paths.slice(start, start + LIST_PAGE));
+        const { data, error } = await bucket().remove(paths.slice(start, start + LIST_PAGE));
         if (error) throw error;
+        removed += data.length;
       }
+      return removed;
     },
     async signedUrls(paths, expiresInSeconds) {
       const signed = new Map<string, string>();

@@ -179,6 +179,8 @@ describe('data export: resumable steps, one org\'s rows only, expiring links', (
   let bot: string;
   let otherBot: string;
   let exportId: string;
+  let documentId: string;
+  let knowledgePath: string;
 
   beforeAll(async () => {
     org = await createChatOrg(sql, 'export-e2e');
@@ -193,6 +195,20 @@ describe('data export: resumable steps, one org\'s rows only, expiring links', (
         await sql`insert into public.messages (org_id, conversation_id, role, content)
                   values (${orgId}, ${conversation.id}, ${index % 2 === 0 ? 'user' : 'assistant'}, ${`message ${index} of ${orgId}\nline two`})`;
       }
+    }
+    // Tables the first list left out (team invitations, upload batches, call events) and a knowledge original.
+    for (const target of [org, other]) {
+      await sql`insert into public.invitations (org_id, email, role, expires_at)
+                values (${target.id}, ${`invitee-${target.id}@export.test`}, 'member', now() + interval '1 day')`;
+      await sql`insert into public.upload_batches (org_id) values (${target.id})`;
+      await sql`insert into public.call_events (org_id, provider, event_id, event_type, occurred_at)
+                values (${target.id}, 'vapi', ${`evt-${target.id}`}, 'call.status', now())`;
+      const id = randomUUID();
+      const path = `${target.id}/${id}/notes.txt`;
+      await sql`insert into public.documents (id, org_id, name, mime_type, size_bytes, storage_path)
+                values (${id}, ${target.id}, 'notes.txt', 'text/plain', 5, ${path})`;
+      expect((await service.storage.from('knowledge').upload(path, new Blob(['notes'], { type: 'text/plain' }))).error).toBeNull();
+      if (target === org) [documentId, knowledgePath] = [id, path];
     }
   });
 
@@ -288,6 +304,32 @@ describe('data export: resumable steps, one org\'s rows only, expiring links', (
     expect(table('messages').rows).toBe(12);
     expect(table('memberships').rows).toBe(4);
     expect(Date.parse(manifest.created_at)).toBeGreaterThan(0);
+    // Every org table (document chunks aside, derived from the documents), and the org's files listed.
+    expect(manifest.tables.map((entry) => entry.name)).toEqual(expect.arrayContaining([
+      'invitations', 'upload_batches', 'call_events', 'call_providers', 'webhook_deliveries', 'webhook_attempts',
+      'data_exports', 'storage_objects',
+    ]));
+    expect(manifest.tables.every((entry) => entry.files.length >= 2)).toBe(true);
+    expect(names.some((name) => name.startsWith('document_chunks'))).toBe(false);
+    expect(table('invitations').rows).toBe(1);
+    expect(table('upload_batches').rows).toBe(1);
+    expect(table('call_events').rows).toBe(1);
+    // A table is one file, or parts when it did not end in the step it started in.
+    const tableRows = async (name: string) => {
+      const rows: Array<Record<string, unknown>> = [];
+      for (const file of table(name).files.filter((entry) => entry.endsWith('.json'))) {
+        rows.push(...JSON.parse(await fetchText(file)) as typeof rows);
+      }
+      return rows;
+    };
+    expect((await tableRows('invitations')).map((entry) => entry.email)).toEqual([`invitee-${org.id}@export.test`]);
+    expect((await tableRows('call_events')).map((entry) => entry.event_id)).toEqual([`evt-${org.id}`]);
+    expect(await tableRows('storage_objects')).toEqual([expect.objectContaining({
+      bucket_id: 'knowledge', name: knowledgePath, size_bytes: 5, mime_type: 'text/plain', document_id: documentId, org_id: org.id,
+    })]);
+    const exportsRows = await tableRows('data_exports');
+    expect(exportsRows.map((entry) => entry.id)).toEqual([exportId]);
+    expect(exportsRows[0]).not.toHaveProperty('cursor');
 
     const bots = JSON.parse(await fetchText('bots.json')) as Array<{ id: string; org_id: string }>;
     expect(bots.map((entry) => entry.id)).toEqual([bot]);
@@ -319,6 +361,61 @@ describe('data export: resumable steps, one org\'s rows only, expiring links', (
     // The owner cannot reach the files without a link (the bucket is written by the service role only).
     const owner = supabaseClient(stack.apiUrl!, stack.keys.anonKey, org.tokens.owner);
     expect((await owner.storage.from('exports').upload(`${prefix}/extra.txt`, new Blob(['x']))).error).not.toBeNull();
+  });
+
+  it('removes an expired export\'s files through Storage and marks it, once; only the service role runs it', async () => {
+    const [{ jobs }] = await sql<{ jobs: number }[]>`select count(*)::int as jobs from cron.job where jobname = 'expire-exports'`;
+    expect(jobs).toBe(1);
+    expect((await call('POST', 'export/expire', org.tokens.owner, {})).status).toBe(403);
+    const badBody = await call('POST', 'export/expire', stack.keys.serviceRoleKey, { max_exports: 1 });
+    expect(badBody.status).toBe(422);
+    expect(errorCode(badBody.body)).toBe('invalid_request');
+    // Not expired yet: nothing to do.
+    expect((await call('POST', 'export/expire', stack.keys.serviceRoleKey, {})).body).toEqual({ exports: [], pending: 0 });
+
+    const prefix = `${org.id}/exports/${exportId}/`;
+    const countFiles = async () => {
+      const [{ files }] = await sql<{ files: number }[]>`
+        select count(*)::int as files from storage.objects where bucket_id = 'exports' and starts_with(name, ${prefix})`;
+      return files;
+    };
+    const files = await countFiles();
+    expect(files).toBeGreaterThan(10);
+    const [event] = await sql<{ payload: { download_url: string } }[]>`
+      select payload from public.events where org_id = ${org.id} and type = 'export.ready'`;
+    expect((await fetch(event.payload.download_url)).status).toBe(200);
+
+    // Seven days on (the clock moved by hand): no more links, then the files go.
+    await sql`update public.data_exports set finished_at = finished_at - interval '7 days', expires_at = expires_at - interval '7 days'
+              where id = ${exportId}`;
+    expect((await call('GET', `export/${exportId}`, org.tokens.owner)).body).toMatchObject({ files: [], links_expire_at: null });
+    // What the hourly job checks before waking the function (this stack has no scheduler to wake it).
+    const due = async () => {
+      const rows = await sql<{ export_id: string }[]>`select export_id from private.exports_due_for_expiry(100)`;
+      return rows.map((entry) => entry.export_id);
+    };
+    expect(await due()).toEqual([exportId]);
+    const pass = await call('POST', 'export/expire', stack.keys.serviceRoleKey, {});
+    expect(pass.status).toBe(200);
+    expect(pass.body).toEqual({ exports: [{ export_id: exportId, files_removed: files, files_remaining: 0 }], pending: 0 });
+    expect(await countFiles()).toBe(0);
+    const [row] = await sql<{ status: string; expired: boolean }[]>`
+      select status::text, expired_at is not null as expired from public.data_exports where id = ${exportId}`;
+    expect(row).toEqual({ status: 'ready', expired: true });
+    const view = await call('GET', `export/${exportId}`, org.tokens.owner);
+    expect(view.body).toMatchObject({ files: [], export: { id: exportId, status: 'ready' } });
+    expect((view.body.export as { expired_at: string | null }).expired_at).not.toBeNull();
+    // The event's link, still within its day, now finds nothing.
+    const late = await fetch(event.payload.download_url);
+    expect(late.status).toBe(400);
+    expect(await late.json()).toMatchObject({ message: 'Object not found' });
+    // Idempotent: nothing is due any more, so the scheduled job has nothing to wake the function for.
+    expect(await due()).toEqual([]);
+    expect((await call('POST', 'export/expire', stack.keys.serviceRoleKey)).body).toEqual({ exports: [], pending: 0 });
+    // The other org's files are untouched.
+    const [{ others }] = await sql<{ others: number }[]>`
+      select count(*)::int as others from storage.objects where starts_with(name, ${`${other.id}/`})`;
+    expect(others).toBe(1);
   });
 });
 

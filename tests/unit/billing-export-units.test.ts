@@ -4,6 +4,7 @@ import { formatMoney, formatQuantity, formatUnitPrice, minorDigits } from '../..
 import { renderInvoicePdf } from '../../functions/billing/pdf.ts';
 import { matchRoute as billingRoute } from '../../functions/billing/router.ts';
 import { csvField, toCsv, toJson } from '../../functions/export/encode.ts';
+import { buildManifest } from '../../functions/export/package.ts';
 import { matchRoute as exportRoute } from '../../functions/export/router.ts';
 import { extractText } from 'unpdf';
 
@@ -73,6 +74,35 @@ describe('export encoding', () => {
   });
 });
 
+describe('export manifest', () => {
+  it('says the Storage files are listed (storage_objects), not copied', () => {
+    const manifest = buildManifest({
+      id: '5e1f0a00-0000-4000-9000-00000000000b',
+      org_id: '5e1f0a00-0000-4000-9000-00000000000c',
+      requested_by: null,
+      status: 'running',
+      progress_percent: 95,
+      tables: ['organizations', 'storage_objects'],
+      storage_prefix: '5e1f0a00-0000-4000-9000-00000000000c/exports/5e1f0a00-0000-4000-9000-00000000000b/',
+      error: null,
+      steps: 3,
+      created_at: new Date('2026-11-24T00:00:00Z'),
+      updated_at: new Date('2026-11-24T00:00:00Z'),
+      finished_at: null,
+      expires_at: null,
+      expired_at: null,
+    }, [
+      { name: 'organizations.json', table: 'organizations', rows: 1, bytes: 10 },
+      { name: 'storage_objects.json', table: 'storage_objects', rows: 2, bytes: 20 },
+    ], false, new Date('2026-11-24T00:01:00Z'));
+    expect(manifest.tables).toEqual([
+      { name: 'organizations', rows: 1, files: ['organizations.json'] },
+      { name: 'storage_objects', rows: 2, files: ['storage_objects.json'] },
+    ]);
+    expect(manifest.formats.storage_objects).toMatch(/listed, not copied/);
+  });
+});
+
 describe('routes', () => {
   const id = '5e1f0a00-0000-4000-9000-00000000000a';
   it('matches the billing, export and account routes and refuses the rest', () => {
@@ -82,6 +112,8 @@ describe('routes', () => {
     expect(() => billingRoute('GET', '/billing/invoices/nope/pdf')).toThrow(/Nothing is served/);
     expect(exportRoute('POST', '/export')).toEqual({ name: 'create' });
     expect(exportRoute('POST', '/export/step')).toEqual({ name: 'step' });
+    expect(exportRoute('POST', '/functions/v1/export/expire')).toEqual({ name: 'expire' });
+    expect(() => exportRoute('GET', '/export/expire')).toThrow(/not supported/);
     expect(exportRoute('GET', `/export/${id.toUpperCase()}`)).toEqual({ name: 'show', exportId: id });
     expect(() => exportRoute('DELETE', `/export/${id}`)).toThrow(/not supported/);
     expect(accountRoute('DELETE', '/account')).toEqual({ name: 'deleteAccount' });
