@@ -7,6 +7,26 @@ import { DialError, type VoiceDialer } from '../_shared/voice/index.ts';
  * concurrent passes never share one), hand each to the provider, and report
  * each dial to the database, which decides between ringing, a retry later
  * and failed.
+ *
+ * At most one call per attempt. Vapi documents no idempotency key for
+ * POST /call: sending the same request twice places two calls. So the
+ * database stamps each attempt before it is handed out
+ * (`calls.dial_started_at`, cleared when its outcome is recorded), and an
+ * attempt whose outcome is unknown is never dialled again:
+ * - the dispatcher died, timed out or could not record the result after
+ *   Vapi took the call (a crash, the function's CPU or wall-clock limit, a
+ *   database error): when the lease runs out the call is handed out for a
+ *   lookup (`private.claim_dial_lookups`), not for dialling;
+ * - the dial failed in a way that may have placed the call (a timeout, a
+ *   dropped connection, a gateway 5xx): recorded as unknown
+ *   (`private.record_dial_unknown`), looked up {@link MAYBE_PLACED_RETRY_SECONDS} later.
+ * A lookup asks Vapi's call list for the attempt (VoiceDialer.findCall):
+ * found, the call is recorded as dialled (ringing, with Vapi's id); absent,
+ * the attempt placed no call and counts as a retryable failure (the usual
+ * backoff, calling hours and campaign cancelation; only then is the number
+ * dialled again); no answer, another lookup later. After 5 unanswered
+ * lookups the call fails as `dial-failed: outcome unknown: <why>`: a call
+ * nobody can account for is given up, never dialled blind.
  */
 export interface DialPassOptions {
   sql: Sql;
@@ -24,13 +44,19 @@ export interface DialSummary {
   claimed: number;
   /** Accepted by the provider: now ringing. */
   placed: number;
+  /** Attempts of unknown outcome looked up at the provider (counted apart from `claimed`). */
+  lookedUp: number;
+  /** Looked up and found placed: now ringing, never dialled again. */
+  recovered: number;
+  /** The outcome is still unknown (it may have placed the call): looked up later, not dialled. */
+  unknown: number;
   retried: number;
   failed: number;
   /** Its campaign was canceled while it was being dialled, and the dial failed. */
   canceled: number;
   /** Reported after the lease ran out and another pass took the call over, or for a call since deleted. */
   stale: number;
-  /** Dialled, but the report failed; the lease runs out and the call's own events move it on. */
+  /** Dialled (or looked up), but the report failed: when the lease runs out the attempt is looked up, never dialled again. */
   unrecorded: number;
 }
 
@@ -44,10 +70,9 @@ export const DIAL_DEFAULTS = {
 
 /**
  * A failure after which the call may already be under way (a timeout, a
- * gateway 5xx): its events, which carry our call id, move it out of
- * `queued` within seconds if so, and a queued call is the only kind dialled.
- * Waiting this long before trying again lets them arrive first, so nobody
- * is called twice.
+ * gateway 5xx): the attempt's outcome is unknown and is looked up at the
+ * provider this long after (its events, which carry our call id, may move
+ * it out of `queued` first), never simply dialled again.
  */
 export const MAYBE_PLACED_RETRY_SECONDS = 120;
 
@@ -61,11 +86,25 @@ interface ClaimedCall {
   attempt: number;
 }
 
+/** A claimed attempt of unknown outcome, to look up (what it was dialled with, when it started). */
+interface LookupCall {
+  call_id: string;
+  org_id: string;
+  to_number: string;
+  assistant_id: string | null;
+  phone_number_id: string | null;
+  attempt: number;
+  dial_started_at: Date;
+  lookup: number;
+}
+
 interface DialOutcome {
   providerCallId: string | null;
   error: string | null;
   retryable: boolean;
   retryAfterSeconds: number | null;
+  /** The provider may have placed the call: recorded as unknown, looked up later. */
+  unknown: boolean;
 }
 
 async function claim(sql: Sql, size: number, lease: number): Promise<ClaimedCall[]> {
@@ -75,14 +114,60 @@ async function claim(sql: Sql, size: number, lease: number): Promise<ClaimedCall
       from private.claim_due_calls(${size}::integer, ${lease}::integer)`);
 }
 
-async function record(sql: Sql, call: ClaimedCall, outcome: DialOutcome): Promise<string> {
+async function claimLookups(sql: Sql, size: number, lease: number): Promise<LookupCall[]> {
+  return asServiceRole(sql, (tx) =>
+    tx<LookupCall[]>`
+      select call_id, org_id, to_number, assistant_id, phone_number_id, attempt, dial_started_at, lookup
+      from private.claim_dial_lookups(${size}::integer, ${lease}::integer)`);
+}
+
+async function record(sql: Sql, call: { call_id: string; attempt: number }, outcome: DialOutcome): Promise<string> {
   const [row] = await asServiceRole(sql, (tx) =>
-    tx<{ result: { outcome?: string } }[]>`
-      select private.record_dial_result(
-        ${call.call_id}::uuid, ${call.attempt}::integer, ${outcome.providerCallId}::text, ${outcome.error}::text,
-        ${outcome.retryable}::boolean, ${outcome.retryAfterSeconds}::integer
-      ) as result`);
-  return row.result.outcome ?? 'unknown';
+    outcome.unknown
+      ? tx<{ result: { outcome?: string } }[]>`
+        select private.record_dial_unknown(
+          ${call.call_id}::uuid, ${call.attempt}::integer, ${outcome.error}::text, ${outcome.retryAfterSeconds}::integer
+        ) as result`
+      : tx<{ result: { outcome?: string } }[]>`
+        select private.record_dial_result(
+          ${call.call_id}::uuid, ${call.attempt}::integer, ${outcome.providerCallId}::text, ${outcome.error}::text,
+          ${outcome.retryable}::boolean, ${outcome.retryAfterSeconds}::integer
+        ) as result`);
+  return row.result.outcome ?? 'stale';
+}
+
+/** What a lookup learnt: placed (ringing), not placed (a retryable failure of the attempt), or still unknown. */
+async function lookUpOne(dialer: VoiceDialer, call: LookupCall): Promise<DialOutcome> {
+  if (call.assistant_id === null || call.phone_number_id === null) {
+    return {
+      providerCallId: null,
+      error: 'the attempt does not say what it was dialled with',
+      retryable: true,
+      retryAfterSeconds: null,
+      unknown: true,
+    };
+  }
+  try {
+    const found = await dialer.findCall({
+      to: call.to_number,
+      assistantId: call.assistant_id,
+      phoneNumberId: call.phone_number_id,
+      metadata: { call_id: call.call_id, org_id: call.org_id },
+      dialStartedAt: new Date(call.dial_started_at),
+    });
+    if (found) return { providerCallId: found.providerCallId, error: null, retryable: false, retryAfterSeconds: null, unknown: false };
+    return {
+      providerCallId: null,
+      error: `dial attempt ${call.attempt} placed no call (the provider has none for it)`,
+      retryable: true,
+      retryAfterSeconds: null,
+      unknown: false,
+    };
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    const retryAfter = error instanceof DialError ? error.retryAfterSeconds ?? null : null;
+    return { providerCallId: null, error: message, retryable: true, retryAfterSeconds: retryAfter, unknown: true };
+  }
 }
 
 async function dialOne(dialer: VoiceDialer, call: ClaimedCall): Promise<DialOutcome> {
@@ -93,7 +178,7 @@ async function dialOne(dialer: VoiceDialer, call: ClaimedCall): Promise<DialOutc
       phoneNumberId: call.phone_number_id,
       metadata: { call_id: call.call_id, org_id: call.org_id },
     });
-    return { providerCallId: placed.providerCallId, error: null, retryable: false, retryAfterSeconds: null };
+    return { providerCallId: placed.providerCallId, error: null, retryable: false, retryAfterSeconds: null, unknown: false };
   } catch (error) {
     const failure = error instanceof DialError
       ? error
@@ -101,7 +186,13 @@ async function dialOne(dialer: VoiceDialer, call: ClaimedCall): Promise<DialOutc
     const wait = failure.maybePlaced
       ? Math.max(failure.retryAfterSeconds ?? 0, MAYBE_PLACED_RETRY_SECONDS)
       : failure.retryAfterSeconds ?? null;
-    return { providerCallId: null, error: failure.message, retryable: failure.retryable, retryAfterSeconds: wait };
+    return {
+      providerCallId: null,
+      error: failure.message,
+      retryable: failure.retryable,
+      retryAfterSeconds: wait,
+      unknown: failure.maybePlaced,
+    };
   }
 }
 
@@ -114,8 +205,44 @@ export async function dialDueCalls(options: DialPassOptions): Promise<DialSummar
   };
   const lease = leaseSeconds(settings.batchSize, settings.concurrency, options.timeoutMs ?? DIAL_DEFAULTS.timeoutMs);
   const log = options.log ?? ((message: string, error?: unknown) => console.error(message, error));
-  const summary: DialSummary = { claimed: 0, placed: 0, retried: 0, failed: 0, canceled: 0, stale: 0, unrecorded: 0 };
+  const summary: DialSummary = {
+    claimed: 0,
+    placed: 0,
+    lookedUp: 0,
+    recovered: 0,
+    unknown: 0,
+    retried: 0,
+    failed: 0,
+    canceled: 0,
+    stale: 0,
+    unrecorded: 0,
+  };
   const started = performance.now();
+  const count = (result: string, lookup: boolean) => {
+    if (result === 'dialled') summary[lookup ? 'recovered' : 'placed'] += 1;
+    else if (result === 'unknown') summary.unknown += 1;
+    else if (result === 'retry') summary.retried += 1;
+    else if (result === 'failed') summary.failed += 1;
+    else if (result === 'canceled') summary.canceled += 1;
+    else summary.stale += 1;
+  };
+
+  // Attempts of unknown outcome first: each is settled with the provider before its number can be dialled again.
+  while (summary.lookedUp < settings.maxCalls && performance.now() - started < settings.maxDurationMs) {
+    const batch = await claimLookups(options.sql, Math.min(settings.batchSize, settings.maxCalls - summary.lookedUp), lease);
+    if (batch.length === 0) break;
+    summary.lookedUp += batch.length;
+    await forEachConcurrently(batch, settings.concurrency, async (call) => {
+      const outcome = await lookUpOne(options.dialer, call);
+      try {
+        count(await record(options.sql, call, outcome), true);
+      } catch (error) {
+        // The lease runs out and the call is looked up again: never dialled meanwhile.
+        log(`recording the lookup of dial attempt ${call.attempt} of call ${call.call_id} failed`, error);
+        summary.unrecorded += 1;
+      }
+    });
+  }
 
   while (summary.claimed < settings.maxCalls && performance.now() - started < settings.maxDurationMs) {
     const batch = await claim(options.sql, Math.min(settings.batchSize, settings.maxCalls - summary.claimed), lease);
@@ -123,19 +250,13 @@ export async function dialDueCalls(options: DialPassOptions): Promise<DialSummar
     summary.claimed += batch.length;
     await forEachConcurrently(batch, settings.concurrency, async (call) => {
       const outcome = await dialOne(options.dialer, call);
-      let result: string;
       try {
-        result = await record(options.sql, call, outcome);
+        count(await record(options.sql, call, outcome), false);
       } catch (error) {
+        // The attempt stays stamped: when the lease runs out it is looked up at the provider, not dialled again.
         log(`recording dial attempt ${call.attempt} of call ${call.call_id} failed`, error);
         summary.unrecorded += 1;
-        return;
       }
-      if (result === 'dialled') summary.placed += 1;
-      else if (result === 'retry') summary.retried += 1;
-      else if (result === 'failed') summary.failed += 1;
-      else if (result === 'canceled') summary.canceled += 1;
-      else summary.stale += 1;
     });
   }
   return summary;

@@ -28,6 +28,7 @@ export function toEventRow(event: CallEvent): JSONValue {
       stt_ms: segment.sttMs,
       llm_ms: segment.llmMs,
       tts_ms: segment.ttsMs,
+      untimed: segment.untimed || undefined,
     })),
     transcript_mode: event.transcriptMode,
     recording_url: event.recordingUrl,

@@ -429,15 +429,20 @@ select is(
 );
 select pg_temp.claim('claim3', 10);
 select is(pg_temp.answer('claim3'), '[]'::jsonb, 'claim_due_calls: nothing left while the leases hold');
--- c1's dispatcher died: its lease ran out.
+-- c1's dispatcher died: its lease ran out. Attempt 1 may have placed the
+-- call, so it is looked up at the provider, never dialled again
+-- (20261123004800_call_dial_once.sql; 205_call_dial_once.test.sql).
 select tests.act_as('postgres');
 update public.calls set dial_lease_until = now() - interval '1 second' where id = tests.fx('c1');
 select pg_temp.claim('claim4', 10);
 select is(
   (select array_agg((e ->> 'call_id') || '#' || (e ->> 'attempt')) from jsonb_array_elements(pg_temp.answer('claim4')) e),
-  array[tests.fx('c1')::text || '#2'],
-  'claim_due_calls: after its lease ran out a call is claimed again, as attempt 2'
+  null,
+  'claim_due_calls: after its lease ran out a call whose dial outcome is unknown is not dialled again'
 );
+-- c1 as if a lookup found attempt 1 placed nothing and attempt 2 is now being dialled.
+select tests.act_as('postgres');
+update public.calls set dial_attempts = 2, dial_lease_until = now() + interval '60 seconds' where id = tests.fx('c1');
 select throws_ok(
   $$select * from private.claim_due_calls(0)$$,
   '22023', 'max_calls must be between 1 and 500',

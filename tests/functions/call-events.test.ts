@@ -205,6 +205,38 @@ describe('Vapi server messages', () => {
     expect((await callByProviderId(orgA.id, vapiId))?.status).toBe('ended');
   });
 
+  it('appends live lines without a start time in arrival order, none overwriting another, a re-delivery adding nothing', async () => {
+    const vapiId = randomUUID();
+    // A call stating neither when it started nor when it was created: the lines have no time in the call.
+    const call = vapiCall({ id: vapiId });
+    delete call.createdAt;
+    delete call.updatedAt;
+    const t0 = Date.now() - 30_000;
+    const first = vapiTranscript('user', 'Hello?', { call, timestamp: t0 });
+    for (
+      const message of [
+        first,
+        vapiTranscript('user', 'Is anyone there?', { call, timestamp: t0 + 2_000 }),
+        vapiTranscript('assistant', 'Yes, hello, this is the front desk.', { call, timestamp: t0 + 3_000 }),
+        vapiTranscript('user', 'Hello?', { call, timestamp: t0 + 9_000 }),
+      ]
+    ) {
+      expect((await postVapi(orgA.id, message, vapiSecretA)).status).toBe(200);
+    }
+    const again = await postVapi(orgA.id, first, vapiSecretA);
+    expect(again.body).toMatchObject({ received: true, duplicate: true });
+    const segments = await sql<{ seq: number; speaker: string; text: string }[]>`
+      select t.seq, t.speaker, t.text from public.call_transcript_segments t
+      join public.calls c on c.id = t.call_id
+      where c.org_id = ${orgA.id} and c.provider_call_id = ${vapiId} order by t.seq`;
+    expect(segments.map((row) => [row.seq, row.speaker, row.text])).toEqual([
+      [0, 'user', 'Hello?'],
+      [1, 'user', 'Is anyone there?'],
+      [2, 'assistant', 'Yes, hello, this is the front desk.'],
+      [3, 'user', 'Hello?'],
+    ]);
+  });
+
   it('keeps the end-of-call report\'s times and duration when a status update comes late or again', async () => {
     const vapiId = randomUUID();
     const call = vapiCall({ id: vapiId });

@@ -6,9 +6,16 @@
  * refuses them (400 `{ message: ["property x should not exist"], error:
  * 'Bad Request', statusCode: 400 }`), an assistant, a phone number and an
  * E.164 customer number required; otherwise 201 with a Call
- * `{ id, orgId, type: 'outboundPhoneCall', status: 'queued', ... }`.
- * Failures (429 with Retry-After, 5xx, 4xx) can be queued, and requests left
- * unanswered, for the dialer's timeout. Every request is recorded.
+ * `{ id, orgId, type: 'outboundPhoneCall', status: 'queued', ... }`, which
+ * it keeps. `GET /call` (List Calls: a JSON array of Calls, newest first,
+ * filtered by the query parameters Vapi documents — id, assistantId,
+ * phoneNumberId, limit (default 100, at most 1000), createdAt{Gt,Lt,Ge,Le},
+ * updatedAt{Gt,Lt,Ge,Le} — any other refused with 400 as Vapi's validation
+ * does) and `GET /call/:id` (Get Call; 404 when unknown) read them back.
+ * Failures (429 with Retry-After, 5xx, 4xx) can be queued, requests left
+ * unanswered, for the dialer's timeout, and calls accepted with their answer
+ * lost (the connection dropped after Vapi created the call). Every request
+ * is recorded.
  *
  * And server messages as Vapi sends them to our endpoint (status-update,
  * transcript, end-of-call-report, with the call and the phone number object,
@@ -26,6 +33,8 @@ export interface VapiStubRequest {
   at: number;
   method: string;
   path: string;
+  /** The query string's parameters. */
+  query: Record<string, string>;
   authorization: string | undefined;
   body: Record<string, unknown>;
   /** The status it was answered with; 0 while unanswered. */
@@ -48,6 +57,12 @@ export interface VapiStub {
   failNext(...failures: VapiStubFailure[]): void;
   /** Leaves the next `count` requests unanswered (until close), as a stalled server would. */
   hangNext(count?: number): void;
+  /** The next `count` valid POST /call create their call, then drop the connection unanswered. */
+  acceptThenDrop(count?: number): void;
+  /** The calls created so far, as GET /call/:id answers them. */
+  calls: Record<string, unknown>[];
+  /** POST /call requests that created a call (answered or not). */
+  placed(): VapiStubRequest[];
   reset(): void;
   close(): Promise<void>;
 }
@@ -73,6 +88,21 @@ const CREATE_CALL_PROPERTIES = new Set([
   'customerId',
   'customer',
 ]);
+// List Calls' query parameters (GET /call); anything else is refused by Vapi's validation.
+const LIST_CALLS_QUERY = new Set([
+  'id',
+  'assistantId',
+  'phoneNumberId',
+  'limit',
+  'createdAtGt',
+  'createdAtLt',
+  'createdAtGe',
+  'createdAtLe',
+  'updatedAtGt',
+  'updatedAtLt',
+  'updatedAtGe',
+  'updatedAtLe',
+]);
 const E164 = /^\+[1-9]\d{1,14}$/;
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
@@ -88,8 +118,11 @@ const STATUS_TEXT: Record<number, string> = {
 export async function startVapiStub(options: { apiKey?: string } = {}): Promise<VapiStub> {
   const apiKey = options.apiKey ?? 'vapi-private-test-key';
   const requests: VapiStubRequest[] = [];
+  const calls: Record<string, unknown>[] = [];
+  const created = new Set<VapiStubRequest>();
   let failures: VapiStubFailure[] = [];
   let hangs = 0;
+  let drops = 0;
 
   const server: Server = createServer((req, res) => {
     handle(req, res).catch((error: unknown) => fail(res, 500, String(error)));
@@ -107,10 +140,12 @@ export async function startVapiStub(options: { apiKey?: string } = {}): Promise<
     } catch {
       // Recorded as empty; answered 400 below.
     }
+    const url = new URL(req.url ?? '/', 'http://vapi.invalid');
     const record: VapiStubRequest = {
       at: Date.now(),
       method: req.method ?? '',
-      path: req.url?.split('?')[0] ?? '',
+      path: url.pathname,
+      query: Object.fromEntries(url.searchParams),
       authorization: req.headers.authorization,
       body,
       status: 0,
@@ -121,7 +156,9 @@ export async function startVapiStub(options: { apiKey?: string } = {}): Promise<
       fail(res, status, message, headers);
     };
 
-    if (record.method !== 'POST' || record.path !== '/call') return answer(404, `Cannot ${record.method} ${record.path}`);
+    const getOne = /^\/call\/([^/]+)$/u.exec(record.path);
+    const known = record.path === '/call' ? ['GET', 'POST'].includes(record.method) : getOne !== null && record.method === 'GET';
+    if (!known) return answer(404, `Cannot ${record.method} ${record.path}`);
     if (req.headers.authorization !== `Bearer ${apiKey}`) {
       return answer(401, 'Invalid Key.');
     }
@@ -137,6 +174,14 @@ export async function startVapiStub(options: { apiKey?: string } = {}): Promise<
         failure.retryAfter === undefined ? {} : { 'retry-after': failure.retryAfter },
       );
     }
+    if (record.method === 'GET' && getOne) {
+      const call = calls.find((item) => item.id === decodeURIComponent(getOne[1]));
+      if (!call) return answer(404, 'Call not found');
+      record.status = 200;
+      return reply(res, 200, call);
+    }
+    if (record.method === 'GET') return listCalls(record, res, answer);
+
     if (raw !== '' && Object.keys(body).length === 0) return answer(400, 'Unexpected token in JSON');
 
     const problems = Object.keys(body)
@@ -156,8 +201,7 @@ export async function startVapiStub(options: { apiKey?: string } = {}): Promise<
     if (problems.length > 0) return answer(400, problems);
 
     const now = new Date().toISOString();
-    record.status = 201;
-    reply(res, 201, {
+    const call = {
       id: randomUUID(),
       orgId: 'a1b2c3d4-0000-4000-8000-000000000001',
       type: 'outboundPhoneCall',
@@ -171,7 +215,61 @@ export async function startVapiStub(options: { apiKey?: string } = {}): Promise<
       phoneCallProvider: 'twilio',
       phoneCallTransport: 'pstn',
       monitor: { listenUrl: 'wss://example.invalid/listen', controlUrl: 'https://example.invalid/control' },
-    });
+    };
+    calls.push(call);
+    created.add(record);
+    if (drops > 0) {
+      // Vapi took the call; the answer never reaches the caller.
+      drops -= 1;
+      req.socket.destroy();
+      return;
+    }
+    record.status = 201;
+    reply(res, 201, call);
+  }
+
+  function listCalls(
+    record: VapiStubRequest,
+    res: ServerResponse,
+    answer: (status: number, message: string | string[]) => void,
+  ): void {
+    const problems: string[] = [];
+    for (const key of Object.keys(record.query)) {
+      if (!LIST_CALLS_QUERY.has(key)) problems.push(`property ${key} should not exist`);
+    }
+    const limit = record.query.limit === undefined ? 100 : Number(record.query.limit);
+    if (!Number.isFinite(limit) || limit < 0) problems.push('limit must be a number conforming to the specified constraints');
+    else if (limit > 1000) problems.push('limit must not be greater than 1000');
+    const bounds: [string, (value: number, bound: number) => boolean][] = [
+      ['Gt', (value, bound) => value > bound],
+      ['Lt', (value, bound) => value < bound],
+      ['Ge', (value, bound) => value >= bound],
+      ['Le', (value, bound) => value <= bound],
+    ];
+    const checks: ((call: Record<string, unknown>) => boolean)[] = [];
+    for (const field of ['createdAt', 'updatedAt']) {
+      for (const [suffix, test] of bounds) {
+        const given = record.query[`${field}${suffix}`];
+        if (given === undefined) continue;
+        const bound = Date.parse(given);
+        if (Number.isNaN(bound)) {
+          problems.push(`${field}${suffix} must be a valid ISO 8601 date string`);
+          continue;
+        }
+        checks.push((call) => test(Date.parse(String(call[field])), bound));
+      }
+    }
+    for (const field of ['id', 'assistantId', 'phoneNumberId']) {
+      const given = record.query[field];
+      if (given !== undefined) checks.push((call) => call[field] === given);
+    }
+    if (problems.length > 0) return answer(400, problems);
+    const listed = calls
+      .filter((call) => checks.every((check) => check(call)))
+      .sort((a, b) => Date.parse(String(b.createdAt)) - Date.parse(String(a.createdAt)))
+      .slice(0, limit);
+    record.status = 200;
+    reply(res, 200, listed);
   }
 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -186,10 +284,20 @@ export async function startVapiStub(options: { apiKey?: string } = {}): Promise<
     hangNext(count = 1) {
       hangs += count;
     },
+    acceptThenDrop(count = 1) {
+      drops += count;
+    },
+    calls,
+    placed() {
+      return requests.filter((item) => created.has(item));
+    },
     reset() {
       requests.length = 0;
+      calls.length = 0;
+      created.clear();
       failures = [];
       hangs = 0;
+      drops = 0;
     },
     async close() {
       server.closeAllConnections();

@@ -3,7 +3,9 @@ import {
   createVapiDialer,
   DEFAULT_VAPI_BASE_URL,
   DialError,
+  type DialLookup,
   type DialRequest,
+  VAPI_LIST_LIMIT,
   vapiBaseUrl,
 } from '../../functions/_shared/voice/dialer.ts';
 import { startVapiStub, type VapiStub } from '../support/vapi-stub.ts';
@@ -141,6 +143,43 @@ describe('Vapi dialer against a POST /call stand-in', () => {
     });
     const error = await dialError(odd.dial(request));
     expect(error).toMatchObject({ status: 201, retryable: false, maybePlaced: true });
+  });
+
+  describe('looking up a dial of unknown outcome (GET /call)', () => {
+    const lookup = (): DialLookup => ({ ...request, dialStartedAt: new Date(Date.now() - 60_000) });
+
+    it("finds the call the attempt placed by our call id, with Vapi's id", async () => {
+      const placed = await dialer().dial(request);
+      await dialer().dial({ ...request, metadata: { ...request.metadata, call_id: '1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f' } });
+      stub.requests.length = 0;
+      expect(await dialer().findCall(lookup())).toEqual({ providerCallId: placed.providerCallId, status: 'queued' });
+      expect(stub.requests).toHaveLength(1);
+      expect(stub.requests[0]).toMatchObject({ method: 'GET', path: '/call', status: 200, authorization: `Bearer ${stub.apiKey}` });
+    });
+
+    it('answers null when Vapi has no call for the attempt (another assistant, or outside the window)', async () => {
+      await dialer().dial({ ...request, assistantId: 'another-assistant' });
+      expect(await dialer().findCall(lookup())).toBeNull();
+      await dialer().dial(request);
+      // Created more than 20 minutes after the attempt started: not this attempt's call.
+      expect(await dialer().findCall({ ...lookup(), dialStartedAt: new Date(Date.now() - 3_600_000) })).toBeNull();
+    });
+
+    it('throws a maybe-placed DialError when Vapi cannot tell', async () => {
+      stub.failNext({ status: 500, message: 'Internal server error' });
+      const failed = await dialError(dialer().findCall(lookup()));
+      expect(failed).toMatchObject({ status: 500, retryable: true, maybePlaced: true });
+      expect(failed.message).toBe('Vapi GET /call failed: 500: Internal server error');
+      // A full page of other calls cannot rule ours out.
+      const crowded = createVapiDialer({
+        apiKey: 'k',
+        fetch: () =>
+          Promise.resolve(Response.json(Array.from({ length: VAPI_LIST_LIMIT }, (_, index) => ({ id: `other-${index}` })))),
+      });
+      expect((await dialError(crowded.findCall(lookup()))).message).toContain('too many to rule the call out');
+      const garbled = createVapiDialer({ apiKey: 'k', fetch: () => Promise.resolve(new Response('<html/>', { status: 200 })) });
+      expect(await dialError(garbled.findCall(lookup()))).toMatchObject({ maybePlaced: true });
+    });
   });
 
   it('takes the base URL from VAPI_BASE_URL', () => {

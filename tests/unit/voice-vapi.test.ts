@@ -141,6 +141,16 @@ describe('Vapi transcript', () => {
     expect(reply?.transcript).toEqual([{ speaker: 'assistant', text: 'Of course.', startMs: 14_000, endMs: 14_000 }]);
   });
 
+  it('marks a line it cannot place in the call untimed, so it is appended rather than keyed by a start time', () => {
+    const undated = vapiCall({ id: 'vapi-call-3' });
+    delete undated.createdAt;
+    const line = parse(vapiTranscript('user', 'Hello?', { call: undated, timestamp: at('2026-11-23T10:00:05.000Z') }));
+    expect(line?.transcript).toEqual([{ speaker: 'user', text: 'Hello?', startMs: 0, endMs: 0, untimed: true }]);
+    // Dated before the call started: no place in it either.
+    const early = parse(vapiTranscript('user', 'Hi', { call, timestamp: at('2026-11-23T09:59:59.000Z') }));
+    expect(early?.transcript).toEqual([{ speaker: 'user', text: 'Hi', startMs: 0, endMs: 0, untimed: true }]);
+  });
+
   it('ignores partial and blank transcripts', () => {
     expect(parse(vapiTranscript('user', 'I would li', { call, transcriptType: 'partial' }))).toBeNull();
     expect(parse(vapiTranscript('user', '   ', { call }))).toBeNull();

@@ -3,7 +3,10 @@
  * API reference, Calls > Create Call; CreateCallDto and Call in
  * github.com/VapiAI/server-sdk-typescript), answered 201 with the Call
  * (`id`, `status` 'queued', ...) or Vapi's error body
- * `{ message: string | string[], error, statusCode }`.
+ * `{ message: string | string[], error, statusCode }`; and looks up what a
+ * dial of unknown outcome did with `GET /call` (Calls > List Calls: a JSON
+ * array of Calls, filtered by assistantId, phoneNumberId, createdAt bounds
+ * and limit up to 1000).
  */
 import { z } from 'zod';
 import { type EnvReader, processEnv } from '../env.ts';
@@ -24,8 +27,28 @@ export interface DialResult {
   status: string;
 }
 
+/**
+ * A dial attempt whose outcome is unknown, to look up at the provider: what
+ * it was dialled with and when the attempt was handed out (the call, if
+ * placed, was created after that and before the dispatcher's lease ran out,
+ * at most 15 minutes later).
+ */
+export interface DialLookup {
+  to: string;
+  assistantId: string;
+  phoneNumberId: string;
+  metadata: { call_id: string; org_id: string };
+  dialStartedAt: Date;
+}
+
 export interface VoiceDialer {
   dial(request: DialRequest): Promise<DialResult>;
+  /**
+   * The call a dial attempt placed, or null when the provider has none (the
+   * attempt placed no call). Throws DialError when the provider cannot tell
+   * (unreachable, an error, a list too long to be sure).
+   */
+  findCall(lookup: DialLookup): Promise<DialResult | null>;
 }
 
 /**
@@ -35,8 +58,9 @@ export interface VoiceDialer {
  * request would fail again). `maybePlaced`: the request may have reached the
  * provider and the call be under way (a timeout, a dropped connection, a
  * 5xx from a gateway, an answer we could not read): dialling again could
- * call the person twice, so wait for the call's events (they carry our call
- * id) before retrying such a failure.
+ * call the person twice, so the attempt's outcome is looked up at the
+ * provider (findCall) before it may be dialled again. From findCall, every
+ * failure is `maybePlaced`: the lookup did not settle the attempt.
  */
 export class DialError extends Error {
   readonly retryable: boolean;
@@ -75,6 +99,23 @@ export interface VapiDialerOptions {
 }
 
 const createdCall = z.object({ id: z.string().min(1), status: z.string().optional() });
+/** Call, as GET /call lists it: only what a lookup matches on is read. */
+const listedCall = z.object({
+  id: z.string().min(1),
+  status: z.string().optional(),
+  customer: z.object({ number: z.string().optional() }).passthrough().nullish(),
+  assistantOverrides: z.object({
+    metadata: z.object({ call_id: z.unknown().optional() }).passthrough().nullish(),
+  }).passthrough().nullish(),
+}).passthrough();
+const listedCalls = z.array(z.unknown());
+
+/** GET /call answers at most this many calls (Vapi's maximum `limit`); a full page cannot rule a call out. */
+export const VAPI_LIST_LIMIT = 1000;
+/** The window around the attempt's start searched by createdAt: our clock and Vapi's may differ a little. */
+const LOOKUP_CLOCK_SKEW_MS = 5 * 60_000;
+/** A dial is placed within its dispatcher's lease (at most 900 s) of the attempt's start. */
+const LOOKUP_WINDOW_MS = 15 * 60_000;
 const errorBody = z.object({ message: z.union([z.string(), z.array(z.string())]).optional(), error: z.string().optional() });
 
 /**
@@ -83,6 +124,16 @@ const errorBody = z.object({ message: z.union([z.string(), z.array(z.string())])
  * in `assistantOverrides.metadata`, the documented place: Vapi refuses
  * properties CreateCallDto does not list ("property metadata should not
  * exist"), and the published DTO has no top-level `metadata`.
+ *
+ * Vapi documents no idempotency key for POST /call, so a repeated request
+ * is a second call; none is sent (an unknown header would be ignored, which
+ * protects nobody). Instead a dial whose outcome is unknown is looked up
+ * (findCall): GET /call (List Calls) filtered by the assistant, the phone
+ * number and createdAt around the attempt, matched on our call id in
+ * `assistantOverrides.metadata` (Vapi returns the call's overrides). A call
+ * Vapi accepted is listed from when its POST /call answers; a lookup comes
+ * only after the attempt's lease (longer than this request's timeout) ran
+ * out or the request failed, so an absent call was not placed.
  */
 export function createVapiDialer(options: VapiDialerOptions): VoiceDialer {
   const endpoint = `${(options.baseUrl ?? DEFAULT_VAPI_BASE_URL).replace(/\/+$/u, '')}/call`;
@@ -136,6 +187,55 @@ export function createVapiDialer(options: VapiDialerOptions): VoiceDialer {
         maybePlaced: status >= 500 && status !== 503,
         retryAfterSeconds: retryAfterSeconds(response.headers.get('retry-after')),
       });
+    },
+
+    async findCall(lookup) {
+      const started = lookup.dialStartedAt.getTime();
+      const query = new URLSearchParams({
+        assistantId: lookup.assistantId,
+        phoneNumberId: lookup.phoneNumberId,
+        createdAtGe: new Date(started - LOOKUP_CLOCK_SKEW_MS).toISOString(),
+        createdAtLe: new Date(started + LOOKUP_WINDOW_MS + LOOKUP_CLOCK_SKEW_MS).toISOString(),
+        limit: String(VAPI_LIST_LIMIT),
+      });
+      const unknown = (reason: string, extra: { status?: number; retryAfterSeconds?: number; cause?: unknown } = {}) =>
+        new DialError(`Vapi GET /call failed: ${reason}`, { retryable: true, maybePlaced: true, ...extra });
+      let response: Response;
+      try {
+        response = await fetchImpl(`${endpoint}?${query}`, {
+          method: 'GET',
+          headers: { authorization: `Bearer ${options.apiKey}` },
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+      } catch (error) {
+        const timedOut = error instanceof DOMException && error.name === 'TimeoutError';
+        throw unknown(timedOut ? `no answer within ${timeoutMs} ms.` : 'Vapi could not be reached.', { cause: error });
+      }
+      const payload: unknown = await response.json().catch(() => undefined);
+      if (!response.ok) {
+        const failure = errorBody.safeParse(payload);
+        const detail = failure.success ? [failure.data.message ?? failure.data.error ?? ''].flat().join('; ') : '';
+        throw unknown(`${response.status}${detail ? `: ${detail}` : '.'}`, {
+          status: response.status,
+          retryAfterSeconds: retryAfterSeconds(response.headers.get('retry-after')),
+        });
+      }
+      const list = listedCalls.safeParse(payload);
+      if (!list.success) throw unknown(`answered ${response.status} without a list of calls.`);
+      for (const item of list.data) {
+        const call = listedCall.safeParse(item);
+        if (!call.success) continue;
+        const ours = call.data.assistantOverrides?.metadata?.call_id === lookup.metadata.call_id;
+        const number = call.data.customer?.number;
+        if (ours && (number === undefined || number === lookup.to)) {
+          return { providerCallId: call.data.id, status: call.data.status ?? 'queued' };
+        }
+      }
+      // A full page may have left ours out: only a shorter one says "not placed".
+      if (list.data.length >= VAPI_LIST_LIMIT) {
+        throw unknown(`${list.data.length} calls in the window, too many to rule the call out.`);
+      }
+      return null;
     },
   };
 }

@@ -18,9 +18,11 @@ export {
 export {
   createVapiDialer,
   DEFAULT_VAPI_BASE_URL,
+  type DialLookup,
   type DialRequest,
   DialError,
   type DialResult,
+  VAPI_LIST_LIMIT,
   vapiBaseUrl,
   type VapiDialerOptions,
   type VoiceDialer,

@@ -48,6 +48,13 @@ export interface TranscriptSegment {
   sttMs?: number;
   llmMs?: number;
   ttsMs?: number;
+  /**
+   * The provider gave no time for it (startMs and endMs are then 0, a
+   * placeholder): appended after the stored segments in arrival order, never
+   * matched to one by (speaker, startMs), so such lines never overwrite
+   * each other. A re-delivered identical event is a duplicate and writes nothing.
+   */
+  untimed?: boolean;
 }
 
 /**

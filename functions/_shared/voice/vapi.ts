@@ -227,7 +227,11 @@ function statusEvent(eventId: string, message: z.infer<typeof statusUpdate>, rec
  * only when it was sent, which is about when the utterance ended, so the
  * segment is placed there (start = end, ms from the call's start, or from its
  * creation before it was answered); the end-of-call report replaces these
- * with the exact timings.
+ * with the exact timings. Without a time to place it by (no message
+ * `timestamp`, a call stating neither start nor creation, or a message
+ * dated before that) the segment is `untimed`: appended in arrival order
+ * rather than keyed by a start time every such line would share (0), which
+ * made them overwrite each other.
  */
 function transcriptEvent(
   eventId: string,
@@ -241,14 +245,18 @@ function transcriptEvent(
   const occurredAt = message.timestamp ?? received;
   const facts = callFacts(message);
   const reference = facts.startedAt ?? message.call.createdAt;
-  const offset = reference === undefined ? 0 : Math.max(0, Date.parse(occurredAt) - Date.parse(reference));
+  const offset = message.timestamp === undefined || reference === undefined
+    ? Number.NaN
+    : Date.parse(message.timestamp) - Date.parse(reference);
+  const timed = Number.isFinite(offset) && offset >= 0;
+  const at = timed ? offset : 0;
   return {
     eventId,
     provider: 'vapi',
     type: 'call.transcript',
     occurredAt,
     ...facts,
-    transcript: [{ speaker: message.role, text: spoken, startMs: offset, endMs: offset }],
+    transcript: [{ speaker: message.role, text: spoken, startMs: at, endMs: at, ...(timed ? {} : { untimed: true }) }],
     transcriptMode: 'append',
   };
 }
