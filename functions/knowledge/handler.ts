@@ -2,9 +2,14 @@
  * The knowledge base operations that need more than SQL. Uploads go from the
  * frontend straight to Storage (the upload queues ingestion) and listings go
  * through PostgREST under RLS; deleting a document also removes its file,
- * which only the Storage API can do.
+ * which only the Storage API can do, and a search needs the query embedded.
  *
  *   DELETE /functions/v1/knowledge/documents/:id   204; 403 below admin; 404 when not visible
+ *   POST   /functions/v1/knowledge/search          200 ranked chunks; an API key with knowledge.read,
+ *                                                  or a user with knowledge.read in org_id (search.ts)
+ *
+ * The gateway does not check tokens here (verify_jwt = false): API keys are
+ * not JWTs. Every route verifies its caller itself.
  */
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import { requireUser } from '../_shared/auth.ts';
@@ -12,25 +17,29 @@ import { getSql, type Sql } from '../_shared/db.ts';
 import { type EnvReader, processEnv } from '../_shared/env.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { createHandler } from '../_shared/handler.ts';
+import { type EmbeddingProvider, providerFromEnv } from '../_shared/embeddings/index.ts';
 import { deleteDocument, type KnowledgeStore } from './documents.ts';
 import { matchRoute } from './router.ts';
+import { searchKnowledge } from './search.ts';
 
 export interface KnowledgeDeps {
   sql: () => Sql;
   env?: EnvReader;
   store?: KnowledgeStore;
+  embeddings?: EmbeddingProvider;
 }
 
 export function createKnowledgeHandler(deps: KnowledgeDeps): (req: Request) => Promise<Response> {
   const env = deps.env ?? processEnv;
   const store = deps.store ?? serviceRoleStore(env);
   return createHandler(async (req) => {
-    const claims = await requireUser(req, { env });
     const route = matchRoute(req.method, new URL(req.url).pathname);
     switch (route.name) {
       case 'deleteDocument':
-        await deleteDocument(deps.sql(), claims, store, route.id);
+        await deleteDocument(deps.sql(), await requireUser(req, { env }), store, route.id);
         return new Response(null, { status: 204 });
+      case 'search':
+        return await searchKnowledge(deps.sql(), req, deps.embeddings ?? providerFromEnv(env), { env });
     }
   }, { env });
 }

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { HttpError } from '../_shared/errors.ts';
 
-export type Route = { name: 'deleteDocument'; id: string };
+export type Route = { name: 'deleteDocument'; id: string } | { name: 'search' };
 
 // Any 8-4-4-4-12 hex id, as Postgres's uuid type accepts.
 const id = z.guid();
@@ -15,6 +15,12 @@ export function matchRoute(method: string, pathname: string): Route {
   const segments = pathname.split('/').filter((segment) => segment !== '');
   const start = segments[0] === 'functions' && segments[1] === 'v1' ? 2 : 0;
   const rest = segments[start] === 'knowledge' ? segments.slice(start + 1) : null;
+  if (rest && rest.length === 1 && rest[0] === 'search') {
+    if (method !== 'POST') {
+      throw new HttpError(405, 'method_not_allowed', `${method} is not supported here; use POST.`, { allow: 'POST' });
+    }
+    return { name: 'search' };
+  }
   if (rest && rest.length === 2 && rest[0] === 'documents') {
     if (method !== 'DELETE') {
       throw new HttpError(405, 'method_not_allowed', `${method} is not supported here; use DELETE.`, { allow: 'DELETE' });

@@ -1,12 +1,13 @@
 /**
- * The knowledge function over HTTP (gateway verify_jwt + real Deno) on its own
+ * The knowledge function over HTTP (through the gateway, real Deno) on its own
  * embedded stack with the Storage API: deleting a document removes its file,
- * its row and (by cascade) its chunks, for admins and up only.
+ * its row and (by cascade) its chunks, for admins and up only; searching
+ * answers an API key with knowledge.read in its org, or a user in theirs.
  */
 import { randomUUID } from 'node:crypto';
 import type { SupabaseClient } from '@supabase/supabase-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSql, type Sql } from '../../functions/_shared/db.ts';
+import { createSql, type Sql, withUserScope } from '../../functions/_shared/db.ts';
 import { signUserToken } from '../../scripts/local/keys.ts';
 import { type Stack, startStack } from '../../scripts/local/stack.ts';
 import { registerFile } from '../support/knowledge.ts';
@@ -213,5 +214,143 @@ describe('DELETE /knowledge/documents/:id', () => {
     expect(removed.error).toBeNull();
     expect((await remove(id, org.tokens.owner)).status).toBe(204);
     expect(await counts(id, path)).toEqual({ documents: 0, chunks: 0, objects: 0 });
+  });
+});
+
+describe('POST /knowledge/search', () => {
+  let keys: { reader: string; chatOnly: string; otherOrg: string; revoked: string };
+  let botId: string;
+
+  async function apiKey(target: Org, scopes: string[]): Promise<{ id: string; key: string }> {
+    const claims = { role: 'authenticated', sub: target.users.owner, aud: 'authenticated', exp: Math.floor(Date.now() / 1000) + 600 };
+    const [created] = await withUserScope(sql, claims, (tx) =>
+      tx<{ id: string; key: string }[]>`select id, key from public.create_api_key(${target.id}::uuid, 'search', ${scopes})`);
+    return created;
+  }
+
+  const search = (body: unknown, headers: Record<string, string>) =>
+    fetch(`${stack.apiUrl}/functions/v1/knowledge/search`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    });
+  const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+  const orgOf = async (documentId: string) =>
+    (await sql<{ org_id: string }[]>`select org_id from public.documents where id = ${documentId}`)[0]?.org_id;
+
+  beforeAll(async () => {
+    await ingestedDocument(org);
+    const revoked = await apiKey(org, ['knowledge.read']);
+    await withUserScope(
+      sql,
+      { role: 'authenticated', sub: org.users.owner, aud: 'authenticated', exp: Math.floor(Date.now() / 1000) + 600 },
+      (tx) => tx`select public.revoke_api_key(${revoked.id}::uuid)`,
+    );
+    keys = {
+      reader: (await apiKey(org, ['knowledge.read'])).key,
+      chatOnly: (await apiKey(org, ['chat.write'])).key,
+      otherOrg: (await apiKey(other, ['knowledge.read'])).key,
+      revoked: revoked.key,
+    };
+    [{ id: botId }] = await sql<{ id: string }[]>`
+      insert into public.bots (org_id, name, slug, system_prompt, language, model, channels, enabled, escalation_action)
+      values (${org.id}, 'Search bot', ${`search-${org.id.slice(0, 8)}`}, 'You answer.', 'en', 'offline', ${['api']}, true,
+              'notify'::public.bot_escalation_action)
+      returning id`;
+  });
+
+  it('finds the page that holds the answer for a key with knowledge.read, cites it, and meters the query to the key', async () => {
+    const response = await search({ query: 'Which page records the zq2x14 tariff?', match_count: 3 }, bearer(keys.reader));
+    expect(response.status).toBe(200);
+    const body = await response.json();
+    expect(body).toMatchObject({ object: 'list', usage: { embedding_tokens: expect.any(Number) } });
+    expect(body.data.length).toBeGreaterThan(0);
+    // Earlier tests left a copy of the same manual in the org: either copy answers. Its two short pages
+    // make one chunk, cited with both pages.
+    expect(body.data[0]).toMatchObject({ document_name: 'manual.pdf', page_start: 1, page_end: 2 });
+    expect(await orgOf(body.data[0].document_id)).toBe(org.id);
+    expect(body.data[0].content).toContain('zq2x14');
+    expect(typeof body.data[0].score).toBe('number');
+
+    const [usage] = await sql<{ kind: string; api_key_id: string | null; tokens_in: number }[]>`
+      select kind, api_key_id, tokens_in from public.usage_events
+      where org_id = ${org.id} and kind = 'embedding' and api_key_id is not null order by created_at desc limit 1`;
+    expect(usage).toMatchObject({ kind: 'embedding', tokens_in: body.usage.embedding_tokens });
+  });
+
+  it('takes the key in x-api-key too, and searches a bot\'s sources with bot_id', async () => {
+    const response = await search({ query: 'zq1x7 tariff', bot_id: botId }, { 'x-api-key': keys.reader });
+    expect(response.status).toBe(200);
+    expect((await response.json()).data[0]).toMatchObject({ document_name: 'manual.pdf', page_start: 1 });
+  });
+
+  it('lets a viewer search their org by org_id, and answers 404 for an org they are not in', async () => {
+    const mine = await search({ query: 'zq1x7 tariff', org_id: org.id }, bearer(org.tokens.viewer));
+    expect(mine.status).toBe(200);
+    expect((await mine.json()).data[0]).toMatchObject({ document_name: 'manual.pdf', page_start: 1 });
+    const theirs = await search({ query: 'zq1x7 tariff', org_id: org.id }, bearer(other.tokens.owner));
+    expect(theirs.status).toBe(404);
+    expect((await theirs.json()).error.code).toBe('not_found');
+  });
+
+  it('never returns another org\'s chunks: a key searches its own org only', async () => {
+    const own = await search({ query: 'zq1x7 tariff' }, bearer(keys.otherOrg));
+    expect(own.status).toBe(200);
+    expect((await own.json()).data).toEqual([]);
+    const named = await search({ query: 'zq1x7 tariff', org_id: org.id }, bearer(keys.otherOrg));
+    expect(named.status).toBe(403);
+    const bot = await search({ query: 'zq1x7 tariff', bot_id: botId }, bearer(keys.otherOrg));
+    expect(bot.status).toBe(404);
+  });
+
+  it('refuses callers without the right: no credentials, a revoked key, a key without knowledge.read', async () => {
+    const none = await search({ query: 'x' }, {});
+    expect(none.status).toBe(401);
+    expect((await none.json()).error.code).toBe('missing_authorization');
+    const revoked = await search({ query: 'x' }, bearer(keys.revoked));
+    expect(revoked.status).toBe(401);
+    expect((await revoked.json()).error.code).toBe('invalid_api_key');
+    const chatOnly = await search({ query: 'x' }, bearer(keys.chatOnly));
+    expect(chatOnly.status).toBe(403);
+    expect((await chatOnly.json()).error).toMatchObject({ code: 'insufficient_scope' });
+    expect((await search({ query: 'x', org_id: org.id }, bearer(stack.keys.anonKey))).status).toBe(401);
+    expect((await fetch(`${stack.apiUrl}/functions/v1/knowledge/search`, { method: 'GET', headers: bearer(keys.reader) })).status)
+      .toBe(405);
+  });
+
+  it('answers bad input with 400/422 and a JSON error, metering nothing', async () => {
+    const [{ before }] = await sql<{ before: number }[]>`select count(*)::int as before from public.usage_events where org_id = ${org.id}`;
+    const cases: Array<[unknown, number]> = [
+      ['{not json', 400],
+      [{}, 422],
+      [{ query: '   ' }, 422],
+      [{ query: 'x'.repeat(8001) }, 422],
+      [{ query: 'x', match_count: 0 }, 422],
+      [{ query: 'x', match_count: 51 }, 422],
+      [{ query: 'x', collection_ids: ['not-a-uuid'] }, 422],
+      [{ query: 'x', collection_ids: [] }, 422],
+      [{ query: 'x', bot_id: botId, collection_ids: [randomUUID()] }, 422],
+      [{ query: 'x', unexpected: true }, 422],
+    ];
+    for (const [body, status] of cases) {
+      const response = await search(body, bearer(keys.reader));
+      expect(response.status, JSON.stringify(body).slice(0, 80)).toBe(status);
+      expect((await response.json()).error).toMatchObject({ code: expect.any(String), message: expect.any(String) });
+    }
+    const user = await search({ query: 'x' }, bearer(org.tokens.viewer));
+    expect(user.status).toBe(422);
+    expect((await user.json()).error.message).toContain('org_id');
+    const [{ after }] = await sql<{ after: number }[]>`select count(*)::int as after from public.usage_events where org_id = ${org.id}`;
+    expect(after).toBe(before);
+  });
+
+  it('applies the key\'s rate limit: 429 with Retry-After once it is spent', async () => {
+    const limited = await apiKey(org, ['knowledge.read']);
+    await sql`update public.api_keys set rate_limit_per_minute = 1 where id = ${limited.id}`;
+    expect((await search({ query: 'zq1x7' }, bearer(limited.key))).status).toBe(200);
+    const refused = await search({ query: 'zq1x7' }, bearer(limited.key));
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect((await refused.json()).error.code).toBe('rate_limited');
   });
 });

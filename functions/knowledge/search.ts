@@ -1,0 +1,177 @@
+/**
+ * POST /functions/v1/knowledge/search: the org's knowledge base searched as
+ * the chat does (match_document_chunks: vector and full-text ranks fused), for
+ *  - an API key with `knowledge.read` (a voice agent's or a server's tool
+ *    call): its own org, at the key's rate limit (the bucket the chat
+ *    endpoints take from), run as the service role with the key as actor;
+ *  - a signed-in user with `knowledge.read` in `org_id` (viewers and up), run
+ *    as the user, so the chunks' policies decide.
+ * `bot_id` searches what that bot answers from (match_bot_chunks), and
+ * `collection_ids` those collections. The query's embedding is metered to the
+ * org as any other (kind `embedding`).
+ */
+import { z } from 'zod';
+import { apiKeyFromRequest, type ApiKeyPrincipal, requireScope, verifyApiKey } from '../_shared/api-keys.ts';
+import { requireUser, type UserClaims } from '../_shared/auth.ts';
+import { asServiceRole, type Sql, type TransactionSql, withUserScope } from '../_shared/db.ts';
+import { type EmbeddingProvider, EmbeddingProviderError, toPgDirection } from '../_shared/embeddings/index.ts';
+import { HttpError } from '../_shared/errors.ts';
+import { json, readJson } from '../_shared/http.ts';
+import { mapPostgresErrors } from '../_shared/pg-errors.ts';
+
+/** As long as a chat question may be (MAX_QUESTION_CHARS of the chat function). */
+const MAX_QUERY_CHARS = 8000;
+/** The match functions' own bounds. */
+const MAX_MATCH_COUNT = 50;
+const MAX_COLLECTIONS = 100;
+/** Searches a minute per signed-in user (a dashboard's search box). */
+const USER_SEARCHES_PER_MINUTE = 60;
+
+const uuid = z.guid();
+
+export const searchBody = z
+  .strictObject({
+    query: z.string().trim().min(1, 'must not be empty').max(MAX_QUERY_CHARS, `has at most ${MAX_QUERY_CHARS} characters`),
+    org_id: uuid.optional(),
+    match_count: z.number().int().min(1).max(MAX_MATCH_COUNT).default(10),
+    collection_ids: z.array(uuid).min(1).max(MAX_COLLECTIONS).optional(),
+    bot_id: uuid.optional(),
+  })
+  .refine((body) => !(body.bot_id && body.collection_ids), {
+    message: 'bot_id and collection_ids cannot be combined (a bot searches its own collections)',
+  });
+type SearchBody = z.infer<typeof searchBody>;
+
+type Caller =
+  | { kind: 'key'; key: ApiKeyPrincipal }
+  | { kind: 'user'; claims: UserClaims };
+
+export interface SearchResult {
+  chunk_id: number;
+  document_id: string;
+  document_name: string;
+  collection_id: string | null;
+  page_start: number;
+  page_end: number;
+  content: string;
+  score: number;
+  vector_rank: number | null;
+  text_rank: number | null;
+}
+
+/** An API key when the request carries one (`x-api-key`, or `Authorization: Bearer ak_...`), else a user's token. */
+function sendsApiKey(req: Request): boolean {
+  return req.headers.has('x-api-key') || /^Bearer\s+ak_/i.test(req.headers.get('authorization') ?? '');
+}
+
+async function authenticateCaller(sql: Sql, req: Request, env: Parameters<typeof requireUser>[1]): Promise<Caller> {
+  if (!sendsApiKey(req)) return { kind: 'user', claims: await requireUser(req, env) };
+  const key = await verifyApiKey(sql, apiKeyFromRequest(req));
+  requireScope(key, 'knowledge.read');
+  return { kind: 'key', key };
+}
+
+/** Runs `fn` as the caller: the user, or the service role acting for the key (the key's id as a claim). */
+function asCaller<T>(sql: Sql, caller: Caller, fn: (tx: TransactionSql) => Promise<T>): Promise<T> {
+  const claims = caller.kind === 'user'
+    ? caller.claims
+    : { role: 'service_role', exp: Math.floor(Date.now() / 1000) + 3600, api_key_id: caller.key.apiKeyId };
+  return mapPostgresErrors(() => withUserScope(sql, claims, fn), {
+    forbidden: 'You may not search this knowledge base.',
+    notFound: 'The bot was not found.',
+  });
+}
+
+/**
+ * The org searched, after the checks no search would make: a key searches its
+ * own org only; a user needs knowledge.read there (a search under RLS would
+ * just come back empty); a bot must be in that org.
+ */
+async function orgToSearch(sql: Sql, caller: Caller, body: SearchBody): Promise<string> {
+  if (caller.kind === 'key') {
+    if (body.org_id && body.org_id !== caller.key.orgId) {
+      throw new HttpError(403, 'forbidden', 'This API key belongs to another organization.');
+    }
+    if (body.bot_id) {
+      const [bot] = await asServiceRole(sql, (tx) =>
+        tx<{ id: string }[]>`select b.id from public.bots b where b.id = ${body.bot_id!}::uuid and b.org_id = ${caller.key.orgId}::uuid`);
+      if (!bot) throw new HttpError(404, 'not_found', 'The bot was not found.');
+    }
+    return caller.key.orgId;
+  }
+  if (!body.org_id) throw new HttpError(422, 'invalid_request', 'Invalid request body: org_id: required with a user token');
+  const orgId = body.org_id;
+  const [{ allowed }] = await asCaller(sql, caller, (tx) =>
+    tx<{ allowed: boolean }[]>`select 'knowledge.read' = any (array(select public.my_permissions(${orgId}::uuid))) as allowed`);
+  if (!allowed) throw new HttpError(404, 'not_found', 'The organization was not found.');
+  return orgId;
+}
+
+/** One hit from the caller's bucket: the key's own limit, or a user's; 429 with Retry-After when it is spent. */
+async function takeRateLimit(sql: Sql, caller: Caller): Promise<void> {
+  const [hit] = await asServiceRole(sql, (tx) =>
+    caller.kind === 'key'
+      ? tx<{ allowed: boolean; retry_after_seconds: number | null }[]>`
+          select allowed, retry_after_seconds from private.take_rate_limit('api_key:' || ${caller.key.apiKeyId},
+            (select k.rate_limit_per_minute from public.api_keys k where k.id = ${caller.key.apiKeyId}::uuid), 60)`
+      : tx<{ allowed: boolean; retry_after_seconds: number | null }[]>`
+          select allowed, retry_after_seconds from private.take_rate_limit('knowledge_search:user:' || ${caller.claims.sub},
+            ${USER_SEARCHES_PER_MINUTE}, 60)`);
+  if (!hit.allowed) {
+    const wait = String(hit.retry_after_seconds ?? 1);
+    throw new HttpError(429, 'rate_limited', `Too many requests; try again in ${wait} seconds.`, { 'retry-after': wait });
+  }
+}
+
+async function meter(sql: Sql, caller: Caller, orgId: string, body: SearchBody, model: string, tokens: number): Promise<void> {
+  if (tokens <= 0) return;
+  await asServiceRole(sql, (tx) =>
+    tx`select private.record_usage(${orgId}::uuid, 'embedding', ${model}, ${tokens}, 0, null,
+      ${caller.kind === 'key' ? caller.key.apiKeyId : null}::uuid, ${body.bot_id ?? null}::uuid, null,
+      ${caller.kind === 'user' ? caller.claims.sub : null}::uuid)`);
+}
+
+export async function searchKnowledge(
+  sql: Sql,
+  req: Request,
+  embeddings: EmbeddingProvider,
+  env: Parameters<typeof requireUser>[1],
+): Promise<Response> {
+  const caller = await authenticateCaller(sql, req, env);
+  const body = await readJson(req, searchBody);
+  const orgId = await orgToSearch(sql, caller, body);
+  await takeRateLimit(sql, caller);
+
+  let embedded;
+  try {
+    embedded = await embeddings.embed([body.query]);
+  } catch (error) {
+    if (!(error instanceof EmbeddingProviderError)) throw error;
+    await meter(sql, caller, orgId, body, embeddings.model, error.tokensSpent);
+    throw new HttpError(503, 'embeddings_unavailable', 'The query could not be embedded; try again.', { 'retry-after': '5' }, {
+      cause: error,
+    });
+  }
+  const direction = toPgDirection(embedded.vectors[0]);
+  const [rows] = await Promise.all([
+    asCaller(sql, caller, (tx) =>
+      body.bot_id
+        ? tx<SearchResult[]>`
+            select chunk_id, document_id, document_name, collection_id, page_start, page_end, content, score,
+              vector_rank, text_rank
+            from public.match_bot_chunks(${body.bot_id}::uuid, ${direction}::integer[]::extensions.vector, ${body.query},
+              ${body.match_count})`
+        : tx<SearchResult[]>`
+            select chunk_id, document_id, document_name, collection_id, page_start, page_end, content, score,
+              vector_rank, text_rank
+            from public.match_document_chunks(${orgId}::uuid, ${direction}::integer[]::extensions.vector, ${body.query},
+              ${body.match_count}, ${body.collection_ids ?? null}::uuid[])`),
+    meter(sql, caller, orgId, body, embeddings.model, embedded.tokens),
+  ]);
+  return json({
+    object: 'list',
+    data: rows.map((row) => ({ ...row, chunk_id: Number(row.chunk_id), score: Number(row.score) })),
+    model: embeddings.model,
+    usage: { embedding_tokens: embedded.tokens },
+  });
+}
