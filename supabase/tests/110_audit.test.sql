@@ -214,10 +214,13 @@ select results_eq(
 rollback to savepoint tamper;
 
 -- Recomputing the hash of an edited row does not help: the next row's link breaks.
+-- (Rows are hash version 2 since 20261123005200: the hash covers values_hash.)
 update public.audit_log a set
   new_values = jsonb_set(a.new_values, '{name}', '"Forged"'),
-  hash = private.audit_row_hash(a.prev_hash, a.org_id, a.seq, a.actor_user_id, a.actor_api_key_id, a.action,
-    a.table_name, a.record_id, a.old_values, jsonb_set(a.new_values, '{name}', '"Forged"'), a.created_at)
+  values_hash = private.audit_values_hash(a.values_salt, a.old_values, jsonb_set(a.new_values, '{name}', '"Forged"')),
+  hash = private.audit_row_hash_v2(a.prev_hash, a.org_id, a.seq, a.actor_user_id, a.actor_api_key_id, a.action,
+    a.table_name, a.record_id, private.audit_values_hash(a.values_salt, a.old_values, jsonb_set(a.new_values, '{name}', '"Forged"')),
+    a.created_at)
 where a.org_id = (select id from fixture where key = 'org') and a.seq = 1;
 select results_eq(
   $$select valid, first_invalid_seq, reason from public.verify_audit_chain((select id from fixture where key = 'org'))$$,

@@ -61,7 +61,7 @@ select is(
 -- Secrets live in private tables (API key hashes, webhook and provider
 -- secrets, Telegram and invitation tokens); an exported column that looks
 -- like one fails here until it is omitted or moved. The audit chain's hashes
--- are integrity checks, not secrets.
+-- (and its hash version, 20261123005200) are integrity checks, not secrets.
 select is(
   array(
     select t.table_name || '.' || a.attname from private.export_tables t
@@ -71,7 +71,7 @@ select is(
       and a.attname ~ '(secret|token|hash|password|passwd|credential|private_key|signing|api_key$)'
       and a.attname !~ '(_at|_until|_count|_id|^tokens_(in|out)|^max_tokens)$'
     order by 1),
-  array['audit_log.hash', 'audit_log.prev_hash'],
+  array['audit_log.hash', 'audit_log.hash_version', 'audit_log.prev_hash', 'audit_log.values_hash'],
   'secrets: no exported column holds a secret, token or key hash'
 );
 
