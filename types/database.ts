@@ -102,14 +102,14 @@ isOneToOne: false
                   ]
                 },"audit_log": {
                   Row: {
-                    "action": string,"actor_api_key_id": string | null,"actor_user_id": string | null,"created_at": string,"hash": string,"id": number,"new_values": Json | null,"old_values": Json | null,"org_id": string,"prev_hash": string,"record_id": string | null,"seq": number,"table_name": string
+                    "action": string,"actor_api_key_id": string | null,"actor_user_id": string | null,"created_at": string,"hash": string,"hash_version": number,"id": number,"new_values": Json | null,"old_values": Json | null,"org_id": string,"prev_hash": string,"record_id": string | null,"redacted_at": string | null,"seq": number,"table_name": string,"values_hash": string | null,"values_salt": string | null
                   }
                   ComputedFields: never
                   Insert: {
-                    "action": string,"actor_api_key_id"?: string | null,"actor_user_id"?: string | null,"created_at"?: string,"hash": string,"id"?: never,"new_values"?: Json | null,"old_values"?: Json | null,"org_id": string,"prev_hash": string,"record_id"?: string | null,"seq": number,"table_name": string
+                    "action": string,"actor_api_key_id"?: string | null,"actor_user_id"?: string | null,"created_at"?: string,"hash": string,"hash_version"?: number,"id"?: never,"new_values"?: Json | null,"old_values"?: Json | null,"org_id": string,"prev_hash": string,"record_id"?: string | null,"redacted_at"?: string | null,"seq": number,"table_name": string,"values_hash"?: string | null,"values_salt"?: string | null
                   }
                   Update: {
-                    "action"?: string,"actor_api_key_id"?: string | null,"actor_user_id"?: string | null,"created_at"?: string,"hash"?: string,"id"?: never,"new_values"?: Json | null,"old_values"?: Json | null,"org_id"?: string,"prev_hash"?: string,"record_id"?: string | null,"seq"?: number,"table_name"?: string
+                    "action"?: string,"actor_api_key_id"?: string | null,"actor_user_id"?: string | null,"created_at"?: string,"hash"?: string,"hash_version"?: number,"id"?: never,"new_values"?: Json | null,"old_values"?: Json | null,"org_id"?: string,"prev_hash"?: string,"record_id"?: string | null,"redacted_at"?: string | null,"seq"?: number,"table_name"?: string,"values_hash"?: string | null,"values_salt"?: string | null
                   }
                   Relationships: [
                     
@@ -376,14 +376,14 @@ isOneToOne: false
                   ]
                 },"calls": {
                   Row: {
-                    "analysis_requested_at": string | null,"bot_id": string | null,"callee_time_zone": string | null,"campaign_id": string | null,"conversation_id": string | null,"cost": number | null,"cost_breakdown": Json | null,"cost_currency": string,"created_at": string,"created_by": string | null,"dial_attempts": number,"dial_lease_until": string | null,"direction": Database["public"]['Enums']["call_direction"],"duration_seconds": number | null,"ended_at": string | null,"ended_event_id": string | null,"ended_reason": string | null,"from_number": string | null,"id": string,"last_dial_error": string | null,"last_event_at": string | null,"llm_latency_ms": number | null,"next_dial_at": string | null,"org_id": string,"provider": string | null,"provider_call_id": string | null,"recording_path": string | null,"recording_url": string | null,"scheduled_at": string | null,"sentiment": Database["public"]['Enums']["call_sentiment"],"sentiment_score": number | null,"started_at": string | null,"started_event_id": string | null,"status": Database["public"]['Enums']["call_status"],"status_occurred_at": string,"status_rank": number,"stt_latency_ms": number | null,"summary": string | null,"to_number": string | null,"transcript_final": boolean,"tts_latency_ms": number | null,"updated_at": string
+                    "analysis_requested_at": string | null,"bot_id": string | null,"callee_time_zone": string | null,"campaign_id": string | null,"conversation_id": string | null,"cost": number | null,"cost_breakdown": Json | null,"cost_currency": string,"created_at": string,"created_by": string | null,"dial_attempts": number,"dial_lease_until": string | null,"dial_lookups": number,"dial_started_at": string | null,"dial_target": Json | null,"direction": Database["public"]['Enums']["call_direction"],"duration_seconds": number | null,"ended_at": string | null,"ended_event_id": string | null,"ended_reason": string | null,"from_number": string | null,"id": string,"last_dial_error": string | null,"last_event_at": string | null,"llm_latency_ms": number | null,"next_dial_at": string | null,"org_id": string,"provider": string | null,"provider_call_id": string | null,"recording_path": string | null,"recording_url": string | null,"scheduled_at": string | null,"sentiment": Database["public"]['Enums']["call_sentiment"],"sentiment_score": number | null,"started_at": string | null,"started_event_id": string | null,"status": Database["public"]['Enums']["call_status"],"status_occurred_at": string,"status_rank": number,"stt_latency_ms": number | null,"summary": string | null,"to_number": string | null,"transcript_final": boolean,"tts_latency_ms": number | null,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "analysis_requested_at"?: string | null,"bot_id"?: string | null,"callee_time_zone"?: string | null,"campaign_id"?: string | null,"conversation_id"?: string | null,"cost"?: number | null,"cost_breakdown"?: Json | null,"cost_currency"?: string,"created_at"?: string,"created_by"?: string | null,"dial_attempts"?: number,"dial_lease_until"?: string | null,"direction": Database["public"]['Enums']["call_direction"],"duration_seconds"?: number | null,"ended_at"?: string | null,"ended_event_id"?: string | null,"ended_reason"?: string | null,"from_number"?: string | null,"id"?: string,"last_dial_error"?: string | null,"last_event_at"?: string | null,"llm_latency_ms"?: number | null,"next_dial_at"?: string | null,"org_id": string,"provider"?: string | null,"provider_call_id"?: string | null,"recording_path"?: string | null,"recording_url"?: string | null,"scheduled_at"?: string | null,"sentiment"?: Database["public"]['Enums']["call_sentiment"],"sentiment_score"?: number | null,"started_at"?: string | null,"started_event_id"?: string | null,"status"?: Database["public"]['Enums']["call_status"],"status_occurred_at"?: string,"status_rank"?: never,"stt_latency_ms"?: number | null,"summary"?: string | null,"to_number"?: string | null,"transcript_final"?: boolean,"tts_latency_ms"?: number | null,"updated_at"?: string
+                    "analysis_requested_at"?: string | null,"bot_id"?: string | null,"callee_time_zone"?: string | null,"campaign_id"?: string | null,"conversation_id"?: string | null,"cost"?: number | null,"cost_breakdown"?: Json | null,"cost_currency"?: string,"created_at"?: string,"created_by"?: string | null,"dial_attempts"?: number,"dial_lease_until"?: string | null,"dial_lookups"?: number,"dial_started_at"?: string | null,"dial_target"?: Json | null,"direction": Database["public"]['Enums']["call_direction"],"duration_seconds"?: number | null,"ended_at"?: string | null,"ended_event_id"?: string | null,"ended_reason"?: string | null,"from_number"?: string | null,"id"?: string,"last_dial_error"?: string | null,"last_event_at"?: string | null,"llm_latency_ms"?: number | null,"next_dial_at"?: string | null,"org_id": string,"provider"?: string | null,"provider_call_id"?: string | null,"recording_path"?: string | null,"recording_url"?: string | null,"scheduled_at"?: string | null,"sentiment"?: Database["public"]['Enums']["call_sentiment"],"sentiment_score"?: number | null,"started_at"?: string | null,"started_event_id"?: string | null,"status"?: Database["public"]['Enums']["call_status"],"status_occurred_at"?: string,"status_rank"?: never,"stt_latency_ms"?: number | null,"summary"?: string | null,"to_number"?: string | null,"transcript_final"?: boolean,"tts_latency_ms"?: number | null,"updated_at"?: string
                   }
                   Update: {
-                    "analysis_requested_at"?: string | null,"bot_id"?: string | null,"callee_time_zone"?: string | null,"campaign_id"?: string | null,"conversation_id"?: string | null,"cost"?: number | null,"cost_breakdown"?: Json | null,"cost_currency"?: string,"created_at"?: string,"created_by"?: string | null,"dial_attempts"?: number,"dial_lease_until"?: string | null,"direction"?: Database["public"]['Enums']["call_direction"],"duration_seconds"?: number | null,"ended_at"?: string | null,"ended_event_id"?: string | null,"ended_reason"?: string | null,"from_number"?: string | null,"id"?: string,"last_dial_error"?: string | null,"last_event_at"?: string | null,"llm_latency_ms"?: number | null,"next_dial_at"?: string | null,"org_id"?: string,"provider"?: string | null,"provider_call_id"?: string | null,"recording_path"?: string | null,"recording_url"?: string | null,"scheduled_at"?: string | null,"sentiment"?: Database["public"]['Enums']["call_sentiment"],"sentiment_score"?: number | null,"started_at"?: string | null,"started_event_id"?: string | null,"status"?: Database["public"]['Enums']["call_status"],"status_occurred_at"?: string,"status_rank"?: never,"stt_latency_ms"?: number | null,"summary"?: string | null,"to_number"?: string | null,"transcript_final"?: boolean,"tts_latency_ms"?: number | null,"updated_at"?: string
+                    "analysis_requested_at"?: string | null,"bot_id"?: string | null,"callee_time_zone"?: string | null,"campaign_id"?: string | null,"conversation_id"?: string | null,"cost"?: number | null,"cost_breakdown"?: Json | null,"cost_currency"?: string,"created_at"?: string,"created_by"?: string | null,"dial_attempts"?: number,"dial_lease_until"?: string | null,"dial_lookups"?: number,"dial_started_at"?: string | null,"dial_target"?: Json | null,"direction"?: Database["public"]['Enums']["call_direction"],"duration_seconds"?: number | null,"ended_at"?: string | null,"ended_event_id"?: string | null,"ended_reason"?: string | null,"from_number"?: string | null,"id"?: string,"last_dial_error"?: string | null,"last_event_at"?: string | null,"llm_latency_ms"?: number | null,"next_dial_at"?: string | null,"org_id"?: string,"provider"?: string | null,"provider_call_id"?: string | null,"recording_path"?: string | null,"recording_url"?: string | null,"scheduled_at"?: string | null,"sentiment"?: Database["public"]['Enums']["call_sentiment"],"sentiment_score"?: number | null,"started_at"?: string | null,"started_event_id"?: string | null,"status"?: Database["public"]['Enums']["call_status"],"status_occurred_at"?: string,"status_rank"?: never,"stt_latency_ms"?: number | null,"summary"?: string | null,"to_number"?: string | null,"transcript_final"?: boolean,"tts_latency_ms"?: number | null,"updated_at"?: string
                   }
                   Relationships: [
                     {
@@ -506,14 +506,14 @@ isOneToOne: false
                   ]
                 },"data_exports": {
                   Row: {
-                    "created_at": string,"cursor": NonNullable<Json>,"error": string | null,"expires_at": string | null,"finished_at": string | null,"id": string,"lease_until": string | null,"org_id": string,"progress_percent": number,"requested_by": string | null,"status": Database["public"]['Enums']["data_export_status"],"steps": number,"storage_prefix": string,"tables": (string)[],"updated_at": string
+                    "created_at": string,"cursor": NonNullable<Json>,"error": string | null,"expired_at": string | null,"expires_at": string | null,"finished_at": string | null,"id": string,"lease_until": string | null,"org_id": string,"progress_percent": number,"requested_by": string | null,"status": Database["public"]['Enums']["data_export_status"],"steps": number,"storage_prefix": string,"tables": (string)[],"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "created_at"?: string,"cursor"?: NonNullable<Json>,"error"?: string | null,"expires_at"?: string | null,"finished_at"?: string | null,"id"?: string,"lease_until"?: string | null,"org_id": string,"progress_percent"?: number,"requested_by"?: string | null,"status"?: Database["public"]['Enums']["data_export_status"],"steps"?: number,"storage_prefix": string,"tables": (string)[],"updated_at"?: string
+                    "created_at"?: string,"cursor"?: NonNullable<Json>,"error"?: string | null,"expired_at"?: string | null,"expires_at"?: string | null,"finished_at"?: string | null,"id"?: string,"lease_until"?: string | null,"org_id": string,"progress_percent"?: number,"requested_by"?: string | null,"status"?: Database["public"]['Enums']["data_export_status"],"steps"?: number,"storage_prefix": string,"tables": (string)[],"updated_at"?: string
                   }
                   Update: {
-                    "created_at"?: string,"cursor"?: NonNullable<Json>,"error"?: string | null,"expires_at"?: string | null,"finished_at"?: string | null,"id"?: string,"lease_until"?: string | null,"org_id"?: string,"progress_percent"?: number,"requested_by"?: string | null,"status"?: Database["public"]['Enums']["data_export_status"],"steps"?: number,"storage_prefix"?: string,"tables"?: (string)[],"updated_at"?: string
+                    "created_at"?: string,"cursor"?: NonNullable<Json>,"error"?: string | null,"expired_at"?: string | null,"expires_at"?: string | null,"finished_at"?: string | null,"id"?: string,"lease_until"?: string | null,"org_id"?: string,"progress_percent"?: number,"requested_by"?: string | null,"status"?: Database["public"]['Enums']["data_export_status"],"steps"?: number,"storage_prefix"?: string,"tables"?: (string)[],"updated_at"?: string
                   }
                   Relationships: [
                     {
@@ -543,11 +543,11 @@ isOneToOne: false
       referencedRelation: "collections"
       referencedColumns: ["id","org_id"]
     },{
-      foreignKeyName: "document_chunks_document_id_fkey1"
-      columns: ["document_id"]
+      foreignKeyName: "document_chunks_document_fk"
+      columns: ["document_id","org_id"]
 isOneToOne: false
       referencedRelation: "documents"
-      referencedColumns: ["id"]
+      referencedColumns: ["id","org_id"]
     },{
       foreignKeyName: "document_chunks_org_id_fkey1"
       columns: ["org_id"]
@@ -569,17 +569,17 @@ isOneToOne: false
                   }
                   Relationships: [
                     {
-      foreignKeyName: "documents_batch_id_fkey"
-      columns: ["batch_id"]
+      foreignKeyName: "documents_batch_fk"
+      columns: ["batch_id","org_id"]
 isOneToOne: false
       referencedRelation: "upload_batch_progress"
-      referencedColumns: ["batch_id"]
+      referencedColumns: ["batch_id","org_id"]
     },{
-      foreignKeyName: "documents_batch_id_fkey"
-      columns: ["batch_id"]
+      foreignKeyName: "documents_batch_fk"
+      columns: ["batch_id","org_id"]
 isOneToOne: false
       referencedRelation: "upload_batches"
-      referencedColumns: ["id"]
+      referencedColumns: ["id","org_id"]
     },{
       foreignKeyName: "documents_collection_fk"
       columns: ["collection_id","org_id"]
@@ -1263,6 +1263,9 @@ isOneToOne: false
 "created_by": string | null,
 "dial_attempts": number,
 "dial_lease_until": string | null,
+"dial_lookups": number,
+"dial_started_at": string | null,
+"dial_target": Json | null,
 "direction": Database["public"]['Enums']["call_direction"],
 "duration_seconds": number | null,
 "ended_at": string | null,
@@ -1446,6 +1449,9 @@ isOneToOne: false
 "created_by": string | null,
 "dial_attempts": number,
 "dial_lease_until": string | null,
+"dial_lookups": number,
+"dial_started_at": string | null,
+"dial_target": Json | null,
 "direction": Database["public"]['Enums']["call_direction"],
 "duration_seconds": number | null,
 "ended_at": string | null,
@@ -1591,6 +1597,7 @@ isOneToOne: false
               "created_at": string,
 "cursor": NonNullable<Json>,
 "error": string | null,
+"expired_at": string | null,
 "expires_at": string | null,
 "finished_at": string | null,
 "id": string,
