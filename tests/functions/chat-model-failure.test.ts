@@ -17,13 +17,14 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { countPromptTokens } from '../../functions/_shared/chat/usage.ts';
-import { createSql, type Sql } from '../../functions/_shared/db.ts';
+import type { Sql } from '../../functions/_shared/db.ts';
 import { countTokens } from '../../functions/_shared/text/tokens.ts';
 import { type ChatOrg, createApiKey, createBot, createChatOrg, createDocument } from '../support/chat-fixtures.ts';
-import { type OpenAiStub, startOpenAiStub } from '../support/openai-stub.ts';
+import type { OpenAiStub } from '../support/openai-stub.ts';
 import { parseSse } from '../support/sse.ts';
-import { startTelegramStub, type TelegramStub } from '../support/telegram-stub.ts';
-import { startTestStack, type TestStack } from './support.ts';
+import type { TelegramStub } from '../support/telegram-stub.ts';
+import { startStubbedChatStack } from './stubbed-chat-stack.ts';
+import type { TestStack } from './support.ts';
 
 let stack: TestStack;
 let sql: Sql;
@@ -79,17 +80,7 @@ function countedUsage(partial: string): { tokens_in: number; tokens_out: number 
 }
 
 beforeAll(async () => {
-  stub = await startOpenAiStub({ apiKey: 'sk-test-chat' });
-  telegram = await startTelegramStub({ token: '7012345678:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw' });
-  stack = await startTestStack({
-    env: {
-      OPENAI_API_KEY: 'sk-test-chat',
-      OPENAI_BASE_URL: stub.baseURL,
-      OPENAI_MAX_RETRIES: '0',
-      TELEGRAM_API_BASE_URL: telegram.baseUrl,
-    },
-  });
-  sql = createSql(stack.dbUrl, { max: 1 });
+  ({ stack, sql, stub, telegram } = await startStubbedChatStack());
   org = await createChatOrg(sql, 'chat-failure');
   concierge = await createBot(sql, org.id, { slug: 'concierge', model: 'gpt-4o-mini' });
   telegramBot = await createBot(sql, org.id, { slug: 'tg', model: 'gpt-4o-mini' });

@@ -1,0 +1,27 @@
+import { createSql, type Sql } from '../../functions/_shared/db.ts';
+import { type OpenAiStub, startOpenAiStub } from '../support/openai-stub.ts';
+import { startTelegramStub, type TelegramStub } from '../support/telegram-stub.ts';
+import { startTestStack, type TestStack } from './support.ts';
+
+export interface StubbedChatStack {
+  stack: TestStack;
+  sql: Sql;
+  /** OpenAI's chat wire format on a local port (no retries, so a failure shows at once). */
+  stub: OpenAiStub;
+  telegram: TelegramStub;
+}
+
+/** A test stack whose model and Telegram are local stubs speaking those services' wire formats. */
+export async function startStubbedChatStack(): Promise<StubbedChatStack> {
+  const stub = await startOpenAiStub({ apiKey: 'sk-test-chat' });
+  const telegram = await startTelegramStub({ token: '7012345678:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw' });
+  const stack = await startTestStack({
+    env: {
+      OPENAI_API_KEY: 'sk-test-chat',
+      OPENAI_BASE_URL: stub.baseURL,
+      OPENAI_MAX_RETRIES: '0',
+      TELEGRAM_API_BASE_URL: telegram.baseUrl,
+    },
+  });
+  return { stack, sql: createSql(stack.dbUrl, { max: 1 }), stub, telegram };
+}
