@@ -6,7 +6,7 @@
  * work then runs as the service role with the key's id as a claim, so the
  * audit log names the key.
  */
-import { apiKeyFromRequest, requireScope, verifyApiKey } from '../_shared/api-keys.ts';
+import { apiKeyActorClaims, apiKeyFromRequest, requireScope, verifyApiKey } from '../_shared/api-keys.ts';
 import { asServiceRole, type Sql, type TransactionSql, withUserScope } from '../_shared/db.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { mapCalendarErrors } from './errors.ts';
@@ -33,8 +33,7 @@ export async function authenticateBot(
 
 /** Runs `fn` as the service role acting for the key; our SQLSTATEs become HTTP errors. */
 export function asBot<T>(sql: Sql, caller: BotCaller, fn: (tx: TransactionSql) => Promise<T>): Promise<T> {
-  const claims = { role: 'service_role', exp: Math.floor(Date.now() / 1000) + 3600, api_key_id: caller.apiKeyId };
-  return mapCalendarErrors(() => withUserScope(sql, claims, fn), {
+  return mapCalendarErrors(() => withUserScope(sql, apiKeyActorClaims(caller.apiKeyId), fn), {
     notFound: 'The bot, call or conversation was not found.',
   });
 }

@@ -11,8 +11,14 @@
  * org as any other (kind `embedding`).
  */
 import { z } from 'zod';
-import { apiKeyFromRequest, type ApiKeyPrincipal, requireScope, verifyApiKey } from '../_shared/api-keys.ts';
-import { requireUser, type UserClaims } from '../_shared/auth.ts';
+import {
+  apiKeyActorClaims,
+  apiKeyFromRequest,
+  type ApiKeyPrincipal,
+  requireScope,
+  verifyApiKey,
+} from '../_shared/api-keys.ts';
+import { type AuthOptions, requireUser, type UserClaims } from '../_shared/auth.ts';
 import { asServiceRole, type Sql, type TransactionSql, withUserScope } from '../_shared/db.ts';
 import { type EmbeddingProvider, EmbeddingProviderError, toPgDirection } from '../_shared/embeddings/index.ts';
 import { HttpError } from '../_shared/errors.ts';
@@ -64,8 +70,8 @@ function sendsApiKey(req: Request): boolean {
   return req.headers.has('x-api-key') || /^Bearer\s+ak_/i.test(req.headers.get('authorization') ?? '');
 }
 
-async function authenticateCaller(sql: Sql, req: Request, env: Parameters<typeof requireUser>[1]): Promise<Caller> {
-  if (!sendsApiKey(req)) return { kind: 'user', claims: await requireUser(req, env) };
+async function authenticateCaller(sql: Sql, req: Request, options: AuthOptions): Promise<Caller> {
+  if (!sendsApiKey(req)) return { kind: 'user', claims: await requireUser(req, options) };
   const key = await verifyApiKey(sql, apiKeyFromRequest(req));
   requireScope(key, 'knowledge.read');
   return { kind: 'key', key };
@@ -73,9 +79,7 @@ async function authenticateCaller(sql: Sql, req: Request, env: Parameters<typeof
 
 /** Runs `fn` as the caller: the user, or the service role acting for the key (the key's id as a claim). */
 function asCaller<T>(sql: Sql, caller: Caller, fn: (tx: TransactionSql) => Promise<T>): Promise<T> {
-  const claims = caller.kind === 'user'
-    ? caller.claims
-    : { role: 'service_role', exp: Math.floor(Date.now() / 1000) + 3600, api_key_id: caller.key.apiKeyId };
+  const claims = caller.kind === 'user' ? caller.claims : apiKeyActorClaims(caller.key.apiKeyId);
   return mapPostgresErrors(() => withUserScope(sql, claims, fn), {
     forbidden: 'You may not search this knowledge base.',
     notFound: 'The bot was not found.',
@@ -135,9 +139,9 @@ export async function searchKnowledge(
   sql: Sql,
   req: Request,
   embeddings: EmbeddingProvider,
-  env: Parameters<typeof requireUser>[1],
+  options: AuthOptions,
 ): Promise<Response> {
-  const caller = await authenticateCaller(sql, req, env);
+  const caller = await authenticateCaller(sql, req, options);
   const body = await readJson(req, searchBody);
   const orgId = await orgToSearch(sql, caller, body);
   await takeRateLimit(sql, caller);
