@@ -217,6 +217,15 @@ export async function telegramUpdateAnswered(tx: TransactionSql, botId: string, 
   await tx`select private.telegram_update_answered(${botId}, ${updateId}, ${messageId})`;
 }
 
+/**
+ * Unlinks a delivered answer from its update (service role only): the link
+ * means "stored, not yet sent", so a later redelivery (Telegram retries when
+ * our 200 came late) does not send it a second time.
+ */
+export async function telegramUpdateSent(tx: TransactionSql, botId: string, updateId: number): Promise<void> {
+  await tx`select private.telegram_update_answered(${botId}, ${updateId}, null)`;
+}
+
 /** Gives a claim back when nothing of its turn was stored, so Telegram's redelivery runs it (service role only). */
 export async function releaseTelegramUpdate(tx: TransactionSql, botId: string, updateId: number): Promise<void> {
   await tx`select private.release_telegram_update(${botId}, ${updateId})`;

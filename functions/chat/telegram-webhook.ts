@@ -11,9 +11,9 @@
  * Telegram redelivers an update until the webhook answers 2xx (after a 500,
  * or a timeout while a slow turn is still running), so each update is taken
  * on once per bot and update_id (private.claim_telegram_update): a
- * redelivery never stores or meters the turn again. If the answer was stored
- * but could not be sent, the redelivery sends the stored answer again (no
- * model call); if the model failed, the chat is told and the webhook answers
+ * redelivery never stores or meters the turn again. An answer stays linked
+ * to its update only until it is sent: if it was stored but could not be
+ * sent, the redelivery sends it (no model call), once; if the model failed, the chat is told and the webhook answers
  * 200 (the turn is stored and metered as `error`, but not linked: a
  * redelivery sends nothing). Only a failure before anything was stored gives
  * the claim back, so the redelivery runs the turn.
@@ -32,7 +32,7 @@ import {
 } from '../_shared/telegram.ts';
 import { answerTurn, type ChatDeps, prepareTurn, type TurnInput, type TurnResult } from './core.ts';
 import { asService, type ChatPrincipal } from './principal.ts';
-import { claimTelegramUpdate, releaseTelegramUpdate, telegramBot, telegramUpdateAnswered } from './queries.ts';
+import { claimTelegramUpdate, releaseTelegramUpdate, telegramBot, telegramUpdateAnswered, telegramUpdateSent } from './queries.ts';
 import { readChatBody, uuid } from './schemas.ts';
 import { streamError } from './web-chat.ts';
 
@@ -88,10 +88,18 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
   const reply = { replyToMessageId: incoming.messageId };
   const updateId = update.update_id;
   const claim = await asService(deps.sql(), SERVICE, (tx) => claimTelegramUpdate(tx, botId, updateId));
+  // Best effort: unlinked, a redelivery sends nothing more; left linked, it sends the answer again.
+  const markSent = () =>
+    asService(deps.sql(), SERVICE, (tx) => telegramUpdateSent(tx, botId, updateId)).catch((error) =>
+      console.warn(`[${requestId}] marking Telegram update ${updateId} sent failed`, error)
+    );
   if (!claim.claimed) {
-    // A redelivery. Its answer stored means sending it failed last time: send that again, no model call.
+    // A redelivery. An answer still linked was stored but not sent: send it now, no model call.
     // Otherwise the turn is still running, was refused or failed (the chat was told): nothing to do.
-    if (claim.answer !== null) await telegram.sendMessage(incoming.chatId, telegramText(claim.answer), reply);
+    if (claim.answer !== null) {
+      await telegram.sendMessage(incoming.chatId, telegramText(claim.answer), reply);
+      await markSent();
+    }
     return json({ ok: true, handled: false, duplicate: true });
   }
   let turn;
@@ -136,5 +144,6 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
     (error) => console.warn(`[${requestId}] linking Telegram update ${updateId} to its answer failed`, error),
   );
   await telegram.sendMessage(incoming.chatId, telegramText(answered.content), reply);
+  await markSent();
   return json({ ok: true, handled: true, conversation_id: turn.conversation_id });
 }
