@@ -7,6 +7,7 @@
  * (POST /account/storage-cleanup), which calls this again.
  */
 import { asServiceRole, type Sql } from '../_shared/db.ts';
+import { type ListedObject, removeListedObjects } from '../_shared/storage-removal.ts';
 import type { OrgFileStore } from './store.ts';
 
 const PAGE = 1000;
@@ -24,20 +25,15 @@ export async function removeOrgFiles(
 ): Promise<RemovalResult> {
   let removed = 0;
   try {
-    while (performance.now() < deadline) {
-      const objects = await asServiceRole(deps.sql, (tx) =>
-        tx<{ bucket_id: string; name: string }[]>`
-          select bucket_id, name from private.org_storage_objects(${orgId}::uuid, ${PAGE})`
-      );
-      if (objects.length === 0) break;
-      const byBucket = new Map<string, string[]>();
-      for (const object of objects) byBucket.set(object.bucket_id, [...(byBucket.get(object.bucket_id) ?? []), object.name]);
-      let round = 0;
-      for (const [bucket, names] of byBucket) round += await deps.store.remove(bucket, names);
-      removed += round;
-      // Listed but not removable (already going, or refused): stop rather than spin; the cleanup retries.
-      if (round === 0) break;
-    }
+    await removeListedObjects(
+      () =>
+        asServiceRole(deps.sql, (tx) =>
+          tx<ListedObject[]>`select bucket_id, name from private.org_storage_objects(${orgId}::uuid, ${PAGE})`
+        ),
+      (bucket, names) => deps.store.remove(bucket, names),
+      deadline,
+      (round) => (removed += round),
+    );
   } catch (error) {
     // The org's rows are gone already; its files are left to the scheduled cleanup.
     (deps.log ?? ((message, cause) => console.error(message, cause)))(`removing the files of org ${orgId} failed`, error);

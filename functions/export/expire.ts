@@ -12,6 +12,7 @@
  */
 import { asServiceRole, type Sql } from '../_shared/db.ts';
 import { isPostgresError } from '../_shared/pg-errors.ts';
+import { type ListedObject, removeListedObjects } from '../_shared/storage-removal.ts';
 import type { ExportStore } from './store.ts';
 
 const PAGE = 1000;
@@ -26,7 +27,7 @@ export interface ExpiredExport {
 
 export interface ExpirySummary {
   exports: ExpiredExport[];
-  /** Exports still due after this pass (the next pass takes them). */
+  /** Exports of this pass's listing still due (the next pass takes them); more may wait beyond its 100. */
   pending: number;
 }
 
@@ -40,16 +41,16 @@ async function expireExport(
 ): Promise<ExpiredExport | null> {
   let removed = 0;
   try {
-    while (performance.now() < deadline) {
-      const objects = await asServiceRole(deps.sql, (tx) =>
-        tx<{ name: string }[]>`select name from private.export_expiry_objects(${exportId}::uuid, ${PAGE})`
-      );
-      if (objects.length === 0) break;
-      const round = await deps.store.remove(objects.map((object) => object.name));
-      removed += round;
-      // Listed but not removed (already going, or refused): stop rather than spin; the next pass retries.
-      if (round === 0) break;
-    }
+    await removeListedObjects(
+      () =>
+        asServiceRole(deps.sql, (tx) =>
+          tx<ListedObject[]>`select bucket_id, name from private.export_expiry_objects(${exportId}::uuid, ${PAGE})`
+        ),
+      // Always the exports bucket.
+      (_bucket, names) => deps.store.remove(names),
+      deadline,
+      (round) => (removed += round),
+    );
   } catch (error) {
     // Gone meanwhile (its org was deleted: that cleanup takes its files).
     if (isPostgresError(error) && error.code === 'P0002') return null;
@@ -75,13 +76,13 @@ export async function expireExports(
     tx<{ export_id: string }[]>`select export_id from private.exports_due_for_expiry(${EXPIRY_MAX_EXPORTS})`
   );
   const exports: ExpiredExport[] = [];
+  let done = 0;
   for (const { export_id: exportId } of due) {
     if (performance.now() >= deadline) break;
     const result = await expireExport(deps, exportId, deadline);
+    // Gone meanwhile (null) or no file left: no longer due.
+    if (!result || result.files_remaining === 0) done += 1;
     if (result) exports.push(result);
   }
-  const [{ pending }] = await asServiceRole(deps.sql, (tx) =>
-    tx<{ pending: number }[]>`select count(*)::int as pending from private.exports_due_for_expiry(1000)`
-  );
-  return { exports, pending };
+  return { exports, pending: due.length - done };
 }

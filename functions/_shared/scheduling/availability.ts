@@ -86,7 +86,7 @@ async function readParts(scoped: Scoped, request: AvailabilityRequest): Promise<
         (select coalesce(json_agg(json_build_object('connection_id', c.connection_id, 'provider', c.provider, 'status', c.status)),
                          '[]'::json)
          from private.calendars_for_bot(${request.orgId}::uuid, ${request.botId}::uuid) c) as calendars,
-        (select o.time_zone from public.organizations o where o.id = ${request.orgId}::uuid) as time_zone`;
+        ${zone} as time_zone`;
     return row;
   });
 }
@@ -135,7 +135,7 @@ export async function computeAvailability(
     durationMinutes: request.durationMinutes,
     ...(request.stepMinutes === undefined ? {} : { stepMinutes: request.stepMinutes }),
     // Open ranges may begin before `from` (their opening is the grid's origin); no slot does.
-    notBefore: new Date(Math.max(request.from.getTime(), now.getTime())),
+    notBefore: busyFrom,
     // An exact time the caller chose is checked as it is, seconds included.
     wholeMinutes: request.alignToOpening !== false,
   });

@@ -99,11 +99,11 @@ export async function bookFreeSlot(
   return { booked: true, appointment: await mirrorAppointment(ctx, row) };
 }
 
-/** The first free slots of that length from `from` on, looking a week ahead: what to offer instead. */
+/** The first free slots of that length from `from` on, looking a week ahead, on the default resource (the chat's): what to offer instead. */
 export async function nextFreeSlots(
   ctx: RequestContext,
   scoped: Scoped,
-  request: { orgId: string; botId: string; from: Date; durationMinutes: number; count: number; resource?: string },
+  request: { orgId: string; botId: string; from: Date; durationMinutes: number; count: number },
 ): Promise<{ slots: Interval[]; timeZone: string }> {
   const from = new Date(Math.max(request.from.getTime(), ctx.settings.now().getTime()));
   const result = await computeAvailability(
@@ -115,7 +115,7 @@ export async function nextFreeSlots(
       from,
       to: new Date(from.getTime() + 7 * 86_400_000),
       durationMinutes: request.durationMinutes,
-      resource: request.resource ?? 'default',
+      resource: 'default',
     },
     ctx.settings.now(),
   );
