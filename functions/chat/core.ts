@@ -91,7 +91,7 @@ export interface TurnInput {
  * `error` when the model failed (the result's `failure` says how; the
  * content is what was streamed before, possibly nothing).
  */
-export type TurnFinishReason = 'stop' | 'length' | 'content_filter' | 'interrupted' | 'error';
+export type TurnFinishReason = q.TurnFinishReason;
 
 export type PreparedTurn = Extract<q.PrepareResult, { ok: true }>;
 

@@ -3,7 +3,7 @@
  * the principal (see principal.ts), so RLS and the SQL functions' own checks
  * decide what the caller may do.
  */
-import type { Citation, RetrievedChunk, RetrievedProduct } from '../_shared/chat/index.ts';
+import type { ChatFinishReason, Citation, RetrievedChunk, RetrievedProduct } from '../_shared/chat/index.ts';
 import type { TransactionSql } from '../_shared/db.ts';
 import { toPgDirection } from '../_shared/embeddings/index.ts';
 
@@ -64,6 +64,13 @@ export async function chatPrepare(tx: TransactionSql, args: PrepareArgs): Promis
   return result;
 }
 
+/**
+ * Why an answer ended, as stored (messages.finish_reason): the model's reason,
+ * `interrupted` when the client went away mid-answer, or `error` when the
+ * model failed.
+ */
+export type TurnFinishReason = ChatFinishReason | 'interrupted' | 'error';
+
 export interface FinishArgs {
   conversationId: string;
   content: string;
@@ -73,7 +80,7 @@ export interface FinishArgs {
   model: string;
   citations: Citation[];
   escalationReason: string | null;
-  finishReason: 'stop' | 'length' | 'content_filter' | 'interrupted' | 'error';
+  finishReason: TurnFinishReason;
   /** The API key that made this call (metered to it), or null for a user or Telegram. */
   apiKeyId: string | null;
 }
