@@ -130,8 +130,9 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
     // nothing); Telegram sends no half answer, so the chat is told as below.
     if (result.failure) throw result.failure;
   } catch (error) {
-    // The question is stored and the model failed (after its own retries): a redelivery would store
-    // the question again, so the chat is told, as for a refusal, and Telegram gets its 200.
+    // The question is stored and the turn failed: the model (after its own retries; the turn is then
+    // stored and metered as `error`) or anything else after prepare (only logged). A redelivery would
+    // store the question again, so the chat is told, as for a refusal, and Telegram gets its 200.
     console.error(`[${requestId}] Telegram turn failed`, error);
     await telegram.sendMessage(incoming.chatId, FAILED_TEXT, reply).catch((send) =>
       console.warn(`[${requestId}] sendMessage failed`, send)
