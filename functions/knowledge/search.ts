@@ -24,6 +24,7 @@ import { type EmbeddingProvider, EmbeddingProviderError, toPgDirection } from '.
 import { HttpError } from '../_shared/errors.ts';
 import { json, readJson } from '../_shared/http.ts';
 import { mapPostgresErrors } from '../_shared/pg-errors.ts';
+import { takeRateLimit } from '../_shared/rate-limit.ts';
 
 /** As long as a chat question may be (MAX_QUESTION_CHARS of the chat function). */
 const MAX_QUERY_CHARS = 8000;
@@ -111,22 +112,6 @@ async function orgToSearch(sql: Sql, caller: Caller, body: SearchBody): Promise<
   return orgId;
 }
 
-/** One hit from the caller's bucket: the key's own limit, or a user's; 429 with Retry-After when it is spent. */
-async function takeRateLimit(sql: Sql, caller: Caller): Promise<void> {
-  const [hit] = await asServiceRole(sql, (tx) =>
-    caller.kind === 'key'
-      ? tx<{ allowed: boolean; retry_after_seconds: number | null }[]>`
-          select allowed, retry_after_seconds from private.take_rate_limit('api_key:' || ${caller.key.apiKeyId},
-            (select k.rate_limit_per_minute from public.api_keys k where k.id = ${caller.key.apiKeyId}::uuid), 60)`
-      : tx<{ allowed: boolean; retry_after_seconds: number | null }[]>`
-          select allowed, retry_after_seconds from private.take_rate_limit('knowledge_search:user:' || ${caller.claims.sub},
-            ${USER_SEARCHES_PER_MINUTE}, 60)`);
-  if (!hit.allowed) {
-    const wait = String(hit.retry_after_seconds ?? 1);
-    throw new HttpError(429, 'rate_limited', `Too many requests; try again in ${wait} seconds.`, { 'retry-after': wait });
-  }
-}
-
 async function meter(sql: Sql, caller: Caller, orgId: string, body: SearchBody, model: string, tokens: number): Promise<void> {
   if (tokens <= 0) return;
   await asServiceRole(sql, (tx) =>
@@ -144,7 +129,12 @@ export async function searchKnowledge(
   const caller = await authenticateCaller(sql, req, options);
   const body = await readJson(req, searchBody);
   const orgId = await orgToSearch(sql, caller, body);
-  await takeRateLimit(sql, caller);
+  await takeRateLimit(
+    sql,
+    caller.kind === 'key'
+      ? { apiKeyId: caller.key.apiKeyId }
+      : { bucket: `knowledge_search:user:${caller.claims.sub}`, perMinute: USER_SEARCHES_PER_MINUTE },
+  );
 
   let embedded;
   try {
