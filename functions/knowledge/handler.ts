@@ -7,6 +7,8 @@
  *   DELETE /functions/v1/knowledge/documents/:id   204; 403 below admin; 404 when not visible
  *   POST   /functions/v1/knowledge/search          200 ranked chunks; an API key with knowledge.read,
  *                                                  or a user with knowledge.read in org_id (search.ts)
+ *   POST   /functions/v1/knowledge/products/search 200 catalog products; an API key with catalog.read,
+ *                                                  or a user with catalog.read in org_id (products.ts)
  *
  * The gateway does not check tokens here (verify_jwt = false): API keys are
  * not JWTs. Every route verifies its caller itself.
@@ -19,6 +21,7 @@ import { HttpError } from '../_shared/errors.ts';
 import { createHandler } from '../_shared/handler.ts';
 import { type EmbeddingProvider, providerFromEnv } from '../_shared/embeddings/index.ts';
 import { deleteDocument, type KnowledgeStore } from './documents.ts';
+import { searchProducts } from './products.ts';
 import { matchRoute } from './router.ts';
 import { searchKnowledge } from './search.ts';
 
@@ -40,6 +43,8 @@ export function createKnowledgeHandler(deps: KnowledgeDeps): (req: Request) => P
         return new Response(null, { status: 204 });
       case 'search':
         return await searchKnowledge(deps.sql(), req, deps.embeddings ?? providerFromEnv(env), { env });
+      case 'searchProducts':
+        return await searchProducts(deps.sql(), req, { env });
     }
   }, { env });
 }

@@ -11,28 +11,18 @@
  * org as any other (kind `embedding`).
  */
 import { z } from 'zod';
-import {
-  apiKeyActorClaims,
-  apiKeyFromRequest,
-  type ApiKeyPrincipal,
-  requireScope,
-  verifyApiKey,
-} from '../_shared/api-keys.ts';
-import { type AuthOptions, requireUser, type UserClaims } from '../_shared/auth.ts';
-import { asServiceRole, type Sql, type TransactionSql, withUserScope } from '../_shared/db.ts';
+import type { AuthOptions } from '../_shared/auth.ts';
+import { asServiceRole, type Sql } from '../_shared/db.ts';
 import { type EmbeddingProvider, EmbeddingProviderError, toPgDirection } from '../_shared/embeddings/index.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { json, readJson } from '../_shared/http.ts';
-import { mapPostgresErrors } from '../_shared/pg-errors.ts';
-import { takeRateLimit } from '../_shared/rate-limit.ts';
+import { asCaller, authenticateCaller, type Caller, callerOrg, takeCallerRateLimit } from './caller.ts';
 
 /** As long as a chat question may be (MAX_QUESTION_CHARS of the chat function). */
 const MAX_QUERY_CHARS = 8000;
 /** The match functions' own bounds. */
 const MAX_MATCH_COUNT = 50;
 const MAX_COLLECTIONS = 100;
-/** Searches a minute per signed-in user (a dashboard's search box). */
-const USER_SEARCHES_PER_MINUTE = 60;
 
 const uuid = z.guid();
 
@@ -49,10 +39,6 @@ export const searchBody = z
   });
 type SearchBody = z.infer<typeof searchBody>;
 
-type Caller =
-  | { kind: 'key'; key: ApiKeyPrincipal }
-  | { kind: 'user'; claims: UserClaims };
-
 export interface SearchResult {
   chunk_id: number;
   document_id: string;
@@ -66,49 +52,16 @@ export interface SearchResult {
   text_rank: number | null;
 }
 
-/** An API key when the request carries one (`x-api-key`, or `Authorization: Bearer ak_...`), else a user's token. */
-function sendsApiKey(req: Request): boolean {
-  return req.headers.has('x-api-key') || /^Bearer\s+ak_/i.test(req.headers.get('authorization') ?? '');
-}
+const SEARCH_ERRORS = { forbidden: 'You may not search this knowledge base.', notFound: 'The bot was not found.' };
 
-async function authenticateCaller(sql: Sql, req: Request, options: AuthOptions): Promise<Caller> {
-  if (!sendsApiKey(req)) return { kind: 'user', claims: await requireUser(req, options) };
-  const key = await verifyApiKey(sql, apiKeyFromRequest(req));
-  requireScope(key, 'knowledge.read');
-  return { kind: 'key', key };
-}
-
-/** Runs `fn` as the caller: the user, or the service role acting for the key (the key's id as a claim). */
-function asCaller<T>(sql: Sql, caller: Caller, fn: (tx: TransactionSql) => Promise<T>): Promise<T> {
-  const claims = caller.kind === 'user' ? caller.claims : apiKeyActorClaims(caller.key.apiKeyId);
-  return mapPostgresErrors(() => withUserScope(sql, claims, fn), {
-    forbidden: 'You may not search this knowledge base.',
-    notFound: 'The bot was not found.',
-  });
-}
-
-/**
- * The org searched, after the checks no search would make: a key searches its
- * own org only; a user needs knowledge.read there (a search under RLS would
- * just come back empty); a bot must be in that org.
- */
+/** The org searched (callerOrg); a bot must be in it. */
 async function orgToSearch(sql: Sql, caller: Caller, body: SearchBody): Promise<string> {
-  if (caller.kind === 'key') {
-    if (body.org_id && body.org_id !== caller.key.orgId) {
-      throw new HttpError(403, 'forbidden', 'This API key belongs to another organization.');
-    }
-    if (body.bot_id) {
-      const [bot] = await asServiceRole(sql, (tx) =>
-        tx<{ id: string }[]>`select b.id from public.bots b where b.id = ${body.bot_id!}::uuid and b.org_id = ${caller.key.orgId}::uuid`);
-      if (!bot) throw new HttpError(404, 'not_found', 'The bot was not found.');
-    }
-    return caller.key.orgId;
+  const orgId = await callerOrg(sql, caller, body.org_id, 'knowledge.read');
+  if (caller.kind === 'key' && body.bot_id) {
+    const [bot] = await asServiceRole(sql, (tx) =>
+      tx<{ id: string }[]>`select b.id from public.bots b where b.id = ${body.bot_id!}::uuid and b.org_id = ${orgId}::uuid`);
+    if (!bot) throw new HttpError(404, 'not_found', 'The bot was not found.');
   }
-  if (!body.org_id) throw new HttpError(422, 'invalid_request', 'Invalid request body: org_id: required with a user token');
-  const orgId = body.org_id;
-  const [{ allowed }] = await asCaller(sql, caller, (tx) =>
-    tx<{ allowed: boolean }[]>`select 'knowledge.read' = any (array(select public.my_permissions(${orgId}::uuid))) as allowed`);
-  if (!allowed) throw new HttpError(404, 'not_found', 'The organization was not found.');
   return orgId;
 }
 
@@ -126,15 +79,10 @@ export async function searchKnowledge(
   embeddings: EmbeddingProvider,
   options: AuthOptions,
 ): Promise<Response> {
-  const caller = await authenticateCaller(sql, req, options);
+  const caller = await authenticateCaller(sql, req, options, 'knowledge.read');
   const body = await readJson(req, searchBody);
   const orgId = await orgToSearch(sql, caller, body);
-  await takeRateLimit(
-    sql,
-    caller.kind === 'key'
-      ? { apiKeyId: caller.key.apiKeyId }
-      : { bucket: `knowledge_search:user:${caller.claims.sub}`, perMinute: USER_SEARCHES_PER_MINUTE },
-  );
+  await takeCallerRateLimit(sql, caller, 'knowledge_search');
 
   let embedded;
   try {
@@ -159,7 +107,7 @@ export async function searchKnowledge(
             select chunk_id, document_id, document_name, collection_id, page_start, page_end, content, score,
               vector_rank, text_rank
             from public.match_document_chunks(${orgId}::uuid, ${direction}::integer[]::extensions.vector, ${body.query},
-              ${body.match_count}, ${body.collection_ids ?? null}::uuid[])`),
+              ${body.match_count}, ${body.collection_ids ?? null}::uuid[])`, SEARCH_ERRORS),
     meter(sql, caller, orgId, body, embeddings.model, embedded.tokens),
   ]);
   return json({

@@ -96,6 +96,15 @@ async function counts(id: string, path: string) {
   return row;
 }
 
+async function apiKey(target: Org, scopes: string[]): Promise<{ id: string; key: string }> {
+  const claims = { role: 'authenticated', sub: target.users.owner, aud: 'authenticated', exp: Math.floor(Date.now() / 1000) + 600 };
+  const [created] = await withUserScope(sql, claims, (tx) =>
+    tx<{ id: string; key: string }[]>`select id, key from public.create_api_key(${target.id}::uuid, 'search', ${scopes})`);
+  return created;
+}
+
+const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+
 beforeAll(async () => {
   stack = await startStack({ dbPort: 0, apiPort: await freePort(), scheduler: false });
   sql = createSql(stack.dbUrl, { max: 2 });
@@ -221,20 +230,12 @@ describe('POST /knowledge/search', () => {
   let keys: { reader: string; chatOnly: string; otherOrg: string; revoked: string };
   let botId: string;
 
-  async function apiKey(target: Org, scopes: string[]): Promise<{ id: string; key: string }> {
-    const claims = { role: 'authenticated', sub: target.users.owner, aud: 'authenticated', exp: Math.floor(Date.now() / 1000) + 600 };
-    const [created] = await withUserScope(sql, claims, (tx) =>
-      tx<{ id: string; key: string }[]>`select id, key from public.create_api_key(${target.id}::uuid, 'search', ${scopes})`);
-    return created;
-  }
-
   const search = (body: unknown, headers: Record<string, string>) =>
     fetch(`${stack.apiUrl}/functions/v1/knowledge/search`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...headers },
       body: typeof body === 'string' ? body : JSON.stringify(body),
     });
-  const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
   const orgOf = async (documentId: string) =>
     (await sql<{ org_id: string }[]>`select org_id from public.documents where id = ${documentId}`)[0]?.org_id;
 
@@ -351,6 +352,134 @@ describe('POST /knowledge/search', () => {
     const refused = await search({ query: 'zq1x7' }, bearer(limited.key));
     expect(refused.status).toBe(429);
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect((await refused.json()).error.code).toBe('rate_limited');
+  });
+});
+
+describe('POST /knowledge/products/search', () => {
+  let keys: { catalog: string; knowledgeOnly: string; otherOrg: string };
+  let categories: { audio: string; headphones: string; otherOrgs: string };
+
+  const searchProducts = (body: unknown, headers: Record<string, string>) =>
+    fetch(`${stack.apiUrl}/functions/v1/knowledge/products/search`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    });
+  const names = async (response: Response) => {
+    expect(response.status).toBe(200);
+    return ((await response.json()).data as { name: string }[]).map((product) => product.name);
+  };
+
+  beforeAll(async () => {
+    keys = {
+      catalog: (await apiKey(org, ['catalog.read'])).key,
+      knowledgeOnly: (await apiKey(org, ['knowledge.read'])).key,
+      otherOrg: (await apiKey(other, ['catalog.read'])).key,
+    };
+    const [audio] = await sql<{ id: string }[]>`
+      insert into public.catalog_categories (org_id, name) values (${org.id}, 'Audio') returning id`;
+    const [headphones] = await sql<{ id: string }[]>`
+      insert into public.catalog_categories (org_id, parent_id, name) values (${org.id}, ${audio.id}, 'Headphones') returning id`;
+    const [otherOrgs] = await sql<{ id: string }[]>`
+      insert into public.catalog_categories (org_id, name) values (${other.id}, 'Audio') returning id`;
+    categories = { audio: audio.id, headphones: headphones.id, otherOrgs: otherOrgs.id };
+    await sql`
+      insert into public.products (org_id, category_id, name, description, price, currency, stock, sku, active) values
+        (${org.id}, ${headphones.id}, 'Wireless Headphones', 'Noise cancelling, 30 h battery', 199.00, 'EUR', 12, 'WH-1', true),
+        (${org.id}, ${audio.id}, 'Bookshelf Speaker', 'A pair, wooden', 349.50, 'EUR', 3, 'BS-2', true),
+        (${org.id}, null, 'Gift Card', 'Any amount', 25.00, 'EUR', null, null, true),
+        (${org.id}, ${headphones.id}, 'Wired Headphones', 'Discontinued', 49.00, 'EUR', 0, 'WH-0', false),
+        (${other.id}, ${otherOrgs.id}, 'Wireless Headphones Pro', 'Another org''s', 299.00, 'USD', 5, 'WH-9', true)`;
+  });
+
+  it('finds products by text with a typo for a key with catalog.read, with category, price and stock', async () => {
+    const response = await searchProducts({ query: 'wireles headphones' }, bearer(keys.catalog));
+    expect(response.status).toBe(200);
+    const body = await response.json();
+    expect(body.data).toEqual([
+      expect.objectContaining({
+        name: 'Wireless Headphones',
+        price: 199,
+        currency: 'EUR',
+        stock: 12,
+        sku: 'WH-1',
+        active: true,
+        category_id: categories.headphones,
+        category_name: 'Headphones',
+        score: expect.any(Number),
+      }),
+    ]);
+    expect(body).toMatchObject({ object: 'list', next_offset: null });
+    expect(body.data[0]).not.toHaveProperty('org_id');
+  });
+
+  it('filters by category (with its subcategories or not), price range and active state, and pages', async () => {
+    expect(await names(await searchProducts({ category_id: categories.audio }, bearer(keys.catalog))))
+      .toEqual(['Bookshelf Speaker', 'Wireless Headphones']);
+    expect(await names(await searchProducts({ category_id: categories.audio, include_subcategories: false }, bearer(keys.catalog))))
+      .toEqual(['Bookshelf Speaker']);
+    expect(await names(await searchProducts({ min_price: 20, max_price: 200 }, bearer(keys.catalog))))
+      .toEqual(['Gift Card', 'Wireless Headphones']);
+    expect(await names(await searchProducts({ query: 'headphones', active_only: false }, bearer(keys.catalog))))
+      .toEqual(expect.arrayContaining(['Wired Headphones', 'Wireless Headphones']));
+    const first = await (await searchProducts({ match_count: 2 }, bearer(keys.catalog))).json();
+    expect(first.data).toHaveLength(2);
+    expect(first.next_offset).toBe(2);
+    const second = await (await searchProducts({ match_count: 2, offset: first.next_offset }, bearer(keys.catalog))).json();
+    expect(second.data.map((p: { name: string }) => p.name)).toEqual(['Wireless Headphones']);
+    expect(second.next_offset).toBeNull();
+  });
+
+  it('lets a viewer search their org by org_id under RLS; an org they are not in is 404', async () => {
+    expect(await names(await searchProducts({ query: 'speaker', org_id: org.id }, bearer(org.tokens.viewer))))
+      .toEqual(['Bookshelf Speaker']);
+    const outsider = await searchProducts({ query: 'speaker', org_id: org.id }, bearer(other.tokens.owner));
+    expect(outsider.status).toBe(404);
+  });
+
+  it('never returns another org\'s products: a key searches its own org, another org\'s category is 404', async () => {
+    expect(await names(await searchProducts({ query: 'headphones pro' }, bearer(keys.otherOrg)))).toEqual(['Wireless Headphones Pro']);
+    expect(await names(await searchProducts({ query: 'wireless' }, bearer(keys.catalog)))).toEqual(['Wireless Headphones']);
+    expect((await searchProducts({ org_id: other.id }, bearer(keys.catalog))).status).toBe(403);
+    const foreign = await searchProducts({ category_id: categories.otherOrgs }, bearer(keys.catalog));
+    expect(foreign.status).toBe(404);
+    expect((await foreign.json()).error.code).toBe('not_found');
+  });
+
+  it('refuses a key without catalog.read (403) and bad input (400/422) with a JSON error', async () => {
+    const scoped = await searchProducts({ query: 'x' }, bearer(keys.knowledgeOnly));
+    expect(scoped.status).toBe(403);
+    expect((await scoped.json()).error.code).toBe('insufficient_scope');
+    const cases: Array<[unknown, number]> = [
+      ['{not json', 400],
+      [{ query: 'x'.repeat(201) }, 422],
+      [{ min_price: -1 }, 422],
+      [{ min_price: 10, max_price: 5 }, 422],
+      [{ match_count: 51 }, 422],
+      [{ offset: 10001 }, 422],
+      [{ category_id: 'not-a-uuid' }, 422],
+      [{ unexpected: true }, 422],
+    ];
+    for (const [body, status] of cases) {
+      const response = await searchProducts(body, bearer(keys.catalog));
+      expect(response.status, JSON.stringify(body).slice(0, 80)).toBe(status);
+      expect((await response.json()).error).toMatchObject({ code: expect.any(String), message: expect.any(String) });
+    }
+    expect((await searchProducts({}, bearer(org.tokens.viewer))).status).toBe(422);
+  });
+
+  it('takes from the key\'s one bucket: a knowledge search and a product search share its rate limit', async () => {
+    const limited = await apiKey(org, ['catalog.read', 'knowledge.read']);
+    await sql`update public.api_keys set rate_limit_per_minute = 1 where id = ${limited.id}`;
+    const searched = await fetch(`${stack.apiUrl}/functions/v1/knowledge/search`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...bearer(limited.key) },
+      body: JSON.stringify({ query: 'zq1x7' }),
+    });
+    expect(searched.status).toBe(200);
+    const refused = await searchProducts({ query: 'speaker' }, bearer(limited.key));
+    expect(refused.status).toBe(429);
     expect((await refused.json()).error.code).toBe('rate_limited');
   });
 });

@@ -1,0 +1,89 @@
+/**
+ * Who calls a knowledge route that serves both bots and dashboards: an API
+ * key with the route's scope (its own org; the work runs as the service role
+ * with the key as actor), or a signed-in user (run as the user under RLS;
+ * `org_id` names the org and the user needs the permission there).
+ */
+import {
+  apiKeyActorClaims,
+  apiKeyFromRequest,
+  type ApiKeyPrincipal,
+  requireScope,
+  verifyApiKey,
+} from '../_shared/api-keys.ts';
+import { type AuthOptions, requireUser, type UserClaims } from '../_shared/auth.ts';
+import { type Sql, type TransactionSql, withUserScope } from '../_shared/db.ts';
+import { HttpError } from '../_shared/errors.ts';
+import { mapPostgresErrors } from '../_shared/pg-errors.ts';
+import { type RateLimitBucket, takeRateLimit } from '../_shared/rate-limit.ts';
+
+export type Caller =
+  | { kind: 'key'; key: ApiKeyPrincipal }
+  | { kind: 'user'; claims: UserClaims };
+
+/** The key scope, equally the user permission, a route needs. */
+export type KnowledgePermission = 'knowledge.read' | 'catalog.read';
+
+/** Requests a minute per signed-in user on each such route (a dashboard's search box). */
+const USER_REQUESTS_PER_MINUTE = 60;
+
+/** An API key when the request carries one (`x-api-key`, or `Authorization: Bearer ak_...`), else a user's token. */
+function sendsApiKey(req: Request): boolean {
+  return req.headers.has('x-api-key') || /^Bearer\s+ak_/i.test(req.headers.get('authorization') ?? '');
+}
+
+export async function authenticateCaller(
+  sql: Sql,
+  req: Request,
+  options: AuthOptions,
+  permission: KnowledgePermission,
+): Promise<Caller> {
+  if (!sendsApiKey(req)) return { kind: 'user', claims: await requireUser(req, options) };
+  const key = await verifyApiKey(sql, apiKeyFromRequest(req));
+  requireScope(key, permission);
+  return { kind: 'key', key };
+}
+
+/** Runs `fn` as the caller: the user, or the service role acting for the key (the key's id as a claim). */
+export function asCaller<T>(
+  sql: Sql,
+  caller: Caller,
+  fn: (tx: TransactionSql) => Promise<T>,
+  messages: { forbidden: string; notFound: string },
+): Promise<T> {
+  const claims = caller.kind === 'user' ? caller.claims : apiKeyActorClaims(caller.key.apiKeyId);
+  return mapPostgresErrors(() => withUserScope(sql, claims, fn), messages);
+}
+
+/**
+ * The org a request works in, after the checks its query would not make: a
+ * key works in its own org only (another `org_id` is a 403); a user must name
+ * the org and hold the permission there (else 404: an org they cannot read
+ * looks like no org, and under RLS the query would just come back empty).
+ */
+export async function callerOrg(
+  sql: Sql,
+  caller: Caller,
+  orgId: string | undefined,
+  permission: KnowledgePermission,
+): Promise<string> {
+  if (caller.kind === 'key') {
+    if (orgId && orgId !== caller.key.orgId) {
+      throw new HttpError(403, 'forbidden', 'This API key belongs to another organization.');
+    }
+    return caller.key.orgId;
+  }
+  if (!orgId) throw new HttpError(422, 'invalid_request', 'Invalid request body: org_id: required with a user token');
+  const [{ allowed }] = await withUserScope(sql, caller.claims, (tx) =>
+    tx<{ allowed: boolean }[]>`select ${permission} = any (array(select public.my_permissions(${orgId}::uuid))) as allowed`);
+  if (!allowed) throw new HttpError(404, 'not_found', 'The organization was not found.');
+  return orgId;
+}
+
+/** One request from the caller's bucket: the key's own (shared with the chat endpoints), or the user's for this route. */
+export function takeCallerRateLimit(sql: Sql, caller: Caller, route: string): Promise<void> {
+  const bucket: RateLimitBucket = caller.kind === 'key'
+    ? { apiKeyId: caller.key.apiKeyId }
+    : { bucket: `${route}:user:${caller.claims.sub}`, perMinute: USER_REQUESTS_PER_MINUTE };
+  return takeRateLimit(sql, bucket);
+}
