@@ -41,6 +41,17 @@ function docx(bodyXml: string): Uint8Array {
   });
 }
 
+/** Rewrites the uncompressed size an archive declares for an entry (local header and central directory), as a lying archive would. */
+function declareSize(zip: Uint8Array, name: string, bytes: number): void {
+  const view = new DataView(zip.buffer, zip.byteOffset, zip.byteLength);
+  const nameAt = (at: number, length: number) => new TextDecoder().decode(zip.subarray(at, at + length));
+  for (let at = 0; at + 4 <= zip.length; at++) {
+    const signature = view.getUint32(at, true);
+    if (signature === 0x04034b50 && nameAt(at + 30, view.getUint16(at + 26, true)) === name) view.setUint32(at + 22, bytes, true);
+    if (signature === 0x02014b50 && nameAt(at + 46, view.getUint16(at + 28, true)) === name) view.setUint32(at + 24, bytes, true);
+  }
+}
+
 const paragraph = (...runs: string[]) => `<w:p><w:pPr><w:jc w:val="left"/></w:pPr>${runs.join('')}</w:p>`;
 const run = (text: string) => `<w:r><w:rPr><w:b/></w:rPr><w:t xml:space="preserve">${text}</w:t></w:r>`;
 
@@ -163,6 +174,27 @@ describe('limits and types', () => {
     expect(await failure(bomb, DOCX_MIME_TYPE)).toBe(
       "The Word document's text expands to 65 MB of XML; at most 64 MB can be indexed.",
     );
+  });
+
+  it('stops inflating a Word body that expands past 64 MB while its archive declares it small', async () => {
+    const bomb = zipSync({ 'word/document.xml': new Uint8Array(MAX_DOCX_BODY_BYTES + 1).fill(0x20) });
+    declareSize(bomb, 'word/document.xml', 1000);
+    expect(await failure(bomb, DOCX_MIME_TYPE)).toBe(
+      "The Word document's text expands to more than 64 MB of XML; at most 64 MB can be indexed.",
+    );
+  });
+
+  it('reads a Word body whose archive understates its size, when it stays within the bound', async () => {
+    const word = docx(paragraph(run('Opening hours: nine to five')));
+    declareSize(word, 'word/document.xml', 10);
+    expect(await allPages(await openDocument(word, DOCX_MIME_TYPE))).toEqual(['Opening hours: nine to five']);
+  });
+
+  it('reads a stored (uncompressed) Word body, and refuses a truncated archive', async () => {
+    const stored = zipSync({ 'word/document.xml': [strToU8(`<w:document><w:body>${paragraph(run('Stored text'))}</w:body></w:document>`), { level: 0 }] });
+    expect(await allPages(await openDocument(stored, DOCX_MIME_TYPE))).toEqual(['Stored text']);
+    const word = docx(paragraph(run('Opening hours')));
+    expect(await failure(word.subarray(0, word.length - 30), DOCX_MIME_TYPE)).toBe('The file is not a valid Word document (.docx).');
   });
 
   it('refuses a file whose first bytes contradict its registered type, naming what it is', async () => {

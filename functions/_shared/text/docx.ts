@@ -1,15 +1,14 @@
-import { unzipSync } from 'fflate';
 import { cleanText, MAX_PAGES, type OpenedDocument, tooManyPages, UnreadableFileError } from './document.ts';
 import { documentFromPages, documentFromText } from './plain.ts';
+import { readZipEntry, ZipEntryTooLarge } from './zip-entry.ts';
 
 const BODY = 'word/document.xml';
 /**
  * The most word/document.xml may expand to. A 25 MB upload can inflate to
  * gigabytes (a body of repeated markup, a zip bomb); the size the archive
- * declares is checked before inflating, and fflate writes no more than that
- * into memory. (An archive that lies about it still costs CPU until the
- * platform stops the step, and its run fails after its retries.) 500 pages
- * of Word text are a few megabytes of XML, far below this.
+ * declares is checked before inflating, and inflating stops once the output
+ * passes this, whatever the archive declared (zip-entry.ts). 500 pages of
+ * Word text are a few megabytes of XML, far below this.
  */
 export const MAX_DOCX_BODY_BYTES = 64 * 1024 * 1024;
 /** Office's encrypted files (and old .doc files) are OLE compound files, not zip archives. */
@@ -25,34 +24,30 @@ export function openDocx(bytes: Uint8Array): OpenedDocument {
   if (OLE_MAGIC.every((byte, index) => bytes[index] === byte)) {
     throw new UnreadableFileError('The Word document is password-protected or in the old .doc format; save it as .docx.');
   }
-  let xml: string;
-  let declaredBytes = 0;
+  let body: Uint8Array | null;
   try {
-    const files = unzipSync(bytes, {
-      filter: (file) => {
-        if (file.name !== BODY) return false;
-        declaredBytes = file.originalSize;
-        return declaredBytes <= MAX_DOCX_BODY_BYTES;
-      },
-    });
-    const body = files[BODY];
-    if (!body) throw new Error('no word/document.xml');
-    xml = new TextDecoder('utf-8').decode(body);
-  } catch {
-    if (declaredBytes > MAX_DOCX_BODY_BYTES) throw bodyTooLarge(declaredBytes);
-    throw new UnreadableFileError('The file is not a valid Word document (.docx).');
+    body = readZipEntry(bytes, BODY, MAX_DOCX_BODY_BYTES);
+  } catch (error) {
+    if (error instanceof ZipEntryTooLarge) throw bodyTooLarge(error);
+    throw notWord();
   }
+  if (!body) throw notWord();
+  const xml = new TextDecoder('utf-8').decode(body);
   const { pages, hasPageBreaks } = docxText(xml);
   if (!hasPageBreaks) return documentFromText(cleanText(pages.join('\n\n')));
   if (pages.length > MAX_PAGES) throw tooManyPages(pages.length);
   return documentFromPages(pages.map(cleanText));
 }
 
-const bodyTooLarge = (bytes: number) =>
+const notWord = () => new UnreadableFileError('The file is not a valid Word document (.docx).');
+
+const MB = 1024 * 1024;
+
+const bodyTooLarge = (error: ZipEntryTooLarge) =>
   new UnreadableFileError(
-    `The Word document's text expands to ${Math.ceil(bytes / 1024 / 1024)} MB of XML; at most ${
-      MAX_DOCX_BODY_BYTES / 1024 / 1024
-    } MB can be indexed.`,
+    `The Word document's text expands to ${
+      error.declared ? `${Math.ceil(error.bytes / MB)} MB` : `more than ${MAX_DOCX_BODY_BYTES / MB} MB`
+    } of XML; at most ${MAX_DOCX_BODY_BYTES / MB} MB can be indexed.`,
   );
 
 const TOKEN = /<(\/?)([A-Za-z][\w.-]*:)?([A-Za-z][\w.-]*)((?:\s+[^>]*?)?)(\/?)>|([^<]+)/g;
