@@ -6,7 +6,8 @@ import { DialError, type VoiceDialer } from '../_shared/voice/index.ts';
  * One pass over due outbound calls: claim them (row-locked and leased, so
  * concurrent passes never share one), hand each to the provider, and report
  * each dial to the database, which decides between ringing, a retry later
- * and failed.
+ * and failed. A pass makes at most `maxCalls` requests to the provider in
+ * all: the lookups below first, then dials with what they leave.
  *
  * At most one call per attempt. Vapi documents no idempotency key for
  * POST /call: sending the same request twice places two calls. So the
@@ -33,6 +34,13 @@ export interface DialPassOptions {
   dialer: VoiceDialer;
   concurrency?: number;
   batchSize?: number;
+  /**
+   * The pass's budget of provider requests, lookups and dials together:
+   * each attempt claimed for a lookup and each call claimed for dialling
+   * takes one, even one that ends before a request is sent (an attempt
+   * without its ids, a number that is not E.164). Lookups come first; dials
+   * get what they leave.
+   */
   maxCalls?: number;
   maxDurationMs?: number;
   /** The dialer's own per-request timeout, for the lease. */
@@ -44,7 +52,7 @@ export interface DialSummary {
   claimed: number;
   /** Accepted by the provider: now ringing. */
   placed: number;
-  /** Attempts of unknown outcome looked up at the provider (counted apart from `claimed`). */
+  /** Attempts of unknown outcome looked up at the provider (counted apart from `claimed`; both spend `maxCalls`). */
   lookedUp: number;
   /** Looked up and found placed: now ringing, never dialled again. */
   recovered: number;
@@ -227,9 +235,13 @@ export async function dialDueCalls(options: DialPassOptions): Promise<DialSummar
     else summary.stale += 1;
   };
 
+  // One budget for the pass: a lookup and a dial each cost the provider a request.
+  const budgetLeft = () => settings.maxCalls - summary.lookedUp - summary.claimed;
+  const inTime = () => performance.now() - started < settings.maxDurationMs;
+
   // Attempts of unknown outcome first: each is settled with the provider before its number can be dialled again.
-  while (summary.lookedUp < settings.maxCalls && performance.now() - started < settings.maxDurationMs) {
-    const batch = await claimLookups(options.sql, Math.min(settings.batchSize, settings.maxCalls - summary.lookedUp), lease);
+  while (budgetLeft() > 0 && inTime()) {
+    const batch = await claimLookups(options.sql, Math.min(settings.batchSize, budgetLeft()), lease);
     if (batch.length === 0) break;
     summary.lookedUp += batch.length;
     await forEachConcurrently(batch, settings.concurrency, async (call) => {
@@ -244,8 +256,8 @@ export async function dialDueCalls(options: DialPassOptions): Promise<DialSummar
     });
   }
 
-  while (summary.claimed < settings.maxCalls && performance.now() - started < settings.maxDurationMs) {
-    const batch = await claim(options.sql, Math.min(settings.batchSize, settings.maxCalls - summary.claimed), lease);
+  while (budgetLeft() > 0 && inTime()) {
+    const batch = await claim(options.sql, Math.min(settings.batchSize, budgetLeft()), lease);
     if (batch.length === 0) break;
     summary.claimed += batch.length;
     await forEachConcurrently(batch, settings.concurrency, async (call) => {

@@ -60,8 +60,8 @@ async function makeDue(id: string): Promise<void> {
     where id = ${id}`;
 }
 
-const pass = (dialWith: VoiceDialer = dialer): Promise<DialSummary> =>
-  dialDueCalls({ sql, dialer: dialWith, timeoutMs: 2_000, log: () => undefined });
+const pass = (dialWith: VoiceDialer = dialer, maxCalls?: number): Promise<DialSummary> =>
+  dialDueCalls({ sql, dialer: dialWith, maxCalls, timeoutMs: 2_000, log: () => undefined });
 
 const callIdOf = (request: VapiStubRequest) =>
   (request.body.assistantOverrides as { metadata?: { call_id?: string } } | undefined)?.metadata?.call_id;
@@ -199,5 +199,28 @@ describe('lookups that cannot answer', () => {
     const [event] = await sql<{ count: number }[]>`
       select count(*)::int from public.events where type = 'call.ended' and payload ->> 'call_id' = ${id}`;
     expect(event.count).toBe(1);
+  });
+});
+
+describe('a pass', () => {
+  it('makes at most maxCalls requests to Vapi, lookups first, then dials with what is left', async () => {
+    const unknown = [await createOutboundCall('+14155550606'), await createOutboundCall('+14155550607')];
+    vapi.acceptThenDrop(2);
+    expect(await pass()).toMatchObject({ claimed: 2, unknown: 2 });
+    for (const id of unknown) await makeDue(id);
+    const queued = [await createOutboundCall('+14155550608'), await createOutboundCall('+14155550609')];
+    const before = vapi.requests.length;
+
+    const summary = await pass(dialer, 3);
+    const made = vapi.requests.slice(before);
+    expect(made).toHaveLength(3);
+    expect(summary).toMatchObject({ lookedUp: 2, recovered: 2, claimed: 1, placed: 1 });
+    expect(made.filter((request) => request.method === 'GET')).toHaveLength(2);
+    // The call left over is dialled by the next pass.
+    expect(await pass(dialer, 3)).toMatchObject({ lookedUp: 0, claimed: 1, placed: 1 });
+    for (const id of [...unknown, ...queued]) {
+      expect(await callState(id)).toMatchObject({ status: 'ringing', dial_attempts: 1 });
+      expect(placedFor(id)).toHaveLength(1);
+    }
   });
 });

@@ -180,6 +180,30 @@ describe('Vapi dialer against a POST /call stand-in', () => {
       const garbled = createVapiDialer({ apiKey: 'k', fetch: () => Promise.resolve(new Response('<html/>', { status: 200 })) });
       expect(await dialError(garbled.findCall(lookup()))).toMatchObject({ maybePlaced: true });
     });
+
+    it('leaves the attempt unknown on any refusal, a 4xx too, keeping Retry-After', async () => {
+      // Unlike a dial's: a refused lookup settles nothing, so it is always worth asking again.
+      stub.failNext({ status: 429, retryAfter: '30', message: 'Rate limit exceeded' }, { status: 400 });
+      const limited = await dialError(dialer().findCall(lookup()));
+      expect(limited).toMatchObject({ status: 429, retryable: true, maybePlaced: true, retryAfterSeconds: 30 });
+      expect(limited.message).toBe('Vapi GET /call failed: 429: Rate limit exceeded');
+      const refused = await dialError(dialer().findCall(lookup()));
+      expect(refused).toMatchObject({ status: 400, retryable: true, maybePlaced: true, retryAfterSeconds: undefined });
+      expect(refused.message).toBe('Vapi GET /call failed: 400: stubbed 400');
+      const bare = createVapiDialer({ apiKey: 'k', fetch: () => Promise.resolve(new Response(null, { status: 502 })) });
+      expect((await dialError(bare.findCall(lookup()))).message).toBe('Vapi GET /call failed: 502.');
+    });
+
+    it('leaves the attempt unknown when Vapi does not answer or cannot be reached', async () => {
+      stub.hangNext();
+      const silent = await dialError(dialer({ timeoutMs: 150 }).findCall(lookup()));
+      expect(silent).toMatchObject({ retryable: true, maybePlaced: true, status: undefined });
+      expect(silent.message).toBe('Vapi GET /call failed: no answer within 150 ms.');
+      const unreachable = createVapiDialer({ apiKey: 'k', baseUrl: 'http://127.0.0.1:9', timeoutMs: 2_000 });
+      const away = await dialError(unreachable.findCall(lookup()));
+      expect(away).toMatchObject({ retryable: true, maybePlaced: true });
+      expect(away.message).toBe('Vapi GET /call failed: Vapi could not be reached.');
+    });
   });
 
   it('takes the base URL from VAPI_BASE_URL', () => {

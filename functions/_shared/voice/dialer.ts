@@ -136,9 +136,12 @@ const errorBody = z.object({ message: z.union([z.string(), z.array(z.string())])
  * out or the request failed, so an absent call was not placed.
  */
 export function createVapiDialer(options: VapiDialerOptions): VoiceDialer {
-  const endpoint = `${(options.baseUrl ?? DEFAULT_VAPI_BASE_URL).replace(/\/+$/u, '')}/call`;
-  const fetchImpl = options.fetch ?? fetch;
-  const timeoutMs = options.timeoutMs ?? 15_000;
+  const connection: VapiConnection = {
+    endpoint: `${(options.baseUrl ?? DEFAULT_VAPI_BASE_URL).replace(/\/+$/u, '')}/call`,
+    apiKey: options.apiKey,
+    fetch: options.fetch ?? fetch,
+    timeoutMs: options.timeoutMs ?? 15_000,
+  };
 
   return {
     async dial(request) {
@@ -148,45 +151,29 @@ export function createVapiDialer(options: VapiDialerOptions): VoiceDialer {
           maybePlaced: false,
         });
       }
-      let response: Response;
-      try {
-        response = await fetchImpl(endpoint, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${options.apiKey}`, 'content-type': 'application/json' },
-          body: JSON.stringify({
-            assistantId: request.assistantId,
-            phoneNumberId: request.phoneNumberId,
-            customer: { number: request.to },
-            assistantOverrides: { metadata: request.metadata },
-          }),
-          signal: AbortSignal.timeout(timeoutMs),
-        });
-      } catch (error) {
-        const timedOut = error instanceof DOMException && error.name === 'TimeoutError';
-        const reason = timedOut ? `no answer within ${timeoutMs} ms` : 'Vapi could not be reached';
-        throw new DialError(`Vapi POST /call failed: ${reason}.`, { retryable: true, maybePlaced: true, cause: error });
-      }
-
-      const payload: unknown = await response.json().catch(() => undefined);
-      if (response.ok) {
-        const call = createdCall.safeParse(payload);
-        if (call.success) return { providerCallId: call.data.id, status: call.data.status ?? 'queued' };
-        throw new DialError(`Vapi POST /call answered ${response.status} without a call id.`, {
-          status: response.status,
+      const call = await requestVapi(connection, {
+        method: 'POST',
+        body: {
+          assistantId: request.assistantId,
+          phoneNumberId: request.phoneNumberId,
+          customer: { number: request.to },
+          assistantOverrides: { metadata: request.metadata },
+        },
+        answer: createdCall,
+        refused: (status, said) => ({
+          message: `Vapi POST /call failed with ${said}`,
+          // A 503 (or a 429) says the request was not taken on; other 5xx, from a gateway, may come after Vapi acted.
+          retryable: status === 408 || status === 429 || status >= 500,
+          maybePlaced: status >= 500 && status !== 503,
+        }),
+        // A 2xx: the call may be under way, and the same request would be answered alike.
+        unreadable: (status) => ({
+          message: `Vapi POST /call answered ${status} without a call id.`,
           retryable: false,
           maybePlaced: true,
-        });
-      }
-      const { status } = response;
-      const failure = errorBody.safeParse(payload);
-      const detail = failure.success ? [failure.data.message ?? failure.data.error ?? ''].flat().join('; ') : '';
-      // A 503 (or a 429) says the request was not taken on; other 5xx, from a gateway, may come after Vapi acted.
-      throw new DialError(`Vapi POST /call failed with ${status}${detail ? `: ${detail}` : '.'}`, {
-        status,
-        retryable: status === 408 || status === 429 || status >= 500,
-        maybePlaced: status >= 500 && status !== 503,
-        retryAfterSeconds: retryAfterSeconds(response.headers.get('retry-after')),
+        }),
       });
+      return { providerCallId: call.id, status: call.status ?? 'queued' };
     },
 
     async findCall(lookup) {
@@ -198,31 +185,20 @@ export function createVapiDialer(options: VapiDialerOptions): VoiceDialer {
         createdAtLe: new Date(started + LOOKUP_WINDOW_MS + LOOKUP_CLOCK_SKEW_MS).toISOString(),
         limit: String(VAPI_LIST_LIMIT),
       });
-      const unknown = (reason: string, extra: { status?: number; retryAfterSeconds?: number; cause?: unknown } = {}) =>
-        new DialError(`Vapi GET /call failed: ${reason}`, { retryable: true, maybePlaced: true, ...extra });
-      let response: Response;
-      try {
-        response = await fetchImpl(`${endpoint}?${query}`, {
-          method: 'GET',
-          headers: { authorization: `Bearer ${options.apiKey}` },
-          signal: AbortSignal.timeout(timeoutMs),
-        });
-      } catch (error) {
-        const timedOut = error instanceof DOMException && error.name === 'TimeoutError';
-        throw unknown(timedOut ? `no answer within ${timeoutMs} ms.` : 'Vapi could not be reached.', { cause: error });
-      }
-      const payload: unknown = await response.json().catch(() => undefined);
-      if (!response.ok) {
-        const failure = errorBody.safeParse(payload);
-        const detail = failure.success ? [failure.data.message ?? failure.data.error ?? ''].flat().join('; ') : '';
-        throw unknown(`${response.status}${detail ? `: ${detail}` : '.'}`, {
-          status: response.status,
-          retryAfterSeconds: retryAfterSeconds(response.headers.get('retry-after')),
-        });
-      }
-      const list = listedCalls.safeParse(payload);
-      if (!list.success) throw unknown(`answered ${response.status} without a list of calls.`);
-      for (const item of list.data) {
+      // Whatever stops a lookup leaves the attempt as unknown as before: worth asking again, never dialled.
+      const unsettled = (reason: string): FailureMeaning => ({
+        message: `Vapi GET /call failed: ${reason}`,
+        retryable: true,
+        maybePlaced: true,
+      });
+      const list = await requestVapi(connection, {
+        method: 'GET',
+        query,
+        answer: listedCalls,
+        refused: (_status, said) => unsettled(said),
+        unreadable: (status) => unsettled(`answered ${status} without a list of calls.`),
+      });
+      for (const item of list) {
         const call = listedCall.safeParse(item);
         if (!call.success) continue;
         const ours = call.data.assistantOverrides?.metadata?.call_id === lookup.metadata.call_id;
@@ -232,12 +208,87 @@ export function createVapiDialer(options: VapiDialerOptions): VoiceDialer {
         }
       }
       // A full page may have left ours out: only a shorter one says "not placed".
-      if (list.data.length >= VAPI_LIST_LIMIT) {
-        throw unknown(`${list.data.length} calls in the window, too many to rule the call out.`);
+      if (list.length >= VAPI_LIST_LIMIT) {
+        throw dialFailure(unsettled(`${list.length} calls in the window, too many to rule the call out.`));
       }
       return null;
     },
   };
+}
+
+interface VapiConnection {
+  /** Vapi's /call resource: POST creates a call, GET lists calls. */
+  endpoint: string;
+  apiKey: string;
+  fetch: typeof fetch;
+  timeoutMs: number;
+}
+
+/** A DialError's message and what the failure means for the attempt. */
+interface FailureMeaning {
+  message: string;
+  retryable: boolean;
+  maybePlaced: boolean;
+}
+
+interface VapiRequest<T> {
+  method: 'GET' | 'POST';
+  query?: URLSearchParams;
+  /** Sent as JSON. */
+  body?: unknown;
+  /** What a 2xx must carry; anything else is `unreadable`. */
+  answer: z.ZodType<T>;
+  /** A non-2xx answer; `said` is its status and Vapi's reason ("400: ..." or "500."). */
+  refused(status: number, said: string): FailureMeaning;
+  /** A 2xx without `answer`. */
+  unreadable(status: number): FailureMeaning;
+}
+
+/**
+ * One request to Vapi's /call, answered with its parsed body or thrown as a
+ * DialError. No answer (the timeout, a network error) is retryable and maybe
+ * placed for every request: it may have reached Vapi. What a refusal or an
+ * unreadable answer means depends on the request, so the caller says.
+ */
+async function requestVapi<T>(connection: VapiConnection, request: VapiRequest<T>): Promise<T> {
+  const label = `Vapi ${request.method} /call`;
+  let response: Response;
+  try {
+    response = await connection.fetch(request.query ? `${connection.endpoint}?${request.query}` : connection.endpoint, {
+      method: request.method,
+      headers: {
+        authorization: `Bearer ${connection.apiKey}`,
+        ...(request.body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      ...(request.body === undefined ? {} : { body: JSON.stringify(request.body) }),
+      signal: AbortSignal.timeout(connection.timeoutMs),
+    });
+  } catch (error) {
+    const timedOut = error instanceof DOMException && error.name === 'TimeoutError';
+    const reason = timedOut ? `no answer within ${connection.timeoutMs} ms` : 'Vapi could not be reached';
+    throw new DialError(`${label} failed: ${reason}.`, { retryable: true, maybePlaced: true, cause: error });
+  }
+
+  const payload: unknown = await response.json().catch(() => undefined);
+  const { status } = response;
+  if (!response.ok) {
+    const failure = errorBody.safeParse(payload);
+    const detail = failure.success ? [failure.data.message ?? failure.data.error ?? ''].flat().join('; ') : '';
+    throw dialFailure(request.refused(status, `${status}${detail ? `: ${detail}` : '.'}`), {
+      status,
+      retryAfterSeconds: retryAfterSeconds(response.headers.get('retry-after')),
+    });
+  }
+  const answer = request.answer.safeParse(payload);
+  if (answer.success) return answer.data;
+  throw dialFailure(request.unreadable(status), { status });
+}
+
+function dialFailure(
+  { message, ...outcome }: FailureMeaning,
+  answer: { status?: number; retryAfterSeconds?: number } = {},
+): DialError {
+  return new DialError(message, { ...outcome, ...answer });
 }
 
 /** Retry-After in seconds or as an HTTP date, as whole seconds from now. */
