@@ -9,6 +9,17 @@
  * one, and every answer carries it back. `x-chat-channel: voice` records a
  * voice agent's turns as such. Errors use OpenAI's error body.
  *
+ * A voice platform's "custom LLM" (Vapi) calls once per turn of a phone call,
+ * resending the history, with the call in the body: `call.id` (1 to 200
+ * characters once trimmed; the rest of `call`, `phoneNumber`, `customer` and
+ * `metadata` are accepted and dropped). Every turn of one call is then one
+ * conversation: the bot's live conversation with that call id, started by the
+ * first turn (two first turns at once find the same one; the id is the bot's,
+ * so another org's key never reaches it). `x-conversation-id` still wins when
+ * given; `user` is not used to key such a conversation. A turn with a call id
+ * is recorded on the voice channel (the bot must answer on it, else 403
+ * `channel_not_enabled`), whatever `x-chat-channel` says.
+ *
  * A model that fails (its retries spent) before its first token is answered
  * as OpenAI answers a failed request: 503 (429, 5xx or a lost connection
  * upstream; Retry-After when the provider asked for a pause) or 502 (the
@@ -25,7 +36,6 @@ import { json } from '../_shared/http.ts';
 import {
   type ChatCompletionRequest,
   chatCompletion,
-  chatCompletionRequestSchema,
   chunkBuilder,
   completionMeta,
   contentText,
@@ -46,7 +56,7 @@ import {
 } from './core.ts';
 import { asService } from './principal.ts';
 import { botForApiKey, listApiBots } from './queries.ts';
-import { readChatBody, uuid } from './schemas.ts';
+import { chatCompletionBody, readChatBody, uuid } from './schemas.ts';
 import { streamError } from './web-chat.ts';
 
 async function keyPrincipal(deps: ChatDeps, req: Request) {
@@ -98,7 +108,7 @@ function modelFailure(failure: ChatProviderError, headers: Record<string, string
 export async function completions(deps: ChatDeps, req: Request, requestId: string): Promise<Response> {
   const startedAt = performance.now();
   const key = await keyPrincipal(deps, req);
-  const request = await readChatBody(req, chatCompletionRequestSchema);
+  const request = await readChatBody(req, chatCompletionBody);
   const { question, history } = splitMessages(request);
   const conversationHeader = req.headers.get('x-conversation-id');
   if (conversationHeader !== null && !uuid.safeParse(conversationHeader).success) {
@@ -109,13 +119,17 @@ export async function completions(deps: ChatDeps, req: Request, requestId: strin
   if (!botId) {
     throw new HttpError(404, 'model_not_found', `The model "${request.model}" does not name a bot of this organization.`);
   }
+  // Trimmed by the schema. A given conversation id wins over the call's.
+  const callId = request.call?.id ?? null;
+  const byCall = callId !== null && conversationHeader === null;
   const input: TurnInput = {
     principal,
     botId,
     conversationId: conversationHeader,
-    channel: req.headers.get('x-chat-channel') === 'voice' ? 'voice' : 'api',
-    // Trimmed by the schema.
-    externalUserId: request.user || null,
+    externalConversationId: byCall ? callId : null,
+    channel: callId !== null || req.headers.get('x-chat-channel') === 'voice' ? 'voice' : 'api',
+    // The call keys its conversation, not the end user (the database takes one key for a new conversation).
+    externalUserId: byCall ? null : request.user || null,
     message: question,
     history,
     startedAt,

@@ -5,7 +5,13 @@
  *    is enabled on the channel, the caller is within its rate limit and the
  *    org within its quota; the question is stored (private.chat_prepare);
  * 2. retrieve: the question's embedding against the org's documents (hybrid
- *    match, limited to the bot's collections) and the catalog's products;
+ *    match, limited to the bot's collections) and the catalog's products.
+ *    When the question cannot be embedded (EmbeddingProviderError: the
+ *    provider down, rate limited or unreachable, its retries spent), the turn
+ *    still answers: the documents are searched by full text alone
+ *    (match_document_chunks_by_text), the failed embedding meters nothing
+ *    (only tokens a provider reports spent before it failed), and a warning
+ *    naming the conversation is logged;
  * 3. answer: the prompt from the bot's settings and the sources, streamed by
  *    the bot's provider; or, when the user asks for a person, the handoff;
  *    or, for a booking step, the appointment booked in a free slot (booking.ts);
@@ -37,7 +43,7 @@ import {
   type RetrievedProduct,
 } from '../_shared/chat/index.ts';
 import type { Sql } from '../_shared/db.ts';
-import { type EmbeddingProvider, providerFromEnv } from '../_shared/embeddings/index.ts';
+import { type EmbeddingProvider, EmbeddingProviderError, providerFromEnv } from '../_shared/embeddings/index.ts';
 import { type EnvReader, processEnv } from '../_shared/env.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { countTokens } from '../_shared/text/tokens.ts';
@@ -66,6 +72,8 @@ export interface TurnInput {
   conversationId: string | null;
   channel: q.ChatChannel;
   externalUserId: string | null;
+  /** A voice platform's call id, keying the bot's conversation for that call (chat/completions only). */
+  externalConversationId?: string | null;
   message: string;
   /**
    * Earlier turns as the client holds them (OpenAI-style clients resend the
@@ -139,6 +147,7 @@ export async function prepareTurn(deps: ChatDeps, input: TurnInput): Promise<Pre
       externalUserId: input.externalUserId,
       apiKeyId: input.principal.kind === 'service' ? input.principal.apiKeyId : null,
       message: input.message,
+      externalConversationId: input.externalConversationId ?? null,
     }));
   if (!result.ok) throw refusal(result);
   return result;
@@ -302,6 +311,30 @@ export async function* answerTurn(deps: ChatDeps, input: TurnInput, turn: Prepar
 }
 
 /**
+ * The question's embedding, or null when the provider failed (its retries
+ * spent): the turn then retrieves by full text alone. Tokens a provider
+ * reports spent before failing are metered all the same; a failed request
+ * of one question spends none, so meters nothing.
+ */
+async function embedQuestion(
+  embeddings: EmbeddingProvider,
+  question: string,
+  conversationId: string,
+): Promise<{ vector: number[] | null; tokens: number }> {
+  try {
+    const embedded = await embeddings.embed([question]);
+    return { vector: embedded.vectors[0], tokens: embedded.tokens };
+  } catch (error) {
+    if (!(error instanceof EmbeddingProviderError)) throw error;
+    console.warn(
+      `chat: conversation ${conversationId}: the question could not be embedded; answering from a full-text search only`,
+      error,
+    );
+    return { vector: null, tokens: error.tokensSpent };
+  }
+}
+
+/**
  * Step 2: the question's sources, read as the caller; the embedding's tokens
  * metered as the service (the metering is returned, not awaited). The
  * question is embedded only once prepare has let the turn through: an
@@ -314,11 +347,14 @@ async function retrieve(
   question: string,
 ): Promise<{ chunks: RetrievedChunk[]; products: RetrievedProduct[]; metering: Promise<void> }> {
   const embeddings = deps.embeddings ?? providerFromEnv(deps.env ?? processEnv);
-  const embedded = await embeddings.embed([question]);
+  const embedded = await embedQuestion(embeddings, question, turn.conversation_id);
   const sources = inScope(deps.sql(), input.principal, async (tx) => ({
-    chunks: await q.matchChunks(tx, turn.org_id, embedded.vectors[0], question, turn.collection_ids, CHUNKS_PER_ANSWER),
+    chunks: embedded.vector
+      ? await q.matchChunks(tx, turn.org_id, embedded.vector, question, turn.collection_ids, CHUNKS_PER_ANSWER)
+      : await q.matchChunksByText(tx, turn.org_id, question, turn.collection_ids, CHUNKS_PER_ANSWER),
     products: await q.matchProducts(tx, turn.org_id, question, PRODUCTS_PER_ANSWER),
   }));
+  if (embedded.vector === null && embedded.tokens === 0) return { ...(await sources), metering: Promise.resolve() };
   const metered = asService(deps.sql(), input.principal, (tx) =>
     q.recordEmbeddingUsage(tx, {
       orgId: turn.org_id,

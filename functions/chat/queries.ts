@@ -51,13 +51,22 @@ export interface PrepareArgs {
   externalUserId: string | null;
   apiKeyId: string | null;
   message: string;
+  /**
+   * The client's own id for the conversation (a voice platform's call id):
+   * the bot's live conversation with it is continued, or started. Null for
+   * others; `conversationId` wins over it.
+   */
+  externalConversationId: string | null;
 }
 
-/** Authorises the turn, applies the refusals (disabled, channel, closed, rate limit, quota) and stores the question. */
+/**
+ * Authorises the turn, applies the refusals (disabled, channel, closed, rate
+ * limit, quota), continues or opens the conversation and stores the question.
+ */
 export async function chatPrepare(tx: TransactionSql, args: PrepareArgs): Promise<PrepareResult> {
   const [row] = await tx<{ result: PrepareResult }[]>`
     select private.chat_prepare(${args.botId}, ${args.conversationId}, ${args.channel}::public.chat_channel,
-      ${args.externalUserId}, ${args.apiKeyId}, ${args.message}) as result`;
+      ${args.externalUserId}, ${args.apiKeyId}, ${args.message}, ${args.externalConversationId}) as result`;
   const result = row.result;
   // numeric comes back as a string in JSON; the provider wants a number.
   if (result.ok) result.bot.temperature = Number(result.bot.temperature);
@@ -100,6 +109,29 @@ export async function chatFinish(tx: TransactionSql, args: FinishArgs): Promise<
   return row.result;
 }
 
+/** A row of match_document_chunks (and of its text half, match_document_chunks_by_text). */
+interface ChunkRow {
+  chunk_id: string;
+  document_id: string;
+  document_name: string;
+  page_start: number;
+  page_end: number;
+  content: string;
+  score: number;
+}
+
+function retrievedChunk(row: ChunkRow): RetrievedChunk {
+  return {
+    chunkId: Number(row.chunk_id),
+    documentId: row.document_id,
+    documentName: row.document_name,
+    pageStart: row.page_start,
+    pageEnd: row.page_end,
+    content: row.content,
+    score: Number(row.score),
+  };
+}
+
 /** The hybrid (vector + full text) matches of the question, as the caller. */
 export async function matchChunks(
   tx: TransactionSql,
@@ -109,29 +141,28 @@ export async function matchChunks(
   collectionIds: string[] | null,
   count: number,
 ): Promise<RetrievedChunk[]> {
-  const rows = await tx<
-    {
-      chunk_id: string;
-      document_id: string;
-      document_name: string;
-      page_start: number;
-      page_end: number;
-      content: string;
-      score: number;
-    }[]
-  >`
+  const rows = await tx<ChunkRow[]>`
     select chunk_id, document_id, document_name, page_start, page_end, content, score
     from public.match_document_chunks(${orgId}, ${toPgDirection(embedding)}::integer[]::extensions.vector, ${question}, ${count},
       ${collectionIds}::uuid[])`;
-  return rows.map((row) => ({
-    chunkId: Number(row.chunk_id),
-    documentId: row.document_id,
-    documentName: row.document_name,
-    pageStart: row.page_start,
-    pageEnd: row.page_end,
-    content: row.content,
-    score: Number(row.score),
-  }));
+  return rows.map(retrievedChunk);
+}
+
+/**
+ * The full-text matches of the question alone, as the caller: retrieval for a
+ * question that could not be embedded (the embedding provider failed).
+ */
+export async function matchChunksByText(
+  tx: TransactionSql,
+  orgId: string,
+  question: string,
+  collectionIds: string[] | null,
+  count: number,
+): Promise<RetrievedChunk[]> {
+  const rows = await tx<ChunkRow[]>`
+    select chunk_id, document_id, document_name, page_start, page_end, content, score
+    from public.match_document_chunks_by_text(${orgId}, ${question}, ${count}, ${collectionIds}::uuid[])`;
+  return rows.map(retrievedChunk);
 }
 
 /** Catalog products the question names, as the caller. */

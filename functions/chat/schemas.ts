@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { HttpError } from '../_shared/errors.ts';
 import { readJson } from '../_shared/http.ts';
-import { MAX_QUESTION_CHARS } from '../_shared/openai-wire.ts';
+import { chatCompletionRequestSchema, MAX_QUESTION_CHARS } from '../_shared/openai-wire.ts';
 import { bookingRequest } from '../_shared/scheduling/booking-body.ts';
 
 /** The signed-in user's turn: a bot, a message, and the conversation to continue (none starts one). */
@@ -18,6 +18,30 @@ export const chatBody = z.object({
 });
 
 export const uuid = z.uuid();
+
+/** The longest voice-platform call id kept (conversations.external_conversation_id's limit). */
+const MAX_CALL_ID_CHARS = 200;
+
+/**
+ * OpenAI's chat completions body as voice platforms' "custom LLM" settings
+ * send it: with the call the turn belongs to (Vapi: `call` `{ id, orgId,
+ * type, status, customer, ... }`, beside `phoneNumber`, `customer` and
+ * `metadata`). Only `call.id` is read; the rest of `call`, and the other
+ * fields, are accepted and dropped (they may hold the platform's carrier
+ * credentials, which we never keep).
+ */
+export const chatCompletionBody = chatCompletionRequestSchema.extend({
+  call: z
+    .object({
+      id: z
+        .string({ error: 'call.id must be a string' })
+        .trim()
+        .min(1, { error: 'call.id must not be empty' })
+        .max(MAX_CALL_ID_CHARS, { error: `call.id has at most ${MAX_CALL_ID_CHARS} characters` })
+        .optional(),
+    }, { error: 'call must be an object' })
+    .nullish(),
+});
 
 /**
  * readJson, with a body that does not match the schema answered 400 like one
