@@ -18,7 +18,8 @@ import {
 } from '../_shared/text/extract.ts';
 import { countTokens } from '../_shared/text/tokens.ts';
 import type { StepBudget } from './budget.ts';
-import { checksumMismatch, sha256Hex } from './checksum.ts';
+import { sha256Hex } from '../_shared/sha256.ts';
+import { checksumMismatch } from './checksum.ts';
 import * as db from './queries.ts';
 import type { FileStore } from './store.ts';
 

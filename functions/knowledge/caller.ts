@@ -22,7 +22,7 @@ export type Caller =
   | { kind: 'user'; claims: UserClaims };
 
 /** The key scope, equally the user permission, a route needs. */
-export type KnowledgePermission = 'knowledge.read' | 'catalog.read';
+export type KnowledgePermission = 'knowledge.read' | 'knowledge.write' | 'catalog.read';
 
 /** Requests a minute per signed-in user on each such route (a dashboard's search box). */
 const USER_REQUESTS_PER_MINUTE = 60;

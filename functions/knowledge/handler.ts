@@ -4,7 +4,10 @@
  * through PostgREST under RLS; deleting a document also removes its file,
  * which only the Storage API can do, and a search needs the query embedded.
  *
- *   DELETE /functions/v1/knowledge/documents/:id   204; 403 below admin; 404 when not visible
+ *   POST   /functions/v1/knowledge/documents      202 the document, queued; an API key with knowledge.write
+ *                                                  sends a file's bytes (upload.ts)
+ *   DELETE /functions/v1/knowledge/documents/:id   204; a user: 403 below admin, 404 when not visible;
+ *                                                  an API key with knowledge.write: its org's documents
  *   POST   /functions/v1/knowledge/search          200 ranked chunks; an API key with knowledge.read,
  *                                                  or a user with knowledge.read in org_id (search.ts)
  *   POST   /functions/v1/knowledge/products/search 200 catalog products; an API key with catalog.read,
@@ -13,17 +16,18 @@
  * The gateway does not check tokens here (verify_jwt = false): API keys are
  * not JWTs. Every route verifies its caller itself.
  */
-import { createClient, type SupabaseClient } from '@supabase/supabase-js';
-import { requireUser } from '../_shared/auth.ts';
 import { getSql, type Sql } from '../_shared/db.ts';
 import { type EnvReader, processEnv } from '../_shared/env.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { createHandler } from '../_shared/handler.ts';
+import { lazyServiceClient } from '../_shared/service-storage.ts';
 import { type EmbeddingProvider, providerFromEnv } from '../_shared/embeddings/index.ts';
+import { authenticateCaller } from './caller.ts';
 import { deleteDocument, type KnowledgeStore } from './documents.ts';
 import { searchProducts } from './products.ts';
 import { matchRoute } from './router.ts';
 import { searchKnowledge } from './search.ts';
+import { uploadDocument } from './upload.ts';
 
 export interface KnowledgeDeps {
   sql: () => Sql;
@@ -38,9 +42,13 @@ export function createKnowledgeHandler(deps: KnowledgeDeps): (req: Request) => P
   return createHandler(async (req) => {
     const route = matchRoute(req.method, new URL(req.url).pathname);
     switch (route.name) {
-      case 'deleteDocument':
-        await deleteDocument(deps.sql(), await requireUser(req, { env }), store, route.id);
+      case 'uploadDocument':
+        return await uploadDocument(deps.sql(), req, store, { env });
+      case 'deleteDocument': {
+        const caller = await authenticateCaller(deps.sql(), req, { env }, 'knowledge.write');
+        await deleteDocument(deps.sql(), caller, store, route.id);
         return new Response(null, { status: 204 });
+      }
       case 'search':
         return await searchKnowledge(deps.sql(), req, deps.embeddings ?? providerFromEnv(env), { env });
       case 'searchProducts':
@@ -50,15 +58,16 @@ export function createKnowledgeHandler(deps: KnowledgeDeps): (req: Request) => P
 }
 
 function serviceRoleStore(env: EnvReader): KnowledgeStore {
-  let client: SupabaseClient | null = null;
+  const client = lazyServiceClient(env);
+  const bucket = () => client().storage.from('knowledge');
   return {
+    async upload(path, bytes, contentType) {
+      const { error } = await bucket().upload(path, new Blob([new Uint8Array(bytes)], { type: contentType }), { contentType });
+      if (error) throw error;
+    },
     async remove(path) {
-      const url = env('SUPABASE_URL');
-      const key = env('SUPABASE_SERVICE_ROLE_KEY');
-      if (!url || !key) throw new Error('SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY must be set to reach Storage');
-      client ??= createClient(url, key, { auth: { persistSession: false, autoRefreshToken: false } });
       // Removing an object that is already gone is not an error (a retried delete).
-      const { error } = await client.storage.from('knowledge').remove([path]);
+      const { error } = await bucket().remove([path]);
       if (error) {
         throw new HttpError(503, 'storage_unavailable', 'The file could not be removed; try again.', {}, { cause: error });
       }

@@ -1,7 +1,11 @@
 import { z } from 'zod';
 import { HttpError } from '../_shared/errors.ts';
 
-export type Route = { name: 'deleteDocument'; id: string } | { name: 'search' } | { name: 'searchProducts' };
+export type Route =
+  | { name: 'uploadDocument' }
+  | { name: 'deleteDocument'; id: string }
+  | { name: 'search' }
+  | { name: 'searchProducts' };
 
 // Any 8-4-4-4-12 hex id, as Postgres's uuid type accepts.
 const id = z.guid();
@@ -26,6 +30,12 @@ export function matchRoute(method: string, pathname: string): Route {
       throw new HttpError(405, 'method_not_allowed', `${method} is not supported here; use POST.`, { allow: 'POST' });
     }
     return { name: 'searchProducts' };
+  }
+  if (rest && rest.length === 1 && rest[0] === 'documents') {
+    if (method !== 'POST') {
+      throw new HttpError(405, 'method_not_allowed', `${method} is not supported here; use POST.`, { allow: 'POST' });
+    }
+    return { name: 'uploadDocument' };
   }
   if (rest && rest.length === 2 && rest[0] === 'documents') {
     if (method !== 'DELETE') {

@@ -4,10 +4,11 @@
  * its row and (by cascade) its chunks, for admins and up only; searching
  * answers an API key with knowledge.read in its org, or a user in theirs.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { SupabaseClient } from '@supabase/supabase-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSql, type Sql, withUserScope } from '../../functions/_shared/db.ts';
+import { createKnowledgeHandler } from '../../functions/knowledge/handler.ts';
 import { signUserToken } from '../../scripts/local/keys.ts';
 import { type Stack, startStack } from '../../scripts/local/stack.ts';
 import { registerFile } from '../support/knowledge.ts';
@@ -54,6 +55,22 @@ async function createOrg(): Promise<Org> {
   return { id, users, tokens, clients };
 }
 
+/** Calls the ingest function for the document until its run is done (the scheduler is off here). */
+async function ingestUntilDone(id: string): Promise<void> {
+  for (let step = 0; step < 10; step++) {
+    const response = await fetch(`${stack.apiUrl}/functions/v1/ingest`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${stack.keys.serviceRoleKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ document_id: id }),
+    });
+    const body = await response.json();
+    if (response.status !== 202) {
+      expect(body).toMatchObject({ status: 'ready' });
+      return;
+    }
+  }
+}
+
 /**
  * A PDF registered through create_upload_batch and uploaded by the member, ingested by calling the ingest
  * function until it is done, so it has chunks.
@@ -67,20 +84,11 @@ async function ingestedDocument(target: Org): Promise<{ id: string; path: string
   });
   const uploaded = await target.clients.member.storage.from('knowledge').upload(path, new Blob([bytes], { type: 'application/pdf' }));
   expect(uploaded.error).toBeNull();
-  for (let step = 0; step < 10; step++) {
-    const response = await fetch(`${stack.apiUrl}/functions/v1/ingest`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${stack.keys.serviceRoleKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ document_id: id }),
-    });
-    const body = await response.json();
-    if (response.status !== 202) {
-      expect(body).toMatchObject({ status: 'ready' });
-      break;
-    }
-  }
+  await ingestUntilDone(id);
   return { id, path };
 }
+
+const utf8 = (text: string) => new TextEncoder().encode(text);
 
 const remove = (id: string, token?: string, method = 'DELETE') =>
   fetch(`${stack.apiUrl}/functions/v1/knowledge/documents/${id}`, {
@@ -481,5 +489,142 @@ describe('POST /knowledge/products/search', () => {
     const refused = await searchProducts({ query: 'speaker' }, bearer(limited.key));
     expect(refused.status).toBe(429);
     expect((await refused.json()).error.code).toBe('rate_limited');
+  });
+});
+
+describe('POST /knowledge/documents (an API key pushes a file)', () => {
+  let keys: { writer: string; writerId: string; reader: string; readOnly: string; otherOrg: string };
+  let otherCollection: string;
+
+  const push = (query: Record<string, string>, body: BodyInit | null, headers: Record<string, string>) =>
+    fetch(`${stack.apiUrl}/functions/v1/knowledge/documents?${new URLSearchParams(query)}`, {
+      method: 'POST',
+      headers,
+      body,
+    });
+  const documentCount = async () =>
+    (await sql<{ n: number }[]>`select count(*)::int as n from public.documents where org_id = ${org.id}`)[0].n;
+
+  beforeAll(async () => {
+    const writer = await apiKey(org, ['knowledge.write']);
+    keys = {
+      writer: writer.key,
+      writerId: writer.id,
+      reader: (await apiKey(org, ['knowledge.read'])).key,
+      readOnly: (await apiKey(org, ['knowledge.read'])).key,
+      otherOrg: (await apiKey(other, ['knowledge.write'])).key,
+    };
+    [{ id: otherCollection }] = await sql<{ id: string }[]>`
+      insert into public.collections (org_id, name) values (${other.id}, 'Theirs') returning id`;
+  });
+
+  it('registers and stores the file, queues it; once ingested it is searchable; the audit log names the key', async () => {
+    const bytes = await textPdf([pageMarker(3), pageMarker(4)]);
+    const response = await push({ name: 'Price list 2026.pdf' }, new Blob([bytes]), {
+      ...bearer(keys.writer),
+      'content-type': 'application/pdf',
+    });
+    expect(response.status).toBe(202);
+    const document = await response.json();
+    expect(document).toMatchObject({
+      org_id: org.id,
+      name: 'Price list 2026.pdf',
+      mime_type: 'application/pdf',
+      size_bytes: bytes.byteLength,
+      checksum_sha256: createHash('sha256').update(bytes).digest('hex'),
+      status: 'queued',
+    });
+    const stored = await org.clients.owner.storage.from('knowledge').download(document.storage_path);
+    expect(new Uint8Array(await stored.data!.arrayBuffer())).toEqual(bytes);
+    const [audit] = await sql<{ actor_api_key_id: string; actor_user_id: string | null }[]>`
+      select actor_api_key_id, actor_user_id from public.audit_log
+      where table_name = 'documents' and action = 'insert' and record_id = ${document.id}`;
+    expect(audit).toEqual({ actor_api_key_id: keys.writerId, actor_user_id: null });
+
+    await ingestUntilDone(document.id);
+    const found = await fetch(`${stack.apiUrl}/functions/v1/knowledge/search`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...bearer(keys.reader) },
+      body: JSON.stringify({ query: 'zq4x28 tariff' }),
+    });
+    const { data } = await found.json();
+    const hit = (data as { document_id: string; page_start: number; page_end: number }[])
+      .find((row) => row.document_id === document.id);
+    expect(hit!.page_start).toBeLessThanOrEqual(2);
+    expect(hit!.page_end).toBeGreaterThanOrEqual(2);
+  });
+
+  it('lets the key delete its org\'s documents, file and chunks, and answers 404 for another org\'s', async () => {
+    const bytes = utf8('Opening hours: nine to five.');
+    const created = await (await push({ name: 'hours.txt' }, new Blob([bytes]), {
+      ...bearer(keys.writer),
+      'content-type': 'text/plain; charset=utf-8',
+    })).json();
+    expect(created.mime_type).toBe('text/plain');
+    expect((await remove(created.id, keys.otherOrg)).status).toBe(404);
+    expect((await remove(created.id, keys.readOnly)).status).toBe(403);
+    expect((await remove(created.id, keys.writer)).status).toBe(204);
+    expect(await counts(created.id, created.storage_path)).toEqual({ documents: 0, chunks: 0, objects: 0 });
+    const theirs = await ingestedDocument(other);
+    expect((await remove(theirs.id, keys.writer)).status).toBe(404);
+    expect(await counts(theirs.id, theirs.path)).toMatchObject({ documents: 1, objects: 1 });
+  });
+
+  it('takes the registration back when Storage refuses the file: 503, no document and no batch left', async () => {
+    // The function's own handler in this process, with a Storage that fails (the wire stand-in cannot be told to).
+    const failing = createKnowledgeHandler({
+      sql: () => sql,
+      env: (name) => ({ SUPABASE_URL: stack.apiUrl!, SUPABASE_JWT_SECRET: stack.keys.jwtSecret })[name],
+      store: {
+        upload: () => Promise.reject(new Error('Storage is down')),
+        remove: () => Promise.resolve(),
+      },
+    });
+    const batches = async () =>
+      (await sql<{ n: number }[]>`select count(*)::int as n from public.upload_batches where org_id = ${org.id}`)[0].n;
+    const [documentsBefore, batchesBefore] = [await documentCount(), await batches()];
+    const response = await failing(
+      new Request('http://localhost/knowledge/documents?name=hours.txt', {
+        method: 'POST',
+        headers: { ...bearer(keys.writer), 'content-type': 'text/plain' },
+        body: 'Opening hours: nine to five.',
+      }),
+    );
+    expect(response.status).toBe(503);
+    expect((await response.json()).error.code).toBe('storage_unavailable');
+    expect(response.headers.get('retry-after')).toBe('5');
+    expect([await documentCount(), await batches()]).toEqual([documentsBefore, batchesBefore]);
+  });
+
+  it('refuses what it cannot take with 4xx and a JSON error, registering nothing', async () => {
+    const before = await documentCount();
+    const text = (name: string) => new Blob([utf8(`${name} text`)]);
+    const cases: Array<[Record<string, string>, BodyInit | null, Record<string, string>, number, string]> = [
+      [{ name: 'a.pdf' }, text('a'), { 'content-type': 'application/pdf' }, 401, 'missing_authorization'],
+      [{ name: 'a.txt' }, text('a'), { ...bearer(keys.readOnly), 'content-type': 'text/plain' }, 403, 'insufficient_scope'],
+      [{ name: 'a.txt' }, text('a'), { ...bearer(org.tokens.owner), 'content-type': 'text/plain' }, 403, 'forbidden'],
+      [{ name: 'a.exe' }, text('a'), { ...bearer(keys.writer), 'content-type': 'application/octet-stream' }, 415,
+        'unsupported_media_type'],
+      [{ name: 'a.txt' }, text('a'), bearer(keys.writer), 415, 'unsupported_media_type'],
+      [{}, text('a'), { ...bearer(keys.writer), 'content-type': 'text/plain' }, 422, 'invalid_request'],
+      [{ name: 'a.txt', extra: '1' }, text('a'), { ...bearer(keys.writer), 'content-type': 'text/plain' }, 422,
+        'invalid_request'],
+      [{ name: 'a/b.txt' }, text('a'), { ...bearer(keys.writer), 'content-type': 'text/plain' }, 422, 'invalid_request'],
+      [{ name: 'a.txt', collection_id: 'nope' }, text('a'), { ...bearer(keys.writer), 'content-type': 'text/plain' }, 422,
+        'invalid_request'],
+      [{ name: 'a.txt', collection_id: otherCollection }, text('a'), { ...bearer(keys.writer), 'content-type': 'text/plain' },
+        422, 'invalid_request'],
+      [{ name: 'empty.txt' }, null, { ...bearer(keys.writer), 'content-type': 'text/plain' }, 422, 'invalid_request'],
+      [{ name: 'big.txt' }, new Blob([new Uint8Array(25 * 1024 * 1024 + 1).fill(0x61)]),
+        { ...bearer(keys.writer), 'content-type': 'text/plain' }, 413, 'file_too_large'],
+    ];
+    for (const [query, body, headers, status, code] of cases) {
+      const response = await push(query, body, headers);
+      expect(response.status, `${JSON.stringify(query)} ${headers['content-type']}`).toBe(status);
+      expect((await response.json()).error).toMatchObject({ code, message: expect.any(String) });
+    }
+    expect((await fetch(`${stack.apiUrl}/functions/v1/knowledge/documents`, { method: 'GET', headers: bearer(keys.writer) })).status)
+      .toBe(405);
+    expect(await documentCount()).toBe(before);
   });
 });

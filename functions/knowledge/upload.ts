@@ -1,0 +1,137 @@
+/**
+ * POST /functions/v1/knowledge/documents?name=<file name>[&collection_id=][&project_id=]
+ * A server pushes one file into the knowledge base with an API key holding
+ * `knowledge.write` (a CMS or a nightly sync; people upload from the app
+ * straight to Storage). The body is the file's bytes, its Content-Type one of
+ * the knowledge types (PDF, TXT, Markdown, CSV, JSON, DOCX), 1 byte to 25 MB.
+ *
+ * The file is registered through create_upload_batch as the service role
+ * acting for the key (its org; the audit log names the key), with the SHA-256
+ * of the bytes received, so ingestion's first step checks Storage returned
+ * them; then it is uploaded to its storage_path, whose insert queues the
+ * ingestion as a frontend's upload does. 202 with the document (`queued`);
+ * progress as for any upload (documents row, the org's `uploads` channel,
+ * document.ready / document.failed webhooks). An upload Storage refuses
+ * takes the registration back (503, nothing left behind). Not idempotent: a
+ * retried request after a lost answer registers the file again.
+ */
+import { z } from 'zod';
+import type { AuthOptions } from '../_shared/auth.ts';
+import { asServiceRole, type Sql } from '../_shared/db.ts';
+import { HttpError } from '../_shared/errors.ts';
+import { json } from '../_shared/http.ts';
+import { isPostgresError } from '../_shared/pg-errors.ts';
+import { sha256Hex } from '../_shared/sha256.ts';
+import { MAX_FILE_BYTES, SUPPORTED_MIME_TYPES } from '../_shared/text/extract.ts';
+import { asCaller, authenticateCaller, callerOrg, takeCallerRateLimit } from './caller.ts';
+import type { KnowledgeStore } from './documents.ts';
+
+export const uploadQuery = z.strictObject({
+  name: z.string().min(1, 'must not be empty').max(255, 'has at most 255 characters'),
+  collection_id: z.guid().optional(),
+  project_id: z.guid().optional(),
+});
+
+interface RegisteredDocument {
+  id: string;
+  batch_id: string;
+  storage_path: string;
+}
+
+/** The Content-Type without its parameters (`text/plain; charset=utf-8` is text/plain). */
+function fileType(req: Request): string {
+  const type = (req.headers.get('content-type') ?? '').split(';')[0].trim().toLowerCase();
+  if (!(SUPPORTED_MIME_TYPES as readonly string[]).includes(type)) {
+    throw new HttpError(
+      415,
+      'unsupported_media_type',
+      `Send the file with its Content-Type, one of ${SUPPORTED_MIME_TYPES.join(', ')}${type ? ` (not ${type})` : ''}.`,
+    );
+  }
+  return type;
+}
+
+const tooLarge = () =>
+  new HttpError(413, 'file_too_large', `A file has at most ${MAX_FILE_BYTES / 1024 / 1024} MB.`);
+
+/** The body's bytes, counted as they arrive: a body past the limit is refused without being held whole. */
+async function readFileBody(req: Request): Promise<Uint8Array> {
+  const declared = Number(req.headers.get('content-length'));
+  if (declared > MAX_FILE_BYTES) throw tooLarge();
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  if (req.body) {
+    const reader = req.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.byteLength;
+      if (total > MAX_FILE_BYTES) {
+        await reader.cancel();
+        throw tooLarge();
+      }
+      parts.push(value);
+    }
+  }
+  if (total === 0) throw new HttpError(422, 'invalid_request', 'The file is empty: send its bytes as the request body.');
+  const bytes = new Uint8Array(total);
+  let at = 0;
+  for (const part of parts) {
+    bytes.set(part, at);
+    at += part.byteLength;
+  }
+  return bytes;
+}
+
+export async function uploadDocument(sql: Sql, req: Request, store: KnowledgeStore, options: AuthOptions): Promise<Response> {
+  const caller = await authenticateCaller(sql, req, options, 'knowledge.write');
+  if (caller.kind !== 'key') {
+    throw new HttpError(403, 'forbidden', 'Signed-in users upload to Storage after create_upload_batch; this route takes an API key.');
+  }
+  const url = new URL(req.url);
+  const query = uploadQuery.safeParse(Object.fromEntries(url.searchParams));
+  if (!query.success) {
+    const issue = query.error.issues[0];
+    throw new HttpError(422, 'invalid_request', `Invalid query: ${issue.path.join('.') || '(query)'}: ${issue.message}`);
+  }
+  const mimeType = fileType(req);
+  const orgId = await callerOrg(sql, caller, undefined, 'knowledge.write');
+  await takeCallerRateLimit(sql, caller, 'knowledge_upload');
+  const bytes = await readFileBody(req);
+  const file = { name: query.data.name, mime_type: mimeType, size_bytes: bytes.byteLength, checksum_sha256: await sha256Hex(bytes) };
+
+  let document: RegisteredDocument;
+  try {
+    [document] = await asCaller(
+      sql,
+      caller,
+      (tx) =>
+        tx<RegisteredDocument[]>`
+          select id, batch_id, storage_path from public.create_upload_batch(${orgId}::uuid, ${tx.json([file])},
+            ${query.data.project_id ?? null}::uuid, ${query.data.collection_id ?? null}::uuid)`,
+      { forbidden: 'This API key may not upload documents.', notFound: 'The collection or project was not found.' },
+    );
+  } catch (error) {
+    // The plan's document quota (private.require_quota); its message is ours and names the plan.
+    if (isPostgresError(error) && error.code === 'PT402') throw new HttpError(402, 'quota_exceeded', error.message);
+    throw error;
+  }
+
+  try {
+    await store.upload(document.storage_path, bytes, mimeType);
+  } catch (error) {
+    await asServiceRole(sql, async (tx) => {
+      await tx`delete from public.documents where id = ${document.id}::uuid`;
+      await tx`delete from public.upload_batches where id = ${document.batch_id}::uuid`;
+    });
+    throw new HttpError(503, 'storage_unavailable', 'The file could not be stored; send it again.', { 'retry-after': '5' }, {
+      cause: error,
+    });
+  }
+
+  const [stored] = await asServiceRole(sql, (tx) =>
+    tx`select id, org_id, batch_id, project_id, collection_id, name, mime_type, size_bytes, checksum_sha256, status,
+              progress, storage_path, created_at
+       from public.documents where id = ${document.id}::uuid`);
+  return json({ ...stored, size_bytes: Number(stored.size_bytes) }, 202);
+}
