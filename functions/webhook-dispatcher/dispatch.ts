@@ -1,14 +1,17 @@
-import { forEachConcurrently, leaseSeconds } from '../_shared/batch.ts';
+import { leaseSeconds } from '../_shared/batch.ts';
 import { asServiceRole, type Sql } from '../_shared/db.ts';
 import type { DestinationPolicy } from '../_shared/ssrf.ts';
+import { createClaimer, type StopReason } from './claims.ts';
 import { type AttemptResult, type ClaimedDelivery, sendAttempt } from './send.ts';
 
 /**
- * One dispatch pass: claim due deliveries (row-locked, so concurrent passes
- * never share one), send them with bounded concurrency, record every attempt
- * (the database decides what happens next), and repeat until nothing is due or
- * the pass's budget is spent. Everything from outside (database, fetch, clock,
- * DNS policy, limits) is injected so tests control it.
+ * One dispatch pass: `concurrency` workers each claim a due delivery when
+ * they are free (row-locked, so concurrent passes never share one), send it,
+ * record the attempt (the database decides what happens next), and go on
+ * until nothing is due or the pass's budget is spent. A worker waiting on a
+ * slow receiver holds up nobody else: the others keep claiming (claims.ts).
+ * Everything from outside (database, fetch, clock, DNS policy, limits) is
+ * injected so tests control it.
  */
 export interface DispatchOptions {
   sql: Sql;
@@ -16,21 +19,19 @@ export interface DispatchOptions {
   fetch?: typeof fetch;
   /** Timestamps written to the database and sent as `webhook-timestamp`. */
   now?: () => Date;
-  /** Requests in flight at once. */
+  /** Requests in flight at once: the pass's workers. */
   concurrency?: number;
-  /** Deliveries claimed per round trip. */
+  /** At most this many deliveries per claim, which serves every worker free at the moment; default all of them. */
   batchSize?: number;
   /** Stop claiming after this many deliveries; the next wake-up continues. */
   maxDeliveries?: number;
-  /** Stop claiming after this much wall-clock time. */
+  /** Stop claiming after this much wall-clock time; attempts under way finish. */
   maxDurationMs?: number;
   /** Per attempt. */
   timeoutMs?: number;
   userAgent?: string;
   log?: (message: string, error?: unknown) => void;
 }
-
-export type StopReason = 'idle' | 'delivery_budget' | 'time_budget';
 
 export interface DispatchSummary {
   claimed: number;
@@ -43,6 +44,7 @@ export interface DispatchSummary {
   stale: number;
   /** Sent, but recording failed; the lease runs out and the next pass retries. */
   unrecorded: number;
+  /** Claims that returned deliveries. */
   batches: number;
   durationMs: number;
   stoppedBy: StopReason;
@@ -53,9 +55,8 @@ type RecordedStatus = 'succeeded' | 'pending' | 'failed' | 'stale' | 'gone';
 
 export const DISPATCH_DEFAULTS = {
   concurrency: 8,
-  batchSize: 16,
   // Edge functions get about 2 s of CPU and minutes of wall clock per request;
-  // 200 signed sends fit the CPU easily, and 20 s leaves room for a last slow batch.
+  // 200 signed sends fit the CPU easily, and 20 s leaves room for the last attempts to finish.
   maxDeliveries: 200,
   maxDurationMs: 20_000,
   timeoutMs: 15_000,
@@ -81,10 +82,12 @@ async function record(sql: Sql, delivery: ClaimedDelivery, attempt: AttemptResul
 }
 
 export async function dispatch(options: DispatchOptions): Promise<DispatchSummary> {
+  // At least 1: a pass with no worker would claim deliveries and never send them.
+  const concurrency = Math.max(1, options.concurrency ?? DISPATCH_DEFAULTS.concurrency);
   const settings = {
-    // At least 1: a pass with no worker would claim deliveries and never send them.
-    concurrency: Math.max(1, options.concurrency ?? DISPATCH_DEFAULTS.concurrency),
-    batchSize: Math.min(500, Math.max(1, options.batchSize ?? DISPATCH_DEFAULTS.batchSize)),
+    concurrency,
+    // No more than the workers, who are all a claim can serve (and the claim takes at most 500).
+    batchSize: Math.min(500, concurrency, Math.max(1, options.batchSize ?? concurrency)),
     maxDeliveries: options.maxDeliveries ?? DISPATCH_DEFAULTS.maxDeliveries,
     maxDurationMs: options.maxDurationMs ?? DISPATCH_DEFAULTS.maxDurationMs,
     timeoutMs: options.timeoutMs ?? DISPATCH_DEFAULTS.timeoutMs,
@@ -98,7 +101,8 @@ export async function dispatch(options: DispatchOptions): Promise<DispatchSummar
     userAgent: options.userAgent ?? DISPATCH_DEFAULTS.userAgent,
   };
   const log = options.log ?? ((message: string, error?: unknown) => console.error(message, error));
-  const lease = leaseSeconds(settings.batchSize, settings.concurrency, settings.timeoutMs);
+  // A delivery is claimed for a worker that sends it at once, so the lease covers one attempt and its report.
+  const lease = leaseSeconds(1, 1, settings.timeoutMs);
   const started = performance.now();
   const summary: DispatchSummary = {
     claimed: 0,
@@ -111,38 +115,43 @@ export async function dispatch(options: DispatchOptions): Promise<DispatchSummar
     durationMs: 0,
     stoppedBy: 'idle',
   };
+  const claimer = createClaimer({
+    claim: async (size) => {
+      const claimed = await claim(options.sql, size, lease, now());
+      summary.claimed += claimed.length;
+      return claimed;
+    },
+    maxPerClaim: settings.batchSize,
+    remaining: () => settings.maxDeliveries - summary.claimed,
+    timeUp: () => performance.now() - started >= settings.maxDurationMs,
+  });
 
-  for (;;) {
-    if (summary.claimed >= settings.maxDeliveries) {
-      summary.stoppedBy = 'delivery_budget';
-      break;
+  const attempt = async (delivery: ClaimedDelivery) => {
+    const result = await sendAttempt(delivery, send);
+    let status: RecordedStatus;
+    try {
+      status = await record(options.sql, delivery, result, now());
+    } catch (error) {
+      // Not fatal for the pass: the lease expires and the delivery is tried again.
+      log(`recording attempt ${delivery.attempt_number} of delivery ${delivery.delivery_id} failed`, error);
+      summary.unrecorded += 1;
+      return;
     }
-    if (performance.now() - started >= settings.maxDurationMs) {
-      summary.stoppedBy = 'time_budget';
-      break;
-    }
-    const size = Math.min(settings.batchSize, settings.maxDeliveries - summary.claimed);
-    const batch = await claim(options.sql, size, lease, now());
-    if (batch.length === 0) break;
-    summary.claimed += batch.length;
-    summary.batches += 1;
-    await forEachConcurrently(batch, settings.concurrency, async (delivery) => {
-      const attempt = await sendAttempt(delivery, send);
-      let status: RecordedStatus;
-      try {
-        status = await record(options.sql, delivery, attempt, now());
-      } catch (error) {
-        // Not fatal for the pass: the lease expires and the delivery is tried again.
-        log(`recording attempt ${delivery.attempt_number} of delivery ${delivery.delivery_id} failed`, error);
-        summary.unrecorded += 1;
-        return;
-      }
-      if (status === 'succeeded') summary.succeeded += 1;
-      else if (status === 'pending') summary.retried += 1;
-      else if (status === 'failed') summary.failed += 1;
-      else summary.stale += 1;
-    });
-  }
+    if (status === 'succeeded') summary.succeeded += 1;
+    else if (status === 'pending') summary.retried += 1;
+    else if (status === 'failed') summary.failed += 1;
+    else summary.stale += 1;
+  };
+  const worker = async () => {
+    for (let delivery = await claimer.next(); delivery; delivery = await claimer.next()) await attempt(delivery);
+  };
+  await Promise.all(Array.from({ length: settings.concurrency }, worker));
+
+  // A failed claim ends the pass as it did before, once every attempt under way is recorded.
+  const failure = claimer.failure();
+  if (failure) throw failure.error;
+  summary.batches = claimer.claims();
+  summary.stoppedBy = claimer.stoppedBy();
   summary.durationMs = Math.round(performance.now() - started);
   return summary;
 }

@@ -109,8 +109,8 @@ export async function sendTestEvent(tx: TransactionSql, endpointId: string): Pro
 export const OWNER_ONLY_REPLAY_MESSAGE =
   'Only owners may replay this delivery: its event (an export) is readable only by owners.';
 
-/** The refusal replay_webhook_delivery raises for an owner-only event (20261123004100). */
-const OWNER_ONLY_REPLAY_REFUSAL = /^only owners may replay /;
+/** The detail marking replay_webhook_delivery's refusal of an owner-only event (20261123005500). */
+const OWNER_ONLY_EVENT_DETAIL = 'owner_only_event';
 
 export async function replayDelivery(tx: TransactionSql, deliveryId: string): Promise<string> {
   try {
@@ -118,7 +118,7 @@ export async function replayDelivery(tx: TransactionSql, deliveryId: string): Pr
     return row.delivery_id;
   } catch (error) {
     // The same 42501 as a missing webhooks.manage, whose wording the handler replaces; say which rule it is.
-    if (isPostgresError(error) && error.code === '42501' && OWNER_ONLY_REPLAY_REFUSAL.test(error.message)) {
+    if (isPostgresError(error) && error.code === '42501' && error.detail === OWNER_ONLY_EVENT_DETAIL) {
       throw new HttpError(403, 'forbidden', OWNER_ONLY_REPLAY_MESSAGE);
     }
     throw error;

@@ -470,6 +470,38 @@ describe('webhook dispatch', () => {
     expect(attempt.response_body).toBe('é'.repeat(2048));
   });
 
+  it('keeps its workers busy: a receiver near the timeout holds up only the worker waiting on it', async () => {
+    await freshReceiver();
+    const { orgId: slowOrg, endpointId: slow } = await createEndpoint(`${receiver.url}/slow`);
+    const { orgId: fastOrg, endpointId: fast } = await createEndpoint(`${receiver.url}/fast`);
+    // More than the 8 workers and the 16 a pass used to claim before waiting for all of them.
+    const fastDeliveries = 20;
+    const timeoutMs = 5000;
+    // The slow receiver answers once every fast delivery is recorded, at the latest just before the timeout.
+    let fastRecordedWhenSlowAnswered = -1;
+    receiver.respond = (req, res) => {
+      if (req.url !== '/slow') return res.writeHead(200).end('ok');
+      void (async () => {
+        const latest = Date.now() + timeoutMs - 1000;
+        let recorded = 0;
+        while (recorded < fastDeliveries && Date.now() < latest) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          [{ recorded }] = await sql<{ recorded: number }[]>`
+            select count(*)::int as recorded from public.webhook_attempts where endpoint_id = ${fast}`;
+        }
+        fastRecordedWhenSlowAnswered = recorded;
+        res.writeHead(200).end('ok');
+      })();
+    };
+    await emit(slowOrg, 'slow.pdf');
+    for (let i = 0; i < fastDeliveries; i += 1) await emit(fastOrg, `fast-${i}.pdf`);
+
+    const summary = await run({ timeoutMs });
+    expect(summary).toMatchObject({ claimed: fastDeliveries + 1, succeeded: fastDeliveries + 1, stoppedBy: 'idle' });
+    expect(fastRecordedWhenSlowAnswered).toBe(fastDeliveries);
+    expect((await attemptsOf(slow)).map((a) => a.outcome)).toEqual(['succeeded']);
+  });
+
   it('stops at its delivery budget and leaves the rest for the next pass', async () => {
     await freshReceiver();
     const { orgId, endpointId } = await createEndpoint(receiver.url);

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JwtClaims } from '../../functions/_shared/auth.ts';
 import { createSql, type Sql, withUserScope } from '../../functions/_shared/db.ts';
 import { createWebhooksHandler } from '../../functions/webhooks/handler.ts';
+import { FORBIDDEN_MESSAGE, OWNER_ONLY_REPLAY_MESSAGE } from '../../functions/webhooks/operations.ts';
 import { signUserToken } from '../../scripts/local/keys.ts';
 import { startTestStack, type TestStack } from './support.ts';
 
@@ -434,9 +435,13 @@ describe('webhooks function', () => {
       const original = deliveries.find((d) => d.endpoint_id === ownerEndpoint)!.id;
 
       // The admin may manage the endpoint, but not send the owners' export link again (wherever it points).
+      // Told apart from a missing webhooks.manage (the same 42501) by the refusal's marker, not its wording.
       const refused = await call('POST', `/deliveries/${original}/replay`, { as: 'admin' });
       expectError(refused, 403, 'forbidden');
-      expect(refused.body.error.message).toContain('Only owners');
+      expect(refused.body.error.message).toBe(OWNER_ONLY_REPLAY_MESSAGE);
+      const byMember = await call('POST', `/deliveries/${original}/replay`, { as: 'member' });
+      expectError(byMember, 403, 'forbidden');
+      expect(byMember.body.error.message).toBe(FORBIDDEN_MESSAGE);
       const replay = await call('POST', `/deliveries/${original}/replay`, { as: 'owner' });
       expect(replay.status, JSON.stringify(replay.body)).toBe(202);
 
