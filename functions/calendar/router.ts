@@ -26,7 +26,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/iu;
  * - DELETE /calendar/appointments/:id                   members (JWT): cancel
  * - GET    /calendar/bots/:bot_id/availability          bot API keys (calendar.read)
  * - POST   /calendar/bots/:bot_id/appointments          bot API keys (calendar.write)
- * - POST   /calendar/mirroring                          the service role (pg_cron through pg_net): mirror due appointments
+ * - POST   /calendar/mirroring                          the service role (pg_cron through pg_net): mirror due appointments, delete due stray events
  * An id that is not a uuid names nothing: 404, as an unknown id would.
  */
 export function matchRoute(method: string, pathname: string): CalendarRoute {

@@ -3,8 +3,9 @@
  * tests/support/calendar-stub.ts behind a small proxy that can hold Google's
  * events.insert): a cancel or a reschedule arriving while the booking's
  * create is still at the provider leaves no stray event (the create's holder
- * deletes or moves what it made), and a failed mirroring is retried by the
- * service-role route the retry job calls.
+ * deletes or moves what it made), a failed mirroring is retried by the
+ * service-role route the retry job calls, and so is a failed delete of an
+ * event the appointment did not keep (given up after the eighth attempt).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -205,6 +206,71 @@ describe('mirroring while the create is at the provider', () => {
     expect(booked.status).toBe(201);
     expect(events[0]?.start.toISOString()).toBe(berlin('13:00'));
     expect(await appointment(id)).toMatchObject({ status: 'booked', sync_status: 'synced', external_event_id: events[0]?.id });
+  });
+});
+
+describe('an event the appointment did not keep', () => {
+  /** Google's events.delete (a path ending in an event id; creates end in /events). */
+  const EVENT_DELETE = /www\.googleapis\.com\/calendar\/v3\/calendars\/[^/]+\/events\/[^/]+$/u;
+
+  async function deletion(appointmentId: string) {
+    const rows = await sql<{ id: string; external_event_id: string; status: string; attempts: number; next_attempt_at: Date | null; last_error: string | null }[]>`
+      select id, external_event_id, status, attempts, next_attempt_at, last_error
+      from private.calendar_event_deletions where appointment_id = ${appointmentId}`;
+    return rows;
+  }
+
+  it('is deleted by the next retry pass when the provider failed the first delete', async () => {
+    const { booking, id } = await bookWithCreateHeld('16:00', '16:30', 'Lease Taken Over');
+    // The booking's lease runs out while its create is at the provider: the retry takes the appointment over.
+    await sql`update public.appointments set sync_claimed_until = now() - interval '1 second',
+              sync_next_attempt_at = now() - interval '1 second' where id = ${id}`;
+    const service = stack.keys.serviceRoleKey;
+    const takenOver = await call('/mirroring', { method: 'POST', token: service, body: {} });
+    expect(takenOver.body.appointments).toContainEqual({ id, sync_status: 'synced' });
+    const kept = (await appointment(id)).external_event_id;
+
+    // The late create's event is not the row's: deleting it fails once at Google.
+    stub.failNext(500, {}, { match: EVENT_DELETE });
+    releaseHeld();
+    expect((await booking).status).toBe(201);
+    const stray = liveEvents(id).filter((event) => event.id !== kept);
+    expect(stray).toHaveLength(1);
+    const [pending] = await deletion(id);
+    expect(pending).toMatchObject({ external_event_id: stray[0]?.id, status: 'pending', attempts: 1, last_error: expect.stringContaining('500') });
+    const wait = (pending?.next_attempt_at?.getTime() ?? 0) - Date.now();
+    expect(wait).toBeGreaterThan(30_000);
+    expect(wait).toBeLessThanOrEqual(60_000);
+
+    const early = await call('/mirroring', { method: 'POST', token: service, body: {} });
+    expect(early.body.event_deletions).toEqual([]);
+    await sql`update private.calendar_event_deletions set next_attempt_at = now() - interval '1 second' where id = ${pending?.id ?? ''}`;
+    const retried = await call('/mirroring', { method: 'POST', token: service, body: {} });
+    expect(retried.status).toBe(200);
+    expect(retried.body.event_deletions).toEqual([{ id: pending?.id, status: 'deleted' }]);
+    expect(liveEvents(id).map((event) => event.id)).toEqual([kept]);
+    expect(await deletion(id)).toEqual([]);
+    expect(await appointment(id)).toMatchObject({ status: 'booked', sync_status: 'synced', external_event_id: kept });
+  });
+
+  it('gives up after the eighth attempt, visibly', async () => {
+    const created = await call('/appointments', {
+      method: 'POST',
+      token: org.tokens.member,
+      body: { org_id: org.id, starts_at: berlin('14:00'), ends_at: berlin('14:30'), attendee_name: 'Give Up', attendee_phone: '+49 30 1234568' },
+    });
+    expect(created.body.appointment).toMatchObject({ sync_status: 'synced' });
+    const id = String((created.body.appointment as Record<string, unknown>).id);
+    // A stray event of this appointment's calendar whose delete failed seven times already.
+    const [{ deletion_id: deletionId }] = await sql<{ deletion_id: string }[]>`
+      select private.record_calendar_event_deletion(${id}::uuid, 'stray0event0never0deleted') as deletion_id`;
+    await sql`update private.calendar_event_deletions set attempts = 7, next_attempt_at = now() - interval '1 second' where id = ${deletionId}`;
+    stub.failNext(503, {}, { match: EVENT_DELETE });
+    const pass = await call('/mirroring', { method: 'POST', token: stack.keys.serviceRoleKey, body: {} });
+    expect(pass.body.event_deletions).toEqual([{ id: deletionId, status: 'given_up' }]);
+    expect(await deletion(id)).toMatchObject([{ status: 'given_up', attempts: 8, next_attempt_at: null, last_error: expect.stringContaining('503') }]);
+    const later = await call('/mirroring', { method: 'POST', token: stack.keys.serviceRoleKey, body: {} });
+    expect(later.body.event_deletions).toEqual([]);
   });
 });
 

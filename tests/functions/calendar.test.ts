@@ -6,8 +6,9 @@
  * expiry, a refresh the provider refuses, availability across a
  * daylight-saving change minus both providers' busy times and a booked
  * appointment, double booking under concurrency, bots booking only free
- * time, mirroring to the calendar, disconnecting with revocation, and no org
- * seeing another's calendars. Every refusal changes nothing.
+ * time, mirroring to the calendar, disconnecting with revocation (left alone
+ * while another org still uses the same Google account), and no org seeing
+ * another's calendars. Every refusal changes nothing.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -819,6 +820,55 @@ describe('isolation and disconnecting', () => {
     expect(answer.body).toEqual({ connection_id: googleB, revoked_at_provider: false });
     expect(await connectionRow(googleB)).toBeUndefined();
     expect(stub.requests.filter((request) => request.path === '/revoke').at(-1)?.status).toBe(500);
+  });
+});
+
+describe('one Google account connected in two orgs', () => {
+  it('keeps the grant while the other org uses it, and revokes it with the last connection', async () => {
+    const email = 'shared@example.com';
+    const first = await createChatOrg(sql, 'cal-shared-1');
+    const second = await createChatOrg(sql, 'cal-shared-2');
+    const inFirst = String((await connect(first, 'google', email)).body.connection_id);
+    const inSecond = String((await connect(second, 'google', email)).body.connection_id);
+    const revokes = () => stub.requests.filter((request) => request.path === '/revoke' && request.host === 'oauth2.googleapis.com');
+    const revokesBefore = revokes().length;
+
+    const kept = await call(`/connections/${inFirst}/disconnect`, { method: 'POST', token: first.tokens.admin });
+    expect(kept.status).toBe(200);
+    expect(kept.body).toEqual({ connection_id: inFirst, revoked_at_provider: false });
+    expect(revokes()).toHaveLength(revokesBefore);
+    expect(await connectionRow(inFirst)).toBeUndefined();
+    expect(await ciphertextOf(inFirst)).toBeUndefined();
+
+    // The second org's connection still reads busy times and mirrors bookings, through a refresh too.
+    stub.expireAccessTokens();
+    stub.seedBusy('google', email, [{ start: berlin(monday, '09:00'), end: berlin(monday, '10:00') }]);
+    const query = new URLSearchParams({
+      org_id: second.id,
+      from: berlin(monday, '09:00'),
+      to: berlin(monday, '11:00'),
+      duration_minutes: '60',
+      time_zone: ZONE,
+    });
+    const availability = await call(`/availability?${query}`, { token: second.tokens.member });
+    expect(availability.status).toBe(200);
+    expect(availability.body.missing_calendars).toEqual([]);
+    expect(slotStarts(availability).map((start) => new Date(start).toISOString())).toEqual([berlin(monday, '10:00')]);
+    const booked = await call('/appointments', {
+      method: 'POST',
+      token: second.tokens.member,
+      body: { org_id: second.id, starts_at: berlin(monday, '10:00'), ends_at: berlin(monday, '11:00'), attendee_name: 'Shared', attendee_phone: '+49 30 7654321' },
+    });
+    expect(booked.status).toBe(201);
+    expect(booked.body.appointment).toMatchObject({ connection_id: inSecond, sync_status: 'synced' });
+    expect(await connectionRow(inSecond)).toMatchObject({ status: 'connected' });
+
+    const { refreshToken } = await storedTokens(inSecond);
+    const last = await call(`/connections/${inSecond}/disconnect`, { method: 'POST', token: second.tokens.admin });
+    expect(last.status).toBe(200);
+    expect(last.body).toEqual({ connection_id: inSecond, revoked_at_provider: true });
+    expect(revokes()).toHaveLength(revokesBefore + 1);
+    expect(revokes().at(-1)).toMatchObject({ status: 200, body: { token: refreshToken } });
   });
 });
 

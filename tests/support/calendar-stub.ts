@@ -24,7 +24,8 @@
  * valid 10 minutes; Google issues a refresh token only for
  * access_type=offline, and after the first consent only with prompt=consent;
  * Microsoft only with offline_access, and rotates it on refresh; scopes per
- * API; revocation at Google ends the whole grant. Busy times are seeded per
+ * API; revocation at Google ends every grant of that account to the client
+ * (Google removes the app's access for the user). Busy times are seeded per
  * account; events created through the API are busy too. Graph pages
  * calendarView by `$skip` in an absolute @odata.nextLink, at most `pageSize`
  * per page. Failures can be queued (failNext), every request is recorded.
@@ -507,7 +508,10 @@ export async function startCalendarStub(
     if (!grant || grant.provider !== 'google' || grant.revoked) {
       return ctx.send(400, { error: 'invalid_token', error_description: 'Token expired or revoked' });
     }
-    grant.revoked = true;
+    // Google removes the client's whole access for the user: every grant of that account to this client.
+    for (const other of refreshTokens.values()) {
+      if (other.account === grant.account && other.clientId === grant.clientId) other.revoked = true;
+    }
     ctx.send(200, {});
   }
 

@@ -7,8 +7,11 @@
  * - tokens: POST {oauth2}/token, form-encoded (authorization_code with
  *   code_verifier; refresh_token), errors `{ error, error_description }`;
  * - revocation: POST {oauth2}/revoke with `token` (an access or a refresh
- *   token; revoking either ends the grant); sent in the form body rather than
- *   the query Google's curl example uses, to keep tokens out of access logs;
+ *   token; revoking either ends the app's whole grant for that Google user,
+ *   so every token our client holds for the account, in any connection, stops
+ *   working: callers revoke only the account's last connection); sent in the
+ *   form body rather than the query Google's curl example uses, to keep
+ *   tokens out of access logs;
  * - free/busy: POST {api}/calendar/v3/freeBusy `{ timeMin, timeMax, items: [{ id }] }`
  *   → `{ calendars: { [id]: { busy: [{ start, end }], errors?: [{ domain, reason }] } } }`;
  * - events: POST/PATCH/DELETE {api}/calendar/v3/calendars/{calendarId}/events[/{eventId}]

@@ -138,8 +138,9 @@ export interface CalendarClient {
   exchangeCode(exchange: CodeExchange): Promise<TokenSet>;
   refresh(refreshToken: string): Promise<TokenSet>;
   /**
-   * Ends our access at the provider where it offers that for one token
-   * (Google). `revoked: false` where it does not (Microsoft): deleting our
+   * Ends our access at the provider where it offers that (Google: for the
+   * whole account, every token our client holds for that user, not only this
+   * one). `revoked: false` where it does not (Microsoft): deleting our
    * tokens is then all a disconnect can do. A token the provider no longer
    * knows counts as revoked.
    */

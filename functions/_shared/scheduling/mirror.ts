@@ -14,7 +14,9 @@
  * since changed (a cancel or a move while the provider answered) is outdated:
  * the holder renews its lease, reads the row again and mirrors that, so the
  * event a late create made is deleted or moved rather than left behind. An
- * event the row did not keep (the lease was taken over meanwhile) is deleted.
+ * event the row did not keep (the lease was taken over meanwhile) is deleted,
+ * through a recorded deletion the retry repeats when the provider fails
+ * (stray-events.ts).
  */
 import { asServiceRole, type Sql, type TransactionSql } from '../db.ts';
 import {
@@ -24,6 +26,7 @@ import {
 } from '../calendar/index.ts';
 import { type AppointmentRow, appointmentColumns } from './appointment-row.ts';
 import { type CalendarSession, CalendarUnavailable, type CalendarUse } from './session.ts';
+import { deleteStrayEvent, recordStrayEvent } from './stray-events.ts';
 
 export interface MirrorDeps {
   sql: Sql;
@@ -130,20 +133,6 @@ async function attempt(deps: MirrorDeps, row: AppointmentRow): Promise<Outcome> 
   }
 }
 
-/** Deletes an event this mirroring made that the row did not keep; a failure is logged (nothing else knows the id). */
-async function discard(deps: MirrorDeps, row: AppointmentRow, externalEventId: string): Promise<void> {
-  if (!row.connection_id) return;
-  try {
-    await deps.session.use(row.connection_id, ({ client, accessToken, stored }) =>
-      client.deleteEvent(accessToken, externalEventId, {
-        calendarId: stored.externalCalendarId ?? 'primary',
-        notifyAttendees: false,
-      }));
-  } catch (error) {
-    deps.log(`deleting the unneeded event ${externalEventId} of appointment ${row.id} failed`, error);
-  }
-}
-
 /** Mirrors the row when it has pending work and answers the row as it then is; never throws for the provider's sake. */
 export async function mirrorAppointment(deps: MirrorDeps, row: AppointmentRow): Promise<AppointmentRow> {
   if (!row.connection_id || row.sync_status !== 'pending') return row;
@@ -168,19 +157,22 @@ export async function mirrorClaimed(deps: MirrorDeps, claimed: ClaimedRow): Prom
   let current = claimed;
   for (let round = 1; ; round += 1) {
     const outcome = await attempt(deps, current);
-    const { applied, fresh } = await asServiceRole(deps.sql, async (tx) => {
+    const { applied, fresh, stray } = await asServiceRole(deps.sql, async (tx) => {
       const [result] = await tx<{ applied: boolean }[]>`
         select private.set_appointment_sync(${current.id}::uuid, ${outcome.externalEventId}, ${outcome.status},
                                             ${outcome.error}, ${current.version}::timestamptz) as applied`;
       const [row] = await tx<AppointmentRow[]>`
         select ${appointmentColumns(tx)} from public.appointments a where a.id = ${current.id}::uuid`;
-      return { applied: result?.applied === true, fresh: row ?? current };
+      const kept = row ?? current;
+      const made = outcome.externalEventId;
+      // Made this round and not kept (another mirroring's event is the row's): recorded with the
+      // result, so it is deleted even when this request ends before the provider answers.
+      const unneeded = made && current.connection_id && made !== current.external_event_id && kept.external_event_id !== made
+        ? await recordStrayEvent(tx, current.id, current.connection_id, made)
+        : undefined;
+      return { applied: result?.applied === true, fresh: kept, stray: unneeded };
     });
-    const made = outcome.externalEventId;
-    if (made && made !== current.external_event_id && fresh.external_event_id !== made) {
-      // Made this round and not kept (another mirroring's event is the row's): ours would be left behind.
-      await discard(deps, current, made);
-    }
+    if (stray) await deleteStrayEvent(deps, stray);
     if (applied) return fresh;
     if (round >= MAX_ROUNDS) {
       deps.log(`appointment ${current.id} kept changing while mirrored; left to the retry`);
