@@ -24,6 +24,11 @@ function organizationError(error: unknown): unknown {
  * Storage API. The files come after the rows, as the SQL defines: the rows
  * are the org, and files whose rows are gone are only listed for removal
  * (nobody can reach them through a policy that reads the org's membership).
+ * A job still running for the org (an export step, an invoice render)
+ * cannot add a file after the listing: Storage refuses an object under a
+ * deleted org's prefix, and an upload that began before the deletion holds
+ * the org row until it commits, so the deletion waits and the listing sees
+ * it (migration 20261123005700 says why this, not a sweeper).
  */
 export async function deleteOrganization(
   deps: { sql: Sql; store: OrgFileStore; removalMs: number },

@@ -4,7 +4,9 @@
  * Storage API removes them per bucket, and private.finish_org_storage_removal
  * records that none is left (or says how many are). Bounded by a time
  * budget: what is left is finished by the scheduled cleanup
- * (POST /account/storage-cleanup), which calls this again.
+ * (POST /account/storage-cleanup), which calls this again. Once the org's
+ * deletion has committed no object can be added under its prefix (a trigger
+ * on storage.objects, 20261123005700), so a listing that finds none is final.
  */
 import { asServiceRole, type Sql } from '../_shared/db.ts';
 import { type ListedObject, removeListedObjects } from '../_shared/storage-removal.ts';

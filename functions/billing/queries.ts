@@ -37,6 +37,13 @@ export async function saveInvoicePdf(tx: TransactionSql, job: PdfJob): Promise<v
   await tx`select private.save_invoice_pdf(${job.invoice_id}::uuid, ${job.pdf_path})`;
 }
 
+/** Whether the invoice is still there (it goes with its org). */
+export async function invoiceExists(tx: TransactionSql, invoiceId: string): Promise<boolean> {
+  const [{ found }] = await tx<{ found: boolean }[]>`
+    select exists (select 1 from public.invoices where id = ${invoiceId}) as found`;
+  return found;
+}
+
 /** Asks pg_net for another pass while invoices still wait (false when none do, or nothing is configured). */
 export async function requestAnotherPass(tx: TransactionSql): Promise<boolean> {
   const [{ requested }] = await tx<{ requested: boolean }[]>`select private.request_invoice_pdfs() as requested`;

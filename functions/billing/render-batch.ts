@@ -3,14 +3,17 @@
  * at a time (private.invoices_needing_pdf(1)), so one that is never reached
  * is not held for the 10 minutes a taken invoice waits before it is handed
  * out again. Each is rendered, uploaded to `<org_id>/invoices/<id>.pdf` and
- * recorded. A failure is logged and the pass moves on (the invoice is taken
- * again in 10 minutes, 5 times at most, by the hourly job). When the budget
- * ends the pass with invoices still waiting, the next pass is requested
- * through pg_net (private.request_invoice_pdfs), as ingestion chains steps.
+ * recorded. An invoice whose org is deleted meanwhile is dropped quietly:
+ * Storage refuses its upload once the org is gone, so no PDF outlives the
+ * org's file removal (20261123005700). Any other failure is logged and the
+ * pass moves on (the invoice is taken again in 10 minutes, 5 times at most,
+ * by the hourly job). When the budget ends the pass with invoices still
+ * waiting, the next pass is requested through pg_net
+ * (private.request_invoice_pdfs), as ingestion chains steps.
  */
 import { asServiceRole, type Sql } from '../_shared/db.ts';
 import { renderInvoicePdf } from './pdf.ts';
-import { loadInvoiceDocument, requestAnotherPass, saveInvoicePdf, takeNextInvoice } from './queries.ts';
+import { invoiceExists, loadInvoiceDocument, requestAnotherPass, saveInvoicePdf, takeNextInvoice } from './queries.ts';
 import type { InvoiceStore } from './store.ts';
 
 export interface RenderBudget {
@@ -49,6 +52,11 @@ export async function renderPendingInvoices(
       await asServiceRole(deps.sql, (tx) => saveInvoicePdf(tx, job));
       summary.rendered.push(job.invoice_id);
     } catch (error) {
+      // Its org was deleted while it rendered: Storage refuses a file under a deleted org's prefix
+      // (20261123005700) and the invoice went with the org. Nothing to render; when the check itself
+      // fails, the original failure is reported.
+      const exists = await asServiceRole(deps.sql, (tx) => invoiceExists(tx, job.invoice_id)).catch(() => true);
+      if (!exists) continue;
       log(`rendering the PDF of invoice ${job.invoice_id} failed`, error);
       summary.failed.push({ invoice_id: job.invoice_id, error: error instanceof Error ? error.message : String(error) });
     }

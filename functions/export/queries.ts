@@ -52,6 +52,13 @@ export async function exportRows(
   return rows.map((row) => rowSchema.parse(row));
 }
 
+/** Whether the export is still there (it goes with its org). */
+export async function exportExists(tx: TransactionSql, exportId: string): Promise<boolean> {
+  const [{ found }] = await tx<{ found: boolean }[]>`
+    select exists (select 1 from public.data_exports where id = ${exportId}::uuid) as found`;
+  return found;
+}
+
 /** Stores the cursor and percent, releases the lease and (through pg_net) wakes the next step. */
 export async function recordProgress(
   tx: TransactionSql,

@@ -2,7 +2,7 @@ import { asServiceRole, type Sql } from '../_shared/db.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { isPostgresError } from '../_shared/pg-errors.ts';
 import { BrokenExportError } from './cursor.ts';
-import { finishExport } from './queries.ts';
+import { exportExists, finishExport } from './queries.ts';
 import { type ExportBudget, runExportStep, type StepResult } from './step.ts';
 import type { ExportStore } from './store.ts';
 
@@ -10,9 +10,11 @@ import type { ExportStore } from './store.ts';
 const RETRY_AFTER_SECONDS = 120;
 
 /**
- * Runs one step and decides what a failure means. The export's own fault
- * (a cursor or file it cannot go on from; a table or key the SQL refuses,
- * 22023) fails it with the reason, since retrying would fail the same way.
+ * Runs one step and decides what a failure means. An export that is gone
+ * (its org deleted while the step ran, so Storage refused the step's files)
+ * is not found, as one deleted before. The export's own fault (a cursor or
+ * file it cannot go on from; a table or key the SQL refuses, 22023) fails
+ * it with the reason, since retrying would fail the same way.
  * Anything else (Storage or the database unreachable) is transient: 503,
  * and the step is taken again when its lease runs out (pg_cron wakes
  * waiting exports every minute).
@@ -25,7 +27,11 @@ export async function exportStep(
   try {
     return await runExportStep(deps, exportId, budget);
   } catch (error) {
-    if (isPostgresError(error) && error.code === 'P0002') throw new HttpError(404, 'not_found', 'The export was not found.');
+    // Gone, or deleted with its org while the step ran: Storage refuses files under a deleted org's prefix
+    // (20261123005700), and there is nothing to fail. When the check itself fails, the failure is handled below.
+    const gone = (isPostgresError(error) && error.code === 'P0002') ||
+      !(await asServiceRole(deps.sql, (tx) => exportExists(tx, exportId)).catch(() => true));
+    if (gone) throw new HttpError(404, 'not_found', 'The export was not found.');
     if (error instanceof BrokenExportError || (isPostgresError(error) && error.code === '22023')) {
       const reason = error.message.slice(0, 1000);
       await asServiceRole(deps.sql, (tx) => finishExport(tx, exportId, false, reason));
