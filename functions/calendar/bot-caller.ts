@@ -2,13 +2,15 @@
  * A bot's API key on the bot routes (what a voice agent's tool calls or the
  * chat core send): verified as functions/chat does (private.verify_api_key),
  * with the scope the route needs (`calendar.read` to see availability,
- * `calendar.write` to book), and the bot must belong to the key's org. The
- * work then runs as the service role with the key's id as a claim, so the
- * audit log names the key.
+ * `calendar.write` to book), and the bot must belong to the key's org; each
+ * request takes one from the key's rate-limit bucket (the one its chat turns
+ * and searches share). The work then runs as the service role with the key's
+ * id as a claim, so the audit log names the key.
  */
 import { apiKeyActorClaims, apiKeyFromRequest, requireScope, verifyApiKey } from '../_shared/api-keys.ts';
 import { asServiceRole, type Sql, type TransactionSql, withUserScope } from '../_shared/db.ts';
 import { HttpError } from '../_shared/errors.ts';
+import { takeRateLimit } from '../_shared/rate-limit.ts';
 import { mapCalendarErrors } from './errors.ts';
 
 export interface BotCaller {
@@ -28,6 +30,7 @@ export async function authenticateBot(
   const [bot] = await asServiceRole(sql, (tx) =>
     tx<{ id: string }[]>`select b.id from public.bots b where b.id = ${botId}::uuid and b.org_id = ${key.orgId}::uuid`);
   if (!bot) throw new HttpError(404, 'not_found', 'The bot was not found.');
+  await takeRateLimit(sql, { apiKeyId: key.apiKeyId });
   return { apiKeyId: key.apiKeyId, orgId: key.orgId, botId };
 }
 

@@ -769,6 +769,21 @@ describe('booking by bots', () => {
     expect((await call(`/bots/${botA}/appointments`, { method: 'POST', body })).status).toBe(401);
     expect((await call(`/bots/${botA}/appointments`, { method: 'POST', apiKey: key, body: { ...body, attendee_name: '' } })).status).toBe(400);
   });
+
+  it('takes from the key\'s rate limit: 429 with Retry-After once it is spent, booking nothing', async () => {
+    const limited = await createApiKey(sql, orgA, ['calendar.read', 'calendar.write']);
+    await sql`update public.api_keys set rate_limit_per_minute = 1 where id = ${limited.id}`;
+    const query = new URLSearchParams({ from: berlin(wednesday(), '09:00'), to: berlin(wednesday(), '11:00'), duration_minutes: '30' });
+    expect((await call(`/bots/${botA}/availability?${query}`, { apiKey: limited.key })).status).toBe(200);
+    const [{ before }] = await sql<{ before: number }[]>`select count(*)::int as before from public.appointments where org_id = ${orgA.id}`;
+    const body = { starts_at: berlin(wednesday(), '15:00'), ends_at: berlin(wednesday(), '15:30'), attendee_name: 'Y', attendee_phone: '+4915112345679' };
+    const refused = await call(`/bots/${botA}/appointments`, { method: 'POST', apiKey: limited.key, body });
+    expect(refused.status).toBe(429);
+    expect((refused.body.error as { code: string }).code).toBe('rate_limited');
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    const [{ after }] = await sql<{ after: number }[]>`select count(*)::int as after from public.appointments where org_id = ${orgA.id}`;
+    expect(after).toBe(before);
+  });
 });
 
 describe('isolation and disconnecting', () => {
