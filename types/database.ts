@@ -474,14 +474,14 @@ isOneToOne: false
                   ]
                 },"conversations": {
                   Row: {
-                    "api_key_id": string | null,"bot_id": string,"channel": Database["public"]['Enums']["chat_channel"],"closed_at": string | null,"created_at": string,"escalated_at": string | null,"escalation_reason": string | null,"external_user_id": string | null,"id": string,"last_message_at": string | null,"message_count": number,"org_id": string,"status": Database["public"]['Enums']["conversation_status"],"updated_at": string,"user_id": string | null
+                    "api_key_id": string | null,"bot_id": string,"channel": Database["public"]['Enums']["chat_channel"],"closed_at": string | null,"created_at": string,"escalated_at": string | null,"escalation_reason": string | null,"external_conversation_id": string | null,"external_user_id": string | null,"id": string,"last_message_at": string | null,"message_count": number,"org_id": string,"status": Database["public"]['Enums']["conversation_status"],"updated_at": string,"user_id": string | null
                   }
                   ComputedFields: never
                   Insert: {
-                    "api_key_id"?: string | null,"bot_id": string,"channel": Database["public"]['Enums']["chat_channel"],"closed_at"?: string | null,"created_at"?: string,"escalated_at"?: string | null,"escalation_reason"?: string | null,"external_user_id"?: string | null,"id"?: string,"last_message_at"?: string | null,"message_count"?: number,"org_id": string,"status"?: Database["public"]['Enums']["conversation_status"],"updated_at"?: string,"user_id"?: string | null
+                    "api_key_id"?: string | null,"bot_id": string,"channel": Database["public"]['Enums']["chat_channel"],"closed_at"?: string | null,"created_at"?: string,"escalated_at"?: string | null,"escalation_reason"?: string | null,"external_conversation_id"?: string | null,"external_user_id"?: string | null,"id"?: string,"last_message_at"?: string | null,"message_count"?: number,"org_id": string,"status"?: Database["public"]['Enums']["conversation_status"],"updated_at"?: string,"user_id"?: string | null
                   }
                   Update: {
-                    "api_key_id"?: string | null,"bot_id"?: string,"channel"?: Database["public"]['Enums']["chat_channel"],"closed_at"?: string | null,"created_at"?: string,"escalated_at"?: string | null,"escalation_reason"?: string | null,"external_user_id"?: string | null,"id"?: string,"last_message_at"?: string | null,"message_count"?: number,"org_id"?: string,"status"?: Database["public"]['Enums']["conversation_status"],"updated_at"?: string,"user_id"?: string | null
+                    "api_key_id"?: string | null,"bot_id"?: string,"channel"?: Database["public"]['Enums']["chat_channel"],"closed_at"?: string | null,"created_at"?: string,"escalated_at"?: string | null,"escalation_reason"?: string | null,"external_conversation_id"?: string | null,"external_user_id"?: string | null,"id"?: string,"last_message_at"?: string | null,"message_count"?: number,"org_id"?: string,"status"?: Database["public"]['Enums']["conversation_status"],"updated_at"?: string,"user_id"?: string | null
                   }
                   Relationships: [
                     {
@@ -1351,6 +1351,7 @@ isOneToOne: false
 "created_at": string,
 "escalated_at": string | null,
 "escalation_reason": string | null,
+"external_conversation_id": string | null,
 "external_user_id": string | null,
 "id": string,
 "last_message_at": string | null,
@@ -1559,6 +1560,11 @@ isOneToOne: false
                            },
 "match_document_chunks":
 { Args: { "collection_ids"?: (string)[],"match_count"?: number,"org_id": string,"query_embedding": string,"query_text"?: string }; Returns: {
+              "chunk_id": number,"collection_id": string,"content": string,"document_id": string,"document_name": string,"page_end": number,"page_start": number,"score": number,"text_rank": number,"vector_rank": number
+            }[]
+                           },
+"match_document_chunks_by_text":
+{ Args: { "collection_ids"?: (string)[],"match_count"?: number,"org_id": string,"query_text": string }; Returns: {
               "chunk_id": number,"collection_id": string,"content": string,"document_id": string,"document_name": string,"page_end": number,"page_start": number,"score": number,"text_rank": number,"vector_rank": number
             }[]
                            },
