@@ -4,6 +4,9 @@
  * stores the token and a fresh secret, and Telegram's setWebhook points the
  * bot's updates at this function with that secret; the database change is
  * kept only if Telegram accepts, so a token Telegram refuses connects nothing.
+ * A Telegram bot answers through one webhook, so its token connects one of
+ * our bots at most: a token another bot holds (set_bot_telegram's 23505) is a
+ * 409, not a silent move that would cut the other bot off.
  */
 import { z } from 'zod';
 import type { UserClaims } from '../_shared/auth.ts';
@@ -11,7 +14,7 @@ import { withUserScope } from '../_shared/db.ts';
 import { type EnvReader, processEnv } from '../_shared/env.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { json } from '../_shared/http.ts';
-import { mapPostgresErrors } from '../_shared/pg-errors.ts';
+import { isPostgresError, mapPostgresErrors } from '../_shared/pg-errors.ts';
 import { createTelegramClient, TelegramApiError, telegramApiBaseUrl } from '../_shared/telegram.ts';
 import type { ChatDeps } from './core.ts';
 import { readChatBody, uuid } from './schemas.ts';
@@ -45,6 +48,11 @@ export async function connectTelegram(deps: ChatDeps, req: Request, claims: User
         return url;
       }),
     { forbidden: 'Only admins can connect Telegram.', notFound: 'The bot was not found.' },
-  );
+  ).catch((error: unknown) => {
+    if (isPostgresError(error) && error.code === '23505') {
+      throw new HttpError(409, 'telegram_already_connected', 'This Telegram bot is already connected to another bot; disconnect it there first.');
+    }
+    throw error;
+  });
   return json({ connected: true, webhook_url: webhookUrl });
 }

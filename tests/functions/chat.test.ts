@@ -16,7 +16,7 @@ import {
   createDocument,
   createProduct,
 } from '../support/chat-fixtures.ts';
-import { startTelegramStub, type TelegramStub } from '../support/telegram-stub.ts';
+import { startTelegramStub, type TelegramStub, uniqueBotToken } from '../support/telegram-stub.ts';
 import { parseSse } from '../support/sse.ts';
 import { startTestStack, type TestStack } from './support.ts';
 
@@ -51,7 +51,7 @@ async function counts(orgId: string) {
 }
 
 beforeAll(async () => {
-  telegram = await startTelegramStub({ token: '7012345678:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw' });
+  telegram = await startTelegramStub({ token: uniqueBotToken() });
   stack = await startTestStack({ env: { TELEGRAM_API_BASE_URL: telegram.baseUrl } });
   sql = createSql(stack.dbUrl, { max: 2 });
   orgA = await createChatOrg(sql, 'chat-a');
@@ -369,6 +369,20 @@ describe('Telegram: connecting a bot, and POST /chat/telegram/:bot_id', () => {
       headers: { 'content-type': 'application/json', ...(token ? { 'x-telegram-bot-api-secret-token': token } : {}) },
       body: JSON.stringify(body),
     });
+
+  it('refuses a Telegram token another bot holds with 409, leaving that bot connected', async () => {
+    const theirs = await createBot(sql, orgB.id, { slug: 'telegram-twin' });
+    const response = await fetch(`${stack.functionsUrl}/chat/bots/${theirs}/telegram`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${orgB.tokens.admin}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ bot_token: telegram.token }),
+    });
+    expect(response.status).toBe(409);
+    expect((await response.json()).error.code).toBe('telegram_already_connected');
+    expect(await storedSecret()).toBe(secret);
+    const [{ n }] = await sql<{ n: number }[]>`select count(*)::int as n from private.bot_telegram where bot_id = ${theirs}`;
+    expect(n).toBe(0);
+  });
 
   it('refuses a wrong or missing secret token with 401 and sends nothing', async () => {
     const before = await counts(orgA.id);

@@ -1,6 +1,6 @@
 import { createSql, type Sql } from '../../functions/_shared/db.ts';
 import { type OpenAiStub, startOpenAiStub } from '../support/openai-stub.ts';
-import { startTelegramStub, type TelegramStub } from '../support/telegram-stub.ts';
+import { startTelegramStub, type TelegramStub, uniqueBotToken } from '../support/telegram-stub.ts';
 import { startTestStack, type TestStack } from './support.ts';
 
 export interface StubbedChatStack {
@@ -14,7 +14,7 @@ export interface StubbedChatStack {
 /** A test stack whose model and Telegram are local stubs speaking those services' wire formats. */
 export async function startStubbedChatStack(): Promise<StubbedChatStack> {
   const stub = await startOpenAiStub({ apiKey: 'sk-test-chat' });
-  const telegram = await startTelegramStub({ token: '7012345678:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw' });
+  const telegram = await startTelegramStub({ token: uniqueBotToken() });
   const stack = await startTestStack({
     env: {
       OPENAI_API_KEY: 'sk-test-chat',

@@ -7,6 +7,7 @@
  * text, a bad secret token), 404 for another method. Failures (429 with
  * `parameters.retry_after`) can be queued. Every call is recorded.
  */
+import { randomBytes, randomInt } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readBody } from './read-body.ts';
@@ -42,6 +43,15 @@ export interface TelegramStub {
 
 const MESSAGE_LIMIT = 4096;
 const SECRET_TOKEN = /^[A-Za-z0-9_-]{1,256}$/;
+
+/**
+ * A token in @BotFather's format, different for every stub: the tests share
+ * one database, where a Telegram token connects one of our bots at most, so
+ * test files running at once must not connect the same one.
+ */
+export function uniqueBotToken(): string {
+  return `${randomInt(10_000_000, 99_999_999)}:AAH${randomBytes(24).toString('base64url')}`;
+}
 
 export async function startTelegramStub(options: { token?: string } = {}): Promise<TelegramStub> {
   const token = options.token ?? '123456:TEST-token_abc';
