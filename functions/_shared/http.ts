@@ -1,4 +1,5 @@
 import type { ZodType } from 'zod';
+import { concatBytes } from './bytes.ts';
 import { HttpError } from './errors.ts';
 
 /** A JSON response. */
@@ -39,4 +40,28 @@ export async function readOptionalJson<T>(req: Request, schema: ZodType<T>): Pro
   const text = await req.text();
   if (text.trim() === '') return undefined;
   return await readJson(new Request(req.url, { method: 'POST', body: text }), schema);
+}
+
+/**
+ * The body's bytes, counted as they arrive: past `maxBytes` (declared in
+ * Content-Length, or once read that far) `tooLarge()` is thrown without the
+ * rest being read or the whole held.
+ */
+export async function readBodyBytes(req: Request, maxBytes: number, tooLarge: () => HttpError): Promise<Uint8Array> {
+  if (Number(req.headers.get('content-length') ?? '0') > maxBytes) throw tooLarge();
+  if (!req.body) return new Uint8Array(0);
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  const reader = req.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      await reader.cancel();
+      throw tooLarge();
+    }
+    parts.push(value);
+  }
+  return concatBytes(parts);
 }

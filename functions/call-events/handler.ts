@@ -4,7 +4,7 @@ import { type EnvReader, processEnv } from '../_shared/env.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { createHandler } from '../_shared/handler.ts';
 import { createMicroBatcher, type Settled } from '../_shared/micro-batch.ts';
-import { json } from '../_shared/http.ts';
+import { json, readBodyBytes } from '../_shared/http.ts';
 import { httpErrorFromPostgres } from '../_shared/pg-errors.ts';
 import {
   type CallEvent,
@@ -74,11 +74,11 @@ function matchRoute(method: string, pathname: string): Route {
 }
 
 async function readBody(req: Request): Promise<string> {
-  const declared = Number(req.headers.get('content-length') ?? '0');
-  const tooLarge = () => new HttpError(413, 'payload_too_large', `A call event must be at most ${MAX_EVENT_BYTES} bytes.`);
-  if (declared > MAX_EVENT_BYTES) throw tooLarge();
-  const bytes = new Uint8Array(await req.arrayBuffer());
-  if (bytes.byteLength > MAX_EVENT_BYTES) throw tooLarge();
+  const bytes = await readBodyBytes(
+    req,
+    MAX_EVENT_BYTES,
+    () => new HttpError(413, 'payload_too_large', `A call event must be at most ${MAX_EVENT_BYTES} bytes.`),
+  );
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {

@@ -19,7 +19,7 @@ import { z } from 'zod';
 import type { AuthOptions } from '../_shared/auth.ts';
 import { asServiceRole, type Sql } from '../_shared/db.ts';
 import { HttpError } from '../_shared/errors.ts';
-import { json } from '../_shared/http.ts';
+import { json, readBodyBytes } from '../_shared/http.ts';
 import { isPostgresError } from '../_shared/pg-errors.ts';
 import { sha256Hex } from '../_shared/sha256.ts';
 import { MAX_FILE_BYTES, SUPPORTED_MIME_TYPES } from '../_shared/text/extract.ts';
@@ -54,32 +54,10 @@ function fileType(req: Request): string {
 const tooLarge = () =>
   new HttpError(413, 'file_too_large', `A file has at most ${MAX_FILE_BYTES / 1024 / 1024} MB.`);
 
-/** The body's bytes, counted as they arrive: a body past the limit is refused without being held whole. */
+/** The file: the body's bytes, 1 byte to the upload limit. */
 async function readFileBody(req: Request): Promise<Uint8Array> {
-  const declared = Number(req.headers.get('content-length'));
-  if (declared > MAX_FILE_BYTES) throw tooLarge();
-  const parts: Uint8Array[] = [];
-  let total = 0;
-  if (req.body) {
-    const reader = req.body.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      total += value.byteLength;
-      if (total > MAX_FILE_BYTES) {
-        await reader.cancel();
-        throw tooLarge();
-      }
-      parts.push(value);
-    }
-  }
-  if (total === 0) throw new HttpError(422, 'invalid_request', 'The file is empty: send its bytes as the request body.');
-  const bytes = new Uint8Array(total);
-  let at = 0;
-  for (const part of parts) {
-    bytes.set(part, at);
-    at += part.byteLength;
-  }
+  const bytes = await readBodyBytes(req, MAX_FILE_BYTES, tooLarge);
+  if (bytes.byteLength === 0) throw new HttpError(422, 'invalid_request', 'The file is empty: send its bytes as the request body.');
   return bytes;
 }
 

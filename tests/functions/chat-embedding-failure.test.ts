@@ -13,7 +13,7 @@ import { type ChatOrg, createApiKey, createBot, createChatOrg, createDocument } 
 import type { OpenAiStub } from '../support/openai-stub.ts';
 import { parseSse } from '../support/sse.ts';
 import type { TelegramStub } from '../support/telegram-stub.ts';
-import { startStubbedChatStack } from './stubbed-chat-stack.ts';
+import { resetStubs, startStubbedChatStack, stopStubbedChatStack } from './stubbed-chat-stack.ts';
 import type { TestStack } from './support.ts';
 
 let stack: TestStack;
@@ -61,18 +61,9 @@ beforeAll(async () => {
   key = await createApiKey(sql, org);
 });
 
-afterAll(async () => {
-  await sql`delete from public.organizations where id = ${org.id}`;
-  await sql?.end({ timeout: 1 });
-  await stack?.stop();
-  await stub?.close();
-  await telegram?.close();
-});
+afterAll(() => stopStubbedChatStack({ stack, sql, stub, telegram }, org ? [org.id] : []));
 
-beforeEach(() => {
-  stub.reset();
-  telegram.reset();
-});
+beforeEach(() => resetStubs({ stub, telegram }));
 
 describe('chat/completions when the question cannot be embedded', () => {
   it('answers 200 from a full-text search (not a 500), meters no embedding and logs the fallback', async () => {

@@ -11,7 +11,7 @@ import type { Sql } from '../../functions/_shared/db.ts';
 import { type ChatOrg, createApiKey, createBot, createChatOrg, createDocument } from '../support/chat-fixtures.ts';
 import type { OpenAiStub } from '../support/openai-stub.ts';
 import type { TelegramStub } from '../support/telegram-stub.ts';
-import { startStubbedChatStack } from './stubbed-chat-stack.ts';
+import { resetStubs, startStubbedChatStack, stopStubbedChatStack } from './stubbed-chat-stack.ts';
 import type { TestStack } from './support.ts';
 
 let stack: TestStack;
@@ -69,18 +69,9 @@ beforeAll(async () => {
   keys = [await createApiKey(sql, org), await createApiKey(sql, org)];
 });
 
-afterAll(async () => {
-  await sql`delete from public.organizations where id = ${org.id}`;
-  await sql?.end({ timeout: 1 });
-  await stack?.stop();
-  await stub?.close();
-  await telegram?.close();
-});
+afterAll(() => stopStubbedChatStack({ stack, sql, stub, telegram }, org ? [org.id] : []));
 
-beforeEach(() => {
-  stub.reset();
-  telegram.reset();
-});
+beforeEach(() => resetStubs({ stub, telegram }));
 
 describe('a client that goes away mid-answer', () => {
   it('stores what was streamed as interrupted and meters the prompt and the streamed tokens', async () => {

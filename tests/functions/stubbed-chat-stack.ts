@@ -25,3 +25,18 @@ export async function startStubbedChatStack(): Promise<StubbedChatStack> {
   });
   return { stack, sql: createSql(stack.dbUrl, { max: 1 }), stub, telegram };
 }
+
+/** After a file's tests: deletes its orgs (their rows cascade), then stops what startStubbedChatStack started. */
+export async function stopStubbedChatStack(chat: Partial<StubbedChatStack>, orgIds: string[]): Promise<void> {
+  if (chat.sql && orgIds.length > 0) await chat.sql`delete from public.organizations where id = any(${orgIds}::uuid[])`;
+  await chat.sql?.end({ timeout: 1 });
+  await chat.stack?.stop();
+  await chat.stub?.close();
+  await chat.telegram?.close();
+}
+
+/** Before each test: the stubs forget what they were told and sent. */
+export function resetStubs(chat: Pick<StubbedChatStack, 'stub' | 'telegram'>): void {
+  chat.stub.reset();
+  chat.telegram.reset();
+}

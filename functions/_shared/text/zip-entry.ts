@@ -12,6 +12,7 @@
  * Zip64 and multi-disk archives are refused: a 25 MB upload needs neither.
  */
 import { Inflate } from 'fflate';
+import { concatBytes } from '../bytes.ts';
 
 export class ZipEntryError extends Error {}
 
@@ -106,11 +107,5 @@ export function readZipEntry(bytes: Uint8Array, name: string, maxBytes: number):
     throw new ZipEntryError('corrupt compressed data');
   }
   if (!ended) throw new ZipEntryError('the compressed data ends early');
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
