@@ -8,7 +8,7 @@ import { HttpError } from './errors.ts';
  * or that Postgres words without data (check and input-syntax failures) pass
  * their message through. `detail` is never shown: for a check violation it
  * holds the whole failing row, which may include values the caller must not see.
- * 42501 and P0002 get fixed wording because Postgres itself also raises them
+ * PT402 is a plan quota (402). 42501 and P0002 get fixed wording because Postgres itself also raises them
  * ("permission denied for table ..."), naming objects the client has no business knowing.
  */
 export interface PostgresErrorMessages {
@@ -37,6 +37,10 @@ export function httpErrorFromPostgres(error: unknown, messages: PostgresErrorMes
   }
   if (INVALID_ARGUMENT.has(error.code)) {
     return new HttpError(422, 'invalid_request', error.message);
+  }
+  if (error.code === 'PT402') {
+    // private.require_quota's refusal: its message is ours and names the plan and the limit.
+    return new HttpError(402, 'quota_exceeded', error.message);
   }
   return error;
 }

@@ -20,7 +20,6 @@ import type { AuthOptions } from '../_shared/auth.ts';
 import { asServiceRole, type Sql } from '../_shared/db.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { json, readBodyBytes } from '../_shared/http.ts';
-import { isPostgresError } from '../_shared/pg-errors.ts';
 import { sha256Hex } from '../_shared/sha256.ts';
 import { MAX_FILE_BYTES, SUPPORTED_MIME_TYPES } from '../_shared/text/extract.ts';
 import { asCaller, authenticateCaller, callerOrg, takeCallerRateLimit } from './caller.ts';
@@ -78,22 +77,15 @@ export async function uploadDocument(sql: Sql, req: Request, store: KnowledgeSto
   const bytes = await readFileBody(req);
   const file = { name: query.data.name, mime_type: mimeType, size_bytes: bytes.byteLength, checksum_sha256: await sha256Hex(bytes) };
 
-  let document: RegisteredDocument;
-  try {
-    [document] = await asCaller(
-      sql,
-      caller,
-      (tx) =>
-        tx<RegisteredDocument[]>`
-          select id, batch_id, storage_path from public.create_upload_batch(${orgId}::uuid, ${tx.json([file])},
-            ${query.data.project_id ?? null}::uuid, ${query.data.collection_id ?? null}::uuid)`,
-      { forbidden: 'This API key may not upload documents.', notFound: 'The collection or project was not found.' },
-    );
-  } catch (error) {
-    // The plan's document quota (private.require_quota); its message is ours and names the plan.
-    if (isPostgresError(error) && error.code === 'PT402') throw new HttpError(402, 'quota_exceeded', error.message);
-    throw error;
-  }
+  const [document] = await asCaller(
+    sql,
+    caller,
+    (tx) =>
+      tx<RegisteredDocument[]>`
+        select id, batch_id, storage_path from public.create_upload_batch(${orgId}::uuid, ${tx.json([file])},
+          ${query.data.project_id ?? null}::uuid, ${query.data.collection_id ?? null}::uuid)`,
+    { forbidden: 'This API key may not upload documents.', notFound: 'The collection or project was not found.' },
+  );
 
   try {
     await store.upload(document.storage_path, bytes, mimeType);

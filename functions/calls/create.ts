@@ -1,0 +1,37 @@
+/**
+ * POST /functions/v1/calls: queues an outbound call from one of the key's
+ * org's bots through public.create_outbound_call (which normalizes the
+ * number, checks the bot's outbound setup and finds the first slot inside
+ * business and callee hours). 201 with the call; a bot of another org is not
+ * found (the function looks the bot up in the key's org only); the plan's
+ * call minutes used up is a 402.
+ */
+import { z } from 'zod';
+import type { ApiKeyPrincipal } from '../_shared/api-keys.ts';
+import type { Sql } from '../_shared/db.ts';
+import { json, readJson } from '../_shared/http.ts';
+import { mapPostgresErrors } from '../_shared/pg-errors.ts';
+import { asKey } from './caller.ts';
+import { callColumns, type CallRow, toApiCall } from './representation.ts';
+
+export const createCallBody = z.strictObject({
+  bot_id: z.guid(),
+  // Normalized and checked (E.164) by the database, which words the refusal.
+  to_number: z.string().min(1).max(64),
+  scheduled_at: z.iso.datetime({ offset: true }).optional(),
+  callee_time_zone: z.string().min(1).max(64).optional(),
+});
+
+export async function createCall(sql: Sql, key: ApiKeyPrincipal, req: Request): Promise<Response> {
+  const body = await readJson(req, createCallBody);
+  const [call] = await mapPostgresErrors(
+    () =>
+      asKey(sql, key, (tx) =>
+        tx<CallRow[]>`
+          select ${callColumns(tx)}
+          from public.create_outbound_call(${key.orgId}::uuid, ${body.bot_id}::uuid, ${body.to_number},
+            ${body.scheduled_at ?? null}::text::timestamptz, ${body.callee_time_zone ?? null}) c`),
+    { notFound: 'The bot was not found.' },
+  );
+  return json(toApiCall(call), 201, { location: `/functions/v1/calls/${call.id}` });
+}

@@ -1,0 +1,39 @@
+/**
+ * The list's keyset cursor: base64url of `<created_at to the microsecond>|<id>`
+ * of the last call on a page. Opaque to clients; anything that does not
+ * decode to exactly that shape is a 422, never a query.
+ */
+import { HttpError } from '../_shared/errors.ts';
+
+export interface CursorPosition {
+  createdAt: string;
+  id: string;
+}
+
+const BASE64URL = /^[A-Za-z0-9_-]{1,200}$/;
+const POSITION = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z)\|([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;
+
+export function encodeCursor(position: CursorPosition): string {
+  const bytes = new TextEncoder().encode(`${position.createdAt}|${position.id}`);
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+const invalidCursor = () =>
+  new HttpError(422, 'invalid_request', 'Invalid query: cursor: not a cursor this API returned; send next_cursor unchanged.');
+
+export function decodeCursor(cursor: string): CursorPosition {
+  if (!BASE64URL.test(cursor)) throw invalidCursor();
+  let text: string;
+  try {
+    text = atob(cursor.replace(/-/g, '+').replace(/_/g, '/'));
+  } catch {
+    throw invalidCursor();
+  }
+  const match = POSITION.exec(text);
+  if (!match) throw invalidCursor();
+  const [, createdAt, id] = match;
+  // A calendar date that does not exist (month 13, Feb 30) would round-trip differently.
+  const millis = Date.parse(createdAt.slice(0, 23) + 'Z');
+  if (Number.isNaN(millis) || new Date(millis).toISOString().slice(0, 23) !== createdAt.slice(0, 23)) throw invalidCursor();
+  return { createdAt, id };
+}

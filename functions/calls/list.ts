@@ -1,0 +1,89 @@
+/**
+ * GET /functions/v1/calls: the key's org's calls, newest first (created_at,
+ * then id), filtered by status (one or several, comma-separated), direction,
+ * bot, campaign and a creation window (created_after < created_at <
+ * created_before), `limit` 1–100 (default 20), paged by the opaque
+ * `next_cursor` (null on the last page). Send the same filters with each
+ * page's cursor.
+ */
+import { z } from 'zod';
+import type { ApiKeyPrincipal } from '../_shared/api-keys.ts';
+import type { Sql } from '../_shared/db.ts';
+import { HttpError } from '../_shared/errors.ts';
+import { json } from '../_shared/http.ts';
+import { asKey } from './caller.ts';
+import { decodeCursor, encodeCursor } from './cursor.ts';
+import { callColumns, type CallRow, toApiCall } from './representation.ts';
+
+const STATUSES = ['queued', 'ringing', 'in_progress', 'ended', 'failed', 'canceled', 'no_answer', 'busy'] as const;
+const MAX_LIMIT = 100;
+
+const timestamp = z.iso.datetime({ offset: true });
+
+export const listQuery = z
+  .strictObject({
+    status: z
+      .string()
+      .transform((value) => [...new Set(value.split(','))])
+      .pipe(z.array(z.enum(STATUSES))),
+    direction: z.enum(['inbound', 'outbound', 'web']),
+    bot_id: z.guid(),
+    campaign_id: z.guid(),
+    created_after: timestamp,
+    created_before: timestamp,
+    limit: z
+      .string()
+      .regex(/^[0-9]{1,3}$/, `must be a whole number from 1 to ${MAX_LIMIT}`)
+      .transform(Number)
+      .pipe(z.number().min(1, `must be a whole number from 1 to ${MAX_LIMIT}`).max(MAX_LIMIT, `must be a whole number from 1 to ${MAX_LIMIT}`)),
+    cursor: z.string(),
+  })
+  .partial()
+  .refine(
+    (query) => !query.created_after || !query.created_before || Date.parse(query.created_after) < Date.parse(query.created_before),
+    { message: 'created_after must be before created_before' },
+  );
+
+export type ListQuery = z.infer<typeof listQuery>;
+
+/** The query string as validated parameters: each at most once, known ones only (else 422). */
+export function parseListQuery(params: URLSearchParams): ListQuery {
+  const values: Record<string, string> = {};
+  for (const [name, value] of params) {
+    if (name in values) throw new HttpError(422, 'invalid_request', `Invalid query: ${name}: given more than once`);
+    values[name] = value;
+  }
+  const parsed = listQuery.safeParse(values);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new HttpError(422, 'invalid_request', `Invalid query: ${issue.path.join('.') || '(query)'}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+export async function listCalls(sql: Sql, key: ApiKeyPrincipal, query: ListQuery): Promise<Response> {
+  const limit = query.limit ?? 20;
+  const after = query.cursor === undefined ? null : decodeCursor(query.cursor);
+  // Timestamps go in as text: postgres.js sends a timestamptz parameter through a JS Date, dropping the microseconds.
+  const rows = await asKey(sql, key, (tx) =>
+    tx<CallRow[]>`
+      select ${callColumns(tx)}
+      from public.calls c
+      where c.org_id = ${key.orgId}::uuid
+        ${query.status ? tx`and c.status::text = any (${query.status}::text[])` : tx``}
+        ${query.direction ? tx`and c.direction = ${query.direction}::public.call_direction` : tx``}
+        ${query.bot_id ? tx`and c.bot_id = ${query.bot_id}::uuid` : tx``}
+        ${query.campaign_id ? tx`and c.campaign_id = ${query.campaign_id}::uuid` : tx``}
+        ${query.created_after ? tx`and c.created_at > ${query.created_after}::text::timestamptz` : tx``}
+        ${query.created_before ? tx`and c.created_at < ${query.created_before}::text::timestamptz` : tx``}
+        ${after ? tx`and (c.created_at, c.id) < (${after.createdAt}::text::timestamptz, ${after.id}::uuid)` : tx``}
+      order by c.created_at desc, c.id desc
+      limit ${limit + 1}`);
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  return json({
+    object: 'list',
+    data: page.map(toApiCall),
+    next_cursor: rows.length > limit && last ? encodeCursor({ createdAt: last.created_at_exact, id: last.id }) : null,
+  });
+}
