@@ -4,12 +4,14 @@
  * number, checks the bot's outbound setup and finds the first slot inside
  * business and callee hours). 201 with the call; a bot of another org is not
  * found (the function looks the bot up in the key's org only); the plan's
- * call minutes used up is a 402.
+ * call minutes used up is a 402. With an Idempotency-Key, a retry of the same
+ * request answers the first call again instead of placing another.
  */
 import { z } from 'zod';
 import type { ApiKeyPrincipal } from '../_shared/api-keys.ts';
 import type { Sql } from '../_shared/db.ts';
 import { json, readJson } from '../_shared/http.ts';
+import { answerOnce, idempotencyKeyFrom, replayHeaders } from '../_shared/idempotency.ts';
 import { mapPostgresErrors } from '../_shared/pg-errors.ts';
 import { asKey } from './caller.ts';
 import { callColumns, type CallRow, toApiCall } from './representation.ts';
@@ -23,15 +25,22 @@ export const createCallBody = z.strictObject({
 });
 
 export async function createCall(sql: Sql, key: ApiKeyPrincipal, req: Request): Promise<Response> {
+  const idempotencyKey = idempotencyKeyFrom(req);
   const body = await readJson(req, createCallBody);
-  const [call] = await mapPostgresErrors(
+  const answer = await mapPostgresErrors(
     () =>
       asKey(sql, key, (tx) =>
-        tx<CallRow[]>`
-          select ${callColumns(tx)}
-          from public.create_outbound_call(${key.orgId}::uuid, ${body.bot_id}::uuid, ${body.to_number},
-            ${body.scheduled_at ?? null}::text::timestamptz, ${body.callee_time_zone ?? null}) c`),
+        answerOnce(tx, key.apiKeyId, idempotencyKey, { route: 'POST /calls', body }, async () => {
+          const [call] = await tx<CallRow[]>`
+            select ${callColumns(tx)}
+            from public.create_outbound_call(${key.orgId}::uuid, ${body.bot_id}::uuid, ${body.to_number},
+              ${body.scheduled_at ?? null}::text::timestamptz, ${body.callee_time_zone ?? null}) c`;
+          return { status: 201, body: toApiCall(call) };
+        })),
     { notFound: 'The bot was not found.' },
   );
-  return json(toApiCall(call), 201, { location: `/functions/v1/calls/${call.id}` });
+  return json(answer.body, answer.status, {
+    location: `/functions/v1/calls/${answer.body.id}`,
+    ...replayHeaders(answer),
+  });
 }

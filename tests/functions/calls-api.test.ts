@@ -409,6 +409,51 @@ describe('placing and cancelling a call', () => {
     for (const entry of audit) expect(entry).toMatchObject({ actor_api_key_id: writerId, actor_user_id: null });
   });
 
+  it('places a call once per Idempotency-Key: a retry (even concurrent) replays the first answer, another request is 422', async () => {
+    const before = await callCount(org.id);
+    const body = { bot_id: bot, to_number: '+14155550134', callee_time_zone: middayZone() };
+    const send = (key: string, payload: unknown = body) =>
+      api('', {
+        method: 'POST',
+        key: keys.writer,
+        headers: { 'content-type': 'application/json', 'idempotency-key': key },
+        body: JSON.stringify(payload),
+      });
+    const idempotencyKey = randomUUID();
+    const first = await send(idempotencyKey);
+    expect(first.status).toBe(201);
+    expect(first.headers.get('idempotent-replayed')).toBeNull();
+    const placed = (await first.json()) as ApiCall;
+    // The same request with its fields in another order is the same request.
+    const retry = await send(idempotencyKey, { callee_time_zone: body.callee_time_zone, to_number: body.to_number, bot_id: bot });
+    expect(retry.status).toBe(201);
+    expect(retry.headers.get('idempotent-replayed')).toBe('true');
+    expect(retry.headers.get('location')).toBe(`/functions/v1/calls/${placed.id}`);
+    expect(await retry.json()).toEqual(placed);
+    expect(await callCount(org.id)).toBe(before + 1);
+
+    const reused = await send(idempotencyKey, { ...body, to_number: '+14155550135' });
+    expect(reused.status).toBe(422);
+    expect((await reused.json()).error.code).toBe('idempotency_key_reused');
+
+    const together = randomUUID();
+    const answers = await Promise.all([send(together), send(together), send(together)]);
+    expect(answers.map((answer) => answer.status)).toEqual([201, 201, 201]);
+    const ids = new Set(await Promise.all(answers.map(async (answer) => ((await answer.json()) as ApiCall).id)));
+    expect(ids.size).toBe(1);
+    expect(await callCount(org.id)).toBe(before + 2);
+
+    // A request that failed keeps nothing: the same key may be sent again once it is right.
+    const failing = randomUUID();
+    expect((await send(failing, { ...body, to_number: 'not a number' })).status).toBe(422);
+    expect((await send(failing)).status).toBe(201);
+    expect(await callCount(org.id)).toBe(before + 3);
+
+    const malformed = await send('a key with spaces');
+    expect(malformed.status).toBe(422);
+    expect(await callCount(org.id)).toBe(before + 3);
+  });
+
   it('schedules a call for later when asked', async () => {
     const later = new Date(Date.now() + 3 * 86_400_000);
     const response = await post('', keys.writer, {

@@ -1,0 +1,85 @@
+/**
+ * Idempotency-Key (the IETF httpapi idempotency-key draft, as Stripe uses it)
+ * for API-key requests that create something a retry must not create twice.
+ * The key is claimed in the transaction that does the work (SQL:
+ * 20261123006100_idempotency_keys.sql): the first request's answer is kept
+ * for the API key and that key for 24 hours, a retry with the same request
+ * gets it again with `Idempotent-Replayed: true`, and the same key with
+ * another request is a 422. Work that fails rolls the claim back, so a failed
+ * request may be retried with the same key.
+ */
+import type { TransactionSql } from './db.ts';
+import { HttpError } from './errors.ts';
+import { sha256Hex } from './sha256.ts';
+
+const KEY_FORMAT = /^[!-~]{1,255}$/;
+
+/** The request's Idempotency-Key, or null without one; 422 when it is not 1 to 255 visible ASCII characters. */
+export function idempotencyKeyFrom(req: Request): string | null {
+  const key = req.headers.get('idempotency-key');
+  if (key === null) return null;
+  if (!KEY_FORMAT.test(key)) {
+    throw new HttpError(422, 'invalid_request', 'Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID will do).');
+  }
+  return key;
+}
+
+/** JSON with object keys sorted, so the same request hashes alike however its fields were ordered. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, field]) => field !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([name, field]) => `${JSON.stringify(name)}:${canonicalJson(field)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export interface Answer<T> {
+  status: number;
+  body: T;
+}
+
+/** An answer, and whether it is the first request's again (send `Idempotent-Replayed: true` with it). */
+export type OnceAnswer<T> = Answer<T> & { replayed: boolean };
+
+/** The header a replayed answer carries. */
+export const replayHeaders = (answer: { replayed: boolean }): Record<string, string> =>
+  answer.replayed ? { 'idempotent-replayed': 'true' } : {};
+
+/**
+ * `work`'s answer, or, when the key already answered this same request, that
+ * answer again. `request` is what makes two requests the same (the route and
+ * its validated body).
+ */
+export async function answerOnce<T>(
+  tx: TransactionSql,
+  apiKeyId: string,
+  key: string | null,
+  request: unknown,
+  work: () => Promise<Answer<T>>,
+): Promise<OnceAnswer<T>> {
+  if (key === null) return { ...(await work()), replayed: false };
+  const fingerprint = await sha256Hex(new TextEncoder().encode(canonicalJson(request)));
+  const [claim] = await tx<{ claimed: boolean; first_fingerprint: string; response_status: number | null; response_body: unknown }[]>`
+    select claimed, first_fingerprint, response_status, response_body
+    from private.claim_idempotency_key(${apiKeyId}::uuid, ${key}, ${fingerprint})`;
+  if (!claim.claimed) {
+    if (claim.first_fingerprint !== fingerprint) {
+      throw new HttpError(
+        422,
+        'idempotency_key_reused',
+        'This Idempotency-Key was first sent with another request; send a new key for a new request.',
+      );
+    }
+    if (claim.response_status === null) {
+      // Claimed and committed without an answer: no caller does that, but it must not replay a null.
+      throw new HttpError(409, 'idempotency_key_in_use', 'This Idempotency-Key has no answer yet; send the request again shortly.');
+    }
+    return { status: claim.response_status, body: claim.response_body as T, replayed: true };
+  }
+  const answer = await work();
+  await tx`select private.record_idempotent_response(${apiKeyId}::uuid, ${key}, ${answer.status}, ${tx.json(answer.body as Parameters<typeof tx.json>[0])})`;
+  return { ...answer, replayed: false };
+}
