@@ -23,13 +23,15 @@
 -- conversations.external_conversation_id
 -- ---------------------------------------------------------------------------
 
+-- Adding the checked column and building the index below each read the
+-- table once, under locks the migration's transaction holds to its commit
+-- (so writes to conversations wait): seconds on millions of conversations.
 alter table public.conversations
   add column external_conversation_id text
     constraint conversations_external_conversation_id_length check (length(external_conversation_id) between 1 and 200);
 comment on column public.conversations.external_conversation_id is
   'The client''s own id for the conversation (a voice platform''s call id), unique among the bot''s live conversations; null for others.';
--- What chat_prepare's conflict target names. The column is new, so the index
--- holds nothing yet and builds at once.
+-- What chat_prepare's conflict target names.
 create unique index conversations_one_live_per_external_id on public.conversations (bot_id, external_conversation_id)
   where external_conversation_id is not null and status in ('open', 'escalated');
 

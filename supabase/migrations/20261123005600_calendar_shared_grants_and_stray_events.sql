@@ -83,6 +83,7 @@ create index calendar_event_deletions_due_idx on private.calendar_event_deletion
 create index calendar_event_deletions_org_id_idx on private.calendar_event_deletions (org_id);
 create index calendar_event_deletions_appointment_id_idx on private.calendar_event_deletions (appointment_id);
 create index calendar_event_deletions_connection_org_idx on private.calendar_event_deletions (connection_id, org_id);
+alter table private.calendar_event_deletions enable row level security;
 revoke all on private.calendar_event_deletions from public, anon, authenticated, service_role;
 
 create trigger calendar_event_deletions_set_updated_at before update on private.calendar_event_deletions
@@ -114,7 +115,8 @@ begin
   from public.appointments a
   where a.id = record_calendar_event_deletion.appointment_id and a.connection_id is not null
   on conflict on constraint calendar_event_deletions_event_key
-    do update set status = 'pending', next_attempt_at = excluded.next_attempt_at
+    -- Recorded again (the same event left behind once more): a fresh round of attempts, a given-up one included.
+    do update set status = 'pending', next_attempt_at = excluded.next_attempt_at, attempts = 1, last_error = null
   returning d.id into recorded;
   return recorded;
 end;

@@ -6,7 +6,32 @@
 -- (private.require_permission), so the service role could not register.
 --
 -- Latest definition: 20261123003300_upload_names_and_empty_files.sql; only the
--- permission check changes: the service role passes it.
+-- permission check changes: the service role passes it (in its key's org).
+-- The service role acting for an API key (its id in the JWT claims, as the
+-- edge functions set them) works in the key's org only: the functions check
+-- that before calling, and this checks it again where the service role skips
+-- a user's permission check, so a caller that forgets cannot reach another
+-- org. The service role without a key (scheduled jobs) is not limited.
+create function private.require_acting_key_org(org_id uuid)
+returns void
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+  acting_key uuid := nullif(auth.jwt() ->> 'api_key_id', '')::uuid;
+begin
+  if acting_key is not null and not exists (
+    select 1 from public.api_keys k where k.id = acting_key and k.org_id = require_acting_key_org.org_id
+  ) then
+    raise exception 'this API key belongs to another organization' using errcode = 'insufficient_privilege';
+  end if;
+end;
+$$;
+revoke execute on function private.require_acting_key_org(uuid) from public;
+grant execute on function private.require_acting_key_org(uuid) to service_role;
+
 create or replace function private.create_upload_batch(org_id uuid, files jsonb, project_id uuid, collection_id uuid)
 returns setof public.documents
 language plpgsql
@@ -25,6 +50,8 @@ begin
   -- org the knowledge function has checked; users need the permission.
   if auth.role() is distinct from 'service_role' then
     perform private.require_permission(create_upload_batch.org_id, 'knowledge.write');
+  else
+    perform private.require_acting_key_org(create_upload_batch.org_id);
   end if;
   if jsonb_typeof(files) is distinct from 'array' or jsonb_array_length(files) not between 1 and 100 then
     raise exception 'files must be a list of 1 to 100 files' using errcode = 'invalid_parameter_value';

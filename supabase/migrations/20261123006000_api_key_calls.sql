@@ -26,6 +26,8 @@ begin
   -- org the calls function has checked; users need the permission.
   if auth.role() is distinct from 'service_role' then
     perform private.require_permission(create_outbound_call.org_id, 'calls.manage');
+  else
+    perform private.require_acting_key_org(create_outbound_call.org_id);
   end if;
   if number is null then
     raise exception 'not a phone number: %', coalesce(to_number, 'null')
@@ -63,6 +65,8 @@ begin
   -- function has found the call in the key's org; users need the permission.
   if not service then
     perform private.require_permission(target.org_id, 'calls.manage');
+  else
+    perform private.require_acting_key_org(target.org_id);
   end if;
   return target;
 end;

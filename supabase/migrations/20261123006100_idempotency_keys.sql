@@ -64,15 +64,24 @@ $$;
 revoke execute on function private.claim_idempotency_key(uuid, text, text) from public;
 grant execute on function private.claim_idempotency_key(uuid, text, text) to service_role;
 
+-- Keeps the answer for a key this transaction claimed; a key it did not claim
+-- is a bug in the caller (its work would commit with nothing kept).
 create function private.record_idempotent_response(api_key_id uuid, idempotency_key text, response_status integer, response_body jsonb)
 returns void
-language sql
+language plpgsql
 security definer
 set search_path = ''
 as $$
+begin
   update private.idempotency_keys k
   set response_status = record_idempotent_response.response_status, response_body = record_idempotent_response.response_body
-  where k.api_key_id = record_idempotent_response.api_key_id and k.idempotency_key = record_idempotent_response.idempotency_key;
+  where k.api_key_id = record_idempotent_response.api_key_id and k.idempotency_key = record_idempotent_response.idempotency_key
+    and k.response_status is null;
+  if not found then
+    raise exception 'idempotency key % was not claimed by this request', record_idempotent_response.idempotency_key
+      using errcode = 'no_data_found';
+  end if;
+end;
 $$;
 revoke execute on function private.record_idempotent_response(uuid, text, integer, jsonb) from public;
 grant execute on function private.record_idempotent_response(uuid, text, integer, jsonb) to service_role;

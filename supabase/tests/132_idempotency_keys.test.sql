@@ -5,7 +5,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(12);
+select plan(15);
 
 select tests.remember('owner', tests.create_user('owner@idempotency.test'));
 select tests.remember('org', tests.create_org('idempotency-org', tests.fx('owner')));
@@ -63,9 +63,24 @@ select private.claim_idempotency_key(tests.fx('key'), 'old', repeat('d', 64));
 update private.idempotency_keys set created_at = now() - interval '2 days' where idempotency_key = 'old';
 select is(private.purge_idempotency_keys(), 1, 'the purge removes answers past their 24 hours');
 select is(
-  (select count(*)::integer from cron.job where jobname = 'purge-idempotency-keys'),
-  1,
+  (select schedule from cron.job where jobname = 'purge-idempotency-keys'),
+  '23 * * * *',
   'the purge runs hourly'
+);
+select tests.act_as('service_role');
+select throws_ok(
+  $$select private.record_idempotent_response(tests.fx('key'), 'never-claimed', 201, '{}'::jsonb)$$,
+  'P0002', null,
+  'an answer is kept only for a key the request claimed'
+);
+select lives_ok(
+  $$select private.record_idempotent_response(tests.fx('other_key'), 'k-1', 201, '{}'::jsonb)$$,
+  'the claiming request keeps its answer'
+);
+select throws_ok(
+  $$select private.record_idempotent_response(tests.fx('other_key'), 'k-1', 201, '{}'::jsonb)$$,
+  'P0002', null,
+  'once'
 );
 
 select tests.act_as('owner');

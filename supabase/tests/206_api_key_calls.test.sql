@@ -5,7 +5,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(13);
+select plan(17);
 
 select tests.remember('owner', tests.create_user('apicalls-owner@a.test'));
 select tests.remember('member', tests.create_user('apicalls-member@a.test'));
@@ -94,6 +94,33 @@ select throws_ok(
   $$select public.cancel_call(tests.fx('call_2'))$$,
   '42501', null,
   'anon cannot cancel one'
+);
+
+-- The service role acting for an API key (its id in the claims, as the
+-- functions set them) stays in the key's org even if a caller forgot to check.
+select tests.act_as('owner_b');
+select tests.remember('key_b', k.id) from public.create_api_key(tests.fx('org_b'), 'crm', array['calls.write']) k;
+select tests.act_as('service_role');
+select set_config('request.jwt.claims', json_build_object('role', 'service_role', 'api_key_id', tests.fx('key_b'))::text, true);
+select throws_ok(
+  $$select public.create_outbound_call(tests.fx('org'), tests.fx('bot'), '+14155550106')$$,
+  '42501', 'this API key belongs to another organization',
+  'acting for another org''s key, the service role places no call in this org'
+);
+select throws_ok(
+  $$select public.cancel_call(tests.fx('call_2'))$$,
+  '42501', 'this API key belongs to another organization',
+  'nor cancels its calls'
+);
+select throws_ok(
+  $$select public.create_upload_batch(tests.fx('org'), '[{"name": "x.txt", "mime_type": "text/plain", "size_bytes": 1}]'::jsonb)$$,
+  '42501', 'this API key belongs to another organization',
+  'nor registers files in it'
+);
+select is(
+  (select status from public.create_outbound_call(tests.fx('org_b'), tests.fx('bot_b'), '+14155550107')),
+  'queued'::public.call_status,
+  'in its own key''s org it does'
 );
 
 select tests.act_as('postgres');

@@ -68,11 +68,11 @@ select throws_ok(
 select throws_ok(
   $$insert into storage.objects (bucket_id, name, metadata) values ('knowledge', tests.fx('doomed') || '/doc/a.txt', '{}')
     on conflict (bucket_id, name) do update set metadata = excluded.metadata$$,
-  '23503', null, 'and an upsert');
+  '23503', null, 'and an upsert (the trigger runs before its conflict check)');
 select throws_ok(
   $$update storage.objects set name = tests.fx('doomed') || '/exports/e/moved.json'
     where bucket_id = 'exports' and name = tests.fx('committed') || '/exports/e/organizations.json'$$,
-  '23503', null, 'and a move into its prefix');
+  '23503', null, 'and a move into its prefix, by name');
 select tests.act_as('postgres');
 select results_eq(
   $$select (select count(*)::int from private.org_storage_objects(tests.fx('doomed'))),
