@@ -31,6 +31,11 @@ export function apiKeyFromRequest(req: Request): string {
   return header;
 }
 
+/** Whether the request carries an API key (`x-api-key`, or `Authorization: Bearer ak_...`) rather than a user's token. */
+export function sendsApiKey(req: Request): boolean {
+  return req.headers.has('x-api-key') || /^Bearer\s+ak_/i.test(req.headers.get('authorization') ?? '');
+}
+
 /**
  * Verifies a key with private.verify_api_key (a definer function only the
  * service role may run): a revoked, expired or unknown key is a 401.

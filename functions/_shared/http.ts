@@ -65,3 +65,19 @@ export async function readBodyBytes(req: Request, maxBytes: number, tooLarge: ()
   }
   return concatBytes(parts);
 }
+
+/**
+ * The query string validated by `schema` (string values): a parameter given
+ * twice, or one the schema refuses, is a 422 `invalid_request` naming it.
+ */
+export function readQuery<T>(url: URL, schema: ZodType<T>): T {
+  const values: Record<string, string> = {};
+  for (const [name, value] of url.searchParams) {
+    if (Object.hasOwn(values, name)) throw new HttpError(422, 'invalid_request', `Invalid query: ${name}: given more than once`);
+    values[name] = value;
+  }
+  const parsed = schema.safeParse(values);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  throw new HttpError(422, 'invalid_request', `Invalid query: ${issue.path.join('.') || '(query)'}: ${issue.message}`);
+}

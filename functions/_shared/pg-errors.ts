@@ -57,6 +57,7 @@ const UNACCEPTABLE_VALUE: Record<string, string> = {
   '22001': 'A value is too long.',
   '22007': 'A date or time is malformed.',
   '22008': 'A date or time is out of range.',
+  '22009': 'A time zone offset is out of range.',
 };
 
 /** Conflicts between concurrent transactions: nothing wrong with the request, which can simply be sent again. */

@@ -11,6 +11,7 @@ import {
   apiKeyFromRequest,
   type ApiKeyPrincipal,
   requireScope,
+  sendsApiKey,
   verifyApiKey,
 } from '../_shared/api-keys.ts';
 import { type Sql, type TransactionSql, withUserScope } from '../_shared/db.ts';
@@ -21,8 +22,7 @@ export type CallsScope = 'calls.read' | 'calls.write';
 
 /** A bearer token that is not an API key is a user's (or a project key): refused with a pointer to what users use. */
 function refuseOtherTokens(req: Request): void {
-  const authorization = req.headers.get('authorization');
-  if (req.headers.has('x-api-key') || !authorization || /^Bearer\s+ak_/i.test(authorization)) return;
+  if (sendsApiKey(req) || !req.headers.has('authorization')) return;
   throw new HttpError(
     401,
     'api_key_required',

@@ -13,10 +13,11 @@
 import { getSql, type Sql } from '../_shared/db.ts';
 import { type EnvReader, processEnv } from '../_shared/env.ts';
 import { createHandler } from '../_shared/handler.ts';
+import { readQuery } from '../_shared/http.ts';
 import { authenticateKey } from './caller.ts';
 import { cancelCall } from './cancel.ts';
 import { createCall } from './create.ts';
-import { listCalls, parseListQuery } from './list.ts';
+import { listCalls, listQuery } from './list.ts';
 import { retrieveCall } from './retrieve.ts';
 import { matchRoute } from './router.ts';
 
@@ -33,7 +34,7 @@ export function createCallsHandler(deps: CallsDeps): (req: Request) => Promise<R
     switch (route.name) {
       case 'list': {
         const key = await authenticateKey(sql, req, 'calls.read');
-        return await listCalls(sql, key, parseListQuery(url.searchParams));
+        return await listCalls(sql, key, readQuery(url, listQuery));
       }
       case 'retrieve':
         return await retrieveCall(sql, await authenticateKey(sql, req, 'calls.read'), route.id);

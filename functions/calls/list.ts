@@ -9,7 +9,6 @@
 import { z } from 'zod';
 import type { ApiKeyPrincipal } from '../_shared/api-keys.ts';
 import type { Sql } from '../_shared/db.ts';
-import { HttpError } from '../_shared/errors.ts';
 import { json } from '../_shared/http.ts';
 import { asKey } from './caller.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
@@ -45,21 +44,6 @@ export const listQuery = z
   );
 
 export type ListQuery = z.infer<typeof listQuery>;
-
-/** The query string as validated parameters: each at most once, known ones only (else 422). */
-export function parseListQuery(params: URLSearchParams): ListQuery {
-  const values: Record<string, string> = {};
-  for (const [name, value] of params) {
-    if (name in values) throw new HttpError(422, 'invalid_request', `Invalid query: ${name}: given more than once`);
-    values[name] = value;
-  }
-  const parsed = listQuery.safeParse(values);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new HttpError(422, 'invalid_request', `Invalid query: ${issue.path.join('.') || '(query)'}: ${issue.message}`);
-  }
-  return parsed.data;
-}
 
 export async function listCalls(sql: Sql, key: ApiKeyPrincipal, query: ListQuery): Promise<Response> {
   const limit = query.limit ?? 20;

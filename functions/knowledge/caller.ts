@@ -9,9 +9,10 @@ import {
   apiKeyFromRequest,
   type ApiKeyPrincipal,
   requireScope,
+  sendsApiKey,
   verifyApiKey,
 } from '../_shared/api-keys.ts';
-import { type AuthOptions, requireUser, type UserClaims } from '../_shared/auth.ts';
+import { type AuthOptions, type JwtClaims, requireUser, type UserClaims } from '../_shared/auth.ts';
 import { type Sql, type TransactionSql, withUserScope } from '../_shared/db.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { mapPostgresErrors } from '../_shared/pg-errors.ts';
@@ -27,11 +28,6 @@ export type KnowledgePermission = 'knowledge.read' | 'knowledge.write' | 'catalo
 /** Requests a minute per signed-in user on each such route (a dashboard's search box). */
 const USER_REQUESTS_PER_MINUTE = 60;
 
-/** An API key when the request carries one (`x-api-key`, or `Authorization: Bearer ak_...`), else a user's token. */
-function sendsApiKey(req: Request): boolean {
-  return req.headers.has('x-api-key') || /^Bearer\s+ak_/i.test(req.headers.get('authorization') ?? '');
-}
-
 export async function authenticateCaller(
   sql: Sql,
   req: Request,
@@ -44,15 +40,19 @@ export async function authenticateCaller(
   return { kind: 'key', key };
 }
 
-/** Runs `fn` as the caller: the user, or the service role acting for the key (the key's id as a claim). */
+/** The claims a caller's work runs under: the user's, or the service role acting for the key (the key's id as a claim). */
+export function callerClaims(caller: Caller): JwtClaims {
+  return caller.kind === 'user' ? caller.claims : apiKeyActorClaims(caller.key.apiKeyId);
+}
+
+/** Runs `fn` as the caller (callerClaims). */
 export function asCaller<T>(
   sql: Sql,
   caller: Caller,
   fn: (tx: TransactionSql) => Promise<T>,
   messages: { forbidden: string; notFound: string },
 ): Promise<T> {
-  const claims = caller.kind === 'user' ? caller.claims : apiKeyActorClaims(caller.key.apiKeyId);
-  return mapPostgresErrors(() => withUserScope(sql, claims, fn), messages);
+  return mapPostgresErrors(() => withUserScope(sql, callerClaims(caller), fn), messages);
 }
 
 /**

@@ -1,7 +1,6 @@
-import { apiKeyActorClaims } from '../_shared/api-keys.ts';
 import { type Sql, type TransactionSql, withUserScope } from '../_shared/db.ts';
 import { HttpError } from '../_shared/errors.ts';
-import type { Caller } from './caller.ts';
+import { type Caller, callerClaims } from './caller.ts';
 
 const NOT_FOUND = 'The document was not found.';
 
@@ -60,8 +59,7 @@ async function asDeleter(
   id: string,
   fn: (tx: TransactionSql) => Promise<void>,
 ): Promise<{ storage_path: string }> {
-  const claims = caller.kind === 'user' ? caller.claims : apiKeyActorClaims(caller.key.apiKeyId);
-  return await withUserScope(sql, claims, async (tx) => {
+  return await withUserScope(sql, callerClaims(caller), async (tx) => {
     const document = await deletableDocument(tx, caller, id);
     await tx`select set_config('role', 'service_role', true)`;
     await fn(tx);

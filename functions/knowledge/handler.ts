@@ -22,7 +22,7 @@ import { HttpError } from '../_shared/errors.ts';
 import { createHandler } from '../_shared/handler.ts';
 import { lazyServiceClient } from '../_shared/service-storage.ts';
 import { type EmbeddingProvider, providerFromEnv } from '../_shared/embeddings/index.ts';
-import { authenticateCaller } from './caller.ts';
+import { authenticateCaller, takeCallerRateLimit } from './caller.ts';
 import { deleteDocument, type KnowledgeStore } from './documents.ts';
 import { searchProducts } from './products.ts';
 import { matchRoute } from './router.ts';
@@ -46,6 +46,8 @@ export function createKnowledgeHandler(deps: KnowledgeDeps): (req: Request) => P
         return await uploadDocument(deps.sql(), req, store, { env });
       case 'deleteDocument': {
         const caller = await authenticateCaller(deps.sql(), req, { env }, 'knowledge.write');
+        // Users delete as often as they click; a key is held to its rate limit like on every route it calls.
+        if (caller.kind === 'key') await takeCallerRateLimit(deps.sql(), caller, 'knowledge_delete');
         await deleteDocument(deps.sql(), caller, store, route.id);
         return new Response(null, { status: 204 });
       }
@@ -62,6 +64,7 @@ function serviceRoleStore(env: EnvReader): KnowledgeStore {
   const bucket = () => client().storage.from('knowledge');
   return {
     async upload(path, bytes, contentType) {
+      // A copy: Blob takes views of a plain ArrayBuffer only, and the type of `bytes` does not promise one.
       const { error } = await bucket().upload(path, new Blob([new Uint8Array(bytes)], { type: contentType }), { contentType });
       if (error) throw error;
     },

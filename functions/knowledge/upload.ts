@@ -19,7 +19,7 @@ import { z } from 'zod';
 import type { AuthOptions } from '../_shared/auth.ts';
 import { asServiceRole, type Sql } from '../_shared/db.ts';
 import { HttpError } from '../_shared/errors.ts';
-import { json, readBodyBytes } from '../_shared/http.ts';
+import { json, readBodyBytes, readQuery } from '../_shared/http.ts';
 import { sha256Hex } from '../_shared/sha256.ts';
 import { MAX_FILE_BYTES, SUPPORTED_MIME_TYPES } from '../_shared/text/extract.ts';
 import { asCaller, authenticateCaller, callerOrg, takeCallerRateLimit } from './caller.ts';
@@ -60,22 +60,53 @@ async function readFileBody(req: Request): Promise<Uint8Array> {
   return bytes;
 }
 
+/** What the 202 shows of the registered document. */
+interface StoredDocument {
+  id: string;
+  org_id: string;
+  batch_id: string;
+  project_id: string | null;
+  collection_id: string | null;
+  name: string;
+  mime_type: string;
+  size_bytes: string;
+  checksum_sha256: string;
+  status: string;
+  progress: number;
+  storage_path: string;
+  created_at: Date;
+}
+
+/**
+ * Takes back a registration whose file Storage refused: the object too (a
+ * refusal after Storage stored it, a lost answer, would leave a file no row
+ * names), then the rows. Best effort: the caller's 503 stands whatever fails
+ * here (logged; a row left behind shows `uploading` and is deleted like any
+ * document).
+ */
+async function takeBack(sql: Sql, store: KnowledgeStore, document: RegisteredDocument): Promise<void> {
+  try {
+    await store.remove(document.storage_path);
+    await asServiceRole(sql, async (tx) => {
+      await tx`delete from public.documents where id = ${document.id}::uuid`;
+      await tx`delete from public.upload_batches where id = ${document.batch_id}::uuid`;
+    });
+  } catch (error) {
+    console.error(`taking back the upload of document ${document.id} failed`, error);
+  }
+}
+
 export async function uploadDocument(sql: Sql, req: Request, store: KnowledgeStore, options: AuthOptions): Promise<Response> {
   const caller = await authenticateCaller(sql, req, options, 'knowledge.write');
   if (caller.kind !== 'key') {
     throw new HttpError(403, 'forbidden', 'Signed-in users upload to Storage after create_upload_batch; this route takes an API key.');
   }
-  const url = new URL(req.url);
-  const query = uploadQuery.safeParse(Object.fromEntries(url.searchParams));
-  if (!query.success) {
-    const issue = query.error.issues[0];
-    throw new HttpError(422, 'invalid_request', `Invalid query: ${issue.path.join('.') || '(query)'}: ${issue.message}`);
-  }
+  const query = readQuery(new URL(req.url), uploadQuery);
   const mimeType = fileType(req);
   const orgId = await callerOrg(sql, caller, undefined, 'knowledge.write');
   await takeCallerRateLimit(sql, caller, 'knowledge_upload');
   const bytes = await readFileBody(req);
-  const file = { name: query.data.name, mime_type: mimeType, size_bytes: bytes.byteLength, checksum_sha256: await sha256Hex(bytes) };
+  const file = { name: query.name, mime_type: mimeType, size_bytes: bytes.byteLength, checksum_sha256: await sha256Hex(bytes) };
 
   const [document] = await asCaller(
     sql,
@@ -83,24 +114,21 @@ export async function uploadDocument(sql: Sql, req: Request, store: KnowledgeSto
     (tx) =>
       tx<RegisteredDocument[]>`
         select id, batch_id, storage_path from public.create_upload_batch(${orgId}::uuid, ${tx.json([file])},
-          ${query.data.project_id ?? null}::uuid, ${query.data.collection_id ?? null}::uuid)`,
+          ${query.project_id ?? null}::uuid, ${query.collection_id ?? null}::uuid)`,
     { forbidden: 'This API key may not upload documents.', notFound: 'The collection or project was not found.' },
   );
 
   try {
     await store.upload(document.storage_path, bytes, mimeType);
   } catch (error) {
-    await asServiceRole(sql, async (tx) => {
-      await tx`delete from public.documents where id = ${document.id}::uuid`;
-      await tx`delete from public.upload_batches where id = ${document.batch_id}::uuid`;
-    });
+    await takeBack(sql, store, document);
     throw new HttpError(503, 'storage_unavailable', 'The file could not be stored; send it again.', { 'retry-after': '5' }, {
       cause: error,
     });
   }
 
   const [stored] = await asServiceRole(sql, (tx) =>
-    tx`select id, org_id, batch_id, project_id, collection_id, name, mime_type, size_bytes, checksum_sha256, status,
+    tx<StoredDocument[]>`select id, org_id, batch_id, project_id, collection_id, name, mime_type, size_bytes, checksum_sha256, status,
               progress, storage_path, created_at
        from public.documents where id = ${document.id}::uuid`);
   return json({ ...stored, size_bytes: Number(stored.size_bytes) }, 202);

@@ -8,7 +8,10 @@
  * turns taken (the claim's round robin, 20261123003900). One claim is in
  * flight at a time, for every worker waiting when it starts: workers that
  * come free together share a round trip, because each claim reads the whole
- * due queue to rank the turns.
+ * due queue to rank the turns. A worker that finds nothing due stops for the
+ * rest of the pass: deliveries that come due later go to the workers still
+ * running, or to the next pass (queued deliveries wake one at most once a
+ * second), rather than to idle workers polling the queue.
  */
 export type StopReason = 'idle' | 'delivery_budget' | 'time_budget';
 

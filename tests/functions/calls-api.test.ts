@@ -360,7 +360,9 @@ describe('bad input', () => {
     const queries = [
       'limit=0', 'limit=101', 'limit=ten', 'limit=1.5', 'status=ringing,bogus', 'direction=sideways', 'bot_id=nope',
       'created_after=yesterday', 'created_after=2026-03-05T00:00:00Z&created_before=2026-03-01T00:00:00Z',
-      'org_id=' + other.id, 'limit=1&limit=2', 'unknown=1',
+      'org_id=' + other.id, 'limit=1&limit=2', 'unknown=1', 'constructor=1',
+      // Offsets zod takes and Postgres does not (at most 15:59).
+      'created_before=2026-01-01T00:00:00%2B23:59',
     ];
     for (const query of queries) {
       const response = await api(`?${query}`, { key: keys.lister });
@@ -499,5 +501,6 @@ describe('rate limit', () => {
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect((await refused.json()).error.code).toBe('rate_limited');
     expect(await callCount(org.id)).toBe(before);
+    expect((await post(`/${randomUUID()}/cancel`, limited.key, {})).status).toBe(429);
   });
 });

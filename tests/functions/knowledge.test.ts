@@ -568,6 +568,14 @@ describe('POST /knowledge/documents (an API key pushes a file)', () => {
     const theirs = await ingestedDocument(other);
     expect((await remove(theirs.id, keys.writer)).status).toBe(404);
     expect(await counts(theirs.id, theirs.path)).toMatchObject({ documents: 1, objects: 1 });
+
+    // A key deletes at its rate limit, as it calls every route.
+    const limited = await apiKey(org, ['knowledge.write']);
+    await sql`update public.api_keys set rate_limit_per_minute = 1 where id = ${limited.id}`;
+    expect((await remove(randomUUID(), limited.key)).status).toBe(404);
+    const refused = await remove(randomUUID(), limited.key);
+    expect(refused.status).toBe(429);
+    expect((await refused.json()).error.code).toBe('rate_limited');
   });
 
   it('takes the registration back when Storage refuses the file: 503, no document and no batch left', async () => {
@@ -625,6 +633,23 @@ describe('POST /knowledge/documents (an API key pushes a file)', () => {
     }
     expect((await fetch(`${stack.apiUrl}/functions/v1/knowledge/documents`, { method: 'GET', headers: bearer(keys.writer) })).status)
       .toBe(405);
+    // Sent in pieces without a Content-Length: counted as it arrives, refused past 25 MB.
+    const piece = new Uint8Array(1024 * 1024).fill(0x61);
+    let sent = 0;
+    const endless = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent++ < 26) controller.enqueue(piece);
+        else controller.close();
+      },
+    });
+    const streamed = await fetch(`${stack.apiUrl}/functions/v1/knowledge/documents?name=big.txt`, {
+      method: 'POST',
+      headers: { ...bearer(keys.writer), 'content-type': 'text/plain' },
+      body: endless,
+      duplex: 'half',
+    } as RequestInit);
+    expect(streamed.status).toBe(413);
+    expect((await streamed.json()).error.code).toBe('file_too_large');
     expect(await documentCount()).toBe(before);
   });
 });

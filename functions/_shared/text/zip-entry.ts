@@ -9,7 +9,7 @@
  *
  * The entry is found through the central directory, as unzip tools do (the
  * local headers' sizes are zero in archives written with data descriptors).
- * Zip64 and multi-disk archives are refused: a 25 MB upload needs neither.
+ * An entry with Zip64 sizes or offsets is refused: a 25 MB upload needs none.
  */
 import { Inflate } from 'fflate';
 import { concatBytes } from '../bytes.ts';
@@ -91,21 +91,20 @@ export function readZipEntry(bytes: Uint8Array, name: string, maxBytes: number):
 
   const parts: Uint8Array[] = [];
   let total = 0;
-  let ended = false;
-  const inflater = new Inflate((chunk, final) => {
+  const inflater = new Inflate((chunk) => {
     total += chunk.length;
     if (total > maxBytes) throw new ZipEntryTooLarge(maxBytes, false);
     parts.push(chunk);
-    if (final) ended = true;
   });
+  // A truncated stream is refused by the inflater at the final push; an empty one never gets there.
+  if (data.length === 0) throw new ZipEntryError('no compressed data');
   try {
-    for (let offset = 0; offset < data.length && !ended; offset += SLICE_BYTES) {
+    for (let offset = 0; offset < data.length; offset += SLICE_BYTES) {
       inflater.push(data.subarray(offset, offset + SLICE_BYTES), offset + SLICE_BYTES >= data.length);
     }
   } catch (error) {
     if (error instanceof ZipEntryTooLarge) throw error;
     throw new ZipEntryError('corrupt compressed data');
   }
-  if (!ended) throw new ZipEntryError('the compressed data ends early');
   return concatBytes(parts);
 }
