@@ -2,16 +2,21 @@
  * Hands claimed deliveries to a pass's workers as each comes free, so a slow
  * receiver holds up only the worker waiting on it.
  *
- * A delivery is claimed only for a worker already waiting for one: nothing
- * claimed sits unsent behind someone else's slow request, so a lease covers
- * one attempt, and every claim sees the endpoints' in-flight deliveries as
- * turns taken (the claim's round robin, 20261123003900). One claim is in
- * flight at a time, for every worker waiting when it starts: workers that
- * come free together share a round trip, because each claim reads the whole
- * due queue to rank the turns. A worker that finds nothing due stops for the
- * rest of the pass: deliveries that come due later go to the workers still
- * running, or to the next pass (queued deliveries wake one at most once a
- * second), rather than to idle workers polling the queue.
+ * A worker that finds none at hand asks for a claim of up to `maxPerClaim`
+ * (twice the pass's workers): it takes the first, workers waiting at that
+ * moment the next ones, and the rest wait at hand for whichever worker comes
+ * free first (never for one particular, possibly slow, request). So a claim
+ * is made about once per `maxPerClaim` deliveries, not once per delivery:
+ * each claim reads the whole due queue to rank the turns (the round robin of
+ * 20261123003900), and claiming one at a time cut throughput by more than
+ * half. Every worker comes free within one attempt, so a claim's worth at
+ * hand is taken within maxPerClaim / workers attempts; the lease covers that
+ * and the delivery's own attempt (dispatch.ts). One claim is in flight at a
+ * time. A worker that finds nothing due stops for the rest of the pass:
+ * deliveries that come due later go to the workers still running, or to the
+ * next pass (queued deliveries wake one at most once a second). Deliveries at
+ * hand are sent even after the pass's time or budget is spent, or a claim
+ * failed: they are claimed.
  */
 export type StopReason = 'idle' | 'delivery_budget' | 'time_budget';
 
@@ -38,6 +43,7 @@ export interface Claimer<T> {
 }
 
 export function createClaimer<T>(options: ClaimerOptions<T>): Claimer<T> {
+  const atHand: T[] = [];
   const waiting: Array<(item: T | null) => void> = [];
   let claiming = false;
   let budget: StopReason | null = null;
@@ -48,26 +54,26 @@ export function createClaimer<T>(options: ClaimerOptions<T>): Claimer<T> {
     for (const give of waiting.splice(0)) give(null);
   };
 
-  // Runs while anyone waits; `claiming` is set by whoever starts it.
+  // Runs while anyone waits with nothing at hand; `claiming` is set by whoever starts it.
   const claimForWaiting = async () => {
     try {
       while (waiting.length > 0) {
         if (options.remaining() <= 0) budget = 'delivery_budget';
         else if (options.timeUp()) budget = 'time_budget';
         if (budget) break;
-        const takers = waiting.splice(0, Math.min(waiting.length, options.maxPerClaim, options.remaining()));
+        const size = Math.min(options.maxPerClaim, options.remaining());
         let items: T[];
         try {
-          items = await options.claim(takers.length);
+          items = await options.claim(size);
         } catch (error) {
           failed = { error };
-          for (const give of takers) give(null);
           break;
         }
         if (items.length > 0) claims += 1;
-        takers.forEach((give, i) => give(items[i] ?? null));
-        // Nothing more is due now: whoever waits stops; busy workers ask again when they finish.
-        if (items.length < takers.length) release();
+        atHand.push(...items);
+        while (waiting.length > 0 && atHand.length > 0) waiting.shift()!(atHand.shift()!);
+        // Fewer than asked: nothing more is due now, so whoever still waits stops; busy workers ask again when they finish.
+        if (items.length < size) release();
       }
     } finally {
       claiming = false;
@@ -77,6 +83,7 @@ export function createClaimer<T>(options: ClaimerOptions<T>): Claimer<T> {
 
   return {
     next: () => {
+      if (atHand.length > 0) return Promise.resolve(atHand.shift()!);
       if (budget || failed) return Promise.resolve(null);
       return new Promise<T | null>((resolve) => {
         waiting.push(resolve);

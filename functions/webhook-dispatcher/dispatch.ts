@@ -21,7 +21,7 @@ export interface DispatchOptions {
   now?: () => Date;
   /** Requests in flight at once: the pass's workers. */
   concurrency?: number;
-  /** At most this many deliveries per claim, which serves every worker free at the moment; default all of them. */
+  /** At most this many deliveries per claim (default twice the workers); the rest of a claim waits at hand for free workers. */
   batchSize?: number;
   /** Stop claiming after this many deliveries; the next wake-up continues. */
   maxDeliveries?: number;
@@ -86,8 +86,8 @@ export async function dispatch(options: DispatchOptions): Promise<DispatchSummar
   const concurrency = Math.max(1, options.concurrency ?? DISPATCH_DEFAULTS.concurrency);
   const settings = {
     concurrency,
-    // No more than the workers, who are all a claim can serve (and the claim takes at most 500).
-    batchSize: Math.min(500, concurrency, Math.max(1, options.batchSize ?? concurrency)),
+    // Two per worker by default: a claim ranks the whole due queue, so fewer claims carry more (claims.ts).
+    batchSize: Math.min(500, Math.max(1, options.batchSize ?? 2 * concurrency)),
     maxDeliveries: options.maxDeliveries ?? DISPATCH_DEFAULTS.maxDeliveries,
     maxDurationMs: options.maxDurationMs ?? DISPATCH_DEFAULTS.maxDurationMs,
     timeoutMs: options.timeoutMs ?? DISPATCH_DEFAULTS.timeoutMs,
@@ -101,8 +101,9 @@ export async function dispatch(options: DispatchOptions): Promise<DispatchSummar
     userAgent: options.userAgent ?? DISPATCH_DEFAULTS.userAgent,
   };
   const log = options.log ?? ((message: string, error?: unknown) => console.error(message, error));
-  // A delivery is claimed for a worker that sends it at once, so the lease covers one attempt and its report.
-  const lease = leaseSeconds(1, 1, settings.timeoutMs);
+  // A claimed delivery waits at hand for a free worker (every worker comes free within one attempt, so a
+  // claim's worth within batchSize / concurrency attempts), then takes its own attempt.
+  const lease = leaseSeconds(settings.batchSize + settings.concurrency, settings.concurrency, settings.timeoutMs);
   const started = performance.now();
   const summary: DispatchSummary = {
     claimed: 0,

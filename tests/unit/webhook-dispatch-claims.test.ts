@@ -25,12 +25,34 @@ function queueOf(items: number[], options: { maxPerClaim?: number; budget?: numb
 }
 
 describe('webhook dispatch claims', () => {
-  it('serves every worker asking at the same moment with one claim, at most maxPerClaim at a time', async () => {
+  it('serves every worker asking at the same moment from one claim, at most maxPerClaim at a time', async () => {
     const { claimer, sizes } = queueOf([1, 2, 3, 4, 5, 6], { maxPerClaim: 4 });
     const got = await Promise.all(Array.from({ length: 6 }, () => claimer.next()));
     expect(got).toEqual([1, 2, 3, 4, 5, 6]);
-    expect(sizes).toEqual([4, 2]);
+    expect(sizes).toEqual([4, 4]);
     expect(claimer.claims()).toBe(2);
+  });
+
+  it('keeps what a claim brought beyond the workers waiting at hand for the next free one, even once time is up', async () => {
+    let timeUp = false;
+    const queue = [1, 2, 3, 4, 5];
+    const sizes: number[] = [];
+    const claimer = createClaimer<number>({
+      claim: async (size) => {
+        sizes.push(size);
+        return queue.splice(0, size);
+      },
+      maxPerClaim: 4,
+      remaining: () => Infinity,
+      timeUp: () => timeUp,
+    });
+    expect(await claimer.next()).toBe(1);
+    timeUp = true;
+    expect([await claimer.next(), await claimer.next(), await claimer.next()]).toEqual([2, 3, 4]);
+    expect(sizes).toEqual([4]);
+    expect(await claimer.next()).toBeNull();
+    expect(claimer.stoppedBy()).toBe('time_budget');
+    expect(queue).toEqual([5]);
   });
 
   it('stops the workers waiting when the queue runs short; a busy worker still asks again', async () => {
@@ -39,7 +61,7 @@ describe('webhook dispatch claims', () => {
     queue.push(7);
     expect(await claimer.next()).toBe(7);
     expect(await claimer.next()).toBeNull();
-    expect(sizes).toEqual([3, 1, 1]);
+    expect(sizes).toEqual([100, 100, 100]);
     expect(claimer.stoppedBy()).toBe('idle');
   });
 
