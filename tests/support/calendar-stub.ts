@@ -860,9 +860,14 @@ export async function startCalendarStub(
         userPrincipalName: acc.email,
       });
     }
-    if (path === '/v1.0/me/calendarView' && ctx.req.method === 'GET') {
+    const view = /^\/v1\.0\/me(?:\/calendars\/([^/]+))?\/calendarView$/u.exec(path);
+    if (view && ctx.req.method === 'GET') {
       if (!canRead) return denied();
-      return graphCalendarView(ctx, acc);
+      const calendarId = view[1] === undefined ? undefined : decodeURIComponent(view[1]);
+      if (calendarId !== undefined && !calendarOf(acc, calendarId)) {
+        return graphError(ctx, 404, 'ErrorItemNotFound', 'The specified object was not found in the store.');
+      }
+      return graphCalendarView(ctx, acc, calendarId, path);
     }
     const create = /^\/v1\.0\/me(?:\/calendars\/([^/]+))?\/events$/u.exec(path);
     if (create && ctx.req.method === 'POST') {
@@ -900,7 +905,7 @@ export async function startCalendarStub(
     return WINDOWS_ZONES[zone] ?? zone;
   }
 
-  function graphCalendarView(ctx: Ctx, acc: Account) {
+  function graphCalendarView(ctx: Ctx, acc: Account, calendarId: string | undefined, path: string) {
     // Graph reads these parameters case-insensitively.
     const param = (name: string) => {
       for (const [key, value] of ctx.url.searchParams) if (key.toLowerCase() === name.toLowerCase()) return value;
@@ -919,12 +924,12 @@ export async function startCalendarStub(
     const size = Math.max(1, Math.min(Number.isInteger(top) && top > 0 ? top : 10, pageSize));
     const zone = preferredZone(ctx);
     const select = param('$select')?.split(',').map((field) => field.trim());
-    const all = (calendarOf(acc, undefined) ?? [])
+    const all = (calendarOf(acc, calendarId) ?? [])
       .filter((event) => event.start.getTime() < max && event.end.getTime() > min)
       .sort((a, b) => a.start.getTime() - b.start.getTime());
     const page = all.slice(skip, skip + size);
     const next = skip + size < all.length;
-    const nextUrl = new URL(`${baseUrl}/graph.microsoft.com/v1.0/me/calendarView`);
+    const nextUrl = new URL(`${baseUrl}/graph.microsoft.com${path}`);
     for (const [key, value] of ctx.url.searchParams) if (key !== '$skip') nextUrl.searchParams.set(key, value);
     nextUrl.searchParams.set('$skip', String(skip + size));
     ctx.send(

@@ -274,6 +274,26 @@ describe('calendar providers against the stand-in', () => {
       });
     });
 
+    it('reads busy times from the calendar asked for (the connection\'s chosen one), the default calendar otherwise', async () => {
+      stub.seedBusy('microsoft', MS_USER, [{ start: '2026-03-30T07:00:00Z', end: '2026-03-30T08:00:00Z' }]);
+      stub.seedBusy('microsoft', MS_USER, [{ start: '2026-03-30T09:00:00Z', end: '2026-03-30T10:00:00Z' }], {
+        calendarId: 'AAMkAGI2-salon',
+      });
+      const client = microsoft();
+      const tokens = await connect(client, MS_USER);
+      const range = { timeMin: at('2026-03-30T00:00:00Z'), timeMax: at('2026-03-31T00:00:00Z') };
+      stub.requests.length = 0;
+      expect((await client.busyTimes(tokens.accessToken, { ...range, calendarIds: ['AAMkAGI2-salon'] })).busy).toEqual([
+        { start: at('2026-03-30T09:00:00Z'), end: at('2026-03-30T10:00:00Z') },
+      ]);
+      expect(stub.requests.map((item) => item.path)).toEqual(['/v1.0/me/calendars/AAMkAGI2-salon/calendarView']);
+      expect((await client.busyTimes(tokens.accessToken, range)).busy).toEqual([
+        { start: at('2026-03-30T07:00:00Z'), end: at('2026-03-30T08:00:00Z') },
+      ]);
+      const error = await caught(client.busyTimes(tokens.accessToken, { ...range, calendarIds: ['gone'] }));
+      expect(error).toMatchObject({ provider: 'microsoft', status: 404 });
+    });
+
     it('waits out a 429 with Retry-After mid-paging, then continues', async () => {
       stub.setPageSize(2);
       stub.seedBusy('microsoft', MS_USER, [

@@ -15,7 +15,9 @@
  *   device, so it is never called: a disconnect deletes our tokens (the user
  *   can remove the app at myapps.microsoft.com / account.live.com/consent),
  *   and revoke() answers `{ revoked: false }`;
- * - busy times: GET {graph}/v1.0/me/calendarView?startDateTime&endDateTime
+ * - busy times: GET {graph}/v1.0/me/calendarView (the default calendar) or
+ *   /v1.0/me/calendars/{id}/calendarView (the connection's chosen one, the
+ *   calendar its events are written to) ?startDateTime&endDateTime
  *   &$select=start,end,showAs,isCancelled&$top=100 with
  *   `Prefer: outlook.timezone="UTC"`, following `@odata.nextLink` to the last
  *   page; events shown as free (or working elsewhere) and cancelled ones are
@@ -77,7 +79,8 @@ export interface GraphCalendarViewEvent {
 export interface MicrosoftCalendarClient extends CalendarClient {
   readonly provider: 'microsoft';
   /** Every event of the user's default calendar overlapping [timeMin, timeMax), all pages. */
-  calendarView(accessToken: string, timeMin: Date, timeMax: Date): Promise<GraphCalendarViewEvent[]>;
+  /** The calendar's view ('primary' or none: the user's default calendar). */
+  calendarView(accessToken: string, timeMin: Date, timeMax: Date, calendarId?: string): Promise<GraphCalendarViewEvent[]>;
 }
 
 const UTC_NAMES = new Set(['utc', 'etc/utc', 'coordinated universal time', 'gmt', 'etc/gmt']);
@@ -218,7 +221,12 @@ export function createMicrosoftCalendar(options: MicrosoftCalendarOptions): Micr
     }
   }
 
-  async function calendarView(accessToken: string, timeMin: Date, timeMax: Date): Promise<GraphCalendarViewEvent[]> {
+  async function calendarView(
+    accessToken: string,
+    timeMin: Date,
+    timeMax: Date,
+    calendarId?: string,
+  ): Promise<GraphCalendarViewEvent[]> {
     checkRange(timeMin, timeMax);
     const what = 'Graph calendarView';
     const params = new URLSearchParams({
@@ -227,7 +235,10 @@ export function createMicrosoftCalendar(options: MicrosoftCalendarOptions): Micr
       $select: 'start,end,showAs,isCancelled',
       $top: String(PAGE_SIZE),
     });
-    let url: string | undefined = `${graph}/v1.0/me/calendarView?${params}`;
+    const calendar = calendarId === undefined || calendarId === 'primary'
+      ? '/v1.0/me'
+      : `/v1.0/me/calendars/${encodeURIComponent(calendarId)}`;
+    let url: string | undefined = `${graph}${calendar}/calendarView?${params}`;
     const events: GraphCalendarViewEvent[] = [];
     for (let page = 0; url !== undefined; page += 1) {
       if (page >= maxPages) {
@@ -346,8 +357,10 @@ export function createMicrosoftCalendar(options: MicrosoftCalendarOptions): Micr
     calendarView,
 
     async busyTimes(accessToken: string, query: BusyQuery): Promise<BusyResult> {
-      const events = await calendarView(accessToken, query.timeMin, query.timeMax);
-      const busy: BusyInterval[] = events
+      const ids = query.calendarIds && query.calendarIds.length > 0 ? [...new Set(query.calendarIds)] : ['primary'];
+      const views = await Promise.all(ids.map((id) => calendarView(accessToken, query.timeMin, query.timeMax, id)));
+      const busy: BusyInterval[] = views
+        .flat()
         .filter((event) => !event.isCancelled && !NOT_BUSY.has(event.showAs) && event.end > event.start)
         .map((event) => ({ start: event.start, end: event.end }));
       return { busy, errors: [] };

@@ -54,7 +54,7 @@ export type BusyInterval = Interval;
 export interface BusyQuery {
   timeMin: Date;
   timeMax: Date;
-  /** Google: the calendars to ask about (default ['primary']). Microsoft: ignored, the user's default calendar is read. */
+  /** The calendars to ask about (default ['primary'], the account's default calendar). */
   calendarIds?: string[];
 }
 
