@@ -104,6 +104,27 @@ describe('chat/completions with a voice platform\'s call', () => {
     expect(stored[2].content).toBe(QUESTION_2);
   });
 
+  it('links the call record to its turns\' conversation, whichever is written first', async () => {
+    // Vapi's events reported the call before its first turn...
+    const [reported] = await sql<{ id: string }[]>`
+      insert into public.calls (org_id, direction, from_number, status, provider, provider_call_id, bot_id)
+      values (${orgA.id}, 'inbound', '+14155550199', 'in_progress', 'vapi', 'call-linked', ${botA})
+      returning id`;
+    const turn = await complete(keyA, vapiTurn('call-linked', [{ role: 'user', content: QUESTION_1 }]));
+    expect(turn.status).toBe(200);
+    const conversation = turn.headers.get('x-conversation-id');
+    const [linked] = await sql<{ conversation_id: string | null }[]>`
+      select conversation_id from public.calls where id = ${reported.id}`;
+    expect(linked.conversation_id).toBe(conversation);
+    // ...or after it.
+    const late = await complete(keyA, vapiTurn('call-reported-late', [{ role: 'user', content: QUESTION_1 }]));
+    const [after] = await sql<{ conversation_id: string | null }[]>`
+      insert into public.calls (org_id, direction, from_number, status, provider, provider_call_id, bot_id)
+      values (${orgA.id}, 'inbound', '+14155550198', 'ringing', 'vapi', 'call-reported-late', ${botA})
+      returning conversation_id`;
+    expect(after.conversation_id).toBe(late.headers.get('x-conversation-id'));
+  });
+
   it('opens one conversation for two first turns of a call that arrive at once', async () => {
     const turn = vapiTurn('call-race', [{ role: 'user', content: QUESTION_1 }]);
     const [one, two] = await Promise.all([complete(keyA, turn), complete(keyA, turn)]);
