@@ -1,9 +1,23 @@
 /**
- * The list's keyset cursor: base64url of `<created_at to the microsecond>|<id>`
- * of the last call on a page. Opaque to clients; anything that does not
- * decode to exactly that shape is a 422, never a query.
+ * Paging of the lists (calls, campaigns), newest first: the page size and the
+ * keyset cursor, base64url of `<created_at to the microsecond>|<id>` of the
+ * last row on a page. Opaque to clients; anything that does not decode to
+ * exactly that shape is a 422, never a query.
  */
+import { z } from 'zod';
 import { HttpError } from '../_shared/errors.ts';
+
+const MAX_LIMIT = 100;
+const limitMessage = `must be a whole number from 1 to ${MAX_LIMIT}`;
+
+/** The `limit` query parameter: 1 to 100 (the lists default to 20). */
+export const pageLimit = z
+  .string()
+  .regex(/^[0-9]{1,3}$/, limitMessage)
+  .transform(Number)
+  .pipe(z.number().min(1, limitMessage).max(MAX_LIMIT, limitMessage));
+
+export const DEFAULT_LIMIT = 20;
 
 export interface CursorPosition {
   createdAt: string;

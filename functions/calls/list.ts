@@ -11,11 +11,10 @@ import type { ApiKeyPrincipal } from '../_shared/api-keys.ts';
 import type { Sql } from '../_shared/db.ts';
 import { json } from '../_shared/http.ts';
 import { asKey } from './caller.ts';
-import { decodeCursor, encodeCursor } from './cursor.ts';
+import { decodeCursor, DEFAULT_LIMIT, encodeCursor, pageLimit } from './cursor.ts';
 import { callColumns, type CallRow, toApiCall } from './representation.ts';
 
-const STATUSES = ['queued', 'ringing', 'in_progress', 'ended', 'failed', 'canceled', 'no_answer', 'busy'] as const;
-const MAX_LIMIT = 100;
+export const CALL_STATUSES = ['queued', 'ringing', 'in_progress', 'ended', 'failed', 'canceled', 'no_answer', 'busy'] as const;
 
 const timestamp = z.iso.datetime({ offset: true });
 
@@ -24,17 +23,13 @@ export const listQuery = z
     status: z
       .string()
       .transform((value) => [...new Set(value.split(','))])
-      .pipe(z.array(z.enum(STATUSES))),
+      .pipe(z.array(z.enum(CALL_STATUSES))),
     direction: z.enum(['inbound', 'outbound', 'web']),
     bot_id: z.guid(),
     campaign_id: z.guid(),
     created_after: timestamp,
     created_before: timestamp,
-    limit: z
-      .string()
-      .regex(/^[0-9]{1,3}$/, `must be a whole number from 1 to ${MAX_LIMIT}`)
-      .transform(Number)
-      .pipe(z.number().min(1, `must be a whole number from 1 to ${MAX_LIMIT}`).max(MAX_LIMIT, `must be a whole number from 1 to ${MAX_LIMIT}`)),
+    limit: pageLimit,
     cursor: z.string(),
   })
   .partial()
@@ -46,7 +41,7 @@ export const listQuery = z
 export type ListQuery = z.infer<typeof listQuery>;
 
 export async function listCalls(sql: Sql, key: ApiKeyPrincipal, query: ListQuery): Promise<Response> {
-  const limit = query.limit ?? 20;
+  const limit = query.limit ?? DEFAULT_LIMIT;
   const after = query.cursor === undefined ? null : decodeCursor(query.cursor);
   // Timestamps go in as text: postgres.js sends a timestamptz parameter through a JS Date, dropping the microseconds.
   const rows = await asKey(sql, key, (tx) =>

@@ -14,6 +14,7 @@ import { dialDueCalls, type DialSummary } from '../../functions/call-dispatcher/
 import { type ChatOrg, createBot, createChatOrg } from '../support/chat-fixtures.ts';
 import { startVapiStub, type VapiStub, type VapiStubRequest } from '../support/vapi-stub.ts';
 import { startTestDatabase, type TestDatabase } from './support.ts';
+import { middayZone } from '../support/call-fixtures.ts';
 
 let database: TestDatabase;
 let sql: Sql;
@@ -21,12 +22,6 @@ let vapi: VapiStub;
 let dialer: VoiceDialer;
 let org: ChatOrg;
 let bot: string;
-
-/** A zone where it is now mid-day, so callee quiet hours (08:00–21:00 local) never push a test call to tomorrow. */
-function middayZone(): string {
-  const offset = Math.max(-12, Math.min(14, 13 - new Date().getUTCHours()));
-  return offset === 0 ? 'Etc/UTC' : `Etc/GMT${offset > 0 ? '-' : '+'}${Math.abs(offset)}`;
-}
 
 async function createOutboundCall(toNumber: string): Promise<string> {
   return withUserScope(sql, org.claims.admin, async (tx) => {

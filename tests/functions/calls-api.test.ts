@@ -7,9 +7,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSql, type Sql, withUserScope } from '../../functions/_shared/db.ts';
+import { createSql, type Sql } from '../../functions/_shared/db.ts';
 import { freePort } from '../../scripts/local/free-port.ts';
 import { type Stack, startStack } from '../../scripts/local/stack.ts';
+import { middayZone, outboundSetup } from '../support/call-fixtures.ts';
 import { type ChatOrg, createApiKey, createBot, createChatOrg } from '../support/chat-fixtures.ts';
 
 let stack: Stack;
@@ -74,20 +75,6 @@ async function allPages(query: string, key = keys.lister): Promise<{ ids: string
 const callCount = async (orgId: string) =>
   (await sql<{ n: number }[]>`select count(*)::int as n from public.calls where org_id = ${orgId}`)[0].n;
 
-/** A zone where it is now mid-day, so callee quiet hours never push a test call to tomorrow. */
-function middayZone(): string {
-  const offset = Math.max(-12, Math.min(14, 13 - new Date().getUTCHours()));
-  return offset === 0 ? 'Etc/UTC' : `Etc/GMT${offset > 0 ? '-' : '+'}${Math.abs(offset)}`;
-}
-
-async function outboundSetup(target: ChatOrg, botId: string, phoneNumberId: string): Promise<void> {
-  await sql`update public.bots set voice_assistant_id = ${`asst-${phoneNumberId}`} where id = ${botId}`;
-  await withUserScope(sql, target.claims.admin, async (tx) => {
-    await tx`select public.create_call_provider_secret(${target.id}, 'vapi')`;
-    await tx`select public.set_call_provider_outbound(${target.id}, 'vapi', ${phoneNumberId})`;
-  });
-}
-
 /** The list org's calls, written as the call functions would have. Two share a creation time, to page across a tie. */
 async function seedCalls(): Promise<void> {
   [campaign] = (await sql<{ id: string }[]>`
@@ -138,8 +125,8 @@ beforeAll(async () => {
   listBot = await createBot(sql, listOrg.id, { slug: 'list-a' });
   otherBot = await createBot(sql, listOrg.id, { slug: 'list-b' });
   otherOrgBot = await createBot(sql, other.id, { slug: 'other-caller' });
-  await outboundSetup(org, bot, 'pn-api-1');
-  await outboundSetup(other, otherOrgBot, 'pn-api-2');
+  await outboundSetup(sql, org, bot, 'pn-api-1');
+  await outboundSetup(sql, other, otherOrgBot, 'pn-api-2');
   await seedCalls();
   const writer = await createApiKey(sql, org, ['calls.read', 'calls.write']);
   writerId = writer.id;

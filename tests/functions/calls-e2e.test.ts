@@ -26,6 +26,7 @@ import {
   type VapiStub,
 } from '../support/vapi-stub.ts';
 import { freePort } from '../../scripts/local/free-port.ts';
+import { middayZone } from '../support/call-fixtures.ts';
 
 let stack: Stack;
 let sql: Sql;
@@ -37,13 +38,6 @@ let other: ChatOrg;
 let bot: string;
 let vapiSecret: string;
 const RECORDING = Buffer.from('RIFF....WAVEfmt fake audio for the test');
-
-/** A zone where it is now mid-day, so callee quiet hours (08:00–21:00 local) never push a test call to tomorrow. */
-function middayZone(): string {
-  const offset = Math.max(-12, Math.min(14, 13 - new Date().getUTCHours()));
-  // Etc/GMT signs are inverted: Etc/GMT-3 is UTC+3.
-  return offset === 0 ? 'Etc/UTC' : `Etc/GMT${offset > 0 ? '-' : '+'}${Math.abs(offset)}`;
-}
 
 const dispatcher = (token: string | null) =>
   fetch(`${stack.apiUrl}/functions/v1/call-dispatcher`, {
