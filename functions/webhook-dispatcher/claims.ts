@@ -1,39 +1,60 @@
 /**
  * Hands claimed deliveries to a pass's workers as each comes free, so a slow
- * receiver holds up only the worker waiting on it.
+ * receiver holds up as few workers as it can.
  *
- * A worker that finds none at hand asks for a claim of up to `maxPerClaim`
- * (twice the pass's workers): it takes the first, workers waiting at that
- * moment the next ones, and the rest wait at hand for whichever worker comes
- * free first (never for one particular, possibly slow, request). So a claim
- * is made about once per `maxPerClaim` deliveries, not once per delivery:
+ * A claim brings up to `maxPerClaim` deliveries (twice the pass's workers):
  * each claim reads the whole due queue to rank the turns (the round robin of
- * 20261123003900), and claiming one at a time cut throughput by more than
- * half. Every worker comes free within one attempt, so a claim's worth at
- * hand is taken within maxPerClaim / workers attempts; the lease covers that
- * and the delivery's own attempt (dispatch.ts). One claim is in flight at a
- * time. A worker that finds nothing due stops for the rest of the pass:
- * deliveries that come due later go to the workers still running, or to the
- * next pass (queued deliveries wake one at most once a second). Deliveries at
- * hand are sent even after the pass's time or budget is spent, or a claim
- * failed: they are claimed.
+ * 20261123003900), and claiming for one worker at a time cut throughput by
+ * more than half. What the workers waiting at that moment do not take waits
+ * at hand for the next free worker, who takes, in order of preference:
+ *  1. a delivery that has waited at hand `maxWaitMs` (one attempt's timeout),
+ *     oldest first, whatever its endpoint: so none waits without bound, and
+ *     the lease (dispatch.ts) covers the wait;
+ *  2. the delivery whose endpoint has the fewest attempts of this pass
+ *     running (the first such), so workers spread over the endpoints at hand
+ *     instead of following the claim's order, but not one whose endpoint
+ *     already has `maxPerReceiver` running (half the workers) or has one
+ *     running longer than `slowAfterMs` (slow right now);
+ *  3. else, while fewer than `maxPerClaim` wait at hand, a new claim's (the
+ *     claim ranks endpoints with deliveries in flight last), by rule 2;
+ *  4. else the first at hand, whatever its endpoint.
+ * So one slow endpoint holds at most half the workers while others have work
+ * (at most a whole timeout, until its deliveries are overdue at hand), and an
+ * endpoint alone in the queue still gets every worker (rule 4).
+ * One claim is in flight at a time. A worker that finds nothing at hand and
+ * nothing due stops for the rest of the pass: deliveries that come due later
+ * go to the workers still running, or to the next pass (queued deliveries
+ * wake one at most once a second). Deliveries at hand are sent even after
+ * the pass's time or budget is spent, or a claim failed: they are claimed.
  */
 export type StopReason = 'idle' | 'delivery_budget' | 'time_budget';
 
 export interface ClaimerOptions<T> {
   /** Locks and returns up to `size` items; fewer means nothing more is due right now. */
   claim: (size: number) => Promise<T[]>;
-  /** At most this many per claim. */
+  /** At most this many per claim; no claim while this many wait at hand (so fewer than twice it at once). */
   maxPerClaim: number;
   /** How many more the pass may claim (its delivery budget). */
   remaining: () => number;
   /** Whether the pass's time is up. */
   timeUp: () => boolean;
+  /** The receiver an item goes to (its endpoint). */
+  keyOf: (item: T) => string;
+  /** A receiver with an attempt running this long is slow: its items wait while others have work. */
+  slowAfterMs: number;
+  /** A receiver with this many items being worked on gets no more while others have work. */
+  maxPerReceiver: number;
+  /** An item waits at hand at most this long before the next free worker takes it regardless. */
+  maxWaitMs: number;
+  /** Milliseconds, monotonic. */
+  now?: () => number;
 }
 
 export interface Claimer<T> {
   /** The next item for a free worker, or null: the worker stops. */
   next: () => Promise<T | null>;
+  /** The worker is done with the item (its attempt ended, recorded or not). */
+  done: (item: T) => void;
   /** Why claiming ended: a budget, else idle. */
   stoppedBy: () => StopReason;
   /** The first claim that failed: after it nobody is given more, and the pass reports it once its workers finish. */
@@ -43,24 +64,67 @@ export interface Claimer<T> {
 }
 
 export function createClaimer<T>(options: ClaimerOptions<T>): Claimer<T> {
-  const atHand: T[] = [];
+  const now = options.now ?? (() => performance.now());
+  const atHand: Array<{ item: T; since: number }> = [];
+  /** The items being worked on and when each was taken, by receiver. */
+  const running = new Map<string, Map<T, number>>();
   const waiting: Array<(item: T | null) => void> = [];
   let claiming = false;
   let budget: StopReason | null = null;
   let failed: { error: unknown } | null = null;
   let claims = 0;
 
-  const release = () => {
-    for (const give of waiting.splice(0)) give(null);
+  const isSlow = (key: string, at: number) =>
+    [...(running.get(key)?.values() ?? [])].some((started) => at - started >= options.slowAfterMs);
+
+  /** Rules 1 and 2: the index of the item to take, or -1 when only busy or slow receivers' items are at hand. */
+  const preferred = (): number => {
+    const at = now();
+    const overdue = atHand.findIndex((entry) => at - entry.since >= options.maxWaitMs);
+    if (overdue >= 0) return overdue;
+    let best = -1;
+    let fewest = Infinity;
+    atHand.forEach((entry, index) => {
+      const key = options.keyOf(entry.item);
+      const count = running.get(key)?.size ?? 0;
+      if (count >= options.maxPerReceiver || isSlow(key, at)) return;
+      if (count < fewest) [best, fewest] = [index, count];
+    });
+    return best;
   };
 
-  // Runs while anyone waits with nothing at hand; `claiming` is set by whoever starts it.
+  const take = (index: number): T => {
+    const [{ item }] = atHand.splice(index, 1);
+    const key = options.keyOf(item);
+    running.set(key, (running.get(key) ?? new Map<T, number>()).set(item, now()));
+    return item;
+  };
+
+  const stopped = () => budget !== null || failed !== null;
+
+  const canClaim = () => {
+    if (stopped()) return false;
+    if (options.remaining() <= 0) budget = 'delivery_budget';
+    else if (options.timeUp()) budget = 'time_budget';
+    return budget === null && atHand.length < options.maxPerClaim;
+  };
+
+  /** Gives each waiting worker what rules 1, 2 and 4 allow; with `fallBack` false, rule 4 is held back for a claim. */
+  const serve = (fallBack: boolean) => {
+    while (waiting.length > 0 && atHand.length > 0) {
+      const index = preferred();
+      if (index < 0 && !fallBack) return;
+      waiting.shift()!(take(Math.max(0, index)));
+    }
+  };
+
+  // Runs while anyone waits; `claiming` is set by whoever starts it.
   const claimForWaiting = async () => {
     try {
       while (waiting.length > 0) {
-        if (options.remaining() <= 0) budget = 'delivery_budget';
-        else if (options.timeUp()) budget = 'time_budget';
-        if (budget) break;
+        serve(false);
+        if (waiting.length === 0) break;
+        if (!canClaim()) break;
         const size = Math.min(options.maxPerClaim, options.remaining());
         let items: T[];
         try {
@@ -70,21 +134,23 @@ export function createClaimer<T>(options: ClaimerOptions<T>): Claimer<T> {
           break;
         }
         if (items.length > 0) claims += 1;
-        atHand.push(...items);
-        while (waiting.length > 0 && atHand.length > 0) waiting.shift()!(atHand.shift()!);
-        // Fewer than asked: nothing more is due now, so whoever still waits stops; busy workers ask again when they finish.
-        if (items.length < size) release();
+        const at = now();
+        atHand.push(...items.map((item) => ({ item, since: at })));
+        // Fewer than asked: nothing more is due now. Whoever waits takes what is at hand, or stops.
+        if (items.length < size) break;
       }
     } finally {
       claiming = false;
-      if (budget || failed) release();
+      serve(true);
+      for (const give of waiting.splice(0)) give(null);
     }
   };
 
   return {
     next: () => {
-      if (atHand.length > 0) return Promise.resolve(atHand.shift()!);
-      if (budget || failed) return Promise.resolve(null);
+      const index = preferred();
+      if (index >= 0) return Promise.resolve(take(index));
+      if (atHand.length === 0 && stopped()) return Promise.resolve(null);
       return new Promise<T | null>((resolve) => {
         waiting.push(resolve);
         // Started once the current job is done, so workers asking in the same moment share the claim.
@@ -93,6 +159,12 @@ export function createClaimer<T>(options: ClaimerOptions<T>): Claimer<T> {
           queueMicrotask(() => void claimForWaiting());
         }
       });
+    },
+    done: (item) => {
+      const key = options.keyOf(item);
+      const items = running.get(key);
+      items?.delete(item);
+      if (items?.size === 0) running.delete(key);
     },
     stoppedBy: () => budget ?? 'idle',
     failure: () => failed,

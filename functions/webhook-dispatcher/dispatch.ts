@@ -5,11 +5,11 @@ import { createClaimer, type StopReason } from './claims.ts';
 import { type AttemptResult, type ClaimedDelivery, sendAttempt } from './send.ts';
 
 /**
- * One dispatch pass: `concurrency` workers each claim a due delivery when
- * they are free (row-locked, so concurrent passes never share one), send it,
- * record the attempt (the database decides what happens next), and go on
- * until nothing is due or the pass's budget is spent. A worker waiting on a
- * slow receiver holds up nobody else: the others keep claiming (claims.ts).
+ * One dispatch pass: `concurrency` workers take claimed deliveries (row-
+ * locked, so concurrent passes never share one) as they come free, send
+ * them, record each attempt (the database decides what happens next), and go
+ * on until nothing is due or the pass's budget is spent. A slow receiver
+ * holds at most half the workers while others have work (claims.ts).
  * Everything from outside (database, fetch, clock, DNS policy, limits) is
  * injected so tests control it.
  */
@@ -52,6 +52,9 @@ export interface DispatchSummary {
 
 /** What private.record_webhook_attempt answers. */
 type RecordedStatus = 'succeeded' | 'pending' | 'failed' | 'stale' | 'gone';
+
+/** A receiver that has not answered an attempt of this pass within this long gets no more workers while others have work. */
+const SLOW_RECEIVER_MS = 1000;
 
 export const DISPATCH_DEFAULTS = {
   concurrency: 8,
@@ -101,9 +104,11 @@ export async function dispatch(options: DispatchOptions): Promise<DispatchSummar
     userAgent: options.userAgent ?? DISPATCH_DEFAULTS.userAgent,
   };
   const log = options.log ?? ((message: string, error?: unknown) => console.error(message, error));
-  // A claimed delivery waits at hand for a free worker (every worker comes free within one attempt, so a
-  // claim's worth within batchSize / concurrency attempts), then takes its own attempt.
-  const lease = leaseSeconds(settings.batchSize + settings.concurrency, settings.concurrency, settings.timeoutMs);
+  // A claimed delivery waits at hand at most one timeout, then is taken ahead of the others by the next free
+  // worker (fewer than two claims' worth wait at hand, and every worker comes free within one attempt), then
+  // takes its own attempt (claims.ts).
+  const lease = leaseSeconds(2 * settings.batchSize + settings.concurrency, settings.concurrency, settings.timeoutMs) +
+    Math.ceil(settings.timeoutMs / 1000);
   const started = performance.now();
   const summary: DispatchSummary = {
     claimed: 0,
@@ -125,6 +130,10 @@ export async function dispatch(options: DispatchOptions): Promise<DispatchSummar
     maxPerClaim: settings.batchSize,
     remaining: () => settings.maxDeliveries - summary.claimed,
     timeUp: () => performance.now() - started >= settings.maxDurationMs,
+    keyOf: (delivery) => delivery.endpoint_id,
+    slowAfterMs: SLOW_RECEIVER_MS,
+    maxPerReceiver: Math.ceil(settings.concurrency / 2),
+    maxWaitMs: settings.timeoutMs,
   });
 
   const attempt = async (delivery: ClaimedDelivery) => {
@@ -144,7 +153,13 @@ export async function dispatch(options: DispatchOptions): Promise<DispatchSummar
     else summary.stale += 1;
   };
   const worker = async () => {
-    for (let delivery = await claimer.next(); delivery; delivery = await claimer.next()) await attempt(delivery);
+    for (let delivery = await claimer.next(); delivery; delivery = await claimer.next()) {
+      try {
+        await attempt(delivery);
+      } finally {
+        claimer.done(delivery);
+      }
+    }
   };
   await Promise.all(Array.from({ length: settings.concurrency }, worker));
 
