@@ -50,7 +50,8 @@ export function callColumns(tx: TransactionSql) {
 }
 
 const numberOrNull = (value: string | null) => (value === null ? null : Number(value));
-const isoOrNull = (value: Date | null) => (value === null ? null : value.toISOString());
+/** A timestamp as the API shows it (ISO 8601, UTC), or null. */
+export const isoOrNull = (value: Date | null) => (value === null ? null : value.toISOString());
 
 export function toApiCall(row: CallRow) {
   return {

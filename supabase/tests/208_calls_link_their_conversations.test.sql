@@ -6,7 +6,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(6);
+select plan(8);
 
 select tests.remember('owner', tests.create_user('link-owner@a.test'));
 select tests.remember('owner_b', tests.create_user('link-owner@b.test'));
@@ -66,9 +66,32 @@ select is(
   tests.fx('chosen'),
   'a call whose conversation is set keeps it'
 );
+-- An outbound call learns its provider call id when it is dialled.
+insert into public.conversations (org_id, bot_id, channel, external_conversation_id)
+values (tests.fx('org'), tests.fx('bot'), 'voice', 'call-dialled');
+insert into public.calls (org_id, direction, to_number, status) values (tests.fx('org'), 'outbound', '+14155550105', 'queued');
+update public.calls set provider = 'vapi', provider_call_id = 'call-dialled' where to_number = '+14155550105';
+select is(
+  (select c.conversation_id from public.calls c where c.to_number = '+14155550105'),
+  (select v.id from public.conversations v where v.external_conversation_id = 'call-dialled'),
+  'a call that gets its provider call id later is linked then'
+);
+
+-- Another bot's conversation with the call's id is not the call's.
+insert into public.bots (org_id, name, slug) values (tests.fx('org'), 'Other', 'other');
+insert into public.conversations (org_id, bot_id, channel, external_conversation_id)
+select tests.fx('org'), b.id, 'voice', 'call-other-bot' from public.bots b where b.slug = 'other';
+insert into public.calls (org_id, direction, from_number, status, provider, provider_call_id, bot_id)
+values (tests.fx('org'), 'inbound', '+14155550106', 'ringing', 'vapi', 'call-other-bot', tests.fx('bot'));
+select is(
+  (select conversation_id from public.calls where provider_call_id = 'call-other-bot'),
+  null,
+  'a call of one bot does not take another bot''s conversation'
+);
+
 select is(
   (select count(*)::integer from public.calls where org_id = tests.fx('org') and conversation_id is not null),
-  3,
+  4,
   'only the matching calls were linked'
 );
 

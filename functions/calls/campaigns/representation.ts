@@ -6,6 +6,7 @@
  */
 import type { TransactionSql } from '../../_shared/db.ts';
 import { HttpError } from '../../_shared/errors.ts';
+import { isoOrNull } from '../representation.ts';
 
 export interface CampaignRow {
   id: string;
@@ -29,8 +30,6 @@ export function campaignColumns(tx: TransactionSql) {
     k.canceled_at, k.created_at,
     to_char(k.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as created_at_exact`;
 }
-
-const isoOrNull = (value: Date | null) => (value === null ? null : value.toISOString());
 
 export function toApiCampaign(row: CampaignRow) {
   return {
