@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSql, type Sql } from '../../functions/_shared/db.ts';
 import { freePort } from '../../scripts/local/free-port.ts';
 import { type Stack, startStack } from '../../scripts/local/stack.ts';
-import { middayZone, outboundSetup } from '../support/call-fixtures.ts';
+import { type CallsApiKeys, callsApiKeys, middayZone, outboundSetup } from '../support/call-fixtures.ts';
 import { type ChatOrg, createApiKey, createBot, createChatOrg } from '../support/chat-fixtures.ts';
 
 let stack: Stack;
@@ -25,7 +25,7 @@ let otherBot: string;
 let campaign: string;
 let other: ChatOrg;
 let otherOrgBot: string;
-let keys: { reader: string; writer: string; lister: string; other: string };
+let keys: CallsApiKeys;
 let writerId: string;
 
 interface SeededCall {
@@ -128,16 +128,8 @@ beforeAll(async () => {
   await outboundSetup(sql, org, bot, 'pn-api-1');
   await outboundSetup(sql, other, otherOrgBot, 'pn-api-2');
   await seedCalls();
-  const writer = await createApiKey(sql, org, ['calls.read', 'calls.write']);
-  writerId = writer.id;
-  keys = {
-    writer: writer.key,
-    reader: (await createApiKey(sql, org, ['calls.read'])).key,
-    lister: (await createApiKey(sql, listOrg, ['calls.read', 'calls.write'])).key,
-    other: (await createApiKey(sql, other, ['calls.read', 'calls.write'])).key,
-  };
-  // The calls the tests place are never dialled here.
-  await sql`update public.api_keys set rate_limit_per_minute = 1000 where org_id in (${org.id}, ${listOrg.id}, ${other.id})`;
+  keys = await callsApiKeys(sql, { org, listOrg, other });
+  writerId = keys.writerId;
 });
 
 afterAll(async () => {

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSql, type Sql } from '../../functions/_shared/db.ts';
 import { freePort } from '../../scripts/local/free-port.ts';
 import { type Stack, startStack } from '../../scripts/local/stack.ts';
-import { middayZone, outboundSetup } from '../support/call-fixtures.ts';
+import { type CallsApiKeys, callsApiKeys, middayZone, outboundSetup } from '../support/call-fixtures.ts';
 import { type ChatOrg, createApiKey, createBot, createChatOrg } from '../support/chat-fixtures.ts';
 
 let stack: Stack;
@@ -24,7 +24,7 @@ let listOrg: ChatOrg;
 let listBot: string;
 let other: ChatOrg;
 let otherOrgBot: string;
-let keys: { reader: string; writer: string; lister: string; other: string };
+let keys: CallsApiKeys;
 let writerId: string;
 
 type ApiCampaign = Record<string, unknown> & { id: string; status: string };
@@ -90,16 +90,8 @@ beforeAll(async () => {
   otherOrgBot = await createBot(sql, other.id, { slug: 'other-campaigner' });
   await outboundSetup(sql, org, bot, 'pn-campaigns-1');
   await outboundSetup(sql, other, otherOrgBot, 'pn-campaigns-2');
-  const writer = await createApiKey(sql, org, ['calls.read', 'calls.write']);
-  writerId = writer.id;
-  keys = {
-    writer: writer.key,
-    reader: (await createApiKey(sql, org, ['calls.read'])).key,
-    lister: (await createApiKey(sql, listOrg, ['calls.read', 'calls.write'])).key,
-    other: (await createApiKey(sql, other, ['calls.read', 'calls.write'])).key,
-  };
-  // The calls the tests queue are never dialled here.
-  await sql`update public.api_keys set rate_limit_per_minute = 1000 where org_id in (${org.id}, ${listOrg.id}, ${other.id})`;
+  keys = await callsApiKeys(sql, { org, listOrg, other });
+  writerId = keys.writerId;
 });
 
 afterAll(async () => {

@@ -13,7 +13,7 @@ import { type ChatOrg, createApiKey, createBot, createChatOrg, createDocument } 
 import type { OpenAiStub } from '../support/openai-stub.ts';
 import { parseSse } from '../support/sse.ts';
 import type { TelegramStub } from '../support/telegram-stub.ts';
-import { resetStubs, startStubbedChatStack, stopStubbedChatStack } from './stubbed-chat-stack.ts';
+import { connectTelegram, resetStubs, startStubbedChatStack, stopStubbedChatStack } from './stubbed-chat-stack.ts';
 import type { TestStack } from './support.ts';
 
 let stack: TestStack;
@@ -122,14 +122,7 @@ describe('web chat when the question cannot be embedded', () => {
 
 describe('Telegram when the question cannot be embedded', () => {
   it('sends the answer to the chat', async () => {
-    const connected = await fetch(`${stack.functionsUrl}/chat/bots/${telegramBot}/telegram`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${org.tokens.admin}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ bot_token: telegram.token }),
-    });
-    expect(connected.status).toBe(200);
-    const [{ secret_token: secret }] = await sql<{ secret_token: string }[]>`
-      select secret_token from private.bot_telegram where bot_id = ${telegramBot}`;
+    const secret = await connectTelegram({ stack, sql, telegram }, telegramBot, org.tokens.admin);
     telegram.reset();
     stub.failNext({ status: 500 });
     stub.answerChat({ content: ANSWER });

@@ -23,7 +23,7 @@ import { type ChatOrg, createApiKey, createBot, createChatOrg, createDocument } 
 import type { OpenAiStub } from '../support/openai-stub.ts';
 import { parseSse } from '../support/sse.ts';
 import type { TelegramStub } from '../support/telegram-stub.ts';
-import { resetStubs, startStubbedChatStack, stopStubbedChatStack } from './stubbed-chat-stack.ts';
+import { connectTelegram, resetStubs, startStubbedChatStack, stopStubbedChatStack } from './stubbed-chat-stack.ts';
 import type { TestStack } from './support.ts';
 
 let stack: TestStack;
@@ -245,14 +245,7 @@ describe('web chat: a model that fails', () => {
 
 describe('Telegram: a model that fails mid-answer', () => {
   it('tells the chat, answers 200, stores and meters the turn once, and a redelivery runs nothing', async () => {
-    const connected = await fetch(`${stack.functionsUrl}/chat/bots/${telegramBot}/telegram`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${org.tokens.admin}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ bot_token: telegram.token }),
-    });
-    expect(connected.status).toBe(200);
-    const [{ secret_token: secret }] = await sql<{ secret_token: string }[]>`
-      select secret_token from private.bot_telegram where bot_id = ${telegramBot}`;
+    const secret = await connectTelegram({ stack, sql, telegram }, telegramBot, org.tokens.admin);
     const deliver = () =>
       fetch(`${stack.functionsUrl}/chat/telegram/${telegramBot}`, {
         method: 'POST',

@@ -11,7 +11,7 @@ import type { Sql } from '../../functions/_shared/db.ts';
 import { type ChatOrg, createApiKey, createBot, createChatOrg, createDocument } from '../support/chat-fixtures.ts';
 import type { OpenAiStub } from '../support/openai-stub.ts';
 import type { TelegramStub } from '../support/telegram-stub.ts';
-import { resetStubs, startStubbedChatStack, stopStubbedChatStack } from './stubbed-chat-stack.ts';
+import { connectTelegram, resetStubs, startStubbedChatStack, stopStubbedChatStack } from './stubbed-chat-stack.ts';
 import type { TestStack } from './support.ts';
 
 let stack: TestStack;
@@ -185,14 +185,7 @@ describe('limits at the boundary', () => {
 
 describe('Telegram redelivery', () => {
   it('runs the turn once, sends the stored answer again when the first send failed, and never twice', async () => {
-    const connected = await fetch(`${stack.functionsUrl}/chat/bots/${telegramBot}/telegram`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${org.tokens.admin}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ bot_token: telegram.token }),
-    });
-    expect(connected.status).toBe(200);
-    const [{ secret_token: secret }] = await sql<{ secret_token: string }[]>`
-      select secret_token from private.bot_telegram where bot_id = ${telegramBot}`;
+    const secret = await connectTelegram({ stack, sql, telegram }, telegramBot, org.tokens.admin);
     const update = {
       update_id: 4242,
       message: {

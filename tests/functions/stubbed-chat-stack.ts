@@ -40,3 +40,20 @@ export function resetStubs(chat: Pick<StubbedChatStack, 'stub' | 'telegram'>): v
   chat.stub.reset();
   chat.telegram.reset();
 }
+
+/**
+ * Connects the bot to the stack's Telegram stub as the org's admin
+ * (POST /chat/bots/:id/telegram) and returns the webhook's secret token, the
+ * one Telegram's updates must carry.
+ */
+export async function connectTelegram(chat: Pick<StubbedChatStack, 'stack' | 'sql' | 'telegram'>, botId: string, adminToken: string): Promise<string> {
+  const connected = await fetch(`${chat.stack.functionsUrl}/chat/bots/${botId}/telegram`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ bot_token: chat.telegram.token }),
+  });
+  if (connected.status !== 200) throw new Error(`connecting Telegram answered ${connected.status}: ${await connected.text()}`);
+  const [{ secret_token: secret }] = await chat.sql<{ secret_token: string }[]>`
+    select secret_token from private.bot_telegram where bot_id = ${botId}`;
+  return secret;
+}

@@ -3,7 +3,7 @@
  * out, and a time zone where calls go out now.
  */
 import { type Sql, withUserScope } from '../../functions/_shared/db.ts';
-import type { ChatOrg } from './chat-fixtures.ts';
+import { type ChatOrg, createApiKey } from './chat-fixtures.ts';
 
 /** A zone where it is now mid-day, so callee quiet hours never push a test call to tomorrow. */
 export function middayZone(): string {
@@ -19,4 +19,34 @@ export async function outboundSetup(sql: Sql, target: ChatOrg, botId: string, ph
     await tx`select public.create_call_provider_secret(${target.id}, 'vapi')`;
     await tx`select public.set_call_provider_outbound(${target.id}, 'vapi', ${phoneNumberId})`;
   });
+}
+
+export interface CallsApiKeys {
+  /** calls.read and calls.write in the org. */
+  writer: string;
+  writerId: string;
+  /** calls.read only, in the org. */
+  reader: string;
+  /** Both scopes, in the org whose listings are paged. */
+  lister: string;
+  /** Both scopes, in another org. */
+  other: string;
+}
+
+/**
+ * The API keys the calls API tests use, with a limit high enough that the
+ * tests never meet it (what they queue is never dialled).
+ */
+export async function callsApiKeys(sql: Sql, orgs: { org: ChatOrg; listOrg: ChatOrg; other: ChatOrg }): Promise<CallsApiKeys> {
+  const writer = await createApiKey(sql, orgs.org, ['calls.read', 'calls.write']);
+  const keys = {
+    writer: writer.key,
+    writerId: writer.id,
+    reader: (await createApiKey(sql, orgs.org, ['calls.read'])).key,
+    lister: (await createApiKey(sql, orgs.listOrg, ['calls.read', 'calls.write'])).key,
+    other: (await createApiKey(sql, orgs.other, ['calls.read', 'calls.write'])).key,
+  };
+  await sql`update public.api_keys set rate_limit_per_minute = 1000
+            where org_id in (${orgs.org.id}, ${orgs.listOrg.id}, ${orgs.other.id})`;
+  return keys;
 }
