@@ -2,7 +2,9 @@
  * Idempotency-Key (the IETF httpapi idempotency-key draft, as Stripe uses it)
  * for API-key requests that create something a retry must not create twice.
  * The key is claimed in the transaction that does the work (SQL:
- * 20261123006100_idempotency_keys.sql): the first request's answer is kept
+ * 20261123006100_idempotency_keys.sql; an upload, whose bytes go to Storage
+ * after that transaction, records its answer once stored and gives the claim
+ * up when Storage refuses): the first request's answer is kept
  * for the API key and that key for 24 hours, a retry with the same request
  * gets it again with `Idempotent-Replayed: true`, and the same key with
  * another request is a 422. Work that fails rolls the claim back, so a failed
@@ -49,9 +51,47 @@ export const replayHeaders = (answer: { replayed: boolean }): Record<string, str
   answer.replayed ? { 'idempotent-replayed': 'true' } : {};
 
 /**
+ * Claims `key` for this request in `tx`: null when claimed (do the work, then
+ * recordAnswer), else the first request's answer to replay. The same key with
+ * another request is a 422; a claim whose work has not answered yet (an
+ * upload still being stored) is a 409 to retry.
+ */
+export async function claimKey<T>(tx: TransactionSql, apiKeyId: string, key: string, request: unknown): Promise<OnceAnswer<T> | null> {
+  const fingerprint = await sha256Hex(new TextEncoder().encode(canonicalJson(request)));
+  const [claim] = await tx<{ claimed: boolean; first_fingerprint: string; response_status: number | null; response_body: unknown }[]>`
+    select claimed, first_fingerprint, response_status, response_body
+    from private.claim_idempotency_key(${apiKeyId}::uuid, ${key}, ${fingerprint})`;
+  if (claim.claimed) return null;
+  if (claim.first_fingerprint !== fingerprint) {
+    throw new HttpError(
+      422,
+      'idempotency_key_reused',
+      'This Idempotency-Key was first sent with another request; send a new key for a new request.',
+    );
+  }
+  if (claim.response_status === null) {
+    throw new HttpError(409, 'idempotency_key_in_use', 'A request with this Idempotency-Key is still being processed; send it again shortly.', {
+      'retry-after': '5',
+    });
+  }
+  return { status: claim.response_status, body: claim.response_body as T, replayed: true };
+}
+
+/** Keeps the answer of the request that claimed `key`, for its retries. */
+export async function recordAnswer(tx: TransactionSql, apiKeyId: string, key: string, answer: Answer<unknown>): Promise<void> {
+  await tx`select private.record_idempotent_response(${apiKeyId}::uuid, ${key}, ${answer.status}, ${tx.json(answer.body as Parameters<typeof tx.json>[0])})`;
+}
+
+/** Gives a claim up whose work failed after the claim committed, so the request may be sent again with its key. */
+export async function releaseKey(tx: TransactionSql, apiKeyId: string, key: string): Promise<void> {
+  await tx`select private.release_idempotency_key(${apiKeyId}::uuid, ${key})`;
+}
+
+/**
  * `work`'s answer, or, when the key already answered this same request, that
- * answer again. `request` is what makes two requests the same (the route and
- * its validated body).
+ * answer again; the claim, the work and the answer are one transaction.
+ * `request` is what makes two requests the same (the route and its validated
+ * body).
  */
 export async function answerOnce<T>(
   tx: TransactionSql,
@@ -61,25 +101,9 @@ export async function answerOnce<T>(
   work: () => Promise<Answer<T>>,
 ): Promise<OnceAnswer<T>> {
   if (key === null) return { ...(await work()), replayed: false };
-  const fingerprint = await sha256Hex(new TextEncoder().encode(canonicalJson(request)));
-  const [claim] = await tx<{ claimed: boolean; first_fingerprint: string; response_status: number | null; response_body: unknown }[]>`
-    select claimed, first_fingerprint, response_status, response_body
-    from private.claim_idempotency_key(${apiKeyId}::uuid, ${key}, ${fingerprint})`;
-  if (!claim.claimed) {
-    if (claim.first_fingerprint !== fingerprint) {
-      throw new HttpError(
-        422,
-        'idempotency_key_reused',
-        'This Idempotency-Key was first sent with another request; send a new key for a new request.',
-      );
-    }
-    if (claim.response_status === null) {
-      // Claimed and committed without an answer: no caller does that, but it must not replay a null.
-      throw new HttpError(409, 'idempotency_key_in_use', 'This Idempotency-Key has no answer yet; send the request again shortly.');
-    }
-    return { status: claim.response_status, body: claim.response_body as T, replayed: true };
-  }
+  const replay = await claimKey<T>(tx, apiKeyId, key, request);
+  if (replay) return replay;
   const answer = await work();
-  await tx`select private.record_idempotent_response(${apiKeyId}::uuid, ${key}, ${answer.status}, ${tx.json(answer.body as Parameters<typeof tx.json>[0])})`;
+  await recordAnswer(tx, apiKeyId, key, answer);
   return { ...answer, replayed: false };
 }

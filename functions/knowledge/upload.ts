@@ -12,14 +12,18 @@
  * ingestion as a frontend's upload does. 202 with the document (`queued`);
  * progress as for any upload (documents row, the org's `uploads` channel,
  * document.ready / document.failed webhooks). An upload Storage refuses
- * takes the registration back (503, nothing left behind). Not idempotent: a
- * retried request after a lost answer registers the file again.
+ * takes the registration back (503, nothing left behind). With an
+ * Idempotency-Key (as POST /calls takes it), a retry of the same upload (the
+ * same file, name and place) answers the first one again instead of
+ * registering the file twice; one sent while the first is still being stored
+ * is a 409 to retry.
  */
 import { z } from 'zod';
 import type { AuthOptions } from '../_shared/auth.ts';
 import { asServiceRole, type Sql } from '../_shared/db.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { json, readBodyBytes, readQuery } from '../_shared/http.ts';
+import { claimKey, idempotencyKeyFrom, type OnceAnswer, recordAnswer, releaseKey, replayHeaders } from '../_shared/idempotency.ts';
 import { sha256Hex } from '../_shared/sha256.ts';
 import { MAX_FILE_BYTES, SUPPORTED_MIME_TYPES } from '../_shared/text/extract.ts';
 import { asCaller, authenticateCaller, callerOrg, takeCallerRateLimit } from './caller.ts';
@@ -84,12 +88,19 @@ interface StoredDocument {
  * here (logged; a row left behind shows `uploading` and is deleted like any
  * document).
  */
-async function takeBack(sql: Sql, store: KnowledgeStore, document: RegisteredDocument): Promise<void> {
+async function takeBack(
+  sql: Sql,
+  store: KnowledgeStore,
+  document: RegisteredDocument,
+  claim: { apiKeyId: string; key: string } | null,
+): Promise<void> {
   try {
     await store.remove(document.storage_path);
     await asServiceRole(sql, async (tx) => {
       await tx`delete from public.documents where id = ${document.id}::uuid`;
       await tx`delete from public.upload_batches where id = ${document.batch_id}::uuid`;
+      // So the request may be sent again with its key.
+      if (claim) await releaseKey(tx, claim.apiKeyId, claim.key);
     });
   } catch (error) {
     console.error(`taking back the upload of document ${document.id} failed`, error);
@@ -101,6 +112,7 @@ export async function uploadDocument(sql: Sql, req: Request, store: KnowledgeSto
   if (caller.kind !== 'key') {
     throw new HttpError(403, 'forbidden', 'Signed-in users upload to Storage after create_upload_batch; this route takes an API key.');
   }
+  const idempotencyKey = idempotencyKeyFrom(req);
   const query = readQuery(new URL(req.url), uploadQuery);
   const mimeType = fileType(req);
   const orgId = await callerOrg(sql, caller, undefined, 'knowledge.write');
@@ -108,28 +120,43 @@ export async function uploadDocument(sql: Sql, req: Request, store: KnowledgeSto
   const bytes = await readFileBody(req);
   const file = { name: query.name, mime_type: mimeType, size_bytes: bytes.byteLength, checksum_sha256: await sha256Hex(bytes) };
 
-  const [document] = await asCaller(
+  // The same file, name and place make the same request; an Idempotency-Key retry of it answers the first upload again.
+  const request = { route: 'POST /knowledge/documents', query, file };
+  const registered = await asCaller(
     sql,
     caller,
-    (tx) =>
-      tx<RegisteredDocument[]>`
+    async (tx): Promise<{ replay: OnceAnswer<unknown> } | { document: RegisteredDocument }> => {
+      const replay = idempotencyKey ? await claimKey(tx, caller.key.apiKeyId, idempotencyKey, request) : null;
+      if (replay) return { replay };
+      const [document] = await tx<RegisteredDocument[]>`
         select id, batch_id, storage_path from public.create_upload_batch(${orgId}::uuid, ${tx.json([file])},
-          ${query.project_id ?? null}::uuid, ${query.collection_id ?? null}::uuid)`,
+          ${query.project_id ?? null}::uuid, ${query.collection_id ?? null}::uuid)`;
+      return { document };
+    },
     { forbidden: 'This API key may not upload documents.', notFound: 'The collection or project was not found.' },
   );
+  if ('replay' in registered) {
+    return json(registered.replay.body, registered.replay.status, replayHeaders(registered.replay));
+  }
+  const { document } = registered;
 
   try {
     await store.upload(document.storage_path, bytes, mimeType);
   } catch (error) {
-    await takeBack(sql, store, document);
+    await takeBack(sql, store, document, idempotencyKey ? { apiKeyId: caller.key.apiKeyId, key: idempotencyKey } : null);
     throw new HttpError(503, 'storage_unavailable', 'The file could not be stored; send it again.', { 'retry-after': '5' }, {
       cause: error,
     });
   }
 
-  const [stored] = await asServiceRole(sql, (tx) =>
-    tx<StoredDocument[]>`select id, org_id, batch_id, project_id, collection_id, name, mime_type, size_bytes, checksum_sha256, status,
-              progress, storage_path, created_at
-       from public.documents where id = ${document.id}::uuid`);
-  return json({ ...stored, size_bytes: Number(stored.size_bytes) }, 202);
+  const answer = await asServiceRole(sql, async (tx) => {
+    const [stored] = await tx<StoredDocument[]>`
+      select id, org_id, batch_id, project_id, collection_id, name, mime_type, size_bytes, checksum_sha256, status,
+             progress, storage_path, created_at
+      from public.documents where id = ${document.id}::uuid`;
+    const answer = { status: 202, body: { ...stored, size_bytes: Number(stored.size_bytes) } };
+    if (idempotencyKey) await recordAnswer(tx, caller.key.apiKeyId, idempotencyKey, answer);
+    return answer;
+  });
+  return json(answer.body, answer.status);
 }

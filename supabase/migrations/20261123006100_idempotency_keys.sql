@@ -10,8 +10,11 @@
 -- The key is claimed in the transaction that does the work, so a concurrent
 -- duplicate waits on the claim and then replays the answer; work that fails
 -- rolls the claim back with it, so a failed request may be retried with the
--- same key. Answers are kept 24 hours (an hourly purge; a key older than
--- that is claimed afresh) and go with their API key (and so with its org).
+-- same key. An API-key upload claims with its registration and keeps its
+-- answer once Storage has the file (or gives the claim up if Storage refuses
+-- it); a duplicate in between is told to retry (409). Answers are kept 24
+-- hours (an hourly purge; a key older than that is claimed afresh) and go
+-- with their API key (and so with its org).
 
 create table private.idempotency_keys (
   api_key_id uuid not null references public.api_keys (id) on delete cascade,
@@ -48,8 +51,11 @@ begin
   on conflict on constraint idempotency_keys_pkey do update
     set request_fingerprint = excluded.request_fingerprint, response_status = null, response_body = null,
         created_at = pg_catalog.now()
-    -- Past its 24 hours a key is new again, purged or not.
+    -- Past its 24 hours a key is new again, purged or not; so is a claim left
+    -- without an answer for 10 minutes (its request died between the claim
+    -- and the answer, as an upload can: no request runs that long).
     where k.created_at < pg_catalog.now() - interval '24 hours'
+      or (k.response_status is null and k.created_at < pg_catalog.now() - interval '10 minutes')
   returning * into kept;
   if found then
     return query select true, kept.request_fingerprint, null::integer, null::jsonb;
@@ -85,6 +91,26 @@ end;
 $$;
 revoke execute on function private.record_idempotent_response(uuid, text, integer, jsonb) from public;
 grant execute on function private.record_idempotent_response(uuid, text, integer, jsonb) to service_role;
+
+-- Gives up a claim whose work failed after the claim committed (an upload
+-- Storage refused), so the request may be sent again with its key. An
+-- answered claim stays.
+create function private.release_idempotency_key(api_key_id uuid, idempotency_key text)
+returns boolean
+language sql
+security definer
+set search_path = ''
+as $$
+  with released as (
+    delete from private.idempotency_keys k
+    where k.api_key_id = release_idempotency_key.api_key_id and k.idempotency_key = release_idempotency_key.idempotency_key
+      and k.response_status is null
+    returning 1
+  )
+  select exists (select 1 from released);
+$$;
+revoke execute on function private.release_idempotency_key(uuid, text) from public;
+grant execute on function private.release_idempotency_key(uuid, text) to service_role;
 
 create function private.purge_idempotency_keys()
 returns integer

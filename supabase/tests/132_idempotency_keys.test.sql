@@ -5,7 +5,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(15);
+select plan(19);
 
 select tests.remember('owner', tests.create_user('owner@idempotency.test'));
 select tests.remember('org', tests.create_org('idempotency-org', tests.fx('owner')));
@@ -81,6 +81,25 @@ select throws_ok(
   $$select private.record_idempotent_response(tests.fx('other_key'), 'k-1', 201, '{}'::jsonb)$$,
   'P0002', null,
   'once'
+);
+
+select tests.act_as('service_role');
+select private.claim_idempotency_key(tests.fx('key'), 'k-upload', repeat('e', 64));
+select is(private.release_idempotency_key(tests.fx('key'), 'k-upload'), true, 'a claim whose work failed is given up');
+select is(
+  (select claimed from private.claim_idempotency_key(tests.fx('key'), 'k-upload', repeat('e', 64))),
+  true,
+  'and the request may claim its key again'
+);
+select is(private.release_idempotency_key(tests.fx('other_key'), 'k-1'), false, 'an answered claim is not given up');
+select tests.act_as('postgres');
+update private.idempotency_keys set created_at = now() - interval '11 minutes'
+where api_key_id = tests.fx('key') and idempotency_key = 'k-upload';
+select tests.act_as('service_role');
+select is(
+  (select claimed from private.claim_idempotency_key(tests.fx('key'), 'k-upload', repeat('f', 64))),
+  true,
+  'a claim left without an answer for 10 minutes (its request died) is claimed afresh'
 );
 
 select tests.act_as('owner');

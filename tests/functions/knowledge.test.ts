@@ -578,6 +578,30 @@ describe('POST /knowledge/documents (an API key pushes a file)', () => {
     expect((await refused.json()).error.code).toBe('rate_limited');
   });
 
+  it('registers a file once per Idempotency-Key: a retry replays the first answer, another file is 422', async () => {
+    const before = await documentCount();
+    const key = randomUUID();
+    const send = (text: string, idempotencyKey = key) =>
+      push({ name: 'menu.txt' }, new Blob([utf8(text)]), {
+        ...bearer(keys.writer),
+        'content-type': 'text/plain',
+        'idempotency-key': idempotencyKey,
+      });
+    const first = await send('Soup of the day: lentils.');
+    expect(first.status).toBe(202);
+    const document = await first.json();
+    const retry = await send('Soup of the day: lentils.');
+    expect(retry.status).toBe(202);
+    expect(retry.headers.get('idempotent-replayed')).toBe('true');
+    expect(await retry.json()).toEqual(document);
+    expect(await documentCount()).toBe(before + 1);
+    const other = await send('Soup of the day: tomato.');
+    expect(other.status).toBe(422);
+    expect((await other.json()).error.code).toBe('idempotency_key_reused');
+    expect((await send('x', 'has spaces')).status).toBe(422);
+    expect(await documentCount()).toBe(before + 1);
+  });
+
   it('takes the registration back when Storage refuses the file: 503, no document and no batch left', async () => {
     // The function's own handler in this process, with a Storage that fails (the wire stand-in cannot be told to).
     const failing = createKnowledgeHandler({
@@ -602,6 +626,25 @@ describe('POST /knowledge/documents (an API key pushes a file)', () => {
     expect((await response.json()).error.code).toBe('storage_unavailable');
     expect(response.headers.get('retry-after')).toBe('5');
     expect([await documentCount(), await batches()]).toEqual([documentsBefore, batchesBefore]);
+
+    // With an Idempotency-Key the claim goes with the registration: the same request, sent again, is stored.
+    const key = randomUUID();
+    const refused = await failing(
+      new Request('http://localhost/knowledge/documents?name=hours.txt', {
+        method: 'POST',
+        headers: { ...bearer(keys.writer), 'content-type': 'text/plain', 'idempotency-key': key },
+        body: 'Opening hours: nine to five.',
+      }),
+    );
+    expect(refused.status).toBe(503);
+    const stored = await push({ name: 'hours.txt' }, new Blob([utf8('Opening hours: nine to five.')]), {
+      ...bearer(keys.writer),
+      'content-type': 'text/plain',
+      'idempotency-key': key,
+    });
+    expect(stored.status).toBe(202);
+    expect(stored.headers.get('idempotent-replayed')).toBeNull();
+    expect(await documentCount()).toBe(documentsBefore + 1);
   });
 
   it('refuses what it cannot take with 4xx and a JSON error, registering nothing', async () => {
