@@ -581,7 +581,7 @@ describe('POST /knowledge/documents (an API key pushes a file)', () => {
   it('registers a file once per Idempotency-Key: a retry replays the first answer, another file is 422', async () => {
     const before = await documentCount();
     const key = randomUUID();
-    const send = (text: string, idempotencyKey = key) =>
+    const send = (text: string, idempotencyKey: string = key) =>
       push({ name: 'menu.txt' }, new Blob([utf8(text)]), {
         ...bearer(keys.writer),
         'content-type': 'text/plain',
