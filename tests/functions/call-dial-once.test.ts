@@ -14,7 +14,7 @@ import { dialDueCalls, type DialSummary } from '../../functions/call-dispatcher/
 import { type ChatOrg, createBot, createChatOrg } from '../support/chat-fixtures.ts';
 import { startVapiStub, type VapiStub, type VapiStubRequest } from '../support/vapi-stub.ts';
 import { startTestDatabase, type TestDatabase } from './support.ts';
-import { middayZone } from '../support/call-fixtures.ts';
+import { createOutboundCall } from '../support/call-fixtures.ts';
 
 let database: TestDatabase;
 let sql: Sql;
@@ -22,14 +22,6 @@ let vapi: VapiStub;
 let dialer: VoiceDialer;
 let org: ChatOrg;
 let bot: string;
-
-async function createOutboundCall(toNumber: string): Promise<string> {
-  return withUserScope(sql, org.claims.admin, async (tx) => {
-    const [row] = await tx<{ id: string }[]>`
-      select id from public.create_outbound_call(${org.id}, ${bot}, ${toNumber}, null, ${middayZone()})`;
-    return row.id;
-  });
-}
 
 interface CallState {
   status: string;
@@ -90,7 +82,7 @@ beforeEach(() => vapi.reset());
 
 describe('a call Vapi took but the dispatcher never recorded', () => {
   it('is found by a lookup after the lease ran out, not dialled again, when the pass died after the dial', async () => {
-    const id = await createOutboundCall('+14155550601');
+    const id = await createOutboundCall(sql, org, bot, '+14155550601');
     // The pass is killed (wall-clock limit) right after Vapi answered: the result is never recorded.
     let accepted!: () => void;
     const dialAccepted = new Promise<void>((resolve) => (accepted = resolve));
@@ -128,7 +120,7 @@ describe('a call Vapi took but the dispatcher never recorded', () => {
   });
 
   it('is found by a lookup, not dialled again, when Vapi took it and the answer was lost', async () => {
-    const id = await createOutboundCall('+14155550602');
+    const id = await createOutboundCall(sql, org, bot, '+14155550602');
     vapi.acceptThenDrop();
     expect(await pass()).toMatchObject({ claimed: 1, placed: 0, unknown: 1 });
     const after = await callState(id);
@@ -145,7 +137,7 @@ describe('a call Vapi took but the dispatcher never recorded', () => {
   });
 
   it('cannot be canceled while its dial outcome is unknown', async () => {
-    const id = await createOutboundCall('+14155550603');
+    const id = await createOutboundCall(sql, org, bot, '+14155550603');
     vapi.acceptThenDrop();
     await pass();
     const refusal = await withUserScope(sql, org.claims.admin, (tx) => tx`select public.cancel_call(${id})`)
@@ -160,7 +152,7 @@ describe('a call Vapi took but the dispatcher never recorded', () => {
 
 describe('an attempt Vapi has no call for', () => {
   it('is dialled again, as the next attempt on the usual schedule, once a lookup says so', async () => {
-    const id = await createOutboundCall('+14155550604');
+    const id = await createOutboundCall(sql, org, bot, '+14155550604');
     // A gateway 502: Vapi may or may not have taken it (here it did not).
     vapi.failNext({ status: 502, message: 'Bad Gateway' });
     expect(await pass()).toMatchObject({ claimed: 1, unknown: 1 });
@@ -178,7 +170,7 @@ describe('an attempt Vapi has no call for', () => {
 
 describe('lookups that cannot answer', () => {
   it('end the call as failed with the reason after 5, never dialling it again', async () => {
-    const id = await createOutboundCall('+14155550605');
+    const id = await createOutboundCall(sql, org, bot, '+14155550605');
     vapi.acceptThenDrop();
     await pass();
     for (let lookup = 1; lookup <= 5; lookup += 1) {
@@ -199,11 +191,11 @@ describe('lookups that cannot answer', () => {
 
 describe('a pass', () => {
   it('makes at most maxCalls requests to Vapi, lookups first, then dials with what is left', async () => {
-    const unknown = [await createOutboundCall('+14155550606'), await createOutboundCall('+14155550607')];
+    const unknown = [await createOutboundCall(sql, org, bot, '+14155550606'), await createOutboundCall(sql, org, bot, '+14155550607')];
     vapi.acceptThenDrop(2);
     expect(await pass()).toMatchObject({ claimed: 2, unknown: 2 });
     for (const id of unknown) await makeDue(id);
-    const queued = [await createOutboundCall('+14155550608'), await createOutboundCall('+14155550609')];
+    const queued = [await createOutboundCall(sql, org, bot, '+14155550608'), await createOutboundCall(sql, org, bot, '+14155550609')];
     const before = vapi.requests.length;
 
     const summary = await pass(dialer, 3);

@@ -26,7 +26,7 @@ import {
   type VapiStub,
 } from '../support/vapi-stub.ts';
 import { freePort } from '../../scripts/local/free-port.ts';
-import { middayZone } from '../support/call-fixtures.ts';
+import { createOutboundCall, middayZone } from '../support/call-fixtures.ts';
 
 let stack: Stack;
 let sql: Sql;
@@ -49,14 +49,6 @@ async function runPass(): Promise<Record<string, unknown>> {
   const response = await dispatcher(stack.keys.serviceRoleKey);
   expect(response.status).toBe(200);
   return await response.json() as Record<string, unknown>;
-}
-
-async function createOutboundCall(toNumber: string): Promise<string> {
-  return withUserScope(sql, org.claims.admin, async (tx) => {
-    const [row] = await tx<{ id: string }[]>`
-      select id from public.create_outbound_call(${org.id}, ${bot}, ${toNumber}, null, ${middayZone()})`;
-    return row.id;
-  });
 }
 
 interface CallState {
@@ -129,7 +121,7 @@ afterAll(async () => {
 
 describe('an outbound call from creation to its recording', () => {
   it('is dialled through the pg_net wake-up, followed by its events, analysed, and its recording stored', async () => {
-    const id = await createOutboundCall('+1 (415) 555-0101');
+    const id = await createOutboundCall(sql, org, bot, '+1 (415) 555-0101');
     const dialled = await waitFor(() => callState(id), (state) => state.status !== 'queued');
     expect(dialled).toMatchObject({ status: 'ringing', dial_attempts: 1 });
     const request = vapi.requests.find((item) =>
@@ -216,7 +208,7 @@ describe('the dispatcher', () => {
 
   it('tries again later after a 503, and fails the call with the reason after a 400', async () => {
     vapi.failNext({ status: 503, message: 'Service Unavailable' });
-    const retried = await createOutboundCall('+14155550301');
+    const retried = await createOutboundCall(sql, org, bot, '+14155550301');
     // The insert's wake-up may be throttled behind the last one's; a pass now saves waiting for cron.
     await runPass();
     const afterRetry = await waitFor(() => callState(retried), (state) => state.last_dial_error !== null);
@@ -227,7 +219,7 @@ describe('the dispatcher', () => {
     expect(afterRetry.next_dial_in).toBeLessThanOrEqual(31);
 
     vapi.failNext({ status: 400, message: ['customer.number must be a valid phone number in the E.164 format'] });
-    const refused = await createOutboundCall('+14155550302');
+    const refused = await createOutboundCall(sql, org, bot, '+14155550302');
     await runPass();
     const failed = await waitFor(() => callState(refused), (state) => state.status !== 'queued');
     expect(failed.status).toBe('failed');

@@ -12,6 +12,15 @@ export function middayZone(): string {
   return offset === 0 ? 'Etc/UTC' : `Etc/GMT${offset > 0 ? '-' : '+'}${Math.abs(offset)}`;
 }
 
+/** An outbound call from the bot to the number, queued by the org's admin in a zone where it goes out now. */
+export async function createOutboundCall(sql: Sql, org: ChatOrg, botId: string, toNumber: string): Promise<string> {
+  return withUserScope(sql, org.claims.admin, async (tx) => {
+    const [row] = await tx<{ id: string }[]>`
+      select id from public.create_outbound_call(${org.id}, ${botId}, ${toNumber}, null, ${middayZone()})`;
+    return row.id;
+  });
+}
+
 /** The bot's provider assistant and the org's vapi phone number, as an admin sets them. */
 export async function outboundSetup(sql: Sql, target: ChatOrg, botId: string, phoneNumberId: string): Promise<void> {
   await sql`update public.bots set voice_assistant_id = ${`asst-${phoneNumberId}`} where id = ${botId}`;
