@@ -12,7 +12,10 @@
  *   used once in SQL (400 `state_used` / `state_expired`, 403 when the user
  *   lost calendar.manage), the code exchanged with the stored verifier, the
  *   token set sealed (AES-GCM, CALENDAR_TOKEN_KEY) and stored with the
- *   connection. With a redirect_to, the browser is sent there (303) with
+ *   connection of that account: the provider's account id (Google's ID-token
+ *   `sub`, Graph's /me `id`) finds it, whatever e-mail it now shows (502
+ *   `account_unknown` when the provider named no account). With a
+ *   redirect_to, the browser is sent there (303) with
  *   `?calendar=connected&connection_id=...` or `?calendar=error&reason=<code>`;
  *   without one, JSON `{ connection_id, provider, account_email }` or the error.
  *   The target comes from the signed state only, so nobody can bounce a
@@ -139,6 +142,22 @@ async function exchange(client: CalendarClient, code: string, verifier: string, 
 }
 
 const PROVIDER_ERROR = /^[a-z_]{1,64}$/u;
+/** What calendar_connections.account_subject holds (OpenID Connect Core §2: at most 255 ASCII characters). */
+const ACCOUNT_SUBJECT = /^[\x21-\x7e]{1,255}$/u;
+
+/**
+ * Who connected: the provider's stable account id (Google's ID-token `sub`,
+ * Graph's /me `id`), which identifies the connection, and the e-mail shown
+ * for it. Without either the connection could not be told apart: 502.
+ */
+function connectedAccount(tokens: TokenSet): { email: string; subject: string } {
+  const email = tokens.account?.email;
+  const subject = tokens.account?.id;
+  if (!email || !subject || !ACCOUNT_SUBJECT.test(subject)) {
+    throw new HttpError(502, 'account_unknown', 'The provider did not say which account was connected; try again.');
+  }
+  return { email, subject };
+}
 
 async function connect(ctx: RequestContext, url: URL, claims: OAuthStateClaims) {
   const state = await consumeState(ctx, claims);
@@ -163,10 +182,8 @@ async function connect(ctx: RequestContext, url: URL, claims: OAuthStateClaims) 
       throw new HttpError(400, 'missing_scopes', `Allow access to the calendar when asked (missing: ${missing.join(', ')}).`);
     }
   }
-  const email = tokens.account?.email;
-  if (!email) {
-    throw new HttpError(502, 'account_unknown', 'The provider did not say which account was connected; try again.');
-  }
+  const { email, subject } = connectedAccount(tokens);
+  // Sealed under the e-mail as it will be stored: a reconnect that finds the connection by subject stores this spelling.
   const key = connectionKey(state.org_id, state.provider, email, null);
   const ciphertext = await sealTokenSet(tokens, keyring, tokenContext(key));
   const scopes = (tokens.scope ?? '').split(/\s+/u).filter(Boolean).slice(0, 50);
@@ -176,7 +193,7 @@ async function connect(ctx: RequestContext, url: URL, claims: OAuthStateClaims) 
         const [row] = await tx<{ id: string }[]>`
           select private.save_calendar_connection(${state.org_id}::uuid, ${state.user_id}::uuid, ${state.bot_id}::uuid,
             ${state.provider}, ${key.accountEmail}, ${key.externalCalendarId}, ${scopes}::text[], ${ciphertext},
-            ${tokens.expiresAt.toISOString()}::timestamptz) as id`;
+            ${tokens.expiresAt.toISOString()}::timestamptz, ${subject}) as id`;
         return row.id;
       }),
     {

@@ -7,8 +7,11 @@
  * daylight-saving change minus both providers' busy times and a booked
  * appointment, double booking under concurrency, bots booking only free
  * time, mirroring to the calendar, disconnecting with revocation (left alone
- * while another org still uses the same Google account), and no org seeing
- * another's calendars. Every refusal changes nothing.
+ * while another org still uses the same Google account), a connection keyed
+ * by the provider's account id rather than its e-mail (a new address
+ * reconnects the same connection; an address passed to another account is
+ * another one), and no org seeing another's calendars. Every refusal changes
+ * nothing.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -884,6 +887,159 @@ describe('one Google account connected in two orgs', () => {
     expect(last.body).toEqual({ connection_id: inSecond, revoked_at_provider: true });
     expect(revokes()).toHaveLength(revokesBefore + 1);
     expect(revokes().at(-1)).toMatchObject({ status: 200, body: { token: refreshToken } });
+  });
+});
+
+describe('a connection is its account (the provider\'s account id), not its e-mail', () => {
+  const revokes = () => stub.requests.filter((request) => request.path === '/revoke' && request.host === 'oauth2.googleapis.com');
+
+  async function subjectOf(id: string): Promise<string | null | undefined> {
+    const [row] = await sql<{ account_subject: string | null }[]>`select account_subject from public.calendar_connections where id = ${id}`;
+    return row?.account_subject;
+  }
+
+  /** Free slots of the org between 09:00 and 11:00 on `monday`, read through its calendars (their tokens opened, refreshed). */
+  async function freeMorning(org: ChatOrg): Promise<Answer> {
+    const query = new URLSearchParams({
+      org_id: org.id,
+      from: berlin(monday, '09:00'),
+      to: berlin(monday, '11:00'),
+      duration_minutes: '60',
+      time_zone: ZONE,
+    });
+    return call(`/availability?${query}`, { token: org.tokens.member });
+  }
+
+  it('reconnecting the account under its new address updates its one connection, whose tokens still open', async () => {
+    const org = await createChatOrg(sql, 'cal-subject-rename');
+    const first = await connect(org, 'google', 'ren.before@subject.example');
+    expect(first.status).toBe(200);
+    const id = String(first.body.connection_id);
+    const subject = await subjectOf(id);
+    expect(subject).toMatch(/^\d{21}$/u);
+
+    stub.renameAccount('google', 'ren.before@subject.example', 'Ren.After@Subject.example');
+    const again = await connect(org, 'google', 'Ren.After@Subject.example');
+    expect(again.status).toBe(200);
+    expect(again.body).toMatchObject({ connection_id: id, account_email: 'ren.after@subject.example' });
+    expect((await counts(org.id)).connections).toBe(1);
+    expect(await connectionRow(id)).toMatchObject({ account_email: 'ren.after@subject.example', status: 'connected' });
+    expect(await subjectOf(id)).toBe(subject);
+    // Sealed under the connection as stored now, and used through a refresh (which seals again).
+    expect((await storedTokens(id)).refreshToken).toMatch(/^1\/\/0g/u);
+    stub.expireAccessTokens();
+    stub.seedBusy('google', 'Ren.After@Subject.example', [{ start: berlin(monday, '09:00'), end: berlin(monday, '10:00') }]);
+    const free = await freeMorning(org);
+    expect(free.status).toBe(200);
+    expect(free.body.missing_calendars).toEqual([]);
+    expect(slotStarts(free).map((start) => new Date(start).toISOString())).toEqual([berlin(monday, '10:00')]);
+    expect(await connectionRow(id)).toMatchObject({ status: 'connected' });
+
+    // Microsoft alike: Graph's /me id keys the connection, mail is shown.
+    const microsoft = String((await connect(org, 'microsoft', 'ren@contoso-subject.example')).body.connection_id);
+    stub.renameAccount('microsoft', 'ren@contoso-subject.example', 'ren.new@contoso-subject.example');
+    const renamed = await connect(org, 'microsoft', 'ren.new@contoso-subject.example');
+    expect(renamed.body).toMatchObject({ connection_id: microsoft, account_email: 'ren.new@contoso-subject.example' });
+    expect((await counts(org.id)).connections).toBe(2);
+    expect((await storedTokens(microsoft)).accessToken).toBeTruthy();
+  });
+
+  it('one account in two orgs under two addresses: the first disconnect leaves the grant, the last revokes it', async () => {
+    const first = await createChatOrg(sql, 'cal-subject-twin-1');
+    const second = await createChatOrg(sql, 'cal-subject-twin-2');
+    const inFirst = String((await connect(first, 'google', 'twin@subject.example')).body.connection_id);
+    stub.renameAccount('google', 'twin@subject.example', 'twin.renamed@subject.example');
+    const inSecond = String((await connect(second, 'google', 'twin.renamed@subject.example')).body.connection_id);
+    expect(await connectionRow(inFirst)).toMatchObject({ account_email: 'twin@subject.example' });
+    expect(await connectionRow(inSecond)).toMatchObject({ account_email: 'twin.renamed@subject.example' });
+    expect(await subjectOf(inSecond)).toBe(await subjectOf(inFirst));
+    const revokesBefore = revokes().length;
+
+    const kept = await call(`/connections/${inFirst}/disconnect`, { method: 'POST', token: first.tokens.admin });
+    expect(kept.status).toBe(200);
+    expect(kept.body).toEqual({ connection_id: inFirst, revoked_at_provider: false });
+    expect(revokes()).toHaveLength(revokesBefore);
+    expect(await connectionRow(inFirst)).toBeUndefined();
+    // The second org's grant still works, through a refresh.
+    stub.expireAccessTokens();
+    const free = await freeMorning(second);
+    expect(free.status).toBe(200);
+    expect(free.body.missing_calendars).toEqual([]);
+    expect(await connectionRow(inSecond)).toMatchObject({ status: 'connected' });
+
+    const { refreshToken } = await storedTokens(inSecond);
+    const last = await call(`/connections/${inSecond}/disconnect`, { method: 'POST', token: second.tokens.admin });
+    expect(last.body).toEqual({ connection_id: inSecond, revoked_at_provider: true });
+    expect(revokes()).toHaveLength(revokesBefore + 1);
+    expect(revokes().at(-1)).toMatchObject({ status: 200, body: { token: refreshToken } });
+  });
+
+  it('an address that passed to another account is another connection, revoked on its own', async () => {
+    const org = await createChatOrg(sql, 'cal-subject-reassigned');
+    const earlier = String((await connect(org, 'google', 'desk@subject.example')).body.connection_id);
+    // The first account moves to a new address; someone else's account gets the old one.
+    stub.renameAccount('google', 'desk@subject.example', 'desk.former@subject.example');
+    const later = await connect(org, 'google', 'desk@subject.example');
+    expect(later.status).toBe(200);
+    const successor = String(later.body.connection_id);
+    expect(successor).not.toBe(earlier);
+    expect((await counts(org.id)).connections).toBe(2);
+    expect(await subjectOf(successor)).not.toBe(await subjectOf(earlier));
+    const { refreshToken: earlierRefresh } = await storedTokens(earlier);
+
+    // Disconnecting the newcomer revokes its grant: the other row shares an e-mail, not an account.
+    const revokesBefore = revokes().length;
+    const gone = await call(`/connections/${successor}/disconnect`, { method: 'POST', token: org.tokens.admin });
+    expect(gone.body).toEqual({ connection_id: successor, revoked_at_provider: true });
+    expect(revokes()).toHaveLength(revokesBefore + 1);
+    expect(revokes().at(-1)?.body).not.toMatchObject({ token: earlierRefresh });
+    stub.expireAccessTokens();
+    const free = await freeMorning(org);
+    expect(free.body.missing_calendars).toEqual([]);
+    expect(await connectionRow(earlier)).toMatchObject({ status: 'connected', account_email: 'desk@subject.example' });
+  });
+
+  it('answers 502 account_unknown when the provider names no account id, saving nothing', async () => {
+    const org = await createChatOrg(sql, 'cal-subject-unknown');
+    const before = await counts(org.id);
+
+    // Google: an ID token without `sub`, and one whose `sub` is longer than OpenID Connect allows (255).
+    for (const sub of [undefined, '1'.repeat(256)]) {
+      const google = await start(org, 'google');
+      const consent = await stub.authorize(google.url, { email: 'nosub@subject.example' });
+      const now = Math.floor(Date.now() / 1000);
+      const claims = { iss: 'https://accounts.google.com', aud: stub.google.clientId, sub, email: 'nosub@subject.example', iat: now, exp: now + 3600 };
+      const idToken = [{ alg: 'RS256', typ: 'JWT' }, claims].map((part) => Buffer.from(JSON.stringify(part)).toString('base64url')).join('.');
+      stub.failNext(200, {}, {
+        match: 'oauth2.googleapis.com/token',
+        body: {
+          access_token: 'ya29.no-subject',
+          expires_in: 3599,
+          refresh_token: '1//0g-no-subject',
+          scope: 'https://www.googleapis.com/auth/calendar.freebusy https://www.googleapis.com/auth/calendar.events openid email',
+          token_type: 'Bearer',
+          id_token: `${idToken}.c2lnbmF0dXJl`,
+        },
+      });
+      const refused = await callback(consent.location);
+      expect(refused.status).toBe(502);
+      expect(refused.body).toMatchObject({ error: { code: 'account_unknown' } });
+    }
+
+    // Microsoft: Graph's /me without an id.
+    const microsoft = await start(org, 'microsoft');
+    const msConsent = await stub.authorize(microsoft.url, { email: 'noid@contoso-subject.example' });
+    stub.failNext(200, {}, {
+      match: /graph\.microsoft\.com\/v1\.0\/me$/u,
+      body: { '@odata.context': 'https://graph.microsoft.com/v1.0/$metadata#users/$entity', mail: 'noid@contoso-subject.example' },
+    });
+    const msRefused = await callback(msConsent.location);
+    expect(msRefused.status).toBe(502);
+    expect(msRefused.body).toMatchObject({ error: { code: 'account_unknown' } });
+
+    const after = await counts(org.id);
+    expect(after.connections).toBe(before.connections);
+    expect(after.connections).toBe(0);
   });
 });
 

@@ -28,7 +28,9 @@
  * (Google removes the app's access for the user). Busy times are seeded per
  * account; events created through the API are busy too. Graph pages
  * calendarView by `$skip` in an absolute @odata.nextLink, at most `pageSize`
- * per page. Failures can be queued (failNext), every request is recorded.
+ * per page. Each account has a stable id (Google's ID-token `sub`, Graph's
+ * /me `id`) that stays when its address changes (renameAccount). Failures can
+ * be queued (failNext), every request is recorded.
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -127,6 +129,13 @@ export interface CalendarStub {
   failNext(status: number, headers?: Record<string, string>, options?: Omit<StubFailure, 'status' | 'headers'>): void;
   /** Revokes a refresh token (and its grant's access tokens) as the user or an admin would. Microsoft answers with this AADSTS code (default 70008). */
   revokeRefreshToken(refreshToken: string, options?: { aadsts?: number }): void;
+  /**
+   * The account's address changes (the user picked a new primary address):
+   * the same account (same `sub` / Graph `id`, same calendars and grants)
+   * answers to `newEmail` from now on, and `email` is free for another
+   * account (a new one, with a new id, when someone signs in with it).
+   */
+  renameAccount(provider: StubProvider, email: string, newEmail: string): void;
   /** Makes every access token issued so far expired (API calls answer 401). */
   expireAccessTokens(): void;
   /** Graph's largest page (default 10, Graph's own default); $top smaller wins. */
@@ -240,7 +249,7 @@ export async function startCalendarStub(
       found = {
         provider,
         email,
-        id: provider === 'google' ? String(100_000_000_000_000_000_000n + BigInt(accounts.size)) : randomUUID(),
+        id: provider === 'google' ? googleSubject() : randomUUID(),
         calendars: new Map([[provider === 'google' ? email : 'default', []]]),
         consented: new Set(),
         grantedScopes: new Set(),
@@ -1108,6 +1117,21 @@ export async function startCalendarStub(
       if (revokeOptions.aadsts !== undefined) grant.aadsts = revokeOptions.aadsts;
     },
 
+    renameAccount(provider, email, newEmail) {
+      const acc = accounts.get(`${provider}:${email.toLowerCase()}`);
+      if (!acc) throw new Error(`No ${provider} account ${email}.`);
+      if (accounts.has(`${provider}:${newEmail.toLowerCase()}`)) throw new Error(`${newEmail} is taken.`);
+      accounts.delete(`${provider}:${email.toLowerCase()}`);
+      accounts.set(`${provider}:${newEmail.toLowerCase()}`, acc);
+      if (provider === 'google') {
+        // Google's primary calendar id is the account's address, and follows it.
+        const primary = acc.calendars.get(acc.email);
+        acc.calendars.delete(acc.email);
+        if (primary) acc.calendars.set(newEmail, primary);
+      }
+      acc.email = newEmail;
+    },
+
     expireAccessTokens() {
       for (const token of accessTokens.values()) token.expiresAt = 0;
     },
@@ -1161,6 +1185,11 @@ function defaultFailureBody(host: StubHost | 'unknown', status: number): unknown
 function json(res: ServerResponse, status: number, payload: unknown, headers: Record<string, string> = {}): void {
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', ...headers });
   res.end(JSON.stringify(payload));
+}
+
+/** A Google account id as ID tokens carry it in `sub`: 21 digits, unique across stubs (tests share one database). */
+function googleSubject(): string {
+  return `1${(BigInt(`0x${randomBytes(12).toString('hex')}`) % 10n ** 20n).toString().padStart(20, '0')}`;
 }
 
 function googleEtag(): string {

@@ -150,8 +150,9 @@ function apiFailure(answer: HttpAnswer, what: string): Error {
 function accountFromIdToken(idToken: string | undefined): CalendarAccount | undefined {
   if (!idToken) return undefined;
   try {
-    // Not verified: it came straight from Google's token endpoint over TLS
-    // (OpenID Connect Core §3.1.3.7 allows that), and it is only used for display.
+    // Not verified: it came straight from Google's token endpoint over TLS in
+    // answer to our own code exchange (OpenID Connect Core §3.1.3.7 allows
+    // that), and it names the account only; it grants nothing.
     const claims = decodeJwt(idToken);
     if (typeof claims.sub !== 'string') return undefined;
     return { id: claims.sub, ...(typeof claims.email === 'string' ? { email: claims.email } : {}) };

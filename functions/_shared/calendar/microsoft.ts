@@ -208,7 +208,7 @@ export function createMicrosoftCalendar(options: MicrosoftCalendarOptions): Micr
     });
   }
 
-  /** Who connected (User.Read); best effort, for display only. */
+  /** Who connected (User.Read): the id keys the connection, the e-mail is shown; undefined when Graph did not say. */
   async function account(accessToken: string): Promise<CalendarAccount | undefined> {
     try {
       const answer = await callGraph('Graph /me', accessToken, 'GET', `${graph}/v1.0/me?$select=id,mail,userPrincipalName`);

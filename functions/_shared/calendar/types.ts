@@ -30,14 +30,16 @@ export interface TokenSet {
   tokenType: string;
   /**
    * Who connected, when the provider said so: from Google's ID token (we ask
-   * for `openid email`), from Graph's /me for Microsoft. For display ("Connected
-   * as ...") and to notice the same account connected twice; never for authorization.
+   * for `openid email`), from Graph's /me for Microsoft. The id is what a
+   * connection is keyed by (a reconnect of the account finds it whatever its
+   * e-mail is now); the e-mail is for display ("Connected as ..."). Never for
+   * authorization.
    */
   account?: CalendarAccount;
 }
 
 export interface CalendarAccount {
-  /** The provider's stable id of the user (Google `sub`, Graph user id). */
+  /** The provider's stable id of the user (Google `sub`, Graph user id); never reassigned, unlike an e-mail. */
   id: string;
   email?: string;
 }
