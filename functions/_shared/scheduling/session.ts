@@ -13,6 +13,8 @@
  * - a refused grant (invalid_grant, a missing scope) only the user can fix:
  *   private.mark_calendar_needs_reauth, which tells the org once
  *   (calendar.connection_broken).
+ * Both name the stored set the request read, and act only while it is still
+ * the stored one: a reconnect in the meantime keeps its tokens and its status.
  */
 import { asServiceRole, type Sql } from '../db.ts';
 import {
@@ -178,17 +180,24 @@ export class CalendarSession {
     // The account is known from the connect; a refresh does not repeat it.
     const kept: TokenSet = tokens.account && !refreshed.account ? { ...refreshed, account: tokens.account } : refreshed;
     const ciphertext = await sealTokenSet(kept, await this.#deps.keyring(), tokenContext(stored));
+    let saved: boolean;
     try {
-      await asServiceRole(this.#deps.sql(), (tx) =>
-        tx`select private.update_calendar_tokens(${stored.connectionId}::uuid, ${ciphertext}, ${kept.expiresAt.toISOString()}::timestamptz)`);
+      // Stored only over the set this refresh started from: a reconnect meanwhile keeps its newer tokens.
+      const [row] = await asServiceRole(this.#deps.sql(), (tx) =>
+        tx<{ saved: boolean }[]>`
+          select private.update_calendar_tokens(${stored.connectionId}::uuid, ${ciphertext},
+            ${kept.expiresAt.toISOString()}::timestamptz, ${stored.ciphertext}) as saved`);
+      saved = row.saved;
     } catch (error) {
       if (isPostgresError(error) && error.code === 'P0002') {
         throw new CalendarUnavailable('disconnected', 'The calendar was disconnected.', { cause: error });
       }
       throw error;
     }
-    stored.ciphertext = ciphertext;
-    stored.status = 'connected';
+    if (saved) {
+      stored.ciphertext = ciphertext;
+      stored.status = 'connected';
+    }
     return kept;
   }
 
@@ -200,7 +209,7 @@ export class CalendarSession {
       stored.status = 'needs_reauth';
       try {
         await asServiceRole(this.#deps.sql(), (tx) =>
-          tx`select private.mark_calendar_needs_reauth(${stored.connectionId}::uuid, ${reason.slice(0, 500)})`);
+          tx`select private.mark_calendar_needs_reauth(${stored.connectionId}::uuid, ${reason.slice(0, 500)}, ${stored.ciphertext})`);
       } catch (markError) {
         this.#deps.log(`marking the ${calendar} needs_reauth failed`, markError);
       }
