@@ -37,6 +37,21 @@ export function sendsApiKey(req: Request): boolean {
 }
 
 /**
+ * For APIs that serve API keys only: a bearer token that is not an API key is
+ * a user's (or a project key), refused with 401 `api_key_required` naming the
+ * API and what signed-in users use instead.
+ */
+export function refuseUserTokens(req: Request, api: string, usersUse: string): void {
+  if (sendsApiKey(req) || !req.headers.has('authorization')) return;
+  throw new HttpError(
+    401,
+    'api_key_required',
+    `${api} takes an API key ("Authorization: Bearer ak_..." or "x-api-key"), not a user token; signed-in users ${usersUse}.`,
+    { 'www-authenticate': 'Bearer' },
+  );
+}
+
+/**
  * Verifies a key with private.verify_api_key (a definer function only the
  * service role may run): a revoked, expired or unknown key is a 401.
  */

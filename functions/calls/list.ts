@@ -8,15 +8,13 @@
  */
 import { z } from 'zod';
 import type { ApiKeyPrincipal } from '../_shared/api-keys.ts';
+import { createdWindow, createdWindowInOrder, decodeCursor, DEFAULT_LIMIT, listPage, pageLimit } from '../_shared/cursor.ts';
 import type { Sql } from '../_shared/db.ts';
 import { json } from '../_shared/http.ts';
 import { asKey } from './caller.ts';
-import { decodeCursor, DEFAULT_LIMIT, encodeCursor, pageLimit } from './cursor.ts';
 import { callColumns, type CallRow, toApiCall } from './representation.ts';
 
 export const CALL_STATUSES = ['queued', 'ringing', 'in_progress', 'ended', 'failed', 'canceled', 'no_answer', 'busy'] as const;
-
-const timestamp = z.iso.datetime({ offset: true });
 
 export const listQuery = z
   .strictObject({
@@ -27,16 +25,12 @@ export const listQuery = z
     direction: z.enum(['inbound', 'outbound', 'web']),
     bot_id: z.guid(),
     campaign_id: z.guid(),
-    created_after: timestamp,
-    created_before: timestamp,
+    ...createdWindow,
     limit: pageLimit,
     cursor: z.string(),
   })
   .partial()
-  .refine(
-    (query) => !query.created_after || !query.created_before || Date.parse(query.created_after) < Date.parse(query.created_before),
-    { message: 'created_after must be before created_before' },
-  );
+  .refine(...createdWindowInOrder);
 
 export type ListQuery = z.infer<typeof listQuery>;
 
@@ -58,11 +52,5 @@ export async function listCalls(sql: Sql, key: ApiKeyPrincipal, query: ListQuery
         ${after ? tx`and (c.created_at, c.id) < (${after.createdAt}::text::timestamptz, ${after.id}::uuid)` : tx``}
       order by c.created_at desc, c.id desc
       limit ${limit + 1}`);
-  const page = rows.slice(0, limit);
-  const last = page.at(-1);
-  return json({
-    object: 'list',
-    data: page.map(toApiCall),
-    next_cursor: rows.length > limit && last ? encodeCursor({ createdAt: last.created_at_exact, id: last.id }) : null,
-  });
+  return json(listPage(rows, limit, toApiCall));
 }

@@ -2,12 +2,15 @@
  * Who calls a knowledge route that serves both bots and dashboards: an API
  * key with the route's scope (its own org; the work runs as the service role
  * with the key as actor), or a signed-in user (run as the user under RLS;
- * `org_id` names the org and the user needs the permission there).
+ * `org_id` names the org and the user needs the permission there). The
+ * documents API (list, read, retry) serves API keys only: users read
+ * public.documents through PostgREST and call retry_document themselves.
  */
 import {
   apiKeyActorClaims,
   apiKeyFromRequest,
   type ApiKeyPrincipal,
+  refuseUserTokens,
   requireScope,
   sendsApiKey,
   verifyApiKey,
@@ -21,6 +24,7 @@ import { type RateLimitBucket, takeRateLimit } from '../_shared/rate-limit.ts';
 export type Caller =
   | { kind: 'key'; key: ApiKeyPrincipal }
   | { kind: 'user'; claims: UserClaims };
+export type KeyCaller = Extract<Caller, { kind: 'key' }>;
 
 /** The key scope, equally the user permission, a route needs. */
 export type KnowledgePermission = 'knowledge.read' | 'knowledge.write' | 'catalog.read';
@@ -38,6 +42,20 @@ export async function authenticateCaller(
   const key = await verifyApiKey(sql, apiKeyFromRequest(req));
   requireScope(key, permission);
   return { kind: 'key', key };
+}
+
+/**
+ * For the routes that serve API keys only: the verified key holding
+ * `permission` (a user token is a 401 `api_key_required`), after taking one
+ * request from its bucket (429 when spent).
+ */
+export async function authenticateKeyCaller(sql: Sql, req: Request, permission: KnowledgePermission): Promise<KeyCaller> {
+  refuseUserTokens(req, 'The documents API', 'read public.documents and call retry_document directly');
+  const key = await verifyApiKey(sql, apiKeyFromRequest(req));
+  requireScope(key, permission);
+  const caller: KeyCaller = { kind: 'key', key };
+  await takeCallerRateLimit(sql, caller, 'knowledge_documents');
+  return caller;
 }
 
 /** The claims a caller's work runs under: the user's, or the service role acting for the key (the key's id as a claim). */

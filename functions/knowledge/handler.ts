@@ -1,17 +1,27 @@
 /**
- * The knowledge base operations that need more than SQL. Uploads go from the
- * frontend straight to Storage (the upload queues ingestion) and listings go
+ * The knowledge base operations that need more than SQL, and the documents
+ * API for servers holding an API key. People upload from the frontend
+ * straight to Storage (the upload queues ingestion) and read documents
  * through PostgREST under RLS; deleting a document also removes its file,
  * which only the Storage API can do, and a search needs the query embedded.
  *
- *   POST   /functions/v1/knowledge/documents      202 the document, queued; an API key with knowledge.write
- *                                                  sends a file's bytes (upload.ts)
- *   DELETE /functions/v1/knowledge/documents/:id   204; a user: 403 below admin, 404 when not visible;
- *                                                  an API key with knowledge.write: its org's documents
- *   POST   /functions/v1/knowledge/search          200 ranked chunks; an API key with knowledge.read,
- *                                                  or a user with knowledge.read in org_id (search.ts)
- *   POST   /functions/v1/knowledge/products/search 200 catalog products; an API key with catalog.read,
- *                                                  or a user with catalog.read in org_id (products.ts)
+ *   GET    /functions/v1/knowledge/documents           200 the key's org's documents, newest first, filtered,
+ *                                                       cursor-paged; an API key with knowledge.read (list.ts)
+ *   GET    /functions/v1/knowledge/documents/:id       200 one document of the key's org; knowledge.read (retrieve.ts)
+ *   POST   /functions/v1/knowledge/documents           202 the document, queued; an API key with knowledge.write
+ *                                                       sends a file's bytes (upload.ts)
+ *   POST   /functions/v1/knowledge/documents/:id/retry 202 a failed document of the key's org, queued again;
+ *                                                       knowledge.write; 409 not_retryable unless failed (retry.ts)
+ *   DELETE /functions/v1/knowledge/documents/:id       204; a user: 403 below admin, 404 when not visible;
+ *                                                       an API key with knowledge.write: its org's documents
+ *   POST   /functions/v1/knowledge/search              200 ranked chunks; an API key with knowledge.read,
+ *                                                       or a user with knowledge.read in org_id (search.ts)
+ *   POST   /functions/v1/knowledge/products/search     200 catalog products; an API key with catalog.read,
+ *                                                       or a user with catalog.read in org_id (products.ts)
+ *
+ * List, read and retry take API keys only (a user token is a 401
+ * api_key_required); every key request takes from the key's one rate-limit
+ * bucket. Documents show as representation.ts has them.
  *
  * The gateway does not check tokens here (verify_jwt = false): API keys are
  * not JWTs. Every route verifies its caller itself.
@@ -24,7 +34,10 @@ import { lazyServiceClient } from '../_shared/service-storage.ts';
 import { type EmbeddingProvider, providerFromEnv } from '../_shared/embeddings/index.ts';
 import { authenticateCaller, takeCallerRateLimit } from './caller.ts';
 import { deleteDocument, type KnowledgeStore } from './documents.ts';
+import { listDocuments } from './list.ts';
 import { searchProducts } from './products.ts';
+import { retrieveDocument } from './retrieve.ts';
+import { retryDocument } from './retry.ts';
 import { matchRoute } from './router.ts';
 import { searchKnowledge } from './search.ts';
 import { uploadDocument } from './upload.ts';
@@ -42,6 +55,12 @@ export function createKnowledgeHandler(deps: KnowledgeDeps): (req: Request) => P
   return createHandler(async (req) => {
     const route = matchRoute(req.method, new URL(req.url).pathname);
     switch (route.name) {
+      case 'listDocuments':
+        return await listDocuments(deps.sql(), req);
+      case 'retrieveDocument':
+        return await retrieveDocument(deps.sql(), req, route.id);
+      case 'retryDocument':
+        return await retryDocument(deps.sql(), req, route.id);
       case 'uploadDocument':
         return await uploadDocument(deps.sql(), req, store, { env });
       case 'deleteDocument': {

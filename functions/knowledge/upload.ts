@@ -9,7 +9,8 @@
  * acting for the key (its org; the audit log names the key), with the SHA-256
  * of the bytes received, so ingestion's first step checks Storage returned
  * them; then it is uploaded to its storage_path, whose insert queues the
- * ingestion as a frontend's upload does. 202 with the document (`queued`);
+ * ingestion as a frontend's upload does. 202 with the document (`queued`,
+ * as representation.ts shows it, plus its storage_path);
  * progress as for any upload (documents row, the org's `uploads` channel,
  * document.ready / document.failed webhooks). An upload Storage refuses
  * takes the registration back (503, nothing left behind). With an
@@ -28,6 +29,7 @@ import { sha256Hex } from '../_shared/sha256.ts';
 import { MAX_FILE_BYTES, SUPPORTED_MIME_TYPES } from '../_shared/text/extract.ts';
 import { asCaller, authenticateCaller, callerOrg, takeCallerRateLimit } from './caller.ts';
 import type { KnowledgeStore } from './documents.ts';
+import { documentColumns, type DocumentRow, toApiDocument } from './representation.ts';
 
 export const uploadQuery = z.strictObject({
   name: z.string().min(1, 'must not be empty').max(255, 'has at most 255 characters'),
@@ -62,23 +64,6 @@ async function readFileBody(req: Request): Promise<Uint8Array> {
   const bytes = await readBodyBytes(req, MAX_FILE_BYTES, tooLarge);
   if (bytes.byteLength === 0) throw new HttpError(422, 'invalid_request', 'The file is empty: send its bytes as the request body.');
   return bytes;
-}
-
-/** What the 202 shows of the registered document. */
-interface StoredDocument {
-  id: string;
-  org_id: string;
-  batch_id: string;
-  project_id: string | null;
-  collection_id: string | null;
-  name: string;
-  mime_type: string;
-  size_bytes: string;
-  checksum_sha256: string;
-  status: string;
-  progress: number;
-  storage_path: string;
-  created_at: Date;
 }
 
 /**
@@ -150,11 +135,9 @@ export async function uploadDocument(sql: Sql, req: Request, store: KnowledgeSto
   }
 
   const answer = await asServiceRole(sql, async (tx) => {
-    const [stored] = await tx<StoredDocument[]>`
-      select id, org_id, batch_id, project_id, collection_id, name, mime_type, size_bytes, checksum_sha256, status,
-             progress, storage_path, created_at
-      from public.documents where id = ${document.id}::uuid`;
-    const answer = { status: 202, body: { ...stored, size_bytes: Number(stored.size_bytes) } };
+    const [stored] = await tx<DocumentRow[]>`select ${documentColumns(tx)} from public.documents d where d.id = ${document.id}::uuid`;
+    // storage_path stays in the upload's answer, which showed it before the representation was shared.
+    const answer = { status: 202, body: { ...toApiDocument(stored), storage_path: document.storage_path } };
     if (idempotencyKey) await recordAnswer(tx, caller.key.apiKeyId, idempotencyKey, answer);
     return answer;
   });

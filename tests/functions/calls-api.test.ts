@@ -12,6 +12,7 @@ import { freePort } from '../../scripts/local/free-port.ts';
 import { type Stack, startStack } from '../../scripts/local/stack.ts';
 import { type CallsApiKeys, callsApiKeys, middayZone, outboundSetup } from '../support/call-fixtures.ts';
 import { type ChatOrg, createApiKey, createBot, createChatOrg } from '../support/chat-fixtures.ts';
+import { allPages as allPagesOf, keyApi } from '../support/key-api.ts';
 
 let stack: Stack;
 let sql: Sql;
@@ -43,34 +44,13 @@ interface ApiList {
   next_cursor: string | null;
 }
 
-const api = (path: string, init: RequestInit & { key?: string } = {}) => {
-  const { key, headers, ...rest } = init;
-  return fetch(`${stack.apiUrl}/functions/v1/calls${path}`, {
-    ...rest,
-    headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), ...(headers as Record<string, string> | undefined) },
-  });
-};
+const api = keyApi(() => `${stack.apiUrl}/functions/v1/calls`);
 
 const post = (path: string, key: string, body: unknown) =>
   api(path, { method: 'POST', key, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 
 /** Every page of a listing, following next_cursor. */
-async function allPages(query: string, key = keys.lister): Promise<{ ids: string[]; pages: number }> {
-  const ids: string[] = [];
-  let cursor: string | null = null;
-  let pages = 0;
-  do {
-    const separator = query ? '&' : '';
-    const response = await api(`?${query}${cursor ? `${separator}cursor=${encodeURIComponent(cursor)}` : ''}`, { key });
-    expect(response.status).toBe(200);
-    const body = (await response.json()) as ApiList;
-    expect(body.object).toBe('list');
-    ids.push(...body.data.map((call) => call.id));
-    cursor = body.next_cursor;
-    pages++;
-  } while (cursor && pages < 20);
-  return { ids, pages };
-}
+const allPages = (query: string, key = keys.lister) => allPagesOf(api, query, key);
 
 const callCount = async (orgId: string) =>
   (await sql<{ n: number }[]>`select count(*)::int as n from public.calls where org_id = ${orgId}`)[0].n;

@@ -13,6 +13,7 @@ import { freePort } from '../../scripts/local/free-port.ts';
 import { type Stack, startStack } from '../../scripts/local/stack.ts';
 import { type CallsApiKeys, callsApiKeys, middayZone, outboundSetup } from '../support/call-fixtures.ts';
 import { type ChatOrg, createApiKey, createBot, createChatOrg } from '../support/chat-fixtures.ts';
+import { allPages as allPagesOf, keyApi } from '../support/key-api.ts';
 
 let stack: Stack;
 let sql: Sql;
@@ -34,13 +35,7 @@ interface ApiList {
   next_cursor: string | null;
 }
 
-const api = (path: string, init: RequestInit & { key?: string } = {}) => {
-  const { key, headers, ...rest } = init;
-  return fetch(`${stack.apiUrl}/functions/v1/calls/campaigns${path}`, {
-    ...rest,
-    headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), ...(headers as Record<string, string> | undefined) },
-  });
-};
+const api = keyApi(() => `${stack.apiUrl}/functions/v1/calls/campaigns`);
 
 const post = (path: string, key: string, body: unknown, headers: Record<string, string> = {}) =>
   api(path, { method: 'POST', key, headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
@@ -62,21 +57,7 @@ const counts = async (orgId: string) => {
 };
 
 /** Every page of the campaign list, following next_cursor. */
-async function allPages(limit: number, key = keys.lister): Promise<{ ids: string[]; pages: number }> {
-  const ids: string[] = [];
-  let cursor: string | null = null;
-  let pages = 0;
-  do {
-    const response = await api(`?limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, { key });
-    expect(response.status).toBe(200);
-    const body = (await response.json()) as ApiList;
-    expect(body.object).toBe('list');
-    ids.push(...body.data.map((campaign) => campaign.id));
-    cursor = body.next_cursor;
-    pages++;
-  } while (cursor && pages < 20);
-  return { ids, pages };
-}
+const allPages = (limit: number, key = keys.lister) => allPagesOf(api, `limit=${limit}`, key);
 
 beforeAll(async () => {
   stack = await startStack({ dbPort: 0, apiPort: await freePort(), scheduler: false });

@@ -31,3 +31,31 @@ export async function registerFile(
   );
   return document;
 }
+
+/** What the ingest function answered last: `status` is `ready` or `failed` once the run is done. */
+export interface IngestAnswer {
+  status: string;
+  reason?: string;
+}
+
+/**
+ * Calls the ingest function for the document until its run is done (202 is
+ * a step with more to come; the scheduler is off in the function tests), at
+ * most ten steps; returns the last answer.
+ */
+export async function ingestUntilDone(
+  stack: { apiUrl: string; serviceRoleKey: string },
+  id: string,
+): Promise<IngestAnswer> {
+  let body: IngestAnswer = { status: 'processing' };
+  for (let step = 0; step < 10; step++) {
+    const response = await fetch(`${stack.apiUrl}/functions/v1/ingest`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${stack.serviceRoleKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ document_id: id }),
+    });
+    body = (await response.json()) as IngestAnswer;
+    if (response.status !== 202) return body;
+  }
+  return body;
+}

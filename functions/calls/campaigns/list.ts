@@ -5,10 +5,10 @@
  */
 import { z } from 'zod';
 import type { ApiKeyPrincipal } from '../../_shared/api-keys.ts';
+import { decodeCursor, DEFAULT_LIMIT, listPage, pageLimit } from '../../_shared/cursor.ts';
 import type { Sql } from '../../_shared/db.ts';
 import { json } from '../../_shared/http.ts';
 import { asKey } from '../caller.ts';
-import { decodeCursor, DEFAULT_LIMIT, encodeCursor, pageLimit } from '../cursor.ts';
 import { campaignColumns, type CampaignRow, toApiCampaign } from './representation.ts';
 
 export const listCampaignsQuery = z.strictObject({ limit: pageLimit, cursor: z.string() }).partial();
@@ -27,11 +27,5 @@ export async function listCampaigns(sql: Sql, key: ApiKeyPrincipal, query: ListC
         ${after ? tx`and (k.created_at, k.id) < (${after.createdAt}::text::timestamptz, ${after.id}::uuid)` : tx``}
       order by k.created_at desc, k.id desc
       limit ${limit + 1}`);
-  const page = rows.slice(0, limit);
-  const last = page.at(-1);
-  return json({
-    object: 'list',
-    data: page.map(toApiCampaign),
-    next_cursor: rows.length > limit && last ? encodeCursor({ createdAt: last.created_at_exact, id: last.id }) : null,
-  });
+  return json(listPage(rows, limit, toApiCampaign));
 }

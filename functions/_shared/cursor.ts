@@ -1,11 +1,11 @@
 /**
- * Paging of the lists (calls, campaigns), newest first: the page size and the
- * keyset cursor, base64url of `<created_at to the microsecond>|<id>` of the
- * last row on a page. Opaque to clients; anything that does not decode to
- * exactly that shape is a 422, never a query.
+ * Paging of the API lists (calls, campaigns, documents), newest first: the
+ * page size and the keyset cursor, base64url of `<created_at to the
+ * microsecond>|<id>` of the last row on a page. Opaque to clients; anything
+ * that does not decode to exactly that shape is a 422, never a query.
  */
 import { z } from 'zod';
-import { HttpError } from '../_shared/errors.ts';
+import { HttpError } from './errors.ts';
 
 const MAX_LIMIT = 100;
 const limitMessage = `must be a whole number from 1 to ${MAX_LIMIT}`;
@@ -51,3 +51,35 @@ export function decodeCursor(cursor: string): CursorPosition {
   if (Number.isNaN(millis) || new Date(millis).toISOString().slice(0, 23) !== createdAt.slice(0, 23)) throw invalidCursor();
   return { createdAt, id };
 }
+
+/** A row of a list: its id and created_at to the microsecond (UTC), what the cursor holds. */
+export interface PagedRow {
+  id: string;
+  created_at_exact: string;
+}
+
+/**
+ * A list's answer from up to `limit + 1` rows, newest first: `limit` of them
+ * shown, and a cursor after the last when a further row exists.
+ */
+export function listPage<R extends PagedRow, T>(rows: R[], limit: number, show: (row: R) => T) {
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  return {
+    object: 'list' as const,
+    data: page.map(show),
+    next_cursor: rows.length > limit && last ? encodeCursor({ createdAt: last.created_at_exact, id: last.id }) : null,
+  };
+}
+
+const timestamp = z.iso.datetime({ offset: true });
+
+/** The creation window filters (ISO 8601 with an offset): created_after < created_at < created_before. */
+export const createdWindow = { created_after: timestamp, created_before: timestamp };
+
+/** For `.refine` on a list's query: the window is not empty. */
+export const createdWindowInOrder = [
+  (query: { created_after?: string; created_before?: string }) =>
+    !query.created_after || !query.created_before || Date.parse(query.created_after) < Date.parse(query.created_before),
+  { message: 'created_after must be before created_before' },
+] as const;
