@@ -27,10 +27,11 @@ export async function authenticateBot(
 ): Promise<BotCaller> {
   const key = await verifyApiKey(sql, apiKeyFromRequest(req));
   requireScope(key, scope);
+  // Before the bot is looked up, so a request for an unknown bot counts too.
+  await takeRateLimit(sql, { apiKeyId: key.apiKeyId });
   const [bot] = await asServiceRole(sql, (tx) =>
     tx<{ id: string }[]>`select b.id from public.bots b where b.id = ${botId}::uuid and b.org_id = ${key.orgId}::uuid`);
   if (!bot) throw new HttpError(404, 'not_found', 'The bot was not found.');
-  await takeRateLimit(sql, { apiKeyId: key.apiKeyId });
   return { apiKeyId: key.apiKeyId, orgId: key.orgId, botId };
 }
 

@@ -33,6 +33,7 @@ import { apiKeyFromRequest, requireScope, verifyApiKey } from '../_shared/api-ke
 import type { ChatMessage, ChatProviderError } from '../_shared/chat/index.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { json } from '../_shared/http.ts';
+import { takeRateLimit } from '../_shared/rate-limit.ts';
 import {
   type ChatCompletionRequest,
   chatCompletion,
@@ -63,6 +64,21 @@ async function keyPrincipal(deps: ChatDeps, req: Request) {
   const key = await verifyApiKey(deps.sql(), apiKeyFromRequest(req));
   requireScope(key, 'chat.write');
   return key;
+}
+
+/**
+ * A turn takes from the key's bucket in the statement that prepares it; a
+ * request refused before that (a bad body, an unknown model) still counts,
+ * so a key cannot be spent on refusals without limit. Past the limit the
+ * answer is the 429.
+ */
+async function countingRefusals<T>(deps: ChatDeps, apiKeyId: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    if (error instanceof HttpError) await takeRateLimit(deps.sql(), { apiKeyId });
+    throw error;
+  }
 }
 
 /** The question (the last message, the user's) and the history before it. */
@@ -108,17 +124,20 @@ function modelFailure(failure: ChatProviderError, headers: Record<string, string
 export async function completions(deps: ChatDeps, req: Request, requestId: string): Promise<Response> {
   const startedAt = performance.now();
   const key = await keyPrincipal(deps, req);
-  const request = await readChatBody(req, chatCompletionBody);
-  const { question, history } = splitMessages(request);
-  const conversationHeader = req.headers.get('x-conversation-id');
-  if (conversationHeader !== null && !uuid.safeParse(conversationHeader).success) {
-    throw new HttpError(400, 'invalid_request', 'x-conversation-id must be a uuid.');
-  }
   const principal = { kind: 'service', apiKeyId: key.apiKeyId } as const;
-  const botId = await asService(deps.sql(), principal, (tx) => botForApiKey(tx, request.model, key.orgId));
-  if (!botId) {
-    throw new HttpError(404, 'model_not_found', `The model "${request.model}" does not name a bot of this organization.`);
-  }
+  const { request, question, history, conversationHeader, botId } = await countingRefusals(deps, key.apiKeyId, async () => {
+    const request = await readChatBody(req, chatCompletionBody);
+    const { question, history } = splitMessages(request);
+    const conversationHeader = req.headers.get('x-conversation-id');
+    if (conversationHeader !== null && !uuid.safeParse(conversationHeader).success) {
+      throw new HttpError(400, 'invalid_request', 'x-conversation-id must be a uuid.');
+    }
+    const botId = await asService(deps.sql(), principal, (tx) => botForApiKey(tx, request.model, key.orgId));
+    if (!botId) {
+      throw new HttpError(404, 'model_not_found', `The model "${request.model}" does not name a bot of this organization.`);
+    }
+    return { request, question, history, conversationHeader, botId };
+  });
   // Trimmed by the schema. A given conversation id wins over the call's.
   const callId = request.call?.id ?? null;
   const byCall = callId !== null && conversationHeader === null;
@@ -227,6 +246,7 @@ export async function completions(deps: ChatDeps, req: Request, requestId: strin
 /** GET /chat/v1/models: the org's bots that answer over the API, as OpenAI model objects. */
 export async function models(deps: ChatDeps, req: Request): Promise<Response> {
   const key = await keyPrincipal(deps, req);
+  await takeRateLimit(deps.sql(), { apiKeyId: key.apiKeyId });
   const bots = await asService(deps.sql(), { kind: 'service', apiKeyId: key.apiKeyId }, (tx) => listApiBots(tx, key.orgId));
   return json({
     object: 'list',

@@ -787,6 +787,14 @@ describe('booking by bots', () => {
     const [{ after }] = await sql<{ after: number }[]>`select count(*)::int as after from public.appointments where org_id = ${orgA.id}`;
     expect(after).toBe(before);
   });
+
+  it('counts a request for an unknown bot against the key\'s limit', async () => {
+    const limited = await createApiKey(sql, orgA, ['calendar.read']);
+    await sql`update public.api_keys set rate_limit_per_minute = 1 where id = ${limited.id}`;
+    const query = new URLSearchParams({ from: berlin(wednesday(), '09:00'), to: berlin(wednesday(), '11:00'), duration_minutes: '30' });
+    expect((await call(`/bots/${randomUUID()}/availability?${query}`, { apiKey: limited.key })).status).toBe(404);
+    expect((await call(`/bots/${botA}/availability?${query}`, { apiKey: limited.key })).status).toBe(429);
+  });
 });
 
 describe('isolation and disconnecting', () => {

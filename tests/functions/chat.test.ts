@@ -304,6 +304,26 @@ describe('POST /chat/v1/chat/completions (bot API keys, through the openai SDK)'
     expect(await counts(orgA.id)).toEqual(before);
   });
 
+  it('counts refusals and model listings against the key\'s limit: an unknown model, a bad body, GET models', async () => {
+    const limited = await createApiKey(sql, orgA);
+    await sql`update public.api_keys set rate_limit_per_minute = 3 where id = ${limited.id}`;
+    const send = (body: unknown) =>
+      fetch(`${stack.functionsUrl}/chat/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${limited.key}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    expect((await send({ model: 'nobody', messages: [{ role: 'user', content: 'hi' }] })).status).toBe(404);
+    expect((await send({ model: 'support', messages: 'hi' })).status).toBe(400);
+    const listed = await fetch(`${stack.functionsUrl}/chat/v1/models`, { headers: { authorization: `Bearer ${limited.key}` } });
+    expect(listed.status).toBe(200);
+    const spent = await send({ model: 'nobody', messages: [{ role: 'user', content: 'hi' }] });
+    expect(spent.status).toBe(429);
+    expect(Number(spent.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    const models = await fetch(`${stack.functionsUrl}/chat/v1/models`, { headers: { authorization: `Bearer ${limited.key}` } });
+    expect(models.status).toBe(429);
+  });
+
   it('refuses an org over its chat quota with 402 before any model call, changing nothing', async () => {
     const org = await createChatOrg(sql, 'chat-quota');
     await createBot(sql, org.id, { slug: 'support' });
