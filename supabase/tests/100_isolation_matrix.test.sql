@@ -463,9 +463,9 @@ insert into matrix values
   ('public.invoice_lines', 'delete', $$delete from public.invoice_lines where invoice_id = '{invoice_a}'$$,
    'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
 
-  -- data_exports: owners and platform admins read (data.export); written by request_data_export and the export steps only.
+  -- data_exports: owners only read (data.export; not platform admins, 20261123006700); written by request_data_export and the export steps only.
   ('public.data_exports', 'select', $$select count(*) from public.data_exports where org_id = '{org_a}'$$,
-   'denied', 'all', 'all', 'none', 'none', 'none', 'none', 'all'),
+   'denied', 'all', 'all', 'none', 'none', 'none', 'none', 'none'),
   ('public.data_exports', 'insert', $$insert into public.data_exports (id, org_id, status, error, finished_at, tables, storage_prefix) values ('00000000-0000-4000-8000-00000000e001', '{org_a}', 'failed', 'probe', now(), '{}', '{org_a}/exports/00000000-0000-4000-8000-00000000e001/')$$,
    'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
   ('public.data_exports', 'update', $$update public.data_exports set progress_percent = 5 where id = '{export_a}'$$,

@@ -14,6 +14,7 @@ import { extractText } from 'unpdf';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { asServiceRole, createSql, type Sql, withUserScope } from '../../functions/_shared/db.ts';
 import { freePort } from '../../scripts/local/free-port.ts';
+import { signUserToken } from '../../scripts/local/keys.ts';
 import { type Stack, startStack } from '../../scripts/local/stack.ts';
 import { type ChatOrg, createBot, createChatOrg } from '../support/chat-fixtures.ts';
 import { supabaseClient } from '../support/supabase-client.ts';
@@ -181,8 +182,19 @@ describe('data export: resumable steps, one org\'s rows only, expiring links', (
   let exportId: string;
   let documentId: string;
   let knowledgePath: string;
+  // A platform admin (app_metadata.platform_admin) who is no member of the org: exports are owners' only.
+  const platformAdminId = randomUUID();
+  const platformAdminClaims = {
+    role: 'authenticated', aud: 'authenticated', sub: platformAdminId, exp: Math.floor(Date.now() / 1000) + 3600,
+    app_metadata: { platform_admin: true },
+  };
+  let platformAdminToken: string;
 
   beforeAll(async () => {
+    platformAdminToken = await signUserToken(
+      { id: platformAdminId, email: 'ops@export-e2e.test', appMetadata: { platform_admin: true } },
+      { expiresInSeconds: 3600 },
+    );
     org = await createChatOrg(sql, 'export-e2e');
     other = await createChatOrg(sql, 'export-e2e-other');
     bot = await createBot(sql, org.id, { slug: 'exported' });
@@ -271,10 +283,15 @@ describe('data export: resumable steps, one org\'s rows only, expiring links', (
       });
     expect(await visible(org.claims.owner)).toBe(1);
     expect(await visible(org.claims.admin)).toBe(0);
+    expect(await visible(platformAdminClaims)).toBe(0);
   });
 
   it('holds the org\'s rows and none of another org\'s, as JSON, CSV and a zip, behind expiring links', async () => {
     expect((await call('GET', `export/${exportId}`, org.tokens.admin)).status).toBe(404);
+    // No links signed for a platform admin either (RLS on data_exports, 20261123006700).
+    const byPlatformAdmin = await call('GET', `export/${exportId}`, platformAdminToken);
+    expect(byPlatformAdmin.status).toBe(404);
+    expect(byPlatformAdmin.body).not.toHaveProperty('files');
     expect((await call('GET', `export/${exportId}`, other.tokens.owner)).status).toBe(404);
     const view = await call('GET', `export/${exportId}`, org.tokens.owner);
     expect(view.status).toBe(200);
