@@ -73,13 +73,18 @@ async function claim(sql: Sql, size: number, lease: number, at: Date): Promise<C
       from private.claim_webhook_deliveries(${size}, make_interval(secs => ${lease}), ${at})`);
 }
 
+/**
+ * The URL the attempt went to is the claim's: the endpoint may have been repointed since, and an answer from the
+ * old URL then concerns only its delivery, not the endpoint (20261123006800).
+ */
 async function record(sql: Sql, delivery: ClaimedDelivery, attempt: AttemptResult, at: Date): Promise<RecordedStatus> {
   const [row] = await asServiceRole(sql, (tx) =>
     tx<{ status: RecordedStatus }[]>`
       select private.record_webhook_attempt(
         ${delivery.delivery_id}::uuid, ${delivery.attempt_number}::integer, ${attempt.startedAt}::timestamptz,
         ${attempt.durationMs}::integer, ${attempt.statusCode}::integer, ${attempt.error}::text,
-        ${attempt.responseBody}::text, ${attempt.retryAfterSeconds}::integer, ${at}::timestamptz
+        ${attempt.responseBody}::text, ${attempt.retryAfterSeconds}::integer, ${at}::timestamptz,
+        ${delivery.url}::text
       ) as status`);
   return row.status;
 }

@@ -109,8 +109,17 @@ export async function sendTestEvent(tx: TransactionSql, endpointId: string): Pro
 export const OWNER_ONLY_REPLAY_MESSAGE =
   'Only owners may replay this delivery: its event (an export) is readable only by owners.';
 
-/** The detail marking replay_webhook_delivery's refusal of an owner-only event (20261123005500). */
-const OWNER_ONLY_EVENT_DETAIL = 'owner_only_event';
+export const ADMIN_ONLY_REPLAY_MESSAGE =
+  'Only admins and owners may replay this delivery: its event (an invoice) is readable only with billing.read.';
+
+/**
+ * The details marking replay_webhook_delivery's refusal of an event the caller may not read: owner_only_event
+ * for export.* (20261123005500), admin_only_event for invoice.* (20261123006800).
+ */
+const RESTRICTED_EVENT_MESSAGES: ReadonlyMap<string, string> = new Map([
+  ['owner_only_event', OWNER_ONLY_REPLAY_MESSAGE],
+  ['admin_only_event', ADMIN_ONLY_REPLAY_MESSAGE],
+]);
 
 export async function replayDelivery(tx: TransactionSql, deliveryId: string): Promise<string> {
   try {
@@ -118,9 +127,10 @@ export async function replayDelivery(tx: TransactionSql, deliveryId: string): Pr
     return row.delivery_id;
   } catch (error) {
     // The same 42501 as a missing webhooks.manage, whose wording the handler replaces; say which rule it is.
-    if (isPostgresError(error) && error.code === '42501' && error.detail === OWNER_ONLY_EVENT_DETAIL) {
-      throw new HttpError(403, 'forbidden', OWNER_ONLY_REPLAY_MESSAGE);
-    }
+    const restricted = isPostgresError(error) && error.code === '42501' && error.detail
+      ? RESTRICTED_EVENT_MESSAGES.get(error.detail)
+      : undefined;
+    if (restricted) throw new HttpError(403, 'forbidden', restricted);
     throw error;
   }
 }

@@ -73,7 +73,7 @@ select cmp_ok(
   regexp_instr(p.prosrc, 'from public\.webhook_deliveries [^;]* for (no key )?update'),
   'record_webhook_attempt locks the endpoint before the delivery'
 )
-from pg_proc p where p.oid = 'private.record_webhook_attempt(uuid, integer, timestamptz, integer, integer, text, text, integer, timestamptz)'::regprocedure;
+from pg_proc p where p.oid = 'private.record_webhook_attempt(uuid, integer, timestamptz, integer, integer, text, text, integer, timestamptz, text)'::regprocedure;
 select ok(
   p.prosrc ~ 'from public\.webhook_endpoints [^;]* for no key update;.*from public\.webhook_deliveries [^;]* order by d\.id\s+for no key update;.*update public\.webhook_endpoints.*update public\.webhook_deliveries',
   'disable_webhook_endpoint locks the endpoint (even one already disabled), then its queued deliveries in id order, before changing either'

@@ -303,6 +303,40 @@ describe('webhook dispatch', () => {
     expect(await deliveriesOf(endpointId)).toHaveLength(2);
   });
 
+  it('a 410 from the URL an endpoint had before it was repointed fails nothing but that attempt: retried at the new URL', async () => {
+    await freshReceiver();
+    const moved = await new Receiver().start();
+    try {
+      moved.respond = (_req, res) => res.writeHead(200).end('ok');
+      const { orgId, endpointId } = await createEndpoint(`${receiver.url}/old`);
+      await emit(orgId, 'first.pdf');
+      // The admin repoints the endpoint (and an event is queued for the new URL) while the old URL is answering.
+      receiver.respond = (_req, res) => {
+        void (async () => {
+          await sql`update public.webhook_endpoints set url = ${`${moved.url}/new`} where id = ${endpointId}`;
+          await emit(orgId, 'second.pdf');
+          res.writeHead(410).end('gone');
+        })();
+      };
+
+      expect(await run({ batchSize: 1, maxDeliveries: 1 })).toMatchObject({ claimed: 1, retried: 1 });
+      const [endpoint] = await sql<{ enabled: boolean; url: string; failing_since: Date | null }[]>`
+        select enabled, url, failing_since from public.webhook_endpoints where id = ${endpointId}`;
+      expect(endpoint).toEqual({ enabled: true, url: `${moved.url}/new`, failing_since: null });
+      const [attempt] = await sql<{ url: string; status_code: number }[]>`
+        select url, status_code from public.webhook_attempts where endpoint_id = ${endpointId}`;
+      expect(attempt).toEqual({ url: `${receiver.url}/old`, status_code: 410 });
+      expect((await deliveriesOf(endpointId)).map((d) => d.status)).toEqual(['pending', 'pending']);
+
+      await driveUntilSettled(endpointId);
+      expect((await deliveriesOf(endpointId)).map((d) => d.status)).toEqual(['succeeded', 'succeeded']);
+      expect(receiver.requests).toHaveLength(1);
+      expect(moved.requests.map((r) => r.path)).toEqual(['/new', '/new']);
+    } finally {
+      await moved.stop();
+    }
+  });
+
   it('disables an endpoint that has failed continuously for 5 days', async () => {
     await freshReceiver();
     receiver.respond = (_req, res) => res.writeHead(500).end();
