@@ -45,9 +45,14 @@ export async function readOptionalJson<T>(req: Request, schema: ZodType<T>): Pro
 /**
  * The body's bytes, counted as they arrive: past `maxBytes` (declared in
  * Content-Length, or once read that far) `tooLarge()` is thrown without the
- * rest being read or the whole held.
+ * rest being read or the whole held. A request's body, or a fetched
+ * response's (canceling the read aborts the download).
  */
-export async function readBodyBytes(req: Request, maxBytes: number, tooLarge: () => HttpError): Promise<Uint8Array> {
+export async function readBodyBytes(
+  req: Pick<Request, 'headers' | 'body'>,
+  maxBytes: number,
+  tooLarge: () => Error,
+): Promise<Uint8Array> {
   if (Number(req.headers.get('content-length') ?? '0') > maxBytes) throw tooLarge();
   if (!req.body) return new Uint8Array(0);
   const parts: Uint8Array[] = [];

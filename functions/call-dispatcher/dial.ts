@@ -39,7 +39,9 @@ export interface DialPassOptions {
    * each attempt claimed for a lookup and each call claimed for dialling
    * takes one, even one that ends before a request is sent (an attempt
    * without its ids, a number that is not E.164). Lookups come first; dials
-   * get what they leave.
+   * get what they leave. A due call the claim keeps back takes none: one
+   * outside the callee's 08:00-21:00 or the business hours waits for its
+   * next slot, one that can no longer be dialled fails there.
    */
   maxCalls?: number;
   maxDurationMs?: number;

@@ -1,5 +1,6 @@
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import type { EnvReader } from '../_shared/env.ts';
+import { readBodyBytes } from '../_shared/http.ts';
 import { assertPublicDestination, type DestinationPolicy } from '../_shared/ssrf.ts';
 
 export const RECORDINGS_BUCKET = 'recordings';
@@ -41,7 +42,14 @@ export function recordingExtension(contentType: string | null, url: string): str
  */
 export function supabaseRecordingStore(
   env: EnvReader,
-  options: { policy: DestinationPolicy; fetch?: typeof fetch; client?: SupabaseClient; timeoutMs?: number },
+  options: {
+    policy: DestinationPolicy;
+    fetch?: typeof fetch;
+    client?: SupabaseClient;
+    timeoutMs?: number;
+    /** The largest recording copied; {@link MAX_RECORDING_BYTES} unless a test says less. */
+    maxBytes?: number;
+  },
 ): RecordingStore {
   let client: SupabaseClient | null = options.client ?? null;
   const bucket = () => {
@@ -54,16 +62,25 @@ export function supabaseRecordingStore(
     return client.storage.from(RECORDINGS_BUCKET);
   };
   const fetchImpl = options.fetch ?? fetch;
+  const maxBytes = options.maxBytes ?? MAX_RECORDING_BYTES;
   return {
     async copy(call) {
       const source = await assertPublicDestination(call.recording_url, options.policy);
-      const response = await fetchImpl(source, { redirect: 'error', signal: AbortSignal.timeout(options.timeoutMs ?? 60_000) });
-      if (!response.ok) throw new Error(`the recording answered ${response.status}`);
-      if (Number(response.headers.get('content-length') ?? '0') > MAX_RECORDING_BYTES) {
-        throw new Error(`the recording is larger than ${MAX_RECORDING_BYTES} bytes`);
+      const refused = new AbortController();
+      const response = await fetchImpl(source, {
+        redirect: 'error',
+        signal: AbortSignal.any([AbortSignal.timeout(options.timeoutMs ?? 60_000), refused.signal]),
+      });
+      let bytes: Uint8Array;
+      try {
+        if (!response.ok) throw new Error(`the recording answered ${response.status}`);
+        // Counted as it arrives (a chunked body states no length): past the cap the read is canceled, never held whole.
+        bytes = await readBodyBytes(response, maxBytes, () => new Error(`the recording is larger than ${maxBytes} bytes`));
+      } catch (error) {
+        // Nothing more is downloaded of a refused recording.
+        refused.abort();
+        throw error;
       }
-      const bytes = await response.arrayBuffer();
-      if (bytes.byteLength > MAX_RECORDING_BYTES) throw new Error(`the recording is larger than ${MAX_RECORDING_BYTES} bytes`);
       const contentType = response.headers.get('content-type');
       const path = `${call.org_id}/calls/${call.call_id}/recording.${recordingExtension(contentType, call.recording_url)}`;
       const { error } = await bucket().upload(path, bytes, {

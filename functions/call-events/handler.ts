@@ -19,6 +19,7 @@ import {
   WEBHOOK_ID_HEADER,
 } from '../_shared/voice/index.ts';
 import { toEventRow } from './event-row.ts';
+import { applyOneByOne } from './one-by-one.ts';
 
 /**
  * POST /call-events/:org_id/:provider — a voice provider's call events for
@@ -116,7 +117,12 @@ async function verify(route: Route, headers: Headers, body: string, secrets: str
 
 type Parsed = { event: CallEvent | null; payload: unknown } | { error: HttpError };
 
-/** Read before the signature is checked, so no database session waits on parsing; its refusal waits for the signature. */
+/**
+ * Read before the signature is checked, so no database session waits on
+ * parsing; its refusal waits for the signature. Whatever the body makes the
+ * parsers throw is the sender's input: a 400, never a 500, and an unsigned
+ * body still gets its 401 first.
+ */
 function parse(route: Route, req: Request, body: string, nowMs: number): Parsed {
   try {
     if (route.provider === 'vapi') {
@@ -126,7 +132,8 @@ function parse(route: Route, req: Request, body: string, nowMs: number): Parsed 
     return { event, payload: JSON.parse(body) as unknown };
   } catch (error) {
     if (error instanceof CallEventParseError) return { error: new HttpError(400, 'invalid_event', error.message) };
-    throw error;
+    const reason = error instanceof Error ? error.message : String(error);
+    return { error: new HttpError(400, 'invalid_event', `The event could not be read: ${reason}`) };
   }
 }
 
@@ -175,12 +182,18 @@ async function secretsFor(tx: TransactionSql, routes: Route[]): Promise<Map<stri
 const callKey = (received: Received, event: CallEvent): string =>
   `${received.route.orgId}:${event.metadata?.callId ?? `${event.provider}:${event.providerCallId ?? ''}`}`;
 
+/** The call a request's event belongs to, or null for a request refused before it names one. */
+const receivedCallKey = (received: Received): string | null =>
+  'error' in received.parsed || received.parsed.event === null ? null : callKey(received, received.parsed.event);
+
 /**
  * Verifies each request against its org's secrets and applies the verified
  * events, all in one transaction: a refusal is that request's own answer, and
  * the others go on. An event the database refuses aborts the transaction
  * (nothing of the batch stays), and then each request goes again alone, so
- * only its own answer carries the error.
+ * only its own answer carries the error: one call's events one after another
+ * in arrival order (two live transcript lines carry no sequence number, so
+ * the order they are stored in is their order), different calls at once.
  */
 async function applyBatch(sql: Sql, batch: Received[]): Promise<Settled<Outcome>[]> {
   try {
@@ -216,7 +229,7 @@ async function applyBatch(sql: Sql, batch: Received[]): Promise<Settled<Outcome>
     });
   } catch (error) {
     if (batch.length === 1) return [{ ok: false, error: httpErrorFromPostgres(error) }];
-    return (await Promise.all(batch.map((received) => applyBatch(sql, [received])))).flat();
+    return (await applyOneByOne(batch, receivedCallKey, (received) => applyBatch(sql, [received]))).flat();
   }
 }
 

@@ -299,6 +299,26 @@ describe('Vapi server messages', () => {
     expect((await fetch(eventsUrl(orgA.id, 'vapi'))).status).toBe(405);
   });
 
+  it('reads a timestamp beyond what a Date holds as absent: 401 unsigned, dated by arrival when signed, never a 500', async () => {
+    const vapiId = `far-${randomUUID()}`;
+    const message = vapiStatusUpdate('ringing', { call: vapiCall({ id: vapiId }), timestamp: 1e20 });
+    const before = await counts(orgA.id);
+    const unsigned = await fetch(eventsUrl(orgA.id, 'vapi'), { method: 'POST', body: JSON.stringify(message) });
+    expect(unsigned.status).toBe(401);
+    expect(await unsigned.json()).toMatchObject({ error: { code: 'missing_signature' } });
+    expect(await counts(orgA.id)).toEqual(before);
+
+    const sentAt = Date.now();
+    const signed = await postVapi(orgA.id, message, vapiSecretA);
+    expect(signed.status).toBe(200);
+    expect(signed.body).toMatchObject({ duplicate: false, status: 'ringing' });
+    const [row] = await sql<{ status: string; occurred_at: Date }[]>`
+      select c.status, e.occurred_at from public.calls c join public.call_events e on e.call_id = c.id
+      where c.org_id = ${orgA.id} and c.provider_call_id = ${vapiId}`;
+    expect(row.status).toBe('ringing');
+    expect(Math.abs(row.occurred_at.getTime() - sentAt)).toBeLessThan(60_000);
+  });
+
   it('accepts the previous secret during a rotation\'s overlap, and only the new one after an immediate rotation', async () => {
     const org = await createChatOrg(sql, 'calls-rotate');
     const first = await createSecret(org, 'vapi');

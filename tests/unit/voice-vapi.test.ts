@@ -3,6 +3,7 @@ import { CallEventParseError } from '../../functions/_shared/voice/types.ts';
 import {
   parseVapiEvent,
   redactVapiBody,
+  toIsoTime,
   vapiEventId,
   verifyVapiSignature,
 } from '../../functions/_shared/voice/vapi.ts';
@@ -117,6 +118,13 @@ describe('Vapi status-update', () => {
     const message = vapiStatusUpdate('ringing', { call: inbound });
     delete message.message.timestamp;
     expect(parse(message)?.occurredAt).toBe(received.toISOString());
+  });
+
+  it('reads a timestamp beyond what a Date holds as absent (dated by when received), never throwing', () => {
+    const far = parse(vapiStatusUpdate('ringing', { call: { ...vapiCall({ id: 'vapi-call-far' }), startedAt: 1e20 }, timestamp: 1e20 }));
+    expect(far).toMatchObject({ type: 'call.status', providerCallId: 'vapi-call-far', occurredAt: received.toISOString() });
+    expect(far?.startedAt).toBeUndefined();
+    expect(parse(vapiStatusUpdate('ringing', { call: inbound, timestamp: -1e20 }))?.occurredAt).toBe(received.toISOString());
   });
 });
 
@@ -425,5 +433,22 @@ describe('redactVapiBody', () => {
     expect(redacted.message.costBreakdown).toEqual({ llm: 0.01, llmPromptTokens: 812 });
     expect(JSON.stringify(redacted)).not.toContain('twilio-auth-token-secret');
     expect(() => redactVapiBody('not json')).toThrow(CallEventParseError);
+  });
+});
+
+describe('Vapi times', () => {
+  it('takes numbers over 10^12 as milliseconds, else seconds, and ISO strings', () => {
+    expect(toIsoTime(1_795_000_000_000)).toBe('2026-11-18T11:06:40.000Z');
+    expect(toIsoTime(1_795_000_000)).toBe('2026-11-18T11:06:40.000Z');
+    expect(toIsoTime('2026-11-23T10:00:00+01:00')).toBe('2026-11-23T09:00:00.000Z');
+  });
+
+  it('gives undefined for what a Date cannot hold (past 8.64e15 ms either way) or is not a time', () => {
+    expect(toIsoTime(8.64e15)).toBe('+275760-09-13T00:00:00.000Z');
+    // Seconds, the earliest a Date holds.
+    expect(toIsoTime(-8.64e12)).toBe('-271821-04-20T00:00:00.000Z');
+    for (const value of [8.64e15 + 1, 1e20, -8.64e12 - 1, -1e20, Number.POSITIVE_INFINITY, Number.NaN, 'soon', '', null, {}]) {
+      expect(toIsoTime(value), String(value)).toBeUndefined();
+    }
   });
 });

@@ -477,12 +477,16 @@ function firstUuid(sources: (Record<string, unknown> | undefined)[], key: string
   return undefined;
 }
 
-function toIsoTime(value: unknown): string | undefined {
+/** The furthest a Date reaches from the epoch, either way (ECMA-262: 100 million days). */
+const MAX_DATE_MILLIS = 8.64e15;
+
+/** A time as ISO 8601, or undefined for one that is not a time or lies beyond what a Date holds (as if absent). */
+export function toIsoTime(value: unknown): string | undefined {
   let millis: number;
   if (typeof value === 'number' && Number.isFinite(value)) millis = value > 1e12 ? value : value * 1000;
   else if (typeof value === 'string' && value !== '') millis = Date.parse(value);
   else return undefined;
-  return Number.isNaN(millis) ? undefined : new Date(millis).toISOString();
+  return Number.isFinite(millis) && Math.abs(millis) <= MAX_DATE_MILLIS ? new Date(millis).toISOString() : undefined;
 }
 
 /**
