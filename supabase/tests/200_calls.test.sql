@@ -722,8 +722,9 @@ select is(
 );
 
 -- ---------------------------------------------------------------------------
--- The calls channel: members receive and send on org:<org>:calls; viewers
--- neither (they still receive on the org's other channels).
+-- The calls channel: members receive on org:<org>:calls, only the database
+-- sends (20261123007200); viewers neither (they still receive on the org's
+-- other channels).
 -- ---------------------------------------------------------------------------
 
 select tests.act_as('postgres');
@@ -748,9 +749,10 @@ grant execute on function pg_temp.received() to public;
 
 select pg_temp.join('member_a', 'calls');
 select ok(pg_temp.received() > 0, 'calls channel: a member of A receives on org:<A>:calls');
-select lives_ok(
+select throws_ok(
   $$insert into realtime.messages (topic, extension, event, payload, private) values (realtime.topic(), 'broadcast', 'hello', '{}', true)$$,
-  'calls channel: a member sends on it'
+  '42501', null,
+  'calls channel: not even a member sends on it: only the database does (20261123007200)'
 );
 select pg_temp.join('ops', 'calls');
 select ok(pg_temp.received() > 0, 'calls channel: a platform admin receives');

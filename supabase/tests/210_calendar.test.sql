@@ -13,7 +13,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(176);
+select plan(177);
 
 -- ---------------------------------------------------------------------------
 -- Fixtures: org A (Europe/Berlin, one user per role, Monday-Friday
@@ -967,6 +967,10 @@ values ('org:' || tests.fx('org_a') || ':uploads', 'broadcast', 'probe', '{}', t
 
 select pg_temp.join('member_a', 'appointments');
 select ok(pg_temp.received() > 0, 'appointments channel: a member of A receives the appointment changes');
+select throws_ok(
+  $$insert into realtime.messages (topic, extension, event, payload, private) values (realtime.topic(), 'broadcast', 'hello', '{}', true)$$,
+  '42501', null, 'appointments channel: a member cannot send on it: only the database does (20261123007200)'
+);
 select pg_temp.join('viewer_a', 'appointments');
 select is(pg_temp.received(), 0, 'appointments channel: a viewer of A receives nothing on it');
 select throws_ok(
