@@ -62,24 +62,42 @@ import { streamError } from './web-chat.ts';
 
 async function keyPrincipal(deps: ChatDeps, req: Request) {
   const key = await verifyApiKey(deps.sql(), apiKeyFromRequest(req));
-  requireScope(key, 'chat.write');
+  await countingRefusals(deps, key.apiKeyId, async () => requireScope(key, 'chat.write'));
   return key;
 }
 
 /**
- * A turn takes from the key's bucket in the statement that prepares it; a
- * request refused before that (a bad body, an unknown model) still counts,
- * so a key cannot be spent on refusals without limit. Past the limit the
- * answer is the 429.
+ * A turn takes from the key's bucket in the statement that prepares it
+ * (private.chat_prepare, so a served turn costs no extra round trip); every
+ * request refused without that hit still takes one, here, so a key cannot be
+ * spent on refusals without limit: one refused before chat_prepare (a key
+ * without chat.write, a bad body, an unknown model), one chat_prepare refuses
+ * before its take_rate_limit (bot_disabled, channel_not_enabled,
+ * conversation_closed), and one it raises (an unknown conversation, another
+ * channel's: the raise rolls its hit back). `tookOne` names the refusals
+ * that did pass the limiter. Past the limit the answer is the 429.
  */
-async function countingRefusals<T>(deps: ChatDeps, apiKeyId: string, fn: () => Promise<T>): Promise<T> {
+async function countingRefusals<T>(
+  deps: ChatDeps,
+  apiKeyId: string,
+  fn: () => Promise<T>,
+  tookOne: (refusal: HttpError) => boolean = () => false,
+): Promise<T> {
   try {
     return await fn();
   } catch (error) {
-    if (error instanceof HttpError) await takeRateLimit(deps.sql(), { apiKeyId });
+    if (error instanceof HttpError && !tookOne(error)) await takeRateLimit(deps.sql(), { apiKeyId });
     throw error;
   }
 }
+
+/**
+ * chat_prepare's refusals past its take_rate_limit, returned (its statement
+ * commits): quota_exceeded keeps its hit, and the 429 is the limiter's own
+ * answer (a refused hit is not counted, and taking again would only be
+ * refused).
+ */
+const PREPARE_TOOK_ONE = new Set(['rate_limited', 'quota_exceeded']);
 
 /** The question (the last message, the user's) and the history before it. */
 function splitMessages(request: ChatCompletionRequest): { question: string; history: ChatMessage[] } {
@@ -154,7 +172,8 @@ export async function completions(deps: ChatDeps, req: Request, requestId: strin
     startedAt,
     signal: req.signal,
   };
-  const turn = await prepareTurn(deps, input);
+  const turn = await countingRefusals(deps, key.apiKeyId, () => prepareTurn(deps, input), (refusal) =>
+    PREPARE_TOOK_ONE.has(refusal.code));
   const meta = completionMeta(request.model);
   const headers = { 'x-conversation-id': turn.conversation_id };
 

@@ -40,8 +40,20 @@ export async function authenticateCaller(
 ): Promise<Caller> {
   if (!sendsApiKey(req)) return { kind: 'user', claims: await requireUser(req, options) };
   const key = await verifyApiKey(sql, apiKeyFromRequest(req));
-  requireScope(key, permission);
+  await requireKeyScope(sql, key, permission);
   return { kind: 'key', key };
+}
+
+/**
+ * requireScope for a key, whose 403 `insufficient_scope` first takes one
+ * request from the key's bucket (a 429 once it is spent), as chat/completions
+ * counts its refusals: a key cannot be spent on refused requests without
+ * limit. A key holding the scope takes nothing here; its route takes one.
+ */
+async function requireKeyScope(sql: Sql, key: ApiKeyPrincipal, permission: KnowledgePermission): Promise<void> {
+  if (key.scopes.includes(permission)) return;
+  await takeRateLimit(sql, { apiKeyId: key.apiKeyId });
+  requireScope(key, permission);
 }
 
 /**
@@ -52,7 +64,7 @@ export async function authenticateCaller(
 export async function authenticateKeyCaller(sql: Sql, req: Request, permission: KnowledgePermission): Promise<KeyCaller> {
   refuseUserTokens(req, 'The documents API', 'read public.documents and call retry_document directly');
   const key = await verifyApiKey(sql, apiKeyFromRequest(req));
-  requireScope(key, permission);
+  await requireKeyScope(sql, key, permission);
   const caller: KeyCaller = { kind: 'key', key };
   await takeCallerRateLimit(sql, caller, 'knowledge_documents');
   return caller;

@@ -54,13 +54,23 @@ export interface SearchResult {
 
 const SEARCH_ERRORS = { forbidden: 'You may not search this knowledge base.', notFound: 'The bot was not found.' };
 
-/** The org searched (callerOrg); a bot must be in it. */
+/**
+ * The org searched (callerOrg); a bot must be in it, checked as the caller
+ * (a user sees only bots of orgs they may read) before anything is embedded:
+ * match_bot_chunks searches the bot's own org, and the embedding is metered
+ * to this one with the bot, which usage_events_bot_fk holds to the same org.
+ */
 async function orgToSearch(sql: Sql, caller: Caller, body: SearchBody): Promise<string> {
   const orgId = await callerOrg(sql, caller, body.org_id, 'knowledge.read');
-  if (caller.kind === 'key' && body.bot_id) {
-    const [bot] = await asServiceRole(sql, (tx) =>
-      tx<{ id: string }[]>`select b.id from public.bots b where b.id = ${body.bot_id!}::uuid and b.org_id = ${orgId}::uuid`);
-    if (!bot) throw new HttpError(404, 'not_found', 'The bot was not found.');
+  const botId = body.bot_id;
+  if (botId) {
+    const [bot] = await asCaller(
+      sql,
+      caller,
+      (tx) => tx<{ id: string }[]>`select b.id from public.bots b where b.id = ${botId}::uuid and b.org_id = ${orgId}::uuid`,
+      SEARCH_ERRORS,
+    );
+    if (!bot) throw new HttpError(404, 'not_found', SEARCH_ERRORS.notFound);
   }
   return orgId;
 }

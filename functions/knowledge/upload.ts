@@ -69,9 +69,14 @@ async function readFileBody(req: Request): Promise<Uint8Array> {
 /**
  * Takes back a registration whose file Storage refused: the object too (a
  * refusal after Storage stored it, a lost answer, would leave a file no row
- * names), then the rows. Best effort: the caller's 503 stands whatever fails
- * here (logged; a row left behind shows `uploading` and is deleted like any
- * document).
+ * names), then the rows, and the Idempotency-Key claim whatever happens to
+ * those, so the request may be sent again with its key at once. Best effort:
+ * the caller's 503 stands whatever fails here (logged). When the object
+ * cannot be removed either (Storage down), the rows stay, so that no file is
+ * left that no document names: the document shows `uploading`, counts
+ * against the plan's documents until deleted (DELETE
+ * /knowledge/documents/:id removes file and row; nothing sweeps such rows),
+ * and a retry registers the file anew.
  */
 async function takeBack(
   sql: Sql,
@@ -79,12 +84,19 @@ async function takeBack(
   document: RegisteredDocument,
   claim: { apiKeyId: string; key: string } | null,
 ): Promise<void> {
+  let removed = false;
   try {
     await store.remove(document.storage_path);
+    removed = true;
+  } catch (error) {
+    console.error(`removing the refused upload of document ${document.id} failed; its row stays`, error);
+  }
+  try {
     await asServiceRole(sql, async (tx) => {
-      await tx`delete from public.documents where id = ${document.id}::uuid`;
-      await tx`delete from public.upload_batches where id = ${document.batch_id}::uuid`;
-      // So the request may be sent again with its key.
+      if (removed) {
+        await tx`delete from public.documents where id = ${document.id}::uuid`;
+        await tx`delete from public.upload_batches where id = ${document.batch_id}::uuid`;
+      }
       if (claim) await releaseKey(tx, claim.apiKeyId, claim.key);
     });
   } catch (error) {

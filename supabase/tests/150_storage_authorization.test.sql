@@ -9,7 +9,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(36);
+select plan(37);
 
 -- ---------------------------------------------------------------------------
 -- Fixtures: org A with one member of each role, org B with its owner, and a
@@ -201,12 +201,20 @@ with updated as (
   returning 1
 )
 select is(count(*)::integer, 1, 'a member replaces an object of A') from updated;
--- Moving an object out of the org's folder fails the policy's check.
+-- A move takes the file from its path as a delete does (20261123007000).
+select throws_ok(
+  $$update storage.objects set name = pg_temp.path('org_a', 'docs/moved.pdf')
+    where bucket_id = 'test-org-files' and name = pg_temp.path('org_a', 'docs/a.pdf')$$,
+  '42501', format('moving or renaming %s needs the files.delete permission', pg_temp.path('org_a', 'docs/a.pdf')),
+  'a member cannot move A''s object, even within A''s folder: moving needs files.delete'
+);
+-- Moving an object out of the org's folder fails the policy's check, even for an admin.
+select tests.act_as('admin_a');
 select throws_ok(
   $$update storage.objects set name = pg_temp.path('org_b', 'stolen.pdf')
     where bucket_id = 'test-org-files' and name = pg_temp.path('org_a', 'docs/a.pdf')$$,
   '42501', 'new row violates row-level security policy for table "objects"',
-  'a member cannot move A''s object into B''s folder'
+  'an admin cannot move A''s object into B''s folder'
 );
 select tests.act_as('viewer_a');
 with updated as (

@@ -4,6 +4,7 @@
  * the official `openai` SDK, Telegram's webhook against a Bot API stand-in;
  * citations, escalation, and every refusal changing nothing.
  */
+import { randomUUID } from 'node:crypto';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createSql, type Sql, withUserScope } from '../../functions/_shared/db.ts';
@@ -49,6 +50,11 @@ async function counts(orgId: string) {
            (select count(*)::int from public.usage_events where org_id = ${orgId}) as usage`;
   return row;
 }
+
+/** The requests a key's bucket has counted (every window). */
+const keyHits = async (apiKeyId: string) =>
+  (await sql<{ n: number }[]>`
+    select coalesce(sum(hits), 0)::int as n from private.rate_limit_hits where bucket = ${`api_key:${apiKeyId}`}`)[0].n;
 
 beforeAll(async () => {
   telegram = await startTelegramStub({ token: uniqueBotToken() });
@@ -324,6 +330,56 @@ describe('POST /chat/v1/chat/completions (bot API keys, through the openai SDK)'
     expect(models.status).toBe(429);
   });
 
+  it('counts every refusal exactly once, chat_prepare\'s and a missing scope\'s too; a served turn takes one, a 429 none', async () => {
+    const counted = await createApiKey(sql, orgA);
+    const scopeless = await createApiKey(sql, orgA, ['knowledge.read']);
+    const [{ id: closed }] = await sql<{ id: string }[]>`
+      insert into public.conversations (org_id, bot_id, channel, api_key_id, status, closed_at)
+      values (${orgA.id}, ${bot}, 'api', ${counted.id}, 'closed', now()) returning id`;
+    const [{ id: onTheWeb }] = await sql<{ id: string }[]>`
+      insert into public.conversations (org_id, bot_id, channel, user_id)
+      values (${orgA.id}, ${bot}, 'web', ${orgA.users.member}) returning id`;
+    const ask = { model: 'support', messages: [{ role: 'user', content: 'When are refunds paid?' }] };
+    const send = (key: string, body: unknown, headers: Record<string, string> = {}) =>
+      fetch(`${stack.functionsUrl}/chat/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
+        body: JSON.stringify(body),
+      });
+    const before = await counts(orgA.id);
+    const refusals: Array<[{ id: string; key: string }, unknown, Record<string, string>, number, string]> = [
+      [scopeless, ask, {}, 403, 'insufficient_scope'],
+      // Refused by chat_prepare before its take_rate_limit...
+      [counted, { ...ask, model: 'retired' }, {}, 403, 'bot_disabled'],
+      [counted, ask, { 'x-conversation-id': closed }, 409, 'conversation_closed'],
+      // ...or raised by it, which rolls its statement back.
+      [counted, ask, { 'x-conversation-id': randomUUID() }, 404, 'not_found'],
+      [counted, ask, { 'x-conversation-id': onTheWeb }, 422, 'invalid_request'],
+    ];
+    for (const [key, body, headers, status, code] of refusals) {
+      const taken = await keyHits(key.id);
+      const response = await send(key.key, body, headers);
+      expect([response.status, (await response.json()).error.code], code).toEqual([status, code]);
+      expect(await keyHits(key.id), code).toBe(taken + 1);
+    }
+    expect(await counts(orgA.id)).toEqual(before);
+
+    const taken = await keyHits(counted.id);
+    const served = await send(counted.key, ask);
+    expect(served.status).toBe(200);
+    await served.json();
+    expect(await keyHits(counted.id)).toBe(taken + 1);
+
+    // Spent (the served turn's hit is in the current window): chat_prepare's 429 and a refusal's take nothing more.
+    await sql`update public.api_keys set rate_limit_per_minute = 1 where id = ${counted.id}`;
+    for (const [body, headers] of [[ask, {}], [{ ...ask, model: 'retired' }, {}], [ask, { 'x-conversation-id': randomUUID() }]] as const) {
+      const refused = await send(counted.key, body, headers);
+      expect(refused.status).toBe(429);
+      expect((await refused.json()).error.code).toBe('rate_limited');
+    }
+    expect(await keyHits(counted.id)).toBe(taken + 1);
+  });
+
   it('refuses an org over its chat quota with 402 before any model call, changing nothing', async () => {
     const org = await createChatOrg(sql, 'chat-quota');
     await createBot(sql, org.id, { slug: 'support' });
@@ -341,6 +397,8 @@ describe('POST /chat/v1/chat/completions (bot API keys, through the openai SDK)'
     expect(response.status).toBe(402);
     expect((await response.json()).error.code).toBe('quota_exceeded');
     expect(await counts(org.id)).toEqual(before);
+    // It passed the limiter in chat_prepare, which keeps its hit; nothing takes a second.
+    expect(await keyHits(key.id)).toBe(1);
     await sql`delete from public.organizations where id = ${org.id}`;
   });
 });

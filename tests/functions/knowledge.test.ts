@@ -303,6 +303,39 @@ describe('POST /knowledge/search', () => {
     expect(bot.status).toBe(404);
   });
 
+  it('holds a user\'s bot_id to the searched org: another org\'s bot or an unknown one is 404, embedding and metering nothing', async () => {
+    const [{ id: otherBot }] = await sql<{ id: string }[]>`
+      insert into public.bots (org_id, name, slug, system_prompt, language, model, channels, enabled, escalation_action)
+      values (${other.id}, 'Other bot', ${`search-${other.id.slice(0, 8)}`}, 'You answer.', 'en', 'offline', ${['api']}, true,
+              'notify'::public.bot_escalation_action)
+      returning id`;
+    const embeddingRows = async () =>
+      (await sql<{ n: number }[]>`
+        select count(*)::int as n from public.usage_events where org_id in (${org.id}, ${other.id}) and kind = 'embedding'`)[0].n;
+    const before = await embeddingRows();
+    // The member of both orgs sees the other bot, and used to search it and fail to meter it (500).
+    await sql`insert into public.memberships (org_id, user_id, role) values (${other.id}, ${org.users.member}, 'member')`;
+    try {
+      for (const [token, bot] of [[org.tokens.member, otherBot], [org.tokens.owner, otherBot], [org.tokens.owner, randomUUID()]]) {
+        const refused = await search({ query: 'zq1x7 tariff', org_id: org.id, bot_id: bot }, bearer(token));
+        expect(refused.status).toBe(404);
+        expect((await refused.json()).error).toMatchObject({ code: 'not_found', message: 'The bot was not found.' });
+      }
+    } finally {
+      await sql`delete from public.memberships where org_id = ${other.id} and user_id = ${org.users.member}`;
+    }
+    expect(await embeddingRows()).toBe(before);
+
+    const own = await search({ query: 'zq1x7 tariff', org_id: org.id, bot_id: botId }, bearer(org.tokens.owner));
+    expect(own.status).toBe(200);
+    const body = await own.json();
+    expect(body.data[0]).toMatchObject({ document_name: 'manual.pdf', page_start: 1 });
+    const metered = await sql<{ bot_id: string; user_id: string; tokens_in: number }[]>`
+      select bot_id, user_id, tokens_in from public.usage_events
+      where org_id = ${org.id} and kind = 'embedding' and bot_id = ${botId} and user_id = ${org.users.owner}`;
+    expect(metered).toEqual([{ bot_id: botId, user_id: org.users.owner, tokens_in: body.usage.embedding_tokens }]);
+  });
+
   it('refuses callers without the right: no credentials, a revoked key, a key without knowledge.read', async () => {
     const none = await search({ query: 'x' }, {});
     expect(none.status).toBe(401);
@@ -352,6 +385,16 @@ describe('POST /knowledge/search', () => {
     expect(refused.status).toBe(429);
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect((await refused.json()).error.code).toBe('rate_limited');
+
+    // A key without the scope is refused within its limit too: each 403 takes one request, once.
+    const scopeless = await apiKey(org, ['chat.write']);
+    await sql`update public.api_keys set rate_limit_per_minute = 2 where id = ${scopeless.id}`;
+    const searched = await search({ query: 'zq1x7' }, bearer(scopeless.key));
+    expect([searched.status, (await searched.json()).error.code]).toEqual([403, 'insufficient_scope']);
+    const listed = await fetch(`${stack.apiUrl}/functions/v1/knowledge/documents`, { headers: bearer(scopeless.key) });
+    expect([listed.status, (await listed.json()).error.code]).toEqual([403, 'insufficient_scope']);
+    const spent = await search({ query: 'zq1x7' }, bearer(scopeless.key));
+    expect([spent.status, (await spent.json()).error.code]).toEqual([429, 'rate_limited']);
   });
 });
 
@@ -636,6 +679,39 @@ describe('POST /knowledge/documents (an API key pushes a file)', () => {
     expect(stored.status).toBe(202);
     expect(stored.headers.get('idempotent-replayed')).toBeNull();
     expect(await documentCount()).toBe(documentsBefore + 1);
+
+    // Storage down for the removal too: the claim is given up all the same, so the retry is stored at once (not
+    // 409 for 10 minutes); the registration stays, `uploading`, lest a file no document names be left behind.
+    const down = createKnowledgeHandler({
+      sql: () => sql,
+      env: (name) => ({ SUPABASE_URL: stack.apiUrl!, SUPABASE_JWT_SECRET: stack.keys.jwtSecret })[name],
+      store: {
+        upload: () => Promise.reject(new Error('Storage is down')),
+        remove: () => Promise.reject(new Error('Storage is still down')),
+      },
+    });
+    const downKey = randomUUID();
+    const lost = await down(
+      new Request('http://localhost/knowledge/documents?name=closing.txt', {
+        method: 'POST',
+        headers: { ...bearer(keys.writer), 'content-type': 'text/plain', 'idempotency-key': downKey },
+        body: 'Closing time: six.',
+      }),
+    );
+    expect(lost.status).toBe(503);
+    expect((await lost.json()).error.code).toBe('storage_unavailable');
+    const retried = await push({ name: 'closing.txt' }, new Blob([utf8('Closing time: six.')]), {
+      ...bearer(keys.writer),
+      'content-type': 'text/plain',
+      'idempotency-key': downKey,
+    });
+    expect(retried.status).toBe(202);
+    expect(retried.headers.get('idempotent-replayed')).toBeNull();
+    const kept = await sql<{ status: string }[]>`
+      select status from public.documents where org_id = ${org.id} and name = 'closing.txt' order by created_at`;
+    expect(kept).toHaveLength(2);
+    expect(kept[0].status).toBe('uploading');
+    expect(kept[1].status).not.toBe('uploading');
   });
 
   it('refuses what it cannot take with 4xx and a JSON error, registering nothing', async () => {
