@@ -1281,8 +1281,10 @@ select is_empty(
     where not exists (select 1 from public.subscriptions s where s.org_id = o.id and s.status = 'active')$$,
   'subscriptions: every organization has an active subscription'
 );
--- A period that ended is rolled forward month by month for the quota.
-update public.subscriptions set current_period_start = '2026-01-31 12:00+00', current_period_end = '2026-02-28 12:00+00'
+-- A period that ended is rolled forward month by month for the quota, from the subscription's start
+-- (20261123006700: not from the stored start, which may be a clamped month end).
+update public.subscriptions
+set started_at = '2026-01-31 12:00+00', current_period_start = '2026-01-31 12:00+00', current_period_end = '2026-02-28 12:00+00'
 where org_id = tests.fx('org_new') and status = 'active';
 select results_eq(
   $$select plan_id, period_start, period_end from private.chat_quota(tests.fx('org_new'))$$,
