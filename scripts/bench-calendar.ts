@@ -103,6 +103,14 @@ async function main(): Promise<void> {
       const consent = await stub.authorize(url, { email });
       const done = await fetch(`${calendarUrl}/oauth/callback${new URL(consent.location).search}`, { redirect: 'manual' });
       if (done.status !== 200) throw new Error(`connecting ${email} answered ${done.status}: ${await done.text()}`);
+      // The callback parks the tokens; the admin who started completes the connection (20261123007400).
+      const { connection_request: request } = await done.json() as { connection_request: string };
+      const completed = await fetch(`${calendarUrl}/oauth/complete`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${org.tokens.admin}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ connection_request: request }),
+      });
+      if (completed.status !== 200) throw new Error(`completing ${email} answered ${completed.status}: ${await completed.text()}`);
     }
 
     const from = nextMonday();

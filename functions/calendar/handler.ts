@@ -6,9 +6,10 @@
  * Who calls what:
  * - the dashboard, as a signed-in user (JWT, verified here; SQL checks
  *   calendar.manage, calendar.read or appointments.write): oauth/start,
- *   connections/:id/disconnect, availability, appointments;
+ *   oauth/complete, connections/:id/disconnect, availability, appointments;
  * - the provider, redirecting the admin's browser: oauth/callback (no JWT;
- *   the signed state stands for the user);
+ *   the signed state stands for the user, so it only parks the tokens until
+ *   that user completes the connection in their own session);
  * - a voice agent's tool calls (e.g. Vapi's function tools) and our chat
  *   core, with a bot's API key: `GET /calendar/bots/:bot_id/availability`
  *   (scope calendar.read) to offer free slots to a caller, and
@@ -32,7 +33,7 @@ import { botAvailability, userAvailability } from './availability-route.ts';
 import { botAppointment } from './bot-booking.ts';
 import { requestContext } from '../_shared/scheduling/context.ts';
 import { disconnect } from './disconnect.ts';
-import { oauthCallback, oauthStart } from './oauth.ts';
+import { oauthCallback, oauthComplete, oauthStart } from './oauth.ts';
 import { mirrorDue } from './mirroring.ts';
 import { matchRoute } from './router.ts';
 import { requireServiceRole } from '../_shared/service-auth.ts';
@@ -56,6 +57,8 @@ export function createCalendarHandler(deps: CalendarDeps): (req: Request) => Pro
         return oauthStart(ctx, req, await requireUser(req, { env }));
       case 'oauthCallback':
         return oauthCallback(ctx, req);
+      case 'oauthComplete':
+        return oauthComplete(ctx, req, await requireUser(req, { env }));
       case 'disconnect':
         return disconnect(ctx, await requireUser(req, { env }), route.connectionId);
       case 'availability':

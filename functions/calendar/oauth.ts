@@ -1,26 +1,40 @@
 /**
  * Connecting a calendar (admins, calendar.manage), OAuth 2.0 authorization
- * code with PKCE:
+ * code with PKCE, completed by the user who started it:
  *
  * POST /calendar/oauth/start `{ org_id, provider, bot_id?, redirect_to? }` (JWT)
- *   → begin_calendar_connection as the user stores a single-use state (10
- *   minutes) with the PKCE verifier and returns its id; we sign that id
- *   (jose) into the provider's `state`; 200 `{ authorization_url, expires_at }`.
+ *   → redirect_to checked against CALENDAR_REDIRECT_ORIGINS (redirect.ts; 422
+ *   `invalid_request`), then begin_calendar_connection as the user stores a
+ *   single-use state (10 minutes) with the PKCE verifier and returns its id;
+ *   we sign that id (jose) into the provider's `state`; 200
+ *   `{ authorization_url, expires_at }`.
  *
  * GET /calendar/oauth/callback?code&state (the provider's browser redirect; no JWT)
  *   → the state's signature and expiry (400 `invalid_state`), then the state
  *   used once in SQL (400 `state_used` / `state_expired`, 403 when the user
  *   lost calendar.manage), the code exchanged with the stored verifier, the
- *   token set sealed (AES-GCM, CALENDAR_TOKEN_KEY) and stored with the
- *   connection of that account: the provider's account id (Google's ID-token
- *   `sub`, Graph's /me `id`) finds it, whatever e-mail it now shows (502
- *   `account_unknown` when the provider named no account). With a
- *   redirect_to, the browser is sent there (303) with
- *   `?calendar=connected&connection_id=...` or `?calendar=error&reason=<code>`;
- *   without one, JSON `{ connection_id, provider, account_email }` or the error.
- *   The target comes from the signed state only, so nobody can bounce a
- *   browser through us to a page of their choosing; a state that does not
+ *   token set sealed (AES-GCM, CALENDAR_TOKEN_KEY) and parked as a connection
+ *   request (private.store_calendar_pending_connection, 10 minutes), NOT yet
+ *   a connection: whoever consented in this browser need not be the user who
+ *   started, and the state alone cannot tell (502 `account_unknown` when the
+ *   provider named no account). With a redirect_to, the browser is sent there
+ *   (303) with `?calendar=pending&connection_request=<id>` or
+ *   `?calendar=error&reason=<code>`; without one, JSON
+ *   `{ connection_request, provider, account_email, expires_at }` or the
+ *   error. The target comes from the signed state only, and was allow-listed
+ *   at start, so the id reaches only our dashboard; a state that does not
  *   verify is always answered in JSON.
+ *
+ * POST /calendar/oauth/complete `{ connection_request }` (JWT)
+ *   → private.complete_calendar_connection saves the connection of the
+ *   account (the provider's account id, Google's ID-token `sub` or Graph's
+ *   /me `id`, finds it whatever e-mail it now shows) only for the user who
+ *   started, once, within 10 minutes; 200 `{ connection_id, provider,
+ *   account_email }`. Unknown, expired, used, and someone else's requests are
+ *   all 404 `not_found`, so ids cannot be probed, and someone else's attempt
+ *   gives the request up (the consenting victim's dashboard cancels an
+ *   injected connect); 403 when the user lost
+ *   calendar.manage, 409 `calendar_in_use`.
  */
 import type { UserClaims } from '../_shared/auth.ts';
 import { asServiceRole, withUserScope } from '../_shared/db.ts';
@@ -44,7 +58,8 @@ import {
 } from '../_shared/calendar/index.ts';
 import type { RequestContext } from '../_shared/scheduling/context.ts';
 import { calendarHttpError, mapCalendarErrors } from './errors.ts';
-import { oauthStartBody, readBody } from './schemas.ts';
+import { redirectTarget } from './redirect.ts';
+import { oauthCompleteBody, oauthStartBody, readBody } from './schemas.ts';
 import { requireClient, requireKeyring, requireRedirectUri, requireStateSecret } from '../_shared/scheduling/settings.ts';
 import { connectionKey, tokenContext } from '../_shared/scheduling/stored-tokens.ts';
 
@@ -55,6 +70,7 @@ export async function oauthStart(ctx: RequestContext, req: Request, claims: User
   await requireKeyring(ctx.settings);
   const secret = requireStateSecret(ctx.settings);
   const redirectUri = requireRedirectUri(ctx.settings);
+  const target = body.redirect_to ? redirectTarget(ctx.settings, body.redirect_to) : undefined;
   const { codeVerifier, codeChallenge } = await createPkcePair();
   const jti = await mapCalendarErrors(
     () =>
@@ -72,7 +88,7 @@ export async function oauthStart(ctx: RequestContext, req: Request, claims: User
     userId: claims.sub,
     provider: body.provider,
     jti,
-    ...(body.redirect_to ? { redirectAfter: body.redirect_to } : {}),
+    ...(target ? { redirectAfter: target } : {}),
     now: ctx.settings.now(),
   });
   return json({
@@ -159,7 +175,15 @@ function connectedAccount(tokens: TokenSet): { email: string; subject: string } 
   return { email, subject };
 }
 
-async function connect(ctx: RequestContext, url: URL, claims: OAuthStateClaims) {
+interface ConnectionRequest {
+  id: string;
+  expiresAt: string;
+  provider: CalendarProvider;
+  accountEmail: string;
+}
+
+/** The callback's work: the code exchanged and the sealed tokens parked for the starting user to complete. */
+async function requestConnection(ctx: RequestContext, url: URL, claims: OAuthStateClaims): Promise<ConnectionRequest> {
   const state = await consumeState(ctx, claims);
   const providerError = url.searchParams.get('error');
   if (providerError !== null) {
@@ -183,25 +207,20 @@ async function connect(ctx: RequestContext, url: URL, claims: OAuthStateClaims) 
     }
   }
   const { email, subject } = connectedAccount(tokens);
-  // Sealed under the e-mail as it will be stored: a reconnect that finds the connection by subject stores this spelling.
+  // Sealed under the connection as complete_calendar_connection will save it: the e-mail as stored, the default calendar.
   const key = connectionKey(state.org_id, state.provider, email, null);
   const ciphertext = await sealTokenSet(tokens, keyring, tokenContext(key));
   const scopes = (tokens.scope ?? '').split(/\s+/u).filter(Boolean).slice(0, 50);
-  const connectionId = await mapCalendarErrors(
-    () =>
-      asServiceRole(ctx.sql, async (tx) => {
-        const [row] = await tx<{ id: string }[]>`
-          select private.save_calendar_connection(${state.org_id}::uuid, ${state.user_id}::uuid, ${state.bot_id}::uuid,
-            ${state.provider}, ${key.accountEmail}, ${key.externalCalendarId}, ${scopes}::text[], ${ciphertext},
-            ${tokens.expiresAt.toISOString()}::timestamptz, ${subject}) as id`;
-        return row.id;
-      }),
-    {
-      forbidden: 'You no longer have the calendar.manage permission in this organization.',
-      notFound: 'The bot was deleted meanwhile.',
-    },
+  const stored = await mapCalendarErrors(() =>
+    asServiceRole(ctx.sql, async (tx) => {
+      const [row] = await tx<{ id: string; expires_at: Date }[]>`
+        select id, expires_at from private.store_calendar_pending_connection(${state.org_id}::uuid, ${state.user_id}::uuid,
+          ${state.bot_id}::uuid, ${state.provider}, ${key.accountEmail}, ${subject}, ${scopes}::text[], ${ciphertext},
+          ${tokens.expiresAt.toISOString()}::timestamptz)`;
+      return row;
+    })
   );
-  return { connectionId, provider: state.provider, accountEmail: key.accountEmail };
+  return { id: stored.id, expiresAt: stored.expires_at.toISOString(), provider: state.provider, accountEmail: key.accountEmail };
 }
 
 /** `target` with these query parameters added; a path stays a path. */
@@ -235,12 +254,13 @@ export async function oauthCallback(ctx: RequestContext, req: Request): Promise<
   }
   const target = claims.redirectAfter;
   try {
-    const connected = await connect(ctx, url, claims);
-    if (target) return redirect(withQuery(target, { calendar: 'connected', connection_id: connected.connectionId }));
+    const request = await requestConnection(ctx, url, claims);
+    if (target) return redirect(withQuery(target, { calendar: 'pending', connection_request: request.id }));
     return json({
-      connection_id: connected.connectionId,
-      provider: connected.provider,
-      account_email: connected.accountEmail,
+      connection_request: request.id,
+      provider: request.provider,
+      account_email: request.accountEmail,
+      expires_at: request.expiresAt,
     });
   } catch (error) {
     if (!target) throw error;
@@ -248,4 +268,30 @@ export async function oauthCallback(ctx: RequestContext, req: Request): Promise<
     else if (error.cause !== undefined) ctx.log(`connecting a calendar failed (${error.code})`, error.cause);
     return redirect(withQuery(target, { calendar: 'error', reason: error instanceof HttpError ? error.code : 'internal_error' }));
   }
+}
+
+interface CompletedConnection {
+  connection_id: string;
+  provider: CalendarProvider;
+  account_email: string;
+}
+
+/** The connection request saved as a connection, for the user who started the connect only. */
+export async function oauthComplete(ctx: RequestContext, req: Request, claims: UserClaims): Promise<Response> {
+  const body = await readBody(req, oauthCompleteBody);
+  const [row] = await mapCalendarErrors(
+    () =>
+      asServiceRole(ctx.sql, (tx) =>
+        tx<CompletedConnection[]>`
+          select connection_id, provider, account_email
+          from private.complete_calendar_connection(${body.connection_request}::uuid, ${claims.sub}::uuid)`),
+    {
+      forbidden: 'You no longer have the calendar.manage permission in this organization.',
+      notFound: 'The bot was deleted meanwhile.',
+    },
+  );
+  if (!row) {
+    throw new HttpError(404, 'not_found', 'This connection request is unknown, expired or already completed; connect the calendar again.');
+  }
+  return json({ connection_id: row.connection_id, provider: row.provider, account_email: row.account_email });
 }

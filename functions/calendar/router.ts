@@ -3,6 +3,7 @@ import { HttpError } from '../_shared/errors.ts';
 export type CalendarRoute =
   | { name: 'oauthStart' }
   | { name: 'oauthCallback' }
+  | { name: 'oauthComplete' }
   | { name: 'disconnect'; connectionId: string }
   | { name: 'availability' }
   | { name: 'botAvailability'; botId: string }
@@ -19,6 +20,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/iu;
  * also accepted, for a proxy forwarding the public path):
  * - POST   /calendar/oauth/start                        admins (JWT): the provider's authorization URL
  * - GET    /calendar/oauth/callback                     the provider's browser redirect (signed state, no JWT)
+ * - POST   /calendar/oauth/complete                     admins (JWT): the connection request of the callback, by its user
  * - POST   /calendar/connections/:id/disconnect         admins (JWT)
  * - GET    /calendar/availability                       members (JWT)
  * - POST   /calendar/appointments                       members (JWT)
@@ -51,6 +53,7 @@ export function matchRoute(method: string, pathname: string): CalendarRoute {
   if (first === 'oauth' && third === undefined) {
     if (second === 'start') return only(['POST'], () => ({ name: 'oauthStart' }));
     if (second === 'callback') return only(['GET'], () => ({ name: 'oauthCallback' }));
+    if (second === 'complete') return only(['POST'], () => ({ name: 'oauthComplete' }));
   }
   if (first === 'connections' && third === 'disconnect') {
     const connectionId = id(second);

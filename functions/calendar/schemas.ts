@@ -44,6 +44,8 @@ export const oauthStartBody = z.object({
   redirect_to: z.string({ error: 'redirect_to must be a string' }).min(1).max(2048).nullish(),
 });
 
+export const oauthCompleteBody = z.object({ connection_request: uuid('connection_request') });
+
 export const createAppointmentBody = z
   .object({
     org_id: uuid('org_id'),

@@ -128,6 +128,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
           WEBHOOK_ALLOW_LOOPBACK: 'true',
           // Local-only key (scripts/local/keys.ts) so calendars connect with no setup; a project sets its own.
           CALENDAR_TOKEN_KEY: LOCAL_CALENDAR_TOKEN_KEY,
+          // The local dashboard (supabase/config.toml's site_url): a connect's redirect_to path lands there.
+          CALENDAR_REDIRECT_ORIGINS: 'http://127.0.0.1:3000',
           ...options.functionEnv,
         },
       });

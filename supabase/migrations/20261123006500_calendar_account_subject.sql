@@ -210,7 +210,15 @@ grant execute on function private.save_calendar_connection(uuid, uuid, uuid, tex
 -- are equal, whatever their e-mails; where either has none (connected
 -- before 20261123006500), equal e-mails still count, the safe side for a
 -- revocation that would end the other's grant.
-create or replace function private.calendar_account_connected_elsewhere(connection_id uuid)
+--
+-- The disconnect asks by account, not by id: the connection it revokes can
+-- be deleted under it (a connect of the same account replaces a revoked
+-- row with a new one), and asked by that gone id the answer was false, so
+-- the revocation ended the new connection's grant. It reads the account
+-- before it disconnects and asks the variant below, which needs no row.
+create function private.calendar_account_connected_elsewhere(
+  provider text, account_subject text, account_email text, except_connection_id uuid
+)
 returns boolean
 language sql
 stable
@@ -219,21 +227,38 @@ set search_path = ''
 as $$
   select exists (
     select 1
-    from public.calendar_connections target
-    join public.calendar_connections other
-      on other.provider = target.provider and other.account_subject = target.account_subject
-    where target.id = calendar_account_connected_elsewhere.connection_id
-      and other.id <> target.id and other.status <> 'revoked'
+    from public.calendar_connections other
+    where other.provider = calendar_account_connected_elsewhere.provider
+      and other.account_subject = calendar_account_connected_elsewhere.account_subject
+      and other.id is distinct from calendar_account_connected_elsewhere.except_connection_id
+      and other.status <> 'revoked'
   ) or exists (
     select 1
-    from public.calendar_connections target
-    join public.calendar_connections other
-      on other.provider = target.provider and other.account_email = target.account_email
-    where target.id = calendar_account_connected_elsewhere.connection_id
-      and other.id <> target.id and other.status <> 'revoked'
-      and (target.account_subject is null or other.account_subject is null)
+    from public.calendar_connections other
+    where other.provider = calendar_account_connected_elsewhere.provider
+      and other.account_email = calendar_account_connected_elsewhere.account_email
+      and other.id is distinct from calendar_account_connected_elsewhere.except_connection_id
+      and other.status <> 'revoked'
+      and (calendar_account_connected_elsewhere.account_subject is null or other.account_subject is null)
   );
 $$;
-comment on function private.calendar_account_connected_elsewhere(uuid) is 'Whether another live (not revoked) connection, in any org, holds the same provider account as this one (the same account_subject; by account e-mail where either has no subject): then revoking at the provider would end that one''s grant too. False for an unknown id. Answers a boolean only. Service role (the calendar function''s disconnect).';
+comment on function private.calendar_account_connected_elsewhere(text, text, text, uuid) is 'Whether a live (not revoked) connection other than except_connection_id, in any org, holds this provider account (the same account_subject; by account e-mail where either has no subject): then revoking at the provider would end that one''s grant too. Needs no row for the excepted id (it may be gone). Answers a boolean only. Service role (the calendar function''s disconnect).';
+revoke execute on function private.calendar_account_connected_elsewhere(text, text, text, uuid) from public;
+grant execute on function private.calendar_account_connected_elsewhere(text, text, text, uuid) to service_role;
+
+create or replace function private.calendar_account_connected_elsewhere(connection_id uuid)
+returns boolean
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select coalesce((
+    select private.calendar_account_connected_elsewhere(target.provider, target.account_subject, target.account_email, target.id)
+    from public.calendar_connections target
+    where target.id = calendar_account_connected_elsewhere.connection_id
+  ), false);
+$$;
+comment on function private.calendar_account_connected_elsewhere(uuid) is 'Whether another live (not revoked) connection, in any org, holds the same provider account as this one (the same account_subject; by account e-mail where either has no subject): then revoking at the provider would end that one''s grant too. False for an unknown id: the disconnect asks the (provider, subject, e-mail, except id) variant instead, which needs no row. Answers a boolean only. Service role.';
 
 revoke execute on function private.calendar_connections_keep_subject() from public;

@@ -3,11 +3,13 @@
 -- connection by subject first, then a subject-less one (made before) by
 -- e-mail, which gets the subject; the e-mail follows the latest spelling; a
 -- subject never changes once set; private.calendar_account_connected_elsewhere
--- compares subjects where both rows have one, e-mails otherwise.
+-- compares subjects where both rows have one, e-mails otherwise; its
+-- (provider, subject, e-mail, except id) variant answers for a connection
+-- whose row is gone (a reconnect replaced it during the disconnect).
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(37);
+select plan(46);
 
 insert into tests.fixtures (name, id) values
   ('owner1', tests.create_user('owner1@subject236.test')),
@@ -148,6 +150,35 @@ update public.calendar_connections set status = 'revoked', status_reason = 'disc
 select tests.act_as('service_role');
 select is(pg_temp.elsewhere('alice'), false, 'elsewhere: a revoked connection of the subject does not count: the last one revokes');
 select is(private.calendar_account_connected_elsewhere(gen_random_uuid()), false, 'elsewhere: unknown is false');
+
+-- ---------------------------------------------------------------------------
+-- 5. Asked by account: the disconnected row may be gone, replaced by a reconnect
+-- ---------------------------------------------------------------------------
+
+select is(has_function_privilege('authenticated', 'private.calendar_account_connected_elsewhere(text, text, text, uuid)', 'execute'),
+  false, 'by account: not for signed-in users');
+select is(has_function_privilege('service_role', 'private.calendar_account_connected_elsewhere(text, text, text, uuid)', 'execute'),
+  true, 'by account: for the service role');
+
+-- The disconnect marks dave revoked; before it decides on revoking, a connect of the same account replaces the row.
+select tests.remember('dave', pg_temp.save('org1', 'admin1', 'google', 'dave@subject236.test', '110000000000000000444'));
+select tests.act_as('postgres');
+update public.calendar_connections set status = 'revoked', status_reason = 'disconnected' where id = tests.fx('dave');
+select tests.act_as('service_role');
+select tests.remember('dave_again', pg_temp.save('org1', 'admin1', 'google', 'dave@subject236.test', '110000000000000000444'));
+select is((select count(*)::integer from public.calendar_connections where id = tests.fx('dave')), 0,
+  'by account: the reconnect replaced the revoked row');
+select is(pg_temp.elsewhere('dave'), false, 'by id: the gone row is unknown, so false (why the disconnect asks by account)');
+select is(private.calendar_account_connected_elsewhere('google', '110000000000000000444', 'dave@subject236.test', tests.fx('dave')),
+  true, 'by account: the reconnected connection holds the account, so the grant is not revoked');
+select is(private.calendar_account_connected_elsewhere('google', '110000000000000000444', 'dave@subject236.test', tests.fx('dave_again')),
+  false, 'by account: the excepted connection itself does not count');
+select is(private.calendar_account_connected_elsewhere('microsoft', '110000000000000000444', 'dave@subject236.test', tests.fx('dave')),
+  false, 'by account: another provider is another account');
+select is(private.calendar_account_connected_elsewhere('google', null, 'dave@subject236.test', gen_random_uuid()),
+  true, 'by account: without a subject the e-mail counts (the safe side)');
+select is(private.calendar_account_connected_elsewhere('google', '110000000000000000555', 'dave@subject236.test', gen_random_uuid()),
+  false, 'by account: another subject with the same e-mail is another account');
 
 select * from finish();
 rollback;

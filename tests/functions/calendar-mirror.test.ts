@@ -160,7 +160,14 @@ beforeAll(async () => {
   const started = await call('/oauth/start', { method: 'POST', token: org.tokens.admin, body: { org_id: org.id, provider: 'google' } });
   expect(started.status).toBe(200);
   const consent = await stub.authorize(String(started.body.authorization_url), { email: EMAIL });
-  const connected = await call(`/oauth/callback${new URL(consent.location).search}`);
+  const parked = await call(`/oauth/callback${new URL(consent.location).search}`);
+  expect(parked.status).toBe(200);
+  // The callback only parks the tokens: the user who started completes the connection.
+  const connected = await call('/oauth/complete', {
+    method: 'POST',
+    token: org.tokens.admin,
+    body: { connection_request: parked.body.connection_request },
+  });
   expect(connected.status).toBe(200);
 }, 120_000);
 
@@ -220,7 +227,7 @@ describe('an event the appointment did not keep', () => {
     return rows;
   }
 
-  it('is deleted by the next retry pass when the provider failed the first delete', async () => {
+  it('leaves one event when a late create repeats the one a takeover made', async () => {
     const { booking, id } = await bookWithCreateHeld('16:00', '16:30', 'Lease Taken Over');
     // The booking's lease runs out while its create is at the provider: the retry takes the appointment over.
     await sql`update public.appointments set sync_claimed_until = now() - interval '1 second',
@@ -230,25 +237,49 @@ describe('an event the appointment did not keep', () => {
     expect(takenOver.body.appointments).toContainEqual({ id, sync_status: 'synced' });
     const kept = (await appointment(id)).external_event_id;
 
-    // The late create's event is not the row's: deleting it fails once at Google.
-    stub.failNext(500, {}, { match: EVENT_DELETE });
+    // The late create carries the same key: the provider answers with the takeover's event, no stray is made.
     releaseHeld();
     expect((await booking).status).toBe(201);
-    const stray = liveEvents(id).filter((event) => event.id !== kept);
-    expect(stray).toHaveLength(1);
+    expect(liveEvents(id).map((event) => event.id)).toEqual([kept]);
+    expect(await deletion(id)).toEqual([]);
+    expect(await appointment(id)).toMatchObject({ status: 'booked', sync_status: 'synced', external_event_id: kept });
+  });
+
+  it('is deleted by the next retry pass when the provider failed the first delete', async () => {
+    const created = await call('/appointments', {
+      method: 'POST',
+      token: org.tokens.member,
+      body: { org_id: org.id, starts_at: berlin('16:30'), ends_at: berlin('17:00'), attendee_name: 'Stray Kept', attendee_phone: '+49 30 1234569' },
+    });
+    expect(created.body.appointment).toMatchObject({ sync_status: 'synced' });
+    const id = String((created.body.appointment as Record<string, unknown>).id);
+    const kept = (await appointment(id)).external_event_id;
+    // A stray event of this appointment's calendar (as an earlier version's late create left them).
+    stub.seedBusy('google', EMAIL, [{ start: new Date(`${day}T10:00:00Z`), end: new Date(`${day}T10:30:00Z`), summary: `stray of ${id}` }]);
+    const strayId = stub.events('google', EMAIL).find((event) => event.summary === `stray of ${id}`)?.id ?? '';
+    const service = stack.keys.serviceRoleKey;
+    const [{ deletion_id: deletionId }] = await sql<{ deletion_id: string }[]>`
+      select private.record_calendar_event_deletion(${id}::uuid, ${strayId}) as deletion_id`;
+    await sql`update private.calendar_event_deletions set next_attempt_at = now() - interval '1 second' where id = ${deletionId}`;
+
+    // Deleting it fails at Google: due again after the second attempt's backoff (4 minutes), not before.
+    stub.failNext(500, {}, { match: EVENT_DELETE });
+    const first = await call('/mirroring', { method: 'POST', token: service, body: {} });
+    expect(first.body.event_deletions).toEqual([{ id: deletionId, status: 'pending' }]);
     const [pending] = await deletion(id);
-    expect(pending).toMatchObject({ external_event_id: stray[0]?.id, status: 'pending', attempts: 1, last_error: expect.stringContaining('500') });
+    // Recorded as a first failed attempt (as the mirroring records one), then this pass's.
+    expect(pending).toMatchObject({ external_event_id: strayId, status: 'pending', attempts: 2, last_error: expect.stringContaining('500') });
     const wait = (pending?.next_attempt_at?.getTime() ?? 0) - Date.now();
-    expect(wait).toBeGreaterThan(30_000);
-    expect(wait).toBeLessThanOrEqual(60_000);
+    expect(wait).toBeGreaterThan(180_000);
+    expect(wait).toBeLessThanOrEqual(240_000);
 
     const early = await call('/mirroring', { method: 'POST', token: service, body: {} });
     expect(early.body.event_deletions).toEqual([]);
-    await sql`update private.calendar_event_deletions set next_attempt_at = now() - interval '1 second' where id = ${pending?.id ?? ''}`;
+    await sql`update private.calendar_event_deletions set next_attempt_at = now() - interval '1 second' where id = ${deletionId}`;
     const retried = await call('/mirroring', { method: 'POST', token: service, body: {} });
     expect(retried.status).toBe(200);
-    expect(retried.body.event_deletions).toEqual([{ id: pending?.id, status: 'deleted' }]);
-    expect(liveEvents(id).map((event) => event.id)).toEqual([kept]);
+    expect(retried.body.event_deletions).toEqual([{ id: deletionId, status: 'deleted' }]);
+    expect(stub.events('google', EMAIL).find((event) => event.id === strayId)?.isCancelled ?? true).toBe(true);
     expect(await deletion(id)).toEqual([]);
     expect(await appointment(id)).toMatchObject({ status: 'booked', sync_status: 'synced', external_event_id: kept });
   });

@@ -2,8 +2,9 @@
  * The calendar function over HTTP (real Deno behind the gateway) against
  * tests/support/calendar-stub.ts, which speaks Google's and Microsoft's wire
  * formats: the whole OAuth flow for both providers (PKCE, the signed
- * single-use state, tokens sealed at rest), state tampering, reuse and
- * expiry, a refresh the provider refuses, availability across a
+ * single-use state, tokens sealed at rest, the connection completed only by
+ * the user who started it, redirect_to only to allowed origins), state
+ * tampering, reuse and expiry, a refresh the provider refuses, availability across a
  * daylight-saving change minus both providers' busy times and a booked
  * appointment, double booking under concurrency, bots booking only free
  * time, mirroring to the calendar, disconnecting with revocation (left alone
@@ -33,6 +34,8 @@ import { startTestStack, type TestStack } from './support.ts';
 const TOKEN_KEY = Buffer.from('calendar-test-token-key-32-bytes').toString('base64');
 const ZONE = 'Europe/Berlin';
 const DAY = 86_400_000;
+/** The dashboard: the first of CALENDAR_REDIRECT_ORIGINS, which redirect_to paths resolve against. */
+const DASHBOARD = 'https://app.example.com';
 
 let stack: TestStack;
 let sql: Sql;
@@ -108,6 +111,12 @@ function callback(location: string): Promise<Answer> {
   return call(`/oauth/callback${new URL(location).search}`);
 }
 
+/** What the dashboard does after the callback: completes the connection request in the user's session. */
+function complete(token: string, connectionRequest: unknown): Promise<Answer> {
+  return call('/oauth/complete', { method: 'POST', token, body: { connection_request: connectionRequest } });
+}
+
+/** Start, consent, callback, and completion by the org's admin (who started): the completion's answer. */
 async function connect(
   org: ChatOrg,
   provider: 'google' | 'microsoft',
@@ -117,7 +126,15 @@ async function connect(
   const { url } = await start(org, provider, extra);
   const consent = await stub.authorize(url, { email });
   expect(consent.code).toBeTruthy();
-  return callback(consent.location);
+  const parked = await callback(consent.location);
+  if (parked.status !== 200) return parked;
+  return complete(org.tokens.admin, parked.body.connection_request);
+}
+
+async function pendingRequests(orgId: string): Promise<number> {
+  const [row] = await sql<{ count: number }[]>`
+    select count(*)::int as count from private.calendar_pending_connections where org_id = ${orgId}`;
+  return row.count;
 }
 
 interface ConnectionRow {
@@ -178,6 +195,7 @@ beforeAll(async () => {
       CALENDAR_MICROSOFT_LOGIN_URL: stub.microsoft.loginBaseUrl,
       CALENDAR_MICROSOFT_GRAPH_URL: stub.microsoft.graphBaseUrl,
       CALENDAR_TOKEN_KEY: TOKEN_KEY,
+      CALENDAR_REDIRECT_ORIGINS: `${DASHBOARD}, https://admin.example.com`,
     },
   });
   sql = createSql(stack.dbUrl, { max: 2 });
@@ -215,10 +233,23 @@ describe('connecting a calendar', () => {
     expect(state.split('.')).toHaveLength(3);
 
     const consent = await stub.authorize(url, { email: 'Alice@Example.com' });
-    const connected = await callback(consent.location);
+    const before = await counts(orgA.id);
+    const parked = await callback(consent.location);
+    expect(parked.status).toBe(200);
+    expect(parked.body).toMatchObject({
+      connection_request: expect.stringMatching(/^[0-9a-f-]{36}$/u),
+      provider: 'google',
+      account_email: 'alice@example.com',
+    });
+    expect(Date.parse(String(parked.body.expires_at)) - Date.now()).toBeGreaterThan(9 * 60_000);
+    expect(parked.body.connection_id).toBeUndefined();
+    // Nothing is connected until the user who started completes it in their session.
+    expect((await counts(orgA.id)).connections).toBe(before.connections);
+    const connected = await complete(orgA.tokens.admin, parked.body.connection_request);
     expect(connected.status).toBe(200);
-    expect(connected.body).toMatchObject({ provider: 'google', account_email: 'alice@example.com' });
+    expect(connected.body).toEqual({ connection_id: expect.any(String), provider: 'google', account_email: 'alice@example.com' });
     googleA = String(connected.body.connection_id);
+    expect(await pendingRequests(orgA.id)).toBe(0);
 
     const row = await connectionRow(googleA);
     expect(row).toMatchObject({ org_id: orgA.id, status: 'connected', external_calendar_id: 'primary' });
@@ -243,18 +274,22 @@ describe('connecting a calendar', () => {
     ).rejects.toThrow(/permission denied/);
   });
 
-  it('connects Microsoft and sends the browser back to redirect_to (303)', async () => {
-    const target = 'https://app.example.com/settings/calendar?tab=connections';
+  it('connects Microsoft: the browser goes back to redirect_to (303) with the request, which the dashboard completes', async () => {
+    const target = 'https://admin.example.com/settings/calendar?tab=connections';
     const { url } = await start(orgA, 'microsoft', { redirect_to: target });
     expect(url.startsWith(`${stub.microsoft.loginBaseUrl}/common/oauth2/v2.0/authorize?`)).toBe(true);
     const consent = await stub.authorize(url, { email: 'bob@contoso.example' });
     const back = await callback(consent.location);
     expect(back.status).toBe(303);
     const location = new URL(back.headers.get('location') ?? '');
-    expect(location.origin + location.pathname).toBe('https://app.example.com/settings/calendar');
+    expect(location.origin + location.pathname).toBe('https://admin.example.com/settings/calendar');
     expect(location.searchParams.get('tab')).toBe('connections');
-    expect(location.searchParams.get('calendar')).toBe('connected');
-    microsoftA = location.searchParams.get('connection_id') ?? '';
+    expect(location.searchParams.get('calendar')).toBe('pending');
+    expect(location.searchParams.get('connection_id')).toBeNull();
+    const completed = await complete(orgA.tokens.admin, location.searchParams.get('connection_request'));
+    expect(completed.status).toBe(200);
+    expect(completed.body).toMatchObject({ provider: 'microsoft', account_email: 'bob@contoso.example' });
+    microsoftA = String(completed.body.connection_id);
     expect(await connectionRow(microsoftA)).toMatchObject({
       provider: 'microsoft',
       account_email: 'bob@contoso.example',
@@ -296,7 +331,8 @@ describe('connecting a calendar', () => {
     const consent = await stub.authorize(url, { email: 'dora@example.com' });
     const first = await callback(consent.location);
     expect(first.status).toBe(200);
-    googleB = String(first.body.connection_id);
+    googleB = String((await complete(orgB.tokens.admin, first.body.connection_request)).body.connection_id);
+    expect(await connectionRow(googleB)).toMatchObject({ org_id: orgB.id, status: 'connected' });
     const before = await counts(orgB.id);
     const again = await callback(consent.location);
     expect(again.status).toBe(400);
@@ -324,7 +360,7 @@ describe('connecting a calendar', () => {
     const before = await counts(orgA.id);
     const back = await callback(consent.location);
     expect(back.status).toBe(303);
-    expect(back.headers.get('location')).toBe('/settings/calendar?calendar=error&reason=state_expired');
+    expect(back.headers.get('location')).toBe(`${DASHBOARD}/settings/calendar?calendar=error&reason=state_expired`);
     expect((await counts(orgA.id)).connections).toBe(before.connections);
   });
 
@@ -363,6 +399,111 @@ describe('connecting a calendar', () => {
     const anonymous = await call('/oauth/start', { method: 'POST', body: { org_id: orgA.id, provider: 'google' } });
     expect(anonymous.status).toBe(401);
     expect(await counts(orgA.id)).toEqual(before);
+  });
+});
+
+describe('a connect is completed by the user who started it', () => {
+  /** Started by the org's admin (redirect_to a dashboard path), consented to by `email`: the parked request's id. */
+  async function parkedBy(org: ChatOrg, email: string): Promise<string> {
+    const { url } = await start(org, 'google', { redirect_to: '/settings/calendar' });
+    const back = await callback((await stub.authorize(url, { email })).location);
+    expect(back.status).toBe(303);
+    const location = new URL(back.headers.get('location') ?? '');
+    expect(location.origin + location.pathname).toBe(`${DASHBOARD}/settings/calendar`);
+    expect(location.searchParams.get('calendar')).toBe('pending');
+    return location.searchParams.get('connection_request') ?? '';
+  }
+
+  it('someone else\'s consent lands in no org: anyone but the starter gets 404 as for an unknown id, and the request is given up', async () => {
+    // The initiator owns an org and sends its authorization URL to the victim, an admin of their own org.
+    const attacker = await createChatOrg(sql, 'cal-bind-attacker');
+    const victim = await createChatOrg(sql, 'cal-bind-victim');
+    const request = await parkedBy(attacker, 'victim@bind.example');
+    expect(await pendingRequests(attacker.id)).toBe(1);
+    expect((await counts(attacker.id)).connections).toBe(0);
+
+    // The victim's browser lands on the real dashboard, which completes with the victim's session: refused.
+    const unknown = await complete(victim.tokens.admin, randomUUID());
+    expect(unknown.status).toBe(404);
+    for (const token of [victim.tokens.admin, victim.tokens.owner, attacker.tokens.owner, await signUserToken({ id: randomUUID() })]) {
+      const refused = await complete(token, request);
+      expect(refused.status).toBe(404);
+      expect(refused.body).toMatchObject({ error: { code: 'not_found', message: (unknown.body.error as { message: string }).message } });
+    }
+    expect((await counts(attacker.id)).connections).toBe(0);
+    expect((await counts(victim.id)).connections).toBe(0);
+    // The first refusal gave the request up: the starter can no longer complete what the victim's dashboard saw.
+    expect(await pendingRequests(attacker.id)).toBe(0);
+    const late = await complete(attacker.tokens.admin, request);
+    expect(late.status).toBe(404);
+    expect((await counts(attacker.id)).connections).toBe(0);
+
+    // Its own consent, the starter completes.
+    const ownRequest = await parkedBy(attacker, 'desk@bind.example');
+    const own = await complete(attacker.tokens.admin, ownRequest);
+    expect(own.status).toBe(200);
+    expect(own.body).toMatchObject({ provider: 'google', account_email: 'desk@bind.example' });
+    expect(await connectionRow(String(own.body.connection_id))).toMatchObject({ org_id: attacker.id, status: 'connected' });
+    expect((await storedTokens(String(own.body.connection_id))).refreshToken).toMatch(/^1\/\/0g/u);
+    expect(await pendingRequests(attacker.id)).toBe(0);
+  });
+
+  it('completes once, and not after its 10 minutes', async () => {
+    const org = await createChatOrg(sql, 'cal-bind-once');
+    const request = await parkedBy(org, 'once@bind.example');
+    const first = await complete(org.tokens.admin, request);
+    expect(first.status).toBe(200);
+    const again = await complete(org.tokens.admin, request);
+    expect(again.status).toBe(404);
+    expect(again.body).toMatchObject({ error: { code: 'not_found' } });
+    expect((await counts(org.id)).connections).toBe(1);
+
+    const late = await parkedBy(org, 'late@bind.example');
+    await sql`update private.calendar_pending_connections set expires_at = now() - interval '1 second' where id = ${late}`;
+    const expired = await complete(org.tokens.admin, late);
+    expect(expired.status).toBe(404);
+    expect(expired.body).toMatchObject({ error: { code: 'not_found' } });
+    expect((await counts(org.id)).connections).toBe(1);
+    expect(await pendingRequests(org.id)).toBe(0);
+  });
+
+  it('refuses a malformed or anonymous completion, changing nothing', async () => {
+    const org = await createChatOrg(sql, 'cal-bind-malformed');
+    const request = await parkedBy(org, 'malformed@bind.example');
+    const malformed = await complete(org.tokens.admin, 'not-a-uuid');
+    expect(malformed.status).toBe(400);
+    expect(malformed.body).toMatchObject({ error: { code: 'invalid_request' } });
+    const anonymous = await call('/oauth/complete', { method: 'POST', body: { connection_request: request } });
+    expect(anonymous.status).toBe(401);
+    expect((await call('/oauth/complete', { token: org.tokens.admin })).status).toBe(405);
+    expect((await counts(org.id)).connections).toBe(0);
+    expect(await pendingRequests(org.id)).toBe(1);
+  });
+
+  it('sends the browser back only to a path on the dashboard or an https URL on an allowed origin: 422 at start otherwise', async () => {
+    const before = await counts(orgA.id);
+    for (const redirectTo of [
+      'https://evil.example/steal',
+      'https://app.example.com.evil.example/settings',
+      'https://user@evil.example@app.example.com/settings',
+      'http://app.example.com/settings',
+      '//evil.example/steal',
+      '/\\evil.example',
+      'javascript:alert(1)',
+    ]) {
+      const refused = await call('/oauth/start', {
+        method: 'POST',
+        token: orgA.tokens.admin,
+        body: { org_id: orgA.id, provider: 'google', redirect_to: redirectTo },
+      });
+      expect(refused.status, redirectTo).toBe(422);
+      expect(refused.body, redirectTo).toMatchObject({ error: { code: 'invalid_request' } });
+    }
+    expect(await counts(orgA.id)).toEqual(before);
+
+    // An allowed origin, and a path resolved against the dashboard, are signed into the state.
+    const { state } = await start(orgA, 'google', { redirect_to: '/calendar?tab=2' });
+    expect(JSON.parse(Buffer.from(state.split('.')[1], 'base64url').toString()).redirect_after).toBe(`${DASHBOARD}/calendar?tab=2`);
   });
 });
 

@@ -12,10 +12,17 @@
  *   {baseUrl}/oauth2.googleapis.com      POST /token, POST /revoke
  *   {baseUrl}/www.googleapis.com         POST /calendar/v3/freeBusy,
  *                                        GET|POST|PATCH|DELETE /calendar/v3/calendars/{id}/events[/{eventId}]
+ *                                        (an insert may name its `id`: base32hex, 5-1024 long, unique per
+ *                                        calendar, a taken one, deleted events' included, answers 409
+ *                                        `duplicate`; a PATCH with status `confirmed` restores a deleted event)
  *   {baseUrl}/login.microsoftonline.com  GET  /{tenant}/oauth2/v2.0/authorize, POST /{tenant}/oauth2/v2.0/token
  *   {baseUrl}/graph.microsoft.com        GET  /v1.0/me, GET /v1.0/me/calendarView,
- *                                        POST /v1.0/me/events, /v1.0/me/calendars/{id}/events,
- *                                        GET|PATCH|DELETE /v1.0/me/events/{id}
+ *                                        POST /v1.0/me/events, /v1.0/me/calendars/{id}/events
+ *                                        (a `transactionId` repeated with the same event answers the event
+ *                                        made first; with another, or once that one is gone, 400
+ *                                        ErrorDuplicateTransactionId; singleValueExtendedProperties kept),
+ *                                        GET the same with $filter=singleValueExtendedProperties/Any(...)
+ *                                        (one property's id and value), GET|PATCH|DELETE /v1.0/me/events/{id}
  *
  * What it enforces, as the providers do: client id and secret; the redirect
  * URI of the code exchange equal to the authorization request's; PKCE (S256
@@ -30,7 +37,8 @@
  * calendarView by `$skip` in an absolute @odata.nextLink, at most `pageSize`
  * per page. Each account has a stable id (Google's ID-token `sub`, Graph's
  * /me `id`) that stays when its address changes (renameAccount). Failures can
- * be queued (failNext), every request is recorded.
+ * be queued (failNext), also as an answer lost after the provider acted
+ * (`afterApplying`), and every request is recorded.
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -96,6 +104,8 @@ export interface StubEvent {
   /** Google's sendUpdates of the last write, or 'graph' when Graph invited attendees. */
   notified: string[];
   seeded: boolean;
+  /** Graph's singleValueExtendedProperties set at the create: id → value. */
+  extendedProperties?: Record<string, string>;
 }
 
 export interface StubFailure {
@@ -105,6 +115,8 @@ export interface StubFailure {
   body?: unknown;
   /** Only requests whose `{host}{path}` matches (default: any request). */
   match?: string | RegExp;
+  /** The request is carried out, then answered with this failure: the answer to what the provider did is lost. */
+  afterApplying?: boolean;
 }
 
 export interface CalendarStub {
@@ -148,6 +160,8 @@ interface Account {
   provider: StubProvider;
   email: string;
   id: string;
+  /** Graph's transactionIds: the event each create made and what it was made with. */
+  transactions: Map<string, { eventId: string; made: string }>;
   /** calendarId → events; Google's primary is under the account's e-mail, Graph's default under 'default'. */
   calendars: Map<string, StubEvent[]>;
   /** Client ids the user has consented to (Google sends a refresh token again only with prompt=consent). */
@@ -251,6 +265,7 @@ export async function startCalendarStub(
         email,
         id: provider === 'google' ? googleSubject() : randomUUID(),
         calendars: new Map([[provider === 'google' ? email : 'default', []]]),
+        transactions: new Map(),
         consented: new Set(),
         grantedScopes: new Set(),
       };
@@ -317,12 +332,11 @@ export async function startCalendarStub(
     };
 
     const failureIndex = failures.findIndex((failure) => matches(failure.match, `${host}${path}`));
-    if (failureIndex >= 0) {
-      const [failure] = failures.splice(failureIndex, 1);
-      if (failure) return send(failure.status, failure.body ?? defaultFailureBody(host, failure.status), failure.headers);
-    }
+    const [failure] = failureIndex >= 0 ? failures.splice(failureIndex, 1) : [];
+    const fail = () => failure && send(failure.status, failure.body ?? defaultFailureBody(host, failure.status), failure.headers);
+    if (failure && !failure.afterApplying) return fail();
 
-    const ctx: Ctx = { req, url, record, body, send, res };
+    const ctx: Ctx = { req, url, record, body, send: failure ? fail : send, res };
     switch (host) {
       case 'accounts.google.com':
         if (req.method === 'GET' && path === '/o/oauth2/v2/auth') return googleAuthorize(ctx);
@@ -582,7 +596,9 @@ export async function startCalendarStub(
     const event = calendar.find((candidate) => candidate.id === eventId);
     if (!event) return googleError(ctx, 404, 'notFound', 'Not Found');
     if (ctx.req.method === 'GET') return ctx.send(200, googleEventResource(grant.account, event));
-    if (event.isCancelled) {
+    // A deleted event is kept (status cancelled); only a patch to status confirmed brings it back.
+    const restoring = ctx.req.method === 'PATCH' && (ctx.body as { status?: unknown } | null)?.status === 'confirmed';
+    if (event.isCancelled && !restoring) {
       return googleError(ctx, 410, 'deleted', 'Resource has been deleted');
     }
     if (ctx.req.method === 'PATCH') return googleWriteEvent(ctx, grant.account, calendar, event, sendUpdates);
@@ -648,6 +664,15 @@ export async function startCalendarStub(
       return googleError(ctx, 400, 'invalid', 'Invalid start time.');
     }
     if (!existing && (!start || !end)) return googleError(ctx, 400, 'required', 'Missing end time.');
+    const chosenId = existing ? undefined : body.id;
+    if (chosenId !== undefined) {
+      if (typeof chosenId !== 'string' || !/^[a-v0-9]{5,1024}$/u.test(chosenId)) {
+        return googleError(ctx, 400, 'invalid', 'Invalid resource id value.');
+      }
+      if (calendar.some((candidate) => candidate.id === chosenId)) {
+        return googleError(ctx, 409, 'duplicate', 'The requested identifier already exists.');
+      }
+    }
     const attendees = body.attendees;
     if (attendees !== undefined) {
       if (!Array.isArray(attendees)) return googleError(ctx, 400, 'invalid', 'Invalid attendees.');
@@ -663,7 +688,7 @@ export async function startCalendarStub(
       return googleError(ctx, 400, 'timeRangeEmpty', 'The specified time range is empty.');
     }
     const event: StubEvent = existing ?? {
-      id: randomBytes(13).toString('hex').replace(/[^a-v0-9]/gu, 'a'),
+      id: typeof chosenId === 'string' ? chosenId : randomBytes(13).toString('hex').replace(/[^a-v0-9]/gu, 'a'),
       etag: '',
       start: startAt,
       end: endAt,
@@ -677,6 +702,7 @@ export async function startCalendarStub(
       seeded: false,
     };
     if (existing && (start || end)) event.sequence += 1;
+    if (body.status === 'confirmed') event.isCancelled = false;
     event.start = startAt;
     event.end = endAt;
     if (start) event.startRaw = start.raw;
@@ -885,6 +911,12 @@ export async function startCalendarStub(
       if (!calendar) return graphError(ctx, 404, 'ErrorItemNotFound', 'The specified object was not found in the store.');
       return graphWriteEvent(ctx, acc, calendar, undefined);
     }
+    if (create && ctx.req.method === 'GET') {
+      if (!canRead) return denied();
+      const calendar = calendarOf(acc, create[1] === undefined ? undefined : decodeURIComponent(create[1]));
+      if (!calendar) return graphError(ctx, 404, 'ErrorItemNotFound', 'The specified object was not found in the store.');
+      return graphEventsList(ctx, acc, calendar);
+    }
     const one = /^\/v1\.0\/me\/events\/([^/]+)$/u.exec(path);
     if (one) {
       if (!canRead) return denied();
@@ -952,8 +984,48 @@ export async function startCalendarStub(
     );
   }
 
+  /** A calendar's events, all or those with one extended property (the only $filter Graph is asked here). */
+  function graphEventsList(ctx: Ctx, acc: Account, calendar: StubEvent[]) {
+    const filter = ctx.url.searchParams.get('$filter');
+    const property = filter === null
+      ? undefined
+      : /^singleValueExtendedProperties\/any\(ep:\s*ep\/id eq '([^']*)' and ep\/value eq '([^']*)'\)$/iu.exec(filter);
+    if (filter !== null && !property) return graphError(ctx, 400, 'BadRequest', 'Invalid filter clause');
+    const select = ctx.url.searchParams.get('$select')?.split(',').map((field) => field.trim());
+    const found = calendar.filter((event) => !property || event.extendedProperties?.[property[1] ?? ''] === property[2]);
+    ctx.send(200, {
+      '@odata.context': `${GRAPH_RESOURCE}v1.0/$metadata#users('${acc.id}')/events`,
+      value: found.map((event) => graphEventResource(acc, event, undefined, select)),
+    });
+  }
+
+  /** A Graph create with a transactionId: undefined to go on and create, or the answer already sent. */
+  function graphRepeatedCreate(ctx: Ctx, acc: Account, transactionId: string, made: string): true | undefined {
+    const used = acc.transactions.get(transactionId);
+    if (!used) return undefined;
+    const first = [...acc.calendars.values()].flat().find((event) => event.id === used.eventId);
+    if (first && used.made === made) ctx.send(201, graphEventResource(acc, first, undefined));
+    else {
+      graphError(ctx, 400, 'ErrorDuplicateTransactionId',
+        "Your request can't be completed. The TransactionId specified in the request has already been used to create a different event.");
+    }
+    return true;
+  }
+
   function graphWriteEvent(ctx: Ctx, acc: Account, calendar: StubEvent[], existing: StubEvent | undefined) {
     const body = (typeof ctx.body === 'object' && ctx.body !== null ? ctx.body : {}) as Record<string, unknown>;
+    const { transactionId, ...written } = body;
+    if (transactionId !== undefined && (existing || typeof transactionId !== 'string')) {
+      return graphError(ctx, 400, 'BadRequest', existing ? 'transactionId cannot be changed.' : 'Invalid transactionId.');
+    }
+    const calendarKey = [...acc.calendars].find(([, events]) => events === calendar)?.[0] ?? '';
+    const made = JSON.stringify([calendarKey, written]);
+    if (typeof transactionId === 'string' && graphRepeatedCreate(ctx, acc, transactionId, made)) return;
+    const properties = body.singleValueExtendedProperties;
+    if (properties !== undefined && !(Array.isArray(properties) && properties.every((property: unknown) =>
+      typeof (property as { id?: unknown }).id === 'string' && typeof (property as { value?: unknown }).value === 'string'))) {
+      return graphError(ctx, 400, 'BadRequest', 'Invalid singleValueExtendedProperties.');
+    }
     const time = (value: unknown) => {
       if (typeof value !== 'object' || value === null) return undefined;
       const { dateTime, timeZone } = value as { dateTime?: unknown; timeZone?: unknown };
@@ -1005,8 +1077,15 @@ export async function startCalendarStub(
       // Graph sends the organizer's invitations itself whenever attendees are set.
       if (event.attendees.length > 0) event.notified.push('graph');
     }
+    if (Array.isArray(properties)) {
+      event.extendedProperties = {
+        ...event.extendedProperties,
+        ...Object.fromEntries((properties as { id: string; value: string }[]).map((property) => [property.id, property.value])),
+      };
+    }
     event.etag = `W/"${randomBytes(16).toString('base64')}"`;
     if (!existing) calendar.push(event);
+    if (typeof transactionId === 'string') acc.transactions.set(transactionId, { eventId: event.id, made });
     ctx.send(existing ? 200 : 201, graphEventResource(acc, event, undefined));
   }
 

@@ -23,6 +23,9 @@ import {
   stateSecretFromEnv,
   verifyOAuthState,
 } from '../../functions/_shared/calendar/index.ts';
+import { redirectOriginsFromEnv } from '../../functions/_shared/calendar/config.ts';
+import { HttpError } from '../../functions/_shared/errors.ts';
+import { redirectTarget } from '../../functions/calendar/redirect.ts';
 import { type CalendarStub, startCalendarStub } from '../support/calendar-stub.ts';
 
 const SECRET = 'calendar-state-secret-for-tests-0123456789';
@@ -169,6 +172,59 @@ describe('OAuth state', () => {
     expect(stateSecretFromEnv(env({ CALENDAR_STATE_SECRET: 'a', SUPABASE_JWT_SECRET: 'b' }))).toBe('a');
     expect(stateSecretFromEnv(env({ SUPABASE_JWT_SECRET: 'b' }))).toBe('b');
     expect(stateSecretFromEnv(env({}))).toBeUndefined();
+  });
+});
+
+describe('where a connect may send the browser back (CALENDAR_REDIRECT_ORIGINS)', () => {
+  const settings = (origins?: string) => ({
+    env: (name: string) => (name === 'CALENDAR_REDIRECT_ORIGINS' ? origins : undefined),
+    http: {},
+    now: () => new Date(),
+  });
+
+  function refusal(origins: string | undefined, redirectTo: string): HttpError {
+    try {
+      redirectTarget(settings(origins), redirectTo);
+    } catch (error) {
+      expect(error).toBeInstanceOf(HttpError);
+      return error as HttpError;
+    }
+    throw new Error(`${redirectTo} was accepted`);
+  }
+
+  it('reads origins separated by commas or spaces, and refuses an entry that is not an origin', () => {
+    const env = (value?: string) => (name: string) => (name === 'CALENDAR_REDIRECT_ORIGINS' ? value : undefined);
+    expect(redirectOriginsFromEnv(env())).toEqual([]);
+    expect(redirectOriginsFromEnv(env(' https://App.Example.com/, http://127.0.0.1:3000  https://b.example:8443 '))).toEqual([
+      'https://app.example.com',
+      'http://127.0.0.1:3000',
+      'https://b.example:8443',
+    ]);
+    for (const bad of ['https://app.example.com/settings', 'app.example.com', 'ftp://files.example', 'https://a.example?x=1']) {
+      expect(() => redirectOriginsFromEnv(env(bad)), bad).toThrow(RangeError);
+    }
+  });
+
+  it('resolves a path against the dashboard and allows https URLs on the listed origins only', () => {
+    const origins = 'http://127.0.0.1:3000, https://app.example.com';
+    expect(redirectTarget(settings(origins), '/settings/calendar?tab=1')).toBe('http://127.0.0.1:3000/settings/calendar?tab=1');
+    expect(redirectTarget(settings(origins), 'https://app.example.com/calendar#top')).toBe('https://app.example.com/calendar#top');
+    for (const redirectTo of [
+      'https://evil.example/',
+      'https://app.example.com.evil.example/',
+      'https://me@app.example.com/',
+      'http://127.0.0.1:3000/settings',
+      '//evil.example/x',
+      '/\\evil.example',
+      'javascript:alert(1)',
+      'settings',
+    ]) {
+      expect(refusal(origins, redirectTo), redirectTo).toMatchObject({ status: 422, code: 'invalid_request' });
+    }
+    // Unset: paths only, left as paths.
+    expect(redirectTarget(settings(undefined), '/settings')).toBe('/settings');
+    expect(refusal(undefined, 'https://app.example.com/')).toMatchObject({ status: 422, message: expect.stringContaining('path') });
+    expect(refusal('https://app.example.com/settings', '/settings')).toMatchObject({ status: 503, code: 'calendar_not_configured' });
   });
 });
 

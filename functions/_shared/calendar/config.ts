@@ -67,3 +67,27 @@ export function stateSecretFromEnv(env: EnvReader = processEnv): string | undefi
 export function calendarRedirectUri(supabaseUrl: string): string {
   return `${supabaseUrl.replace(/\/+$/u, '')}/functions/v1/calendar/oauth/callback`;
 }
+
+/**
+ * CALENDAR_REDIRECT_ORIGINS: the origins (`https://app.example.com`, no path)
+ * a connect may send the browser back to, separated by commas or spaces; the
+ * first is the dashboard's, which a `redirect_to` path is resolved against.
+ * Empty when unset. Throws RangeError naming an entry that is not an origin,
+ * so a typo is a configuration error rather than a silently narrower list.
+ */
+export function redirectOriginsFromEnv(env: EnvReader = processEnv): string[] {
+  const value = read(env, 'CALENDAR_REDIRECT_ORIGINS');
+  if (!value) return [];
+  return value.split(/[\s,]+/u).filter(Boolean).map((entry) => {
+    let url: URL | undefined;
+    try {
+      url = new URL(entry);
+    } catch {
+      url = undefined;
+    }
+    if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:') || url.origin !== entry.replace(/\/$/u, '').toLowerCase()) {
+      throw new RangeError(`CALENDAR_REDIRECT_ORIGINS: ${JSON.stringify(entry)} is not an http(s) origin (scheme, host and port only).`);
+    }
+    return url.origin;
+  });
+}

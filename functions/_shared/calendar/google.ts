@@ -16,6 +16,9 @@
  *   → `{ calendars: { [id]: { busy: [{ start, end }], errors?: [{ domain, reason }] } } }`;
  * - events: POST/PATCH/DELETE {api}/calendar/v3/calendars/{calendarId}/events[/{eventId}]
  *   with `sendUpdates`; errors `{ error: { code, message, errors: [{ domain, reason }] } }`;
+ *   an insert may name the event's `id` (base32hex a-v0-9, 5-1024 characters,
+ *   unique per calendar): an id already used there, by a live event or a
+ *   deleted one Google keeps with status cancelled, answers 409 `duplicate`;
  *   throttling is 429, or 403 with reason rateLimitExceeded / userRateLimitExceeded.
  */
 import { decodeJwt } from 'jose';
@@ -34,6 +37,7 @@ import {
   type CalendarEventResult,
   type CalendarEventUpdate,
   CalendarProviderError,
+  checkIdempotencyKey,
   type CodeExchange,
   type EventWriteOptions,
   type TokenSet,
@@ -286,6 +290,16 @@ export function createGoogleCalendar(options: GoogleCalendarOptions): GoogleCale
     return result;
   }
 
+  async function deleteEvent(accessToken: string, externalId: string, writeOptions?: EventWriteOptions): Promise<{ deleted: boolean }> {
+    const what = 'Google events.delete';
+    const path = `${eventsPath(writeOptions?.calendarId ?? 'primary', externalId)}?sendUpdates=${sendUpdates(writeOptions)}`;
+    const answer = await callApi(what, accessToken, 'DELETE', path);
+    if (answer.status === 204 || answer.status === 200) return { deleted: true };
+    // 404: never there or purged; 410: already deleted. Either way it is gone.
+    if (answer.status === 404 || answer.status === 410) return { deleted: false };
+    throw apiFailure(answer, what);
+  }
+
   return {
     provider: 'google',
     scopes: GOOGLE_SCOPES,
@@ -357,8 +371,19 @@ export function createGoogleCalendar(options: GoogleCalendarOptions): GoogleCale
     async createEvent(accessToken, event, writeOptions) {
       const what = 'Google events.insert';
       if (!event.start || !event.end || !event.timeZone) throw new TypeError('An event needs start, end and timeZone.');
-      const path = `${eventsPath(writeOptions?.calendarId ?? 'primary')}?sendUpdates=${sendUpdates(writeOptions)}`;
-      return eventResult(await callApi(what, accessToken, 'POST', path, eventBody(event)), what);
+      const calendarId = writeOptions?.calendarId ?? 'primary';
+      const key = checkIdempotencyKey(writeOptions?.idempotencyKey);
+      const body = eventBody(event);
+      const path = `${eventsPath(calendarId)}?sendUpdates=${sendUpdates(writeOptions)}`;
+      const answer = await callApi(what, accessToken, 'POST', path, key === undefined ? body : { id: key, ...body });
+      if (key === undefined || answer.status !== 409 || errorReason(answer.body).reason !== 'duplicate') {
+        return eventResult(answer, what);
+      }
+      // The id is taken by this very event: an earlier attempt whose answer was lost, or a
+      // deleted one Google keeps. Bring that one to this version, and back if it was deleted.
+      const repeat = 'Google events.patch (repeated insert)';
+      const eventPath = `${eventsPath(calendarId, key)}?sendUpdates=${sendUpdates(writeOptions)}`;
+      return eventResult(await callApi(repeat, accessToken, 'PATCH', eventPath, { ...body, status: 'confirmed' }), repeat);
     },
 
     async updateEvent(accessToken, externalId, changes, writeOptions) {
@@ -367,14 +392,10 @@ export function createGoogleCalendar(options: GoogleCalendarOptions): GoogleCale
       return eventResult(await callApi(what, accessToken, 'PATCH', path, eventBody(changes)), what);
     },
 
-    async deleteEvent(accessToken, externalId, writeOptions) {
-      const what = 'Google events.delete';
-      const path = `${eventsPath(writeOptions?.calendarId ?? 'primary', externalId)}?sendUpdates=${sendUpdates(writeOptions)}`;
-      const answer = await callApi(what, accessToken, 'DELETE', path);
-      if (answer.status === 204 || answer.status === 200) return { deleted: true };
-      // 404: never there or purged; 410: already deleted. Either way it is gone.
-      if (answer.status === 404 || answer.status === 410) return { deleted: false };
-      throw apiFailure(answer, what);
+    deleteEventByKey(accessToken, key, writeOptions) {
+      return deleteEvent(accessToken, checkIdempotencyKey(key), writeOptions);
     },
+
+    deleteEvent,
   };
 }

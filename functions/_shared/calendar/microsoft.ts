@@ -24,6 +24,11 @@
  *   not busy;
  * - events: POST /v1.0/me/events (or /me/calendars/{id}/events), PATCH and
  *   DELETE /v1.0/me/events/{id}; errors `{ error: { code, message } }`;
+ *   a create may carry a `transactionId`: Graph answers a repeat of that
+ *   create with the event it made, and refuses a transactionId already used
+ *   for a different event with ErrorDuplicateTransactionId; the event is
+ *   then found by a singleValueExtendedProperty set at the create,
+ *   GET .../events?$filter=singleValueExtendedProperties/Any(ep: ep/id eq '...' and ep/value eq '...');
  *   throttling is 429, or 503, with Retry-After.
  */
 import { z } from 'zod';
@@ -41,6 +46,7 @@ import {
   type CalendarEventResult,
   type CalendarEventUpdate,
   CalendarProviderError,
+  checkIdempotencyKey,
   type CodeExchange,
   type EventWriteOptions,
   type TokenSet,
@@ -101,6 +107,11 @@ const calendarViewPage = z.object({
 
 const graphError = z.object({ error: z.object({ code: z.string().optional(), message: z.string().optional() }) });
 const eventResponse = z.object({ id: z.string().min(1), '@odata.etag': z.string().optional() });
+const eventIds = z.object({ value: z.array(z.object({ id: z.string().min(1) })) });
+
+/** Our extended property (a named String property in our own GUID's set) holding a create's idempotency key. */
+const GRAPH_KEY_PROPERTY = 'String {5d0c2a4e-8f13-4b6a-9e57-2c41b7d3f806} Name idempotencyKey';
+
 const me = z.object({
   id: z.string().min(1),
   mail: z.string().nullish(),
@@ -314,7 +325,37 @@ export function createMicrosoftCalendar(options: MicrosoftCalendarOptions): Micr
     return { externalId: parsed.data.id, ...(etag ? { etag } : {}) };
   }
 
+  const eventsUrl = (calendarId: string) =>
+    calendarId === 'primary' ? `${graph}/v1.0/me/events` : `${graph}/v1.0/me/calendars/${encodeURIComponent(calendarId)}/events`;
   const eventUrl = (externalId: string) => `${graph}/v1.0/me/events/${encodeURIComponent(externalId)}`;
+
+  function duplicateTransaction(answer: HttpAnswer): boolean {
+    const parsed = graphError.safeParse(answer.body);
+    return (answer.status === 400 || answer.status === 409) && parsed.success
+      && parsed.data.error.code === 'ErrorDuplicateTransactionId';
+  }
+
+  /** The event a keyed create made in that calendar, if it is still there. */
+  async function eventWithKey(accessToken: string, calendarId: string, key: string): Promise<string | undefined> {
+    const what = 'Graph find event by key';
+    const filter = `singleValueExtendedProperties/Any(ep: ep/id eq '${GRAPH_KEY_PROPERTY}' and ep/value eq '${key}')`;
+    const params = new URLSearchParams({ $filter: filter, $select: 'id', $top: '2' });
+    const answer = await callGraph(what, accessToken, 'GET', `${eventsUrl(calendarId)}?${params}`);
+    if (answer.status !== 200) throw graphFailure(answer, what);
+    const parsed = eventIds.safeParse(answer.body);
+    if (!parsed.success) {
+      throw new CalendarProviderError('microsoft', `${what} answered in an unexpected shape.`, { status: 200, retryable: false });
+    }
+    return parsed.data.value[0]?.id;
+  }
+
+  async function deleteEvent(accessToken: string, externalId: string): Promise<{ deleted: boolean }> {
+    const what = 'Graph delete event';
+    const answer = await callGraph(what, accessToken, 'DELETE', eventUrl(externalId));
+    if (answer.status === 204 || answer.status === 200) return { deleted: true };
+    if (answer.status === 404 || answer.status === 410) return { deleted: false };
+    throw graphFailure(answer, what);
+  }
 
   return {
     provider: 'microsoft',
@@ -370,11 +411,20 @@ export function createMicrosoftCalendar(options: MicrosoftCalendarOptions): Micr
       const what = 'Graph create event';
       if (!event.start || !event.end || !event.timeZone) throw new TypeError('An event needs start, end and timeZone.');
       const calendarId = writeOptions?.calendarId ?? 'primary';
-      const url =
-        calendarId === 'primary'
-          ? `${graph}/v1.0/me/events`
-          : `${graph}/v1.0/me/calendars/${encodeURIComponent(calendarId)}/events`;
-      return eventResult(await callGraph(what, accessToken, 'POST', url, eventBody(event, writeOptions)), what, 201);
+      const key = checkIdempotencyKey(writeOptions?.idempotencyKey);
+      const url = eventsUrl(calendarId);
+      const body = eventBody(event, writeOptions);
+      if (key === undefined) return eventResult(await callGraph(what, accessToken, 'POST', url, body), what, 201);
+      const keyed = { ...body, singleValueExtendedProperties: [{ id: GRAPH_KEY_PROPERTY, value: key }] };
+      const answer = await callGraph(what, accessToken, 'POST', url, { ...keyed, transactionId: key });
+      // A repeat Graph recognises is answered with the event the first one made (201; a 200 is taken too).
+      if (!duplicateTransaction(answer)) return eventResult(answer, what, answer.status === 200 ? 200 : 201);
+      // Used for a different event: the lost create made it with an older version of the
+      // appointment. Bring that one to this version; when it is gone, create it again.
+      const existing = await eventWithKey(accessToken, calendarId, key);
+      if (existing === undefined) return eventResult(await callGraph(what, accessToken, 'POST', url, keyed), what, 201);
+      const repeat = 'Graph update event (repeated create)';
+      return eventResult(await callGraph(repeat, accessToken, 'PATCH', eventUrl(existing), body), repeat, 200);
     },
 
     async updateEvent(accessToken, externalId, changes, writeOptions) {
@@ -383,12 +433,11 @@ export function createMicrosoftCalendar(options: MicrosoftCalendarOptions): Micr
       return eventResult(answer, what, 200);
     },
 
-    async deleteEvent(accessToken, externalId) {
-      const what = 'Graph delete event';
-      const answer = await callGraph(what, accessToken, 'DELETE', eventUrl(externalId));
-      if (answer.status === 204 || answer.status === 200) return { deleted: true };
-      if (answer.status === 404 || answer.status === 410) return { deleted: false };
-      throw graphFailure(answer, what);
+    async deleteEventByKey(accessToken, key, writeOptions) {
+      const existing = await eventWithKey(accessToken, writeOptions?.calendarId ?? 'primary', checkIdempotencyKey(key));
+      return existing === undefined ? { deleted: false } : deleteEvent(accessToken, existing);
     },
+
+    deleteEvent,
   };
 }

@@ -110,6 +110,28 @@ export interface EventWriteOptions {
   notifyAttendees?: boolean;
 }
 
+/** What createEvent takes besides EventWriteOptions. */
+export interface EventCreateOptions extends EventWriteOptions {
+  /**
+   * Makes the create repeatable: a create whose answer was lost (a timeout,
+   * a 503 after the provider acted) is sent again with the same key and
+   * yields the same event, not a second one. 32 lower-case hex characters
+   * (a uuid's hex), derived by the caller from what the event stands for.
+   * Google: the event's id (hex is base32hex; a taken id answers 409 and the
+   * event is updated instead). Microsoft: the event's transactionId, and an
+   * extended property to find the event by when Graph refuses the repeat.
+   */
+  idempotencyKey?: string;
+}
+
+/** The create's idempotency key, checked: a malformed one would be refused by Google or match nothing at Graph. */
+export function checkIdempotencyKey(key: string): string;
+export function checkIdempotencyKey(key: string | undefined): string | undefined;
+export function checkIdempotencyKey(key: string | undefined): string | undefined {
+  if (key !== undefined && !/^[0-9a-f]{32}$/u.test(key)) throw new TypeError('An idempotency key is 32 lower-case hex characters.');
+  return key;
+}
+
 export interface AuthorizationRequest {
   /** Exactly as registered at the provider; sent again, identical, with the code exchange. */
   redirectUri: string;
@@ -148,13 +170,19 @@ export interface CalendarClient {
    */
   revoke(token: string): Promise<{ revoked: boolean }>;
   busyTimes(accessToken: string, query: BusyQuery): Promise<BusyResult>;
-  createEvent(accessToken: string, event: CalendarEventInput, options?: EventWriteOptions): Promise<CalendarEventResult>;
+  createEvent(accessToken: string, event: CalendarEventInput, options?: EventCreateOptions): Promise<CalendarEventResult>;
   updateEvent(
     accessToken: string,
     externalId: string,
     changes: CalendarEventUpdate,
     options?: EventWriteOptions,
   ): Promise<CalendarEventResult>;
+  /**
+   * Deletes the event a create with this idempotency key made, if any: a
+   * create whose answer was lost left no id to delete by. `deleted: false`
+   * when there is none.
+   */
+  deleteEventByKey(accessToken: string, key: string, options?: EventWriteOptions): Promise<{ deleted: boolean }>;
   /** `deleted: false` when the event was already gone (404/410): the end state is the one wanted. */
   deleteEvent(accessToken: string, externalId: string, options?: EventWriteOptions): Promise<{ deleted: boolean }>;
 }

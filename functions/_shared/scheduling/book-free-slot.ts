@@ -6,9 +6,11 @@
  * (source `bot`; the exclusion constraint settles a race with another
  * booking) and mirroring. Shared by the calendar function's bot route (which
  * answers refusals with 409) and the chat core's booking step (which says
- * them to the user, with the next free times).
+ * them to the user, with the next free times). `onBooked` runs in the
+ * booking's transaction (the bot route keeps its idempotent answer there).
  */
 import type { Interval } from '../calendar/index.ts';
+import type { TransactionSql } from '../db.ts';
 import { type AppointmentRow, appointmentColumns } from './appointment-row.ts';
 import { computeAvailability, type Scoped } from './availability.ts';
 import type { RequestContext } from './context.ts';
@@ -38,6 +40,7 @@ export async function bookFreeSlot(
   ctx: RequestContext,
   scoped: Scoped,
   request: FreeSlotRequest,
+  onBooked?: (tx: TransactionSql, row: AppointmentRow) => Promise<void>,
 ): Promise<FreeSlotOutcome> {
   const now = ctx.settings.now();
   const durationMinutes = (request.endsAt.getTime() - request.startsAt.getTime()) / 60_000;
@@ -80,8 +83,8 @@ export async function bookFreeSlot(
     };
   }
 
-  const [row] = await scoped((tx) =>
-    tx<AppointmentRow[]>`
+  const row = await scoped(async (tx) => {
+    const [booked] = await tx<AppointmentRow[]>`
       select ${appointmentColumns(tx)}
       from private.book_appointment_for_bot(
         bot_id => ${request.botId}::uuid,
@@ -94,8 +97,11 @@ export async function bookFreeSlot(
         conversation_id => ${request.conversationId ?? null}::uuid,
         call_id => ${request.callId ?? null}::uuid,
         resource => ${resource}
-      ) a`);
-  if (!row) throw new Error('book_appointment_for_bot returned no row');
+      ) a`;
+    if (!booked) throw new Error('book_appointment_for_bot returned no row');
+    await onBooked?.(tx, booked);
+    return booked;
+  });
   return { booked: true, appointment: await mirrorAppointment(ctx, row) };
 }
 

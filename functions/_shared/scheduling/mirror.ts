@@ -16,7 +16,9 @@
  * event a late create made is deleted or moved rather than left behind. An
  * event the row did not keep (the lease was taken over meanwhile) is deleted,
  * through a recorded deletion the retry repeats when the provider fails
- * (stray-events.ts).
+ * (stray-events.ts). A create is repeatable (event-key.ts): the retry of one
+ * whose answer was lost gets the event that create made, not a second one,
+ * and a cancel finds that event by its key when the row never learnt its id.
  */
 import { asServiceRole, type Sql, type TransactionSql } from '../db.ts';
 import {
@@ -26,6 +28,7 @@ import {
 } from '../calendar/index.ts';
 import { type AppointmentRow, appointmentColumns } from './appointment-row.ts';
 import { type CalendarSession, CalendarUnavailable, type CalendarUse } from './session.ts';
+import { eventKey } from './event-key.ts';
 import { deleteStrayEvent, recordStrayEvent } from './stray-events.ts';
 
 export interface MirrorDeps {
@@ -70,11 +73,14 @@ async function apply({ client, accessToken, stored }: CalendarUse, row: Appointm
         if (!(error instanceof CalendarProviderError && (error.status === 404 || error.status === 410))) throw error;
       }
     }
-    return (await client.createEvent(accessToken, event, options)).externalId;
+    const idempotencyKey = await eventKey(row.id, row.external_event_id);
+    return (await client.createEvent(accessToken, event, { ...options, idempotencyKey })).externalId;
   }
   // Only a cancel takes the event away; a completed or no-show appointment did take place there.
-  if (row.status === 'canceled' && row.external_event_id) {
-    await client.deleteEvent(accessToken, row.external_event_id, options);
+  if (row.status === 'canceled') {
+    const deleted = row.external_event_id !== null && (await client.deleteEvent(accessToken, row.external_event_id, options)).deleted;
+    // No event kept, or it was gone: a create whose answer was lost may have made one no id names.
+    if (!deleted) await client.deleteEventByKey(accessToken, await eventKey(row.id, row.external_event_id), options);
   }
   return row.external_event_id;
 }
