@@ -5,8 +5,13 @@
  * would hand it to them, and they could complete it as themselves with
  * someone else's calendar behind it. Allowed: a path (a single leading `/`),
  * resolved against the dashboard's origin (the first of
- * CALENDAR_REDIRECT_ORIGINS; left a path when none is set), or an https URL
- * on one of those origins. Anything else is 422 `invalid_request`.
+ * CALENDAR_REDIRECT_ORIGINS) and still on it once resolved (`/..//evil.com`
+ * resolves to a path starting with `//`, which a browser would read as
+ * another host), or an https URL on one of those origins. Anything else is
+ * 422 `invalid_request`; so is any target when no origin is configured: a
+ * path would then be resolved against the callback's own host, where no
+ * dashboard is to complete the connect, and left unresolved it could be
+ * steered off-site.
  */
 import { redirectOriginsFromEnv } from '../_shared/calendar/config.ts';
 import { HttpError } from '../_shared/errors.ts';
@@ -25,12 +30,21 @@ function allowedOrigins(settings: CalendarSettings): string[] {
 
 const isPath = (target: string) => target.startsWith('/') && !target.startsWith('//') && !target.includes('\\');
 
-/** The absolute URL (or, with no origins configured, the path) the callback will redirect to. */
+/** The absolute URL the callback will redirect to. */
 export function redirectTarget(settings: CalendarSettings, redirectTo: string): string {
   const origins = allowedOrigins(settings);
+  const [site] = origins;
+  if (site === undefined) {
+    throw new HttpError(
+      422,
+      'invalid_request',
+      'redirect_to needs the dashboard\'s origin in CALENDAR_REDIRECT_ORIGINS on this server; without it, leave redirect_to out ' +
+        'and the callback answers in JSON.',
+    );
+  }
   if (isPath(redirectTo)) {
-    const [site] = origins;
-    return site === undefined ? redirectTo : new URL(redirectTo, site).toString();
+    const resolved = new URL(redirectTo, site);
+    if (resolved.origin === site && !resolved.pathname.startsWith('//')) return resolved.toString();
   }
   let url: URL | undefined;
   try {
@@ -46,7 +60,7 @@ export function redirectTarget(settings: CalendarSettings, redirectTo: string): 
     422,
     'invalid_request',
     where.length > 0
-      ? `redirect_to must be a path starting with a single / or an https URL on ${where.join(', ')}.`
-      : 'redirect_to must be a path starting with a single /.',
+      ? `redirect_to must be a path on the dashboard starting with a single / or an https URL on ${where.join(', ')}.`
+      : 'redirect_to must be a path on the dashboard starting with a single /.',
   );
 }

@@ -218,12 +218,19 @@ describe('where a connect may send the browser back (CALENDAR_REDIRECT_ORIGINS)'
       '/\\evil.example',
       'javascript:alert(1)',
       'settings',
+      '/..//evil.example',
+      '/.//evil.example',
+      '/%2e%2e//evil.example',
+      '//evil.example',
     ]) {
       expect(refusal(origins, redirectTo), redirectTo).toMatchObject({ status: 422, code: 'invalid_request' });
     }
-    // Unset: paths only, left as paths.
-    expect(redirectTarget(settings(undefined), '/settings')).toBe('/settings');
-    expect(refusal(undefined, 'https://app.example.com/')).toMatchObject({ status: 422, message: expect.stringContaining('path') });
+    // A path that resolves to one starting with // would be read by a browser as another host.
+    expect(redirectTarget(settings('https://app.example.com'), '/a/../settings')).toBe('https://app.example.com/settings');
+    // Unset: no target at all (a path would land on the callback's own host, where no dashboard completes the connect).
+    for (const redirectTo of ['/settings', '/..//evil.example', 'https://app.example.com/']) {
+      expect(refusal(undefined, redirectTo), redirectTo).toMatchObject({ status: 422, message: expect.stringContaining('CALENDAR_REDIRECT_ORIGINS') });
+    }
     expect(refusal('https://app.example.com/settings', '/settings')).toMatchObject({ status: 503, code: 'calendar_not_configured' });
   });
 });
