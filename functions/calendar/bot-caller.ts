@@ -26,9 +26,9 @@ export async function authenticateBot(
   scope: 'calendar.read' | 'calendar.write',
 ): Promise<BotCaller> {
   const key = await verifyApiKey(sql, apiKeyFromRequest(req));
-  requireScope(key, scope);
-  // Before the bot is looked up, so a request for an unknown bot counts too.
+  // Before anything is checked, so a refused request (a missing scope, an unknown bot) counts too.
   await takeRateLimit(sql, { apiKeyId: key.apiKeyId });
+  requireScope(key, scope);
   const [bot] = await asServiceRole(sql, (tx) =>
     tx<{ id: string }[]>`select b.id from public.bots b where b.id = ${botId}::uuid and b.org_id = ${key.orgId}::uuid`);
   if (!bot) throw new HttpError(404, 'not_found', 'The bot was not found.');

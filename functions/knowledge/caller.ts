@@ -19,7 +19,7 @@ import { type AuthOptions, type JwtClaims, requireUser, type UserClaims } from '
 import { type Sql, type TransactionSql, withUserScope } from '../_shared/db.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { mapPostgresErrors } from '../_shared/pg-errors.ts';
-import { type RateLimitBucket, takeRateLimit } from '../_shared/rate-limit.ts';
+import { takeRateLimit } from '../_shared/rate-limit.ts';
 
 export type Caller =
   | { kind: 'key'; key: ApiKeyPrincipal }
@@ -39,35 +39,30 @@ export async function authenticateCaller(
   permission: KnowledgePermission,
 ): Promise<Caller> {
   if (!sendsApiKey(req)) return { kind: 'user', claims: await requireUser(req, options) };
-  const key = await verifyApiKey(sql, apiKeyFromRequest(req));
-  await requireKeyScope(sql, key, permission);
-  return { kind: 'key', key };
+  return { kind: 'key', key: await verifiedKey(sql, req, permission) };
 }
 
 /**
- * requireScope for a key, whose 403 `insufficient_scope` first takes one
- * request from the key's bucket (a 429 once it is spent), as chat/completions
- * counts its refusals: a key cannot be spent on refused requests without
- * limit. A key holding the scope takes nothing here; its route takes one.
+ * The verified key holding `permission`, after taking one request from its
+ * bucket (a 429 once it is spent) before anything else is checked: every
+ * request a key makes counts, refused ones too (a missing scope, a bad body,
+ * another org), so a key cannot be spent on refusals without limit.
  */
-async function requireKeyScope(sql: Sql, key: ApiKeyPrincipal, permission: KnowledgePermission): Promise<void> {
-  if (key.scopes.includes(permission)) return;
+async function verifiedKey(sql: Sql, req: Request, permission: KnowledgePermission): Promise<ApiKeyPrincipal> {
+  const key = await verifyApiKey(sql, apiKeyFromRequest(req));
   await takeRateLimit(sql, { apiKeyId: key.apiKeyId });
   requireScope(key, permission);
+  return key;
 }
 
 /**
  * For the routes that serve API keys only: the verified key holding
- * `permission` (a user token is a 401 `api_key_required`), after taking one
- * request from its bucket (429 when spent).
+ * `permission` (a user token is a 401 `api_key_required`), its request taken
+ * from its bucket (429 when spent).
  */
 export async function authenticateKeyCaller(sql: Sql, req: Request, permission: KnowledgePermission): Promise<KeyCaller> {
   refuseUserTokens(req, 'The documents API', 'read public.documents and call retry_document directly');
-  const key = await verifyApiKey(sql, apiKeyFromRequest(req));
-  await requireKeyScope(sql, key, permission);
-  const caller: KeyCaller = { kind: 'key', key };
-  await takeCallerRateLimit(sql, caller, 'knowledge_documents');
-  return caller;
+  return { kind: 'key', key: await verifiedKey(sql, req, permission) };
 }
 
 /** The claims a caller's work runs under: the user's, or the service role acting for the key (the key's id as a claim). */
@@ -110,10 +105,13 @@ export async function callerOrg(
   return orgId;
 }
 
-/** One request from the caller's bucket: the key's own (shared with the chat endpoints), or the user's for this route. */
-export function takeCallerRateLimit(sql: Sql, caller: Caller, route: string): Promise<void> {
-  const bucket: RateLimitBucket = caller.kind === 'key'
-    ? { apiKeyId: caller.key.apiKeyId }
-    : { bucket: `${route}:user:${caller.claims.sub}`, perMinute: USER_REQUESTS_PER_MINUTE };
-  return takeRateLimit(sql, bucket);
+/**
+ * One request from a signed-in user's bucket for this route. A key's request
+ * was taken from its own bucket (shared with the chat endpoints) when it was
+ * verified.
+ */
+export async function takeUserRateLimit(sql: Sql, caller: Caller, route: string): Promise<void> {
+  if (caller.kind === 'user') {
+    await takeRateLimit(sql, { bucket: `${route}:user:${caller.claims.sub}`, perMinute: USER_REQUESTS_PER_MINUTE });
+  }
 }

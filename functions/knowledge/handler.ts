@@ -32,7 +32,7 @@ import { HttpError } from '../_shared/errors.ts';
 import { createHandler } from '../_shared/handler.ts';
 import { lazyServiceClient } from '../_shared/service-storage.ts';
 import { type EmbeddingProvider, providerFromEnv } from '../_shared/embeddings/index.ts';
-import { authenticateCaller, takeCallerRateLimit } from './caller.ts';
+import { authenticateCaller } from './caller.ts';
 import { deleteDocument, type KnowledgeStore } from './documents.ts';
 import { listDocuments } from './list.ts';
 import { searchProducts } from './products.ts';
@@ -64,9 +64,8 @@ export function createKnowledgeHandler(deps: KnowledgeDeps): (req: Request) => P
       case 'uploadDocument':
         return await uploadDocument(deps.sql(), req, store, { env });
       case 'deleteDocument': {
+        // Users delete as often as they click; a key's request was taken from its bucket when it was verified.
         const caller = await authenticateCaller(deps.sql(), req, { env }, 'knowledge.write');
-        // Users delete as often as they click; a key is held to its rate limit like on every route it calls.
-        if (caller.kind === 'key') await takeCallerRateLimit(deps.sql(), caller, 'knowledge_delete');
         await deleteDocument(deps.sql(), caller, store, route.id);
         return new Response(null, { status: 204 });
       }

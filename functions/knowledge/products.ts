@@ -11,7 +11,7 @@ import { z } from 'zod';
 import type { AuthOptions } from '../_shared/auth.ts';
 import type { Sql } from '../_shared/db.ts';
 import { json, readJson } from '../_shared/http.ts';
-import { asCaller, authenticateCaller, callerOrg, takeCallerRateLimit } from './caller.ts';
+import { asCaller, authenticateCaller, callerOrg, takeUserRateLimit } from './caller.ts';
 
 /** search_products' own bounds. */
 const MAX_QUERY_CHARS = 200;
@@ -56,7 +56,7 @@ export async function searchProducts(sql: Sql, req: Request, options: AuthOption
   const caller = await authenticateCaller(sql, req, options, 'catalog.read');
   const body = await readJson(req, productSearchBody);
   const orgId = await callerOrg(sql, caller, body.org_id, 'catalog.read');
-  await takeCallerRateLimit(sql, caller, 'catalog_search');
+  await takeUserRateLimit(sql, caller, 'catalog_search');
   const rows = await asCaller(
     sql,
     caller,

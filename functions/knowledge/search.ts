@@ -16,7 +16,7 @@ import { asServiceRole, type Sql } from '../_shared/db.ts';
 import { type EmbeddingProvider, EmbeddingProviderError, toPgDirection } from '../_shared/embeddings/index.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { json, readJson } from '../_shared/http.ts';
-import { asCaller, authenticateCaller, type Caller, callerOrg, takeCallerRateLimit } from './caller.ts';
+import { asCaller, authenticateCaller, type Caller, callerOrg, takeUserRateLimit } from './caller.ts';
 
 /** As long as a chat question may be (MAX_QUESTION_CHARS of the chat function). */
 const MAX_QUERY_CHARS = 8000;
@@ -92,7 +92,7 @@ export async function searchKnowledge(
   const caller = await authenticateCaller(sql, req, options, 'knowledge.read');
   const body = await readJson(req, searchBody);
   const orgId = await orgToSearch(sql, caller, body);
-  await takeCallerRateLimit(sql, caller, 'knowledge_search');
+  await takeUserRateLimit(sql, caller, 'knowledge_search');
 
   let embedded;
   try {

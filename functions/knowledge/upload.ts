@@ -27,7 +27,7 @@ import { json, readBodyBytes, readQuery } from '../_shared/http.ts';
 import { claimKey, idempotencyKeyFrom, type OnceAnswer, recordAnswer, releaseKey, replayHeaders } from '../_shared/idempotency.ts';
 import { sha256Hex } from '../_shared/sha256.ts';
 import { MAX_FILE_BYTES, SUPPORTED_MIME_TYPES } from '../_shared/text/extract.ts';
-import { asCaller, authenticateCaller, callerOrg, takeCallerRateLimit } from './caller.ts';
+import { asCaller, authenticateCaller, callerOrg, takeUserRateLimit } from './caller.ts';
 import type { KnowledgeStore } from './documents.ts';
 import { documentColumns, type DocumentRow, toApiDocument } from './representation.ts';
 
@@ -113,7 +113,7 @@ export async function uploadDocument(sql: Sql, req: Request, store: KnowledgeSto
   const query = readQuery(new URL(req.url), uploadQuery);
   const mimeType = fileType(req);
   const orgId = await callerOrg(sql, caller, undefined, 'knowledge.write');
-  await takeCallerRateLimit(sql, caller, 'knowledge_upload');
+  await takeUserRateLimit(sql, caller, 'knowledge_upload');
   const bytes = await readFileBody(req);
   const file = { name: query.name, mime_type: mimeType, size_bytes: bytes.byteLength, checksum_sha256: await sha256Hex(bytes) };
 

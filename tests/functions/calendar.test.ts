@@ -929,11 +929,12 @@ describe('booking by bots', () => {
     expect(after).toBe(before);
   });
 
-  it('counts a request for an unknown bot against the key\'s limit', async () => {
+  it('counts refused requests against the key\'s limit: an unknown bot, a missing scope', async () => {
     const limited = await createApiKey(sql, orgA, ['calendar.read']);
-    await sql`update public.api_keys set rate_limit_per_minute = 1 where id = ${limited.id}`;
+    await sql`update public.api_keys set rate_limit_per_minute = 2 where id = ${limited.id}`;
     const query = new URLSearchParams({ from: berlin(wednesday(), '09:00'), to: berlin(wednesday(), '11:00'), duration_minutes: '30' });
     expect((await call(`/bots/${randomUUID()}/availability?${query}`, { apiKey: limited.key })).status).toBe(404);
+    expect((await call(`/bots/${botA}/appointments`, { method: 'POST', apiKey: limited.key, body: {} })).status).toBe(403);
     expect((await call(`/bots/${botA}/availability?${query}`, { apiKey: limited.key })).status).toBe(429);
   });
 });

@@ -395,6 +395,15 @@ describe('POST /knowledge/search', () => {
     expect([listed.status, (await listed.json()).error.code]).toEqual([403, 'insufficient_scope']);
     const spent = await search({ query: 'zq1x7' }, bearer(scopeless.key));
     expect([spent.status, (await spent.json()).error.code]).toEqual([429, 'rate_limited']);
+
+    // So does a key holding the scope whose requests are refused: a bad body, another org, an unknown bot.
+    const careless = await apiKey(org, ['knowledge.read']);
+    await sql`update public.api_keys set rate_limit_per_minute = 3 where id = ${careless.id}`;
+    expect((await search({ query: '' }, bearer(careless.key))).status).toBe(422);
+    expect((await search({ query: 'zq1x7', org_id: other.id }, bearer(careless.key))).status).toBe(403);
+    expect((await search({ query: 'zq1x7', bot_id: randomUUID() }, bearer(careless.key))).status).toBe(404);
+    const careful = await search({ query: 'zq1x7' }, bearer(careless.key));
+    expect([careful.status, (await careful.json()).error.code]).toEqual([429, 'rate_limited']);
   });
 });
 
