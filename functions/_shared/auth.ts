@@ -56,6 +56,17 @@ function remoteKeySet(supabaseUrl: string): ReturnType<typeof createRemoteJWKSet
 }
 
 /**
+ * The project's legacy JWT secret: SUPABASE_JWT_SECRET where the platform or
+ * the local stack provides it, else JWT_SECRET. Hosted projects do not give
+ * functions their JWT secret, and `supabase secrets set` refuses names
+ * starting with SUPABASE_, so a project still signing with the legacy secret
+ * sets JWT_SECRET.
+ */
+export function jwtSecretFromEnv(env: EnvReader): string | undefined {
+  return env('SUPABASE_JWT_SECRET') || env('JWT_SECRET') || undefined;
+}
+
+/**
  * Legacy HS256 tokens are checked with the project's JWT secret, asymmetric ones
  * (Supabase's newer signing keys) with the project's published JWKS, the same
  * split the Supabase functions gateway makes.
@@ -63,7 +74,7 @@ function remoteKeySet(supabaseUrl: string): ReturnType<typeof createRemoteJWKSet
 function keyResolver(env: EnvReader): JWTVerifyGetKey {
   return async (header, token) => {
     if (header.alg === 'HS256') {
-      const secret = env('SUPABASE_JWT_SECRET');
+      const secret = jwtSecretFromEnv(env);
       if (!secret) throw unauthorized('invalid_token', 'HS256 tokens are not accepted: no JWT secret is configured.');
       return new TextEncoder().encode(secret);
     }

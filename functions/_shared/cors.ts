@@ -1,20 +1,24 @@
 import { type EnvReader, processEnv } from './env.ts';
 
-// The headers supabase-js sends (see `@supabase/supabase-js/cors`); browsers preflight each of them.
-const ALLOW_HEADERS = 'authorization, x-client-info, apikey, content-type';
+// The headers supabase-js sends (see `@supabase/supabase-js/cors`), and those our routes read (an API key,
+// Idempotency-Key, the chat conversation and channel); browsers preflight each of them.
+const ALLOW_HEADERS =
+  'authorization, x-client-info, apikey, content-type, x-api-key, idempotency-key, x-conversation-id, x-chat-channel';
+// What browser code may read of an answer: the request id to quote in a bug report, the conversation a chat turn
+// went to, when to retry, and whether an Idempotency-Key answer was replayed.
+const EXPOSE_HEADERS = 'x-request-id, x-conversation-id, retry-after, idempotent-replayed';
 const ALLOW_METHODS = 'GET, POST, PUT, PATCH, DELETE, OPTIONS';
 
 /**
  * CORS headers for a response to `origin`. With `ALLOWED_ORIGINS` unset every
- * origin is allowed (`*`), which suits local development only; a deployed
- * project sets `ALLOWED_ORIGINS=https://app.example.com,https://admin.example.com`.
+ * origin is allowed (`*`), deployed or not; a deployed project should set
+ * `ALLOWED_ORIGINS=https://app.example.com,https://admin.example.com`.
  */
 export function corsHeaders(origin: string | null | undefined, env: EnvReader = processEnv): Record<string, string> {
   const headers: Record<string, string> = {
     'access-control-allow-headers': ALLOW_HEADERS,
     'access-control-allow-methods': ALLOW_METHODS,
-    // Lets browser code read the id to quote in a bug report.
-    'access-control-expose-headers': 'x-request-id',
+    'access-control-expose-headers': EXPOSE_HEADERS,
     'access-control-max-age': '86400',
   };
   const allowed = allowedOrigins(env);

@@ -77,6 +77,11 @@ describe('verifyJwt with the JWT secret (HS256)', () => {
     expect(error.code).toBe('invalid_token');
   });
 
+  it('takes the secret from JWT_SECRET where SUPABASE_JWT_SECRET cannot be set (hosted projects)', async () => {
+    const hosted = (name: string) => (name === 'JWT_SECRET' ? LOCAL_JWT_SECRET : undefined);
+    expect((await verifyJwt(await signUserToken(user), { env: hosted })).sub).toBe(user.id);
+  });
+
   it('rejects HS256 tokens when no secret is configured', async () => {
     const error = await rejection(verifyJwt(await signUserToken(user), { env: () => undefined }));
     expect(error.code).toBe('invalid_token');

@@ -49,7 +49,7 @@ describe('gateway + runtime + health, with config.toml (health: verify_jwt = fal
     expect(response.status).toBe(204);
     expect(response.headers.get('access-control-allow-origin')).toBe('*');
     expect(response.headers.get('access-control-allow-headers')).toBe(
-      'authorization, x-client-info, apikey, content-type',
+      'authorization, x-client-info, apikey, content-type, x-api-key, idempotency-key, x-conversation-id, x-chat-channel',
     );
     expect(response.headers.get('access-control-allow-methods')).toContain('POST');
   });

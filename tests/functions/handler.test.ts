@@ -36,7 +36,9 @@ describe('cors', () => {
   it('allows any origin when ALLOWED_ORIGINS is unset', () => {
     expect(corsHeaders('https://evil.example', noEnv)).toMatchObject({
       'access-control-allow-origin': '*',
-      'access-control-allow-headers': 'authorization, x-client-info, apikey, content-type',
+      'access-control-allow-headers':
+        'authorization, x-client-info, apikey, content-type, x-api-key, idempotency-key, x-conversation-id, x-chat-channel',
+      'access-control-expose-headers': 'x-request-id, x-conversation-id, retry-after, idempotent-replayed',
     });
   });
 

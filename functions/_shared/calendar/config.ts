@@ -3,6 +3,7 @@
  * so the edge function builds its clients in one line and tests or the local
  * stack point every provider URL at a stand-in.
  */
+import { jwtSecretFromEnv } from '../auth.ts';
 import { type EnvReader, processEnv } from '../env.ts';
 import { createGoogleCalendar, type GoogleCalendarClient } from './google.ts';
 import type { HttpOptions } from './http.ts';
@@ -60,7 +61,7 @@ export function calendarClientFromEnv(
  * it). Undefined when neither is set.
  */
 export function stateSecretFromEnv(env: EnvReader = processEnv): string | undefined {
-  return read(env, 'CALENDAR_STATE_SECRET') ?? read(env, 'SUPABASE_JWT_SECRET');
+  return read(env, 'CALENDAR_STATE_SECRET') ?? jwtSecretFromEnv(env);
 }
 
 /** `<SUPABASE_URL>/functions/v1/calendar/oauth/callback`: the redirect URI to register with both providers. */
