@@ -1,5 +1,5 @@
 /**
- * The `webhooks` admin function over HTTP: gateway (verify_jwt) + real Deno,
+ * The `webhooks` admin function over HTTP: gateway + real Deno (the function verifies the JWT itself),
  * against the run's shared database, as each org role and an outsider.
  */
 import { randomUUID } from 'node:crypto';
@@ -454,7 +454,7 @@ describe('webhooks function', () => {
   });
 
   describe('authentication and routing', () => {
-    it('answers 401 without a token (gateway) and for the anon key (not a user)', async () => {
+    it('answers 401 without a token and for the anon key (not a user)', async () => {
       expectError(await call('POST', '/endpoints', { as: null, body: { org_id: ORG, url: PUBLIC_URL } }), 401, 'missing_authorization');
       const response = await fetch(`${stack.functionsUrl}/webhooks/endpoints`, {
         method: 'POST',
