@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import type { ChatUsage } from './chat/types.ts';
 import { HttpError } from './errors.ts';
+import { httpErrorFromUnmappedPostgres } from './pg-errors.ts';
 import { formatSseFrame } from './sse.ts';
 
 const textPart = z.object({ type: z.literal('text'), text: z.string() });
@@ -255,10 +256,13 @@ function errorType(status: number): string {
 
 /**
  * errorResponse's twin for the OpenAI-compatible endpoint: an HttpError's
- * status, code, message and headers (Retry-After), anything else logged and
+ * status, code, message and headers (Retry-After), a Postgres error mapped
+ * as httpErrorFromUnmappedPostgres maps it, anything else logged and
  * answered with a generic 500, in OpenAI's shape.
  */
-export function openAiErrorResponse(error: unknown, requestId?: string): Response {
+export function openAiErrorResponse(thrown: unknown, requestId?: string): Response {
+  // As createHandler does for every other endpoint: a value Postgres cannot take (a NUL) is the client's 422.
+  const error = httpErrorFromUnmappedPostgres(thrown);
   const known = error instanceof HttpError;
   if (!known || error.cause !== undefined) console.error(`[${requestId ?? 'no-request-id'}]`, error);
   const status = known ? error.status : 500;

@@ -16,9 +16,11 @@
  *    the bot's provider; or, when the user asks for a person, the handoff;
  *    or, for a booking step, the appointment booked in a free slot (booking.ts);
  * 4. finish: the answer stored with tokens, latency, citations and finish
- *    reason, usage metered to the calling key, and the conversation escalated
- *    when the user asked for a person or the sources held no answer
- *    (private.chat_finish). A turn whose client went away mid-answer finishes
+ *    reason, usage metered to the calling key (replacing the turn's quota
+ *    reservation), and the conversation escalated when the user asked for a
+ *    person or the sources held no answer (private.chat_finish, as the
+ *    service: prepare authorised the turn). A failed metering of the
+ *    question's embedding is logged and does not stop it. A turn whose client went away mid-answer finishes
  *    too, as `interrupted`: the model was called, so its tokens are metered
  *    (else cancelling would dodge the quota) and what was streamed is stored.
  *    So does a turn whose model fails (ChatProviderError, its retries spent),
@@ -57,6 +59,8 @@ const CHUNKS_PER_ANSWER = 5;
 const PRODUCTS_PER_ANSWER = 3;
 /** Stored as the answer's model when a booking step answered: no model was asked. */
 const BOOKING_MODEL = 'booking';
+/** Stored as the answer's model when the user asked for a person: no model was asked either. */
+const HANDOFF_MODEL = 'handoff';
 
 export interface ChatDeps {
   sql: () => Sql;
@@ -170,7 +174,7 @@ export async function* answerTurn(deps: ChatDeps, input: TurnInput, turn: Prepar
   let content = '';
   let tokensIn = 0;
   let tokensOut = 0;
-  let model: string | null = null;
+  let model: string;
   let finishReason: TurnFinishReason = 'stop';
   let citations: Citation[] = [];
   let escalationReason: string | null = null;
@@ -194,6 +198,7 @@ export async function* answerTurn(deps: ChatDeps, input: TurnInput, turn: Prepar
     yield { type: 'delta', text: content };
   } else if (detectsHumanRequest(question)) {
     content = handoffText(bot);
+    model = HANDOFF_MODEL;
     escalationReason = 'The user asked for a person.';
     yield { type: 'delta', text: content };
   } else {
@@ -275,16 +280,21 @@ export async function* answerTurn(deps: ChatDeps, input: TurnInput, turn: Prepar
     }
   }
 
-  await pendingMetering;
+  // The embedding's metering is bookkeeping: its failure is logged, and the turn is stored and metered all the same.
+  await pendingMetering.catch((error) =>
+    console.error(`chat: conversation ${turn.conversation_id}: metering the question's embedding failed`, error)
+  );
   const latencyMs = Math.max(0, Math.round(performance.now() - input.startedAt));
-  const finished = await inScope(deps.sql(), input.principal, (tx) =>
+  // As the service: chat_prepare authorised the turn, and a user who loses chat.use while the answer streams must
+  // not lose the answer or its metering. chat_finish credits a user's turn through the conversation's user_id.
+  const finished = await asService(deps.sql(), input.principal, (tx) =>
     q.chatFinish(tx, {
       conversationId: turn.conversation_id,
       content,
       tokensIn,
       tokensOut,
       latencyMs,
-      model: model ?? bot.model,
+      model,
       citations,
       escalationReason,
       finishReason,
@@ -300,7 +310,7 @@ export async function* answerTurn(deps: ChatDeps, input: TurnInput, turn: Prepar
       tokensIn,
       tokensOut,
       latencyMs,
-      model: model ?? bot.model,
+      model,
       finishReason,
       conversationStatus: finished.conversation_status,
       escalated: finished.escalated,

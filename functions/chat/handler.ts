@@ -11,7 +11,7 @@ import { createHandler } from '../_shared/handler.ts';
 import { openAiErrorResponse } from '../_shared/openai-wire.ts';
 import { completions, models } from './completions.ts';
 import type { ChatDeps } from './core.ts';
-import { matchRoute } from './router.ts';
+import { type ChatRoute, isOpenAiPath, matchRoute } from './router.ts';
 import { connectTelegram } from './telegram-connect.ts';
 import { telegramWebhook } from './telegram-webhook.ts';
 import { webChat } from './web-chat.ts';
@@ -19,7 +19,15 @@ import { webChat } from './web-chat.ts';
 export function createChatHandler(deps: ChatDeps & { sql: () => Sql; env?: EnvReader }): (req: Request) => Promise<Response> {
   const env = deps.env ?? processEnv;
   return createHandler(async (req, { requestId }) => {
-    const route = matchRoute(req.method, new URL(req.url).pathname);
+    const pathname = new URL(req.url).pathname;
+    let route: ChatRoute;
+    try {
+      route = matchRoute(req.method, pathname);
+    } catch (error) {
+      // A wrong method or an unknown path under /chat/v1/ is an OpenAI client's too.
+      if (isOpenAiPath(pathname)) return openAiErrorResponse(error, requestId);
+      throw error;
+    }
     switch (route.name) {
       case 'chat':
         return webChat(deps, req, await requireUser(req, { env }), requestId);

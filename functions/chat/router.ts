@@ -17,9 +17,7 @@ export type ChatRoute =
  * - POST /chat/bots/:bot_id/telegram     admins: connect a Telegram bot (token, webhook)
  */
 export function matchRoute(method: string, pathname: string): ChatRoute {
-  const segments = pathname.split('/').filter((segment) => segment !== '');
-  const start = segments[0] === 'functions' && segments[1] === 'v1' ? 2 : 0;
-  const path = segments[start] === 'chat' ? segments.slice(start + 1) : null;
+  const path = chatPath(pathname);
   const only = (allowed: string, route: ChatRoute): ChatRoute => {
     if (method === allowed) return route;
     throw new HttpError(405, 'method_not_allowed', `${method} is not supported here; use ${allowed}.`, {
@@ -37,4 +35,16 @@ export function matchRoute(method: string, pathname: string): ChatRoute {
     }
   }
   throw new HttpError(404, 'not_found', `Nothing is served at ${pathname}.`);
+}
+
+/** The segments below `/chat` (or `/functions/v1/chat`), or null for a path outside the function. */
+function chatPath(pathname: string): string[] | null {
+  const segments = pathname.split('/').filter((segment) => segment !== '');
+  const start = segments[0] === 'functions' && segments[1] === 'v1' ? 2 : 0;
+  return segments[start] === 'chat' ? segments.slice(start + 1) : null;
+}
+
+/** Whether the path is under `/chat/v1/`, the OpenAI-compatible API, whose clients read OpenAI's error body. */
+export function isOpenAiPath(pathname: string): boolean {
+  return chatPath(pathname)?.[0] === 'v1';
 }

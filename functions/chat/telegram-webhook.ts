@@ -6,7 +6,8 @@
  * back through the Bot API; the webhook itself answers 200 once the update is
  * handled, also when the bot refuses (rate limit, quota, disabled): the user
  * is told in the chat, and Telegram must not redeliver. `/start` (a user
- * opening the bot) is answered with the bot's greeting.
+ * opening the bot) is answered with the bot's greeting, or, when the bot or
+ * its Telegram channel is off, with the refusal its messages get.
  *
  * Telegram redelivers an update until the webhook answers 2xx (after a 500,
  * or a timeout while a slow turn is still running), so each update is taken
@@ -48,12 +49,15 @@ function telegramText(answer: string): string {
   return answer === '' ? EMPTY_ANSWER_TEXT : answer;
 }
 
+/** What the chat is told when the bot does not answer (disabled, its Telegram channel off, over its quota). */
+const UNAVAILABLE_TEXT = 'This assistant is not available right now. Please try again later.';
+
 /** What the chat is told when the bot refuses a message. */
 function refusalText(error: HttpError): string {
   if (error.status === 429) {
     return `You're sending messages too fast; please wait ${error.headers['retry-after'] ?? 'a few'} seconds.`;
   }
-  return 'This assistant is not available right now. Please try again later.';
+  return UNAVAILABLE_TEXT;
 }
 
 export async function telegramWebhook(deps: ChatDeps, req: Request, botId: string, requestId: string): Promise<Response> {
@@ -72,6 +76,12 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
   const telegram = createTelegramClient({ token: bot.bot_token, baseUrl: telegramApiBaseUrl(env) });
   // What Telegram sends when a user opens the bot: the bot's greeting, no model call, nothing stored.
   if (/^\/start(@\w+)?(\s|$)/.test(incoming.text.trim())) {
+    // A bot that would refuse the user's messages does not greet them either: told as a refusal is.
+    if (!bot.enabled || !bot.telegram_enabled) {
+      const refused = bot.enabled ? 'channel_not_enabled' : 'bot_disabled';
+      await telegram.sendMessage(incoming.chatId, UNAVAILABLE_TEXT);
+      return json({ ok: true, handled: false, refused });
+    }
     await telegram.sendMessage(incoming.chatId, bot.greeting ?? DEFAULT_GREETING);
     return json({ ok: true, handled: true, greeted: true });
   }
