@@ -10,7 +10,8 @@
  * nothing is lost if this isolate dies right after answering.
  *
  * Answers: 202 while pages remain (the next step is already queued), 200 when
- * the document is ready, failed (the file's fault, with the reason), or there
+ * the document is ready, failed (the file's fault, with the reason; text
+ * Postgres refuses to store counts as the file's, see step.ts), or there
  * was nothing to do; 503 when something other than the file failed, leaving
  * the run where it is: pg_net does not retry, so private.retry_stuck_ingestion
  * (pg_cron) resumes it at its cursor once it has been idle for 2 minutes.

@@ -17,6 +17,7 @@ import {
   UnreadableFileError,
 } from '../_shared/text/extract.ts';
 import { countTokens } from '../_shared/text/tokens.ts';
+import { isPostgresError } from '../_shared/pg-errors.ts';
 import type { StepBudget } from './budget.ts';
 import { sha256Hex } from '../_shared/sha256.ts';
 import { checksumMismatch } from './checksum.ts';
@@ -42,6 +43,13 @@ export type StepResult =
   | { status: 'failed'; reason: string };
 
 const MISSING_FILE = 'The file was not found in storage; upload it again.';
+/**
+ * Postgres refusing the chunks' text itself: invalid_text_representation (jsonb
+ * rejects a lone surrogate), untranslatable_character, character_not_in_repertoire,
+ * program_limit_exceeded. Data errors, not outages.
+ */
+const UNSTORABLE_TEXT = new Set(['22P02', '22P05', '22021', '54000']);
+const UNSTORABLE_TEXT_MESSAGE = 'The file contains text that cannot be stored (invalid or oversized characters); save it again, for example as PDF, and upload it.';
 /** Pages re-read before a step's first page, at most, to carry the chunk overlap across steps. */
 const MAX_LEAD_PAGES = 3;
 
@@ -94,16 +102,23 @@ export async function runIngestStep(deps: StepDeps, documentId: string): Promise
     const staged = await embedChunks(deps, start, documentId, chunks);
     const nextCursor = read.pages.length > 0 ? read.pages[read.pages.length - 1].number : pageCount;
     const last = nextCursor >= pageCount;
-    const outcome = await db.saveStep(deps.sql, {
-      documentId,
-      runId,
-      fromCursor: start.cursor,
-      chunks: staged,
-      nextCursor,
-      progress: Math.floor((99 * nextCursor) / Math.max(pageCount, 1)),
-      pageCount,
-      last,
-    });
+    let outcome: db.SaveOutcome;
+    try {
+      outcome = await db.saveStep(deps.sql, {
+        documentId,
+        runId,
+        fromCursor: start.cursor,
+        chunks: staged,
+        nextCursor,
+        progress: Math.floor((99 * nextCursor) / Math.max(pageCount, 1)),
+        pageCount,
+        last,
+      });
+    } catch (error) {
+      // The same text would be refused on every retry, each re-embedding and re-metering it.
+      if (isPostgresError(error) && UNSTORABLE_TEXT.has(error.code)) return await fail(UNSTORABLE_TEXT_MESSAGE);
+      throw error;
+    }
     switch (outcome.kind) {
       case 'stale':
         return { status: 'stale' };

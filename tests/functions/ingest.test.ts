@@ -8,6 +8,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { SupabaseClient } from '@supabase/supabase-js';
+import { strToU8, zipSync } from 'fflate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JwtClaims } from '../../functions/_shared/auth.ts';
 import { createSql, type Sql, withUserScope } from '../../functions/_shared/db.ts';
@@ -19,7 +20,7 @@ import {
   toPgDirection,
   toPgVector,
 } from '../../functions/_shared/embeddings/index.ts';
-import { MAX_FILE_BYTES, NO_TEXT_MESSAGE } from '../../functions/_shared/text/extract.ts';
+import { DOCX_MIME_TYPE, MAX_FILE_BYTES, NO_TEXT_MESSAGE } from '../../functions/_shared/text/extract.ts';
 import { createIngestHandler } from '../../functions/ingest/handler.ts';
 import { supabaseFileStore } from '../../functions/ingest/store.ts';
 import { signUserToken } from '../../scripts/local/keys.ts';
@@ -191,6 +192,18 @@ async function stagedCount(id: string): Promise<number> {
   return count;
 }
 
+/** A minimal .docx: word/document.xml around the given body. */
+function wordFile(body: string): Uint8Array<ArrayBuffer> {
+  const xml = `<?xml version="1.0"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>${body}</w:body></w:document>`;
+  return new Uint8Array(zipSync({ 'word/document.xml': strToU8(xml) }));
+}
+
+/** One paragraph of one run; `content` may start with a run element such as a break. */
+function wordParagraph(content: string): string {
+  const [, element, text] = /^(<w:br[^>]*\/>)?(.*)$/s.exec(content)!;
+  return `<w:p><w:r>${element ?? ''}<w:t>${text}</w:t></w:r></w:p>`;
+}
+
 /** Text for page n: its marker sentence, then filler long enough that chunks span several per page. */
 function pageText(page: number): string {
   const filler = Array.from({ length: 30 }, (_, index) => `clause ${page}.${index} covers ordinary terms`).join('; ');
@@ -302,6 +315,45 @@ describe('ingesting files to their end state', () => {
       expect((await documentRow(id)).status).toBe('failed');
       expect(await chunks(id)).toEqual([]);
     }
+  });
+
+  it('ingests a Word file holding a surrogate character reference, which Postgres would refuse as text', async () => {
+    const id = await upload(org, 'surrogate.docx', wordFile(wordParagraph('Price list &#xD800; tea three euros')), DOCX_MIME_TYPE);
+    const answers = await ingest(id);
+    expect(answers.at(-1)).toMatchObject({ status: 200, body: { status: 'ready', chunks: 1 } });
+    const [row] = await chunks(id);
+    expect(row.content).toBe('Price list &#xD800; tea three euros');
+  });
+
+  it('cuts a Word "page" longer than any printed page into pseudo-pages ingested over several steps', async () => {
+    const text = Array.from({ length: 40_000 }, (_, index) => `word${index % 1000}`).join(' ');
+    const id = await upload(
+      org,
+      'one-long-page.docx',
+      wordFile(wordParagraph(text) + wordParagraph('<w:br w:type="page"/>The end.')),
+      DOCX_MIME_TYPE,
+    );
+    const answers = await ingest(id);
+    const row = await documentRow(id);
+    expect(row).toMatchObject({ status: 'ready', progress: 100 });
+    expect(row.page_count).toBeGreaterThan(100);
+    // At most STEP_PAGES pseudo-pages of about 3,000 characters per step, not one step for the whole text.
+    expect(answers.length).toBe(Math.ceil(row.page_count! / STEP_PAGES));
+    const stored = await chunks(id);
+    expect(Math.max(...stored.map((chunk) => chunk.token_count))).toBeLessThanOrEqual(420);
+    expect(stored.at(-1)!.content).toMatch(/The end\.$/);
+  });
+
+  it('fails a small Word file whose one page break hides millions of characters, with the page-limit reason', async () => {
+    const text = Array.from({ length: 2_000_000 }, (_, index) => `word${index % 1000}`).join(' ');
+    const bytes = wordFile(wordParagraph(text) + wordParagraph('<w:br w:type="page"/>The end.'));
+    expect(bytes.byteLength).toBeLessThan(200_000);
+    const id = await upload(org, 'hidden-text.docx', bytes, DOCX_MIME_TYPE);
+    const [answer] = await ingest(id);
+    expect(answer.body).toMatchObject({ status: 'failed' });
+    expect(answer.body.reason).toMatch(/^The file's text fills \d+ pages of about 3,000 characters; at most 500 pages can be indexed\.$/);
+    expect(await documentRow(id)).toMatchObject({ status: 'failed', chunk_count: 0 });
+    expect(await chunks(id)).toEqual([]);
   });
 
   it('refuses a file over 25 MB early: at registration, at upload, and before download in the function', async () => {

@@ -1,8 +1,12 @@
 import { strToU8, zipSync } from 'fflate';
+import { PDFDocument, StandardFonts } from 'pdf-lib';
 import { describe, expect, it } from 'vitest';
 import {
+  cleanText,
   DOCX_MIME_TYPE,
   MAX_FILE_BYTES,
+  MAX_PAGE_CHARS,
+  MAX_WORD_CHARS,
   NO_TEXT_MESSAGE,
   openDocument,
   type OpenedDocument,
@@ -10,6 +14,7 @@ import {
 } from '../../functions/_shared/text/extract.ts';
 import { MAX_DOCX_BODY_BYTES } from '../../functions/_shared/text/docx.ts';
 import { PSEUDO_PAGE_CHARS, splitIntoPages } from '../../functions/_shared/text/pages.ts';
+import { countTokens } from '../../functions/_shared/text/tokens.ts';
 import { blankPdf, corruptPdf, encryptedPdf, imageOnlyPdf, textPdf, truncatedPdf } from '../support/pdfs.ts';
 
 async function allPages(document: OpenedDocument): Promise<string[]> {
@@ -215,5 +220,85 @@ describe('limits and types', () => {
     );
     expect(await failure(new Uint8Array(0), 'text/plain')).toBe('The file is empty.');
     expect(await failure(utf8('<html></html>'), 'text/html')).toMatch(/^Files of type text\/html cannot be indexed/);
+  });
+});
+
+/**
+ * Input built to make a parser slow or a step huge. No timed assertions: each
+ * input is large enough that the quadratic code these tests replace ran far
+ * past vitest's 5 s default timeout (500,000 spaces: about 90 s; 160,000
+ * unclosed tags: about 14 s), while the linear code takes milliseconds.
+ */
+/** String.prototype.isWellFormed is ES2024, past this project's lib; encodeURIComponent throws on a lone surrogate. */
+function wellFormed(text: string): boolean {
+  try {
+    encodeURIComponent(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('pathological input', () => {
+  it('collapses spaces before stripping them at line ends, with the same result as before for ordinary text', () => {
+    expect(cleanText(`a${' '.repeat(500_000)}b`)).toBe('a b');
+    expect(cleanText('Tea \t\u00A0\n  Coffee\t\t3.50  \nCake\t\n\n\n\nEnd  ')).toBe('Tea\n Coffee 3.50\nCake\n\nEnd');
+    expect(cleanText('Mon\t9–17 \r\nSat')).toBe('Mon\t9–17\nSat');
+  });
+
+  it('opens a Word body of 160,000 unclosed tags, keeping the text around them', async () => {
+    const bytes = docx(paragraph(run('Opening hours')) + '<a '.repeat(160_000));
+    expect(bytes.byteLength).toBeLessThan(10_000);
+    expect(await allPages(await openDocument(bytes, DOCX_MIME_TYPE))).toEqual(['Opening hours']);
+  });
+
+  it('replaces lone surrogates, which Postgres refuses, and keeps surrogate pairs', async () => {
+    expect(cleanText('x\uD800y \uDC00 \uD83D\uDE00')).toBe('x\uFFFDy \uFFFD \uD83D\uDE00');
+    const bytes = docx(paragraph(run('Price &#xD800;list &#55296;&#xDFFF; &#x1F600;')));
+    const [page] = await allPages(await openDocument(bytes, DOCX_MIME_TYPE));
+    expect(page).toBe('Price &#xD800;list &#55296;&#xDFFF; \u{1F600}');
+    expect(wellFormed(page)).toBe(true);
+  });
+
+  it('cuts runs without whitespace every 1,000 characters, never inside a surrogate pair', () => {
+    const word = cleanText('ab'.repeat(40_000));
+    expect(word.split(' ').map((part) => part.length)).toEqual(Array(80).fill(MAX_WORD_CHARS));
+    expect(countTokens(word)).toBeGreaterThan(0);
+    const emoji = cleanText(`a${'\u{1F600}'.repeat(600)}`);
+    expect(wellFormed(emoji)).toBe(true);
+    expect(emoji.replaceAll(' ', '')).toBe(`a${'\u{1F600}'.repeat(600)}`);
+    expect(Math.max(...emoji.split(' ').map((part) => part.length))).toBeLessThanOrEqual(MAX_WORD_CHARS);
+  });
+
+  it('reads a Word "page" longer than any printed page as pseudo-pages, under the 500-page limit', async () => {
+    const words = (count: number) => Array.from({ length: count }, (_, index) => `word${index % 1000}`).join(' ');
+    const pageBreak = '<w:r><w:br w:type="page"/></w:r>';
+    const long = docx(paragraph(run(words(40_000))) + paragraph(pageBreak, run('The end.')));
+    const document = await openDocument(long, DOCX_MIME_TYPE);
+    expect(document.pageCount).toBeGreaterThan(100);
+    const pages = await allPages(document);
+    for (const page of pages) expect(page.length).toBeLessThanOrEqual(PSEUDO_PAGE_CHARS);
+    expect(pages.join(' ').replace(/\s+/g, ' ')).toBe(`${words(40_000)} The end.`);
+    // 15.8 million characters behind one page break, from a file of about 120 KB.
+    const huge = docx(paragraph(run(words(2_000_000))) + paragraph(pageBreak, run('The end.')));
+    expect(huge.byteLength).toBeLessThan(200_000);
+    expect(await failure(huge, DOCX_MIME_TYPE)).toMatch(
+      /^The file's text fills \d+ pages of about 3,000 characters; at most 500 pages can be indexed\.$/,
+    );
+  });
+
+  it('refuses a PDF page holding more than 100,000 characters, naming the page', async () => {
+    // textPdf wraps long text down past the page's end, where pdf.js does not find it: tiny print keeps it on the page.
+    const pdf = await PDFDocument.create();
+    const font = await pdf.embedFont(StandardFonts.Helvetica);
+    pdf.addPage([612, 792]).drawText('A normal first page.', { x: 50, y: 742, size: 10, font });
+    const dense = pdf.addPage([612, 792]);
+    for (let line = 0; line < 220; line++) dense.drawText('lorem ipsum '.repeat(50), { x: 10, y: 780 - line * 3.5, size: 1.5, font });
+    const bytes = new Uint8Array(await pdf.save());
+    // pdf.js takes over the buffer it is given, so each open gets its own copy.
+    expect((await (await openDocument(bytes.slice(), 'application/pdf')).readPage(1)).text).toBe('A normal first page.');
+    expect(await failure(bytes, 'application/pdf')).toMatch(
+      /^Page 2 of the file holds 131,999 characters; at most 100,000 per page can be indexed\.$/,
+    );
   });
 });

@@ -51,17 +51,71 @@ export const tooLarge = (bytes: number) =>
   );
 
 /**
- * Text as it is stored and embedded: Postgres text cannot hold NUL, other
- * control characters only add noise, and runs of blank lines or spaces carry
- * no meaning for search.
+ * No page of any format may hold more than this: a step reads whole pages, so
+ * this bounds what one step chunks and embeds (about 25,000 tokens of prose).
+ * A printed page holds a few thousand characters.
+ */
+export const MAX_PAGE_CHARS = 100_000;
+
+export const pageTooLong = (page: number, chars: number) =>
+  new UnreadableFileError(
+    `Page ${page} of the file holds ${chars.toLocaleString('en')} characters; at most ${MAX_PAGE_CHARS.toLocaleString('en')} per page can be indexed.`,
+  );
+
+/**
+ * Runs of non-space characters longer than this are cut with spaces: such a
+ * run is not language (base64, a filler line), and the tokenizer's time grows
+ * with the square of a word's length.
+ */
+export const MAX_WORD_CHARS = 1000;
+
+/**
+ * Text as it is stored and embedded: Postgres text cannot hold NUL or a lone
+ * UTF-16 surrogate (jsonb rejects it), other control characters only add
+ * noise, and runs of blank lines or spaces carry no meaning for search.
+ * Spaces are collapsed before trailing ones are stripped: stripping first
+ * backtracks over every long run of spaces that ends without a newline.
  */
 export function cleanText(text: string): string {
-  return text
-    .replace(/\r\n?/g, '\n')
-    // deno-lint-ignore no-control-regex
-    .replace(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F]/g, '')
-    .replace(/[ \t\u00A0]+\n/g, '\n')
-    .replace(/[ \t\u00A0]{2,}/g, ' ')
-    .replace(/\n{3,}/g, '\n\n')
-    .trim();
+  return breakLongWords(
+    text
+      .replace(/\r\n?/g, '\n')
+      // deno-lint-ignore no-control-regex
+      .replace(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F]/g, '')
+      .replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD')
+      .replace(/[ \t\u00A0]{2,}/g, ' ')
+      .replace(/[ \t\u00A0]\n/g, '\n')
+      .replace(/\n{3,}/g, '\n\n')
+      .trim(),
+  );
+}
+
+/** A space after every MAX_WORD_CHARS characters of a run without whitespace (a linear scan: this sees whole files). */
+function breakLongWords(text: string): string {
+  let out = '';
+  let from = 0;
+  let run = 0;
+  for (let at = 0; at < text.length; at++) {
+    const code = text.charCodeAt(at);
+    if (isWhitespace(code)) {
+      run = 0;
+      continue;
+    }
+    if (run >= MAX_WORD_CHARS) {
+      // Never cut between the two halves of a surrogate pair: cut before the pair instead.
+      const cut = code >= 0xdc00 && code <= 0xdfff ? at - 1 : at;
+      out += `${text.slice(from, cut)} `;
+      from = cut;
+      run = at - cut;
+    }
+    run++;
+  }
+  return from === 0 ? text : out + text.slice(from);
+}
+
+/** What `\s` matches. */
+function isWhitespace(code: number): boolean {
+  return (code >= 0x09 && code <= 0x0d) || code === 0x20 || code === 0xa0 || code === 0x1680 ||
+    (code >= 0x2000 && code <= 0x200a) || code === 0x2028 || code === 0x2029 || code === 0x202f || code === 0x205f ||
+    code === 0x3000 || code === 0xfeff;
 }

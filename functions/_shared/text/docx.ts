@@ -1,4 +1,11 @@
-import { cleanText, MAX_PAGES, type OpenedDocument, tooManyPages, UnreadableFileError } from './document.ts';
+import {
+  cleanText,
+  MAX_PAGE_CHARS,
+  MAX_PAGES,
+  type OpenedDocument,
+  tooManyPages,
+  UnreadableFileError,
+} from './document.ts';
 import { documentFromPages, documentFromText } from './plain.ts';
 import { readZipEntry, ZipEntryTooLarge } from './zip-entry.ts';
 
@@ -18,7 +25,9 @@ const OLE_MAGIC = [0xd0, 0xcf, 0x11, 0xe0];
  * A Word document: the text of word/document.xml (the w:t runs; tabs, line
  * breaks and paragraph ends kept as whitespace). Page breaks Word recorded
  * when it last laid the document out (or explicit ones) give real page
- * numbers; without any, the text is cut into pseudo-pages.
+ * numbers; without any, or when a "page" holds more than any page can
+ * (breaks a generator wrote, not a layout), the text is cut into pseudo-pages,
+ * which the page limit counts.
  */
 export function openDocx(bytes: Uint8Array): OpenedDocument {
   if (OLE_MAGIC.every((byte, index) => bytes[index] === byte)) {
@@ -36,7 +45,9 @@ export function openDocx(bytes: Uint8Array): OpenedDocument {
   const { pages, hasPageBreaks } = docxText(xml);
   if (!hasPageBreaks) return documentFromText(cleanText(pages.join('\n\n')));
   if (pages.length > MAX_PAGES) throw tooManyPages(pages.length);
-  return documentFromPages(pages.map(cleanText));
+  const cleaned = pages.map(cleanText);
+  if (cleaned.some((page) => page.length > MAX_PAGE_CHARS)) return documentFromText(cleaned.join('\n\n'));
+  return documentFromPages(cleaned);
 }
 
 const notWord = () => new UnreadableFileError('The file is not a valid Word document (.docx).');
@@ -50,7 +61,9 @@ const bodyTooLarge = (error: ZipEntryTooLarge) =>
     } of XML; at most ${MAX_DOCX_BODY_BYTES / MB} MB can be indexed.`,
   );
 
-const TOKEN = /<(\/?)([A-Za-z][\w.-]*:)?([A-Za-z][\w.-]*)((?:\s+[^>]*?)?)(\/?)>|([^<]+)/g;
+// Attributes stop at the next "<" (valid XML has none inside a tag): scanning on to a ">" would read to the end
+// of the body for every "<" that has none, which makes a body of "<a " repeated quadratic.
+const TOKEN = /<(\/?)([A-Za-z][\w.-]*:)?([A-Za-z][\w.-]*)((?:\s[^<>]*?)?)(\/?)>|([^<]+)/g;
 
 /** The text of a WordprocessingML body, split at page breaks. */
 export function docxText(xml: string): { pages: string[]; hasPageBreaks: boolean } {
@@ -92,6 +105,8 @@ function decodeEntities(text: string): string {
   });
 }
 
+/** A character reference to a surrogate (&#xD800;) is not a character: Postgres would refuse the text. */
 function safeCodePoint(code: number, fallback: string): string {
-  return Number.isInteger(code) && code >= 0 && code <= 0x10ffff ? String.fromCodePoint(code) : fallback;
+  const valid = Number.isInteger(code) && code >= 0 && code <= 0x10ffff && (code < 0xd800 || code > 0xdfff);
+  return valid ? String.fromCodePoint(code) : fallback;
 }

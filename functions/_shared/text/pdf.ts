@@ -1,4 +1,12 @@
-import { cleanText, MAX_PAGES, type OpenedDocument, tooManyPages, UnreadableFileError } from './document.ts';
+import {
+  cleanText,
+  MAX_PAGE_CHARS,
+  MAX_PAGES,
+  type OpenedDocument,
+  pageTooLong,
+  tooManyPages,
+  UnreadableFileError,
+} from './document.ts';
 
 /**
  * A PDF through unpdf (pdf.js built for serverless runtimes). Loaded lazily:
@@ -23,19 +31,23 @@ export async function openPdf(bytes: Uint8Array): Promise<OpenedDocument> {
   return {
     pageCount: pdf.numPages,
     async readPage(number) {
+      let text: string;
       try {
         const page = await pdf.getPage(number);
         const content = await page.getTextContent();
         page.cleanup();
         // Items are runs of text in reading order; hasEOL marks where pdf.js saw a line end.
-        const text = content.items
+        const raw = content.items
           .map((item) => ('str' in item ? item.str + (item.hasEOL ? '\n' : '') : ''))
           .join('');
         // NFKC turns the ligatures and compatibility forms PDFs are full of ("ﬁ") into plain letters.
-        return { number, text: cleanText(text.normalize('NFKC')) };
+        text = cleanText(raw.normalize('NFKC'));
       } catch {
         throw new UnreadableFileError(`The PDF is damaged: page ${number} could not be read.`);
       }
+      // A step reads whole pages (the run's cursor counts pages), so an oversized page is refused rather than split.
+      if (text.length > MAX_PAGE_CHARS) throw pageTooLong(number, text.length);
+      return { number, text };
     },
     async close() {
       await pdf.loadingTask.destroy();
