@@ -166,8 +166,30 @@ function handoffText(bot: q.PreparedBot): string {
   return "I've let the team know you'd like to talk to a person; someone will get back to you here.";
 }
 
-/** Steps 2 to 4, as events: the answer's text as it comes, then the stored result. */
+/**
+ * Steps 2 to 4, as events: the answer's text as it comes, then the stored
+ * result. A turn that ends without its result (an error after chat_prepare,
+ * a refused chat_finish, a reader that stopped) gives its quota reservation
+ * back, so tokens nothing spent do not count against the org for 10 minutes.
+ */
 export async function* answerTurn(deps: ChatDeps, input: TurnInput, turn: PreparedTurn): AsyncGenerator<TurnEvent> {
+  let stored = false;
+  try {
+    for await (const event of answerSteps(deps, input, turn)) {
+      if (event.type === 'result') stored = true;
+      yield event;
+    }
+  } finally {
+    if (!stored) {
+      await asService(deps.sql(), input.principal, (tx) =>
+        tx`select private.release_chat_reservation(${turn.conversation_id}::uuid)`).catch((error) =>
+          console.error(`chat: conversation ${turn.conversation_id}: giving back the quota reservation failed`, error)
+        );
+    }
+  }
+}
+
+async function* answerSteps(deps: ChatDeps, input: TurnInput, turn: PreparedTurn): AsyncGenerator<TurnEvent> {
   const env = deps.env ?? processEnv;
   const bot = turn.bot;
   const question = input.message.trim();

@@ -231,10 +231,15 @@ begin
       'message', format('Too many requests; try again in %s seconds.', hit.retry_after_seconds));
   end if;
 
-  select * into quota from private.chat_quota(bot.org_id);
-  select coalesce(sum(r.tokens), 0) into reserved
-  from private.chat_quota_reservations r
-  where r.org_id = bot.org_id and r.created_at > pg_catalog.now() - private.chat_reservation_lifetime();
+  -- Usage and reservations read in one statement (one snapshot): a turn
+  -- finishing in between would otherwise be in neither.
+  select q.*, (
+    select coalesce(sum(r.tokens), 0) from private.chat_quota_reservations r
+    where r.org_id = bot.org_id and r.created_at > pg_catalog.now() - private.chat_reservation_lifetime()
+  ) as reserved_tokens
+  into quota
+  from private.chat_quota(bot.org_id) q;
+  reserved := quota.reserved_tokens;
   if quota.used_chat_tokens + reserved >= quota.monthly_chat_tokens then
     return jsonb_build_object('ok', false, 'code', 'quota_exceeded',
       'message', format('The organization has used its %s chat tokens of this period.', quota.monthly_chat_tokens),
@@ -452,3 +457,29 @@ begin
 end;
 $$;
 comment on function private.chat_finish(uuid, text, integer, integer, integer, text, jsonb, text, text, uuid) is 'After the model answered (or the client went away mid-answer, or the model failed): stores the answer with its finish reason (empty when the model gave no text), meters the tokens (kind chat) to the calling API key, releases the turn''s quota reservation and, with an escalation reason, escalates the conversation once and runs the bot''s escalation action.';
+
+-- A turn that fails after chat_prepare let it through (a retrieval or booking
+-- error, a refused chat_finish) never reaches chat_finish: its reservation is
+-- given back at once, or the org's quota would count tokens nothing spent for
+-- 10 minutes (a few such failures could refuse every chat of a small plan).
+create function private.release_chat_reservation(conversation_id uuid)
+returns boolean
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  delete from private.chat_quota_reservations r
+  where r.id = (
+    select o.id from private.chat_quota_reservations o
+    where o.conversation_id = release_chat_reservation.conversation_id
+    order by o.id
+    limit 1
+  );
+  return found;
+end;
+$$;
+comment on function private.release_chat_reservation(uuid) is
+  'Gives back the oldest quota reservation of a conversation whose turn failed before chat_finish; whether there was one. Service role (the chat function).';
+revoke execute on function private.release_chat_reservation(uuid) from public;
+grant execute on function private.release_chat_reservation(uuid) to service_role;

@@ -7,7 +7,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(18);
+select plan(22);
 
 insert into tests.fixtures (name, id) values
   ('owner_a', tests.create_user('owner-a@quota-reservations.test')),
@@ -174,6 +174,22 @@ select is(
   (select count(*) from pg_temp.reserved() r where r.conversation_id = pg_temp.conversation('web')), 0::bigint,
   'chat_finish: the user''s reservation is released'
 );
+
+-- ---------------------------------------------------------------------------
+-- A turn that fails before chat_finish gives its reservation back
+-- ---------------------------------------------------------------------------
+
+select tests.act_as('service_role');
+select pg_temp.turn('failing', 'dee');
+select tests.act_as('postgres');
+select is((select count(*) from pg_temp.reserved() r where r.conversation_id = pg_temp.conversation('failing')), 1::bigint,
+  'release_chat_reservation: the failing turn holds a reservation');
+select tests.act_as('service_role');
+select is(private.release_chat_reservation(pg_temp.conversation('failing')), true, 'release_chat_reservation: gives it back');
+select is(private.release_chat_reservation(pg_temp.conversation('failing')), false, 'release_chat_reservation: once');
+select tests.act_as('postgres');
+select is(has_function_privilege('authenticated', 'private.release_chat_reservation(uuid)', 'execute'), false,
+  'release_chat_reservation: not for signed-in users');
 
 select * from finish();
 rollback;

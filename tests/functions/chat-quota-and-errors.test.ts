@@ -168,6 +168,36 @@ describe('a failed embedding-usage insert', () => {
   });
 });
 
+describe('a turn that fails after it was let through', () => {
+  it('gives its quota reservation back at once instead of holding it for 10 minutes', async () => {
+    await sql.unsafe(`
+      create function private.chat_quota_and_errors_refuse_chat_usage() returns trigger
+      language plpgsql security invoker set search_path = '' as $$
+      begin
+        if new.kind = 'chat' and new.org_id = '${org.id}' then
+          raise exception 'chat usage refused by the test';
+        end if;
+        return new;
+      end;
+      $$`);
+    await sql.unsafe(`create trigger chat_quota_and_errors_refuse_chat_usage before insert on public.usage_events
+      for each row execute function private.chat_quota_and_errors_refuse_chat_usage()`);
+    try {
+      stub.answerChat({ content: 'We open at nine.', usage: { prompt_tokens: 120, completion_tokens: 5 } });
+      const response = await web('When do you open on Tuesday?');
+      const events = parseSse(await response.text());
+      expect(events.at(-1)!.event).toBe('error');
+      const conversation = (events[0].data as { conversation_id: string }).conversation_id;
+      const [{ n }] = await sql<{ n: number }[]>`
+        select count(*)::int as n from private.chat_quota_reservations where conversation_id = ${conversation}`;
+      expect(n).toBe(0);
+    } finally {
+      await sql.unsafe('drop trigger chat_quota_and_errors_refuse_chat_usage on public.usage_events');
+      await sql.unsafe('drop function private.chat_quota_and_errors_refuse_chat_usage()');
+    }
+  });
+});
+
 describe('chat/completions: bad input in OpenAI\'s error shape', () => {
   const openAiError = (body: { error?: Record<string, unknown> }) => ({
     type: body.error?.type,
