@@ -270,6 +270,18 @@ describe('pathological input', () => {
     expect(Math.max(...emoji.split(' ').map((part) => part.length))).toBeLessThanOrEqual(MAX_WORD_CHARS);
   });
 
+  it('breaks minified JSON after punctuation, keeping words whole', () => {
+    const items = Array.from({ length: 60 }, (_, index) => ({ sku: `SKU-${index}`, name: `Stainless-Widget-${index}`, description: 'Brushed-steel-component' }));
+    const minified = JSON.stringify(items);
+    const cleaned = cleanText(minified);
+    expect(cleaned).not.toBe(minified);
+    expect(cleaned.replaceAll(' ', '')).toBe(minified.replaceAll(' ', ''));
+    for (const part of cleaned.split(' ')) expect(part.length).toBeLessThanOrEqual(MAX_WORD_CHARS);
+    // Every break follows a punctuation mark: no word of the catalog is cut.
+    for (let index = 0; index < 60; index++) expect(cleaned).toContain(`Stainless-Widget-${index}"`);
+    expect(cleaned).not.toMatch(/[A-Za-z0-9] [A-Za-z0-9]/u);
+  });
+
   it('reads a Word "page" longer than any printed page as pseudo-pages, under the 500-page limit', async () => {
     const words = (count: number) => Array.from({ length: count }, (_, index) => `word${index % 1000}`).join(' ');
     const pageBreak = '<w:r><w:br w:type="page"/></w:r>';

@@ -90,27 +90,48 @@ export function cleanText(text: string): string {
   );
 }
 
-/** A space after every MAX_WORD_CHARS characters of a run without whitespace (a linear scan: this sees whole files). */
+/**
+ * A space within every MAX_WORD_CHARS characters of a run without whitespace
+ * (a linear scan: this sees whole files), after the run's last punctuation
+ * mark in its final stretch where there is one (minified JSON, a long CJK
+ * sentence: `"Stainless",` stays whole), else at the limit.
+ */
 function breakLongWords(text: string): string {
   let out = '';
   let from = 0;
   let run = 0;
+  // Just after the current run's last punctuation mark, or -1.
+  let soft = -1;
   for (let at = 0; at < text.length; at++) {
     const code = text.charCodeAt(at);
     if (isWhitespace(code)) {
       run = 0;
+      soft = -1;
       continue;
     }
     if (run >= MAX_WORD_CHARS) {
       // Never cut between the two halves of a surrogate pair: cut before the pair instead.
-      const cut = code >= 0xdc00 && code <= 0xdfff ? at - 1 : at;
+      const hard = code >= 0xdc00 && code <= 0xdfff ? at - 1 : at;
+      const cut = soft > at - SOFT_BREAK_WINDOW ? soft : hard;
       out += `${text.slice(from, cut)} `;
       from = cut;
       run = at - cut;
+      soft = -1;
     }
     run++;
+    if (isBreakAfter(code)) soft = at + 1;
   }
   return from === 0 ? text : out + text.slice(from);
+}
+
+/** How far back from the limit a punctuation mark may be and still take the break. */
+const SOFT_BREAK_WINDOW = 200;
+
+/** Marks a break may follow without cutting a word: , ; : ) ] } > | / and the CJK 、。，！？ */
+function isBreakAfter(code: number): boolean {
+  return code === 0x2c || code === 0x3b || code === 0x3a || code === 0x29 || code === 0x5d || code === 0x7d ||
+    code === 0x3e || code === 0x7c || code === 0x2f || code === 0x3001 || code === 0x3002 || code === 0xff0c ||
+    code === 0xff01 || code === 0xff1f;
 }
 
 /** What `\s` matches. */
