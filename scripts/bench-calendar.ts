@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { createSql } from '../functions/_shared/db.ts';
 import { createChatOrg } from '../tests/support/chat-fixtures.ts';
-import { startCalendarStub } from '../tests/support/calendar-stub.ts';
+import { providerEnv, startCalendarStub } from '../tests/support/calendar-stub.ts';
 import { percentile } from './bench/chat-load.ts';
 import { LOCAL_CALENDAR_TOKEN_KEY } from './local/keys.ts';
 import { ROOT_DIR, startStack } from './local/stack.ts';
@@ -74,15 +74,7 @@ async function main(): Promise<void> {
     SUPABASE_SERVICE_ROLE_KEY: stack.keys.serviceRoleKey,
     SUPABASE_JWT_SECRET: stack.keys.jwtSecret,
     CALENDAR_TOKEN_KEY: LOCAL_CALENDAR_TOKEN_KEY,
-    CALENDAR_GOOGLE_CLIENT_ID: stub.google.clientId,
-    CALENDAR_GOOGLE_CLIENT_SECRET: stub.google.clientSecret,
-    CALENDAR_GOOGLE_ACCOUNTS_URL: stub.google.accountsBaseUrl,
-    CALENDAR_GOOGLE_OAUTH2_URL: stub.google.oauth2BaseUrl,
-    CALENDAR_GOOGLE_API_URL: stub.google.apiBaseUrl,
-    CALENDAR_MICROSOFT_CLIENT_ID: stub.microsoft.clientId,
-    CALENDAR_MICROSOFT_CLIENT_SECRET: stub.microsoft.clientSecret,
-    CALENDAR_MICROSOFT_LOGIN_URL: stub.microsoft.loginBaseUrl,
-    CALENDAR_MICROSOFT_GRAPH_URL: stub.microsoft.graphBaseUrl,
+    ...providerEnv(stub),
   });
   const calendarUrl = `${functions.url}/functions/v1/calendar`;
   try {

@@ -25,7 +25,7 @@ import {
 } from '../../functions/_shared/calendar/index.ts';
 import { connectionKey, tokenContext } from '../../functions/_shared/scheduling/stored-tokens.ts';
 import { type ChatOrg, createApiKey, createBot, createChatOrg } from '../support/chat-fixtures.ts';
-import { type CalendarStub, startCalendarStub, type StubEvent } from '../support/calendar-stub.ts';
+import { type CalendarStub, providerEnv, startCalendarStub, type StubEvent } from '../support/calendar-stub.ts';
 import { startTestStack, type TestStack } from './support.ts';
 
 const TOKEN_KEY = Buffer.from('calendar-idem-token-key-32-bytes').toString('base64');
@@ -129,15 +129,7 @@ async function retryDue(id: string): Promise<void> {
 beforeAll(async () => {
   stub = await startCalendarStub();
   env = {
-    CALENDAR_GOOGLE_CLIENT_ID: stub.google.clientId,
-    CALENDAR_GOOGLE_CLIENT_SECRET: stub.google.clientSecret,
-    CALENDAR_GOOGLE_ACCOUNTS_URL: stub.google.accountsBaseUrl,
-    CALENDAR_GOOGLE_OAUTH2_URL: stub.google.oauth2BaseUrl,
-    CALENDAR_GOOGLE_API_URL: stub.google.apiBaseUrl,
-    CALENDAR_MICROSOFT_CLIENT_ID: stub.microsoft.clientId,
-    CALENDAR_MICROSOFT_CLIENT_SECRET: stub.microsoft.clientSecret,
-    CALENDAR_MICROSOFT_LOGIN_URL: stub.microsoft.loginBaseUrl,
-    CALENDAR_MICROSOFT_GRAPH_URL: stub.microsoft.graphBaseUrl,
+    ...providerEnv(stub),
     CALENDAR_TOKEN_KEY: TOKEN_KEY,
   };
   stack = await startTestStack({ env });

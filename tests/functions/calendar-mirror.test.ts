@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSql, type Sql } from '../../functions/_shared/db.ts';
 import { instantFromWallTime } from '../../functions/_shared/calendar/index.ts';
 import { type ChatOrg, createChatOrg } from '../support/chat-fixtures.ts';
-import { type CalendarStub, startCalendarStub, type StubEvent } from '../support/calendar-stub.ts';
+import { type CalendarStub, providerEnv, startCalendarStub, type StubEvent } from '../support/calendar-stub.ts';
 import { readBody } from '../support/read-body.ts';
 import { startTestStack, type TestStack } from './support.ts';
 
@@ -136,15 +136,7 @@ beforeAll(async () => {
   proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
   stack = await startTestStack({
     env: {
-      CALENDAR_GOOGLE_CLIENT_ID: stub.google.clientId,
-      CALENDAR_GOOGLE_CLIENT_SECRET: stub.google.clientSecret,
-      CALENDAR_GOOGLE_ACCOUNTS_URL: stub.google.accountsBaseUrl,
-      CALENDAR_GOOGLE_OAUTH2_URL: stub.google.oauth2BaseUrl,
-      CALENDAR_GOOGLE_API_URL: proxyUrl,
-      CALENDAR_MICROSOFT_CLIENT_ID: stub.microsoft.clientId,
-      CALENDAR_MICROSOFT_CLIENT_SECRET: stub.microsoft.clientSecret,
-      CALENDAR_MICROSOFT_LOGIN_URL: stub.microsoft.loginBaseUrl,
-      CALENDAR_MICROSOFT_GRAPH_URL: stub.microsoft.graphBaseUrl,
+      ...providerEnv(stub, { googleApiUrl: proxyUrl }),
       CALENDAR_TOKEN_KEY: TOKEN_KEY,
     },
   });

@@ -28,7 +28,7 @@ import {
 import { createCalendarHandler } from '../../functions/calendar/handler.ts';
 import { LOCAL_JWT_SECRET, signUserToken } from '../../scripts/local/keys.ts';
 import { type ChatOrg, createApiKey, createBot, createChatOrg } from '../support/chat-fixtures.ts';
-import { type CalendarStub, startCalendarStub } from '../support/calendar-stub.ts';
+import { type CalendarStub, providerEnv, startCalendarStub } from '../support/calendar-stub.ts';
 import { startTestStack, type TestStack } from './support.ts';
 
 const TOKEN_KEY = Buffer.from('calendar-test-token-key-32-bytes').toString('base64');
@@ -185,15 +185,7 @@ beforeAll(async () => {
   stub = await startCalendarStub();
   stack = await startTestStack({
     env: {
-      CALENDAR_GOOGLE_CLIENT_ID: stub.google.clientId,
-      CALENDAR_GOOGLE_CLIENT_SECRET: stub.google.clientSecret,
-      CALENDAR_GOOGLE_ACCOUNTS_URL: stub.google.accountsBaseUrl,
-      CALENDAR_GOOGLE_OAUTH2_URL: stub.google.oauth2BaseUrl,
-      CALENDAR_GOOGLE_API_URL: stub.google.apiBaseUrl,
-      CALENDAR_MICROSOFT_CLIENT_ID: stub.microsoft.clientId,
-      CALENDAR_MICROSOFT_CLIENT_SECRET: stub.microsoft.clientSecret,
-      CALENDAR_MICROSOFT_LOGIN_URL: stub.microsoft.loginBaseUrl,
-      CALENDAR_MICROSOFT_GRAPH_URL: stub.microsoft.graphBaseUrl,
+      ...providerEnv(stub),
       CALENDAR_TOKEN_KEY: TOKEN_KEY,
       CALENDAR_REDIRECT_ORIGINS: `${DASHBOARD}, https://admin.example.com`,
     },

@@ -229,6 +229,25 @@ const AADSTS_MESSAGES: Record<number, string> = {
   900144: "The request body must contain the following parameter: 'grant_type'.",
 };
 
+/**
+ * The calendar function's settings that point both providers' clients at the
+ * stub (client ids and secrets, sign-in, token and API base URLs);
+ * `googleApiUrl` overrides where Google's calendar API is reached (a proxy).
+ */
+export function providerEnv(stub: CalendarStub, options: { googleApiUrl?: string } = {}): Record<string, string> {
+  return {
+    CALENDAR_GOOGLE_CLIENT_ID: stub.google.clientId,
+    CALENDAR_GOOGLE_CLIENT_SECRET: stub.google.clientSecret,
+    CALENDAR_GOOGLE_ACCOUNTS_URL: stub.google.accountsBaseUrl,
+    CALENDAR_GOOGLE_OAUTH2_URL: stub.google.oauth2BaseUrl,
+    CALENDAR_GOOGLE_API_URL: options.googleApiUrl ?? stub.google.apiBaseUrl,
+    CALENDAR_MICROSOFT_CLIENT_ID: stub.microsoft.clientId,
+    CALENDAR_MICROSOFT_CLIENT_SECRET: stub.microsoft.clientSecret,
+    CALENDAR_MICROSOFT_LOGIN_URL: stub.microsoft.loginBaseUrl,
+    CALENDAR_MICROSOFT_GRAPH_URL: stub.microsoft.graphBaseUrl,
+  };
+}
+
 export async function startCalendarStub(
   options: {
     google?: { clientId?: string; clientSecret?: string };
