@@ -4,7 +4,7 @@
  * writes live here; they are here rather than RPCs because a URL has to be
  * checked after DNS resolution (SSRF), which SQL cannot do.
  */
-import { requireUser, type UserClaims } from '../_shared/auth.ts';
+import { requireUser } from '../_shared/auth.ts';
 import { getSql, type Sql, type TransactionSql, withUserScope } from '../_shared/db.ts';
 import { type EnvReader, processEnv } from '../_shared/env.ts';
 import { createHandler } from '../_shared/handler.ts';

@@ -9,7 +9,6 @@
  * members only. Also: concurrent passes dial each due call exactly once, a
  * 503 is retried later and a 400 fails the call with the reason.
  */
-import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

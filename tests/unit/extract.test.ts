@@ -5,7 +5,6 @@ import {
   cleanText,
   DOCX_MIME_TYPE,
   MAX_FILE_BYTES,
-  MAX_PAGE_CHARS,
   MAX_WORD_CHARS,
   NO_TEXT_MESSAGE,
   openDocument,
