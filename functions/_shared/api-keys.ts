@@ -1,6 +1,7 @@
 import type { JwtClaims } from './auth.ts';
 import { asServiceRole, type Sql } from './db.ts';
 import { HttpError } from './errors.ts';
+import { takeRateLimit } from './rate-limit.ts';
 
 /** What a verified API key may act for. */
 export interface ApiKeyPrincipal {
@@ -78,4 +79,17 @@ export function requireScope(principal: ApiKeyPrincipal, scope: string): void {
  */
 export function apiKeyActorClaims(apiKeyId: string): JwtClaims {
   return { role: 'service_role', exp: Math.floor(Date.now() / 1000) + 3600, api_key_id: apiKeyId };
+}
+
+/**
+ * The request's verified key holding `scope`, its request taken from the
+ * key's bucket (429 when spent) before the scope or anything else is checked:
+ * every request a key makes counts, refused ones too, so a key cannot be
+ * spent on refusals without limit.
+ */
+export async function verifyKeyTakingRequest(sql: Sql, req: Request, scope: string): Promise<ApiKeyPrincipal> {
+  const key = await verifyApiKey(sql, apiKeyFromRequest(req));
+  await takeRateLimit(sql, { apiKeyId: key.apiKeyId });
+  requireScope(key, scope);
+  return key;
 }

@@ -7,10 +7,9 @@
  * and searches share). The work then runs as the service role with the key's
  * id as a claim, so the audit log names the key.
  */
-import { apiKeyActorClaims, apiKeyFromRequest, requireScope, verifyApiKey } from '../_shared/api-keys.ts';
+import { apiKeyActorClaims, verifyKeyTakingRequest } from '../_shared/api-keys.ts';
 import { asServiceRole, type Sql, type TransactionSql, withUserScope } from '../_shared/db.ts';
 import { HttpError } from '../_shared/errors.ts';
-import { takeRateLimit } from '../_shared/rate-limit.ts';
 import { mapCalendarErrors } from './errors.ts';
 
 export interface BotCaller {
@@ -25,10 +24,8 @@ export async function authenticateBot(
   botId: string,
   scope: 'calendar.read' | 'calendar.write',
 ): Promise<BotCaller> {
-  const key = await verifyApiKey(sql, apiKeyFromRequest(req));
-  // Before anything is checked, so a refused request (a missing scope, an unknown bot) counts too.
-  await takeRateLimit(sql, { apiKeyId: key.apiKeyId });
-  requireScope(key, scope);
+  // Taken before anything is checked, so a refused request (a missing scope, an unknown bot) counts too.
+  const key = await verifyKeyTakingRequest(sql, req, scope);
   const [bot] = await asServiceRole(sql, (tx) =>
     tx<{ id: string }[]>`select b.id from public.bots b where b.id = ${botId}::uuid and b.org_id = ${key.orgId}::uuid`);
   if (!bot) throw new HttpError(404, 'not_found', 'The bot was not found.');

@@ -8,12 +8,10 @@
  */
 import {
   apiKeyActorClaims,
-  apiKeyFromRequest,
   type ApiKeyPrincipal,
   refuseUserTokens,
-  requireScope,
   sendsApiKey,
-  verifyApiKey,
+  verifyKeyTakingRequest,
 } from '../_shared/api-keys.ts';
 import { type AuthOptions, type JwtClaims, requireUser, type UserClaims } from '../_shared/auth.ts';
 import { type Sql, type TransactionSql, withUserScope } from '../_shared/db.ts';
@@ -39,20 +37,7 @@ export async function authenticateCaller(
   permission: KnowledgePermission,
 ): Promise<Caller> {
   if (!sendsApiKey(req)) return { kind: 'user', claims: await requireUser(req, options) };
-  return { kind: 'key', key: await verifiedKey(sql, req, permission) };
-}
-
-/**
- * The verified key holding `permission`, after taking one request from its
- * bucket (a 429 once it is spent) before anything else is checked: every
- * request a key makes counts, refused ones too (a missing scope, a bad body,
- * another org), so a key cannot be spent on refusals without limit.
- */
-async function verifiedKey(sql: Sql, req: Request, permission: KnowledgePermission): Promise<ApiKeyPrincipal> {
-  const key = await verifyApiKey(sql, apiKeyFromRequest(req));
-  await takeRateLimit(sql, { apiKeyId: key.apiKeyId });
-  requireScope(key, permission);
-  return key;
+  return { kind: 'key', key: await verifyKeyTakingRequest(sql, req, permission) };
 }
 
 /**
@@ -62,7 +47,7 @@ async function verifiedKey(sql: Sql, req: Request, permission: KnowledgePermissi
  */
 export async function authenticateKeyCaller(sql: Sql, req: Request, permission: KnowledgePermission): Promise<KeyCaller> {
   refuseUserTokens(req, 'The documents API', 'read public.documents and call retry_document directly');
-  return { kind: 'key', key: await verifiedKey(sql, req, permission) };
+  return { kind: 'key', key: await verifyKeyTakingRequest(sql, req, permission) };
 }
 
 /** The claims a caller's work runs under: the user's, or the service role acting for the key (the key's id as a claim). */

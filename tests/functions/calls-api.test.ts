@@ -462,4 +462,12 @@ describe('rate limit', () => {
     expect(await callCount(org.id)).toBe(before);
     expect((await post(`/${randomUUID()}/cancel`, limited.key, {})).status).toBe(429);
   });
+
+  it('counts a request refused for its scope too', async () => {
+    const readOnly = await createApiKey(sql, org, ['calls.read']);
+    await sql`update public.api_keys set rate_limit_per_minute = 1 where id = ${readOnly.id}`;
+    const refused = await post('', readOnly.key, { bot_id: bot, to_number: '+14155550141' });
+    expect([refused.status, (await refused.json()).error.code]).toEqual([403, 'insufficient_scope']);
+    expect((await api('?limit=1', { key: readOnly.key })).status).toBe(429);
+  });
 });
