@@ -142,4 +142,19 @@ describe('the booking step', () => {
       select count(*)::int from public.messages where org_id = ${org.id}`;
     expect(messagesAfter).toBe(messagesBefore);
   });
+
+  it('answers a NUL in the attendee\'s fields with 400 before anything is stored', async () => {
+    const count = async () =>
+      (await sql<{ count: number }[]>`select count(*)::int from public.messages where org_id = ${org.id}`)[0].count;
+    const [messagesBefore, appointmentsBefore] = [await count(), await appointmentCount()];
+    const booking = { starts_at: berlin(monday, '15:00'), ends_at: berlin(monday, '15:30'), attendee_name: 'Ann' };
+    const fields = { attendee_name: 'A\u0000nn', attendee_email: 'ann\u0000@example.com', attendee_phone: '+49\u0000', notes: '\u0000' };
+    for (const [field, value] of Object.entries(fields)) {
+      const { status, body } = await turn({ message: 'Book it', booking: { ...booking, [field]: value } });
+      expect(status).toBe(400);
+      expect(JSON.parse(body).error).toMatchObject({ code: 'invalid_request', message: expect.stringContaining(`${field} must not contain a NUL`) });
+    }
+    expect(await count()).toBe(messagesBefore);
+    expect(await appointmentCount()).toBe(appointmentsBefore);
+  });
 });

@@ -6,6 +6,7 @@
  * format) stay in SQL.
  */
 import { z } from 'zod';
+import { hasNoNul, NUL_MESSAGE } from '../text/nul.ts';
 
 const DAY = 86_400_000;
 
@@ -20,10 +21,14 @@ export const attendee = {
     .string({ error: 'attendee_name must be a string' })
     .trim()
     .min(1, { error: 'attendee_name is required' })
-    .max(200, { error: 'attendee_name has at most 200 characters' }),
-  attendee_email: z.string({ error: 'attendee_email must be a string' }).trim().max(320).nullish(),
-  attendee_phone: z.string({ error: 'attendee_phone must be a string' }).trim().max(40).nullish(),
-  notes: z.string({ error: 'notes must be a string' }).max(2000, { error: 'notes have at most 2000 characters' }).nullish(),
+    .max(200, { error: 'attendee_name has at most 200 characters' })
+    .refine(hasNoNul, `attendee_name ${NUL_MESSAGE}`),
+  attendee_email: z.string({ error: 'attendee_email must be a string' }).trim().max(320)
+    .refine(hasNoNul, `attendee_email ${NUL_MESSAGE}`).nullish(),
+  attendee_phone: z.string({ error: 'attendee_phone must be a string' }).trim().max(40)
+    .refine(hasNoNul, `attendee_phone ${NUL_MESSAGE}`).nullish(),
+  notes: z.string({ error: 'notes must be a string' }).max(2000, { error: 'notes have at most 2000 characters' })
+    .refine(hasNoNul, `notes ${NUL_MESSAGE}`).nullish(),
 };
 
 /**
