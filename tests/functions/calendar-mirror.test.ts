@@ -105,9 +105,36 @@ function releaseHeld(): void {
   for (const release of held.splice(0)) release();
 }
 
-/** The stub's live (not cancelled) events of this appointment. */
-function liveEvents(appointmentId: string): StubEvent[] {
-  return stub.events('google', EMAIL).filter((event) => !event.isCancelled && event.description?.includes(appointmentId));
+/** The stub's live (not cancelled) events of this appointment (in the account's primary calendar). */
+function liveEvents(appointmentId: string, email = EMAIL): StubEvent[] {
+  return stub.events('google', email).filter((event) => !event.isCancelled && event.description?.includes(appointmentId));
+}
+
+/** An org in Berlin, open 9 to 17 on weekdays. */
+async function createOpenOrg(name: string): Promise<ChatOrg> {
+  const created = await createChatOrg(sql, name);
+  await sql`update public.organizations set time_zone = ${ZONE} where id = ${created.id}`;
+  for (const weekday of [1, 2, 3, 4, 5]) {
+    await sql`insert into public.business_hours (org_id, weekday, opens, closes) values (${created.id}, ${weekday}, '09:00', '17:00')`;
+  }
+  return created;
+}
+
+/** Connects (or connects again) the account's Google calendar for the org; answers the connection id. */
+async function connectGoogle(target: ChatOrg, email: string): Promise<string> {
+  const started = await call('/oauth/start', { method: 'POST', token: target.tokens.admin, body: { org_id: target.id, provider: 'google' } });
+  expect(started.status).toBe(200);
+  const consent = await stub.authorize(String(started.body.authorization_url), { email });
+  const parked = await call(`/oauth/callback${new URL(consent.location).search}`);
+  expect(parked.status).toBe(200);
+  // The callback only parks the tokens: the user who started completes the connection.
+  const connected = await call('/oauth/complete', {
+    method: 'POST',
+    token: target.tokens.admin,
+    body: { connection_request: parked.body.connection_request },
+  });
+  expect(connected.status).toBe(200);
+  return String(connected.body.connection_id);
 }
 
 async function appointment(id: string) {
@@ -141,26 +168,11 @@ beforeAll(async () => {
     },
   });
   sql = createSql(stack.dbUrl, { max: 2 });
-  org = await createChatOrg(sql, 'cal-mirror');
-  await sql`update public.organizations set time_zone = ${ZONE} where id = ${org.id}`;
-  for (const weekday of [1, 2, 3, 4, 5]) {
-    await sql`insert into public.business_hours (org_id, weekday, opens, closes) values (${org.id}, ${weekday}, '09:00', '17:00')`;
-  }
+  org = await createOpenOrg('cal-mirror');
   day = new Date(Date.now() + 14 * DAY).toISOString().slice(0, 10);
   while ([0, 6].includes(new Date(`${day}T12:00:00Z`).getUTCDay())) day = new Date(Date.parse(`${day}T00:00:00Z`) + DAY).toISOString().slice(0, 10);
 
-  const started = await call('/oauth/start', { method: 'POST', token: org.tokens.admin, body: { org_id: org.id, provider: 'google' } });
-  expect(started.status).toBe(200);
-  const consent = await stub.authorize(String(started.body.authorization_url), { email: EMAIL });
-  const parked = await call(`/oauth/callback${new URL(consent.location).search}`);
-  expect(parked.status).toBe(200);
-  // The callback only parks the tokens: the user who started completes the connection.
-  const connected = await call('/oauth/complete', {
-    method: 'POST',
-    token: org.tokens.admin,
-    body: { connection_request: parked.body.connection_request },
-  });
-  expect(connected.status).toBe(200);
+  await connectGoogle(org, EMAIL);
 }, 120_000);
 
 afterAll(async () => {
@@ -339,5 +351,83 @@ describe('retrying', () => {
       expect(answer.body).toMatchObject({ error: { code: 'invalid_request' } });
     }
     expect((await call('/mirroring', { token: service })).status).toBe(405);
+  });
+});
+
+describe('changes made while the calendar needs reconnecting', () => {
+  const REAUTH_EMAIL = 'mirror-reauth@example.com';
+
+  it('reach the provider once the same account is connected again, not given up meanwhile', async () => {
+    const clinic = await createOpenOrg('cal-mirror-reauth');
+    const connectionId = await connectGoogle(clinic, REAUTH_EMAIL);
+    const service = stack.keys.serviceRoleKey;
+    const book = async (start: string, end: string, name: string, phone: string): Promise<Answer> =>
+      await call('/appointments', {
+        method: 'POST',
+        token: clinic.tokens.member,
+        body: { org_id: clinic.id, starts_at: berlin(start), ends_at: berlin(end), attendee_name: name, attendee_phone: phone },
+      });
+    const idOf = (answer: Answer) => String((answer.body.appointment as Record<string, unknown>).id);
+    const toCancel = await book('09:00', '09:30', 'Reauth Cancel', '+49 30 2490001');
+    const toMove = await book('10:00', '10:30', 'Reauth Move', '+49 30 2490002');
+    expect(toCancel.body.appointment).toMatchObject({ sync_status: 'synced' });
+    expect(toMove.body.appointment).toMatchObject({ sync_status: 'synced' });
+    const canceledId = idOf(toCancel);
+    const movedId = idOf(toMove);
+
+    // The user removes our access at Google: the next call is refused and the refresh answers invalid_grant.
+    stub.revokeAccount('google', REAUTH_EMAIL);
+    const canceled = await call(`/appointments/${canceledId}`, { method: 'DELETE', token: clinic.tokens.member, body: { reason: 'ill' } });
+    expect(canceled.status).toBe(200);
+    const [connection] = await sql<{ status: string }[]>`select status from public.calendar_connections where id = ${connectionId}`;
+    expect(connection?.status).toBe('needs_reauth');
+    const moved = await call(`/appointments/${movedId}`, {
+      method: 'PATCH',
+      token: clinic.tokens.member,
+      body: { starts_at: berlin('11:00'), ends_at: berlin('11:30') },
+    });
+    expect(moved.status).toBe(200);
+    const booked = await book('13:00', '13:30', 'Reauth New', '+49 30 2490003');
+    expect(booked.status).toBe(201);
+    const ids = [canceledId, movedId, idOf(booked)];
+    // The broken calendar's appointments wait for the reconnect; the ones changed after the break count no attempt.
+    expect(moved.body.appointment).toMatchObject({ status: 'booked', sync_status: 'pending' });
+    expect(booked.body.appointment).toMatchObject({ status: 'booked', sync_status: 'pending' });
+    const attemptsBefore = await Promise.all(ids.map(async (id) => (await appointment(id)).sync_attempts));
+
+    // A day of retry passes (more than 8), each finding them due: none is claimed, none is given up.
+    for (let pass = 0; pass < 9; pass += 1) {
+      await sql`update public.appointments set sync_next_attempt_at = now() - interval '1 second' where id = any(${ids}::uuid[])`;
+      const answer = await call('/mirroring', { method: 'POST', token: service, body: {} });
+      expect(answer.status).toBe(200);
+      expect((answer.body.appointments as { id: string }[]).map((entry) => entry.id).filter((id) => ids.includes(id))).toEqual([]);
+    }
+    for (const [index, id] of ids.entries()) {
+      const row = await appointment(id);
+      expect(row.sync_attempts).toBe(attemptsBefore[index]);
+      expect(row.sync_next_attempt_at).not.toBeNull();
+      expect(row.sync_claimed_until).toBeNull();
+    }
+    // The provider still shows the canceled appointment and the old time, and not the new booking.
+    expect(liveEvents(canceledId, REAUTH_EMAIL)).toHaveLength(1);
+    expect(liveEvents(movedId, REAUTH_EMAIL).map((event) => event.start.toISOString())).toEqual([berlin('10:00')]);
+    expect(liveEvents(ids[2] ?? '', REAUTH_EMAIL)).toEqual([]);
+
+    // The admin connects the same account again: everything waiting is due now, counted from 0.
+    expect(await connectGoogle(clinic, REAUTH_EMAIL)).toBe(connectionId);
+    for (const id of ids) {
+      const row = await appointment(id);
+      expect(row.sync_attempts).toBe(0);
+      expect(row.sync_next_attempt_at?.getTime() ?? Infinity).toBeLessThanOrEqual(Date.now() + 1_000);
+    }
+    const retried = await call('/mirroring', { method: 'POST', token: service, body: {} });
+    expect(retried.status).toBe(200);
+    for (const id of ids) expect(retried.body.appointments).toContainEqual({ id, sync_status: 'synced' });
+    expect(liveEvents(canceledId, REAUTH_EMAIL)).toEqual([]);
+    expect(liveEvents(movedId, REAUTH_EMAIL).map((event) => event.start.toISOString())).toEqual([berlin('11:00')]);
+    expect(liveEvents(ids[2] ?? '', REAUTH_EMAIL).map((event) => event.start.toISOString())).toEqual([berlin('13:00')]);
+    for (const id of ids) {
+      expect(await appointment(id)).toMatchObject({ sync_status: 'synced', sync_attempts: 0, sync_next_attempt_at: null });
+    }
   });
 });

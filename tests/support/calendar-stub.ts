@@ -141,6 +141,8 @@ export interface CalendarStub {
   failNext(status: number, headers?: Record<string, string>, options?: Omit<StubFailure, 'status' | 'headers'>): void;
   /** Revokes a refresh token (and its grant's access tokens) as the user or an admin would. Microsoft answers with this AADSTS code (default 70008). */
   revokeRefreshToken(refreshToken: string, options?: { aadsts?: number }): void;
+  /** The user removes our app's access in their account settings: every grant of the account ends (refreshes answer invalid_grant, API calls 401). */
+  revokeAccount(provider: StubProvider, email: string): void;
   /**
    * The account's address changes (the user picked a new primary address):
    * the same account (same `sub` / Graph `id`, same calendars and grants)
@@ -1213,6 +1215,12 @@ export async function startCalendarStub(
       if (!grant) throw new Error('No such refresh token.');
       grant.revoked = true;
       if (revokeOptions.aadsts !== undefined) grant.aadsts = revokeOptions.aadsts;
+    },
+
+    revokeAccount(provider, email) {
+      const acc = accounts.get(`${provider}:${email.toLowerCase()}`);
+      if (!acc) throw new Error(`No ${provider} account ${email}.`);
+      for (const grant of refreshTokens.values()) if (grant.account === acc) grant.revoked = true;
     },
 
     renameAccount(provider, email, newEmail) {

@@ -10,7 +10,9 @@
  *
  * One mirroring per appointment at a time (private.claim_appointment_sync,
  * a lease): a request that finds the appointment held leaves it pending, and
- * the holder mirrors the latest version. A result reported for a version
+ * the holder mirrors the latest version. Nothing is claimed (or counted as an
+ * attempt) while the calendar is not connected: the appointment stays
+ * pending, and connecting the calendar again makes it due at once. A result reported for a version
  * since changed (a cancel or a move while the provider answered) is outdated:
  * the holder renews its lease, reads the row again and mirrors that, so the
  * event a late create made is deleted or moved rather than left behind. An
@@ -144,7 +146,7 @@ export async function mirrorAppointment(deps: MirrorDeps, row: AppointmentRow): 
   if (!row.connection_id || row.sync_status !== 'pending') return row;
   try {
     const claimed = await claim(deps, row.id, null);
-    // Held by another mirroring (which mirrors this change next), or done meanwhile.
+    // Held by another mirroring (which mirrors this change next), done meanwhile, or waiting for a reconnect.
     if (!claimed) return (await readRow(deps, row.id)) ?? row;
     return await mirrorClaimed(deps, claimed);
   } catch (error) {
