@@ -3,9 +3,17 @@ import { asServiceRole, type Sql, withUserScope } from '../_shared/db.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { httpErrorFromPostgres, isPostgresError } from '../_shared/pg-errors.ts';
 
-/** 23514 is the sole-owner refusal, whose message names the orgs: the client shows it as is. */
-function accountError(error: unknown): unknown {
-  if (isPostgresError(error) && error.code === '23514') return new HttpError(409, 'sole_owner', error.message);
+/**
+ * The sole-owner refusal is a 23514 our SQL raises (require_not_sole_owner,
+ * naming the orgs, or the last-owner trigger when two owners go at once),
+ * so it names no constraint: the client shows its message as is. A 23514
+ * of a table's check constraint is a fault of the deletion itself, not of
+ * the request (there is none to fix): left to become a logged 500.
+ */
+export function accountError(error: unknown): unknown {
+  if (isPostgresError(error) && error.code === '23514') {
+    return error.constraint_name ? error : new HttpError(409, 'sole_owner', error.message);
+  }
   return httpErrorFromPostgres(error);
 }
 

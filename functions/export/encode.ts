@@ -4,6 +4,9 @@
  * line), and CSV for spreadsheets (RFC 4180: a header of the columns, CRLF
  * line ends, a field quoted when it holds a comma, a quote, CR or LF, quotes
  * doubled; null is an empty field, objects and arrays are their JSON text).
+ * A text value that starts with =, +, -, @, tab or CR gets a leading `'`
+ * (OWASP, CSV injection): spreadsheets would otherwise run it as a formula,
+ * and chat messages and names are written by anyone. JSON keeps the value as is.
  */
 export type ExportRow = Record<string, unknown>;
 
@@ -11,9 +14,17 @@ export function toJson(rows: ExportRow[]): string {
   return rows.length === 0 ? '[]\n' : `[\n${rows.map((row) => JSON.stringify(row)).join(',\n')}\n]\n`;
 }
 
+/** Text a spreadsheet would read as a formula (or as one after trimming a leading tab or CR). */
+const FORMULA_START = /^[=+\-@\t\r]/;
+
 export function csvField(value: unknown): string {
   if (value === null || value === undefined) return '';
-  const text = typeof value === 'object' ? JSON.stringify(value) : String(value);
+  // Only text: a negative number is a number to every spreadsheet, and JSON text starts with { or [.
+  const text = typeof value === 'object'
+    ? JSON.stringify(value)
+    : typeof value === 'string' && FORMULA_START.test(value)
+    ? `'${value}`
+    : String(value);
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 

@@ -47,7 +47,7 @@ export function buildManifest(record: ExportRecord, files: ExportFile[], zipped:
     created_at: now.toISOString(),
     formats: {
       json: 'An array of the rows, each as Postgres to_jsonb makes it, one per line.',
-      csv: 'RFC 4180 with a header; null is an empty field; objects and arrays are their JSON text. Empty table: empty file.',
+      csv: 'RFC 4180 with a header; null is an empty field; objects and arrays are their JSON text; text starting with =, +, -, @, tab or CR has a \' put before it, so spreadsheets do not run it as a formula (the JSON has the value as is). Empty table: empty file.',
       storage_objects: 'The organization\'s files in Storage (bucket_id, name, size_bytes, mime_type, document_id for a knowledge original), listed, not copied: they stay in their buckets.',
     },
     tables: record.tables.map((name) => {

@@ -540,4 +540,25 @@ describe('deleting an account', () => {
     expect(left).toEqual({ memberships: 0, users: 0 });
     expect((await call('DELETE', 'account', null)).status).toBe(401);
   });
+
+  it('works for someone who joined by invitation: the accepted invitation goes with them', async () => {
+    const org = await createChatOrg(sql, 'invited-delete-e2e');
+    const joinerId = randomUUID();
+    const email = `joiner-${joinerId.slice(0, 8)}@invited-delete-e2e.test`;
+    await sql`insert into auth.users (id, instance_id, aud, role, email, email_confirmed_at, raw_app_meta_data, raw_user_meta_data)
+              values (${joinerId}, '00000000-0000-0000-0000-000000000000', 'authenticated', 'authenticated', ${email}, now(), '{}', '{}')`;
+    const [invitation] = await withUserScope(sql, org.claims.owner, (tx) =>
+      tx<{ id: string; token: string }[]>`select id, token from public.invite_member(${org.id}::uuid, ${email}, 'member')`);
+    const joinerClaims = { ...org.claims.member, sub: joinerId };
+    await withUserScope(sql, joinerClaims, (tx) => tx`select public.accept_invitation(${invitation.token})`);
+    const joinerToken = await signUserToken({ id: joinerId, email }, { expiresInSeconds: 3600 });
+
+    const deleted = await call('DELETE', 'account', joinerToken);
+    expect(deleted.status, JSON.stringify(deleted.body)).toBe(204);
+    const [left] = await sql<{ users: number; memberships: number; invitations: number }[]>`
+      select (select count(*)::int from auth.users where id = ${joinerId}) as users,
+             (select count(*)::int from public.memberships where user_id = ${joinerId}) as memberships,
+             (select count(*)::int from public.invitations where id = ${invitation.id}) as invitations`;
+    expect(left).toEqual({ users: 0, memberships: 0, invitations: 0 });
+  });
 });

@@ -72,6 +72,20 @@ describe('export encoding', () => {
     expect(JSON.parse(toJson([{ id: 1 }, { id: 2 }]))).toEqual([{ id: 1 }, { id: 2 }]);
     expect(toJson([])).toBe('[]\n');
   });
+
+  it('puts a quote before text a spreadsheet would run as a formula, in CSV only', () => {
+    expect(csvField('=HYPERLINK("https://evil.example","x")')).toBe('"\'=HYPERLINK(""https://evil.example"",""x"")"');
+    expect(csvField('+1+1')).toBe("'+1+1");
+    expect(csvField('-2+3')).toBe("'-2+3");
+    expect(csvField('@SUM(A1)')).toBe("'@SUM(A1)");
+    expect(csvField('\t=1')).toBe("'\t=1");
+    expect(csvField('\r=1')).toBe('"\'\r=1"');
+    expect(csvField('a=1')).toBe('a=1');
+    expect(csvField(-5)).toBe('-5');
+    const row = { id: 1, content: '=cmd|\' /C calc\'!A0' };
+    expect(toCsv([row])).toBe('id,content\r\n1,\'=cmd|\' /C calc\'!A0\r\n');
+    expect(JSON.parse(toJson([row]))).toEqual([row]);
+  });
 });
 
 describe('export manifest', () => {
@@ -100,6 +114,7 @@ describe('export manifest', () => {
       { name: 'storage_objects', rows: 2, files: ['storage_objects.json'] },
     ]);
     expect(manifest.formats.storage_objects).toMatch(/listed, not copied/);
+    expect(manifest.formats.csv).toContain("=, +, -, @, tab or CR has a ' put before it");
   });
 });
 
