@@ -38,22 +38,37 @@ const message = z
  */
 export const MAX_QUESTION_CHARS = 8000;
 export const MAX_USER_CHARS = 200;
+/**
+ * The longest message and the most messages a request may carry: a
+ * message's length is an answer's (private.chat_finish takes 32,000
+ * characters), and a thousand is well past a long phone call's turns. Only
+ * the newest history that fits 2,000 tokens is used; these bounds keep a
+ * body that is read, checked and counted before anything is stored small.
+ */
+export const MAX_MESSAGE_CHARS = 32000;
+export const MAX_MESSAGES = 1000;
 
 export const chatCompletionRequestSchema = z.object({
   model: z.string({ error: 'model must be a string' }).min(1, { error: 'model must not be empty' }),
   messages: z
     .array(message, { error: 'messages must be an array' })
     .min(1, { error: 'messages must not be empty' })
+    .max(MAX_MESSAGES, { error: `messages has at most ${MAX_MESSAGES} entries` })
     // The question is the last message, stored trimmed; earlier ones are context and are not stored.
     .superRefine((messages, ctx) => {
       const last = messages.length - 1;
-      if (last >= 0 && contentText(messages[last].content).trim().length > MAX_QUESTION_CHARS) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `the last message has at most ${MAX_QUESTION_CHARS} characters`,
-          path: [last, 'content'],
-        });
-      }
+      messages.forEach((message, index) => {
+        const text = contentText(message.content);
+        const question = index === last;
+        const limit = question ? MAX_QUESTION_CHARS : MAX_MESSAGE_CHARS;
+        if ((question ? text.trim() : text).length > limit) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `${question ? 'the last message' : 'a message'} has at most ${limit} characters`,
+            path: [index, 'content'],
+          });
+        }
+      });
     }),
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),

@@ -53,6 +53,8 @@ export function httpErrorFromPostgres(error: unknown, messages: PostgresErrorMes
  */
 const UNACCEPTABLE_VALUE: Record<string, string> = {
   '22021': 'A text value contains a NUL character or an invalid byte sequence.',
+  // untranslatable_character: jsonb refuses `\u0000` in a string or key.
+  '22P05': 'A JSON value contains a NUL character (\\u0000) or a character the database cannot encode.',
   '22003': 'A number is out of range.',
   '22001': 'A value is too long.',
   '22007': 'A date or time is malformed.',

@@ -13,6 +13,7 @@ import {
   parseGenericEvent,
   parseVapiEvent,
   redactVapiBody,
+  replaceNul,
   type SignatureCheck,
   verifyGenericSignature,
   verifyVapiSignature,
@@ -39,7 +40,8 @@ import { applyOneByOne } from './one-by-one.ts';
  * we store) with `Server-Timing: applied;dur=<ms>`, the time from the
  * request's arrival to the commit that stored and broadcast the event; 401
  * for a missing or wrong signature or a timestamp outside five minutes; 400
- * for a body that is not a readable event; 413 over 2 MB.
+ * for a body that is not a readable event; 413 over 2 MB. A NUL (`\u0000`)
+ * in a signed event, which Postgres cannot store, is stored as U+FFFD.
  * Providers retry non-2xx answers, and a re-delivery is a no-op, so every
  * refusal is safe to retry.
  */
@@ -214,12 +216,13 @@ async function applyBatch(sql: Sql, batch: Received[]): Promise<Settled<Outcome>
       }
       toApply.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.index - b.index));
       if (toApply.length === 0) return settled;
+      // Verified above: a NUL the body carries is replaced only now, so the event is stored rather than refused.
       const [{ results }] = await tx<{ results: Applied[] }[]>`
         select private.apply_call_events(${
         tx.json(toApply.map(({ index, event, payload }) => ({
           org_id: batch[index].route.orgId,
-          event: toEventRow(event),
-          payload: payload as JSONValue, /* parsed from the body: JSON by construction */
+          event: replaceNul(toEventRow(event)),
+          payload: replaceNul(payload) as JSONValue, /* parsed from the body: JSON by construction */
         })))
       }) as results`;
       toApply.forEach(({ index }, at) => {

@@ -27,7 +27,9 @@
  * the stream's headers wait for the first token for that. One that fails
  * after it ends the stream as OpenAI does, with an error object as a `data:`
  * event and no `[DONE]` (not streamed: the same 503). Either way the turn is
- * stored and metered, finish reason `error` (see core.ts).
+ * stored and metered, finish reason `error` (see core.ts). A bot deleted
+ * while it answers leaves the turn metered but not stored: 410
+ * `conversation_deleted`, or that error object ending the stream.
  */
 import { apiKeyFromRequest, requireScope, verifyApiKey } from '../_shared/api-keys.ts';
 import type { ChatMessage, ChatProviderError } from '../_shared/chat/index.ts';
@@ -253,7 +255,7 @@ export async function completions(deps: ChatDeps, req: Request, requestId: strin
         console.error(`[${requestId}] chat completion failed`, error);
         // What OpenAI sends when a stream fails: an error object as the event's data.
         const { code, message } = streamError(error);
-        await writer.write(sseError(500, code, message));
+        await writer.write(sseError(error instanceof HttpError ? error.status : 500, code, message));
       }
     } finally {
       writer.close();

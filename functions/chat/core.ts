@@ -27,6 +27,9 @@
  *    as `error`: what was streamed before the failure is stored (empty if
  *    nothing was) and metered (nothing when no text came), and the result
  *    carries the failure for the entry point to tell its client.
+ *    A turn whose conversation was deleted meanwhile (its bot deleted) is
+ *    metered without it (private.chat_meter_without_conversation), stores
+ *    nothing, and fails with 410 `conversation_deleted`.
  *    An empty answer (a content filter, a reasoning model spending its whole
  *    budget) is stored empty with the model's finish reason, and metered.
  */
@@ -48,6 +51,7 @@ import type { Sql } from '../_shared/db.ts';
 import { type EmbeddingProvider, EmbeddingProviderError, providerFromEnv } from '../_shared/embeddings/index.ts';
 import { type EnvReader, processEnv } from '../_shared/env.ts';
 import { HttpError } from '../_shared/errors.ts';
+import { isPostgresError } from '../_shared/pg-errors.ts';
 import { countTokens } from '../_shared/text/tokens.ts';
 import type { BookingRequest } from '../_shared/scheduling/booking-body.ts';
 import { type BookingReply, bookingReply } from './booking.ts';
@@ -309,20 +313,19 @@ async function* answerSteps(deps: ChatDeps, input: TurnInput, turn: PreparedTurn
   const latencyMs = Math.max(0, Math.round(performance.now() - input.startedAt));
   // As the service: chat_prepare authorised the turn, and a user who loses chat.use while the answer streams must
   // not lose the answer or its metering. chat_finish credits a user's turn through the conversation's user_id.
-  const finished = await asService(deps.sql(), input.principal, (tx) =>
-    q.chatFinish(tx, {
-      conversationId: turn.conversation_id,
-      content,
-      tokensIn,
-      tokensOut,
-      latencyMs,
-      model,
-      citations,
-      escalationReason,
-      finishReason,
-      // Usage goes to the key that called, whichever key started the conversation.
-      apiKeyId: input.principal.kind === 'service' ? input.principal.apiKeyId : null,
-    }));
+  const finished = await finishTurn(deps, input, turn, {
+    conversationId: turn.conversation_id,
+    content,
+    tokensIn,
+    tokensOut,
+    latencyMs,
+    model,
+    citations,
+    escalationReason,
+    finishReason,
+    // Usage goes to the key that called, whichever key started the conversation.
+    apiKeyId: input.principal.kind === 'service' ? input.principal.apiKeyId : null,
+  });
   yield {
     type: 'result',
     result: {
@@ -340,6 +343,47 @@ async function* answerSteps(deps: ChatDeps, input: TurnInput, turn: PreparedTurn
       failure,
     },
   };
+}
+
+class ConversationGone extends Error {}
+
+/**
+ * Step 4, private.chat_finish. A conversation deleted while the bot answered
+ * (its bot deleted, which deletes its conversations and their reservations)
+ * has nowhere to store the answer: the turn is metered all the same, to the
+ * org, the key and the user (the model spent the tokens, and deleting the bot
+ * must not make answers free), and the client gets 410 `conversation_deleted`.
+ */
+async function finishTurn(deps: ChatDeps, input: TurnInput, turn: PreparedTurn, args: q.FinishArgs): Promise<q.FinishResult> {
+  try {
+    return await asService(deps.sql(), input.principal, async (tx) => {
+      try {
+        return await q.chatFinish(tx, args);
+      } catch (error) {
+        // chat_finish's only no_data_found: the conversation is gone. Told apart here, before asService
+        // makes every no_data_found a 404; thrown, so that the failed transaction rolls back.
+        throw isPostgresError(error) && error.code === 'P0002' ? new ConversationGone() : error;
+      }
+    });
+  } catch (error) {
+    if (!(error instanceof ConversationGone)) throw error;
+  }
+  await asService(deps.sql(), input.principal, (tx) =>
+    q.chatMeterWithoutConversation(tx, {
+      conversationId: args.conversationId,
+      orgId: turn.org_id,
+      botId: turn.bot.id,
+      model: args.model,
+      tokensIn: args.tokensIn,
+      tokensOut: args.tokensOut,
+      apiKeyId: args.apiKeyId,
+      userId: input.principal.kind === 'user' ? input.principal.claims.sub : null,
+    }));
+  throw new HttpError(
+    410,
+    'conversation_deleted',
+    'The conversation was deleted (with its bot) while the bot answered; the answer was not stored.',
+  );
 }
 
 /**

@@ -109,6 +109,28 @@ export async function chatFinish(tx: TransactionSql, args: FinishArgs): Promise<
   return row.result;
 }
 
+/**
+ * Meters a turn whose conversation was deleted while it answered (its bot
+ * deleted): no message, the tokens to the org, the key and the user
+ * (private.chat_meter_without_conversation; service role only).
+ */
+export async function chatMeterWithoutConversation(
+  tx: TransactionSql,
+  args: {
+    conversationId: string;
+    orgId: string;
+    botId: string;
+    model: string;
+    tokensIn: number;
+    tokensOut: number;
+    apiKeyId: string | null;
+    userId: string | null;
+  },
+): Promise<void> {
+  await tx`select private.chat_meter_without_conversation(${args.conversationId}, ${args.orgId}, ${args.botId},
+    ${args.model}, ${args.tokensIn}, ${args.tokensOut}, ${args.apiKeyId}, ${args.userId})`;
+}
+
 /** A row of match_document_chunks (and of its text half, match_document_chunks_by_text). */
 interface ChunkRow {
   chunk_id: string;

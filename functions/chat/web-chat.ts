@@ -14,14 +14,17 @@
  *   event: error         { code: 'model_unavailable', message, message_id, finish_reason: 'error' }
  * after `citations` and `usage`: what was streamed is stored as the answer
  * (message_id, empty if nothing was) with finish reason error, and metered.
- * Any other failure once the stream has begun ends it with
- * `event: error { code: 'internal_error', message }`.
+ * A conversation deleted meanwhile (its bot deleted) ends it with
+ * `event: error { code: 'conversation_deleted', message }`: the turn is
+ * metered, its answer not stored. Any other failure once the stream has
+ * begun ends it with `event: error { code: 'internal_error', message }`.
  * Refusals (403, 402, 409, 429) come before the stream, as JSON.
  * A body with `booking` ({ starts_at, ends_at, attendee_name, attendee_email?,
  * attendee_phone?, notes? }) is a booking step: see booking.ts.
  */
 import type { UserClaims } from '../_shared/auth.ts';
 import { ChatProviderError } from '../_shared/chat/index.ts';
+import { HttpError } from '../_shared/errors.ts';
 import { createSseWriter, sseResponse } from '../_shared/sse.ts';
 import { answerTurn, type ChatDeps, prepareTurn, type TurnInput } from './core.ts';
 import { chatBody, readChatBody } from './schemas.ts';
@@ -102,5 +105,7 @@ export function streamError(error: unknown): { code: string; message: string } {
   if (error instanceof ChatProviderError) {
     return { code: 'model_unavailable', message: 'The model did not answer; try again.' };
   }
+  // Ours, worded for the client (conversation_deleted: the bot was deleted while it answered).
+  if (error instanceof HttpError) return { code: error.code, message: error.message };
   return { code: 'internal_error', message: 'The answer could not be completed.' };
 }

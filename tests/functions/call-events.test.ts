@@ -396,6 +396,55 @@ describe('the generic format (Standard Webhooks)', () => {
   });
 });
 
+describe('a NUL (\\u0000) in a signed event, which Postgres cannot store', () => {
+  const nulSegments = (orgId: string, providerCallId: string) =>
+    sql<{ text: string }[]>`
+      select t.text from public.call_transcript_segments t join public.calls c on c.id = t.call_id
+      where c.org_id = ${orgId} and c.provider_call_id = ${providerCallId} order by t.seq`;
+  const nulPayloads = (orgId: string, providerCallId: string) =>
+    sql<{ payload: string }[]>`
+      select e.payload::text as payload from public.call_events e join public.calls c on c.id = e.call_id
+      where c.org_id = ${orgId} and c.provider_call_id = ${providerCallId} order by e.id`;
+
+  it('stores a Vapi transcript line with the NUL made U+FFFD, payload too, and answers 200', async () => {
+    const vapiId = randomUUID();
+    const call = vapiCall({ id: vapiId, botId: botA });
+    const message = vapiTranscript('user', 'Hello\u0000there', { call });
+    // Vapi's body is kept whole (redacted): a key may carry a NUL too.
+    const answer = await postVapi(orgA.id, { message: { ...message.message, 'note\u0000': 'x' } }, vapiSecretA);
+    expect(answer.status).toBe(200);
+    expect(answer.body).toMatchObject({ received: true, duplicate: false });
+    expect((await nulSegments(orgA.id, vapiId)).map((row) => row.text)).toEqual(['Hello\uFFFDthere']);
+    const [stored] = await nulPayloads(orgA.id, vapiId);
+    expect(stored.payload).toContain('Hello\uFFFDthere');
+    expect(stored.payload).toContain('note\uFFFD');
+    expect(stored.payload).not.toContain('\\u0000');
+  });
+
+  it('stores a generic event with NULs made U+FFFD, in its columns and its payload, and answers 200', async () => {
+    const callId = `gen-nul-${randomUUID()}`;
+    const answer = await postGeneric(orgA.id, {
+      type: 'call.ended',
+      call_id: callId,
+      occurred_at: '2026-11-23T09:02:00Z',
+      data: {
+        direction: 'inbound',
+        ended_reason: 'callee\u0000hung-up',
+        transcript: [{ speaker: 'user', text: 'Bye\u0000', start_ms: 0, end_ms: 900 }],
+        transcript_mode: 'replace',
+        metadata: { bot_id: botA },
+      },
+    }, genericSecretA);
+    expect(answer.status).toBe(200);
+    const row = await callByProviderId(orgA.id, callId);
+    expect(row).toMatchObject({ status: 'ended', ended_reason: 'callee\uFFFDhung-up' });
+    expect((await nulSegments(orgA.id, callId)).map((r) => r.text)).toEqual(['Bye\uFFFD']);
+    const [stored] = await nulPayloads(orgA.id, callId);
+    expect(stored.payload).toContain('Bye\uFFFD');
+    expect(stored.payload).not.toContain('\\u0000');
+  });
+});
+
 describe('events arriving together (one transaction for a batch, in process)', () => {
   /** The handler over the test database, counting its transactions. */
   function batchingHandler() {

@@ -1,4 +1,4 @@
-import { countTokens } from '../text/tokens.ts';
+import { countTokensUpTo } from './history-tokens.ts';
 import { type NumberedSource, numberSources, pageLabel, productFacts } from './sources.ts';
 import type { ChatMessage, RetrievedChunk, RetrievedProduct } from './types.ts';
 
@@ -31,6 +31,13 @@ export function noAnswerText(language: string | undefined): string {
 export const DEFAULT_HISTORY_TOKENS = 2000;
 // Each message costs a few tokens of framing besides its text.
 const TOKENS_PER_MESSAGE = 4;
+/**
+ * More characters than this per token of the budget left and a message is
+ * taken as over it, uncounted. Ordinary text has about 4 characters a token;
+ * only freak text (long runs of one character) has more than 20, and such a
+ * message is dropped rather than counted, which never exceeds the budget.
+ */
+const MAX_CHARS_PER_TOKEN = 20;
 
 export interface BotPromptSettings {
   name: string;
@@ -122,9 +129,13 @@ export function trimHistory(history: ChatMessage[], budget: number): ChatMessage
   for (let index = history.length - 1; index >= 0; index -= 1) {
     const message = history[index];
     if (message.role === 'system' || message.content.trim() === '') continue;
-    used += countTokens(message.content) + TOKENS_PER_MESSAGE;
+    const left = budget - used - TOKENS_PER_MESSAGE;
     // Stop at the first that does not fit: skipping it and keeping older ones would leave a gap in the conversation.
-    if (used > budget) break;
+    // Too long for what is left, by its length alone, is not counted at all (see MAX_CHARS_PER_TOKEN).
+    if (left < 0 || message.content.length > left * MAX_CHARS_PER_TOKEN) break;
+    const tokens = countTokensUpTo(message.content, left);
+    if (tokens > left) break;
+    used += tokens + TOKENS_PER_MESSAGE;
     kept.push(message);
   }
   return kept.reverse();

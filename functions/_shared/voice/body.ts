@@ -26,3 +26,21 @@ export function checkBody<T>(value: unknown, schema: ZodType<T>, what: string): 
   if (issues.length > MAX_ISSUES) shown.push(`and ${issues.length - MAX_ISSUES} more`);
   throw new CallEventParseError(`Not a valid ${what}`, shown);
 }
+
+/**
+ * A parsed body or event with every U+0000, in strings and in keys, made
+ * U+FFFD: JSON may carry `\u0000`, Postgres's jsonb and text never take it
+ * (SQLSTATE 22P05, 22021). Called once the signature, which is over the raw
+ * bytes, has been checked, so that such an event is stored, not refused
+ * (a refusal would be retried by the provider for ever).
+ */
+export function replaceNul<T>(value: T): T {
+  return replaceNulIn(value) as T;
+}
+
+function replaceNulIn(value: unknown): unknown {
+  if (typeof value === 'string') return value.includes('\u0000') ? value.replaceAll('\u0000', '\uFFFD') : value;
+  if (Array.isArray(value)) return value.map(replaceNulIn);
+  if (value === null || typeof value !== 'object') return value;
+  return Object.fromEntries(Object.entries(value).map(([key, item]) => [replaceNulIn(key), replaceNulIn(item)]));
+}

@@ -1,0 +1,28 @@
+/** A value jsonb refuses (a NUL, SQLSTATE 22P05) is the client's 422, never a 500; and replaceNul makes NULs U+FFFD. */
+import postgres from 'postgres';
+import { describe, expect, it } from 'vitest';
+import { HttpError } from '../../functions/_shared/errors.ts';
+import { httpErrorFromUnmappedPostgres } from '../../functions/_shared/pg-errors.ts';
+import { replaceNul } from '../../functions/_shared/voice/index.ts';
+
+describe('httpErrorFromUnmappedPostgres', () => {
+  it('answers 22P05 (jsonb refusing \\u0000) with 422 invalid_request and fixed wording', () => {
+    const refused = new postgres.PostgresError({
+      code: '22P05',
+      message: 'unsupported Unicode escape sequence',
+      detail: '\\u0000 cannot be converted to text.',
+    } as never /* the constructor's parameter type is the driver's internal row of error fields */);
+    const mapped = httpErrorFromUnmappedPostgres(refused);
+    expect(mapped).toBeInstanceOf(HttpError);
+    expect(mapped).toMatchObject({ status: 422, code: 'invalid_request', cause: refused });
+    expect((mapped as HttpError).message).toContain('NUL');
+  });
+});
+
+describe('replaceNul', () => {
+  it('makes every U+0000 U+FFFD, in strings and keys at any depth, and leaves the rest alone', () => {
+    const value = { 'k\u0000': ['a\u0000b', 1, null, true, { deep: '\u0000' }], plain: 'ok' };
+    expect(replaceNul(value)).toEqual({ 'k\uFFFD': ['a\uFFFDb', 1, null, true, { deep: '\uFFFD' }], plain: 'ok' });
+    expect(value['k\u0000'][0]).toBe('a\u0000b');
+  });
+});
