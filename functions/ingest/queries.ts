@@ -59,6 +59,14 @@ export interface SaveStep {
   pageCount: number;
   /** The last step also swaps the chunks in; otherwise the next step is requested through pg_net. */
   last: boolean;
+  /** What embedding the chunks cost, metered with the save (see saveStep). */
+  usage: EmbeddingUsage;
+}
+
+export interface EmbeddingUsage {
+  orgId: string;
+  model: string;
+  tokens: number;
 }
 
 export type SaveOutcome =
@@ -68,24 +76,32 @@ export type SaveOutcome =
   | { kind: 'failed' };
 
 /**
- * Records a step and, in the same transaction, either finishes the run or
- * queues the next step: the request to continue exists exactly when the
- * step's work committed. The row lock and the cursor check make a step
- * delivered twice (or run twice at once) save once; the other copy is stale.
+ * Records a step and, in the same transaction, meters its embedding tokens and
+ * either finishes the run or queues the next step: the request to continue
+ * exists exactly when the step's work committed. The row lock and the cursor
+ * check make a step delivered twice (or run twice at once, the sweeper waking
+ * a run whose step was still embedding) save once; the other copy is stale
+ * and meters nothing, since the copy that saved metered the same pages. A
+ * step that lost for any other reason (its document deleted or being deleted,
+ * its run failed or replaced by a new upload) still meters: the tokens were
+ * spent for the org and no other copy metered them.
  */
 export async function saveStep(sql: Sql, step: SaveStep): Promise<SaveOutcome> {
   return await asServiceRole(sql, async (tx): Promise<SaveOutcome> => {
-    const [current] = await tx<{ ingest_run: string | null; ingest_cursor: number; status: string }[]>`
-      select ingest_run, ingest_cursor, status from public.documents where id = ${step.documentId} for update`;
+    const [current] = await tx<DocumentState[]>`
+      select ingest_run, ingest_cursor, status, deletion_started_at is not null as marked
+      from public.documents where id = ${step.documentId} for update`;
     if (
       !current || current.status !== 'processing' || current.ingest_run !== step.runId ||
-      current.ingest_cursor !== step.fromCursor
+      current.ingest_cursor !== step.fromCursor || current.marked
     ) {
+      if (!savedByAnotherCopy(current, step)) await meter(tx, step.usage, current ? step.documentId : null);
       return { kind: 'stale' };
     }
     const [{ saved }] = await tx<{ saved: boolean }[]>`
       select private.save_ingest_step(${step.documentId}::uuid, ${step.runId}::uuid, ${tx.json(toJson(step.chunks))},
         ${step.nextCursor}::integer, ${step.progress}::integer, ${step.pageCount}::integer) as saved`;
+    await meter(tx, step.usage, step.documentId);
     if (!saved) return { kind: 'stale' };
     if (!step.last) {
       await tx`select private.request_ingest(${step.documentId}::uuid)`;
@@ -95,6 +111,39 @@ export async function saveStep(sql: Sql, step: SaveStep): Promise<SaveOutcome> {
       select private.finish_ingest(${step.documentId}::uuid, ${step.runId}::uuid) as chunks`;
     if (chunks === null) return { kind: 'stale' };
     return chunks === 0 ? { kind: 'failed' } : { kind: 'ready', chunks };
+  });
+}
+
+interface DocumentState {
+  ingest_run: string | null;
+  ingest_cursor: number;
+  status: string;
+  marked: boolean;
+}
+
+/**
+ * Whether another copy of this step saved its pages (and metered them): the
+ * run moved past the step's cursor, or, for the last step, the run finished.
+ */
+function savedByAnotherCopy(current: DocumentState | undefined, step: SaveStep): boolean {
+  if (!current) return false;
+  if (current.ingest_run === step.runId) return current.ingest_cursor !== step.fromCursor;
+  return step.last && current.ingest_run === null && current.status === 'ready';
+}
+
+/** Meters embedding tokens; a document deleted meanwhile is left out (usage_events.document_id is a foreign key). */
+async function meter(tx: TransactionSql, usage: EmbeddingUsage, documentId: string | null): Promise<void> {
+  if (usage.tokens <= 0) return;
+  await tx`select private.record_usage(${usage.orgId}::uuid, 'embedding', ${usage.model}, ${usage.tokens}::integer, 0,
+    ${documentId}::uuid, null)`;
+}
+
+/** Restarts the run's idle clock (the sweeper's 2 minutes); false when the run is no longer current. */
+export async function heartbeat(sql: Sql, documentId: string, runId: string): Promise<boolean> {
+  return await asServiceRole(sql, async (tx) => {
+    const [{ current }] = await tx<{ current: boolean }[]>`
+      select private.ingest_heartbeat(${documentId}::uuid, ${runId}::uuid) as current`;
+    return current;
   });
 }
 
@@ -116,12 +165,12 @@ export async function failRun(sql: Sql, documentId: string, runId: string, reaso
   });
 }
 
-export async function recordEmbeddingUsage(
-  sql: Sql,
-  usage: { orgId: string; documentId: string; model: string; tokens: number },
-): Promise<void> {
-  // A document deleted while its step embedded is no longer there to point at
-  // (usage_events.document_id is a foreign key); the org pays all the same.
+/**
+ * Meters tokens spent outside a save: an embeddings call that failed part-way,
+ * or a save that failed (no copy saved those pages, so none metered them).
+ */
+export async function recordEmbeddingUsage(sql: Sql, usage: EmbeddingUsage & { documentId: string }): Promise<void> {
+  // A document deleted while its step embedded is no longer there to point at; the org pays all the same.
   await asServiceRole(sql, (tx) =>
     tx`select private.record_usage(${usage.orgId}::uuid, 'embedding', ${usage.model}, ${usage.tokens}::integer, 0,
       (select d.id from public.documents d where d.id = ${usage.documentId}::uuid), null)`

@@ -99,7 +99,7 @@ export async function runIngestStep(deps: StepDeps, documentId: string): Promise
       throw error;
     }
     const chunks = chunkPages(read.pages, { lead: read.lead });
-    const staged = await embedChunks(deps, start, documentId, chunks);
+    const { staged, usage } = await embedChunks(deps, start, documentId, runId, chunks);
     const nextCursor = read.pages.length > 0 ? read.pages[read.pages.length - 1].number : pageCount;
     const last = nextCursor >= pageCount;
     let outcome: db.SaveOutcome;
@@ -113,8 +113,11 @@ export async function runIngestStep(deps: StepDeps, documentId: string): Promise
         progress: Math.floor((99 * nextCursor) / Math.max(pageCount, 1)),
         pageCount,
         last,
+        usage,
       });
     } catch (error) {
+      // The save and its metering rolled back together; the tokens were spent all the same.
+      await meterUnsaved(deps.sql, { ...usage, documentId });
       // The same text would be refused on every retry, each re-embedding and re-metering it.
       if (isPostgresError(error) && UNSTORABLE_TEXT.has(error.code)) return await fail(UNSTORABLE_TEXT_MESSAGE);
       throw error;
@@ -168,27 +171,37 @@ async function readStepPages(
   return { pages, lead };
 }
 
-/** Embeds the step's chunks (the provider batches) and meters the tokens, numbering chunks after those staged. */
+/**
+ * Embeds the step's chunks (the provider batches), numbering them after those
+ * staged. The tokens are metered with the save (db.saveStep); only what a
+ * failing call was billed is metered here, as no save follows it. Before each
+ * request to the provider the run's idle clock restarts, so the sweeper does
+ * not start a second copy of a step that is waiting on a slow provider.
+ */
 async function embedChunks(
   deps: StepDeps,
   start: db.StepStart,
   documentId: string,
+  runId: string,
   chunks: TextChunk[],
-): Promise<db.StagedChunk[]> {
-  if (chunks.length === 0) return [];
-  // Metered even if the save turns out stale, or the call fails after some of its requests: the tokens were spent.
-  const meter = (tokens: number) =>
-    db.recordEmbeddingUsage(deps.sql, { orgId: start.org_id, documentId, model: deps.provider.model, tokens });
+): Promise<{ staged: db.StagedChunk[]; usage: db.EmbeddingUsage }> {
+  const usage = { orgId: start.org_id, model: deps.provider.model, tokens: 0 };
+  if (chunks.length === 0) return { staged: [], usage };
   let embedded: Awaited<ReturnType<EmbeddingProvider['embed']>>;
   try {
-    embedded = await deps.provider.embed(chunks.map((chunk) => chunk.content));
+    embedded = await deps.provider.embed(chunks.map((chunk) => chunk.content), {
+      beforeRequest: async () => {
+        await db.heartbeat(deps.sql, documentId, runId);
+      },
+    });
   } catch (error) {
-    if (error instanceof EmbeddingProviderError && error.tokensSpent > 0) await meter(error.tokensSpent);
+    if (error instanceof EmbeddingProviderError && error.tokensSpent > 0) {
+      await db.recordEmbeddingUsage(deps.sql, { ...usage, tokens: error.tokensSpent, documentId });
+    }
     throw error;
   }
   const { vectors, tokens } = embedded;
-  await meter(tokens);
-  return chunks.map((chunk, index) => ({
+  const staged = chunks.map((chunk, index) => ({
     chunk_index: start.next_chunk_index + index,
     page_start: chunk.pageStart,
     page_end: chunk.pageEnd,
@@ -196,4 +209,15 @@ async function embedChunks(
     token_count: chunk.tokenCount,
     embedding: toPgVector(vectors[index]),
   }));
+  return { staged, usage: { ...usage, tokens } };
+}
+
+/** Meters the tokens of a step whose save failed; a failure to meter leaves the save's error to be reported. */
+async function meterUnsaved(sql: Sql, usage: db.EmbeddingUsage & { documentId: string }): Promise<void> {
+  if (usage.tokens <= 0) return;
+  try {
+    await db.recordEmbeddingUsage(sql, usage);
+  } catch (error) {
+    console.error(`metering ${usage.tokens} embedding tokens of document ${usage.documentId} failed`, error);
+  }
 }

@@ -15,6 +15,7 @@ import type { AuthOptions } from '../_shared/auth.ts';
 import { asServiceRole, type Sql } from '../_shared/db.ts';
 import { type EmbeddingProvider, EmbeddingProviderError, toPgDirection } from '../_shared/embeddings/index.ts';
 import { HttpError } from '../_shared/errors.ts';
+import { hasNoNul, NUL_MESSAGE } from '../_shared/text/nul.ts';
 import { json, readJson } from '../_shared/http.ts';
 import { asCaller, authenticateCaller, type Caller, callerOrg, takeUserRateLimit } from './caller.ts';
 
@@ -28,7 +29,8 @@ const uuid = z.guid();
 
 export const searchBody = z
   .strictObject({
-    query: z.string().trim().min(1, 'must not be empty').max(MAX_QUERY_CHARS, `has at most ${MAX_QUERY_CHARS} characters`),
+    query: z.string().trim().min(1, 'must not be empty').max(MAX_QUERY_CHARS, `has at most ${MAX_QUERY_CHARS} characters`)
+      .refine(hasNoNul, NUL_MESSAGE),
     org_id: uuid.optional(),
     match_count: z.number().int().min(1).max(MAX_MATCH_COUNT).default(10),
     collection_ids: z.array(uuid).min(1).max(MAX_COLLECTIONS).optional(),

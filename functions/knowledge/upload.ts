@@ -9,7 +9,9 @@
  * acting for the key (its org; the audit log names the key), with the SHA-256
  * of the bytes received, so ingestion's first step checks Storage returned
  * them; then it is uploaded to its storage_path, whose insert queues the
- * ingestion as a frontend's upload does. 202 with the document (`queued`,
+ * ingestion as a frontend's upload does. A document deleted meanwhile (Storage
+ * refuses its file, or the row is gone or marked once stored) is a 409
+ * `document_deleted`, its registration left to the deletion. 202 with the document (`queued`,
  * as representation.ts shows it, plus its storage_path);
  * progress as for any upload (documents row, the org's `uploads` channel,
  * document.ready / document.failed webhooks). An upload Storage refuses
@@ -137,21 +139,57 @@ export async function uploadDocument(sql: Sql, req: Request, store: KnowledgeSto
   }
   const { document } = registered;
 
+  const claim = idempotencyKey ? { apiKeyId: caller.key.apiKeyId, key: idempotencyKey } : null;
   try {
     await store.upload(document.storage_path, bytes, mimeType);
   } catch (error) {
-    await takeBack(sql, store, document, idempotencyKey ? { apiKeyId: caller.key.apiKeyId, key: idempotencyKey } : null);
+    // Storage refuses a file whose document is gone or being deleted (42501, 20261123007900): no outage.
+    if (await deletedMeanwhile(sql, document.id)) {
+      await giveUpClaim(sql, claim);
+      throw documentDeleted();
+    }
+    await takeBack(sql, store, document, claim);
     throw new HttpError(503, 'storage_unavailable', 'The file could not be stored; send it again.', { 'retry-after': '5' }, {
       cause: error,
     });
   }
 
   const answer = await asServiceRole(sql, async (tx) => {
-    const [stored] = await tx<DocumentRow[]>`select ${documentColumns(tx)} from public.documents d where d.id = ${document.id}::uuid`;
+    const [stored] = await tx<(DocumentRow & { marked: boolean })[]>`
+      select ${documentColumns(tx)}, d.deletion_started_at is not null as marked
+      from public.documents d where d.id = ${document.id}::uuid`;
+    // Deleted (or being deleted) between its upload and here; its file goes with it.
+    if (!stored || stored.marked) return null;
     // storage_path stays in the upload's answer, which showed it before the representation was shared.
     const answer = { status: 202, body: { ...toApiDocument(stored), storage_path: document.storage_path } };
-    if (idempotencyKey) await recordAnswer(tx, caller.key.apiKeyId, idempotencyKey, answer);
+    if (claim) await recordAnswer(tx, claim.apiKeyId, claim.key, answer);
     return answer;
   });
+  if (!answer) {
+    await giveUpClaim(sql, claim);
+    throw documentDeleted();
+  }
   return json(answer.body, answer.status);
+}
+
+const documentDeleted = () =>
+  new HttpError(409, 'document_deleted', 'The document was deleted while its file was being stored; upload the file again.');
+
+/** Whether the registration is gone or being deleted (by DELETE /knowledge/documents/:id). */
+async function deletedMeanwhile(sql: Sql, documentId: string): Promise<boolean> {
+  const [row] = await asServiceRole(sql, (tx) =>
+    tx<{ marked: boolean }[]>`
+      select deletion_started_at is not null as marked from public.documents where id = ${documentId}::uuid`
+  );
+  return !row || row.marked;
+}
+
+/** Frees the Idempotency-Key claim of an upload that ended without an answer to replay, so a retry may register anew. */
+async function giveUpClaim(sql: Sql, claim: { apiKeyId: string; key: string } | null): Promise<void> {
+  if (!claim) return;
+  try {
+    await asServiceRole(sql, (tx) => releaseKey(tx, claim.apiKeyId, claim.key));
+  } catch (error) {
+    console.error('giving up the Idempotency-Key claim of a deleted upload failed', error);
+  }
 }

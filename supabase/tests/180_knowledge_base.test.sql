@@ -727,8 +727,8 @@ select results_eq(
 );
 select results_eq(
   $$select files, ready, failed, in_progress, percent from public.upload_batch_progress where batch_id = tests.fx('batch_empty')$$,
-  $$values (0, 0, 0, 0, 0)$$,
-  'upload_batch_progress: a batch without documents is at 0%'
+  $$values (0, 0, 0, 0, 100)$$,
+  'upload_batch_progress: a batch without documents (every file deleted) is complete: 100% (20261123007900)'
 );
 select tests.act_as('owner_b');
 select is_empty(

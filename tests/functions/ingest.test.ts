@@ -546,12 +546,20 @@ describe('resumable ingestion of a long PDF', () => {
         return await offline.embed(texts);
       },
     };
+    const metered = async () => {
+      const [row] = await sql<{ rows: number }[]>`
+        select count(*)::int as rows from public.usage_events where document_id = ${id} and kind = 'embedding'`;
+      return row.rows;
+    };
+    const before = await metered();
     const racing = localStep(slow);
     await inside;
     // ...while another copy of the same step runs and commits.
     expect((await step(id)).body).toMatchObject({ status: 'processing', pages_done: 10 });
     release();
     expect(await racing).toEqual({ status: 200, body: { document_id: id, status: 'stale', skipped: true } });
+    // The pages were metered once, with the save that won; the losing copy meters nothing.
+    expect(await metered()).toBe(before + 1);
     await ingest(id);
     const comparable = (rows: ChunkRow[]) => rows.map(({ id: _id, ...rest }) => rest);
     expect(comparable(await chunks(id))).toEqual(comparable(firstSet));

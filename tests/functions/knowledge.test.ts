@@ -336,6 +336,16 @@ describe('POST /knowledge/search', () => {
     expect(metered).toEqual([{ bot_id: botId, user_id: org.users.owner, tokens_in: body.usage.embedding_tokens }]);
   });
 
+  it('refuses a query holding a NUL with 422 before embedding or metering it', async () => {
+    const embeddingRows = async () =>
+      (await sql<{ n: number }[]>`select count(*)::int as n from public.usage_events where org_id = ${org.id} and kind = 'embedding'`)[0].n;
+    const before = await embeddingRows();
+    const refused = await search({ query: 'zq1x7\u0000 tariff' }, bearer(keys.reader));
+    expect(refused.status).toBe(422);
+    expect((await refused.json()).error).toMatchObject({ code: 'invalid_request', message: expect.stringContaining('NUL') });
+    expect(await embeddingRows()).toBe(before);
+  });
+
   it('refuses callers without the right: no credentials, a revoked key, a key without knowledge.read', async () => {
     const none = await search({ query: 'x' }, {});
     expect(none.status).toBe(401);
@@ -721,6 +731,44 @@ describe('POST /knowledge/documents (an API key pushes a file)', () => {
     expect(kept).toHaveLength(2);
     expect(kept[0].status).toBe('uploading');
     expect(kept[1].status).not.toBe('uploading');
+  });
+
+  it('answers 409 document_deleted when the document is deleted while its file is stored, and frees the Idempotency-Key', async () => {
+    // A Storage that sees the document go first: refused as the object trigger refuses a file without its
+    // document (42501), or stored just as the deletion marks the row.
+    const racing = (upload: (path: string) => Promise<void>) =>
+      createKnowledgeHandler({
+        sql: () => sql,
+        env: (name) => ({ SUPABASE_URL: stack.apiUrl!, SUPABASE_JWT_SECRET: stack.keys.jwtSecret })[name],
+        store: { upload, remove: () => Promise.resolve() },
+      });
+    const refusedOnceGone = racing(async (path) => {
+      await sql`delete from public.documents where storage_path = ${path}`;
+      throw new Error('new row violates row-level security policy');
+    });
+    const storedAsMarked = racing(async (path) => {
+      await sql`update public.documents set deletion_started_at = now() where storage_path = ${path}`;
+    });
+    for (const [handler, name] of [[refusedOnceGone, 'gone.txt'], [storedAsMarked, 'marked.txt']] as const) {
+      const key = randomUUID();
+      const request = () =>
+        new Request(`http://localhost/knowledge/documents?name=${name}`, {
+          method: 'POST',
+          headers: { ...bearer(keys.writer), 'content-type': 'text/plain', 'idempotency-key': key },
+          body: 'Closed on Sundays.',
+        });
+      const refused = await handler(request());
+      expect(refused.status).toBe(409);
+      expect((await refused.json()).error.code).toBe('document_deleted');
+      // The claim is free: the same request is taken anew, not replayed or refused as in progress.
+      const again = await push({ name }, new Blob([utf8('Closed on Sundays.')]), {
+        ...bearer(keys.writer),
+        'content-type': 'text/plain',
+        'idempotency-key': key,
+      });
+      expect(again.status).toBe(202);
+      expect(again.headers.get('idempotent-replayed')).toBeNull();
+    }
   });
 
   it('refuses what it cannot take with 4xx and a JSON error, registering nothing', async () => {

@@ -182,3 +182,44 @@ describe('providerFromEnv', () => {
     expect(providerFromEnv((name) => env[name]).model).toBe(OPENAI_EMBEDDING_MODEL);
   });
 });
+
+describe('openai provider heartbeat (kb2 fixes)', () => {
+  it('awaits beforeRequest before every HTTP attempt, retries included', async () => {
+    const events: string[] = [];
+    let attempts = 0;
+    const vector = Buffer.from(new Float32Array(EMBEDDING_DIMENSIONS).fill(0.1).buffer).toString('base64');
+    const fakeFetch = (async () => {
+      attempts += 1;
+      events.push(`request ${attempts}`);
+      if (attempts === 1) {
+        return new Response(JSON.stringify({ error: { message: 'busy' } }), {
+          status: 500,
+          headers: { 'content-type': 'application/json', 'retry-after-ms': '1' },
+        });
+      }
+      return new Response(
+        JSON.stringify({
+          object: 'list',
+          data: [{ object: 'embedding', index: 0, embedding: vector }],
+          model: OPENAI_EMBEDDING_MODEL,
+          usage: { prompt_tokens: 3, total_tokens: 3 },
+        }),
+        { status: 200, headers: { 'content-type': 'application/json' } },
+      );
+    }) as typeof fetch;
+    const provider = createOpenAiProvider({ apiKey: 'sk-kb2-heartbeat', baseURL: 'http://kb2.invalid/v1', fetch: fakeFetch, maxRetries: 2 });
+    const result = await provider.embed(['heartbeat text'], {
+      beforeRequest: async () => {
+        events.push('heartbeat');
+      },
+    });
+    expect(result.tokens).toBe(3);
+    expect(events).toEqual(['heartbeat', 'request 1', 'heartbeat', 'request 2']);
+  });
+
+  it('calls beforeRequest once in the offline provider', async () => {
+    let beats = 0;
+    await createOfflineProvider().embed(['a', 'b'], { beforeRequest: async () => void (beats += 1) });
+    expect(beats).toBe(1);
+  });
+});

@@ -15,13 +15,14 @@ export function createOfflineProvider(): EmbeddingProvider {
   return {
     model: OFFLINE_EMBEDDING_MODEL,
     dimensions: EMBEDDING_DIMENSIONS,
-    embed(texts) {
+    async embed(texts, options = {}) {
+      await options.beforeRequest?.();
       let tokens = 0;
       const vectors = texts.map((text) => {
         tokens += countTokens(text);
         return lexicalEmbedding(text);
       });
-      return Promise.resolve({ vectors, tokens });
+      return { vectors, tokens };
     },
   };
 }

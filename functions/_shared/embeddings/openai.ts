@@ -36,7 +36,18 @@ export function createOpenAiProvider(options: OpenAiProviderOptions): EmbeddingP
   return {
     model,
     dimensions: EMBEDDING_DIMENSIONS,
-    async embed(texts) {
+    async embed(texts, embedOptions = {}) {
+      const { beforeRequest } = embedOptions;
+      // The SDK calls fetch once per attempt, so the hook runs before every retry too.
+      const baseFetch = options.fetch ?? fetch;
+      const caller = beforeRequest
+        ? client.withOptions({
+          fetch: async (input: string | URL | Request, init?: RequestInit) => {
+            await beforeRequest();
+            return await baseFetch(input, init);
+          },
+        })
+        : client;
       const vectors: number[][] = new Array(texts.length);
       let tokens = 0;
       // One request at a time: a step's chunks fit in one or two requests, and
@@ -45,7 +56,7 @@ export function createOpenAiProvider(options: OpenAiProviderOptions): EmbeddingP
         let response: OpenAI.CreateEmbeddingResponse;
         try {
           // No encoding_format: the SDK asks for base64 (a quarter of the JSON) and decodes it.
-          response = await client.embeddings.create({ model, input: batch.texts, dimensions: EMBEDDING_DIMENSIONS });
+          response = await caller.embeddings.create({ model, input: batch.texts, dimensions: EMBEDDING_DIMENSIONS });
         } catch (error) {
           throw providerError(error, tokens);
         }

@@ -17,7 +17,16 @@ export interface EmbeddingProvider {
   /** Recorded with the usage; tells which vector space a chunk lives in. */
   readonly model: string;
   readonly dimensions: typeof EMBEDDING_DIMENSIONS;
-  embed(texts: string[]): Promise<EmbeddingResult>;
+  embed(texts: string[], options?: EmbedOptions): Promise<EmbeddingResult>;
+}
+
+export interface EmbedOptions {
+  /**
+   * Awaited before each request the provider sends, retries included (an
+   * ingestion step's heartbeat: a run waiting on a slow provider is not idle).
+   * A provider that sends none calls it once.
+   */
+  beforeRequest?: () => Promise<void>;
 }
 
 /**
