@@ -92,11 +92,15 @@ delete from vault.secrets where name in ('project_url', 'service_role_key');
 -- Where calls go out from
 -- ---------------------------------------------------------------------------
 
+-- Ids on the shared Vapi account are the platform's (20261123008400).
 select tests.act_as('admin_a');
-select lives_ok(
+select throws_ok(
   $$update public.bots set voice_assistant_id = 'asst_voice' where id = tests.fx('bot_voice')$$,
-  'bots.voice_assistant_id: an admin sets it under the bots policies (column granted)'
+  '42501', null,
+  'bots.voice_assistant_id: an admin may not set it (the platform provisions it)'
 );
+select tests.act_as('service_role');
+update public.bots set voice_assistant_id = 'asst_voice' where id = tests.fx('bot_voice');
 select tests.act_as('member_a');
 update public.bots set voice_assistant_id = 'asst_hijack' where id = tests.fx('bot_voice');
 select tests.act_as('postgres');
@@ -107,7 +111,7 @@ select throws_ok(
   '23514', null, 'bots.voice_assistant_id: 1 to 200 characters'
 );
 
-select tests.act_as('admin_a');
+select tests.act_as('service_role');
 select throws_ok(
   $$select public.set_call_provider_outbound(tests.fx('org_a'), 'vapi', 'pn_a')$$,
   'P0002', 'this organization has no vapi provider yet',
@@ -123,6 +127,7 @@ select throws_ok(
   '22023', 'this organization has no vapi phone number to call from',
   'create_outbound_call: refused while the org has no phone number to call from'
 );
+select tests.act_as('service_role');
 select throws_ok(
   $$select public.set_call_provider_outbound(tests.fx('org_a'), 'generic', 'pn_a')$$,
   '22023', 'outbound calls are placed through vapi only, not generic',
@@ -133,19 +138,18 @@ select throws_ok(
   '22023', 'phone_number_id must have 1 to 200 characters (null clears it)',
   'set_call_provider_outbound: a blank id is refused'
 );
-select tests.act_as('member_a');
+select tests.act_as('admin_a');
 select throws_ok(
   $$select public.set_call_provider_outbound(tests.fx('org_a'), 'vapi', 'pn_a')$$,
-  '42501', 'you do not have the calls.manage permission in this organization',
-  'set_call_provider_outbound: members may not'
+  '42501', 'only the platform (service role) sets an organization''s outbound phone number (outbound_phone_number_id): it is an id on the shared Vapi account',
+  'set_call_provider_outbound: admins may not (the platform provisions it)'
 );
-select tests.act_as('admin_a');
+select tests.act_as('service_role');
 select is(
   (select outbound_phone_number_id from public.set_call_provider_outbound(tests.fx('org_a'), 'vapi', ' pn_a ')),
   'pn_a',
-  'set_call_provider_outbound: an admin sets the phone number (trimmed)'
+  'set_call_provider_outbound: the service role sets the phone number (trimmed)'
 );
-select tests.act_as('owner_b');
 select public.set_call_provider_outbound(tests.fx('org_b'), 'vapi', 'pn_b');
 
 -- ---------------------------------------------------------------------------

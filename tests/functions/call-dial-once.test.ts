@@ -14,7 +14,7 @@ import { dialDueCalls, type DialSummary } from '../../functions/call-dispatcher/
 import { type ChatOrg, createBot, createChatOrg } from '../support/chat-fixtures.ts';
 import { startVapiStub, type VapiStub, type VapiStubRequest } from '../support/vapi-stub.ts';
 import { startTestDatabase, type TestDatabase } from './support.ts';
-import { createOutboundCall } from '../support/call-fixtures.ts';
+import { createOutboundCall, provisionVoiceIds } from '../support/call-fixtures.ts';
 
 let database: TestDatabase;
 let sql: Sql;
@@ -63,11 +63,8 @@ beforeAll(async () => {
   dialer = createVapiDialer({ apiKey: vapi.apiKey, baseUrl: vapi.baseUrl, timeoutMs: 2_000 });
   org = await createChatOrg(sql, 'dial-once');
   bot = await createBot(sql, org.id, { slug: 'dial-once' });
-  await sql`update public.bots set voice_assistant_id = 'asst-once-1' where id = ${bot}`;
-  await withUserScope(sql, org.claims.admin, async (tx) => {
-    await tx`select public.create_call_provider_secret(${org.id}, 'vapi')`;
-    await tx`select public.set_call_provider_outbound(${org.id}, 'vapi', 'pn-once-1')`;
-  });
+  await withUserScope(sql, org.claims.admin, (tx) => tx`select public.create_call_provider_secret(${org.id}, 'vapi')`);
+  await provisionVoiceIds(sql, org.id, bot, 'asst-once-1', 'pn-once-1');
   // Only this file's calls are due while it runs.
   await sql`update public.calls set next_dial_at = now() + interval '1 year' where status = 'queued'`;
 });

@@ -3,11 +3,12 @@
  * stack: a server holding an org's API key lists its calls (filters, cursor
  * pages), reads one with its transcript, queues an outbound call and cancels
  * it; never another org's calls; API keys only, at the key's rate limit; bad
- * input is a 4xx that changes nothing; the audit log names the key.
+ * input is a 4xx that changes nothing; the audit log names the key; the
+ * org's Vapi assistant and phone number ids cannot be taken by another org.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSql, type Sql } from '../../functions/_shared/db.ts';
+import { asServiceRole, createSql, type Sql, type TransactionSql, withUserScope } from '../../functions/_shared/db.ts';
 import { freePort } from '../../scripts/local/free-port.ts';
 import { type Stack, startStack } from '../../scripts/local/stack.ts';
 import { type CallsApiKeys, callsApiKeys, middayZone, outboundSetup } from '../support/call-fixtures.ts';
@@ -469,5 +470,30 @@ describe('rate limit', () => {
     const refused = await post('', readOnly.key, { bot_id: bot, to_number: '+14155550141' });
     expect([refused.status, (await refused.json()).error.code]).toEqual([403, 'insufficient_scope']);
     expect((await api('?limit=1', { key: readOnly.key })).status).toBe(429);
+  });
+});
+
+describe('voice ids on the shared Vapi account', () => {
+  it('are not taken by another org: its admin is refused (42501), the service role cannot give them to a second org (23505)', async () => {
+    const asOtherAdmin = (fn: (tx: TransactionSql) => Promise<unknown>) =>
+      withUserScope(sql, other.claims.admin, fn).then(() => null, (error: { code?: string }) => error.code);
+    const hijack = await asOtherAdmin((tx) => tx`select public.set_call_provider_outbound(${other.id}, 'vapi', 'pn-api-1')`);
+    const assistant = await asOtherAdmin((tx) => tx`update public.bots set voice_assistant_id = 'asst-pn-api-1' where id = ${otherOrgBot}`);
+    expect([hijack, assistant]).toEqual(['42501', '42501']);
+
+    const asPlatform = (fn: (tx: TransactionSql) => Promise<unknown>) =>
+      asServiceRole(sql, fn).then(() => null, (error: { code?: string }) => error.code);
+    expect(await asPlatform((tx) => tx`select public.set_call_provider_outbound(${other.id}, 'vapi', 'pn-api-1')`)).toBe('23505');
+    expect(await asPlatform((tx) => tx`update public.bots set voice_assistant_id = 'asst-pn-api-1' where id = ${otherOrgBot}`))
+      .toBe('23505');
+
+    const ids = await sql<{ org_id: string; assistant: string; phone: string }[]>`
+      select b.org_id, b.voice_assistant_id as assistant, p.outbound_phone_number_id as phone
+      from public.bots b join public.call_providers p on p.org_id = b.org_id and p.provider = 'vapi'
+      where b.id in (${bot}, ${otherOrgBot}) order by b.voice_assistant_id`;
+    expect(ids).toEqual([
+      { org_id: org.id, assistant: 'asst-pn-api-1', phone: 'pn-api-1' },
+      { org_id: other.id, assistant: 'asst-pn-api-2', phone: 'pn-api-2' },
+    ]);
   });
 });

@@ -25,7 +25,7 @@ import {
   type VapiStub,
 } from '../support/vapi-stub.ts';
 import { freePort } from '../../scripts/local/free-port.ts';
-import { createOutboundCall, middayZone } from '../support/call-fixtures.ts';
+import { createOutboundCall, middayZone, provisionVoiceIds } from '../support/call-fixtures.ts';
 
 let stack: Stack;
 let sql: Sql;
@@ -103,12 +103,11 @@ beforeAll(async () => {
   org = await createChatOrg(sql, 'calls-e2e');
   other = await createChatOrg(sql, 'calls-e2e-other');
   bot = await createBot(sql, org.id, { slug: 'caller' });
-  await sql`update public.bots set voice_assistant_id = 'asst-local-1' where id = ${bot}`;
   vapiSecret = await withUserScope(sql, org.claims.admin, async (tx) => {
     const [row] = await tx<{ secret: string }[]>`select public.create_call_provider_secret(${org.id}, 'vapi') as secret`;
-    await tx`select public.set_call_provider_outbound(${org.id}, 'vapi', 'pn-local-1')`;
     return row.secret;
   });
+  await provisionVoiceIds(sql, org.id, bot, 'asst-local-1', 'pn-local-1');
 }, 120_000);
 
 afterAll(async () => {

@@ -2,7 +2,7 @@
  * What tests set up before placing calls: a bot and an org ready to dial
  * out, and a time zone where calls go out now.
  */
-import { type Sql, withUserScope } from '../../functions/_shared/db.ts';
+import { asServiceRole, type Sql, withUserScope } from '../../functions/_shared/db.ts';
 import { type ChatOrg, createApiKey } from './chat-fixtures.ts';
 
 /** A zone where it is now mid-day, so callee quiet hours never push a test call to tomorrow. */
@@ -21,12 +21,28 @@ export async function createOutboundCall(sql: Sql, org: ChatOrg, botId: string, 
   });
 }
 
-/** The bot's provider assistant and the org's vapi phone number, as an admin sets them. */
+/**
+ * The org's vapi secret (made by its admin) and the bot's provider assistant
+ * and the org's vapi phone number. The two ids live on the platform's shared
+ * Vapi account, so only the service role sets them (20261123008400); each
+ * belongs to one org, so callers pass ids unique to their test file.
+ */
 export async function outboundSetup(sql: Sql, target: ChatOrg, botId: string, phoneNumberId: string): Promise<void> {
-  await sql`update public.bots set voice_assistant_id = ${`asst-${phoneNumberId}`} where id = ${botId}`;
-  await withUserScope(sql, target.claims.admin, async (tx) => {
-    await tx`select public.create_call_provider_secret(${target.id}, 'vapi')`;
-    await tx`select public.set_call_provider_outbound(${target.id}, 'vapi', ${phoneNumberId})`;
+  await withUserScope(sql, target.claims.admin, (tx) => tx`select public.create_call_provider_secret(${target.id}, 'vapi')`);
+  await provisionVoiceIds(sql, target.id, botId, `asst-${phoneNumberId}`, phoneNumberId);
+}
+
+/** Sets the bot's assistant id and the org's vapi phone number id as the platform does: as the service role. */
+export async function provisionVoiceIds(
+  sql: Sql,
+  orgId: string,
+  botId: string,
+  assistantId: string,
+  phoneNumberId: string,
+): Promise<void> {
+  await asServiceRole(sql, async (tx) => {
+    await tx`update public.bots set voice_assistant_id = ${assistantId} where id = ${botId}`;
+    await tx`select public.set_call_provider_outbound(${orgId}, 'vapi', ${phoneNumberId})`;
   });
 }
 
