@@ -26,6 +26,9 @@
  * go to the workers still running, or to the next pass (queued deliveries
  * wake one at most once a second). Deliveries at hand are sent even after
  * the pass's time or budget is spent, or a claim failed: they are claimed.
+ * One that waited at hand more than a second is checked again before it is
+ * sent, and dropped if it is no longer the same attempt or its endpoint was
+ * disabled or repointed meanwhile (dispatch.ts).
  */
 export type StopReason = 'idle' | 'delivery_budget' | 'time_budget';
 

@@ -44,6 +44,11 @@ export interface DispatchSummary {
   stale: number;
   /** Sent, but recording failed; the lease runs out and the next pass retries. */
   unrecorded: number;
+  /**
+   * Not sent: after waiting at hand, the delivery was no longer this pass's attempt (canceled, or taken over after
+   * its lease) or its endpoint was disabled or repointed. A repointed one goes to the new URL once its lease runs out.
+   */
+  dropped: number;
   /** Claims that returned deliveries. */
   batches: number;
   durationMs: number;
@@ -55,6 +60,9 @@ type RecordedStatus = 'succeeded' | 'pending' | 'failed' | 'stale' | 'gone';
 
 /** A receiver that has not answered an attempt of this pass within this long gets no more workers while others have work. */
 const SLOW_RECEIVER_MS = 1000;
+
+/** A delivery that waited at hand longer than this is checked again before it is sent (claims.ts). */
+const RECHECK_AFTER_MS = 1000;
 
 export const DISPATCH_DEFAULTS = {
   concurrency: 8,
@@ -71,6 +79,27 @@ async function claim(sql: Sql, size: number, lease: number, at: Date): Promise<C
     tx<ClaimedDelivery[]>`
       select delivery_id, attempt_number, message_id, endpoint_id, url, secrets, body
       from private.claim_webhook_deliveries(${size}, make_interval(secs => ${lease}), ${at})`);
+}
+
+/**
+ * Whether a claimed delivery is still what was claimed: still sending, as the same attempt, to an endpoint still
+ * enabled at the same URL. One query, asked only of deliveries that waited at hand (an admin may have disabled or
+ * repointed the endpoint meanwhile, and the claim's URL and secrets would then be stale).
+ */
+async function stillCurrent(sql: Sql, delivery: ClaimedDelivery): Promise<boolean> {
+  const [row] = await asServiceRole(sql, (tx) =>
+    tx<{ current: boolean }[]>`
+      select exists (
+        select 1
+        from public.webhook_deliveries d
+        join public.webhook_endpoints e on e.id = d.endpoint_id
+        where d.id = ${delivery.delivery_id}::uuid
+          and d.status = 'sending'
+          and d.attempt_count = ${delivery.attempt_number}::integer
+          and e.enabled
+          and e.url = ${delivery.url}::text
+      ) as current`);
+  return row.current;
 }
 
 /**
@@ -122,14 +151,19 @@ export async function dispatch(options: DispatchOptions): Promise<DispatchSummar
     failed: 0,
     stale: 0,
     unrecorded: 0,
+    dropped: 0,
     batches: 0,
     durationMs: 0,
     stoppedBy: 'idle',
   };
+  /** When each delivery came to hand (claims.ts's clock). */
+  const claimedAt = new WeakMap<ClaimedDelivery, number>();
   const claimer = createClaimer({
     claim: async (size) => {
       const claimed = await claim(options.sql, size, lease, now());
       summary.claimed += claimed.length;
+      const at = performance.now();
+      for (const delivery of claimed) claimedAt.set(delivery, at);
       return claimed;
     },
     maxPerClaim: settings.batchSize,
@@ -141,7 +175,23 @@ export async function dispatch(options: DispatchOptions): Promise<DispatchSummar
     maxWaitMs: settings.timeoutMs,
   });
 
+  /** False for a delivery that waited at hand and is no longer what was claimed; a failed check sends, as before it. */
+  const sendable = async (delivery: ClaimedDelivery): Promise<boolean> => {
+    const since = claimedAt.get(delivery);
+    if (since === undefined || performance.now() - since <= RECHECK_AFTER_MS) return true;
+    try {
+      return await stillCurrent(options.sql, delivery);
+    } catch (error) {
+      log(`checking delivery ${delivery.delivery_id} before sending it failed; sending it as claimed`, error);
+      return true;
+    }
+  };
+
   const attempt = async (delivery: ClaimedDelivery) => {
+    if (!(await sendable(delivery))) {
+      summary.dropped += 1;
+      return;
+    }
     const result = await sendAttempt(delivery, send);
     let status: RecordedStatus;
     try {

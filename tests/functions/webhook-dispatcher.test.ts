@@ -337,6 +337,52 @@ describe('webhook dispatch', () => {
     }
   });
 
+  it('checks a delivery that waited at hand over a second again: one whose endpoint was repointed meanwhile is not sent to the old URL', async () => {
+    await freshReceiver();
+    const moved = await new Receiver().start();
+    try {
+      moved.respond = (_req, res) => res.writeHead(200).end('ok');
+      const { orgId, endpointId } = await createEndpoint(`${receiver.url}/old`);
+      await emit(orgId, 'first.pdf');
+      await emit(orgId, 'second.pdf');
+      // One worker: the first answer takes 1.2 s, during which the admin repoints the endpoint; the second waits at hand.
+      receiver.respond = (_req, res) => {
+        void (async () => {
+          await sql`update public.webhook_endpoints set url = ${`${moved.url}/new`} where id = ${endpointId}`;
+          setTimeout(() => res.writeHead(200).end('ok'), 1200);
+        })();
+      };
+
+      expect(await run({ concurrency: 1, batchSize: 2 })).toMatchObject({ claimed: 2, succeeded: 1, dropped: 1 });
+      expect(receiver.requests).toHaveLength(1);
+      expect(moved.requests).toHaveLength(0);
+      // Dropped, not sent: no attempt recorded; it stays claimed until its lease runs out.
+      expect((await deliveriesOf(endpointId)).map((d) => `${d.status} ${d.attempt_count}`).sort())
+        .toEqual(['sending 1', 'succeeded 1']);
+      expect(await attemptsOf(endpointId)).toHaveLength(1);
+
+      // Once the lease has run out the next pass sends it, to the new URL.
+      advance(10 * 60_000);
+      expect(await run()).toMatchObject({ claimed: 1, succeeded: 1, dropped: 0 });
+      expect(moved.requests.map((r) => r.path)).toEqual(['/new']);
+      expect((await deliveriesOf(endpointId)).map((d) => d.status)).toEqual(['succeeded', 'succeeded']);
+    } finally {
+      await moved.stop();
+    }
+  });
+
+  it('sends a delivery that waited at hand over a second when nothing changed meanwhile', async () => {
+    await freshReceiver();
+    const { orgId, endpointId } = await createEndpoint(`${receiver.url}/in`);
+    await emit(orgId, 'first.pdf');
+    await emit(orgId, 'second.pdf');
+    receiver.respond = (_req, res) => void setTimeout(() => res.writeHead(200).end('ok'), 1200);
+
+    expect(await run({ concurrency: 1, batchSize: 2 })).toMatchObject({ claimed: 2, succeeded: 2, dropped: 0 });
+    expect(receiver.requests).toHaveLength(2);
+    expect((await deliveriesOf(endpointId)).map((d) => d.status)).toEqual(['succeeded', 'succeeded']);
+  });
+
   it('disables an endpoint that has failed continuously for 5 days', async () => {
     await freshReceiver();
     receiver.respond = (_req, res) => res.writeHead(500).end();

@@ -450,6 +450,50 @@ describe('webhooks function', () => {
       const toAdminUrl = await call('POST', `/deliveries/${original}/replay`, { as: 'owner' });
       expectError(toAdminUrl, 422, 'invalid_request');
       expect(toAdminUrl.body.error.message).toContain('not an owner');
+
+      // As the refusal advises, an owner saving it (the same URL) makes it qualify again; an admin doing so does not.
+      expect((await call('PATCH', `/endpoints/${ownerEndpoint}`, { body: { url: OTHER_PUBLIC_URL } })).status).toBe(200);
+      expectError(await call('POST', `/deliveries/${original}/replay`, { as: 'owner' }), 422, 'invalid_request');
+      const saved = await call('PATCH', `/endpoints/${ownerEndpoint}`, { as: 'owner', body: { url: OTHER_PUBLIC_URL } });
+      expect(saved.status, JSON.stringify(saved.body)).toBe(200);
+      const afterSave = await call('POST', `/deliveries/${original}/replay`, { as: 'owner' });
+      expect(afterSave.status, JSON.stringify(afterSave.body)).toBe(202);
+    });
+
+    it('shows members no delivery or attempt of export.ready or invoice.created, whose answers may echo the event', async () => {
+      const answer = await call('POST', '/endpoints', { as: 'owner', body: { org_id: ORG, url: PUBLIC_URL } });
+      expect(answer.status, JSON.stringify(answer.body)).toBe(201);
+      const endpointId = answer.body.endpoint.id;
+      const events = await sql<{ type: string; id: string }[]>`
+        select 'export.ready' as type, private.emit_event(${ORG}, 'export.ready', jsonb_build_object(
+          'export_id', gen_random_uuid(), 'storage_prefix', 'x/', 'expires_at', '2030-01-01T00:00:00Z')) as id
+        union all
+        select 'invoice.created', private.emit_event(${ORG}, 'invoice.created', jsonb_build_object(
+          'invoice_id', gen_random_uuid(), 'period_start', '2026-10-01', 'period_end', '2026-11-01',
+          'total_cents', 4900, 'currency', 'usd'))
+        union all
+        select 'document.ready', private.emit_event(${ORG}, 'document.ready', jsonb_build_object(
+          'document_id', gen_random_uuid(), 'name', 'echo.pdf'))`;
+      // A receiver that echoes the body: the response holds the event.
+      await sql`
+        insert into public.webhook_attempts (org_id, delivery_id, endpoint_id, attempt_number, url, started_at,
+                                             duration_ms, status_code, outcome, response_body)
+        select d.org_id, d.id, d.endpoint_id, 1, ${PUBLIC_URL}, now(), 5, 200, 'succeeded', ev.payload::text
+        from public.webhook_deliveries d join public.events ev on ev.id = d.event_id
+        where d.endpoint_id = ${endpointId}`;
+      const typeOf = new Map(events.map((e) => [e.id, e.type]));
+      const readable = async (who: Who) => {
+        const claims: JwtClaims = { role: 'authenticated', aud: 'authenticated', sub: users[who], exp: 4102444800 };
+        const rows = await withUserScope(sql, claims, (tx) =>
+          tx<{ event_id: string; attempts: number }[]>`
+            select d.event_id, (select count(*)::int from public.webhook_attempts a where a.delivery_id = d.id) as attempts
+            from public.webhook_deliveries d where d.endpoint_id = ${endpointId}`);
+        return rows.map((r) => `${typeOf.get(r.event_id)} ${r.attempts}`).sort();
+      };
+      expect(await readable('member')).toEqual(['document.ready 1']);
+      // Admins see deliveries they manage and replay, but no export.ready answer.
+      expect(await readable('admin')).toEqual(['document.ready 1', 'export.ready 0', 'invoice.created 1']);
+      expect(await readable('owner')).toEqual(['document.ready 1', 'export.ready 1', 'invoice.created 1']);
     });
   });
 

@@ -16,6 +16,7 @@ const summary: DispatchSummary = {
   failed: 0,
   stale: 0,
   unrecorded: 0,
+  dropped: 0,
   batches: 1,
   durationMs: 5,
   stoppedBy: 'idle',
