@@ -1106,14 +1106,14 @@ isOneToOne: false
                   ]
                 },"webhook_endpoints": {
                   Row: {
-                    "configured_by": string | null,"created_at": string,"created_by": string | null,"description": string,"disabled_at": string | null,"disabled_reason": string | null,"enabled": boolean,"event_types": (string)[],"failing_since": string | null,"id": string,"org_id": string,"updated_at": string,"url": string
+                    "configured_by": string | null,"created_at": string,"created_by": string | null,"description": string,"disabled_at": string | null,"disabled_reason": string | null,"enabled": boolean,"event_types": (string)[],"failing_since": string | null,"id": string,"org_id": string,"rotated_at": string | null,"updated_at": string,"url": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "configured_by"?: string | null,"created_at"?: string,"created_by"?: string | null,"description"?: string,"disabled_at"?: string | null,"disabled_reason"?: string | null,"enabled"?: boolean,"event_types"?: (string)[],"failing_since"?: string | null,"id"?: string,"org_id": string,"updated_at"?: string,"url": string
+                    "configured_by"?: string | null,"created_at"?: string,"created_by"?: string | null,"description"?: string,"disabled_at"?: string | null,"disabled_reason"?: string | null,"enabled"?: boolean,"event_types"?: (string)[],"failing_since"?: string | null,"id"?: string,"org_id": string,"rotated_at"?: string | null,"updated_at"?: string,"url": string
                   }
                   Update: {
-                    "configured_by"?: string | null,"created_at"?: string,"created_by"?: string | null,"description"?: string,"disabled_at"?: string | null,"disabled_reason"?: string | null,"enabled"?: boolean,"event_types"?: (string)[],"failing_since"?: string | null,"id"?: string,"org_id"?: string,"updated_at"?: string,"url"?: string
+                    "configured_by"?: string | null,"created_at"?: string,"created_by"?: string | null,"description"?: string,"disabled_at"?: string | null,"disabled_reason"?: string | null,"enabled"?: boolean,"event_types"?: (string)[],"failing_since"?: string | null,"id"?: string,"org_id"?: string,"rotated_at"?: string | null,"updated_at"?: string,"url"?: string
                   }
                   Relationships: [
                     {
