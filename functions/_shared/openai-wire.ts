@@ -39,8 +39,8 @@ const message = z
 export const MAX_QUESTION_CHARS = 8000;
 export const MAX_USER_CHARS = 200;
 /**
- * The longest message and the most messages a request may carry: a
- * message's length is an answer's (private.chat_finish takes 32,000
+ * The longest user or assistant message and the most messages a request may
+ * carry: a message's length is an answer's (private.chat_finish takes 32,000
  * characters), and a thousand is well past a long phone call's turns. Only
  * the newest history that fits 2,000 tokens is used; these bounds keep a
  * body that is read, checked and counted before anything is stored small.
@@ -58,8 +58,11 @@ export const chatCompletionRequestSchema = z.object({
     .superRefine((messages, ctx) => {
       const last = messages.length - 1;
       messages.forEach((message, index) => {
-        const text = contentText(message.content);
         const question = index === last;
+        // System, developer and tool messages are ignored (only user and assistant turns make the history), so
+        // a long system prompt a voice platform sends on every turn is no reason to refuse it.
+        if (!question && message.role !== 'user' && message.role !== 'assistant') return;
+        const text = contentText(message.content);
         const limit = question ? MAX_QUESTION_CHARS : MAX_MESSAGE_CHARS;
         if ((question ? text.trim() : text).length > limit) {
           ctx.addIssue({

@@ -13,7 +13,7 @@ import {
   parseGenericEvent,
   parseVapiEvent,
   redactVapiBody,
-  replaceNul,
+  replaceUnstorable,
   type SignatureCheck,
   verifyGenericSignature,
   verifyVapiSignature,
@@ -221,8 +221,8 @@ async function applyBatch(sql: Sql, batch: Received[]): Promise<Settled<Outcome>
         select private.apply_call_events(${
         tx.json(toApply.map(({ index, event, payload }) => ({
           org_id: batch[index].route.orgId,
-          event: replaceNul(toEventRow(event)),
-          payload: replaceNul(payload) as JSONValue, /* parsed from the body: JSON by construction */
+          event: replaceUnstorable(toEventRow(event)),
+          payload: replaceUnstorable(payload) as JSONValue, /* parsed from the body: JSON by construction */
         })))
       }) as results`;
       toApply.forEach(({ index }, at) => {

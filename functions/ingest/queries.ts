@@ -98,20 +98,28 @@ export async function saveStep(sql: Sql, step: SaveStep): Promise<SaveOutcome> {
       if (!savedByAnotherCopy(current, step)) await meter(tx, step.usage, current ? step.documentId : null);
       return { kind: 'stale' };
     }
-    const [{ saved }] = await tx<{ saved: boolean }[]>`
-      select private.save_ingest_step(${step.documentId}::uuid, ${step.runId}::uuid, ${tx.json(toJson(step.chunks))},
-        ${step.nextCursor}::integer, ${step.progress}::integer, ${step.pageCount}::integer) as saved`;
+    const outcome = await saveAndGoOn(tx, step);
+    // Last in the transaction: metering locks the org's analytics rows (its usage hour, its stale day), which
+    // other saves and chat turns of the org also write; taken before the chunk swap, they were held through it.
     await meter(tx, step.usage, step.documentId);
-    if (!saved) return { kind: 'stale' };
-    if (!step.last) {
-      await tx`select private.request_ingest(${step.documentId}::uuid)`;
-      return { kind: 'continued' };
-    }
-    const [{ chunks }] = await tx<{ chunks: number | null }[]>`
-      select private.finish_ingest(${step.documentId}::uuid, ${step.runId}::uuid) as chunks`;
-    if (chunks === null) return { kind: 'stale' };
-    return chunks === 0 ? { kind: 'failed' } : { kind: 'ready', chunks };
+    return outcome;
   });
+}
+
+/** The step's chunks saved, then the next step requested or the run finished (the chunks swapped in). */
+async function saveAndGoOn(tx: TransactionSql, step: SaveStep): Promise<SaveOutcome> {
+  const [{ saved }] = await tx<{ saved: boolean }[]>`
+    select private.save_ingest_step(${step.documentId}::uuid, ${step.runId}::uuid, ${tx.json(toJson(step.chunks))},
+      ${step.nextCursor}::integer, ${step.progress}::integer, ${step.pageCount}::integer) as saved`;
+  if (!saved) return { kind: 'stale' };
+  if (!step.last) {
+    await tx`select private.request_ingest(${step.documentId}::uuid)`;
+    return { kind: 'continued' };
+  }
+  const [{ chunks }] = await tx<{ chunks: number | null }[]>`
+    select private.finish_ingest(${step.documentId}::uuid, ${step.runId}::uuid) as chunks`;
+  if (chunks === null) return { kind: 'stale' };
+  return chunks === 0 ? { kind: 'failed' } : { kind: 'ready', chunks };
 }
 
 interface DocumentState {

@@ -421,6 +421,17 @@ describe('a NUL (\\u0000) in a signed event, which Postgres cannot store', () =>
     expect(stored.payload).not.toContain('\\u0000');
   });
 
+  it('stores a transcript line holding half an emoji (a lone surrogate) with U+FFFD, and answers 200', async () => {
+    const vapiId = randomUUID();
+    const call = vapiCall({ id: vapiId, botId: botA });
+    // JSON.stringify writes the lone half as the escape \ud83d, which jsonb refuses (22P02).
+    const answer = await postVapi(orgA.id, vapiTranscript('user', 'Hello \ud83d there', { call }), vapiSecretA);
+    expect(answer.status).toBe(200);
+    expect((await nulSegments(orgA.id, vapiId)).map((row) => row.text)).toEqual(['Hello \uFFFD there']);
+    const [stored] = await nulPayloads(orgA.id, vapiId);
+    expect(stored.payload).toContain('Hello \uFFFD there');
+  });
+
   it('stores a generic event with NULs made U+FFFD, in its columns and its payload, and answers 200', async () => {
     const callId = `gen-nul-${randomUUID()}`;
     const answer = await postGeneric(orgA.id, {

@@ -2,8 +2,8 @@
  * Long chat history costs bounded time (a 150,000-character word without
  * spaces once blocked the runtime for 9 s in the tokenizer): token counts in
  * slices, trimHistory stopping before a message too long for what is left
- * of its budget, and chat/completions' body refusing a message over 32,000
- * characters or more than 1,000 messages.
+ * of its budget, and chat/completions' body refusing a user or assistant
+ * message over 32,000 characters or more than 1,000 messages.
  */
 import { describe, expect, it } from 'vitest';
 import { countTokensUpTo } from '../../functions/_shared/chat/history-tokens.ts';
@@ -119,6 +119,14 @@ describe('chat/completions body limits', () => {
       expect(parsed.error?.issues).toEqual([
         expect.objectContaining({ path: ['messages', 0, 'content'], message: 'a message has at most 32000 characters' }),
       ]);
+    }
+  });
+
+  it('takes a system, developer or tool message of any length: only user and assistant turns make the history', () => {
+    const long = 'x'.repeat(MAX_MESSAGE_CHARS * 2);
+    for (const role of ['system', 'developer', 'tool']) {
+      expect(chatCompletionRequestSchema.safeParse(body([{ role, content: long }, { role: 'user', content: 'Q' }])).success)
+        .toBe(true);
     }
   });
 

@@ -1,9 +1,9 @@
-/** A value jsonb refuses (a NUL, SQLSTATE 22P05) is the client's 422, never a 500; and replaceNul makes NULs U+FFFD. */
+/** A value jsonb refuses (a NUL, SQLSTATE 22P05) is the client's 422, never a 500; and replaceUnstorable makes NULs U+FFFD. */
 import postgres from 'postgres';
 import { describe, expect, it } from 'vitest';
 import { HttpError } from '../../functions/_shared/errors.ts';
 import { httpErrorFromUnmappedPostgres } from '../../functions/_shared/pg-errors.ts';
-import { replaceNul } from '../../functions/_shared/voice/index.ts';
+import { replaceUnstorable } from '../../functions/_shared/voice/index.ts';
 
 describe('httpErrorFromUnmappedPostgres', () => {
   it('answers 22P05 (jsonb refusing \\u0000) with 422 invalid_request and fixed wording', () => {
@@ -19,10 +19,18 @@ describe('httpErrorFromUnmappedPostgres', () => {
   });
 });
 
-describe('replaceNul', () => {
+describe('replaceUnstorable', () => {
   it('makes every U+0000 U+FFFD, in strings and keys at any depth, and leaves the rest alone', () => {
     const value = { 'k\u0000': ['a\u0000b', 1, null, true, { deep: '\u0000' }], plain: 'ok' };
-    expect(replaceNul(value)).toEqual({ 'k\uFFFD': ['a\uFFFDb', 1, null, true, { deep: '\uFFFD' }], plain: 'ok' });
+    expect(replaceUnstorable(value)).toEqual({ 'k\uFFFD': ['a\uFFFDb', 1, null, true, { deep: '\uFFFD' }], plain: 'ok' });
     expect(value['k\u0000'][0]).toBe('a\u0000b');
+  });
+
+  it('makes a lone surrogate (half an emoji) U+FFFD and keeps whole pairs', () => {
+    expect(replaceUnstorable({ text: 'cut \ud83d here', tail: 'end \ude00', whole: 'smile \ud83d\ude00' })).toEqual({
+      text: 'cut \uFFFD here',
+      tail: 'end \uFFFD',
+      whole: 'smile \ud83d\ude00',
+    });
   });
 });

@@ -28,19 +28,23 @@ export function checkBody<T>(value: unknown, schema: ZodType<T>, what: string): 
 }
 
 /**
- * A parsed body or event with every U+0000, in strings and in keys, made
- * U+FFFD: JSON may carry `\u0000`, Postgres's jsonb and text never take it
- * (SQLSTATE 22P05, 22021). Called once the signature, which is over the raw
- * bytes, has been checked, so that such an event is stored, not refused
- * (a refusal would be retried by the provider for ever).
+ * A parsed body or event with every U+0000 and every lone surrogate, in
+ * strings and in keys, made U+FFFD: JSON may carry `\u0000` or `\ud83d`,
+ * Postgres's jsonb and text never take them (SQLSTATE 22P05, 22021, 22P02).
+ * Called once the signature, which is over the raw bytes, has been checked,
+ * so that such an event is stored, not refused (a refusal would be retried
+ * by the provider for ever).
  */
-export function replaceNul<T>(value: T): T {
-  return replaceNulIn(value) as T;
+export function replaceUnstorable<T>(value: T): T {
+  return replaceUnstorableIn(value) as T;
 }
 
-function replaceNulIn(value: unknown): unknown {
-  if (typeof value === 'string') return value.includes('\u0000') ? value.replaceAll('\u0000', '\uFFFD') : value;
-  if (Array.isArray(value)) return value.map(replaceNulIn);
+/** A NUL, or half of a surrogate pair without its other half (a cut emoji): neither is valid in jsonb. */
+const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+function replaceUnstorableIn(value: unknown): unknown {
+  if (typeof value === 'string') return value.replace(UNSTORABLE, '\uFFFD');
+  if (Array.isArray(value)) return value.map(replaceUnstorableIn);
   if (value === null || typeof value !== 'object') return value;
-  return Object.fromEntries(Object.entries(value).map(([key, item]) => [replaceNulIn(key), replaceNulIn(item)]));
+  return Object.fromEntries(Object.entries(value).map(([key, item]) => [replaceUnstorableIn(key), replaceUnstorableIn(item)]));
 }

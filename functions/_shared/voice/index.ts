@@ -1,5 +1,5 @@
 export * from './types.ts';
-export { replaceNul } from './body.ts';
+export { replaceUnstorable } from './body.ts';
 export { type SignatureCheck, SIGNATURE_TOLERANCE_SECONDS } from './signature.ts';
 export {
   parseVapiEvent,
