@@ -12,8 +12,9 @@ export interface HealthDeps {
 
 export function createHealthHandler(deps: HealthDeps): (req: Request) => Promise<Response> {
   return createHandler(async (req) => {
-    if (req.method !== 'GET') {
-      throw new HttpError(405, 'method_not_allowed', `${req.method} is not supported; use GET.`, { allow: 'GET' });
+    // HEAD too: uptime checkers and load balancers often probe with it.
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      throw new HttpError(405, 'method_not_allowed', `${req.method} is not supported; use GET.`, { allow: 'GET, HEAD' });
     }
     const started = performance.now();
     try {

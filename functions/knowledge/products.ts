@@ -57,22 +57,28 @@ export async function searchProducts(sql: Sql, req: Request, options: AuthOption
   const body = await readJson(req, productSearchBody);
   const orgId = await callerOrg(sql, caller, body.org_id, 'catalog.read');
   await takeUserRateLimit(sql, caller, 'catalog_search');
-  const rows = await asCaller(
+  const nextOffset = body.offset + body.match_count;
+  const { rows, more } = await asCaller(
     sql,
     caller,
-    (tx) =>
-      tx<ProductRow[]>`
-        select id, category_id, category_name, name, description, price, currency, stock, sku, url, active, score
-        from public.search_products(${orgId}::uuid, ${body.query ?? null}, ${body.category_id ?? null}::uuid,
-          ${body.include_subcategories}, ${body.min_price ?? null}::numeric, ${body.max_price ?? null}::numeric,
-          ${body.active_only}, ${body.match_count}, ${body.offset})`,
+    async (tx) => {
+      const page = (count: number, offset: number) =>
+        tx<ProductRow[]>`
+          select id, category_id, category_name, name, description, price, currency, stock, sku, url, active, score
+          from public.search_products(${orgId}::uuid, ${body.query ?? null}, ${body.category_id ?? null}::uuid,
+            ${body.include_subcategories}, ${body.min_price ?? null}::numeric, ${body.max_price ?? null}::numeric,
+            ${body.active_only}, ${count}, ${offset})`;
+      const rows = await page(body.match_count, body.offset);
+      // A full page may be the last: one more row, looked for in the same transaction, says whether another follows
+      // (search_products takes at most 50, so the page cannot simply ask for match_count + 1).
+      const full = rows.length === body.match_count && nextOffset <= MAX_OFFSET;
+      return { rows, more: full && (await page(1, nextOffset)).length > 0 };
+    },
     { forbidden: 'You may not read this catalog.', notFound: 'The category was not found.' },
   );
   return json({
     object: 'list',
     data: rows.map((row) => ({ ...row, price: Number(row.price), score: Number(row.score) })),
-    next_offset: rows.length === body.match_count && body.offset + body.match_count <= MAX_OFFSET
-      ? body.offset + body.match_count
-      : null,
+    next_offset: more ? nextOffset : null,
   });
 }

@@ -89,7 +89,7 @@ describe('health handler', () => {
       new Request('http://local/health', { method: 'DELETE' }),
     );
     expect(response.status).toBe(405);
-    expect(response.headers.get('allow')).toBe('GET');
+    expect(response.headers.get('allow')).toBe('GET, HEAD');
     expect((await response.json()).error.code).toBe('method_not_allowed');
   });
 });

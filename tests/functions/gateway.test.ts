@@ -31,6 +31,12 @@ describe('gateway + runtime + health, with config.toml (health: verify_jwt = fal
     expect(response.headers.get('x-request-id')).toBe('trace-1');
   });
 
+  it('answers HEAD as uptime checkers probe: 200, no body', async () => {
+    const response = await fetch(`${stack.functionsUrl}/health`, { method: 'HEAD' });
+    expect(response.status).toBe(200);
+    expect(await response.text()).toBe('');
+  });
+
   it('answers health for other methods with 405 JSON', async () => {
     const response = await fetch(`${stack.functionsUrl}/health`, { method: 'POST', body: '{}' });
     expect(response.status).toBe(405);

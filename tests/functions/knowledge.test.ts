@@ -490,6 +490,13 @@ describe('POST /knowledge/products/search', () => {
     const second = await (await searchProducts({ match_count: 2, offset: first.next_offset }, bearer(keys.catalog))).json();
     expect(second.data.map((p: { name: string }) => p.name)).toEqual(['Wireless Headphones']);
     expect(second.next_offset).toBeNull();
+    // A last page that happens to be full says so too (it used to point at an empty page).
+    const whole = await (await searchProducts({ match_count: 3 }, bearer(keys.catalog))).json();
+    expect(whole.data).toHaveLength(3);
+    expect(whole.next_offset).toBeNull();
+    const tail = await (await searchProducts({ match_count: 1, offset: 2 }, bearer(keys.catalog))).json();
+    expect(tail.data.map((p: { name: string }) => p.name)).toEqual(['Wireless Headphones']);
+    expect(tail.next_offset).toBeNull();
   });
 
   it('lets a viewer search their org by org_id under RLS; an org they are not in is 404', async () => {
