@@ -1,5 +1,6 @@
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import type { EnvReader } from './env.ts';
+import { SERVICE_KEY_NAMES, serviceKey } from './service-keys.ts';
 
 /**
  * A supabase-js client with the service-role key, for the Storage work of
@@ -12,8 +13,8 @@ export function lazyServiceClient(env: EnvReader): () => SupabaseClient {
   return () => {
     if (!client) {
       const url = env('SUPABASE_URL');
-      const key = env('SUPABASE_SERVICE_ROLE_KEY');
-      if (!url || !key) throw new Error('SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY must be set to reach Storage');
+      const key = serviceKey(env);
+      if (!url || !key) throw new Error(`SUPABASE_URL and ${SERVICE_KEY_NAMES} must be set to reach Storage`);
       client = createClient(url, key, { auth: { persistSession: false, autoRefreshToken: false } });
     }
     return client;

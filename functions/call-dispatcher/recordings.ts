@@ -2,6 +2,7 @@ import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import type { EnvReader } from '../_shared/env.ts';
 import { readBodyBytes } from '../_shared/http.ts';
 import { assertPublicDestination, type DestinationPolicy } from '../_shared/ssrf.ts';
+import { SERVICE_KEY_NAMES, serviceKey } from '../_shared/service-keys.ts';
 
 export const RECORDINGS_BUCKET = 'recordings';
 
@@ -55,8 +56,8 @@ export function supabaseRecordingStore(
   const bucket = () => {
     if (!client) {
       const url = env('SUPABASE_URL');
-      const key = env('SUPABASE_SERVICE_ROLE_KEY');
-      if (!url || !key) throw new Error('SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY must be set to write Storage');
+      const key = serviceKey(env);
+      if (!url || !key) throw new Error(`SUPABASE_URL and ${SERVICE_KEY_NAMES} must be set to write Storage`);
       client = createClient(url, key, { auth: { persistSession: false, autoRefreshToken: false } });
     }
     return client.storage.from(RECORDINGS_BUCKET);

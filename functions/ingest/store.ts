@@ -1,5 +1,6 @@
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import type { EnvReader } from '../_shared/env.ts';
+import { SERVICE_KEY_NAMES, serviceKey } from '../_shared/service-keys.ts';
 
 export const KNOWLEDGE_BUCKET = 'knowledge';
 
@@ -18,8 +19,8 @@ export function supabaseFileStore(env: EnvReader, options: { client?: SupabaseCl
   const storage = () => {
     if (!client) {
       const url = env('SUPABASE_URL');
-      const key = env('SUPABASE_SERVICE_ROLE_KEY');
-      if (!url || !key) throw new Error('SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY must be set to read Storage');
+      const key = serviceKey(env);
+      if (!url || !key) throw new Error(`SUPABASE_URL and ${SERVICE_KEY_NAMES} must be set to read Storage`);
       client = createClient(url, key, { auth: { persistSession: false, autoRefreshToken: false } });
     }
     return client.storage.from(KNOWLEDGE_BUCKET);

@@ -151,9 +151,10 @@ grant execute on function private.knowledge_path_takes_file(text) to anon, authe
 comment on function private.knowledge_path_takes_file(text) is
   'Whether a knowledge object may be written at this path (see private.knowledge_uploads_need_their_document).';
 
--- Invoker, so current_user is the role the write runs as: the database owner's own SQL (migrations, maintenance,
--- test fixtures) may place any object, as it could disable the trigger anyway; every role Storage writes as
--- (anon, authenticated, service_role) is held to the rule.
+-- Invoker, so current_user is the role the write runs as: every role Storage writes as (anon, authenticated,
+-- service_role) is held to the rule; the database owner's own SQL (migrations, maintenance, test fixtures) may
+-- place any object, as it could disable the trigger anyway. By name, not by superuser: on Supabase postgres is
+-- no superuser, and service_role bypasses RLS.
 create function private.knowledge_uploads_need_their_document()
 returns trigger
 language plpgsql
@@ -161,7 +162,7 @@ security invoker
 set search_path = ''
 as $$
 begin
-  if coalesce((select r.rolsuper from pg_catalog.pg_roles r where r.rolname = current_user), false) then
+  if current_user::text not in ('anon', 'authenticated', 'service_role') then
     return new;
   end if;
   if not private.knowledge_path_takes_file(new.name) then

@@ -1,0 +1,29 @@
+/**
+ * The platform's wake-ups (pg_cron, pg_net) carry whichever service key the
+ * project stored in Vault: the legacy service-role key or an `sb_secret_` key
+ * of SUPABASE_SECRET_KEYS, which hosted projects move to as the legacy keys
+ * are retired. Both must be taken, and only them.
+ */
+import { describe, expect, it } from 'vitest';
+import { requireServiceRole, serviceRoleOrUser } from '../../functions/_shared/service-auth.ts';
+import { serviceKey, serviceKeys } from '../../functions/_shared/service-keys.ts';
+
+const envOf = (values: Record<string, string>) => (name: string) => values[name];
+const request = (token: string) => new Request('http://local/x', { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+
+describe('service keys', () => {
+  it('reads the legacy key and every named secret key, ignoring a malformed map', () => {
+    expect(serviceKeys(envOf({ SUPABASE_SERVICE_ROLE_KEY: 'legacy', SUPABASE_SECRET_KEYS: '{"default":"sb_secret_a","ci":"sb_secret_b"}' })))
+      .toEqual(['legacy', 'sb_secret_a', 'sb_secret_b']);
+    expect(serviceKeys(envOf({ SUPABASE_SECRET_KEYS: 'not json' }))).toEqual([]);
+    expect(serviceKeys(envOf({ SUPABASE_SECRET_KEYS: '["sb_secret_a"]' }))).toEqual([]);
+    expect(serviceKey(envOf({ SUPABASE_SECRET_KEYS: '{"default":"sb_secret_a"}' }))).toBe('sb_secret_a');
+  });
+
+  it('lets a wake-up carrying an sb_secret_ key through, and refuses another token', async () => {
+    const env = envOf({ SUPABASE_SECRET_KEYS: '{"default":"sb_secret_wake"}', SUPABASE_JWT_SECRET: 'x'.repeat(32) });
+    await expect(requireServiceRole(request('sb_secret_wake'), { env, what: 'wake' })).resolves.toBeUndefined();
+    expect(await serviceRoleOrUser(request('sb_secret_wake'), { env })).toEqual({ kind: 'service' });
+    await expect(requireServiceRole(request('sb_secret_other'), { env, what: 'wake' })).rejects.toMatchObject({ status: 401 });
+  });
+});
