@@ -45,16 +45,19 @@ export async function assertCanManageOrg(tx: TransactionSql, orgId: string): Pro
   if (!(await canManage(tx, orgId))) throw forbidden();
 }
 
-/** The same, for an existing endpoint: 404 or 403 exactly as the SQL functions would answer. */
+/**
+ * The same, for an existing endpoint: 404 or 403 exactly as the SQL functions would answer. Another org's
+ * endpoint is 404 like a missing one (20261123008500), so its id is not confirmed to exist.
+ */
 export async function assertCanManageEndpoint(tx: TransactionSql, endpointId: string): Promise<void> {
   const [visible] = await tx<{ org_id: string }[]>`select org_id from public.webhook_endpoints where id = ${endpointId}`;
   if (visible) {
     if (!(await canManage(tx, visible.org_id))) throw forbidden();
     return;
   }
-  // Invisible under RLS: missing (404) or another org's (403). Only the definer can tell which, so ask it
-  // with an all-null (no-op) update; it raises before touching anything unless the caller did become an admin
-  // in between, in which case the no-op update is harmless.
+  // Invisible under RLS: missing or another org's (404), or of the caller's org, which a viewer cannot read (403).
+  // Only the definer can tell which, so ask it with an all-null (no-op) update; it raises before touching anything
+  // unless the caller did become an admin in between, in which case the no-op update is harmless.
   await tx`select from private.update_webhook_endpoint(${endpointId}, null, null, null, null)`;
 }
 

@@ -342,8 +342,8 @@ select throws_ok(
 select tests.act_as('owner_b');
 select throws_ok(
   $$select public.revoke_api_key((select id from keys where label = 'main'))$$,
-  '42501', 'you do not have the api_keys.manage permission in this organization',
-  'the owner of another org cannot revoke org A''s key'
+  'P0002', 'API key not found',
+  'the owner of another org cannot revoke org A''s key, nor learn it exists (20261123008500)'
 );
 select tests.act_as('admin_a');
 select throws_ok(

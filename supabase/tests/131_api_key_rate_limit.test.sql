@@ -61,8 +61,8 @@ select throws_ok(
 select tests.act_as('owner_b');
 select throws_ok(
   $$select public.set_api_key_rate_limit(tests.fx('key'), 100)$$,
-  '42501', null,
-  'nor may another org''s owner'
+  'P0002', 'API key not found',
+  'nor may another org''s owner, who is told no such key exists (20261123008500)'
 );
 
 select tests.act_as('postgres');

@@ -737,8 +737,8 @@ select throws_ok(
 select tests.act_as('owner_b');
 select throws_ok(
   $$select private.update_webhook_endpoint(tests.fx('ep_calls'), 'https://evil.example.com/', null, null, null)$$,
-  '42501', 'you do not have the webhooks.manage permission in this organization',
-  'update_webhook_endpoint: the owner of another org cannot change org A''s endpoint'
+  'P0002', 'webhook endpoint not found',
+  'update_webhook_endpoint: the owner of another org cannot change org A''s endpoint, nor learn it exists (20261123008500)'
 );
 select tests.act_as('admin_a');
 select throws_ok(
@@ -833,8 +833,8 @@ select throws_ok(
 select tests.act_as('owner_b');
 select throws_ok(
   $$select private.rotate_webhook_secret(tests.fx('ep_docs'), interval '1 day')$$,
-  '42501', 'you do not have the webhooks.manage permission in this organization',
-  'rotate_webhook_secret: the owner of another org cannot rotate org A''s secret'
+  'P0002', 'webhook endpoint not found',
+  'rotate_webhook_secret: the owner of another org cannot rotate org A''s secret, nor learn it exists (20261123008500)'
 );
 select tests.act_as('admin_a');
 select lives_ok(
@@ -916,8 +916,8 @@ select throws_ok(
 select tests.act_as('owner_b');
 select throws_ok(
   $$select private.replay_webhook_delivery(tests.fx('d_all_doc'))$$,
-  '42501', 'you do not have the webhooks.manage permission in this organization',
-  'replay_webhook_delivery: the owner of another org cannot replay org A''s delivery'
+  'P0002', 'webhook endpoint not found',
+  'replay_webhook_delivery: the owner of another org cannot replay org A''s delivery, nor learn it exists (20261123008500)'
 );
 select tests.act_as('admin_a');
 select throws_ok(
@@ -963,8 +963,8 @@ select throws_ok(
 select tests.act_as('owner_b');
 select throws_ok(
   $$select private.send_test_webhook(tests.fx('ep_all'))$$,
-  '42501', 'you do not have the webhooks.manage permission in this organization',
-  'send_test_webhook: the owner of another org cannot send to org A''s endpoint'
+  'P0002', 'webhook endpoint not found',
+  'send_test_webhook: the owner of another org cannot send to org A''s endpoint, nor learn it exists (20261123008500)'
 );
 select tests.act_as('admin_a');
 select throws_ok(
@@ -1003,8 +1003,8 @@ select throws_ok(
 select tests.act_as('owner_b');
 select throws_ok(
   $$select private.delete_webhook_endpoint(tests.fx('ep_sched'))$$,
-  '42501', 'you do not have the webhooks.manage permission in this organization',
-  'delete_webhook_endpoint: the owner of another org cannot delete org A''s endpoint'
+  'P0002', 'webhook endpoint not found',
+  'delete_webhook_endpoint: the owner of another org cannot delete org A''s endpoint, nor learn it exists (20261123008500)'
 );
 select tests.act_as('postgres');
 select ok(

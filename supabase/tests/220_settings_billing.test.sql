@@ -369,7 +369,8 @@ select throws_ok(
   $$insert into storage.objects (bucket_id, name) values ('invoices', tests.fx('org_c') || '/invoices/forged.pdf')$$,
   '42501', null, 'invoice PDFs: members cannot upload one');
 select tests.act_as('admin_c');
-select is((select count(*)::int from storage.objects where bucket_id = 'invoices'), 1, 'invoice PDFs: an admin reads the org''s');
+select is((select count(*)::int from storage.objects where bucket_id = 'invoices'), 0,
+  'invoice PDFs: an admin does not read them directly either (service role only since 20261123008500)');
 select tests.act_as('owner_b');
 select is((select count(*)::int from storage.objects where bucket_id = 'invoices'), 0, 'invoice PDFs: another org''s owner does not');
 

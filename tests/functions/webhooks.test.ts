@@ -125,6 +125,9 @@ describe('webhooks function', () => {
       where endpoint_id = ${endpointId} and (expires_at is null or expires_at > clock_timestamp())
       order by id`;
 
+  const deliveriesOf = (endpointId: string) =>
+    sql<{ id: string }[]>`select id from public.webhook_deliveries where endpoint_id = ${endpointId} order by id`;
+
   /** What a user sees of the table through RLS, as PostgREST would show it. */
   const visibleEndpoints = (who: Who) => {
     const claims: JwtClaims = { role: 'authenticated', aud: 'authenticated', sub: users[who], exp: 4102444800 };
@@ -178,17 +181,31 @@ describe('webhooks function', () => {
       expect(await endpointsOfOrg()).toEqual(before);
     });
 
-    it("refuses another org's owner with 403, who cannot see the org's endpoints either", async () => {
+    it("refuses another org's owner: 403 creating in the org, 404 for its endpoints, exactly as for a missing id", async () => {
       const { id } = await createEndpoint({ description: 'hidden from outsiders' });
+      const [secretsBefore, deliveriesBefore] = [await activeSecrets(id), await deliveriesOf(id)];
       expectError(await call('POST', '/endpoints', { as: 'outsider', body: { org_id: ORG, url: PUBLIC_URL } }), 403, 'forbidden');
       expect((await visibleEndpoints('outsider')).map((row) => row.id)).not.toContain(id);
-      expectError(await call('PATCH', `/endpoints/${id}`, { as: 'outsider', body: { enabled: false } }), 403, 'forbidden');
-      expectError(await call('PATCH', `/endpoints/${id}`, { as: 'outsider', body: { url: OTHER_PUBLIC_URL } }), 403, 'forbidden');
-      expectError(await call('POST', `/endpoints/${id}/rotate-secret`, { as: 'outsider' }), 403, 'forbidden');
-      expectError(await call('POST', `/endpoints/${id}/test`, { as: 'outsider' }), 403, 'forbidden');
-      expectError(await call('DELETE', `/endpoints/${id}`, { as: 'outsider' }), 403, 'forbidden');
+      const missing = randomUUID();
+      const attempts: [string, (target: string) => string, unknown][] = [
+        ['PATCH', (target) => `/endpoints/${target}`, { enabled: false }],
+        ['PATCH', (target) => `/endpoints/${target}`, { url: OTHER_PUBLIC_URL }],
+        ['POST', (target) => `/endpoints/${target}/rotate-secret`, undefined],
+        ['POST', (target) => `/endpoints/${target}/test`, undefined],
+        ['DELETE', (target) => `/endpoints/${target}`, undefined],
+      ];
+      for (const [method, path, body] of attempts) {
+        const theirs = await call(method, path(id), { as: 'outsider', body });
+        expectError(theirs, 404, 'not_found');
+        // Word for word what an id that does not exist gets, so the answer tells nothing.
+        const unknown = await call(method, path(missing), { as: 'outsider', body });
+        expectError(unknown, 404, 'not_found');
+        expect(theirs.body.error.message).toBe(unknown.body.error.message);
+      }
       const [row] = await sql`select description, enabled from public.webhook_endpoints where id = ${id}`;
       expect(row).toEqual({ description: 'hidden from outsiders', enabled: true });
+      expect(await activeSecrets(id)).toEqual(secretsBefore);
+      expect(await deliveriesOf(id)).toEqual(deliveriesBefore);
     });
 
     it('holds an org to 20 endpoints (422 with the database\'s reason)', async () => {
@@ -406,7 +423,12 @@ describe('webhooks function', () => {
       expect(row).toEqual({ endpoint_id: id, replay_of: original, status: 'pending', same_event: true });
 
       expectError(await call('POST', `/deliveries/${original}/replay`, { as: 'member' }), 403, 'forbidden');
-      expectError(await call('POST', `/deliveries/${original}/replay`, { as: 'outsider' }), 403, 'forbidden');
+      // Another org's delivery is as unknown to its owner as a missing one (20261123008500).
+      const theirs = await call('POST', `/deliveries/${original}/replay`, { as: 'outsider' });
+      expectError(theirs, 404, 'not_found');
+      const unknown = await call('POST', `/deliveries/${randomUUID()}/replay`, { as: 'outsider' });
+      expectError(unknown, 404, 'not_found');
+      expect(theirs.body.error.message).toBe(unknown.body.error.message);
       expectError(await call('POST', `/deliveries/${randomUUID()}/replay`), 404, 'not_found');
 
       expect((await call('PATCH', `/endpoints/${id}`, { body: { enabled: false } })).status).toBe(200);
