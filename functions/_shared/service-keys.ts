@@ -1,18 +1,18 @@
 import type { EnvReader } from './env.ts';
 
 /**
- * The project's service keys: the legacy service-role key
- * (SUPABASE_SERVICE_ROLE_KEY, a JWT) and the newer secret keys
- * (SUPABASE_SECRET_KEYS, a JSON object of named `sb_secret_...` keys, which
- * hosted functions are given too). Supabase is retiring the legacy key, so
- * either may be the one stored in Vault for pg_cron and pg_net to send, and
- * either reaches Storage as the service role. A malformed
+ * The project's service keys: the newer secret keys (SUPABASE_SECRET_KEYS, a
+ * JSON object of named `sb_secret_...` keys, which hosted functions are
+ * given) and the legacy service-role key (SUPABASE_SERVICE_ROLE_KEY, a JWT).
+ * Supabase is retiring the legacy key, so either may be the one stored in
+ * Vault for pg_cron and pg_net to send. Functions keep being given the legacy
+ * key after a project turns legacy keys off; LEGACY_API_KEYS_DISABLED=true
+ * says so, and the legacy key then counts for nothing. Secret keys come
+ * first, so Storage is reached with one whenever there is one. A malformed
  * SUPABASE_SECRET_KEYS counts as none.
  */
 export function serviceKeys(env: EnvReader): string[] {
   const keys: string[] = [];
-  const legacy = env('SUPABASE_SERVICE_ROLE_KEY');
-  if (legacy) keys.push(legacy);
   const named = env('SUPABASE_SECRET_KEYS');
   if (named) {
     try {
@@ -24,10 +24,12 @@ export function serviceKeys(env: EnvReader): string[] {
       // Not JSON: no secret keys from it.
     }
   }
+  const legacy = env('SUPABASE_SERVICE_ROLE_KEY');
+  if (legacy && env('LEGACY_API_KEYS_DISABLED') !== 'true') keys.push(legacy);
   return keys;
 }
 
-/** The key to call Storage with as the service role: the legacy key while there is one, else the first secret key. */
+/** The key to call Storage with as the service role: the first secret key, else the legacy key. */
 export function serviceKey(env: EnvReader): string | undefined {
   return serviceKeys(env)[0];
 }

@@ -7,6 +7,10 @@
 --   call_transcript_segments_broadcast fired after insert or update only:
 --   dashboards kept showing lines no longer in the transcript. It now fires
 --   after delete too (private.broadcast_org_change takes the org from OLD).
+--   A deletion whose org is gone (the cascade of delete_organization) is
+--   broadcast by no trigger: nobody is left to receive it, and each message
+--   would keep the deleted row (a transcript line's words) in
+--   realtime.messages past the org's deletion.
 -- * org:<org_id>:exports was registered with the default users_send, so an
 --   owner could insert a broadcast of their own on it (an export "ready")
 --   that the org's other owners could not tell from the database's. No client
@@ -29,6 +33,32 @@
 -- ---------------------------------------------------------------------------
 -- Transcript deletions are broadcast
 -- ---------------------------------------------------------------------------
+
+-- Latest definition: 20261123000600_realtime_and_storage_authorization.sql;
+-- only skipping a deletion whose org is gone is new.
+create or replace function private.broadcast_org_change()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  channel text := tg_argv[0];
+  org_column text := coalesce(tg_argv[1], 'org_id');
+  org_id text := coalesce(to_jsonb(new) ->> org_column, to_jsonb(old) ->> org_column);
+begin
+  if channel is null or channel !~ '^[a-z0-9_.-]{1,64}$' then
+    raise exception 'broadcast_org_change needs a channel name argument' using errcode = 'invalid_parameter_value';
+  end if;
+  if tg_op = 'DELETE' and not exists (select 1 from public.organizations o where o.id = org_id::uuid) then
+    return null;
+  end if;
+  perform realtime.broadcast_changes(
+    'org:' || org_id || ':' || channel, tg_op, tg_op, tg_table_name, tg_table_schema, new, old
+  );
+  return null;
+end;
+$$;
 
 drop trigger call_transcript_segments_broadcast on public.call_transcript_segments;
 create trigger call_transcript_segments_broadcast after insert or update or delete on public.call_transcript_segments

@@ -5,7 +5,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(27);
+select plan(29);
 
 insert into tests.fixtures (name, id) values
   ('owner_a', tests.create_user('owner-a@hidden257.test')),
@@ -191,6 +191,22 @@ select results_eq(
   $$select k.revoked_at is null, k.rate_limit_per_minute <> 5 from public.api_keys k where k.id = tests.fx('key')$$,
   $$values (true, true)$$,
   'the key is neither revoked nor limited by any refused call'
+);
+
+-- ---------------------------------------------------------------------------
+-- A deleted org's rows are broadcast to nobody (no transcript words kept in realtime.messages)
+-- ---------------------------------------------------------------------------
+
+create temp table broadcasts_before as
+  select count(*) as n from realtime.messages m where m.topic like 'org:' || tests.fx('org_a') || ':%';
+select tests.act_as('owner_a');
+select lives_ok($$select public.delete_organization(tests.fx('org_a'), (select o.name from public.organizations o where o.id = tests.fx('org_a')))$$,
+  'the owner deletes the org with its call and transcript');
+select tests.act_as('postgres');
+select is(
+  (select count(*) from realtime.messages m where m.topic like 'org:' || tests.fx('org_a') || ':%'),
+  (select n from broadcasts_before),
+  'its deletion broadcasts nothing on the org''s topics: no row of a deleted org is copied into realtime.messages'
 );
 
 select * from finish();

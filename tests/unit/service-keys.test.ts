@@ -14,7 +14,13 @@ const request = (token: string) => new Request('http://local/x', { method: 'POST
 describe('service keys', () => {
   it('reads the legacy key and every named secret key, ignoring a malformed map', () => {
     expect(serviceKeys(envOf({ SUPABASE_SERVICE_ROLE_KEY: 'legacy', SUPABASE_SECRET_KEYS: '{"default":"sb_secret_a","ci":"sb_secret_b"}' })))
-      .toEqual(['legacy', 'sb_secret_a', 'sb_secret_b']);
+      .toEqual(['sb_secret_a', 'sb_secret_b', 'legacy']);
+    // Storage is reached with a secret key whenever there is one: a project that turned legacy keys off still gives
+    // functions the legacy key, which Storage then refuses.
+    expect(serviceKey(envOf({ SUPABASE_SERVICE_ROLE_KEY: 'legacy', SUPABASE_SECRET_KEYS: '{"default":"sb_secret_a"}' })))
+      .toBe('sb_secret_a');
+    expect(serviceKey(envOf({ SUPABASE_SERVICE_ROLE_KEY: 'legacy' }))).toBe('legacy');
+    expect(serviceKeys(envOf({ SUPABASE_SERVICE_ROLE_KEY: 'legacy', LEGACY_API_KEYS_DISABLED: 'true' }))).toEqual([]);
     expect(serviceKeys(envOf({ SUPABASE_SECRET_KEYS: 'not json' }))).toEqual([]);
     expect(serviceKeys(envOf({ SUPABASE_SECRET_KEYS: '["sb_secret_a"]' }))).toEqual([]);
     expect(serviceKey(envOf({ SUPABASE_SECRET_KEYS: '{"default":"sb_secret_a"}' }))).toBe('sb_secret_a');
@@ -25,5 +31,12 @@ describe('service keys', () => {
     await expect(requireServiceRole(request('sb_secret_wake'), { env, what: 'wake' })).resolves.toBeUndefined();
     expect(await serviceRoleOrUser(request('sb_secret_wake'), { env })).toEqual({ kind: 'service' });
     await expect(requireServiceRole(request('sb_secret_other'), { env, what: 'wake' })).rejects.toMatchObject({ status: 401 });
+  });
+
+  it('refuses the legacy key once legacy keys are turned off', async () => {
+    const legacyOff = envOf({ SUPABASE_SERVICE_ROLE_KEY: 'legacy-key', LEGACY_API_KEYS_DISABLED: 'true', SUPABASE_JWT_SECRET: 'x'.repeat(32) });
+    await expect(requireServiceRole(request('legacy-key'), { env: legacyOff, what: 'wake' })).rejects.toMatchObject({ status: 401 });
+    const legacyOn = envOf({ SUPABASE_SERVICE_ROLE_KEY: 'legacy-key', SUPABASE_JWT_SECRET: 'x'.repeat(32) });
+    await expect(requireServiceRole(request('legacy-key'), { env: legacyOn, what: 'wake' })).resolves.toBeUndefined();
   });
 });
