@@ -108,13 +108,26 @@ async function verify(route: Route, headers: Headers, body: string, secrets: str
       : await verifyGenericSignature(headers, body, secret, nowMs);
     if (outcome.ok || outcome.reason !== 'bad_signature') break;
   }
-  if (secrets.length === 0) {
-    // No secret: still say what is missing or stale first, then refuse like a wrong signature (org ids are not probed).
-    outcome = route.provider === 'vapi'
-      ? verifyVapiSignature(headers, body, '', nowMs)
-      : { ok: false, reason: headers.get(WEBHOOK_ID_HEADER) ? 'bad_signature' : 'missing_signature' };
-  }
+  // No secret: still say what is missing or stale first, then refuse like a wrong signature (org ids are not probed).
+  if (secrets.length === 0) outcome = await checkWithoutSecret(route, headers, body, nowMs);
   if (!outcome.ok) throw SIGNATURE_REFUSALS[outcome.reason];
+}
+
+/** The checks that need no secret (the signature headers are there, the timestamp is fresh); else bad_signature. */
+async function checkWithoutSecret(route: Route, headers: Headers, body: string, nowMs: number): Promise<SignatureCheck> {
+  return route.provider === 'vapi'
+    ? verifyVapiSignature(headers, body, '', nowMs)
+    : await verifyGenericSignature(headers, body, '', nowMs);
+}
+
+/**
+ * A request without the signature headers, or with a stale timestamp, is
+ * refused before its body is parsed or queued for the database: an unsigned
+ * flood then costs neither, nor delays the providers' signed events.
+ */
+async function refuseUnsigned(route: Route, headers: Headers, body: string, nowMs: number): Promise<void> {
+  const outcome = await checkWithoutSecret(route, headers, body, nowMs);
+  if (!outcome.ok && outcome.reason !== 'bad_signature') throw SIGNATURE_REFUSALS[outcome.reason];
 }
 
 type Parsed = { event: CallEvent | null; payload: unknown } | { error: HttpError };
@@ -245,6 +258,7 @@ export function createCallEventsHandler(deps: CallEventsDeps): (req: Request) =>
     const route = matchRoute(req.method, new URL(req.url).pathname);
     const body = await readBody(req);
     const nowMs = now();
+    await refuseUnsigned(route, req.headers, body, nowMs);
     const result = await submit({ route, headers: req.headers, body, nowMs, parsed: parse(route, req, body, nowMs) });
     // From the request's arrival here to the commit that wrote the event and its broadcasts.
     const timing = { 'server-timing': `applied;dur=${(performance.now() - arrivedAt).toFixed(1)}` };

@@ -288,6 +288,30 @@ describe('Vapi server messages', () => {
     expect(await counts(orgA.id)).toEqual(before);
   });
 
+  it('answers an org without a generic secret as one with it: stale and missing come first, so org ids are not probed', async () => {
+    const event = { type: 'call.started', call_id: `probe-${randomUUID()}`, occurred_at: '2026-11-23T09:00:00Z', data: {} };
+    const stale = { at: new Date(Date.now() - 3600_000) };
+    for (const org of [orgA.id, randomUUID()]) {
+      const answer = await postGeneric(org, event, genericSecretA, stale);
+      expect(answer.status).toBe(401);
+      expect(answer.body).toMatchObject({ error: { code: 'stale_timestamp' } });
+      const idOnly = await fetch(eventsUrl(org, 'generic'), { method: 'POST', headers: { 'webhook-id': 'x' }, body: '{}' });
+      expect((await idOnly.json()).error.code).toBe('missing_signature');
+    }
+  });
+
+  it('refuses an unsigned or stale request before parsing it or queueing it for the database', async () => {
+    // The function's own handler with a database that must not be reached.
+    const handler = createCallEventsHandler({ sql: () => expect.fail('no database work for an unsigned request') });
+    const unsigned = await handler(new Request(`http://local/call-events/${orgA.id}/vapi`, { method: 'POST', body: '{"message": {}}' }));
+    expect(unsigned.status).toBe(401);
+    expect((await unsigned.json()).error.code).toBe('missing_signature');
+    const { body, headers } = signedVapiRequest({ message: {} }, vapiSecretA, { timestamp: Math.floor(Date.now() / 1000) - 3600 });
+    const stale = await handler(new Request(`http://local/call-events/${orgA.id}/vapi`, { method: 'POST', headers, body }));
+    expect(stale.status).toBe(401);
+    expect((await stale.json()).error.code).toBe('stale_timestamp');
+  });
+
   it('answers 400 for a signed body that is not a server message, 404 and 405 off the route', async () => {
     const bad = await postVapi(orgA.id, { message: { type: 'status-update' } }, vapiSecretA);
     expect(bad.status).toBe(400);

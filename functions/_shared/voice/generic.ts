@@ -48,6 +48,8 @@ export async function verifyGenericSignature(
   if (!/^[1-9]\d{0,11}$/u.test(timestamp) || !isFresh(seconds, nowMs)) {
     return { ok: false, reason: 'stale_timestamp' };
   }
+  // No secret (headers only, as for an org without one): refused like a wrong signature, with no HMAC to compute.
+  if (secret === '') return { ok: false, reason: 'bad_signature' };
   const expected = await sign(secret, id, seconds, rawBody);
   const matched = signatures.split(' ').some((candidate) => sameSignature(candidate, expected));
   return matched ? { ok: true } : { ok: false, reason: 'bad_signature' };
