@@ -33,5 +33,3 @@ export function serviceKeys(env: EnvReader): string[] {
 export function serviceKey(env: EnvReader): string | undefined {
   return serviceKeys(env)[0];
 }
-
-export const SERVICE_KEY_NAMES = 'SUPABASE_SERVICE_ROLE_KEY or SUPABASE_SECRET_KEYS';

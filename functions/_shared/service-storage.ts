@@ -1,11 +1,12 @@
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import type { EnvReader } from './env.ts';
-import { SERVICE_KEY_NAMES, serviceKey } from './service-keys.ts';
+import { serviceKey } from './service-keys.ts';
 
 /**
- * A supabase-js client with the service-role key, for the Storage work of
- * service code (writing invoices and exports, removing a deleted org's files,
- * signing links after the caller's right was checked in SQL). Created on
+ * A supabase-js client with the service key (service-keys.ts), for the
+ * Storage work of service code (reading knowledge files, copying recordings,
+ * writing invoices and exports, removing a deleted org's files, signing links
+ * after the caller's right was checked in SQL). Created on
  * first use, so a function that never touches Storage needs no key.
  */
 export function lazyServiceClient(env: EnvReader): () => SupabaseClient {
@@ -14,7 +15,7 @@ export function lazyServiceClient(env: EnvReader): () => SupabaseClient {
     if (!client) {
       const url = env('SUPABASE_URL');
       const key = serviceKey(env);
-      if (!url || !key) throw new Error(`SUPABASE_URL and ${SERVICE_KEY_NAMES} must be set to reach Storage`);
+      if (!url || !key) throw new Error('SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY or SUPABASE_SECRET_KEYS must be set to reach Storage');
       client = createClient(url, key, { auth: { persistSession: false, autoRefreshToken: false } });
     }
     return client;

@@ -1,8 +1,8 @@
-import { createClient, type SupabaseClient } from '@supabase/supabase-js';
+import type { SupabaseClient } from '@supabase/supabase-js';
 import type { EnvReader } from '../_shared/env.ts';
 import { readBodyBytes } from '../_shared/http.ts';
 import { assertPublicDestination, type DestinationPolicy } from '../_shared/ssrf.ts';
-import { SERVICE_KEY_NAMES, serviceKey } from '../_shared/service-keys.ts';
+import { lazyServiceClient } from '../_shared/service-storage.ts';
 
 export const RECORDINGS_BUCKET = 'recordings';
 
@@ -52,16 +52,8 @@ export function supabaseRecordingStore(
     maxBytes?: number;
   },
 ): RecordingStore {
-  let client: SupabaseClient | null = options.client ?? null;
-  const bucket = () => {
-    if (!client) {
-      const url = env('SUPABASE_URL');
-      const key = serviceKey(env);
-      if (!url || !key) throw new Error(`SUPABASE_URL and ${SERVICE_KEY_NAMES} must be set to write Storage`);
-      client = createClient(url, key, { auth: { persistSession: false, autoRefreshToken: false } });
-    }
-    return client.storage.from(RECORDINGS_BUCKET);
-  };
+  const client = options.client ? () => options.client as SupabaseClient : lazyServiceClient(env);
+  const bucket = () => client().storage.from(RECORDINGS_BUCKET);
   const fetchImpl = options.fetch ?? fetch;
   const maxBytes = options.maxBytes ?? MAX_RECORDING_BYTES;
   return {

@@ -95,7 +95,7 @@ export async function saveStep(sql: Sql, step: SaveStep): Promise<SaveOutcome> {
       !current || current.status !== 'processing' || current.ingest_run !== step.runId ||
       current.ingest_cursor !== step.fromCursor || current.marked
     ) {
-      if (!savedByAnotherCopy(current, step)) await meter(tx, step.usage, current ? step.documentId : null);
+      if (!savedByAnotherCopy(current, step)) await meter(tx, step.usage, step.documentId);
       return { kind: 'stale' };
     }
     const outcome = await saveAndGoOn(tx, step);
@@ -139,11 +139,14 @@ function savedByAnotherCopy(current: DocumentState | undefined, step: SaveStep):
   return step.last && current.ingest_run === null && current.status === 'ready';
 }
 
-/** Meters embedding tokens; a document deleted meanwhile is left out (usage_events.document_id is a foreign key). */
-async function meter(tx: TransactionSql, usage: EmbeddingUsage, documentId: string | null): Promise<void> {
+/**
+ * Meters embedding tokens. A document deleted meanwhile is no longer there to
+ * point at (usage_events.document_id is a foreign key); the org pays all the same.
+ */
+async function meter(tx: TransactionSql, usage: EmbeddingUsage, documentId: string): Promise<void> {
   if (usage.tokens <= 0) return;
   await tx`select private.record_usage(${usage.orgId}::uuid, 'embedding', ${usage.model}, ${usage.tokens}::integer, 0,
-    ${documentId}::uuid, null)`;
+    (select d.id from public.documents d where d.id = ${documentId}::uuid), null)`;
 }
 
 /** Restarts the run's idle clock (the sweeper's 2 minutes); false when the run is no longer current. */
@@ -178,11 +181,7 @@ export async function failRun(sql: Sql, documentId: string, runId: string, reaso
  * or a save that failed (no copy saved those pages, so none metered them).
  */
 export async function recordEmbeddingUsage(sql: Sql, usage: EmbeddingUsage & { documentId: string }): Promise<void> {
-  // A document deleted while its step embedded is no longer there to point at; the org pays all the same.
-  await asServiceRole(sql, (tx) =>
-    tx`select private.record_usage(${usage.orgId}::uuid, 'embedding', ${usage.model}, ${usage.tokens}::integer, 0,
-      (select d.id from public.documents d where d.id = ${usage.documentId}::uuid), null)`
-  );
+  await asServiceRole(sql, (tx) => meter(tx, usage, usage.documentId));
 }
 
 /** The reason stored with a failed document. */

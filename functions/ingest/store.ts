@@ -1,6 +1,6 @@
-import { createClient, type SupabaseClient } from '@supabase/supabase-js';
+import type { SupabaseClient } from '@supabase/supabase-js';
 import type { EnvReader } from '../_shared/env.ts';
-import { SERVICE_KEY_NAMES, serviceKey } from '../_shared/service-keys.ts';
+import { lazyServiceClient } from '../_shared/service-storage.ts';
 
 export const KNOWLEDGE_BUCKET = 'knowledge';
 
@@ -15,16 +15,8 @@ export interface FileStore {
  * function reads any org's file; the caller was checked to be the service role).
  */
 export function supabaseFileStore(env: EnvReader, options: { client?: SupabaseClient } = {}): FileStore {
-  let client: SupabaseClient | null = options.client ?? null;
-  const storage = () => {
-    if (!client) {
-      const url = env('SUPABASE_URL');
-      const key = serviceKey(env);
-      if (!url || !key) throw new Error(`SUPABASE_URL and ${SERVICE_KEY_NAMES} must be set to read Storage`);
-      client = createClient(url, key, { auth: { persistSession: false, autoRefreshToken: false } });
-    }
-    return client.storage.from(KNOWLEDGE_BUCKET);
-  };
+  const client = options.client ? () => options.client as SupabaseClient : lazyServiceClient(env);
+  const storage = () => client().storage.from(KNOWLEDGE_BUCKET);
   return {
     async download(path) {
       // supabase-js puts the path into the URL as is; a file name with "#" or "?" must not end the path.
