@@ -1,6 +1,7 @@
 /**
  * Idempotency-Key (the IETF httpapi idempotency-key draft, as Stripe uses it)
- * for API-key requests that create something a retry must not create twice.
+ * for API-key requests that create something a retry must not create twice
+ * (and, with answerOnceForUser, for a user's requests in an org).
  * The key is claimed in the transaction that does the work (SQL:
  * 20261123006100_idempotency_keys.sql; an upload, whose bytes go to Storage
  * after that transaction, records its answer once stored and gives the claim
@@ -50,17 +51,18 @@ export type OnceAnswer<T> = Answer<T> & { replayed: boolean };
 export const replayHeaders = (answer: { replayed: boolean }): Record<string, string> =>
   answer.replayed ? { 'idempotent-replayed': 'true' } : {};
 
-/**
- * Claims `key` for this request in `tx`: null when claimed (do the work, then
- * recordAnswer), else the first request's answer to replay. The same key with
- * another request is a 422; a claim whose work has not answered yet (an
- * upload still being stored) is a 409 to retry.
- */
-export async function claimKey<T>(tx: TransactionSql, apiKeyId: string, key: string, request: unknown): Promise<OnceAnswer<T> | null> {
-  const fingerprint = await sha256Hex(new TextEncoder().encode(canonicalJson(request)));
-  const [claim] = await tx<{ claimed: boolean; first_fingerprint: string; response_status: number | null; response_body: unknown }[]>`
-    select claimed, first_fingerprint, response_status, response_body
-    from private.claim_idempotency_key(${apiKeyId}::uuid, ${key}, ${fingerprint})`;
+interface Claim {
+  claimed: boolean;
+  first_fingerprint: string;
+  response_status: number | null;
+  response_body: unknown;
+}
+
+const fingerprintOf = async (request: unknown): Promise<string> =>
+  await sha256Hex(new TextEncoder().encode(canonicalJson(request)));
+
+/** null when this request claimed the key, else the first request's answer to replay, or the refusal. */
+function replayOf<T>(claim: Claim, fingerprint: string): OnceAnswer<T> | null {
   if (claim.claimed) return null;
   if (claim.first_fingerprint !== fingerprint) {
     throw new HttpError(
@@ -75,6 +77,20 @@ export async function claimKey<T>(tx: TransactionSql, apiKeyId: string, key: str
     });
   }
   return { status: claim.response_status, body: claim.response_body as T, replayed: true };
+}
+
+/**
+ * Claims `key` for this request in `tx`: null when claimed (do the work, then
+ * recordAnswer), else the first request's answer to replay. The same key with
+ * another request is a 422; a claim whose work has not answered yet (an
+ * upload still being stored) is a 409 to retry.
+ */
+export async function claimKey<T>(tx: TransactionSql, apiKeyId: string, key: string, request: unknown): Promise<OnceAnswer<T> | null> {
+  const fingerprint = await fingerprintOf(request);
+  const [claim] = await tx<Claim[]>`
+    select claimed, first_fingerprint, response_status, response_body
+    from private.claim_idempotency_key(${apiKeyId}::uuid, ${key}, ${fingerprint})`;
+  return replayOf<T>(claim, fingerprint);
 }
 
 /** Keeps the answer of the request that claimed `key`, for its retries. */
@@ -105,5 +121,31 @@ export async function answerOnce<T>(
   if (replay) return replay;
   const answer = await work();
   await recordAnswer(tx, apiKeyId, key, answer);
+  return { ...answer, replayed: false };
+}
+
+/**
+ * answerOnce for a user's request (a user token, not an API key; SQL:
+ * 20261123009000): the key is kept for the signed-in user (auth.uid() of the
+ * transaction's scope) in `orgId`, which they must be a member of.
+ */
+export async function answerOnceForUser<T>(
+  tx: TransactionSql,
+  orgId: string,
+  key: string | null,
+  request: unknown,
+  work: () => Promise<Answer<T>>,
+): Promise<OnceAnswer<T>> {
+  if (key === null) return { ...(await work()), replayed: false };
+  const fingerprint = await fingerprintOf(request);
+  const [claim] = await tx<Claim[]>`
+    select claimed, first_fingerprint, response_status, response_body
+    from private.claim_user_idempotency_key(${orgId}::uuid, ${key}, ${fingerprint})`;
+  const replay = replayOf<T>(claim, fingerprint);
+  if (replay) return replay;
+  const answer = await work();
+  await tx`select private.record_user_idempotent_response(${orgId}::uuid, ${key}, ${answer.status}, ${
+    tx.json(answer.body as Parameters<typeof tx.json>[0])
+  })`;
   return { ...answer, replayed: false };
 }

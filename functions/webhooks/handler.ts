@@ -9,6 +9,7 @@ import { getSql, type Sql, type TransactionSql, withUserScope } from '../_shared
 import { type EnvReader, processEnv } from '../_shared/env.ts';
 import { createHandler } from '../_shared/handler.ts';
 import { json, readJson } from '../_shared/http.ts';
+import { answerOnceForUser, idempotencyKeyFrom, replayHeaders } from '../_shared/idempotency.ts';
 import { assertPublicDestination } from '../_shared/ssrf.ts';
 import * as ops from './operations.ts';
 import { mapPostgresErrors } from '../_shared/pg-errors.ts';
@@ -55,19 +56,25 @@ export function createWebhooksHandler(deps: WebhooksDeps): (req: Request) => Pro
 
     switch (route.name) {
       case 'createEndpoint': {
+        const idempotencyKey = idempotencyKeyFrom(req);
         const body = await readJson(req, createEndpointBody);
         // Permission before the DNS lookup; the lookup runs outside any transaction so no connection waits on it.
+        // Before any replay too: a stored answer (its secret) goes only to a user who may still manage the org.
         await asCaller((tx) => ops.assertCanManageOrg(tx, body.org_id));
         const url = await checkedUrl(body.url);
+        // The key is claimed in the creating transaction: a refusal rolls it back, a concurrent retry waits on it.
         const created = await asCaller((tx) =>
-          ops.createEndpoint(tx, {
-            orgId: body.org_id,
-            url,
-            description: body.description,
-            eventTypes: body.event_types,
-          })
+          answerOnceForUser(tx, body.org_id, idempotencyKey, { route: 'POST /webhooks/endpoints', body }, async () => ({
+            status: 201,
+            body: await ops.createEndpoint(tx, {
+              orgId: body.org_id,
+              url,
+              description: body.description,
+              eventTypes: body.event_types,
+            }),
+          }))
         );
-        return json(created, 201, NO_STORE);
+        return json(created.body, created.status, { ...NO_STORE, ...replayHeaders(created) });
       }
       case 'updateEndpoint': {
         const id = parseId(route.id, 'endpoint');

@@ -571,4 +571,133 @@ describe('webhooks function', () => {
       expect((await accepted.json()).endpoint.url).toBe('https://hooks.example.com/hook');
     });
   });
+
+  describe('creating an endpoint with an Idempotency-Key', () => {
+    // An org of its own, so these creations do not count against the 20 endpoints of the org above.
+    const IDEM_ORG = randomUUID();
+
+    beforeAll(async () => {
+      await sql`insert into public.organizations (id, name, slug)
+                values (${IDEM_ORG}, 'Hooks idem', ${`fn-webhooks-idem-${IDEM_ORG.slice(0, 8)}`})`;
+      await sql`insert into public.memberships (org_id, user_id, role) values
+                  (${IDEM_ORG}, ${users.owner}, 'owner'), (${IDEM_ORG}, ${users.admin}, 'admin')`;
+    });
+
+    afterAll(async () => {
+      await sql`delete from public.organizations where id = ${IDEM_ORG}`;
+    });
+
+    const send = async (key: string, body: unknown, as: Who = 'admin'): Promise<Answer> => {
+      const response = await fetch(`${stack.functionsUrl}/webhooks/endpoints`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${tokens[as]}`, 'content-type': 'application/json', 'idempotency-key': key },
+        body: JSON.stringify(body),
+      });
+      return { status: response.status, headers: response.headers, body: await response.json() };
+    };
+
+    const endpointIds = async (): Promise<string[]> =>
+      (await sql<{ id: string }[]>`select id from public.webhook_endpoints where org_id = ${IDEM_ORG} order by id`)
+        .map((row) => row.id);
+
+    const keptAnswers = (key: string) =>
+      sql<{ api_key_id: string | null; user_id: string; response_status: number }[]>`
+        select api_key_id, user_id, response_status from private.idempotency_keys
+        where org_id = ${IDEM_ORG} and idempotency_key = ${key}`;
+
+    it('replays a retried create: 201 with the same endpoint and secret, Idempotent-Replayed, one endpoint', async () => {
+      const before = await endpointIds();
+      const key = `webhooks-test-idem-retry-${randomUUID()}`;
+      const body = { org_id: IDEM_ORG, url: PUBLIC_URL, description: 'Idem retry', event_types: ['call.ended'] };
+      const first = await send(key, body);
+      expect(first.status, JSON.stringify(first.body)).toBe(201);
+      expect(first.headers.get('idempotent-replayed')).toBeNull();
+      // The same request with its fields in another order is the same request.
+      const retry = await send(key, { event_types: ['call.ended'], description: 'Idem retry', url: PUBLIC_URL, org_id: IDEM_ORG });
+      expect(retry.status, JSON.stringify(retry.body)).toBe(201);
+      expect(retry.headers.get('idempotent-replayed')).toBe('true');
+      expect(retry.headers.get('cache-control')).toBe('no-store');
+      expect(retry.body).toEqual(first.body);
+      expect(retry.body.secret).toMatch(/^whsec_/);
+
+      const after = await endpointIds();
+      expect(after.filter((id) => !before.includes(id))).toEqual([first.body.endpoint.id]);
+      expect(await activeSecrets(first.body.endpoint.id)).toEqual([{ secret: first.body.secret, expires_at: null }]);
+      expect(await keptAnswers(key)).toEqual([{ api_key_id: null, user_id: users.admin, response_status: 201 }]);
+    });
+
+    it('keeps a key per user: another admin sending the same key and body creates their own endpoint', async () => {
+      const key = `webhooks-test-idem-per-user-${randomUUID()}`;
+      const body = { org_id: IDEM_ORG, url: PUBLIC_URL, description: 'Idem per user' };
+      const admins = await send(key, body, 'admin');
+      const owners = await send(key, body, 'owner');
+      expect([admins.status, owners.status]).toEqual([201, 201]);
+      expect(owners.headers.get('idempotent-replayed')).toBeNull();
+      expect(owners.body.endpoint.id).not.toBe(admins.body.endpoint.id);
+      expect(owners.body.secret).not.toBe(admins.body.secret);
+      expect((await keptAnswers(key)).map((row) => row.user_id).sort()).toEqual([users.admin, users.owner].sort());
+      const retry = await send(key, body, 'admin');
+      expect(retry.headers.get('idempotent-replayed')).toBe('true');
+      expect(retry.body).toEqual(admins.body);
+    });
+
+    it('replays nothing to a user who may no longer manage webhooks in the org: 403', async () => {
+      const key = `webhooks-test-idem-demoted-${randomUUID()}`;
+      const body = { org_id: IDEM_ORG, url: PUBLIC_URL, description: 'Idem demoted' };
+      expect((await send(key, body)).status).toBe(201);
+      expect(await keptAnswers(key)).toHaveLength(1);
+      await sql`update public.memberships set role = 'member' where org_id = ${IDEM_ORG} and user_id = ${users.admin}`;
+      try {
+        expectError(await send(key, body), 403, 'forbidden');
+      } finally {
+        await sql`update public.memberships set role = 'admin' where org_id = ${IDEM_ORG} and user_id = ${users.admin}`;
+      }
+    });
+
+    it('refuses the key with another body: 422 idempotency_key_reused, creating nothing', async () => {
+      const key = `webhooks-test-idem-reused-${randomUUID()}`;
+      expect((await send(key, { org_id: IDEM_ORG, url: PUBLIC_URL, description: 'Idem first' })).status).toBe(201);
+      const before = await endpointIds();
+      expectError(await send(key, { org_id: IDEM_ORG, url: OTHER_PUBLIC_URL, description: 'Idem first' }), 422, 'idempotency_key_reused');
+      expect(await endpointIds()).toEqual(before);
+    });
+
+    it('refuses a key that is not 1 to 255 visible ASCII characters, as the other routes do, creating nothing', async () => {
+      const before = await endpointIds();
+      const body = { org_id: IDEM_ORG, url: PUBLIC_URL, description: 'Idem malformed' };
+      for (const malformed of ['a key with spaces', 'x'.repeat(256), '']) {
+        expectError(await send(malformed, body), 422, 'invalid_request');
+      }
+      expect(await endpointIds()).toEqual(before);
+    });
+
+    it('frees the key of a refused create, so the request may be sent again with it', async () => {
+      const before = await endpointIds();
+      const key = `webhooks-test-idem-refused-${randomUUID()}`;
+      // Refused before the transaction (an unsafe URL) and inside it (an event type the database does not know).
+      expectError(await send(key, { org_id: IDEM_ORG, url: 'https://10.0.0.1/hook' }), 422, 'unsafe_url');
+      const unknownType = await send(key, { org_id: IDEM_ORG, url: PUBLIC_URL, event_types: ['nothing.happened'] });
+      expectError(unknownType, 422, 'invalid_request');
+      expect(await keptAnswers(key)).toEqual([]);
+      expect(await endpointIds()).toEqual(before);
+
+      const fixed = await send(key, { org_id: IDEM_ORG, url: PUBLIC_URL, description: 'Idem fixed' });
+      expect(fixed.status, JSON.stringify(fixed.body)).toBe(201);
+      expect(fixed.headers.get('idempotent-replayed')).toBeNull();
+      expect(await keptAnswers(key)).toEqual([{ api_key_id: null, user_id: users.admin, response_status: 201 }]);
+      expect((await endpointIds()).filter((id) => !before.includes(id))).toEqual([fixed.body.endpoint.id]);
+    });
+
+    it('creates one endpoint from concurrent sends of one request, each answered with it', async () => {
+      const before = await endpointIds();
+      const key = `webhooks-test-idem-concurrent-${randomUUID()}`;
+      const body = { org_id: IDEM_ORG, url: PUBLIC_URL, description: 'Idem concurrent' };
+      const answers = await Promise.all([send(key, body), send(key, body), send(key, body)]);
+      expect(answers.map((answer) => answer.status)).toEqual([201, 201, 201]);
+      expect(new Set(answers.map((answer) => answer.body.endpoint.id)).size).toBe(1);
+      expect(new Set(answers.map((answer) => answer.body.secret)).size).toBe(1);
+      expect(answers.filter((answer) => answer.headers.get('idempotent-replayed') === 'true')).toHaveLength(2);
+      expect((await endpointIds()).filter((id) => !before.includes(id))).toEqual([answers[0].body.endpoint.id]);
+    });
+  });
 });
