@@ -18,7 +18,9 @@
  *   included;
  * - pg_cron through pg_net, with the service-role key: `POST
  *   /calendar/mirroring` mirrors the appointments whose mirroring is due
- *   (pending for over a minute, or failed and due for a retry).
+ *   (pending for over a minute, or failed and due for a retry), and `POST
+ *   /calendar/revocations` revokes at the provider the grants of calendars
+ *   whose connector left the org, then deletes them.
  * verify_jwt is off for this function as a whole (supabase/config.toml),
  * since the callback and API keys carry no Supabase JWT; each route
  * authenticates its caller itself.
@@ -35,6 +37,7 @@ import { requestContext } from '../_shared/scheduling/context.ts';
 import { disconnect } from './disconnect.ts';
 import { oauthCallback, oauthComplete, oauthStart } from './oauth.ts';
 import { mirrorDue } from './mirroring.ts';
+import { revokeDue } from './revocations.ts';
 import { matchRoute } from './router.ts';
 import { requireServiceRole } from '../_shared/service-auth.ts';
 
@@ -76,6 +79,9 @@ export function createCalendarHandler(deps: CalendarDeps): (req: Request) => Pro
       case 'mirrorDue':
         await requireServiceRole(req, { env, what: 'mirror due appointments' });
         return mirrorDue(ctx, req);
+      case 'revokeDue':
+        await requireServiceRole(req, { env, what: 'revoke calendar grants' });
+        return revokeDue(ctx, req);
     }
   }, { env });
 }

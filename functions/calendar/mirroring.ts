@@ -3,36 +3,19 @@
  * private.retry_appointment_mirroring when something is due): mirrors the due
  * pending and failed appointments a few at a time, each as a booking request
  * would, then deletes the due unneeded events whose deletion failed before
- * (stray-events.ts). Each worker claims its next item only when it is free to
- * work on it, so a lease (120 s) starts when the work does: claimed all at
- * once, the last of a batch could wait behind slow providers until its lease
- * ran out and the next call took it too. Answers
+ * (stray-events.ts), a few at a time (drain.ts: a lease of 120 s starts when
+ * an item's work does). Answers
  * `{ mirrored, appointments: [{ id, sync_status }], event_deletions: [{ id, status }] }`.
  */
 import { json } from '../_shared/http.ts';
 import type { RequestContext } from '../_shared/scheduling/context.ts';
 import { claimDue, mirrorClaimed } from '../_shared/scheduling/mirror.ts';
 import { claimDueStrayEvent, deleteStrayEvent, type StrayEventStatus } from '../_shared/scheduling/stray-events.ts';
+import { drain } from './drain.ts';
 import { mirrorDueBody, readOptionalBody } from './schemas.ts';
 
 /** Appointments (and event deletions) per call at most; a concurrent or later call takes the others. */
 const DEFAULT_LIMIT = 20;
-/** At once: enough to hide the providers' latency, few enough not to trip their rate limits. */
-const CONCURRENCY = 4;
-
-/** Runs `work` on up to `limit` items, CONCURRENCY at a time, each claimed when a worker is free. */
-async function drain<T>(limit: number, claimNext: () => Promise<T | undefined>, work: (item: T) => Promise<void>): Promise<void> {
-  let remaining = limit;
-  const worker = async () => {
-    while (remaining > 0) {
-      remaining -= 1;
-      const item = await claimNext();
-      if (item === undefined) return;
-      await work(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, limit) }, worker));
-}
 
 export async function mirrorDue(ctx: RequestContext, req: Request): Promise<Response> {
   const body = await readOptionalBody(req, mirrorDueBody);

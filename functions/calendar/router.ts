@@ -11,7 +11,8 @@ export type CalendarRoute =
   | { name: 'rescheduleAppointment'; appointmentId: string }
   | { name: 'cancelAppointment'; appointmentId: string }
   | { name: 'botAppointment'; botId: string }
-  | { name: 'mirrorDue' };
+  | { name: 'mirrorDue' }
+  | { name: 'revokeDue' };
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/iu;
 
@@ -29,6 +30,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/iu;
  * - GET    /calendar/bots/:bot_id/availability          bot API keys (calendar.read)
  * - POST   /calendar/bots/:bot_id/appointments          bot API keys (calendar.write)
  * - POST   /calendar/mirroring                          the service role (pg_cron through pg_net): mirror due appointments, delete due stray events
+ * - POST   /calendar/revocations                        the service role (pg_cron through pg_net): revoke leavers' grants at the provider, delete their connections
  * An id that is not a uuid names nothing: 404, as an unknown id would.
  */
 export function matchRoute(method: string, pathname: string): CalendarRoute {
@@ -61,6 +63,7 @@ export function matchRoute(method: string, pathname: string): CalendarRoute {
   }
   if (first === 'availability' && second === undefined) return only(['GET'], () => ({ name: 'availability' }));
   if (first === 'mirroring' && second === undefined) return only(['POST'], () => ({ name: 'mirrorDue' }));
+  if (first === 'revocations' && second === undefined) return only(['POST'], () => ({ name: 'revokeDue' }));
   if (first === 'appointments') {
     if (second === undefined) return only(['POST'], () => ({ name: 'createAppointment' }));
     if (third === undefined) {

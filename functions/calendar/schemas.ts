@@ -86,18 +86,22 @@ export const botAppointmentBody = z
   .superRefine(checkTimes);
 export type BotAppointmentBody = z.infer<typeof botAppointmentBody>;
 
+/** How many items a scheduled pass takes in one call. */
+const passLimit = z
+  .number({ error: 'limit must be a number' })
+  .int({ error: 'limit must be a whole number' })
+  .min(1, { error: 'limit is at least 1' })
+  .max(50, { error: 'limit is at most 50' })
+  .optional();
+
 /**
  * The retry route's body (pg_cron sends `{}`): how many due appointments to
  * mirror in this call. Strict, as the bot's body: a misspelt key is a 400.
  */
-export const mirrorDueBody = z.strictObject({
-  limit: z
-    .number({ error: 'limit must be a number' })
-    .int({ error: 'limit must be a whole number' })
-    .min(1, { error: 'limit is at least 1' })
-    .max(50, { error: 'limit is at most 50' })
-    .optional(),
-});
+export const mirrorDueBody = z.strictObject({ limit: passLimit });
+
+/** The revocation pass's body (pg_cron sends `{}`): how many due grant revocations to take. Strict. */
+export const revokeDueBody = z.strictObject({ limit: passLimit });
 
 const availabilityFields = {
   from: instant('from'),

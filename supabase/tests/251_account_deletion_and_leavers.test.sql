@@ -1,7 +1,8 @@
 -- 20261123008200: deleting a user who joined by invitation works (their
 -- accepted invitations go with them), a member who stops being one (removed,
--- left, deleted) loses the calendar connections they made in that org as a
--- disconnect would (revoked, then the row and its tokens deleted), and the
+-- left, deleted) loses the calendar connections they made in that org
+-- (revoked at once; since 20261123008900 the row and its sealed tokens wait
+-- for the calendar function to revoke the grant, see 262), and the
 -- invoice job runs daily without making anything twice.
 begin;
 create extension if not exists pgtap with schema extensions;
@@ -111,34 +112,30 @@ select is(pg_temp.state('conn_a'), 'connected+token', 'fixture: a connected cale
 select tests.act_as('owner');
 select lives_ok($$select public.remove_member(tests.fx('org'), tests.fx('admin_a'))$$, 'remove_member works');
 select tests.act_as('postgres');
-select is(pg_temp.state('conn_a'), 'gone', 'removed: their connection and its tokens are deleted');
+select is(pg_temp.state('conn_a'), 'revoked+token', 'removed: their connection is revoked, its tokens kept for the revocation at the provider');
 select is(pg_temp.state('conn_b'), 'connected+token', 'removed: another admin''s connection is untouched');
 select ok(exists (
     select 1 from public.audit_log a
     where a.org_id = tests.fx('org') and a.table_name = 'calendar_connections' and a.record_id = tests.fx('conn_a')::text
       and a.action = 'update' and a.new_values ->> 'status' = 'revoked'
-  ) and exists (
-    select 1 from public.audit_log a
-    where a.org_id = tests.fx('org') and a.table_name = 'calendar_connections' and a.record_id = tests.fx('conn_a')::text
-      and a.action = 'delete'
-  ), 'removed: audited as a disconnect (revoked, then deleted)');
+  ), 'removed: the revocation is audited');
 
 -- Left of their own accord.
 select tests.act_as('admin_c');
 select lives_ok($$select public.leave_organization(tests.fx('org'))$$, 'leave_organization works');
 select tests.act_as('postgres');
-select is(pg_temp.state('conn_c'), 'gone', 'left: their connection and its tokens are deleted');
+select is(pg_temp.state('conn_c'), 'revoked+token', 'left: their connection is revoked');
 
 -- A demotion changes nothing (still a member); a membership deleted in SQL does.
 update public.memberships set role = 'member' where org_id = tests.fx('org') and user_id = tests.fx('admin_b');
 select is(pg_temp.state('conn_b'), 'connected+token', 'demoted: still a member, the connection stays');
 delete from public.memberships where org_id = tests.fx('org') and user_id = tests.fx('admin_b');
-select is(pg_temp.state('conn_b'), 'gone', 'membership deleted in SQL: the connection is deleted');
+select is(pg_temp.state('conn_b'), 'revoked+token', 'membership deleted in SQL: the connection is revoked');
 
 -- Deleted through the Auth admin API: in every org, before connected_by is nulled.
 delete from auth.users where id = tests.fx('admin_d');
-select is(pg_temp.state('conn_d'), 'gone', 'user deleted: their connection in one org is deleted');
-select is(pg_temp.state('conn_d2'), 'gone', 'user deleted: and in their other org');
+select is(pg_temp.state('conn_d'), 'revoked+token', 'user deleted: their connection in one org is revoked');
+select is(pg_temp.state('conn_d2'), 'revoked+token', 'user deleted: and in their other org');
 select is(pg_temp.state('conn_owner'), 'connected+token', 'the owner''s own connection is untouched throughout');
 
 -- Deleted through delete_user (memberships first).
@@ -148,7 +145,7 @@ select tests.remember('conn_e', pg_temp.connection('org', 'admin_e', 'e@leavers2
 select tests.act_as('service_role');
 select is(private.delete_user(tests.fx('admin_e')), true, 'delete_user: an admin with a calendar is deleted');
 select tests.act_as('postgres');
-select is(pg_temp.state('conn_e'), 'gone', 'delete_user: their connection and its tokens are deleted');
+select is(pg_temp.state('conn_e'), 'revoked+token', 'delete_user: their connection is revoked');
 
 select is(has_function_privilege('service_role', 'private.disconnect_calendars_of_leaver(uuid, uuid)', 'execute'), false,
   'the disconnect of a leaver is for the triggers only');

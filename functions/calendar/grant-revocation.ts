@@ -1,0 +1,65 @@
+/**
+ * Revoking a connection's grant at the provider, the one way both callers
+ * do it: a disconnect (disconnect.ts) and the revocation pass over leavers'
+ * connections (revocations.ts). Google's revocation ends the app's whole
+ * grant for the Google user, so it is left alone while another live
+ * connection (in any org) holds the same account: that one would stop
+ * working too. That is asked by the account, not by the connection's id
+ * (a connect of the same account meanwhile deletes the revoked row and makes
+ * a new one, which the gone id would not find), and asked last, right before
+ * revoking, to keep such a connect out of the window. Microsoft has no
+ * per-token revocation (see docs/calendar.md): its client answers
+ * `revoked: false`.
+ */
+import { asServiceRole } from '../_shared/db.ts';
+import { type CalendarProvider, openTokenSet } from '../_shared/calendar/index.ts';
+import type { RequestContext } from '../_shared/scheduling/context.ts';
+import { optionalClient, requireKeyring } from '../_shared/scheduling/settings.ts';
+import { loadTokens, tokenContext } from '../_shared/scheduling/stored-tokens.ts';
+
+/** The provider account a connection holds, as its row says. */
+export interface ConnectionAccount {
+  provider: CalendarProvider;
+  account_subject: string | null;
+  account_email: string;
+}
+
+/** The connection's account, read while its row is there. */
+export async function connectionAccount(ctx: RequestContext, connectionId: string): Promise<ConnectionAccount | undefined> {
+  const [row] = await asServiceRole(ctx.sql, (tx) =>
+    tx<ConnectionAccount[]>`
+      select provider, account_subject, account_email from public.calendar_connections where id = ${connectionId}::uuid`);
+  return row;
+}
+
+/** Whether a live connection other than this one, in any org, holds its provider account (a bare boolean from SQL). */
+async function accountConnectedElsewhere(ctx: RequestContext, account: ConnectionAccount, connectionId: string): Promise<boolean> {
+  const [row] = await asServiceRole(ctx.sql, (tx) =>
+    tx<{ shared: boolean }[]>`
+      select private.calendar_account_connected_elsewhere(${account.provider}, ${account.account_subject},
+                                                          ${account.account_email}, ${connectionId}::uuid) as shared`);
+  return row?.shared !== false;
+}
+
+/**
+ * Whether the provider confirmed the grant is gone: false when there is
+ * nothing to revoke (no tokens, the provider not configured here or
+ * offering no revocation, the account unknown or held by another
+ * connection). Throws when the provider refused or could not be reached, or
+ * the tokens could not be opened.
+ */
+export async function revokeGrant(
+  ctx: RequestContext,
+  connectionId: string,
+  account: ConnectionAccount | undefined,
+): Promise<boolean> {
+  const stored = (await loadTokens(ctx.sql, [connectionId])).get(connectionId);
+  if (!stored) return false;
+  const client = optionalClient(ctx.settings, stored.provider);
+  if (!client) return false;
+  const tokens = await openTokenSet(stored.ciphertext, await requireKeyring(ctx.settings), tokenContext(stored));
+  if (!account || (await accountConnectedElsewhere(ctx, account, connectionId))) return false;
+  // Google: revoking the refresh token ends the whole grant, access tokens included.
+  const { revoked } = await client.revoke(tokens.refreshToken ?? tokens.accessToken);
+  return revoked;
+}

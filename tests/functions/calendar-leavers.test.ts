@@ -1,0 +1,252 @@
+/**
+ * A leaver's calendar grant is revoked at the provider (the calendar function
+ * over HTTP, real Deno, against tests/support/calendar-stub.ts): an admin
+ * connects a calendar and is removed from the org; the connection is revoked
+ * at once and waits, with its sealed tokens, for the scheduled pass
+ * (POST /calendar/revocations, the service role's), which revokes the grant
+ * at Google as a disconnect does and deletes the connection. A refused
+ * revocation is retried with an attempt counted; an account still connected
+ * elsewhere keeps its grant; Microsoft, which offers no revocation, is
+ * deleted at once.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSql, type Sql, withUserScope } from '../../functions/_shared/db.ts';
+import { openTokenSet, parseKeyring, type TokenSet } from '../../functions/_shared/calendar/index.ts';
+import { type ChatOrg, createChatOrg } from '../support/chat-fixtures.ts';
+import { type CalendarStub, type CalendarStubRequest, providerEnv, startCalendarStub } from '../support/calendar-stub.ts';
+import { startTestStack, type TestStack } from './support.ts';
+
+const TOKEN_KEY = Buffer.from('calendar-leavers-token-key-32byt').toString('base64');
+const LEFT = 'the member who connected it left the organization';
+
+let stack: TestStack;
+let sql: Sql;
+let stub: CalendarStub;
+
+interface Answer {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+async function call(path: string, options: { method?: string; token?: string; body?: unknown } = {}): Promise<Answer> {
+  const headers: Record<string, string> = {};
+  if (options.token) headers.authorization = `Bearer ${options.token}`;
+  if (options.body !== undefined) headers['content-type'] = 'application/json';
+  const response = await fetch(`${stack.functionsUrl}/calendar${path}`, {
+    method: options.method ?? 'GET',
+    headers,
+    redirect: 'manual',
+    ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) as Record<string, unknown> : {} };
+}
+
+/** The org's admin connects the account's calendar; answers the connection id. */
+async function connect(org: ChatOrg, provider: 'google' | 'microsoft', email: string): Promise<string> {
+  const started = await call('/oauth/start', { method: 'POST', token: org.tokens.admin, body: { org_id: org.id, provider } });
+  expect(started.status).toBe(200);
+  const consent = await stub.authorize(String(started.body.authorization_url), { email });
+  const parked = await call(`/oauth/callback${new URL(consent.location).search}`);
+  expect(parked.status).toBe(200);
+  const connected = await call('/oauth/complete', {
+    method: 'POST',
+    token: org.tokens.admin,
+    body: { connection_request: parked.body.connection_request },
+  });
+  expect(connected.status).toBe(200);
+  return String(connected.body.connection_id);
+}
+
+/** The owner removes the org's admin (who connected its calendars). */
+async function removeAdmin(org: ChatOrg): Promise<void> {
+  await withUserScope(sql, org.claims.owner, (tx) => tx`select public.remove_member(${org.id}::uuid, ${org.users.admin}::uuid)`);
+}
+
+/** The token set the function sealed for the connection. */
+async function storedTokens(id: string): Promise<TokenSet> {
+  const [row] = await sql<{ context: string; ciphertext: string }[]>`
+    select c.org_id || ':' || c.provider || ':' || c.account_email || ':' || coalesce(c.external_calendar_id, '') as context,
+           t.ciphertext
+    from public.calendar_connections c join private.calendar_tokens t on t.connection_id = c.id
+    where c.id = ${id}`;
+  if (!row) throw new Error(`no tokens for ${id}`);
+  return openTokenSet(row.ciphertext, await parseKeyring(TOKEN_KEY), row.context);
+}
+
+/** The connection as the dashboard and the pass see it; undefined once deleted. */
+async function connection(id: string) {
+  const [row] = await sql<{
+    status: string;
+    status_reason: string | null;
+    tokens: boolean;
+    attempts: number | null;
+    next_attempt_at: Date | null;
+    last_error: string | null;
+  }[]>`
+    select c.status, c.status_reason,
+           exists (select 1 from private.calendar_tokens t where t.connection_id = c.id) as tokens,
+           r.attempts, r.next_attempt_at, r.last_error
+    from public.calendar_connections c
+    left join private.calendar_grant_revocations r on r.connection_id = c.id
+    where c.id = ${id}`;
+  return row;
+}
+
+function revokes(): CalendarStubRequest[] {
+  return stub.requests.filter((request) => request.method === 'POST' && request.host === 'oauth2.googleapis.com' && request.path === '/revoke');
+}
+
+/** Google's answer to a refresh with this token: 200 while the grant stands, 400 invalid_grant once it is revoked. */
+async function refreshAtGoogle(refreshToken: string): Promise<{ status: number; error?: string }> {
+  const response = await fetch(`${stub.google.oauth2BaseUrl}/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'refresh_token',
+      refresh_token: refreshToken,
+      client_id: stub.google.clientId,
+      client_secret: stub.google.clientSecret,
+    }),
+  });
+  const body = (await response.json()) as { error?: string };
+  return { status: response.status, ...(body.error ? { error: body.error } : {}) };
+}
+
+async function pass(): Promise<Answer> {
+  return call('/revocations', { method: 'POST', token: stack.keys.serviceRoleKey, body: {} });
+}
+
+beforeAll(async () => {
+  stub = await startCalendarStub();
+  stack = await startTestStack({ env: { ...providerEnv(stub), CALENDAR_TOKEN_KEY: TOKEN_KEY } });
+  sql = createSql(stack.dbUrl, { max: 2 });
+}, 120_000);
+
+afterAll(async () => {
+  await sql?.end({ timeout: 1 });
+  await stack?.stop();
+  await stub?.close();
+});
+
+describe('a leaver\'s Google grant', () => {
+  it('is revoked at Google by the scheduled pass, then the connection is deleted', async () => {
+    const org = await createChatOrg(sql, 'cal-leavers-revoked');
+    const id = await connect(org, 'google', 'leaver-revoked@calendar-leavers.test');
+    const { refreshToken } = await storedTokens(id);
+    expect(refreshToken).toBeTruthy();
+
+    await removeAdmin(org);
+    // Unusable at once, kept (tokens sealed) for the pass; not yet revoked anywhere.
+    expect(await connection(id)).toMatchObject({ status: 'revoked', status_reason: LEFT, tokens: true, attempts: 0 });
+    expect(revokes().filter((request) => (request.body as Record<string, string>).token === refreshToken)).toEqual([]);
+    expect(await refreshAtGoogle(refreshToken ?? '')).toMatchObject({ status: 200 });
+
+    const answer = await pass();
+    expect(answer.status).toBe(200);
+    expect(answer.body.revocations).toContainEqual({ connection_id: id, status: 'deleted', revoked_at_provider: true });
+    // Google was asked to revoke exactly that grant's refresh token, in the form body.
+    expect(revokes().filter((request) => (request.body as Record<string, string>).token === refreshToken)).toHaveLength(1);
+    expect(await refreshAtGoogle(refreshToken ?? '')).toEqual({ status: 400, error: 'invalid_grant' });
+    expect(await connection(id)).toBeUndefined();
+    const [audit] = await sql<{ deleted: number }[]>`
+      select count(*)::int as deleted from public.audit_log
+      where table_name = 'calendar_connections' and record_id = ${id} and action = 'delete'`;
+    expect(audit?.deleted).toBe(1);
+
+    // Nothing left for a later pass.
+    const again = await pass();
+    expect((again.body.revocations as { connection_id: string }[]).map((entry) => entry.connection_id)).not.toContain(id);
+  });
+
+  it('stays pending with the attempt counted when Google refuses, and is revoked by a later pass', async () => {
+    const org = await createChatOrg(sql, 'cal-leavers-refused');
+    const id = await connect(org, 'google', 'leaver-refused@calendar-leavers.test');
+    const { refreshToken } = await storedTokens(id);
+    await removeAdmin(org);
+
+    stub.failNext(503, {}, { match: /oauth2\.googleapis\.com\/revoke$/u });
+    const refused = await pass();
+    expect(refused.status).toBe(200);
+    expect(refused.body.revocations).toContainEqual({ connection_id: id, status: 'pending', revoked_at_provider: false });
+    const pending = await connection(id);
+    expect(pending).toMatchObject({ status: 'revoked', status_reason: LEFT, tokens: true, attempts: 1, last_error: expect.stringContaining('503') });
+    // Due again a minute later, not before.
+    const wait = (pending?.next_attempt_at?.getTime() ?? 0) - Date.now();
+    expect(wait).toBeGreaterThan(30_000);
+    expect(wait).toBeLessThanOrEqual(60_000);
+    const early = await pass();
+    expect((early.body.revocations as { connection_id: string }[]).map((entry) => entry.connection_id)).not.toContain(id);
+    expect(await refreshAtGoogle(refreshToken ?? '')).toMatchObject({ status: 200 });
+
+    await sql`update private.calendar_grant_revocations set next_attempt_at = now() - interval '1 second' where connection_id = ${id}`;
+    const retried = await pass();
+    expect(retried.body.revocations).toContainEqual({ connection_id: id, status: 'deleted', revoked_at_provider: true });
+    expect(revokes().filter((request) => (request.body as Record<string, string>).token === refreshToken)).toHaveLength(2);
+    expect(await refreshAtGoogle(refreshToken ?? '')).toEqual({ status: 400, error: 'invalid_grant' });
+    expect(await connection(id)).toBeUndefined();
+  });
+
+  it('is deleted anyway, the reason audited, after the fifth refused attempt', async () => {
+    const org = await createChatOrg(sql, 'cal-leavers-given-up');
+    const id = await connect(org, 'google', 'leaver-given-up@calendar-leavers.test');
+    await removeAdmin(org);
+    await sql`update private.calendar_grant_revocations set attempts = 4 where connection_id = ${id}`;
+
+    stub.failNext(503, {}, { match: /oauth2\.googleapis\.com\/revoke$/u });
+    const answer = await pass();
+    expect(answer.body.revocations).toContainEqual({ connection_id: id, status: 'given_up', revoked_at_provider: false });
+    expect(await connection(id)).toBeUndefined();
+    const [audit] = await sql<{ reason: string }[]>`
+      select new_values ->> 'status_reason' as reason from public.audit_log
+      where table_name = 'calendar_connections' and record_id = ${id} and action = 'update'
+      order by id desc limit 1`;
+    expect(audit?.reason).toContain('could not be revoked at the provider (5 attempts');
+  });
+
+  it('is kept while the same Google account is connected in another org, whose calendar keeps working', async () => {
+    const email = 'leaver-shared@calendar-leavers.test';
+    const left = await createChatOrg(sql, 'cal-leavers-shared-left');
+    const stays = await createChatOrg(sql, 'cal-leavers-shared-stays');
+    const id = await connect(left, 'google', email);
+    const other = await connect(stays, 'google', email);
+    await removeAdmin(left);
+    const revokesBefore = revokes().length;
+
+    const answer = await pass();
+    expect(answer.body.revocations).toContainEqual({ connection_id: id, status: 'deleted', revoked_at_provider: false });
+    expect(revokes()).toHaveLength(revokesBefore);
+    expect(await connection(id)).toBeUndefined();
+    expect(await connection(other)).toMatchObject({ status: 'connected', tokens: true });
+    expect(await refreshAtGoogle((await storedTokens(other)).refreshToken ?? '')).toMatchObject({ status: 200 });
+  });
+});
+
+describe('a leaver\'s Microsoft connection', () => {
+  it('is deleted by the first pass (Microsoft has no per-token revocation)', async () => {
+    const org = await createChatOrg(sql, 'cal-leavers-microsoft');
+    const id = await connect(org, 'microsoft', 'leaver@calendar-leavers.example');
+    await removeAdmin(org);
+    expect(await connection(id)).toMatchObject({ status: 'revoked', tokens: true, attempts: 0 });
+    const answer = await pass();
+    expect(answer.body.revocations).toContainEqual({ connection_id: id, status: 'deleted', revoked_at_provider: false });
+    expect(await connection(id)).toBeUndefined();
+  });
+});
+
+describe('the pass', () => {
+  it('is the service role\'s only, and refuses malformed bodies', async () => {
+    const org = await createChatOrg(sql, 'cal-leavers-route');
+    expect((await call('/revocations', { method: 'POST' })).status).toBe(401);
+    const admin = await call('/revocations', { method: 'POST', token: org.tokens.admin, body: {} });
+    expect(admin.status).toBe(403);
+    expect(admin.body).toMatchObject({ error: { code: 'service_role_required' } });
+    const service = stack.keys.serviceRoleKey;
+    for (const body of [{ limit: 0 }, { limit: 51 }, { limit: 'ten' }, { limt: 5 }]) {
+      const answer = await call('/revocations', { method: 'POST', token: service, body });
+      expect(answer.status, JSON.stringify(body)).toBe(400);
+      expect(answer.body).toMatchObject({ error: { code: 'invalid_request' } });
+    }
+    expect((await call('/revocations', { token: service })).status).toBe(405);
+  });
+});
