@@ -1,0 +1,180 @@
+-- Call-event batches take their locks before their first item (20261123008700_call_event_batch_head_order.sql).
+--
+-- The deadlock needs two sessions and PGlite runs one: as in 259, this checks which locks the batch holds at
+-- its first audited write (a test trigger on audit_log, which fires before audit_log_chain takes the org's
+-- audit chain head). Row locks show in xmax: this transaction key-share locks the heads and calls first, and
+-- the batch runs in a savepoint (a subtransaction, its own xid), so a lock the batch takes on them turns
+-- xmax into a multixact whose members pg_get_multixact_members lists. The items arrive B's first, then A's,
+-- A's id sorting first, then an org created without triggers, which has no head yet.
+begin;
+create extension if not exists pgtap with schema extensions;
+
+select plan(13);
+
+insert into tests.fixtures (name, id) values ('hob_owner', tests.create_user('owner@call-event-batch-head-order.test'));
+create temp table hob_new_orgs (id uuid);
+insert into hob_new_orgs values
+  (tests.create_org('call-event-batch-head-order-1', tests.fx('hob_owner'))),
+  (tests.create_org('call-event-batch-head-order-2', tests.fx('hob_owner')));
+select tests.remember('hob_org_a', (select o.id from hob_new_orgs o order by o.id limit 1));
+select tests.remember('hob_org_b', (select o.id from hob_new_orgs o order by o.id desc limit 1));
+-- Created with triggers off (as a bulk load would): no audit row, hence no chain head.
+set local session_replication_role = replica;
+insert into public.organizations (name, slug, created_by)
+values ('Call event batch head order 3', 'call-event-batch-head-order-3', tests.fx('hob_owner'));
+set local session_replication_role = origin;
+select tests.remember('hob_org_c', (select o.id from public.organizations o where o.slug = 'call-event-batch-head-order-3'));
+
+create function pg_temp.item(org text, event_id text, provider_call_id text, occurred_at text, status text)
+returns jsonb
+language sql
+stable
+as $$
+  select jsonb_build_object('org_id', tests.fx(org), 'payload', jsonb_build_object('raw', event_id), 'event',
+    jsonb_build_object('event_id', event_id, 'provider', 'vapi', 'type', 'call.status',
+      'provider_call_id', provider_call_id, 'occurred_at', occurred_at, 'status', status))
+$$;
+
+-- A ringing call in A and in B.
+select private.apply_call_events(jsonb_build_array(
+  pg_temp.item('hob_org_a', 'hob-1', 'hob-call-a', '2026-11-23T10:00:00Z', 'ringing'),
+  pg_temp.item('hob_org_b', 'hob-2', 'hob-call-b', '2026-11-23T10:00:00Z', 'ringing')));
+select tests.remember('hob_call_a', (select c.id from public.calls c where c.org_id = tests.fx('hob_org_a') and c.provider_call_id = 'hob-call-a'));
+select tests.remember('hob_call_b', (select c.id from public.calls c where c.org_id = tests.fx('hob_org_b') and c.provider_call_id = 'hob-call-b'));
+
+insert into public.webhook_endpoints (org_id, url, created_by)
+values (tests.fx('hob_org_a'), 'https://hooks.example.com/call-event-batch-head-order', tests.fx('hob_owner'));
+
+select is((select count(*)::integer from private.audit_chain_heads h where h.org_id = tests.fx('hob_org_c')), 0,
+  'the org created without triggers has no audit chain head yet');
+
+-- ---------------------------------------------------------------------------
+-- Probes
+-- ---------------------------------------------------------------------------
+
+-- xmax of the heads and calls after this transaction key-share locked them, and of A's webhook endpoint (not
+-- locked before: the batch's key-share lock is all that can change it).
+create temp table hob_before (what text primary key, xmax_text text);
+create function pg_temp.mark()
+returns void
+language plpgsql
+as $$
+begin
+  perform 1 from private.audit_chain_heads h where h.org_id in (tests.fx('hob_org_a'), tests.fx('hob_org_b')) for key share;
+  perform 1 from public.calls c where c.id in (tests.fx('hob_call_a'), tests.fx('hob_call_b')) for key share;
+  insert into hob_before (what, xmax_text)
+  select 'head_' || f.name, h.xmax::text from private.audit_chain_heads h join tests.fixtures f on f.id = h.org_id
+  where f.name in ('hob_org_a', 'hob_org_b')
+  union all
+  select 'call_' || f.name, c.xmax::text from public.calls c join tests.fixtures f on f.id = c.id
+  where f.name in ('hob_call_a', 'hob_call_b')
+  union all
+  select 'endpoint_hob_org_a', e.xmax::text from public.webhook_endpoints e where e.org_id = tests.fx('hob_org_a');
+end;
+$$;
+
+-- The lock modes a subtransaction added to a row since pg_temp.mark (null: none).
+create function pg_temp.modes_since_mark(what text, now_xmax xid)
+returns text[]
+language sql
+as $$
+  select case when now_xmax::text is distinct from b.xmax_text then
+    (select array_agg(m.mode order by m.mode) from pg_catalog.pg_get_multixact_members(now_xmax) m)
+  end
+  from hob_before b where b.what = modes_since_mark.what;
+$$;
+
+-- At each audited write: the org it is for, and what the batch held by then.
+create temp table hob_at_audit (
+  seq bigint generated always as identity,
+  audited_org uuid,
+  head_a text[],
+  head_b text[],
+  head_c_locked boolean,
+  call_a text[],
+  endpoint_a_locked boolean,
+  markers_held uuid[]
+);
+create function pg_temp.record_at_audit()
+returns trigger
+language plpgsql
+as $$
+begin
+  insert into hob_at_audit (audited_org, head_a, head_b, head_c_locked, call_a, endpoint_a_locked, markers_held)
+  values (
+    new.org_id,
+    (select pg_temp.modes_since_mark('head_hob_org_a', h.xmax) from private.audit_chain_heads h where h.org_id = tests.fx('hob_org_a')),
+    (select pg_temp.modes_since_mark('head_hob_org_b', h.xmax) from private.audit_chain_heads h where h.org_id = tests.fx('hob_org_b')),
+    -- A head this transaction inserted and locked: its xmax is its own inserter's.
+    (select h.xmax::text = h.xmin::text from private.audit_chain_heads h where h.org_id = tests.fx('hob_org_c')),
+    (select pg_temp.modes_since_mark('call_hob_call_a', c.xmax) from public.calls c where c.id = tests.fx('hob_call_a')),
+    (select e.xmax::text <> b.xmax_text from public.webhook_endpoints e, hob_before b
+     where e.org_id = tests.fx('hob_org_a') and b.what = 'endpoint_hob_org_a'),
+    (select array_agg(f.id order by f.id) from tests.fixtures f
+     where f.name in ('hob_org_a', 'hob_org_b', 'hob_org_c')
+       and exists (
+         select 1 from pg_catalog.pg_locks l
+         where l.locktype = 'advisory' and l.pid = pg_catalog.pg_backend_pid() and l.granted and l.mode = 'ShareLock'
+           and l.classid = 7700::oid and l.objid = pg_catalog.hashtext(f.id::text)::oid and l.objsubid = 2))
+  );
+  return new;
+end;
+$$;
+-- Before triggers fire in name order: this one before audit_log_chain, the one that takes the head.
+create trigger a_call_event_batch_head_order before insert on public.audit_log
+  for each row execute function pg_temp.record_at_audit();
+
+create function pg_temp.first_audit()
+returns hob_at_audit
+language sql
+as $$
+  select * from hob_at_audit order by seq limit 1;
+$$;
+
+-- ---------------------------------------------------------------------------
+-- The batch: B's call answered, then A's, then a new call of C.
+-- ---------------------------------------------------------------------------
+
+select pg_temp.mark();
+savepoint batch;
+create temp table hob_answers as
+select private.apply_call_events(jsonb_build_array(
+  pg_temp.item('hob_org_b', 'hob-3', 'hob-call-b', '2026-11-23T10:00:05Z', 'in_progress'),
+  pg_temp.item('hob_org_a', 'hob-4', 'hob-call-a', '2026-11-23T10:00:05Z', 'in_progress'),
+  pg_temp.item('hob_org_c', 'hob-5', 'hob-call-c', '2026-11-23T10:00:05Z', 'ringing'))) as body;
+
+select is((pg_temp.first_audit()).audited_org, tests.fx('hob_org_b'), 'the batch''s first audited write is B''s');
+select ok('forupd' = any ((pg_temp.first_audit()).head_a),
+  'by then the batch holds A''s audit chain head for update, though A''s item comes later');
+select ok('forupd' = any ((pg_temp.first_audit()).head_b), '... and B''s');
+select ok((pg_temp.first_audit()).head_c_locked,
+  '... and the head of the org that had none, inserted and locked before the first audited write');
+select ok('forupd' = any ((pg_temp.first_audit()).call_a), '... after locking A''s call, whose event comes later');
+select ok((pg_temp.first_audit()).endpoint_a_locked,
+  '... and A''s webhook endpoint (key share: its delete locks it, then takes the head)');
+select is((pg_temp.first_audit()).markers_held,
+  (select array_agg(f.id order by f.id) from tests.fixtures f where f.name in ('hob_org_a', 'hob_org_b', 'hob_org_c')),
+  '... and every org''s analytics marker lock (7700, shared), which a zone change takes before its head');
+
+-- Applied as before: one answer per item, in order.
+select is((select jsonb_agg(a.value ->> 'status' order by a.n) from hob_answers, jsonb_array_elements(body) with ordinality a (value, n)),
+  '["in_progress", "in_progress", "ringing"]'::jsonb, 'each item is applied and answered in order');
+select results_eq(
+  $$select c.provider_call_id, c.status::text from public.calls c
+    where c.org_id in (tests.fx('hob_org_a'), tests.fx('hob_org_b'), tests.fx('hob_org_c'))
+    order by c.provider_call_id$$,
+  $$values ('hob-call-a', 'in_progress'), ('hob-call-b', 'in_progress'), ('hob-call-c', 'ringing')$$,
+  'each call is in the state its event gave it'
+);
+select is((select count(*)::integer from public.call_events e where e.event_id in ('hob-3', 'hob-4', 'hob-5')), 3,
+  'each raw event is stored once');
+select is((select c.valid from private.check_audit_chain(tests.fx('hob_org_c')) c), true,
+  'the chain begun at the head the batch inserted verifies');
+release savepoint batch;
+
+select is(
+  (select count(*)::integer from hob_answers, jsonb_array_elements(body) a where (a.value ->> 'duplicate')::boolean),
+  0, 'no item of the batch was taken for a duplicate');
+
+select * from finish();
+rollback;
