@@ -10,17 +10,20 @@
  *  1. a delivery that has waited at hand `maxWaitMs` (one attempt's timeout),
  *     oldest first, whatever its endpoint: so none waits without bound, and
  *     the lease (dispatch.ts) covers the wait;
- *  2. the delivery whose endpoint has the fewest attempts of this pass
- *     running (the first such), so workers spread over the endpoints at hand
- *     instead of following the claim's order, but not one whose endpoint
- *     already has `maxPerReceiver` running (half the workers) or has one
- *     running longer than `slowAfterMs` (slow right now);
+ *  2. the delivery whose org has the fewest attempts of this pass running,
+ *     then whose endpoint has the fewest (the first such), so workers spread
+ *     over the orgs and endpoints at hand instead of following the claim's
+ *     order, but not one whose org already has `maxPerGroup` running (a
+ *     quarter of the workers: an org's many endpoints are still one tenant),
+ *     whose endpoint already has `maxPerReceiver` running (half the workers)
+ *     or has one running longer than `slowAfterMs` (slow right now);
  *  3. else, while fewer than `maxPerClaim` wait at hand, a new claim's (the
  *     claim ranks endpoints with deliveries in flight last), by rule 2;
  *  4. else the first at hand, whatever its endpoint.
- * So one slow endpoint holds at most half the workers while others have work
- * (at most a whole timeout, until its deliveries are overdue at hand), and an
- * endpoint alone in the queue still gets every worker (rule 4).
+ * So one slow endpoint holds at most half the workers, and one org at most a
+ * quarter, while other orgs have work (at most a whole timeout, until its
+ * deliveries are overdue at hand), and an endpoint or org alone in the queue
+ * still gets every worker (rule 4).
  * One claim is in flight at a time. A worker that finds nothing at hand and
  * nothing due stops for the rest of the pass: deliveries that come due later
  * go to the workers still running, or to the next pass (queued deliveries
@@ -47,6 +50,10 @@ export interface ClaimerOptions<T> {
   slowAfterMs: number;
   /** A receiver with this many items being worked on gets no more while others have work. */
   maxPerReceiver: number;
+  /** The tenant an item belongs to (its org); without it each receiver is its own. */
+  groupOf?: (item: T) => string;
+  /** A group with this many items being worked on gets no more while other groups have work; unset: no cap. */
+  maxPerGroup?: number;
   /** An item waits at hand at most this long before the next free worker takes it regardless. */
   maxWaitMs: number;
   /** Milliseconds, monotonic. */
@@ -71,6 +78,10 @@ export function createClaimer<T>(options: ClaimerOptions<T>): Claimer<T> {
   const atHand: Array<{ item: T; since: number }> = [];
   /** The items being worked on and when each was taken, by receiver. */
   const running = new Map<string, Map<T, number>>();
+  /** How many items are being worked on, by group. */
+  const runningPerGroup = new Map<string, number>();
+  const groupOf = (item: T) => options.groupOf?.(item) ?? options.keyOf(item);
+  const maxPerGroup = options.maxPerGroup ?? Infinity;
   const waiting: Array<(item: T | null) => void> = [];
   let claiming = false;
   let budget: StopReason | null = null;
@@ -86,12 +97,16 @@ export function createClaimer<T>(options: ClaimerOptions<T>): Claimer<T> {
     const overdue = atHand.findIndex((entry) => at - entry.since >= options.maxWaitMs);
     if (overdue >= 0) return overdue;
     let best = -1;
+    let fewestInGroup = Infinity;
     let fewest = Infinity;
     atHand.forEach((entry, index) => {
       const key = options.keyOf(entry.item);
       const count = running.get(key)?.size ?? 0;
-      if (count >= options.maxPerReceiver || isSlow(key, at)) return;
-      if (count < fewest) [best, fewest] = [index, count];
+      const inGroup = runningPerGroup.get(groupOf(entry.item)) ?? 0;
+      if (inGroup >= maxPerGroup || count >= options.maxPerReceiver || isSlow(key, at)) return;
+      if (inGroup < fewestInGroup || (inGroup === fewestInGroup && count < fewest)) {
+        [best, fewestInGroup, fewest] = [index, inGroup, count];
+      }
     });
     return best;
   };
@@ -100,6 +115,8 @@ export function createClaimer<T>(options: ClaimerOptions<T>): Claimer<T> {
     const [{ item }] = atHand.splice(index, 1);
     const key = options.keyOf(item);
     running.set(key, (running.get(key) ?? new Map<T, number>()).set(item, now()));
+    const group = groupOf(item);
+    runningPerGroup.set(group, (runningPerGroup.get(group) ?? 0) + 1);
     return item;
   };
 
@@ -166,8 +183,12 @@ export function createClaimer<T>(options: ClaimerOptions<T>): Claimer<T> {
     done: (item) => {
       const key = options.keyOf(item);
       const items = running.get(key);
-      items?.delete(item);
-      if (items?.size === 0) running.delete(key);
+      if (!items?.delete(item)) return;
+      if (items.size === 0) running.delete(key);
+      const group = groupOf(item);
+      const left = (runningPerGroup.get(group) ?? 1) - 1;
+      if (left === 0) runningPerGroup.delete(group);
+      else runningPerGroup.set(group, left);
     },
     stoppedBy: () => budget ?? 'idle',
     failure: () => failed,

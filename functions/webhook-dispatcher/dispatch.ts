@@ -9,7 +9,8 @@ import { type AttemptResult, type ClaimedDelivery, sendAttempt } from './send.ts
  * locked, so concurrent passes never share one) as they come free, send
  * them, record each attempt (the database decides what happens next), and go
  * on until nothing is due or the pass's budget is spent. A slow receiver
- * holds at most half the workers while others have work (claims.ts).
+ * holds at most half the workers, and one org at most a quarter, while other
+ * orgs have work (claims.ts).
  * Everything from outside (database, fetch, clock, DNS policy, limits) is
  * injected so tests control it.
  */
@@ -61,6 +62,13 @@ type RecordedStatus = 'succeeded' | 'pending' | 'failed' | 'stale' | 'gone';
 /** A receiver that has not answered an attempt of this pass within this long gets no more workers while others have work. */
 const SLOW_RECEIVER_MS = 1000;
 
+/**
+ * A claimed delivery with its endpoint's org, the tenant the pass shares its workers between. Null only for an
+ * endpoint created after the claim's statement began (its snapshot does not see it): the delivery then counts as
+ * its own tenant.
+ */
+type Claimed = ClaimedDelivery & { org_id: string | null };
+
 /** A delivery that waited at hand longer than this is checked again before it is sent (claims.ts). */
 const RECHECK_AFTER_MS = 1000;
 
@@ -74,11 +82,14 @@ export const DISPATCH_DEFAULTS = {
   userAgent: 'assistant-backend-webhooks/1.0',
 } as const;
 
-async function claim(sql: Sql, size: number, lease: number, at: Date): Promise<ClaimedDelivery[]> {
+async function claim(sql: Sql, size: number, lease: number, at: Date): Promise<Claimed[]> {
   return asServiceRole(sql, (tx) =>
-    tx<ClaimedDelivery[]>`
-      select delivery_id, attempt_number, message_id, endpoint_id, url, secrets, body
-      from private.claim_webhook_deliveries(${size}, make_interval(secs => ${lease}), ${at})`);
+    tx<Claimed[]>`
+      select c.delivery_id, c.attempt_number, c.message_id, c.endpoint_id, c.url, c.secrets, c.body, e.org_id
+      from private.claim_webhook_deliveries(${size}, make_interval(secs => ${lease}), ${at}) with ordinality c
+      left join public.webhook_endpoints e on e.id = c.endpoint_id
+      -- The claim's turn order, which a join need not keep.
+      order by c.ordinality`);
 }
 
 /**
@@ -157,7 +168,7 @@ export async function dispatch(options: DispatchOptions): Promise<DispatchSummar
     stoppedBy: 'idle',
   };
   /** When each delivery came to hand (claims.ts's clock). */
-  const claimedAt = new WeakMap<ClaimedDelivery, number>();
+  const claimedAt = new WeakMap<Claimed, number>();
   const claimer = createClaimer({
     claim: async (size) => {
       const claimed = await claim(options.sql, size, lease, now());
@@ -170,13 +181,15 @@ export async function dispatch(options: DispatchOptions): Promise<DispatchSummar
     remaining: () => settings.maxDeliveries - summary.claimed,
     timeUp: () => performance.now() - started >= settings.maxDurationMs,
     keyOf: (delivery) => delivery.endpoint_id,
+    groupOf: (delivery) => delivery.org_id ?? delivery.endpoint_id,
     slowAfterMs: SLOW_RECEIVER_MS,
     maxPerReceiver: Math.ceil(settings.concurrency / 2),
+    maxPerGroup: Math.ceil(settings.concurrency / 4),
     maxWaitMs: settings.timeoutMs,
   });
 
   /** False for a delivery that waited at hand and is no longer what was claimed; a failed check sends, as before it. */
-  const sendable = async (delivery: ClaimedDelivery): Promise<boolean> => {
+  const sendable = async (delivery: Claimed): Promise<boolean> => {
     const since = claimedAt.get(delivery);
     if (since === undefined || performance.now() - since <= RECHECK_AFTER_MS) return true;
     try {
@@ -187,7 +200,7 @@ export async function dispatch(options: DispatchOptions): Promise<DispatchSummar
     }
   };
 
-  const attempt = async (delivery: ClaimedDelivery) => {
+  const attempt = async (delivery: Claimed) => {
     if (!(await sendable(delivery))) {
       summary.dropped += 1;
       return;

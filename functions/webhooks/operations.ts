@@ -104,9 +104,27 @@ export async function deleteEndpoint(tx: TransactionSql, endpointId: string): Pr
   await tx`select from private.delete_webhook_endpoint(${endpointId})`;
 }
 
+/**
+ * private.allow_manual_webhook_send's refusals (20261123009200), whose messages are ours: PT429 when the org's
+ * tests or replays a minute are spent (detail: the seconds to wait), PT409 when the endpoint's queue is full.
+ */
+function manualSendRefusal(error: unknown): HttpError | undefined {
+  if (!isPostgresError(error)) return undefined;
+  if (error.code === 'PT429') {
+    const wait = error.detail && /^[0-9]+$/.test(error.detail) ? error.detail : '60';
+    return new HttpError(429, 'rate_limited', error.message, { 'retry-after': wait });
+  }
+  if (error.code === 'PT409') return new HttpError(409, 'endpoint_backlog', error.message);
+  return undefined;
+}
+
 export async function sendTestEvent(tx: TransactionSql, endpointId: string): Promise<string> {
-  const [row] = await tx<{ delivery_id: string }[]>`select private.send_test_webhook(${endpointId}) as delivery_id`;
-  return row.delivery_id;
+  try {
+    const [row] = await tx<{ delivery_id: string }[]>`select private.send_test_webhook(${endpointId}) as delivery_id`;
+    return row.delivery_id;
+  } catch (error) {
+    throw manualSendRefusal(error) ?? error;
+  }
 }
 
 export const OWNER_ONLY_REPLAY_MESSAGE =
@@ -134,6 +152,6 @@ export async function replayDelivery(tx: TransactionSql, deliveryId: string): Pr
       ? RESTRICTED_EVENT_MESSAGES.get(error.detail)
       : undefined;
     if (restricted) throw new HttpError(403, 'forbidden', restricted);
-    throw error;
+    throw manualSendRefusal(error) ?? error;
   }
 }

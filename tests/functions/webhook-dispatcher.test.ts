@@ -14,6 +14,7 @@ import { Webhook } from 'standardwebhooks';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createSql, type Sql } from '../../functions/_shared/db.ts';
 import { leaseSeconds } from '../../functions/_shared/batch.ts';
+import { createClaimer } from '../../functions/webhook-dispatcher/claims.ts';
 import { dispatch, type DispatchOptions } from '../../functions/webhook-dispatcher/dispatch.ts';
 import { startTestDatabase } from './support.ts';
 
@@ -585,6 +586,75 @@ describe('webhook dispatch', () => {
     expect(summary).toMatchObject({ claimed: all, succeeded: all, stoppedBy: 'idle' });
     expect(fastRecordedWhenSlowAnswered).toBe(fastDeliveries);
     expect((await attemptsOf(slow)).map((a) => a.outcome)).toEqual(Array(slowDeliveries).fill('succeeded'));
+  });
+
+  it('shares the workers between orgs: a slow org with 20 endpoints holds back no other org\'s deliveries', async () => {
+    await freshReceiver();
+    const { orgId: busyOrg } = await createEndpoint(`${receiver.url}/busy/0`);
+    // One org, its 20 endpoints all pointing at one receiver that hangs: endpoint by endpoint, none is busy.
+    const busyEndpoints = 20;
+    for (let i = 1; i < busyEndpoints; i += 1) await createEndpoint(`${receiver.url}/busy/${i}`, { orgId: busyOrg });
+    const { orgId: otherOrg, endpointId: other } = await createEndpoint(`${receiver.url}/other`);
+    const timeoutMs = 4000;
+    let otherRecordedWhenBusyAnswered = -1;
+    let release: Promise<void> | null = null;
+    const otherDeliveries = 4;
+    receiver.respond = (req, res) => {
+      if (!req.url?.startsWith('/busy/')) return res.writeHead(200).end('ok');
+      // Every busy request hangs until the other org's deliveries are all recorded, at the latest 1 s before the timeout.
+      release ??= (async () => {
+        const latest = Date.now() + timeoutMs - 1000;
+        let recorded = 0;
+        while (recorded < otherDeliveries && Date.now() < latest) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          [{ recorded }] = await sql<{ recorded: number }[]>`
+            select count(*)::int as recorded from public.webhook_attempts where endpoint_id = ${other}`;
+        }
+        otherRecordedWhenBusyAnswered = recorded;
+      })();
+      void release.then(() => res.writeHead(200).end('ok'));
+    };
+    // The busy org's deliveries are older, so the first claim (16) brings only theirs.
+    await emit(busyOrg, 'busy.pdf');
+    advance(1000);
+    for (let i = 0; i < otherDeliveries; i += 1) await emit(otherOrg, `other-${i}.pdf`);
+
+    const summary = await run({ timeoutMs });
+    const all = busyEndpoints + otherDeliveries;
+    expect(summary).toMatchObject({ claimed: all, succeeded: all, stoppedBy: 'idle' });
+    expect(otherRecordedWhenBusyAnswered).toBe(otherDeliveries);
+  });
+
+  it('lets an org have a quarter of the workers while another org has work at hand, and all of them alone', async () => {
+    // The claim's SQL stands in as a queue: the busy org's 20 endpoints come first (older), then the other org's.
+    const make = (queue: string[]) => {
+      const claimer = createClaimer<string>({
+        claim: async (size) => queue.splice(0, size),
+        maxPerClaim: 16,
+        remaining: () => Infinity,
+        timeUp: () => false,
+        keyOf: (item) => item.split(':').slice(0, 2).join(':'),
+        groupOf: (item) => item.split(':')[0],
+        slowAfterMs: 1000,
+        maxPerReceiver: 4,
+        maxPerGroup: 2,
+        maxWaitMs: 15_000,
+        now: () => 0,
+      });
+      return claimer;
+    };
+    const busy = Array.from({ length: 20 }, (_, i) => `busy:e${i}:1`);
+    const mixed = make([...busy, 'other:e0:1', 'other:e0:2', 'other:e0:3']);
+    const eight = await Promise.all(Array.from({ length: 8 }, () => mixed.next()));
+    // Two for the busy org, then a second claim brings the other org's: its two go before the rest of the busy org's.
+    expect(eight).toEqual(['busy:e0:1', 'busy:e1:1', 'other:e0:1', 'other:e0:2', 'busy:e2:1', 'busy:e3:1', 'busy:e4:1', 'busy:e5:1']);
+    // The other org's attempt ends while every busy one still runs: its next goes ahead of the busy org's at hand.
+    mixed.done('other:e0:1');
+    expect(await mixed.next()).toBe('other:e0:3');
+
+    // An org alone in the queue gets every worker: none waits idle.
+    const alone = make([...busy]);
+    expect(await Promise.all(Array.from({ length: 8 }, () => alone.next()))).toEqual(busy.slice(0, 8));
   });
 
   it('stops at its delivery budget and leaves the rest for the next pass', async () => {

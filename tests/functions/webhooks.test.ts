@@ -700,4 +700,110 @@ describe('webhooks function', () => {
       expect((await endpointIds()).filter((id) => !before.includes(id))).toEqual([answers[0].body.endpoint.id]);
     });
   });
+
+  describe('test sends and replays are limited (20261123009200)', () => {
+    // Orgs of their own, so these sends spend no bucket of the org above and its sends none of theirs.
+    const LIMIT_ORG = randomUUID();
+    const BACKLOG_ORG = randomUUID();
+
+    beforeAll(async () => {
+      await sql`insert into public.organizations (id, name, slug) values
+                  (${LIMIT_ORG}, 'Hooks limits', ${`fn-webhooks-limits-${LIMIT_ORG.slice(0, 8)}`}),
+                  (${BACKLOG_ORG}, 'Hooks backlog', ${`fn-webhooks-backlog-${BACKLOG_ORG.slice(0, 8)}`})`;
+      await sql`insert into public.memberships (org_id, user_id, role) values
+                  (${LIMIT_ORG}, ${users.owner}, 'owner'), (${LIMIT_ORG}, ${users.admin}, 'admin'),
+                  (${LIMIT_ORG}, ${users.member}, 'member'), (${BACKLOG_ORG}, ${users.owner}, 'owner'), (${BACKLOG_ORG}, ${users.admin}, 'admin')`;
+    });
+
+    afterAll(async () => {
+      await sql`delete from public.organizations where id in (${LIMIT_ORG}, ${BACKLOG_ORG})`;
+    });
+
+    const endpointIn = async (orgId: string): Promise<string> => {
+      const answer = await call('POST', '/endpoints', { body: { org_id: orgId, url: PUBLIC_URL } });
+      expect(answer.status, JSON.stringify(answer.body)).toBe(201);
+      return answer.body.endpoint.id;
+    };
+
+    const countsOf = async (orgId: string) => {
+      const [row] = await sql<{ events: number; deliveries: number }[]>`
+        select (select count(*)::int from public.events where org_id = ${orgId} and type = 'webhook.test') as events,
+               (select count(*)::int from public.webhook_deliveries where org_id = ${orgId}) as deliveries`;
+      return row;
+    };
+
+    /**
+     * The buckets are 60 s windows on the minute (the previous one weighs in as it slides out): a run crossing a
+     * minute would be let through more than the limit, so it starts with at least 20 s of its minute left.
+     */
+    const startOfFreshMinute = async (): Promise<void> => {
+      const left = 60_000 - (Date.now() % 60_000);
+      if (left < 20_000) await new Promise((resolve) => setTimeout(resolve, left + 100));
+    };
+
+    /** At most the rest of the minute plus the share of the next one it takes the full window's hits to weigh one fewer. */
+    function expectRateLimited(answer: Answer, perMinute: number): void {
+      expectError(answer, 429, 'rate_limited');
+      const wait = Number(answer.headers.get('retry-after'));
+      expect(Number.isInteger(wait) && wait >= 1 && wait <= 60 + Math.ceil(60 / perMinute), `retry-after ${wait}`).toBe(true);
+      expect(answer.body.error.message).toContain(`try again in ${wait} seconds`);
+    }
+
+    it('takes 10 test sends a minute per org, then 429 rate_limited with Retry-After, queuing nothing', async () => {
+      const [first, second] = [await endpointIn(LIMIT_ORG), await endpointIn(LIMIT_ORG)];
+      await startOfFreshMinute();
+      for (let i = 0; i < 10; i += 1) {
+        const answer = await call('POST', `/endpoints/${i % 2 === 0 ? first : second}/test`);
+        expect(answer.status, JSON.stringify(answer.body)).toBe(202);
+      }
+      const before = await countsOf(LIMIT_ORG);
+      expect(before).toEqual({ events: 10, deliveries: 10 });
+      // The limit is the org's, over all its endpoints and admins.
+      expectRateLimited(await call('POST', `/endpoints/${first}/test`), 10);
+      expectRateLimited(await call('POST', `/endpoints/${second}/test`, { as: 'owner' }), 10);
+      expect(await countsOf(LIMIT_ORG)).toEqual(before);
+      // Still a 403 for a member: permission comes before the limit.
+      expectError(await call('POST', `/endpoints/${first}/test`, { as: 'member' }), 403, 'forbidden');
+      // Another org's sends are not held back by this one's.
+      const elsewhere = await call('POST', `/endpoints/${await endpointIn(BACKLOG_ORG)}/test`);
+      expect(elsewhere.status, JSON.stringify(elsewhere.body)).toBe(202);
+    });
+
+    it('takes 60 replays a minute per org, a bucket apart from test sends, then 429 rate_limited', async () => {
+      // The first test left LIMIT_ORG's test bucket spent; its deliveries are what gets replayed.
+      const [original] = await sql<{ id: string }[]>`
+        select id from public.webhook_deliveries where org_id = ${LIMIT_ORG} order by id limit 1`;
+      await startOfFreshMinute();
+      const answers = await Promise.all(
+        Array.from({ length: 60 }, () => call('POST', `/deliveries/${original.id}/replay`)),
+      );
+      expect(answers.map((answer) => answer.status)).toEqual(Array(60).fill(202));
+      expectRateLimited(await call('POST', `/deliveries/${original.id}/replay`), 60);
+      const [{ replays }] = await sql<{ replays: number }[]>`
+        select count(*)::int as replays from public.webhook_deliveries where replay_of = ${original.id}`;
+      expect(replays).toBe(60);
+    });
+
+    it('refuses a test send or replay to an endpoint with 100 deliveries queued: 409 endpoint_backlog', async () => {
+      const id = await endpointIn(BACKLOG_ORG);
+      const original = await call('POST', `/endpoints/${id}/test`);
+      expect(original.status, JSON.stringify(original.body)).toBe(202);
+      // 99 more of its event queued, as a receiver that stopped answering leaves them.
+      await sql`insert into public.webhook_deliveries (org_id, endpoint_id, event_id)
+                select d.org_id, d.endpoint_id, d.event_id from public.webhook_deliveries d, generate_series(1, 99)
+                where d.id = ${original.body.delivery_id}`;
+      const before = await countsOf(BACKLOG_ORG);
+
+      const test = await call('POST', `/endpoints/${id}/test`);
+      expectError(test, 409, 'endpoint_backlog');
+      expect(test.body.error.message).toContain('100 or more deliveries queued');
+      expectError(await call('POST', `/deliveries/${original.body.delivery_id}/replay`), 409, 'endpoint_backlog');
+      expect(await countsOf(BACKLOG_ORG)).toEqual(before);
+
+      // Once one is delivered the endpoint takes them again.
+      await sql`update public.webhook_deliveries set status = 'succeeded', next_attempt_at = null
+                where id = ${original.body.delivery_id}`;
+      expect((await call('POST', `/endpoints/${id}/test`)).status).toBe(202);
+    });
+  });
 });

@@ -1,0 +1,151 @@
+-- Test sends and replays are limited: each queued a delivery (and a test an
+-- event) with no limit, 5,000 test sends to one endpoint in 1.9 s, each
+-- delivery attempted up to 10 times, so the platform reflected traffic to any
+-- public host and events and webhook_deliveries grew without a cap.
+--
+-- * Per org, from the rate-limit buckets private.take_rate_limit keeps
+--   (60 s sliding window, shared by every function instance): 10 test sends
+--   and 60 replays a minute. A test is a dashboard button; a replay is a
+--   repair after a receiver's outage, a few dozen at a time. The limit is in
+--   SQL so every caller of these functions (granted to authenticated) is
+--   limited, not only the webhooks function.
+-- * Per endpoint, refused while 100 or more of its deliveries are queued
+--   (pending or sending): a receiver that far behind is down or slow, and more
+--   manual sends would only wait behind the backlog and be retried with it.
+--
+-- Refusals raise PT429 (detail: the seconds to wait) and PT409; the webhooks
+-- function answers 429 rate_limited with Retry-After and 409
+-- endpoint_backlog. A refused request changes nothing: its transaction,
+-- the bucket's hit included, is rolled back.
+
+-- Counts an endpoint's queue without reading its whole history.
+create index webhook_deliveries_queued_endpoint_idx on public.webhook_deliveries (endpoint_id)
+  where status in ('pending', 'sending');
+
+create function private.allow_manual_webhook_send(endpoint public.webhook_endpoints, kind text)
+returns void
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  tests_per_minute constant integer := 10;
+  replays_per_minute constant integer := 60;
+  max_queued constant integer := 100;
+  per_minute integer := case allow_manual_webhook_send.kind
+    when 'test' then tests_per_minute
+    when 'replay' then replays_per_minute
+  end;
+  queued integer;
+  hit record;
+begin
+  if per_minute is null then
+    raise exception 'kind is test or replay' using errcode = 'invalid_parameter_value';
+  end if;
+  -- The caller holds the endpoint's row lock (managed_webhook_endpoint), so
+  -- concurrent sends to one endpoint count one after another.
+  select count(*) into queued from (
+    select 1 from public.webhook_deliveries d
+    where d.endpoint_id = (allow_manual_webhook_send.endpoint).id and d.status in ('pending', 'sending')
+    limit max_queued
+  ) q;
+  if queued >= max_queued then
+    raise exception 'the endpoint already has % or more deliveries queued; send again once they are delivered', max_queued
+      using errcode = 'PT409';
+  end if;
+  select * into hit from private.take_rate_limit(
+    'webhook_' || allow_manual_webhook_send.kind || ':' || (allow_manual_webhook_send.endpoint).org_id,
+    per_minute, 60);
+  if not hit.allowed then
+    raise exception 'at most % webhook % sends a minute per organization; try again in % seconds',
+      per_minute, allow_manual_webhook_send.kind, hit.retry_after_seconds
+      using errcode = 'PT429', detail = hit.retry_after_seconds::text;
+  end if;
+end;
+$$;
+revoke execute on function private.allow_manual_webhook_send(public.webhook_endpoints, text) from public;
+comment on function private.allow_manual_webhook_send(public.webhook_endpoints, text) is 'Takes one test or replay send from the endpoint''s org''s bucket (10 tests or 60 replays a minute). PT409 when the endpoint has 100 or more deliveries queued; PT429 (detail: seconds to wait) when the bucket is spent.';
+
+-- Latest definition: 20261123000800_webhooks.sql; only the limits are new.
+create or replace function private.send_test_webhook(endpoint_id uuid)
+returns uuid
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  endpoint public.webhook_endpoints := private.managed_webhook_endpoint(send_test_webhook.endpoint_id);
+  event_id uuid;
+  test_delivery_id uuid;
+begin
+  if not endpoint.enabled then
+    raise exception 'the endpoint is disabled (%); enable it first', endpoint.disabled_reason
+      using errcode = 'invalid_parameter_value';
+  end if;
+  perform private.allow_manual_webhook_send(endpoint, 'test');
+  event_id := private.emit_event(endpoint.org_id, 'webhook.test',
+    jsonb_build_object('endpoint_id', endpoint.id, 'message', 'A test event sent from the dashboard.'));
+  insert into public.webhook_deliveries (org_id, endpoint_id, event_id)
+  values (endpoint.org_id, endpoint.id, event_id)
+  returning id into test_delivery_id;
+  return test_delivery_id;
+end;
+$$;
+comment on function private.send_test_webhook(uuid) is 'Queues a webhook.test event''s delivery to the endpoint (webhooks.manage). P0002 unknown endpoint or another org''s; 42501 without webhooks.manage; 22023 when the endpoint is disabled; PT409 when it has 100 or more deliveries queued; PT429 (detail: seconds to wait) past 10 a minute per org.';
+
+-- Latest definition: 20261123006800_webhook_repoint_and_invoice_events.sql;
+-- only the limits are new.
+create or replace function private.replay_webhook_delivery(delivery_id uuid)
+returns uuid
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  original public.webhook_deliveries;
+  endpoint public.webhook_endpoints;
+  event_type text;
+  read_permission text;
+  reader_role public.org_role;
+  readers text;
+  a_reader text;
+  replay_id uuid;
+begin
+  select * into original from public.webhook_deliveries d where d.id = replay_webhook_delivery.delivery_id;
+  if not found then
+    raise exception 'webhook delivery not found' using errcode = 'no_data_found';
+  end if;
+  endpoint := private.managed_webhook_endpoint(original.endpoint_id);
+  -- An event readable only beyond webhooks.read is replayed only by someone
+  -- who may read it, and only to an endpoint set up by such a reader
+  -- (20261123004100): a replay skips the muting rule and is sent wherever
+  -- the endpoint now points.
+  select ev.type into event_type from public.events ev where ev.id = original.event_id;
+  read_permission := private.event_type_read_permission(event_type);
+  if read_permission is not null then
+    select p.min_role into reader_role from public.role_permissions p where p.permission = read_permission;
+    readers := case reader_role when 'owner' then 'owners' else reader_role || 's and owners' end;
+    a_reader := case reader_role when 'owner' then 'an owner' else 'an ' || reader_role || ' or owner' end;
+    if not private.has_permission(original.org_id, read_permission) then
+      -- The detail is the marker callers test (owner_only_event since
+      -- 20261123005500, admin_only_event since 20261123006800); the wording may change.
+      raise exception 'only % may replay a delivery of an % event', readers, event_type
+        using errcode = 'insufficient_privilege', detail = reader_role || '_only_event';
+    end if;
+    if not private.webhook_endpoint_receives(endpoint.org_id, endpoint.configured_by, event_type) then
+      raise exception 'this endpoint''s URL or event filter was last set by someone who is not %, so it receives no % events; % must save it first', a_reader, event_type, a_reader
+        using errcode = 'invalid_parameter_value';
+    end if;
+  end if;
+  if not endpoint.enabled then
+    raise exception 'the endpoint is disabled (%); enable it first', endpoint.disabled_reason
+      using errcode = 'invalid_parameter_value';
+  end if;
+  perform private.allow_manual_webhook_send(endpoint, 'replay');
+  insert into public.webhook_deliveries (org_id, endpoint_id, event_id, replay_of)
+  values (original.org_id, original.endpoint_id, original.event_id, original.id)
+  returning id into replay_id;
+  return replay_id;
+end;
+$$;
+comment on function private.replay_webhook_delivery(uuid) is 'Queues a new delivery of a delivery''s event to the same endpoint (webhooks.manage). P0002 unknown delivery or another org''s; 42501 without webhooks.manage, or with detail owner_only_event (export.*) or admin_only_event (invoice.*) when the caller may not read the event; 22023 when the endpoint is disabled or receives no events of that type; PT409 when it has 100 or more deliveries queued; PT429 (detail: seconds to wait) past 60 a minute per org.';
