@@ -185,3 +185,104 @@ describe('time zones', () => {
     expect(() => instantFromWallTime('30.03.2026 09:00', 'Europe/Berlin')).toThrow(RangeError);
   });
 });
+
+/**
+ * A day's slots asked from different `from`s, with the open ranges and grid origins as the availability code gets
+ * them from SQL (private.open_ranges read from the last private.slot_origins origin at or before `from`).
+ */
+describe('a day\'s slots do not depend on from', () => {
+  const addDays = (date: string, days: number) => new Date(Date.parse(`${date}T00:00:00Z`) + days * 86_400_000).toISOString().slice(0, 10);
+  const wall = (date: string, time: string, zone: string) => instantFromWallTime(`${date}T${time}`, zone);
+  /** Local midnights from three days before `from`'s day to `to`'s day: the origins when no hours are set (or all-day hours). */
+  const midnights = (fromDay: string, toDay: string, zone: string) => {
+    const origins: Date[] = [];
+    for (let day = addDays(fromDay, -3); day <= toDay; day = addDays(day, 1)) origins.push(wall(day, '00:00', zone));
+    return origins;
+  };
+
+  interface Case {
+    zone: string;
+    /** Business hours as instants over the whole span; none: open all the time. */
+    hours?: Interval[];
+    /** The grid's origins over the whole span (SQL returns those from three days before `from`; more do no harm). */
+    origins: Date[];
+    durationMinutes: number;
+    to: Date;
+  }
+
+  /** Starts (local HH:MM) of the slots on `day`, asked from `from`. */
+  function slotsOn(day: string, from: Date, c: Case): string[] {
+    const readFrom = Math.max(...c.origins.map((origin) => origin.getTime()).filter((origin) => origin <= from.getTime()), -Infinity);
+    const start = Number.isFinite(readFrom) ? readFrom : from.getTime();
+    const open = (c.hours ?? [{ start: new Date(start), end: c.to }])
+      .map((range) => ({ start: new Date(Math.max(range.start.getTime(), start)), end: new Date(Math.min(range.end.getTime(), c.to.getTime())) }))
+      .filter((range) => range.end > range.start);
+    const slots = freeSlots({ open, origins: c.origins, busy: [], durationMinutes: c.durationMinutes, notBefore: from });
+    return slots.map((slot) => formatInZone(slot.start, c.zone)).filter((start) => start.startsWith(day)).map((start) => start.slice(11, 16));
+  }
+
+  function expectSameFromAnyDay(day: string, c: Case, first: string[]) {
+    const fromDay = slotsOn(day, wall(day, '00:00', c.zone), c);
+    expect(fromDay.slice(0, first.length)).toEqual(first);
+    expect(slotsOn(day, wall(addDays(day, -1), '00:00', c.zone), c)).toEqual(fromDay);
+    expect(slotsOn(day, wall(addDays(day, -7), '00:00', c.zone), c)).toEqual(fromDay);
+  }
+
+  it('Berlin, no hours, 25-minute slots: Tuesday starts at 00:00, 00:25 whether asked from Tuesday, Monday or a week before', () => {
+    const zone = 'Europe/Berlin';
+    expectSameFromAnyDay(
+      '2026-11-24',
+      { zone, origins: midnights('2026-11-17', '2026-11-25', zone), durationMinutes: 25, to: wall('2026-11-25', '12:00', zone) },
+      ['00:00', '00:25', '00:50'],
+    );
+  });
+
+  it('New York, no hours, 45-minute slots across the 23-hour 8 March 2026: 9 March starts at 00:00', () => {
+    const zone = 'America/New_York';
+    expectSameFromAnyDay(
+      '2026-03-09',
+      { zone, origins: midnights('2026-03-02', '2026-03-10', zone), durationMinutes: 45, to: wall('2026-03-10', '12:00', zone) },
+      ['00:00', '00:45', '01:30'],
+    );
+  });
+
+  it('Lord Howe, all-day hours, 60-minute slots across its 30-minute change on 4 October 2026: 5 October is on the hour', () => {
+    const zone = 'Australia/Lord_Howe';
+    const days: Interval[] = [];
+    for (let day = '2026-09-27'; day <= '2026-10-06'; day = addDays(day, 1)) {
+      days.push({ start: wall(day, '00:00', zone), end: wall(addDays(day, 1), '00:00', zone) });
+    }
+    // SQL joins the all-day rows into one range; the origins are each local midnight.
+    const hours = [{ start: days[0]?.start ?? new Date(NaN), end: days.at(-1)?.end ?? new Date(NaN) }];
+    const c = { zone, hours, origins: midnights('2026-09-28', '2026-10-06', zone), durationMinutes: 60, to: wall('2026-10-06', '12:00', zone) };
+    expectSameFromAnyDay('2026-10-05', c, ['00:00', '01:00', '02:00']);
+    // The change day itself: 00:00, 01:00, then 02:30 (02:00-02:30 does not exist), 03:30, ... 23.5 hours hold 23 slots.
+    expect(slotsOn('2026-10-04', wall('2026-10-04', '00:00', zone), c).slice(0, 4)).toEqual(['00:00', '01:00', '02:30', '03:30']);
+    expect(slotsOn('2026-10-04', wall('2026-10-03', '00:00', zone), c)).toEqual(slotsOn('2026-10-04', wall('2026-10-04', '00:00', zone), c));
+  });
+
+  it('London, overnight hours (Monday 22:00-24:00 + Tuesday 00:00-02:00), 45-minute slots: the grid runs on from 22:00', () => {
+    const zone = 'Europe/London';
+    // Each Monday's overnight range as SQL joins it, and the Monday openings (Tuesday 00:00 continues them).
+    const mondays = ['2026-11-16', '2026-11-23'];
+    const hours = mondays.map((monday) => ({ start: wall(monday, '22:00', zone), end: wall(addDays(monday, 1), '02:00', zone) }));
+    const c = { zone, hours, origins: hours.map((range) => range.start), durationMinutes: 45, to: wall('2026-11-25', '00:00', zone) };
+    expect(slotsOn('2026-11-23', wall('2026-11-23', '21:00', zone), c)).toEqual(['22:00', '22:45', '23:30']);
+    expectSameFromAnyDay('2026-11-24', c, ['00:15', '01:00']);
+    // Asked from Tuesday 00:30: the range is read from Monday 22:00, so 01:00 (never 00:45).
+    expect(slotsOn('2026-11-24', wall('2026-11-24', '00:30', zone), c)).toEqual(['01:00']);
+  });
+
+  it('keeps a slot that runs past the next origin when it fits, and still starts the next day at its origin', () => {
+    const zone = 'Europe/Berlin';
+    const origins = midnights('2026-11-23', '2026-11-25', zone);
+    const open = [{ start: wall('2026-11-23', '23:00', zone), end: wall('2026-11-24', '01:00', zone) }];
+    const slots = freeSlots({ open, origins, busy: [], durationMinutes: 25 });
+    expect(slots.map((slot) => formatInZone(slot.start, zone).slice(11, 16))).toEqual(['23:00', '23:25', '23:50', '00:00', '00:25']);
+    // A busy time across the origin: the new day's grid resumes on its own steps after it.
+    const busy = [{ start: wall('2026-11-23', '23:40', zone), end: wall('2026-11-24', '00:30', zone) }];
+    const longer = [{ start: wall('2026-11-23', '23:00', zone), end: wall('2026-11-24', '01:30', zone) }];
+    expect(freeSlots({ open: longer, origins, busy, durationMinutes: 25 }).map((slot) => formatInZone(slot.start, zone).slice(11, 16)))
+      .toEqual(['23:00', '00:50']);
+  });
+});

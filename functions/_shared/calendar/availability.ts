@@ -12,6 +12,13 @@
  *   not with midnight UTC. Give the windows unclipped (from their opening)
  *   and clip with `notBefore`: a window cut at "now" would put its slots at
  *   09:23:17, 09:53:17, ... (see scheduling/availability.ts);
+ * - the grid restarts at every `origins` instant inside a window (each local
+ *   midnight when no business hours are set, each opening when they are), so
+ *   one long window (days without hours, overnight hours joined across
+ *   midnight) gives every day the same slots whatever the window's start. A
+ *   slot started on the grid before an origin is kept when it fits the
+ *   window, even though it runs past the origin (23:45–00:10 and 00:00–00:25
+ *   are both offered, as overlapping candidates are with a short step);
  * - a slot lies wholly inside one window;
  * - a slot overlaps no busy interval widened by `bufferMinutes` on both sides
  *   (touching is fine: a busy 10:00–10:30 leaves a 10:30 slot free);
@@ -38,6 +45,8 @@ export interface FreeSlotsInput {
    * start, for checking that one exact time a caller chose (09:00:30) is free.
    */
   wholeMinutes?: boolean;
+  /** Instants where the grid restarts within a window (see the rules above). Default none. */
+  origins?: readonly Date[];
 }
 
 const MINUTE = 60_000;
@@ -90,15 +99,30 @@ export function freeSlots(input: FreeSlotsInput): Interval[] {
     .map((window) => ({ start: window.start.getTime(), end: window.end.getTime() }))
     .sort((a, b) => a.start - b.start);
 
+  const roundStart = (at: number) => (input.wholeMinutes === false ? at : Math.ceil(at / MINUTE) * MINUTE);
+  const restarts = (input.origins ?? [])
+    .map((origin) => origin.getTime())
+    .filter(Number.isFinite)
+    .map(roundStart)
+    .sort((a, b) => a - b);
+
   const starts = new Set<number>();
   const slots: Interval[] = [];
   for (const window of windows) {
     // Busy intervals ending at or before the window's start never matter to it; find the first one that might.
     let index = firstEndingAfter(busy, window.start);
     // A window opening at odd seconds (a closure ending at 12:10:30) still gives slots on whole minutes.
-    const origin = input.wholeMinutes === false ? window.start : Math.ceil(window.start / MINUTE) * MINUTE;
+    let origin = roundStart(window.start);
+    let restart = firstAfter(restarts, origin);
     let at = alignUp(notBefore, origin, step);
-    while (at + duration <= window.end) {
+    for (;;) {
+      // Past the next origin: its grid takes over, from the origin itself (a slot from the grid before may end after it).
+      while (restart < restarts.length && (restarts[restart] ?? Infinity) <= at && (restarts[restart] ?? Infinity) < window.end) {
+        origin = restarts[restart] ?? origin;
+        restart += 1;
+        at = alignUp(notBefore, origin, step);
+      }
+      if (at + duration > window.end) break;
       while (index < busy.length && (busy[index]?.end ?? 0) <= at) index += 1;
       const blocker = busy[index];
       if (blocker && blocker.start < at + duration) {
@@ -115,6 +139,18 @@ export function freeSlots(input: FreeSlotsInput): Interval[] {
     }
   }
   return sortByStart(slots);
+}
+
+/** The index of the first value after `at` in ascending `values`. */
+function firstAfter(values: readonly number[], at: number): number {
+  let low = 0;
+  let high = values.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if ((values[middle] ?? Infinity) <= at) low = middle + 1;
+    else high = middle;
+  }
+  return low;
 }
 
 function firstEndingAfter(busy: readonly { start: number; end: number }[], at: number): number {

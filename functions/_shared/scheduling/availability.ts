@@ -6,12 +6,16 @@
  * calendar that cannot be read is reported in `missing`, never treated as
  * free. Slots never start in the past, nor before `from`.
  *
- * Slots line up with the opening, whatever `from` is: the open ranges are
- * read from the start of `from`'s local day (the org's zone), so a range
- * that began before `from` keeps its real start (09:00 business hours give
- * 09:00, 09:30... when asked from 09:23:17), and only then are starts before
- * `from` left out. Without business hours a range opens at local midnight,
- * so slots sit on the clock; after a closure they restart at its end.
+ * Slots line up with the opening, whatever `from` is: SQL names the grid's
+ * origins (private.slot_origins: each business-hours opening, where a range
+ * joined across midnight from an overnight row keeps the opening of the row
+ * it started in; each local midnight of the org's zone when no hours are
+ * set or the hours run all day) and the open ranges are read from the last
+ * origin at or before `from`, so a range open at `from` keeps its real
+ * opening (09:00 business hours give 09:00, 09:30... when asked from
+ * 09:23:17), and only then are starts before `from` left out. The grid
+ * restarts at every origin and after a closure (at its end), so the slots of
+ * a day are the same whether asked from that day or a week before.
  *
  * The SQL parts come in one statement run by the caller's scope: as the
  * signed-in user (the functions check calendar.read) or as the service role
@@ -55,6 +59,7 @@ export interface AvailabilityResult {
 interface PartsRow {
   time_zone: string | null;
   open: [number, number][];
+  origins: number[];
   booked: [number, number][];
   calendars: { connection_id: string; provider: string; status: string }[];
 }
@@ -68,25 +73,30 @@ async function readParts(scoped: Scoped, request: AvailabilityRequest): Promise<
     const from = request.from.toISOString();
     const to = request.to.toISOString();
     const during = tx`tstzrange(${from}::timestamptz, ${to}::timestamptz, '[)')`;
-    // The open ranges from local midnight of from's day, so a range open at `from` keeps its real opening as the
-    // grid's origin (clipping it to `from` made slots start at 09:23:17, 09:53:17, ...).
-    const zone = tx`(select o.time_zone from public.organizations o where o.id = ${request.orgId}::uuid)`;
-    const openDuring = request.alignToOpening === false ? during : tx`tstzrange(
-      least(${from}::timestamptz,
-            coalesce(date_trunc('day', ${from}::timestamptz at time zone ${zone}) at time zone ${zone}, ${from}::timestamptz)),
+    const aligned = request.alignToOpening !== false;
+    // Read from the last origin at or before `from`: a range open at `from` keeps its opening (clipping it to `from`
+    // made slots start at 09:23:17, 09:53:17, ...). An exact time (alignToOpening false) needs no grid.
+    const origins = aligned
+      ? tx`private.slot_origins(${request.orgId}::uuid, ${request.botId}::uuid, ${during})`
+      : tx`'{}'::timestamptz[]`;
+    const openDuring = tx`tstzrange(
+      coalesce((select max(o) from unnest(grid.origins) o where o <= ${from}::timestamptz), ${from}::timestamptz),
       ${to}::timestamptz, '[)')`;
     const pairs = (ranges: ReturnType<typeof tx>) => tx`
       select coalesce(json_agg(json_build_array(extract(epoch from lower(r)) * 1000, extract(epoch from upper(r)) * 1000)
                       order by lower(r)), '[]'::json)
       from unnest(${ranges}) r`;
     const [row] = await tx<PartsRow[]>`
+      with grid as (select ${origins} as origins)
       select
         (${pairs(tx`private.open_ranges(${request.orgId}::uuid, ${request.botId}::uuid, ${openDuring})`)}) as open,
+        (select coalesce(json_agg(extract(epoch from o) * 1000 order by o), '[]'::json) from unnest(grid.origins) o) as origins,
         (${pairs(tx`private.busy_from_appointments(${request.orgId}::uuid, ${request.resource}, ${during})`)}) as booked,
         (select coalesce(json_agg(json_build_object('connection_id', c.connection_id, 'provider', c.provider, 'status', c.status)),
                          '[]'::json)
          from private.calendars_for_bot(${request.orgId}::uuid, ${request.botId}::uuid) c) as calendars,
-        ${zone} as time_zone`;
+        (select o.time_zone from public.organizations o where o.id = ${request.orgId}::uuid) as time_zone
+      from grid`;
     return row;
   });
 }
@@ -131,6 +141,7 @@ export async function computeAvailability(
 
   const slots = freeSlots({
     open: toIntervals(parts.open),
+    origins: parts.origins.map((origin) => new Date(Number(origin))),
     busy,
     durationMinutes: request.durationMinutes,
     ...(request.stepMinutes === undefined ? {} : { stepMinutes: request.stepMinutes }),
