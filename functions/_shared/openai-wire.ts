@@ -47,6 +47,23 @@ export const MAX_USER_CHARS = 200;
  */
 export const MAX_MESSAGE_CHARS = 32000;
 export const MAX_MESSAGES = 1000;
+/**
+ * The most characters all messages' content may add up to, system prompts
+ * included: about 125,000 tokens, ten times a long system prompt with an
+ * hour's call transcript (some 50,000 characters each), while only the
+ * newest history that fits 2,000 tokens is used and system prompts are
+ * dropped. A thousand messages of 32,000 would be 32 million.
+ */
+export const MAX_TOTAL_CONTENT_CHARS = 500_000;
+/**
+ * The body chat/completions reads at most (413 past it): the content cap at
+ * 6 bytes a character (every character `\uXXXX`-escaped, as Python's json
+ * writes non-ASCII text by default) is 3,000,000 bytes, which leaves over
+ * 1 MB for the messages' framing and the fields we accept and drop (a voice
+ * platform's `call`, `tools`, `metadata`). A body any larger holds content
+ * the schema refuses anyway.
+ */
+export const MAX_CHAT_COMPLETION_BODY_BYTES = 4 * 1024 * 1024;
 
 export const chatCompletionRequestSchema = z.object({
   model: z.string({ error: 'model must be a string' }).min(1, { error: 'model must not be empty' }),
@@ -72,6 +89,13 @@ export const chatCompletionRequestSchema = z.object({
           });
         }
       });
+      const total = messages.reduce((sum, message) => sum + contentText(message.content).length, 0);
+      if (total > MAX_TOTAL_CONTENT_CHARS) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `the messages' content has at most ${MAX_TOTAL_CONTENT_CHARS} characters in all (${total} given)`,
+        });
+      }
     }),
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),

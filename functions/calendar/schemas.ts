@@ -9,7 +9,7 @@
 import { z } from 'zod';
 import { CALENDAR_PROVIDERS, isValidTimeZone } from '../_shared/calendar/index.ts';
 import { HttpError } from '../_shared/errors.ts';
-import { readJson } from '../_shared/http.ts';
+import { readBodyText, readJson } from '../_shared/http.ts';
 import { attendee, checkTimes, instant, instants } from '../_shared/scheduling/booking-body.ts';
 
 const MINUTE = 60_000;
@@ -148,7 +148,7 @@ export async function readBody<T>(req: Request, schema: z.ZodType<T>): Promise<T
 
 /** An optional JSON body (DELETE may come without one): empty means `{}`. */
 export async function readOptionalBody<T>(req: Request, schema: z.ZodType<T>): Promise<T> {
-  const text = await req.text();
+  const text = await readBodyText(req);
   if (text.trim() === '') return parseValue({}, schema, 'request body');
   let body: unknown;
   try {

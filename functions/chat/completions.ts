@@ -43,6 +43,7 @@ import {
   completionMeta,
   contentText,
   type FinishReason,
+  MAX_CHAT_COMPLETION_BODY_BYTES,
   SSE_DONE,
   sseData,
   sseError,
@@ -146,7 +147,7 @@ export async function completions(deps: ChatDeps, req: Request, requestId: strin
   const key = await keyPrincipal(deps, req);
   const principal = { kind: 'service', apiKeyId: key.apiKeyId } as const;
   const { request, question, history, conversationHeader, botId } = await countingRefusals(deps, key.apiKeyId, async () => {
-    const request = await readChatBody(req, chatCompletionBody);
+    const request = await readChatBody(req, chatCompletionBody, { maxBytes: MAX_CHAT_COMPLETION_BODY_BYTES });
     const { question, history } = splitMessages(request);
     const conversationHeader = req.headers.get('x-conversation-id');
     if (conversationHeader !== null && !uuid.safeParse(conversationHeader).success) {

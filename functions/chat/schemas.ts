@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { HttpError } from '../_shared/errors.ts';
-import { readJson } from '../_shared/http.ts';
+import { type BodyLimit, readJson } from '../_shared/http.ts';
 import { chatCompletionRequestSchema, MAX_QUESTION_CHARS } from '../_shared/openai-wire.ts';
 import { bookingRequest } from '../_shared/scheduling/booking-body.ts';
 
@@ -44,13 +44,14 @@ export const chatCompletionBody = chatCompletionRequestSchema.extend({
 });
 
 /**
- * readJson, with a body that does not match the schema answered 400 like one
- * that is not JSON: what OpenAI clients expect of a chat endpoint, and what
- * our other chat entry points do too.
+ * readJson (1 MiB unless `limit` says otherwise), with a body that does not
+ * match the schema answered 400 like one that is not JSON: what OpenAI
+ * clients expect of a chat endpoint, and what our other chat entry points do
+ * too.
  */
-export async function readChatBody<T>(req: Request, schema: z.ZodType<T>): Promise<T> {
+export async function readChatBody<T>(req: Request, schema: z.ZodType<T>, limit: BodyLimit = {}): Promise<T> {
   try {
-    return await readJson(req, schema);
+    return await readJson(req, schema, limit);
   } catch (error) {
     if (error instanceof HttpError && error.status === 422) {
       throw new HttpError(400, error.code, error.message);

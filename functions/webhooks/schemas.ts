@@ -1,6 +1,6 @@
 import { z, type ZodType } from 'zod';
 import { HttpError } from '../_shared/errors.ts';
-import { readJson } from '../_shared/http.ts';
+import { readBodyText, readJson } from '../_shared/http.ts';
 
 // Any 8-4-4-4-12 hex id, as Postgres's uuid type accepts; z.uuid() would also demand RFC 4122 version bits.
 const id = z.guid();
@@ -46,7 +46,7 @@ export function parseId(raw: string | undefined, what: string): string {
 
 /** Like readJson, but an empty body stands for `{}` (every field optional). */
 export async function readOptionalJson<T>(req: Request, schema: ZodType<T>): Promise<T> {
-  const text = await req.text();
+  const text = await readBodyText(req);
   // readJson owns the 400/422 wording, so it gets the same text again in a fresh Request.
   return await readJson(new Request(req.url, { method: 'POST', body: text.trim() === '' ? '{}' : text }), schema);
 }
