@@ -48,6 +48,9 @@ select tests.fx('org_r'), (array['chat', 'embedding', 'speech'])[1 + (n % 3)], '
   '2026-10-25 00:00Z'::timestamptz + random() * interval '12 days'
 from generate_series(1, 150) n;
 
+-- 33 of the calls below are queued, ringing or in progress, each holding a call minute (20261123009100):
+-- more than the free plan's 30, so the org is on business.
+update public.subscriptions set plan_id = 'business' where org_id = tests.fx('org_r') and status = 'active';
 -- 120 calls in all states (queued ones are not counted), some without a bot.
 -- Calls draw from hashes, not random(), so the sequence the other rows draw
 -- from stays as it was.
