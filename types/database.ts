@@ -914,14 +914,14 @@ isOneToOne: false
                   ]
                 },"subscriptions": {
                   Row: {
-                    "canceled_at": string | null,"created_at": string,"current_period_end": string,"current_period_start": string,"id": string,"org_id": string,"plan_id": string,"scheduled_plan_id": string | null,"started_at": string,"status": Database["public"]['Enums']["subscription_status"]
+                    "canceled_at": string | null,"created_at": string,"current_period_end": string,"current_period_start": string,"id": string,"org_id": string,"period_anchor_at": string | null,"plan_id": string,"scheduled_plan_id": string | null,"started_at": string,"status": Database["public"]['Enums']["subscription_status"]
                   }
                   ComputedFields: never
                   Insert: {
-                    "canceled_at"?: string | null,"created_at"?: string,"current_period_end": string,"current_period_start": string,"id"?: string,"org_id": string,"plan_id": string,"scheduled_plan_id"?: string | null,"started_at"?: string,"status"?: Database["public"]['Enums']["subscription_status"]
+                    "canceled_at"?: string | null,"created_at"?: string,"current_period_end": string,"current_period_start": string,"id"?: string,"org_id": string,"period_anchor_at"?: string | null,"plan_id": string,"scheduled_plan_id"?: string | null,"started_at"?: string,"status"?: Database["public"]['Enums']["subscription_status"]
                   }
                   Update: {
-                    "canceled_at"?: string | null,"created_at"?: string,"current_period_end"?: string,"current_period_start"?: string,"id"?: string,"org_id"?: string,"plan_id"?: string,"scheduled_plan_id"?: string | null,"started_at"?: string,"status"?: Database["public"]['Enums']["subscription_status"]
+                    "canceled_at"?: string | null,"created_at"?: string,"current_period_end"?: string,"current_period_start"?: string,"id"?: string,"org_id"?: string,"period_anchor_at"?: string | null,"plan_id"?: string,"scheduled_plan_id"?: string | null,"started_at"?: string,"status"?: Database["public"]['Enums']["subscription_status"]
                   }
                   Relationships: [
                     {
@@ -1328,6 +1328,7 @@ isOneToOne: false
 "current_period_start": string,
 "id": string,
 "org_id": string,
+"period_anchor_at": string | null,
 "plan_id": string,
 "scheduled_plan_id": string | null,
 "started_at": string,
