@@ -312,7 +312,9 @@ begin
     where c.connected_by = old.id
     union
     -- Connections they made that are gone already, or that they still hold;
-    -- not one another member has connected since (its history is theirs).
+    -- not one another member has connected since (its history is theirs):
+    -- neither the live row nor a later audit row names another connector
+    -- (a reconnect updates the row in place; a null is a deleted connector).
     select a.org_id, 'calendar_connections', a.record_id
     from public.audit_log a
     where a.table_name = 'calendar_connections'
@@ -321,6 +323,11 @@ begin
       and not exists (
         select 1 from public.calendar_connections c
         where c.id::text = a.record_id and c.connected_by is distinct from old.id
+      )
+      and not exists (
+        select 1 from public.audit_log b
+        where b.org_id = a.org_id and b.table_name = 'calendar_connections' and b.record_id = a.record_id
+          and b.seq > a.seq and b.new_values ->> 'connected_by' <> old.id::text
       )
   ) r
   order by r.org_id, r.table_name, r.record_id
@@ -366,6 +373,12 @@ where a.redacted_at is null
       and not exists (select 1 from auth.users u where u.id::text = a.new_values ->> 'connected_by')
       and not exists (
         select 1 from public.calendar_connections c where c.id::text = a.record_id and c.status <> 'revoked'
+      )
+      -- Not when another member connected it since.
+      and not exists (
+        select 1 from public.audit_log b
+        where b.org_id = a.org_id and b.table_name = 'calendar_connections' and b.record_id = a.record_id
+          and b.seq > a.seq and b.new_values ->> 'connected_by' <> a.new_values ->> 'connected_by'
       ))
   )
 order by a.org_id, a.table_name, a.record_id

@@ -6,7 +6,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(41);
+select plan(45);
 
 select tests.remember('owner', tests.create_user('owner@redact267.test'));
 select tests.remember('joiner', tests.create_user('joiner@redact267.test'));
@@ -218,6 +218,34 @@ select results_eq(
 select tests.act_as('postgres');
 select is(pg_temp.mentions('keeper@redact267.test'), 0, 'its rows are redacted');
 select is(pg_temp.chain_valid('org'), true, 'and the chain verifies');
+
+-- ---------------------------------------------------------------------------
+-- 5. A connection another member took over keeps its history
+-- ---------------------------------------------------------------------------
+
+-- Alice connects the team calendar, Bob re-authorises it (the row is updated in
+-- place, connected_by Bob), disconnects it and the pass deletes it; then
+-- Alice's account goes: the rows of Bob's actions are not hers to erase.
+select tests.remember('alice', tests.create_user('alice@redact267.test'));
+select tests.remember('bob', tests.create_user('bob@redact267.test'));
+select tests.remember('org3', tests.create_org('redact267-org3', tests.fx('owner')));
+select tests.add_member(tests.fx('org3'), tests.fx('alice'), 'admin');
+select tests.add_member(tests.fx('org3'), tests.fx('bob'), 'admin');
+select tests.act_as('service_role');
+select tests.remember('team', private.save_calendar_connection(tests.fx('org3'), tests.fx('alice'), null, 'google',
+  'team@redact267.test', 'primary', '{}', 'v1.team-a', now() + interval '1 hour', 'sub-team267'));
+select is(private.save_calendar_connection(tests.fx('org3'), tests.fx('bob'), null, 'google',
+  'team@redact267.test', 'primary', '{}', 'v1.team-b', now() + interval '1 hour', 'sub-team267'), tests.fx('team'),
+  'a reconnect by another member updates the connection in place');
+select tests.act_as('bob');
+select lives_ok($$select * from public.disconnect_calendar(tests.fx('team'))$$, 'the new connector disconnects it');
+select tests.act_as('service_role');
+select private.delete_calendar_connection(tests.fx('team'));
+select lives_ok($$select private.delete_user(tests.fx('alice'))$$, 'then the first connector''s account is deleted');
+select tests.act_as('postgres');
+select pg_temp.commit_redactions();
+select ok(pg_temp.redaction('org3', 'calendar_connections', 'team') like '%/0',
+  'the connection another member took over keeps its audit values');
 
 select * from finish();
 rollback;
