@@ -32,7 +32,11 @@
 
 create table private.calendar_grant_revocations (
   connection_id uuid primary key,
-  org_id uuid not null references public.organizations (id) on delete cascade,
+  -- No key of its own to public.organizations: the insert's check would key-share lock the org row while the
+  -- leaver path holds the org's audit chain head, and delete_organization holds that row for update while it
+  -- waits for the head (40P01). The connection's key below goes with the org all the same, and its check
+  -- locks only the connection row the path has just updated.
+  org_id uuid not null,
   attempts smallint not null default 0 constraint calendar_grant_revocations_attempts_range check (attempts >= 0),
   next_attempt_at timestamptz not null default now(),
   last_error text constraint calendar_grant_revocations_last_error_length check (length(last_error) between 1 and 1000),
@@ -45,7 +49,6 @@ create table private.calendar_grant_revocations (
 comment on table private.calendar_grant_revocations is 'Revoked calendar connections (their connector left the org) whose grant the calendar function still has to revoke at the provider before deleting them: due at next_attempt_at, attempts counted by each claim, last_error of the last failure. Written by the leaver triggers and the calendar function (service role) through the functions below.';
 create index calendar_grant_revocations_due_idx on private.calendar_grant_revocations (next_attempt_at);
 create index calendar_grant_revocations_connection_org_idx on private.calendar_grant_revocations (connection_id, org_id);
-create index calendar_grant_revocations_org_id_idx on private.calendar_grant_revocations (org_id);
 alter table private.calendar_grant_revocations enable row level security;
 revoke all on private.calendar_grant_revocations from public, anon, authenticated, service_role;
 

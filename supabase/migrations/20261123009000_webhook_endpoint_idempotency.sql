@@ -66,7 +66,11 @@ $$;
 -- The signed-in user's claim in an org, as claim_idempotency_key's for an API
 -- key. The user is auth.uid(), never an argument, so nobody claims (or reads
 -- the answers of) another user's keys; only members claim, the rest is the
--- caller's own permission check.
+-- caller's own permission check. The org row is locked first, `for no key
+-- update` as create_webhook_endpoint (the claim's caller) then takes it: the
+-- claim's foreign key check key-share locks the user's membership, and with
+-- the org row taken only after it, a delete_organization holding the org row
+-- and waiting to delete that membership deadlocked with it (40P01).
 create function private.claim_user_idempotency_key(org_id uuid, idempotency_key text, request_fingerprint text)
 returns table (claimed boolean, first_fingerprint text, response_status integer, response_body jsonb)
 language plpgsql
@@ -77,6 +81,11 @@ declare
   caller uuid := private.require_user();
   kept private.idempotency_keys;
 begin
+  if private.member_role(claim_user_idempotency_key.org_id, caller) is null then
+    raise exception 'you are not a member of this organization' using errcode = 'insufficient_privilege';
+  end if;
+  perform 1 from public.organizations o where o.id = claim_user_idempotency_key.org_id for no key update;
+  -- Again once the row is ours: a delete_organization it waited for has taken the membership with it.
   if private.member_role(claim_user_idempotency_key.org_id, caller) is null then
     raise exception 'you are not a member of this organization' using errcode = 'insufficient_privilege';
   end if;

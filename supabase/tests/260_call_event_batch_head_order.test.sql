@@ -5,11 +5,13 @@
 -- audit chain head). Row locks show in xmax: this transaction key-share locks the heads and calls first, and
 -- the batch runs in a savepoint (a subtransaction, its own xid), so a lock the batch takes on them turns
 -- xmax into a multixact whose members pg_get_multixact_members lists. The items arrive B's first, then A's,
--- A's id sorting first, then an org created without triggers, which has no head yet.
+-- A's id sorting first, then an org created without triggers, which has no head yet. Live transcript lines of
+-- calls that exist make no audited change: a batch takes no head for an org that has only those. The batch's
+-- lookups of conversations go by index (pg_stat_xact_user_tables counts the rows it reads).
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(13);
+select plan(22);
 
 insert into tests.fixtures (name, id) values ('hob_owner', tests.create_user('owner@call-event-batch-head-order.test'));
 create temp table hob_new_orgs (id uuid);
@@ -60,6 +62,8 @@ returns void
 language plpgsql
 as $$
 begin
+  delete from hob_before;
+  delete from hob_at_audit;
   perform 1 from private.audit_chain_heads h where h.org_id in (tests.fx('hob_org_a'), tests.fx('hob_org_b')) for key share;
   perform 1 from public.calls c where c.id in (tests.fx('hob_call_a'), tests.fx('hob_call_b')) for key share;
   insert into hob_before (what, xmax_text)
@@ -132,6 +136,62 @@ as $$
 $$;
 
 -- ---------------------------------------------------------------------------
+-- Live transcript lines of calls that exist take no head.
+-- ---------------------------------------------------------------------------
+
+create function pg_temp.line(org text, event_id text, provider_call_id text, occurred_at text, spoken text)
+returns jsonb
+language sql
+stable
+as $$
+  select jsonb_build_object('org_id', tests.fx(org), 'payload', jsonb_build_object('raw', event_id), 'event',
+    jsonb_build_object('event_id', event_id, 'provider', 'vapi', 'type', 'call.transcript',
+      'provider_call_id', provider_call_id, 'occurred_at', occurred_at, 'transcript_mode', 'append',
+      'transcript', jsonb_build_array(jsonb_build_object('speaker', 'user', 'text', spoken, 'start_ms', 1000, 'end_ms', 1000))))
+$$;
+
+-- Each batch here is rolled back: a row lock this transaction holds (from a released savepoint) would hide a
+-- later one from the probes.
+select pg_temp.mark();
+savepoint transcripts;
+select private.apply_call_events(jsonb_build_array(
+  pg_temp.line('hob_org_a', 'hob-6', 'hob-call-a', '2026-11-23T09:59:58Z', 'Hello from A'),
+  pg_temp.line('hob_org_b', 'hob-7', 'hob-call-b', '2026-11-23T09:59:58Z', 'Hello from B')));
+select is(
+  (select pg_temp.modes_since_mark('head_hob_org_a', h.xmax) from private.audit_chain_heads h where h.org_id = tests.fx('hob_org_a')),
+  null, 'a batch of live transcript lines of calls that exist takes no audit chain head: not A''s');
+select is(
+  (select pg_temp.modes_since_mark('head_hob_org_b', h.xmax) from private.audit_chain_heads h where h.org_id = tests.fx('hob_org_b')),
+  null, '... nor B''s');
+select results_eq(
+  $$select c.provider_call_id, s.text from public.call_transcript_segments s join public.calls c on c.id = s.call_id
+    where c.org_id in (tests.fx('hob_org_a'), tests.fx('hob_org_b')) order by c.provider_call_id$$,
+  $$values ('hob-call-a', 'Hello from A'), ('hob-call-b', 'Hello from B')$$,
+  '... and writes their lines'
+);
+select ok(array['forupd'] <@
+    (select pg_temp.modes_since_mark('call_hob_call_a', c.xmax) from public.calls c where c.id = tests.fx('hob_call_a')),
+  '... having locked A''s call (the probe sees the batch''s row locks)');
+select is((select count(*)::integer from hob_at_audit), 0, '... and written nothing audited');
+rollback to savepoint transcripts;
+
+-- A batch that begins with live lines of A and B and answers B's call: B's head before the first write, A's never.
+select pg_temp.mark();
+savepoint mixed;
+select private.apply_call_events(jsonb_build_array(
+  pg_temp.line('hob_org_a', 'hob-8', 'hob-call-a', '2026-11-23T09:59:59Z', 'Still A'),
+  pg_temp.line('hob_org_b', 'hob-9', 'hob-call-b', '2026-11-23T09:59:59Z', 'Bye from B'),
+  pg_temp.item('hob_org_b', 'hob-10', 'hob-call-b', '2026-11-23T09:59:59Z', 'in_progress')));
+select is((pg_temp.first_audit()).audited_org, tests.fx('hob_org_b'),
+  'in a batch mixing lines with an answer, the first audited write is the answer''s (B)');
+select ok('forupd' = any ((pg_temp.first_audit()).head_b),
+  '... by when the batch holds B''s head, taken before its first item, a line');
+select is(
+  (select pg_temp.modes_since_mark('head_hob_org_a', h.xmax) from private.audit_chain_heads h where h.org_id = tests.fx('hob_org_a')),
+  null, '... and never takes A''s, whose only item is a live line');
+rollback to savepoint mixed;
+
+-- ---------------------------------------------------------------------------
 -- The batch: B's call answered, then A's, then a new call of C.
 -- ---------------------------------------------------------------------------
 
@@ -175,6 +235,34 @@ release savepoint batch;
 select is(
   (select count(*)::integer from hob_answers, jsonb_array_elements(body) a where (a.value ->> 'duplicate')::boolean),
   0, 'no item of the batch was taken for a duplicate');
+
+-- ---------------------------------------------------------------------------
+-- Conversations by index: the lock of the batch's conversations reads a few rows, not the table.
+-- ---------------------------------------------------------------------------
+
+insert into public.bots (org_id, name, slug) values (tests.fx('hob_org_a'), 'Head order bot', 'call-event-batch-head-order');
+set local session_replication_role = replica;
+insert into public.conversations (org_id, bot_id, channel, external_conversation_id)
+select tests.fx('hob_org_a'), b.id, 'voice', 'hob-conversation-' || g
+from public.bots b, generate_series(1, 5000) g
+where b.slug = 'call-event-batch-head-order' and b.org_id = tests.fx('hob_org_a');
+set local session_replication_role = origin;
+analyze public.conversations;
+
+create temp table hob_conversation_reads as
+select s.seq_tup_read + coalesce(s.idx_tup_fetch, 0) as n from pg_catalog.pg_stat_xact_user_tables s
+where s.relid = 'public.conversations'::regclass;
+savepoint scan;
+select private.apply_call_events(jsonb_build_array(
+  pg_temp.item('hob_org_a', 'hob-11', 'hob-conversation-17', '2026-11-23T10:00:09Z', 'ringing'),
+  pg_temp.item('hob_org_b', 'hob-12', 'hob-call-scan', '2026-11-23T10:00:09Z', 'ringing')));
+select cmp_ok(
+  (select s.seq_tup_read + coalesce(s.idx_tup_fetch, 0) - r.n from pg_catalog.pg_stat_xact_user_tables s, hob_conversation_reads r
+   where s.relid = 'public.conversations'::regclass),
+  '<', 50::bigint,
+  'a batch reads a few of the org''s 5,000 conversations (by index), not every org''s'
+);
+rollback to savepoint scan;
 
 select * from finish();
 rollback;

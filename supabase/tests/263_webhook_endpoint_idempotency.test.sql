@@ -1,10 +1,11 @@
 -- Idempotency keys of users' requests (20261123009000_webhook_endpoint_idempotency.sql): a key is claimed once
 -- per user and org, replays its recorded answer to that user only, goes with the membership, is held to one
--- scope per row, and the API-key scope works as before.
+-- scope per row, and the API-key scope works as before. A claim locks the org row before its insert, whose
+-- foreign key check key-share locks the membership (README "Lock order").
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(18);
+select plan(20);
 
 select tests.remember('wei_admin', tests.create_user('admin@webhook-endpoint-idempotency.test'));
 select tests.remember('wei_other', tests.create_user('other@webhook-endpoint-idempotency.test'));
@@ -12,6 +13,42 @@ select tests.remember('wei_outsider', tests.create_user('outsider@webhook-endpoi
 select tests.remember('wei_org', tests.create_org('webhook-endpoint-idempotency', tests.fx('wei_admin')));
 select tests.remember('wei_org2', tests.create_org('webhook-endpoint-idempotency-2', tests.fx('wei_admin')));
 select tests.add_member(tests.fx('wei_org'), tests.fx('wei_other'), 'admin');
+
+-- The org row's lock modes when the claim inserts its row: as in 259, this transaction key-share locks the row
+-- first and the claim runs in a savepoint (its own xid), so a lock the claim takes turns xmax into a multixact.
+select 1 from public.organizations o where o.id = tests.fx('wei_org') for key share;
+create temp table wei_org_before as select o.xmax::text as xmax_text from public.organizations o where o.id = tests.fx('wei_org');
+create temp table wei_org_locks_at_insert (modes text[]);
+create function pg_temp.record_org_locks()
+returns trigger
+language plpgsql
+as $$
+begin
+  insert into wei_org_locks_at_insert (modes)
+  select (select array_agg(m.mode order by m.mode) from pg_catalog.pg_get_multixact_members(o.xmax) m)
+  from public.organizations o, wei_org_before b
+  where o.id = new.org_id and o.xmax::text <> b.xmax_text;
+  return new;
+end;
+$$;
+create trigger wei_record_org_locks before insert on private.idempotency_keys
+  for each row when (new.org_id is not null) execute function pg_temp.record_org_locks();
+
+savepoint claim;
+select tests.act_as('wei_admin');
+select is(
+  (select claimed from private.claim_user_idempotency_key(tests.fx('wei_org'), 'w-lock', repeat('a', 64))),
+  true,
+  'a claim in a subtransaction'
+);
+select tests.act_as('postgres');
+select ok(
+  (select 'fornokeyupd' = any (l.modes) from wei_org_locks_at_insert l),
+  'locks the org row for no key update (as create_webhook_endpoint then does) before it inserts its row, whose '
+  'foreign key check key-share locks the membership'
+);
+rollback to savepoint claim;
+drop trigger wei_record_org_locks on private.idempotency_keys;
 
 select tests.act_as('wei_admin');
 select results_eq(
