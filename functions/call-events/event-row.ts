@@ -1,11 +1,33 @@
 import type { JSONValue } from 'postgres';
 import type { CallEvent } from '../_shared/voice/index.ts';
 
+/** A stated start or end this long before the event is not the call's (a provider's 1970-01-01, say). */
+const MAX_BEFORE_EVENT_MS = 24 * 60 * 60 * 1000;
+/** The signature timestamp's tolerance: a clock this far ahead still signs events we accept. */
+const MAX_AHEAD_OF_ARRIVAL_MS = 5 * 60 * 1000;
+/** No duration is longer than the widest span between a kept start and a kept end. */
+const MAX_DURATION_SECONDS = (MAX_BEFORE_EVENT_MS + MAX_AHEAD_OF_ARRIVAL_MS) / 1000;
+
+/**
+ * A stated time, or undefined when it is implausible: more than a day before the event's occurred_at, or
+ * more than 5 minutes after the event arrived (receivedAtMs, when known). Dropped rather than refused, so
+ * the rest of the event (its status, its transcript) still applies and the provider does not send it again
+ * for ever; the call then takes its times from the events, as when the provider states none.
+ */
+function plausibleTime(at: string | undefined, occurredAt: string, receivedAtMs: number | undefined): string | undefined {
+  if (at === undefined) return undefined;
+  const ms = Date.parse(at);
+  if (ms < Date.parse(occurredAt) - MAX_BEFORE_EVENT_MS) return undefined;
+  if (receivedAtMs !== undefined && ms > receivedAtMs + MAX_AHEAD_OF_ARRIVAL_MS) return undefined;
+  return at;
+}
+
 /**
  * A CallEvent as private.apply_call_event reads it: the same fields in
- * snake_case, absent ones left out (an absent field changes nothing there).
+ * snake_case, absent ones left out (an absent field changes nothing there),
+ * implausible start and end times and durations left out too.
  */
-export function toEventRow(event: CallEvent): JSONValue {
+export function toEventRow(event: CallEvent, receivedAtMs?: number): JSONValue {
   const row: Record<string, unknown> = {
     event_id: event.eventId,
     provider: event.provider,
@@ -17,9 +39,12 @@ export function toEventRow(event: CallEvent): JSONValue {
     to: event.to,
     status: event.status,
     ended_reason: event.endedReason,
-    started_at: event.startedAt,
-    ended_at: event.endedAt,
-    duration_seconds: event.durationSeconds,
+    started_at: plausibleTime(event.startedAt, event.occurredAt, receivedAtMs),
+    ended_at: plausibleTime(event.endedAt, event.occurredAt, receivedAtMs),
+    // Vapi's is endedAt − startedAt when it states none, so an implausible start makes it implausible too.
+    duration_seconds: event.durationSeconds !== undefined && event.durationSeconds <= MAX_DURATION_SECONDS
+      ? event.durationSeconds
+      : undefined,
     transcript: event.transcript?.map((segment) => ({
       speaker: segment.speaker,
       text: segment.text,

@@ -234,7 +234,7 @@ async function applyBatch(sql: Sql, batch: Received[]): Promise<Settled<Outcome>
         select private.apply_call_events(${
         tx.json(toApply.map(({ index, event, payload }) => ({
           org_id: batch[index].route.orgId,
-          event: replaceUnstorable(toEventRow(event)),
+          event: replaceUnstorable(toEventRow(event, batch[index].nowMs)),
           payload: replaceUnstorable(payload) as JSONValue, /* parsed from the body: JSON by construction */
         })))
       }) as results`;

@@ -36,6 +36,9 @@ export interface SchedulerOptions {
 
 /** Answer bodies are stored as text, capped so one large response cannot bloat the table. */
 const MAX_RESPONSE_BYTES = 1024 * 1024;
+/** pg_net.ttl's default: how long answers are kept. */
+const RESPONSE_TTL_MS = 6 * 60 * 60 * 1000;
+const PURGE_EVERY_MS = 60 * 1000;
 
 export class Scheduler {
   private readonly sql: Sql;
@@ -53,6 +56,8 @@ export class Scheduler {
   /** The drain a wake-up started, if it is still dequeuing; wake-ups meanwhile ask it for one more pass. */
   private waking: Promise<void> | null = null;
   private wokenAgain = false;
+  /** When the answers older than their TTL were last deleted (ms of `now`), or null before the first time. */
+  private lastPurged: number | null = null;
 
   constructor(options: SchedulerOptions) {
     this.sql = options.sql;
@@ -79,6 +84,7 @@ export class Scheduler {
     try {
       await this.startDueJobs();
       await this.drainHttpQueue();
+      await this.purgeExpiredResponses();
     } catch (error) {
       this.log(`scheduler: ${(error as Error).message}`);
     } finally {
@@ -136,10 +142,7 @@ export class Scheduler {
       let status = 'succeeded';
       let message: string;
       try {
-        const results = await this.sql.begin(async (tx) => {
-          await tx`select set_config('role', ${job.username}, true)`;
-          return tx.unsafe(job.command).simple();
-        });
+        const results = await this.runAs(job.username, job.command);
         // One statement yields one result; several yield a list of them. pg_cron reports the last tag.
         type Outcome = { command?: string; count?: number };
         const outcome = results as unknown as Outcome & Outcome[];
@@ -156,6 +159,34 @@ export class Scheduler {
     } finally {
       this.running.delete(job.jobid);
     }
+  }
+
+  /**
+   * Runs a command as pg_cron does: as the job's user, outside any transaction block, so a DO block or a
+   * procedure it runs may commit as it goes (the daily invoice job does, after each org). Several
+   * statements in one command run in one implicit transaction, as they do there.
+   */
+  private async runAs(username: string, command: string): Promise<unknown> {
+    const session = await this.sql.reserve();
+    try {
+      await session`select set_config('role', ${username}, false)`;
+      return await session.unsafe(command).simple();
+    } finally {
+      await session`reset role`.catch(() => undefined);
+      session.release();
+    }
+  }
+
+  /**
+   * What pg_net's worker does with answers older than pg_net.ttl (6 hours by default): deletes them, so
+   * net._http_response does not grow for ever. On the tick, at most once a minute; null when it skipped.
+   */
+  async purgeExpiredResponses(): Promise<number | null> {
+    const at = this.now().getTime();
+    if (this.lastPurged !== null && at - this.lastPurged < PURGE_EVERY_MS) return null;
+    this.lastPurged = at;
+    const deleted = await this.sql`delete from net._http_response where created < ${new Date(at - RESPONSE_TTL_MS)}`;
+    return deleted.count;
   }
 
   /** Sends up to one batch of queued requests, concurrently, and records each outcome. */

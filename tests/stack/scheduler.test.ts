@@ -25,8 +25,15 @@ beforeAll(async () => {
   receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
 });
 
+const procedureName = `scheduler_test_commits_${process.pid}`;
+const tableName = `scheduler_test_rows_${process.pid}`;
+/** net._http_response ids of this file's rows (pg_net's ids are positive). */
+const responseIds = [1, 2, 3].map((n) => -(process.pid * 10 + n));
+
 afterAll(async () => {
   await sql`select cron.unschedule(${jobName})`.catch(() => undefined);
+  await sql.unsafe(`drop procedure if exists public.${procedureName}(); drop table if exists public.${tableName}`);
+  await sql`delete from net._http_response where id in ${sql(responseIds)}`;
   await new Promise((resolve) => receiver.close(resolve));
   await sql.end();
 });
@@ -73,5 +80,95 @@ describe.runIf(inject('embedded'))('local scheduler (pg_cron and pg_net stand-in
       select d.status, d.return_message from cron.job_run_details d join cron.job j using (jobid)
       where j.jobname = ${jobName} order by d.runid desc limit 1`;
     expect(run).toEqual({ status: 'failed', return_message: 'division by zero' });
+  });
+
+  it('runs a job outside a transaction block, so a procedure it calls can commit as it goes', async () => {
+    await sql.unsafe(`
+      create table public.${tableName} (step int);
+      create procedure public.${procedureName}() language plpgsql as $$
+      begin
+        insert into public.${tableName} values (1);
+        commit;
+        insert into public.${tableName} values (2);
+        commit;
+      end;
+      $$`);
+    await sql`select cron.schedule(${jobName}, '* * * * *', ${`call public.${procedureName}()`})`;
+    clock = new Date('2026-11-23T10:03:00Z');
+    await scheduler.startDueJobs();
+    await scheduler.settle();
+    const [run] = await sql<{ status: string; return_message: string }[]>`
+      select d.status, d.return_message from cron.job_run_details d join cron.job j using (jobid)
+      where j.jobname = ${jobName} order by d.runid desc limit 1`;
+    expect(run).toEqual({ status: 'succeeded', return_message: 'CALL' });
+    expect(await sql.unsafe(`select step from public.${tableName} order by step`)).toEqual([{ step: 1 }, { step: 2 }]);
+  });
+
+  it('deletes pg_net answers older than 6 hours (pg_net.ttl), at most once a minute', async () => {
+    clock = new Date('2026-11-23T18:00:00Z');
+    const hoursAgo = (hours: number) => new Date(clock.getTime() - hours * 3_600_000);
+    await sql`
+      insert into net._http_response (id, status_code, created)
+      values (${responseIds[0]}, 200, ${hoursAgo(7)}), (${responseIds[1]}, 200, ${hoursAgo(5)})`;
+    const left = async () =>
+      (await sql<{ id: string }[]>`select id::text from net._http_response where id in ${sql(responseIds)}`)
+        .map((row) => Number(row.id)).sort((a, b) => b - a);
+    expect(await scheduler.purgeExpiredResponses()).toBeGreaterThanOrEqual(1);
+    expect(await left()).toEqual([responseIds[1]]);
+
+    await sql`insert into net._http_response (id, status_code, created) values (${responseIds[2]}, 200, ${hoursAgo(8)})`;
+    clock = new Date('2026-11-23T18:00:59Z');
+    expect(await scheduler.purgeExpiredResponses()).toBeNull();
+    expect(await left()).toEqual([responseIds[1], responseIds[2]]);
+
+    clock = new Date('2026-11-23T18:01:00Z');
+    await scheduler.tick();
+    await scheduler.settle();
+    expect(await left()).toEqual([responseIds[1]]);
+  });
+
+  it('runs the invoice job, which draws each org in its own transaction and goes on past one that fails', async () => {
+    // Two orgs on Pro in May 2001 (no other org has a subscription that old); the second one's lines are refused.
+    const orgs = await sql<{ id: string }[]>`
+      insert into public.organizations (name, slug)
+      values ('Scheduler A', ${`scheduler-test-a-${process.pid}`}), ('Scheduler B', ${`scheduler-test-b-${process.pid}`})
+      returning id::text`;
+    const [good, refused] = orgs.map((org) => org.id);
+    await sql`delete from public.subscriptions where org_id in ${sql([good, refused])}`;
+    await sql`
+      insert into public.subscriptions (org_id, plan_id, status, started_at, current_period_start, current_period_end)
+      select o, 'pro', 'active', '2001-05-01T00:00:00Z', '2001-05-01T00:00:00Z', '2001-06-01T00:00:00Z'
+      from unnest(${[good, refused]}::uuid[]) o`;
+    const trigger = `scheduler_test_refuse_${process.pid}`;
+    await sql.unsafe(`
+      create function public.${trigger}() returns trigger language plpgsql as $$
+      begin
+        raise exception 'refused for the test';
+      end;
+      $$;
+      create trigger ${trigger} before insert on public.invoice_lines
+        for each row when (new.org_id = '${refused}') execute function public.${trigger}()`);
+    try {
+      // The job's own command, for May 2001 rather than last month (so only these two orgs are drawn).
+      const [{ command }] = await sql<{ command: string }[]>`select command from cron.job where jobname = 'generate-invoices'`;
+      const lastMonth = "(date_trunc('month', now() at time zone 'UTC') - interval '1 month')::date";
+      expect(command).toContain(lastMonth);
+      await sql`select cron.schedule(${jobName}, '* * * * *', ${command.replace(lastMonth, "'2001-05-01'::date")})`;
+      clock = new Date('2026-11-23T18:02:00Z');
+      await scheduler.startDueJobs();
+      await scheduler.settle();
+    } finally {
+      await sql.unsafe(`drop trigger ${trigger} on public.invoice_lines; drop function public.${trigger}()`);
+    }
+    const [run] = await sql<{ status: string; return_message: string }[]>`
+      select d.status, d.return_message from cron.job_run_details d join cron.job j using (jobid)
+      where j.jobname = ${jobName} order by d.runid desc limit 1`;
+    expect(run).toEqual({ status: 'succeeded', return_message: 'DO' });
+    const invoiced = await sql<{ org_id: string; lines: number; events: number }[]>`
+      select i.org_id::text,
+        (select count(*)::int from public.invoice_lines l where l.invoice_id = i.id) as lines,
+        (select count(*)::int from public.events e where e.org_id = i.org_id and e.type = 'invoice.created') as events
+      from public.invoices i where i.org_id in ${sql([good, refused])} and i.period_start = '2001-05-01'`;
+    expect(invoiced).toEqual([{ org_id: good, lines: 1, events: 1 }]);
   });
 });

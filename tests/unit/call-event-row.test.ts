@@ -30,6 +30,36 @@ describe('toEventRow', () => {
       metadata: { call_id: '4f7c2b9e-2d7b-4a51-9d7e-0f6f2c1b3a44' },
     });
   });
+
+  it('leaves out a start or end more than a day before the event or 5 minutes after its arrival, and a longer duration', () => {
+    const event = {
+      eventId: 'evt_2',
+      provider: 'generic' as const,
+      type: 'call.ended' as const,
+      providerCallId: 'c-2',
+      occurredAt: '2026-11-23T10:00:00Z',
+    };
+    const arrival = Date.parse('2026-11-23T10:00:01Z');
+    const implausible = toEventRow({
+      ...event,
+      startedAt: '1970-01-01T00:00:00Z',
+      endedAt: '2026-11-23T10:06:00Z',
+      durationSeconds: 1_795_000_000,
+    }, arrival) as Record<string, unknown>;
+    expect(implausible.started_at).toBeUndefined();
+    expect(implausible.ended_at).toBeUndefined();
+    expect(implausible.duration_seconds).toBeUndefined();
+    expect(implausible.type).toBe('call.ended');
+
+    const plausible = toEventRow({
+      ...event,
+      startedAt: '2026-11-23T09:50:00Z',
+      endedAt: '2026-11-23T10:00:00Z',
+      durationSeconds: 600,
+    }, arrival) as Record<string, unknown>;
+    expect([plausible.started_at, plausible.ended_at, plausible.duration_seconds])
+      .toEqual(['2026-11-23T09:50:00Z', '2026-11-23T10:00:00Z', 600]);
+  });
 });
 
 describe('recordingExtension', () => {
