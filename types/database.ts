@@ -506,14 +506,14 @@ isOneToOne: false
                   ]
                 },"data_exports": {
                   Row: {
-                    "created_at": string,"cursor": NonNullable<Json>,"error": string | null,"expired_at": string | null,"expires_at": string | null,"finished_at": string | null,"id": string,"lease_until": string | null,"org_id": string,"progress_percent": number,"requested_by": string | null,"status": Database["public"]['Enums']["data_export_status"],"steps": number,"storage_prefix": string,"tables": (string)[],"updated_at": string
+                    "attempts_at_cursor": number,"created_at": string,"cursor": NonNullable<Json>,"error": string | null,"expired_at": string | null,"expires_at": string | null,"finished_at": string | null,"id": string,"lease_until": string | null,"org_id": string,"progress_percent": number,"requested_by": string | null,"status": Database["public"]['Enums']["data_export_status"],"steps": number,"storage_prefix": string,"tables": (string)[],"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "created_at"?: string,"cursor"?: NonNullable<Json>,"error"?: string | null,"expired_at"?: string | null,"expires_at"?: string | null,"finished_at"?: string | null,"id"?: string,"lease_until"?: string | null,"org_id": string,"progress_percent"?: number,"requested_by"?: string | null,"status"?: Database["public"]['Enums']["data_export_status"],"steps"?: number,"storage_prefix": string,"tables": (string)[],"updated_at"?: string
+                    "attempts_at_cursor"?: number,"created_at"?: string,"cursor"?: NonNullable<Json>,"error"?: string | null,"expired_at"?: string | null,"expires_at"?: string | null,"finished_at"?: string | null,"id"?: string,"lease_until"?: string | null,"org_id": string,"progress_percent"?: number,"requested_by"?: string | null,"status"?: Database["public"]['Enums']["data_export_status"],"steps"?: number,"storage_prefix": string,"tables": (string)[],"updated_at"?: string
                   }
                   Update: {
-                    "created_at"?: string,"cursor"?: NonNullable<Json>,"error"?: string | null,"expired_at"?: string | null,"expires_at"?: string | null,"finished_at"?: string | null,"id"?: string,"lease_until"?: string | null,"org_id"?: string,"progress_percent"?: number,"requested_by"?: string | null,"status"?: Database["public"]['Enums']["data_export_status"],"steps"?: number,"storage_prefix"?: string,"tables"?: (string)[],"updated_at"?: string
+                    "attempts_at_cursor"?: number,"created_at"?: string,"cursor"?: NonNullable<Json>,"error"?: string | null,"expired_at"?: string | null,"expires_at"?: string | null,"finished_at"?: string | null,"id"?: string,"lease_until"?: string | null,"org_id"?: string,"progress_percent"?: number,"requested_by"?: string | null,"status"?: Database["public"]['Enums']["data_export_status"],"steps"?: number,"storage_prefix"?: string,"tables"?: (string)[],"updated_at"?: string
                   }
                   Relationships: [
                     {
@@ -1601,7 +1601,8 @@ isOneToOne: false
       } },
 "request_data_export":
 { Args: { "org_id": string }; Returns: {
-              "created_at": string,
+              "attempts_at_cursor": number,
+"created_at": string,
 "cursor": NonNullable<Json>,
 "error": string | null,
 "expired_at": string | null,
