@@ -10,7 +10,7 @@ import { type AttemptResult, type ClaimedDelivery, sendAttempt } from './send.ts
  * them, record each attempt (the database decides what happens next), and go
  * on until nothing is due or the pass's budget is spent. A slow receiver
  * holds at most half the workers, and one org at most a quarter, while other
- * orgs have work (claims.ts).
+ * orgs have work the workers may take (claims.ts).
  * Everything from outside (database, fetch, clock, DNS policy, limits) is
  * injected so tests control it.
  */
@@ -149,11 +149,11 @@ export async function dispatch(options: DispatchOptions): Promise<DispatchSummar
     userAgent: options.userAgent ?? DISPATCH_DEFAULTS.userAgent,
   };
   const log = options.log ?? ((message: string, error?: unknown) => console.error(message, error));
-  // A claimed delivery waits at hand at most one timeout, then is taken ahead of the others by the next free
-  // worker (fewer than two claims' worth wait at hand, and every worker comes free within one attempt), then
-  // takes its own attempt (claims.ts).
+  // A claimed delivery waits at hand at most one timeout, or, when its org is at its cap, until the pass stops
+  // claiming (its time); then at most two claims' worth wait at hand, every worker comes free within one attempt
+  // and takes one of them, and the delivery takes its own attempt (claims.ts).
   const lease = leaseSeconds(2 * settings.batchSize + settings.concurrency, settings.concurrency, settings.timeoutMs) +
-    Math.ceil(settings.timeoutMs / 1000);
+    Math.ceil(Math.max(settings.timeoutMs, settings.maxDurationMs) / 1000);
   const started = performance.now();
   const summary: DispatchSummary = {
     claimed: 0,

@@ -149,3 +149,161 @@ begin
 end;
 $$;
 comment on function private.replay_webhook_delivery(uuid) is 'Queues a new delivery of a delivery''s event to the same endpoint (webhooks.manage). P0002 unknown delivery or another org''s; 42501 without webhooks.manage, or with detail owner_only_event (export.*) or admin_only_event (invoice.*) when the caller may not read the event; 22023 when the endpoint is disabled or receives no events of that type; PT409 when it has 100 or more deliveries queued; PT429 (detail: seconds to wait) past 60 a minute per org.';
+
+-- ---------------------------------------------------------------------------
+-- The claim (restated from 20261123004100) takes turns per org first, then
+-- per endpoint within the org. Turns per endpoint alone let an org with 20
+-- endpoints take 20 turns a round: with 2 due deliveries each, older than
+-- another org's, it filled a whole claim of 16, and the dispatcher
+-- (functions/webhook-dispatcher/claims.ts) had its deliveries at hand and
+-- nobody else's, so its workers went to that org.
+-- ---------------------------------------------------------------------------
+
+create or replace function private.claim_webhook_deliveries(
+  batch_size integer default 20,
+  lease interval default interval '60 seconds',
+  claimed_at timestamptz default now()
+)
+returns table (
+  delivery_id uuid,
+  attempt_number integer,
+  message_id text,
+  endpoint_id uuid,
+  url text,
+  secrets text[],
+  body text
+)
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  max_attempts integer := cardinality(private.webhook_retry_delays());
+begin
+  if batch_size is null or batch_size not between 1 and 500 then
+    raise exception 'batch_size must be between 1 and 500' using errcode = 'invalid_parameter_value';
+  end if;
+
+  -- Out of attempts: the last one was claimed and never reported (its
+  -- worker died) and its lease has run out. Sending stops after the tenth
+  -- attempt, so the delivery ends failed rather than being tried an
+  -- eleventh time. Deliveries only, skip locked: no wait, no endpoint lock.
+  update public.webhook_deliveries d
+  set status = 'failed', next_attempt_at = null, locked_until = null
+  where d.id in (
+    select x.id from public.webhook_deliveries x
+    where x.status in ('pending', 'sending')
+      and x.next_attempt_at <= claimed_at
+      and (x.status = 'pending' or x.locked_until <= claimed_at)
+      and x.attempt_count >= max_attempts
+    for update of x skip locked
+  );
+
+  -- An owner-only event whose endpoint no longer passes (its URL or filter
+  -- was changed by a non-owner since it was queued, or its owner was
+  -- demoted or left) is canceled rather than sent (20261123004100). The
+  -- claim below skips such deliveries too, in case one was locked here.
+  update public.webhook_deliveries d
+  set status = 'canceled', next_attempt_at = null, locked_until = null
+  where d.id in (
+    select x.id
+    from public.webhook_deliveries x
+    join public.webhook_endpoints e on e.id = x.endpoint_id
+    join public.events ev on ev.id = x.event_id
+    where x.status in ('pending', 'sending')
+      and x.next_attempt_at <= claimed_at
+      and (x.status = 'pending' or x.locked_until <= claimed_at)
+      and private.event_type_read_permission(ev.type) is not null
+      and not private.webhook_endpoint_receives(e.org_id, e.configured_by, ev.type)
+    for update of x skip locked
+  );
+
+  return query
+  with queued as (
+    -- Every queued delivery that has come due, claimable or still in
+    -- flight under another worker's lease; only enabled endpoints.
+    select
+      d.id,
+      d.endpoint_id,
+      e.org_id,
+      d.next_attempt_at,
+      (d.status = 'pending' or d.locked_until <= claimed_at) as claimable
+    from public.webhook_deliveries d
+    join public.webhook_endpoints e on e.id = d.endpoint_id and e.enabled
+    join public.events ev on ev.id = d.event_id
+    where d.status in ('pending', 'sending')
+      and d.next_attempt_at <= claimed_at
+      and d.attempt_count < max_attempts
+      and (private.event_type_read_permission(ev.type) is null
+           or private.webhook_endpoint_receives(e.org_id, e.configured_by, ev.type))
+  ),
+  endpoint_turns as (
+    -- Round robin over an org's endpoints: an endpoint's n-th claimable
+    -- delivery (oldest first) takes endpoint turn n, after the ones it
+    -- already has in flight.
+    select
+      q.id,
+      q.org_id,
+      q.next_attempt_at,
+      q.claimable,
+      count(*) filter (where not q.claimable) over (partition by q.endpoint_id)
+        + row_number() over (partition by q.endpoint_id, q.claimable order by q.next_attempt_at, q.id) as endpoint_turn
+    from queued q
+  ),
+  turns as (
+    -- Round robin over orgs, the tenants: an org's n-th claimable delivery
+    -- in its endpoints' turn order takes org turn n, after the ones it
+    -- already has in flight, so an org with many endpoints gets one turn
+    -- per round like an org with one.
+    select
+      t.id,
+      t.claimable,
+      t.endpoint_turn,
+      count(*) filter (where not t.claimable) over (partition by t.org_id)
+        + row_number() over (
+            partition by t.org_id, t.claimable order by t.endpoint_turn, t.next_attempt_at, t.id
+          ) as org_turn
+    from endpoint_turns t
+  ),
+  due as (
+    select d.id, t.org_turn, t.endpoint_turn
+    from public.webhook_deliveries d
+    join turns t on t.id = d.id and t.claimable
+    -- Checked again on the locked row: another worker may have claimed it since.
+    where d.status in ('pending', 'sending')
+      and (d.status = 'pending' or d.locked_until <= claimed_at)
+    order by t.org_turn, t.endpoint_turn, d.next_attempt_at, d.id
+    limit batch_size
+    for update of d skip locked
+  ),
+  claimed as (
+    update public.webhook_deliveries d
+    set status = 'sending', locked_until = claimed_at + lease, attempt_count = d.attempt_count + 1
+    from due
+    where d.id = due.id
+    returning d.id, d.attempt_count, d.endpoint_id, d.event_id, due.org_turn, due.endpoint_turn, d.next_attempt_at
+  )
+  select
+    c.id,
+    c.attempt_count,
+    'msg_' || replace(c.event_id::text, '-', ''),
+    c.endpoint_id,
+    e.url,
+    array(
+      select s.secret from private.webhook_endpoint_secrets s
+      where s.endpoint_id = c.endpoint_id and (s.expires_at is null or s.expires_at > claimed_at)
+      order by s.id desc
+    ),
+    jsonb_build_object(
+      'type', ev.type,
+      'timestamp', to_char(ev.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+      'data', ev.payload
+    )::text
+  from claimed c
+  join public.webhook_endpoints e on e.id = c.endpoint_id
+  join public.events ev on ev.id = c.event_id
+  -- In turn order, so a batch's first requests go to as many orgs, then endpoints, as it has.
+  order by c.org_turn, c.endpoint_turn, c.next_attempt_at, c.id;
+end;
+$$;
+comment on function private.claim_webhook_deliveries(integer, interval, timestamptz) is 'Locks and returns due deliveries (skip locked, so concurrent workers never share one; round robin over orgs, then over each org''s endpoints), with the exact body and secrets to sign; ends failed a delivery whose tenth attempt was never reported; cancels an owner-only event''s delivery to an endpoint no owner set up.';

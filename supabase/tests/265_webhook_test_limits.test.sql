@@ -1,10 +1,11 @@
 -- Test sends and replays are limited per org a minute and per endpoint
--- queue (20261123009200_webhook_test_limits.sql). The file runs in one
+-- queue, and the claim takes turns per org, then per endpoint
+-- (20261123009200_webhook_test_limits.sql). The file runs in one
 -- transaction, so now() and with it the rate-limit window stay fixed.
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(22);
+select plan(25);
 
 -- How a call is refused: SQLSTATE, detail ('-' for none) and message, or 'ok'.
 create function pg_temp.refusal(call text)
@@ -205,6 +206,63 @@ select tests.act_as('owner_b');
 select is(pg_temp.send_tests('ep_q', 1), 1, 'with 99 queued, a test send is accepted again');
 select tests.act_as('postgres');
 select is(pg_temp.queued('ep_q'), 100::bigint, 'it is queued');
+
+-- ---------------------------------------------------------------------------
+-- 4. The claim takes turns per org, then per endpoint within the org.
+-- ---------------------------------------------------------------------------
+
+-- org_a: 5 endpoints with 2 due deliveries each, all older than org_b's one
+-- delivery. Due in 1987, so nothing else in the database is due with them
+-- (sections 1 to 3 queued theirs now).
+select tests.act_as('postgres');
+with added as (
+  insert into public.webhook_endpoints (org_id, url)
+  select tests.fx('org_a'), format('https://a%s.test-limits-265.example.com/h', i) from generate_series(3, 5) i
+  returning id, url
+)
+select tests.remember('ep_a' || substring(url from 'https://a(\d)\.'), id) from added;
+insert into public.webhook_deliveries (org_id, endpoint_id, event_id, next_attempt_at)
+select tests.fx('org_a'), tests.fx(a.ep), d.event_id, '1987-01-01'::timestamptz + make_interval(secs => 10 * round + a.n)
+from public.webhook_deliveries d
+cross join unnest(array['ep_a', 'ep_a2', 'ep_a3', 'ep_a4', 'ep_a5']) with ordinality a(ep, n)
+cross join generate_series(0, 1) round
+where d.id = tests.fx('d_a');
+insert into public.webhook_deliveries (org_id, endpoint_id, event_id, next_attempt_at)
+select d.org_id, d.endpoint_id, d.event_id, '1987-01-01 00:01'
+from public.webhook_deliveries d where d.endpoint_id = tests.fx('ep_b') limit 1;
+
+create temp table claims (round text, n bigint, endpoint_id uuid);
+grant all on claims to public;
+create function pg_temp.claim(round text, batch integer)
+returns void
+language sql
+as $$
+  insert into claims
+  select claim.round, c.n, c.endpoint_id
+  from private.claim_webhook_deliveries(claim.batch, interval '60 seconds', '1987-01-01 01:00') with ordinality c(
+    delivery_id, attempt_number, message_id, endpoint_id, url, secrets, body, n)
+$$;
+grant execute on function pg_temp.claim(text, integer) to public;
+
+select tests.act_as('service_role');
+select pg_temp.claim('first', 2);
+select is(
+  (select array_agg(c.endpoint_id order by c.n) from claims c where c.round = 'first'),
+  array[tests.fx('ep_a'), tests.fx('ep_b')],
+  'a claim of 2 takes org_a''s oldest, then org_b''s one, though each of org_a''s 5 endpoints has older ones'
+);
+select pg_temp.claim('second', 4);
+select set_eq(
+  $$select endpoint_id from claims where round = 'second'$$,
+  $$select tests.fx(ep) from unnest(array['ep_a2', 'ep_a3', 'ep_a4', 'ep_a5']) ep$$,
+  'within the org, endpoints still take turns: the next 4 go to its other 4 endpoints, not to ep_a''s second'
+);
+select pg_temp.claim('rest', 16);
+select is(
+  (select count(*) from claims c where c.round = 'rest'),
+  5::bigint,
+  'an org alone with due deliveries fills the batch'
+);
 
 select * from finish();
 rollback;

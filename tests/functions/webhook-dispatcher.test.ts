@@ -165,6 +165,109 @@ async function driveUntilSettled(endpointId: string, maxPasses = 50): Promise<vo
   throw new Error('still pending after the maximum number of passes');
 }
 
+/** A delivery of the fake queue below: due at `due`, claimed (in flight) until done. */
+interface FakeDelivery {
+  id: string;
+  org: string;
+  endpoint: string;
+  due: number;
+  claimed: boolean;
+  done: boolean;
+}
+
+/**
+ * private.claim_webhook_deliveries's turns over an in-memory queue (20261123009200): an endpoint's n-th waiting
+ * delivery (oldest first) takes endpoint turn n after those it has in flight; an org's n-th in its endpoints' turn
+ * order takes org turn n after those it has in flight; a claim takes the first `size` by org turn, endpoint turn, age.
+ */
+function claimLikeTheSql(queue: FakeDelivery[], size: number): FakeDelivery[] {
+  const inFlight = (matches: (d: FakeDelivery) => boolean) => queue.filter((d) => d.claimed && !d.done && matches(d)).length;
+  const byAge = queue.filter((d) => !d.claimed).sort((a, b) => a.due - b.due || a.id.localeCompare(b.id));
+  const turnsWithin = (ordered: FakeDelivery[], keyOf: (d: FakeDelivery) => string) => {
+    const taken = new Map<string, number>();
+    return new Map(ordered.map((d) => {
+      const key = keyOf(d);
+      if (!taken.has(key)) taken.set(key, inFlight((x) => keyOf(x) === key));
+      taken.set(key, taken.get(key)! + 1);
+      return [d, taken.get(key)!];
+    }));
+  };
+  const endpointTurn = turnsWithin(byAge, (d) => d.endpoint);
+  // Sorting is stable: equal turns stay oldest first.
+  const orgTurn = turnsWithin([...byAge].sort((a, b) => endpointTurn.get(a)! - endpointTurn.get(b)!), (d) => d.org);
+  const claimed = [...byAge]
+    .sort((a, b) => orgTurn.get(a)! - orgTurn.get(b)! || endpointTurn.get(a)! - endpointTurn.get(b)!)
+    .slice(0, size);
+  for (const d of claimed) d.claimed = true;
+  return claimed;
+}
+
+/**
+ * The reviewer's pass: a busy org's 20 endpoints with 2 due deliveries each, all older than the other org's 5
+ * (over `otherEndpoints` endpoints), 8 workers, the claim of 20261123009200. The busy org's attempts hang until
+ * every one of the other org's has ended (or 3 s have passed); the other's take a moment, and the first one's end
+ * puts the clock a whole wait on, so everything at hand is overdue.
+ */
+async function busyAndOtherOrgPass(otherEndpoints: number) {
+  const queue: FakeDelivery[] = [
+    ...Array.from({ length: 40 }, (_, i) => ({ id: `busy-${i}`, org: 'busy', endpoint: `busy-e${i % 20}`, due: i })),
+    ...Array.from({ length: 5 }, (_, i) => ({ id: `other-${i}`, org: 'other', endpoint: `other-e${i % otherEndpoints}`, due: 100 + i })),
+  ].map((d) => ({ ...d, claimed: false, done: false }));
+  const maxWaitMs = 15_000;
+  let clock = 0;
+  const claimer = createClaimer<FakeDelivery>({
+    claim: async (size) => claimLikeTheSql(queue, size),
+    maxPerClaim: 16,
+    remaining: () => Infinity,
+    timeUp: () => false,
+    keyOf: (d) => d.endpoint,
+    groupOf: (d) => d.org,
+    slowAfterMs: 60_000,
+    maxPerReceiver: 4,
+    maxPerGroup: 2,
+    maxWaitMs,
+    now: () => clock,
+  });
+  let releaseBusy!: (byTimer: boolean) => void;
+  const busyReleased = new Promise<boolean>((resolve) => (releaseBusy = resolve));
+  const timer = setTimeout(() => releaseBusy(true), 3000);
+  const started = new Set<FakeDelivery>();
+  const running = new Set<FakeDelivery>();
+  /** At each busy start while the other org had deliveries not started: the busy org's in flight, and whether each of those was at an endpoint with 4 running. */
+  const busyStartsWhileOtherWaited: Array<{ busyInFlight: number; otherBlocked: boolean }> = [];
+  let maxBusyInFlight = 0;
+  const inFlightOf = (org: string, endpoint?: string) =>
+    [...running].filter((d) => d.org === org && (endpoint === undefined || d.endpoint === endpoint)).length;
+  const worker = async () => {
+    for (let d = await claimer.next(); d; d = await claimer.next()) {
+      expect(started.has(d)).toBe(false);
+      started.add(d);
+      running.add(d);
+      const otherWaiting = queue.filter((x) => x.org === 'other' && !started.has(x));
+      if (d.org === 'busy') {
+        maxBusyInFlight = Math.max(maxBusyInFlight, inFlightOf('busy'));
+        if (otherWaiting.length > 0) {
+          busyStartsWhileOtherWaited.push({
+            busyInFlight: inFlightOf('busy'),
+            otherBlocked: otherWaiting.every((x) => inFlightOf('other', x.endpoint) >= 4),
+          });
+        }
+        await busyReleased;
+      } else {
+        await new Promise((resolve) => setImmediate(resolve));
+        if (clock === 0) clock += maxWaitMs;
+      }
+      running.delete(d);
+      d.done = true;
+      claimer.done(d);
+      if (queue.every((x) => x.org !== 'other' || x.done)) releaseBusy(false);
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+  clearTimeout(timer);
+  return { queue, started, busyStartsWhileOtherWaited, maxBusyInFlight, releasedByTimer: await busyReleased };
+}
+
 describe('webhook dispatch', () => {
   it('sends the event signed per Standard Webhooks, with every live secret', async () => {
     await freshReceiver();
@@ -646,15 +749,34 @@ describe('webhook dispatch', () => {
     const busy = Array.from({ length: 20 }, (_, i) => `busy:e${i}:1`);
     const mixed = make([...busy, 'other:e0:1', 'other:e0:2', 'other:e0:3']);
     const eight = await Promise.all(Array.from({ length: 8 }, () => mixed.next()));
-    // Two for the busy org, then a second claim brings the other org's: its two go before the rest of the busy org's.
-    expect(eight).toEqual(['busy:e0:1', 'busy:e1:1', 'other:e0:1', 'other:e0:2', 'busy:e2:1', 'busy:e3:1', 'busy:e4:1', 'busy:e5:1']);
-    // The other org's attempt ends while every busy one still runs: its next goes ahead of the busy org's at hand.
-    mixed.done('other:e0:1');
-    expect(await mixed.next()).toBe('other:e0:3');
+    // Two for the busy org, then a second claim brings the other org's: its two go before the rest of the busy org's,
+    // and with both orgs at their cap the spare workers go to the org with less work first.
+    expect(eight).toEqual(['busy:e0:1', 'busy:e1:1', 'other:e0:1', 'other:e0:2', 'other:e0:3', 'busy:e2:1', 'busy:e3:1', 'busy:e4:1']);
 
     // An org alone in the queue gets every worker: none waits idle.
     const alone = make([...busy]);
     expect(await Promise.all(Array.from({ length: 8 }, () => alone.next()))).toEqual(busy.slice(0, 8));
+  });
+
+  it('holds a busy org with a deep backlog to 2 workers while another org\'s deliveries wait (20 endpoints × 2, fair2)', async () => {
+    const pass = await busyAndOtherOrgPass(2);
+    expect(pass.started.size).toBe(pass.queue.length);
+    // Every one of the other org's 5 started and ended before any of the busy org's hanging attempts ended.
+    expect(pass.releasedByTimer).toBe(false);
+    // The busy org never had more than 2 in flight while the other org had a delivery not started.
+    expect(pass.busyStartsWhileOtherWaited.length).toBeGreaterThan(0);
+    expect(Math.max(...pass.busyStartsWhileOtherWaited.map((s) => s.busyInFlight))).toBe(2);
+    // Alone in the queue afterwards, it gets every worker.
+    expect(pass.maxBusyInFlight).toBe(8);
+  });
+
+  it('lets a busy org past its cap only while the other org\'s one endpoint is at its own (4 of 8 workers, fair2)', async () => {
+    const pass = await busyAndOtherOrgPass(1);
+    expect(pass.started.size).toBe(pass.queue.length);
+    expect(pass.releasedByTimer).toBe(false);
+    // No worker idles: with the other org's endpoint at 4 and its org at 2, the spare workers go to the busy org.
+    expect(pass.busyStartsWhileOtherWaited.filter((s) => s.busyInFlight > 2 && !s.otherBlocked)).toEqual([]);
+    expect(pass.maxBusyInFlight).toBe(8);
   });
 
   it('stops at its delivery budget and leaves the rest for the next pass', async () => {
