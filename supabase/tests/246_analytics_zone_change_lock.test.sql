@@ -100,7 +100,9 @@ select ok(
 -- 2. What a write and a zone change hold, and the days they mark.
 -- ---------------------------------------------------------------------------
 
-select is(pg_temp.held(7700, 'org_zl'), '{}', 'before any write of org z, no marker lock on it');
+-- Since 20261123009600 every audited write takes its org's marker lock shared
+-- before the audit chain head, so org z's creation and bot already hold it.
+select is(pg_temp.held(7700, 'org_zl'), '{ShareLock}', 'org z''s audited writes so far (its creation, its bot) hold its marker lock shared (20261123009600)');
 
 -- 23:20 and 23:30 UTC on 06-10: 06-10 in UTC, 06-11 in Berlin.
 insert into public.conversations (org_id, bot_id, channel, external_user_id, created_at)
@@ -110,7 +112,7 @@ insert into public.messages (org_id, conversation_id, role, content, tokens_in, 
 values (tests.fx('org_zl'), tests.fx('conv_zl'), 'user', 'late', 3, 0, '2026-06-10 23:30Z');
 
 select is(pg_temp.held(7700, 'org_zl'), '{ShareLock}', 'a marking write holds org z''s marker lock shared, to its commit');
-select is(pg_temp.held(7700, 'org_yl'), '{}', 'and none on an org it did not write');
+select is(pg_temp.held(7700, 'org_yl'), '{ShareLock}', 'org y holds it only from its own audited writes, shared');
 select is(pg_temp.held(1700, 'org_zl'), '{}', 'and not the refresh''s lock');
 select is(pg_temp.marks('org_zl'), '{2026-06-10}', 'in UTC the write marks 06-10');
 

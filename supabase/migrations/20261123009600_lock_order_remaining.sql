@@ -1,0 +1,418 @@
+-- The paths 20261123008600 left unordered, in the project's lock order:
+--
+--   the org row (for no key update) -> the org's active subscription (for update) -> a document row ->
+--   advisory 8600 -> chunk term rows -> advisory 7700 (shared) -> the org's audit chain head (H), last.
+--
+-- Each deadlock below was read from the lock sequences of both sides (PGlite runs one session; pgTAP 269
+-- checks the order at each path's first audited write, as 259 does).
+--
+-- 1. Analytics marks against a zone change. An audited write of a call, conversation or appointment took H
+--    in its row's audit trigger, then the analytics marker lock (7700, shared) in the statement's mark
+--    trigger, which fires after every row trigger; a zone change (an update of organizations.time_zone)
+--    takes 7700 exclusive in analytics_org_zone_changed, then H in the org row's audit trigger (`audit`
+--    fires after `analytics_org_zone_changed`), as apply_call_events does (7700, then heads: 20261123008700).
+--    Every audited row now takes its org's 7700 shared just before H: a before-insert trigger on audit_log
+--    that fires before audit_log_chain. Shared locks never conflict; the zone change's own audit asks for
+--    the shared lock it holds exclusive, which a transaction's own lock grants. A writer that took H holds
+--    7700 from then on, so its marks re-take a lock it holds. What this costs: a zone change waits for every
+--    open transaction with an audited write of the org (it waited for their heads already), and new audited
+--    writes of the org queue behind a waiting zone change, as marks did.
+--
+-- 2. A direct delete of an auth.users row (the Auth admin API, SQL). Its before-delete triggers disconnect
+--    the user's calendars and revoke their invitations (audited: H), and then the cascade deletes their
+--    memberships, whose owner rows lock the org row (memberships_lock_org_for_owner_delete, the last-owner
+--    check) after H, against the paths that lock the org row, then H (validate_bot, create_api_key,
+--    change_member_role). A before-delete trigger that fires first (on_auth_user_deleted_a_lock_orgs: before
+--    triggers fire in name order) now locks the user's org rows (private.lock_orgs_of_user) in org order.
+--
+-- 3. delete_organization against a running finish_ingest. The ingest step locks its document (in the
+--    ingest function's first statement), writes the chunks (their foreign key key-share locks the org row)
+--    and marks the document ready (audited: H). delete_organization locked the org row `for update` (which
+--    the key-share lock waits for), then its final invoice took H, and the cascade waited for the
+--    document. It now locks the org's documents (`for update`, in id order) before the org row, so a
+--    running step commits first and a later step finds its document gone. Documents come before the org
+--    row here only: no path locks an org row (nor key-shares it) and then waits for an existing document
+--    (uploads insert new ones; retries, deletions, the sweepers and the ingest start from the document).
+--
+-- 4. delete_account and delete_user deleted the user's memberships in one statement, in scan order: an
+--    owner's row locked its org row after the heads of the orgs before it, so two deletions over the same
+--    two orgs could each hold one org and wait for the other. Both now lock the user's org rows first, in
+--    org order (private.lock_orgs_of_user: any two deletions sharing an org run one after the other), and
+--    delete the memberships org by org in org order, so the heads come in org order too.
+--
+-- 5. claim_due_calls checked the call minutes at dial time without a lock: two claims at once each counted
+--    only the other's committed dials and could both hand out an org's last minutes. Each round now locks
+--    the active subscriptions of its calls' orgs (the call minutes' lock: create_call_campaign and
+--    calls_lock_quota count under it) after picking the calls and before the arithmetic, which runs in a
+--    later statement, hence a snapshot that sees what the previous holder committed. With skip locked: an
+--    org whose subscription another transaction holds (another claim, a campaign being queued, change_plan,
+--    the org's deletion) is left for the next pass, its calls untouched. Waiting there would be the one
+--    place the claim waits while holding rows others need: its calls (delete_organization locks the
+--    subscription, then deletes the calls) and, from its second round, the heads of earlier rounds' orgs.
+--    Nothing that holds a subscription waits for an existing call but delete_organization, which the claim
+--    no longer waits for. An org without an active subscription has no row to lock and is not serialised.
+--
+-- Not ordered here:
+-- * close_stale_calls (20261123009500 restates it).
+-- * A zone change of several orgs in one UPDATE against a writer with audited writes in two of them: the
+--   zone change takes 7700 exclusive per row in the statement's row order, the writer 7700 shared per org
+--   in its own order.
+-- * private.redact_audit_records of an org (service role) against a zone change of it: the redaction at the
+--   commit locks the head, then appends its record, which takes 7700 shared, when its transaction had no
+--   audited write of the org.
+-- * A direct auth.users delete still writes its orgs' heads in the order its triggers find the rows (the
+--   org rows it locks first serialise it against the other deletions and the org-row paths, not against
+--   a multi-org writer such as a call-event batch or generate_invoices taking heads in another order).
+-- * delete_organization against the other writers that lock an existing row of the org before their head
+--   (a call, a conversation, a calendar connection...): it takes the head (the final invoice's audited
+--   cancellation) before its cascade reaches their rows. Ordering every one needs it to lock every such
+--   row of the org before its head.
+
+-- ---------------------------------------------------------------------------
+-- 1. Every audited row takes its org's analytics marker lock before the head.
+-- ---------------------------------------------------------------------------
+
+create function private.lock_analytics_marks_for_audit()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform pg_catalog.pg_advisory_xact_lock_shared(7700, pg_catalog.hashtext(new.org_id::text));
+  return new;
+end;
+$$;
+comment on function private.lock_analytics_marks_for_audit() is
+  'Before an audit row takes its org''s chain head: the org''s analytics marker lock (7700, shared), which a zone change takes exclusive before the head (20261123009600).';
+revoke execute on function private.lock_analytics_marks_for_audit() from public, anon, authenticated, service_role;
+
+-- Before triggers fire in name order: before audit_log_chain, which locks the head.
+create trigger audit_log_analytics_marker_lock before insert on public.audit_log
+  for each row execute function private.lock_analytics_marks_for_audit();
+
+-- ---------------------------------------------------------------------------
+-- 2 and 4. A user's org rows, locked first.
+-- ---------------------------------------------------------------------------
+
+-- The orgs a user's deletion writes to: their memberships, the calendars they connected, the invitations
+-- they sent (pending ones are revoked) or accepted (deleted with them).
+create function private.lock_orgs_of_user(user_id uuid)
+returns void
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform 1 from public.organizations o
+  where o.id in (
+    select m.org_id from public.memberships m where m.user_id = lock_orgs_of_user.user_id
+    union
+    select c.org_id from public.calendar_connections c where c.connected_by = lock_orgs_of_user.user_id
+    union
+    select i.org_id from public.invitations i
+    where i.invited_by = lock_orgs_of_user.user_id and i.accepted_at is null and i.revoked_at is null
+    union
+    select i.org_id from public.invitations i where i.accepted_by = lock_orgs_of_user.user_id
+  )
+  order by o.id
+  for no key update;
+end;
+$$;
+comment on function private.lock_orgs_of_user(uuid) is
+  'Locks the org rows (for no key update, in org order) of every org a user''s deletion writes to, before its first audited write (20261123009600). Internal.';
+revoke execute on function private.lock_orgs_of_user(uuid) from public, anon, authenticated, service_role;
+
+create function private.lock_orgs_of_deleted_user()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform private.lock_orgs_of_user(old.id);
+  return old;
+end;
+$$;
+comment on function private.lock_orgs_of_deleted_user() is
+  'Before an auth.users row is deleted, ahead of the triggers that write to its orgs: locks those orgs'' rows in org order (20261123009600).';
+revoke execute on function private.lock_orgs_of_deleted_user() from public, anon, authenticated, service_role;
+
+-- Named to fire before on_auth_user_deleted_disconnect_calendars, _redact_audit and _revoke_invitations.
+create trigger on_auth_user_deleted_a_lock_orgs
+  before delete on auth.users
+  for each row execute function private.lock_orgs_of_deleted_user();
+
+-- Latest definition: 20261123001600_settings_billing_deletion.sql; the org rows locked first and the
+-- memberships deleted org by org in org order are new.
+create or replace function private.delete_account()
+returns void
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  caller uuid := private.require_user();
+  member_org uuid;
+begin
+  perform private.lock_orgs_of_user(caller);
+  perform private.require_not_sole_owner(caller);
+  for member_org in
+    select m.org_id from public.memberships m where m.user_id = caller order by m.org_id
+  loop
+    delete from public.memberships m where m.user_id = caller and m.org_id = member_org;
+  end loop;
+  insert into private.account_deletions (user_id) values (caller)
+  on conflict on constraint account_deletions_pkey do update set requested_at = excluded.requested_at, completed_at = null;
+end;
+$$;
+
+-- Latest definition: 20261123001600_settings_billing_deletion.sql; the org rows locked first and the
+-- memberships deleted org by org in org order are new.
+create or replace function private.delete_user(user_id uuid)
+returns boolean
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  member_org uuid;
+begin
+  if user_id is null then
+    raise exception 'user_id is required' using errcode = 'invalid_parameter_value';
+  end if;
+  perform private.lock_orgs_of_user(delete_user.user_id);
+  -- Ownership may have changed since delete_account: checked again.
+  perform private.require_not_sole_owner(delete_user.user_id);
+  for member_org in
+    select m.org_id from public.memberships m where m.user_id = delete_user.user_id order by m.org_id
+  loop
+    delete from public.memberships m where m.user_id = delete_user.user_id and m.org_id = member_org;
+  end loop;
+  delete from auth.users u where u.id = delete_user.user_id;
+  if not found then
+    return false;
+  end if;
+  insert into private.account_deletions as d (user_id, completed_at) values (delete_user.user_id, pg_catalog.now())
+  on conflict on constraint account_deletions_pkey do update set completed_at = excluded.completed_at;
+  return true;
+end;
+$$;
+
+-- ---------------------------------------------------------------------------
+-- 3. delete_organization locks the org's documents before the org row.
+-- ---------------------------------------------------------------------------
+
+-- Latest definition: 20261123001600_settings_billing_deletion.sql; the documents locked before the org row
+-- is new (the name is checked first, so a wrong name locks nothing).
+create or replace function private.delete_organization(org_id uuid, confirm_name text)
+returns void
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  target public.organizations;
+begin
+  perform private.require_permission(delete_organization.org_id, 'org.delete');
+  select * into target from public.organizations o where o.id = delete_organization.org_id;
+  if not found then
+    raise exception 'organization not found' using errcode = 'no_data_found';
+  end if;
+  if confirm_name is distinct from target.name then
+    raise exception 'type the organization''s name exactly to confirm: %', target.name
+      using errcode = 'invalid_parameter_value';
+  end if;
+  -- A running ingest step holds its document and then needs the org row's key share and the head: it
+  -- commits before the org row is locked (see the header).
+  perform 1 from public.documents d where d.org_id = target.id order by d.id for update;
+  select * into target from public.organizations o where o.id = delete_organization.org_id for update;
+  if not found then
+    raise exception 'organization not found' using errcode = 'no_data_found';
+  end if;
+  if confirm_name is distinct from target.name then
+    raise exception 'type the organization''s name exactly to confirm: %', target.name
+      using errcode = 'invalid_parameter_value';
+  end if;
+  delete from public.organizations o where o.id = target.id;
+end;
+$$;
+
+-- ---------------------------------------------------------------------------
+-- 5. claim_due_calls counts the minutes under the orgs' subscriptions.
+-- ---------------------------------------------------------------------------
+
+-- Latest definition: 20261123009100_call_quota_and_product_cap.sql; new: each round picks its calls in a
+-- statement of its own, then locks their orgs' active subscriptions (skip locked, in org order) and leaves
+-- the orgs it could not lock to the next pass; the budgets are read in the statement after the lock.
+create or replace function private.claim_due_calls(max_calls integer, lease_seconds integer default 60)
+returns table (
+  call_id uuid,
+  org_id uuid,
+  bot_id uuid,
+  to_number text,
+  provider text,
+  assistant_id text,
+  phone_number_id text,
+  attempt integer
+)
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  max_attempts constant integer := cardinality(private.dial_retry_delays()) + 1;
+  -- How many calls one claim may move forward or fail before it stops.
+  max_set_aside constant integer := 1000;
+  per_call constant integer := private.call_minutes_held_per_call();
+  handed_out uuid[] := '{}';
+  round_handed_out uuid[];
+  round_examined integer;
+  set_aside integer := 0;
+  picked uuid[];
+  locked_orgs uuid[];
+  -- Orgs whose active subscription another transaction held: left to the next pass.
+  busy_orgs uuid[] := '{}';
+  round_busy uuid[];
+begin
+  if max_calls is null or max_calls not between 1 and 500 then
+    raise exception 'max_calls must be between 1 and 500' using errcode = 'invalid_parameter_value';
+  end if;
+  if lease_seconds is null or lease_seconds not between 5 and 900 then
+    raise exception 'lease_seconds must be between 5 and 900' using errcode = 'invalid_parameter_value';
+  end if;
+  loop
+    select coalesce(array_agg(d.id), '{}') into picked
+    from (
+      select c.id
+      from public.calls c
+      where c.status = 'queued' and c.direction = 'outbound'
+        and c.next_dial_at <= pg_catalog.now()
+        and (c.dial_lease_until is null or c.dial_lease_until < pg_catalog.now())
+        -- An attempt whose outcome is unknown is looked up (claim_dial_lookups), never dialled again.
+        and c.dial_started_at is null
+        and c.org_id <> all (busy_orgs)
+      order by c.next_dial_at, c.created_at
+      limit max_calls - pg_catalog.cardinality(handed_out)
+      for update of c skip locked
+    ) d;
+    exit when pg_catalog.cardinality(picked) = 0;
+
+    -- The call minutes' lock, skip locked: the claim never waits on it (see the header).
+    select coalesce(array_agg(s.org_id), '{}') into locked_orgs
+    from (
+      select s.org_id
+      from public.subscriptions s
+      where s.status = 'active'
+        and s.org_id in (select c.org_id from public.calls c where c.id = any (picked))
+      order by s.org_id
+      for update of s skip locked
+    ) s;
+    round_busy := array(
+      select distinct c.org_id
+      from public.calls c
+      where c.id = any (picked) and c.org_id <> all (locked_orgs)
+        and exists (select 1 from public.subscriptions s where s.org_id = c.org_id and s.status = 'active')
+    );
+    busy_orgs := busy_orgs || round_busy;
+
+    with due as (
+      select c.id
+      from public.calls c
+      where c.id = any (picked) and c.org_id <> all (busy_orgs)
+    ),
+    -- Once per (org, bot, callee zone): a campaign's calls share one.
+    slots as (
+      select g.org_id, g.bot_id, g.callee_time_zone,
+        private.next_call_slot(g.org_id, g.bot_id, g.callee_time_zone, pg_catalog.now()) as slot
+      from (
+        select distinct c.org_id, c.bot_id, c.callee_time_zone
+        from due join public.calls c on c.id = due.id
+      ) g
+    ),
+    -- Once per org: the minutes left once the calls already dialled (earlier rounds and claims included)
+    -- hold theirs.
+    budgets as (
+      select g.org_id, m.plan_name, m.included, m.used,
+        m.included - m.used - m.dialling_calls * per_call as minutes_left
+      from (select distinct c.org_id from due join public.calls c on c.id = due.id) g
+      cross join lateral private.call_minutes_standing(g.org_id) m
+    ),
+    checked as (
+      select due.id, c.org_id, c.next_dial_at, c.created_at,
+        b.voice_assistant_id as assistant,
+        p.outbound_phone_number_id as phone_number,
+        case
+          when c.dial_attempts >= max_attempts then 'no result was reported for the last dial attempt'
+          when c.bot_id is null then 'the bot was deleted'
+          when not b.enabled then 'the bot is disabled'
+          when b.voice_assistant_id is null then 'the bot has no voice assistant'
+          when p.outbound_phone_number_id is null then 'the organization has no ' || coalesce(c.provider, 'vapi') || ' phone number to call from'
+          when s.slot is null then 'no moment within 14 days is inside the business hours and 08:00-21:00 of the callee''s time zone ('
+            || coalesce(c.callee_time_zone, o.time_zone) || ')'
+        end as problem,
+        -- Set when the callee may not be called now: the call waits for it.
+        case when s.slot > pg_catalog.now() then s.slot end as later_slot
+      from due
+      join public.calls c on c.id = due.id
+      join public.organizations o on o.id = c.org_id
+      left join slots s on s.org_id = c.org_id and s.bot_id is not distinct from c.bot_id
+        and s.callee_time_zone is not distinct from c.callee_time_zone
+      left join public.bots b on b.id = c.bot_id and b.org_id = c.org_id
+      left join public.call_providers p on p.org_id = c.org_id and p.provider = coalesce(c.provider, 'vapi')
+    ),
+    dialable as (
+      select k.*, case when k.problem is not null then 'fail' when k.later_slot is not null then 'wait' else 'dial' end as verdict
+      from checked k
+    ),
+    -- The calls to dial, each holding per_call minutes in claim order, until the org's minutes run out.
+    verdicts as (
+      select d.id, d.assistant, d.phone_number, d.problem, d.later_slot,
+        case when d.verdict = 'dial'
+          and pg_catalog.row_number() over (partition by d.org_id, d.verdict order by d.next_dial_at, d.created_at, d.id) * per_call
+              > q.minutes_left
+          then 'quota' else d.verdict end as verdict,
+        pg_catalog.format('the call minutes are used up: the %s plan includes %s per month, %s are used in this period and %s held by calls being dialled',
+          q.plan_name, q.included, q.used, q.included - q.used - q.minutes_left) as quota_problem
+      from dialable d
+      join budgets q on q.org_id = d.org_id
+    ),
+    claimed as (
+      update public.calls c set
+        next_dial_at = case when v.verdict = 'wait' then v.later_slot else c.next_dial_at end,
+        dial_attempts = c.dial_attempts + case when v.verdict = 'dial' then 1 else 0 end,
+        dial_lease_until = case when v.verdict = 'dial' then pg_catalog.now() + pg_catalog.make_interval(secs => lease_seconds) end,
+        status = case when v.verdict in ('fail', 'quota') then 'failed' else 'queued' end::public.call_status,
+        ended_reason = case v.verdict
+          when 'fail' then left('dial-failed: ' || v.problem, 200)
+          when 'quota' then 'quota_exceeded'
+          else c.ended_reason end,
+        last_dial_error = case v.verdict when 'fail' then v.problem when 'quota' then v.quota_problem else c.last_dial_error end,
+        dial_started_at = case when v.verdict = 'dial' then pg_catalog.now() end,
+        dial_target = case when v.verdict = 'dial'
+          then pg_catalog.jsonb_build_object('assistant_id', v.assistant, 'phone_number_id', v.phone_number) end,
+        dial_lookups = 0
+      from verdicts v
+      where c.id = v.id
+      returning c.id, v.verdict
+    )
+    select count(*)::integer, coalesce(array_agg(cl.id) filter (where cl.verdict = 'dial'), '{}')
+    into round_examined, round_handed_out
+    from claimed cl;
+
+    handed_out := handed_out || round_handed_out;
+    set_aside := set_aside + round_examined - pg_catalog.cardinality(round_handed_out);
+    -- A round that hands out fewer than it examined set calls aside; those
+    -- are no longer due, so the next round reaches the calls behind them, as it does behind busy orgs.
+    exit when (round_examined = 0 and pg_catalog.cardinality(round_busy) = 0) or pg_catalog.cardinality(handed_out) >= max_calls or set_aside >= max_set_aside;
+  end loop;
+
+  return query
+  select c.id, c.org_id, c.bot_id, c.to_number, coalesce(c.provider, 'vapi'),
+    c.dial_target ->> 'assistant_id', c.dial_target ->> 'phone_number_id', c.dial_attempts
+  from public.calls c
+  where c.id = any (handed_out)
+  order by c.id;
+end;
+$$;
+comment on function private.claim_due_calls(integer, integer) is 'Leases up to max_calls due outbound calls (skip locked) that may be called now and returns what to dial with the attempt number, stamping the attempt (dial_started_at) until its outcome is recorded; a call outside the callee''s 08:00-21:00 or the business hours moves to its next slot (next_call_slot) without an attempt, and one without a slot within 14 days fails (dial-failed: no moment within 14 days ...); a call that the org''s call minutes (used, plus those held by calls being dialled, plus one per call handed out) no longer cover fails with ended_reason quota_exceeded, counted under the org''s active subscription (skip locked: an org whose subscription another transaction holds is left to the next pass); a call whose last attempt has an unknown outcome is never handed out (see claim_dial_lookups); calls that can no longer be dialled fail here with the reason. Calls moved or failed do not count against max_calls (at most 1000 per claim). Service role.';
