@@ -51,3 +51,8 @@ export function errorResponse(error: unknown, requestId?: string): Response {
   }
   return new Response(JSON.stringify(body), { status, headers });
 }
+
+/** A failure's message as a work item stores it (its last error): at most 1,000 characters, never empty. */
+export function failureText(error: unknown): string {
+  return ((error instanceof Error ? error.message : String(error)) || 'unknown error').slice(0, 1000);
+}

@@ -19,6 +19,7 @@ import type { RequestContext } from '../_shared/scheduling/context.ts';
 import { drain } from './drain.ts';
 import { revokeGrant } from './grant-revocation.ts';
 import { readOptionalBody, revokeDueBody } from './schemas.ts';
+import { failureText } from '../_shared/errors.ts';
 
 /** Revocations per call at most; a concurrent or later call takes the others. */
 const DEFAULT_LIMIT = 20;
@@ -59,9 +60,7 @@ async function revokeClaimed(ctx: RequestContext, claimed: ClaimedRevocation): P
   } catch (error) {
     failure = error;
   }
-  const message = failure === undefined
-    ? null
-    : ((failure instanceof Error ? failure.message : String(failure)) || 'unknown error').slice(0, 1000);
+  const message = failure === undefined ? null : failureText(failure);
   try {
     const [row] = await asServiceRole(ctx.sql, (tx) =>
       tx<{ status: RevocationStatus | null }[]>`

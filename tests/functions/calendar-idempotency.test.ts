@@ -26,7 +26,9 @@ import {
 import { connectionKey, tokenContext } from '../../functions/_shared/scheduling/stored-tokens.ts';
 import { type ChatOrg, createApiKey, createBot, createChatOrg } from '../support/chat-fixtures.ts';
 import { type CalendarStub, providerEnv, startCalendarStub, type StubEvent } from '../support/calendar-stub.ts';
+import { type CalendarAnswer as Answer, type CalendarCall, callCalendar } from '../support/calendar-api.ts';
 import { startTestStack, type TestStack } from './support.ts';
+import { runExclusively } from '../support/exclusive.ts';
 
 const TOKEN_KEY = Buffer.from('calendar-idem-token-key-32-bytes').toString('base64');
 const ZONE = 'Europe/Berlin';
@@ -42,12 +44,6 @@ let env: Record<string, string>;
 /** A Wednesday at least two weeks ahead, YYYY-MM-DD. */
 let day: string;
 
-interface Answer {
-  status: number;
-  headers: Headers;
-  body: Record<string, unknown>;
-}
-
 interface Org {
   org: ChatOrg;
   provider: CalendarProvider;
@@ -55,23 +51,7 @@ interface Org {
 }
 const orgs = {} as Record<CalendarProvider, Org>;
 
-async function call(
-  path: string,
-  options: { method?: string; token?: string; body?: unknown; idempotencyKey?: string } = {},
-): Promise<Answer> {
-  const headers: Record<string, string> = {};
-  if (options.token) headers.authorization = `Bearer ${options.token}`;
-  if (options.idempotencyKey) headers['idempotency-key'] = options.idempotencyKey;
-  if (options.body !== undefined) headers['content-type'] = 'application/json';
-  const response = await fetch(`${stack.functionsUrl}/calendar${path}`, {
-    method: options.method ?? 'GET',
-    headers,
-    redirect: 'manual',
-    ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
-  });
-  const text = await response.text();
-  return { status: response.status, headers: response.headers, body: text ? JSON.parse(text) as Record<string, unknown> : {} };
-}
+const call = (path: string, options?: CalendarCall): Promise<Answer> => callCalendar(stack.functionsUrl, path, options);
 
 const berlin = (time: string) => instantFromWallTime(`${day}T${time}`, ZONE).toISOString();
 
@@ -125,6 +105,9 @@ async function retryDue(id: string): Promise<void> {
   expect(retried.status).toBe(200);
   expect(retried.body.appointments).toContainEqual({ id, sync_status: 'synced' });
 }
+
+// Its passes take every org's due calendar work (see runExclusively).
+runExclusively('calendar-passes');
 
 beforeAll(async () => {
   stub = await startCalendarStub();

@@ -15,6 +15,8 @@ import { openTokenSet, parseKeyring, type TokenSet } from '../../functions/_shar
 import { type ChatOrg, createChatOrg } from '../support/chat-fixtures.ts';
 import { type CalendarStub, type CalendarStubRequest, providerEnv, startCalendarStub } from '../support/calendar-stub.ts';
 import { startTestStack, type TestStack } from './support.ts';
+import { type CalendarAnswer as Answer, type CalendarCall, callCalendar } from '../support/calendar-api.ts';
+import { runExclusively } from '../support/exclusive.ts';
 
 const TOKEN_KEY = Buffer.from('calendar-leavers-token-key-32byt').toString('base64');
 const LEFT = 'the member who connected it left the organization';
@@ -23,24 +25,7 @@ let stack: TestStack;
 let sql: Sql;
 let stub: CalendarStub;
 
-interface Answer {
-  status: number;
-  body: Record<string, unknown>;
-}
-
-async function call(path: string, options: { method?: string; token?: string; body?: unknown } = {}): Promise<Answer> {
-  const headers: Record<string, string> = {};
-  if (options.token) headers.authorization = `Bearer ${options.token}`;
-  if (options.body !== undefined) headers['content-type'] = 'application/json';
-  const response = await fetch(`${stack.functionsUrl}/calendar${path}`, {
-    method: options.method ?? 'GET',
-    headers,
-    redirect: 'manual',
-    ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) as Record<string, unknown> : {} };
-}
+const call = (path: string, options?: CalendarCall): Promise<Answer> => callCalendar(stack.functionsUrl, path, options);
 
 /** The org's admin connects the account's calendar; answers the connection id. */
 async function connect(org: ChatOrg, provider: 'google' | 'microsoft', email: string): Promise<string> {
@@ -116,6 +101,9 @@ async function refreshAtGoogle(refreshToken: string): Promise<{ status: number; 
 async function pass(): Promise<Answer> {
   return call('/revocations', { method: 'POST', token: stack.keys.serviceRoleKey, body: {} });
 }
+
+// Its passes take every org's due calendar work (see runExclusively).
+runExclusively('calendar-passes');
 
 beforeAll(async () => {
   stub = await startCalendarStub();

@@ -16,6 +16,8 @@ import { type ChatOrg, createChatOrg } from '../support/chat-fixtures.ts';
 import { type CalendarStub, providerEnv, startCalendarStub, type StubEvent } from '../support/calendar-stub.ts';
 import { readBody } from '../support/read-body.ts';
 import { startTestStack, type TestStack } from './support.ts';
+import { type CalendarAnswer as Answer, type CalendarCall, callCalendar } from '../support/calendar-api.ts';
+import { runExclusively } from '../support/exclusive.ts';
 
 const TOKEN_KEY = Buffer.from('calendar-test-token-key-32-bytes').toString('base64');
 const ZONE = 'Europe/Berlin';
@@ -36,24 +38,7 @@ let holdCreates = false;
 const held: (() => void)[] = [];
 let heldArrived: (() => void) | undefined;
 
-interface Answer {
-  status: number;
-  body: Record<string, unknown>;
-}
-
-async function call(path: string, options: { method?: string; token?: string; body?: unknown } = {}): Promise<Answer> {
-  const headers: Record<string, string> = {};
-  if (options.token) headers.authorization = `Bearer ${options.token}`;
-  if (options.body !== undefined) headers['content-type'] = 'application/json';
-  const response = await fetch(`${stack.functionsUrl}/calendar${path}`, {
-    method: options.method ?? 'GET',
-    headers,
-    redirect: 'manual',
-    ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) as Record<string, unknown> : {} };
-}
+const call = (path: string, options?: CalendarCall): Promise<Answer> => callCalendar(stack.functionsUrl, path, options);
 
 function berlin(time: string): string {
   return instantFromWallTime(`${day}T${time}`, ZONE).toISOString();
@@ -151,6 +136,9 @@ async function appointment(id: string) {
   if (!row) throw new Error(`no appointment ${id}`);
   return row;
 }
+
+// Its passes take every org's due calendar work (see runExclusively).
+runExclusively('calendar-passes');
 
 beforeAll(async () => {
   stub = await startCalendarStub();

@@ -32,6 +32,7 @@ import { type AppointmentRow, appointmentColumns } from './appointment-row.ts';
 import { type CalendarSession, CalendarUnavailable, type CalendarUse } from './session.ts';
 import { eventKey } from './event-key.ts';
 import { deleteStrayEvent, recordStrayEvent } from './stray-events.ts';
+import { failureText } from '../errors.ts';
 
 export interface MirrorDeps {
   sql: Sql;
@@ -136,8 +137,7 @@ async function attempt(deps: MirrorDeps, row: AppointmentRow): Promise<Outcome> 
     return { externalEventId, status: 'synced', error: null };
   } catch (error) {
     if (!(error instanceof CalendarUnavailable)) deps.log(`mirroring appointment ${row.id} failed`, error);
-    const message = error instanceof Error ? error.message : String(error);
-    return { externalEventId: null, status: 'failed', error: message.slice(0, 1000) || 'unknown error' };
+    return { externalEventId: null, status: 'failed', error: failureText(error) };
   }
 }
 

@@ -9,6 +9,7 @@
  */
 import { asServiceRole, type TransactionSql } from '../db.ts';
 import type { MirrorDeps } from './mirror.ts';
+import { failureText } from '../errors.ts';
 
 export interface StrayEvent {
   id: string;
@@ -59,9 +60,7 @@ export async function deleteStrayEvent(deps: MirrorDeps, stray: StrayEvent): Pro
   } catch (error) {
     failure = error;
   }
-  const message = failure === undefined
-    ? null
-    : ((failure instanceof Error ? failure.message : String(failure)) || 'unknown error').slice(0, 1000);
+  const message = failure === undefined ? null : failureText(failure);
   try {
     const [row] = await asServiceRole(deps.sql, (tx) =>
       tx<{ status: StrayEventStatus | null }[]>`
