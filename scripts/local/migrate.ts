@@ -19,8 +19,9 @@ export class MigrationError extends Error {
   constructor(
     readonly file: string,
     readonly detail: string,
+    advice = 'Nothing of it was applied; fix the file and start again.',
   ) {
-    super(`Migration ${file} failed: ${detail}. Nothing of it was applied; fix the file and start again.`);
+    super(`Migration ${file} failed: ${detail}. ${advice}`);
   }
 }
 
@@ -50,6 +51,48 @@ function describeError(error: unknown, text: string): string {
   if (pgError.detail) parts.push(`(${pgError.detail})`);
   if (pgError.hint) parts.push(`hint: ${pgError.hint}`);
   return parts.join(' ');
+}
+
+/**
+ * Whether a file's only statement is `create [unique] index concurrently …`. Postgres refuses that statement
+ * inside a transaction block, so the Supabase CLI runs such a file on its own, outside the per-file
+ * transaction (and refuses one that mixes it with other statements); big tables' indexes are shipped that way
+ * so the build does not block their writes. Strict: after comments, one statement that starts so and no
+ * other semicolon. A misjudged file fails loudly and changes nothing: Postgres refuses the statement inside
+ * a transaction, and also sent with others in one query (their implicit transaction).
+ */
+export function isConcurrentIndexFile(text: string): boolean {
+  const code = text
+    .replace(/\/\*[\s\S]*?\*\//g, ' ')
+    .replace(/--[^\n]*/g, ' ')
+    .trim()
+    .replace(/;\s*$/, '');
+  return /^create\s+(unique\s+)?index\s+concurrently\s/i.test(code) && !code.includes(';');
+}
+
+/** Indexes a failed concurrent build left behind: Postgres keeps them, invalid, and `if not exists` skips them. */
+async function invalidIndexes(db: PGlite): Promise<string[]> {
+  const result = await db.query<{ name: string }>(
+    'select indexrelid::regclass::text as name from pg_catalog.pg_index where not indisvalid order by 1',
+  );
+  return result.rows.map((row) => row.name);
+}
+
+/**
+ * A concurrent index build, run as the CLI runs it: by itself, outside a transaction, then recorded. Not
+ * atomic: a build that fails leaves an invalid index, reported here (also when an earlier run left it).
+ */
+async function runConcurrentIndexFile(db: PGlite, label: string, text: string, record: (tx: PGlite) => Promise<void>): Promise<void> {
+  try {
+    await db.exec(text);
+  } catch (error) {
+    throw new MigrationError(label, describeError(error, text), 'An invalid index may be left: drop it, fix the file and start again.');
+  }
+  const invalid = await invalidIndexes(db);
+  if (invalid.length > 0) {
+    throw new MigrationError(label, `invalid index ${invalid.join(', ')}`, 'Drop it and start again.');
+  }
+  await record(db);
 }
 
 async function runFile(db: PGlite, label: string, text: string, record?: (tx: PGlite) => Promise<void>): Promise<void> {
@@ -115,13 +158,15 @@ export async function migrate(
   for (const file of migrationFiles(options.migrationsDir)) {
     if (done.has(file.version)) continue;
     const text = readFileSync(file.path, 'utf8');
-    await runFile(db, file.path, text, async (tx) => {
+    const record = async (tx: PGlite): Promise<void> => {
       await tx.query('insert into supabase_migrations.schema_migrations (version, name, statements) values ($1, $2, $3)', [
         file.version,
         file.name,
         [text],
       ]);
-    });
+    };
+    if (isConcurrentIndexFile(text)) await runConcurrentIndexFile(db, file.path, text, record);
+    else await runFile(db, file.path, text, record);
     log(`applied migration ${file.version}_${file.name}`);
     applied.push(file.version);
   }

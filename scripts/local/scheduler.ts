@@ -163,8 +163,9 @@ export class Scheduler {
 
   /**
    * Runs a command as pg_cron does: as the job's user, outside any transaction block, so a DO block or a
-   * procedure it runs may commit as it goes (the daily invoice job does, after each org). Several
-   * statements in one command run in one implicit transaction, as they do there.
+   * procedure it runs may commit as it goes (the invoice job, generate-invoices, is a DO block that commits
+   * after each org). Several statements in one command run in one implicit transaction, as they do there.
+   * No statement_timeout is set here; hosted Supabase's (2 minutes) is why that job stops itself at 100 s.
    */
   private async runAs(username: string, command: string): Promise<unknown> {
     const session = await this.sql.reserve();

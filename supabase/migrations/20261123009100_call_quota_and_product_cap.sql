@@ -61,9 +61,8 @@ set search_path = ''
 as $$ select 10000 $$;
 comment on function private.max_products() is 'Most products an org may have.';
 
--- What the quota check and the claim count per org: open outbound calls.
-create index calls_org_open_outbound_idx on public.calls (org_id, status)
-  where direction = 'outbound' and status in ('queued', 'ringing', 'in_progress');
+-- What the quota check and the claim count per org, open outbound calls, finds by
+-- calls_org_open_outbound_idx, built without blocking calls' writes in 20261123009730.
 
 -- The org's call minutes in its current period (private.billing_period, the quotas' period): the allowance,
 -- the talk time of calls ended in it (as private.metered_usage counts it), and its open outbound calls.

@@ -18,9 +18,8 @@
 -- endpoint_backlog. A refused request changes nothing: its transaction,
 -- the bucket's hit included, is rolled back.
 
--- Counts an endpoint's queue without reading its whole history.
-create index webhook_deliveries_queued_endpoint_idx on public.webhook_deliveries (endpoint_id)
-  where status in ('pending', 'sending');
+-- An endpoint's queue is counted by webhook_deliveries_queued_endpoint_idx, without reading its whole
+-- history; built without blocking deliveries' writes in 20261123009720.
 
 create function private.allow_manual_webhook_send(endpoint public.webhook_endpoints, kind text)
 returns void

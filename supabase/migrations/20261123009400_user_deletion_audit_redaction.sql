@@ -55,10 +55,9 @@ comment on table private.audit_redaction_requests is 'Records (org, table, recor
 alter table private.audit_redaction_requests enable row level security;
 revoke all on private.audit_redaction_requests from public, anon, authenticated, service_role;
 
--- The redaction finds a record's rows; user deletion finds connections by connector.
-create index audit_log_record_idx on public.audit_log (org_id, table_name, record_id);
-create index audit_log_calendar_connector_idx on public.audit_log ((new_values ->> 'connected_by'))
-  where table_name = 'calendar_connections';
+-- The redaction finds a record's rows by audit_log_record_idx, user deletion finds connections by
+-- connector by audit_log_calendar_connector_idx: both built without blocking audited writes, in
+-- 20261123009700 and 20261123009710 (a plain build here held every org's audited writes for the build).
 
 -- ---------------------------------------------------------------------------
 -- Append-only, but for the two redactions. Latest definition:
@@ -282,10 +281,6 @@ end;
 $$;
 comment on function private.mark_requested_audit_record() is 'An audit row of a requested record (e.g. the revocation pass deleting a deleted user''s connection): touches its request, whose deferred trigger redacts it at the commit.';
 
-create trigger audit_log_mark_requested_record after insert on public.audit_log
-  for each row when (new.table_name <> 'audit_log' and new.record_id is not null)
-  execute function private.mark_requested_audit_record();
-
 -- ---------------------------------------------------------------------------
 -- Deleted users
 -- ---------------------------------------------------------------------------
@@ -337,10 +332,6 @@ end;
 $$;
 comment on function private.request_audit_redaction_of_deleted_user() is 'Before an auth.users row is deleted (delete_user, the Auth admin API): asks for the audit rows of the invitations the user accepted and the calendar connections they made to be redacted.';
 
-create trigger on_auth_user_deleted_redact_audit
-  before delete on auth.users
-  for each row execute function private.request_audit_redaction_of_deleted_user();
-
 comment on function private.delete_user(uuid) is 'Deletes a user''s account (memberships, then the auth.users row; profile, settings and the invitations they accepted cascade; the calendars they connected are disconnected; the audit rows of those invitations and connections are redacted at the commit); 23514 while they are the only owner of an org. False when there is no such user. Service role.';
 
 revoke execute on function
@@ -383,3 +374,17 @@ where a.redacted_at is null
   )
 order by a.org_id, a.table_name, a.record_id
 on conflict on constraint audit_redaction_requests_pkey do nothing;
+
+-- The backfill's redactions run now rather than at the commit, and the two triggers come last: creating a
+-- trigger locks its table against writes until the commit (audit_log: every org's audited writes;
+-- auth.users: sign-ups and sign-ins), so those locks are held for the commit only, not for the backfill's
+-- scan of audit_log and its redactions.
+set constraints private.audit_redaction_requests_redact immediate;
+
+create trigger audit_log_mark_requested_record after insert on public.audit_log
+  for each row when (new.table_name <> 'audit_log' and new.record_id is not null)
+  execute function private.mark_requested_audit_record();
+
+create trigger on_auth_user_deleted_redact_audit
+  before delete on auth.users
+  for each row execute function private.request_audit_redaction_of_deleted_user();

@@ -23,8 +23,11 @@
 --    The job (cron job generate-invoices) is now a DO block that commits after each org (pg_cron runs it at
 --    the top level, as does the local scheduler), and both it and generate_invoices draw each org in a
 --    subtransaction (private.invoice_org_for_month): one org's failure raises a warning naming it and the
---    others are drawn. The failed org is drawn again by the next daily run (the job makes up a missed
---    month's invoices).
+--    others are drawn. Hosted Supabase cancels a statement of the postgres role after 2 minutes
+--    (statement_timeout), and that covers the whole DO block across its commits: the block stops itself
+--    after 100 s, and the job runs every 10 minutes from 02:00 to 06:50 UTC (`*/10 2-6 * * *`), each run
+--    going on with the orgs not invoiced yet; a run with nothing left draws nothing. The failed org is
+--    drawn again by the next run (the job makes up a missed month's invoices).
 
 -- ---------------------------------------------------------------------------
 -- 1. Stale calls
@@ -276,7 +279,7 @@ begin
   );
 end;
 $$;
-comment on function private.orgs_to_invoice(date) is 'The orgs with a subscription in the ended calendar month starting period_start and no invoice of it yet, in id order; 22023 for a date that is not a month''s first day or a month not ended. Internal: generate_invoices and the daily invoice job.';
+comment on function private.orgs_to_invoice(date) is 'The orgs with a subscription in the ended calendar month starting period_start and no invoice of it yet, in id order; 22023 for a date that is not a month''s first day or a month not ended. Internal: generate_invoices and the invoice job.';
 
 -- One org's monthly invoice and its invoice.created, in a subtransaction: an error is a warning and false,
 -- so the caller goes on with the other orgs (the next run draws this one again).
@@ -329,15 +332,18 @@ begin
   return created;
 end;
 $$;
-comment on function private.generate_invoices(date) is 'Invoices one ended calendar month (UTC; period_start = its first day) for every org with a subscription in it, in one transaction, each org on its own (one that fails raises a warning and is left for the next run); idempotent (a second run returns 0); emits invoice.created. Service role; the daily job draws each org in its own transaction instead (cron job generate-invoices).';
+comment on function private.generate_invoices(date) is 'Invoices one ended calendar month (UTC; period_start = its first day) for every org with a subscription in it, in one transaction, each org on its own (one that fails raises a warning and is left for the next run); idempotent (a second run returns 0); emits invoice.created. Service role; the invoice job (cron job generate-invoices) draws each org in its own transaction instead.';
 
--- The daily job draws each org in its own transaction: a DO block run at the top level (as pg_cron runs a
--- job, and the local scheduler likewise) may commit as it goes, so no org's audit chain head waits for the
--- whole run. Not a procedure: Postgres allows transaction control neither in a security definer procedure
--- nor in one with a set clause, and an invoker one without `set search_path` is the mutable search path the
--- database advisors refuse. The month is the one before the run's (UTC); the billing function is woken
--- once, at the end, to render the PDFs.
-select cron.schedule('generate-invoices', '0 2 * * *', $job$do $$
+-- The job draws each org in its own transaction: a DO block run at the top level (as pg_cron runs a job,
+-- and the local scheduler likewise) may commit as it goes, so no org's audit chain head waits for the whole
+-- run. Not a procedure: Postgres allows transaction control neither in a security definer procedure nor in
+-- one with a set clause, and an invoker one without `set search_path` is the mutable search path the
+-- database advisors refuse. The month is the one before the run's (UTC). The statement timeout (2 minutes
+-- on hosted Supabase) runs from the block's start across its commits (statement_timestamp()), so it stops
+-- drawing after 100 s and leaves the rest to the next run, 10 minutes later; orgs already invoiced are not
+-- drawn again (private.orgs_to_invoice), so five hours of runs finish the month. A run that drew an invoice
+-- wakes the billing function at its end, to render the PDFs.
+select cron.schedule('generate-invoices', '*/10 2-6 * * *', $job$do $$
 declare
   month_start date := (date_trunc('month', now() at time zone 'UTC') - interval '1 month')::date;
   billed_org uuid;
@@ -346,6 +352,7 @@ begin
   perform private.roll_subscriptions();
   commit;
   foreach billed_org in array private.orgs_to_invoice(month_start) loop
+    exit when pg_catalog.clock_timestamp() - pg_catalog.statement_timestamp() > interval '100 seconds';
     if private.invoice_org_for_month(billed_org, month_start) then
       created := created + 1;
     end if;

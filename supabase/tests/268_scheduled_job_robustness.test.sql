@@ -9,7 +9,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(28);
+select plan(29);
 
 select tests.remember('owner', tests.create_user('owner@job-robustness-268.test'));
 select tests.remember('org_a', tests.create_org('job-robustness-268-a', tests.fx('owner')));
@@ -174,8 +174,13 @@ select results_eq(
 select results_eq(
   $$select schedule, command ~ '^do \$\$' and command ~ 'private\.invoice_org_for_month\(billed_org, month_start\)' and command ~ 'commit;\s+end loop'
     from cron.job where jobname = 'generate-invoices'$$,
-  $$values ('0 2 * * *', true)$$,
-  'the daily invoice job is a DO block that commits after each org (tests/stack/scheduler.test.ts runs it)'
+  $$values ('*/10 2-6 * * *', true)$$,
+  'the invoice job runs every 10 minutes from 02:00 to 06:50 UTC, a DO block that commits after each org (tests/stack/scheduler.test.ts runs it)'
+);
+select ok(
+  (select command ~ 'exit when pg_catalog\.clock_timestamp\(\) - pg_catalog\.statement_timestamp\(\) > interval ''100 seconds'';\s+if private\.invoice_org_for_month'
+    from cron.job where jobname = 'generate-invoices'),
+  'each run stops drawing after 100 s of its statement, inside hosted Supabase''s 2-minute statement_timeout'
 );
 
 -- I: two orgs on Pro in March 2001, one of which cannot be invoiced (a trigger made to refuse it).

@@ -2,7 +2,9 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { matchesMinute, parseCronSchedule } from '../../scripts/local/cron-expression.ts';
 import { Scheduler } from '../../scripts/local/scheduler.ts';
+import { runExclusively } from '../support/exclusive.ts';
 
 const sql = postgres(inject('dbUrl'), { max: 2, onnotice: () => undefined });
 const received: Array<{ method: string; url: string; body: string }> = [];
@@ -11,6 +13,9 @@ let receiverUrl: string;
 let clock = new Date('2026-11-23T10:00:00Z');
 const scheduler = new Scheduler({ sql, now: () => clock });
 const jobName = `scheduler-test-${process.pid}`;
+
+// Its ticks run every due job, the calendar passes among them (see runExclusively).
+runExclusively('calendar-passes');
 
 beforeAll(async () => {
   receiver = createServer((req, res) => {
@@ -152,9 +157,23 @@ describe.runIf(inject('embedded'))('local scheduler (pg_cron and pg_net stand-in
       // The job's own command, for May 2001 rather than last month (so only these two orgs are drawn).
       const [{ command }] = await sql<{ command: string }[]>`select command from cron.job where jobname = 'generate-invoices'`;
       const lastMonth = "(date_trunc('month', now() at time zone 'UTC') - interval '1 month')::date";
+      const timeLimit = "interval '100 seconds'";
       expect(command).toContain(lastMonth);
-      await sql`select cron.schedule(${jobName}, '* * * * *', ${command.replace(lastMonth, "'2001-05-01'::date")})`;
+      expect(command).toContain(timeLimit);
+      const mayCommand = command.replace(lastMonth, "'2001-05-01'::date");
+      // Past its time limit (here from the start) the run stops drawing, and succeeds.
+      await sql`select cron.schedule(${jobName}, '* * * * *', ${mayCommand.replace(timeLimit, "interval '0 seconds'")})`;
       clock = new Date('2026-11-23T18:02:00Z');
+      await scheduler.startDueJobs();
+      await scheduler.settle();
+      const [stopped] = await sql<{ status: string; drawn: number }[]>`
+        select d.status, (select count(*)::int from public.invoices i where i.org_id in ${sql([good, refused])}) as drawn
+        from cron.job_run_details d join cron.job j using (jobid)
+        where j.jobname = ${jobName} order by d.runid desc limit 1`;
+      expect(stopped).toEqual({ status: 'succeeded', drawn: 0 });
+      // The next run goes on with the orgs not invoiced yet.
+      await sql`select cron.schedule(${jobName}, '* * * * *', ${mayCommand})`;
+      clock = new Date('2026-11-23T18:03:00Z');
       await scheduler.startDueJobs();
       await scheduler.settle();
     } finally {
@@ -170,5 +189,20 @@ describe.runIf(inject('embedded'))('local scheduler (pg_cron and pg_net stand-in
         (select count(*)::int from public.events e where e.org_id = i.org_id and e.type = 'invoice.created') as events
       from public.invoices i where i.org_id in ${sql([good, refused])} and i.period_start = '2001-05-01'`;
     expect(invoiced).toEqual([{ org_id: good, lines: 1, events: 1 }]);
+  });
+
+  it('fires the invoice job every 10 minutes from 02:00 to 06:50 UTC, and at no other time', async () => {
+    const [{ schedule }] = await sql<{ schedule: string }[]>`select schedule from cron.job where jobname = 'generate-invoices'`;
+    const parsed = parseCronSchedule(schedule);
+    if (parsed.kind !== 'fields') throw new Error(`unexpected schedule ${schedule}`);
+    const day = Date.UTC(2026, 11, 1);
+    const firing: string[] = [];
+    for (let minute = 0; minute < 24 * 60; minute += 1) {
+      const at = new Date(day + minute * 60_000);
+      if (matchesMinute(parsed, at)) firing.push(at.toISOString().slice(11, 16));
+    }
+    expect(firing).toHaveLength(30);
+    expect(firing.slice(0, 3)).toEqual(['02:00', '02:10', '02:20']);
+    expect(firing[firing.length - 1]).toBe('06:50');
   });
 });
