@@ -20,12 +20,12 @@
 --   audit) -> H of each org, inserted first where the org has none yet.
 --
 -- Only the org rows and the calls are locked for every item. The rest is for the orgs with an item that can make
--- an audited change (private.call_events_may_audit): every item but a live transcript line of a call that exists,
--- which writes its segment, its raw event and at most last_event_at, none audited, and took no head before
--- either. A batch of only such lines (the bulk of the traffic) takes no head, so it waits neither for another
--- batch of the org nor for a long transaction holding the head (generate_invoices holds every billed org's
--- until it commits). Such a line's own locks come as before, holding no head: its call (locked above), at most
--- a 7700 mark (the latencies of an ended call).
+-- an audited change (private.call_events_may_audit): every item but a live transcript line of a call that exists
+-- (and, if a Vapi call with a provider id, has its conversation), which writes its segment, its raw event and
+-- at most last_event_at, none audited, and took no head before either. A batch of only such lines (the bulk
+-- of the traffic) takes no head, so it waits neither for another batch of the org nor for a long transaction
+-- holding the head (generate_invoices holds every billed org's until it commits). Such a line's own locks come
+-- as before, holding no head: its call (locked above), at most a 7700 mark (the latencies of an ended call).
 --
 -- What apply_call_event still locks after H is its own: rows it inserts, the segments of calls it holds, and
 -- the analytics_stale_days marks, where an insert waits only for an uncommitted mark of the same org and day.
@@ -35,12 +35,13 @@
 
 -- Which of a batch's items can write an audited row when applied (calls_audit, calls_audit_update): every item
 -- can but a call.transcript without a status for a call that exists (found as apply_call_event finds it) and
--- that it adds nothing audited to: no number, provider id, bot or conversation the call lacks (nor the
--- conversation call_takes_its_conversation would give a Vapi call), no other start or end time, reason,
--- recording, summary or sentiment, and no cost. Live transcript lines are such items: they write segments, a
--- call_events row and at most last_event_at, none audited. Whatever cannot be read (a malformed value: its item
--- raises; a time outside the pattern below, such as a 29 February) counts as audited. One statement for the
--- batch, each field read once: about 0.5 ms for 32 live lines on PGlite (item-by-item calls took 2.5 ms).
+-- that it adds nothing audited to: no number, provider id, bot or conversation the call lacks (nor, for a Vapi
+-- call with a provider id, a conversation call_takes_its_conversation could give it), no other start or end
+-- time, reason, recording, summary or sentiment, and no cost. Live transcript lines are such items: they write
+-- segments, a call_events row and at most last_event_at, none audited. Whatever cannot be read (a malformed
+-- value: its item raises; a time outside the pattern below, such as a 29 February) counts as audited. One
+-- statement for the batch, each field read once: about 0.5 ms for 32 live lines on PGlite (item-by-item calls
+-- took 2.5 ms).
 create function private.call_events_may_audit(items jsonb)
 returns table (n bigint, org_id uuid, may_audit boolean)
 language plpgsql
@@ -90,10 +91,10 @@ begin
     and (s.from_number is not null or i.from_text is null or private.normalize_phone_number(i.from_text) is null)
     and (s.to_number is not null or i.to_text is null or private.normalize_phone_number(i.to_text) is null)
     and (s.bot_id is not null or i.meta_bot_id is null)
+    -- A Vapi call with a provider id and no conversation takes one (calls_take_their_conversation, audited)
+    -- if its first chat turn commits before the item is applied, after this check: counted as audited.
     and (s.conversation_id is not null or (
-      i.meta_conversation_id is null
-      and not (s.provider = 'vapi' and exists (
-        select 1 from public.conversations v where v.org_id = s.org_id and v.external_conversation_id = s.provider_call_id))))
+      i.meta_conversation_id is null and (s.provider is distinct from 'vapi' or s.provider_call_id is null)))
     and (i.started_at_text is null or i.started_at = s.started_at)
     and (i.ended_at_text is null or i.ended_at = s.ended_at)
     and (i.ended_reason is null or i.ended_reason = s.ended_reason)

@@ -24,6 +24,12 @@
 --    check) after H, against the paths that lock the org row, then H (validate_bot, create_api_key,
 --    change_member_role). A before-delete trigger that fires first (on_auth_user_deleted_a_lock_orgs: before
 --    triggers fire in name order) now locks the user's org rows (private.lock_orgs_of_user) in org order.
+--    The delete's set-null actions lock two more kinds of rows after H. The documents the user created
+--    (documents.created_by), which delete_organization locks before the org row (3): a deletion holding the
+--    org rows waited for a document delete_organization held while it waited for an org row, 40P01 on a
+--    Postgres 15 model. lock_orgs_of_user locks them first (for no key update, the set-null's mode, in id
+--    order; both sides take documents in id order, so whoever gets them first goes on). And the orgs the
+--    user created (organizations.created_by), which join the org rows it locks, in the same org order.
 --
 -- 3. delete_organization against a running finish_ingest. The ingest step locks its document (in the
 --    ingest function's first statement), writes the chunks (their foreign key key-share locks the org row)
@@ -32,7 +38,8 @@
 --    document. It now locks the org's documents (`for update`, in id order) before the org row, so a
 --    running step commits first and a later step finds its document gone. Documents come before the org
 --    row here only: no path locks an org row (nor key-shares it) and then waits for an existing document
---    (uploads insert new ones; retries, deletions, the sweepers and the ingest start from the document).
+--    (uploads insert new ones; retries, deletions, the sweepers and the ingest start from the document;
+--    a user's deletion locks the user's documents before the org rows, 2).
 --
 -- 4. delete_account and delete_user deleted the user's memberships in one statement, in scan order: an
 --    owner's row locked its org row after the heads of the orgs before it, so two deletions over the same
@@ -63,6 +70,11 @@
 -- * A direct auth.users delete still writes its orgs' heads in the order its triggers find the rows (the
 --   org rows it locks first serialise it against the other deletions and the org-row paths, not against
 --   a multi-org writer such as a call-event batch or generate_invoices taking heads in another order).
+-- * A user's deletion against the writers that hold a row the user created and then wait for the org's head
+--   (a call-event batch holding a call the user queued): the delete's set-null actions on calls, bots,
+--   appointments and the other created_by columns lock those rows after the heads of the membership
+--   deletes. Likewise a document the user uploads between delete_user's lock and its auth.users delete is
+--   locked by the trigger's second pass, after those heads.
 -- * delete_organization against the other writers that lock an existing row of the org before their head
 --   (a call, a conversation, a calendar connection...): it takes the head (the final invoice's audited
 --   cancellation) before its cascade reaches their rows. Ordering every one needs it to lock every such
@@ -95,8 +107,9 @@ create trigger audit_log_analytics_marker_lock before insert on public.audit_log
 -- 2 and 4. A user's org rows, locked first.
 -- ---------------------------------------------------------------------------
 
--- The orgs a user's deletion writes to: their memberships, the calendars they connected, the invitations
--- they sent (pending ones are revoked) or accepted (deleted with them).
+-- The rows a user's deletion writes to: the documents they created (created_by set null), then the orgs of
+-- their memberships, of the calendars they connected, of the invitations they sent (pending ones are
+-- revoked) or accepted (deleted with them), and the orgs they created (created_by set null).
 create function private.lock_orgs_of_user(user_id uuid)
 returns void
 language plpgsql
@@ -104,9 +117,12 @@ security definer
 set search_path = ''
 as $$
 begin
+  perform 1 from public.documents d where d.created_by = lock_orgs_of_user.user_id order by d.id for no key update;
   perform 1 from public.organizations o
   where o.id in (
     select m.org_id from public.memberships m where m.user_id = lock_orgs_of_user.user_id
+    union
+    select x.id from public.organizations x where x.created_by = lock_orgs_of_user.user_id
     union
     select c.org_id from public.calendar_connections c where c.connected_by = lock_orgs_of_user.user_id
     union
@@ -120,7 +136,7 @@ begin
 end;
 $$;
 comment on function private.lock_orgs_of_user(uuid) is
-  'Locks the org rows (for no key update, in org order) of every org a user''s deletion writes to, before its first audited write (20261123009600). Internal.';
+  'Locks the documents a user created (for no key update, in id order), then the org rows (for no key update, in org order) of every org a user''s deletion writes to, before its first audited write (20261123009600). Internal.';
 revoke execute on function private.lock_orgs_of_user(uuid) from public, anon, authenticated, service_role;
 
 create function private.lock_orgs_of_deleted_user()
@@ -135,7 +151,7 @@ begin
 end;
 $$;
 comment on function private.lock_orgs_of_deleted_user() is
-  'Before an auth.users row is deleted, ahead of the triggers that write to its orgs: locks those orgs'' rows in org order (20261123009600).';
+  'Before an auth.users row is deleted, ahead of the triggers that write to its orgs: locks the user''s documents in id order, then those orgs'' rows in org order (20261123009600).';
 revoke execute on function private.lock_orgs_of_deleted_user() from public, anon, authenticated, service_role;
 
 -- Named to fire before on_auth_user_deleted_disconnect_calendars, _redact_audit and _revoke_invitations.

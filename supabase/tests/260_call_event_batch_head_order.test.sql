@@ -6,12 +6,14 @@
 -- the batch runs in a savepoint (a subtransaction, its own xid), so a lock the batch takes on them turns
 -- xmax into a multixact whose members pg_get_multixact_members lists. The items arrive B's first, then A's,
 -- A's id sorting first, then an org created without triggers, which has no head yet. Live transcript lines of
--- calls that exist make no audited change: a batch takes no head for an org that has only those. The batch's
--- lookups of conversations go by index (pg_stat_xact_user_tables counts the rows it reads).
+-- calls that exist (a Vapi call's with its conversation) make no audited change: a batch takes no head for an
+-- org that has only those. A Vapi call without a conversation yet can take one mid-batch (audited): its lines
+-- take the head. The batch's lookups of conversations go by index (pg_stat_xact_user_tables counts the rows
+-- it reads).
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(22);
+select plan(25);
 
 insert into tests.fixtures (name, id) values ('hob_owner', tests.create_user('owner@call-event-batch-head-order.test'));
 create temp table hob_new_orgs (id uuid);
@@ -43,6 +45,19 @@ select private.apply_call_events(jsonb_build_array(
   pg_temp.item('hob_org_b', 'hob-2', 'hob-call-b', '2026-11-23T10:00:00Z', 'ringing')));
 select tests.remember('hob_call_a', (select c.id from public.calls c where c.org_id = tests.fx('hob_org_a') and c.provider_call_id = 'hob-call-a'));
 select tests.remember('hob_call_b', (select c.id from public.calls c where c.org_id = tests.fx('hob_org_b') and c.provider_call_id = 'hob-call-b'));
+-- Their custom-LLM conversations (keyed by the provider call id), which link to the calls.
+insert into public.bots (org_id, name, slug)
+select o, 'Head order lines bot', 'call-event-batch-head-order-lines' from unnest(array[tests.fx('hob_org_a'), tests.fx('hob_org_b')]) o;
+insert into public.conversations (org_id, bot_id, channel, external_conversation_id)
+select b.org_id, b.id, 'voice', case when b.org_id = tests.fx('hob_org_a') then 'hob-call-a' else 'hob-call-b' end
+from public.bots b
+where b.slug = 'call-event-batch-head-order-lines' and b.org_id in (tests.fx('hob_org_a'), tests.fx('hob_org_b'));
+select is(
+  (select count(*)::integer from public.calls c where c.id in (tests.fx('hob_call_a'), tests.fx('hob_call_b')) and c.conversation_id is not null),
+  2, 'A''s and B''s calls have their conversations');
+-- A Vapi call of A with a provider id and no conversation yet.
+select private.apply_call_events(jsonb_build_array(
+  pg_temp.item('hob_org_a', 'hob-13', 'hob-call-lonely', '2026-11-23T10:00:00Z', 'ringing')));
 
 insert into public.webhook_endpoints (org_id, url, created_by)
 values (tests.fx('hob_org_a'), 'https://hooks.example.com/call-event-batch-head-order', tests.fx('hob_owner'));
@@ -175,6 +190,22 @@ select ok(array['forupd'] <@
 select is((select count(*)::integer from hob_at_audit), 0, '... and written nothing audited');
 rollback to savepoint transcripts;
 
+-- Its first chat turn can commit after the batch's check and before the line is applied: the line's update of
+-- the call (provider_call_id in its SET list) would then link the conversation, an audited change, and take
+-- the head mid-batch, out of the pre-lock order.
+select pg_temp.mark();
+savepoint lonely;
+select private.apply_call_events(jsonb_build_array(
+  pg_temp.line('hob_org_a', 'hob-14', 'hob-call-lonely', '2026-11-23T10:00:01Z', 'Hello, anyone?')));
+select ok(array['forupd'] <@
+    (select pg_temp.modes_since_mark('head_hob_org_a', h.xmax) from private.audit_chain_heads h where h.org_id = tests.fx('hob_org_a')),
+  'a live line of a Vapi call with a provider id and no conversation yet takes its org''s head before it is applied');
+select is(
+  (select s.text from public.call_transcript_segments s join public.calls c on c.id = s.call_id
+   where c.org_id = tests.fx('hob_org_a') and c.provider_call_id = 'hob-call-lonely'),
+  'Hello, anyone?', '... and writes its line');
+rollback to savepoint lonely;
+
 -- A batch that begins with live lines of A and B and answers B's call: B's head before the first write, A's never.
 select pg_temp.mark();
 savepoint mixed;
@@ -223,7 +254,7 @@ select results_eq(
   $$select c.provider_call_id, c.status::text from public.calls c
     where c.org_id in (tests.fx('hob_org_a'), tests.fx('hob_org_b'), tests.fx('hob_org_c'))
     order by c.provider_call_id$$,
-  $$values ('hob-call-a', 'in_progress'), ('hob-call-b', 'in_progress'), ('hob-call-c', 'ringing')$$,
+  $$values ('hob-call-a', 'in_progress'), ('hob-call-b', 'in_progress'), ('hob-call-c', 'ringing'), ('hob-call-lonely', 'ringing')$$,
   'each call is in the state its event gave it'
 );
 select is((select count(*)::integer from public.call_events e where e.event_id in ('hob-3', 'hob-4', 'hob-5')), 3,

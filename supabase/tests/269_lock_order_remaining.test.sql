@@ -8,7 +8,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(25);
+select plan(27);
 
 delete from vault.secrets where name in ('project_url', 'service_role_key');
 select vault.create_secret('https://project.example.test/', 'project_url');
@@ -132,13 +132,20 @@ select tests.remember('lor_org_direct', tests.create_org('lock-order-remaining-d
 select tests.add_member(tests.fx('lor_org_direct'), tests.fx('lor_deleted'), 'owner');
 insert into public.calendar_connections (org_id, provider, account_email, account_subject, external_calendar_id, connected_by)
 values (tests.fx('lor_org_direct'), 'google', 'deleted@lock-order-remaining.test', 'sub-lor-deleted', 'primary', tests.fx('lor_deleted'));
-select pg_temp.watch(array[tests.fx('lor_org_direct')]);
+-- A document the user uploaded: the delete's set-null of its created_by locks it, which delete_organization
+-- locks before the org row.
+select tests.remember('lor_doc_direct', gen_random_uuid());
+insert into public.documents (id, org_id, name, mime_type, size_bytes, storage_path, status, progress, created_by)
+values (tests.fx('lor_doc_direct'), tests.fx('lor_org_direct'), 'lor-direct.txt', 'text/plain', 10,
+        tests.fx('lor_org_direct') || '/lor-direct.txt', 'ready', 100, tests.fx('lor_deleted'));
+select pg_temp.watch(array[tests.fx('lor_org_direct'), tests.fx('lor_doc_direct')]);
 savepoint direct_delete;
 delete from auth.users where id = tests.fx('lor_deleted');
 select is((pg_temp.first_audit(tests.fx('lor_org_direct'))).table_name, 'calendar_connections',
   'a direct auth.users delete: the first audited write is the calendar''s disconnect');
-select is((pg_temp.first_audit(tests.fx('lor_org_direct'))).watched_locked, array[tests.fx('lor_org_direct')],
-  '... and the org row was locked before it (the owner membership''s lock, taken after the head before)');
+select is((pg_temp.first_audit(tests.fx('lor_org_direct'))).watched_locked,
+  (select array_agg(w order by w) from unnest(array[tests.fx('lor_org_direct'), tests.fx('lor_doc_direct')]) w),
+  '... and the org row and the user''s document were locked before it (the owner membership''s and the set-null''s locks, taken after the head before)');
 select is(
   (select array_agg(m.mode order by m.mode) from public.organizations o, pg_catalog.pg_get_multixact_members(o.xmax) m
    where o.id = tests.fx('lor_org_direct')),
@@ -146,6 +153,11 @@ select is(
 release savepoint direct_delete;
 select is((select count(*)::integer from public.memberships where user_id = tests.fx('lor_deleted')), 0,
   'the user and their membership are gone');
+select ok(
+  (select position('from public.documents d where d.created_by = lock_orgs_of_user.user_id order by d.id for no key update' in p.prosrc)
+          between 1 and position('from public.organizations o' in p.prosrc)
+   from pg_proc p where p.oid = 'private.lock_orgs_of_user(uuid)'::regprocedure),
+  'a user''s deletion locks their documents (for no key update, in id order) before the org rows, as delete_organization does');
 
 -- ---------------------------------------------------------------------------
 -- 3. delete_organization locks the org's documents before the org row.
@@ -230,19 +242,32 @@ select tests.remember('lor_org_b1', tests.create_org('lock-order-remaining-b1', 
 select tests.remember('lor_org_b2', tests.create_org('lock-order-remaining-b2', tests.fx('lor_owner')));
 select tests.add_member(tests.fx('lor_org_b1'), tests.fx('lor_owner2'), 'owner');
 select tests.add_member(tests.fx('lor_org_b2'), tests.fx('lor_owner2'), 'admin');
-select pg_temp.watch(array[tests.fx('lor_org_b1'), tests.fx('lor_org_b2')]);
+-- An org the user created and no longer belongs to, and a document they uploaded: the delete's set-null
+-- actions lock both.
+select tests.remember('lor_org_b3', tests.create_org('lock-order-remaining-b3', tests.fx('lor_owner')));
+update public.organizations set created_by = tests.fx('lor_owner2') where id = tests.fx('lor_org_b3');
+select tests.remember('lor_doc_b', gen_random_uuid());
+insert into public.documents (id, org_id, name, mime_type, size_bytes, storage_path, status, progress, created_by)
+values (tests.fx('lor_doc_b'), tests.fx('lor_org_b1'), 'lor-b.txt', 'text/plain', 10,
+        tests.fx('lor_org_b1') || '/lor-b.txt', 'ready', 100, tests.fx('lor_owner2'));
+select pg_temp.watch(array[tests.fx('lor_org_b1'), tests.fx('lor_org_b2'), tests.fx('lor_org_b3'), tests.fx('lor_doc_b')]);
 savepoint delete_user;
 select tests.act_as('service_role');
 select is(private.delete_user(tests.fx('lor_owner2')), true, 'delete_user deletes an owner of one org, admin of another');
 select tests.act_as('postgres');
 select is((pg_temp.first_audit(null)).watched_locked,
-  (select array_agg(o order by o) from unnest(array[tests.fx('lor_org_b1'), tests.fx('lor_org_b2')]) o),
-  'delete_user holds both org rows at its first audited write');
+  (select array_agg(o order by o)
+   from unnest(array[tests.fx('lor_org_b1'), tests.fx('lor_org_b2'), tests.fx('lor_org_b3'), tests.fx('lor_doc_b')]) o),
+  'delete_user holds its orgs'' rows, the one it created included, and its document at its first audited write');
 select is(
   (select array_agg(a.org_id order by a.seq) from pg_temp.audits a where a.table_name = 'memberships'),
   (select array_agg(o order by o) from unnest(array[tests.fx('lor_org_b1'), tests.fx('lor_org_b2')]) o),
   'delete_user deletes the memberships in org order');
 release savepoint delete_user;
+select is(
+  (select count(*)::integer from public.organizations o where o.id = tests.fx('lor_org_b3') and o.created_by is null)
+  + (select count(*)::integer from public.documents d where d.id = tests.fx('lor_doc_b') and d.created_by is null),
+  2, 'the org and the document the user created outlive them, created_by null');
 
 select tests.act_as('service_role');
 select throws_ok(format($$select private.delete_user(%L)$$, tests.fx('lor_owner')), '23514', null,
