@@ -112,15 +112,22 @@ begin
   end if;
   cutoff := pg_catalog.now() - silence;
   -- Skip locked: a call an event is updating right now is not silent; it is
-  -- looked at again next minute. At most 500 per run keeps a run short.
+  -- looked at again next minute. At most 500 per run keeps a run short, the
+  -- longest silent first. They are closed in org order, so the orgs' audit
+  -- chain heads are taken in org order, as call-event batches take them
+  -- (closed in silence order, two orgs' heads could be taken in the opposite
+  -- order to a batch's: 40P01).
   for stale in
-    select c.id, c.org_id, c.status, coalesce(c.last_event_at, c.started_at, c.created_at) as heard_at, c.started_at
-    from public.calls c
-    where c.status in ('ringing', 'in_progress')
-      and (c.last_event_at < cutoff or (c.last_event_at is null and coalesce(c.started_at, c.created_at) < cutoff))
-    order by c.last_event_at
-    limit 500
-    for update skip locked
+    select s.* from (
+      select c.id, c.org_id, c.status, coalesce(c.last_event_at, c.started_at, c.created_at) as heard_at, c.started_at
+      from public.calls c
+      where c.status in ('ringing', 'in_progress')
+        and (c.last_event_at < cutoff or (c.last_event_at is null and coalesce(c.started_at, c.created_at) < cutoff))
+      order by c.last_event_at
+      limit 500
+      for update skip locked
+    ) s
+    order by s.org_id, s.id
   loop
     -- One call that cannot be closed must not keep every other org's calls open: its write is undone, the
     -- warning goes to the database log, and it is tried again next minute.
@@ -139,7 +146,7 @@ begin
   return closed;
 end;
 $$;
-comment on function private.close_stale_calls(interval) is 'Closes ringing (as no_answer) and in_progress (as ended) calls silent for longer than silence (default 15 minutes, at least 1), reason no-final-event-timeout, at most 500 per run, each on its own (one that fails raises a warning and the others are closed); returns how many. pg_cron every minute; service role.';
+comment on function private.close_stale_calls(interval) is 'Closes ringing (as no_answer) and in_progress (as ended) calls silent for longer than silence (default 15 minutes, at least 1), reason no-final-event-timeout, at most 500 per run (the longest silent), closed in org order (audit chain heads in org order), each on its own (one that fails raises a warning and the others are closed); returns how many. pg_cron every minute; service role.';
 
 -- ---------------------------------------------------------------------------
 -- 2. Stuck exports

@@ -9,7 +9,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(29);
+select plan(30);
 
 select tests.remember('owner', tests.create_user('owner@job-robustness-268.test'));
 select tests.remember('org_a', tests.create_org('job-robustness-268-a', tests.fx('owner')));
@@ -225,6 +225,26 @@ select throws_ok(
   $$select private.generate_invoices('2001-03-02')$$,
   '22023', 'an invoice period starts on the first of a month, not 2001-03-02',
   'generate_invoices still refuses a date that is not a month''s first day'
+);
+
+-- S: the stale calls of a run are closed in org order (their audit rows, so the orgs' chain heads, come in
+-- org order), whatever their silence: the later org's call has been silent longer.
+select tests.remember('org_lo', least(tests.fx('org_a'), tests.fx('org_b')));
+select tests.remember('org_hi', greatest(tests.fx('org_a'), tests.fx('org_b')));
+insert into public.calls (id, org_id, direction, status, started_at, last_event_at)
+values
+  ('26800000-0000-4000-8000-0000000000f1', tests.fx('org_hi'), 'inbound', 'in_progress', '2015-06-01T00:00:00Z', '2015-06-01T00:05:00Z'),
+  ('26800000-0000-4000-8000-0000000000f2', tests.fx('org_lo'), 'inbound', 'in_progress', '2015-07-01T00:00:00Z', '2015-07-01T00:05:00Z');
+select tests.act_as('service_role');
+select private.close_stale_calls();
+select tests.act_as('postgres');
+select results_eq(
+  $$select a.org_id from public.audit_log a
+    where a.table_name = 'calls' and a.action = 'update'
+      and a.record_id in ('26800000-0000-4000-8000-0000000000f1', '26800000-0000-4000-8000-0000000000f2')
+    order by a.id$$,
+  $$values (tests.fx('org_lo')), (tests.fx('org_hi'))$$,
+  'close_stale_calls closes in org order, not in silence order'
 );
 
 select * from finish();
