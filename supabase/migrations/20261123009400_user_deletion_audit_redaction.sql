@@ -375,15 +375,16 @@ where a.redacted_at is null
 order by a.org_id, a.table_name, a.record_id
 on conflict on constraint audit_redaction_requests_pkey do nothing;
 
--- The backfill's redactions run now rather than at the commit, and the two triggers come last: creating a
--- trigger locks its table against writes until the commit (audit_log: every org's audited writes;
--- auth.users: sign-ups and sign-ins), so those locks are held for the commit only, not for the backfill's
--- scan of audit_log and its redactions.
-set constraints private.audit_redaction_requests_redact immediate;
-
+-- The triggers come after the backfill's scan: creating a trigger locks its table against writes until the
+-- commit (audit_log: every org's audited writes; auth.users: sign-ups and sign-ins). The audit_log trigger
+-- comes before the backfill's redactions, which run now rather than at the commit: they take the redacted
+-- orgs' chain heads, and a writer takes the audit_log table lock before its head, so taking the table lock
+-- after a head would deadlock with it. The auth.users trigger comes last, held for the commit only.
 create trigger audit_log_mark_requested_record after insert on public.audit_log
   for each row when (new.table_name <> 'audit_log' and new.record_id is not null)
   execute function private.mark_requested_audit_record();
+
+set constraints private.audit_redaction_requests_redact immediate;
 
 create trigger on_auth_user_deleted_redact_audit
   before delete on auth.users

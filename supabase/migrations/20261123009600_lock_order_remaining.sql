@@ -38,8 +38,9 @@
 --    document. It now locks the org's documents (`for update`, in id order) before the org row, so a
 --    running step commits first and a later step finds its document gone. Documents come before the org
 --    row here only: no path locks an org row (nor key-shares it) and then waits for an existing document
---    (uploads insert new ones; retries, deletions, the sweepers and the ingest start from the document;
---    a user's deletion locks the user's documents before the org rows, 2).
+--    (upload batches insert new ones; a file uploaded to a document's path locks the document before its
+--    org-row key share, see the end of this file; retries, deletions, the sweepers and the ingest start from
+--    the document; a user's deletion locks the user's documents before the org rows, 2).
 --
 -- 4. delete_account and delete_user deleted the user's memberships in one statement, in scan order: an
 --    owner's row locked its org row after the heads of the orgs before it, so two deletions over the same
@@ -432,3 +433,37 @@ begin
 end;
 $$;
 comment on function private.claim_due_calls(integer, integer) is 'Leases up to max_calls due outbound calls (skip locked) that may be called now and returns what to dial with the attempt number, stamping the attempt (dial_started_at) until its outcome is recorded; a call outside the callee''s 08:00-21:00 or the business hours moves to its next slot (next_call_slot) without an attempt, and one without a slot within 14 days fails (dial-failed: no moment within 14 days ...); a call that the org''s call minutes (used, plus those held by calls being dialled, plus one per call handed out) no longer cover fails with ended_reason quota_exceeded, counted under the org''s active subscription (skip locked: an org whose subscription another transaction holds is left to the next pass); a call whose last attempt has an unknown outcome is never handed out (see claim_dial_lookups); calls that can no longer be dialled fail here with the reason. Calls moved or failed do not count against max_calls (at most 1000 per claim). Service role.';
+
+-- ---------------------------------------------------------------------------
+-- A file uploaded to a document's path locks the document before the org row
+-- ---------------------------------------------------------------------------
+
+-- Latest definition: 20261123005700_no_files_for_deleted_orgs.sql. An upload to a registered document's path
+-- key-shared the org row here, then its after-insert trigger (queue_uploaded_document) updated the document;
+-- delete_organization locks the org's documents, then the org row: 40P01 (found by review, reproduced on a
+-- Postgres 15 model). The document at the path is now locked first, as the update will lock it, so an upload
+-- takes document → org row, the order delete_organization takes.
+create or replace function private.refuse_deleted_org_objects()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  org uuid := private.object_org_id(new.name);
+begin
+  if org is null or not exists (select 1 from private.org_buckets b where b.bucket_id = new.bucket_id) then
+    return new;
+  end if;
+  if new.bucket_id = 'knowledge' then
+    perform 1 from public.documents d where d.storage_path = new.name for no key update;
+  end if;
+  -- Held until the upload commits: a deletion of the org waits for it, so its removal lists this object.
+  perform 1 from public.organizations o where o.id = org for key share;
+  if not found and exists (select 1 from private.deleted_organizations d where d.org_id = org) then
+    raise exception 'organization % was deleted; nothing can be stored under its prefix', org
+      using errcode = 'foreign_key_violation';
+  end if;
+  return new;
+end;
+$$;

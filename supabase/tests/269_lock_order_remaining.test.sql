@@ -8,7 +8,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(27);
+select plan(28);
 
 delete from vault.secrets where name in ('project_url', 'service_role_key');
 select vault.create_secret('https://project.example.test/', 'project_url');
@@ -320,6 +320,36 @@ select ok(
   (select p.prosrc ~ 'from public\.subscriptions s\s+where s\.status = ''active''\s+and s\.org_id in \(select c\.org_id from public\.calls c where c\.id = any \(picked\)\)\s+order by s\.org_id\s+for update of s skip locked'
    from pg_proc p where p.oid = 'private.claim_due_calls(integer, integer)'::regprocedure),
   'the claim takes the subscriptions skip locked, after picking its calls (it never waits on one)');
+
+-- ---------------------------------------------------------------------------
+-- A file uploaded to a document's path: the document before the org row
+-- ---------------------------------------------------------------------------
+
+select tests.remember('lor_org_upload', tests.create_org('lock-order-remaining-upload', tests.fx('lor_owner')));
+insert into public.documents (id, org_id, name, mime_type, size_bytes, storage_path, status)
+values ('26900000-0000-4000-8000-0000000000d1', tests.fx('lor_org_upload'), 'manual.txt', 'text/plain', 10,
+  tests.fx('lor_org_upload') || '/26900000-0000-4000-8000-0000000000d1/manual.txt', 'uploading');
+select tests.remember('lor_upload_doc', '26900000-0000-4000-8000-0000000000d1'::uuid);
+create table pg_temp.object_probe (doc_locked boolean);
+create function pg_temp.probe_object() returns trigger language plpgsql as $$
+begin
+  insert into pg_temp.object_probe
+  select w.xmax_before is distinct from (select d.xmax::text from public.documents d where d.id = w.id)
+  from pg_temp.watched w where w.id = tests.fx('lor_upload_doc');
+  return new;
+end;
+$$;
+-- Before triggers fire in name order: right after org_objects_need_their_org, which key-shares the org row.
+create trigger org_objects_probe before insert on storage.objects
+  for each row execute function pg_temp.probe_object();
+select pg_temp.watch(array[tests.fx('lor_upload_doc')]);
+savepoint upload;
+insert into storage.objects (bucket_id, name, metadata)
+values ('knowledge', tests.fx('lor_org_upload') || '/26900000-0000-4000-8000-0000000000d1/manual.txt', '{"size": 10}');
+release savepoint upload;
+select is((select array_agg(doc_locked) from pg_temp.object_probe), array[true],
+  'an upload to a document''s path holds the document by the time it has key-shared the org row');
+drop trigger org_objects_probe on storage.objects;
 
 select * from finish();
 rollback;
