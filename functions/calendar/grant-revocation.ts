@@ -1,21 +1,21 @@
 /**
  * Revoking a connection's grant at the provider, the one way both callers
  * do it: a disconnect (disconnect.ts) and the revocation pass over leavers'
- * connections (revocations.ts). Google's revocation ends the app's whole
- * grant for the Google user, so it is left alone while another live
- * connection (in any org) holds the same account: that one would stop
- * working too. That is asked by the account, not by the connection's id
- * (a connect of the same account meanwhile deletes the revoked row and makes
- * a new one, which the gone id would not find), and asked last, right before
- * revoking, to keep such a connect out of the window. Microsoft has no
- * per-token revocation (see docs/calendar.md): its client answers
- * `revoked: false`.
+ * connections and deleted orgs' grants (revocations.ts). Google's
+ * revocation ends the app's whole grant for the Google user, so it is left
+ * alone while another live connection (in any org) holds the same account:
+ * that one would stop working too. That is asked by the account, not by
+ * the connection's id (a connect of the same account meanwhile deletes the
+ * revoked row and makes a new one, which the gone id would not find), and
+ * asked last, right before revoking, to keep such a connect out of the
+ * window. Microsoft has no per-token revocation (see docs/calendar.md): its
+ * client answers `revoked: false`.
  */
 import { asServiceRole } from '../_shared/db.ts';
 import { type CalendarProvider, openTokenSet } from '../_shared/calendar/index.ts';
 import type { RequestContext } from '../_shared/scheduling/context.ts';
 import { optionalClient, requireKeyring } from '../_shared/scheduling/settings.ts';
-import { loadTokens, tokenContext } from '../_shared/scheduling/stored-tokens.ts';
+import { type ConnectionKey, loadTokens, tokenContext } from '../_shared/scheduling/stored-tokens.ts';
 
 /** The provider account a connection holds, as its row says. */
 export interface ConnectionAccount {
@@ -41,6 +41,9 @@ async function accountConnectedElsewhere(ctx: RequestContext, account: Connectio
   return row?.shared !== false;
 }
 
+/** A grant's sealed token set and the connection key it is sealed under (a connection's, or a deleted org's copy). */
+export type SealedGrant = ConnectionKey & { ciphertext: string };
+
 /**
  * Whether the provider confirmed the grant is gone: false when there is
  * nothing to revoke (no tokens, the provider not configured here or
@@ -55,9 +58,23 @@ export async function revokeGrant(
 ): Promise<boolean> {
   const stored = (await loadTokens(ctx.sql, [connectionId])).get(connectionId);
   if (!stored) return false;
-  const client = optionalClient(ctx.settings, stored.provider);
+  return revokeSealedGrant(ctx, stored, connectionId, account);
+}
+
+/**
+ * revokeGrant for tokens already in hand: those a deleted org's connection
+ * left in private.deleted_org_calendar_grants (revocations.ts). connectionId
+ * is the one the account check leaves out (it may be gone).
+ */
+export async function revokeSealedGrant(
+  ctx: RequestContext,
+  sealed: SealedGrant,
+  connectionId: string,
+  account: ConnectionAccount | undefined,
+): Promise<boolean> {
+  const client = optionalClient(ctx.settings, sealed.provider);
   if (!client) return false;
-  const tokens = await openTokenSet(stored.ciphertext, await requireKeyring(ctx.settings), tokenContext(stored));
+  const tokens = await openTokenSet(sealed.ciphertext, await requireKeyring(ctx.settings), tokenContext(sealed));
   if (!account || (await accountConnectedElsewhere(ctx, account, connectionId))) return false;
   // Google: revoking the refresh token ends the whole grant, access tokens included.
   const { revoked } = await client.revoke(tokens.refreshToken ?? tokens.accessToken);

@@ -11,13 +11,21 @@
  * the fifth failure deletes it anyway with the reason in its status_reason.
  * Answers `{ revocations: [{ connection_id, status, revoked_at_provider }] }`,
  * status being deleted, pending, given_up or gone (deleted meanwhile).
+ *
+ * Then, the same way, the grants of deleted orgs' connections
+ * (20261123009800): the org's deletion copied each connection's account and
+ * sealed tokens into private.deleted_org_calendar_grants; the revocation
+ * (not while a live connection elsewhere holds the account) ends by
+ * deleting that copy (private.finish_deleted_org_calendar_grant), and the
+ * fifth failure deletes it anyway. Answered alike, by the gone connection's
+ * id.
  */
 import { asServiceRole } from '../_shared/db.ts';
 import { json } from '../_shared/http.ts';
 import type { CalendarProvider } from '../_shared/calendar/index.ts';
 import type { RequestContext } from '../_shared/scheduling/context.ts';
 import { drain } from './drain.ts';
-import { revokeGrant } from './grant-revocation.ts';
+import { revokeGrant, revokeSealedGrant, type SealedGrant } from './grant-revocation.ts';
 import { readOptionalBody, revokeDueBody } from './schemas.ts';
 import { failureText } from '../_shared/errors.ts';
 
@@ -28,7 +36,8 @@ const REVOCATION_LEASE_SECONDS = 120;
 
 type RevocationStatus = 'deleted' | 'pending' | 'given_up' | 'gone';
 
-interface ClaimedRevocation {
+/** What both claims answer: the connection (gone, for a deleted org's) and its account. */
+interface ClaimedAccount {
   connection_id: string;
   provider: CalendarProvider;
   account_subject: string | null;
@@ -36,43 +45,83 @@ interface ClaimedRevocation {
   attempts: number;
 }
 
+/** A leaver's revoked connection (private.claim_due_calendar_grant_revocations). */
+type ClaimedLeaver = ClaimedAccount & { kind: 'leaver' };
+
+/** A deleted org's connection, as private.claim_due_deleted_org_calendar_grants copied it, tokens sealed. */
+interface DeletedOrgGrantRow extends ClaimedAccount {
+  id: string;
+  org_id: string;
+  external_calendar_id: string | null;
+  ciphertext: string;
+}
+type ClaimedDeletedOrg = DeletedOrgGrantRow & { kind: 'deleted_org' };
+
+type ClaimedRevocation = ClaimedLeaver | ClaimedDeletedOrg;
+
 interface RevocationResult {
   connection_id: string;
   status: RevocationStatus;
   revoked_at_provider: boolean;
 }
 
+/** The next due revocation: leavers' first, then deleted orgs' grants. */
 async function claimNext(ctx: RequestContext): Promise<ClaimedRevocation | undefined> {
-  const [row] = await asServiceRole(ctx.sql, (tx) =>
-    tx<ClaimedRevocation[]>`
+  const [leaver] = await asServiceRole(ctx.sql, (tx) =>
+    tx<ClaimedAccount[]>`
       select connection_id, provider, account_subject, account_email, attempts
       from private.claim_due_calendar_grant_revocations(1, ${REVOCATION_LEASE_SECONDS})`);
-  return row;
+  if (leaver) return { ...leaver, kind: 'leaver' };
+  const [deletedOrg] = await asServiceRole(ctx.sql, (tx) =>
+    tx<DeletedOrgGrantRow[]>`
+      select id, connection_id, org_id, provider, account_subject, account_email, external_calendar_id, ciphertext, attempts
+      from private.claim_due_deleted_org_calendar_grants(1, ${REVOCATION_LEASE_SECONDS})`);
+  return deletedOrg && { ...deletedOrg, kind: 'deleted_org' };
+}
+
+/** Revokes at the provider: the connection's stored tokens, or a deleted org's copy of them. */
+function revokeAtProvider(ctx: RequestContext, claimed: ClaimedRevocation): Promise<boolean> {
+  if (claimed.kind === 'leaver') return revokeGrant(ctx, claimed.connection_id, claimed);
+  const sealed: SealedGrant = {
+    orgId: claimed.org_id,
+    provider: claimed.provider,
+    accountEmail: claimed.account_email,
+    externalCalendarId: claimed.external_calendar_id,
+    ciphertext: claimed.ciphertext,
+  };
+  return revokeSealedGrant(ctx, sealed, claimed.connection_id, claimed);
+}
+
+/** Records the attempt (error null: done); the status, null when the revocation is gone. */
+async function finish(ctx: RequestContext, claimed: ClaimedRevocation, error: string | null): Promise<RevocationStatus | null> {
+  const [row] = await asServiceRole(ctx.sql, (tx) =>
+    claimed.kind === 'leaver'
+      ? tx<{ status: RevocationStatus | null }[]>`
+          select private.finish_calendar_grant_revocation(${claimed.connection_id}::uuid, ${error}) as status`
+      : tx<{ status: RevocationStatus | null }[]>`
+          select private.finish_deleted_org_calendar_grant(${claimed.id}::uuid, ${error}) as status`);
+  return row?.status ?? null;
 }
 
 /** Revokes and records the attempt; never throws (a claimed revocation not recorded is taken again once its lease runs out). */
 async function revokeClaimed(ctx: RequestContext, claimed: ClaimedRevocation): Promise<RevocationResult> {
   const id = claimed.connection_id;
+  const what = claimed.kind === 'leaver' ? `calendar connection ${id}` : `calendar connection ${id} of deleted org ${claimed.org_id}`;
   let revoked = false;
   let failure: unknown;
   try {
-    revoked = await revokeGrant(ctx, id, claimed);
+    revoked = await revokeAtProvider(ctx, claimed);
   } catch (error) {
     failure = error;
   }
   const message = failure === undefined ? null : failureText(failure);
   try {
-    const [row] = await asServiceRole(ctx.sql, (tx) =>
-      tx<{ status: RevocationStatus | null }[]>`
-        select private.finish_calendar_grant_revocation(${id}::uuid, ${message}) as status`);
-    const status = row?.status ?? 'gone';
-    if (status === 'pending') ctx.log(`revoking the grant of calendar connection ${id} failed (attempt ${claimed.attempts}); retried later`, failure);
-    if (status === 'given_up') {
-      ctx.log(`gave up revoking the grant of calendar connection ${id} after ${claimed.attempts} attempts; deleted it anyway`, failure);
-    }
+    const status = (await finish(ctx, claimed, message)) ?? 'gone';
+    if (status === 'pending') ctx.log(`revoking the grant of ${what} failed (attempt ${claimed.attempts}); retried later`, failure);
+    if (status === 'given_up') ctx.log(`gave up revoking the grant of ${what} after ${claimed.attempts} attempts; deleted it anyway`, failure);
     return { connection_id: id, status, revoked_at_provider: revoked };
   } catch (error) {
-    ctx.log(`the attempt to revoke the grant of calendar connection ${id} could not be recorded; a later pass takes it`, error);
+    ctx.log(`the attempt to revoke the grant of ${what} could not be recorded; a later pass takes it`, error);
     return { connection_id: id, status: 'pending', revoked_at_provider: revoked };
   }
 }

@@ -30,7 +30,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/iu;
  * - GET    /calendar/bots/:bot_id/availability          bot API keys (calendar.read)
  * - POST   /calendar/bots/:bot_id/appointments          bot API keys (calendar.write)
  * - POST   /calendar/mirroring                          the service role (pg_cron through pg_net): mirror due appointments, delete due stray events
- * - POST   /calendar/revocations                        the service role (pg_cron through pg_net): revoke leavers' grants at the provider, delete their connections
+ * - POST   /calendar/revocations                        the service role (pg_cron through pg_net): revoke leavers' and deleted orgs' grants at the provider, delete their connections or copies
  * An id that is not a uuid names nothing: 404, as an unknown id would.
  */
 export function matchRoute(method: string, pathname: string): CalendarRoute {

@@ -7,7 +7,8 @@
  * at Google as a disconnect does and deletes the connection. A refused
  * revocation is retried with an attempt counted; an account still connected
  * elsewhere keeps its grant; Microsoft, which offers no revocation, is
- * deleted at once.
+ * deleted at once. An org's deletion queues its connections' grants
+ * (20261123009800), which the same pass revokes at Google.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSql, type Sql, withUserScope } from '../../functions/_shared/db.ts';
@@ -219,6 +220,59 @@ describe('a leaver\'s Microsoft connection', () => {
     const answer = await pass();
     expect(answer.body.revocations).toContainEqual({ connection_id: id, status: 'deleted', revoked_at_provider: false });
     expect(await connection(id)).toBeUndefined();
+  });
+});
+
+/** The owner deletes the org, as the dashboard's rpc('delete_organization') does. */
+async function deleteOrg(org: ChatOrg): Promise<void> {
+  await withUserScope(sql, org.claims.owner, (tx) =>
+    tx`select public.delete_organization(${org.id}::uuid, (select name from public.organizations where id = ${org.id}::uuid))`);
+}
+
+/** The grant revocations a deleted org left queued for the connection (each holds its sealed tokens). */
+async function queuedAfterOrgDeletion(connectionId: string): Promise<{ ciphertext: string }[]> {
+  return sql<{ ciphertext: string }[]>`
+    select ciphertext from private.deleted_org_calendar_grants where connection_id = ${connectionId}`;
+}
+
+describe('a deleted org\'s Google grant', () => {
+  it('is revoked at Google by the scheduled pass, and nothing is left queued', async () => {
+    const org = await createChatOrg(sql, 'cal-leavers-org-deleted');
+    const id = await connect(org, 'google', 'org-deleted@calendar-leavers.test');
+    const { refreshToken } = await storedTokens(id);
+    expect(refreshToken).toBeTruthy();
+
+    await deleteOrg(org);
+    expect(await connection(id)).toBeUndefined();
+    // The sealed tokens outlive the org until the pass; nothing revoked yet.
+    expect(await queuedAfterOrgDeletion(id)).toHaveLength(1);
+    expect(revokes().filter((request) => (request.body as Record<string, string>).token === refreshToken)).toEqual([]);
+    expect(await refreshAtGoogle(refreshToken ?? '')).toMatchObject({ status: 200 });
+
+    const answer = await pass();
+    expect(answer.status).toBe(200);
+    expect(answer.body.revocations).toContainEqual({ connection_id: id, status: 'deleted', revoked_at_provider: true });
+    expect(revokes().filter((request) => (request.body as Record<string, string>).token === refreshToken)).toHaveLength(1);
+    expect(await refreshAtGoogle(refreshToken ?? '')).toEqual({ status: 400, error: 'invalid_grant' });
+    expect(await queuedAfterOrgDeletion(id)).toEqual([]);
+  });
+
+  it('is kept while the same Google account is connected in another org, whose calendar keeps working', async () => {
+    const email = 'org-deleted-shared@calendar-leavers.test';
+    const deleted = await createChatOrg(sql, 'cal-leavers-org-deleted-shared');
+    const stays = await createChatOrg(sql, 'cal-leavers-org-deleted-stays');
+    const id = await connect(deleted, 'google', email);
+    const other = await connect(stays, 'google', email);
+    await deleteOrg(deleted);
+    expect(await queuedAfterOrgDeletion(id)).toHaveLength(1);
+    const revokesBefore = revokes().length;
+
+    const answer = await pass();
+    expect(answer.body.revocations).toContainEqual({ connection_id: id, status: 'deleted', revoked_at_provider: false });
+    expect(revokes()).toHaveLength(revokesBefore);
+    expect(await queuedAfterOrgDeletion(id)).toEqual([]);
+    expect(await connection(other)).toMatchObject({ status: 'connected', tokens: true });
+    expect(await refreshAtGoogle((await storedTokens(other)).refreshToken ?? '')).toMatchObject({ status: 200 });
   });
 });
 
