@@ -250,7 +250,18 @@ $$;
 -- ---------------------------------------------------------------------------
 
 -- Latest definition: 20261123006900_call_hours_at_dial.sql; only the call-minutes check (budgets, the
--- per-org rank of the calls to dial, the `quota` verdict) is new.
+-- per-org rank of the calls to dial, the `quota` verdict, and the subscription locks they are counted under)
+-- is new.
+-- Two claims at once must not both hand out an org's last minutes: each round locks
+-- the active subscriptions of its calls' orgs (the call minutes' lock: create_call_campaign and
+-- calls_lock_quota count under it) after picking the calls and before the arithmetic, which runs in a
+-- later statement, hence a snapshot that sees what the previous holder committed. With skip locked: an
+-- org whose subscription another transaction holds (another claim, a campaign being queued, change_plan,
+-- the org's deletion) is left for the next pass, its calls untouched. Waiting there would be the one
+-- place the claim waits while holding rows others need: its calls (delete_organization locks the
+-- subscription, then deletes the calls) and, from its second round, the heads of earlier rounds' orgs.
+-- Nothing that holds a subscription waits for an existing call but delete_organization, which the claim
+-- does not wait for. An org without an active subscription has no row to lock and is not serialised.
 create or replace function private.claim_due_calls(max_calls integer, lease_seconds integer default 60)
 returns table (
   call_id uuid,
@@ -275,6 +286,11 @@ declare
   round_handed_out uuid[];
   round_examined integer;
   set_aside integer := 0;
+  picked uuid[];
+  locked_orgs uuid[];
+  -- Orgs whose active subscription another transaction held: left to the next pass.
+  busy_orgs uuid[] := '{}';
+  round_busy uuid[];
 begin
   if max_calls is null or max_calls not between 1 and 500 then
     raise exception 'max_calls must be between 1 and 500' using errcode = 'invalid_parameter_value';
@@ -283,7 +299,8 @@ begin
     raise exception 'lease_seconds must be between 5 and 900' using errcode = 'invalid_parameter_value';
   end if;
   loop
-    with due as (
+    select coalesce(array_agg(d.id), '{}') into picked
+    from (
       select c.id
       from public.calls c
       where c.status = 'queued' and c.direction = 'outbound'
@@ -291,9 +308,35 @@ begin
         and (c.dial_lease_until is null or c.dial_lease_until < pg_catalog.now())
         -- An attempt whose outcome is unknown is looked up (claim_dial_lookups), never dialled again.
         and c.dial_started_at is null
+        and c.org_id <> all (busy_orgs)
       order by c.next_dial_at, c.created_at
       limit max_calls - pg_catalog.cardinality(handed_out)
       for update of c skip locked
+    ) d;
+    exit when pg_catalog.cardinality(picked) = 0;
+
+    -- The call minutes' lock, skip locked: the claim never waits on it (see the header).
+    select coalesce(array_agg(s.org_id), '{}') into locked_orgs
+    from (
+      select s.org_id
+      from public.subscriptions s
+      where s.status = 'active'
+        and s.org_id in (select c.org_id from public.calls c where c.id = any (picked))
+      order by s.org_id
+      for update of s skip locked
+    ) s;
+    round_busy := array(
+      select distinct c.org_id
+      from public.calls c
+      where c.id = any (picked) and c.org_id <> all (locked_orgs)
+        and exists (select 1 from public.subscriptions s where s.org_id = c.org_id and s.status = 'active')
+    );
+    busy_orgs := busy_orgs || round_busy;
+
+    with due as (
+      select c.id
+      from public.calls c
+      where c.id = any (picked) and c.org_id <> all (busy_orgs)
     ),
     -- Once per (org, bot, callee zone): a campaign's calls share one.
     slots as (
@@ -304,7 +347,8 @@ begin
         from due join public.calls c on c.id = due.id
       ) g
     ),
-    -- Once per org: the minutes left once the calls already dialled (earlier rounds included) hold theirs.
+    -- Once per org: the minutes left once the calls already dialled (earlier rounds and claims included)
+    -- hold theirs.
     budgets as (
       select g.org_id, m.plan_name, m.included, m.used,
         m.included - m.used - m.dialling_calls * per_call as minutes_left
@@ -376,8 +420,8 @@ begin
     handed_out := handed_out || round_handed_out;
     set_aside := set_aside + round_examined - pg_catalog.cardinality(round_handed_out);
     -- A round that hands out fewer than it examined set calls aside; those
-    -- are no longer due, so the next round reaches the calls behind them.
-    exit when round_examined = 0 or pg_catalog.cardinality(handed_out) >= max_calls or set_aside >= max_set_aside;
+    -- are no longer due, so the next round reaches the calls behind them, as it does behind busy orgs.
+    exit when (round_examined = 0 and pg_catalog.cardinality(round_busy) = 0) or pg_catalog.cardinality(handed_out) >= max_calls or set_aside >= max_set_aside;
   end loop;
 
   return query
@@ -388,7 +432,7 @@ begin
   order by c.id;
 end;
 $$;
-comment on function private.claim_due_calls(integer, integer) is 'Leases up to max_calls due outbound calls (skip locked) that may be called now and returns what to dial with the attempt number, stamping the attempt (dial_started_at) until its outcome is recorded; a call outside the callee''s 08:00-21:00 or the business hours moves to its next slot (next_call_slot) without an attempt, and one without a slot within 14 days fails (dial-failed: no moment within 14 days ...); a call that the org''s call minutes (used, plus those held by calls being dialled, plus one per call handed out) no longer cover fails with ended_reason quota_exceeded; a call whose last attempt has an unknown outcome is never handed out (see claim_dial_lookups); calls that can no longer be dialled fail here with the reason. Calls moved or failed do not count against max_calls (at most 1000 per claim). Service role.';
+comment on function private.claim_due_calls(integer, integer) is 'Leases up to max_calls due outbound calls (skip locked) that may be called now and returns what to dial with the attempt number, stamping the attempt (dial_started_at) until its outcome is recorded; a call outside the callee''s 08:00-21:00 or the business hours moves to its next slot (next_call_slot) without an attempt, and one without a slot within 14 days fails (dial-failed: no moment within 14 days ...); a call that the org''s call minutes (used, plus those held by calls being dialled, plus one per call handed out) no longer cover fails with ended_reason quota_exceeded, counted under the org''s active subscription (skip locked: an org whose subscription another transaction holds is left to the next pass); a call whose last attempt has an unknown outcome is never handed out (see claim_dial_lookups); calls that can no longer be dialled fail here with the reason. Calls moved or failed do not count against max_calls (at most 1000 per claim). Service role.';
 
 revoke execute on function
   private.call_minutes_held_per_call(),

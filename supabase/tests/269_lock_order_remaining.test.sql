@@ -275,7 +275,7 @@ select throws_ok(format($$select private.delete_user(%L)$$, tests.fx('lor_owner'
 select tests.act_as('postgres');
 
 -- ---------------------------------------------------------------------------
--- 5. claim_due_calls counts the minutes under the orgs' subscriptions.
+-- claim_due_calls counts the minutes under the orgs' subscriptions (20261123009100).
 -- ---------------------------------------------------------------------------
 
 select tests.remember('lor_org_dial', tests.create_org('lock-order-remaining-dial', tests.fx('lor_owner')));
