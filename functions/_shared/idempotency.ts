@@ -79,6 +79,33 @@ function replayOf<T>(claim: Claim, fingerprint: string): OnceAnswer<T> | null {
   return { status: claim.response_status, body: claim.response_body as T, replayed: true };
 }
 
+/** Where a key is kept: its claim and its answer (an API key's, or a signed-in user's in an org). */
+interface KeyScope {
+  claim(tx: TransactionSql, key: string, fingerprint: string): Promise<Claim>;
+  record(tx: TransactionSql, key: string, answer: Answer<unknown>): Promise<void>;
+}
+
+const apiKeyScope = (apiKeyId: string): KeyScope => ({
+  claim: async (tx, key, fingerprint) =>
+    (await tx<Claim[]>`
+      select claimed, first_fingerprint, response_status, response_body
+      from private.claim_idempotency_key(${apiKeyId}::uuid, ${key}, ${fingerprint})`)[0],
+  record: (tx, key, answer) => recordAnswer(tx, apiKeyId, key, answer),
+});
+
+/** The signed-in user (auth.uid() of the transaction's scope) in `orgId`, which they must be a member of (SQL: 20261123009000). */
+const userScope = (orgId: string): KeyScope => ({
+  claim: async (tx, key, fingerprint) =>
+    (await tx<Claim[]>`
+      select claimed, first_fingerprint, response_status, response_body
+      from private.claim_user_idempotency_key(${orgId}::uuid, ${key}, ${fingerprint})`)[0],
+  record: async (tx, key, answer) => {
+    await tx`select private.record_user_idempotent_response(${orgId}::uuid, ${key}, ${answer.status}, ${
+      tx.json(answer.body as Parameters<typeof tx.json>[0])
+    })`;
+  },
+});
+
 /**
  * Claims `key` for this request in `tx`: null when claimed (do the work, then
  * recordAnswer), else the first request's answer to replay. The same key with
@@ -87,10 +114,7 @@ function replayOf<T>(claim: Claim, fingerprint: string): OnceAnswer<T> | null {
  */
 export async function claimKey<T>(tx: TransactionSql, apiKeyId: string, key: string, request: unknown): Promise<OnceAnswer<T> | null> {
   const fingerprint = await fingerprintOf(request);
-  const [claim] = await tx<Claim[]>`
-    select claimed, first_fingerprint, response_status, response_body
-    from private.claim_idempotency_key(${apiKeyId}::uuid, ${key}, ${fingerprint})`;
-  return replayOf<T>(claim, fingerprint);
+  return replayOf<T>(await apiKeyScope(apiKeyId).claim(tx, key, fingerprint), fingerprint);
 }
 
 /** Keeps the answer of the request that claimed `key`, for its retries. */
@@ -109,43 +133,40 @@ export async function releaseKey(tx: TransactionSql, apiKeyId: string, key: stri
  * `request` is what makes two requests the same (the route and its validated
  * body).
  */
-export async function answerOnce<T>(
+async function answerOnceIn<T>(
   tx: TransactionSql,
-  apiKeyId: string,
-  key: string | null,
-  request: unknown,
-  work: () => Promise<Answer<T>>,
-): Promise<OnceAnswer<T>> {
-  if (key === null) return { ...(await work()), replayed: false };
-  const replay = await claimKey<T>(tx, apiKeyId, key, request);
-  if (replay) return replay;
-  const answer = await work();
-  await recordAnswer(tx, apiKeyId, key, answer);
-  return { ...answer, replayed: false };
-}
-
-/**
- * answerOnce for a user's request (a user token, not an API key; SQL:
- * 20261123009000): the key is kept for the signed-in user (auth.uid() of the
- * transaction's scope) in `orgId`, which they must be a member of.
- */
-export async function answerOnceForUser<T>(
-  tx: TransactionSql,
-  orgId: string,
+  scope: KeyScope,
   key: string | null,
   request: unknown,
   work: () => Promise<Answer<T>>,
 ): Promise<OnceAnswer<T>> {
   if (key === null) return { ...(await work()), replayed: false };
   const fingerprint = await fingerprintOf(request);
-  const [claim] = await tx<Claim[]>`
-    select claimed, first_fingerprint, response_status, response_body
-    from private.claim_user_idempotency_key(${orgId}::uuid, ${key}, ${fingerprint})`;
-  const replay = replayOf<T>(claim, fingerprint);
+  const replay = replayOf<T>(await scope.claim(tx, key, fingerprint), fingerprint);
   if (replay) return replay;
   const answer = await work();
-  await tx`select private.record_user_idempotent_response(${orgId}::uuid, ${key}, ${answer.status}, ${
-    tx.json(answer.body as Parameters<typeof tx.json>[0])
-  })`;
+  await scope.record(tx, key, answer);
   return { ...answer, replayed: false };
+}
+
+/** answerOnceIn for an API key's request. */
+export function answerOnce<T>(
+  tx: TransactionSql,
+  apiKeyId: string,
+  key: string | null,
+  request: unknown,
+  work: () => Promise<Answer<T>>,
+): Promise<OnceAnswer<T>> {
+  return answerOnceIn(tx, apiKeyScope(apiKeyId), key, request, work);
+}
+
+/** answerOnceIn for a user's request (a user token, not an API key): the key is kept for the user in `orgId`. */
+export function answerOnceForUser<T>(
+  tx: TransactionSql,
+  orgId: string,
+  key: string | null,
+  request: unknown,
+  work: () => Promise<Answer<T>>,
+): Promise<OnceAnswer<T>> {
+  return answerOnceIn(tx, userScope(orgId), key, request, work);
 }
