@@ -12,9 +12,9 @@
  * client answers `revoked: false`.
  */
 import { asServiceRole } from '../_shared/db.ts';
-import { type CalendarProvider, openTokenSet } from '../_shared/calendar/index.ts';
+import { type CalendarProvider, calendarRevokerFromEnv, openTokenSet } from '../_shared/calendar/index.ts';
 import type { RequestContext } from '../_shared/scheduling/context.ts';
-import { optionalClient, requireKeyring } from '../_shared/scheduling/settings.ts';
+import { requireKeyring } from '../_shared/scheduling/settings.ts';
 import { type ConnectionKey, loadTokens, tokenContext } from '../_shared/scheduling/stored-tokens.ts';
 
 /** The provider account a connection holds, as its row says. */
@@ -46,9 +46,10 @@ export type SealedGrant = ConnectionKey & { ciphertext: string };
 
 /**
  * Whether the provider confirmed the grant is gone: false when there is
- * nothing to revoke (no tokens, the provider not configured here or
- * offering no revocation, the account unknown or held by another
- * connection). Throws when the provider refused or could not be reached, or
+ * nothing to revoke (no tokens, the provider offering no revocation, the
+ * account unknown or held by another connection). Google's revocation needs
+ * no OAuth app, so one removed from this deployment after the connect still
+ * revokes. Throws when the provider refused or could not be reached, or
  * the tokens could not be opened.
  */
 export async function revokeGrant(
@@ -72,11 +73,11 @@ export async function revokeSealedGrant(
   connectionId: string,
   account: ConnectionAccount | undefined,
 ): Promise<boolean> {
-  const client = optionalClient(ctx.settings, sealed.provider);
-  if (!client) return false;
+  const revoke = calendarRevokerFromEnv(sealed.provider, ctx.settings.env, ctx.settings.http);
+  if (!revoke) return false;
   const tokens = await openTokenSet(sealed.ciphertext, await requireKeyring(ctx.settings), tokenContext(sealed));
   if (!account || (await accountConnectedElsewhere(ctx, account, connectionId))) return false;
   // Google: revoking the refresh token ends the whole grant, access tokens included.
-  const { revoked } = await client.revoke(tokens.refreshToken ?? tokens.accessToken);
+  const { revoked } = await revoke(tokens.refreshToken ?? tokens.accessToken);
   return revoked;
 }

@@ -6,8 +6,9 @@
  * (POST /calendar/revocations, the service role's), which revokes the grant
  * at Google as a disconnect does and deletes the connection. A refused
  * revocation is retried with an attempt counted; an account still connected
- * elsewhere keeps its grant; Microsoft, which offers no revocation, is
- * deleted at once. An org's deletion queues its connections' grants
+ * elsewhere keeps its grant; a deployment whose Google OAuth app was
+ * removed still revokes (Google's revocation takes no client credentials);
+ * Microsoft, which offers no revocation, is deleted at once. An org's deletion queues its connections' grants
  * (20261123009800), which the same pass revokes at Google.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -208,6 +209,37 @@ describe('a leaver\'s Google grant', () => {
     expect(await connection(id)).toBeUndefined();
     expect(await connection(other)).toMatchObject({ status: 'connected', tokens: true });
     expect(await refreshAtGoogle((await storedTokens(other)).refreshToken ?? '')).toMatchObject({ status: 200 });
+  });
+
+  it('is revoked at Google by a deployment whose Google OAuth app was removed after the connect', async () => {
+    const org = await createChatOrg(sql, 'cal-leavers-unconfigured');
+    const id = await connect(org, 'google', 'leaver-unconfigured@calendar-leavers.test');
+    const { refreshToken } = await storedTokens(id);
+    await removeAdmin(org);
+
+    // Google's revocation takes no client credentials: only the token key is needed to open the grant.
+    const unconfigured = await startTestStack({
+      env: { ...providerEnv(stub), CALENDAR_GOOGLE_CLIENT_ID: '', CALENDAR_GOOGLE_CLIENT_SECRET: '', CALENDAR_TOKEN_KEY: TOKEN_KEY },
+    });
+    try {
+      const started = await callCalendar(unconfigured.functionsUrl, '/oauth/start', {
+        method: 'POST',
+        token: org.tokens.owner,
+        body: { org_id: org.id, provider: 'google' },
+      });
+      expect(started.status).toBe(501);
+      const answer = await callCalendar(unconfigured.functionsUrl, '/revocations', {
+        method: 'POST',
+        token: unconfigured.keys.serviceRoleKey,
+        body: {},
+      });
+      expect(answer.body.revocations).toContainEqual({ connection_id: id, status: 'deleted', revoked_at_provider: true });
+    } finally {
+      await unconfigured.stop();
+    }
+    expect(revokes().filter((request) => (request.body as Record<string, string>).token === refreshToken)).toHaveLength(1);
+    expect(await refreshAtGoogle(refreshToken ?? '')).toEqual({ status: 400, error: 'invalid_grant' });
+    expect(await connection(id)).toBeUndefined();
   });
 });
 

@@ -5,7 +5,7 @@
  */
 import { jwtSecretFromEnv } from '../auth.ts';
 import { type EnvReader, processEnv } from '../env.ts';
-import { createGoogleCalendar, type GoogleCalendarClient } from './google.ts';
+import { createGoogleCalendar, type GoogleCalendarClient, revokeGoogleToken } from './google.ts';
 import type { HttpOptions } from './http.ts';
 import { createMicrosoftCalendar, type MicrosoftCalendarClient } from './microsoft.ts';
 import type { CalendarClient, CalendarProvider } from './types.ts';
@@ -53,6 +53,25 @@ export function calendarClientFromEnv(
     loginBaseUrl: read(env, 'CALENDAR_MICROSOFT_LOGIN_URL'),
     graphBaseUrl: read(env, 'CALENDAR_MICROSOFT_GRAPH_URL'),
   });
+}
+
+/** Revokes the grant a token belongs to; `revoked: true` once the provider confirms it is gone. */
+export type GrantRevoker = (token: string) => Promise<{ revoked: boolean }>;
+
+/**
+ * How to revoke a provider's grants, configured or not: Google's revocation
+ * needs no client credentials, so a grant made while the OAuth app was set
+ * up is still revoked after its CALENDAR_GOOGLE_* client was removed. Null
+ * for Microsoft, which offers no per-token revocation.
+ */
+export function calendarRevokerFromEnv(
+  provider: CalendarProvider,
+  env: EnvReader = processEnv,
+  http: HttpOptions = {},
+): GrantRevoker | null {
+  if (provider === 'microsoft') return null;
+  const oauth2BaseUrl = read(env, 'CALENDAR_GOOGLE_OAUTH2_URL');
+  return (token) => revokeGoogleToken({ ...http, oauth2BaseUrl }, token);
 }
 
 /**

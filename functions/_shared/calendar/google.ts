@@ -192,6 +192,33 @@ function eventBody(changes: CalendarEventUpdate): Record<string, unknown> {
   return body;
 }
 
+/**
+ * Google's revocation of a grant by one of its tokens. It takes no client
+ * credentials, so a grant is revoked even where the OAuth app is no longer
+ * configured (calendarRevokerFromEnv).
+ */
+export async function revokeGoogleToken(
+  options: HttpOptions & Pick<GoogleCalendarOptions, 'oauth2BaseUrl'>,
+  tokenValue: string,
+): Promise<{ revoked: boolean }> {
+  const what = 'Google revoke';
+  const answer = await send('google', options, {
+    what,
+    url: `${trimBase(options.oauth2BaseUrl ?? GOOGLE_OAUTH2_BASE_URL)}/revoke`,
+    init: {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: formBody({ token: tokenValue }),
+    },
+    throttled: (response) => response.status === 429,
+  });
+  if (answer.status === 200) return { revoked: true };
+  // invalid_token: already revoked or expired; the end state is the one wanted.
+  const code = z.object({ error: z.string() }).safeParse(answer.body);
+  if (answer.status === 400 && code.success && code.data.error === 'invalid_token') return { revoked: true };
+  throw tokenError('google', answer, what);
+}
+
 export function createGoogleCalendar(options: GoogleCalendarOptions): GoogleCalendarClient {
   const accounts = trimBase(options.accountsBaseUrl ?? GOOGLE_ACCOUNTS_BASE_URL);
   const oauth2 = trimBase(options.oauth2BaseUrl ?? GOOGLE_OAUTH2_BASE_URL);
@@ -341,24 +368,7 @@ export function createGoogleCalendar(options: GoogleCalendarOptions): GoogleCale
       return tokens;
     },
 
-    async revoke(tokenValue: string) {
-      const what = 'Google revoke';
-      const answer = await send('google', options, {
-        what,
-        url: `${oauth2}/revoke`,
-        init: {
-          method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded' },
-          body: formBody({ token: tokenValue }),
-        },
-        throttled: (response) => response.status === 429,
-      });
-      if (answer.status === 200) return { revoked: true };
-      // invalid_token: already revoked or expired; the end state is the one wanted.
-      const code = z.object({ error: z.string() }).safeParse(answer.body);
-      if (answer.status === 400 && code.success && code.data.error === 'invalid_token') return { revoked: true };
-      throw tokenError('google', answer, what);
-    },
+    revoke: (tokenValue: string) => revokeGoogleToken(options, tokenValue),
 
     freeBusy,
 

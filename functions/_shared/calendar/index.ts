@@ -49,4 +49,4 @@ export {
 } from './token-crypto.ts';
 export { formatSlot, freeSlots, type FreeSlotsInput, mergeIntervals } from './availability.ts';
 export { formatInZone, instantFromWallTime, isValidTimeZone, offsetMinutes, wallTime, wallTimeReadings } from './zoned.ts';
-export { calendarClientFromEnv, calendarRedirectUri, stateSecretFromEnv } from './config.ts';
+export { calendarClientFromEnv, calendarRedirectUri, calendarRevokerFromEnv, type GrantRevoker, stateSecretFromEnv } from './config.ts';
