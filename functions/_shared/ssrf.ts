@@ -13,8 +13,13 @@ import { HttpError } from './errors.ts';
  * `allowLoopback` (local development only) also admits `http` and loopback
  * addresses, so a receiver on 127.0.0.1 can be used with the local stack.
  *
- * Residual risk, accepted: between this check and fetch's own resolution a
- * name could change (DNS rebinding with a very short TTL).
+ * DNS rebinding: a request that resolves the name again after this check (as
+ * fetch does) can reach whatever the name answers by then. Webhook deliveries
+ * therefore send through pinned-request.ts, which connects only to the
+ * addresses {@link resolvePublicDestination} approved and never resolves the
+ * name again (TLS still verifies the certificate against the URL's host).
+ * Callers that check with {@link assertPublicDestination} and then fetch (the
+ * call recordings' download) keep that window.
  */
 export interface DestinationPolicy {
   allowLoopback: boolean;
@@ -107,11 +112,29 @@ export function isAllowedAddress(address: string, policy: Pick<DestinationPolicy
   return family === 4 ? !isBlockedIpv4(address) : !isBlockedIpv6(address);
 }
 
+/** A checked URL and every address its host resolved to, all allowed: the only ones a request may connect to. */
+export interface ApprovedDestination {
+  url: URL;
+  /** Unbracketed; an IP-literal host is its own one address. */
+  addresses: string[];
+}
+
 /**
  * Parses and checks a destination URL; resolves its host and checks every
  * address. Throws HttpError 422 `unsafe_url` with the reason.
  */
 export async function assertPublicDestination(raw: string, policy: DestinationPolicy): Promise<URL> {
+  return (await resolvePublicDestination(raw, policy)).url;
+}
+
+/**
+ * {@link assertPublicDestination}, also answering the addresses it approved, so
+ * the request can be pinned to them instead of resolving the name again.
+ */
+export async function resolvePublicDestination(
+  raw: string,
+  policy: DestinationPolicy,
+): Promise<ApprovedDestination> {
   let url: URL;
   try {
     url = new URL(raw);
@@ -137,5 +160,5 @@ export async function assertPublicDestination(raw: string, policy: DestinationPo
   // answer must not become a way to map internal names.
   const blocked = addresses.find((address) => !isAllowedAddress(address, policy));
   if (blocked) throw unsafe(`The host ${hostname} resolves to a private or reserved address.`);
-  return url;
+  return { url, addresses: addresses.map((address) => address.replace(/^\[|\]$/g, '')) };
 }

@@ -11,13 +11,12 @@ import { type AttemptResult, type ClaimedDelivery, sendAttempt } from './send.ts
  * on until nothing is due or the pass's budget is spent. A slow receiver
  * holds at most half the workers, and one org at most a quarter, while other
  * orgs have work the workers may take (claims.ts).
- * Everything from outside (database, fetch, clock, DNS policy, limits) is
- * injected so tests control it.
+ * Everything from outside (database, clock, DNS policy, limits) is injected
+ * so tests control it; the sending itself is the production path (send.ts).
  */
 export interface DispatchOptions {
   sql: Sql;
   policy: DestinationPolicy;
-  fetch?: typeof fetch;
   /** Timestamps written to the database and sent as `webhook-timestamp`. */
   now?: () => Date;
   /** Requests in flight at once: the pass's workers. */
@@ -142,7 +141,6 @@ export async function dispatch(options: DispatchOptions): Promise<DispatchSummar
   };
   const now = options.now ?? (() => new Date());
   const send = {
-    fetch: options.fetch ?? fetch,
     now,
     policy: options.policy,
     timeoutMs: settings.timeoutMs,

@@ -1,5 +1,6 @@
 import { HttpError } from '../_shared/errors.ts';
-import { assertPublicDestination, type DestinationPolicy } from '../_shared/ssrf.ts';
+import { pinnedRequest, type PinnedResponse } from '../_shared/pinned-request.ts';
+import { type ApprovedDestination, type DestinationPolicy, resolvePublicDestination } from '../_shared/ssrf.ts';
 import { signatureHeader } from '../_shared/standard-webhooks.ts';
 
 /** One row of private.claim_webhook_deliveries: what to send, where, signed with which secrets. */
@@ -28,12 +29,13 @@ export interface AttemptResult {
 }
 
 export interface SendOptions {
-  fetch: typeof fetch;
   now: () => Date;
   policy: DestinationPolicy;
   /** For the whole attempt: DNS check, connection, response headers and the body we read. */
   timeoutMs: number;
   userAgent: string;
+  /** A trusted root beyond the usual ones: for tests (a receiver with a self-signed certificate) only. */
+  ca?: string;
 }
 
 /** The attempts table keeps the first 4 KB of a response; reading more only costs time and memory. */
@@ -60,17 +62,21 @@ export async function sendAttempt(delivery: ClaimedDelivery, options: SendOption
   });
 
   // Checked before every send, not only when the URL was saved: a name can
-  // start resolving to a private address at any time.
+  // start resolving to a private address at any time. The request then goes
+  // to the addresses checked here and resolves nothing again (DNS rebinding).
+  let destination: ApprovedDestination;
   try {
-    await untilAborted(assertPublicDestination(delivery.url, options.policy), signal);
+    destination = await untilAborted(resolvePublicDestination(delivery.url, options.policy), signal);
   } catch (error) {
     return result({ error: describeError(error, options.timeoutMs) });
   }
 
-  let response: Response;
+  let response: PinnedResponse;
   try {
     const timestamp = Math.floor(startedAt.getTime() / 1000);
-    response = await options.fetch(delivery.url, {
+    // Never follows a redirect, which would send the payload to a destination nobody checked.
+    response = await pinnedRequest({
+      destination,
       method: 'POST',
       headers: {
         'content-type': 'application/json',
@@ -80,16 +86,17 @@ export async function sendAttempt(delivery: ClaimedDelivery, options: SendOption
         'webhook-signature': await signatureHeader(delivery.secrets, delivery.message_id, timestamp, delivery.body),
       },
       body: delivery.body,
-      // Following a redirect would send the payload to a destination nobody checked.
-      redirect: 'manual',
       signal,
+      // A receiver streaming a huge (or endless) answer costs nothing past this.
+      maxBodyBytes: MAX_RESPONSE_BYTES,
+      ca: options.ca,
     });
   } catch (error) {
     return result({ error: describeError(error, options.timeoutMs) });
   }
 
   const status = response.status;
-  const responseBody = await readCapped(response, MAX_RESPONSE_BYTES);
+  const responseBody = cleanText(new TextDecoder().decode(response.body));
   let error: string | null = null;
   if (status >= 300 && status < 400) {
     const location = response.headers.get('location');
@@ -125,33 +132,6 @@ export function parseRetryAfter(value: string | null, now: Date): number | null 
   return Math.min(Math.max(seconds, 0), MAX_RETRY_AFTER_SECONDS);
 }
 
-/**
- * At most `limit` bytes of the body as text; the rest is cancelled unread, so
- * a receiver streaming a huge (or endless) answer costs nothing. A body cut
- * short by the timeout or a reset keeps what arrived: the status has already
- * answered the attempt.
- */
-async function readCapped(response: Response, limit: number): Promise<string> {
-  if (!response.body) return '';
-  const reader = response.body.getReader();
-  const bytes = new Uint8Array(limit);
-  let size = 0;
-  try {
-    while (size < limit) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      const take = Math.min(value.length, limit - size);
-      bytes.set(value.subarray(0, take), size);
-      size += take;
-    }
-  } catch {
-    // Keep what arrived.
-  } finally {
-    reader.cancel().catch(() => undefined);
-  }
-  return cleanText(new TextDecoder().decode(bytes.subarray(0, size)));
-}
-
 /** Postgres text cannot hold NUL, so a response containing one would fail the whole record. */
 function cleanText(text: string): string {
   return text.includes('\u0000') ? text.replaceAll('\u0000', '') : text;
@@ -163,7 +143,7 @@ function describeError(error: unknown, timeoutMs: number): string {
     return `no response within ${timeoutMs} ms`;
   }
   if (error instanceof Error) {
-    // Node's fetch says only "fetch failed"; the reason (ECONNREFUSED, a TLS error) is in its cause.
+    // A wrapped error's reason (ECONNREFUSED, a TLS error) may be in its cause.
     const cause = error.cause instanceof Error ? error.cause.message : undefined;
     return cleanText(cause && !error.message.includes(cause) ? `${error.message}: ${cause}` : error.message);
   }

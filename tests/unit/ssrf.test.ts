@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { HttpError } from '../../functions/_shared/errors.ts';
-import { assertPublicDestination, isAllowedAddress } from '../../functions/_shared/ssrf.ts';
+import { assertPublicDestination, isAllowedAddress, resolvePublicDestination } from '../../functions/_shared/ssrf.ts';
 
 const production = { allowLoopback: false };
 const resolvingTo = (...addresses: string[]) => ({ allowLoopback: false, resolve: async () => addresses });
@@ -20,6 +20,24 @@ describe('SSRF guard', () => {
   it('accepts an https URL whose every address is public', async () => {
     const url = await assertPublicDestination('https://hooks.example.com/in', resolvingTo('93.184.215.14', '2606:2800:21f:cb07:6820:80da:af6b:8b2c'));
     expect(url.hostname).toBe('hooks.example.com');
+  });
+
+  it('answers the addresses it approved, so a request can be pinned to them', async () => {
+    let lookups = 0;
+    const policy = {
+      allowLoopback: false,
+      resolve: async () => (++lookups, ['93.184.215.14', '2606:2800:21f:cb07:6820:80da:af6b:8b2c']),
+    };
+    const approved = await resolvePublicDestination('https://hooks.example.com/in', policy);
+    expect(approved.url.href).toBe('https://hooks.example.com/in');
+    expect(approved.addresses).toEqual(['93.184.215.14', '2606:2800:21f:cb07:6820:80da:af6b:8b2c']);
+    expect(lookups).toBe(1);
+    // An IP literal is its own address, unbracketed, and costs no lookup.
+    const literal = await resolvePublicDestination('https://[2606:4700::1111]:8443/x', policy);
+    expect(literal.addresses).toEqual(['2606:4700::1111']);
+    expect(lookups).toBe(1);
+    await expect(resolvePublicDestination('https://hooks.example.com/', resolvingTo('93.184.215.14', '10.0.0.7')))
+      .rejects.toMatchObject({ status: 422, code: 'unsafe_url' });
   });
 
   it('refuses private, loopback, link-local, metadata, CGNAT, multicast and reserved addresses', () => {

@@ -1,5 +1,10 @@
-import { createServer, type Server } from 'node:http';
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type ClaimedDelivery,
@@ -18,8 +23,29 @@ const delivery = (url: string): ClaimedDelivery => ({
   secrets: [`whsec_${Buffer.alloc(32, 7).toString('base64')}`],
   body: '{"type":"document.failed","timestamp":"2026-11-23T10:00:00.000Z","data":{}}',
 });
+
+/**
+ * A resolver whose first answer is `first` and every later one 10.0.0.7: a name rebound between the SSRF check and
+ * the request. Names under .example resolve nowhere else, so a request that resolved again could not connect.
+ */
+function rebinding(first: string) {
+  const asked: string[] = [];
+  const resolve = async (hostname: string) => {
+    asked.push(hostname);
+    return asked.length === 1 ? [first] : ['10.0.0.7'];
+  };
+  return { asked, policy: { allowLoopback: true, resolve } };
+}
+
+const listen = async (server: Server | TlsServer): Promise<number> => {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as AddressInfo).port;
+};
+const close = (server: Server | TlsServer) => {
+  server.closeAllConnections();
+  return new Promise<void>((resolve) => server.close(() => resolve()));
+};
 const options = (overrides: Partial<SendOptions> = {}): SendOptions => ({
-  fetch,
   now: () => NOW,
   policy: { allowLoopback: true },
   timeoutMs: 2000,
@@ -40,55 +66,104 @@ describe('Retry-After', () => {
   });
 });
 
-describe('one attempt', () => {
-  let server: Server;
-  let base: string;
-  beforeAll(async () => {
-    server = createServer((req, res) => {
-      if (req.url === '/endless') {
-        // Never ends on its own: only a reader that stops and cancels gets past it.
-        res.writeHead(200, { 'content-type': 'text/plain' });
-        const chunk = 'x'.repeat(1024);
-        const timer = setInterval(() => res.write(chunk), 1);
-        res.on('close', () => clearInterval(timer));
-      } else if (req.url === '/nul') {
-        res.writeHead(500).end('bad\u0000byte');
-      } else if (req.url === '/busy') {
-        res.writeHead(429, { 'retry-after': '30' }).end();
-      } else {
-        res.writeHead(200).end('ok');
-      }
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+/**
+ * tests/fixtures/test-only-webhook-*.pem: a CA and a certificate it signed for receiver.pinning-test.example (a
+ * name no resolver knows), published with the receiver's key for these tests alone.
+ */
+const fixture = (name: string) =>
+  readFileSync(new URL(`../fixtures/test-only-webhook-${name}.pem`, import.meta.url), 'utf8');
+const ca = fixture('ca.cert');
+
+// Receivers on 127.0.0.1: plain HTTP answering by path, and HTTPS with the test-only certificate.
+let server: Server;
+let port: number;
+let base: string;
+let tlsServer: TlsServer;
+let tlsPort: number;
+const servernames: Array<string | false | null> = [];
+const received: Array<{ path: string; headers: IncomingHttpHeaders; body: string }> = [];
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => (body += chunk));
+    req.on('end', () => received.push({ path: req.url ?? '', headers: req.headers, body }));
+    if (req.url === '/endless') {
+      // Never ends on its own: only a reader that stops and cancels gets past it.
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      const chunk = 'x'.repeat(1024);
+      const timer = setInterval(() => res.write(chunk), 1);
+      res.on('close', () => clearInterval(timer));
+    } else if (req.url === '/nul') {
+      res.writeHead(500).end('bad\u0000byte');
+    } else if (req.url === '/busy') {
+      res.writeHead(429, { 'retry-after': '30' }).end();
+    } else if (req.url === '/moved') {
+      res.writeHead(302, { location: 'http://127.0.0.1:1/elsewhere' }).end();
+    } else if (req.url === '/stall') {
+      // Headers and a first chunk, then nothing: the body read runs into the attempt's timeout.
+      res.writeHead(200).write('partial');
+    } else if (req.url === '/silent') {
+      // No answer at all.
+    } else {
+      res.writeHead(200).end('ok');
+    }
   });
-  afterAll(() => {
-    server.closeAllConnections();
-    return new Promise<void>((resolve) => server.close(() => resolve()));
+  port = await listen(server);
+  base = `http://127.0.0.1:${port}`;
+  tlsServer = createTlsServer({ cert: fixture('receiver.cert'), key: fixture('receiver.key') }, (req, res) => {
+    servernames.push((req.socket as TLSSocket).servername);
+    res.writeHead(200).end(`tls ${req.headers.host}`);
+  });
+  tlsPort = await listen(tlsServer);
+});
+afterAll(() => Promise.all([close(server), close(tlsServer)]));
+
+
+describe('one attempt', () => {
+  it('connects to the address the check approved, resolving the name once (DNS rebinding)', async () => {
+    const { asked, policy } = rebinding('127.0.0.1');
+    received.length = 0;
+    const result = await sendAttempt(delivery(`http://hooks.rebind-test.example:${port}/in`), options({ policy }));
+    expect(result).toMatchObject({ startedAt: NOW, statusCode: 200, error: null, responseBody: 'ok' });
+    expect(asked).toEqual(['hooks.rebind-test.example']);
+    expect(received).toHaveLength(1);
+    // The request names the URL's host, not the address it was pinned to.
+    expect(received[0]).toMatchObject({ path: '/in', body: delivery('').body });
+    expect(received[0].headers.host).toBe(`hooks.rebind-test.example:${port}`);
   });
 
-  it('sends the Standard Webhooks headers, the body as given, and no redirect following', async () => {
-    let seen: { url: string; init: RequestInit } | undefined;
-    const fakeFetch: typeof fetch = async (input, init) => {
-      seen = { url: String(input), init: init ?? {} };
-      return new Response('fine', { status: 202 });
-    };
-    const result = await sendAttempt(
-      delivery('https://hooks.example.com/in'),
-      options({
-        fetch: fakeFetch,
-        policy: { allowLoopback: false, resolve: async () => ['93.184.215.14'] },
-      }),
-    );
-    expect(result).toMatchObject({ startedAt: NOW, statusCode: 202, error: null, retryAfterSeconds: null });
-    const headers = new Headers(seen!.init.headers);
-    expect(seen!.url).toBe('https://hooks.example.com/in');
-    expect(seen!.init).toMatchObject({ method: 'POST', redirect: 'manual', body: delivery('').body });
-    expect(headers.get('webhook-id')).toBe('msg_0000000000004000800000000000000a');
-    expect(headers.get('webhook-timestamp')).toBe(String(NOW.getTime() / 1000));
-    expect(headers.get('webhook-signature')).toMatch(/^v1,[A-Za-z0-9+/]{43}=$/);
-    expect(headers.get('content-type')).toBe('application/json');
-    expect(headers.get('user-agent')).toBe('test-agent/1');
+  it('sends the Standard Webhooks headers and the body as given', async () => {
+    received.length = 0;
+    await sendAttempt(delivery(`${base}/in`), options());
+    const [{ headers, body }] = received;
+    expect(body).toBe(delivery('').body);
+    expect(headers['webhook-id']).toBe('msg_0000000000004000800000000000000a');
+    expect(headers['webhook-timestamp']).toBe(String(NOW.getTime() / 1000));
+    expect(headers['webhook-signature']).toMatch(/^v1,[A-Za-z0-9+/]{43}=$/);
+    expect(headers['content-type']).toBe('application/json');
+    expect(headers['content-length']).toBe(String(Buffer.byteLength(delivery('').body)));
+    expect(headers['user-agent']).toBe('test-agent/1');
+  });
+
+  it('records a 3xx without following it', async () => {
+    received.length = 0;
+    expect(await sendAttempt(delivery(`${base}/moved`), options())).toMatchObject({
+      statusCode: 302,
+      error: 'redirects are not followed (302 to http://127.0.0.1:1/elsewhere)',
+    });
+    expect(received.map((r) => r.path)).toEqual(['/moved']);
+  });
+
+  it('counts waiting for the answer and reading its body against the attempt timeout', async () => {
+    expect(await sendAttempt(delivery(`${base}/silent`), options({ timeoutMs: 150 }))).toMatchObject({
+      statusCode: null,
+      error: 'no response within 150 ms',
+    });
+    // Once the status arrived it answers the attempt; the body keeps what arrived.
+    const stalled = await sendAttempt(delivery(`${base}/stall`), options({ timeoutMs: 150 }));
+    expect(stalled).toMatchObject({ statusCode: 200, error: null, responseBody: 'partial' });
+    expect(stalled.durationMs).toBeLessThan(1000);
   });
 
   it('reads 4 KB of an endless body and cancels the rest', async () => {
@@ -133,5 +208,103 @@ describe('one attempt', () => {
   it('records an unsigned attempt as a failure rather than throwing', async () => {
     const result = await sendAttempt({ ...delivery(`${base}/`), secrets: [] }, options());
     expect(result).toMatchObject({ statusCode: null, error: 'No secret to sign the message with.' });
+  });
+});
+
+describe('an attempt over TLS to the pinned address', () => {
+  it('reaches the receiver by its hostname, verifying its certificate against that name', async () => {
+    servernames.length = 0;
+    const { asked, policy } = rebinding('127.0.0.1');
+    const result = await sendAttempt(
+      delivery(`https://receiver.pinning-test.example:${tlsPort}/in`),
+      options({ policy, ca }),
+    );
+    expect(result).toMatchObject({
+      statusCode: 200,
+      error: null,
+      responseBody: `tls receiver.pinning-test.example:${tlsPort}`,
+    });
+    expect(asked).toHaveLength(1);
+    expect(servernames).toEqual(['receiver.pinning-test.example']);
+  });
+
+  it('refuses a certificate for another name, and one no trusted root signed', async () => {
+    servernames.length = 0;
+    const wrongName = await sendAttempt(
+      delivery(`https://other.pinning-test.example:${tlsPort}/in`),
+      options({ policy: rebinding('127.0.0.1').policy, ca }),
+    );
+    expect(wrongName.statusCode).toBeNull();
+    expect(wrongName.error).toMatch(/does not match certificate's altnames/);
+    const untrusted = await sendAttempt(
+      delivery(`https://receiver.pinning-test.example:${tlsPort}/in`),
+      options({ policy: rebinding('127.0.0.1').policy }),
+    );
+    expect(untrusted.statusCode).toBeNull();
+    expect(untrusted.error).toMatch(/unable to verify the first certificate|self-signed|issuer/);
+    expect(servernames, 'no request reached the handler').toEqual([]);
+  });
+});
+
+/**
+ * The same attempts from Deno, the dispatcher's runtime, where the connection is Deno.connect + Deno.startTls
+ * (pinned-request.ts): a child process runs sendAttempt against the receivers above.
+ */
+describe('under Deno', () => {
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const sendModule = new URL('../../functions/webhook-dispatcher/send.ts', import.meta.url).href;
+  const script = (input: unknown) => `
+    import { sendAttempt } from ${JSON.stringify(sendModule)};
+    const input = ${JSON.stringify(input)};
+    const results = [];
+    for (const attempt of input.attempts) {
+      const asked = [];
+      const resolve = async (hostname) => (asked.push(hostname), asked.length === 1 ? ['127.0.0.1'] : ['10.0.0.7']);
+      const result = await sendAttempt(attempt.delivery, {
+        now: () => new Date(input.now),
+        policy: { allowLoopback: true, resolve },
+        timeoutMs: attempt.timeoutMs ?? 2000,
+        userAgent: 'test-agent/1',
+        ca: attempt.ca,
+      });
+      results.push({ asked, statusCode: result.statusCode, error: result.error, responseBody: result.responseBody });
+    }
+    console.log(JSON.stringify(results));
+  `;
+  type Outcome = { asked: string[]; statusCode: number | null; error: string | null; responseBody: string | null };
+  const runInDeno = (attempts: Array<{ delivery: ClaimedDelivery; ca?: string; timeoutMs?: number }>) =>
+    new Promise<Outcome[]>((resolve, reject) =>
+      execFile(
+        `${root}node_modules/.bin/deno`,
+        ['eval', '--config', `${root}deno.json`, script({ now: NOW.toISOString(), attempts })],
+        { cwd: root, timeout: 30_000 },
+        (error, stdout, stderr) => (error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(JSON.parse(stdout))),
+      )
+    );
+
+  it('pins plain HTTP and TLS to the approved address, verifies the name, and keeps the error texts', async () => {
+    received.length = 0;
+    servernames.length = 0;
+    const [plain, tls, wrongName, untrusted, refused, silent, stalled] = await runInDeno([
+      { delivery: delivery(`http://hooks.rebind-test.example:${port}/in`) },
+      { delivery: delivery(`https://receiver.pinning-test.example:${tlsPort}/in`), ca },
+      { delivery: delivery(`https://other.pinning-test.example:${tlsPort}/in`), ca },
+      { delivery: delivery(`https://receiver.pinning-test.example:${tlsPort}/in`) },
+      { delivery: delivery('http://127.0.0.1:1/') },
+      { delivery: delivery(`${base}/silent`), timeoutMs: 150 },
+      { delivery: delivery(`${base}/stall`), timeoutMs: 150 },
+    ]);
+    expect(plain).toEqual({ asked: ['hooks.rebind-test.example'], statusCode: 200, error: null, responseBody: 'ok' });
+    expect(received.find((r) => r.path === '/in')?.headers.host).toBe(`hooks.rebind-test.example:${port}`);
+    expect(tls).toMatchObject({ asked: ['receiver.pinning-test.example'], statusCode: 200, error: null });
+    expect(servernames).toEqual(['receiver.pinning-test.example']);
+    expect(wrongName).toMatchObject({ statusCode: null, error: expect.stringMatching(/not valid for name/) });
+    expect(untrusted).toMatchObject({ statusCode: null, error: expect.stringMatching(/UnknownIssuer/) });
+    expect(refused).toMatchObject({
+      statusCode: null,
+      error: expect.stringMatching(/^connect ECONNREFUSED 127\.0\.0\.1:1/),
+    });
+    expect(silent).toMatchObject({ statusCode: null, error: 'no response within 150 ms' });
+    expect(stalled).toMatchObject({ statusCode: 200, error: null, responseBody: 'partial' });
   });
 });
