@@ -1,7 +1,7 @@
 /**
  * GET /calendar/availability (members, JWT) and GET /calendar/bots/:bot_id/availability
  * (a bot's API key with calendar.read): free slots in the requested zone
- * (default the org's), with the calendars that could not be read.
+ * (default the bot's, else the org's), with the calendars that could not be read.
  * Answer: `{ time_zone, slots: [{ start, end }], missing_calendars: [{ connection_id, provider, reason }] }`.
  */
 import type { UserClaims } from '../_shared/auth.ts';
@@ -16,7 +16,7 @@ import { type AvailabilityQuery, availabilityQuery, botAvailabilityQuery, readQu
 
 function answer(result: AvailabilityResult, query: AvailabilityQuery): Response {
   // The database's zone list and the runtime's ICU may disagree on a rare name: UTC rather than a 500.
-  const timeZone = query.time_zone ?? (isValidTimeZone(result.orgTimeZone) ? result.orgTimeZone : 'UTC');
+  const timeZone = query.time_zone ?? (isValidTimeZone(result.timeZone) ? result.timeZone : 'UTC');
   return json({
     time_zone: timeZone,
     slots: result.slots.map((slot) => formatSlot(slot, timeZone)),

@@ -61,7 +61,7 @@ export async function bookingReply(turn: BookingTurn): Promise<BookingReply> {
     });
     if (outcome.booked) {
       const { appointment } = outcome;
-      const zone = appointment.org_time_zone ?? 'UTC';
+      const zone = appointment.business_time_zone ?? 'UTC';
       return {
         content: `You're booked for ${when(appointment.starts_at, appointment.ends_at, zone)}, ${appointment.attendee_name}.`,
         appointment: { id: appointment.id, starts_at: appointment.starts_at, ends_at: appointment.ends_at },

@@ -129,6 +129,21 @@ describe('the booking step', () => {
     expect(answerOf(events)).toContain("That time isn't available.");
   });
 
+  it('confirms in the bot\'s own time zone when the bot has one (20261123010000)', async () => {
+    const branch = await createBot(sql, org.id, { slug: 'sao-paulo-desk' });
+    await sql`update public.bots set time_zone = 'America/Sao_Paulo' where id = ${branch}`;
+    await sql`insert into public.business_hours (org_id, bot_id, weekday, opens, closes) values (${org.id}, ${branch}, 1, '09:00', '17:00')`;
+    const saoPaulo = (time: string) => instantFromWallTime(`${monday}T${time}`, 'America/Sao_Paulo').toISOString();
+    const { status, events } = await turn({
+      bot_id: branch,
+      message: 'Monday at ten, São Paulo time.',
+      booking: { starts_at: saoPaulo('10:00'), ends_at: saoPaulo('10:30'), attendee_name: 'Clarice Lispector', attendee_email: 'clarice@example.com' },
+    });
+    expect(status).toBe(200);
+    expect(events.some((event) => event.event === 'appointment')).toBe(true);
+    expect(answerOf(events)).toContain('10:00–10:30 (America/Sao_Paulo)');
+  });
+
   it('answers a malformed booking with 400 before anything is stored', async () => {
     const [{ count: messagesBefore }] = await sql<{ count: number }[]>`
       select count(*)::int from public.messages where org_id = ${org.id}`;

@@ -36,17 +36,18 @@ export interface AppointmentRow {
   created_at: Date;
   updated_at: Date;
   version: string;
-  org_time_zone: string | null;
+  /** The bot's time zone, else the org's: where the business reads the appointment's times. */
+  business_time_zone: string | null;
 }
 
 /** The select list over an appointment aliased `a`. */
 export function appointmentColumns(tx: TransactionSql) {
   return tx`a.*, a.updated_at::text as version,
-    (select o.time_zone from public.organizations o where o.id = a.org_id) as org_time_zone`;
+    private.bot_time_zone(a.org_id, a.bot_id) as business_time_zone`;
 }
 
 /** The row as the API answers it (without the bookkeeping columns above). */
-export function publicAppointment(row: AppointmentRow): Omit<AppointmentRow, 'version' | 'org_time_zone'> {
-  const { version: _version, org_time_zone: _zone, ...appointment } = row;
+export function publicAppointment(row: AppointmentRow): Omit<AppointmentRow, 'version' | 'business_time_zone'> {
+  const { version: _version, business_time_zone: _zone, ...appointment } = row;
   return appointment;
 }

@@ -9,11 +9,11 @@
  * Slots line up with the opening, whatever `from` is: SQL names the grid's
  * origins (private.slot_origins: each business-hours opening, where a range
  * joined across midnight from an overnight row keeps the opening of the row
- * it started in; each local midnight of the org's zone when no hours are
- * set or the hours run all day) and the open ranges are read from the last
- * origin at or before `from`, so a range open at `from` keeps its real
- * opening (09:00 business hours give 09:00, 09:30... when asked from
- * 09:23:17), and only then are starts before `from` left out. The grid
+ * it started in; each local midnight of the bot's zone, else the org's,
+ * when no hours are set or the hours run all day) and the open ranges are
+ * read from the last origin at or before `from`, so a range open at `from`
+ * keeps its real opening (09:00 business hours give 09:00, 09:30... when
+ * asked from 09:23:17), and only then are starts before `from` left out. The grid
  * restarts at every origin and after a closure (at its end), so the slots of
  * a day are the same whether asked from that day or a week before.
  *
@@ -50,8 +50,8 @@ export interface MissingCalendar {
 }
 
 export interface AvailabilityResult {
-  /** The org's zone (the default for showing slots). */
-  orgTimeZone: string;
+  /** The bot's zone, else the org's (the default for showing slots). */
+  timeZone: string;
   slots: Interval[];
   missing: MissingCalendar[];
 }
@@ -95,7 +95,7 @@ async function readParts(scoped: Scoped, request: AvailabilityRequest): Promise<
         (select coalesce(json_agg(json_build_object('connection_id', c.connection_id, 'provider', c.provider, 'status', c.status)),
                          '[]'::json)
          from private.calendars_for_bot(${request.orgId}::uuid, ${request.botId}::uuid) c) as calendars,
-        (select o.time_zone from public.organizations o where o.id = ${request.orgId}::uuid) as time_zone
+        private.bot_time_zone(${request.orgId}::uuid, ${request.botId}::uuid) as time_zone
       from grid`;
     return row;
   });
@@ -150,5 +150,5 @@ export async function computeAvailability(
     // An exact time the caller chose is checked as it is, seconds included.
     wholeMinutes: request.alignToOpening !== false,
   });
-  return { orgTimeZone: parts.time_zone ?? 'UTC', slots, missing };
+  return { timeZone: parts.time_zone ?? 'UTC', slots, missing };
 }

@@ -125,5 +125,5 @@ export async function nextFreeSlots(
     },
     ctx.settings.now(),
   );
-  return { slots: result.slots.slice(0, request.count), timeZone: result.orgTimeZone };
+  return { slots: result.slots.slice(0, request.count), timeZone: result.timeZone };
 }

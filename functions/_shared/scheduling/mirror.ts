@@ -41,7 +41,7 @@ export interface MirrorDeps {
 }
 
 function eventZone(row: AppointmentRow): string {
-  for (const zone of [row.time_zone, row.org_time_zone]) if (zone && isValidTimeZone(zone)) return zone;
+  for (const zone of [row.time_zone, row.business_time_zone]) if (zone && isValidTimeZone(zone)) return zone;
   return 'UTC';
 }
 
