@@ -167,7 +167,8 @@ create temp table matrix (
   anon text, service_role text, owner text, admin text, member text, viewer text, other_owner text, platform_admin text
 );
 insert into matrix values
-  -- organizations: members read; admins rename; owners delete; creation only via create_organization().
+  -- organizations: members read; admins rename; creation only via create_organization(), deletion only via
+  -- delete_organization() (20261123010400).
   ('public.organizations', 'select', $$select count(*) from public.organizations where id = '{org_a}'$$,
    'denied', 'all', 'all', 'all', 'all', 'all', 'none', 'all'),
   ('public.organizations', 'insert', $$insert into public.organizations (name, slug) values ('Probe', 'iso-probe')$$,
@@ -175,7 +176,7 @@ insert into matrix values
   ('public.organizations', 'update', $$update public.organizations set name = 'Renamed' where id = '{org_a}'$$,
    'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:0', 'rows:0', 'rows:0', 'rows:0'),
   ('public.organizations', 'delete', $$delete from public.organizations where id = '{org_a}'$$,
-   'denied', 'rows:1', 'rows:1', 'rows:0', 'rows:0', 'rows:0', 'rows:0', 'rows:0'),
+   'denied', 'rows:1', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
 
   -- memberships: members read; written only by the team RPCs (definer code).
   ('public.memberships', 'select', $$select count(*) from public.memberships where org_id = '{org_a}'$$,

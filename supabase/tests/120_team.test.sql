@@ -864,12 +864,11 @@ select results_eq(
   $$values (0)$$,
   'viewer: update public.organizations set name affects 0 rows'
 );
--- Deleting: likewise filtered out by RLS (owners only).
-select results_eq(
-  $$with deleted as (delete from public.organizations where id = pg_temp.fx('acme') returning 1)
-    select count(*)::int from deleted$$,
-  $$values (0)$$,
-  'viewer: delete from public.organizations affects 0 rows'
+-- Deleting: no DELETE privilege at all (delete_organization is the one way, 20261123010400).
+select throws_ok(
+  $$delete from public.organizations where id = pg_temp.fx('acme')$$,
+  '42501', 'permission denied for table organizations',
+  'viewer: delete from public.organizations is refused (42501)'
 );
 -- Memberships: no INSERT/UPDATE/DELETE privilege at all.
 select throws_ok(
