@@ -1,11 +1,14 @@
 /**
- * Revoking a connection's grant at the provider, the one way both callers
- * do it: a disconnect (disconnect.ts) and the revocation pass over leavers'
- * connections and deleted orgs' grants (revocations.ts). Google's
- * revocation ends the app's whole grant for the Google user, so it is left
- * alone while another live connection (in any org) holds the same account:
- * that one would stop working too. That is asked by the account, not by
- * the connection's id (a connect of the same account meanwhile deletes the
+ * Revoking a connection's grant at the provider, the one way its callers do
+ * it: a disconnect (disconnect.ts), the revocation pass over leavers'
+ * connections and dropped grants (revocations.ts), and a connect that
+ * failed after the code exchange (oauth.ts). Google's revocation ends the
+ * app's whole grant for the Google user, so it is left alone while another
+ * live connection (in any org) holds the same account: that one would stop
+ * working too. So does an unexpired connection request of the account
+ * (20261123010300): its completion would get dead tokens, and its deletion
+ * queues the grant anyway. That is asked by the account, not by the
+ * connection's id (a connect of the same account meanwhile deletes the
  * revoked row and makes a new one, which the gone id would not find), and
  * asked last, right before revoking, to keep such a connect out of the
  * window. Microsoft has no per-token revocation (see docs/calendar.md): its
@@ -32,13 +35,36 @@ export async function connectionAccount(ctx: RequestContext, connectionId: strin
   return row;
 }
 
-/** Whether a live connection other than this one, in any org, holds its provider account (a bare boolean from SQL). */
-async function accountConnectedElsewhere(ctx: RequestContext, account: ConnectionAccount, connectionId: string): Promise<boolean> {
+/**
+ * Whether a live connection or an unexpired connection request other than
+ * this one (null: none), in any org, holds its provider account (a bare
+ * boolean from SQL).
+ */
+async function accountConnectedElsewhere(ctx: RequestContext, account: ConnectionAccount, connectionId: string | null): Promise<boolean> {
   const [row] = await asServiceRole(ctx.sql, (tx) =>
     tx<{ shared: boolean }[]>`
       select private.calendar_account_connected_elsewhere(${account.provider}, ${account.account_subject},
                                                           ${account.account_email}, ${connectionId}::uuid) as shared`);
   return row?.shared !== false;
+}
+
+/**
+ * Revokes a grant whose tokens were never parked (a connect that failed
+ * after the code exchange, oauth.ts): whether the provider confirmed it;
+ * false when it offers no revocation, the account is unknown (which other
+ * connection it might hold cannot be asked) or held elsewhere. Throws as
+ * revokeSealedGrant.
+ */
+export async function revokeUnparkedGrant(
+  ctx: RequestContext,
+  token: string,
+  account: ConnectionAccount | undefined,
+): Promise<boolean> {
+  if (!account) return false;
+  const revoke = calendarRevokerFromEnv(account.provider, ctx.settings.env, ctx.settings.http);
+  if (!revoke || (await accountConnectedElsewhere(ctx, account, null))) return false;
+  const { revoked } = await revoke(token);
+  return revoked;
 }
 
 /** A grant's sealed token set and the connection key it is sealed under (a connection's, or a deleted org's copy). */
@@ -63,8 +89,9 @@ export async function revokeGrant(
 }
 
 /**
- * revokeGrant for tokens already in hand: those a deleted org's connection
- * left in private.deleted_org_calendar_grants (revocations.ts). connectionId
+ * revokeGrant for tokens already in hand: those a deleted org's, a deleted
+ * connection's or an uncompleted connection request's copy left in
+ * private.deleted_org_calendar_grants (revocations.ts). connectionId
  * is the one the account check leaves out (it may be gone).
  */
 export async function revokeSealedGrant(

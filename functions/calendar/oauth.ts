@@ -17,8 +17,12 @@
  *   request (private.store_calendar_pending_connection, 10 minutes), NOT yet
  *   a connection: whoever consented in this browser need not be the user who
  *   started, and the state alone cannot tell (502 `account_unknown` when the
- *   provider named no account). With a redirect_to, the browser is sent there
- *   (303) with `?calendar=pending&connection_request=<id>` or
+ *   provider named no account). Tokens that are not parked (scopes
+ *   unticked, account unknown, the store refused or failed) have their grant
+ *   given back first, unless another connection or request holds the
+ *   account or the provider named none (grant-revocation.ts). With a
+ *   redirect_to, the browser is sent there (303) with
+ *   `?calendar=pending&connection_request=<id>` or
  *   `?calendar=error&reason=<code>`; without one, JSON
  *   `{ connection_request, provider, account_email, expires_at }` or the
  *   error. The target comes from the signed state only, and was allow-listed
@@ -49,6 +53,7 @@ import {
   createOAuthState,
   createPkcePair,
   GOOGLE_REQUIRED_SCOPES,
+  type Keyring,
   missingScopes,
   type OAuthStateClaims,
   OAuthStateError,
@@ -62,6 +67,7 @@ import { redirectTarget } from './redirect.ts';
 import { oauthCompleteBody, oauthStartBody, readBody } from './schemas.ts';
 import { requireClient, requireKeyring, requireRedirectUri, requireStateSecret } from '../_shared/scheduling/settings.ts';
 import { connectionKey, tokenContext } from '../_shared/scheduling/stored-tokens.ts';
+import { revokeUnparkedGrant } from './grant-revocation.ts';
 
 export async function oauthStart(ctx: RequestContext, req: Request, claims: UserClaims): Promise<Response> {
   const body = await readBody(req, oauthStartBody);
@@ -195,14 +201,20 @@ async function requestConnection(ctx: RequestContext, url: URL, claims: OAuthSta
   const client = requireClient(ctx.settings, state.provider);
   const keyring = await requireKeyring(ctx.settings);
   const tokens = await exchange(client, code, state.code_verifier, requireRedirectUri(ctx.settings));
+  try {
+    return await park(ctx, state, tokens, keyring);
+  } catch (error) {
+    await giveBack(ctx, state.provider, tokens);
+    throw error;
+  }
+}
 
+/** The exchanged tokens checked and parked; throws when they are not (the caller gives the grant back). */
+async function park(ctx: RequestContext, state: ConsumedState, tokens: TokenSet, keyring: Keyring): Promise<ConnectionRequest> {
   if (state.provider === 'google') {
     const missing = missingScopes(tokens.scope, GOOGLE_REQUIRED_SCOPES);
     if (missing.length > 0) {
       // Without them the calendar is useless: give the grant back rather than keep a half-working one.
-      await client.revoke(tokens.refreshToken ?? tokens.accessToken).catch((error) =>
-        ctx.log('revoking a grant without the calendar scopes failed', error)
-      );
       throw new HttpError(400, 'missing_scopes', `Allow access to the calendar when asked (missing: ${missing.join(', ')}).`);
     }
   }
@@ -221,6 +233,22 @@ async function requestConnection(ctx: RequestContext, url: URL, claims: OAuthSta
     })
   );
   return { id: stored.id, expiresAt: stored.expires_at.toISOString(), provider: state.provider, accountEmail: key.accountEmail };
+}
+
+/**
+ * Tokens that were not parked are dropped: their grant is revoked first, as
+ * a disconnect would (not while another connection or request holds the
+ * account, which the provider's answer names; left alone when it names
+ * none). Never throws: the connect's own error is what the caller hears.
+ */
+async function giveBack(ctx: RequestContext, provider: CalendarProvider, tokens: TokenSet): Promise<void> {
+  const email = tokens.account?.email?.trim().toLowerCase();
+  const account = email ? { provider, account_subject: tokens.account?.id ?? null, account_email: email } : undefined;
+  try {
+    await revokeUnparkedGrant(ctx, tokens.refreshToken ?? tokens.accessToken, account);
+  } catch (error) {
+    ctx.log('revoking the grant of a calendar connect that failed after the code exchange failed', error);
+  }
 }
 
 /** `target` with these query parameters added; a path stays a path. */

@@ -12,13 +12,15 @@
  * Answers `{ revocations: [{ connection_id, status, revoked_at_provider }] }`,
  * status being deleted, pending, given_up or gone (deleted meanwhile).
  *
- * Then, the same way, the grants of deleted orgs' connections
- * (20261123009800): the org's deletion copied each connection's account and
- * sealed tokens into private.deleted_org_calendar_grants; the revocation
- * (not while a live connection elsewhere holds the account) ends by
- * deleting that copy (private.finish_deleted_org_calendar_grant), and the
- * fifth failure deletes it anyway. Answered alike, by the gone connection's
- * id.
+ * Then, the same way, the grants whose tokens were dropped: deleted orgs'
+ * connections (20261123009800), connections deleted otherwise (a bot's
+ * deletion) and connection requests never completed (20261123010300). Each
+ * deletion copied the account and sealed tokens into
+ * private.deleted_org_calendar_grants; the revocation (not while a live
+ * connection or request elsewhere holds the account) ends by deleting that
+ * copy (private.finish_deleted_org_calendar_grant), and the fifth failure
+ * deletes it anyway. Answered alike, by the gone connection's (or
+ * request's) id.
  */
 import { asServiceRole } from '../_shared/db.ts';
 import { json } from '../_shared/http.ts';
@@ -36,7 +38,7 @@ const REVOCATION_LEASE_SECONDS = 120;
 
 type RevocationStatus = 'deleted' | 'pending' | 'given_up' | 'gone';
 
-/** What both claims answer: the connection (gone, for a deleted org's) and its account. */
+/** What both claims answer: the connection (gone, for a dropped grant's copy) and its account. */
 interface ClaimedAccount {
   connection_id: string;
   provider: CalendarProvider;
@@ -48,7 +50,7 @@ interface ClaimedAccount {
 /** A leaver's revoked connection (private.claim_due_calendar_grant_revocations). */
 type ClaimedLeaver = ClaimedAccount & { kind: 'leaver' };
 
-/** A deleted org's connection, as private.claim_due_deleted_org_calendar_grants copied it, tokens sealed. */
+/** A dropped grant (a deleted org's or bot's connection, an uncompleted request), as private.claim_due_deleted_org_calendar_grants answers it, tokens sealed. */
 interface DeletedOrgGrantRow extends ClaimedAccount {
   id: string;
   org_id: string;
@@ -65,7 +67,7 @@ interface RevocationResult {
   revoked_at_provider: boolean;
 }
 
-/** The next due revocation: leavers' first, then deleted orgs' grants. */
+/** The next due revocation: leavers' first, then dropped grants. */
 async function claimNext(ctx: RequestContext): Promise<ClaimedRevocation | undefined> {
   const [leaver] = await asServiceRole(ctx.sql, (tx) =>
     tx<ClaimedAccount[]>`
@@ -79,7 +81,7 @@ async function claimNext(ctx: RequestContext): Promise<ClaimedRevocation | undef
   return deletedOrg && { ...deletedOrg, kind: 'deleted_org' };
 }
 
-/** Revokes at the provider: the connection's stored tokens, or a deleted org's copy of them. */
+/** Revokes at the provider: the connection's stored tokens, or a dropped grant's copy of them. */
 function revokeAtProvider(ctx: RequestContext, claimed: ClaimedRevocation): Promise<boolean> {
   if (claimed.kind === 'leaver') return revokeGrant(ctx, claimed.connection_id, claimed);
   const sealed: SealedGrant = {
@@ -106,7 +108,7 @@ async function finish(ctx: RequestContext, claimed: ClaimedRevocation, error: st
 /** Revokes and records the attempt; never throws (a claimed revocation not recorded is taken again once its lease runs out). */
 async function revokeClaimed(ctx: RequestContext, claimed: ClaimedRevocation): Promise<RevocationResult> {
   const id = claimed.connection_id;
-  const what = claimed.kind === 'leaver' ? `calendar connection ${id}` : `calendar connection ${id} of deleted org ${claimed.org_id}`;
+  const what = claimed.kind === 'leaver' ? `calendar connection ${id}` : `deleted calendar connection or request ${id} of org ${claimed.org_id}`;
   let revoked = false;
   let failure: unknown;
   try {

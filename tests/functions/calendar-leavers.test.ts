@@ -9,7 +9,9 @@
  * elsewhere keeps its grant; a deployment whose Google OAuth app was
  * removed still revokes (Google's revocation takes no client credentials);
  * Microsoft, which offers no revocation, is deleted at once. An org's deletion queues its connections' grants
- * (20261123009800), which the same pass revokes at Google.
+ * (20261123009800), which the same pass revokes at Google; so do an admin's deletion of a bot, for the bot's
+ * connections, and a connection request nobody completed (20261123010300). A connect that fails after the code
+ * exchange gives the grant back at once.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSql, type Sql, withUserScope } from '../../functions/_shared/db.ts';
@@ -29,12 +31,18 @@ let stub: CalendarStub;
 
 const call = (path: string, options?: CalendarCall): Promise<Answer> => callCalendar(stack.functionsUrl, path, options);
 
-/** The org's admin connects the account's calendar; answers the connection id. */
-async function connect(org: ChatOrg, provider: 'google' | 'microsoft', email: string): Promise<string> {
-  const started = await call('/oauth/start', { method: 'POST', token: org.tokens.admin, body: { org_id: org.id, provider } });
+/** The org's admin starts a connect (for the bot when given) and the account consents: the callback's answer. */
+async function consentTo(org: ChatOrg, provider: 'google' | 'microsoft', email: string, botId?: string): Promise<Answer> {
+  const body = { org_id: org.id, provider, ...(botId ? { bot_id: botId } : {}) };
+  const started = await call('/oauth/start', { method: 'POST', token: org.tokens.admin, body });
   expect(started.status).toBe(200);
   const consent = await stub.authorize(String(started.body.authorization_url), { email });
-  const parked = await call(`/oauth/callback${new URL(consent.location).search}`);
+  return call(`/oauth/callback${new URL(consent.location).search}`);
+}
+
+/** The org's admin connects the account's calendar (the bot's when given); answers the connection id. */
+async function connect(org: ChatOrg, provider: 'google' | 'microsoft', email: string, botId?: string): Promise<string> {
+  const parked = await consentTo(org, provider, email, botId);
   expect(parked.status).toBe(200);
   const connected = await call('/oauth/complete', {
     method: 'POST',
@@ -305,6 +313,106 @@ describe('a deleted org\'s Google grant', () => {
     expect(await queuedAfterOrgDeletion(id)).toEqual([]);
     expect(await connection(other)).toMatchObject({ status: 'connected', tokens: true });
     expect(await refreshAtGoogle((await storedTokens(other)).refreshToken ?? '')).toMatchObject({ status: 200 });
+  });
+});
+
+/** The grants a deletion left queued under this connection's (or connection request's) id, sealed tokens and all. */
+async function queuedCopies(id: string): Promise<{ context: string; ciphertext: string }[]> {
+  return sql<{ context: string; ciphertext: string }[]>`
+    select org_id || ':' || provider || ':' || account_email || ':' || coalesce(external_calendar_id, '') as context, ciphertext
+    from private.deleted_org_calendar_grants where connection_id = ${id}`;
+}
+
+function revokesOf(token: string | undefined): CalendarStubRequest[] {
+  return revokes().filter((request) => (request.body as Record<string, string>).token === token);
+}
+
+describe('a deleted bot\'s Google grant', () => {
+  it('is queued when an admin deletes the bot, and revoked at Google by the pass', async () => {
+    const org = await createChatOrg(sql, 'cal-leavers-bot-deleted');
+    const [bot] = await sql<{ id: string }[]>`
+      insert into public.bots (org_id, name, slug) values (${org.id}, 'Leavers bot', ${`leavers-bot-${org.id.slice(0, 8)}`})
+      returning id`;
+    const id = await connect(org, 'google', 'bot-deleted@calendar-leavers.test', bot.id);
+    const { refreshToken } = await storedTokens(id);
+    expect(refreshToken).toBeTruthy();
+
+    // As the dashboard does it: supabase.from('bots').delete(), under the admin's RLS.
+    const deleted = await withUserScope(sql, org.claims.admin, (tx) => tx`delete from public.bots where id = ${bot.id}::uuid returning id`);
+    expect(deleted).toHaveLength(1);
+    expect(await connection(id)).toBeUndefined();
+    const [copy] = await queuedCopies(id);
+    expect(copy).toBeDefined();
+    expect((await openTokenSet(copy.ciphertext, await parseKeyring(TOKEN_KEY), copy.context)).refreshToken).toBe(refreshToken);
+    expect(revokesOf(refreshToken)).toEqual([]);
+    expect(await refreshAtGoogle(refreshToken ?? '')).toMatchObject({ status: 200 });
+
+    const answer = await pass();
+    expect(answer.status).toBe(200);
+    expect(answer.body.revocations).toContainEqual({ connection_id: id, status: 'deleted', revoked_at_provider: true });
+    expect(revokesOf(refreshToken)).toHaveLength(1);
+    expect(await refreshAtGoogle(refreshToken ?? '')).toEqual({ status: 400, error: 'invalid_grant' });
+    expect(await queuedCopies(id)).toEqual([]);
+  });
+});
+
+describe('a connection request\'s Google grant', () => {
+  it('is queued when the request expires unclaimed, and revoked at Google by the pass', async () => {
+    const org = await createChatOrg(sql, 'cal-leavers-request-expired');
+    const parked = await consentTo(org, 'google', 'request-expired@calendar-leavers.test');
+    expect(parked.status).toBe(200);
+    const requestId = String(parked.body.connection_request);
+    await sql`update private.calendar_pending_connections set expires_at = now() - interval '1 second' where id = ${requestId}`;
+    await sql`select private.purge_calendar_pending_connections()`;
+
+    // Sealed under the calendar the completion would have saved, so the pass opens it as any other.
+    const [copy] = await queuedCopies(requestId);
+    expect(copy?.context).toBe(`${org.id}:google:request-expired@calendar-leavers.test:primary`);
+    const { refreshToken } = await openTokenSet(copy.ciphertext, await parseKeyring(TOKEN_KEY), copy.context);
+    expect(refreshToken).toBeTruthy();
+    expect(await refreshAtGoogle(refreshToken ?? '')).toMatchObject({ status: 200 });
+
+    const answer = await pass();
+    expect(answer.body.revocations).toContainEqual({ connection_id: requestId, status: 'deleted', revoked_at_provider: true });
+    expect(revokesOf(refreshToken)).toHaveLength(1);
+    expect(await refreshAtGoogle(refreshToken ?? '')).toEqual({ status: 400, error: 'invalid_grant' });
+    expect(await queuedCopies(requestId)).toEqual([]);
+  });
+
+  it('keeps a leaver\'s grant while the same account\'s connect is pending', async () => {
+    const email = 'request-holds@calendar-leavers.test';
+    const left = await createChatOrg(sql, 'cal-leavers-request-holds');
+    const joining = await createChatOrg(sql, 'cal-leavers-request-joins');
+    const id = await connect(left, 'google', email);
+    await removeAdmin(left);
+    const parked = await consentTo(joining, 'google', email);
+    expect(parked.status).toBe(200);
+    const revokesBefore = revokes().length;
+
+    const answer = await pass();
+    expect(answer.body.revocations).toContainEqual({ connection_id: id, status: 'deleted', revoked_at_provider: false });
+    expect(revokes()).toHaveLength(revokesBefore);
+    const completed = await call('/oauth/complete', {
+      method: 'POST',
+      token: joining.tokens.admin,
+      body: { connection_request: parked.body.connection_request },
+    });
+    expect(completed.status).toBe(200);
+    const { refreshToken } = await storedTokens(String(completed.body.connection_id));
+    expect(await refreshAtGoogle(refreshToken ?? '')).toMatchObject({ status: 200 });
+  });
+});
+
+describe('a connect that fails after the code exchange', () => {
+  it('gives the Google grant back at once', async () => {
+    const org = await createChatOrg(sql, 'cal-leavers-store-refused');
+    const revokesBefore = revokes().length;
+    // An address the database refuses to park: the request is not stored.
+    const refused = await consentTo(org, 'google', 'no-address.calendar-leavers.test');
+    expect(refused.status).toBe(422);
+    expect(refused.body).toMatchObject({ error: { code: 'invalid_request' } });
+    expect(await sql`select 1 from private.calendar_pending_connections where org_id = ${org.id}`).toHaveLength(0);
+    expect(revokes()).toHaveLength(revokesBefore + 1);
   });
 });
 
