@@ -7,6 +7,7 @@
  */
 import type { Sql } from '../_shared/db.ts';
 import { type EmbeddingProvider, EmbeddingProviderError, toPgVector } from '../_shared/embeddings/index.ts';
+import { embeddingQuotaRefusal, type QuotaRefusal } from '../_shared/embeddings/quota.ts';
 import { chunkPages, CHUNK_DEFAULTS, type TextChunk } from '../_shared/text/chunk.ts';
 import {
   MAX_FILE_BYTES,
@@ -50,6 +51,9 @@ const MISSING_FILE = 'The file was not found in storage; upload it again.';
  */
 const UNSTORABLE_TEXT = new Set(['22P02', '22P05', '22021', '54000']);
 const UNSTORABLE_TEXT_MESSAGE = 'The file contains text that cannot be stored (invalid or oversized characters); save it again, for example as PDF, and upload it.';
+const overQuota = (refusal: QuotaRefusal) =>
+  `Not indexed: the organization's embedding tokens for this period are used up (${refusal.message}). ` +
+  'Upload the file again once the allowance renews, or upgrade the plan.';
 /** Pages re-read before a step's first page, at most, to carry the chunk overlap across steps. */
 const MAX_LEAD_PAGES = 3;
 
@@ -66,6 +70,12 @@ export async function runIngestStep(deps: StepDeps, documentId: string): Promise
 
   if (start.object_size === null) return await fail(MISSING_FILE);
   if (start.object_size > MAX_FILE_BYTES) return await fail(tooLarge(start.object_size).message);
+  // A run is admitted while the org has embedding tokens left, and then finishes its file (at most 500 pages):
+  // failing it part-way would waste what its earlier steps spent.
+  if (start.cursor === 0) {
+    const refusal = await embeddingQuotaRefusal(deps.sql, start.org_id);
+    if (refusal) return await fail(overQuota(refusal));
+  }
 
   const bytes = await deps.store.download(start.storage_path);
   if (!bytes) return await fail(MISSING_FILE);

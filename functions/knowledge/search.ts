@@ -8,12 +8,15 @@
  *    as the user, so the chunks' policies decide.
  * `bot_id` searches what that bot answers from (match_bot_chunks), and
  * `collection_ids` those collections. The query's embedding is metered to the
- * org as any other (kind `embedding`).
+ * org as any other (kind `embedding`), and refused (402 `quota_exceeded`, as
+ * every plan quota) before anything is embedded once the org's embedding
+ * tokens of the period are used up.
  */
 import { z } from 'zod';
 import type { AuthOptions } from '../_shared/auth.ts';
 import { asServiceRole, type Sql } from '../_shared/db.ts';
 import { type EmbeddingProvider, EmbeddingProviderError, toPgDirection } from '../_shared/embeddings/index.ts';
+import { embeddingQuotaRefusal } from '../_shared/embeddings/quota.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { hasNoNul, NUL_MESSAGE } from '../_shared/text/nul.ts';
 import { json, readJson } from '../_shared/http.ts';
@@ -95,6 +98,9 @@ export async function searchKnowledge(
   const body = await readJson(req, searchBody);
   const orgId = await orgToSearch(sql, caller, body);
   await takeUserRateLimit(sql, caller, 'knowledge_search');
+  // After the limiter, as chat_prepare: a request refused for quota keeps its hit.
+  const refusal = await embeddingQuotaRefusal(sql, orgId);
+  if (refusal) throw new HttpError(402, 'quota_exceeded', refusal.message);
 
   let embedded;
   try {
