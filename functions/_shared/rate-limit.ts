@@ -4,7 +4,10 @@
  * Retry-After when the bucket is spent. An API key's bucket is
  * `api_key:<id>` at the key's own `rate_limit_per_minute`, the bucket
  * private.chat_prepare takes from, so a key's chat turns, knowledge searches
- * and calendar requests share its one limit.
+ * and calendar requests share its one limit (a chat turn naming its end user
+ * also takes that end user's, `api_key:<id>:user:<end user>` at 60, in
+ * chat_prepare). A signed-in user's buckets are per function or route
+ * (`calendar:user:<id>`, `knowledge_search:user:<id>`, ...), at 60.
  */
 import { asServiceRole, type Sql } from './db.ts';
 import { HttpError } from './errors.ts';

@@ -24,6 +24,18 @@
  * verify_jwt is off for this function as a whole (supabase/config.toml),
  * since the callback and API keys carry no Supabase JWT; each route
  * authenticates its caller itself.
+ *
+ * A signed-in user's availability, appointment and disconnect requests take
+ * from the user's calendar bucket, `calendar:user:<id>` at 60 a minute over
+ * these routes together (429 `rate_limited` with Retry-After; a refused
+ * request takes nothing): each availability asks every connected calendar's
+ * provider for its busy times, and a member looping on it would spend the
+ * org's provider quota. A bot's key takes from its own bucket
+ * (bot-caller.ts). None is taken by the OAuth flow (an admin's clicks, each
+ * complete spending a single-use state from the provider's consent screen;
+ * start answers a deploy without the provider or the token key before the
+ * database is reached), the callback (a browser redirect, no user) or the
+ * service role's passes.
  */
 import { requireUser } from '../_shared/auth.ts';
 import { getSql, type Sql } from '../_shared/db.ts';
@@ -40,6 +52,9 @@ import { mirrorDue } from './mirroring.ts';
 import { revokeDue } from './revocations.ts';
 import { matchRoute } from './router.ts';
 import { requireServiceRole } from '../_shared/service-auth.ts';
+import { takeRateLimit } from '../_shared/rate-limit.ts';
+
+const USER_REQUESTS_PER_MINUTE = 60;
 
 export interface CalendarDeps {
   sql: () => Sql;
@@ -55,6 +70,12 @@ export function createCalendarHandler(deps: CalendarDeps): (req: Request) => Pro
   return createHandler(async (req, { requestId }) => {
     const route = matchRoute(req.method, new URL(req.url).pathname);
     const ctx = requestContext(deps.sql, settings, requestId);
+    /** The signed-in user, one request taken from their bucket (before the body or the query is read). */
+    const limitedUser = async () => {
+      const claims = await requireUser(req, { env });
+      await takeRateLimit(ctx.sql, { bucket: `calendar:user:${claims.sub}`, perMinute: USER_REQUESTS_PER_MINUTE });
+      return claims;
+    };
     switch (route.name) {
       case 'oauthStart':
         return oauthStart(ctx, req, await requireUser(req, { env }));
@@ -63,15 +84,15 @@ export function createCalendarHandler(deps: CalendarDeps): (req: Request) => Pro
       case 'oauthComplete':
         return oauthComplete(ctx, req, await requireUser(req, { env }));
       case 'disconnect':
-        return disconnect(ctx, await requireUser(req, { env }), route.connectionId);
+        return disconnect(ctx, await limitedUser(), route.connectionId);
       case 'availability':
-        return userAvailability(ctx, req, await requireUser(req, { env }));
+        return userAvailability(ctx, req, await limitedUser());
       case 'createAppointment':
-        return createAppointment(ctx, req, await requireUser(req, { env }));
+        return createAppointment(ctx, req, await limitedUser());
       case 'rescheduleAppointment':
-        return rescheduleAppointment(ctx, req, await requireUser(req, { env }), route.appointmentId);
+        return rescheduleAppointment(ctx, req, await limitedUser(), route.appointmentId);
       case 'cancelAppointment':
-        return cancelAppointment(ctx, req, await requireUser(req, { env }), route.appointmentId);
+        return cancelAppointment(ctx, req, await limitedUser(), route.appointmentId);
       case 'botAvailability':
         return botAvailability(ctx, req, route.botId);
       case 'botAppointment':

@@ -5,8 +5,11 @@
  * key's org. The last message must be the user's; earlier user and assistant
  * messages are the history (clients like these resend the whole
  * conversation); system messages are ignored, the bot's prompt rules. `user`
- * keeps one conversation per end user; `x-conversation-id` continues a given
- * one, and every answer carries it back. `x-chat-channel: voice` records a
+ * keeps one conversation per end user, and limits that end user to 60 turns
+ * a minute of the key's (chat_prepare's `api_key:<id>:user:<user>` bucket,
+ * taken with the key's: one caller behind a shared key cannot spend it for
+ * the others); `x-conversation-id` continues a given one, and every answer
+ * carries it back. `x-chat-channel: voice` records a
  * voice agent's turns as such. Errors use OpenAI's error body.
  *
  * A voice platform's "custom LLM" (Vapi) calls once per turn of a phone call,

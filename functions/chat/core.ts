@@ -82,6 +82,8 @@ export interface TurnInput {
   externalUserId: string | null;
   /** A voice platform's call id, keying the bot's conversation for that call (chat/completions only). */
   externalConversationId?: string | null;
+  /** The Telegram update the turn answers (telegram-webhook.ts only; see PrepareArgs). */
+  telegramUpdateId?: number | null;
   message: string;
   /**
    * Earlier turns as the client holds them (OpenAI-style clients resend the
@@ -156,6 +158,7 @@ export async function prepareTurn(deps: ChatDeps, input: TurnInput): Promise<Pre
       apiKeyId: input.principal.kind === 'service' ? input.principal.apiKeyId : null,
       message: input.message,
       externalConversationId: input.externalConversationId ?? null,
+      telegramUpdateId: input.telegramUpdateId ?? null,
     }));
   if (!result.ok) throw refusal(result);
   return result;

@@ -57,6 +57,12 @@ export interface PrepareArgs {
    * others; `conversationId` wins over it.
    */
   externalConversationId: string | null;
+  /**
+   * The Telegram update the turn answers (its claim taken): the question is
+   * linked to the claim as it is stored, and a turn claimed again after its
+   * worker died resumes with the question already linked. Null for others.
+   */
+  telegramUpdateId: number | null;
 }
 
 /**
@@ -66,7 +72,8 @@ export interface PrepareArgs {
 export async function chatPrepare(tx: TransactionSql, args: PrepareArgs): Promise<PrepareResult> {
   const [row] = await tx<{ result: PrepareResult }[]>`
     select private.chat_prepare(${args.botId}, ${args.conversationId}, ${args.channel}::public.chat_channel,
-      ${args.externalUserId}, ${args.apiKeyId}, ${args.message}, ${args.externalConversationId}) as result`;
+      ${args.externalUserId}, ${args.apiKeyId}, ${args.message}, ${args.externalConversationId},
+      ${args.telegramUpdateId}::bigint) as result`;
   const result = row.result;
   // numeric comes back as a string in JSON; the provider wants a number.
   if (result.ok) result.bot.temperature = Number(result.bot.temperature);
@@ -259,8 +266,9 @@ export async function listApiBots(tx: TransactionSql, orgId: string): Promise<{ 
 
 /**
  * Takes a Telegram update on once per bot (service role only): claimed for the
- * first delivery; for a redelivery not claimed, with the stored answer's text
- * when the turn got that far (null otherwise).
+ * first delivery, and for a redelivery once the claim's lease ran out with
+ * nothing settled (its worker died); otherwise not claimed, with the stored
+ * answer's text when the turn got that far (null otherwise).
  */
 export async function claimTelegramUpdate(
   tx: TransactionSql,
@@ -272,21 +280,29 @@ export async function claimTelegramUpdate(
   return row;
 }
 
-/** Links a claimed update to its stored answer, so a redelivery sends that answer again (service role only). */
+/**
+ * Links a claimed update to its stored answer, so a redelivery sends that
+ * answer again, and settles the claim (service role only).
+ */
 export async function telegramUpdateAnswered(tx: TransactionSql, botId: string, updateId: number, messageId: number): Promise<void> {
   await tx`select private.telegram_update_answered(${botId}, ${updateId}, ${messageId})`;
 }
 
 /**
- * Unlinks a delivered answer from its update (service role only): the link
+ * Unlinks a delivered answer from its update and settles the claim (service
+ * role only; also once a refusal or failure was told in the chat): the link
  * means "stored, not yet sent", so a later redelivery (Telegram retries when
- * our 200 came late) does not send it a second time.
+ * our 200 came late) does not send it a second time, nor run the turn again.
  */
 export async function telegramUpdateSent(tx: TransactionSql, botId: string, updateId: number): Promise<void> {
   await tx`select private.telegram_update_answered(${botId}, ${updateId}, null)`;
 }
 
-/** Gives a claim back when nothing of its turn was stored, so Telegram's redelivery runs it (service role only). */
+/**
+ * Ends a claim's lease when its turn failed before anything was answered, so
+ * Telegram's redelivery runs it (service role only); a question the turn
+ * stored stays linked, and the redelivery resumes with it.
+ */
 export async function releaseTelegramUpdate(tx: TransactionSql, botId: string, updateId: number): Promise<void> {
   await tx`select private.release_telegram_update(${botId}, ${updateId})`;
 }

@@ -18,6 +18,14 @@
  * 200 (the turn is stored and metered as `error`, but not linked: a
  * redelivery sends nothing). Only a failure before anything was stored gives
  * the claim back, so the redelivery runs the turn.
+ *
+ * A claim is a lease (private.telegram_claim_lease(), 7 minutes, past an edge
+ * function's 400 s): a worker that dies mid-turn (a wall-clock or CPU limit,
+ * out of memory, a redeploy) answers nothing and settles nothing, so a
+ * redelivery after the lease ran out claims the update again and runs the
+ * turn, resuming with the question the dead turn stored (chat_prepare links
+ * it to the claim as it stores it): the question is stored once. A stored
+ * answer, a refusal or a failure told in the chat settles the claim for good.
  */
 import { type ChatMessage } from '../_shared/chat/index.ts';
 import { type EnvReader, processEnv } from '../_shared/env.ts';
@@ -85,20 +93,24 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
     await telegram.sendMessage(incoming.chatId, bot.greeting ?? DEFAULT_GREETING);
     return json({ ok: true, handled: true, greeted: true });
   }
+  const updateId = update.update_id;
   const input: TurnInput = {
     principal: SERVICE,
     botId,
     conversationId: null,
     channel: 'telegram',
     externalUserId: String(incoming.chatId),
+    telegramUpdateId: updateId,
     message: incoming.text,
     history: null as ChatMessage[] | null,
     startedAt,
   };
   const reply = { replyToMessageId: incoming.messageId };
-  const updateId = update.update_id;
   const claim = await asService(deps.sql(), SERVICE, (tx) => claimTelegramUpdate(tx, botId, updateId));
-  // Best effort: unlinked, a redelivery sends nothing more; left linked, it sends the answer again.
+  // Once the chat has what it will get (the answer, a refusal, the apology): the claim is settled, never
+  // claimed again. Best effort: unlinked, a redelivery sends nothing more; left linked, it sends the answer
+  // again; left unsettled (only a refusal or failure: an answer's link settles it), a redelivery after the
+  // lease (there is none after our 200) runs the turn again.
   const markSent = () =>
     asService(deps.sql(), SERVICE, (tx) => telegramUpdateSent(tx, botId, updateId)).catch((error) =>
       console.warn(`[${requestId}] marking Telegram update ${updateId} sent failed`, error)
@@ -123,8 +135,9 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
       );
       throw error;
     }
-    // The claim stays: a redelivery would be refused the same way, and tell the chat twice.
+    // The claim stays, settled: a redelivery would be refused the same way, and tell the chat twice.
     await telegram.sendMessage(incoming.chatId, refusalText(error), reply);
+    await markSent();
     return json({ ok: true, handled: false, refused: error.code });
   }
   await telegram.sendChatAction(incoming.chatId, 'typing').catch((error) =>
@@ -147,6 +160,7 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
     await telegram.sendMessage(incoming.chatId, FAILED_TEXT, reply).catch((send) =>
       console.warn(`[${requestId}] sendMessage failed`, send)
     );
+    await markSent();
     return json({ ok: true, handled: false, failed: streamError(error).code });
   }
   const answered = result;
