@@ -11,7 +11,9 @@
  *    still answers: the documents are searched by full text alone
  *    (match_document_chunks_by_text), the failed embedding meters nothing
  *    (only tokens a provider reports spent before it failed), and a warning
- *    naming the conversation is logged;
+ *    naming the conversation is logged. So is a question of an org whose
+ *    plan's embedding tokens are used up (prepare says so): not embedded,
+ *    the turn still answers;
  * 3. answer: the prompt from the bot's settings and the sources, streamed by
  *    the bot's provider; or, when the user asks for a person, the handoff;
  *    or, for a booking step, the appointment booked in a free slot (booking.ts);
@@ -426,7 +428,9 @@ async function retrieve(
   question: string,
 ): Promise<{ chunks: RetrievedChunk[]; products: RetrievedProduct[]; metering: Promise<void> }> {
   const embeddings = deps.embeddings ?? providerFromEnv(deps.env ?? processEnv);
-  const embedded = await embedQuestion(embeddings, question, turn.conversation_id);
+  const embedded = turn.embeddings_allowed
+    ? await embedQuestion(embeddings, question, turn.conversation_id)
+    : { vector: null, tokens: 0 };
   const sources = inScope(deps.sql(), input.principal, async (tx) => ({
     chunks: embedded.vector
       ? await q.matchChunks(tx, turn.org_id, embedded.vector, question, turn.collection_ids, CHUNKS_PER_ANSWER)

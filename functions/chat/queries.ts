@@ -41,6 +41,8 @@ export type PrepareResult =
     conversation_status: 'open' | 'escalated' | 'closed';
     user_message_id: number;
     history: { role: 'user' | 'assistant' | 'system'; content: string }[];
+    /** False once the period's embedding tokens reach the plan's: the question is then not embedded. */
+    embeddings_allowed: boolean;
   }
   | { ok: false; code: PrepareRefusalCode; message: string; retry_after?: number; resets_at?: string };
 

@@ -426,11 +426,20 @@ begin
     'conversation_id', conversation.id,
     'conversation_status', conversation.status,
     'user_message_id', new_message_id,
-    'history', history
+    'history', history,
+    -- Whether the question may be embedded: the plan's embedding tokens are
+    -- enforced before every model call (20261123009900), and a turn over them
+    -- answers from a full-text search instead of being refused.
+    'embeddings_allowed', (
+      select coalesce(sum(u.tokens_in::bigint + u.tokens_out::bigint), 0)
+      from public.usage_events u
+      where u.org_id = bot.org_id and u.kind = 'embedding'
+        and u.created_at >= quota.period_start and u.created_at < quota.period_end
+    ) < (select p.monthly_embedding_tokens from public.plans p where p.id = quota.plan_id)
   );
 end;
 $$;
-comment on function private.chat_prepare(uuid, uuid, public.chat_channel, text, uuid, text, text, bigint) is 'Before the model is called: authorises the caller, refuses ({ok: false, code}) a disabled bot, a channel that is off, a closed conversation, a caller over its rate limit (an API key''s turn naming its end user: the end user''s bucket too, taken from neither when refused) or an org whose metered chat tokens and running turns'' reservations reach its quota, else continues or opens the conversation (by its id, else the bot''s live one with the external id or the end user), stores the user''s message (with telegram_update_id: links it to the update''s claim, or resumes with the question already linked, neither storing it again nor taking a rate-limit hit), reserves the turn''s tokens and returns the bot, its collections and the last 20 messages.';
+comment on function private.chat_prepare(uuid, uuid, public.chat_channel, text, uuid, text, text, bigint) is 'Before the model is called: authorises the caller, refuses ({ok: false, code}) a disabled bot, a channel that is off, a closed conversation, a caller over its rate limit (an API key''s turn naming its end user: the end user''s bucket too, taken from neither when refused) or an org whose metered chat tokens and running turns'' reservations reach its quota, else continues or opens the conversation (by its id, else the bot''s live one with the external id or the end user), stores the user''s message (with telegram_update_id: links it to the update''s claim, or resumes with the question already linked, neither storing it again nor taking a rate-limit hit), reserves the turn''s tokens and returns the bot, its collections, the last 20 messages and whether the org''s embedding tokens allow embedding the question.';
 revoke execute on function private.chat_prepare(uuid, uuid, public.chat_channel, text, uuid, text, text, bigint) from public;
 grant execute on function private.chat_prepare(uuid, uuid, public.chat_channel, text, uuid, text, text, bigint)
   to authenticated, service_role;

@@ -4,8 +4,9 @@
  * knowledge search answers 402 `quota_exceeded` without embedding or metering
  * anything, an ingestion run ends the document `failed` with the reason at
  * its first step (no chunks, nothing embedded or metered), and the documents
- * API's retry is refused with the same 402. An OpenAI stub counts what reaches
- * the provider. Its own stack (the scheduler off: steps are called here).
+ * API's retry is refused with the same 402, and a chat turn answers from a
+ * full-text search without embedding its question. An OpenAI stub counts
+ * what reaches the provider. Its own stack (the scheduler off: steps are called here).
  */
 import { randomUUID } from 'node:crypto';
 import type { SupabaseClient } from '@supabase/supabase-js';
@@ -17,6 +18,8 @@ import { type Stack, startStack } from '../../scripts/local/stack.ts';
 import { ingestUntilDone, registerFile } from '../support/knowledge.ts';
 import { type OpenAiStub, startOpenAiStub } from '../support/openai-stub.ts';
 import { pageMarker, textPdf } from '../support/pdfs.ts';
+import { parseSse } from '../support/sse.ts';
+import { createBot } from '../support/chat-fixtures.ts';
 import { supabaseClient } from '../support/supabase-client.ts';
 
 const API_KEY = 'sk-embedding-quota-test';
@@ -139,6 +142,27 @@ describe('the embedding quota', () => {
 
     expect(stub.requests).toEqual([]);
     expect(await usageRows()).toBe(rows);
+  });
+
+  it('answers a chat turn from a full-text search, citing the page, without embedding the question', async () => {
+    const bot = await createBot(sql, orgId, { slug: 'embedding-quota-bot' });
+    stub.reset();
+    const [{ embeddings: before }] = await sql<{ embeddings: number }[]>`
+      select count(*)::int as embeddings from public.usage_events where org_id = ${orgId} and kind = 'embedding'`;
+    const response = await fetch(`${stack.apiUrl}/functions/v1/chat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...bearer(memberToken) },
+      body: JSON.stringify({ bot_id: bot, message: 'Which page records the zq2x14 tariff?' }),
+    });
+    expect(response.status).toBe(200);
+    const events = parseSse(await response.text());
+    const { citations } = events.find((e) => e.event === 'citations')!.data as { citations: Record<string, unknown>[] };
+    // The 2-page file is one chunk, pages 1-2.
+    expect(citations[0]).toMatchObject({ document_id: readyId, page_start: 1, page_end: 2 });
+    expect(stub.requests).toEqual([]);
+    const [{ embeddings: after }] = await sql<{ embeddings: number }[]>`
+      select count(*)::int as embeddings from public.usage_events where org_id = ${orgId} and kind = 'embedding'`;
+    expect(after).toBe(before);
   });
 
   it('fails an ingestion run at its first step with the reason: no chunks, nothing embedded or metered', async () => {
