@@ -94,6 +94,8 @@ interface ClaimedCall {
   assistant_id: string;
   phone_number_id: string;
   attempt: number;
+  /** org_settings.interruption_sensitivity; null without settings (the assistant's own then). */
+  interruption_sensitivity: number | null;
 }
 
 /** A claimed attempt of unknown outcome, to look up (what it was dialled with, when it started). */
@@ -120,8 +122,10 @@ interface DialOutcome {
 async function claim(sql: Sql, size: number, lease: number): Promise<ClaimedCall[]> {
   return asServiceRole(sql, (tx) =>
     tx<ClaimedCall[]>`
-      select call_id, org_id, to_number, assistant_id, phone_number_id, attempt
-      from private.claim_due_calls(${size}::integer, ${lease}::integer)`);
+      select c.call_id, c.org_id, c.to_number, c.assistant_id, c.phone_number_id, c.attempt,
+             s.interruption_sensitivity::float8 as interruption_sensitivity
+      from private.claim_due_calls(${size}::integer, ${lease}::integer) c
+      left join public.org_settings s on s.org_id = c.org_id`);
 }
 
 async function claimLookups(sql: Sql, size: number, lease: number): Promise<LookupCall[]> {
@@ -187,6 +191,7 @@ async function dialOne(dialer: VoiceDialer, call: ClaimedCall): Promise<DialOutc
       assistantId: call.assistant_id,
       phoneNumberId: call.phone_number_id,
       metadata: { call_id: call.call_id, org_id: call.org_id },
+      ...(call.interruption_sensitivity === null ? {} : { voice: { interruptionSensitivity: call.interruption_sensitivity } }),
     });
     return { providerCallId: placed.providerCallId, error: null, retryable: false, retryAfterSeconds: null, unknown: false };
   } catch (error) {

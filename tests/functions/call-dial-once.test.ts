@@ -186,6 +186,23 @@ describe('lookups that cannot answer', () => {
   });
 });
 
+describe('a dial', () => {
+  it('carries the org\'s interruption sensitivity to Vapi as assistantOverrides.stopSpeakingPlan (20261123010100)', async () => {
+    await sql`update public.org_settings set interruption_sensitivity = 0.9 where org_id = ${org.id}`;
+    try {
+      const id = await createOutboundCall(sql, org, bot, '+14155550611');
+      expect(await pass()).toMatchObject({ claimed: 1, placed: 1 });
+      const [placed] = placedFor(id);
+      expect(placed.body.assistantOverrides).toEqual({
+        metadata: { call_id: id, org_id: org.id },
+        stopSpeakingPlan: { numWords: 0, voiceSeconds: 0.04 },
+      });
+    } finally {
+      await sql`update public.org_settings set interruption_sensitivity = 0.5 where org_id = ${org.id}`;
+    }
+  });
+});
+
 describe('a pass', () => {
   it('makes at most maxCalls requests to Vapi, lookups first, then dials with what is left', async () => {
     const unknown = [await createOutboundCall(sql, org, bot, '+14155550606'), await createOutboundCall(sql, org, bot, '+14155550607')];

@@ -88,6 +88,74 @@ const CREATE_CALL_PROPERTIES = new Set([
   'customerId',
   'customer',
 ]);
+// AssistantOverrides' properties (Vapi's API definition): anything else is refused as at the top level.
+const ASSISTANT_OVERRIDES_PROPERTIES = new Set([
+  'transcriber',
+  'model',
+  'voice',
+  'firstMessage',
+  'firstMessageInterruptionsEnabled',
+  'firstMessageMode',
+  'voicemailDetection',
+  'clientMessages',
+  'serverMessages',
+  'maxDurationSeconds',
+  'backgroundSound',
+  'modelOutputInMessagesEnabled',
+  'transportConfigurations',
+  'observabilityPlan',
+  'credentials',
+  'hooks',
+  'tools:append',
+  'variableValues',
+  'name',
+  'voicemailMessage',
+  'endCallMessage',
+  'endCallPhrases',
+  'compliancePlan',
+  'metadata',
+  'backgroundSpeechDenoisingPlan',
+  'analysisPlan',
+  'artifactPlan',
+  'startSpeakingPlan',
+  'stopSpeakingPlan',
+  'monitorPlan',
+  'credentialIds',
+  'server',
+  'keypadInputPlan',
+]);
+// StopSpeakingPlan's numeric fields and their documented ranges (its phrase lists are not checked).
+const STOP_SPEAKING_PLAN_RANGES: Record<string, [number, number]> = {
+  numWords: [0, 10],
+  voiceSeconds: [0, 0.5],
+  backoffSeconds: [0, 10],
+};
+
+/** What Vapi's validation says about assistantOverrides, in its words (empty: accepted). */
+function assistantOverridesProblems(overrides: Record<string, unknown>): string[] {
+  const problems = Object.keys(overrides)
+    .filter((key) => !ASSISTANT_OVERRIDES_PROPERTIES.has(key))
+    .map((key) => `assistantOverrides.property ${key} should not exist`);
+  // Voices and transcribers are unions told apart by their provider.
+  for (const key of ['voice', 'transcriber']) {
+    const part = overrides[key] as { provider?: unknown } | undefined;
+    if (part !== undefined && typeof part?.provider !== 'string') {
+      problems.push(`assistantOverrides.${key}.provider must be one of the supported providers`);
+    }
+  }
+  const plan = overrides.stopSpeakingPlan as Record<string, unknown> | undefined;
+  for (const [field, value] of Object.entries(plan ?? {})) {
+    if (field === 'acknowledgementPhrases' || field === 'interruptionPhrases') continue;
+    const range = STOP_SPEAKING_PLAN_RANGES[field];
+    const path = `assistantOverrides.stopSpeakingPlan.${field}`;
+    if (!range) problems.push(`${path.replace(/\.([^.]+)$/u, '.property $1')} should not exist`);
+    else if (typeof value !== 'number') problems.push(`${path} must be a number`);
+    else if (value < range[0]) problems.push(`${path} must not be less than ${range[0]}`);
+    else if (value > range[1]) problems.push(`${path} must not be greater than ${range[1]}`);
+  }
+  return problems;
+}
+
 // List Calls' query parameters (GET /call); anything else is refused by Vapi's validation.
 const LIST_CALLS_QUERY = new Set([
   'id',
@@ -197,6 +265,8 @@ export async function startVapiStub(options: { apiKey?: string } = {}): Promise<
     }
     if (body.assistantOverrides !== undefined && typeof body.assistantOverrides !== 'object') {
       problems.push('assistantOverrides must be an object');
+    } else if (body.assistantOverrides) {
+      problems.push(...assistantOverridesProblems(body.assistantOverrides as Record<string, unknown>));
     }
     if (problems.length > 0) return answer(400, problems);
 

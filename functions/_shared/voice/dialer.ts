@@ -19,6 +19,43 @@ export interface DialRequest {
   phoneNumberId: string;
   /** Comes back in every call event (CallEvent.metadata.callId), so events find our call even before we know Vapi's id. */
   metadata: { call_id: string; org_id: string };
+  /** The org's voice settings (org_settings) for this call; absent: the assistant's own. */
+  voice?: DialVoiceSettings;
+}
+
+/**
+ * What of the org's voice settings a call request carries. Only
+ * interruption_sensitivity: Vapi's voice and transcriber overrides (where a
+ * voice id, its speed and the transcription language go) are unions keyed
+ * by a required `provider` (11labs, azure, deepgram, ...), each with its own
+ * voice ids, speed range and languages, and org_settings names no provider,
+ * so `voice`, `speaking_rate` and `voice_language` cannot be sent as they are.
+ */
+export interface DialVoiceSettings {
+  /** 0–1 (org_settings.interruption_sensitivity): 1, the caller's first sound stops the assistant. */
+  interruptionSensitivity: number;
+}
+
+/** Vapi's StopSpeakingPlan, as far as we set it. */
+export interface VapiStopSpeakingPlan {
+  numWords: 0;
+  voiceSeconds: number;
+}
+
+/** Vapi's default voiceSeconds, what the org default sensitivity 0.5 maps to. */
+const VAPI_DEFAULT_VOICE_SECONDS = 0.2;
+
+/**
+ * An interruption sensitivity as Vapi's stopSpeakingPlan (AssistantOverrides):
+ * `numWords` 0 lets `voiceSeconds`, the seconds of caller speech (voice
+ * activity detection) before the assistant stops talking, decide (Vapi: 0 to
+ * 0.5, default 0.2). Sensitivity 0 to 1 maps linearly onto 0.4 to 0 seconds,
+ * so the org default 0.5 is Vapi's default 0.2.
+ */
+export function vapiStopSpeakingPlan(interruptionSensitivity: number): VapiStopSpeakingPlan {
+  const sensitivity = Math.min(1, Math.max(0, interruptionSensitivity));
+  const voiceSeconds = Math.round((1 - sensitivity) * 2 * VAPI_DEFAULT_VOICE_SECONDS * 100) / 100;
+  return { numWords: 0, voiceSeconds };
 }
 
 export interface DialResult {
@@ -157,7 +194,10 @@ export function createVapiDialer(options: VapiDialerOptions): VoiceDialer {
           assistantId: request.assistantId,
           phoneNumberId: request.phoneNumberId,
           customer: { number: request.to },
-          assistantOverrides: { metadata: request.metadata },
+          assistantOverrides: {
+            metadata: request.metadata,
+            ...(request.voice ? { stopSpeakingPlan: vapiStopSpeakingPlan(request.voice.interruptionSensitivity) } : {}),
+          },
         },
         answer: createdCall,
         refused: (status, said) => ({
