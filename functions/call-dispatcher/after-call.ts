@@ -1,14 +1,18 @@
 import type { ChatProvider } from '../_shared/chat/index.ts';
 import { asServiceRole, type Sql } from '../_shared/db.ts';
-import { analyzeCall, type Sentiment, type TranscriptSegment } from '../_shared/voice/index.ts';
+import { analyzeCall, storableAnalysis } from '../_shared/voice/analysis.ts';
+import type { TranscriptSegment } from '../_shared/voice/index.ts';
 import type { RecordingStore } from './recordings.ts';
 
 /**
  * The work that follows a call's end: a summary and sentiment where the
  * provider gave none, and the recording copied from the provider into the
- * org's Storage prefix. The database picks the calls (and marks them asked,
- * so a failed attempt is tried again later, not in a loop); each call is
- * independent of the others, so one failure never stops the pass.
+ * org's Storage prefix. The database hands the calls out and counts each
+ * hand-out as a try (again after 10 minutes, 5 tries at most), so calls are
+ * taken one at a time: a pass cut short (the hosted wall-clock limit) costs
+ * a try of the call it was working on only, never of calls it had not
+ * reached. No call is taken after `maxDurationMs`. Each call is independent
+ * of the others, so one failure never stops the pass.
  */
 export interface AfterCallSummary {
   analysed: number;
@@ -33,19 +37,27 @@ export interface AfterCallOptions {
   sql: Sql;
   chat: ChatProvider;
   recordings: RecordingStore;
+  /** Most analyses, and most recording copies, per pass. */
   maxCalls?: number;
+  /**
+   * No call is taken after this many milliseconds from the start of the
+   * work; the one under way finishes (a copy within the store's own timeout).
+   */
+  maxDurationMs?: number;
   log?: (message: string, error?: unknown) => void;
 }
 
-const DEFAULT_MAX_CALLS = 20;
+export const AFTER_CALL_DEFAULTS = {
+  maxCalls: 20,
+  maxDurationMs: 20_000,
+} as const;
 
 async function analyse(options: AfterCallOptions, call: CallToAnalyse): Promise<void> {
   const transcript = call.transcript.map((segment) => ({ ...segment, startMs: 0, endMs: 0 }));
-  const analysis = await analyzeCall({ transcript, language: call.language ?? undefined }, options.chat);
-  const sentiment: Sentiment = analysis.sentiment;
+  const analysis = storableAnalysis(await analyzeCall({ transcript, language: call.language ?? undefined }, options.chat));
   await asServiceRole(options.sql, (tx) =>
     tx`select private.save_call_analysis(
-      ${call.call_id}::uuid, ${analysis.summary}::text, ${sentiment}::public.call_sentiment, ${analysis.score}::numeric,
+      ${call.call_id}::uuid, ${analysis.summary}::text, ${analysis.sentiment}::public.call_sentiment, ${analysis.score}::numeric,
       ${analysis.model}::text, ${analysis.usage.tokensIn}::integer, ${analysis.usage.tokensOut}::integer)`);
 }
 
@@ -54,14 +66,29 @@ async function copyRecording(options: AfterCallOptions, call: CallToRecord): Pro
   await asServiceRole(options.sql, (tx) => tx`select private.save_call_recording(${call.call_id}::uuid, ${path}::text)`);
 }
 
+async function takeCallToAnalyse(sql: Sql): Promise<CallToAnalyse | undefined> {
+  const [call] = await asServiceRole(sql, (tx) =>
+    tx<CallToAnalyse[]>`select call_id, language, transcript from private.calls_needing_analysis(1)`);
+  return call;
+}
+
+async function takeCallToRecord(sql: Sql): Promise<CallToRecord | undefined> {
+  const [call] = await asServiceRole(sql, (tx) =>
+    tx<CallToRecord[]>`select call_id, org_id, recording_url from private.calls_needing_recording(1)`);
+  return call;
+}
+
 export async function runAfterCallWork(options: AfterCallOptions): Promise<AfterCallSummary> {
-  const max = options.maxCalls ?? DEFAULT_MAX_CALLS;
+  const max = options.maxCalls ?? AFTER_CALL_DEFAULTS.maxCalls;
+  const maxDurationMs = options.maxDurationMs ?? AFTER_CALL_DEFAULTS.maxDurationMs;
   const log = options.log ?? ((message: string, error?: unknown) => console.error(message, error));
   const summary: AfterCallSummary = { analysed: 0, recordings: 0, failed: 0 };
+  const started = performance.now();
+  const inTime = () => performance.now() - started < maxDurationMs;
 
-  const toAnalyse = await asServiceRole(options.sql, (tx) =>
-    tx<CallToAnalyse[]>`select call_id, language, transcript from private.calls_needing_analysis(${max}::integer)`);
-  for (const call of toAnalyse) {
+  for (let taken = 0; taken < max && inTime(); taken += 1) {
+    const call = await takeCallToAnalyse(options.sql);
+    if (!call) break;
     try {
       await analyse(options, call);
       summary.analysed += 1;
@@ -71,9 +98,9 @@ export async function runAfterCallWork(options: AfterCallOptions): Promise<After
     }
   }
 
-  const toRecord = await asServiceRole(options.sql, (tx) =>
-    tx<CallToRecord[]>`select call_id, org_id, recording_url from private.calls_needing_recording(${max}::integer)`);
-  for (const call of toRecord) {
+  for (let taken = 0; taken < max && inTime(); taken += 1) {
+    const call = await takeCallToRecord(options.sql);
+    if (!call) break;
     try {
       await copyRecording(options, call);
       summary.recordings += 1;

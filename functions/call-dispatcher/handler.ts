@@ -13,7 +13,8 @@ import { type RecordingStore, supabaseRecordingStore } from './recordings.ts';
 /**
  * POST /functions/v1/call-dispatcher: one pass of the calls' background work
  * — dial due outbound calls, then analyse ended calls the provider left
- * without summary or sentiment, and copy recordings into Storage. Called by
+ * without summary or sentiment, and copy recordings into Storage (each part
+ * within its own time budget: DIAL_DEFAULTS, AFTER_CALL_DEFAULTS). Called by
  * pg_cron through pg_net (private.request_call_dispatch) with the
  * service-role key; nobody else may. Without VAPI_API_KEY nothing is dialled
  * (queued calls wait, attempts untouched) and the answer says so; the

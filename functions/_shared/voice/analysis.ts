@@ -81,6 +81,24 @@ export async function analyzeCall(input: CallAnalysisInput, provider?: ChatProvi
   return { ...parsed.data, source: 'model', ...metered };
 }
 
+/** A verdict a call can store: the database takes positive, neutral or negative, never unknown. */
+export type StoredSentiment = Exclude<Sentiment, 'unknown'>;
+
+/** What the summary of a call the caller said nothing in starts with. */
+export const SILENT_CALL_SUMMARY = 'The caller said nothing.';
+
+/**
+ * An analysis as a call stores it. The rules read no mood, 'unknown', when the caller said nothing (a
+ * voicemail, a line left silent); such a call is stored as neutral with score 0 and a summary that says so,
+ * ahead of what the assistant said. Unknown cannot be stored: the call would stay without a summary and be
+ * analysed again until its tries run out (private.calls_needing_analysis, 20261123010200).
+ */
+export function storableAnalysis(analysis: CallAnalysis): CallAnalysis & { sentiment: StoredSentiment } {
+  if (analysis.sentiment !== 'unknown') return { ...analysis, sentiment: analysis.sentiment };
+  const summary = analysis.summary === '' ? SILENT_CALL_SUMMARY : `${SILENT_CALL_SUMMARY} ${analysis.summary}`;
+  return { ...analysis, summary, sentiment: 'neutral', score: 0 };
+}
+
 function analysisPrompt(lines: string[], language: string | undefined): ChatMessage[] {
   const inLanguage = language && language !== 'auto' ? `in the language with code "${language}"` : 'in the language of the call';
   return [

@@ -1,0 +1,188 @@
+/**
+ * The call-dispatcher's after-call work, on a stack of its own (a pass takes
+ * every org's calls, so the run's shared database would hand it other files'
+ * calls): a call the caller said nothing in, sent through Vapi's signed
+ * events, is analysed offline once and stored as neutral with a summary that
+ * says so (before, its 'unknown' was refused and it was taken again every 10
+ * minutes); and a pass takes calls one at a time within its time budget, so
+ * calls it does not reach keep their tries (the database counts a try when it
+ * hands a call out).
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ChatDelta, type ChatProvider, createOfflineChatProvider } from '../../functions/_shared/chat/index.ts';
+import { createSql, type Sql, withUserScope } from '../../functions/_shared/db.ts';
+import { runAfterCallWork } from '../../functions/call-dispatcher/after-call.ts';
+import type { RecordingStore } from '../../functions/call-dispatcher/recordings.ts';
+import { freePort } from '../../scripts/local/free-port.ts';
+import { type Stack, startStack } from '../../scripts/local/stack.ts';
+import { type ChatOrg, createBot, createChatOrg } from '../support/chat-fixtures.ts';
+import { signedVapiRequest, vapiCall, vapiEndOfCallReport, vapiStatusUpdate } from '../support/vapi-stub.ts';
+
+let stack: Stack;
+let sql: Sql;
+let org: ChatOrg;
+let bot: string;
+let vapiSecret: string;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function runPass(): Promise<{ afterCall: Record<string, number> }> {
+  const response = await fetch(`${stack.apiUrl}/functions/v1/call-dispatcher`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${stack.keys.serviceRoleKey}` },
+  });
+  expect(response.status).toBe(200);
+  return await response.json() as { afterCall: Record<string, number> };
+}
+
+async function postVapi(message: unknown): Promise<number> {
+  const { body, headers } = signedVapiRequest(message, vapiSecret);
+  const response = await fetch(`${stack.apiUrl}/functions/v1/call-events/${org.id}/vapi`, { method: 'POST', headers, body });
+  await response.body?.cancel();
+  return response.status;
+}
+
+/** Ended calls of the org, `ended` seconds ago each (oldest first in the hand-out's order). */
+async function endedCalls(label: string, endedSecondsAgo: number[], fields: { recording?: boolean } = {}): Promise<string[]> {
+  const ids: string[] = [];
+  for (const [index, ago] of endedSecondsAgo.entries()) {
+    const [row] = await sql<{ id: string }[]>`
+      insert into public.calls (org_id, bot_id, direction, status, started_at, ended_at, from_number, recording_url)
+      values (${org.id}, ${bot}, 'inbound', 'ended', now() - make_interval(secs => ${ago + 60}),
+        now() - make_interval(secs => ${ago}), ${`+1415555${String(7400 + index)}`},
+        ${fields.recording ? `https://recordings.example.com/${label}-${index}.wav` : null})
+      returning id`;
+    ids.push(row.id);
+  }
+  return ids;
+}
+
+async function addLine(callId: string, text: string): Promise<void> {
+  await sql`
+    insert into public.call_transcript_segments (org_id, call_id, seq, speaker, text, start_ms, end_ms)
+    values (${org.id}, ${callId}, 0, 'user', ${text}, 0, 900)`;
+}
+
+beforeAll(async () => {
+  stack = await startStack({
+    dbPort: 0,
+    apiPort: await freePort(),
+    functions: true,
+    scheduler: false,
+    // Offline analysis, nothing dialled, whatever the shell exports.
+    functionEnv: { OPENAI_API_KEY: '', VAPI_API_KEY: '' },
+  });
+  sql = createSql(stack.dbUrl, { max: 2 });
+  org = await createChatOrg(sql, 'after-call-work');
+  bot = await createBot(sql, org.id, { slug: 'after-call-work' });
+  vapiSecret = await withUserScope(sql, org.claims.admin, async (tx) => {
+    const [row] = await tx<{ secret: string }[]>`select public.create_call_provider_secret(${org.id}, 'vapi') as secret`;
+    return row.secret;
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await sql?.end({ timeout: 1 });
+  await stack?.stop();
+});
+
+describe('a call the caller said nothing in', () => {
+  it('is analysed offline once: neutral, score 0, a summary saying so, metered; the next pass leaves it', async () => {
+    const vapiId = randomUUID();
+    const call = vapiCall({ id: vapiId, customerNumber: '+14155557499' });
+    const start = Date.now() - 60_000;
+    expect(await postVapi(vapiStatusUpdate('in-progress', { call, assistantMetadata: { bot_id: bot } }))).toBe(200);
+    expect(
+      await postVapi(vapiEndOfCallReport({
+        call,
+        assistantMetadata: { bot_id: bot },
+        endedReason: 'silence-timed-out',
+        startedAt: new Date(start).toISOString(),
+        endedAt: new Date(start + 30_000).toISOString(),
+        messages: [
+          { role: 'bot', message: 'Hello, this is the clinic. How can I help?', time: start, secondsFromStart: 0 },
+          { role: 'bot', message: 'Hello? Is anyone there?', time: start + 10_000, secondsFromStart: 10 },
+        ],
+      })),
+    ).toBe(200);
+    const [before] = await sql<{ id: string; status: string; summary: string | null; has_transcript: boolean }[]>`
+      select id, status, summary, has_transcript from public.calls where org_id = ${org.id} and provider_call_id = ${vapiId}`;
+    // The end-of-call transcript's first lines marked the call.
+    expect(before).toMatchObject({ status: 'ended', summary: null, has_transcript: true });
+
+    expect((await runPass()).afterCall).toEqual({ analysed: 1, recordings: 0, failed: 0 });
+    const [row] = await sql<
+      { summary: string | null; sentiment: string; sentiment_score: string | null; analysis_attempts: number }[]
+    >`
+      select summary, sentiment, sentiment_score::text, analysis_attempts from public.calls where id = ${before.id}`;
+    expect(row).toEqual({
+      summary: 'The caller said nothing. Assistant: Hello? Is anyone there?',
+      sentiment: 'neutral',
+      sentiment_score: '0.000',
+      analysis_attempts: 1,
+    });
+    const [usage] = await sql<{ events: number }[]>`
+      select count(*)::int as events from public.usage_events
+      where org_id = ${org.id} and bot_id = ${bot} and kind = 'chat' and model = 'offline'`;
+    expect(usage.events).toBe(1);
+
+    expect((await runPass()).afterCall).toEqual({ analysed: 0, recordings: 0, failed: 0 });
+    const [after] = await sql<{ analysis_attempts: number }[]>`select analysis_attempts from public.calls where id = ${before.id}`;
+    expect(after.analysis_attempts).toBe(1);
+  });
+});
+
+describe('a pass within its time budget', () => {
+  it('takes analyses one at a time: calls it does not reach are not counted a try', async () => {
+    const ids = await endedCalls('analysis', [300, 200, 100]);
+    for (const id of ids) await addLine(id, 'I would like to book a table for two, please.');
+    // A model that takes longer than the budget.
+    const slow: ChatProvider = {
+      name: 'openai',
+      async *stream(): AsyncGenerator<ChatDelta> {
+        await sleep(300);
+        yield { type: 'delta', text: '{"summary": "A table for two.", "sentiment": "neutral", "score": 0}' };
+        yield { type: 'done', usage: { tokensIn: 10, tokensOut: 5 }, finishReason: 'stop' };
+      },
+    };
+    const refused: RecordingStore = { copy: () => Promise.reject(new Error('no recordings in this test')) };
+    const summary = await runAfterCallWork({ sql, chat: slow, recordings: refused, maxDurationMs: 100, log: () => undefined });
+    expect(summary).toEqual({ analysed: 1, recordings: 0, failed: 0 });
+    const rows = await sql<{ id: string; summary: string | null; analysis_attempts: number; requested: boolean }[]>`
+      select id, summary, analysis_attempts, analysis_requested_at is not null as requested
+      from public.calls where id in ${sql(ids)} order by ended_at`;
+    expect(rows).toEqual([
+      { id: ids[0], summary: 'A table for two.', analysis_attempts: 1, requested: true },
+      { id: ids[1], summary: null, analysis_attempts: 0, requested: false },
+      { id: ids[2], summary: null, analysis_attempts: 0, requested: false },
+    ]);
+    // Within the budget, the rest: each taken and analysed in turn.
+    const rest = await runAfterCallWork({ sql, chat: createOfflineChatProvider(), recordings: refused, log: () => undefined });
+    expect(rest).toEqual({ analysed: 2, recordings: 0, failed: 0 });
+  });
+
+  it('takes recording copies one at a time: a slow copy leaves the others their tries', async () => {
+    const ids = await endedCalls('recording', [300, 200, 100], { recording: true });
+    const copied: string[] = [];
+    const slow: RecordingStore = {
+      async copy(call) {
+        copied.push(call.call_id);
+        await sleep(300);
+        throw new Error('the provider is slow and then fails');
+      },
+    };
+    const summary = await runAfterCallWork({
+      sql,
+      chat: createOfflineChatProvider(),
+      recordings: slow,
+      maxDurationMs: 100,
+      log: () => undefined,
+    });
+    expect(summary).toEqual({ analysed: 0, recordings: 0, failed: 1 });
+    expect(copied).toEqual([ids[0]]);
+    const tries = await sql<{ call_id: string; attempts: number }[]>`
+      select call_id, attempts from private.call_recording_requests where call_id in ${sql(ids)}`;
+    expect(tries).toEqual([{ call_id: ids[0], attempts: 1 }]);
+  });
+});
