@@ -3,8 +3,9 @@ import type { UserClaims } from '../_shared/auth.ts';
 import { type Sql, withUserScope } from '../_shared/db.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { httpErrorFromPostgres, isPostgresError } from '../_shared/pg-errors.ts';
-import { removeOrgFiles, type RemovalResult } from './org-files.ts';
-import type { OrgFileStore } from './store.ts';
+import type { RemovalResult } from './file-removal.ts';
+import { removeOrgFiles } from './org-files.ts';
+import type { FileStore } from './store.ts';
 
 export const deleteOrganizationBody = z.object({ confirm_name: z.string().min(1).max(200) });
 
@@ -31,7 +32,7 @@ function organizationError(error: unknown): unknown {
  * it (migration 20261123005700 says why this, not a sweeper).
  */
 export async function deleteOrganization(
-  deps: { sql: Sql; store: OrgFileStore; removalMs: number },
+  deps: { sql: Sql; store: FileStore; removalMs: number },
   claims: UserClaims,
   orgId: string,
   confirmName: string,

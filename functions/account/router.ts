@@ -13,7 +13,7 @@ const uuid = z.guid();
  * - DELETE /account                        a signed-in user: delete their own account
  * - DELETE /account/organizations/:id      an owner (JWT) `{ confirm_name }`: delete the org, rows and files
  * - POST   /account/storage-cleanup        the service role (pg_cron through pg_net): finish removing the
- *                                          files of deleted orgs
+ *                                          files of deleted orgs and the avatars of deleted users
  * An id that is not a uuid names nothing: 404, as an unknown id would.
  */
 export function matchRoute(method: string, pathname: string): AccountRoute {
