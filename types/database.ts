@@ -148,14 +148,14 @@ isOneToOne: false
                   ]
                 },"bots": {
                   Row: {
-                    "channels": (string)[],"created_at": string,"created_by": string | null,"enabled": boolean,"escalation_action": Database["public"]['Enums']["bot_escalation_action"],"greeting": string | null,"id": string,"language": string,"manager_contact": string | null,"max_tokens": number,"model": string,"name": string,"org_id": string,"slug": string,"system_prompt": string,"telegram_connected_at": string | null,"temperature": number,"updated_at": string,"voice_assistant_id": string | null
+                    "channels": (string)[],"created_at": string,"created_by": string | null,"enabled": boolean,"escalation_action": Database["public"]['Enums']["bot_escalation_action"],"greeting": string | null,"id": string,"language": string,"manager_contact": string | null,"max_tokens": number,"model": string,"name": string,"org_id": string,"slug": string,"system_prompt": string,"telegram_connected_at": string | null,"temperature": number,"time_zone": string | null,"updated_at": string,"voice_assistant_id": string | null
                   }
                   ComputedFields: never
                   Insert: {
-                    "channels"?: (string)[],"created_at"?: string,"created_by"?: string | null,"enabled"?: boolean,"escalation_action"?: Database["public"]['Enums']["bot_escalation_action"],"greeting"?: string | null,"id"?: string,"language"?: string,"manager_contact"?: string | null,"max_tokens"?: number,"model"?: string,"name": string,"org_id": string,"slug": string,"system_prompt"?: string,"telegram_connected_at"?: string | null,"temperature"?: number,"updated_at"?: string,"voice_assistant_id"?: string | null
+                    "channels"?: (string)[],"created_at"?: string,"created_by"?: string | null,"enabled"?: boolean,"escalation_action"?: Database["public"]['Enums']["bot_escalation_action"],"greeting"?: string | null,"id"?: string,"language"?: string,"manager_contact"?: string | null,"max_tokens"?: number,"model"?: string,"name": string,"org_id": string,"slug": string,"system_prompt"?: string,"telegram_connected_at"?: string | null,"temperature"?: number,"time_zone"?: string | null,"updated_at"?: string,"voice_assistant_id"?: string | null
                   }
                   Update: {
-                    "channels"?: (string)[],"created_at"?: string,"created_by"?: string | null,"enabled"?: boolean,"escalation_action"?: Database["public"]['Enums']["bot_escalation_action"],"greeting"?: string | null,"id"?: string,"language"?: string,"manager_contact"?: string | null,"max_tokens"?: number,"model"?: string,"name"?: string,"org_id"?: string,"slug"?: string,"system_prompt"?: string,"telegram_connected_at"?: string | null,"temperature"?: number,"updated_at"?: string,"voice_assistant_id"?: string | null
+                    "channels"?: (string)[],"created_at"?: string,"created_by"?: string | null,"enabled"?: boolean,"escalation_action"?: Database["public"]['Enums']["bot_escalation_action"],"greeting"?: string | null,"id"?: string,"language"?: string,"manager_contact"?: string | null,"max_tokens"?: number,"model"?: string,"name"?: string,"org_id"?: string,"slug"?: string,"system_prompt"?: string,"telegram_connected_at"?: string | null,"temperature"?: number,"time_zone"?: string | null,"updated_at"?: string,"voice_assistant_id"?: string | null
                   }
                   Relationships: [
                     {
@@ -376,14 +376,14 @@ isOneToOne: false
                   ]
                 },"calls": {
                   Row: {
-                    "analysis_requested_at": string | null,"bot_id": string | null,"callee_time_zone": string | null,"campaign_id": string | null,"conversation_id": string | null,"cost": number | null,"cost_breakdown": Json | null,"cost_currency": string,"created_at": string,"created_by": string | null,"dial_attempts": number,"dial_lease_until": string | null,"dial_lookups": number,"dial_started_at": string | null,"dial_target": Json | null,"direction": Database["public"]['Enums']["call_direction"],"duration_seconds": number | null,"ended_at": string | null,"ended_event_id": string | null,"ended_reason": string | null,"from_number": string | null,"id": string,"last_dial_error": string | null,"last_event_at": string | null,"llm_latency_ms": number | null,"next_dial_at": string | null,"org_id": string,"provider": string | null,"provider_call_id": string | null,"recording_path": string | null,"recording_url": string | null,"scheduled_at": string | null,"sentiment": Database["public"]['Enums']["call_sentiment"],"sentiment_score": number | null,"started_at": string | null,"started_event_id": string | null,"status": Database["public"]['Enums']["call_status"],"status_occurred_at": string,"status_rank": number,"stt_latency_ms": number | null,"summary": string | null,"to_number": string | null,"transcript_final": boolean,"tts_latency_ms": number | null,"updated_at": string
+                    "analysis_attempts": number,"analysis_requested_at": string | null,"bot_id": string | null,"callee_time_zone": string | null,"campaign_id": string | null,"conversation_id": string | null,"cost": number | null,"cost_breakdown": Json | null,"cost_currency": string,"created_at": string,"created_by": string | null,"dial_attempts": number,"dial_lease_until": string | null,"dial_lookups": number,"dial_started_at": string | null,"dial_target": Json | null,"direction": Database["public"]['Enums']["call_direction"],"duration_seconds": number | null,"ended_at": string | null,"ended_event_id": string | null,"ended_reason": string | null,"from_number": string | null,"has_transcript": boolean,"id": string,"last_dial_error": string | null,"last_event_at": string | null,"llm_latency_ms": number | null,"next_dial_at": string | null,"org_id": string,"provider": string | null,"provider_call_id": string | null,"recording_path": string | null,"recording_url": string | null,"scheduled_at": string | null,"sentiment": Database["public"]['Enums']["call_sentiment"],"sentiment_score": number | null,"started_at": string | null,"started_event_id": string | null,"status": Database["public"]['Enums']["call_status"],"status_occurred_at": string,"status_rank": number,"stt_latency_ms": number | null,"summary": string | null,"to_number": string | null,"transcript_final": boolean,"tts_latency_ms": number | null,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "analysis_requested_at"?: string | null,"bot_id"?: string | null,"callee_time_zone"?: string | null,"campaign_id"?: string | null,"conversation_id"?: string | null,"cost"?: number | null,"cost_breakdown"?: Json | null,"cost_currency"?: string,"created_at"?: string,"created_by"?: string | null,"dial_attempts"?: number,"dial_lease_until"?: string | null,"dial_lookups"?: number,"dial_started_at"?: string | null,"dial_target"?: Json | null,"direction": Database["public"]['Enums']["call_direction"],"duration_seconds"?: number | null,"ended_at"?: string | null,"ended_event_id"?: string | null,"ended_reason"?: string | null,"from_number"?: string | null,"id"?: string,"last_dial_error"?: string | null,"last_event_at"?: string | null,"llm_latency_ms"?: number | null,"next_dial_at"?: string | null,"org_id": string,"provider"?: string | null,"provider_call_id"?: string | null,"recording_path"?: string | null,"recording_url"?: string | null,"scheduled_at"?: string | null,"sentiment"?: Database["public"]['Enums']["call_sentiment"],"sentiment_score"?: number | null,"started_at"?: string | null,"started_event_id"?: string | null,"status"?: Database["public"]['Enums']["call_status"],"status_occurred_at"?: string,"status_rank"?: never,"stt_latency_ms"?: number | null,"summary"?: string | null,"to_number"?: string | null,"transcript_final"?: boolean,"tts_latency_ms"?: number | null,"updated_at"?: string
+                    "analysis_attempts"?: number,"analysis_requested_at"?: string | null,"bot_id"?: string | null,"callee_time_zone"?: string | null,"campaign_id"?: string | null,"conversation_id"?: string | null,"cost"?: number | null,"cost_breakdown"?: Json | null,"cost_currency"?: string,"created_at"?: string,"created_by"?: string | null,"dial_attempts"?: number,"dial_lease_until"?: string | null,"dial_lookups"?: number,"dial_started_at"?: string | null,"dial_target"?: Json | null,"direction": Database["public"]['Enums']["call_direction"],"duration_seconds"?: number | null,"ended_at"?: string | null,"ended_event_id"?: string | null,"ended_reason"?: string | null,"from_number"?: string | null,"has_transcript"?: boolean,"id"?: string,"last_dial_error"?: string | null,"last_event_at"?: string | null,"llm_latency_ms"?: number | null,"next_dial_at"?: string | null,"org_id": string,"provider"?: string | null,"provider_call_id"?: string | null,"recording_path"?: string | null,"recording_url"?: string | null,"scheduled_at"?: string | null,"sentiment"?: Database["public"]['Enums']["call_sentiment"],"sentiment_score"?: number | null,"started_at"?: string | null,"started_event_id"?: string | null,"status"?: Database["public"]['Enums']["call_status"],"status_occurred_at"?: string,"status_rank"?: never,"stt_latency_ms"?: number | null,"summary"?: string | null,"to_number"?: string | null,"transcript_final"?: boolean,"tts_latency_ms"?: number | null,"updated_at"?: string
                   }
                   Update: {
-                    "analysis_requested_at"?: string | null,"bot_id"?: string | null,"callee_time_zone"?: string | null,"campaign_id"?: string | null,"conversation_id"?: string | null,"cost"?: number | null,"cost_breakdown"?: Json | null,"cost_currency"?: string,"created_at"?: string,"created_by"?: string | null,"dial_attempts"?: number,"dial_lease_until"?: string | null,"dial_lookups"?: number,"dial_started_at"?: string | null,"dial_target"?: Json | null,"direction"?: Database["public"]['Enums']["call_direction"],"duration_seconds"?: number | null,"ended_at"?: string | null,"ended_event_id"?: string | null,"ended_reason"?: string | null,"from_number"?: string | null,"id"?: string,"last_dial_error"?: string | null,"last_event_at"?: string | null,"llm_latency_ms"?: number | null,"next_dial_at"?: string | null,"org_id"?: string,"provider"?: string | null,"provider_call_id"?: string | null,"recording_path"?: string | null,"recording_url"?: string | null,"scheduled_at"?: string | null,"sentiment"?: Database["public"]['Enums']["call_sentiment"],"sentiment_score"?: number | null,"started_at"?: string | null,"started_event_id"?: string | null,"status"?: Database["public"]['Enums']["call_status"],"status_occurred_at"?: string,"status_rank"?: never,"stt_latency_ms"?: number | null,"summary"?: string | null,"to_number"?: string | null,"transcript_final"?: boolean,"tts_latency_ms"?: number | null,"updated_at"?: string
+                    "analysis_attempts"?: number,"analysis_requested_at"?: string | null,"bot_id"?: string | null,"callee_time_zone"?: string | null,"campaign_id"?: string | null,"conversation_id"?: string | null,"cost"?: number | null,"cost_breakdown"?: Json | null,"cost_currency"?: string,"created_at"?: string,"created_by"?: string | null,"dial_attempts"?: number,"dial_lease_until"?: string | null,"dial_lookups"?: number,"dial_started_at"?: string | null,"dial_target"?: Json | null,"direction"?: Database["public"]['Enums']["call_direction"],"duration_seconds"?: number | null,"ended_at"?: string | null,"ended_event_id"?: string | null,"ended_reason"?: string | null,"from_number"?: string | null,"has_transcript"?: boolean,"id"?: string,"last_dial_error"?: string | null,"last_event_at"?: string | null,"llm_latency_ms"?: number | null,"next_dial_at"?: string | null,"org_id"?: string,"provider"?: string | null,"provider_call_id"?: string | null,"recording_path"?: string | null,"recording_url"?: string | null,"scheduled_at"?: string | null,"sentiment"?: Database["public"]['Enums']["call_sentiment"],"sentiment_score"?: number | null,"started_at"?: string | null,"started_event_id"?: string | null,"status"?: Database["public"]['Enums']["call_status"],"status_occurred_at"?: string,"status_rank"?: never,"stt_latency_ms"?: number | null,"summary"?: string | null,"to_number"?: string | null,"transcript_final"?: boolean,"tts_latency_ms"?: number | null,"updated_at"?: string
                   }
                   Relationships: [
                     {
@@ -1251,7 +1251,8 @@ isOneToOne: false
       } },
 "cancel_call":
 { Args: { "call_id": string }; Returns: {
-              "analysis_requested_at": string | null,
+              "analysis_attempts": number,
+"analysis_requested_at": string | null,
 "bot_id": string | null,
 "callee_time_zone": string | null,
 "campaign_id": string | null,
@@ -1272,6 +1273,7 @@ isOneToOne: false
 "ended_event_id": string | null,
 "ended_reason": string | null,
 "from_number": string | null,
+"has_transcript": boolean,
 "id": string,
 "last_dial_error": string | null,
 "last_event_at": string | null,
@@ -1439,7 +1441,8 @@ isOneToOne: false
       } },
 "create_outbound_call":
 { Args: { "bot_id": string,"callee_time_zone"?: string,"org_id": string,"scheduled_at"?: string,"to_number": string }; Returns: {
-              "analysis_requested_at": string | null,
+              "analysis_attempts": number,
+"analysis_requested_at": string | null,
 "bot_id": string | null,
 "callee_time_zone": string | null,
 "campaign_id": string | null,
@@ -1460,6 +1463,7 @@ isOneToOne: false
 "ended_event_id": string | null,
 "ended_reason": string | null,
 "from_number": string | null,
+"has_transcript": boolean,
 "id": string,
 "last_dial_error": string | null,
 "last_event_at": string | null,
