@@ -295,8 +295,12 @@ begin
   if chat_prepare.api_key_id is not null then
     bucket := 'api_key:' || caller_key.id::text;
     bucket_limit := caller_key.rate_limit_per_minute;
+    -- A voice platform's turns name their call (external_conversation_id), not
+    -- a user: the call is the end user there.
     if chat_prepare.external_user_id is not null then
       end_user_bucket := bucket || ':user:' || chat_prepare.external_user_id;
+    elsif chat_prepare.external_conversation_id is not null then
+      end_user_bucket := bucket || ':call:' || chat_prepare.external_conversation_id;
     end if;
   elsif caller = 'authenticated' then
     bucket := 'user:' || caller_id::text;
@@ -439,7 +443,7 @@ begin
   );
 end;
 $$;
-comment on function private.chat_prepare(uuid, uuid, public.chat_channel, text, uuid, text, text, bigint) is 'Before the model is called: authorises the caller, refuses ({ok: false, code}) a disabled bot, a channel that is off, a closed conversation, a caller over its rate limit (an API key''s turn naming its end user: the end user''s bucket too, taken from neither when refused) or an org whose metered chat tokens and running turns'' reservations reach its quota, else continues or opens the conversation (by its id, else the bot''s live one with the external id or the end user), stores the user''s message (with telegram_update_id: links it to the update''s claim, or resumes with the question already linked, neither storing it again nor taking a rate-limit hit), reserves the turn''s tokens and returns the bot, its collections, the last 20 messages and whether the org''s embedding tokens allow embedding the question.';
+comment on function private.chat_prepare(uuid, uuid, public.chat_channel, text, uuid, text, text, bigint) is 'Before the model is called: authorises the caller, refuses ({ok: false, code}) a disabled bot, a channel that is off, a closed conversation, a caller over its rate limit (an API key''s turn naming its end user, or its call for a voice platform: that bucket too, taken from neither when refused) or an org whose metered chat tokens and running turns'' reservations reach its quota, else continues or opens the conversation (by its id, else the bot''s live one with the external id or the end user), stores the user''s message (with telegram_update_id: links it to the update''s claim, or resumes with the question already linked, neither storing it again nor taking a rate-limit hit), reserves the turn''s tokens and returns the bot, its collections, the last 20 messages and whether the org''s embedding tokens allow embedding the question.';
 revoke execute on function private.chat_prepare(uuid, uuid, public.chat_channel, text, uuid, text, text, bigint) from public;
 grant execute on function private.chat_prepare(uuid, uuid, public.chat_channel, text, uuid, text, text, bigint)
   to authenticated, service_role;

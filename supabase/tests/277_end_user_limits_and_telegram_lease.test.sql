@@ -7,7 +7,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(33);
+select plan(36);
 
 select tests.remember('owner', tests.create_user('owner@limits277.test'));
 select tests.remember('org', tests.create_org('limits277-org', tests.fx('owner')));
@@ -17,7 +17,7 @@ insert into public.api_keys (org_id, name, prefix, scopes) values
 select tests.remember('key', id) from public.api_keys where prefix = 'ak_00277001';
 select tests.remember('key2', id) from public.api_keys where prefix = 'ak_00277002';
 insert into public.bots (org_id, name, slug, channels)
-values (tests.fx('org'), 'Limits 277', 'limits-277', array['api', 'telegram']);
+values (tests.fx('org'), 'Limits 277', 'limits-277', array['api', 'telegram', 'voice']);
 select tests.remember('bot', id) from public.bots where slug = 'limits-277' and org_id = tests.fx('org');
 
 create function pg_temp.hits(bucket text) returns integer language sql security definer as $$
@@ -92,6 +92,17 @@ select is(pg_temp.key_turn('key', 'caller-b') ->> 'ok', 'true', 'another end use
 select is(pg_temp.hits('api_key:' || tests.fx('key')), 3, 'its turn takes from the key''s bucket');
 select is(pg_temp.key_turn('key2', 'caller-a') ->> 'ok', 'true',
   'an end user of the same name behind another key is someone else: served');
+
+-- A voice platform's turns name their call, not a user: the call is the end user.
+create function pg_temp.call_turn(call_id text) returns jsonb language sql as $$
+  select private.chat_prepare(tests.fx('bot'), null, 'voice', null, tests.fx('key2'), 'Is anyone there?', call_id)
+$$;
+grant execute on function pg_temp.call_turn(text) to public;
+select is(pg_temp.call_turn('call-277-a') ->> 'ok', 'true', 'a voice platform''s turn naming its call is served');
+select is(pg_temp.hits('api_key:' || tests.fx('key2') || ':call:call-277-a'), 1, 'and takes one hit from its call''s bucket');
+select pg_temp.fill('api_key:' || tests.fx('key2') || ':call:call-277-a', 60);
+select is(pg_temp.call_turn('call-277-a') ->> 'code', 'rate_limited',
+  'a call over 60 turns a minute is refused, not the other calls behind the key');
 
 -- The key is spent: the end user's hit is rolled back with the key's refusal.
 select tests.act_as('postgres');
