@@ -105,6 +105,10 @@ begin
   select b.id into bot from public.bots b
   where b.id = new.bot_id and b.org_id = new.org_id
   for key share skip locked;
+  -- The day's mark before the rollup row, as every call writer takes them (analytics_calls_updated marks the
+  -- day, a later metering takes the row): a duration alone, metered without a head, would otherwise hold the
+  -- row while waiting for another batch's uncommitted mark that batch holds before wanting the row (40P01).
+  perform private.analytics_mark_days(array[new.org_id], array[pg_catalog.now()]);
   perform private.record_usage(new.org_id, 'speech', coalesce(new.provider, 'unknown'), seconds, 0,
     null, null, bot, null, null);
   return null;

@@ -11,7 +11,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(23);
+select plan(24);
 
 delete from vault.secrets where name in ('project_url', 'service_role_key');
 select vault.create_secret('https://project-271.example.test', 'project_url');
@@ -93,19 +93,19 @@ select throws_ok(
 select tests.act_as('postgres');
 
 -- At each speech usage row: whether the call's end was already in the audit log (the head taken before the
--- usage rollup row).
-create table pg_temp.speech_at_insert (call_id uuid, audited_end boolean);
+-- usage rollup row), and whether the org's stale-day mark was (every call writer marks the day, then meters).
+create table pg_temp.speech_at_insert (call_id uuid, audited_end boolean, day_marked boolean);
 create function pg_temp.record_speech_at_insert()
 returns trigger
 language plpgsql
 as $$
 begin
   if new.kind = 'speech' then
-    insert into pg_temp.speech_at_insert (call_id, audited_end)
+    insert into pg_temp.speech_at_insert (call_id, audited_end, day_marked)
     select c.id, exists (
       select 1 from public.audit_log a
       where a.table_name = 'calls' and a.record_id = c.id::text and a.new_values ->> 'ended_at' is not null
-    )
+    ), exists (select 1 from private.analytics_stale_days d where d.org_id = new.org_id)
     from public.calls c
     where c.org_id = new.org_id and c.status_rank = 4 and not exists (
       select 1 from pg_temp.speech_at_insert s where s.call_id = c.id)
@@ -176,8 +176,16 @@ select is(
   (select count(*)::integer from private.metered_call_speech where call_id = tests.fx('call_b')),
   0, 'and is not marked as metered'
 );
--- The provider's report brings a duration after the end: metered then, once.
+-- The provider's report brings a duration after the end: metered then, once. No status changes, so no
+-- audited write and no head: the day is marked before the usage rollup row all the same, the order of a
+-- call-event batch's status changes (a mark, then the rollup row), so two such batches cannot deadlock.
+delete from private.analytics_stale_days where org_id = tests.fx('org');
 update public.calls set duration_seconds = 12.001 where id = tests.fx('call_b');
+select is(
+  (select day_marked from pg_temp.speech_at_insert where call_id = tests.fx('call_b')),
+  true,
+  'a duration alone marks the org''s day before the usage rollup row'
+);
 update public.calls set duration_seconds = 14 where id = tests.fx('call_b');
 select results_eq(
   $$select tokens_in from public.usage_events where org_id = tests.fx('org') and kind = 'speech' order by id$$,

@@ -8,7 +8,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(26);
+select plan(27);
 
 insert into tests.fixtures (name, id) values
   ('owner_a', tests.create_user('owner-a@org-settings-applied-273.test')),
@@ -109,6 +109,12 @@ select throws_ok(
 select lives_ok(
   $$insert into public.bots (org_id, name, slug, model) values (tests.fx('org_c'), 'Chosen', 'chosen-273', 'gpt-4o')$$,
   'the same org creates a bot naming an enabled model'
+);
+select tests.act_as('user_b');
+select throws_ok(
+  $$insert into public.bots (org_id, name, slug) values (tests.fx('org_c'), 'Probe', 'probe-273')$$,
+  '42501', null,
+  'a non-member is refused by RLS, never by a validation message naming the org''s settings'
 );
 select tests.act_as('postgres');
 select is(pg_temp.bot_settings('chosen-273'), 'gpt-4o 0.50 900', 'with the org''s temperature and max_tokens');
