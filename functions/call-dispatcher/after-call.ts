@@ -11,8 +11,9 @@ import type { RecordingStore } from './recordings.ts';
  * hand-out as a try (again after 10 minutes, 5 tries at most), so calls are
  * taken one at a time: a pass cut short (the hosted wall-clock limit) costs
  * a try of the call it was working on only, never of calls it had not
- * reached. No call is taken after `maxDurationMs`. Each call is independent
- * of the others, so one failure never stops the pass.
+ * reached. No call is taken after `maxDurationMs`; analyses and recordings
+ * are taken in turns within it. Each call is independent of the others, so
+ * one failure never stops the pass.
  */
 export interface AfterCallSummary {
   analysed: number;
@@ -78,6 +79,28 @@ async function takeCallToRecord(sql: Sql): Promise<CallToRecord | undefined> {
   return call;
 }
 
+/** Takes one call of a kind and handles it; false when none is due. */
+type Step = () => Promise<boolean>;
+
+function step<T extends { call_id: string }>(
+  take: () => Promise<T | undefined>,
+  work: (call: T) => Promise<void>,
+  onDone: () => void,
+  onFailure: (call: T, error: unknown) => void,
+): Step {
+  return async () => {
+    const call = await take();
+    if (!call) return false;
+    try {
+      await work(call);
+      onDone();
+    } catch (error) {
+      onFailure(call, error);
+    }
+    return true;
+  };
+}
+
 export async function runAfterCallWork(options: AfterCallOptions): Promise<AfterCallSummary> {
   const max = options.maxCalls ?? AFTER_CALL_DEFAULTS.maxCalls;
   const maxDurationMs = options.maxDurationMs ?? AFTER_CALL_DEFAULTS.maxDurationMs;
@@ -86,27 +109,39 @@ export async function runAfterCallWork(options: AfterCallOptions): Promise<After
   const started = performance.now();
   const inTime = () => performance.now() - started < maxDurationMs;
 
-  for (let taken = 0; taken < max && inTime(); taken += 1) {
-    const call = await takeCallToAnalyse(options.sql);
-    if (!call) break;
-    try {
-      await analyse(options, call);
-      summary.analysed += 1;
-    } catch (error) {
-      log(`analysing call ${call.call_id} failed`, error);
-      summary.failed += 1;
-    }
-  }
-
-  for (let taken = 0; taken < max && inTime(); taken += 1) {
-    const call = await takeCallToRecord(options.sql);
-    if (!call) break;
-    try {
-      await copyRecording(options, call);
-      summary.recordings += 1;
-    } catch (error) {
-      log(`copying the recording of call ${call.call_id} failed`, error);
-      summary.failed += 1;
+  // One call of each kind in turn, so a backlog of slow analyses never spends
+  // the whole budget while recordings, whose provider links expire, wait.
+  const kinds = [
+    {
+      left: max,
+      next: step(
+        () => takeCallToAnalyse(options.sql),
+        (call) => analyse(options, call),
+        () => (summary.analysed += 1),
+        (call, error) => {
+          log(`analysing call ${call.call_id} failed`, error);
+          summary.failed += 1;
+        },
+      ),
+    },
+    {
+      left: max,
+      next: step(
+        () => takeCallToRecord(options.sql),
+        (call) => copyRecording(options, call),
+        () => (summary.recordings += 1),
+        (call, error) => {
+          log(`copying the recording of call ${call.call_id} failed`, error);
+          summary.failed += 1;
+        },
+      ),
+    },
+  ];
+  while (kinds.some((kind) => kind.left > 0)) {
+    for (const kind of kinds) {
+      if (kind.left === 0) continue;
+      if (!inTime()) return summary;
+      kind.left = (await kind.next()) ? kind.left - 1 : 0;
     }
   }
   return summary;

@@ -6,7 +6,7 @@
  * says so (before, its 'unknown' was refused and it was taken again every 10
  * minutes); and a pass takes calls one at a time within its time budget, so
  * calls it does not reach keep their tries (the database counts a try when it
- * hands a call out).
+ * hands a call out), analyses and recordings taken in turns.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -184,5 +184,30 @@ describe('a pass within its time budget', () => {
     const tries = await sql<{ call_id: string; attempts: number }[]>`
       select call_id, attempts from private.call_recording_requests where call_id in ${sql(ids)}`;
     expect(tries).toEqual([{ call_id: ids[0], attempts: 1 }]);
+  });
+
+  it('takes analyses and recordings in turns, so a backlog of slow analyses does not starve the recordings', async () => {
+    const ids = await endedCalls('turns', [300, 200, 100]);
+    for (const id of ids) await addLine(id, 'Can I move my booking to Friday?');
+    const slow: ChatProvider = {
+      name: 'openai',
+      async *stream(): AsyncGenerator<ChatDelta> {
+        await sleep(300);
+        yield { type: 'delta', text: '{"summary": "Moving a booking.", "sentiment": "neutral", "score": 0}' };
+        yield { type: 'done', usage: { tokensIn: 10, tokensOut: 5 }, finishReason: 'stop' };
+      },
+    };
+    const copied: string[] = [];
+    const recordings: RecordingStore = {
+      copy(call) {
+        copied.push(call.call_id);
+        return Promise.reject(new Error('not copied in this test'));
+      },
+    };
+    // The analyses alone would spend the budget (two of 300 ms within 500 ms).
+    const summary = await runAfterCallWork({ sql, chat: slow, recordings, maxDurationMs: 500, log: () => undefined });
+    expect(summary.analysed).toBeGreaterThanOrEqual(1);
+    expect(summary.analysed).toBeLessThan(3);
+    expect(copied.length).toBeGreaterThanOrEqual(1);
   });
 });
