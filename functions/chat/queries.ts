@@ -266,19 +266,26 @@ export async function listApiBots(tx: TransactionSql, orgId: string): Promise<{ 
     order by b.slug`;
 }
 
+/** How a Telegram update was taken on (private.claim_telegram_update). */
+export interface TelegramClaim {
+  /** The turn is this delivery's to run. */
+  claimed: boolean;
+  /** Not claimed, and the turn's answer is stored but not yet sent: its text. */
+  answer: string | null;
+  /** Not claimed, and another delivery's lease holds with nothing settled: its remaining seconds (at least 1). */
+  retry_after_seconds: number | null;
+}
+
 /**
  * Takes a Telegram update on once per bot (service role only): claimed for the
  * first delivery, and for a redelivery once the claim's lease ran out with
  * nothing settled (its worker died); otherwise not claimed, with the stored
- * answer's text when the turn got that far (null otherwise).
+ * answer's text when the turn got that far, or the live lease's remaining
+ * seconds when nothing is settled yet.
  */
-export async function claimTelegramUpdate(
-  tx: TransactionSql,
-  botId: string,
-  updateId: number,
-): Promise<{ claimed: boolean; answer: string | null }> {
-  const [row] = await tx<{ claimed: boolean; answer: string | null }[]>`
-    select claimed, answer from private.claim_telegram_update(${botId}, ${updateId})`;
+export async function claimTelegramUpdate(tx: TransactionSql, botId: string, updateId: number): Promise<TelegramClaim> {
+  const [row] = await tx<TelegramClaim[]>`
+    select claimed, answer, retry_after_seconds from private.claim_telegram_update(${botId}, ${updateId})`;
   return row;
 }
 

@@ -26,6 +26,12 @@
  * turn, resuming with the question the dead turn stored (chat_prepare links
  * it to the claim as it stores it): the question is stored once. A stored
  * answer, a refusal or a failure told in the chat settles the claim for good.
+ * A redelivery while the lease holds with nothing settled (the turn still
+ * running, or its worker dead) is answered 503 `update_in_progress` with
+ * Retry-After the lease's remaining seconds, not 200: Telegram would take a
+ * 200 as delivered and never send the update again, so a worker dying after
+ * it would leave the user unanswered. Telegram holds the bot's later updates
+ * meanwhile.
  */
 import { type ChatMessage } from '../_shared/chat/index.ts';
 import { type EnvReader, processEnv } from '../_shared/env.ts';
@@ -109,15 +115,25 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
   const claim = await asService(deps.sql(), SERVICE, (tx) => claimTelegramUpdate(tx, botId, updateId));
   // Once the chat has what it will get (the answer, a refusal, the apology): the claim is settled, never
   // claimed again. Best effort: unlinked, a redelivery sends nothing more; left linked, it sends the answer
-  // again; left unsettled (only a refusal or failure: an answer's link settles it), a redelivery after the
-  // lease (there is none after our 200) runs the turn again.
+  // again; left unsettled (only a refusal or failure: an answer's link settles it), a redelivery (only if our
+  // 200 came late) gets 503 until the lease runs out, then runs the turn again.
   const markSent = () =>
     asService(deps.sql(), SERVICE, (tx) => telegramUpdateSent(tx, botId, updateId)).catch((error) =>
       console.warn(`[${requestId}] marking Telegram update ${updateId} sent failed`, error)
     );
   if (!claim.claimed) {
-    // A redelivery. An answer still linked was stored but not sent: send it now, no model call.
-    // Otherwise the turn is still running, was refused or failed (the chat was told): nothing to do.
+    // A redelivery while the turn may still run (or its worker died): Telegram must deliver it again,
+    // and the one after the lease runs the turn if nothing settled it meanwhile.
+    if (claim.retry_after_seconds !== null) {
+      throw new HttpError(
+        503,
+        'update_in_progress',
+        'This update is still being handled; deliver it again later.',
+        { 'retry-after': String(claim.retry_after_seconds) },
+      );
+    }
+    // An answer still linked was stored but not sent: send it now, no model call.
+    // Otherwise the turn was answered and sent, refused or failed (the chat was told): nothing to do.
     if (claim.answer !== null) {
       await telegram.sendMessage(incoming.chatId, telegramText(claim.answer), reply);
       await markSent();

@@ -21,7 +21,12 @@
 -- may run, so the worker holding an expired lease is gone, not slow). A
 -- redelivery after it ran out, with no answer stored, claims the update
 -- again. A claim is settled (claimed_until null, never claimed again) once
--- its answer is stored, or the chat was told a refusal or a failure. The
+-- its answer is stored, or the chat was told a refusal or a failure. A
+-- redelivery while a claim's lease holds, nothing settled, is told the
+-- lease's remaining seconds (claim_telegram_update's retry_after_seconds) and
+-- answered 503, not 200: Telegram repeats a delivery that timed out or failed
+-- within seconds to minutes, inside the lease, and a 200 then would be its
+-- last, so a worker dying after it left the update unanswered for good. The
 -- question is stored once: chat_prepare, given the update, links the
 -- question it stores to the claim in its own transaction
 -- (telegram_updates.question_message_id), and a turn re-claimed with a
@@ -54,10 +59,12 @@ comment on function private.telegram_claim_lease() is
   'How long a Telegram update''s claim holds before a redelivery may claim it again: past the longest an edge function runs (400 s), so only a turn whose worker died is run again.';
 revoke execute on function private.telegram_claim_lease() from public;
 
--- Latest definition: 20261123003700_chat_turn_endings.sql; the lease, and
--- claiming again once it ran out, are new.
-create or replace function private.claim_telegram_update(bot_id uuid, update_id bigint)
-returns table (claimed boolean, answer text)
+-- A new column (retry_after_seconds), so a new result type: the old function
+-- goes. Latest definition: 20261123003700_chat_turn_endings.sql; the lease,
+-- claiming again once it ran out, and retry_after_seconds are new.
+drop function private.claim_telegram_update(uuid, bigint);
+create function private.claim_telegram_update(bot_id uuid, update_id bigint)
+returns table (claimed boolean, answer text, retry_after_seconds integer)
 language plpgsql
 security definer
 set search_path = ''
@@ -68,7 +75,7 @@ begin
           pg_catalog.now() + private.telegram_claim_lease())
   on conflict do nothing;
   if found then
-    return query select true, null::text;
+    return query select true, null::text, null::integer;
     return;
   end if;
   -- One row update: of two redeliveries at once, the second re-reads the
@@ -78,17 +85,25 @@ begin
   where u.bot_id = claim_telegram_update.bot_id and u.update_id = claim_telegram_update.update_id
     and u.claimed_until <= pg_catalog.now() and u.message_id is null;
   if found then
-    return query select true, null::text;
+    return query select true, null::text, null::integer;
     return;
   end if;
+  -- Not claimed: settled (claimed_until null; the stored answer, if any, to
+  -- send again), or held by a live lease, whose turn may still be running or
+  -- its worker dead: the redelivery is told to come back once it ran out.
   return query
-    select false, m.content
+    select false, m.content,
+      case when u.claimed_until > pg_catalog.now() and u.message_id is null then
+        greatest(1, pg_catalog.ceil(extract(epoch from u.claimed_until - pg_catalog.now())))::integer
+      end
     from private.telegram_updates u
     left join public.messages m on m.id = u.message_id
     where u.bot_id = claim_telegram_update.bot_id and u.update_id = claim_telegram_update.update_id;
 end;
 $$;
-comment on function private.claim_telegram_update(uuid, bigint) is 'Takes a Telegram update on: claimed for the first delivery, and for a redelivery once the claim''s lease ran out with nothing answered (its turn''s worker died); otherwise not claimed, with the stored answer (if any) to send again.';
+comment on function private.claim_telegram_update(uuid, bigint) is 'Takes a Telegram update on: claimed for the first delivery, and for a redelivery once the claim''s lease ran out with nothing answered (its turn''s worker died); otherwise not claimed, with the stored answer (if any) to send again, or, while the lease holds with nothing settled, its remaining seconds (at least 1; null otherwise) for the webhook to answer 503 so Telegram delivers the update again.';
+revoke execute on function private.claim_telegram_update(uuid, bigint) from public;
+grant execute on function private.claim_telegram_update(uuid, bigint) to service_role;
 
 -- Latest definition: 20261123003700_chat_turn_endings.sql; settling the claim is new.
 create or replace function private.telegram_update_answered(bot_id uuid, update_id bigint, message_id bigint)

@@ -2,12 +2,13 @@
 -- end user's bucket (api_key:<id>:user:<end user>, 60 a minute) as well as
 -- the key's, and a refusal by either takes from neither; a Telegram update's
 -- claim is a lease: claimed again by a redelivery once it ran out with
--- nothing answered, not before, never once settled (answered, sent, told),
--- and the resumed turn goes on with the question the dead one stored.
+-- nothing answered, not before (a redelivery meanwhile is told the lease's
+-- remaining seconds), never once settled (answered, sent, told), and the
+-- resumed turn goes on with the question the dead one stored.
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(36);
+select plan(42);
 
 select tests.remember('owner', tests.create_user('owner@limits277.test'));
 select tests.remember('org', tests.create_org('limits277-org', tests.fx('owner')));
@@ -49,6 +50,19 @@ create function pg_temp.claim(update_id bigint) returns text language sql as $$
   select format('%s/%s', case when c.claimed then 'true' else 'false' end, coalesce(c.answer, '-')) from private.claim_telegram_update(tests.fx('bot'), update_id) c
 $$;
 grant execute on function pg_temp.claim(bigint) to public;
+
+-- What a redelivery is told to wait: the live lease's remaining seconds, null when there is none.
+create function pg_temp.retry_after(update_id bigint) returns integer language sql as $$
+  select c.retry_after_seconds from private.claim_telegram_update(tests.fx('bot'), update_id) c
+$$;
+grant execute on function pg_temp.retry_after(bigint) to public;
+
+-- Time passing within a claim's lease: `seconds` of it are left.
+create function pg_temp.lease_left(update_id bigint, seconds numeric) returns void language sql security definer as $$
+  update private.telegram_updates u set claimed_until = now() + make_interval(secs => $2)
+  where u.bot_id = tests.fx('bot') and u.update_id = $1 and u.claimed_until is not null
+$$;
+grant execute on function pg_temp.lease_left(bigint, numeric) to public;
 
 -- Time passing for a claim's lease: one held runs out; a settled one (null) has none to run out.
 create function pg_temp.expire(update_id bigint) returns void language sql security definer as $$
@@ -129,6 +143,11 @@ select is(
   'the question is linked to the claim in the same transaction'
 );
 select is(pg_temp.claim(9001), 'false/-', 'a redelivery while the lease holds is not claimed');
+select is(pg_temp.retry_after(9001), 420, 'it is told the lease''s remaining seconds (the whole 7 minutes, just claimed)');
+select pg_temp.lease_left(9001, 12.3);
+select is(pg_temp.retry_after(9001), 13, 'rounded up, as the lease runs down');
+select pg_temp.lease_left(9001, 0.2);
+select is(pg_temp.retry_after(9001), 1, 'and at least 1 second');
 
 -- The worker died mid-turn: nothing was answered, and the lease ran out.
 select pg_temp.expire(9001);
@@ -143,9 +162,11 @@ select is(pg_temp.user_messages('5550001'), 1, 'the question is stored once');
 
 -- Answered and sent: settled for good.
 select private.telegram_update_answered(tests.fx('bot'), 9001, pg_temp.question_of(9001));
+select is(pg_temp.retry_after(9001), null, 'an answer stored, not yet sent: nothing to wait for (it is sent again)');
 select private.telegram_update_answered(tests.fx('bot'), 9001, null);
 select pg_temp.expire(9001);
 select is(pg_temp.claim(9001), 'false/-', 'an answered update is never claimed again, lease or not');
+select is(pg_temp.retry_after(9001), null, 'a settled claim has no lease to wait for');
 
 -- A refusal told in the chat settles the claim too.
 select is(pg_temp.claim(9002), 'true/-', 'update 9002 is claimed');
@@ -153,6 +174,7 @@ select is(pg_temp.telegram_turn(9002, '5550001') ->> 'code', 'rate_limited', 'a 
 select private.telegram_update_answered(tests.fx('bot'), 9002, null);
 select pg_temp.expire(9002);
 select is(pg_temp.claim(9002), 'false/-', 'a claim settled after a refusal is not claimed again');
+select is(pg_temp.retry_after(9002), null, 'nor told to wait: nothing is in progress');
 
 -- A failure before the answer gives the lease back and keeps the question.
 select is(pg_temp.claim(9003), 'true/-', 'update 9003 is claimed');

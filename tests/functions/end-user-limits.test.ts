@@ -8,8 +8,10 @@
  * - a Telegram update whose worker died mid-turn (its claim left, the lease
  *   run out, nothing answered) is claimed again by Telegram's redelivery and
  *   answered, resuming with the question the dead turn stored: the question
- *   once, one answer, sent once; a redelivery while the lease holds, or after
- *   the answer, runs nothing.
+ *   once, one answer, sent once; a redelivery while the lease holds runs
+ *   nothing and is answered 503 `update_in_progress` with Retry-After the
+ *   lease's remaining seconds (a 200 would end Telegram's redeliveries); one
+ *   after the answer runs nothing and is answered 200 as a duplicate.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Sql } from '../../functions/_shared/db.ts';
@@ -114,7 +116,11 @@ describe('Telegram: a turn whose worker died', () => {
       headers: { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': secret },
       body: JSON.stringify(update),
     });
-    return { status: response.status, body: await response.json() as Record<string, unknown> };
+    return {
+      status: response.status,
+      retryAfter: response.headers.get('retry-after'),
+      body: await response.json() as Record<string, unknown>,
+    };
   };
   /** Time passing for a claim: a lease held runs out (a settled claim has none). */
   const leaseRunsOut = (updateId: number) =>
@@ -141,10 +147,17 @@ describe('Telegram: a turn whose worker died', () => {
     });
     telegram.reset();
 
-    // Within the lease the worker may still be running: the redelivery runs nothing.
+    // Within the lease the worker may still be running: the redelivery runs nothing, and is refused so
+    // that Telegram delivers it again (a 200 would be its last delivery).
     const early = await deliver(update);
-    expect(early).toEqual({ status: 200, body: { ok: true, handled: false, duplicate: true } });
+    expect(early.status).toBe(503);
+    expect(early.body).toEqual({ error: { code: 'update_in_progress', message: expect.any(String), request_id: expect.any(String) } });
+    // The lease's remaining seconds: just claimed, nearly all of its 7 minutes.
+    expect(Number(early.retryAfter)).toBeGreaterThan(400);
+    expect(Number(early.retryAfter)).toBeLessThanOrEqual(420);
     expect(sent()).toEqual([]);
+    expect(stub.chatRequests).toEqual([]);
+    expect(await messages(update.message.chat.id)).toEqual([{ role: 'user', content: 'Do you deliver on Saturdays?' }]);
 
     await leaseRunsOut(update.update_id);
     const resumed = await deliver(update);
@@ -159,7 +172,7 @@ describe('Telegram: a turn whose worker died', () => {
     // Answered and sent: a later redelivery (our 200 lost) runs and sends nothing, lease or not.
     await leaseRunsOut(update.update_id);
     const late = await deliver(update);
-    expect(late.body).toMatchObject({ duplicate: true });
+    expect(late).toEqual({ status: 200, retryAfter: null, body: { ok: true, handled: false, duplicate: true } });
     expect(await messages(update.message.chat.id)).toHaveLength(2);
     expect(sent()).toHaveLength(1);
     const [{ n }] = await sql<{ n: number }[]>`
