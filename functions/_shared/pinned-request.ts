@@ -9,6 +9,9 @@ import type { ApprovedDestination } from './ssrf.ts';
  * cannot steer the request elsewhere. TLS sends the URL's host as SNI and
  * verifies the certificate against it, not against the address. Redirects
  * are not followed; each request has its own connection, closed at the end.
+ * The addresses are raced as RFC 8305 (Happy Eyeballs) does, so one that
+ * drops SYNs (a broken AAAA record, a dead round-robin member) costs 250 ms,
+ * not the attempt. Bare-LF line ends are read as fetch reads them.
  *
  * The connection is raw TCP/TLS rather than fetch or node:http: fetch takes
  * no address, and the Supabase Edge Runtime's node:http is fetch underneath
@@ -56,6 +59,12 @@ interface Target {
   tls?: { hostname: string; ca?: string };
 }
 
+/** A TCP connection not used yet: `start` the exchange over it (TLS first when the target asks), or `close` it. */
+interface Opened {
+  start(): Promise<Connection>;
+  close(): void;
+}
+
 /** The part of Deno's namespace used here; absent under Node. */
 interface DenoConn {
   read(buffer: Uint8Array): Promise<number | null>;
@@ -63,7 +72,8 @@ interface DenoConn {
   close(): void;
 }
 interface DenoNet {
-  connect(options: { hostname: string; port: number; transport: 'tcp' }): Promise<DenoConn>;
+  /** `signal` gives up on a pending connect; a runtime without it (older Edge Runtimes) ignores it. */
+  connect(options: { hostname: string; port: number; transport: 'tcp'; signal: AbortSignal }): Promise<DenoConn>;
   startTls(conn: DenoConn, options: { hostname: string; caCerts?: string[] }): Promise<DenoConn>;
 }
 
@@ -78,78 +88,170 @@ const DENO_ERROR_CODES: Record<string, string> = {
   HostUnreachable: 'EHOSTUNREACH',
 };
 
-async function denoConnect(deno: DenoNet, target: Target): Promise<Connection> {
+async function denoOpen(deno: DenoNet, target: Target, signal: AbortSignal): Promise<Opened> {
   let conn: DenoConn;
   try {
-    conn = await deno.connect({ hostname: target.address, port: target.port, transport: 'tcp' });
+    conn = await deno.connect({ hostname: target.address, port: target.port, transport: 'tcp', signal });
   } catch (error) {
     const code = error instanceof Error ? DENO_ERROR_CODES[error.name] : undefined;
     throw code ? new Error(`connect ${code} ${target.address}:${target.port}`, { cause: error }) : error;
   }
-  if (target.tls) {
-    const { hostname, ca } = target.tls;
+  const close = (open: DenoConn) => {
     try {
-      conn = await deno.startTls(conn, { hostname, ...(ca ? { caCerts: [ca] } : {}) });
-    } catch (error) {
-      conn.close();
-      throw error;
+      open.close();
+    } catch {
+      // Already closed, or handed over to TLS.
     }
-  }
-  const open = conn;
-  const buffer = new Uint8Array(16 * 1024);
+  };
+  let closed = false;
+  let current = conn;
   return {
-    async read() {
-      const size = await open.read(buffer);
-      return size === null ? null : buffer.slice(0, size);
-    },
-    async write(bytes) {
-      for (let at = 0; at < bytes.length;) at += await open.write(bytes.subarray(at));
+    async start() {
+      if (target.tls) {
+        const { hostname, ca } = target.tls;
+        try {
+          current = await deno.startTls(conn, { hostname, ...(ca ? { caCerts: [ca] } : {}) });
+        } catch (error) {
+          close(conn);
+          throw error;
+        }
+        // Closed while the handshake ran.
+        if (closed) close(current);
+      }
+      const open = current;
+      const buffer = new Uint8Array(16 * 1024);
+      return {
+        async read() {
+          const size = await open.read(buffer);
+          return size === null ? null : buffer.slice(0, size);
+        },
+        async write(bytes) {
+          for (let at = 0; at < bytes.length;) at += await open.write(bytes.subarray(at));
+        },
+        close: () => close(open),
+      };
     },
     close() {
-      try {
-        open.close();
-      } catch {
-        // Already closed.
-      }
+      closed = true;
+      close(current);
     },
   };
 }
 
-function nodeConnect(target: Target): Promise<Connection> {
+function nodeOpen(target: Target, signal: AbortSignal): Promise<Opened> {
   return new Promise((resolve, reject) => {
-    const socket: Socket = target.tls
-      ? tlsConnect({ host: target.address, port: target.port, servername: target.tls.hostname, ca: target.tls.ca })
-      : netConnect({ host: target.address, port: target.port });
-    socket.once('error', reject);
-    socket.once(target.tls ? 'secureConnect' : 'connect', () => {
-      socket.off('error', reject);
-      // Later failures surface through the reads and writes below.
-      socket.on('error', () => undefined);
-      const chunks = socket[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
+    const socket = netConnect({ host: target.address, port: target.port });
+    const onAbort = () => socket.destroy(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    // Failures after the connect surface through the TLS handshake, the reads and the writes.
+    socket.on('error', reject);
+    socket.once('close', () => signal.removeEventListener('abort', onAbort));
+    socket.once('connect', () => {
+      signal.removeEventListener('abort', onAbort);
+      let secure: Socket | undefined;
       resolve({
-        async read() {
-          const next = await chunks.next();
-          return next.done ? null : next.value;
+        async start() {
+          if (target.tls) secure = await nodeStartTls(socket, target.tls);
+          return nodeConnection(secure ?? socket);
         },
-        write: (bytes) => new Promise((done, fail) => socket.write(bytes, (error) => (error ? fail(error) : done()))),
-        close: () => socket.destroy(),
+        close() {
+          secure?.destroy();
+          socket.destroy();
+        },
       });
     });
   });
 }
 
-/** The approved addresses in turn until one connects; the last failure if none does. */
-async function connectPinned(targets: Target[]): Promise<Connection> {
+function nodeStartTls(socket: Socket, { hostname, ca }: NonNullable<Target['tls']>): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const secure = tlsConnect({ socket, servername: hostname, ca });
+    // Failures after the handshake surface through the reads and the writes.
+    secure.on('error', reject);
+    secure.once('secureConnect', () => resolve(secure));
+  });
+}
+
+function nodeConnection(socket: Socket): Connection {
+  const chunks = socket[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
+  return {
+    async read() {
+      const next = await chunks.next();
+      return next.done ? null : next.value;
+    },
+    write: (bytes) => new Promise((done, fail) => socket.write(bytes, (error) => (error ? fail(error) : done()))),
+    close: () => socket.destroy(),
+  };
+}
+
+/** How long an address has to connect before the next one starts too (RFC 8305 §5 recommends 250 ms). */
+const ATTEMPT_DELAY_MS = 250;
+
+/** IPv6 and IPv4 alternately, IPv6 first (RFC 8305 §4), each family in the resolver's order. */
+export function connectionOrder(addresses: string[]): string[] {
+  const v6 = addresses.filter((address) => isIP(address) === 6);
+  const v4 = addresses.filter((address) => isIP(address) !== 6);
+  return Array.from({ length: Math.max(v6.length, v4.length) }, (_, i) => [v6[i], v4[i]])
+    .flat()
+    .filter((address) => address !== undefined);
+}
+
+/**
+ * TCP to the first target that connects: each starts when the one before has
+ * failed or has not connected within ATTEMPT_DELAY_MS, the rest are given up
+ * (and closed should they connect later). Rejects with the last failure when
+ * every target failed, and with the signal's reason when it aborts first.
+ */
+function connectFirst(targets: Target[], signal: AbortSignal): Promise<Opened> {
   const deno = (globalThis as { Deno?: DenoNet }).Deno;
-  let failure: unknown;
-  for (const target of targets) {
-    try {
-      return deno ? await denoConnect(deno, target) : await nodeConnect(target);
-    } catch (error) {
-      failure = error;
-    }
-  }
-  throw failure;
+  return new Promise((resolve, reject) => {
+    const pending = new Set<AbortController>();
+    let next = 0;
+    let settled = false;
+    let failure: unknown;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const settle = () => {
+      settled = true;
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+      for (const attempt of pending) attempt.abort();
+    };
+    const onAbort = () => {
+      settle();
+      reject(signal.reason);
+    };
+    const startNext = () => {
+      clearTimeout(timer);
+      if (settled) return;
+      if (next === targets.length) {
+        if (pending.size === 0) {
+          settle();
+          reject(failure);
+        }
+        return;
+      }
+      const target = targets[next++];
+      const attempt = new AbortController();
+      pending.add(attempt);
+      (deno ? denoOpen(deno, target, attempt.signal) : nodeOpen(target, attempt.signal)).then(
+        (opened) => {
+          pending.delete(attempt);
+          if (settled) return opened.close();
+          settle();
+          resolve(opened);
+        },
+        (error) => {
+          pending.delete(attempt);
+          failure = error;
+          startNext();
+        },
+      );
+      if (next < targets.length) timer = setTimeout(startNext, ATTEMPT_DELAY_MS);
+    };
+    if (signal.aborted) return reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    startNext();
+  });
 }
 
 /** `work`, or the signal's reason once it aborts; a value that arrives too late is handed to `discard`. */
@@ -207,6 +309,12 @@ class Incoming {
     }
   }
 
+  /** A line ended by LF, without it or a CR before it (RFC 9112 §2.2 lets a recipient take a bare LF as the end). */
+  async line(limit: number): Promise<Uint8Array> {
+    const line = await this.until('\n', limit);
+    return line.at(-1) === 0x0d ? line.subarray(0, -1) : line;
+  }
+
   /** Up to `size` bytes, fewer only at the end of the stream (then empty). */
   async take(size: number): Promise<Uint8Array> {
     while (this.buffered.length === 0 && (await this.more()));
@@ -229,11 +337,23 @@ interface Head {
   headers: Headers;
 }
 
+/** The lines up to the empty one that ends a header block, MAX_HEAD_BYTES at most. */
+async function readHeadLines(incoming: Incoming): Promise<string[]> {
+  const decoder = new TextDecoder('latin1');
+  const lines: string[] = [];
+  for (let left = MAX_HEAD_BYTES;;) {
+    const line = await incoming.line(left);
+    if (line.length === 0) return lines;
+    left -= line.length + 1;
+    if (left < 0) throw new Error(`the response's header exceeds ${MAX_HEAD_BYTES} bytes`);
+    lines.push(decoder.decode(line));
+  }
+}
+
 /** Status line and header fields; 1xx interim answers (103 Early Hints) are skipped. */
 async function readHead(incoming: Incoming): Promise<Head> {
   for (;;) {
-    const text = new TextDecoder('latin1').decode(await incoming.until('\r\n\r\n', MAX_HEAD_BYTES));
-    const [statusLine, ...lines] = text.split('\r\n');
+    const [statusLine = '', ...lines] = await readHeadLines(incoming);
     const match = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(statusLine);
     if (!match) throw new Error('the response is not HTTP/1.1');
     const status = Number(match[1]);
@@ -276,11 +396,11 @@ async function readBody(incoming: Incoming, head: Head, limit: number): Promise<
       // No body, whatever the header says.
     } else if (/(^|,)\s*chunked\s*$/i.test(head.headers.get('transfer-encoding') ?? '')) {
       while (size < limit) {
-        const line = new TextDecoder().decode(await incoming.until('\r\n', 1024));
+        const line = new TextDecoder().decode(await incoming.line(1024));
         const length = parseInt(line.split(';')[0].trim(), 16);
         if (!Number.isFinite(length) || length <= 0) break;
         if (!(await copy(length))) break;
-        if (size < limit) await incoming.until('\r\n', 2);
+        if (size < limit) await incoming.line(2);
       }
     } else {
       const declared = head.headers.get('content-length');
@@ -339,16 +459,17 @@ export async function pinnedRequest(options: PinnedRequest): Promise<PinnedRespo
   const body = typeof options.body === 'string' ? new TextEncoder().encode(options.body) : options.body;
   const request = requestBytes(options, body);
 
-  const targets = addresses.map((address) => ({
+  const targets = connectionOrder(addresses).map((address) => ({
     address,
     port,
     ...(tls ? { tls: { hostname, ca: options.ca } } : {}),
   }));
-  const connection = await untilAborted(connectPinned(targets), signal, (late) => late.close());
-  // From here an abort closes the connection, which ends any read or write under way.
-  const onAbort = () => connection.close();
+  const opened = await connectFirst(targets, signal);
+  // From here an abort closes the connection, which ends the handshake or any read or write under way.
+  const onAbort = () => opened.close();
   signal.addEventListener('abort', onAbort, { once: true });
   try {
+    const connection = await untilAborted(opened.start(), signal, (late) => late.close());
     const incoming = new Incoming(connection);
     const head = await untilAborted(
       connection.write(request).then(() => readHead(incoming)),
@@ -357,6 +478,6 @@ export async function pinnedRequest(options: PinnedRequest): Promise<PinnedRespo
     return { ...head, body: await readBody(incoming, head, options.maxBodyBytes) };
   } finally {
     signal.removeEventListener('abort', onAbort);
-    connection.close();
+    opened.close();
   }
 }

@@ -2,9 +2,16 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import {
+  type AddressInfo,
+  connect as netConnect,
+  createServer as createNetServer,
+  type Server as NetServer,
+  type Socket,
+} from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type ClaimedDelivery,
@@ -12,6 +19,7 @@ import {
   sendAttempt,
   type SendOptions,
 } from '../../functions/webhook-dispatcher/send.ts';
+import { connectionOrder } from '../../functions/_shared/pinned-request.ts';
 
 const NOW = new Date('2026-11-23T10:00:00Z');
 const delivery = (url: string): ClaimedDelivery => ({
@@ -28,11 +36,11 @@ const delivery = (url: string): ClaimedDelivery => ({
  * A resolver whose first answer is `first` and every later one 10.0.0.7: a name rebound between the SSRF check and
  * the request. Names under .example resolve nowhere else, so a request that resolved again could not connect.
  */
-function rebinding(first: string) {
+function rebinding(...first: string[]) {
   const asked: string[] = [];
   const resolve = async (hostname: string) => {
     asked.push(hostname);
-    return asked.length === 1 ? [first] : ['10.0.0.7'];
+    return asked.length === 1 ? first : ['10.0.0.7'];
   };
   return { asked, policy: { allowLoopback: true, resolve } };
 }
@@ -116,8 +124,88 @@ beforeAll(async () => {
     res.writeHead(200).end(`tls ${req.headers.host}`);
   });
   tlsPort = await listen(tlsServer);
+  blackhole = await openBlackhole(BLACKHOLE, port);
+  rawServer = createNetServer(answerRaw);
+  await new Promise<void>((resolve) => rawServer.listen(0, '127.0.0.1', resolve));
+  rawBase = `http://127.0.0.1:${(rawServer.address() as AddressInfo).port}`;
 });
-afterAll(() => Promise.all([close(server), close(tlsServer)]));
+afterAll(() =>
+  Promise.all([
+    close(server),
+    close(tlsServer),
+    blackhole.release(),
+    new Promise((resolve) => rawServer.close(resolve)),
+  ])
+);
+
+/**
+ * An address that drops SYNs, like a dead round-robin member or a broken AAAA record: BLACKHOLE (Linux routes all of
+ * 127.0.0.0/8 to loopback) on `port`, listened on by a thread that is then blocked so it accepts nothing, with its
+ * backlog of 1 filled until a connection goes unanswered. The kernel drops SYNs to a listener whose queue is full.
+ */
+const BLACKHOLE = '127.0.0.2';
+let blackhole: { release(): Promise<void> };
+async function openBlackhole(host: string, port: number) {
+  const gate = new Int32Array(new SharedArrayBuffer(4));
+  const worker = new Worker(
+    `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const server = require('node:net').createServer();
+    server.listen({ host: workerData.host, port: workerData.port, backlog: 1 }, () => {
+      parentPort.postMessage('listening');
+      Atomics.wait(workerData.gate, 0, 0);
+      server.close();
+    });
+  `,
+    { eval: true, workerData: { host, port, gate } },
+  );
+  await new Promise((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  const fillers: Socket[] = [];
+  const connects = (socket: Socket) =>
+    new Promise<boolean>((resolve, reject) => {
+      socket.once('connect', () => resolve(true));
+      socket.once('error', reject);
+      setTimeout(() => resolve(false), 200);
+    });
+  for (let connected = true; connected;) {
+    if (fillers.length === 16) throw new Error(`${host}:${port} kept accepting connections`);
+    const socket = netConnect({ host, port });
+    fillers.push(socket);
+    connected = await connects(socket);
+    socket.on('error', () => undefined);
+  }
+  return {
+    async release() {
+      for (const socket of fillers) socket.destroy();
+      Atomics.store(gate, 0, 1);
+      Atomics.notify(gate, 0);
+      await worker.terminate();
+    },
+  };
+}
+
+/** Answers written byte for byte, by path, once the whole request has arrived. */
+const RAW_ANSWERS: Record<string, string> = {
+  '/lf': 'HTTP/1.1 200 OK\nContent-Length: 2\n\nok',
+  '/lf-chunked': 'HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n2\nok\n3;note=1\n!!!\n0\n\n',
+  '/lf-chunks': 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\nok\n3\r\n!!!\n0\n\n',
+};
+let rawServer: NetServer;
+let rawBase: string;
+function answerRaw(socket: Socket) {
+  let request = '';
+  socket.setEncoding('latin1');
+  socket.on('data', (chunk: string) => {
+    request += chunk;
+    const end = request.indexOf('\r\n\r\n');
+    const length = /\r\ncontent-length: *(\d+)/i.exec(request)?.[1];
+    if (end < 0 || request.length < end + 4 + Number(length ?? 0)) return;
+    socket.end(RAW_ANSWERS[/^\S+ (\S+)/.exec(request)?.[1] ?? ''] ?? 'HTTP/1.1 404 Not Found\r\n\r\n');
+  });
+}
 
 
 describe('one attempt', () => {
@@ -205,9 +293,44 @@ describe('one attempt', () => {
     expect(result).toMatchObject({ statusCode: null, error: 'no response within 100 ms' });
   });
 
+  it('moves on from an address that does not answer after 250 ms and keeps the one that connects', async () => {
+    received.length = 0;
+    const { policy } = rebinding(BLACKHOLE, '127.0.0.1');
+    const result = await sendAttempt(
+      delivery(`http://hooks.eyeballs-test.example:${port}/eyeballs`),
+      options({ policy, timeoutMs: 5000 }),
+    );
+    expect(result).toMatchObject({ statusCode: 200, error: null, responseBody: 'ok' });
+    expect(result.durationMs).toBeLessThan(2000);
+    expect(received.map((r) => r.path)).toEqual(['/eyeballs']);
+  });
+
+  it('reads answers whose lines end in a bare LF, in the header block and in chunk-size lines', async () => {
+    for (const path of ['/lf', '/lf-chunked', '/lf-chunks']) {
+      expect(await sendAttempt(delivery(`${rawBase}${path}`), options()), path).toMatchObject({
+        statusCode: 200,
+        error: null,
+        responseBody: path === '/lf' ? 'ok' : 'ok!!!',
+      });
+    }
+  });
+
   it('records an unsigned attempt as a failure rather than throwing', async () => {
     const result = await sendAttempt({ ...delivery(`${base}/`), secrets: [] }, options());
     expect(result).toMatchObject({ statusCode: null, error: 'No secret to sign the message with.' });
+  });
+});
+
+describe('the order addresses are tried in', () => {
+  it("alternates IPv6 and IPv4, IPv6 first, each family in the resolver's order", () => {
+    expect(connectionOrder(['192.0.2.1', '192.0.2.2', '2001:db8::1', '192.0.2.3', '2001:db8::2'])).toEqual([
+      '2001:db8::1',
+      '192.0.2.1',
+      '2001:db8::2',
+      '192.0.2.2',
+      '192.0.2.3',
+    ]);
+    expect(connectionOrder(['192.0.2.2', '192.0.2.1'])).toEqual(['192.0.2.2', '192.0.2.1']);
   });
 });
 
@@ -259,7 +382,8 @@ describe('under Deno', () => {
     const results = [];
     for (const attempt of input.attempts) {
       const asked = [];
-      const resolve = async (hostname) => (asked.push(hostname), asked.length === 1 ? ['127.0.0.1'] : ['10.0.0.7']);
+      const first = attempt.addresses ?? ['127.0.0.1'];
+      const resolve = async (hostname) => (asked.push(hostname), asked.length === 1 ? first : ['10.0.0.7']);
       const result = await sendAttempt(attempt.delivery, {
         now: () => new Date(input.now),
         policy: { allowLoopback: true, resolve },
@@ -267,12 +391,20 @@ describe('under Deno', () => {
         userAgent: 'test-agent/1',
         ca: attempt.ca,
       });
-      results.push({ asked, statusCode: result.statusCode, error: result.error, responseBody: result.responseBody });
+      const { statusCode, error, responseBody, durationMs } = result;
+      results.push({ asked, statusCode, error, responseBody, durationMs });
     }
     console.log(JSON.stringify(results));
   `;
-  type Outcome = { asked: string[]; statusCode: number | null; error: string | null; responseBody: string | null };
-  const runInDeno = (attempts: Array<{ delivery: ClaimedDelivery; ca?: string; timeoutMs?: number }>) =>
+  type Outcome = {
+    asked: string[];
+    statusCode: number | null;
+    error: string | null;
+    responseBody: string | null;
+    durationMs: number;
+  };
+  type Attempt = { delivery: ClaimedDelivery; ca?: string; timeoutMs?: number; addresses?: string[] };
+  const runInDeno = (attempts: Attempt[]) =>
     new Promise<Outcome[]>((resolve, reject) =>
       execFile(
         `${root}node_modules/.bin/deno`,
@@ -294,7 +426,12 @@ describe('under Deno', () => {
       { delivery: delivery(`${base}/silent`), timeoutMs: 150 },
       { delivery: delivery(`${base}/stall`), timeoutMs: 150 },
     ]);
-    expect(plain).toEqual({ asked: ['hooks.rebind-test.example'], statusCode: 200, error: null, responseBody: 'ok' });
+    expect(plain).toMatchObject({
+      asked: ['hooks.rebind-test.example'],
+      statusCode: 200,
+      error: null,
+      responseBody: 'ok',
+    });
     expect(received.find((r) => r.path === '/in')?.headers.host).toBe(`hooks.rebind-test.example:${port}`);
     expect(tls).toMatchObject({ asked: ['receiver.pinning-test.example'], statusCode: 200, error: null });
     expect(servernames).toEqual(['receiver.pinning-test.example']);
@@ -306,5 +443,25 @@ describe('under Deno', () => {
     });
     expect(silent).toMatchObject({ statusCode: null, error: 'no response within 150 ms' });
     expect(stalled).toMatchObject({ statusCode: 200, error: null, responseBody: 'partial' });
+  });
+
+  it('moves on from an address that does not answer, and reads bare-LF answers', async () => {
+    received.length = 0;
+    const [eyeballs, lf, lfChunked, lfChunks] = await runInDeno([
+      {
+        delivery: delivery(`http://hooks.eyeballs-test.example:${port}/eyeballs-deno`),
+        addresses: [BLACKHOLE, '127.0.0.1'],
+        timeoutMs: 5000,
+      },
+      { delivery: delivery(`${rawBase}/lf`) },
+      { delivery: delivery(`${rawBase}/lf-chunked`) },
+      { delivery: delivery(`${rawBase}/lf-chunks`) },
+    ]);
+    expect(eyeballs).toMatchObject({ statusCode: 200, error: null, responseBody: 'ok' });
+    expect(eyeballs.durationMs).toBeLessThan(2000);
+    expect(received.map((r) => r.path)).toEqual(['/eyeballs-deno']);
+    expect(lf).toMatchObject({ statusCode: 200, error: null, responseBody: 'ok' });
+    expect(lfChunked).toMatchObject({ statusCode: 200, error: null, responseBody: 'ok!!!' });
+    expect(lfChunks).toMatchObject({ statusCode: 200, error: null, responseBody: 'ok!!!' });
   });
 });
