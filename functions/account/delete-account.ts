@@ -1,5 +1,5 @@
 import type { UserClaims } from '../_shared/auth.ts';
-import { asServiceRole, type Sql, withUserScope } from '../_shared/db.ts';
+import { asServiceRole, withUserScope } from '../_shared/db.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { httpErrorFromPostgres, isPostgresError } from '../_shared/pg-errors.ts';
 import type { RemovalDeps } from './file-removal.ts';
