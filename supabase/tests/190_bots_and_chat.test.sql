@@ -913,7 +913,7 @@ select results_eq(
   'chat_finish: the conversation records the time and the (trimmed) reason'
 );
 select results_eq(
-  $$select org_id, payload from public.events where type = 'conversation.escalated'$$,
+  $$select org_id, payload from public.events where type = 'conversation.escalated' and org_id = tests.fx('org_a')$$,
   $$values (tests.fx('org_a'), jsonb_build_object('conversation_id', (pg_temp.answer('tg-a') ->> 'conversation_id')::uuid,
       'bot_id', tests.fx('bot_support'), 'channel', 'telegram', 'reason', 'The user asked for a human.', 'action', 'notify'))$$,
   'chat_finish: a notify bot emits conversation.escalated with conversation, bot, channel, reason and action'
