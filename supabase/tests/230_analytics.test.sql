@@ -173,43 +173,44 @@ select results_eq(
 );
 select is(
   (select by_api_key from public.analytics_usage_daily(tests.fx('org_a'), '2026-03-27', '2026-03-31') where day = '2026-03-30'),
-  jsonb_build_array(jsonb_build_object('api_key_id', tests.fx('key_a'), 'tokens_in', 50, 'tokens_out', 10)),
+  jsonb_build_array(jsonb_build_object('api_key_id', tests.fx('key_a'), 'tokens_in', 50, 'tokens_out', 10, 'speech_seconds', 0)),
   'usage_daily: by_api_key'
 );
 select is(
   (select by_bot from public.analytics_usage_daily(tests.fx('org_a'), '2026-03-27', '2026-03-31') where day = '2026-03-29'),
-  '[{"bot_id": null, "tokens_in": 1000, "tokens_out": 0}]'::jsonb,
+  '[{"bot_id": null, "tokens_in": 1000, "tokens_out": 0, "speech_seconds": 0}]'::jsonb,
   'usage_daily: by_bot (usage without a bot under bot_id null)'
 );
 
 select is(
   (select u - 'by_bot' - 'by_api_key' - 'quota' - 'last_24h' - 'last_7d' from public.analytics_usage(tests.fx('org_a'), '2026-03-27', '2026-03-31') u),
   jsonb_build_object('org_id', tests.fx('org_a'), 'from_date', '2026-03-27', 'to_date', '2026-03-31', 'time_zone', 'Europe/Berlin',
-    'tokens_in', 1150, 'tokens_out', 30, 'by_kind', '{"chat": {"tokens_in": 150, "tokens_out": 30}, "embedding": {"tokens_in": 1000, "tokens_out": 0}, "speech": {"tokens_in": 0, "tokens_out": 0}}'::jsonb),
+    'tokens_in', 1150, 'tokens_out', 30, 'speech_seconds', 0, 'by_kind', '{"chat": {"tokens_in": 150, "tokens_out": 30}, "embedding": {"tokens_in": 1000, "tokens_out": 0}, "speech": {"tokens_in": 0, "tokens_out": 0}}'::jsonb),
   'usage: range totals by kind'
 );
 select is(
   (select u -> 'by_bot' from public.analytics_usage(tests.fx('org_a'), '2026-03-27', '2026-03-31') u),
   jsonb_build_array(
-    jsonb_build_object('bot_id', null, 'bot_name', null, 'tokens_in', 1000, 'tokens_out', 0),
-    jsonb_build_object('bot_id', tests.fx('bot_xena'), 'bot_name', 'Xena', 'tokens_in', 100, 'tokens_out', 20),
-    jsonb_build_object('bot_id', tests.fx('bot_yuri'), 'bot_name', 'Yuri', 'tokens_in', 50, 'tokens_out', 10)),
+    jsonb_build_object('bot_id', null, 'bot_name', null, 'tokens_in', 1000, 'tokens_out', 0, 'speech_seconds', 0),
+    jsonb_build_object('bot_id', tests.fx('bot_xena'), 'bot_name', 'Xena', 'tokens_in', 100, 'tokens_out', 20, 'speech_seconds', 0),
+    jsonb_build_object('bot_id', tests.fx('bot_yuri'), 'bot_name', 'Yuri', 'tokens_in', 50, 'tokens_out', 10, 'speech_seconds', 0)),
   'usage: by_bot, largest first'
 );
 select is(
   (select u -> 'by_api_key' from public.analytics_usage(tests.fx('org_a'), '2026-03-27', '2026-03-31') u),
   jsonb_build_array(
-    jsonb_build_object('api_key_id', null, 'api_key_name', null, 'tokens_in', 1100, 'tokens_out', 20),
-    jsonb_build_object('api_key_id', tests.fx('key_a'), 'api_key_name', 'Server', 'tokens_in', 50, 'tokens_out', 10)),
+    jsonb_build_object('api_key_id', null, 'api_key_name', null, 'tokens_in', 1100, 'tokens_out', 20, 'speech_seconds', 0),
+    jsonb_build_object('api_key_id', tests.fx('key_a'), 'api_key_name', 'Server', 'tokens_in', 50, 'tokens_out', 10, 'speech_seconds', 0)),
   'usage: by_api_key'
 );
 select is(
   (select jsonb_build_array(u -> 'last_24h' -> 'tokens_in', u -> 'last_24h' -> 'tokens_out', u -> 'last_7d' -> 'tokens_in', u -> 'last_7d' -> 'tokens_out',
-     u -> 'last_7d' -> 'by_kind' -> 'speech' -> 'tokens_in')
+     u -> 'last_7d' -> 'by_kind' -> 'speech' -> 'tokens_in', u -> 'last_24h' -> 'speech_seconds', u -> 'last_7d' -> 'speech_seconds')
    from public.analytics_usage(tests.fx('org_a'), '2026-03-27', '2026-03-31') u),
-  -- The fixture's ended call of 120 s is metered as speech when inserted, at now() (20261123009900).
-  '[130, 5, 137, 8, 127]'::jsonb,
-  'usage: last 24 hours and last 7 days, whatever the range'
+  -- Token totals are chat and embedding only (20261123010700): the speech row of 3 days ago (7 in, 3 out) and
+  -- the fixture call's 120 s, metered as speech when inserted at now() (20261123009900), are speech seconds.
+  '[10, 5, 10, 5, 127, 120, 127]'::jsonb,
+  'usage: last 24 hours and last 7 days, whatever the range; speech seconds beside the tokens'
 );
 select is(
   (select (u -> 'quota') - 'period_start' - 'period_end' from public.analytics_usage(tests.fx('org_a'), '2026-03-27', '2026-03-31') u),
