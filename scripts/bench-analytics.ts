@@ -65,8 +65,8 @@ insert into public.memberships (org_id, user_id, role, created_at) values
 insert into public.invitations (org_id, email, role, expires_at)
 select '${MEASURED_ORG}', 'invitee' || n || '@bench-analytics.test', 'member', now() + interval '5 days' from generate_series(1, 5) n;
 
-insert into public.bots (org_id, name, slug)
-select o.id, 'Bot ' || b, 'bot-' || b from public.organizations o cross join generate_series(1, 3) b where o.slug like 'bench-analytics-%';
+insert into public.bots (org_id, name, slug, model, temperature, max_tokens)
+select o.id, 'Bot ' || b, 'bot-' || b, 'gpt-4o-mini', 0.3, 512 from public.organizations o cross join generate_series(1, 3) b where o.slug like 'bench-analytics-%';
 insert into public.business_hours (org_id, weekday, opens, closes)
 select o.id, d, '09:00', '17:00' from public.organizations o cross join generate_series(1, 5) d where o.slug like 'bench-analytics-%';
 
