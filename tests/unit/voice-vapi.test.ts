@@ -434,6 +434,20 @@ describe('redactVapiBody', () => {
     expect(JSON.stringify(redacted)).not.toContain('twilio-auth-token-secret');
     expect(() => redactVapiBody('not json')).toThrow(CallEventParseError);
   });
+
+  it('replaces the call\'s live links (listen, control, transport, web call), which would let a reader join the call', () => {
+    const report = vapiEndOfCallReport({}) as { message: Record<string, unknown> };
+    const call = {
+      id: 'call-live-links',
+      monitor: { listenUrl: 'wss://phone-call-websocket.aws-us-west-2-backend-production2.vapi.ai/listen-abc', controlUrl: 'https://phone-call-websocket.aws-us-west-2-backend-production2.vapi.ai/control-abc' },
+      transport: { provider: 'twilio', callUrl: 'https://api.twilio.com/2010-04-01/Accounts/AC1/Calls/CA1.json' },
+      webCallUrl: 'https://vapi.daily.co/room-abc',
+    };
+    const raw = JSON.stringify({ message: { ...report.message, call } });
+    const stored = JSON.stringify(redactVapiBody(raw));
+    for (const link of ['listen-abc', 'control-abc', 'Calls/CA1', 'room-abc']) expect(stored).not.toContain(link);
+    expect(stored).toContain('call-live-links');
+  });
 });
 
 describe('Vapi times', () => {

@@ -521,9 +521,12 @@ export function verifyVapiSignature(
 
 // Keys whose values are credentials: Vapi's messages embed the phone number
 // (with the Twilio or Vonage auth token) and the assistant (with server
-// secrets, headers and provider credentials).
+// secrets, headers and provider credentials), and the call's live links
+// (monitor.listenUrl streams its audio, monitor.controlUrl speaks into or
+// ends it; transport and web-call URLs), which whoever reads the stored
+// event must not get.
 const SECRET_KEY =
-  /secret|password|authtoken|auth_token|apikey|api_key|privatekey|private_key|accesstoken|access_token|refreshtoken|refresh_token|^token$|^authorization$|^headers$|^credentials$/iu;
+  /secret|password|authtoken|auth_token|apikey|api_key|privatekey|private_key|accesstoken|access_token|refreshtoken|refresh_token|^token$|^authorization$|^headers$|^credentials$|^monitor$|^transport$|^webcallurl$|^listenurl$|^controlurl$/iu;
 
 /**
  * The message as JSON with every credential replaced by "[redacted]", for
