@@ -15,12 +15,13 @@ import { answerOnce, idempotencyKeyFrom, replayHeaders } from '../_shared/idempo
 import { mapPostgresErrors } from '../_shared/pg-errors.ts';
 import { asKey } from './caller.ts';
 import { callColumns, type CallRow, toApiCall } from './representation.ts';
+import { scheduledAt } from './scheduled-at.ts';
 
 export const createCallBody = z.strictObject({
   bot_id: z.guid(),
   // Normalized and checked (E.164) by the database, which words the refusal.
   to_number: z.string().min(1).max(64),
-  scheduled_at: z.iso.datetime({ offset: true }).optional(),
+  scheduled_at: scheduledAt.optional(),
   callee_time_zone: z.string().min(1).max(64).optional(),
 });
 

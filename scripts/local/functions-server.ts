@@ -36,7 +36,8 @@ export interface FunctionsServerOptions {
   readyTimeoutMs?: number;
   /**
    * Other services on the same API port, by path prefix (e.g. `/storage/v1` for
-   * the Storage stand-in), as Supabase's API gateway routes them.
+   * the Storage stand-in), as Supabase's API gateway routes them. A service answers its own preflight
+   * (OPTIONS) and may set access-control-allow-headers; the gateway adds the origin rules.
    */
   services?: Record<string, (request: Request) => Promise<Response>>;
 }
@@ -254,11 +255,7 @@ export async function startFunctionsServer(options: FunctionsServerOptions): Pro
     const rawUrl = req.url ?? '/';
     const service = Object.entries(options.services ?? {}).find(([prefix]) => rawUrl.startsWith(`${prefix}/`));
     if (service) {
-      if (req.method === 'OPTIONS') {
-        res.writeHead(204, { ...corsHeaders(req.headers.origin, env), 'x-request-id': requestId });
-        res.end();
-        return;
-      }
+      // The service answers its preflight too: it knows the request headers it reads (Storage's x-upsert, ...).
       const response = await service[1](toWebRequest(req, `http://${host}${rawUrl}`));
       response.headers.set('x-request-id', requestId);
       await send(res, withCors(response, req.headers.origin, env));
@@ -386,7 +383,10 @@ function toWebRequest(req: IncomingMessage, url: string): Request {
   } as RequestInit);
 }
 
+/** The gateway's CORS headers on a service's answer; an allow list of request headers the service set stands. */
 function withCors(response: Response, origin: string | undefined, env: EnvReader): Response {
-  for (const [name, value] of Object.entries(corsHeaders(origin, env))) response.headers.set(name, value);
+  for (const [name, value] of Object.entries(corsHeaders(origin, env))) {
+    if (name !== 'access-control-allow-headers' || !response.headers.has(name)) response.headers.set(name, value);
+  }
   return response;
 }

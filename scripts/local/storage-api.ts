@@ -34,6 +34,14 @@ export interface StorageApiOptions {
 }
 
 export const STORAGE_PREFIX = '/storage/v1';
+// The request headers supabase-js storage sends, which a browser preflights and hosted Storage allows: besides
+// the client's own (and, with tracePropagation on, the trace context), x-upsert on every POST upload,
+// cache-control and content-encoding on uploads, x-metadata with a raw body's metadata. The answers it reads
+// (content-type, content-length) are CORS-safelisted, so nothing more is exposed.
+const STORAGE_ALLOW_HEADERS = [
+  'authorization', 'x-client-info', 'apikey', 'content-type', 'x-upsert', 'cache-control', 'content-encoding',
+  'x-metadata', 'traceparent', 'tracestate', 'baggage',
+].join(', ');
 const DEFAULT_MAX_FILE_SIZE = 50 * 1024 * 1024;
 
 class StorageError extends Error {
@@ -335,7 +343,14 @@ export function createStorageApi(options: StorageApiOptions): (request: Request)
     return new Response(request.method === 'HEAD' ? null : bytes, { status: 200, headers });
   }
 
+  // The gateway adds the origin rules (ALLOWED_ORIGINS); the allowed request headers are Storage's own.
   return async function handle(request: Request): Promise<Response> {
+    const response = request.method === 'OPTIONS' ? new Response(null, { status: 204 }) : await route(request);
+    response.headers.set('access-control-allow-headers', STORAGE_ALLOW_HEADERS);
+    return response;
+  };
+
+  async function route(request: Request): Promise<Response> {
     try {
       const path = new URL(request.url).pathname;
       if (!path.startsWith(`${STORAGE_PREFIX}/object/`)) throw new StorageError(404, 'not_found', `No route ${path}`);
@@ -363,5 +378,5 @@ export function createStorageApi(options: StorageApiOptions): (request: Request)
     } catch (error) {
       return storageErrorResponse(error);
     }
-  };
+  }
 }

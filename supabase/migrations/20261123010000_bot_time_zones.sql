@@ -247,7 +247,8 @@ end;
 $$;
 revoke execute on function private.callee_zone(uuid, uuid, text) from public, anon;
 
--- Latest definition: 20261123006000_api_key_calls.sql; only the callee's default zone changes.
+-- Latest definition: 20261123006000_api_key_calls.sql; the callee's default zone changes, and scheduled_at is
+-- bounded.
 create or replace function private.create_outbound_call(
   org_id uuid, bot_id uuid, to_number text, scheduled_at timestamptz, callee_time_zone text
 )
@@ -269,6 +270,11 @@ begin
   else
     perform private.require_acting_key_org(create_outbound_call.org_id);
   end if;
+  -- Further out, a queued call holds a call minute of the plan's quota until canceled, and past year 9999 its
+  -- time no longer prints as RFC 3339.
+  if create_outbound_call.scheduled_at > pg_catalog.now() + interval '366 days' then
+    raise exception 'scheduled_at may be at most 366 days ahead' using errcode = 'invalid_parameter_value';
+  end if;
   if number is null then
     raise exception 'not a phone number: %', coalesce(to_number, 'null')
       using errcode = 'invalid_parameter_value', hint = 'Use E.164 with the country code, e.g. +14155550123.';
@@ -284,7 +290,8 @@ end;
 $$;
 comment on function public.create_outbound_call(uuid, uuid, text, timestamptz, text) is 'Queues an outbound call from a bot to a number (normalized to E.164), dialled at the first moment at or after scheduled_at (default now) inside the bot''s business hours and 08:00-21:00 of the callee''s time zone (default the bot''s, else the org''s). Admins (calls.manage), or the service role for an API key with calls.write (POST /functions/v1/calls).';
 
--- Latest definition: 20261123009100_call_quota_and_product_cap.sql; only the callee's default zone changes.
+-- Latest definition: 20261123009100_call_quota_and_product_cap.sql; the callee's default zone changes, and
+-- scheduled_at is bounded.
 create or replace function private.create_call_campaign(
   org_id uuid, bot_id uuid, name text, numbers text[], scheduled_at timestamptz, callee_time_zone text
 )
@@ -308,6 +315,11 @@ begin
     perform private.require_permission(create_call_campaign.org_id, 'calls.manage');
   else
     perform private.require_acting_key_org(create_call_campaign.org_id);
+  end if;
+  -- Further out, a queued call holds a call minute of the plan's quota until canceled, and past year 9999 its
+  -- time no longer prints as RFC 3339.
+  if create_call_campaign.scheduled_at > pg_catalog.now() + interval '366 days' then
+    raise exception 'scheduled_at may be at most 366 days ahead' using errcode = 'invalid_parameter_value';
   end if;
   if clean_name is null or length(clean_name) not between 1 and 100 then
     raise exception 'a campaign name has 1 to 100 characters' using errcode = 'invalid_parameter_value';

@@ -6,7 +6,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(22);
+select plan(27);
 
 insert into tests.fixtures (name, id) values
   ('owner_a', tests.create_user('owner-a@272-bot-time-zones.test')),
@@ -178,6 +178,33 @@ select results_eq(
   $$select distinct c.callee_time_zone from public.calls c where c.campaign_id = (select campaign_id from campaign)$$,
   $$values ('America/Sao_Paulo'::text)$$,
   'a campaign queued without a callee zone takes the bot''s'
+);
+
+-- A call or campaign is scheduled at most 366 days ahead: one further out would hold a call minute of the
+-- plan's quota until canceled.
+select throws_ok(
+  $$select public.create_outbound_call(tests.fx('org'), tests.fx('sp'), '+14155550276', '9999-12-31 23:59:59Z')$$,
+  '22023', 'scheduled_at may be at most 366 days ahead',
+  'a call scheduled in year 9999 is refused'
+);
+select throws_ok(
+  $$select public.create_outbound_call(tests.fx('org'), tests.fx('sp'), '+14155550276', now() + interval '367 days')$$,
+  '22023', 'scheduled_at may be at most 366 days ahead',
+  'and one 367 days ahead'
+);
+select throws_ok(
+  $$select public.create_call_campaign(tests.fx('org'), tests.fx('sp'), 'Far 272', array['+14155550276'], now() + interval '367 days')$$,
+  '22023', 'scheduled_at may be at most 366 days ahead',
+  'a campaign 367 days ahead is refused'
+);
+select ok(
+  (select scheduled_at >= now() + interval '365 days'
+   from public.create_outbound_call(tests.fx('org'), tests.fx('sp'), '+14155550276', now() + interval '365 days')),
+  'a call 365 days ahead is queued'
+);
+select is(
+  (select count(*)::int from public.calls where org_id = tests.fx('org') and to_number = '+14155550276'), 1,
+  'the refused ones queued nothing'
 );
 
 -- ---------------------------------------------------------------------------

@@ -331,6 +331,18 @@ describe('bad input', () => {
     }
     expect(await callCount(org.id)).toBe(before);
   });
+
+  it('refuses a scheduled time more than 366 days ahead (422), queuing nothing', async () => {
+    const before = await callCount(org.id);
+    for (const scheduled_at of ['9999-12-31T23:59:59Z', new Date(Date.now() + 367 * 86_400_000).toISOString()]) {
+      const response = await post('', keys.writer, { bot_id: bot, to_number: '+14155550139', scheduled_at });
+      expect(response.status, scheduled_at).toBe(422);
+      const { error } = await response.json();
+      expect(error.code).toBe('invalid_request');
+      expect(error.message).toBe('Invalid request body: scheduled_at: must be at most 366 days ahead');
+    }
+    expect(await callCount(org.id)).toBe(before);
+  });
 });
 
 describe('placing and cancelling a call', () => {

@@ -70,6 +70,43 @@ afterAll(async () => {
 
 const file = (text: string, type = 'text/plain') => new Blob([text], { type });
 
+describe('CORS for a browser\'s supabase-js storage', () => {
+  const sent = ['authorization', 'apikey', 'x-upsert', 'cache-control', 'content-type', 'x-client-info', 'x-metadata'];
+  const allowed = (response: Response) =>
+    (response.headers.get('access-control-allow-headers') ?? '').split(',').map((name) => name.trim());
+
+  it('answers the preflight of an upload allowing every header storage-js sends; the functions\' list stays theirs', async () => {
+    const preflight = await fetch(`${gateway.url}/storage/v1/object/${BUCKET}/${ORG_A}/docs/cors.txt`, {
+      method: 'OPTIONS',
+      headers: {
+        origin: 'http://localhost:5173',
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': sent.join(','),
+      },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get('access-control-allow-origin')).toBe('*');
+    expect(preflight.headers.get('access-control-allow-methods')).toContain('POST');
+    expect(allowed(preflight)).toEqual(expect.arrayContaining([...sent, 'content-encoding']));
+    expect(preflight.headers.get('x-request-id')).toBeTruthy();
+
+    const functionsPreflight = await fetch(`${gateway.url}/functions/v1/health`, {
+      method: 'OPTIONS',
+      headers: { origin: 'http://localhost:5173', 'access-control-request-method': 'POST' },
+    });
+    expect(allowed(functionsPreflight)).not.toContain('x-upsert');
+  });
+
+  it('allows them on the answer too, which carries the gateway\'s origin rules', async () => {
+    const response = await fetch(`${gateway.url}/storage/v1/object/${BUCKET}/${ORG_A}/docs/none.txt`, {
+      headers: { origin: 'http://localhost:5173' },
+    });
+    expect(response.status).toBe(400);
+    expect(response.headers.get('access-control-allow-origin')).toBe('*');
+    expect(allowed(response)).toEqual(expect.arrayContaining(sent));
+  });
+});
+
 describe('the local Storage API through supabase-js', () => {
   it('uploads, downloads and lists an org file as a member; the row carries size and type', async () => {
     const path = `${ORG_A}/docs/a.txt`;

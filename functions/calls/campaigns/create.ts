@@ -15,6 +15,7 @@ import { json, readJson } from '../../_shared/http.ts';
 import { answerOnce, idempotencyKeyFrom, replayHeaders } from '../../_shared/idempotency.ts';
 import { mapPostgresErrors } from '../../_shared/pg-errors.ts';
 import { asKey } from '../caller.ts';
+import { scheduledAt } from '../scheduled-at.ts';
 import { campaignColumns, type CampaignRow, toApiCampaign } from './representation.ts';
 
 // The limits create_call_campaign enforces: 1 to 1000 numbers (duplicates and
@@ -31,7 +32,7 @@ export const createCampaignBody = z.strictObject({
     .refine((name) => name.length > 0 && [...name].length <= MAX_NAME_CHARACTERS, `must have 1 to ${MAX_NAME_CHARACTERS} characters`),
   // Each normalized and checked (E.164) by the database, which reports the ones that are not numbers.
   numbers: z.array(z.string().max(64)).min(1).max(MAX_NUMBERS),
-  scheduled_at: z.iso.datetime({ offset: true }).optional(),
+  scheduled_at: scheduledAt.optional(),
   callee_time_zone: z.string().min(1).max(64).optional(),
 });
 
