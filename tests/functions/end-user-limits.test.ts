@@ -69,8 +69,15 @@ describe('chat/completions: 60 a minute per end user behind a key', () => {
         body: JSON.stringify({ model: 'limits-desk', user, messages: [{ role: 'user', content: 'When do you open?' }] }),
       });
 
-    await freshMinute(40);
-    for (let request = 1; request <= 60; request += 1) {
+    // 58 turns already this minute in both buckets (written as the limiter counts them, so the test does not
+    // spend a loaded machine's minute sending them), then the 59th and 60th through the function.
+    await freshMinute(15);
+    for (const bucket of [`api_key:${key.id}:user:caller-loud`, `api_key:${key.id}`]) {
+      await sql`
+        insert into private.rate_limit_hits (bucket, window_start, hits)
+        values (${bucket}, to_timestamp(floor(extract(epoch from now()) / 60) * 60), 58)`;
+    }
+    for (let request = 59; request <= 60; request += 1) {
       const served = await ask('caller-loud');
       expect(served.status, `request ${request}`).toBe(200);
       await served.body?.cancel();
@@ -93,7 +100,7 @@ describe('chat/completions: 60 a minute per end user behind a key', () => {
     const [{ questions }] = await sql<{ questions: number }[]>`
       select count(*)::int as questions from public.messages m join public.conversations c on c.id = m.conversation_id
       where c.org_id = ${org.id} and c.external_user_id = 'caller-loud' and m.role = 'user'`;
-    expect(questions).toBe(60);
+    expect(questions).toBe(2);
   });
 });
 
