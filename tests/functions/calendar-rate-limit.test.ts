@@ -73,7 +73,8 @@ describe('GET /calendar/availability: 60 a minute per user', () => {
     expect((await refused.json()).error.code).toBe('rate_limited');
     const wait = Number(refused.headers.get('retry-after'));
     expect(wait).toBeGreaterThanOrEqual(1);
-    expect(wait).toBeLessThanOrEqual(60);
+    // At most the rest of the window plus one slot's share (60 s / 60 hits): 61 right after the window opens.
+    expect(wait).toBeLessThanOrEqual(61);
     // A refused request is not counted.
     expect(await hits(org.users.member)).toBe(60);
 

@@ -87,7 +87,8 @@ describe('chat/completions: 60 a minute per end user behind a key', () => {
     expect((await refused.json()).error.code).toBe('rate_limited');
     const wait = Number(refused.headers.get('retry-after'));
     expect(wait).toBeGreaterThanOrEqual(1);
-    expect(wait).toBeLessThanOrEqual(60);
+    // At most the rest of the window plus one slot's share (60 s / 60 hits): 61 right after the window opens.
+    expect(wait).toBeLessThanOrEqual(61);
     expect(await hits(`api_key:${key.id}:user:caller-loud`)).toBe(60);
     expect(await hits(`api_key:${key.id}`)).toBe(60);
 
