@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSql, type Sql } from '../../functions/_shared/db.ts';
 import { type ChatOrg, createChatOrg } from '../support/chat-fixtures.ts';
 import { startTestStack, type TestStack } from './support.ts';
+import { fillRateWindow } from '../support/rate-limit-window.ts';
 
 const DAY = 86_400_000;
 
@@ -20,16 +21,6 @@ const hits = async (userId: string): Promise<number> => {
     select coalesce(sum(hits), 0)::int as hits from private.rate_limit_hits where bucket = ${`calendar:user:${userId}`}`;
   return row.hits;
 };
-
-/**
- * Waits, if need be, for a minute of the database's clock with room for the
- * requests: all of them in one fixed window, so the sliding window counts
- * them exactly (none weighted down as the previous window's).
- */
-async function freshMinute(secondsNeeded: number): Promise<void> {
-  const [{ second }] = await sql<{ second: number }[]>`select extract(second from clock_timestamp())::float8 as second`;
-  if (second > 60 - secondsNeeded) await new Promise((resolve) => setTimeout(resolve, (60 - second + 0.5) * 1000));
-}
 
 beforeAll(async () => {
   stack = await startTestStack();
@@ -57,10 +48,7 @@ describe('GET /calendar/availability: 60 a minute per user', () => {
 
     // 58 requests already this minute (written as the limiter counts them, so the test does not spend a
     // loaded machine's minute sending them), then the 59th and 60th through the function.
-    await freshMinute(15);
-    await sql`
-      insert into private.rate_limit_hits (bucket, window_start, hits)
-      values (${`calendar:user:${org.users.member}`}, to_timestamp(floor(extract(epoch from now()) / 60) * 60), 58)`;
+    await fillRateWindow(sql, [`calendar:user:${org.users.member}`], 58);
     for (let request = 59; request <= 60; request += 1) {
       const served = await availability(org.tokens.member);
       expect(served.status, `request ${request}`).toBe(200);

@@ -21,6 +21,7 @@ import type { OpenAiStub } from '../support/openai-stub.ts';
 import type { TelegramStub } from '../support/telegram-stub.ts';
 import { connectTelegram, resetStubs, startStubbedChatStack, stopStubbedChatStack } from './stubbed-chat-stack.ts';
 import type { TestStack } from './support.ts';
+import { fillRateWindow } from '../support/rate-limit-window.ts';
 
 let stack: TestStack;
 let sql: Sql;
@@ -36,16 +37,6 @@ const hits = async (bucket: string): Promise<number> => {
     select coalesce(sum(hits), 0)::int as hits from private.rate_limit_hits where bucket = ${bucket}`;
   return row.hits;
 };
-
-/**
- * Waits, if need be, for a minute of the database's clock with room for the
- * requests: all of them in one fixed window, so the sliding window counts
- * them exactly (none weighted down as the previous window's).
- */
-async function freshMinute(secondsNeeded: number): Promise<void> {
-  const [{ second }] = await sql<{ second: number }[]>`select extract(second from clock_timestamp())::float8 as second`;
-  if (second > 60 - secondsNeeded) await new Promise((resolve) => setTimeout(resolve, (60 - second + 0.5) * 1000));
-}
 
 beforeAll(async () => {
   ({ stack, sql, stub, telegram } = await startStubbedChatStack());
@@ -71,12 +62,7 @@ describe('chat/completions: 60 a minute per end user behind a key', () => {
 
     // 58 turns already this minute in both buckets (written as the limiter counts them, so the test does not
     // spend a loaded machine's minute sending them), then the 59th and 60th through the function.
-    await freshMinute(15);
-    for (const bucket of [`api_key:${key.id}:user:caller-loud`, `api_key:${key.id}`]) {
-      await sql`
-        insert into private.rate_limit_hits (bucket, window_start, hits)
-        values (${bucket}, to_timestamp(floor(extract(epoch from now()) / 60) * 60), 58)`;
-    }
+    await fillRateWindow(sql, [`api_key:${key.id}:user:caller-loud`, `api_key:${key.id}`], 58);
     for (let request = 59; request <= 60; request += 1) {
       const served = await ask('caller-loud');
       expect(served.status, `request ${request}`).toBe(200);
