@@ -562,3 +562,21 @@ describe('deleting an account', () => {
     expect(left).toEqual({ users: 0, memberships: 0, invitations: 0 });
   });
 });
+
+describe('the export wake-up path and the public anon key', () => {
+  it('answers POST /export {export_id} with the anon key 401 user_required, and the export does not move', async () => {
+    const owner = await createChatOrg(sql, 'export-anon-key');
+    const created = await call('POST', 'export', owner.tokens.owner, { org_id: owner.id });
+    expect(created.status).toBe(202);
+    const exportId = (created.body.export as { id: string }).id;
+    const row = () => sql<{ status: string; steps: number; cursor: unknown }[]>`
+      select status::text as status, steps, cursor from public.data_exports where id = ${exportId}`;
+    const before = await row();
+    expect(before).toMatchObject([{ status: 'queued', steps: 0 }]);
+
+    const byAnon = await call('POST', 'export', stack.keys.anonKey, { export_id: exportId });
+    expect(byAnon.status).toBe(401);
+    expect(errorCode(byAnon.body)).toBe('user_required');
+    expect(await row()).toEqual(before);
+  });
+});

@@ -4,7 +4,7 @@
  * generic format signed with the standardwebhooks library; a whole call from
  * ringing to its end-of-call report, and every refusal changing nothing.
  */
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSql, type Sql, withUserScope } from '../../functions/_shared/db.ts';
@@ -575,5 +575,39 @@ describe('isolation', () => {
     const hijack = await postVapi(orgB.id, vapiStatusUpdate('ended', { call, endedReason: 'customer-ended-call' }), vapiSecretB);
     expect(hijack.status).toBe(200);
     expect((await callByProviderId(orgA.id, vapiId))?.status).toBe('in_progress');
+  });
+});
+
+describe('an org without a secret, and a request signed with the empty key', () => {
+  // An HMAC with an empty key is valid and anyone can compute it: the org id (in the URL) must not be enough to post calls.
+  it('refuses a Vapi message signed with \'\' for an org without a Vapi secret: 401 invalid_signature, nothing stored', async () => {
+    const org = await createChatOrg(sql, 'calls-empty-key-vapi');
+    const vapiId = `empty-key-${randomUUID()}`;
+    const answer = await postVapi(org.id, vapiStatusUpdate('ringing', { call: vapiCall({ id: vapiId }) }), '');
+    expect(answer.status).toBe(401);
+    expect(answer.body).toMatchObject({ error: { code: 'invalid_signature' } });
+    expect(await counts(org.id)).toEqual({ calls: 0, events: 0, segments: 0 });
+    const [stored] = await sql<{ n: number }[]>`select count(*)::int as n from public.calls where provider_call_id = ${vapiId}`;
+    expect(stored.n).toBe(0);
+  });
+
+  it('refuses a generic event signed with \'\' for an org without a generic secret: 401 invalid_signature (not 500), nothing stored', async () => {
+    // orgB has a Vapi secret only. Signed by hand: the Standard Webhooks library refuses an empty secret.
+    const callId = `empty-key-${randomUUID()}`;
+    const id = `evt_${randomUUID()}`;
+    const seconds = Math.floor(Date.now() / 1000);
+    const body = JSON.stringify({ type: 'call.status', call_id: callId, occurred_at: new Date().toISOString(), data: { status: 'ringing' } });
+    const mac = createHmac('sha256', Buffer.alloc(0)).update(`${id}.${seconds}.${body}`).digest('base64');
+    const before = await counts(orgB.id);
+    const response = await fetch(eventsUrl(orgB.id, 'generic'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'webhook-id': id, 'webhook-timestamp': String(seconds), 'webhook-signature': `v1,${mac}` },
+      body,
+    });
+    expect(response.status).toBe(401);
+    expect(await response.json()).toMatchObject({ error: { code: 'invalid_signature' } });
+    expect(await counts(orgB.id)).toEqual(before);
+    const [stored] = await sql<{ n: number }[]>`select count(*)::int as n from public.calls where provider_call_id = ${callId}`;
+    expect(stored.n).toBe(0);
   });
 });

@@ -84,3 +84,45 @@ describe('supabaseRecordingStore: the size cap', () => {
     expect(source.served.signal?.aborted).toBe(false);
   });
 });
+
+describe('supabaseRecordingStore: the destination guard', () => {
+  /** A provider that counts the requests it is sent. */
+  function countingFetch() {
+    const sent: string[] = [];
+    const fetchStub = async (url: string | URL | Request) => {
+      sent.push(String(url));
+      return new Response(new Uint8Array(CHUNK), { headers: { 'content-type': 'audio/mpeg' } });
+    };
+    return { sent, fetch: fetchStub as typeof fetch };
+  }
+
+  it('refuses a recording URL whose host resolves to a private address, fetching and uploading nothing', async () => {
+    const source = countingFetch();
+    const target = bucket();
+    const privatePolicy = { allowLoopback: false, resolve: async () => ['10.0.0.5'] };
+    const store = supabaseRecordingStore(() => undefined, { policy: privatePolicy, fetch: source.fetch, client: target.client });
+    await expect(store.copy(call)).rejects.toMatchObject({ status: 422, code: 'unsafe_url' });
+    expect(source.sent).toEqual([]);
+    expect(target.uploads).toEqual([]);
+  });
+
+  it('refuses the cloud metadata address (plain http, link-local), fetching and uploading nothing', async () => {
+    const source = countingFetch();
+    const target = bucket();
+    const store = supabaseRecordingStore(() => undefined, { policy, fetch: source.fetch, client: target.client });
+    await expect(store.copy({ ...call, recording_url: 'http://169.254.169.254/x' }))
+      .rejects.toMatchObject({ status: 422, code: 'unsafe_url' });
+    expect(source.sent).toEqual([]);
+    expect(target.uploads).toEqual([]);
+  });
+
+  it('refuses the cloud metadata address over https too (the address, not only the scheme, is refused)', async () => {
+    const source = countingFetch();
+    const target = bucket();
+    const store = supabaseRecordingStore(() => undefined, { policy, fetch: source.fetch, client: target.client });
+    await expect(store.copy({ ...call, recording_url: 'https://169.254.169.254/x' }))
+      .rejects.toMatchObject({ status: 422, code: 'unsafe_url' });
+    expect(source.sent).toEqual([]);
+    expect(target.uploads).toEqual([]);
+  });
+});

@@ -7,6 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { requireServiceRole, serviceRoleOrUser } from '../../functions/_shared/service-auth.ts';
 import { serviceKey, serviceKeys } from '../../functions/_shared/service-keys.ts';
+import { localKeys } from '../../scripts/local/keys.ts';
 
 const envOf = (values: Record<string, string>) => (name: string) => values[name];
 const request = (token: string) => new Request('http://local/x', { method: 'POST', headers: { authorization: `Bearer ${token}` } });
@@ -38,5 +39,16 @@ describe('service keys', () => {
     await expect(requireServiceRole(request('legacy-key'), { env: legacyOff, what: 'wake' })).rejects.toMatchObject({ status: 401 });
     const legacyOn = envOf({ SUPABASE_SERVICE_ROLE_KEY: 'legacy-key', SUPABASE_JWT_SECRET: 'x'.repeat(32) });
     await expect(requireServiceRole(request('legacy-key'), { env: legacyOn, what: 'wake' })).resolves.toBeUndefined();
+  });
+});
+
+describe('serviceRoleOrUser: the public anon key', () => {
+  it('refuses an anon-role JWT (the public key every client holds) with 401 user_required, neither service nor user', async () => {
+    const secret = 'x'.repeat(32);
+    const env = envOf({ SUPABASE_SERVICE_ROLE_KEY: 'legacy-key', SUPABASE_JWT_SECRET: secret });
+    const { anonKey, serviceRoleKey } = await localKeys(secret);
+    await expect(serviceRoleOrUser(request(anonKey), { env })).rejects.toMatchObject({ status: 401, code: 'user_required' });
+    // The same secret's service_role token is the service: the refusal is the role's, not the signature's.
+    expect(await serviceRoleOrUser(request(serviceRoleKey), { env })).toEqual({ kind: 'service' });
   });
 });

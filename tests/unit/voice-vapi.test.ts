@@ -466,3 +466,12 @@ describe('Vapi times', () => {
     }
   });
 });
+
+describe('verifyVapiSignature: an org without a secret', () => {
+  it('refuses a message signed with the empty key (an HMAC with an empty key is otherwise valid, and anyone can make one)', () => {
+    const now = Date.parse('2026-11-23T10:00:00.000Z');
+    const request = signedVapiRequest(vapiStatusUpdate('ringing'), '', { timestamp: now / 1000 });
+    expect(verifyVapiSignature(new Headers(request.headers), request.body, '', now))
+      .toEqual({ ok: false, reason: 'bad_signature' });
+  });
+});
