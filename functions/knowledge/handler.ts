@@ -31,7 +31,7 @@ import { type EnvReader, processEnv } from '../_shared/env.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { createHandler } from '../_shared/handler.ts';
 import { lazyServiceClient } from '../_shared/service-storage.ts';
-import { type EmbeddingProvider, providerFromEnv } from '../_shared/embeddings/index.ts';
+import { type EmbeddingProvider, interactiveProviderFromEnv } from '../_shared/embeddings/index.ts';
 import { authenticateCaller } from './caller.ts';
 import { deleteDocument, type KnowledgeStore } from './documents.ts';
 import { listDocuments } from './list.ts';
@@ -70,7 +70,7 @@ export function createKnowledgeHandler(deps: KnowledgeDeps): (req: Request) => P
         return new Response(null, { status: 204 });
       }
       case 'search':
-        return await searchKnowledge(deps.sql(), req, deps.embeddings ?? providerFromEnv(env), { env });
+        return await searchKnowledge(deps.sql(), req, deps.embeddings ?? interactiveProviderFromEnv(env), { env });
       case 'searchProducts':
         return await searchProducts(deps.sql(), req, { env });
     }

@@ -1,9 +1,13 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   createOfflineProvider,
   createOpenAiProvider,
   EMBEDDING_DIMENSIONS,
   EmbeddingProviderError,
+  INTERACTIVE_EMBEDDING_SETTINGS,
+  interactiveProviderFromEnv,
   lexicalEmbedding,
   OFFLINE_EMBEDDING_MODEL,
   OPENAI_EMBEDDING_LIMITS,
@@ -45,6 +49,28 @@ describe('offline lexical provider', () => {
     expect(cosine(lexicalEmbedding('Café'), lexicalEmbedding('cafe'))).toBeCloseTo(1, 6);
     expect(cosine(lexicalEmbedding('delivery'), lexicalEmbedding('deliveries'))).toBeGreaterThan(0.2);
     expect(cosine(lexicalEmbedding('delivery'), lexicalEmbedding('conference'))).toBeLessThan(0.1);
+  });
+
+  it('keeps the vowel signs of Indian scripts and the voicing marks of kana, folding only Latin, Greek and Cyrillic accents', () => {
+    expect(cosine(lexicalEmbedding('काम'), lexicalEmbedding('कम'))).toBeLessThan(0.5);
+    expect(cosine(lexicalEmbedding('किताब'), lexicalEmbedding('कताब'))).toBeLessThan(0.5);
+    expect(cosine(lexicalEmbedding('が'), lexicalEmbedding('か'))).toBeLessThan(0.5);
+    expect(cosine(lexicalEmbedding('Ελλάδα'), lexicalEmbedding('ελλαδα'))).toBeCloseTo(1, 6);
+    expect(cosine(lexicalEmbedding('ёлка'), lexicalEmbedding('елка'))).toBeCloseTo(1, 6);
+    // Compatibility forms still fold: half-width katakana is the same word.
+    expect(cosine(lexicalEmbedding('ｶﾞｲﾄﾞ'), lexicalEmbedding('ガイド'))).toBeCloseTo(1, 6);
+  });
+
+  it('matches a Chinese question, written without spaces, to the Chinese document holding its terms', () => {
+    const question = lexicalEmbedding('退货政策是什么？');
+    const chinese = lexicalEmbedding('我们的退货政策：收到商品后三十天内可以退货，退款会退回原支付方式。');
+    const japanese = lexicalEmbedding('返品ポリシー：商品到着後30日以内であれば返品できます。');
+    expect(cosine(question, chinese)).toBeGreaterThan(0.2);
+    expect(cosine(question, chinese)).toBeGreaterThan(cosine(question, japanese) + 0.15);
+    // Spaces or none, Korean is the same words.
+    expect(cosine(lexicalEmbedding('환불정책'), lexicalEmbedding('환불 정책'))).toBeGreaterThan(0.5);
+    for (const vector of [question, chinese, japanese]) expect(norm(vector)).toBeCloseTo(1, 6);
+    expect(lexicalEmbedding('退货政策是什么？')).toEqual(question);
   });
 
   it('gives text without words a unit vector rather than zeros (cosine distance needs a direction)', () => {
@@ -168,6 +194,26 @@ describe('OpenAI provider through the openai SDK against a local stub', () => {
     expect((error as EmbeddingProviderError).tokensSpent).toBe(countTokens('refund policy') + countTokens('opening hours'));
   });
 
+  it('refuses an answer that repeats an index (leaving an input without a vector), carrying the tokens billed', async () => {
+    const vector = Buffer.from(new Float32Array(EMBEDDING_DIMENSIONS).fill(0.1).buffer).toString('base64');
+    const repeating = (async () =>
+      new Response(
+        JSON.stringify({
+          object: 'list',
+          data: [0, 0].map((index) => ({ object: 'embedding', index, embedding: vector })),
+          model: OPENAI_EMBEDDING_MODEL,
+          usage: { prompt_tokens: 7, total_tokens: 7 },
+        }),
+        { status: 200, headers: { 'content-type': 'application/json' } },
+      )) as typeof fetch;
+    const error = await createOpenAiProvider({ apiKey: 'sk-test', baseURL: 'http://repeat.invalid/v1', fetch: repeating })
+      .embed(['first', 'second'])
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(EmbeddingProviderError);
+    expect((error as EmbeddingProviderError).message).toContain('index 0 twice');
+    expect((error as EmbeddingProviderError).tokensSpent).toBe(7);
+  });
+
   it('reports an unreachable server as an EmbeddingProviderError', async () => {
     const unreachable = createOpenAiProvider({ apiKey: 'sk-test', baseURL: 'http://127.0.0.1:9/v1', maxRetries: 0 });
     await expect(unreachable.embed(['x'])).rejects.toBeInstanceOf(EmbeddingProviderError);
@@ -180,6 +226,96 @@ describe('providerFromEnv', () => {
     expect(providerFromEnv((name) => (name === 'OPENAI_API_KEY' ? ' ' : undefined)).model).toBe(OFFLINE_EMBEDDING_MODEL);
     const env: Record<string, string> = { OPENAI_API_KEY: 'sk-x', OPENAI_BASE_URL: 'http://127.0.0.1:1/v1' };
     expect(providerFromEnv((name) => env[name]).model).toBe(OPENAI_EMBEDDING_MODEL);
+  });
+});
+
+describe('interactiveProviderFromEnv (a chat turn, a knowledge search: a person waiting)', () => {
+  let stub: OpenAiStub;
+  beforeAll(async () => {
+    stub = await startOpenAiStub({ apiKey: 'sk-interactive' });
+  });
+  afterAll(async () => {
+    await stub?.close();
+  });
+  beforeEach(() => stub.reset());
+
+  const envOf = (extra: Record<string, string> = {}) => {
+    const env: Record<string, string> = { OPENAI_API_KEY: 'sk-interactive', OPENAI_BASE_URL: stub.baseURL, ...extra };
+    return (name: string) => env[name];
+  };
+  const failure = async (promise: Promise<unknown>) => {
+    const started = Date.now();
+    const error = await promise.catch((caught: unknown) => caught);
+    return { error: error as EmbeddingProviderError, ms: Date.now() - started };
+  };
+
+  it('retries once, waits 10 s a request and 10 s for a Retry-After at most; offline without a key', () => {
+    expect(INTERACTIVE_EMBEDDING_SETTINGS).toEqual({ maxRetries: 1, timeoutMs: 10_000, maxRetryAfterMs: 10_000 });
+    expect(interactiveProviderFromEnv(() => undefined).model).toBe(OFFLINE_EMBEDDING_MODEL);
+    expect(interactiveProviderFromEnv(envOf()).model).toBe(OPENAI_EMBEDDING_MODEL);
+  });
+
+  it('fails at once with an EmbeddingProviderError on a 429 asking for 20 s, in one request', async () => {
+    stub.failNext(...Array.from({ length: 5 }, () => ({ status: 429, headers: { 'retry-after': '20' } })));
+    // OPENAI_MAX_RETRIES is ingestion's; it cannot raise the one retry.
+    const { error, ms } = await failure(interactiveProviderFromEnv(envOf({ OPENAI_MAX_RETRIES: '4' })).embed(['q']));
+    expect(error).toBeInstanceOf(EmbeddingProviderError);
+    expect(error.status).toBe(429);
+    expect(ms).toBeLessThan(2_000);
+    expect(stub.requests.map((request) => request.status)).toEqual([429]);
+  });
+
+  it('reads retry-after-ms and an HTTP date the same way', async () => {
+    stub.failNext(
+      { status: 429, headers: { 'retry-after-ms': '20000' } },
+      { status: 503, headers: { 'retry-after': new Date(Date.now() + 60_000).toUTCString() } },
+    );
+    const provider = interactiveProviderFromEnv(envOf());
+    const first = await failure(provider.embed(['q']));
+    const second = await failure(provider.embed(['q']));
+    expect([first.error.status, second.error.status]).toEqual([429, 503]);
+    expect(first.ms + second.ms).toBeLessThan(2_000);
+    expect(stub.requests.map((request) => request.status)).toEqual([429, 503]);
+  });
+
+  it('waits out a Retry-After within 10 s, then answers', async () => {
+    stub.failNext({ status: 429, headers: { 'retry-after': '1' } });
+    const { vectors } = await interactiveProviderFromEnv(envOf()).embed(['after the wait']);
+    expect(vectors).toHaveLength(1);
+    expect(stub.requests.map((request) => request.status)).toEqual([429, 200]);
+    expect(stub.requests[1].at - stub.requests[0].at).toBeGreaterThanOrEqual(950);
+  });
+
+  it('gives up after one retry, and after none when OPENAI_MAX_RETRIES says 0', async () => {
+    stub.failNext({ status: 500 }, { status: 500 }, { status: 500 });
+    const once = await failure(interactiveProviderFromEnv(envOf()).embed(['q']));
+    expect(once.error.status).toBe(500);
+    expect(stub.requests.map((request) => request.status)).toEqual([500, 500]);
+    stub.reset();
+    stub.failNext({ status: 500 }, { status: 500 });
+    await failure(interactiveProviderFromEnv(envOf({ OPENAI_MAX_RETRIES: '0' })).embed(['q']));
+    expect(stub.requests.map((request) => request.status)).toEqual([500]);
+  });
+
+  it('cuts a server that never answers at the timeout, each of its two tries', async () => {
+    let received = 0;
+    const hanging: Server = createServer(() => void (received += 1));
+    await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = hanging.address() as AddressInfo;
+      const env = (name: string) =>
+        ({ OPENAI_API_KEY: 'sk-interactive', OPENAI_BASE_URL: `http://127.0.0.1:${port}/v1` })[name];
+      const provider = interactiveProviderFromEnv(env, { ...INTERACTIVE_EMBEDDING_SETTINGS, timeoutMs: 300 });
+      const { error, ms } = await failure(provider.embed(['q']));
+      expect(error).toBeInstanceOf(EmbeddingProviderError);
+      expect(received).toBe(2);
+      // Two tries of 300 ms and the SDK's first backoff (at most 0.5 s).
+      expect(ms).toBeGreaterThanOrEqual(550);
+      expect(ms).toBeLessThan(2_000);
+    } finally {
+      hanging.closeAllConnections();
+      await new Promise((resolve) => hanging.close(resolve));
+    }
   });
 });
 

@@ -11,17 +11,61 @@ export { createOpenAiProvider, OPENAI_EMBEDDING_MODEL } from './openai.ts';
 /**
  * OpenAI's text-embedding-3-small when OPENAI_API_KEY is set (at
  * OPENAI_BASE_URL when that is set too: any OpenAI-compatible server), else
- * the offline lexical provider, so everything runs with no key at all.
+ * the offline lexical provider, so everything runs with no key at all. With
+ * ingestion's settings: OPENAI_MAX_RETRIES retries (default 4), 60 s a
+ * request, Retry-After waited up to a minute.
  */
 export function providerFromEnv(env: EnvReader = processEnv): EmbeddingProvider {
   const apiKey = env('OPENAI_API_KEY')?.trim();
   if (!apiKey) return createOfflineProvider();
-  const retries = env('OPENAI_MAX_RETRIES')?.trim();
   return createOpenAiProvider({
     apiKey,
     baseURL: env('OPENAI_BASE_URL')?.trim() || undefined,
-    maxRetries: retries && /^\d{1,2}$/.test(retries) ? Number(retries) : undefined,
+    maxRetries: configuredRetries(env),
   });
+}
+
+/** How a provider for a person waiting gives up. */
+export interface InteractiveEmbeddingSettings {
+  /** At most this many retries; OPENAI_MAX_RETRIES can only lower it. */
+  maxRetries: number;
+  /** Per request, retries excluded. */
+  timeoutMs: number;
+  /** A 429 or 5xx asking for a longer wait fails at once. */
+  maxRetryAfterMs: number;
+}
+
+/**
+ * A chat turn's question or a knowledge search's query is embedded while a
+ * person waits, within an Edge Function's 150 s: one retry, 10 s a request, a
+ * Retry-After over 10 s refused at once: two tries and a wait, 30 s at most,
+ * before the caller's fallback (full text for chat, a 503 for search).
+ */
+export const INTERACTIVE_EMBEDDING_SETTINGS: InteractiveEmbeddingSettings = {
+  maxRetries: 1,
+  timeoutMs: 10_000,
+  maxRetryAfterMs: 10_000,
+};
+
+/** providerFromEnv for a person waiting: the same provider, with INTERACTIVE_EMBEDDING_SETTINGS. */
+export function interactiveProviderFromEnv(
+  env: EnvReader = processEnv,
+  settings: InteractiveEmbeddingSettings = INTERACTIVE_EMBEDDING_SETTINGS,
+): EmbeddingProvider {
+  const apiKey = env('OPENAI_API_KEY')?.trim();
+  if (!apiKey) return createOfflineProvider();
+  return createOpenAiProvider({
+    apiKey,
+    baseURL: env('OPENAI_BASE_URL')?.trim() || undefined,
+    maxRetries: Math.min(configuredRetries(env) ?? settings.maxRetries, settings.maxRetries),
+    timeoutMs: settings.timeoutMs,
+    maxRetryAfterMs: settings.maxRetryAfterMs,
+  });
+}
+
+function configuredRetries(env: EnvReader): number | undefined {
+  const retries = env('OPENAI_MAX_RETRIES')?.trim();
+  return retries && /^\d{1,2}$/.test(retries) ? Number(retries) : undefined;
 }
 
 /** A vector as pgvector's text input: `[0.1,0.2,...]`. */

@@ -1,7 +1,7 @@
 import { countTokens } from '../text/tokens.ts';
 import { EMBEDDING_DIMENSIONS, type EmbeddingProvider } from './types.ts';
 
-export const OFFLINE_EMBEDDING_MODEL = 'offline-lexical-v1';
+export const OFFLINE_EMBEDDING_MODEL = 'offline-lexical-v2';
 
 /**
  * Deterministic lexical embeddings, for running and testing with no API key:
@@ -9,7 +9,9 @@ export const OFFLINE_EMBEDDING_MODEL = 'offline-lexical-v1';
  * (FNV-1a) into 1536 signed buckets, weighted by 1 + ln(count), L2-normalised.
  * Texts that share words (or word stems, through the trigrams) point the same
  * way, so cosine similarity behaves like keyword overlap. No semantics: a
- * synonym matches only by its letters.
+ * synonym matches only by its letters. Chinese, Japanese and Korean, written
+ * without spaces between words, count each pair of neighbouring characters as
+ * a word.
  */
 export function createOfflineProvider(): EmbeddingProvider {
   return {
@@ -43,7 +45,8 @@ export function lexicalEmbedding(text: string): number[] {
     if (entry) entry.count += 1;
     else counts.set(feature, { weight, count: 1 });
   };
-  const words = (foldCase(text).match(/[\p{L}\p{N}]+/gu) ?? []).filter((word) => !STOPWORDS.has(word));
+  const words = (foldCase(text).match(/[\p{L}\p{M}\p{N}]+/gu) ?? []).flatMap(splitCjk)
+    .filter((word) => !STOPWORDS.has(word));
   words.forEach((word, index) => {
     add(`w:${word}`, WEIGHTS.word);
     if (index > 0) add(`b:${words[index - 1]} ${word}`, WEIGHTS.bigram);
@@ -66,9 +69,41 @@ export function lexicalEmbedding(text: string): number[] {
   return vector.map((value) => value / norm);
 }
 
-/** Lower case without accents, so "Café" and "cafe" are one word. */
+// A letter of the scripts whose accents fold away, and the nonspacing marks after it.
+const ACCENTED = /([\p{Script=Latin}\p{Script=Greek}\p{Script=Cyrillic}])\p{Mn}+/gu;
+
+/**
+ * Lower case without accents, so "Café" and "cafe" are one word. Only the
+ * accents of Latin, Greek and Cyrillic: elsewhere a mark is part of the
+ * spelling (Hindi काम and कम differ by the vowel sign ा alone). NFC after
+ * NFKD puts together again what lost nothing (Hangul syllables, Japanese
+ * voiced kana: が stays が), so compatibility forms fold and nothing else.
+ */
 function foldCase(text: string): string {
-  return text.normalize('NFKD').replace(/\p{M}+/gu, '').toLowerCase();
+  return text.normalize('NFKD').replace(ACCENTED, '$1').normalize('NFC').toLowerCase();
+}
+
+// Runs of the scripts written without spaces between words (Script_Extensions, for marks such as ー and 々).
+const CJK_RUN = /[\p{scx=Han}\p{scx=Hiragana}\p{scx=Katakana}\p{scx=Hangul}]+/gu;
+
+/**
+ * A word as words: each run of Chinese, Japanese or Korean characters as its
+ * overlapping character bigrams (a lone character as itself), the rest as it
+ * is. 退货政策 is 退货, 货政, 政策, so a question written without spaces
+ * shares words with the documents that hold its terms.
+ */
+function splitCjk(word: string): string[] {
+  const parts: string[] = [];
+  let at = 0;
+  for (const match of word.matchAll(CJK_RUN)) {
+    if (match.index > at) parts.push(word.slice(at, match.index));
+    const characters = Array.from(match[0]);
+    if (characters.length === 1) parts.push(match[0]);
+    for (let index = 0; index + 2 <= characters.length; index++) parts.push(characters[index] + characters[index + 1]);
+    at = match.index + match[0].length;
+  }
+  if (at < word.length) parts.push(word.slice(at));
+  return parts;
 }
 
 /** 32-bit FNV-1a over UTF-16 code units: fast, well spread, the same in every runtime. */

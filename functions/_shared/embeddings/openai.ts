@@ -17,6 +17,11 @@ export interface OpenAiProviderOptions {
   maxRetries?: number;
   /** Per request, retries excluded. */
   timeoutMs?: number;
+  /**
+   * The longest Retry-After (or retry-after-ms) waited for; an answer asking
+   * for more is not retried and fails at once. Default: the SDK's own rule.
+   */
+  maxRetryAfterMs?: number;
   limits?: BatchLimits;
   fetch?: typeof fetch;
 }
@@ -25,12 +30,16 @@ export interface OpenAiProviderOptions {
 export function createOpenAiProvider(options: OpenAiProviderOptions): EmbeddingProvider {
   const model = options.model ?? OPENAI_EMBEDDING_MODEL;
   const limits = options.limits ?? OPENAI_EMBEDDING_LIMITS;
+  const { maxRetryAfterMs } = options;
+  const baseFetch = maxRetryAfterMs === undefined
+    ? options.fetch
+    : refusingLongRetryAfter(options.fetch ?? fetch, maxRetryAfterMs);
   const client = new OpenAI({
     apiKey: options.apiKey,
     baseURL: options.baseURL,
     maxRetries: options.maxRetries ?? 4,
     timeout: options.timeoutMs ?? 60_000,
-    ...(options.fetch ? { fetch: options.fetch } : {}),
+    ...(baseFetch ? { fetch: baseFetch } : {}),
   });
 
   return {
@@ -39,12 +48,12 @@ export function createOpenAiProvider(options: OpenAiProviderOptions): EmbeddingP
     async embed(texts, embedOptions = {}) {
       const { beforeRequest } = embedOptions;
       // The SDK calls fetch once per attempt, so the hook runs before every retry too.
-      const baseFetch = options.fetch ?? fetch;
+      const send = baseFetch ?? fetch;
       const caller = beforeRequest
         ? client.withOptions({
           fetch: async (input: string | URL | Request, init?: RequestInit) => {
             await beforeRequest();
-            return await baseFetch(input, init);
+            return await send(input, init);
           },
         })
         : client;
@@ -68,20 +77,61 @@ export function createOpenAiProvider(options: OpenAiProviderOptions): EmbeddingP
             { tokensSpent: tokens },
           );
         }
+        const filled = new Set<number>();
         for (const item of response.data) {
           const vector = Array.from(item.embedding);
-          if (vector.length !== EMBEDDING_DIMENSIONS || item.index < 0 || item.index >= batch.texts.length) {
+          if (
+            vector.length !== EMBEDDING_DIMENSIONS || !Number.isInteger(item.index) || item.index < 0 ||
+            item.index >= batch.texts.length
+          ) {
             throw new EmbeddingProviderError(
               `The embeddings API returned a vector of ${vector.length} dimensions at index ${item.index}.`,
               { tokensSpent: tokens },
             );
           }
+          // As many vectors as inputs, so a repeated index leaves another input without one.
+          if (filled.has(item.index)) {
+            throw new EmbeddingProviderError(
+              `The embeddings API returned index ${item.index} twice, leaving an input without a vector.`,
+              { tokensSpent: tokens },
+            );
+          }
+          filled.add(item.index);
           vectors[batch.offset + item.index] = vector;
         }
       }
       return { vectors, tokens };
     },
   };
+}
+
+/**
+ * A fetch whose answers asking for a wait over `maxMs` carry `x-should-retry:
+ * false`, the header by which a server tells the SDK not to retry: the SDK
+ * then fails at once with the answer's status instead of waiting.
+ */
+function refusingLongRetryAfter(base: typeof fetch, maxMs: number): typeof fetch {
+  return async (input, init) => {
+    const response = await base(input, init);
+    if (response.ok) return response;
+    const asked = retryAfterMs(response.headers);
+    if (asked === undefined || asked <= maxMs) return response;
+    const headers = new Headers(response.headers);
+    headers.set('x-should-retry', 'false');
+    return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+  };
+}
+
+/** Retry-After-Ms, or Retry-After in seconds or as an HTTP date, in milliseconds. */
+function retryAfterMs(headers: Headers): number | undefined {
+  const millis = Number.parseFloat(headers.get('retry-after-ms') ?? '');
+  if (Number.isFinite(millis) && millis >= 0) return millis;
+  const header = headers.get('retry-after');
+  if (!header) return undefined;
+  const seconds = Number(header);
+  if (Number.isFinite(seconds)) return seconds >= 0 ? seconds * 1000 : undefined;
+  const date = Date.parse(header);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
 
 function providerError(error: unknown, tokensSpent: number): EmbeddingProviderError {
