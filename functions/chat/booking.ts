@@ -2,13 +2,18 @@
  * The chat core's booking step: a turn that carries `booking` (the times and
  * the attendee, as a chat widget sends them once the user picked one of the
  * bot's free slots, e.g. from GET /calendar/bots/:id/availability) books on
- * the user's behalf instead of asking the model, and answers in words: the
- * confirmation, or why not with the next free times. Booking follows the
- * calendar's rule for bots (_shared/scheduling/book-free-slot.ts): only
- * inside a free slot, every connected calendar's busy times included; the
- * appointment is linked to the conversation. It runs as the service role (a
- * bot books, whoever chats), after chat_prepare has let the turn through.
+ * the user's behalf instead of asking the model, and answers in words, in the
+ * bot's language (bot-texts.ts; dates in its locale): the confirmation, or
+ * why not with the next free times. Booking follows the calendar's rule for
+ * bots (_shared/scheduling/book-free-slot.ts): only inside a free slot, every
+ * connected calendar's busy times included; the appointment is linked to the
+ * conversation. A calendar that cannot be read refuses the time, and no other
+ * time is offered while one cannot be read: slots computed without it may be
+ * the very time just refused. It runs as the service role (a bot books,
+ * whoever chats), after chat_prepare has let the turn through.
  */
+import { botTexts } from '../_shared/chat/bot-texts.ts';
+import { dateLocale } from '../_shared/chat/language.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { isPostgresError } from '../_shared/pg-errors.ts';
 import type { Scoped } from '../_shared/scheduling/availability.ts';
@@ -31,14 +36,17 @@ export interface BookingTurn {
   orgId: string;
   botId: string;
   conversationId: string;
+  /** The bot's language ('auto' or a BCP 47 tag): what the reply is written in. */
+  language: string;
   booking: BookingRequest;
 }
 
 const SUGGESTIONS = 3;
 
-function when(start: Date, end: Date, timeZone: string): string {
-  const day = new Intl.DateTimeFormat('en-GB', { weekday: 'long', day: 'numeric', month: 'long', timeZone }).format(start);
-  const time = (at: Date) => new Intl.DateTimeFormat('en-GB', { hour: '2-digit', minute: '2-digit', timeZone }).format(at);
+/** "Monday 1 June, 10:00–10:30 (Europe/Berlin)", in the locale's words and order. */
+function when(start: Date, end: Date, timeZone: string, locale: string): string {
+  const day = new Intl.DateTimeFormat(locale, { weekday: 'long', day: 'numeric', month: 'long', timeZone }).format(start);
+  const time = (at: Date) => new Intl.DateTimeFormat(locale, { hour: '2-digit', minute: '2-digit', timeZone }).format(at);
   return `${day}, ${time(start)}–${time(end)} (${timeZone})`;
 }
 
@@ -46,6 +54,8 @@ export async function bookingReply(turn: BookingTurn): Promise<BookingReply> {
   const ctx = requestContext(turn.sql, { env: turn.env, http: {}, now: () => new Date() }, `chat:${turn.conversationId}`);
   const scoped: Scoped = (fn) => asService(turn.sql(), turn.principal, fn);
   const { booking } = turn;
+  const texts = botTexts(turn.language);
+  const locale = dateLocale(turn.language);
   let refusal: string;
   try {
     const outcome = await bookFreeSlot(ctx, scoped, {
@@ -63,18 +73,18 @@ export async function bookingReply(turn: BookingTurn): Promise<BookingReply> {
       const { appointment } = outcome;
       const zone = appointment.business_time_zone ?? 'UTC';
       return {
-        content: `You're booked for ${when(appointment.starts_at, appointment.ends_at, zone)}, ${appointment.attendee_name}.`,
+        content: texts.booked(when(appointment.starts_at, appointment.ends_at, zone, locale), appointment.attendee_name),
         appointment: { id: appointment.id, starts_at: appointment.starts_at, ends_at: appointment.ends_at },
       };
     }
-    refusal = outcome.reason === 'calendar_unavailable'
-      ? "I can't confirm that time right now: one of the calendars could not be checked."
-      : "That time isn't available.";
+    // Any slot offered now would be computed without the calendar that could not be read.
+    if (outcome.reason === 'calendar_unavailable') return { content: texts.calendarUnavailable, appointment: null };
+    refusal = texts.slotUnavailable;
   } catch (error) {
     // Another booking took the slot between the check and the insert.
-    if (isPostgresError(error) && error.code === '23P01') refusal = 'That time was just taken.';
+    if (isPostgresError(error) && error.code === '23P01') refusal = texts.slotTaken;
     // The attendee's details, as the database checks them (e.g. a phone number that is not one).
-    else if (error instanceof HttpError && error.status === 422) refusal = `I couldn't book that: ${error.message}`;
+    else if (error instanceof HttpError && error.status === 422) refusal = texts.cannotBook(error.message);
     else throw error;
   }
   const minutes = (booking.ends_at.getTime() - booking.starts_at.getTime()) / 60_000;
@@ -85,8 +95,10 @@ export async function bookingReply(turn: BookingTurn): Promise<BookingReply> {
     durationMinutes: minutes,
     count: SUGGESTIONS,
   });
-  const offer = next.slots.length > 0
-    ? ` The next free times are: ${next.slots.map((slot) => when(slot.start, slot.end, next.timeZone)).join('; ')}.`
-    : ' There is no free time in the week after it.';
-  return { content: refusal + offer, appointment: null };
+  const offer = next.missing.length > 0
+    ? texts.cannotSuggest
+    : next.slots.length > 0
+    ? texts.nextFreeTimes(next.slots.map((slot) => when(slot.start, slot.end, next.timeZone, locale)))
+    : texts.noFreeTime;
+  return { content: `${refusal} ${offer}`, appointment: null };
 }

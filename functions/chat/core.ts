@@ -49,8 +49,10 @@ import {
   type RetrievedChunk,
   type RetrievedProduct,
 } from '../_shared/chat/index.ts';
+import { botTexts } from '../_shared/chat/bot-texts.ts';
+import { noAnswerLanguage } from '../_shared/chat/escalation.ts';
 import type { Sql } from '../_shared/db.ts';
-import { type EmbeddingProvider, EmbeddingProviderError, providerFromEnv } from '../_shared/embeddings/index.ts';
+import { type EmbeddingProvider, EmbeddingProviderError, interactiveProviderFromEnv } from '../_shared/embeddings/index.ts';
 import { type EnvReader, processEnv } from '../_shared/env.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { isPostgresError } from '../_shared/pg-errors.ts';
@@ -166,13 +168,14 @@ export async function prepareTurn(deps: ChatDeps, input: TurnInput): Promise<Pre
   return result;
 }
 
-/** The reply when the user asks for a person; the bot's escalation action decides what it promises. */
+/**
+ * The reply when the user asks for a person, in the bot's language (English
+ * for 'auto'); the bot's escalation action decides what it promises.
+ */
 function handoffText(bot: q.PreparedBot): string {
-  if (bot.escalation_action === 'transfer' && bot.manager_contact) {
-    return `I'm passing you to a person. You can reach them at ${bot.manager_contact}.`;
-  }
-  if (bot.escalation_action === 'log') return "I've noted that you'd like to talk to a person.";
-  return "I've let the team know you'd like to talk to a person; someone will get back to you here.";
+  const texts = botTexts(bot.language);
+  if (bot.escalation_action === 'transfer' && bot.manager_contact) return texts.handoffTransfer(bot.manager_contact);
+  return bot.escalation_action === 'log' ? texts.handoffLog : texts.handoffNotify;
 }
 
 /**
@@ -221,6 +224,7 @@ async function* answerSteps(deps: ChatDeps, input: TurnInput, turn: PreparedTurn
       orgId: turn.org_id,
       botId: bot.id,
       conversationId: turn.conversation_id,
+      language: bot.language,
       booking: input.booking,
     });
     content = reply.content;
@@ -302,7 +306,9 @@ async function* answerSteps(deps: ChatDeps, input: TurnInput, turn: PreparedTurn
     } else if (isNoAnswer(content)) {
       escalationReason = 'The knowledge base holds no answer.';
       if (bot.escalation_action === 'transfer' && bot.manager_contact) {
-        const contact = ` You can reach a person at ${bot.manager_contact}.`;
+        // In the language of the sentence the model said: the bot's, or for 'auto' the one it picked for the user.
+        const language = bot.language === 'auto' ? noAnswerLanguage(content) ?? 'en' : bot.language;
+        const contact = ` ${botTexts(language).reachPerson(bot.manager_contact)}`;
         content += contact;
         yield { type: 'delta', text: contact };
       }
@@ -427,7 +433,7 @@ async function retrieve(
   turn: PreparedTurn,
   question: string,
 ): Promise<{ chunks: RetrievedChunk[]; products: RetrievedProduct[]; metering: Promise<void> }> {
-  const embeddings = deps.embeddings ?? providerFromEnv(deps.env ?? processEnv);
+  const embeddings = deps.embeddings ?? interactiveProviderFromEnv(deps.env ?? processEnv);
   const embedded = turn.embeddings_allowed
     ? await embedQuestion(embeddings, question, turn.conversation_id)
     : { vector: null, tokens: 0 };

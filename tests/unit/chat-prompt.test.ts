@@ -95,9 +95,9 @@ describe('buildChatMessages', () => {
     expect(german).not.toContain('language of the user');
 
     // A language without a no-answer sentence of its own gets the English one, to translate.
-    const japanese = buildChatMessages(input({ bot: { ...input().bot, language: 'ja' } }))[0].content;
-    expect(japanese).toContain('Always answer in Japanese (ja)');
-    expect(japanese).toContain(`say, in Japanese (ja): "${NO_ANSWER_TEXT}"`);
+    const swedish = buildChatMessages(input({ bot: { ...input().bot, language: 'sv' } }))[0].content;
+    expect(swedish).toContain('Always answer in Swedish (sv)');
+    expect(swedish).toContain(`say, in Swedish (sv): "${NO_ANSWER_TEXT}"`);
   });
 
   it('names the manager contact only when the bot has one, and falls back to a default prompt', () => {
@@ -140,12 +140,15 @@ describe('buildChatMessages', () => {
   });
 
   it('has a no-answer sentence per language, English for auto and unknown ones', () => {
-    expect(Object.keys(NO_ANSWER_TEXTS).sort()).toEqual(['de', 'en', 'es', 'fr', 'it', 'nl', 'pl', 'pt', 'ru', 'uk']);
+    expect(Object.keys(NO_ANSWER_TEXTS).sort()).toEqual(
+      ['ar', 'de', 'en', 'es', 'fr', 'it', 'ja', 'ko', 'nl', 'pl', 'pt', 'ru', 'tr', 'uk', 'zh'],
+    );
     expect(noAnswerText('auto')).toBe(NO_ANSWER_TEXT);
     expect(noAnswerText(undefined)).toBe(NO_ANSWER_TEXT);
     expect(noAnswerText('de-AT')).toBe(NO_ANSWER_TEXTS.de);
     expect(noAnswerText('PL')).toBe(NO_ANSWER_TEXTS.pl);
-    expect(noAnswerText('ja')).toBe(NO_ANSWER_TEXT);
+    expect(noAnswerText('ja')).toBe(NO_ANSWER_TEXTS.ja);
+    expect(noAnswerText('sv')).toBe(NO_ANSWER_TEXT);
   });
 });
 

@@ -1,4 +1,4 @@
-import { NO_ANSWER_TEXTS } from './prompt.ts';
+import { NO_ANSWER_TEXTS } from './bot-texts.ts';
 
 /**
  * Whether a user's message asks for a person: "can I talk to a human?",
@@ -26,20 +26,37 @@ export function detectsHumanRequest(text: string): boolean {
 }
 
 /**
- * Whether an answer is the bot's "no answer" (in any language of
- * NO_ANSWER_TEXTS, as the prompt asks the model to say it), or empty. A model
- * answering in a language outside the table paraphrases it, so that is missed.
+ * Whether an answer is the bot's "no answer" (a sentence of NO_ANSWER_TEXTS,
+ * in any of its languages, as the prompt asks the model to say it), or empty.
+ * Compared on letters and digits alone: punctuation (。．！ and the like),
+ * spaces, [n] markers, case, width (NFKC) and diacritics left out (a model
+ * may drop an Arabic tanween or a Japanese comma). A model answering in a
+ * language outside the table translates the English sentence: that is missed.
  */
 export function isNoAnswer(answer: string): boolean {
-  const text = flatten(answer.replace(/\[\d+\]/gu, ''));
-  return text === '' || NO_ANSWER_PHRASES.some((phrase) => text.includes(phrase));
+  return noAnswerKey(answer) === '' || noAnswerLanguage(answer) !== null;
 }
 
-const NO_ANSWER_PHRASES = Object.values(NO_ANSWER_TEXTS).map((sentence) => flatten(sentence));
+/** The language of the no-answer sentence an answer holds ('tr', 'ja', ...), or null when it holds none. */
+export function noAnswerLanguage(answer: string): string | null {
+  const key = noAnswerKey(answer);
+  return NO_ANSWER_KEYS.find(([, sentence]) => sentence !== '' && key.includes(sentence))?.[0] ?? null;
+}
 
-/** Lower case, one kind of apostrophe, ё as е, single spaces. */
+/**
+ * Letters and digits run together: combining marks are neither, so a sentence
+ * with or without them gives one key. Turkish dotless ı as i: upper-cased, it
+ * is an I, which lower-cases to i.
+ */
+function noAnswerKey(text: string): string {
+  return flatten(text.replace(/\[\d+\]/gu, '')).replace(/ /gu, '').replace(/ı/gu, 'i');
+}
+
+const NO_ANSWER_KEYS = Object.entries(NO_ANSWER_TEXTS).map(([language, sentence]) => [language, noAnswerKey(sentence)]);
+
+/** Compatibility forms folded (full-width letters, ligatures), lower case, one kind of apostrophe, ё as е, single spaces. */
 function normalize(text: string): string {
-  return text.normalize('NFC').toLowerCase().replace(/[’ʼ`´]/gu, "'").replace(/ё/gu, 'е').replace(/[ \t]+/gu, ' ');
+  return text.normalize('NFKC').toLowerCase().replace(/[’ʼ`´]/gu, "'").replace(/ё/gu, 'е').replace(/[ \t]+/gu, ' ');
 }
 
 /** Letters and digits only, single-spaced: punctuation and quotes do not decide a match. */

@@ -12,7 +12,7 @@
 import type { Interval } from '../calendar/index.ts';
 import type { TransactionSql } from '../db.ts';
 import { type AppointmentRow, appointmentColumns } from './appointment-row.ts';
-import { computeAvailability, type Scoped } from './availability.ts';
+import { computeAvailability, type MissingCalendar, type Scoped } from './availability.ts';
 import type { RequestContext } from './context.ts';
 import { mirrorAppointment } from './mirror.ts';
 
@@ -105,12 +105,17 @@ export async function bookFreeSlot(
   return { booked: true, appointment: await mirrorAppointment(ctx, row) };
 }
 
-/** The first free slots of that length from `from` on, looking a week ahead, on the default resource (the chat's): what to offer instead. */
+/**
+ * The first free slots of that length from `from` on, looking a week ahead,
+ * on the default resource (the chat's): what to offer instead. With the
+ * calendars that could not be read (`missing`): slots computed without them
+ * may clash with them, so a caller offers none then.
+ */
 export async function nextFreeSlots(
   ctx: RequestContext,
   scoped: Scoped,
   request: { orgId: string; botId: string; from: Date; durationMinutes: number; count: number },
-): Promise<{ slots: Interval[]; timeZone: string }> {
+): Promise<{ slots: Interval[]; timeZone: string; missing: MissingCalendar[] }> {
   const from = new Date(Math.max(request.from.getTime(), ctx.settings.now().getTime()));
   const result = await computeAvailability(
     scoped,
@@ -125,5 +130,5 @@ export async function nextFreeSlots(
     },
     ctx.settings.now(),
   );
-  return { slots: result.slots.slice(0, request.count), timeZone: result.timeZone };
+  return { slots: result.slots.slice(0, request.count), timeZone: result.timeZone, missing: result.missing };
 }
