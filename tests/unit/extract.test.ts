@@ -1,5 +1,5 @@
 import { strToU8, zipSync } from 'fflate';
-import { PDFDocument, StandardFonts } from 'pdf-lib';
+import { PDFDocument, PDFName, PDFString, StandardFonts } from 'pdf-lib';
 import { describe, expect, it } from 'vitest';
 import {
   cleanText,
@@ -12,6 +12,8 @@ import {
   UnreadableFileError,
 } from '../../functions/_shared/text/extract.ts';
 import { MAX_DOCX_BODY_BYTES } from '../../functions/_shared/text/docx.ts';
+import { CMAP_MESSAGE } from '../../functions/_shared/text/pdf.ts';
+import { NOT_UTF8_MESSAGE } from '../../functions/_shared/text/plain.ts';
 import { PSEUDO_PAGE_CHARS, splitIntoPages } from '../../functions/_shared/text/pages.ts';
 import { countTokens } from '../../functions/_shared/text/tokens.ts';
 import { blankPdf, corruptPdf, encryptedPdf, imageOnlyPdf, textPdf, truncatedPdf } from '../support/pdfs.ts';
@@ -119,6 +121,154 @@ describe('text formats', () => {
     expect(await allPages(await openDocument(utf8('{"faq":[{"q":"Hours?","a":"9 to 5"}]}'), 'application/json')))
       .toEqual(['{"faq":[{"q":"Hours?","a":"9 to 5"}]}']);
     expect(await failure(utf8('{"faq": [1, 2,'), 'application/json')).toMatch(/^The file is not valid JSON/);
+  });
+});
+
+/** Legacy-encoded bytes, written out here: neither Node nor Deno can encode to these charsets. */
+const LEGACY = {
+  // 商品名;価格 — a Japanese Excel CSV export.
+  shiftJis: [0x8f, 0xa4, 0x95, 0x69, 0x96, 0xbc, 0x3b, 0x89, 0xbf, 0x8a, 0x69],
+  // 商品 — a Chinese one.
+  gbk: [0xc9, 0xcc, 0xc6, 0xb7],
+  // Товар — a Russian one.
+  cp1251: [0xd2, 0xee, 0xe2, 0xe0, 0xf0],
+  // İade şartları — a Turkish one: no two of its letters are adjacent, only İ ş ı give it away.
+  cp1254: [0xdd, 0x61, 0x64, 0x65, 0x20, 0xfe, 0x61, 0x72, 0x74, 0x6c, 0x61, 0x72, 0xfd],
+};
+
+/** Windows-1252 bytes of Latin-1 text (each character is its byte), and of € and ’. */
+const cp1252 = (text: string) =>
+  new Uint8Array([...text].map((char) => ({ '€': 0x80, '’': 0x92 })[char] ?? char.charCodeAt(0)));
+
+describe('text encodings', () => {
+  it('refuses Shift_JIS, GBK, Windows-1251 and Windows-1254 files rather than index them as Windows-1252', async () => {
+    expect(NOT_UTF8_MESSAGE).toBe("The file is not UTF-8 text; save it as UTF-8 (in Excel: 'CSV UTF-8') and upload it again.");
+    for (const [name, bytes] of Object.entries(LEGACY)) {
+      for (const type of ['text/csv', 'text/plain', 'application/json']) {
+        expect(await failure(new Uint8Array(bytes), type), `${name} as ${type}`).toBe(NOT_UTF8_MESSAGE);
+      }
+    }
+    // Within an otherwise ASCII CSV, as exported.
+    const csv = new Uint8Array([...utf8('sku;'), ...LEGACY.shiftJis, ...utf8('\nA-1;'), ...LEGACY.cp1251, ...utf8(';100\n')]);
+    expect(await failure(csv, 'text/csv')).toBe(NOT_UTF8_MESSAGE);
+  });
+
+  it('still reads Western European Windows-1252 text, with accented letters side by side', async () => {
+    const text = 'Größe;Preis\nSüße Brötchen;3,50 €\nCrème brûlée créée à l’ancienne;7 €\nInformações;Garçon';
+    expect(await allPages(await openDocument(cp1252(text), 'text/csv'))).toEqual([text]);
+  });
+
+  it('reads UTF-8 with a BOM and ";" separators', async () => {
+    const text = '商品名;価格\nТовар;İade şartları\nGrüße;3,50 €';
+    expect(await allPages(await openDocument(utf8(`\uFEFF${text}\r\n`), 'text/csv'))).toEqual([text]);
+  });
+
+  it("reads UTF-16 with a BOM, little- and big-endian (Excel's \"Unicode text\" is UTF-16LE)", async () => {
+    const text = '商品名\t価格\nТовар\t100';
+    const le = new Uint8Array(2 + text.length * 2);
+    const be = new Uint8Array(2 + text.length * 2);
+    le.set([0xff, 0xfe]);
+    be.set([0xfe, 0xff]);
+    for (let index = 0; index < text.length; index++) {
+      const code = text.charCodeAt(index);
+      le.set([code & 0xff, code >> 8], 2 + index * 2);
+      be.set([code >> 8, code & 0xff], 2 + index * 2);
+    }
+    expect(await allPages(await openDocument(le, 'text/plain'))).toEqual([text]);
+    expect(await allPages(await openDocument(be, 'text/csv'))).toEqual([text]);
+  });
+});
+
+describe('NFKC', () => {
+  const fullWidth = 'ＳＫＵ－１２３４';
+
+  it('folds full-width and compatibility forms in every format, as questions are folded', async () => {
+    const expected = 'Item SKU-1234 fits'; // and "ﬁ" is "fi"
+    const raw = `Item ${fullWidth} ﬁts`;
+    expect(await allPages(await openDocument(utf8(raw), 'text/plain'))).toEqual([expected]);
+    expect(await allPages(await openDocument(utf8(raw), 'text/markdown'))).toEqual([expected]);
+    expect(await allPages(await openDocument(utf8(`sku,note\n${fullWidth},ﬁts`), 'text/csv'))).toEqual(['sku,note\nSKU-1234,fits']);
+    expect(await allPages(await openDocument(utf8(JSON.stringify({ sku: fullWidth })), 'application/json')))
+      .toEqual(['{"sku":"SKU-1234"}']);
+    expect(await allPages(await openDocument(docx(paragraph(run(raw))), DOCX_MIME_TYPE))).toEqual([expected]);
+    const pageBreak = '<w:r><w:br w:type="page"/></w:r>';
+    expect(await allPages(await openDocument(docx(paragraph(run('One')) + paragraph(pageBreak, run(fullWidth))), DOCX_MIME_TYPE)))
+      .toEqual(['One', 'SKU-1234']);
+  });
+
+  it('cleans what NFKC makes (ideographic and other wide spaces become spaces, then collapse)', async () => {
+    expect(await allPages(await openDocument(utf8('価格\u3000\u3000１００円\u2003 '), 'text/plain'))).toEqual(['価格 100円']);
+  });
+
+  it('refuses a page that NFKC expands past 100,000 characters, naming the page', async () => {
+    // U+FDFA is one character, and 18 under NFKC. Pseudo-pages (3,000 characters) cannot grow that far; a Word page can.
+    const pageBreak = '<w:r><w:br w:type="page"/></w:r>';
+    const expanding = docx(paragraph(run('A normal first page.')) + paragraph(pageBreak, run('\uFDFA '.repeat(6000))));
+    const document = await openDocument(expanding, DOCX_MIME_TYPE);
+    expect(document.pageCount).toBe(2);
+    expect(await document.readPage(1)).toEqual({ number: 1, text: 'A normal first page.' });
+    await expect(document.readPage(2)).rejects.toThrow(
+      /^Page 2 of the file holds 113,999 characters; at most 100,000 per page can be indexed\.$/,
+    );
+  });
+});
+
+/**
+ * A page of Japanese text set in a Type0 font with the predefined CMap
+ * UniJIS-UCS2-H and KozMinPr6N not embedded, as Acrobat and InDesign write
+ * it, next to a Helvetica line. Reading it needs Adobe's CMap files.
+ */
+async function cjkCMapPdf(pages: 'cjk-first' | 'cjk-second'): Promise<Uint8Array> {
+  const pdf = await PDFDocument.create();
+  const helvetica = await pdf.embedFont(StandardFonts.Helvetica);
+  const context = pdf.context;
+  const descriptor = context.register(context.obj({
+    Type: 'FontDescriptor',
+    FontName: 'KozMinPr6N-Regular',
+    Flags: 6,
+    FontBBox: [-437, -340, 1147, 1317],
+    ItalicAngle: 0,
+    Ascent: 1317,
+    Descent: -349,
+    CapHeight: 742,
+    StemV: 80,
+  }));
+  const cidFont = context.register(context.obj({
+    Type: 'Font',
+    Subtype: 'CIDFontType0',
+    BaseFont: 'KozMinPr6N-Regular',
+    CIDSystemInfo: { Registry: PDFString.of('Adobe'), Ordering: PDFString.of('Japan1'), Supplement: 6 },
+    FontDescriptor: descriptor,
+    DW: 1000,
+  }));
+  const type0 = context.register(context.obj({
+    Type: 'Font',
+    Subtype: 'Type0',
+    BaseFont: 'KozMinPr6N-Regular-UniJIS-UCS2-H',
+    Encoding: 'UniJIS-UCS2-H',
+    DescendantFonts: [cidFont],
+  }));
+  const latinPage = () => pdf.addPage([612, 792]).drawText('Price list', { x: 50, y: 742, size: 12, font: helvetica });
+  if (pages === 'cjk-second') latinPage();
+  const page = pdf.addPage([612, 792]);
+  page.drawText('Price list', { x: 50, y: 742, size: 12, font: helvetica });
+  page.node.setFontDictionary(PDFName.of('FJ'), type0);
+  // 商品名 in UCS-2, which UniJIS-UCS2-H maps to Adobe-Japan1 CIDs.
+  page.node.addContentStream(context.register(context.stream('BT /FJ 12 Tf 50 700 Td <554654C1540D> Tj ET')));
+  return new Uint8Array(await pdf.save());
+}
+
+describe('PDF fonts that need predefined CMaps', () => {
+  it('fails the document instead of indexing the page without its Japanese text', async () => {
+    expect(await failure(await cjkCMapPdf('cjk-first'), 'application/pdf')).toBe(CMAP_MESSAGE);
+    expect(CMAP_MESSAGE).toMatch(/^This PDF uses fonts whose characters cannot be read here \(CJK character maps\)/);
+  });
+
+  it('reads the pages before the font is used, and fails on the page that uses it', async () => {
+    const document = await openDocument(await cjkCMapPdf('cjk-second'), 'application/pdf');
+    expect(await document.readPage(1)).toEqual({ number: 1, text: 'Price list' });
+    await expect(document.readPage(2)).rejects.toThrow(CMAP_MESSAGE);
+    await document.close();
   });
 });
 

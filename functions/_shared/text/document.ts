@@ -63,6 +63,20 @@ export const pageTooLong = (page: number, chars: number) =>
   );
 
 /**
+ * A page as it is indexed. NFKC folds compatibility forms into the characters
+ * questions are typed in (full-width "ＳＫＵ－１２３４" is "SKU-1234", "ﬁ" is
+ * "fi"), as questions are folded. Done page by page, when a step reads the
+ * page: one character can expand to 18 under NFKC, and a page bounds that,
+ * where a whole 25 MB file would not. A step reads whole pages (the run's
+ * cursor counts pages), so an oversized page is refused rather than split.
+ */
+export function indexedPage(number: number, raw: string): Page {
+  const text = cleanText(raw.normalize('NFKC'));
+  if (text.length > MAX_PAGE_CHARS) throw pageTooLong(number, text.length);
+  return { number, text };
+}
+
+/**
  * Runs of non-space characters longer than this are cut with spaces: such a
  * run is not language (base64, a filler line), and the tokenizer's time grows
  * with the square of a word's length.

@@ -1,12 +1,7 @@
-import {
-  cleanText,
-  MAX_PAGE_CHARS,
-  MAX_PAGES,
-  type OpenedDocument,
-  pageTooLong,
-  tooManyPages,
-  UnreadableFileError,
-} from './document.ts';
+import { indexedPage, MAX_PAGES, type OpenedDocument, tooManyPages, UnreadableFileError } from './document.ts';
+
+export const CMAP_MESSAGE =
+  'This PDF uses fonts whose characters cannot be read here (CJK character maps); upload its text as a UTF-8 text file or a Word document instead.';
 
 /**
  * A PDF through unpdf (pdf.js built for serverless runtimes). Loaded lazily:
@@ -14,10 +9,11 @@ import {
  */
 export async function openPdf(bytes: Uint8Array): Promise<OpenedDocument> {
   const { getDocumentProxy } = await import('unpdf');
+  const missing = missingDataRecorder();
   let pdf: Awaited<ReturnType<typeof getDocumentProxy>>;
   try {
     // verbosity 0: pdf.js would log a warning for every recoverable oddity in the file.
-    pdf = await getDocumentProxy(bytes, { verbosity: 0 });
+    pdf = await getDocumentProxy(bytes, { verbosity: 0, BinaryDataFactory: missing.factory });
   } catch (error) {
     if (errorName(error) === 'PasswordException') {
       throw new UnreadableFileError('The PDF is password-protected.');
@@ -31,28 +27,45 @@ export async function openPdf(bytes: Uint8Array): Promise<OpenedDocument> {
   return {
     pageCount: pdf.numPages,
     async readPage(number) {
-      let text: string;
+      let raw: string;
       try {
         const page = await pdf.getPage(number);
         const content = await page.getTextContent();
         page.cleanup();
         // Items are runs of text in reading order; hasEOL marks where pdf.js saw a line end.
-        const raw = content.items
-          .map((item) => ('str' in item ? item.str + (item.hasEOL ? '\n' : '') : ''))
-          .join('');
-        // NFKC turns the ligatures and compatibility forms PDFs are full of ("ﬁ") into plain letters.
-        text = cleanText(raw.normalize('NFKC'));
+        raw = content.items.map((item) => ('str' in item ? item.str + (item.hasEOL ? '\n' : '') : '')).join('');
       } catch {
         throw new UnreadableFileError(`The PDF is damaged: page ${number} could not be read.`);
       }
-      // A step reads whole pages (the run's cursor counts pages), so an oversized page is refused rather than split.
-      if (text.length > MAX_PAGE_CHARS) throw pageTooLong(number, text.length);
-      return { number, text };
+      // pdf.js drops the text of a font it could not load and carries on: the page would be indexed with gaps.
+      if (missing.cMaps.length > 0) throw new UnreadableFileError(CMAP_MESSAGE);
+      return indexedPage(number, raw);
     },
     async close() {
       await pdf.loadingTask.destroy();
     },
   };
+}
+
+/**
+ * pdf.js asks this factory for data files it does not carry: the predefined
+ * Adobe CMaps (UniJIS-UCS2-H, Adobe-Japan1-UCS2, ...) that map the codes of
+ * CJK fonts without a ToUnicode map to characters, standard font programs, and
+ * wasm decoders. None is shipped with the functions, so every request fails
+ * as it would without the factory; the CMaps asked for are recorded, as the
+ * text of the fonts that needed them is lost. pdf.js makes one factory per
+ * document, from the class given; the class is made per document too, so a
+ * document's record is its own.
+ */
+function missingDataRecorder() {
+  const cMaps: string[] = [];
+  class RecordingBinaryDataFactory {
+    fetch({ kind, filename }: { kind: string; filename: string }): Promise<Uint8Array> {
+      if (kind === 'cMapUrl') cMaps.push(filename);
+      return Promise.reject(new Error(`${kind} data is not available: ${filename}`));
+    }
+  }
+  return { factory: RecordingBinaryDataFactory, cMaps };
 }
 
 function errorName(error: unknown): string | undefined {

@@ -1,13 +1,12 @@
-import { cleanText, MAX_PAGES, type OpenedDocument, tooManyTextPages, UnreadableFileError } from './document.ts';
+import { cleanText, indexedPage, MAX_PAGES, type OpenedDocument, tooManyTextPages, UnreadableFileError } from './document.ts';
 import { splitIntoPages } from './pages.ts';
 
 /** A document already split into pages of text. */
 export function documentFromPages(pages: string[]): OpenedDocument {
   return {
     pageCount: pages.length,
-    readPage(number) {
-      return Promise.resolve({ number, text: pages[number - 1] ?? '' });
-    },
+    // The executor's throw (an oversized page) becomes the promise's rejection.
+    readPage: (number) => new Promise((resolve) => resolve(indexedPage(number, pages[number - 1] ?? ''))),
     close: () => Promise.resolve(),
   };
 }
@@ -25,8 +24,10 @@ export function documentFromText(text: string): OpenedDocument {
 
 /**
  * Bytes of a text file as a string: UTF-8 (a BOM is dropped), UTF-16 when it
- * starts with a UTF-16 BOM, and Windows-1252 for the legacy files many
- * spreadsheets still export; NUL bytes without a BOM mean binary data.
+ * starts with a UTF-16 BOM (Excel's "Unicode text"), and Windows-1252 for the
+ * legacy Western European files many spreadsheets still export; NUL bytes
+ * without a BOM mean binary data. Other legacy encodings are refused rather
+ * than read as Windows-1252: that would index garbage.
  */
 export function decodeText(bytes: Uint8Array): string {
   if (bytes[0] === 0xff && bytes[1] === 0xfe) return new TextDecoder('utf-16le').decode(bytes);
@@ -35,9 +36,39 @@ export function decodeText(bytes: Uint8Array): string {
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
+    if (!looksWestern(bytes)) throw new UnreadableFileError(NOT_UTF8_MESSAGE);
     return decodeWindows1252(bytes);
   }
 }
+
+export const NOT_UTF8_MESSAGE = "The file is not UTF-8 text; save it as UTF-8 (in Excel: 'CSV UTF-8') and upload it again.";
+
+/**
+ * Whether bytes that are not UTF-8 read as Windows-1252 text. Western European
+ * words carry one accented letter, or two side by side ("süß", "Größe", "créé",
+ * "ações"), never three; the double-byte encodings (Shift_JIS, GBK, Big5,
+ * EUC-KR) and the single-byte ones for other alphabets (Windows-1251, -1253)
+ * put a byte >= 0x80 on every character, so their words are longer runs.
+ * Windows-1254 (Turkish) has letters of its own only at the six bytes below,
+ * where Windows-1252 has Icelandic ones (İ where Ý is): Turkish text without
+ * them reads right as Windows-1252. Bytes Windows-1252
+ * leaves undefined appear in no Windows-1252 file.
+ */
+function looksWestern(bytes: Uint8Array): boolean {
+  let run = 0;
+  for (const byte of bytes) {
+    if (byte < 0x80) {
+      run = 0;
+      continue;
+    }
+    if (++run > 2 || CP1252_UNDEFINED.has(byte) || CP1254_LETTERS.has(byte)) return false;
+  }
+  return true;
+}
+
+const CP1252_UNDEFINED = new Set([0x81, 0x8d, 0x8f, 0x90, 0x9d]);
+/** Ğ İ Ş ğ ı ş in Windows-1254; Ð Ý Þ ð ý þ in Windows-1252. */
+const CP1254_LETTERS = new Set([0xd0, 0xdd, 0xde, 0xf0, 0xfd, 0xfe]);
 
 // Windows-1252's 0x80-0x9F (the rest is Latin-1). Decoded here because Node's TextDecoder treats the
 // label as Latin-1, so "€" (0x80) would come out as a control character under vitest but not under Deno.
