@@ -23,6 +23,8 @@
  *                                        ErrorDuplicateTransactionId; singleValueExtendedProperties kept),
  *                                        GET the same with $filter=singleValueExtendedProperties/Any(...)
  *                                        (one property's id and value), GET|PATCH|DELETE /v1.0/me/events/{id}
+ *                                        (start and end in a Windows zone or one of Graph's few IANA names,
+ *                                        any other 400 TimeZoneNotSupportedException)
  *
  * What it enforces, as the providers do: client id and secret; the redirect
  * URI of the code exchange equal to the authorization request's; PKCE (S256
@@ -210,13 +212,137 @@ const GOOGLE_FREEBUSY_SCOPES = [
 const GRAPH_RESOURCE = 'https://graph.microsoft.com/';
 const GRAPH_SCOPES = new Set(['user.read', 'calendars.read', 'calendars.readwrite', 'mail.read']);
 const OIDC_SCOPES = new Set(['openid', 'email', 'profile', 'offline_access']);
-/** A few Windows zone names Graph accepts, to IANA. */
+/**
+ * The time zones Graph takes in an event's start and end: Windows names
+ * (here those of the zones below, to an IANA zone with their rules), and the
+ * "additional time zones" of Graph's dateTimeTimeZone doc, one IANA name per
+ * Windows zone (Europe/Paris but not Europe/Madrid, Asia/Calcutta but not
+ * Asia/Kolkata). Any other is refused 400 TimeZoneNotSupportedException.
+ */
 const WINDOWS_ZONES: Record<string, string> = {
-  'W. Europe Standard Time': 'Europe/Berlin',
-  'Pacific Standard Time': 'America/Los_Angeles',
+  'AUS Central Standard Time': 'Australia/Darwin',
+  'AUS Eastern Standard Time': 'Australia/Sydney',
+  'Afghanistan Standard Time': 'Asia/Kabul',
+  'Alaskan Standard Time': 'America/Anchorage',
+  'Arab Standard Time': 'Asia/Riyadh',
+  'Arabian Standard Time': 'Asia/Dubai',
+  'Arabic Standard Time': 'Asia/Baghdad',
+  'Argentina Standard Time': 'America/Argentina/Buenos_Aires',
+  'Atlantic Standard Time': 'America/Halifax',
+  'Azerbaijan Standard Time': 'Asia/Baku',
+  'Azores Standard Time': 'Atlantic/Azores',
+  'Bahia Standard Time': 'America/Bahia',
+  'Bangladesh Standard Time': 'Asia/Dhaka',
+  'Canada Central Standard Time': 'America/Regina',
+  'Cape Verde Standard Time': 'Atlantic/Cape_Verde',
+  'Caucasus Standard Time': 'Asia/Yerevan',
+  'Cen. Australia Standard Time': 'Australia/Adelaide',
+  'Central America Standard Time': 'America/Guatemala',
+  'Central Brazilian Standard Time': 'America/Cuiaba',
+  'Central Europe Standard Time': 'Europe/Budapest',
+  'Central European Standard Time': 'Europe/Warsaw',
+  'Central Pacific Standard Time': 'Pacific/Guadalcanal',
+  'Central Standard Time': 'America/Chicago',
+  'Central Standard Time (Mexico)': 'America/Mexico_City',
+  'China Standard Time': 'Asia/Shanghai',
+  'Dateline Standard Time': 'Etc/GMT+12',
+  'E. Africa Standard Time': 'Africa/Nairobi',
+  'E. Australia Standard Time': 'Australia/Brisbane',
+  'E. South America Standard Time': 'America/Sao_Paulo',
   'Eastern Standard Time': 'America/New_York',
+  'Egypt Standard Time': 'Africa/Cairo',
+  'Ekaterinburg Standard Time': 'Asia/Yekaterinburg',
+  'FLE Standard Time': 'Europe/Kiev',
+  'Fiji Standard Time': 'Pacific/Fiji',
   'GMT Standard Time': 'Europe/London',
+  'GTB Standard Time': 'Europe/Bucharest',
+  'Georgian Standard Time': 'Asia/Tbilisi',
+  'Greenland Standard Time': 'America/Godthab',
+  'Greenwich Standard Time': 'Atlantic/Reykjavik',
+  'Hawaiian Standard Time': 'Pacific/Honolulu',
+  'India Standard Time': 'Asia/Calcutta',
+  'Iran Standard Time': 'Asia/Tehran',
+  'Israel Standard Time': 'Asia/Jerusalem',
+  'Jordan Standard Time': 'Asia/Amman',
+  'Kaliningrad Standard Time': 'Europe/Kaliningrad',
+  'Korea Standard Time': 'Asia/Seoul',
+  'Line Islands Standard Time': 'Pacific/Kiritimati',
+  'Magadan Standard Time': 'Asia/Magadan',
+  'Mauritius Standard Time': 'Indian/Mauritius',
+  'Middle East Standard Time': 'Asia/Beirut',
+  'Montevideo Standard Time': 'America/Montevideo',
+  'Morocco Standard Time': 'Africa/Casablanca',
+  'Mountain Standard Time': 'America/Denver',
+  'Myanmar Standard Time': 'Asia/Rangoon',
+  'N. Central Asia Standard Time': 'Asia/Novosibirsk',
+  'Namibia Standard Time': 'Africa/Windhoek',
+  'Nepal Standard Time': 'Asia/Kathmandu',
+  'New Zealand Standard Time': 'Pacific/Auckland',
+  'Newfoundland Standard Time': 'America/St_Johns',
+  'North Asia East Standard Time': 'Asia/Irkutsk',
+  'North Asia Standard Time': 'Asia/Krasnoyarsk',
+  'Pacific SA Standard Time': 'America/Santiago',
+  'Pacific Standard Time': 'America/Los_Angeles',
+  'Pacific Standard Time (Mexico)': 'America/Santa_Isabel',
+  'Pakistan Standard Time': 'Asia/Karachi',
+  'Paraguay Standard Time': 'America/Asuncion',
+  'Romance Standard Time': 'Europe/Paris',
+  'Russian Standard Time': 'Europe/Moscow',
+  'SA Eastern Standard Time': 'America/Cayenne',
+  'SA Pacific Standard Time': 'America/Bogota',
+  'SA Western Standard Time': 'America/La_Paz',
+  'SE Asia Standard Time': 'Asia/Bangkok',
+  'Samoa Standard Time': 'Pacific/Apia',
+  'Singapore Standard Time': 'Asia/Singapore',
+  'South Africa Standard Time': 'Africa/Johannesburg',
+  'Sri Lanka Standard Time': 'Asia/Colombo',
+  'Syria Standard Time': 'Asia/Damascus',
+  'Taipei Standard Time': 'Asia/Taipei',
+  'Tasmania Standard Time': 'Australia/Hobart',
+  'Tokyo Standard Time': 'Asia/Tokyo',
+  'Tonga Standard Time': 'Pacific/Tongatapu',
+  'Turkey Standard Time': 'Europe/Istanbul',
+  'US Eastern Standard Time': 'America/Indiana/Indianapolis',
+  'US Mountain Standard Time': 'America/Phoenix',
+  'UTC': 'Etc/UTC',
+  'UTC+12': 'Etc/GMT-12',
+  'UTC-02': 'Etc/GMT+2',
+  'UTC-11': 'Etc/GMT+11',
+  'Ulaanbaatar Standard Time': 'Asia/Ulaanbaatar',
+  'Venezuela Standard Time': 'America/Caracas',
+  'Vladivostok Standard Time': 'Asia/Vladivostok',
+  'W. Australia Standard Time': 'Australia/Perth',
+  'W. Central Africa Standard Time': 'Africa/Lagos',
+  'W. Europe Standard Time': 'Europe/Berlin',
+  'West Asia Standard Time': 'Asia/Tashkent',
+  'West Pacific Standard Time': 'Pacific/Port_Moresby',
+  'Yakutsk Standard Time': 'Asia/Yakutsk',
 };
+const GRAPH_IANA_ZONES = new Set([
+  'Etc/GMT+12', 'Etc/GMT+11', 'Pacific/Honolulu', 'America/Anchorage', 'America/Santa_Isabel', 'America/Los_Angeles',
+  'America/Phoenix', 'America/Chihuahua', 'America/Denver', 'America/Guatemala', 'America/Chicago',
+  'America/Mexico_City', 'America/Regina', 'America/Bogota', 'America/New_York', 'America/Indiana/Indianapolis',
+  'America/Caracas', 'America/Asuncion', 'America/Halifax', 'America/Cuiaba', 'America/La_Paz', 'America/Santiago',
+  'America/St_Johns', 'America/Sao_Paulo', 'America/Argentina/Buenos_Aires', 'America/Cayenne', 'America/Godthab',
+  'America/Montevideo', 'America/Bahia', 'Etc/GMT+2', 'Atlantic/Azores', 'Atlantic/Cape_Verde', 'Africa/Casablanca',
+  'Etc/GMT', 'Europe/London', 'Atlantic/Reykjavik', 'Europe/Berlin', 'Europe/Budapest', 'Europe/Paris',
+  'Europe/Warsaw', 'Africa/Lagos', 'Africa/Windhoek', 'Europe/Bucharest', 'Asia/Beirut', 'Africa/Cairo',
+  'Asia/Damascus', 'Africa/Johannesburg', 'Europe/Kiev', 'Europe/Istanbul', 'Asia/Jerusalem', 'Asia/Amman',
+  'Asia/Baghdad', 'Europe/Kaliningrad', 'Asia/Riyadh', 'Africa/Nairobi', 'Asia/Tehran', 'Asia/Dubai', 'Asia/Baku',
+  'Europe/Moscow', 'Indian/Mauritius', 'Asia/Tbilisi', 'Asia/Yerevan', 'Asia/Kabul', 'Asia/Karachi', 'Asia/Tashkent',
+  'Asia/Calcutta', 'Asia/Colombo', 'Asia/Kathmandu', 'Asia/Almaty', 'Asia/Dhaka', 'Asia/Yekaterinburg',
+  'Asia/Rangoon', 'Asia/Bangkok', 'Asia/Novosibirsk', 'Asia/Shanghai', 'Asia/Krasnoyarsk', 'Asia/Singapore',
+  'Australia/Perth', 'Asia/Taipei', 'Asia/Ulaanbaatar', 'Asia/Irkutsk', 'Asia/Tokyo', 'Asia/Seoul',
+  'Australia/Adelaide', 'Australia/Darwin', 'Australia/Brisbane', 'Australia/Sydney', 'Pacific/Port_Moresby',
+  'Australia/Hobart', 'Asia/Yakutsk', 'Pacific/Guadalcanal', 'Asia/Vladivostok', 'Pacific/Auckland', 'Etc/GMT-12',
+  'Pacific/Fiji', 'Asia/Magadan', 'Pacific/Tongatapu', 'Pacific/Apia', 'Pacific/Kiritimati',
+]);
+
+/** An IANA zone to compute with, for a zone name Graph takes; undefined for one it refuses. */
+function graphZone(name: string): string | undefined {
+  if (Object.hasOwn(WINDOWS_ZONES, name)) return WINDOWS_ZONES[name];
+  return GRAPH_IANA_ZONES.has(name) ? name : undefined;
+}
 
 const AADSTS_MESSAGES: Record<number, string> = {
   54005: 'OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.',
@@ -959,12 +1085,12 @@ export async function startCalendarStub(
     graphError(ctx, 400, 'BadRequest', `Resource not found for the segment '${path.split('/').pop() ?? ''}'.`);
   }
 
-  /** The zone a Prefer: outlook.timezone="..." header asks for, UTC when none. */
+  /** The zone a Prefer: outlook.timezone="..." header asks for, UTC when none or one Graph does not take. */
   function preferredZone(ctx: Ctx): string {
     const prefer = ctx.record.headers.prefer ?? '';
     const match = /outlook\.timezone\s*=\s*"([^"]+)"/iu.exec(prefer);
     const zone = match?.[1] ?? 'UTC';
-    return WINDOWS_ZONES[zone] ?? zone;
+    return graphZone(zone) === undefined ? 'UTC' : zone;
   }
 
   function graphCalendarView(ctx: Ctx, acc: Account, calendarId: string | undefined, path: string) {
@@ -1047,18 +1173,29 @@ export async function startCalendarStub(
       typeof (property as { id?: unknown }).id === 'string' && typeof (property as { value?: unknown }).value === 'string'))) {
       return graphError(ctx, 400, 'BadRequest', 'Invalid singleValueExtendedProperties.');
     }
-    const time = (value: unknown) => {
+    /** An instant, or the zone name Graph refuses (undefined when the value is not a dateTimeTimeZone at all). */
+    type Read = { instant: Date; raw: { dateTime: string; timeZone: string } } | { refused: string } | undefined;
+    const time = (value: unknown): Read => {
       if (typeof value !== 'object' || value === null) return undefined;
       const { dateTime, timeZone } = value as { dateTime?: unknown; timeZone?: unknown };
       if (typeof dateTime !== 'string' || typeof timeZone !== 'string') return undefined;
-      const zone = WINDOWS_ZONES[timeZone] ?? timeZone;
+      const zone = graphZone(timeZone);
+      if (zone === undefined) return { refused: timeZone };
       const instant = zonedToUtc(dateTime, zone);
       return Number.isNaN(instant) ? undefined : { instant: new Date(instant), raw: { dateTime, timeZone } };
     };
-    const start = body.start === undefined ? undefined : time(body.start);
-    const end = body.end === undefined ? undefined : time(body.end);
+    const startTime = body.start === undefined ? undefined : time(body.start);
+    const endTime = body.end === undefined ? undefined : time(body.end);
+    for (const read of [startTime, endTime]) {
+      if (read && 'refused' in read) {
+        return graphError(ctx, 400, 'TimeZoneNotSupportedException',
+          `A valid TimeZone value must be specified. The following TimeZone value is not supported: '${read.refused}'.`);
+      }
+    }
+    const start = startTime && 'instant' in startTime ? startTime : undefined;
+    const end = endTime && 'instant' in endTime ? endTime : undefined;
     if ((body.start !== undefined && !start) || (body.end !== undefined && !end)) {
-      return graphError(ctx, 400, 'TimeZoneNotSupportedException', 'A valid TimeZone value must be specified.');
+      return graphError(ctx, 400, 'ErrorPropertyValidationFailure', 'At least one property failed validation.');
     }
     if (!existing && (!start || !end)) return graphError(ctx, 400, 'ErrorPropertyValidationFailure', 'Start and End are required.');
     const startAt = start?.instant ?? existing?.start;
@@ -1113,8 +1250,8 @@ export async function startCalendarStub(
   function graphEventResource(acc: Account, event: StubEvent, zone: string | undefined, select?: string[]) {
     // Without a Prefer header Graph answers in UTC; an event read back after a write keeps the zone it was written in.
     const render = (instant: Date, raw: { timeZone?: string }) => {
-      const shown = zone ?? (raw.timeZone ? WINDOWS_ZONES[raw.timeZone] ?? raw.timeZone : 'UTC');
-      return { dateTime: `${wallClock(instant.getTime(), shown)}.0000000`, timeZone: zone ?? raw.timeZone ?? 'UTC' };
+      const shown = zone ?? raw.timeZone ?? 'UTC';
+      return { dateTime: `${wallClock(instant.getTime(), graphZone(shown) ?? 'UTC')}.0000000`, timeZone: shown };
     };
     const full: Record<string, unknown> = {
       '@odata.etag': event.etag,

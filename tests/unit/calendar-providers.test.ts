@@ -344,7 +344,7 @@ describe('calendar providers against the stand-in', () => {
       );
     });
 
-    it('reads times Graph gives in another IANA zone, and refuses a zone it cannot read', async () => {
+    it('reads times Graph gives in another IANA or Windows zone, and refuses a zone it cannot read', async () => {
       const answer = (timeZone: string) =>
         createMicrosoftCalendar({
           clientId: 'x',
@@ -365,8 +365,10 @@ describe('calendar providers against the stand-in', () => {
       const [event] = await answer('Europe/Berlin').calendarView('t', at('2026-10-24T00:00:00Z'), at('2026-10-26T00:00:00Z'));
       // 02:30 happens twice that night; the first (CEST) is taken. 04:00 is CET.
       expect(event).toMatchObject({ start: at('2026-10-25T00:30:00Z'), end: at('2026-10-25T03:00:00Z') });
+      const [windows] = await answer('W. Europe Standard Time').calendarView('t', at('2026-10-24T00:00:00Z'), at('2026-10-26T00:00:00Z'));
+      expect(windows).toMatchObject({ start: at('2026-10-25T00:30:00Z'), end: at('2026-10-25T03:00:00Z') });
       await expect(
-        answer('W. Europe Standard Time').calendarView('t', at('2026-10-24T00:00:00Z'), at('2026-10-26T00:00:00Z')),
+        answer('Mars Standard Time').calendarView('t', at('2026-10-24T00:00:00Z'), at('2026-10-26T00:00:00Z')),
       ).rejects.toBeInstanceOf(CalendarProviderError);
     });
   });
@@ -393,7 +395,7 @@ describe('calendar providers against the stand-in', () => {
         // Across the autumn change: 02:30 CEST to 03:00 CET, 1.5 h. 02:30 happens twice that night,
         // so that end goes in UTC rather than as a wall time Graph could read as the other 02:30.
         start: { dateTime: '2026-10-25T00:30:00', timeZone: 'UTC' },
-        end: { dateTime: '2026-10-25T03:00:00', timeZone: 'Europe/Berlin' },
+        end: { dateTime: '2026-10-25T03:00:00', timeZone: 'W. Europe Standard Time' },
         attendees: [],
       });
       const [stored] = stub.events('microsoft', MS_USER);
@@ -414,8 +416,8 @@ describe('calendar providers against the stand-in', () => {
       const patch = stub.requests.find((item) => item.method === 'PATCH');
       expect(patch?.path).toBe(`/v1.0/me/events/${encodeURIComponent(created.externalId)}`);
       expect(patch?.body).toEqual({
-        start: { dateTime: '2026-10-26T10:00:00', timeZone: 'Europe/Berlin' },
-        end: { dateTime: '2026-10-26T11:00:00', timeZone: 'Europe/Berlin' },
+        start: { dateTime: '2026-10-26T10:00:00', timeZone: 'W. Europe Standard Time' },
+        end: { dateTime: '2026-10-26T11:00:00', timeZone: 'W. Europe Standard Time' },
         attendees: [{ emailAddress: { address: 'caller@example.org', name: 'Caller' }, type: 'required' }],
       });
       expect(stub.events('microsoft', MS_USER)[0]).toMatchObject({ start: at('2026-10-26T09:00:00Z'), notified: ['graph'] });

@@ -24,6 +24,9 @@
  *   not busy;
  * - events: POST /v1.0/me/events (or /me/calendars/{id}/events), PATCH and
  *   DELETE /v1.0/me/events/{id}; errors `{ error: { code, message } }`;
+ *   start and end are dateTimeTimeZone, a wall time and a Windows zone name
+ *   (a zone outside Windows' names and the few IANA ones Graph lists is
+ *   refused 400 TimeZoneNotSupportedException);
  *   a create may carry a `transactionId`: Graph answers a repeat of that
  *   create with the event it made, and refuses a transactionId already used
  *   for a different event with ErrorDuplicateTransactionId; the event is
@@ -51,6 +54,7 @@ import {
   type EventWriteOptions,
   type TokenSet,
 } from './types.ts';
+import { rulesOfWindowsZone, windowsZoneOf } from './windows-zones.ts';
 import { instantFromWallTime, isValidTimeZone, wallTime, wallTimeReadings } from './zoned.ts';
 
 export const MICROSOFT_LOGIN_BASE_URL = 'https://login.microsoftonline.com';
@@ -121,10 +125,15 @@ const me = z.object({
 /** showAs values that leave the person bookable. */
 const NOT_BUSY = new Set(['free', 'workingElsewhere']);
 
-/** A Graph dateTimeTimeZone as an instant: UTC as we ask for it, or an IANA zone should Graph answer in one. */
+/**
+ * A Graph dateTimeTimeZone as an instant: UTC as we ask for it, or a Windows
+ * or IANA zone should Graph answer in one.
+ */
 function toInstant(value: z.infer<typeof dateTimeTimeZone>): Date {
   const zone = value.timeZone ?? 'UTC';
   if (UTC_NAMES.has(zone.toLowerCase())) return instantFromWallTime(value.dateTime, 'UTC');
+  const windowsRules = rulesOfWindowsZone(zone);
+  if (windowsRules !== undefined) return instantFromWallTime(value.dateTime, windowsRules);
   if (isValidTimeZone(zone)) return instantFromWallTime(value.dateTime, zone);
   throw new CalendarProviderError('microsoft', `Graph answered in the time zone ${JSON.stringify(zone)}, not UTC.`, {
     status: 200,
@@ -134,16 +143,25 @@ function toInstant(value: z.infer<typeof dateTimeTimeZone>): Date {
 
 /**
  * An instant as Graph's dateTimeTimeZone: the wall time in the event's zone
- * (Graph takes IANA names besides Windows ones), so Outlook shows the event
- * in that zone. A wall time in the hour an autumn change repeats (02:30 in
- * Berlin on 2026-10-25 happens twice) names two instants and Graph could read
- * the other one, an hour off: such an end is sent in UTC instead.
+ * under that zone's Windows name (Europe/Madrid → Romance Standard Time;
+ * Graph refuses most IANA names with TimeZoneNotSupportedException), so
+ * Outlook shows the event in that zone. The wall time is read back in the
+ * zone whose rules the Windows one follows, and sent in UTC instead when
+ * that does not give this instant alone: in the hour an autumn change
+ * repeats (02:30 in Berlin on 2026-10-25 happens twice, and Graph could read
+ * the other one, an hour off), for a zone Windows has no name for
+ * (Antarctica/Troll), or should the zone's rules part from the Windows
+ * zone's after the table was made.
  */
 function graphDateTime(instant: Date, timeZone: string): { dateTime: string; timeZone: string } {
-  const wall = wallTime(instant, timeZone);
-  const readings = wallTimeReadings(wall, timeZone);
-  const whole = Math.floor(instant.getTime() / 1000) * 1000;
-  if (readings.length === 1 && readings[0]?.getTime() === whole) return { dateTime: wall, timeZone };
+  const windows = windowsZoneOf(timeZone);
+  const rules = windows === undefined ? undefined : rulesOfWindowsZone(windows);
+  if (windows !== undefined && rules !== undefined) {
+    const wall = wallTime(instant, timeZone);
+    const readings = wallTimeReadings(wall, rules);
+    const whole = Math.floor(instant.getTime() / 1000) * 1000;
+    if (readings.length === 1 && readings[0]?.getTime() === whole) return { dateTime: wall, timeZone: windows };
+  }
   return { dateTime: wallTime(instant, 'UTC'), timeZone: 'UTC' };
 }
 
