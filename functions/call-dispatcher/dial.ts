@@ -1,6 +1,7 @@
 import { forEachConcurrently, leaseSeconds } from '../_shared/batch.ts';
 import { asServiceRole, type Sql } from '../_shared/db.ts';
 import { DialError, type VoiceDialer } from '../_shared/voice/index.ts';
+import { PassThrottle, type ReleaseOutcome, type Throttle, throttleOf } from './throttle.ts';
 
 /**
  * One pass over due outbound calls: claim them (row-locked and leased, so
@@ -28,6 +29,13 @@ import { DialError, type VoiceDialer } from '../_shared/voice/index.ts';
  * dialled again); no answer, another lookup later. After 5 unanswered
  * lookups the call fails as `dial-failed: outcome unknown: <why>`: a call
  * nobody can account for is given up, never dialled blind.
+ *
+ * Throttling (see ./throttle.ts): the first 429 or 503, to a dial or a
+ * lookup, stops the pass. The requests already in flight finish; nothing
+ * else is sent and no further batch is claimed; the claims not used and the
+ * throttled ones are given back without counting an attempt or a lookup,
+ * due again after the provider's Retry-After. A call throttled for over
+ * 24 hours fails (`dial-failed: throttled by the provider ...`).
  */
 export interface DialPassOptions {
   sql: Sql;
@@ -68,6 +76,11 @@ export interface DialSummary {
   stale: number;
   /** Dialled (or looked up), but the report failed: when the lease runs out the attempt is looked up, never dialled again. */
   unrecorded: number;
+  /**
+   * Claims given back because the provider throttled the pass (429/503):
+   * not dialled (or answered 429/503), no attempt or lookup counted, due again after its Retry-After.
+   */
+  throttled: number;
 }
 
 export const DIAL_DEFAULTS = {
@@ -117,6 +130,8 @@ interface DialOutcome {
   retryAfterSeconds: number | null;
   /** The provider may have placed the call: recorded as unknown, looked up later. */
   unknown: boolean;
+  /** The provider refused the request because it is throttling us: given back, not recorded. */
+  throttle: Throttle | null;
 }
 
 async function claim(sql: Sql, size: number, lease: number): Promise<ClaimedCall[]> {
@@ -159,6 +174,7 @@ async function lookUpOne(dialer: VoiceDialer, call: LookupCall): Promise<DialOut
       retryable: true,
       retryAfterSeconds: null,
       unknown: true,
+      throttle: null,
     };
   }
   try {
@@ -169,18 +185,21 @@ async function lookUpOne(dialer: VoiceDialer, call: LookupCall): Promise<DialOut
       metadata: { call_id: call.call_id, org_id: call.org_id },
       dialStartedAt: new Date(call.dial_started_at),
     });
-    if (found) return { providerCallId: found.providerCallId, error: null, retryable: false, retryAfterSeconds: null, unknown: false };
+    if (found) {
+      return { providerCallId: found.providerCallId, error: null, retryable: false, retryAfterSeconds: null, unknown: false, throttle: null };
+    }
     return {
       providerCallId: null,
       error: `dial attempt ${call.attempt} placed no call (the provider has none for it)`,
       retryable: true,
       retryAfterSeconds: null,
       unknown: false,
+      throttle: null,
     };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     const retryAfter = error instanceof DialError ? error.retryAfterSeconds ?? null : null;
-    return { providerCallId: null, error: message, retryable: true, retryAfterSeconds: retryAfter, unknown: true };
+    return { providerCallId: null, error: message, retryable: true, retryAfterSeconds: retryAfter, unknown: true, throttle: throttleOf(error) };
   }
 }
 
@@ -193,7 +212,7 @@ async function dialOne(dialer: VoiceDialer, call: ClaimedCall): Promise<DialOutc
       metadata: { call_id: call.call_id, org_id: call.org_id },
       ...(call.interruption_sensitivity === null ? {} : { voice: { interruptionSensitivity: call.interruption_sensitivity } }),
     });
-    return { providerCallId: placed.providerCallId, error: null, retryable: false, retryAfterSeconds: null, unknown: false };
+    return { providerCallId: placed.providerCallId, error: null, retryable: false, retryAfterSeconds: null, unknown: false, throttle: null };
   } catch (error) {
     const failure = error instanceof DialError
       ? error
@@ -207,6 +226,8 @@ async function dialOne(dialer: VoiceDialer, call: ClaimedCall): Promise<DialOutc
       retryable: failure.retryable,
       retryAfterSeconds: wait,
       unknown: failure.maybePlaced,
+      // Only an answer that created nothing: a call that may be under way is looked up, whatever its status.
+      throttle: failure.maybePlaced ? null : throttleOf(failure),
     };
   }
 }
@@ -231,6 +252,7 @@ export async function dialDueCalls(options: DialPassOptions): Promise<DialSummar
     canceled: 0,
     stale: 0,
     unrecorded: 0,
+    throttled: 0,
   };
   const started = performance.now();
   const count = (result: string, lookup: boolean) => {
@@ -245,6 +267,25 @@ export async function dialDueCalls(options: DialPassOptions): Promise<DialSummar
   // One budget for the pass: a lookup and a dial each cost the provider a request.
   const budgetLeft = () => settings.maxCalls - summary.lookedUp - summary.claimed;
   const inTime = () => performance.now() - started < settings.maxDurationMs;
+  const throttle = new PassThrottle();
+  const countReleased = (outcomes: ReleaseOutcome[]) => {
+    for (const outcome of outcomes) {
+      if (outcome === 'released') summary.throttled += 1;
+      else count(outcome, false);
+    }
+  };
+  // Gives back what the throttled batch did not use; true when the pass must stop.
+  const stopIfThrottled = async (): Promise<boolean> => {
+    if (!throttle.active) return false;
+    try {
+      countReleased(await throttle.release(options.sql));
+    } catch (error) {
+      // Still stamped: when the lease runs out each is looked up at the provider, never dialled blind.
+      log(`giving back ${throttle.givenBack.length} throttled claims failed`, error);
+      summary.unrecorded += throttle.givenBack.length;
+    }
+    return true;
+  };
 
   // Attempts of unknown outcome first: each is settled with the provider before its number can be dialled again.
   while (budgetLeft() > 0 && inTime()) {
@@ -252,7 +293,13 @@ export async function dialDueCalls(options: DialPassOptions): Promise<DialSummar
     if (batch.length === 0) break;
     summary.lookedUp += batch.length;
     await forEachConcurrently(batch, settings.concurrency, async (call) => {
+      const given = { call_id: call.call_id, attempt: call.attempt, lookup: call.lookup };
+      if (throttle.active) return throttle.giveBack(given);
       const outcome = await lookUpOne(options.dialer, call);
+      if (outcome.throttle) {
+        throttle.note(outcome.throttle);
+        return throttle.giveBack(given);
+      }
       try {
         count(await record(options.sql, call, outcome), true);
       } catch (error) {
@@ -261,6 +308,7 @@ export async function dialDueCalls(options: DialPassOptions): Promise<DialSummar
         summary.unrecorded += 1;
       }
     });
+    if (await stopIfThrottled()) return summary;
   }
 
   while (budgetLeft() > 0 && inTime()) {
@@ -268,7 +316,13 @@ export async function dialDueCalls(options: DialPassOptions): Promise<DialSummar
     if (batch.length === 0) break;
     summary.claimed += batch.length;
     await forEachConcurrently(batch, settings.concurrency, async (call) => {
+      const given = { call_id: call.call_id, attempt: call.attempt, lookup: 0 };
+      if (throttle.active) return throttle.giveBack(given);
       const outcome = await dialOne(options.dialer, call);
+      if (outcome.throttle) {
+        throttle.note(outcome.throttle);
+        return throttle.giveBack(given);
+      }
       try {
         count(await record(options.sql, call, outcome), false);
       } catch (error) {
@@ -277,6 +331,7 @@ export async function dialDueCalls(options: DialPassOptions): Promise<DialSummar
         summary.unrecorded += 1;
       }
     });
+    if (await stopIfThrottled()) break;
   }
   return summary;
 }

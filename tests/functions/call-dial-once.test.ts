@@ -15,6 +15,10 @@ import { type ChatOrg, createBot, createChatOrg } from '../support/chat-fixtures
 import { startVapiStub, type VapiStub, type VapiStubRequest } from '../support/vapi-stub.ts';
 import { startTestDatabase, type TestDatabase } from './support.ts';
 import { createOutboundCall, provisionVoiceIds } from '../support/call-fixtures.ts';
+import { runExclusively } from '../support/exclusive.ts';
+
+// A dial pass takes every org's due calls: one such file at a time.
+runExclusively('dial-pass');
 
 let database: TestDatabase;
 let sql: Sql;

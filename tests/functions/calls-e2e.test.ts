@@ -210,9 +210,9 @@ describe('the dispatcher', () => {
     // The insert's wake-up may be throttled behind the last one's; a pass now saves waiting for cron.
     await runPass();
     const afterRetry = await waitFor(() => callState(retried), (state) => state.last_dial_error !== null);
-    expect(afterRetry).toMatchObject({ status: 'queued', dial_attempts: 1 });
+    expect(afterRetry).toMatchObject({ status: 'queued', dial_attempts: 0 });
     expect(afterRetry.last_dial_error).toContain('503');
-    // A 503 means Vapi did not take the call: the first backoff step, 30 s.
+    // A 503 means Vapi did not take the call: given back without using an attempt, due again in 30 s.
     expect(afterRetry.next_dial_in).toBeGreaterThan(20);
     expect(afterRetry.next_dial_in).toBeLessThanOrEqual(31);
 
