@@ -1,6 +1,6 @@
 import type { ChatProvider } from '../_shared/chat/index.ts';
 import { asServiceRole, type Sql } from '../_shared/db.ts';
-import { analyzeCall, storableAnalysis } from '../_shared/voice/analysis.ts';
+import { analyzeCall, type CallAnalysis, CallAnalysisFailed, storableAnalysis } from '../_shared/voice/analysis.ts';
 import type { TranscriptSegment } from '../_shared/voice/index.ts';
 import type { RecordingStore } from './recordings.ts';
 
@@ -14,6 +14,11 @@ import type { RecordingStore } from './recordings.ts';
  * reached. No call is taken after `maxDurationMs`; analyses and recordings
  * are taken in turns within it. Each call is independent of the others, so
  * one failure never stops the pass.
+ *
+ * A model that fails on an analysis (its provider's retries spent: a long
+ * 429, a 5xx, a stream cut) fails the try, so the call stays due and is
+ * handed out again; only its last try falls back to the rules, stored at
+ * once. What a failed try spent is metered all the same.
  */
 export interface AfterCallSummary {
   analysed: number;
@@ -26,6 +31,8 @@ interface CallToAnalyse {
   /** The bot's language, for the summary. */
   language: string | null;
   transcript: Array<{ speaker: TranscriptSegment['speaker']; text: string }>;
+  /** No later hand-out will come: a failing model falls back to the rules. */
+  last_try: boolean;
 }
 
 interface CallToRecord {
@@ -55,11 +62,31 @@ export const AFTER_CALL_DEFAULTS = {
 
 async function analyse(options: AfterCallOptions, call: CallToAnalyse): Promise<void> {
   const transcript = call.transcript.map((segment) => ({ ...segment, startMs: 0, endMs: 0 }));
-  const analysis = storableAnalysis(await analyzeCall({ transcript, language: call.language ?? undefined }, options.chat));
+  let analysed: CallAnalysis;
+  try {
+    analysed = await analyzeCall({ transcript, language: call.language ?? undefined, lastTry: call.last_try }, options.chat);
+  } catch (error) {
+    if (error instanceof CallAnalysisFailed && error.usage.tokensIn + error.usage.tokensOut > 0) {
+      // The try fails with the model's error either way, which is what its log line should say.
+      await meterFailedTry(options.sql, call.call_id, error).catch((metering) =>
+        (options.log ?? console.error)(`metering the failed analysis of call ${call.call_id} failed`, metering)
+      );
+    }
+    throw error;
+  }
+  const analysis = storableAnalysis(analysed);
   await asServiceRole(options.sql, (tx) =>
     tx`select private.save_call_analysis(
       ${call.call_id}::uuid, ${analysis.summary}::text, ${analysis.sentiment}::public.call_sentiment, ${analysis.score}::numeric,
       ${analysis.model}::text, ${analysis.usage.tokensIn}::integer, ${analysis.usage.tokensOut}::integer)`);
+}
+
+/** A failed try's tokens, metered as save_call_analysis meters an analysis: chat work of the call's bot. */
+async function meterFailedTry(sql: Sql, callId: string, failure: CallAnalysisFailed): Promise<void> {
+  await asServiceRole(sql, (tx) =>
+    tx`select private.record_usage(c.org_id, 'chat', ${failure.model}::text, ${failure.usage.tokensIn}::integer,
+      ${failure.usage.tokensOut}::integer, null, null, c.bot_id, c.conversation_id, null)
+    from public.calls c where c.id = ${callId}::uuid`);
 }
 
 async function copyRecording(options: AfterCallOptions, call: CallToRecord): Promise<void> {
@@ -67,10 +94,27 @@ async function copyRecording(options: AfterCallOptions, call: CallToRecord): Pro
   await asServiceRole(options.sql, (tx) => tx`select private.save_call_recording(${call.call_id}::uuid, ${path}::text)`);
 }
 
+/**
+ * A call's tries as private.calls_needing_analysis counts and limits them
+ * (20261123010200): a hand-out counts one, 5 at most, the next no sooner than
+ * 10 minutes on, and only within 7 days of the call's end.
+ */
+const ANALYSIS_TRIES = 5;
+const ANALYSIS_RETRY_INTERVAL = '10 minutes';
+const ANALYSIS_WINDOW = '7 days';
+
 async function takeCallToAnalyse(sql: Sql): Promise<CallToAnalyse | undefined> {
-  const [call] = await asServiceRole(sql, (tx) =>
-    tx<CallToAnalyse[]>`select call_id, language, transcript from private.calls_needing_analysis(1)`);
-  return call;
+  return await asServiceRole(sql, async (tx) => {
+    const [call] = await tx<Omit<CallToAnalyse, 'last_try'>[]>`
+      select call_id, language, transcript from private.calls_needing_analysis(1)`;
+    if (!call) return undefined;
+    // Read after the hand-out, in its transaction: the try just counted is in analysis_attempts.
+    const [{ last_try: lastTry }] = await tx<{ last_try: boolean }[]>`
+      select c.analysis_attempts >= ${ANALYSIS_TRIES}
+        or c.ended_at + ${ANALYSIS_WINDOW}::interval <= now() + ${ANALYSIS_RETRY_INTERVAL}::interval as last_try
+      from public.calls c where c.id = ${call.call_id}::uuid`;
+    return { ...call, last_try: lastTry };
+  });
 }
 
 async function takeCallToRecord(sql: Sql): Promise<CallToRecord | undefined> {

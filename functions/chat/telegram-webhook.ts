@@ -32,6 +32,13 @@
  * 200 as delivered and never send the update again, so a worker dying after
  * it would leave the user unanswered. Telegram holds the bot's later updates
  * meanwhile.
+ *
+ * A reply Telegram does not take (a 429 asking for a pause over the client's
+ * 5 s, a 5xx, a timeout) is answered 503 `telegram_unavailable` with
+ * Retry-After: Telegram's retry_after, else 10 s. A refusal not told gives
+ * the claim back (nothing was stored), so the redelivery is refused and told
+ * afresh; an answer not sent stays linked, so the redelivery sends it, with
+ * no model call (as does a redelivery whose resend fails again).
  */
 import { type ChatMessage } from '../_shared/chat/index.ts';
 import { type EnvReader, processEnv } from '../_shared/env.ts';
@@ -40,6 +47,7 @@ import { json } from '../_shared/http.ts';
 import {
   createTelegramClient,
   incomingText,
+  TelegramApiError,
   TELEGRAM_SECRET_HEADER,
   telegramApiBaseUrl,
   telegramUpdateSchema,
@@ -65,6 +73,26 @@ function telegramText(answer: string): string {
 
 /** What the chat is told when the bot does not answer (disabled, its Telegram channel off, over its quota). */
 const UNAVAILABLE_TEXT = 'This assistant is not available right now. Please try again later.';
+
+/** Retry-After when Telegram failed without asking for a pause (a 5xx, a timeout, unreachable). */
+const SEND_RETRY_AFTER_SECONDS = 10;
+
+/**
+ * A message Telegram did not take, as the webhook's answer: 503 with
+ * Telegram's retry_after (else SEND_RETRY_AFTER_SECONDS), so the update is
+ * delivered again, rather than 500. Anything else (a bug) is left as it is.
+ */
+function sendFailed(error: unknown): unknown {
+  if (!(error instanceof TelegramApiError)) return error;
+  const seconds = Math.max(1, Math.ceil(error.retryAfterSeconds ?? SEND_RETRY_AFTER_SECONDS));
+  return new HttpError(
+    503,
+    'telegram_unavailable',
+    'Telegram did not take the reply; deliver the update again later.',
+    { 'retry-after': String(seconds) },
+    { cause: error },
+  );
+}
 
 /** What the chat is told when the bot refuses a message. */
 function refusalText(error: HttpError): string {
@@ -93,10 +121,14 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
     // A bot that would refuse the user's messages does not greet them either: told as a refusal is.
     if (!bot.enabled || !bot.telegram_enabled) {
       const refused = bot.enabled ? 'channel_not_enabled' : 'bot_disabled';
-      await telegram.sendMessage(incoming.chatId, UNAVAILABLE_TEXT);
+      await telegram.sendMessage(incoming.chatId, UNAVAILABLE_TEXT).catch((error) => {
+        throw sendFailed(error);
+      });
       return json({ ok: true, handled: false, refused });
     }
-    await telegram.sendMessage(incoming.chatId, bot.greeting ?? DEFAULT_GREETING);
+    await telegram.sendMessage(incoming.chatId, bot.greeting ?? DEFAULT_GREETING).catch((error) => {
+      throw sendFailed(error);
+    });
     return json({ ok: true, handled: true, greeted: true });
   }
   const updateId = update.update_id;
@@ -121,6 +153,11 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
     asService(deps.sql(), SERVICE, (tx) => telegramUpdateSent(tx, botId, updateId)).catch((error) =>
       console.warn(`[${requestId}] marking Telegram update ${updateId} sent failed`, error)
     );
+  // Only while nothing is stored or settled: the redelivery then runs the turn (and prepare) afresh.
+  const release = () =>
+    asService(deps.sql(), SERVICE, (tx) => releaseTelegramUpdate(tx, botId, updateId)).catch((error) =>
+      console.warn(`[${requestId}] releasing Telegram update ${updateId} failed`, error)
+    );
   if (!claim.claimed) {
     // A redelivery while the turn may still run (or its worker died): Telegram must deliver it again,
     // and the one after the lease runs the turn if nothing settled it meanwhile.
@@ -135,7 +172,10 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
     // An answer still linked was stored but not sent: send it now, no model call.
     // Otherwise the turn was answered and sent, refused or failed (the chat was told): nothing to do.
     if (claim.answer !== null) {
-      await telegram.sendMessage(incoming.chatId, telegramText(claim.answer), reply);
+      // Not sent: it stays linked, so the redelivery the 503 asks for tries again.
+      await telegram.sendMessage(incoming.chatId, telegramText(claim.answer), reply).catch((error) => {
+        throw sendFailed(error);
+      });
       await markSent();
     }
     return json({ ok: true, handled: false, duplicate: true });
@@ -146,13 +186,19 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
   } catch (error) {
     if (!(error instanceof HttpError) || error.status >= 500) {
       // prepare is one transaction: nothing of the turn is stored, so the redelivery may run it.
-      await asService(deps.sql(), SERVICE, (tx) => releaseTelegramUpdate(tx, botId, updateId)).catch((release) =>
-        console.warn(`[${requestId}] releasing Telegram update ${updateId} failed`, release)
-      );
+      await release();
       throw error;
     }
-    // The claim stays, settled: a redelivery would be refused the same way, and tell the chat twice.
-    await telegram.sendMessage(incoming.chatId, refusalText(error), reply);
+    try {
+      await telegram.sendMessage(incoming.chatId, refusalText(error), reply);
+    } catch (send) {
+      // A refusal stores nothing (a quota refusal only its rate-limit hit) and the chat was not told: the
+      // claim is given back rather than left leased and unsettled (503 update_in_progress for 7 minutes),
+      // so the redelivery the 503 asks for is handled at once: refused again, most likely, and told.
+      await release();
+      throw sendFailed(send);
+    }
+    // Told: the claim is settled, so a redelivery (our 200 came late) does not tell the chat twice.
     await markSent();
     return json({ ok: true, handled: false, refused: error.code });
   }
@@ -184,7 +230,11 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
   await asService(deps.sql(), SERVICE, (tx) => telegramUpdateAnswered(tx, botId, updateId, answered.messageId)).catch(
     (error) => console.warn(`[${requestId}] linking Telegram update ${updateId} to its answer failed`, error),
   );
-  await telegram.sendMessage(incoming.chatId, telegramText(answered.content), reply);
+  // Not sent: the answer stays linked (the claim settled with it), so the redelivery the 503 asks for sends
+  // it, with no model call.
+  await telegram.sendMessage(incoming.chatId, telegramText(answered.content), reply).catch((error) => {
+    throw sendFailed(error);
+  });
   await markSent();
   return json({ ok: true, handled: true, conversation_id: turn.conversation_id });
 }

@@ -6,12 +6,22 @@
  * says so (before, its 'unknown' was refused and it was taken again every 10
  * minutes); and a pass takes calls one at a time within its time budget, so
  * calls it does not reach keep their tries (the database counts a try when it
- * hands a call out), analyses and recordings taken in turns.
+ * hands a call out), analyses and recordings taken in turns. A model that
+ * fails fails the try (the call stays due, its tokens metered when it wrote
+ * any); only the last try falls back to the rules.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ChatDelta, type ChatProvider, createOfflineChatProvider } from '../../functions/_shared/chat/index.ts';
+import {
+  type ChatDelta,
+  type ChatMessage,
+  type ChatProvider,
+  ChatProviderError,
+  createOfflineChatProvider,
+} from '../../functions/_shared/chat/index.ts';
+import { countPromptTokens } from '../../functions/_shared/chat/usage.ts';
 import { createSql, type Sql, withUserScope } from '../../functions/_shared/db.ts';
+import { countTokens } from '../../functions/_shared/text/tokens.ts';
 import { runAfterCallWork } from '../../functions/call-dispatcher/after-call.ts';
 import type { RecordingStore } from '../../functions/call-dispatcher/recordings.ts';
 import { freePort } from '../../scripts/local/free-port.ts';
@@ -44,12 +54,16 @@ async function postVapi(message: unknown): Promise<number> {
 }
 
 /** Ended calls of the org, `ended` seconds ago each (oldest first in the hand-out's order). */
-async function endedCalls(label: string, endedSecondsAgo: number[], fields: { recording?: boolean } = {}): Promise<string[]> {
+async function endedCalls(
+  label: string,
+  endedSecondsAgo: number[],
+  fields: { recording?: boolean; botId?: string } = {},
+): Promise<string[]> {
   const ids: string[] = [];
   for (const [index, ago] of endedSecondsAgo.entries()) {
     const [row] = await sql<{ id: string }[]>`
       insert into public.calls (org_id, bot_id, direction, status, started_at, ended_at, from_number, recording_url)
-      values (${org.id}, ${bot}, 'inbound', 'ended', now() - make_interval(secs => ${ago + 60}),
+      values (${org.id}, ${fields.botId ?? bot}, 'inbound', 'ended', now() - make_interval(secs => ${ago + 60}),
         now() - make_interval(secs => ${ago}), ${`+1415555${String(7400 + index)}`},
         ${fields.recording ? `https://recordings.example.com/${label}-${index}.wav` : null})
       returning id`;
@@ -130,6 +144,124 @@ describe('a call the caller said nothing in', () => {
     expect((await runPass()).afterCall).toEqual({ analysed: 0, recordings: 0, failed: 0 });
     const [after] = await sql<{ analysis_attempts: number }[]>`select analysis_attempts from public.calls where id = ${before.id}`;
     expect(after.analysis_attempts).toBe(1);
+  });
+});
+
+describe('a model that fails on an analysis', () => {
+  const refused: RecordingStore = { copy: () => Promise.reject(new Error('no recordings in this test')) };
+  const BOOKING = 'I would like to book a table for two, please.';
+  let failBot: string;
+  beforeAll(async () => {
+    failBot = await createBot(sql, org.id, { slug: 'after-call-model-failures' });
+  });
+
+  /** A model failing like OpenAI's provider once its retries are spent: before any text, or cut after `partial`. */
+  function failing(partial = ''): { provider: ChatProvider; asked: ChatMessage[][] } {
+    const asked: ChatMessage[][] = [];
+    const provider: ChatProvider = {
+      name: 'openai',
+      async *stream(request): AsyncGenerator<ChatDelta> {
+        asked.push(request.messages);
+        if (partial !== '') yield { type: 'delta', text: partial };
+        throw partial === ''
+          ? new ChatProviderError('The chat model failed with 503', { status: 503, retryable: true })
+          : new ChatProviderError('The answer broke off: the connection to the model server was lost.', {
+            retryable: true,
+            afterFirstToken: true,
+          });
+      },
+    };
+    return { provider, asked };
+  }
+  const working: ChatProvider = {
+    name: 'openai',
+    async *stream(): AsyncGenerator<ChatDelta> {
+      yield { type: 'delta', text: '{"summary": "A table for two was booked.", "sentiment": "positive", "score": 0.6}' };
+      yield { type: 'done', usage: { tokensIn: 120, tokensOut: 30 }, finishReason: 'stop' };
+    },
+  };
+
+  const callRow = async (id: string) =>
+    (await sql<{ summary: string | null; sentiment: string; sentiment_score: string | null; analysis_attempts: number }[]>`
+      select summary, sentiment::text, sentiment_score::text, analysis_attempts from public.calls where id = ${id}`)[0];
+  const usageOf = (id: string) =>
+    sql<{ model: string; tokens_in: number; tokens_out: number }[]>`
+      select u.model, u.tokens_in, u.tokens_out from public.usage_events u join public.calls c on c.bot_id = u.bot_id
+      where c.id = ${id} and u.kind = 'chat' order by u.id`;
+  /** Due again now rather than 10 minutes after its last hand-out. */
+  const dueAgain = (id: string) =>
+    sql`update public.calls set analysis_requested_at = now() - interval '11 minutes' where id = ${id}`;
+
+  it('fails the try: the call stays un-analysed and due, one try used; a cut stream meters what it wrote', async () => {
+    const [id] = await endedCalls('model-fails', [40], { botId: failBot });
+    await addLine(id, BOOKING);
+
+    const before = failing();
+    expect(await runAfterCallWork({ sql, chat: before.provider, recordings: refused, log: () => undefined })).toEqual({
+      analysed: 0,
+      recordings: 0,
+      failed: 1,
+    });
+    expect(before.asked).toHaveLength(1);
+    expect(await callRow(id)).toEqual({ summary: null, sentiment: 'unknown', sentiment_score: null, analysis_attempts: 1 });
+    // Nothing generated, nothing metered.
+    expect(await usageOf(id)).toEqual([]);
+
+    await dueAgain(id);
+    const partial = '{"summary": "The caller booked';
+    const cut = failing(partial);
+    expect(await runAfterCallWork({ sql, chat: cut.provider, recordings: refused, log: () => undefined })).toEqual({
+      analysed: 0,
+      recordings: 0,
+      failed: 1,
+    });
+    expect(await callRow(id)).toEqual({ summary: null, sentiment: 'unknown', sentiment_score: null, analysis_attempts: 2 });
+    // No usage came (it comes at a stream's end): the prompt and the streamed text, counted as chat turns count them.
+    expect(await usageOf(id)).toEqual([
+      { model: 'gpt-4o-mini', tokens_in: countPromptTokens(cut.asked[0]), tokens_out: countTokens(partial) },
+    ]);
+    // Handed out again once its 10 minutes are up.
+    await dueAgain(id);
+    const [{ due }] = await sql<{ due: number }[]>`
+      select count(*)::int as due from private.calls_needing_analysis(100) where call_id = ${id}`;
+    expect(due).toBe(1);
+  });
+
+  it('falls back to the rules on the last try, stored and metered', async () => {
+    const [id] = await endedCalls('model-fails-last', [30], { botId: failBot });
+    await addLine(id, BOOKING);
+    await sql`update public.calls set analysis_attempts = 4 where id = ${id}`;
+    const usedBefore = (await usageOf(id)).length;
+    expect(await runAfterCallWork({ sql, chat: failing().provider, recordings: refused, log: () => undefined })).toEqual({
+      analysed: 1,
+      recordings: 0,
+      failed: 0,
+    });
+    expect(await callRow(id)).toEqual({
+      summary: `User: ${BOOKING}`,
+      sentiment: 'neutral',
+      sentiment_score: '0.000',
+      analysis_attempts: 5,
+    });
+    expect((await usageOf(id)).slice(usedBefore)).toEqual([{ model: 'offline', tokens_in: 0, tokens_out: 0 }]);
+  });
+
+  it("stores a working model's analysis on the first try", async () => {
+    const [id] = await endedCalls('model-works', [20], { botId: failBot });
+    await addLine(id, BOOKING);
+    const usedBefore = (await usageOf(id)).length;
+    expect(await runAfterCallWork({ sql, chat: working, recordings: refused, log: () => undefined })).toEqual({
+      analysed: 1,
+      recordings: 0,
+      failed: 0,
+    });
+    expect(await callRow(id)).toEqual({
+      summary: 'A table for two was booked.',
+      sentiment: 'positive',
+      sentiment_score: '0.600',
+      analysis_attempts: 1,
+    });
+    expect((await usageOf(id)).slice(usedBefore)).toEqual([{ model: 'gpt-4o-mini', tokens_in: 120, tokens_out: 30 }]);
   });
 });
 

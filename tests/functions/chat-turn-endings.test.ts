@@ -207,7 +207,7 @@ describe('Telegram redelivery', () => {
     // sendChatAction and then sendMessage fail: the turn is stored, the answer not delivered.
     telegram.failNext({ errorCode: 500 }, { errorCode: 500 });
     const first = await deliver();
-    expect(first.status).toBe(500);
+    expect(first.status).toBe(503);
     await first.text();
     const again = await deliver();
     expect(again.status).toBe(200);

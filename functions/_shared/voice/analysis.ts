@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { OFFLINE_CHAT_MODEL } from '../chat/offline.ts';
 import type { ChatMessage, ChatProvider, ChatUsage } from '../chat/types.ts';
+import { countPromptTokens } from '../chat/usage.ts';
 import { countTokens } from '../text/tokens.ts';
 import type { Sentiment, TranscriptSegment } from './types.ts';
 
@@ -15,6 +16,12 @@ export interface CallAnalysisInput {
   language?: string;
   /** The model to ask; default DEFAULT_ANALYSIS_MODEL. */
   model?: string;
+  /**
+   * Whether a failed model call falls back to the rules: yes (the default)
+   * when no later try will come; no when one will (the after-call work's
+   * tries but the last), and the failure is thrown as CallAnalysisFailed.
+   */
+  lastTry?: boolean;
 }
 
 export interface CallAnalysis {
@@ -31,6 +38,25 @@ export interface CallAnalysis {
 
 export const DEFAULT_ANALYSIS_MODEL = 'gpt-4o-mini';
 
+/**
+ * The model failed (its provider's retries spent) and a later try will come.
+ * `usage` is what the try spent: a provider error carries no usage (OpenAI
+ * sends it only at a stream's end), so with text streamed before the failure
+ * it is counted as the chat turns count it, the prompt and that text (both
+ * billed); with none, nothing was generated: zero.
+ */
+export class CallAnalysisFailed extends Error {
+  readonly model: string;
+  readonly usage: ChatUsage;
+
+  constructor(model: string, usage: ChatUsage, cause: unknown) {
+    super(`The analysis model failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'CallAnalysisFailed';
+    this.model = model;
+    this.usage = usage;
+  }
+}
+
 // Enough for a long call; a longer one keeps its beginning and end, where the request and the outcome are.
 const MAX_TRANSCRIPT_TOKENS = 6_000;
 const MAX_ANSWER_TOKENS = 300;
@@ -45,9 +71,11 @@ const answerSchema = z.object({
 /**
  * With a model (any ChatProvider but the offline one), asks it for
  * `{summary, sentiment, score}` as JSON and checks the answer; an answer that
- * does not parse or fit, or a failed request, falls back to the rules (the
- * call must get an analysis; a job may ask again later). Without one, or for
- * an empty transcript (nothing to pay a model for), the rules answer.
+ * does not parse or fit falls back to the rules (the call must get an
+ * analysis). A failed request throws CallAnalysisFailed unless it is the last
+ * try (`lastTry`), which falls back to the rules, metering what the try spent.
+ * Without a model, or for an empty transcript (nothing to pay a model for),
+ * the rules answer.
  */
 export async function analyzeCall(input: CallAnalysisInput, provider?: ChatProvider): Promise<CallAnalysis> {
   const rules = analyzeByRules(input.transcript);
@@ -56,13 +84,14 @@ export async function analyzeCall(input: CallAnalysisInput, provider?: ChatProvi
   if (!provider || provider.name === OFFLINE_CHAT_MODEL || lines.length === 0) return offline;
 
   const model = input.model ?? DEFAULT_ANALYSIS_MODEL;
+  const messages = analysisPrompt(lines, input.language);
   let answer = '';
   let usage: ChatUsage | undefined;
   try {
     for await (
       const delta of provider.stream({
         model,
-        messages: analysisPrompt(lines, input.language),
+        messages,
         temperature: 0,
         maxTokens: MAX_ANSWER_TOKENS,
         context: { chunks: [], products: [] },
@@ -72,8 +101,10 @@ export async function analyzeCall(input: CallAnalysisInput, provider?: ChatProvi
       if (delta.type === 'delta') answer += delta.text;
       else usage = delta.usage;
     }
-  } catch {
-    return offline;
+  } catch (error) {
+    const spent = { tokensIn: answer === '' ? 0 : countPromptTokens(messages), tokensOut: countTokens(answer) };
+    if (input.lastTry === false) throw new CallAnalysisFailed(model, spent, error);
+    return answer === '' ? offline : { ...rules, source: 'rules', model, usage: spent };
   }
   const metered = { model, usage: usage ?? { tokensIn: 0, tokensOut: 0 } };
   const parsed = answerSchema.safeParse(jsonIn(answer));
