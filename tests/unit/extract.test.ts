@@ -136,9 +136,11 @@ const LEGACY = {
   cp1254: [0xdd, 0x61, 0x64, 0x65, 0x20, 0xfe, 0x61, 0x72, 0x74, 0x6c, 0x61, 0x72, 0xfd],
 };
 
-/** Windows-1252 bytes of Latin-1 text (each character is its byte), and of € and ’. */
+/** Windows-1252 bytes of Latin-1 text (each character is its byte), and of € „ … ’ “ ” — and œ. */
 const cp1252 = (text: string) =>
-  new Uint8Array([...text].map((char) => ({ '€': 0x80, '’': 0x92 })[char] ?? char.charCodeAt(0)));
+  new Uint8Array(
+    [...text].map((char) => ({ '€': 0x80, '„': 0x84, '…': 0x85, '’': 0x92, '“': 0x93, '”': 0x94, '—': 0x97, 'œ': 0x9c })[char] ?? char.charCodeAt(0)),
+  );
 
 describe('text encodings', () => {
   it('refuses Shift_JIS, GBK, Windows-1251 and Windows-1254 files rather than index them as Windows-1252', async () => {
@@ -151,6 +153,25 @@ describe('text encodings', () => {
     // Within an otherwise ASCII CSV, as exported.
     const csv = new Uint8Array([...utf8('sku;'), ...LEGACY.shiftJis, ...utf8('\nA-1;'), ...LEGACY.cp1251, ...utf8(';100\n')]);
     expect(await failure(csv, 'text/csv')).toBe(NOT_UTF8_MESSAGE);
+    // GBK words with no byte Windows-1252 leaves undefined: 商品 is ÉÌÆ· (three letters, then a mark), 价格 ¼Û¸ñ (a mark between letters).
+    for (const word of [LEGACY.gbk, [0xbc, 0xdb, 0xb8, 0xf1]]) {
+      expect(await failure(new Uint8Array([...utf8('name;'), ...word, ...utf8(';3.50\n')]), 'text/csv')).toBe(NOT_UTF8_MESSAGE);
+    }
+  });
+
+  it('reads French and German Windows-1252 text whose punctuation sits next to accented letters', async () => {
+    // As indexed: NFKC makes the no-break spaces spaces and "…" "...".
+    const samples: Record<string, string> = {
+      '«\u00a0À bientôt\u00a0»': '« À bientôt »',
+      'Statut\u00a0: «\u00a0terminé\u00a0»': 'Statut : « terminé »',
+      'Il a dit «\u00a0c’est réglé…”': 'Il a dit « c’est réglé...”',
+      '“Ça marche” — «\u00a0agréé\u00a0», «\u00a0cœur\u00a0»': '“Ça marche” — « agréé », « cœur »',
+      'Gefäßöffnung;2,5\u00a0cm²': 'Gefäßöffnung;2,5 cm²',
+      'Er sagte: „süß…“': 'Er sagte: „süß...“',
+    };
+    for (const [text, indexed] of Object.entries(samples)) {
+      expect(await allPages(await openDocument(cp1252(text), 'text/plain')), text).toEqual([indexed]);
+    }
   });
 
   it('still reads Western European Windows-1252 text, with accented letters side by side', async () => {
@@ -194,6 +215,18 @@ describe('NFKC', () => {
     const pageBreak = '<w:r><w:br w:type="page"/></w:r>';
     expect(await allPages(await openDocument(docx(paragraph(run('One')) + paragraph(pageBreak, run(fullWidth))), DOCX_MIME_TYPE)))
       .toEqual(['One', 'SKU-1234']);
+  });
+
+  it('keeps superscripts, subscripts and vulgar fractions as written, folding what stands around them', async () => {
+    const kept = 'Lifetime: 10⁶ cycles at 2×10⁻³ mol of H₂O per m², ½ or ¾ full, ⅓ left (Note¹)';
+    const raw = `${kept} ＳＫＵ－１２３４\u3000ﬁts, chapter Ⅻ`;
+    const expected = `${kept} SKU-1234 fits, chapter XII`;
+    expect(await allPages(await openDocument(utf8(raw), 'text/plain'))).toEqual([expected]);
+    expect(await allPages(await openDocument(utf8(JSON.stringify({ note: raw })), 'application/json')))
+      .toEqual([JSON.stringify({ note: expected })]);
+    expect(await allPages(await openDocument(docx(paragraph(run(raw))), DOCX_MIME_TYPE))).toEqual([expected]);
+    expect(await allPages(await openDocument(await textPdf(['Note¹: 10² cycles, ½ full']), 'application/pdf')))
+      .toEqual(['Note¹: 10² cycles, ½ full']);
   });
 
   it('cleans what NFKC makes (ideographic and other wide spaces become spaces, then collapse)', async () => {

@@ -44,28 +44,51 @@ export function decodeText(bytes: Uint8Array): string {
 export const NOT_UTF8_MESSAGE = "The file is not UTF-8 text; save it as UTF-8 (in Excel: 'CSV UTF-8') and upload it again.";
 
 /**
- * Whether bytes that are not UTF-8 read as Windows-1252 text. Western European
- * words carry one accented letter, or two side by side ("süß", "Größe", "créé",
- * "ações"), never three; the double-byte encodings (Shift_JIS, GBK, Big5,
- * EUC-KR) and the single-byte ones for other alphabets (Windows-1251, -1253)
- * put a byte >= 0x80 on every character, so their words are longer runs.
+ * Whether bytes that are not UTF-8 read as Windows-1252 text, judged run by
+ * run of bytes >= 0x80 between ASCII ones. Western European words carry one
+ * accented letter, two side by side ("süß", "créé", "ações"), rarely three
+ * ("Gefäßöffnung"), with punctuation before or after them (« », no-break
+ * spaces, "…", "”") but never between them, nor next to three letters in a
+ * row, which occur only inside a word. The double-byte encodings (Shift_JIS, GBK,
+ * Big5, EUC-KR) and the single-byte ones for other alphabets (Windows-1251,
+ * -1253) put a byte >= 0x80 on every character, most of them Windows-1252
+ * letters, so their words break these rules (GBK's 商品 is ÉÌÆ·, 价格 ¼Û¸ñ).
  * Windows-1254 (Turkish) has letters of its own only at the six bytes below,
  * where Windows-1252 has Icelandic ones (İ where Ý is): Turkish text without
- * them reads right as Windows-1252. Bytes Windows-1252
- * leaves undefined appear in no Windows-1252 file.
+ * them reads right as Windows-1252. Bytes Windows-1252 leaves undefined appear
+ * in no Windows-1252 file.
  */
 function looksWestern(bytes: Uint8Array): boolean {
-  let run = 0;
+  let letters = 0;
+  let marks = 0;
+  // A mark has followed the run's letters: a further letter would be a second word without a space.
+  let wordEnded = false;
   for (const byte of bytes) {
     if (byte < 0x80) {
-      run = 0;
+      letters = 0;
+      marks = 0;
+      wordEnded = false;
       continue;
     }
-    if (++run > 2 || CP1252_UNDEFINED.has(byte) || CP1254_LETTERS.has(byte)) return false;
+    if (CP1252_UNDEFINED.has(byte) || CP1254_LETTERS.has(byte)) return false;
+    if (isCp1252Letter(byte)) {
+      if (wordEnded) return false;
+      letters++;
+    } else {
+      marks++;
+      wordEnded = letters > 0;
+    }
+    if (letters > (marks > 0 ? 2 : 3)) return false;
   }
   return true;
 }
 
+/** Š Œ Ž š œ ž Ÿ and À-ÿ but × and ÷; the rest of 0x80-0xBF is punctuation and symbols (ƒ ª µ º serve as symbols). */
+function isCp1252Letter(byte: number): boolean {
+  return CP1252_HIGH_LETTERS.has(byte) || (byte >= 0xc0 && byte !== 0xd7 && byte !== 0xf7);
+}
+
+const CP1252_HIGH_LETTERS = new Set([0x8a, 0x8c, 0x8e, 0x9a, 0x9c, 0x9e, 0x9f]);
 const CP1252_UNDEFINED = new Set([0x81, 0x8d, 0x8f, 0x90, 0x9d]);
 /** Ğ İ Ş ğ ı ş in Windows-1254; Ð Ý Þ ð ý þ in Windows-1252. */
 const CP1254_LETTERS = new Set([0xd0, 0xdd, 0xde, 0xf0, 0xfd, 0xfe]);
