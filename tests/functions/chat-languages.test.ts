@@ -4,13 +4,16 @@
  * contact added after a Turkish or Korean ('auto') no-answer, the booking
  * step's confirmation and refusal with dates in the bot's locale. A Turkish
  * or Japanese bot's no-answer sentence escalates the conversation and cites
- * nothing though a source was retrieved. A booking while an org calendar
- * needs reauthorisation is refused with no other time offered.
+ * nothing though a source was retrieved. A zh-TW bot is asked for, and
+ * escalates on, the Traditional Chinese sentence, its contact in Traditional
+ * Chinese. An answer citing a source beside the sentence is an answer: not
+ * escalated, its citation kept. A booking while an org calendar needs
+ * reauthorisation is refused with no other time offered.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { instantFromWallTime } from '../../functions/_shared/calendar/index.ts';
 import { BOT_TEXTS } from '../../functions/_shared/chat/bot-texts.ts';
-import { NO_ANSWER_TEXTS } from '../../functions/_shared/chat/index.ts';
+import { NO_ANSWER_TEXT, NO_ANSWER_TEXTS } from '../../functions/_shared/chat/index.ts';
 import { type ChatOrg, createApiKey, createBot, createChatOrg, createDocument } from '../support/chat-fixtures.ts';
 import { parseSse } from '../support/sse.ts';
 import { resetStubs, startStubbedChatStack, type StubbedChatStack, stopStubbedChatStack } from './stubbed-chat-stack.ts';
@@ -94,6 +97,7 @@ beforeAll(async () => {
   await createBot(chat.sql, org.id, { slug: 'lang-tr', language: 'tr', ...transfer });
   await createBot(chat.sql, org.id, { slug: 'lang-ja', language: 'ja', model: 'gpt-4o-mini' });
   await createBot(chat.sql, org.id, { slug: 'lang-auto', language: 'auto', ...transfer });
+  await createBot(chat.sql, org.id, { slug: 'lang-zh-tw', language: 'zh-TW', ...transfer });
   await createDocument(chat.sql, org.id, 'kargo.pdf', ['Kargo teslimatı iki iş günü sürer. 配送には2営業日かかります。']);
   key = (await createApiKey(chat.sql, org)).key;
   await openWeekdays(org.id);
@@ -140,6 +144,34 @@ describe('the hand-off and the no-answer contact', () => {
     for (const [language, sentence] of Object.entries(NO_ANSWER_TEXTS)) expect(prompt).toContain(`${language}: "${sentence}"`);
     expect(answer).toBe(`${NO_ANSWER_TEXTS.ko} ${BOT_TEXTS.ko.reachPerson(CONTACT)}`);
     expect(stored).toMatchObject({ citations: [], status: 'escalated' });
+  });
+
+  it('asks a zh-TW bot for the Traditional Chinese sentence, escalates on it and adds the contact in Traditional Chinese', async () => {
+    const traditional = '抱歉，我在現有的資訊中沒有找到這個問題的答案。';
+    chat.stub.answerChat({ content: traditional });
+    const { answer, stored } = await complete('lang-zh-tw', '運送需要幾天？');
+    const prompt = String(chat.stub.chatRequests[0].messages[0].content);
+    expect(prompt).toContain(`say exactly: "${traditional}"`);
+    expect(prompt).not.toContain(NO_ANSWER_TEXTS.zh);
+    expect(prompt).toContain('[1] kargo.pdf');
+    expect(answer).toBe(`${traditional} 人工客服聯絡方式：${CONTACT}`);
+    expect(stored).toMatchObject({ content: answer, citations: [], status: 'escalated' });
+  });
+
+  it('keeps an answer that cites a source beside the no-answer sentence: not escalated, no contact, its citation kept', async () => {
+    const partial = `Delivery takes two working days [1]. For returns: ${NO_ANSWER_TEXT}`;
+    chat.stub.answerChat({ content: partial });
+    const { answer, stored } = await complete('lang-auto', 'How long is delivery, and how do returns work?');
+    expect(answer).toBe(partial);
+    expect(stored).toMatchObject({ content: partial, status: 'open' });
+    expect(stored.citations).toEqual([expect.objectContaining({ document_name: 'kargo.pdf', page_start: 1 })]);
+  });
+
+  it('still escalates the sentence alone with a marker on it and cites nothing', async () => {
+    chat.stub.answerChat({ content: `${NO_ANSWER_TEXT} [1]` });
+    const { answer, stored } = await complete('lang-auto', 'How do returns work?');
+    expect(answer).toBe(`${NO_ANSWER_TEXT} [1] ${BOT_TEXTS.en.reachPerson(CONTACT)}`);
+    expect(stored).toMatchObject({ content: answer, citations: [], status: 'escalated' });
   });
 
   it('still cites the source of an answer that is not a no-answer', async () => {

@@ -4,10 +4,12 @@
  * listed), is recognised whatever the punctuation, width or spacing, and cites
  * nothing; hand-off, contact and booking texts fall back to English; language
  * tags keep their region or script in the prompt; dates use the bot's locale.
+ * Traditional Chinese (script Hant, or TW, HK, MO) has its own texts. An
+ * answer holding the sentence beside a cited or longer statement is an answer.
  */
 import { describe, expect, it } from 'vitest';
 import { BOT_TEXTS, botTexts } from '../../functions/_shared/chat/bot-texts.ts';
-import { noAnswerLanguage } from '../../functions/_shared/chat/escalation.ts';
+import { NO_ANSWER_REST_LIMIT, noAnswerLanguage } from '../../functions/_shared/chat/escalation.ts';
 import {
   buildChatMessages,
   type ChatPromptInput,
@@ -16,7 +18,7 @@ import {
   NO_ANSWER_TEXT,
   NO_ANSWER_TEXTS,
 } from '../../functions/_shared/chat/index.ts';
-import { baseLanguage, dateLocale, languageName } from '../../functions/_shared/chat/language.ts';
+import { baseLanguage, dateLocale, languageName, textsLanguage } from '../../functions/_shared/chat/language.ts';
 
 const system = (language: string) => {
   const input: ChatPromptInput = {
@@ -29,10 +31,15 @@ const system = (language: string) => {
   return buildChatMessages(input)[0].content;
 };
 
-const NEW_LANGUAGES = ['tr', 'ar', 'ja', 'zh', 'ko'];
+const NEW_LANGUAGES = ['tr', 'ar', 'ja', 'zh', 'zh-Hant', 'ko'];
+const TRADITIONAL = '抱歉，我在現有的資訊中沒有找到這個問題的答案。';
+const CONTEXT = {
+  chunks: [{ chunkId: 1, documentId: 'd1', documentName: 'Manual.pdf', pageStart: 1, pageEnd: 1, content: 'x', score: 0.9 }],
+  products: [],
+};
 
 describe('no-answer sentences', () => {
-  it('have one per language of the bot texts, Turkish, Arabic, Japanese, Chinese and Korean included', () => {
+  it('have one per language of the bot texts, Turkish, Arabic, Japanese, both Chineses and Korean included', () => {
     for (const language of NEW_LANGUAGES) expect(NO_ANSWER_TEXTS[language]).toBe(BOT_TEXTS[language].noAnswer);
     expect(Object.keys(NO_ANSWER_TEXTS).sort()).toEqual(Object.keys(BOT_TEXTS).sort());
   });
@@ -65,14 +72,71 @@ describe('no-answer sentences', () => {
     expect(noAnswerLanguage('Returns take 30 days [1].')).toBeNull();
   });
 
+  it('tells Traditional from Simplified Chinese, each its own language', () => {
+    expect(NO_ANSWER_TEXTS['zh-Hant']).toBe(TRADITIONAL);
+    expect(isNoAnswer(TRADITIONAL)).toBe(true);
+    expect(noAnswerLanguage(TRADITIONAL)).toBe('zh-Hant');
+    expect(noAnswerLanguage(TRADITIONAL.replace('，', ', '))).toBe('zh-Hant');
+    expect(noAnswerLanguage(NO_ANSWER_TEXTS.zh)).toBe('zh');
+    expect(extractCitations(TRADITIONAL, CONTEXT)).toEqual([]);
+  });
+
   it('cites nothing for a Turkish or Japanese no-answer even with sources at hand', () => {
-    const context = {
-      chunks: [{ chunkId: 1, documentId: 'd1', documentName: 'Manual.pdf', pageStart: 1, pageEnd: 1, content: 'x', score: 0.9 }],
-      products: [],
-    };
-    expect(extractCitations(NO_ANSWER_TEXTS.tr, context)).toEqual([]);
-    expect(extractCitations(NO_ANSWER_TEXTS.ja, context)).toEqual([]);
-    expect(extractCitations('Kargo iki iş günü sürer.', context)).toHaveLength(1);
+    expect(extractCitations(NO_ANSWER_TEXTS.tr, CONTEXT)).toEqual([]);
+    expect(extractCitations(NO_ANSWER_TEXTS.ja, CONTEXT)).toEqual([]);
+    expect(extractCitations('Kargo iki iş günü sürer.', CONTEXT)).toHaveLength(1);
+  });
+});
+
+describe('an answer holding the no-answer sentence', () => {
+  const citation = { chunk_id: 1, document_id: 'd1', document_name: 'Manual.pdf', page_start: 1, page_end: 1 };
+
+  it('is an answer, with its citations, when it also cites a statement of its own', () => {
+    for (
+      const partial of [
+        `Our store opens at 9:00 [1]. For returns: ${NO_ANSWER_TEXT}`,
+        `${NO_ANSWER_TEXT} But our store opens at 9:00 [1].`,
+        `Open at 9 [1]. ${NO_ANSWER_TEXT}`,
+        `${NO_ANSWER_TEXTS.de} Der Laden öffnet um 9 Uhr [1, 2].`,
+        `商店早上九点开门[1]。${NO_ANSWER_TEXTS.zh}`,
+      ]
+    ) {
+      expect(isNoAnswer(partial), partial).toBe(false);
+      expect(noAnswerLanguage(partial), partial).toBeNull();
+      expect(extractCitations(partial, CONTEXT), partial).toEqual([citation]);
+    }
+  });
+
+  it(`is an answer when, uncited, what is left weighs ${NO_ANSWER_REST_LIMIT} or more (a Han character 3)`, () => {
+    expect(isNoAnswer(`${NO_ANSWER_TEXT} ${'x'.repeat(NO_ANSWER_REST_LIMIT - 1)}`)).toBe(true);
+    expect(isNoAnswer(`${NO_ANSWER_TEXT} ${'x'.repeat(NO_ANSWER_REST_LIMIT)}`)).toBe(false);
+    const uncited = `Our store opens at 9:00 on weekdays and at 10:00 on Saturdays. ${NO_ANSWER_TEXT}`;
+    expect(isNoAnswer(uncited)).toBe(false);
+    // The top source, as for any answer without markers.
+    expect(extractCitations(uncited, CONTEXT)).toEqual([citation]);
+    expect(isNoAnswer(`${NO_ANSWER_TEXTS.zh}我们的商店早上九点开门，周末十点开门。`)).toBe(false);
+    expect(isNoAnswer(`${NO_ANSWER_TEXTS.zh}我们早上九点开门。`)).toBe(true);
+  });
+
+  it('is a no-answer with a short lead-in, a contact after it or a marker on the sentence itself', () => {
+    for (
+      const noAnswer of [
+        NO_ANSWER_TEXT,
+        `${NO_ANSWER_TEXT} [1]`,
+        `[1] ${NO_ANSWER_TEXT}`,
+        `${NO_ANSWER_TEXT.replace(', ', ' [2], ')}`,
+        `Thank you for your question! Unfortunately, ${NO_ANSWER_TEXT}`,
+        `${NO_ANSWER_TEXT} You can reach a manager at customer.support@my-company-store.example or +49 (30) 123-4567.`,
+        `${NO_ANSWER_TEXT} See https://shop.example/contact-us-for-anything-else.`,
+        `${NO_ANSWER_TEXTS.zh}您可以通过manager@example.com联系经理。`,
+        `${NO_ANSWER_TEXTS.ja}担当者の連絡先はmanager@example.comです。`,
+      ]
+    ) {
+      expect(isNoAnswer(noAnswer), noAnswer).toBe(true);
+      // No marker of its own: the top source is not cited for it.
+      if (!/\[\d/u.test(noAnswer)) expect(extractCitations(noAnswer, CONTEXT), noAnswer).toEqual([]);
+    }
+    expect(noAnswerLanguage(`Thank you for your question! Unfortunately, ${NO_ANSWER_TEXT}`)).toBe('en');
   });
 });
 
@@ -101,6 +165,29 @@ describe('the prompt', () => {
     expect(baseLanguage('es-419')).toBe('es');
     expect(baseLanguage('sr-Latn')).toBe('sr');
   });
+
+  it('asks a Traditional Chinese bot (script Hant, or TW, HK, MO) for the Traditional sentence, others for the Simplified', () => {
+    for (const tag of ['zh-Hant', 'zh-TW', 'zh-HK', 'zh-MO', 'zh_TW', 'zh-hant-CN']) {
+      expect(system(tag), tag).toContain(`say exactly: "${TRADITIONAL}"`);
+      expect(system(tag), tag).not.toContain(NO_ANSWER_TEXTS.zh);
+    }
+    for (const tag of ['zh', 'zh-CN', 'zh-SG', 'zh-Hans', 'zh-Hans-HK']) {
+      expect(system(tag), tag).toContain(`say exactly: "${NO_ANSWER_TEXTS.zh}"`);
+      expect(system(tag), tag).not.toContain(TRADITIONAL);
+    }
+    expect(system('zh-TW')).toContain('Always answer in Chinese (Taiwan) (zh-TW)');
+    expect(system('auto')).toContain(`zh-Hant: "${TRADITIONAL}"`);
+  });
+
+  it('keys the text tables by base language, Chinese by script', () => {
+    expect(textsLanguage('zh-Hant-TW')).toBe('zh-Hant');
+    expect(textsLanguage('zh-HK')).toBe('zh-Hant');
+    expect(textsLanguage('zh-Hans-TW')).toBe('zh');
+    expect(textsLanguage('zh-CN')).toBe('zh');
+    expect(textsLanguage('de-AT')).toBe('de');
+    expect(textsLanguage('sr-Latn')).toBe('sr');
+    expect(textsLanguage('auto')).toBe('auto');
+  });
 });
 
 describe('bot texts and dates', () => {
@@ -108,7 +195,11 @@ describe('bot texts and dates', () => {
     expect(botTexts('auto')).toBe(BOT_TEXTS.en);
     expect(botTexts('sv')).toBe(BOT_TEXTS.en);
     expect(botTexts('de-AT')).toBe(BOT_TEXTS.de);
-    expect(botTexts('zh-Hant')).toBe(BOT_TEXTS.zh);
+    expect(botTexts('zh-CN')).toBe(BOT_TEXTS.zh);
+    expect(botTexts('zh-Hant')).toBe(BOT_TEXTS['zh-Hant']);
+    expect(botTexts('zh-TW')).toBe(BOT_TEXTS['zh-Hant']);
+    expect(botTexts('zh-TW').reachPerson('+886212345678')).toBe('人工客服聯絡方式：+886212345678');
+    expect(botTexts('zh-MO').handoffNotify).not.toBe(BOT_TEXTS.zh.handoffNotify);
     expect(botTexts('de').handoffTransfer('+49301234567')).toContain('+49301234567');
     expect(botTexts('de').handoffTransfer('+49301234567')).not.toContain('You can reach');
   });

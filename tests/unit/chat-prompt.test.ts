@@ -141,7 +141,7 @@ describe('buildChatMessages', () => {
 
   it('has a no-answer sentence per language, English for auto and unknown ones', () => {
     expect(Object.keys(NO_ANSWER_TEXTS).sort()).toEqual(
-      ['ar', 'de', 'en', 'es', 'fr', 'it', 'ja', 'ko', 'nl', 'pl', 'pt', 'ru', 'tr', 'uk', 'zh'],
+      ['ar', 'de', 'en', 'es', 'fr', 'it', 'ja', 'ko', 'nl', 'pl', 'pt', 'ru', 'tr', 'uk', 'zh', 'zh-Hant'],
     );
     expect(noAnswerText('auto')).toBe(NO_ANSWER_TEXT);
     expect(noAnswerText(undefined)).toBe(NO_ANSWER_TEXT);

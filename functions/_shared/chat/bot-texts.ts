@@ -3,9 +3,10 @@
  * model is told to say it verbatim, and isNoAnswer recognises it), the
  * hand-off, the contact added after a no-answer, and the booking step's
  * confirmations and refusals. One set per language a bot is most often fixed
- * to, keyed by the tag's base language; English for 'auto' and for the rest.
+ * to, keyed by textsLanguage (the base language; Chinese by script, 'zh' and
+ * 'zh-Hant'); English for 'auto' and for the rest.
  */
-import { baseLanguage } from './language.ts';
+import { textsLanguage } from './language.ts';
 
 export interface BotTexts {
   /** What the bot says when its sources do not hold the answer. */
@@ -270,6 +271,21 @@ export const BOT_TEXTS: Readonly<Record<string, BotTexts>> = {
     noFreeTime: '之后一周内没有空闲时间。',
     cannotSuggest: '目前无法推荐其他时间：有一个日历无法查询。请稍后再试。',
   },
+  'zh-Hant': {
+    noAnswer: '抱歉，我在現有的資訊中沒有找到這個問題的答案。',
+    handoffTransfer: (contact) => `我將為您轉接人工客服。聯絡方式：${contact}`,
+    handoffLog: '我已記下您希望與人工客服溝通。',
+    handoffNotify: '我已通知團隊您希望與人工客服溝通，稍後會有人在這裡回覆您。',
+    reachPerson: (contact) => `人工客服聯絡方式：${contact}`,
+    booked: (when, attendee) => `${attendee}，您的預約已確認：${when}。`,
+    calendarUnavailable: '目前無法確認該時間：有一個行事曆無法查詢。請稍後再試。',
+    slotUnavailable: '該時間無法預約。',
+    slotTaken: '該時間剛剛被預約。',
+    cannotBook: (reason) => `無法預約：${reason}`,
+    nextFreeTimes: (times) => `接下來的空閒時間：${times.join('；')}。`,
+    noFreeTime: '之後一週內沒有空閒時間。',
+    cannotSuggest: '目前無法推薦其他時間：有一個行事曆無法查詢。請稍後再試。',
+  },
   ko: {
     noAnswer: '죄송합니다. 제가 가진 정보에서 그에 대한 답을 찾지 못했습니다.',
     handoffTransfer: (contact) => `담당자에게 연결해 드리겠습니다. 연락처: ${contact}`,
@@ -289,9 +305,12 @@ export const BOT_TEXTS: Readonly<Record<string, BotTexts>> = {
   },
 };
 
-/** The texts of a bot language ('de-AT' → German); English for 'auto' and languages not in the table. */
+/**
+ * The texts of a bot language ('de-AT' → German, 'zh-TW' → Traditional
+ * Chinese); English for 'auto' and languages not in the table.
+ */
 export function botTexts(language: string | undefined): BotTexts {
-  return BOT_TEXTS[baseLanguage(language ?? 'auto')] ?? ENGLISH;
+  return BOT_TEXTS[textsLanguage(language ?? 'auto')] ?? ENGLISH;
 }
 
 /** What the bot says when its sources do not hold the answer (English; see NO_ANSWER_TEXTS). */

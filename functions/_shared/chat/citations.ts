@@ -1,4 +1,4 @@
-import { isNoAnswer } from './escalation.ts';
+import { CITATION_MARKER, isNoAnswer } from './escalation.ts';
 import { numberSources } from './sources.ts';
 import type { ChatContext } from './types.ts';
 
@@ -19,9 +19,6 @@ export interface ProductCitation {
 
 export type Citation = ChunkCitation | ProductCitation;
 
-// "[2]", and the lists models also write: "[1, 3]", "[1; 3]".
-const MARKER = /\[(\d+(?:\s*[,;]\s*\d+)*)\]/gu;
-
 /**
  * The sources an answer cites, in the order of their first marker, each once.
  * Markers that name no source (the model miscounted) are ignored.
@@ -34,8 +31,8 @@ const MARKER = /\[(\d+(?:\s*[,;]\s*\d+)*)\]/gu;
 export function extractCitations(answer: string, context: ChatContext): Citation[] {
   const sources = numberSources(context);
   const cited: number[] = [];
-  for (const match of answer.matchAll(MARKER)) {
-    for (const number of match[1].split(/[,;]/u).map((part) => Number(part.trim()))) {
+  for (const [marker] of answer.matchAll(CITATION_MARKER)) {
+    for (const number of marker.slice(1, -1).split(/[,;]/u).map((part) => Number(part.trim()))) {
       if (number >= 1 && number <= sources.length && !cited.includes(number)) cited.push(number);
     }
   }

@@ -32,15 +32,81 @@ export function detectsHumanRequest(text: string): boolean {
  * spaces, [n] markers, case, width (NFKC) and diacritics left out (a model
  * may drop an Arabic tanween or a Japanese comma). A model answering in a
  * language outside the table translates the English sentence: that is missed.
+ *
+ * Only the sentence with little around it: a short lead-in or a contact after
+ * it ("You can write to help@example.com.") is still a no-answer, but an
+ * answer that also says something from the sources is a (partial) answer. So
+ * what is left once the sentence is taken out must cite nothing (a [n] marker
+ * after text of its own; one right after the sentence cites nothing) and hold
+ * fewer than NO_ANSWER_REST_LIMIT letters and digits, e-mail addresses, links
+ * and phone numbers left out.
  */
 export function isNoAnswer(answer: string): boolean {
-  return noAnswerKey(answer) === '' || noAnswerLanguage(answer) !== null;
+  return noAnswerLanguage(answer) !== null || noAnswerKey(answer) === '';
 }
 
-/** The language of the no-answer sentence an answer holds ('tr', 'ja', ...), or null when it holds none. */
+/** The language of the no-answer sentence an answer is ('tr', 'ja', 'zh-Hant', ...; see isNoAnswer), or null. */
 export function noAnswerLanguage(answer: string): string | null {
-  const key = noAnswerKey(answer);
-  return NO_ANSWER_KEYS.find(([, sentence]) => sentence !== '' && key.includes(sentence))?.[0] ?? null;
+  const { key, markers } = markedKey(answer);
+  // Where the table's sentences are in the key: [start, end) ranges, each with its language.
+  const found = NO_ANSWER_KEYS.flatMap(([language, sentence]) =>
+    occurrences(key, sentence).map(([start, end]) => ({ language, start, end }))
+  );
+  if (found.length === 0) return null;
+  // A marker cites the text before it: one inside a sentence or right after it cites none.
+  const citesRest = (position: number) =>
+    position > 0 && !found.some(({ start, end }) => position > start && position <= end);
+  if (markers.some(citesRest)) return null;
+  let rest = '';
+  let at = 0;
+  for (const { start, end } of [...found].sort((a, b) => a.start - b.start)) {
+    if (start > at) rest += key.slice(at, start);
+    at = Math.max(at, end);
+  }
+  rest += key.slice(at);
+  const weight = [...rest].reduce((sum, char) => sum + (WIDE_CHAR.test(char) ? 3 : 1), 0);
+  return weight < NO_ANSWER_REST_LIMIT ? found[0].language : null;
+}
+
+/**
+ * Letters and digits (weighted, see WIDE_CHAR) besides the sentence from which
+ * an answer is one: the prompt's own "you can reach a manager at …" (21 once
+ * the contact is out) or a lead-in like "Thank you for your question!
+ * Unfortunately," (36) is below it; an uncited statement of more is an answer.
+ */
+export const NO_ANSWER_REST_LIMIT = 40;
+
+// A Han, kana or Hangul character says about what three Latin letters do (商店, store).
+const WIDE_CHAR = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}]/u;
+
+/** The [start, end) ranges of the key where the sentence is, left to right, not overlapping. */
+function occurrences(key: string, sentence: string): [number, number][] {
+  const ranges: [number, number][] = [];
+  for (let at = key.indexOf(sentence); at !== -1; at = key.indexOf(sentence, at + sentence.length)) {
+    ranges.push([at, at + sentence.length]);
+  }
+  return ranges;
+}
+
+/** "[2]", and the lists models also write: "[1, 3]", "[1; 3]". What citations.ts reads as citation markers. */
+export const CITATION_MARKER = /\[\d+(?:\s*[,;]\s*\d+)*\]/gu;
+
+// What a model adds to point to a person rather than to answer: it does not count towards the rest of a no-answer.
+const CONTACTS = [
+  /(?:https?:\/\/|www\.)\S+/giu,
+  /[\p{L}\p{N}._%+-]+@[\p{L}\p{N}-]+(?:\.[\p{L}\p{N}-]+)+/gu,
+  /\+?\d[\d \t().\/-]{5,}\d/gu,
+];
+
+/** The answer's key without its markers and contacts, and where in it each marker stood (its key offset). */
+function markedKey(answer: string): { key: string; markers: number[] } {
+  const markers: number[] = [];
+  let key = '';
+  answer.split(CITATION_MARKER).forEach((piece, index) => {
+    if (index > 0) markers.push(key.length);
+    key += noAnswerKey(CONTACTS.reduce((text, contact) => text.replace(contact, ' '), piece));
+  });
+  return { key, markers };
 }
 
 /**
@@ -49,10 +115,12 @@ export function noAnswerLanguage(answer: string): string | null {
  * is an I, which lower-cases to i.
  */
 function noAnswerKey(text: string): string {
-  return flatten(text.replace(/\[\d+\]/gu, '')).replace(/ /gu, '').replace(/ı/gu, 'i');
+  return flatten(text.replace(CITATION_MARKER, '')).replace(/ /gu, '').replace(/ı/gu, 'i');
 }
 
-const NO_ANSWER_KEYS = Object.entries(NO_ANSWER_TEXTS).map(([language, sentence]) => [language, noAnswerKey(sentence)]);
+const NO_ANSWER_KEYS = Object.entries(NO_ANSWER_TEXTS)
+  .map(([language, sentence]) => [language, noAnswerKey(sentence)] as const)
+  .filter(([, sentence]) => sentence !== '');
 
 /** Compatibility forms folded (full-width letters, ligatures), lower case, one kind of apostrophe, ё as е, single spaces. */
 function normalize(text: string): string {

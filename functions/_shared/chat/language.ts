@@ -3,9 +3,27 @@
  * BCP 47 tag ('de', 'pt-BR', 'es-419', 'zh-Hant', 'sr-Latn').
  */
 
-/** 'de-AT' → 'de', 'zh-Hant' → 'zh'; 'auto' stays; lower-cased. What the per-language tables are keyed by. */
+/** 'de-AT' → 'de', 'zh-Hant' → 'zh'; 'auto' stays; lower-cased. */
 export function baseLanguage(language: string): string {
   return language.trim().toLowerCase().split(/[-_]/u)[0] || 'auto';
+}
+
+// The regions that write Chinese in Traditional characters when a tag names no script.
+const TRADITIONAL_CHINESE_REGIONS = new Set(['TW', 'HK', 'MO']);
+
+/**
+ * What the per-language text tables are keyed by: the base language ('de-AT'
+ * → 'de'), except Chinese, whose two scripts are two tables: 'zh-Hant' for
+ * script Hant, or for regions TW, HK and MO when no script is named
+ * ('zh-TW', 'zh-Hant-CN'); 'zh' for the rest ('zh-CN', 'zh-Hans-HK').
+ */
+export function textsLanguage(language: string): string {
+  const base = baseLanguage(language);
+  const tag = base === 'zh' ? canonicalTag(language) : null;
+  if (tag === null) return base;
+  const { script, region } = new Intl.Locale(tag);
+  const traditional = script ? script === 'Hant' : region !== undefined && TRADITIONAL_CHINESE_REGIONS.has(region);
+  return traditional ? 'zh-Hant' : 'zh';
 }
 
 /** The tag in its canonical casing ('pt-br' → 'pt-BR'); null when it is not a well-formed tag ('auto' is not one). */

@@ -1,6 +1,6 @@
 import { NO_ANSWER_TEXT, NO_ANSWER_TEXTS } from './bot-texts.ts';
 import { countTokensUpTo } from './history-tokens.ts';
-import { baseLanguage, languageName } from './language.ts';
+import { baseLanguage, languageName, textsLanguage } from './language.ts';
 import { type NumberedSource, numberSources, pageLabel, productFacts } from './sources.ts';
 import type { ChatMessage, RetrievedChunk, RetrievedProduct } from './types.ts';
 
@@ -85,13 +85,13 @@ function rules(bot: BotPromptSettings, hasSources: boolean): string {
  * language with none gets the English one to translate (not recognised then).
  */
 function noAnswerRule(language: string): string {
-  const base = baseLanguage(language);
-  if (base === 'auto') {
+  const key = textsLanguage(language);
+  if (key === 'auto') {
     const listed = Object.entries(NO_ANSWER_TEXTS).map(([code, sentence]) => `  ${code}: "${sentence}"`).join('\n');
     return "say exactly the one of these sentences that is in the language of the user's last message (for a " +
       `language not listed, the English one, translated):\n${listed}\n `;
   }
-  const sentence = NO_ANSWER_TEXTS[base];
+  const sentence = NO_ANSWER_TEXTS[key];
   return sentence ? `say exactly: "${sentence}"` : `say, in ${languageName(language)}: "${NO_ANSWER_TEXT}"`;
 }
 
