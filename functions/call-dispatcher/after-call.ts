@@ -97,11 +97,16 @@ async function copyRecording(options: AfterCallOptions, call: CallToRecord): Pro
 /**
  * A call's tries as private.calls_needing_analysis counts and limits them
  * (20261123010200): a hand-out counts one, 5 at most, the next no sooner than
- * 10 minutes on, and only within 7 days of the call's end.
+ * 10 minutes on, and only within 7 days of the call's end. A try is also the
+ * last when the window closes less than ANALYSIS_HANDOUT_MARGIN after the
+ * next hand-out could come: passes come every 15 s (and a busy one may not
+ * reach the call at once), so a window left open for a second would be
+ * missed and the call kept without a summary for good.
  */
 const ANALYSIS_TRIES = 5;
 const ANALYSIS_RETRY_INTERVAL = '10 minutes';
 const ANALYSIS_WINDOW = '7 days';
+const ANALYSIS_HANDOUT_MARGIN = '1 minute';
 
 async function takeCallToAnalyse(sql: Sql): Promise<CallToAnalyse | undefined> {
   return await asServiceRole(sql, async (tx) => {
@@ -111,7 +116,8 @@ async function takeCallToAnalyse(sql: Sql): Promise<CallToAnalyse | undefined> {
     // Read after the hand-out, in its transaction: the try just counted is in analysis_attempts.
     const [{ last_try: lastTry }] = await tx<{ last_try: boolean }[]>`
       select c.analysis_attempts >= ${ANALYSIS_TRIES}
-        or c.ended_at + ${ANALYSIS_WINDOW}::interval <= now() + ${ANALYSIS_RETRY_INTERVAL}::interval as last_try
+        or c.ended_at + ${ANALYSIS_WINDOW}::interval
+          <= now() + ${ANALYSIS_RETRY_INTERVAL}::interval + ${ANALYSIS_HANDOUT_MARGIN}::interval as last_try
       from public.calls c where c.id = ${call.call_id}::uuid`;
     return { ...call, last_try: lastTry };
   });

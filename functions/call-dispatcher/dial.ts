@@ -150,17 +150,25 @@ async function claimLookups(sql: Sql, size: number, lease: number): Promise<Look
       from private.claim_dial_lookups(${size}::integer, ${lease}::integer)`);
 }
 
+/**
+ * The longest wait record_dial_result and record_dial_unknown take from
+ * Retry-After (a day). Capped here too, before it is sent as an integer: a
+ * Retry-After of "99999999999" left the attempt unrecorded.
+ */
+const MAX_RETRY_AFTER_SECONDS = 86_400;
+
 async function record(sql: Sql, call: { call_id: string; attempt: number }, outcome: DialOutcome): Promise<string> {
+  const wait = outcome.retryAfterSeconds === null ? null : Math.min(outcome.retryAfterSeconds, MAX_RETRY_AFTER_SECONDS);
   const [row] = await asServiceRole(sql, (tx) =>
     outcome.unknown
       ? tx<{ result: { outcome?: string } }[]>`
         select private.record_dial_unknown(
-          ${call.call_id}::uuid, ${call.attempt}::integer, ${outcome.error}::text, ${outcome.retryAfterSeconds}::integer
+          ${call.call_id}::uuid, ${call.attempt}::integer, ${outcome.error}::text, ${wait}::integer
         ) as result`
       : tx<{ result: { outcome?: string } }[]>`
         select private.record_dial_result(
           ${call.call_id}::uuid, ${call.attempt}::integer, ${outcome.providerCallId}::text, ${outcome.error}::text,
-          ${outcome.retryable}::boolean, ${outcome.retryAfterSeconds}::integer
+          ${outcome.retryable}::boolean, ${wait}::integer
         ) as result`);
   return row.result.outcome ?? 'stale';
 }

@@ -8,11 +8,19 @@ import { DialError } from '../_shared/voice/index.ts';
  * The first such answer stops the pass: every claim not yet used, and the
  * throttled ones, are given back (private.release_dial_claims) without
  * counting an attempt or a lookup, due again after the provider's
- * Retry-After (the database caps and defaults it). A connection refused
+ * Retry-After (the database defaults it; both cap it at
+ * {@link MAX_THROTTLE_WAIT_SECONDS}). A connection refused
  * cannot be told from a request lost after it was sent (both are "could not
  * be reached" to fetch), so it stays an unknown outcome, looked up later.
  */
 export const THROTTLE_STATUSES: ReadonlySet<number> = new Set([429, 503]);
+
+/**
+ * private.dial_throttle_max_wait_seconds(): the longest a throttled claim
+ * waits. Retry-After is capped here as well, before it is sent as an
+ * integer: "99999999999", or an HTTP date past 2100, is out of its range.
+ */
+export const MAX_THROTTLE_WAIT_SECONDS = 3600;
 
 export interface Throttle {
   reason: string;
@@ -58,13 +66,14 @@ export class PassThrottle {
   async release(sql: Sql): Promise<ReleaseOutcome[]> {
     if (this.givenBack.length === 0 || this.#throttle === null) return [];
     const { reason, retryAfterSeconds } = this.#throttle;
+    const wait = retryAfterSeconds === null ? null : Math.min(retryAfterSeconds, MAX_THROTTLE_WAIT_SECONDS);
     const rows = await asServiceRole(sql, (tx) =>
       tx<{ outcome: ReleaseOutcome }[]>`
         select outcome from private.release_dial_claims(
           ${this.givenBack.map((claim) => claim.call_id)}::uuid[],
           ${this.givenBack.map((claim) => claim.attempt)}::integer[],
           ${this.givenBack.map((claim) => claim.lookup)}::integer[],
-          ${reason}::text, ${retryAfterSeconds}::integer
+          ${reason}::text, ${wait}::integer
         )`);
     return rows.map((row) => row.outcome);
   }

@@ -2,13 +2,15 @@
 -- back dial claims (the attempt undone) and lookup claims (the lookup not counted) the dispatcher could not
 -- use, due again after Retry-After (default 30 s, at most an hour); a call throttled for over 24 hours
 -- fails with the reason, an undialled call of a canceled campaign is canceled, a claim that moved on is
--- stale; record_dial_result ends the throttled run (dial_throttled_since cleared).
+-- stale; record_dial_result ends the throttled run (dial_throttled_since cleared); claim_due_calls moving a
+-- throttled call to its next slot stops its clock meanwhile (a call throttled on a Friday afternoon and moved
+-- to Monday is not failed at Monday's first 429); a Retry-After beyond an integer is capped, not an error.
 --
 -- One transaction, so now() is one instant.
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(21);
+select plan(28);
 
 create temp table answers (label text primary key, body jsonb);
 grant all on answers to public;
@@ -55,7 +57,7 @@ $$;
 grant execute on function pg_temp.lookups(text) to public;
 
 -- release_dial_claims as the service role, for the named calls' claims: outcome by fixture name.
-create function pg_temp.release(names text[], attempts integer[], lookups integer[], retry_after integer)
+create function pg_temp.release(names text[], attempts integer[], lookups integer[], retry_after numeric)
 returns jsonb
 language sql
 as $$
@@ -66,7 +68,7 @@ as $$
     'Vapi POST /call failed with 429: Too Many Requests', retry_after) r
   join tests.fixtures f on f.id = r.call_id and f.name = any (names);
 $$;
-grant execute on function pg_temp.release(text[], integer[], integer[], integer) to public;
+grant execute on function pg_temp.release(text[], integer[], integer[], numeric) to public;
 
 -- Due now, with no lease (the next pass).
 create function pg_temp.due(name text)
@@ -219,6 +221,50 @@ select is(pg_temp.release(array['t4'], array[1], array[0], 60), '{"t4": "cancele
 select tests.act_as('postgres');
 select results_eq($$select status::text, ended_reason, dial_attempts from public.calls where id = tests.fx('t4')$$,
   $$values ('canceled', 'canceled-by-user', 0)$$, '... as canceled-by-user, without an attempt');
+
+-- ---------------------------------------------------------------------------
+-- Moved to its next slot: the throttled clock stops meanwhile
+-- ---------------------------------------------------------------------------
+
+select tests.act_as('admin_t');
+select tests.remember('t5', (public.create_outbound_call(tests.fx('org_t'), tests.fx('bot_t'), '+14155550805')).id);
+select pg_temp.claim('claim7');
+select tests.act_as('postgres');
+select is(pg_temp.answer('claim7'), jsonb_build_array(tests.fx('t5') || '#1'), 'claim_due_calls: t5 handed out as attempt 1');
+select is(pg_temp.release(array['t5'], array[1], array[0], 60), '{"t5": "released"}'::jsonb, 'release_dial_claims: t5 throttled');
+select tests.act_as('postgres');
+-- Throttled for 2 hours (a Friday afternoon, say); the org now opens only 3 days from today, so the next
+-- claim moves the call to that morning, over 2.5 days on.
+update public.calls set dial_throttled_since = now() - interval '2 hours' where id = tests.fx('t5');
+insert into public.business_hours (org_id, weekday, opens, closes)
+values (tests.fx('org_t'), extract(isodow from (now() at time zone pg_temp.noon_zone())::date + 3), '09:00', '17:00');
+select pg_temp.due('t5');
+select pg_temp.claim('claim8');
+select tests.act_as('postgres');
+select is(pg_temp.answer('claim8'), '[]'::jsonb, 'claim_due_calls: a throttled call outside the business hours is not handed out');
+select results_eq(
+  $$select dial_attempts, next_dial_at - now() > interval '2 days 12 hours', next_dial_at - dial_throttled_since
+    from public.calls where id = tests.fx('t5')$$,
+  $$values (0, true, interval '2 hours')$$,
+  '... it moves to its slot over 2.5 days on, its throttled clock with it: 2 hours run when the slot begins'
+);
+
+-- At the slot (every instant of the call moved back by the deferral, the hours lifted), throttled once more,
+-- with a Retry-After beyond an integer (an HTTP date past 2100 is).
+update public.calls set dial_throttled_since = dial_throttled_since - (next_dial_at - now()) where id = tests.fx('t5');
+select pg_temp.due('t5');
+delete from public.business_hours where org_id = tests.fx('org_t');
+select pg_temp.claim('claim9');
+select tests.act_as('postgres');
+select is(pg_temp.answer('claim9'), jsonb_build_array(tests.fx('t5') || '#1'), 'claim_due_calls: at its slot t5 is handed out again');
+select is(pg_temp.release(array['t5'], array[1], array[0], 99999999999), '{"t5": "released"}'::jsonb,
+  'release_dial_claims: throttled again at its slot, 2 hours into its run, the call is given back, not failed');
+select tests.act_as('postgres');
+select results_eq(
+  $$select status::text, dial_attempts, now() - dial_throttled_since, next_dial_at - now() from public.calls where id = tests.fx('t5')$$,
+  $$values ('queued', 0, interval '2 hours', interval '1 hour')$$,
+  '... its run kept (2 hours, the days outside its hours not counted), the huge Retry-After capped at an hour'
+);
 
 select * from finish();
 rollback;

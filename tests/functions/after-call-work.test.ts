@@ -8,7 +8,8 @@
  * calls it does not reach keep their tries (the database counts a try when it
  * hands a call out), analyses and recordings taken in turns. A model that
  * fails fails the try (the call stays due, its tokens metered when it wrote
- * any); only the last try falls back to the rules.
+ * any); only the last try falls back to the rules, the 5th or one whose next
+ * hand-out would come less than a minute before the 7-day window closes.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -244,6 +245,23 @@ describe('a model that fails on an analysis', () => {
       analysis_attempts: 5,
     });
     expect((await usageOf(id)).slice(usedBefore)).toEqual([{ model: 'offline', tokens_in: 0, tokens_out: 0 }]);
+  });
+
+  it("falls back to the rules on a try whose next hand-out would come too close to the 7-day window's end", async () => {
+    // The window closes 10 min 30 s from now: a hand-out 10 minutes on would have 30 s left, under a minute.
+    const [id] = await endedCalls('model-fails-window', [7 * 86_400 - 10 * 60 - 30], { botId: failBot });
+    await addLine(id, BOOKING);
+    expect(await runAfterCallWork({ sql, chat: failing().provider, recordings: refused, log: () => undefined })).toEqual({
+      analysed: 1,
+      recordings: 0,
+      failed: 0,
+    });
+    expect(await callRow(id)).toEqual({
+      summary: `User: ${BOOKING}`,
+      sentiment: 'neutral',
+      sentiment_score: '0.000',
+      analysis_attempts: 1,
+    });
   });
 
   it("stores a working model's analysis on the first try", async () => {

@@ -6,7 +6,9 @@
  * Retry-After; a throttled lookup is not counted either and stops the pass
  * before any dial; once Vapi takes calls again each is dialled once, as
  * attempt 1; a call throttled past its 5 attempts is still dialled, and one
- * throttled for over 24 hours fails with the reason.
+ * throttled for over 24 hours fails with the reason. A Retry-After beyond
+ * an integer (99999999999 s, a date past 2100) is capped, at an hour for a
+ * throttle and a day for a retry, never left unrecorded.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createSql, type Sql, withUserScope } from '../../functions/_shared/db.ts';
@@ -171,6 +173,34 @@ describe('a 429 from POST /call', () => {
     const [event] = await sql<{ count: number }[]>`
       select count(*)::int from public.events where type = 'call.ended' and payload ->> 'call_id' = ${id}`;
     expect(event.count).toBe(1);
+  });
+});
+
+describe('a Retry-After beyond an integer', () => {
+  it('is capped at an hour for a throttle: the call is given back, not left unrecorded', async () => {
+    const [id] = await queueCalls(1, 751);
+    for (const retryAfter of ['99999999999', 'Mon, 01 Jan 2300 00:00:00 GMT']) {
+      vapi.failNext(tooManyRequests(retryAfter));
+      expect(await pass()).toMatchObject({ claimed: 1, throttled: 1, unrecorded: 0, failed: 0 });
+      const [state] = await states([id]);
+      expect(state).toMatchObject({ status: 'queued', dial_attempts: 0, stamped: false, leased: false, throttled: true });
+      expect(state.due_in).toBeGreaterThan(3595);
+      expect(state.due_in).toBeLessThanOrEqual(3600);
+      await makeDue([id]);
+    }
+    expect(await pass()).toMatchObject({ claimed: 1, placed: 1 });
+    expect(placedFor(id)).toHaveLength(1);
+  });
+
+  it('is capped at a day for a retry (408): the attempt is recorded', async () => {
+    const [id] = await queueCalls(1, 752);
+    vapi.failNext({ status: 408, message: 'Request Timeout', retryAfter: '99999999999' });
+    expect(await pass()).toMatchObject({ claimed: 1, retried: 1, unrecorded: 0 });
+    const [state] = await states([id]);
+    expect(state).toMatchObject({ status: 'queued', dial_attempts: 1, stamped: false, leased: false });
+    // A day on, then into the callee's calling hours.
+    expect(state.due_in).toBeGreaterThan(86_395);
+    expect(state.due_in).toBeLessThan(86_400 + 14 * 86_400);
   });
 });
 
