@@ -33,12 +33,17 @@
  * it would leave the user unanswered. Telegram holds the bot's later updates
  * meanwhile.
  *
- * A reply Telegram does not take (a 429 asking for a pause over the client's
- * 5 s, a 5xx, a timeout) is answered 503 `telegram_unavailable` with
- * Retry-After: Telegram's retry_after, else 10 s. A refusal not told gives
- * the claim back (nothing was stored), so the redelivery is refused and told
- * afresh; an answer not sent stays linked, so the redelivery sends it, with
- * no model call (as does a redelivery whose resend fails again).
+ * A reply Telegram does not take for now (a 429 asking for a pause over the
+ * client's 5 s, a 5xx, a timeout, no answer) is answered 503
+ * `telegram_unavailable` with Retry-After: Telegram's retry_after, else 10 s.
+ * A refusal not told gives the claim back (nothing was stored), so the
+ * redelivery is refused and told afresh; an answer not sent stays linked, so
+ * the redelivery sends it, with no model call (as does a redelivery whose
+ * resend fails again). A reply Telegram refuses for good (any other 4xx: 403
+ * the user blocked the bot, 400 chat not found) is logged, its claim settled
+ * as if sent, and the webhook answers 200 with `undeliverable: true`: a
+ * redelivery would meet the same refusal every time, and Telegram holds the
+ * bot's later updates while it redelivers.
  */
 import { type ChatMessage } from '../_shared/chat/index.ts';
 import { type EnvReader, processEnv } from '../_shared/env.ts';
@@ -78,7 +83,16 @@ const UNAVAILABLE_TEXT = 'This assistant is not available right now. Please try 
 const SEND_RETRY_AFTER_SECONDS = 10;
 
 /**
- * A message Telegram did not take, as the webhook's answer: 503 with
+ * Whether Telegram refused a message for good (a 4xx but 429: the user blocked the bot, the chat is gone, the
+ * bot was removed from it): sending it again on a redelivery would be refused the same way.
+ */
+function undeliverable(error: unknown): error is TelegramApiError {
+  const code = error instanceof TelegramApiError ? error.errorCode : undefined;
+  return code !== undefined && code >= 400 && code < 500 && code !== 429;
+}
+
+/**
+ * A message Telegram did not take for now (not undeliverable), as the webhook's answer: 503 with
  * Telegram's retry_after (else SEND_RETRY_AFTER_SECONDS), so the update is
  * delivered again, rather than 500. Anything else (a bug) is left as it is.
  */
@@ -116,19 +130,29 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
   if (!incoming) return json({ ok: true, handled: false });
 
   const telegram = createTelegramClient({ token: bot.bot_token, baseUrl: telegramApiBaseUrl(env) });
+  /**
+   * Sends to the update's chat: true once sent, false when Telegram refused it for good (logged; the caller
+   * settles and answers 200), else throws sendFailed's 503.
+   */
+  const send = async (text: string, options?: { replyToMessageId?: number }): Promise<boolean> => {
+    try {
+      await telegram.sendMessage(incoming.chatId, text, options);
+      return true;
+    } catch (error) {
+      if (!undeliverable(error)) throw sendFailed(error);
+      console.warn(`[${requestId}] Telegram update ${update.update_id} is undeliverable, not retried: ${error.message}`);
+      return false;
+    }
+  };
   // What Telegram sends when a user opens the bot: the bot's greeting, no model call, nothing stored.
   if (/^\/start(@\w+)?(\s|$)/.test(incoming.text.trim())) {
     // A bot that would refuse the user's messages does not greet them either: told as a refusal is.
     if (!bot.enabled || !bot.telegram_enabled) {
       const refused = bot.enabled ? 'channel_not_enabled' : 'bot_disabled';
-      await telegram.sendMessage(incoming.chatId, UNAVAILABLE_TEXT).catch((error) => {
-        throw sendFailed(error);
-      });
+      if (!await send(UNAVAILABLE_TEXT)) return json({ ok: true, handled: false, refused, undeliverable: true });
       return json({ ok: true, handled: false, refused });
     }
-    await telegram.sendMessage(incoming.chatId, bot.greeting ?? DEFAULT_GREETING).catch((error) => {
-      throw sendFailed(error);
-    });
+    if (!await send(bot.greeting ?? DEFAULT_GREETING)) return json({ ok: true, handled: false, undeliverable: true });
     return json({ ok: true, handled: true, greeted: true });
   }
   const updateId = update.update_id;
@@ -172,11 +196,11 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
     // An answer still linked was stored but not sent: send it now, no model call.
     // Otherwise the turn was answered and sent, refused or failed (the chat was told): nothing to do.
     if (claim.answer !== null) {
-      // Not sent: it stays linked, so the redelivery the 503 asks for tries again.
-      await telegram.sendMessage(incoming.chatId, telegramText(claim.answer), reply).catch((error) => {
-        throw sendFailed(error);
-      });
+      // Not sent for now: it stays linked, so the redelivery the 503 asks for tries again. Refused for good:
+      // unlinked as if sent, so Telegram stops redelivering.
+      const sent = await send(telegramText(claim.answer), reply);
       await markSent();
+      if (!sent) return json({ ok: true, handled: false, duplicate: true, undeliverable: true });
     }
     return json({ ok: true, handled: false, duplicate: true });
   }
@@ -189,17 +213,19 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
       await release();
       throw error;
     }
+    let told: boolean;
     try {
-      await telegram.sendMessage(incoming.chatId, refusalText(error), reply);
-    } catch (send) {
+      told = await send(refusalText(error), reply);
+    } catch (failed) {
       // A refusal stores nothing (a quota refusal only its rate-limit hit) and the chat was not told: the
       // claim is given back rather than left leased and unsettled (503 update_in_progress for 7 minutes),
       // so the redelivery the 503 asks for is handled at once: refused again, most likely, and told.
       await release();
-      throw sendFailed(send);
+      throw failed;
     }
-    // Told: the claim is settled, so a redelivery (our 200 came late) does not tell the chat twice.
+    // Told, or never to be: the claim is settled, so a redelivery (our 200 came late) does nothing more.
     await markSent();
+    if (!told) return json({ ok: true, handled: false, refused: error.code, undeliverable: true });
     return json({ ok: true, handled: false, refused: error.code });
   }
   await telegram.sendChatAction(incoming.chatId, 'typing').catch((error) =>
@@ -219,8 +245,8 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
     // stored and metered as `error`) or anything else after prepare (only logged). A redelivery would
     // store the question again, so the chat is told, as for a refusal, and Telegram gets its 200.
     console.error(`[${requestId}] Telegram turn failed`, error);
-    await telegram.sendMessage(incoming.chatId, FAILED_TEXT, reply).catch((send) =>
-      console.warn(`[${requestId}] sendMessage failed`, send)
+    await telegram.sendMessage(incoming.chatId, FAILED_TEXT, reply).catch((sendError) =>
+      console.warn(`[${requestId}] sendMessage failed`, sendError)
     );
     await markSent();
     return json({ ok: true, handled: false, failed: streamError(error).code });
@@ -230,11 +256,10 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
   await asService(deps.sql(), SERVICE, (tx) => telegramUpdateAnswered(tx, botId, updateId, answered.messageId)).catch(
     (error) => console.warn(`[${requestId}] linking Telegram update ${updateId} to its answer failed`, error),
   );
-  // Not sent: the answer stays linked (the claim settled with it), so the redelivery the 503 asks for sends
-  // it, with no model call.
-  await telegram.sendMessage(incoming.chatId, telegramText(answered.content), reply).catch((error) => {
-    throw sendFailed(error);
-  });
+  // Not sent for now: the answer stays linked (the claim settled with it), so the redelivery the 503 asks for
+  // sends it, with no model call. Refused for good: unlinked as if sent (the turn stays stored and metered).
+  const sent = await send(telegramText(answered.content), reply);
   await markSent();
+  if (!sent) return json({ ok: true, handled: false, undeliverable: true, conversation_id: turn.conversation_id });
   return json({ ok: true, handled: true, conversation_id: turn.conversation_id });
 }

@@ -1,7 +1,8 @@
 -- The full-text half of retrieval for questions that are not in English
 -- (20261123010900_text_search_beyond_english.sql): words of 2 or 3
--- characters holding a non-ASCII letter (Korean, Arabic, Chinese) are
--- searched for, a full-width question is searched in its NFKC form too, and
+-- characters holding a Hebrew, Arabic, kana, Han or Hangul letter are
+-- searched for (not the short words of other alphabets: German "für",
+-- Russian "для" find nothing), a full-width question is searched in its NFKC form too, and
 -- a code's digits after a hyphen are searched alone; for the knowledge base
 -- (match_document_chunks_by_text, the chat's text half without an
 -- embedding, and match_document_chunks) and the catalog (match_products).
@@ -10,7 +11,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(21);
+select plan(29);
 
 select tests.remember('owner_t', tests.create_user('beyond281-owner@t.test'));
 select tests.remember('owner_u', tests.create_user('beyond281-owner@u.test'));
@@ -23,7 +24,9 @@ select tests.remember('doc_t', id) from public.documents where org_id = tests.fx
 select tests.remember('doc_u', id) from public.documents where org_id = tests.fx('org_u');
 
 -- Org T: one chunk per language, three more holding 정책 (so it is the
--- commoner of 환불 and 정책), and English filler. Org U holds every word.
+-- commoner of 환불 and 정책), English filler, German and Russian chunks
+-- holding their languages' "für" and "для", and an Arabic one holding a
+-- 2-character word (رف, shelf). Org U holds every word.
 insert into public.document_chunks (org_id, document_id, chunk_index, page_start, page_end, content, token_count, embedding)
 select tests.fx('org_t'), tests.fx('doc_t'), n, 1, 1, content, 5,
   (array[n::real] || array_fill(1::real, array[1535]))::extensions.vector
@@ -36,7 +39,10 @@ from unnest(array[
   '배송 정책',
   '교환 정책',
   'Opening hours are nine to five on weekdays',
-  'Delivery takes three days within the country'
+  'Delivery takes three days within the country',
+  'Rabatt für Studenten und Schüler',
+  'Скидка для студентов и пенсионеров',
+  'رف خشبي للكتب'
 ]) with ordinality c(content, n);
 insert into public.document_chunks (org_id, document_id, chunk_index, page_start, page_end, content, token_count, embedding)
 values (tests.fx('org_u'), tests.fx('doc_u'), 1, 1, 1, '환불 정책 سعر شحن 价格 运费 SKU 1234', 5,
@@ -81,6 +87,14 @@ select is(pg_temp.found_by_text(tests.fx('org_t'), 'delivery in three days?'), a
   'an English question is searched as before');
 select is(pg_temp.found_by_text(tests.fx('org_t'), 'is it ok to go?'), '{}'::integer[],
   'short ASCII words are still left out');
+select is(pg_temp.found_by_text(tests.fx('org_t'), 'هل عندكم رف'), array[12],
+  'Arabic: the chunk holding the 2-character word is found');
+select is(private.selective_query_terms(tests.fx('org_t'), 'Gibt es einen Rabatt für Studenten?', 1000),
+  array['rabatt', 'studenten'],
+  'German: "für" is left out as short English words are, though chunks hold it');
+select is(private.selective_query_terms(tests.fx('org_t'), 'Есть ли скидка для студентов?', 1000),
+  array['скидка', 'студентов'],
+  'Russian: as is "для"');
 
 select is(pg_temp.ranked_by_text(tests.fx('org_t'), '환불 정책'), array[1, 5, 6, 7],
   'the hybrid search ranks the Korean chunks by text too');
@@ -115,6 +129,10 @@ insert into public.products (org_id, name, description, price, sku) values
   (tests.fx('org_t'), '운동화 세트 프리미엄 에디션', '', 59, null),
   (tests.fx('org_t'), '蓝牙 耳机 主动降噪 旗舰版', '', 20, null),
   (tests.fx('org_t'), 'Replacement part', '', 9, 'SKU-1234'),
+  (tests.fx('org_t'), 'Hülle für iPhone 15', '', 19, null),
+  (tests.fx('org_t'), 'Чехол для iPhone 15', '', 19, null),
+  (tests.fx('org_t'), 'رف خشبي للكتب', '', 45, null),
+  (tests.fx('org_t'), '가방 가죽 여행용', '', 80, null),
   (tests.fx('org_u'), '운동화 세트 프리미엄 에디션', '', 59, null);
 
 select tests.act_as('owner_t');
@@ -133,9 +151,32 @@ select results_eq(
   $$values ('Replacement part', true)$$,
   'catalog: a full-width SKU finds its product, scored as a quoted SKU'
 );
+select results_eq(
+  $$select name from public.match_products(tests.fx('org_t'), '가방 있어요?', 3)$$,
+  $$values ('가방 가죽 여행용')$$,
+  'catalog: a Korean word of 2 characters finds its product'
+);
+select results_eq(
+  $$select name from public.match_products(tests.fx('org_t'), 'هل عندكم رف؟', 3)$$,
+  $$values ('رف خشبي للكتب')$$,
+  'catalog: as does an Arabic one'
+);
 select is_empty(
   $$select 1 from public.match_products(tests.fx('org_t'), 'what are your opening hours on sunday?', 3)$$,
   'catalog: a question naming no product finds none'
+);
+select is_empty(
+  $$select 1 from public.match_products(tests.fx('org_t'), 'Gibt es einen Rabatt für Studenten?', 3)$$,
+  'catalog: a German question finds no product by its "für"'
+);
+select is_empty(
+  $$select 1 from public.match_products(tests.fx('org_t'), 'Есть ли скидка для студентов?', 3)$$,
+  'catalog: nor a Russian one by its "для"'
+);
+select results_eq(
+  $$select name from public.match_products(tests.fx('org_t'), 'Haben Sie eine Hülle?', 3)$$,
+  $$values ('Hülle für iPhone 15')$$,
+  'catalog: a German word of 4 characters or more still finds its product'
 );
 select tests.act_as('owner_u');
 select results_eq(

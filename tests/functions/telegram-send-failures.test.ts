@@ -6,7 +6,11 @@
  * the redelivery does the right thing at once: a refusal not told gives the
  * claim back (the redelivery is refused and told, not held off 7 minutes by
  * 503 update_in_progress), an answer not sent stays linked (the redelivery
- * sends it, with no second model call).
+ * sends it, with no second model call). A reply Telegram refuses for good
+ * (403 the user blocked the bot, 400 chat not found) is answered 200
+ * `undeliverable: true` and its claim settled: Telegram does not redeliver
+ * the update over and over (holding the bot's later updates), and a late
+ * redelivery sends nothing.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Sql } from '../../functions/_shared/db.ts';
@@ -64,6 +68,19 @@ const storedMessages = async () =>
   await sql<{ role: string; n: number }[]>`
     select m.role::text, count(*)::int as n from public.messages m join public.conversations c on c.id = m.conversation_id
     where c.bot_id = ${bot} group by m.role order by m.role`;
+
+/** One chat's stored messages, by role (each test below has its own chat). */
+const chatMessages = async (chatId: number) =>
+  await sql<{ role: string; n: number }[]>`
+    select m.role::text, count(*)::int as n from public.messages m join public.conversations c on c.id = m.conversation_id
+    where c.bot_id = ${bot} and c.channel = 'telegram' and c.external_user_id = ${String(chatId)}
+    group by m.role order by m.role`;
+
+/** Every sendMessage Telegram was asked for, taken or not. */
+const sendAttempts = () => telegram.calls.filter((call) => call.method === 'sendMessage').length;
+
+const BLOCKED = { errorCode: 403, description: 'Forbidden: bot was blocked by the user' };
+const CHAT_NOT_FOUND = { errorCode: 400, description: 'Bad Request: chat not found' };
 
 const sentTexts = () =>
   telegram.calls.filter((call) => call.method === 'sendMessage' && call.status === 200).map((call) => call.body.text);
@@ -170,5 +187,88 @@ describe('an answer Telegram does not take', () => {
     const [usage] = await sql<{ n: number }[]>`
       select count(*)::int as n from public.usage_events where bot_id = ${bot} and kind = 'chat'`;
     expect(usage.n).toBe(1);
+  });
+});
+
+describe('a reply Telegram refuses for good', () => {
+  it('an answer to a user who blocked the bot: 200 undeliverable, settled and unlinked, stored once, never resent', async () => {
+    stub.answerChat({ content: ANSWER });
+    // sendChatAction (only logged), then sendMessage: both refused, as for a user who blocked the bot.
+    telegram.failNext(BLOCKED, BLOCKED);
+    const first = await answered(await deliver(update(71, 'What are your opening hours?', 8871)));
+    expect(first).toMatchObject({ status: 200, body: { ok: true, handled: false, undeliverable: true } });
+    expect(first.body).toHaveProperty('conversation_id');
+    expect(await claimOf(71)).toEqual({ leased: false, settled: true, answer_linked: false });
+
+    // Our 200 came late: the redelivery neither sends nor asks the model again.
+    expect(await answered(await deliver(update(71, 'What are your opening hours?', 8871)))).toMatchObject({
+      status: 200,
+      body: { handled: false, duplicate: true },
+    });
+    expect(sendAttempts()).toBe(1);
+    expect(sentTexts()).toEqual([]);
+    expect(stub.chatRequests).toHaveLength(1);
+    // The turn stays stored.
+    expect(await chatMessages(8871)).toEqual([{ role: 'user', n: 1 }, { role: 'assistant', n: 1 }]);
+  });
+
+  it('a stored answer whose resend is refused for good: 200 undeliverable and unlinked, the next redelivery sends nothing', async () => {
+    stub.answerChat({ content: ANSWER });
+    telegram.failNext({ errorCode: 500 }, { errorCode: 429, retryAfter: 30 });
+    expect(await answered(await deliver(update(72, 'What are your opening hours?', 8872)))).toMatchObject({
+      status: 503,
+      body: { error: { code: 'telegram_unavailable' } },
+    });
+    expect(await claimOf(72)).toEqual({ leased: false, settled: true, answer_linked: true });
+
+    telegram.failNext(BLOCKED);
+    expect(await answered(await deliver(update(72, 'What are your opening hours?', 8872)))).toMatchObject({
+      status: 200,
+      body: { handled: false, duplicate: true, undeliverable: true },
+    });
+    expect(await claimOf(72)).toEqual({ leased: false, settled: true, answer_linked: false });
+    expect(await answered(await deliver(update(72, 'What are your opening hours?', 8872)))).toMatchObject({
+      status: 200,
+      body: { duplicate: true },
+    });
+    expect(sendAttempts()).toBe(2);
+    expect(sentTexts()).toEqual([]);
+    expect(stub.chatRequests).toHaveLength(1);
+  });
+
+  it('a refusal to a chat Telegram does not know: 200 undeliverable and settled, not given back', async () => {
+    await sql`update public.bots set enabled = false where id = ${bot}`;
+    telegram.failNext(CHAT_NOT_FOUND);
+    expect(await answered(await deliver(update(73, 'Are you open on Sunday?', 8873)))).toMatchObject({
+      status: 200,
+      body: { handled: false, refused: 'bot_disabled', undeliverable: true },
+    });
+    expect(await claimOf(73)).toEqual({ leased: false, settled: true, answer_linked: false });
+
+    expect(await answered(await deliver(update(73, 'Are you open on Sunday?', 8873)))).toMatchObject({
+      status: 200,
+      body: { duplicate: true },
+    });
+    expect(sendAttempts()).toBe(1);
+    expect(stub.chatRequests).toHaveLength(0);
+    expect(await chatMessages(8873)).toEqual([]);
+  });
+
+  it('/start from a user who blocked the bot: 200 undeliverable, greeting or refusal alike', async () => {
+    telegram.failNext(BLOCKED);
+    expect(await answered(await deliver(update(74, '/start', 8874)))).toMatchObject({
+      status: 200,
+      body: { handled: false, undeliverable: true },
+    });
+    await sql`update public.bots set enabled = false where id = ${bot}`;
+    telegram.failNext(BLOCKED);
+    expect(await answered(await deliver(update(75, '/start', 8874)))).toMatchObject({
+      status: 200,
+      body: { handled: false, refused: 'bot_disabled', undeliverable: true },
+    });
+    expect(sendAttempts()).toBe(2);
+    expect(sentTexts()).toEqual([]);
+    expect(await claimOf(74)).toBeUndefined();
+    expect(await chatMessages(8874)).toEqual([]);
   });
 });
