@@ -136,10 +136,10 @@ const LEGACY = {
   cp1254: [0xdd, 0x61, 0x64, 0x65, 0x20, 0xfe, 0x61, 0x72, 0x74, 0x6c, 0x61, 0x72, 0xfd],
 };
 
-/** Windows-1252 bytes of Latin-1 text (each character is its byte), and of € „ … ’ “ ” — and œ. */
+/** Windows-1252 bytes of Latin-1 text (each character is its byte), and of € ƒ „ … ’ “ ” — and œ. */
 const cp1252 = (text: string) =>
   new Uint8Array(
-    [...text].map((char) => ({ '€': 0x80, '„': 0x84, '…': 0x85, '’': 0x92, '“': 0x93, '”': 0x94, '—': 0x97, 'œ': 0x9c })[char] ?? char.charCodeAt(0)),
+    [...text].map((char) => ({ '€': 0x80, 'ƒ': 0x83, '„': 0x84, '…': 0x85, '’': 0x92, '“': 0x93, '”': 0x94, '—': 0x97, 'œ': 0x9c })[char] ?? char.charCodeAt(0)),
   );
 
 describe('text encodings', () => {
@@ -159,6 +159,32 @@ describe('text encodings', () => {
     }
   });
 
+  it('refuses short Chinese, Japanese and Korean words in CSV exports, whose bytes read as Windows-1252 symbols', async () => {
+    const cjk = (...parts: (string | number[])[]) =>
+      new Uint8Array(parts.flatMap((part) => (typeof part === 'string' ? [...utf8(part)] : part)));
+    // GBK 北京 ±±¾©, 烤鸭 ¿¾Ñ¼, 宫保 ¹¬±£, 鸡丁 ¼¦¶¡; Shift_JIS 名前 –¼‘O, 価格 ‰¿Ši, ピザ ƒsƒU, パスタ ƒpƒXƒ^, サラダ ƒTƒ‰ƒ_,
+    // あいうえお ‚\u00a0‚¢‚¤‚¦‚¨, かきくけこ ‚©‚«‚\u00ad‚¯‚±; EUC-KR 가방 °¡¹æ, 김치 ±èÄ¡ (a word of two letters between symbols).
+    const beijing = [0xb1, 0xb1, 0xbe, 0xa9];
+    const samples = {
+      gbkCity: cjk('city,pop\n', beijing, ',2189\n'),
+      gbkDishes: cjk('name,price\n', beijing, [0xbf, 0xbe, 0xd1, 0xbc], ',88\n', [0xb9, 0xac, 0xb1, 0xa3, 0xbc, 0xa6, 0xb6, 0xa1], ',38'),
+      shiftJisMenu: cjk(
+        [0x96, 0xbc, 0x91, 0x4f], ',', [0x89, 0xbf, 0x8a, 0x69], '\n',
+        [0x83, 0x73, 0x83, 0x55], ',1200\n', [0x83, 0x70, 0x83, 0x58, 0x83, 0x5e], ',900\n', [0x83, 0x54, 0x83, 0x89, 0x83, 0x5f], ',600',
+      ),
+      shiftJisKana: cjk(
+        [0x82, 0xa0, 0x82, 0xa2, 0x82, 0xa4, 0x82, 0xa6, 0x82, 0xa8], ' ', [0x82, 0xa9, 0x82, 0xab, 0x82, 0xad, 0x82, 0xaf, 0x82, 0xb1],
+      ),
+      shiftJisKatakana: cjk('name,price\n', [0x83, 0x73, 0x83, 0x55], ',1200\n', [0x83, 0x70, 0x83, 0x58, 0x83, 0x5e], ',900'),
+      eucKr: cjk([0xb0, 0xa1, 0xb9, 0xe6], ',100\n', [0xb1, 0xe8, 0xc4, 0xa1], ',50'),
+      eucKrWord: cjk('name,price\n', [0xb1, 0xe8, 0xc4, 0xa1], ',50'),
+      hiraganaOnly: cjk([0x82, 0xa9, 0x82, 0xab, 0x82, 0xad, 0x82, 0xaf, 0x82, 0xb1]),
+    };
+    for (const [name, bytes] of Object.entries(samples)) {
+      for (const type of ['text/csv', 'text/plain']) expect(await failure(bytes, type), `${name} as ${type}`).toBe(NOT_UTF8_MESSAGE);
+    }
+  });
+
   it('reads French and German Windows-1252 text whose punctuation sits next to accented letters', async () => {
     // As indexed: NFKC makes the no-break spaces spaces and "…" "...".
     const samples: Record<string, string> = {
@@ -168,6 +194,9 @@ describe('text encodings', () => {
       '“Ça marche” — «\u00a0agréé\u00a0», «\u00a0cœur\u00a0»': '“Ça marche” — « agréé », « cœur »',
       'Gefäßöffnung;2,5\u00a0cm²': 'Gefäßöffnung;2,5 cm²',
       'Er sagte: „süß…“': 'Er sagte: „süß...“',
+      // A symbol beside a no-break space, and a florin before an amount.
+      'Facture n°\u00a012 : 20\u00a0°C, 5\u00a0£, ©\u00a02024, ƒ\u00a012 ou ƒ12': 'Facture n° 12 : 20 °C, 5 £, © 2024, ƒ 12 ou ƒ12',
+      '¿Qué?\u00a0¡Sí! «\u00a0à\u00a0», “Öl”, ”Ääni”': '¿Qué? ¡Sí! « à », “Öl”, ”Ääni”',
     };
     for (const [text, indexed] of Object.entries(samples)) {
       expect(await allPages(await openDocument(cp1252(text), 'text/plain')), text).toEqual([indexed]);
@@ -227,6 +256,15 @@ describe('NFKC', () => {
     expect(await allPages(await openDocument(docx(paragraph(run(raw))), DOCX_MIME_TYPE))).toEqual([expected]);
     expect(await allPages(await openDocument(await textPdf(['Note¹: 10² cycles, ½ full']), 'application/pdf')))
       .toEqual(['Note¹: 10² cycles, ½ full']);
+  });
+
+  it('keeps the ordinal indicators ª º and №, which NFKC would make letters', async () => {
+    const kept = 'Nº 5, 1ª classe, 2º andar, № 7';
+    const raw = `${kept} ＳＫＵ－１２３４`;
+    expect(await allPages(await openDocument(utf8(raw), 'text/plain'))).toEqual([`${kept} SKU-1234`]);
+    expect(await allPages(await openDocument(docx(paragraph(run(raw))), DOCX_MIME_TYPE))).toEqual([`${kept} SKU-1234`]);
+    // As Windows-1252 too: º before a no-break space is a symbol beside a space.
+    expect(await allPages(await openDocument(cp1252('Nº\u00a05;1ª'), 'text/csv'))).toEqual(['Nº 5;1ª']);
   });
 
   it('cleans what NFKC makes (ideographic and other wide spaces become spaces, then collapse)', async () => {

@@ -65,12 +65,12 @@ export const pageTooLong = (page: number, chars: number) =>
 /**
  * A page as it is indexed. NFKC folds compatibility forms into the characters
  * questions are typed in (full-width "ＳＫＵ－１２３４" is "SKU-1234", "ﬁ" is
- * "fi", "Ⅻ" is "XII"), as questions are folded. Superscripts, subscripts
- * and vulgar fractions keep their form, as NFKC would change what they say
- * ("10⁶" would be "106", "Note¹" "Note1", "½" "1⁄2") in the text the model
- * reads and cites. Done page by page, when a step reads the page: one
- * character can expand to 18 under NFKC, and a page bounds that, where a
- * whole 25 MB file would not. A step reads whole pages (the run's
+ * "fi", "Ⅻ" is "XII"), as questions are folded. Superscripts, subscripts,
+ * vulgar fractions and ordinal indicators keep their form, as NFKC would
+ * change what they say ("10⁶" would be "106", "Note¹" "Note1", "½" "1⁄2",
+ * "Nº 5" "No 5") in the text the model reads and cites. Done page by page,
+ * when a step reads the page: one character can expand to 18 under NFKC, and
+ * a page bounds that, where a whole 25 MB file would not. A step reads whole pages (the run's
  * cursor counts pages), so an oversized page is refused rather than split.
  */
 export function indexedPage(number: number, raw: string): Page {
@@ -79,8 +79,11 @@ export function indexedPage(number: number, raw: string): Page {
   return { number, text };
 }
 
-/** All but ² ³ ¹ ¼-¾, U+2070-U+209F (superscripts and subscripts), and U+2150-U+215F and ↉ (vulgar fractions). */
-const FOLDED = /[^\u00B2\u00B3\u00B9\u00BC-\u00BE\u2070-\u209F\u2150-\u215F\u2189]+/gu;
+/**
+ * All but ² ³ ¹ ¼-¾, U+2070-U+209F (superscripts and subscripts), U+2150-U+215F and ↉ (vulgar fractions),
+ * and the ordinal indicators ª º and №, which NFKC makes letters ("Nº 5" and "№ 5" would be "No 5", "1ª" "1a").
+ */
+const FOLDED = /[^\u00AA\u00B2\u00B3\u00B9\u00BA\u00BC-\u00BE\u2070-\u209F\u2116\u2150-\u215F\u2189]+/gu;
 
 /**
  * Runs of non-space characters longer than this are cut with spaces: such a

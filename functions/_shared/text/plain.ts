@@ -49,10 +49,15 @@ export const NOT_UTF8_MESSAGE = "The file is not UTF-8 text; save it as UTF-8 (i
  * accented letter, two side by side ("süß", "créé", "ações"), rarely three
  * ("Gefäßöffnung"), with punctuation before or after them (« », no-break
  * spaces, "…", "”") but never between them, nor next to three letters in a
- * row, which occur only inside a word. The double-byte encodings (Shift_JIS, GBK,
- * Big5, EUC-KR) and the single-byte ones for other alphabets (Windows-1251,
- * -1253) put a byte >= 0x80 on every character, most of them Windows-1252
- * letters, so their words break these rules (GBK's 商品 is ÉÌÆ·, 价格 ¼Û¸ñ).
+ * row, which occur only inside a word, nor on both sides of two, which would
+ * be a word of two accented letters. Marks side by side are punctuation
+ * ("…”", "«\u00a0"), or a symbol beside a no-break space ("n°\u00a05",
+ * "20\u00a0°C"). The double-byte encodings (Shift_JIS, GBK, Big5, EUC-KR) and
+ * the single-byte ones for other alphabets (Windows-1251, -1253) put a byte
+ * >= 0x80 on every character, most of them Windows-1252 letters or symbols, so
+ * their words break these rules (GBK's 商品 is ÉÌÆ·, 北京 ±±¾©; EUC-KR's 김치
+ * ±èÄ¡). Shift_JIS katakana pair 0x83 (ƒ) with an ASCII letter or sign
+ * (ピザ is ƒsƒU), where a florin stands before a digit or a space.
  * Windows-1254 (Turkish) has letters of its own only at the six bytes below,
  * where Windows-1252 has Icelandic ones (İ where Ý is): Turkish text without
  * them reads right as Windows-1252. Bytes Windows-1252 leaves undefined appear
@@ -61,27 +66,51 @@ export const NOT_UTF8_MESSAGE = "The file is not UTF-8 text; save it as UTF-8 (i
 function looksWestern(bytes: Uint8Array): boolean {
   let letters = 0;
   let marks = 0;
+  // The byte before this one within the run, 0 at its start.
+  let previous = 0;
+  // A mark came before the run's letters.
+  let opened = false;
   // A mark has followed the run's letters: a further letter would be a second word without a space.
   let wordEnded = false;
   for (const byte of bytes) {
     if (byte < 0x80) {
+      if (previous === FLORIN && byte >= 0x40 && byte <= 0x7e) return false;
       letters = 0;
       marks = 0;
+      previous = 0;
+      opened = false;
       wordEnded = false;
       continue;
     }
     if (CP1252_UNDEFINED.has(byte) || CP1254_LETTERS.has(byte)) return false;
     if (isCp1252Letter(byte)) {
       if (wordEnded) return false;
+      if (letters === 0) opened = marks > 0;
       letters++;
     } else {
+      if (previous !== 0 && !isCp1252Letter(previous) && !marksPair(previous, byte)) return false;
+      if (letters > 1 && opened) return false;
       marks++;
       wordEnded = letters > 0;
     }
     if (letters > (marks > 0 ? 2 : 3)) return false;
+    previous = byte;
   }
   return true;
 }
+
+/** Two marks that stand side by side in Western text. */
+function marksPair(first: number, second: number): boolean {
+  if (first === NO_BREAK_SPACE || second === NO_BREAK_SPACE) return true;
+  return CP1252_PUNCTUATION.has(first) && CP1252_PUNCTUATION.has(second);
+}
+
+const FLORIN = 0x83;
+const NO_BREAK_SPACE = 0xa0;
+/** € ‚ „ … ‹ ‘ ’ “ ” – — › ¡ « » ¿ and the no-break space. */
+const CP1252_PUNCTUATION = new Set([
+  0x80, 0x82, 0x84, 0x85, 0x8b, 0x91, 0x92, 0x93, 0x94, 0x96, 0x97, 0x9b, NO_BREAK_SPACE, 0xa1, 0xab, 0xbb, 0xbf,
+]);
 
 /** Š Œ Ž š œ ž Ÿ and À-ÿ but × and ÷; the rest of 0x80-0xBF is punctuation and symbols (ƒ ª µ º serve as symbols). */
 function isCp1252Letter(byte: number): boolean {
