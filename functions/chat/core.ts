@@ -303,11 +303,11 @@ async function* answerSteps(deps: ChatDeps, input: TurnInput, turn: PreparedTurn
       // Not taken for the "no answer" sentence (no escalation on a cut or empty answer); a partial answer
       // keeps the citations it got to.
       if (content !== '') citations = extractCitations(content, { chunks, products });
-    } else if (isNoAnswer(content)) {
+    } else if (isNoAnswer(content, bot.manager_contact)) {
       escalationReason = 'The knowledge base holds no answer.';
       if (bot.escalation_action === 'transfer' && bot.manager_contact) {
         // In the language of the sentence the model said: the bot's, or for 'auto' the one it picked for the user.
-        const language = bot.language === 'auto' ? noAnswerLanguage(content) ?? 'en' : bot.language;
+        const language = bot.language === 'auto' ? noAnswerLanguage(content, bot.manager_contact) ?? 'en' : bot.language;
         const contact = ` ${botTexts(language).reachPerson(bot.manager_contact)}`;
         content += contact;
         yield { type: 'delta', text: contact };

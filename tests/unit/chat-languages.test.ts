@@ -5,7 +5,9 @@
  * nothing; hand-off, contact and booking texts fall back to English; language
  * tags keep their region or script in the prompt; dates use the bot's locale.
  * Traditional Chinese (script Hant, or TW, HK, MO) has its own texts. An
- * answer holding the sentence beside a cited or longer statement is an answer.
+ * answer holding the sentence beside a cited or longer statement is an answer;
+ * beside the bot's contact, any bot contact text's fixed words, an @handle, a
+ * bare domain or the model's own words for reaching a person it is a no-answer.
  */
 import { describe, expect, it } from 'vitest';
 import { BOT_TEXTS, botTexts } from '../../functions/_shared/chat/bot-texts.ts';
@@ -110,11 +112,13 @@ describe('an answer holding the no-answer sentence', () => {
   it(`is an answer when, uncited, what is left weighs ${NO_ANSWER_REST_LIMIT} or more (a Han character 3)`, () => {
     expect(isNoAnswer(`${NO_ANSWER_TEXT} ${'x'.repeat(NO_ANSWER_REST_LIMIT - 1)}`)).toBe(true);
     expect(isNoAnswer(`${NO_ANSWER_TEXT} ${'x'.repeat(NO_ANSWER_REST_LIMIT)}`)).toBe(false);
-    const uncited = `Our store opens at 9:00 on weekdays and at 10:00 on Saturdays. ${NO_ANSWER_TEXT}`;
+    const uncited = 'Our store opens at 9:00 on weekdays and at 10:00 on Saturdays. Returns are accepted within 30 days ' +
+      `at any of our branches. ${NO_ANSWER_TEXT}`;
     expect(isNoAnswer(uncited)).toBe(false);
     // The top source, as for any answer without markers.
     expect(extractCitations(uncited, CONTEXT)).toEqual([citation]);
-    expect(isNoAnswer(`${NO_ANSWER_TEXTS.zh}我们的商店早上九点开门，周末十点开门。`)).toBe(false);
+    const hours = '我们的商店工作日早上九点开门，周末十点开门，退货可在三十天内到任何门店办理。';
+    expect(isNoAnswer(`${NO_ANSWER_TEXTS.zh}${hours}`)).toBe(false);
     expect(isNoAnswer(`${NO_ANSWER_TEXTS.zh}我们早上九点开门。`)).toBe(true);
   });
 
@@ -137,6 +141,46 @@ describe('an answer holding the no-answer sentence', () => {
       if (!/\[\d/u.test(noAnswer)) expect(extractCitations(noAnswer, CONTEXT), noAnswer).toEqual([]);
     }
     expect(noAnswerLanguage(`Thank you for your question! Unfortunately, ${NO_ANSWER_TEXT}`)).toBe('en');
+  });
+});
+
+describe('a no-answer with a way to reach a person', () => {
+  const CONTACTS = ['@shop_manager', 'Anna Schmidt, anna@firma.de', 'example.com/kontakt', 't.me/shop_support'];
+  const cases = Object.entries(BOT_TEXTS).flatMap(([language, texts]) =>
+    CONTACTS.flatMap((contact) => [
+      [language, contact, `${texts.noAnswer} ${texts.reachPerson(contact)}`],
+      // The hand-off's wording, copied from the history.
+      [language, contact, `${texts.noAnswer} ${texts.handoffTransfer(contact)}`],
+    ])
+  );
+
+  it.each(cases)('is one in %s with the contact %s: %s', (language, contact, answer) => {
+    expect(isNoAnswer(answer, contact)).toBe(true);
+    expect(noAnswerLanguage(answer, contact)).toBe(language);
+    // The contact patterns alone, the bot's contact not given, take these formats out as well.
+    expect(isNoAnswer(answer)).toBe(true);
+    expect(extractCitations(answer, CONTEXT)).toEqual([]);
+  });
+
+  it("is one with the model's own words for the prompt's \"reach a manager at …\" line", () => {
+    const german = `${NO_ANSWER_TEXTS.de} Gerne können Sie sich an unseren Kundenservice unter help@example.com wenden.`;
+    expect(isNoAnswer(german)).toBe(true);
+    expect(noAnswerLanguage(german)).toBe('de');
+    const french = `${NO_ANSWER_TEXTS.fr} Vous pouvez contacter notre service client à l'adresse help@example.com.`;
+    expect(isNoAnswer(french)).toBe(true);
+    // The bot's contact taken out as written, whatever it holds.
+    const free = 'Frau Dr. Anna-Maria Schmidt-Kowalczyk (Leitung Kundenservice), Mo–Fr 9–17 Uhr';
+    const named = `${NO_ANSWER_TEXTS.de} Gerne können Sie sich an ${free} wenden.`;
+    expect(isNoAnswer(named)).toBe(false);
+    expect(isNoAnswer(named, free)).toBe(true);
+    expect(isNoAnswer(named, free.toUpperCase())).toBe(true);
+  });
+
+  it('is still an answer when it cites a statement of its own, the contact given or not', () => {
+    const partial = `Our store opens at 9:00 [1]. For returns: ${NO_ANSWER_TEXT}`;
+    expect(isNoAnswer(partial)).toBe(false);
+    expect(isNoAnswer(`${partial} ${BOT_TEXTS.en.reachPerson('@shop_manager')}`, '@shop_manager')).toBe(false);
+    expect(isNoAnswer(`${NO_ANSWER_TEXTS.de} Unser Laden öffnet um 9 Uhr [1]. Mehr unter example.com/kontakt.`)).toBe(false);
   });
 });
 

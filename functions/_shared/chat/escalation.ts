@@ -1,4 +1,4 @@
-import { NO_ANSWER_TEXTS } from './bot-texts.ts';
+import { BOT_TEXTS, NO_ANSWER_TEXTS } from './bot-texts.ts';
 
 /**
  * Whether a user's message asks for a person: "can I talk to a human?",
@@ -33,33 +33,41 @@ export function detectsHumanRequest(text: string): boolean {
  * may drop an Arabic tanween or a Japanese comma). A model answering in a
  * language outside the table translates the English sentence: that is missed.
  *
- * Only the sentence with little around it: a short lead-in or a contact after
- * it ("You can write to help@example.com.") is still a no-answer, but an
- * answer that also says something from the sources is a (partial) answer. So
- * what is left once the sentence is taken out must cite nothing (a [n] marker
- * after text of its own; one right after the sentence cites nothing) and hold
- * fewer than NO_ANSWER_REST_LIMIT letters and digits, e-mail addresses, links
- * and phone numbers left out.
+ * Only the sentence with little around it: a lead-in or a way to reach a
+ * person after it ("Gerne können Sie sich an unseren Kundenservice unter
+ * help@example.com wenden.") is still a no-answer, but an answer that also
+ * says something from the sources is a (partial) answer. So what is left once
+ * the sentence is taken out must cite nothing (a [n] marker after text of its
+ * own; one right after the sentence cites nothing) and hold fewer than
+ * NO_ANSWER_REST_LIMIT letters and digits. Left out of that rest: the bot's
+ * `contact` (its manager_contact, free text: "Anna Schmidt, anna@firma.de"),
+ * as written; e-mail addresses, links, bare domains with their path
+ * ("t.me/shop", "example.com/kontakt"), @handles and phone numbers; and the
+ * fixed words of every language's reachPerson and handoffTransfer texts, which
+ * a model copies from the history.
  */
-export function isNoAnswer(answer: string): boolean {
-  return noAnswerLanguage(answer) !== null || noAnswerKey(answer) === '';
+export function isNoAnswer(answer: string, contact?: string | null): boolean {
+  return noAnswerLanguage(answer, contact) !== null || noAnswerKey(answer) === '';
 }
 
 /** The language of the no-answer sentence an answer is ('tr', 'ja', 'zh-Hant', ...; see isNoAnswer), or null. */
-export function noAnswerLanguage(answer: string): string | null {
-  const { key, markers } = markedKey(answer);
+export function noAnswerLanguage(answer: string, contact?: string | null): string | null {
+  const { key, markers } = markedKey(withoutContact(answer, contact));
   // Where the table's sentences are in the key: [start, end) ranges, each with its language.
   const found = NO_ANSWER_KEYS.flatMap(([language, sentence]) =>
     occurrences(key, sentence).map(([start, end]) => ({ language, start, end }))
   );
   if (found.length === 0) return null;
+  // The bot's own contact texts around the sentence weigh nothing, as the sentence does not.
+  const contactTexts = CONTACT_TEXT_KEYS.flatMap((text) => occurrences(key, text).map(([start, end]) => ({ start, end })));
+  const left = [...found, ...contactTexts];
   // A marker cites the text before it: one inside a sentence or right after it cites none.
   const citesRest = (position: number) =>
-    position > 0 && !found.some(({ start, end }) => position > start && position <= end);
+    position > 0 && !left.some(({ start, end }) => position > start && position <= end);
   if (markers.some(citesRest)) return null;
   let rest = '';
   let at = 0;
-  for (const { start, end } of [...found].sort((a, b) => a.start - b.start)) {
+  for (const { start, end } of left.sort((a, b) => a.start - b.start)) {
     if (start > at) rest += key.slice(at, start);
     at = Math.max(at, end);
   }
@@ -70,14 +78,24 @@ export function noAnswerLanguage(answer: string): string | null {
 
 /**
  * Letters and digits (weighted, see WIDE_CHAR) besides the sentence from which
- * an answer is one: the prompt's own "you can reach a manager at …" (21 once
- * the contact is out) or a lead-in like "Thank you for your question!
- * Unfortunately," (36) is below it; an uncited statement of more is an answer.
+ * an uncited answer is one. The citation marker is the real sign of an answer
+ * (the prompt asks for one on every statement); this is the backstop for a
+ * statement the model left uncited. It lets through a lead-in ("Thank you for
+ * your question! Unfortunately,": 36) with the model's own words for reaching
+ * a person ("Vous pouvez contacter notre service client à l'adresse …": 46),
+ * which 40 did not; an uncited statement of two sentences weighs more.
  */
-export const NO_ANSWER_REST_LIMIT = 40;
+export const NO_ANSWER_REST_LIMIT = 80;
 
 // A Han, kana or Hangul character says about what three Latin letters do (商店, store).
 const WIDE_CHAR = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}]/u;
+
+/** The answer with the bot's contact, as written (any case), blanked out. */
+function withoutContact(answer: string, contact: string | null | undefined): string {
+  const literal = contact?.trim();
+  if (!literal) return answer;
+  return answer.replace(new RegExp(literal.replace(/[.*+?^${}()|[\]\\]/gu, '\\$&'), 'giu'), ' ');
+}
 
 /** The [start, end) ranges of the key where the sentence is, left to right, not overlapping. */
 function occurrences(key: string, sentence: string): [number, number][] {
@@ -92,9 +110,14 @@ function occurrences(key: string, sentence: string): [number, number][] {
 export const CITATION_MARKER = /\[\d+(?:\s*[,;]\s*\d+)*\]/gu;
 
 // What a model adds to point to a person rather than to answer: it does not count towards the rest of a no-answer.
+// In this order: an e-mail address before the @handle or domain inside it.
 const CONTACTS = [
   /(?:https?:\/\/|www\.)\S+/giu,
   /[\p{L}\p{N}._%+-]+@[\p{L}\p{N}-]+(?:\.[\p{L}\p{N}-]+)+/gu,
+  // "@shop_manager" (Telegram, Instagram).
+  /(?<![\p{L}\p{N}])@[\p{L}\p{N}_.]{2,}/gu,
+  // "example.com/kontakt", "t.me/shop_support": labels and a top-level domain of letters, so "9.00" is none.
+  /(?<![\p{L}\p{N}.-])(?:[\p{L}\p{N}-]+\.)+\p{L}{2,24}(?![\p{L}\p{N}])(?:\/\S*)?/gu,
   /\+?\d[\d \t().\/-]{5,}\d/gu,
 ];
 
@@ -121,6 +144,18 @@ function noAnswerKey(text: string): string {
 const NO_ANSWER_KEYS = Object.entries(NO_ANSWER_TEXTS)
   .map(([language, sentence]) => [language, noAnswerKey(sentence)] as const)
   .filter(([, sentence]) => sentence !== '');
+
+// The fixed words around the contact in every language's reachPerson and handoffTransfer ("You can reach a person at").
+const PLACEHOLDER = '\u{E000}';
+const CONTACT_TEXT_KEYS = [
+  ...new Set(
+    Object.values(BOT_TEXTS)
+      .flatMap((texts) => [texts.reachPerson(PLACEHOLDER), texts.handoffTransfer(PLACEHOLDER)])
+      .flatMap((text) => text.split(PLACEHOLDER))
+      .map(noAnswerKey)
+      .filter((text) => text !== ''),
+  ),
+];
 
 /** Compatibility forms folded (full-width letters, ligatures), lower case, one kind of apostrophe, ё as е, single spaces. */
 function normalize(text: string): string {
