@@ -5,9 +5,11 @@
  * nothing; hand-off, contact and booking texts fall back to English; language
  * tags keep their region or script in the prompt; dates use the bot's locale.
  * Traditional Chinese (script Hant, or TW, HK, MO) has its own texts. An
- * answer holding the sentence beside a cited or longer statement is an answer;
- * beside the bot's contact, any bot contact text's fixed words, an @handle, a
- * bare domain or the model's own words for reaching a person it is a no-answer.
+ * answer holding the sentence beside a cited statement, or after a longer
+ * uncited one, is an answer; followed by the bot's contact, any bot contact
+ * text's fixed words, an @handle, a domain, the model's own words for reaching
+ * a person or its closing sentence of any length, it is a no-answer. Node.js,
+ * package.json or 3.Oktober are words, not domains: they weigh.
  */
 import { describe, expect, it } from 'vitest';
 import { BOT_TEXTS, botTexts } from '../../functions/_shared/chat/bot-texts.ts';
@@ -35,6 +37,18 @@ const system = (language: string) => {
 
 const NEW_LANGUAGES = ['tr', 'ar', 'ja', 'zh', 'zh-Hant', 'ko'];
 const TRADITIONAL = '抱歉，我在現有的資訊中沒有找到這個問題的答案。';
+// Letters and digits, as the weighing counts them (Latin only here).
+const letters = (text: string) => text.replace(/[^\p{L}\p{N}]/gu, '').length;
+// The model's usual closing after a no-answer, each over the limit on its own.
+const CLOSINGS: Record<string, string> = {
+  en: 'Please contact our support team via the contact form on our website or give us a call during business hours.',
+  fr: "N'hésitez pas à contacter notre équipe d'assistance via le formulaire de contact de notre site web ou à nous " +
+    "appeler pendant les heures d'ouverture.",
+  de: 'Bitte wenden Sie sich über das Kontaktformular auf unserer Website an unser Support-Team oder rufen Sie uns ' +
+    'während der Geschäftszeiten an.',
+  es: 'Por favor, póngase en contacto con nuestro equipo de soporte a través del formulario de contacto de nuestro ' +
+    'sitio web o llámenos en horario de atención.',
+};
 const CONTEXT = {
   chunks: [{ chunkId: 1, documentId: 'd1', documentName: 'Manual.pdf', pageStart: 1, pageEnd: 1, content: 'x', score: 0.9 }],
   products: [],
@@ -109,17 +123,60 @@ describe('an answer holding the no-answer sentence', () => {
     }
   });
 
-  it(`is an answer when, uncited, what is left weighs ${NO_ANSWER_REST_LIMIT} or more (a Han character 3)`, () => {
-    expect(isNoAnswer(`${NO_ANSWER_TEXT} ${'x'.repeat(NO_ANSWER_REST_LIMIT - 1)}`)).toBe(true);
-    expect(isNoAnswer(`${NO_ANSWER_TEXT} ${'x'.repeat(NO_ANSWER_REST_LIMIT)}`)).toBe(false);
+  it(`is an answer when, uncited, what precedes it weighs ${NO_ANSWER_REST_LIMIT} or more (a Han character 3)`, () => {
+    expect(isNoAnswer(`${'x'.repeat(NO_ANSWER_REST_LIMIT - 1)} ${NO_ANSWER_TEXT}`)).toBe(true);
+    expect(isNoAnswer(`${'x'.repeat(NO_ANSWER_REST_LIMIT)} ${NO_ANSWER_TEXT}`)).toBe(false);
     const uncited = 'Our store opens at 9:00 on weekdays and at 10:00 on Saturdays. Returns are accepted within 30 days ' +
       `at any of our branches. ${NO_ANSWER_TEXT}`;
     expect(isNoAnswer(uncited)).toBe(false);
     // The top source, as for any answer without markers.
     expect(extractCitations(uncited, CONTEXT)).toEqual([citation]);
     const hours = '我们的商店工作日早上九点开门，周末十点开门，退货可在三十天内到任何门店办理。';
-    expect(isNoAnswer(`${NO_ANSWER_TEXTS.zh}${hours}`)).toBe(false);
-    expect(isNoAnswer(`${NO_ANSWER_TEXTS.zh}我们早上九点开门。`)).toBe(true);
+    expect(isNoAnswer(`${hours}${NO_ANSWER_TEXTS.zh}`)).toBe(false);
+    expect(isNoAnswer(`我们早上九点开门。${NO_ANSWER_TEXTS.zh}`)).toBe(true);
+  });
+
+  it("is a no-answer when, uncited, the model's closing of any length follows it", () => {
+    for (const [language, closing] of Object.entries(CLOSINGS)) {
+      expect(letters(closing), language).toBeGreaterThanOrEqual(NO_ANSWER_REST_LIMIT);
+      const answer = `${NO_ANSWER_TEXTS[language]} ${closing}`;
+      expect(isNoAnswer(answer), answer).toBe(true);
+      expect(noAnswerLanguage(answer), answer).toBe(language);
+      expect(extractCitations(answer, CONTEXT), answer).toEqual([]);
+    }
+    expect(isNoAnswer(`${NO_ANSWER_TEXT} ${'x'.repeat(NO_ANSWER_REST_LIMIT * 3)}`)).toBe(true);
+    expect(isNoAnswer(`${NO_ANSWER_TEXTS.zh}我们的商店工作日早上九点开门，周末十点开门，退货可在三十天内到任何门店办理。`)).toBe(true);
+  });
+
+  it('is an answer with the closing when a statement outside the sentence is cited', () => {
+    for (
+      const partial of [
+        `Our store opens at 9:00 [1]. For returns: ${NO_ANSWER_TEXT} ${CLOSINGS.en}`,
+        `${NO_ANSWER_TEXT} But delivery takes 2 days [1]. ${CLOSINGS.en}`,
+        `${NO_ANSWER_TEXT} ${CLOSINGS.en} But delivery takes 2 days [1].`,
+        `${NO_ANSWER_TEXTS.de} ${CLOSINGS.de} Der Laden öffnet um 9 Uhr [1].`,
+      ]
+    ) {
+      expect(isNoAnswer(partial), partial).toBe(false);
+      expect(extractCitations(partial, CONTEXT), partial).toEqual([citation]);
+    }
+  });
+
+  it('weighs file names, versions of a framework and sentences run together: they are not domains', () => {
+    const tech = 'The plugin works with Node.js, Next.js and Nuxt.js; list it in package.json and enable it in nuxt.config.ts.';
+    const moved = 'Ab dem 3.Oktober finden Sie uns wieder in der Laden.Hauptstraße 5, direkt gegenüber vom Hauptbahnhof Mitte.';
+    for (const [statement, sentence] of [[tech, NO_ANSWER_TEXT], [moved, NO_ANSWER_TEXTS.de]]) {
+      expect(letters(statement), statement).toBeGreaterThanOrEqual(NO_ANSWER_REST_LIMIT);
+      expect(isNoAnswer(`${statement} ${sentence}`), statement).toBe(false);
+      expect(extractCitations(`${statement} ${sentence}`, CONTEXT), statement).toEqual([citation]);
+    }
+    // Domains, with or without a path, still weigh nothing.
+    const domains = 'Thanks for writing to support.my-long-company-name-online-store.de and shop.kundenservice-beispiel.de!';
+    expect(letters(domains)).toBeGreaterThanOrEqual(NO_ANSWER_REST_LIMIT);
+    expect(isNoAnswer(`${domains} ${NO_ANSWER_TEXT}`)).toBe(true);
+    const paths = 'Everything is at my-long-company-name-online-store.example/support/faq/returns and t.me/shop_support_team.';
+    expect(letters(paths)).toBeGreaterThanOrEqual(NO_ANSWER_REST_LIMIT);
+    expect(isNoAnswer(`${paths} ${NO_ANSWER_TEXT}`)).toBe(true);
   });
 
   it('is a no-answer with a short lead-in, a contact after it or a marker on the sentence itself', () => {
@@ -170,7 +227,8 @@ describe('a no-answer with a way to reach a person', () => {
     expect(isNoAnswer(french)).toBe(true);
     // The bot's contact taken out as written, whatever it holds.
     const free = 'Frau Dr. Anna-Maria Schmidt-Kowalczyk (Leitung Kundenservice), Mo–Fr 9–17 Uhr';
-    const named = `${NO_ANSWER_TEXTS.de} Gerne können Sie sich an ${free} wenden.`;
+    // Before the sentence, where it weighs.
+    const named = `Ihre Ansprechpartnerin ist ${free}. ${NO_ANSWER_TEXTS.de}`;
     expect(isNoAnswer(named)).toBe(false);
     expect(isNoAnswer(named, free)).toBe(true);
     expect(isNoAnswer(named, free.toUpperCase())).toBe(true);

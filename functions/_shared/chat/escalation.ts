@@ -38,13 +38,17 @@ export function detectsHumanRequest(text: string): boolean {
  * help@example.com wenden.") is still a no-answer, but an answer that also
  * says something from the sources is a (partial) answer. So what is left once
  * the sentence is taken out must cite nothing (a [n] marker after text of its
- * own; one right after the sentence cites nothing) and hold fewer than
- * NO_ANSWER_REST_LIMIT letters and digits. Left out of that rest: the bot's
- * `contact` (its manager_contact, free text: "Anna Schmidt, anna@firma.de"),
- * as written; e-mail addresses, links, bare domains with their path
- * ("t.me/shop", "example.com/kontakt"), @handles and phone numbers; and the
- * fixed words of every language's reachPerson and handoffTransfer texts, which
- * a model copies from the history.
+ * own; one right after the sentence cites nothing), and what stands before
+ * the sentence must hold fewer than NO_ANSWER_REST_LIMIT letters and digits:
+ * a statement from the sources precedes the apology, while what follows an
+ * uncited one is the model's closing ("Please contact our support team via
+ * the contact form on our website …"), however long. Left out of that
+ * weighing: the bot's `contact` (its manager_contact, free text: "Anna
+ * Schmidt, anna@firma.de"), as written; e-mail addresses, links, domains
+ * ("t.me/shop", "example.com/kontakt", "firma.de"; not "Node.js",
+ * "package.json" or "3.Oktober"), @handles and phone numbers; and the fixed
+ * words of every language's reachPerson and handoffTransfer texts, which a
+ * model copies from the history.
  */
 export function isNoAnswer(answer: string, contact?: string | null): boolean {
   return noAnswerLanguage(answer, contact) !== null || noAnswerKey(answer) === '';
@@ -65,25 +69,27 @@ export function noAnswerLanguage(answer: string, contact?: string | null): strin
   const citesRest = (position: number) =>
     position > 0 && !left.some(({ start, end }) => position > start && position <= end);
   if (markers.some(citesRest)) return null;
+  // Uncited, what follows the first sentence is the model's closing ("Please contact our support team …"): only
+  // what precedes it, where a statement from the sources would stand, is weighed.
+  const first = Math.min(...found.map(({ start }) => start));
   let rest = '';
   let at = 0;
-  for (const { start, end } of left.sort((a, b) => a.start - b.start)) {
+  for (const { start, end } of left.filter(({ start }) => start < first).sort((a, b) => a.start - b.start)) {
     if (start > at) rest += key.slice(at, start);
     at = Math.max(at, end);
   }
-  rest += key.slice(at);
+  rest += key.slice(at, first);
   const weight = [...rest].reduce((sum, char) => sum + (WIDE_CHAR.test(char) ? 3 : 1), 0);
   return weight < NO_ANSWER_REST_LIMIT ? found[0].language : null;
 }
 
 /**
- * Letters and digits (weighted, see WIDE_CHAR) besides the sentence from which
+ * Letters and digits (weighted, see WIDE_CHAR) before the sentence from which
  * an uncited answer is one. The citation marker is the real sign of an answer
  * (the prompt asks for one on every statement); this is the backstop for a
  * statement the model left uncited. It lets through a lead-in ("Thank you for
- * your question! Unfortunately,": 36) with the model's own words for reaching
- * a person ("Vous pouvez contacter notre service client à l'adresse …": 46),
- * which 40 did not; an uncited statement of two sentences weighs more.
+ * your question! Unfortunately,": 36); an uncited statement of two sentences
+ * weighs more.
  */
 export const NO_ANSWER_REST_LIMIT = 80;
 
@@ -109,6 +115,8 @@ function occurrences(key: string, sentence: string): [number, number][] {
 /** "[2]", and the lists models also write: "[1, 3]", "[1; 3]". What citations.ts reads as citation markers. */
 export const CITATION_MARKER = /\[\d+(?:\s*[,;]\s*\d+)*\]/gu;
 
+const FILE_EXTENSIONS = 'js|ts|json|md|py|txt|csv|pdf|html|css|xml|yml|yaml|sh';
+
 // What a model adds to point to a person rather than to answer: it does not count towards the rest of a no-answer.
 // In this order: an e-mail address before the @handle or domain inside it.
 const CONTACTS = [
@@ -117,7 +125,14 @@ const CONTACTS = [
   // "@shop_manager" (Telegram, Instagram).
   /(?<![\p{L}\p{N}])@[\p{L}\p{N}_.]{2,}/gu,
   // "example.com/kontakt", "t.me/shop_support": labels and a top-level domain of letters, so "9.00" is none.
-  /(?<![\p{L}\p{N}.-])(?:[\p{L}\p{N}-]+\.)+\p{L}{2,24}(?![\p{L}\p{N}])(?:\/\S*)?/gu,
+  /(?<![\p{L}\p{N}.-])(?:[\p{L}\p{N}-]+\.)+\p{L}{2,24}\/\S*/gu,
+  // "firma.de" without a path: lower case ("3.Oktober", "Laden.Hauptstraße" are sentences run together), a top-level
+  // domain of 2-6 letters that is not a file's extension ("Node.js", "package.json", "nuxt.config.ts").
+  new RegExp(
+    `(?<![\\p{L}\\p{N}.-])(?:[\\p{Ll}\\p{N}-]+\\.)+(?!(?:${FILE_EXTENSIONS})(?![\\p{L}\\p{N}]))\\p{Ll}{2,6}` +
+      '(?![\\p{L}\\p{N}]|\\.[\\p{L}\\p{N}])',
+    'gu',
+  ),
   /\+?\d[\d \t().\/-]{5,}\d/gu,
 ];
 
