@@ -136,11 +136,11 @@ const LEGACY = {
   cp1254: [0xdd, 0x61, 0x64, 0x65, 0x20, 0xfe, 0x61, 0x72, 0x74, 0x6c, 0x61, 0x72, 0xfd],
 };
 
-/** Windows-1252 bytes of Latin-1 text (each character is its byte), and of € ƒ „ … ’ “ ” — and œ. */
-const cp1252 = (text: string) =>
-  new Uint8Array(
-    [...text].map((char) => ({ '€': 0x80, 'ƒ': 0x83, '„': 0x84, '…': 0x85, '’': 0x92, '“': 0x93, '”': 0x94, '—': 0x97, 'œ': 0x9c })[char] ?? char.charCodeAt(0)),
-  );
+/** Windows-1252 bytes of Latin-1 text (each character is its byte), and of € ƒ „ … ‰ ’ “ ” • – — ™ and œ. */
+const CP1252_HIGH_BYTES: Record<string, number> = {
+  '€': 0x80, 'ƒ': 0x83, '„': 0x84, '…': 0x85, '‰': 0x89, '’': 0x92, '“': 0x93, '”': 0x94, '•': 0x95, '–': 0x96, '—': 0x97, '™': 0x99, 'œ': 0x9c,
+};
+const cp1252 = (text: string) => new Uint8Array([...text].map((char) => CP1252_HIGH_BYTES[char] ?? char.charCodeAt(0)));
 
 describe('text encodings', () => {
   it('refuses Shift_JIS, GBK, Windows-1251 and Windows-1254 files rather than index them as Windows-1252', async () => {
@@ -201,6 +201,41 @@ describe('text encodings', () => {
     for (const [text, indexed] of Object.entries(samples)) {
       expect(await allPages(await openDocument(cp1252(text), 'text/plain')), text).toEqual([indexed]);
     }
+  });
+
+  it('reads Windows-1252 symbols that end a number or word followed by closing punctuation, and §§', async () => {
+    const samples: Record<string, string> = {
+      'gemäß §§ 305 ff. BGB': 'gemäß §§ 305 ff. BGB', // A7 A7
+      'bei 15°–25° trocken': 'bei 15°–25° trocken', // B0 96
+      '18º–20º': '18º–20º', // BA 96
+      '„Waschen bei 40°“': '„Waschen bei 40°“', // B0 93
+      'Rohr ½”, Muffe ¾”': 'Rohr ½”, Muffe ¾”', // BD 94, BE 94
+      '„Grillmeister®“ und „Profi™“': '„Grillmeister®“ und „ProfiTM“', // AE 93, 99 93; NFKC spells ™ TM
+      '20°…25°, 5‰–8‰': '20°...25°, 5‰–8‰', // B0 85, 89 96
+    };
+    for (const [text, indexed] of Object.entries(samples)) {
+      expect(await allPages(await openDocument(cp1252(text), 'text/plain')), text).toEqual([indexed]);
+    }
+    // Other symbols side by side stay refused: GBK's 北京 is ±±¾© and EUC-KR's 가방 °¡¹æ (° before the opening ¡).
+    for (const word of [[0xbe, 0xa9], [0xb0, 0xa1], [0xa9, 0xa7], [0xb0, 0xb0]]) {
+      expect(await failure(new Uint8Array([...utf8('name;'), ...word, ...utf8(';3.50\n')]), 'text/csv'), `${word}`).toBe(NOT_UTF8_MESSAGE);
+    }
+  });
+
+  it('refuses Big5 words whose second bytes are ASCII, and still reads Western symbols before ASCII letters', async () => {
+    // Big5 商品名稱 °Ó«~¦WºÙ (¦ before W, « before ~), 台北 ¥x¥_ (¥ before x and _).
+    const name = [0xb0, 0xd3, 0xab, 0x7e, 0xa6, 0x57, 0xba, 0xd9];
+    const taipei = [0xa5, 0x78, 0xa5, 0x5f];
+    for (const word of [name, taipei, [...name, 0x3b, ...taipei]]) {
+      expect(await failure(new Uint8Array([...utf8('name;'), ...word, ...utf8(';3.50\n')]), 'text/csv'), `${word}`).toBe(NOT_UTF8_MESSAGE);
+    }
+    const samples = [
+      'cafés, Größe, niño, São, ação',
+      'Crème brûlée à l’ancienne;7 €\n„Grillmeister®“;20°C;5µg;1½kg;1ºA;2ªB',
+      '•Milch\n•Eier;Revenue (£m);©Acme;Brand®X;Windows™XP;mean±SD;§a;H×B×T',
+      'don´t;it´s;col·legi;[…];“@user”',
+    ];
+    for (const text of samples) expect(await allPages(await openDocument(cp1252(text), 'text/csv')), text).toHaveLength(1);
   });
 
   it('still reads Western European Windows-1252 text, with accented letters side by side', async () => {

@@ -36,7 +36,7 @@ export function decodeText(bytes: Uint8Array): string {
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
-    if (!looksWestern(bytes)) throw new UnreadableFileError(NOT_UTF8_MESSAGE);
+    if (!looksWestern(bytes) || looksDoubleByte(bytes)) throw new UnreadableFileError(NOT_UTF8_MESSAGE);
     return decodeWindows1252(bytes);
   }
 }
@@ -51,8 +51,9 @@ export const NOT_UTF8_MESSAGE = "The file is not UTF-8 text; save it as UTF-8 (i
  * spaces, "…", "”") but never between them, nor next to three letters in a
  * row, which occur only inside a word, nor on both sides of two, which would
  * be a word of two accented letters. Marks side by side are punctuation
- * ("…”", "«\u00a0"), or a symbol beside a no-break space ("n°\u00a05",
- * "20\u00a0°C"). The double-byte encodings (Shift_JIS, GBK, Big5, EUC-KR) and
+ * ("…”", "«\u00a0"), a symbol beside a no-break space ("n°\u00a05",
+ * "20\u00a0°C"), a symbol that ends a number or word before closing
+ * punctuation ("15°–25°", "„Grillmeister®“"), or "§§". The double-byte encodings (Shift_JIS, GBK, Big5, EUC-KR) and
  * the single-byte ones for other alphabets (Windows-1251, -1253) put a byte
  * >= 0x80 on every character, most of them Windows-1252 letters or symbols, so
  * their words break these rules (GBK's 商品 is ÉÌÆ·, 北京 ±±¾©; EUC-KR's 김치
@@ -99,14 +100,51 @@ function looksWestern(bytes: Uint8Array): boolean {
   return true;
 }
 
+/**
+ * Whether the bytes read as Big5 (or Shift_JIS) characters whose second byte
+ * is ASCII (0x40-0x7E), which the run rules above cannot see: Big5's 台北 is
+ * ¥x¥_, 商品名稱 °Ó«~¦WºÙ. Counted are the symbols below before such a byte,
+ * which Western text does not write before a letter (those it does, quotes,
+ * dashes, …, •, °, µ, º, ª, £, ©, ®, ™, §, ½, ±, ´, ·, ×, are left out), and
+ * any mark before \ ^ _ ` { | } ~. At least two such pairs, making up a sixth
+ * of the bytes >= 0x80, refuse the file.
+ */
+function looksDoubleByte(bytes: Uint8Array): boolean {
+  let high = 0;
+  let pairs = 0;
+  for (let index = 0; index < bytes.length; index++) {
+    const byte = bytes[index];
+    if (byte < 0x80) continue;
+    high++;
+    const next = bytes[index + 1] ?? 0;
+    if (DOUBLE_BYTE_LEADS.has(byte) && next >= 0x40 && next <= 0x7e) pairs++;
+    else if (!isCp1252Letter(byte) && byte !== NO_BREAK_SPACE && ASCII_SIGNS.has(next)) pairs++;
+  }
+  return pairs >= 2 && pairs * 6 >= high;
+}
+
+/** † ‡ ˆ ‰ ˜ ¤ ¥ ¦ ¨ ¬ ¯ ¶ ¸. */
+const DOUBLE_BYTE_LEADS = new Set([0x86, 0x87, 0x88, 0x89, 0x98, 0xa4, 0xa5, 0xa6, 0xa8, 0xac, 0xaf, 0xb6, 0xb8]);
+/** \ ^ _ ` { | } ~ */
+const ASCII_SIGNS = new Set([0x5c, 0x5e, 0x5f, 0x60, 0x7b, 0x7c, 0x7d, 0x7e]);
+
 /** Two marks that stand side by side in Western text. */
 function marksPair(first: number, second: number): boolean {
   if (first === NO_BREAK_SPACE || second === NO_BREAK_SPACE) return true;
+  if (first === SECTION && second === SECTION) return true;
+  if (CLOSING_SYMBOLS.has(first)) return CLOSING_PUNCTUATION.has(second);
   return CP1252_PUNCTUATION.has(first) && CP1252_PUNCTUATION.has(second);
 }
 
 const FLORIN = 0x83;
 const NO_BREAK_SPACE = 0xa0;
+const SECTION = 0xa7;
+/** ‰ ™ ¢ £ ¥ § © ª ® ° ² ³ µ ¹ º ¼ ½ ¾: they end a number or word, so closing punctuation may follow ("15°–25°", "®“", "½”"). */
+const CLOSING_SYMBOLS = new Set([
+  0x89, 0x99, 0xa2, 0xa3, 0xa5, SECTION, 0xa9, 0xaa, 0xae, 0xb0, 0xb2, 0xb3, 0xb5, 0xb9, 0xba, 0xbc, 0xbd, 0xbe,
+]);
+/** … ‘ ’ “ ” – — › »: punctuation that may follow a word (not € ‚ „ ‹ ¡ « ¿, which open one). */
+const CLOSING_PUNCTUATION = new Set([0x85, 0x91, 0x92, 0x93, 0x94, 0x96, 0x97, 0x9b, 0xbb]);
 /** € ‚ „ … ‹ ‘ ’ “ ” – — › ¡ « » ¿ and the no-break space. */
 const CP1252_PUNCTUATION = new Set([
   0x80, 0x82, 0x84, 0x85, 0x8b, 0x91, 0x92, 0x93, 0x94, 0x96, 0x97, 0x9b, NO_BREAK_SPACE, 0xa1, 0xab, 0xbb, 0xbf,
