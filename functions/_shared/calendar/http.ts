@@ -14,6 +14,7 @@
  * wait, and the caller says "try again in N seconds" instead of holding the
  * request (and an edge function's wall clock) open.
  */
+import { retryAfterSeconds } from '../retry-after.ts';
 import { CalendarProviderError, CalendarRateLimitError, type CalendarProvider } from './types.ts';
 
 export interface HttpOptions {
@@ -45,15 +46,6 @@ export interface SendRequest {
 }
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Retry-After in seconds or as an HTTP date, as whole seconds from now. */
-export function retryAfterSeconds(header: string | null, now = Date.now()): number | undefined {
-  if (header === null || header.trim() === '') return undefined;
-  const seconds = Number(header);
-  if (Number.isFinite(seconds)) return seconds >= 0 ? Math.ceil(seconds) : undefined;
-  const date = Date.parse(header);
-  return Number.isNaN(date) ? undefined : Math.max(0, Math.ceil((date - now) / 1000));
-}
 
 /** Sends with the throttling policy above; any other answer, error or not, is returned for the caller to map. */
 export async function send(provider: CalendarProvider, options: HttpOptions, request: SendRequest): Promise<HttpAnswer> {

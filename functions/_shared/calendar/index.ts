@@ -13,7 +13,8 @@ export {
   verifyOAuthState,
 } from './oauth-state.ts';
 export { missingScopes, needsRefresh } from './oauth-token.ts';
-export { type HttpOptions, retryAfterSeconds } from './http.ts';
+export { type HttpOptions } from './http.ts';
+export { retryAfterSeconds } from '../retry-after.ts';
 export {
   createGoogleCalendar,
   GOOGLE_ACCOUNTS_BASE_URL,

@@ -1,4 +1,5 @@
 import OpenAI from 'openai';
+import { retryAfterMs } from '../retry-after.ts';
 import { countTokens } from '../text/tokens.ts';
 import { type ChatDelta, type ChatProvider, ChatProviderError, type ChatRequest, type ChatUsage } from './types.ts';
 import { countPromptTokens } from './usage.ts';
@@ -184,17 +185,10 @@ function retryDelayMs(error: unknown, attempt: number): number {
   return backoff * (1 - Math.random() * 0.25);
 }
 
-/** Retry-After-Ms, or Retry-After in seconds or as an HTTP date, in milliseconds. */
+/** What an API error asks to wait, in milliseconds. */
 function retryAfterOf(error: unknown): number | undefined {
   if (!(error instanceof OpenAI.APIError) || !error.headers) return undefined;
-  const millis = Number.parseFloat(error.headers.get('retry-after-ms') ?? '');
-  if (Number.isFinite(millis) && millis >= 0) return millis;
-  const header = error.headers.get('retry-after');
-  if (!header) return undefined;
-  const seconds = Number(header);
-  if (Number.isFinite(seconds)) return seconds >= 0 ? seconds * 1000 : undefined;
-  const date = Date.parse(header);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+  return retryAfterMs(error.headers);
 }
 
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {

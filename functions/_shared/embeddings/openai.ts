@@ -1,4 +1,5 @@
 import OpenAI from 'openai';
+import { retryAfterMs } from '../retry-after.ts';
 import { type BatchLimits, OPENAI_EMBEDDING_LIMITS, planBatches } from './batching.ts';
 import { EMBEDDING_DIMENSIONS, type EmbeddingProvider, EmbeddingProviderError } from './types.ts';
 
@@ -120,18 +121,6 @@ function refusingLongRetryAfter(base: typeof fetch, maxMs: number): typeof fetch
     headers.set('x-should-retry', 'false');
     return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
   };
-}
-
-/** Retry-After-Ms, or Retry-After in seconds or as an HTTP date, in milliseconds. */
-function retryAfterMs(headers: Headers): number | undefined {
-  const millis = Number.parseFloat(headers.get('retry-after-ms') ?? '');
-  if (Number.isFinite(millis) && millis >= 0) return millis;
-  const header = headers.get('retry-after');
-  if (!header) return undefined;
-  const seconds = Number(header);
-  if (Number.isFinite(seconds)) return seconds >= 0 ? seconds * 1000 : undefined;
-  const date = Date.parse(header);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
 
 function providerError(error: unknown, tokensSpent: number): EmbeddingProviderError {

@@ -10,6 +10,7 @@
  */
 import { z } from 'zod';
 import { type EnvReader, processEnv } from '../env.ts';
+import { retryAfterSeconds } from '../retry-after.ts';
 import { E164 } from './types.ts';
 
 export interface DialRequest {
@@ -331,11 +332,3 @@ function dialFailure(
   return new DialError(message, { ...outcome, ...answer });
 }
 
-/** Retry-After in seconds or as an HTTP date, as whole seconds from now. */
-function retryAfterSeconds(header: string | null): number | undefined {
-  if (header === null || header.trim() === '') return undefined;
-  const seconds = Number(header);
-  if (Number.isFinite(seconds)) return seconds >= 0 ? Math.ceil(seconds) : undefined;
-  const date = Date.parse(header);
-  return Number.isNaN(date) ? undefined : Math.max(0, Math.ceil((date - Date.now()) / 1000));
-}
