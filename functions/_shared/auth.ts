@@ -2,6 +2,7 @@ import { createRemoteJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from 'jos
 import { z } from 'zod';
 import { type EnvReader, processEnv } from './env.ts';
 import { HttpError } from './errors.ts';
+import { legacyApiKeysDisabled } from './service-keys.ts';
 
 /** The claims Supabase Auth puts in its tokens; unknown extra claims are kept. */
 const claimsSchema = z.looseObject({
@@ -66,6 +67,12 @@ export function jwtSecretFromEnv(env: EnvReader): string | undefined {
   return env('SUPABASE_JWT_SECRET') || env('JWT_SECRET') || undefined;
 }
 
+/** No key of a fetched set fits the token's header: the token is at fault, not the key server. */
+function isTokensFault(error: unknown): boolean {
+  return error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys ||
+    error instanceof errors.JOSENotSupported;
+}
+
 /**
  * Legacy HS256 tokens are checked with the project's JWT secret, asymmetric ones
  * (Supabase's newer signing keys) with the project's published JWKS, the same
@@ -83,7 +90,9 @@ function keyResolver(env: EnvReader): JWTVerifyGetKey {
     try {
       return await remoteKeySet(supabaseUrl)(header, token);
     } catch (error) {
-      if (error instanceof errors.JOSEError && !(error instanceof errors.JWKSTimeout)) throw error;
+      if (isTokensFault(error)) throw error;
+      // The key server's fault (a 429 or 5xx, a body that is no key set, a timeout, the network): a 401 would
+      // make clients sign their users out over an outage.
       console.error('fetching the JWKS failed', error);
       throw new HttpError(503, 'auth_unavailable', 'The signing keys could not be fetched; try again.');
     }
@@ -93,13 +102,17 @@ function keyResolver(env: EnvReader): JWTVerifyGetKey {
 /**
  * Verifies a Supabase JWT (signature, `exp` required and not past) and returns
  * its claims. Tokens for signed-in users (`role: authenticated`) must also carry
- * `aud: authenticated`; API keys (anon, service_role) carry no audience.
+ * `aud: authenticated`; API keys (anon, service_role) carry no audience. Once
+ * legacy API keys are off, an HS256 token is only ever a user's session: the
+ * legacy anon and service_role keys are JWTs signed with the same secret and
+ * valid for years, so they are refused even while the secret is still set.
  */
 export async function verifyJwt(token: string, options: AuthOptions = {}): Promise<JwtClaims> {
   const env = options.env ?? processEnv;
   let payload: unknown;
+  let alg: string;
   try {
-    ({ payload } = await jwtVerify(token, keyResolver(env), {
+    ({ payload, protectedHeader: { alg } } = await jwtVerify(token, keyResolver(env), {
       algorithms: ['HS256', 'ES256', 'RS256'],
       requiredClaims: ['exp'],
     }));
@@ -117,6 +130,9 @@ export async function verifyJwt(token: string, options: AuthOptions = {}): Promi
     if (!audiences.includes('authenticated')) {
       throw unauthorized('invalid_token', 'The token audience is not accepted.');
     }
+  }
+  if (alg === 'HS256' && legacyApiKeysDisabled(env) && (claims.role !== 'authenticated' || !claims.sub)) {
+    throw unauthorized('invalid_token', 'Legacy API keys are turned off: only user sessions are accepted as HS256 tokens.');
   }
   return claims;
 }

@@ -10,7 +10,8 @@ import { serviceKeys } from './service-keys.ts';
  * verify_jwt is off): a hosted project's functions may not hold the JWT
  * secret, and its service key may not be a JWT at all (an `sb_secret_` key),
  * so the keys themselves (service-keys.ts) are accepted as well as a verified
- * service_role token. 401 without a valid
+ * service_role token (never one signed with the legacy JWT secret once
+ * LEGACY_API_KEYS_DISABLED=true: verifyJwt refuses it). 401 without a valid
  * token, 403 for any other role.
  */
 export async function requireServiceRole(req: Request, options: AuthOptions & { what: string }): Promise<void> {

@@ -25,11 +25,20 @@ export function serviceKeys(env: EnvReader): string[] {
     }
   }
   const legacy = env('SUPABASE_SERVICE_ROLE_KEY');
-  if (legacy && env('LEGACY_API_KEYS_DISABLED') !== 'true') keys.push(legacy);
+  if (legacy && !legacyApiKeysDisabled(env)) keys.push(legacy);
   return keys;
 }
 
 /** The key to call Storage with as the service role: the first secret key, else the legacy key. */
 export function serviceKey(env: EnvReader): string | undefined {
   return serviceKeys(env)[0];
+}
+
+/**
+ * LEGACY_API_KEYS_DISABLED=true: the project turned its legacy API keys off,
+ * though functions are still given SUPABASE_SERVICE_ROLE_KEY and may still hold
+ * the legacy JWT secret (users' sessions can be signed with it after the keys are off).
+ */
+export function legacyApiKeysDisabled(env: EnvReader): boolean {
+  return env('LEGACY_API_KEYS_DISABLED') === 'true';
 }
