@@ -1,9 +1,12 @@
 /**
  * OpenAI's chat completions wire format (`POST /v1/chat/completions`), for
  * serving a bot to any OpenAI client: the request schema, the answer objects,
- * streamed and not, their SSE framing and the error body. Only text: the
- * fields a chat or voice platform sends beyond these (tools, n, top_p, ...)
- * are accepted and ignored.
+ * streamed and not, their SSE framing and the error body. Only text, one
+ * choice: a request asking for what a bot does not give (n > 1, logprobs,
+ * response_format other than text, tool_choice that forces a tool) is refused
+ * with 400 `unsupported_parameter` naming the param (unsupportedParameter);
+ * other fields a chat or voice platform sends (tools, top_p, ...) are
+ * accepted and ignored.
  */
 import { z } from 'zod';
 import type { ChatUsage } from './chat/types.ts';
@@ -102,6 +105,17 @@ export const chatCompletionRequestSchema = z.object({
   temperature: z.number().min(0).max(2).nullish(),
   max_tokens: z.number().int().positive().nullish(),
   max_completion_tokens: z.number().int().positive().nullish(),
+  // Checked by unsupportedParameter: accepted only with values that ask for a single text answer.
+  n: z.number({ error: 'n must be a number' }).int({ error: 'n must be an integer' }).nullish(),
+  logprobs: z.boolean({ error: 'logprobs must be a boolean' }).nullish(),
+  top_logprobs: z.number({ error: 'top_logprobs must be a number' }).int({ error: 'top_logprobs must be an integer' })
+    .nullish(),
+  response_format: z.object({ type: z.string({ error: 'response_format.type must be a string' }) }, {
+    error: 'response_format must be an object',
+  }).nullish(),
+  tool_choice: z.union([z.string(), z.object({ type: z.string() })], {
+    error: 'tool_choice must be a string or an object with a type',
+  }).nullish(),
   // Trimmed as it is stored: the end user's id, one conversation each.
   user: z.string({ error: 'user must be a string' }).trim()
     .max(MAX_USER_CHARS, { error: `user has at most ${MAX_USER_CHARS} characters` }).nullish(),
@@ -109,6 +123,39 @@ export const chatCompletionRequestSchema = z.object({
 
 export type ChatCompletionRequest = z.infer<typeof chatCompletionRequestSchema>;
 export type ChatCompletionRequestMessage = ChatCompletionRequest['messages'][number];
+
+/**
+ * A request's ask that a bot cannot meet, refused rather than answered with
+ * something else: one choice, no log probabilities, text (a JSON format or a
+ * forced tool call would get prose). `tools` with tool_choice absent, auto or
+ * none is fine: a voice platform sends its tools on every turn and takes a
+ * text answer.
+ */
+export function unsupportedParameter(request: ChatCompletionRequest): UnsupportedParameterError | null {
+  if (request.n != null && request.n !== 1) {
+    return new UnsupportedParameterError('n', 'A bot gives one choice: n must be 1.');
+  }
+  if (request.logprobs === true) {
+    return new UnsupportedParameterError('logprobs', 'A bot gives no log probabilities: logprobs must be false.');
+  }
+  if (request.top_logprobs != null && request.top_logprobs !== 0) {
+    return new UnsupportedParameterError('top_logprobs', 'A bot gives no log probabilities: top_logprobs must be 0.');
+  }
+  if (request.response_format != null && request.response_format.type !== 'text') {
+    return new UnsupportedParameterError('response_format', 'A bot answers in text: response_format.type must be "text".');
+  }
+  if (request.tool_choice != null && request.tool_choice !== 'auto' && request.tool_choice !== 'none') {
+    return new UnsupportedParameterError('tool_choice', 'A bot answers in text and calls no tool: tool_choice must be "auto" or "none".');
+  }
+  return null;
+}
+
+/** A 400 naming the request's parameter (OpenAI's `param`), code `unsupported_parameter`. */
+export class UnsupportedParameterError extends HttpError {
+  constructor(readonly param: string, message: string) {
+    super(400, 'unsupported_parameter', message);
+  }
+}
 
 /** A message's content as plain text: parts joined, none as ''. */
 export function contentText(content: ChatCompletionRequestMessage['content']): string {
@@ -309,7 +356,7 @@ export function openAiErrorResponse(thrown: unknown, requestId?: string): Respon
   if (!known || error.cause !== undefined) console.error(`[${requestId ?? 'no-request-id'}]`, error);
   const status = known ? error.status : 500;
   const body = known
-    ? openAiErrorBody(status, error.code, error.message)
+    ? openAiErrorBody(status, error.code, error.message, error instanceof UnsupportedParameterError ? error.param : null)
     : openAiErrorBody(500, 'internal_error', 'The server failed to process the request.');
   const headers = new Headers(known ? error.headers : {});
   headers.set('content-type', 'application/json');

@@ -19,7 +19,10 @@
  * conversation: the bot's live conversation with that call id, started by the
  * first turn (two first turns at once find the same one; the id is the bot's,
  * so another org's key never reaches it). `x-conversation-id` still wins when
- * given; `user` is not used to key such a conversation. A turn with a call id
+ * given, but a conversation of a call (or of an end user, `user`) is
+ * continued only by a turn naming that call (that user): naming none or
+ * another is refused, 422 `invalid_request`, as chat_prepare refuses it;
+ * `user` is not used to key such a conversation. A turn with a call id
  * is recorded on the voice channel (the bot must answer on it, else 403
  * `channel_not_enabled`), whatever `x-chat-channel` says.
  *
@@ -33,6 +36,12 @@
  * stored and metered, finish reason `error` (see core.ts). A bot deleted
  * while it answers leaves the turn metered but not stored: 410
  * `conversation_deleted`, or that error object ending the stream.
+ *
+ * Asks a bot cannot meet (n > 1, logprobs, top_logprobs, response_format
+ * other than text, tool_choice required or naming a function) are 400
+ * `unsupported_parameter` with `param` naming the field, before anything is
+ * stored (see unsupportedParameter). An answer is cut at 32,000 characters
+ * (finish reason `length`; see core.ts).
  */
 import { apiKeyFromRequest, requireScope, verifyApiKey } from '../_shared/api-keys.ts';
 import type { ChatMessage, ChatProviderError } from '../_shared/chat/index.ts';
@@ -50,6 +59,7 @@ import {
   SSE_DONE,
   sseData,
   sseError,
+  unsupportedParameter,
 } from '../_shared/openai-wire.ts';
 import { createSseWriter, sseResponse } from '../_shared/sse.ts';
 import {
@@ -151,6 +161,8 @@ export async function completions(deps: ChatDeps, req: Request, requestId: strin
   const principal = { kind: 'service', apiKeyId: key.apiKeyId } as const;
   const { request, question, history, conversationHeader, botId } = await countingRefusals(deps, key.apiKeyId, async () => {
     const request = await readChatBody(req, chatCompletionBody, { maxBytes: MAX_CHAT_COMPLETION_BODY_BYTES });
+    const unsupported = unsupportedParameter(request);
+    if (unsupported) throw unsupported;
     const { question, history } = splitMessages(request);
     const conversationHeader = req.headers.get('x-conversation-id');
     if (conversationHeader !== null && !uuid.safeParse(conversationHeader).success) {
@@ -162,17 +174,17 @@ export async function completions(deps: ChatDeps, req: Request, requestId: strin
     }
     return { request, question, history, conversationHeader, botId };
   });
-  // Trimmed by the schema. A given conversation id wins over the call's.
+  // Trimmed by the schema. A given conversation id wins over the call's; the call is still named, since a
+  // call's conversation is continued only by a turn of that call.
   const callId = request.call?.id ?? null;
-  const byCall = callId !== null && conversationHeader === null;
   const input: TurnInput = {
     principal,
     botId,
     conversationId: conversationHeader,
-    externalConversationId: byCall ? callId : null,
+    externalConversationId: callId,
     channel: callId !== null || req.headers.get('x-chat-channel') === 'voice' ? 'voice' : 'api',
     // The call keys its conversation, not the end user (the database takes one key for a new conversation).
-    externalUserId: byCall ? null : request.user || null,
+    externalUserId: callId !== null ? null : request.user || null,
     message: question,
     history,
     startedAt,

@@ -34,8 +34,18 @@
  *    nothing, and fails with 410 `conversation_deleted`.
  *    An empty answer (a content filter, a reasoning model spending its whole
  *    budget) is stored empty with the model's finish reason, and metered.
+ *    An answer is what can be stored (AnswerText): U+0000 dropped, and the
+ *    model no longer read (its stream aborted) once it reaches 32,000
+ *    characters, ending as `length`, metered as an interrupted turn is (no
+ *    usage came). The client is sent exactly what is stored. Should
+ *    chat_finish refuse a turn all the same, its tokens are metered without
+ *    a message (private.chat_meter_unstored_turn) and the turn fails.
+ *    An answer records the question it answers (the prepared turn's), so the
+ *    history puts it right after that question even when two turns of one
+ *    conversation ran at once.
  */
 import {
+  AnswerText,
   buildChatMessages,
   type ChatMessage,
   type ChatProvider,
@@ -250,6 +260,9 @@ async function* answerSteps(deps: ChatDeps, input: TurnInput, turn: PreparedTurn
       chunks,
       products,
     });
+    const answer = new AnswerText();
+    // Everything the model sent, for counting its tokens when it sends no usage.
+    let modelText = '';
     if (input.signal?.aborted) {
       // Gone before the model was asked: the turn ends stored as interrupted, with no model tokens.
       finishReason = 'interrupted';
@@ -267,8 +280,18 @@ async function* answerSteps(deps: ChatDeps, input: TurnInput, turn: PreparedTurn
           })
         ) {
           if (delta.type === 'delta') {
-            content += delta.text;
-            yield delta;
+            modelText += delta.text;
+            const text = answer.append(delta.text);
+            content = answer.text;
+            if (text !== '') yield { type: 'delta', text };
+            if (answer.full) {
+              // Leaving the loop stops the stream (the SDK aborts the request); no usage comes, so the
+              // tokens are counted as for an interrupted turn: the prompt, and all the model sent.
+              finishReason = 'length';
+              tokensIn = countPromptTokens(messages);
+              tokensOut = countTokens(modelText);
+              break;
+            }
           } else {
             tokensIn = delta.usage.tokensIn;
             tokensOut = delta.usage.tokensOut;
@@ -281,7 +304,7 @@ async function* answerSteps(deps: ChatDeps, input: TurnInput, turn: PreparedTurn
           // the tokens are ours to count: the whole prompt (the model read it) and the text streamed so far.
           finishReason = 'interrupted';
           tokensIn = countPromptTokens(messages);
-          tokensOut = countTokens(content);
+          tokensOut = countTokens(modelText);
         } else if (error instanceof ChatProviderError) {
           // The model failed, its retries spent. The turn still ends: what was streamed is the answer,
           // stored as `error`. With text, the model read the prompt and wrote that text (both billed, no
@@ -289,8 +312,8 @@ async function* answerSteps(deps: ChatDeps, input: TurnInput, turn: PreparedTurn
           // before any text), nothing was generated: metered as no tokens.
           finishReason = 'error';
           failure = error;
-          tokensIn = content === '' ? 0 : countPromptTokens(messages);
-          tokensOut = countTokens(content);
+          tokensIn = modelText === '' ? 0 : countPromptTokens(messages);
+          tokensOut = countTokens(modelText);
         } else {
           throw error;
         }
@@ -336,6 +359,7 @@ async function* answerSteps(deps: ChatDeps, input: TurnInput, turn: PreparedTurn
     finishReason,
     // Usage goes to the key that called, whichever key started the conversation.
     apiKeyId: input.principal.kind === 'service' ? input.principal.apiKeyId : null,
+    questionMessageId: turn.user_message_id,
   });
   yield {
     type: 'result',
@@ -364,6 +388,9 @@ class ConversationGone extends Error {}
  * has nowhere to store the answer: the turn is metered all the same, to the
  * org, the key and the user (the model spent the tokens, and deleting the bot
  * must not make answers free), and the client gets 410 `conversation_deleted`.
+ * A turn chat_finish refuses for any other reason is metered too, to its
+ * conversation, and fails as ours (500, or `internal_error` ending a stream;
+ * the reservation is given back by answerTurn).
  */
 async function finishTurn(deps: ChatDeps, input: TurnInput, turn: PreparedTurn, args: q.FinishArgs): Promise<q.FinishResult> {
   try {
@@ -377,7 +404,13 @@ async function finishTurn(deps: ChatDeps, input: TurnInput, turn: PreparedTurn, 
       }
     });
   } catch (error) {
-    if (!(error instanceof ConversationGone)) throw error;
+    if (!(error instanceof ConversationGone)) {
+      await asService(deps.sql(), input.principal, (tx) => q.chatMeterUnstoredTurn(tx, args)).catch((meterError) =>
+        console.error(`chat: conversation ${args.conversationId}: metering a turn chat_finish refused failed`, meterError)
+      );
+      // Ours, not the client's: a 500, not the 422 a raw invalid_parameter_value would be taken for.
+      throw new Error(`chat: conversation ${args.conversationId}: chat_finish refused the turn`, { cause: error });
+    }
   }
   await asService(deps.sql(), input.principal, (tx) =>
     q.chatMeterWithoutConversation(tx, {

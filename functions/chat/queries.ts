@@ -101,6 +101,8 @@ export interface FinishArgs {
   finishReason: TurnFinishReason;
   /** The API key that made this call (metered to it), or null for a user or Telegram. */
   apiKeyId: string | null;
+  /** The question the answer answers (the prepared turn's user message): the history puts the answer after it. */
+  questionMessageId: number;
 }
 
 export interface FinishResult {
@@ -114,8 +116,21 @@ export async function chatFinish(tx: TransactionSql, args: FinishArgs): Promise<
   const [row] = await tx<{ result: FinishResult }[]>`
     select private.chat_finish(${args.conversationId}, ${args.content}, ${args.tokensIn}, ${args.tokensOut},
       ${args.latencyMs}, ${args.model}, ${tx.json(args.citations as unknown as Parameters<typeof tx.json>[0])},
-      ${args.escalationReason}, ${args.finishReason}, ${args.apiKeyId}) as result`;
+      ${args.escalationReason}, ${args.finishReason}, ${args.apiKeyId}, ${args.questionMessageId}::bigint) as result`;
   return row.result;
+}
+
+/**
+ * Meters a turn chat_finish refused to store, to its conversation as
+ * chat_finish would (private.chat_meter_unstored_turn; service role only):
+ * the model answered, so the tokens count all the same.
+ */
+export async function chatMeterUnstoredTurn(
+  tx: TransactionSql,
+  args: { conversationId: string; model: string; tokensIn: number; tokensOut: number; apiKeyId: string | null },
+): Promise<void> {
+  await tx`select private.chat_meter_unstored_turn(${args.conversationId}, ${args.model}, ${args.tokensIn},
+    ${args.tokensOut}, ${args.apiKeyId})`;
 }
 
 /**

@@ -7,7 +7,8 @@
  *   event: citations     { citations: [...] }
  *   event: usage         { tokens_in, tokens_out, latency_ms, model }
  *   event: done          { message_id, conversation_status, escalated, finish_reason }
- * `finish_reason` is stop, length (the bot's token limit) or content_filter;
+ * `finish_reason` is stop, length (the bot's token limit, or the answer's
+ * 32,000 characters: the model is read no further) or content_filter;
  * with the last two there may be no delta at all (the model gave no text).
  * When the model fails (before or after its first token, its retries spent)
  * the stream ends, instead of `done`, with

@@ -129,10 +129,12 @@ select throws_ok(
   'an empty external id is refused'
 );
 
-insert into answers
-select 'by id', private.chat_prepare(tests.fx('bot_a'), pg_temp.conversation('other call'), 'voice', null, tests.fx('key_a'),
-  'Still there?', 'call-3');
-select is(pg_temp.conversation('by id'), pg_temp.conversation('other call'), 'a given conversation id wins over the external id');
+select throws_ok(
+  $$select private.chat_prepare(tests.fx('bot_a'), pg_temp.conversation('other call'), 'voice', null, tests.fx('key_a'),
+    'Still there?', 'call-3')$$,
+  '22023', 'the conversation belongs to another end user',
+  'a given conversation id of another call is refused (20261123011100: it was taken over the external id)'
+);
 select is(pg_temp.conversations_with('call-3'), 0::bigint, 'and no conversation is started for that external id');
 
 select pg_temp.call_turn('api only', 'bot_api_only', 'key_a', 'call-4');

@@ -5,7 +5,9 @@
  * conversation on the voice channel, keyed by `call.id` within the bot, even
  * when two first turns come at once; another call, or the same call id under
  * another org's key, gets a conversation of its own; x-conversation-id still
- * wins; a malformed call id is a 400 that changes nothing.
+ * wins, but a call's conversation is continued only by that call's turns
+ * (another call naming it by id is refused, 422); a malformed call id is a
+ * 400 that changes nothing.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSql, type Sql } from '../../functions/_shared/db.ts';
@@ -152,16 +154,16 @@ describe('chat/completions with a voice platform\'s call', () => {
     expect((await conversationsOf(botA)).find((c) => c.id === callOne.id)!.messages).toBe(4);
   });
 
-  it('lets x-conversation-id win over call.id', async () => {
+  it('refuses x-conversation-id naming another call\'s conversation (422), starting and adding nothing', async () => {
     const [callTwo] = (await conversationsOf(botA)).filter((c) => c.external_conversation_id === 'call-two');
     const response = await complete(keyA, vapiTurn('call-three', [{ role: 'user', content: QUESTION_2 }]), {
       'x-conversation-id': callTwo.id,
     });
-    expect(response.status).toBe(200);
-    expect(response.headers.get('x-conversation-id')).toBe(callTwo.id);
+    expect(response.status).toBe(422);
+    expect((await response.json()).error.message).toBe('the conversation belongs to another end user');
     const conversations = await conversationsOf(botA);
     expect(conversations.some((c) => c.external_conversation_id === 'call-three')).toBe(false);
-    expect(conversations.find((c) => c.id === callTwo.id)!.messages).toBe(4);
+    expect(conversations.find((c) => c.id === callTwo.id)!.messages).toBe(2);
   });
 
   it('refuses a call to a bot that does not answer on the voice channel (403), starting nothing', async () => {

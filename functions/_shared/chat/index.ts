@@ -4,6 +4,7 @@ import { createOpenAiChatProvider } from './openai.ts';
 import type { ChatProvider } from './types.ts';
 
 export * from './types.ts';
+export { AnswerText, MAX_ANSWER_CHARS } from './answer-text.ts';
 export { type ChunkCitation, type Citation, extractCitations, type ProductCitation } from './citations.ts';
 export { detectsHumanRequest, isNoAnswer } from './escalation.ts';
 export { createOfflineChatProvider, extractiveAnswer, OFFLINE_CHAT_MODEL } from './offline.ts';
