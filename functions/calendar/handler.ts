@@ -20,7 +20,10 @@
  *   /calendar/mirroring` mirrors the appointments whose mirroring is due
  *   (pending for over a minute, or failed and due for a retry), and `POST
  *   /calendar/revocations` revokes at the provider the grants of calendars
- *   whose connector left the org, then deletes them.
+ *   whose connector left the org, then deletes them;
+ * - an operator, with the service-role key: `POST /calendar/reseal` re-seals
+ *   tokens under CALENDAR_TOKEN_KEY's first key (reseal.ts) before an old key
+ *   is dropped.
  * verify_jwt is off for this function as a whole (supabase/config.toml),
  * since the callback and API keys carry no Supabase JWT; each route
  * authenticates its caller itself.
@@ -50,6 +53,7 @@ import { disconnect } from './disconnect.ts';
 import { oauthCallback, oauthComplete, oauthStart } from './oauth.ts';
 import { mirrorDue } from './mirroring.ts';
 import { revokeDue } from './revocations.ts';
+import { resealTokens } from './reseal.ts';
 import { matchRoute } from './router.ts';
 import { requireServiceRole } from '../_shared/service-auth.ts';
 import { takeRateLimit } from '../_shared/rate-limit.ts';
@@ -103,6 +107,9 @@ export function createCalendarHandler(deps: CalendarDeps): (req: Request) => Pro
       case 'revokeDue':
         await requireServiceRole(req, { env, what: 'revoke calendar grants' });
         return revokeDue(ctx, req);
+      case 'reseal':
+        await requireServiceRole(req, { env, what: 're-seal calendar tokens' });
+        return resealTokens(ctx, req);
     }
   }, { env });
 }

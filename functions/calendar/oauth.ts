@@ -304,7 +304,11 @@ interface CompletedConnection {
   account_email: string;
 }
 
-/** The connection request saved as a connection, for the user who started the connect only. */
+/**
+ * The connection request saved as a connection, for the user who started the
+ * connect only; that user's repeat (a lost answer, React StrictMode, two
+ * tabs) gets the same answer until the request would have expired.
+ */
 export async function oauthComplete(ctx: RequestContext, req: Request, claims: UserClaims): Promise<Response> {
   const body = await readBody(req, oauthCompleteBody);
   const [row] = await mapCalendarErrors(
@@ -319,7 +323,7 @@ export async function oauthComplete(ctx: RequestContext, req: Request, claims: U
     },
   );
   if (!row) {
-    throw new HttpError(404, 'not_found', 'This connection request is unknown, expired or already completed; connect the calendar again.');
+    throw new HttpError(404, 'not_found', 'This connection request is unknown or expired; connect the calendar again.');
   }
   return json({ connection_id: row.connection_id, provider: row.provider, account_email: row.account_email });
 }

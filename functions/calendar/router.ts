@@ -12,7 +12,8 @@ export type CalendarRoute =
   | { name: 'cancelAppointment'; appointmentId: string }
   | { name: 'botAppointment'; botId: string }
   | { name: 'mirrorDue' }
-  | { name: 'revokeDue' };
+  | { name: 'revokeDue' }
+  | { name: 'reseal' };
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/iu;
 
@@ -31,6 +32,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/iu;
  * - POST   /calendar/bots/:bot_id/appointments          bot API keys (calendar.write)
  * - POST   /calendar/mirroring                          the service role (pg_cron through pg_net): mirror due appointments, delete due stray events
  * - POST   /calendar/revocations                        the service role (pg_cron through pg_net): revoke leavers' and deleted orgs' grants at the provider, delete their connections or copies
+ * - POST   /calendar/reseal                             the service role (an operator, during a CALENDAR_TOKEN_KEY rotation): re-seal tokens under the first key
  * An id that is not a uuid names nothing: 404, as an unknown id would.
  */
 export function matchRoute(method: string, pathname: string): CalendarRoute {
@@ -64,6 +66,7 @@ export function matchRoute(method: string, pathname: string): CalendarRoute {
   if (first === 'availability' && second === undefined) return only(['GET'], () => ({ name: 'availability' }));
   if (first === 'mirroring' && second === undefined) return only(['POST'], () => ({ name: 'mirrorDue' }));
   if (first === 'revocations' && second === undefined) return only(['POST'], () => ({ name: 'revokeDue' }));
+  if (first === 'reseal' && second === undefined) return only(['POST'], () => ({ name: 'reseal' }));
   if (first === 'appointments') {
     if (second === undefined) return only(['POST'], () => ({ name: 'createAppointment' }));
     if (third === undefined) {

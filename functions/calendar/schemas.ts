@@ -103,6 +103,16 @@ export const mirrorDueBody = z.strictObject({ limit: passLimit });
 /** The revocation pass's body (pg_cron sends `{}`): how many due grant revocations to take. Strict. */
 export const revokeDueBody = z.strictObject({ limit: passLimit });
 
+/** The re-seal route's body: how many sealed token sets to look at in one call (1 to 500). Strict. */
+export const resealBody = z.strictObject({
+  limit: z
+    .number({ error: 'limit must be a number' })
+    .int({ error: 'limit must be a whole number' })
+    .min(1, { error: 'limit is at least 1' })
+    .max(500, { error: 'limit is at most 500' })
+    .optional(),
+});
+
 const availabilityFields = {
   from: instant('from'),
   to: instant('to'),

@@ -11,12 +11,18 @@
  * time is offered while one cannot be read: slots computed without it may be
  * the very time just refused. It runs as the service role (a bot books,
  * whoever chats), after chat_prepare has let the turn through.
+ *
+ * A turn sent again after its answer was lost (a dropped SSE stream) finds
+ * its own booking: when the conversation already holds a booked appointment
+ * of the same times, resource and attendee, that one is confirmed again
+ * (private.conversation_booking), not refused as taken.
  */
 import { botTexts } from '../_shared/chat/bot-texts.ts';
 import { dateLocale } from '../_shared/chat/language.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { isPostgresError } from '../_shared/pg-errors.ts';
 import type { Scoped } from '../_shared/scheduling/availability.ts';
+import { type AppointmentRow, appointmentColumns } from '../_shared/scheduling/appointment-row.ts';
 import { bookFreeSlot, nextFreeSlots } from '../_shared/scheduling/book-free-slot.ts';
 import type { BookingRequest } from '../_shared/scheduling/booking-body.ts';
 import { requestContext } from '../_shared/scheduling/context.ts';
@@ -50,12 +56,40 @@ function when(start: Date, end: Date, timeZone: string, locale: string): string 
   return `${day}, ${time(start)}–${time(end)} (${timeZone})`;
 }
 
+/** The chat books the default resource; the conversation's booking of exactly this request, if any. */
+async function earlierBooking(scoped: Scoped, turn: BookingTurn): Promise<AppointmentRow | undefined> {
+  const { booking } = turn;
+  const [row] = await scoped((tx) =>
+    tx<AppointmentRow[]>`
+      select ${appointmentColumns(tx)}
+      from private.conversation_booking(
+        conversation_id => ${turn.conversationId}::uuid,
+        bot_id => ${turn.botId}::uuid,
+        starts_at => ${booking.starts_at.toISOString()}::timestamptz,
+        ends_at => ${booking.ends_at.toISOString()}::timestamptz,
+        resource => 'default',
+        attendee_name => ${booking.attendee_name},
+        attendee_email => ${booking.attendee_email ?? null},
+        attendee_phone => ${booking.attendee_phone ?? null}
+      ) a`);
+  return row;
+}
+
 export async function bookingReply(turn: BookingTurn): Promise<BookingReply> {
   const ctx = requestContext(turn.sql, { env: turn.env, http: {}, now: () => new Date() }, `chat:${turn.conversationId}`);
   const scoped: Scoped = (fn) => asService(turn.sql(), turn.principal, fn);
   const { booking } = turn;
   const texts = botTexts(turn.language);
   const locale = dateLocale(turn.language);
+  const confirmation = (appointment: AppointmentRow): BookingReply => ({
+    content: texts.booked(
+      when(appointment.starts_at, appointment.ends_at, appointment.business_time_zone ?? 'UTC', locale),
+      appointment.attendee_name,
+    ),
+    appointment: { id: appointment.id, starts_at: appointment.starts_at, ends_at: appointment.ends_at },
+  });
+  const earlier = await earlierBooking(scoped, turn);
+  if (earlier) return confirmation(earlier);
   let refusal: string;
   try {
     const outcome = await bookFreeSlot(ctx, scoped, {
@@ -69,14 +103,7 @@ export async function bookingReply(turn: BookingTurn): Promise<BookingReply> {
       notes: booking.notes,
       conversationId: turn.conversationId,
     });
-    if (outcome.booked) {
-      const { appointment } = outcome;
-      const zone = appointment.business_time_zone ?? 'UTC';
-      return {
-        content: texts.booked(when(appointment.starts_at, appointment.ends_at, zone, locale), appointment.attendee_name),
-        appointment: { id: appointment.id, starts_at: appointment.starts_at, ends_at: appointment.ends_at },
-      };
-    }
+    if (outcome.booked) return confirmation(outcome.appointment);
     // Any slot offered now would be computed without the calendar that could not be read.
     if (outcome.reason === 'calendar_unavailable') return { content: texts.calendarUnavailable, appointment: null };
     refusal = texts.slotUnavailable;

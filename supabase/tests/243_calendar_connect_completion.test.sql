@@ -82,7 +82,7 @@ select is((select ciphertext from private.calendar_tokens where connection_id = 
   'v1.sealed-sub-desk-243', 'its user completing: the parked tokens are the connection''s');
 select is(pg_temp.pending('own_request'), 0::bigint, 'its user completing: the request is used up');
 select tests.act_as('service_role');
-select is(pg_temp.complete('own_request', 'admin'), null, 'a second completion: no row');
+select is(pg_temp.complete('own_request', 'admin'), tests.fx('own_connection'), 'a second completion by its user: the same connection again (20261123011300)');
 select is((select count(*) from private.complete_calendar_connection(gen_random_uuid(), tests.fx('admin'))), 0::bigint,
   'an unknown request: no row');
 select tests.act_as('postgres');

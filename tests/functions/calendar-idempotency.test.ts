@@ -7,7 +7,8 @@
  * a client-chosen event id, 409 `duplicate` on the repeat; Graph: a
  * transactionId and an extended property). A bot booking with an
  * Idempotency-Key sent again gets its first answer again, not a second
- * appointment or a 409 for its own slot.
+ * appointment or a 409 for its own slot; so does a staff booking
+ * (POST /appointments, the key kept for the user in the org).
  *
  * The connections are stored as the callback stores them (tokens from the
  * stub's own consent and code exchange, sealed under the connection's key,
@@ -256,6 +257,69 @@ describe('a bot booking sent again with its Idempotency-Key', () => {
     expect(twice.status).toBe(409);
     expect(twice.body).toMatchObject({ error: { code: 'slot_unavailable' } });
     expect(await bookingsAt('15:30')).toBe(1);
+  });
+});
+
+describe('a staff booking sent again with its Idempotency-Key (20261123011300)', () => {
+  const target = () => orgs.microsoft;
+  const book = (start: string, end: string, idempotencyKey?: string, token = target().org.tokens.member) =>
+    call('/appointments', {
+      method: 'POST',
+      token,
+      ...(idempotencyKey ? { idempotencyKey } : {}),
+      body: { org_id: target().org.id, starts_at: berlin(start), ends_at: berlin(end), attendee_name: 'Staff Retry', attendee_email: 'staff-retry@example.com' },
+    });
+
+  async function staffBookingsAt(start: string): Promise<number> {
+    const [row] = await sql<{ count: number }[]>`
+      select count(*)::int as count from public.appointments
+      where org_id = ${target().org.id} and starts_at = ${berlin(start)}::timestamptz and status = 'booked'`;
+    return row.count;
+  }
+
+  it('answers the first 201 again after a lost answer: one appointment, one event, replayed', async () => {
+    const key = 'calendar-idempotency-staff-same-1';
+    const first = await book('09:00', '09:30', key);
+    expect(first.status).toBe(201);
+    expect(first.headers.get('idempotent-replayed')).toBeNull();
+    const appointment = first.body.appointment as Record<string, unknown>;
+    expect(appointment).toMatchObject({ source: 'staff', sync_status: 'synced' });
+
+    const again = await book('09:00', '09:30', key);
+    expect(again.status).toBe(201);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect((again.body.appointment as Record<string, unknown>).id).toBe(appointment.id);
+    expect(await staffBookingsAt('09:00')).toBe(1);
+    expect(liveEvents(target(), String(appointment.id))).toHaveLength(1);
+
+    // The key is the user's: another member sending it books for themselves, and here finds the slot taken.
+    const colleague = await book('09:00', '09:30', key, target().org.tokens.admin);
+    expect(colleague.status).toBe(409);
+    expect(colleague.body).toMatchObject({ error: { code: 'slot_taken' } });
+    expect(await staffBookingsAt('09:00')).toBe(1);
+  });
+
+  it('refuses the key with another body (422), frees it after a refusal, and books as before without one', async () => {
+    const key = 'calendar-idempotency-staff-other-2';
+    expect((await book('09:30', '10:00', key)).status).toBe(201);
+    const other = await book('15:00', '15:30', key);
+    expect(other.status).toBe(422);
+    expect(other.body).toMatchObject({ error: { code: 'idempotency_key_reused' } });
+    expect(await staffBookingsAt('15:00')).toBe(0);
+
+    const refusedKey = 'calendar-idempotency-staff-refused-3';
+    const taken = await book('09:30', '10:00', refusedKey);
+    expect(taken.status).toBe(409);
+    expect(taken.body).toMatchObject({ error: { code: 'slot_taken' } });
+    const [kept] = await sql<{ count: number }[]>`
+      select count(*)::int as count from private.idempotency_keys where idempotency_key = ${refusedKey}`;
+    expect(kept.count).toBe(0);
+    expect((await book('15:30', '16:00', refusedKey)).status).toBe(201);
+
+    expect((await book('16:00', '16:30')).status).toBe(201);
+    const twice = await book('16:00', '16:30');
+    expect(twice.status).toBe(409);
+    expect(twice.body).toMatchObject({ error: { code: 'slot_taken' } });
   });
 });
 

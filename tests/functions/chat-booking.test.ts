@@ -3,7 +3,9 @@
  * `booking` books inside a free slot of the bot's business hours and says
  * so, linking the appointment to the conversation; a taken or closed time is
  * refused in words with the next free times and books nothing; a malformed
- * booking is a 400 before anything is stored.
+ * booking is a 400 before anything is stored. A booking turn sent again in
+ * its conversation (its answer lost) is confirmed again, not refused by its
+ * own booking.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { instantFromWallTime } from '../../functions/_shared/calendar/index.ts';
@@ -142,6 +144,50 @@ describe('the booking step', () => {
     expect(status).toBe(200);
     expect(events.some((event) => event.event === 'appointment')).toBe(true);
     expect(answerOf(events)).toContain('10:00–10:30 (America/Sao_Paulo)');
+  });
+
+  it('confirms a booking turn sent again in its conversation, booking nothing more (20261123011300)', async () => {
+    const booking = {
+      starts_at: berlin(monday, '11:30'),
+      ends_at: berlin(monday, '12:00'),
+      attendee_name: 'Retrying Rita',
+      attendee_email: 'Rita.Retry@Example.com',
+      attendee_phone: '+1 (415) 555-0142',
+    };
+    const first = await turn({ message: 'Monday at half past eleven, please.', booking });
+    expect(first.status).toBe(200);
+    const booked = first.events.find((event) => event.event === 'appointment')?.data as { id: string };
+    expect(booked?.id).toBeTruthy();
+    const conversation = (first.events.find((event) => event.event === 'conversation')?.data as { conversation_id: string })
+      .conversation_id;
+    const before = await appointmentCount();
+
+    // The SSE answer was lost; the widget sends the same turn again, its fields spelt as the user typed them.
+    const again = await turn({
+      conversation_id: conversation,
+      message: 'Monday at half past eleven, please.',
+      booking: { ...booking, attendee_name: ' Retrying Rita ', attendee_email: 'rita.retry@example.com ', attendee_phone: '+14155550142' },
+    });
+    expect(again.status).toBe(200);
+    const answer = answerOf(again.events);
+    expect(answer).toContain("You're booked for Monday");
+    expect(answer).toContain('11:30–12:00 (Europe/Berlin)');
+    expect(answer).not.toContain("isn't available");
+    expect((again.events.find((event) => event.event === 'appointment')?.data as { id: string }).id).toBe(booked.id);
+    expect(await appointmentCount()).toBe(before);
+    const stored = await sql<{ content: string }[]>`
+      select content from public.messages where conversation_id = ${conversation} and role = 'assistant' order by created_at`;
+    expect(stored.map((row) => row.content)).toEqual([answerOf(first.events), answer]);
+
+    // Another attendee in the same conversation is still refused: the slot is Rita's.
+    const other = await turn({
+      conversation_id: conversation,
+      message: 'And for my colleague?',
+      booking: { ...booking, attendee_name: 'Colleague Carl', attendee_email: 'carl@example.com' },
+    });
+    expect(answerOf(other.events)).toContain("That time isn't available.");
+    expect(other.events.some((event) => event.event === 'appointment')).toBe(false);
+    expect(await appointmentCount()).toBe(before);
   });
 
   it('answers a malformed booking with 400 before anything is stored', async () => {

@@ -12,7 +12,8 @@
  *   stored with private.update_calendar_tokens (which also heals needs_reauth);
  * - a refused grant (invalid_grant, a missing scope) only the user can fix:
  *   private.mark_calendar_needs_reauth, which tells the org once
- *   (calendar.connection_broken).
+ *   (calendar.connection_broken); so are tokens sealed with a key no longer
+ *   in CALENDAR_TOKEN_KEY (`unknown_key`), which only a reconnect replaces.
  * Both name the stored set the request read, and act only while it is still
  * the stored one: a reconnect in the meantime keeps its tokens and its status.
  */
@@ -201,19 +202,32 @@ export class CalendarSession {
     return kept;
   }
 
+  /** private.mark_calendar_needs_reauth over the set this request read (calendar.connection_broken once per break). */
+  async #markNeedsReauth(stored: StoredTokens, reason: string): Promise<void> {
+    stored.status = 'needs_reauth';
+    try {
+      await asServiceRole(this.#deps.sql(), (tx) =>
+        tx`select private.mark_calendar_needs_reauth(${stored.connectionId}::uuid, ${reason.slice(0, 500)}, ${stored.ciphertext})`);
+    } catch (markError) {
+      this.#deps.log(`marking the ${stored.provider} calendar ${stored.connectionId} needs_reauth failed`, markError);
+    }
+  }
+
   async #unavailable(stored: StoredTokens, error: unknown): Promise<CalendarUnavailable> {
     if (error instanceof CalendarUnavailable) return error;
     const calendar = `${stored.provider} calendar ${stored.connectionId}`;
     if (error instanceof CalendarAuthError && error.needsReauth) {
-      const reason = `${error.providerCode ?? error.kind}: ${error.message}`;
-      stored.status = 'needs_reauth';
-      try {
-        await asServiceRole(this.#deps.sql(), (tx) =>
-          tx`select private.mark_calendar_needs_reauth(${stored.connectionId}::uuid, ${reason.slice(0, 500)}, ${stored.ciphertext})`);
-      } catch (markError) {
-        this.#deps.log(`marking the ${calendar} needs_reauth failed`, markError);
-      }
+      await this.#markNeedsReauth(stored, `${error.providerCode ?? error.kind}: ${error.message}`);
       return new CalendarUnavailable('needs_reauth', 'The calendar must be connected again (the provider refused its grant).', {
+        cause: error,
+      });
+    }
+    if (error instanceof TokenCryptoError && error.reason === 'unknown_key') {
+      // Sealed under a key no longer configured (a rotation finished before POST calendar/reseal re-sealed it):
+      // only a reconnect brings the calendar back, so admins are told as for a refused grant.
+      this.#deps.log(`the tokens of the ${calendar} were sealed with a key no longer configured`, error);
+      await this.#markNeedsReauth(stored, `unknown_key: ${error.message}`);
+      return new CalendarUnavailable('needs_reauth', 'The calendar must be connected again (its tokens were sealed with a key this server no longer has).', {
         cause: error,
       });
     }

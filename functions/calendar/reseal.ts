@@ -1,0 +1,92 @@
+/**
+ * POST /calendar/reseal (service role): finishing a CALENDAR_TOKEN_KEY
+ * rotation. Token sets sealed with an older key of the keyring (the header's
+ * kid is not the first key's: needsReseal) are opened and sealed again under
+ * the first key with the same context, at most `limit` (default 100) per
+ * call: connections' tokens, unexpired connection requests' and dropped
+ * grants' copies waiting for their revocation
+ * (private.calendar_secrets_to_reseal). Each is written only while it is
+ * still the stored set (private.reseal_calendar_secret), so a refresh or
+ * reconnect meanwhile keeps its own. Answers `{ resealed, failed: [{ kind,
+ * id, reason }], remaining }`; `remaining` 0 means every stored set opens
+ * with the first key alone and the old keys may go. A set that does not
+ * open (`unknown_key`: its key is already gone; `tampered`) is listed in
+ * `failed` and stays; such a connection is marked needs_reauth at its next
+ * use (session.ts).
+ */
+import { asServiceRole } from '../_shared/db.ts';
+import { json } from '../_shared/http.ts';
+import { type CalendarProvider, type Keyring, needsReseal, open, seal, TokenCryptoError } from '../_shared/calendar/index.ts';
+import type { RequestContext } from '../_shared/scheduling/context.ts';
+import { requireKeyring } from '../_shared/scheduling/settings.ts';
+import { tokenContext } from '../_shared/scheduling/stored-tokens.ts';
+import { readOptionalBody, resealBody } from './schemas.ts';
+
+const DEFAULT_LIMIT = 100;
+/** Rows asked of the database at a time. */
+const PAGE = 50;
+
+type SecretKind = 'connection' | 'request' | 'dropped_grant';
+
+interface SealedSecret {
+  kind: SecretKind;
+  id: string;
+  org_id: string;
+  provider: CalendarProvider;
+  account_email: string;
+  external_calendar_id: string | null;
+  ciphertext: string;
+}
+
+interface Failure {
+  kind: SecretKind;
+  id: string;
+  reason: string;
+}
+
+/** The same plaintext sealed under the keyring's first key; true when stored over the set read. */
+async function reseal(ctx: RequestContext, keyring: Keyring, secret: SealedSecret): Promise<boolean> {
+  const context = tokenContext({
+    orgId: secret.org_id,
+    provider: secret.provider,
+    accountEmail: secret.account_email,
+    externalCalendarId: secret.external_calendar_id,
+  });
+  const ciphertext = await seal(await open(secret.ciphertext, keyring, context), keyring, context);
+  const [row] = await asServiceRole(ctx.sql, (tx) =>
+    tx<{ saved: boolean }[]>`
+      select private.reseal_calendar_secret(${secret.kind}, ${secret.id}::uuid, ${secret.ciphertext}, ${ciphertext}) as saved`);
+  return row.saved;
+}
+
+export async function resealTokens(ctx: RequestContext, req: Request): Promise<Response> {
+  const body = await readOptionalBody(req, resealBody);
+  const limit = body.limit ?? DEFAULT_LIMIT;
+  const keyring = await requireKeyring(ctx.settings);
+  const currentKid = keyring.keys[0].kid;
+  let resealed = 0;
+  const failed: Failure[] = [];
+  // Failed ones are left out of the next page, so they never hold the others up.
+  const seen: string[] = [];
+  while (seen.length < limit) {
+    const page = await asServiceRole(ctx.sql, (tx) =>
+      tx<SealedSecret[]>`
+        select kind, id, org_id, provider, account_email, external_calendar_id, ciphertext
+        from private.calendar_secrets_to_reseal(${currentKid}, ${Math.min(PAGE, limit - seen.length)}, ${seen}::uuid[])`);
+    if (page.length === 0) break;
+    for (const secret of page) {
+      seen.push(secret.id);
+      try {
+        if (!needsReseal(secret.ciphertext, keyring)) continue;
+        if (await reseal(ctx, keyring, secret)) resealed += 1;
+      } catch (error) {
+        if (!(error instanceof TokenCryptoError)) throw error;
+        ctx.log(`re-sealing the calendar tokens of ${secret.kind} ${secret.id} failed (${error.reason})`, error);
+        failed.push({ kind: secret.kind, id: secret.id, reason: error.reason });
+      }
+    }
+  }
+  const [{ remaining }] = await asServiceRole(ctx.sql, (tx) =>
+    tx<{ remaining: number }[]>`select private.count_calendar_secrets_to_reseal(${currentKid})::int as remaining`);
+  return json({ resealed, failed, remaining }, 200, { 'cache-control': 'no-store' });
+}
