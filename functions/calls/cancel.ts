@@ -2,8 +2,9 @@
  * POST /functions/v1/calls/:id/cancel: cancels a queued call of the key's org
  * through public.cancel_call. The call is looked up in the key's org first
  * (the service role may cancel any call): another org's call is not found,
- * as an unknown id is. A call that is no longer queued, or may already be
- * ringing, is a 409 `not_cancelable` with cancel_call's reason.
+ * as an unknown id is. A call already canceled by a user is answered again
+ * by cancel_call (a retry after a lost answer); one that ended otherwise, or
+ * may already be ringing, is a 409 `not_cancelable` with cancel_call's reason.
  */
 import type { ApiKeyPrincipal } from '../_shared/api-keys.ts';
 import type { Sql } from '../_shared/db.ts';

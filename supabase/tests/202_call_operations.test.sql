@@ -71,13 +71,13 @@ select tests.add_member(tests.fx('org_a'), tests.fx('member_a'), 'member');
 select tests.add_member(tests.fx('org_a'), tests.fx('viewer_a'), 'viewer');
 update public.organizations set time_zone = pg_temp.noon_zone() where id = tests.fx('org_a');
 
-insert into public.bots (org_id, name, slug) values
-  (tests.fx('org_a'), 'Voice', 'voice'),
-  (tests.fx('org_a'), 'Noassist', 'noassist'),
-  (tests.fx('org_a'), 'Off', 'off'),
-  (tests.fx('org_a'), 'Hours', 'hours'),
-  (tests.fx('org_a'), 'Fragile', 'fragile'),
-  (tests.fx('org_b'), 'B voice', 'b-voice');
+insert into public.bots (org_id, name, slug, channels) values
+  (tests.fx('org_a'), 'Voice', 'voice', '{api,voice,web}'),
+  (tests.fx('org_a'), 'Noassist', 'noassist', '{api,voice,web}'),
+  (tests.fx('org_a'), 'Off', 'off', '{api,voice,web}'),
+  (tests.fx('org_a'), 'Hours', 'hours', '{api,voice,web}'),
+  (tests.fx('org_a'), 'Fragile', 'fragile', '{api,voice,web}'),
+  (tests.fx('org_b'), 'B voice', 'b-voice', '{api,voice,web}');
 select tests.remember('bot_' || slug, id) from public.bots where org_id in (tests.fx('org_a'), tests.fx('org_b'));
 update public.bots set voice_assistant_id = 'asst_' || slug where slug in ('off', 'hours', 'fragile', 'b-voice');
 update public.bots set enabled = false where slug = 'off';
@@ -350,10 +350,10 @@ select is(
   'cancel_call: call.ended is emitted'
 );
 select tests.act_as('admin_a');
-select throws_ok(
-  $$select public.cancel_call(tests.fx('call_now'))$$,
-  '23514', 'only a queued call can be canceled; this one is canceled',
-  'cancel_call: only a queued call, its status in the message'
+select results_eq(
+  $$select status, ended_reason from public.cancel_call(tests.fx('call_now'))$$,
+  $$values ('canceled'::public.call_status, 'canceled-by-user'::text)$$,
+  'cancel_call sent again: the canceled call as it is (20261123011200; it raised 23514)'
 );
 select tests.remember('call_leased', (public.create_outbound_call(tests.fx('org_a'), tests.fx('bot_voice'), '+14155550111')).id);
 select tests.act_as('postgres');

@@ -86,7 +86,7 @@ insert into tests.fixtures (name, id) values
 select tests.remember('org_a', tests.create_org('dial-once-org-a', tests.fx('owner_a')));
 select tests.add_member(tests.fx('org_a'), tests.fx('admin_a'), 'admin');
 update public.organizations set time_zone = pg_temp.noon_zone() where id = tests.fx('org_a');
-insert into public.bots (org_id, name, slug, voice_assistant_id) values (tests.fx('org_a'), 'Voice', 'voice', 'asst_voice');
+insert into public.bots (org_id, name, slug, voice_assistant_id, channels) values (tests.fx('org_a'), 'Voice', 'voice', 'asst_voice', '{api,voice,web}');
 select tests.remember('bot_voice', id) from public.bots where org_id = tests.fx('org_a') and slug = 'voice';
 insert into public.call_providers (org_id, provider, secret_created_at, outbound_phone_number_id)
 values (tests.fx('org_a'), 'vapi', now(), 'pn_a');

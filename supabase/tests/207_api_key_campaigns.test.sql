@@ -15,9 +15,9 @@ select tests.remember('org', tests.create_org('apicampaigns-a', tests.fx('owner'
 select tests.remember('org_b', tests.create_org('apicampaigns-b', tests.fx('owner_b')));
 select tests.add_member(tests.fx('org'), tests.fx('member'), 'member');
 
-insert into public.bots (org_id, name, slug, voice_assistant_id) values
-  (tests.fx('org'), 'Voice', 'voice', 'asst_a'),
-  (tests.fx('org_b'), 'B voice', 'b-voice', 'asst_b');
+insert into public.bots (org_id, name, slug, voice_assistant_id, channels) values
+  (tests.fx('org'), 'Voice', 'voice', 'asst_a', '{api,voice,web}'),
+  (tests.fx('org_b'), 'B voice', 'b-voice', 'asst_b', '{api,voice,web}');
 select tests.remember('bot', id) from public.bots where org_id = tests.fx('org');
 select tests.remember('bot_b', id) from public.bots where org_id = tests.fx('org_b');
 insert into public.call_providers (org_id, provider, secret_created_at, outbound_phone_number_id) values

@@ -66,10 +66,10 @@ grant execute on function pg_temp.due_last_evening(text, text) to public;
 insert into tests.fixtures (name, id) values ('owner_h', tests.create_user('owner-h@hours-at-dial.test'));
 select tests.remember('org_h', tests.create_org('hours-at-dial-org', tests.fx('owner_h')));
 update public.organizations set time_zone = pg_temp.zone_at(2) where id = tests.fx('org_h');
-insert into public.bots (org_id, name, slug, voice_assistant_id) values
-  (tests.fx('org_h'), 'Voice', 'voice', 'asst_hours'),
-  (tests.fx('org_h'), 'Office', 'office', 'asst_office'),
-  (tests.fx('org_h'), 'Never', 'never', 'asst_never');
+insert into public.bots (org_id, name, slug, voice_assistant_id, channels) values
+  (tests.fx('org_h'), 'Voice', 'voice', 'asst_hours', '{api,voice,web}'),
+  (tests.fx('org_h'), 'Office', 'office', 'asst_office', '{api,voice,web}'),
+  (tests.fx('org_h'), 'Never', 'never', 'asst_never', '{api,voice,web}');
 select tests.remember('bot_' || slug, id) from public.bots where org_id = tests.fx('org_h');
 -- The office bot is open 10:00-17:00 every day (org zone: local 02:xx now).
 insert into public.business_hours (org_id, bot_id, weekday, opens, closes)

@@ -34,10 +34,10 @@ select tests.remember('org_a', tests.create_org('voice-ids-255-a', tests.fx('own
 select tests.remember('org_b', tests.create_org('voice-ids-255-b', tests.fx('owner_b')));
 select tests.add_member(tests.fx('org_a'), tests.fx('admin_a'), 'admin');
 update public.organizations set time_zone = pg_temp.noon_zone() where id in (tests.fx('org_a'), tests.fx('org_b'));
-insert into public.bots (org_id, name, slug) values (tests.fx('org_a'), 'A voice', 'a-voice');
+insert into public.bots (org_id, name, slug, channels) values (tests.fx('org_a'), 'A voice', 'a-voice', '{api,voice,web}');
 select tests.remember('bot_a', id) from public.bots where org_id = tests.fx('org_a');
 -- Org B as the platform provisioned it (postgres bypasses RLS).
-insert into public.bots (org_id, name, slug, voice_assistant_id) values (tests.fx('org_b'), 'B voice', 'b-voice', 'asst_255_b');
+insert into public.bots (org_id, name, slug, voice_assistant_id, channels) values (tests.fx('org_b'), 'B voice', 'b-voice', 'asst_255_b', '{api,voice,web}');
 select tests.remember('bot_b', id) from public.bots where org_id = tests.fx('org_b');
 insert into public.call_providers (org_id, provider, secret_created_at, outbound_phone_number_id) values
   (tests.fx('org_a'), 'vapi', now(), null), (tests.fx('org_b'), 'vapi', now(), 'pn_255_b');

@@ -103,7 +103,7 @@ declare
   org uuid := tests.create_org(slug, tests.fx('cq_owner'));
 begin
   perform tests.remember(slug, org);
-  insert into public.bots (org_id, name, slug, voice_assistant_id) values (org, 'Voice', 'voice', 'asst_' || slug);
+  insert into public.bots (org_id, name, slug, voice_assistant_id, channels) values (org, 'Voice', 'voice', 'asst_' || slug, '{api,voice,web}');
   perform tests.remember(slug || '_bot', (select b.id from public.bots b where b.org_id = org));
   insert into public.call_providers (org_id, provider, secret_created_at, outbound_phone_number_id)
   values (org, 'vapi', now(), 'pn_' || slug);

@@ -279,7 +279,7 @@ select tests.act_as('postgres');
 -- ---------------------------------------------------------------------------
 
 select tests.remember('lor_org_dial', tests.create_org('lock-order-remaining-dial', tests.fx('lor_owner')));
-insert into public.bots (org_id, name, slug, voice_assistant_id) values (tests.fx('lor_org_dial'), 'Voice', 'voice', 'asst_lor');
+insert into public.bots (org_id, name, slug, voice_assistant_id, channels) values (tests.fx('lor_org_dial'), 'Voice', 'voice', 'asst_lor', '{api,voice,web}');
 insert into public.call_providers (org_id, provider, secret_created_at, outbound_phone_number_id)
 values (tests.fx('lor_org_dial'), 'vapi', now(), 'pn_lor');
 -- A queued call inserted with a provider id: its insert takes no subscription lock, so the claim's is the

@@ -16,11 +16,11 @@ select tests.remember('org_free', tests.create_org('bot-time-zones-272-free', te
 select tests.add_member(tests.fx('org'), tests.fx('member_a'), 'member');
 update public.organizations set time_zone = 'Europe/Berlin' where id in (tests.fx('org'), tests.fx('org_free'));
 
-insert into public.bots (org_id, name, slug) values
-  (tests.fx('org'), 'São Paulo branch', 'sao-paulo-272'),
-  (tests.fx('org'), 'Berlin desk', 'berlin-272'),
-  (tests.fx('org'), 'São Paulo, org hours', 'sao-paulo-org-hours-272'),
-  (tests.fx('org_free'), 'São Paulo, no hours', 'sao-paulo-free-272');
+insert into public.bots (org_id, name, slug, channels) values
+  (tests.fx('org'), 'São Paulo branch', 'sao-paulo-272', '{api,voice,web}'),
+  (tests.fx('org'), 'Berlin desk', 'berlin-272', '{api,voice,web}'),
+  (tests.fx('org'), 'São Paulo, org hours', 'sao-paulo-org-hours-272', '{api,voice,web}'),
+  (tests.fx('org_free'), 'São Paulo, no hours', 'sao-paulo-free-272', '{api,voice,web}');
 select tests.remember('sp', (select id from public.bots where slug = 'sao-paulo-272'));
 select tests.remember('plain', (select id from public.bots where slug = 'berlin-272'));
 select tests.remember('sp_org_hours', (select id from public.bots where slug = 'sao-paulo-org-hours-272'));

@@ -12,8 +12,8 @@ select plan(22);
 
 select tests.remember('owner', tests.create_user('formats280-owner@a.test'));
 select tests.remember('org', tests.create_org('formats280-a', tests.fx('owner')));
-insert into public.bots (org_id, name, slug, voice_assistant_id) values
-  (tests.fx('org'), 'Formats voice', 'formats280-voice', 'asst_formats280');
+insert into public.bots (org_id, name, slug, voice_assistant_id, channels) values
+  (tests.fx('org'), 'Formats voice', 'formats280-voice', 'asst_formats280', '{api,voice,web}');
 select tests.remember('bot', id) from public.bots where org_id = tests.fx('org') and slug = 'formats280-voice';
 insert into public.call_providers (org_id, provider, secret_created_at, outbound_phone_number_id) values
   (tests.fx('org'), 'vapi', now(), 'pn_formats280');

@@ -85,7 +85,7 @@ insert into tests.fixtures (name, id) values
 select tests.remember('org_t', tests.create_org('dial-throttle-org-t', tests.fx('owner_t')));
 select tests.add_member(tests.fx('org_t'), tests.fx('admin_t'), 'admin');
 update public.organizations set time_zone = pg_temp.noon_zone() where id = tests.fx('org_t');
-insert into public.bots (org_id, name, slug, voice_assistant_id) values (tests.fx('org_t'), 'Voice', 'voice', 'asst_throttle');
+insert into public.bots (org_id, name, slug, voice_assistant_id, channels) values (tests.fx('org_t'), 'Voice', 'voice', 'asst_throttle', '{api,voice,web}');
 select tests.remember('bot_t', id) from public.bots where org_id = tests.fx('org_t') and slug = 'voice';
 insert into public.call_providers (org_id, provider, secret_created_at, outbound_phone_number_id)
 values (tests.fx('org_t'), 'vapi', now(), 'pn_throttle');

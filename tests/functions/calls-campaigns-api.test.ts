@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSql, type Sql } from '../../functions/_shared/db.ts';
+import { asServiceRole, createSql, type Sql } from '../../functions/_shared/db.ts';
 import { freePort } from '../../scripts/local/free-port.ts';
 import { type Stack, startStack } from '../../scripts/local/stack.ts';
 import { type CallsApiKeys, callsApiKeys, middayZone, outboundSetup } from '../support/call-fixtures.ts';
@@ -312,6 +312,21 @@ describe('who may call', () => {
     const user = await post('', org.tokens.owner, campaignBody(['+14155550251']));
     expect(user.status).toBe(401);
     expect((await user.json()).error.code).toBe('api_key_required');
+    expect(await counts(org.id)).toEqual(before);
+  });
+});
+
+describe('a bot that does not answer on the voice channel', () => {
+  it('is refused (422 voice_channel_disabled), queuing nothing', async () => {
+    const webOnly = await createBot(sql, org.id, { slug: 'campaigns-api-web-only', channels: ['web', 'api'] });
+    await asServiceRole(sql, (tx) => tx`update public.bots set voice_assistant_id = 'asst-campaigns-api-web-only' where id = ${webOnly}`);
+    const before = await counts(org.id);
+    const response = await post('', keys.writer, campaignBody(['+14155550270', '+14155550271'], { bot_id: webOnly }));
+    expect(response.status).toBe(422);
+    expect((await response.json()).error).toMatchObject({
+      code: 'voice_channel_disabled',
+      message: 'the bot Bot campaigns-api-web-only does not answer on the voice channel',
+    });
     expect(await counts(org.id)).toEqual(before);
   });
 });

@@ -4,8 +4,9 @@
  * (which normalizes the numbers, removes duplicates, reports the ones that
  * are not phone numbers and schedules every call at the campaign's first
  * slot). 201 with the campaign; a bot of another org is not found (the
- * function looks the bot up in the key's org only); the plan's call minutes
- * used up is a 402. With an Idempotency-Key, a retry of the same request
+ * function looks the bot up in the key's org only), a bot that does not
+ * answer on the voice channel is a 422 voice_channel_disabled; the plan's
+ * call minutes used up is a 402. With an Idempotency-Key, a retry of the same request
  * answers the first campaign again instead of queueing the list twice.
  */
 import { z } from 'zod';
@@ -13,8 +14,8 @@ import type { ApiKeyPrincipal } from '../../_shared/api-keys.ts';
 import type { Sql } from '../../_shared/db.ts';
 import { json, readJson } from '../../_shared/http.ts';
 import { answerOnce, idempotencyKeyFrom, replayHeaders } from '../../_shared/idempotency.ts';
-import { mapPostgresErrors } from '../../_shared/pg-errors.ts';
 import { asKey } from '../caller.ts';
+import { mapCreationErrors } from '../creation-errors.ts';
 import { scheduledAt } from '../scheduled-at.ts';
 import { campaignColumns, type CampaignRow, toApiCampaign } from './representation.ts';
 
@@ -39,7 +40,7 @@ export const createCampaignBody = z.strictObject({
 export async function createCampaign(sql: Sql, key: ApiKeyPrincipal, req: Request): Promise<Response> {
   const idempotencyKey = idempotencyKeyFrom(req);
   const body = await readJson(req, createCampaignBody);
-  const answer = await mapPostgresErrors(
+  const answer = await mapCreationErrors(
     () =>
       asKey(sql, key, (tx) =>
         answerOnce(tx, key.apiKeyId, idempotencyKey, { route: 'POST /calls/campaigns', body }, async () => {
@@ -52,7 +53,6 @@ export async function createCampaign(sql: Sql, key: ApiKeyPrincipal, req: Reques
             where k.id = ${created.campaign_id}::uuid and k.org_id = ${key.orgId}::uuid`;
           return { status: 201, body: toApiCampaign(campaign) };
         })),
-    { notFound: 'The bot was not found.' },
   );
   return json(answer.body, answer.status, {
     location: `/functions/v1/calls/campaigns/${answer.body.id}`,
