@@ -8,7 +8,10 @@
  * is. Only a failed document is retried: one that is uploading, queued,
  * processing or ready, or being deleted, is a 409 `not_retryable` and stays
  * as it was (retry_document would also re-ingest a ready one, spending its
- * embeddings again: not what a sync retrying its failures means).
+ * embeddings again: not what a sync retrying its failures means). A repeat
+ * of a retry whose 202 was lost finds the document queued or processing
+ * with `retried_at` set (an upload clears it): it answers 202 with the
+ * document as it is, queuing nothing.
  */
 import type { Sql } from '../_shared/db.ts';
 import { HttpError } from '../_shared/errors.ts';
@@ -23,11 +26,17 @@ export async function retryDocument(sql: Sql, req: Request, id: string): Promise
     caller,
     async (tx) => {
       // Locked, so the document found failed in the key's org is the one retried.
-      const [mine] = await tx<{ status: string; being_deleted: boolean }[]>`
-        select d.status, d.deletion_started_at is not null as being_deleted
+      const [mine] = await tx<{ status: string; being_deleted: boolean; retrying: boolean }[]>`
+        select d.status, d.deletion_started_at is not null as being_deleted,
+          d.status in ('queued', 'processing') and d.retried_at is not null as retrying
         from public.documents d where d.id = ${id}::uuid and d.org_id = ${caller.key.orgId}::uuid for update`;
       if (!mine) return undefined;
       if (mine.being_deleted) throw new HttpError(409, 'not_retryable', 'The document is being deleted.');
+      if (mine.retrying) {
+        const [current] = await tx<DocumentRow[]>`
+          select ${documentColumns(tx)} from public.documents d where d.id = ${id}::uuid`;
+        return current;
+      }
       if (mine.status !== 'failed') {
         throw new HttpError(409, 'not_retryable', `Only a failed document can be retried; this one is ${mine.status}.`);
       }

@@ -305,8 +305,8 @@ select results_eq(
   'accept_invitation: the invitation is marked accepted by the invitee'
 );
 
--- Single use: the same token again is refused.
-select tests.authenticate_as(pg_temp.fx('new_member'));
+-- Single use: the same token again is refused to anyone but its acceptor (who gets their membership back; 287).
+select tests.authenticate_as(pg_temp.fx('outsider'));
 select throws_ok(
   $$select public.accept_invitation(pg_temp.tok('tok_member'))$$,
   '22023', 'this invitation was already used',

@@ -566,11 +566,14 @@ select results_eq(
   'finish_ingest: and a document.failed event is emitted'
 );
 
--- fail_ingest in the middle of a re-ingestion: nothing staged stays, nor do the old chunks.
-select tests.act_as('member_a');
-select lives_ok(
-  $$select public.retry_document(tests.fx('doc:guide.pdf'))$$,
-  'retry_document: a member re-ingests the document again'
+-- fail_ingest in the middle of a new upload's run: nothing staged stays, nor do the old chunks (the file changed;
+-- a failed retry of the same file keeps them since 20261123011400, pgTAP 287).
+select tests.act_as('postgres');
+update storage.objects set metadata = '{"size": 1234, "mimetype": "application/pdf"}'
+where bucket_id = 'knowledge' and name = (select storage_path from public.documents where id = tests.fx('doc:guide.pdf'));
+select is(
+  (select status from public.documents where id = tests.fx('doc:guide.pdf')), 'queued'::public.document_status,
+  'upload trigger: the file uploaded again queues the ready document'
 );
 select tests.act_as('service_role');
 select pg_temp.begin_step('run3', 'doc:guide.pdf');
@@ -643,10 +646,9 @@ select lives_ok(
 select tests.act_as('service_role');
 select pg_temp.begin_step('run4', 'doc:guide.pdf');
 select tests.act_as('member_a');
-select throws_ok(
-  $$select public.retry_document(tests.fx('doc:guide.pdf'))$$,
-  '22023', 'only a failed or ready document can be ingested again (it is processing)',
-  'retry_document: a document being processed cannot be queued again'
+select is(
+  (select status from public.retry_document(tests.fx('doc:guide.pdf'))), 'processing'::public.document_status,
+  'retry_document sent again while its retry runs: the document as it is, not queued again (20261123011400; it raised 22023)'
 );
 select tests.act_as('postgres');
 select results_eq(

@@ -8,7 +8,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSql, type Sql } from '../../functions/_shared/db.ts';
+import { createSql, type Sql, withUserScope } from '../../functions/_shared/db.ts';
 import { freePort } from '../../scripts/local/free-port.ts';
 import { type Stack, startStack } from '../../scripts/local/stack.ts';
 import { type ChatOrg, createApiKey, createChatOrg } from '../support/chat-fixtures.ts';
@@ -305,6 +305,74 @@ describe('POST /knowledge/documents/:id/retry', () => {
     expect(refused.status).toBe(409);
     expect((await refused.json()).error).toMatchObject({ code: 'not_retryable', message: 'The document is being deleted.' });
     expect(await documentRow(leaving.id)).toEqual(before);
+  });
+
+  it('answers a repeat of a retry whose 202 was lost with 202 and the document as it is (queued, then processing), queuing nothing', async () => {
+    const broken = await push('repeated docs-api.pdf', corruptPdf());
+    expect(await ingest(broken.id)).toMatchObject({ status: 'failed' });
+    expect((await retry(broken.id, keys.writer)).status).toBe(202);
+    const queued = await documentRow(broken.id);
+    const again = await retry(broken.id, keys.writer);
+    expect(again.status).toBe(202);
+    expect(await again.json()).toMatchObject({ object: 'document', id: broken.id, status: 'queued', failure_reason: null });
+    expect(await documentRow(broken.id)).toEqual(queued);
+    // The run has started (the ingest function's first step): a repeat now shows it processing.
+    await sql`select run_id from private.begin_ingest_step(${broken.id}::uuid)`;
+    const processing = await documentRow(broken.id);
+    expect(processing.status).toBe('processing');
+    const late = await retry(broken.id, keys.writer);
+    expect(late.status).toBe(202);
+    expect(await late.json()).toMatchObject({ id: broken.id, status: 'processing' });
+    expect(await documentRow(broken.id)).toEqual(processing);
+    // Once the retried run has ended, a failed document is retried as before.
+    expect(await ingest(broken.id)).toMatchObject({ status: 'failed', reason: 'The file is not a valid PDF.' });
+    const [{ retried }] = await sql<{ retried: boolean }[]>`
+      select retried_at is not null as retried from public.documents where id = ${broken.id}`;
+    expect(retried).toBe(false);
+    expect(await (await retry(broken.id, keys.writer)).json()).toMatchObject({ status: 'queued' });
+  });
+
+  it('keeps a ready document\'s chunks when its retried re-ingestion fails before reading the file (quota used up)', async () => {
+    const keeper = await createChatOrg(sql, 'docs-api-kept');
+    const writer = (await createApiKey(sql, keeper, ['knowledge.read', 'knowledge.write'])).key;
+    const uploaded = await api('?name=kept%20docs-api.txt', {
+      method: 'POST',
+      key: writer,
+      headers: { 'content-type': 'text/plain' },
+      body: new Blob([new TextEncoder().encode('Opening hours of the kept branch: nine to five, Monday to Saturday.')]),
+    });
+    const { id } = (await uploaded.json()) as ApiDocument;
+    expect(await ingest(id)).toMatchObject({ status: 'ready' });
+    const chunks = async () => {
+      const [row] = await sql<{ live: number; chunk_count: number; status: string; failure_reason: string | null; last: string | null }[]>`
+        select (select count(*)::int from public.document_chunks c where c.document_id = d.id) as live, d.chunk_count, d.status,
+          d.failure_reason, d.last_failure_reason as last
+        from public.documents d where d.id = ${id}`;
+      return row;
+    };
+    const ready = await chunks();
+    expect(ready).toMatchObject({ status: 'ready', last: null });
+    expect(ready.live).toBeGreaterThan(0);
+
+    // A member re-ingests it, then the period's embedding tokens run out before its first step.
+    await withUserScope(sql, keeper.claims.owner, (tx) => tx`select public.retry_document(${id}::uuid)`);
+    await sql`insert into public.usage_events (org_id, kind, model, tokens_in, tokens_out)
+              values (${keeper.id}, 'embedding', 'docs-api-kept', 2000000000, 0)`;
+    const answer = await ingest(id);
+    expect(answer.status).toBe('failed');
+    expect(await chunks()).toEqual({
+      live: ready.live,
+      chunk_count: ready.live,
+      status: 'ready',
+      failure_reason: null,
+      last: answer.reason,
+    });
+    expect(answer.reason).toMatch(/^Not indexed: the organization's embedding tokens for this period are used up/);
+    const [event] = await sql<{ payload: Record<string, unknown> }[]>`
+      select payload from public.events where type = 'document.failed' and payload ->> 'document_id' = ${id}`;
+    expect(event.payload).toEqual({ document_id: id, name: 'kept docs-api.txt', reason: answer.reason, status: 'ready' });
+    const read = await api(`/${id}`, { key: writer });
+    expect(await read.json()).toMatchObject({ status: 'ready', chunk_count: ready.live, failure_reason: null });
   });
 
   it('needs knowledge.write (403) and finds only the key\'s org\'s documents (404), changing nothing', async () => {

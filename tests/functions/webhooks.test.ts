@@ -308,6 +308,39 @@ describe('webhooks function', () => {
       expect(cleared.body.endpoint).toMatchObject({ url: OTHER_PUBLIC_URL, description: '', event_types: [] });
     });
 
+    it('a narrower filter cancels the queued deliveries of the types it leaves out, not replays or test sends', async () => {
+      const { id } = await createEndpoint();
+      const test = await call('POST', `/endpoints/${id}/test`);
+      expect(test.status).toBe(202);
+      const emit = async (type: string, payload: Record<string, string>) => {
+        const [{ event_id: eventId }] = await sql<{ event_id: string }[]>`
+          select private.emit_event(${ORG}, ${type}, ${sql.json(payload)}) as event_id`;
+        const [{ id: deliveryId }] = await sql<{ id: string }[]>`
+          select id from public.webhook_deliveries where endpoint_id = ${id} and event_id = ${eventId}`;
+        return deliveryId;
+      };
+      const joined = await emit('member.joined', { user_id: users.member, role: 'member' });
+      const failed = await emit('document.failed', { document_id: randomUUID(), name: 'narrowed.pdf', reason: 'x' });
+      // A delivery that failed once and waits for its retry.
+      await sql`update public.webhook_deliveries set attempt_count = 1, last_status_code = 500 where id = ${failed}`;
+      const replay = await call('POST', `/deliveries/${failed}/replay`);
+      expect(replay.status, JSON.stringify(replay.body)).toBe(202);
+
+      const narrowed = await call('PATCH', `/endpoints/${id}`, { body: { event_types: ['member.joined'] } });
+      expect(narrowed.status, JSON.stringify(narrowed.body)).toBe(200);
+      const rows = await sql<{ id: string; status: string; next_attempt_at: Date | null }[]>`
+        select id, status, next_attempt_at from public.webhook_deliveries where endpoint_id = ${id}`;
+      const statusOf = Object.fromEntries(rows.map((row) => [row.id, row.status]));
+      expect(statusOf).toEqual({
+        [test.body.delivery_id]: 'pending',
+        [joined]: 'pending',
+        [failed]: 'canceled',
+        [replay.body.delivery_id]: 'pending',
+      });
+      expect(rows.find((row) => row.id === failed)?.next_attempt_at).toBeNull();
+      expect((await call('DELETE', `/endpoints/${id}`, { as: 'owner' })).status).toBe(204);
+    });
+
     it('refuses an unsafe new URL, bad bodies, an unknown type and a member, changing nothing', async () => {
       const { id } = await createEndpoint({ description: 'stays' });
       const before = await endpointsOfOrg();
