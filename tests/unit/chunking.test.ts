@@ -94,6 +94,28 @@ describe('chunkPages', () => {
     expect(chunks.map((chunk) => chunk.content).join('')).toContain('知识库');
   });
 
+  it('carries 1-40 tokens over between chunks of Chinese text without spaces', () => {
+    // 3,000 characters drawn without a pattern from 2,000 CJK ideographs, so an overlap found is a real one.
+    let seed = 288;
+    const text = Array.from({ length: 3000 }, () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return String.fromCodePoint(0x4e00 + (seed % 2000));
+    }).join('');
+    const chunks = chunkPages([{ number: 1, text }]);
+    expect(chunks.length).toBeGreaterThan(3);
+    for (const [index, chunk] of chunks.entries()) {
+      if (index === 0) continue;
+      const previous = Array.from(chunks[index - 1].content);
+      const current = Array.from(chunk.content);
+      // The longest start of this chunk that is the end of the previous one.
+      let shared = Math.min(previous.length, current.length);
+      while (shared > 0 && previous.slice(previous.length - shared).join('') !== current.slice(0, shared).join('')) shared--;
+      const overlap = countTokens(current.slice(0, shared).join(''));
+      expect(overlap, `chunk ${index}`).toBeGreaterThanOrEqual(1);
+      expect(overlap, `chunk ${index}`).toBeLessThanOrEqual(40);
+    }
+  });
+
   it('is deterministic', () => {
     const pages = pagesOfWords(5, 333);
     expect(chunkPages(pages)).toEqual(chunkPages(pages));
