@@ -558,14 +558,14 @@ isOneToOne: false
                   ]
                 },"documents": {
                   Row: {
-                    "batch_id": string | null,"checksum_sha256": string | null,"chunk_count": number,"collection_id": string | null,"content_sha256": string | null,"created_at": string,"created_by": string | null,"deletion_started_at": string | null,"failure_reason": string | null,"id": string,"ingest_attempts": number,"ingest_cursor": number,"ingest_run": string | null,"ingest_stalls": number,"ingest_started_at": string | null,"ingested_at": string | null,"mime_type": string,"name": string,"org_id": string,"page_count": number | null,"progress": number,"project_id": string | null,"size_bytes": number,"status": Database["public"]['Enums']["document_status"],"storage_path": string,"updated_at": string
+                    "batch_id": string | null,"checksum_sha256": string | null,"chunk_count": number,"collection_id": string | null,"content_sha256": string | null,"created_at": string,"created_by": string | null,"deletion_started_at": string | null,"failure_reason": string | null,"id": string,"ingest_attempts": number,"ingest_cursor": number,"ingest_run": string | null,"ingest_stalls": number,"ingest_started_at": string | null,"ingested_at": string | null,"last_failure_reason": string | null,"mime_type": string,"name": string,"org_id": string,"page_count": number | null,"progress": number,"project_id": string | null,"retried_at": string | null,"size_bytes": number,"status": Database["public"]['Enums']["document_status"],"storage_path": string,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "batch_id"?: string | null,"checksum_sha256"?: string | null,"chunk_count"?: number,"collection_id"?: string | null,"content_sha256"?: string | null,"created_at"?: string,"created_by"?: string | null,"deletion_started_at"?: string | null,"failure_reason"?: string | null,"id"?: string,"ingest_attempts"?: number,"ingest_cursor"?: number,"ingest_run"?: string | null,"ingest_stalls"?: number,"ingest_started_at"?: string | null,"ingested_at"?: string | null,"mime_type": string,"name": string,"org_id": string,"page_count"?: number | null,"progress"?: number,"project_id"?: string | null,"size_bytes": number,"status"?: Database["public"]['Enums']["document_status"],"storage_path": string,"updated_at"?: string
+                    "batch_id"?: string | null,"checksum_sha256"?: string | null,"chunk_count"?: number,"collection_id"?: string | null,"content_sha256"?: string | null,"created_at"?: string,"created_by"?: string | null,"deletion_started_at"?: string | null,"failure_reason"?: string | null,"id"?: string,"ingest_attempts"?: number,"ingest_cursor"?: number,"ingest_run"?: string | null,"ingest_stalls"?: number,"ingest_started_at"?: string | null,"ingested_at"?: string | null,"last_failure_reason"?: string | null,"mime_type": string,"name": string,"org_id": string,"page_count"?: number | null,"progress"?: number,"project_id"?: string | null,"retried_at"?: string | null,"size_bytes": number,"status"?: Database["public"]['Enums']["document_status"],"storage_path": string,"updated_at"?: string
                   }
                   Update: {
-                    "batch_id"?: string | null,"checksum_sha256"?: string | null,"chunk_count"?: number,"collection_id"?: string | null,"content_sha256"?: string | null,"created_at"?: string,"created_by"?: string | null,"deletion_started_at"?: string | null,"failure_reason"?: string | null,"id"?: string,"ingest_attempts"?: number,"ingest_cursor"?: number,"ingest_run"?: string | null,"ingest_stalls"?: number,"ingest_started_at"?: string | null,"ingested_at"?: string | null,"mime_type"?: string,"name"?: string,"org_id"?: string,"page_count"?: number | null,"progress"?: number,"project_id"?: string | null,"size_bytes"?: number,"status"?: Database["public"]['Enums']["document_status"],"storage_path"?: string,"updated_at"?: string
+                    "batch_id"?: string | null,"checksum_sha256"?: string | null,"chunk_count"?: number,"collection_id"?: string | null,"content_sha256"?: string | null,"created_at"?: string,"created_by"?: string | null,"deletion_started_at"?: string | null,"failure_reason"?: string | null,"id"?: string,"ingest_attempts"?: number,"ingest_cursor"?: number,"ingest_run"?: string | null,"ingest_stalls"?: number,"ingest_started_at"?: string | null,"ingested_at"?: string | null,"last_failure_reason"?: string | null,"mime_type"?: string,"name"?: string,"org_id"?: string,"page_count"?: number | null,"progress"?: number,"project_id"?: string | null,"retried_at"?: string | null,"size_bytes"?: number,"status"?: Database["public"]['Enums']["document_status"],"storage_path"?: string,"updated_at"?: string
                   }
                   Relationships: [
                     {
@@ -740,14 +740,14 @@ isOneToOne: false
                   ]
                 },"messages": {
                   Row: {
-                    "citations": NonNullable<Json>,"content": string,"conversation_id": string,"created_at": string,"finish_reason": string | null,"id": number,"latency_ms": number | null,"model": string | null,"org_id": string,"role": Database["public"]['Enums']["message_role"],"tokens_in": number,"tokens_out": number
+                    "citations": NonNullable<Json>,"content": string,"conversation_id": string,"created_at": string,"finish_reason": string | null,"id": number,"latency_ms": number | null,"model": string | null,"org_id": string,"reply_to_message_id": number | null,"role": Database["public"]['Enums']["message_role"],"tokens_in": number,"tokens_out": number
                   }
                   ComputedFields: never
                   Insert: {
-                    "citations"?: NonNullable<Json>,"content": string,"conversation_id": string,"created_at"?: string,"finish_reason"?: string | null,"id"?: never,"latency_ms"?: number | null,"model"?: string | null,"org_id": string,"role": Database["public"]['Enums']["message_role"],"tokens_in"?: number,"tokens_out"?: number
+                    "citations"?: NonNullable<Json>,"content": string,"conversation_id": string,"created_at"?: string,"finish_reason"?: string | null,"id"?: never,"latency_ms"?: number | null,"model"?: string | null,"org_id": string,"reply_to_message_id"?: number | null,"role": Database["public"]['Enums']["message_role"],"tokens_in"?: number,"tokens_out"?: number
                   }
                   Update: {
-                    "citations"?: NonNullable<Json>,"content"?: string,"conversation_id"?: string,"created_at"?: string,"finish_reason"?: string | null,"id"?: never,"latency_ms"?: number | null,"model"?: string | null,"org_id"?: string,"role"?: Database["public"]['Enums']["message_role"],"tokens_in"?: number,"tokens_out"?: number
+                    "citations"?: NonNullable<Json>,"content"?: string,"conversation_id"?: string,"created_at"?: string,"finish_reason"?: string | null,"id"?: never,"latency_ms"?: number | null,"model"?: string | null,"org_id"?: string,"reply_to_message_id"?: number | null,"role"?: Database["public"]['Enums']["message_role"],"tokens_in"?: number,"tokens_out"?: number
                   }
                   Relationships: [
                     {
@@ -761,6 +761,12 @@ isOneToOne: false
       columns: ["org_id"]
 isOneToOne: false
       referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "messages_reply_to_message_id_fkey"
+      columns: ["reply_to_message_id"]
+isOneToOne: false
+      referencedRelation: "messages"
       referencedColumns: ["id"]
     }
                   ]
@@ -1417,7 +1423,7 @@ isOneToOne: false
         isSetofReturn: false
       } },
 "create_call_campaign":
-{ Args: { "bot_id": string,"callee_time_zone"?: string,"name": string,"numbers": (string)[],"org_id": string,"scheduled_at"?: string }; Returns: {
+{ Args: { "bot_id": string,"callee_time_zone"?: string,"idempotency_key"?: string,"name": string,"numbers": (string)[],"org_id": string,"scheduled_at"?: string }; Returns: {
               "calls_created": number,"campaign_id": string,"duplicates_removed": number,"invalid_numbers": (string)[]
             }[]
                            },
@@ -1441,7 +1447,7 @@ isOneToOne: false
         isSetofReturn: false
       } },
 "create_outbound_call":
-{ Args: { "bot_id": string,"callee_time_zone"?: string,"org_id": string,"scheduled_at"?: string,"to_number": string }; Returns: {
+{ Args: { "bot_id": string,"callee_time_zone"?: string,"idempotency_key"?: string,"org_id": string,"scheduled_at"?: string,"to_number": string }; Returns: {
               "analysis_attempts": number,
 "analysis_requested_at": string | null,
 "bot_id": string | null,
@@ -1515,12 +1521,14 @@ isOneToOne: false
 "ingest_stalls": number,
 "ingest_started_at": string | null,
 "ingested_at": string | null,
+"last_failure_reason": string | null,
 "mime_type": string,
 "name": string,
 "org_id": string,
 "page_count": number | null,
 "progress": number,
 "project_id": string | null,
+"retried_at": string | null,
 "size_bytes": number,
 "status": Database["public"]['Enums']["document_status"],
 "storage_path": string,
@@ -1691,12 +1699,14 @@ isOneToOne: false
 "ingest_stalls": number,
 "ingest_started_at": string | null,
 "ingested_at": string | null,
+"last_failure_reason": string | null,
 "mime_type": string,
 "name": string,
 "org_id": string,
 "page_count": number | null,
 "progress": number,
 "project_id": string | null,
+"retried_at": string | null,
 "size_bytes": number,
 "status": Database["public"]['Enums']["document_status"],
 "storage_path": string,
