@@ -762,12 +762,6 @@ isOneToOne: false
 isOneToOne: false
       referencedRelation: "organizations"
       referencedColumns: ["id"]
-    },{
-      foreignKeyName: "messages_reply_to_message_id_fkey"
-      columns: ["reply_to_message_id"]
-isOneToOne: false
-      referencedRelation: "messages"
-      referencedColumns: ["id"]
     }
                   ]
                 },"org_settings": {

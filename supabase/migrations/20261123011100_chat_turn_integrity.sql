@@ -25,16 +25,18 @@
 -- ---------------------------------------------------------------------------
 
 -- Readable like the table's other columns (select is granted on the whole
--- table to authenticated; RLS unchanged). A question is deleted only with its
--- conversation, and its answer with it.
+-- table to authenticated; RLS unchanged). No foreign key: chat_finish checks
+-- that it names a question of the same conversation, messages are deleted
+-- only with their conversation, and a self-referencing key would make every
+-- deleted message look up its answers. The check is added `not valid` and
+-- left so: every existing row is null, new rows are checked, and validating
+-- would scan the table under this statement's ACCESS EXCLUSIVE lock, as would
+-- an index (the history reads the conversation's index and sorts 20 rows).
 alter table public.messages
-  add column reply_to_message_id bigint references public.messages (id) on delete cascade,
+  add column reply_to_message_id bigint,
   add constraint messages_reply_to_assistant check (reply_to_message_id is null or role = 'assistant') not valid;
-alter table public.messages validate constraint messages_reply_to_assistant;
 comment on column public.messages.reply_to_message_id is
   'The question (a user message of the same conversation) an answer answers; null for questions and answers stored before it was recorded.';
--- The cascade's lookup when a question is deleted.
-create index messages_reply_to_idx on public.messages (reply_to_message_id) where reply_to_message_id is not null;
 
 -- ---------------------------------------------------------------------------
 -- chat_prepare: an end user's (or a call's) conversation only for them, and

@@ -173,8 +173,8 @@ begin
     union all
     select 'request', p.id, p.org_id, p.provider, p.account_email,
       case when p.provider = 'google' then 'primary' end, p.ciphertext
+    -- Expired requests too: until purged, each is one whose purge queues its grant for revocation.
     from private.calendar_pending_connections p
-    where p.expires_at > pg_catalog.now()
     union all
     select 'dropped_grant', g.id, g.org_id, g.provider, g.account_email, g.external_calendar_id, g.ciphertext
     from private.deleted_org_calendar_grants g
@@ -185,7 +185,7 @@ begin
   limit max_rows;
 end;
 $$;
-comment on function private.calendar_secrets_to_reseal(text, integer, uuid[]) is 'Sealed calendar token sets whose header names another key than current_kid (8 hex digits), at most max_rows (1 to 500), except except_ids: connections'' tokens, unexpired connection requests'' and dropped grants'' copies, each with the calendar key it is sealed under. Service role (POST calendar/reseal).';
+comment on function private.calendar_secrets_to_reseal(text, integer, uuid[]) is 'Sealed calendar token sets whose header names another key than current_kid (8 hex digits), at most max_rows (1 to 500), except except_ids: connections'' tokens, connection requests'' (expired ones too, until purged: their purge queues the grant for revocation) and dropped grants'' copies, each with the calendar key it is sealed under. Service role (POST calendar/reseal).';
 revoke execute on function private.calendar_secrets_to_reseal(text, integer, uuid[]) from public;
 grant execute on function private.calendar_secrets_to_reseal(text, integer, uuid[]) to service_role;
 
@@ -235,7 +235,7 @@ begin
   end if;
   return (select count(*) from private.calendar_tokens t where not pg_catalog.starts_with(t.ciphertext, 'v1.' || current_kid || '.'))
     + (select count(*) from private.calendar_pending_connections p
-       where p.expires_at > pg_catalog.now() and not pg_catalog.starts_with(p.ciphertext, 'v1.' || current_kid || '.'))
+       where not pg_catalog.starts_with(p.ciphertext, 'v1.' || current_kid || '.'))
     + (select count(*) from private.deleted_org_calendar_grants g where not pg_catalog.starts_with(g.ciphertext, 'v1.' || current_kid || '.'));
 end;
 $$;
