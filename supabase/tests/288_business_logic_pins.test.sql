@@ -26,7 +26,7 @@ delete from vault.secrets where name in ('project_url', 'service_role_key');
 -- Open Mon-Fri 16:00-17:00 New York time, calling a London number (08:00-21:00 London time). That hour is
 -- 21:00-22:00 in London while both keep winter time, so it is closed to this callee until New York moves its
 -- clocks on Sunday 8 March 2026; from Monday 9 March until London follows on the 29th it is 20:00-21:00 there.
--- Calendar closures (business_closures) do not restrict calls, so this gap stands in for a closure.
+-- Weekly hours alone leave no gap over 7 days, so a DST gap between the two zones makes the long wait.
 update public.organizations set time_zone = 'America/New_York' where id = tests.fx('org_hours');
 insert into public.business_hours (org_id, weekday, opens, closes)
 select tests.fx('org_hours'), d, '16:00', '17:00' from generate_series(1, 5) d;
