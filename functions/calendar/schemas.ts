@@ -103,7 +103,11 @@ export const mirrorDueBody = z.strictObject({ limit: passLimit });
 /** The revocation pass's body (pg_cron sends `{}`): how many due grant revocations to take. Strict. */
 export const revokeDueBody = z.strictObject({ limit: passLimit });
 
-/** The re-seal route's body: how many sealed token sets to look at in one call (1 to 500). Strict. */
+/**
+ * The re-seal route's body: how many sealed token sets to look at in one call
+ * (1 to 500), optionally one org's only, and whether a key missing from the
+ * keyring is gone for good (`retire_unknown_keys`). Strict.
+ */
 export const resealBody = z.strictObject({
   limit: z
     .number({ error: 'limit must be a number' })
@@ -111,6 +115,8 @@ export const resealBody = z.strictObject({
     .min(1, { error: 'limit is at least 1' })
     .max(500, { error: 'limit is at most 500' })
     .optional(),
+  org_id: z.uuid({ error: 'org_id must be a uuid' }).optional(),
+  retire_unknown_keys: z.boolean({ error: 'retire_unknown_keys must be true or false' }).optional(),
 });
 
 const availabilityFields = {

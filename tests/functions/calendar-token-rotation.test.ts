@@ -4,17 +4,34 @@
  * The function runs with `NEW,OLD`: POST /calendar/reseal (service role)
  * seals again under NEW what was sealed under OLD (a connection's tokens,
  * also a needs_reauth one's, an unexpired connection request's, a dropped
- * grant's copy), changing nothing else, and names what does not open; a
- * connection whose tokens were sealed with a key no longer configured is
- * marked needs_reauth with calendar.connection_broken (once) when used,
- * rather than only logged.
+ * grant's copy), changing nothing else, and names what does not open; with
+ * `retire_unknown_keys`, a connection whose tokens were sealed with a key the
+ * operator's keyring lacks is marked there needs_reauth with
+ * calendar.connection_broken (once).
+ * At use time such tokens are a passing unavailability (a worker started
+ * before a key change, a deploy missing a key): the calendar is listed
+ * missing (`key_missing`), a bot's booking refused, nothing persisted, and
+ * all works again once the key is back.
+ *
+ * The tests' reseal calls name their org (`org_id`): the test database is
+ * shared, and an unscoped pass would mark other files' connections, sealed
+ * under their own keys, needs_reauth.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSql, type Sql } from '../../functions/_shared/db.ts';
-import { instantFromWallTime, type Keyring, open, parseKeyring, sealTokenSet, type TokenSet } from '../../functions/_shared/calendar/index.ts';
+import {
+  calendarClientFromEnv,
+  createPkcePair,
+  instantFromWallTime,
+  type Keyring,
+  open,
+  parseKeyring,
+  sealTokenSet,
+  type TokenSet,
+} from '../../functions/_shared/calendar/index.ts';
 import { connectionKey, tokenContext } from '../../functions/_shared/scheduling/stored-tokens.ts';
-import { type ChatOrg, createChatOrg } from '../support/chat-fixtures.ts';
+import { type ChatOrg, createApiKey, createBot, createChatOrg } from '../support/chat-fixtures.ts';
 import { type CalendarStub, providerEnv, startCalendarStub } from '../support/calendar-stub.ts';
 import { type CalendarAnswer as Answer, type CalendarCall, callCalendar } from '../support/calendar-api.ts';
 import { startTestStack, type TestStack } from './support.ts';
@@ -24,7 +41,10 @@ const OLD_KEY = Buffer.from('calendar-rotation-old-key-32byte').toString('base64
 /** A key already dropped from the function's keyring. */
 const GONE_KEY = Buffer.from('calendar-rotation-gone-key-32byt').toString('base64');
 const ZONE = 'Europe/Berlin';
+const DAY = 86_400_000;
+const REDIRECT = 'https://project.example/functions/v1/calendar/oauth/callback';
 
+let env: Record<string, string>;
 let stack: TestStack;
 let sql: Sql;
 let stub: CalendarStub;
@@ -57,6 +77,13 @@ async function connectSealed(label: string, ring: Keyring): Promise<{ id: string
   return { id: saved.id, context: tokenContext(key) };
 }
 
+async function brokenEvents(connectionId: string): Promise<number> {
+  const [row] = await sql<{ count: number }[]>`
+    select count(*)::int as count from public.events
+    where type = 'calendar.connection_broken' and payload->>'connection_id' = ${connectionId}`;
+  return row.count;
+}
+
 async function tokensOf(connectionId: string): Promise<string> {
   const [row] = await sql<{ ciphertext: string }[]>`select ciphertext from private.calendar_tokens where connection_id = ${connectionId}`;
   return row.ciphertext;
@@ -70,7 +97,8 @@ async function connection(id: string) {
 
 beforeAll(async () => {
   stub = await startCalendarStub();
-  stack = await startTestStack({ env: { ...providerEnv(stub), CALENDAR_TOKEN_KEY: `${NEW_KEY},${OLD_KEY}` } });
+  env = { ...providerEnv(stub), CALENDAR_TOKEN_KEY: `${NEW_KEY},${OLD_KEY}` };
+  stack = await startTestStack({ env });
   sql = createSql(stack.dbUrl, { max: 2 });
   oldRing = await parseKeyring(OLD_KEY);
   goneRing = await parseKeyring(GONE_KEY);
@@ -100,6 +128,11 @@ describe('POST /calendar/reseal', () => {
       select id from private.store_calendar_pending_connection(${org.id}::uuid, ${org.users.admin}::uuid, null, 'google',
         ${requestKey.accountEmail}, 'rotation-subject-request', ${['https://www.googleapis.com/auth/calendar.events']},
         ${await sealTokenSet(tokens('request'), oldRing, tokenContext(requestKey))}, now() + interval '1 hour')`;
+    const lostRequestKey = connectionKey(org.id, 'google', 'lost-request@rotation.example', null);
+    const [lostRequest] = await sql<{ id: string }[]>`
+      select id from private.store_calendar_pending_connection(${org.id}::uuid, ${org.users.admin}::uuid, null, 'google',
+        ${lostRequestKey.accountEmail}, 'rotation-subject-lost-request', ${['https://www.googleapis.com/auth/calendar.events']},
+        ${await sealTokenSet(tokens('lost-request'), goneRing, tokenContext(lostRequestKey))}, now() + interval '1 hour')`;
     const droppedKey = connectionKey(org.id, 'google', 'dropped@rotation.example', null);
     // Not due for a day: no revocation pass of another test file takes it meanwhile.
     const [dropped] = await sql<{ id: string }[]>`
@@ -108,21 +141,38 @@ describe('POST /calendar/reseal', () => {
       values (${randomUUID()}, ${org.id}, 'google', 'rotation-subject-dropped', ${droppedKey.accountEmail}, 'primary',
         ${await sealTokenSet(tokens('dropped'), oldRing, tokenContext(droppedKey))}, now() + interval '1 day')
       returning id`;
+    // Another org's set under the old key: outside the pass's org_id.
+    const elsewhereOrg = await createChatOrg(sql, 'cal-token-rotation-elsewhere');
+    const elsewhereKey = connectionKey(elsewhereOrg.id, 'google', 'elsewhere@rotation.example', null);
+    const elsewhereSet = tokens('elsewhere');
+    const [elsewhere] = await sql<{ id: string }[]>`
+      select private.save_calendar_connection(${elsewhereOrg.id}::uuid, ${elsewhereOrg.users.admin}::uuid, null, 'google',
+        ${elsewhereKey.accountEmail}, ${elsewhereKey.externalCalendarId}, ${['https://www.googleapis.com/auth/calendar.events']},
+        ${await sealTokenSet(elsewhereSet, oldRing, tokenContext(elsewhereKey))}, ${elsewhereSet.expiresAt.toISOString()}::timestamptz,
+        'rotation-subject-elsewhere') as id`;
+    const elsewhereCiphertext = await tokensOf(elsewhere.id);
 
-    const refused = await call('/reseal', { method: 'POST', token: org.tokens.owner, body: {} });
+    const reseal = (body: Record<string, unknown>) => call('/reseal', { method: 'POST', token: stack.keys.serviceRoleKey, body });
+    const refused = await call('/reseal', { method: 'POST', token: org.tokens.owner, body: { org_id: org.id } });
     expect(refused).toMatchObject({ status: 403, body: { error: { code: 'service_role_required' } } });
-    expect((await call('/reseal', { method: 'POST', token: stack.keys.serviceRoleKey, body: { limit: 501 } })).status).toBe(400);
+    expect((await reseal({ limit: 501, org_id: org.id })).status).toBe(400);
+    expect(await reseal({ org_id: 'not-a-uuid' })).toMatchObject({ status: 400, body: { error: { code: 'invalid_request' } } });
+    expect(await reseal({ org_id: org.id, retire_unknown_keys: 'yes' })).toMatchObject({ status: 400, body: { error: { code: 'invalid_request' } } });
     expect(await tokensOf(live.id)).toMatch(/^v1\./u);
     expect(await open(await tokensOf(live.id), oldRing, live.context)).toContain('rotation-access-live');
+    expect(await connection(lost.id)).toMatchObject({ status: 'connected', status_reason: null });
 
-    const answer = await call('/reseal', { method: 'POST', token: stack.keys.serviceRoleKey, body: { limit: 500 } });
+    const answer = await reseal({ limit: 500, org_id: org.id });
     expect(answer.status).toBe(200);
-    expect(answer.body.resealed).toBeGreaterThanOrEqual(4);
-    expect(answer.body.failed).toContainEqual({ kind: 'connection', id: lost.id, reason: 'unknown_key' });
+    expect(answer.body.resealed).toBe(4);
+    expect(answer.body.failed).toEqual(expect.arrayContaining([
+      { kind: 'connection', id: lost.id, reason: 'unknown_key' },
+      { kind: 'request', id: lostRequest.id, reason: 'unknown_key' },
+    ]));
     const failedIds = (answer.body.failed as { id: string }[]).map((failure) => failure.id);
-    for (const id of [live.id, broken.id, request.id, dropped.id]) expect(failedIds).not.toContain(id);
+    for (const id of [live.id, broken.id, request.id, dropped.id, elsewhere.id]) expect(failedIds).not.toContain(id);
     // What does not open stays counted, so the operator sees the rotation is not finished.
-    expect(answer.body.remaining).toBeGreaterThanOrEqual(1);
+    expect(answer.body.remaining).toBeGreaterThanOrEqual(2);
 
     // Everything opens with the new key alone now, under the same contexts.
     expect(await open(await tokensOf(live.id), newOnly, live.context)).toContain('rotation-access-live');
@@ -134,45 +184,125 @@ describe('POST /calendar/reseal', () => {
       select ciphertext, attempts from private.deleted_org_calendar_grants where id = ${dropped.id}`;
     expect(await open(copy.ciphertext, newOnly, tokenContext(droppedKey))).toContain('rotation-access-dropped');
     expect(copy.attempts).toBe(0);
-    // A re-seal is no refresh: a broken connection stays broken, with its reason and expiry.
+    // A re-seal is no refresh: a broken connection stays broken, with its reason and expiry, and the org is not told again.
     expect(await connection(broken.id)).toEqual(brokenBefore);
+    expect(await brokenEvents(broken.id)).toBe(0);
+    expect(await connection(live.id)).toMatchObject({ status: 'connected', status_reason: null });
+    // A key missing from this worker's keyring is not taken for gone unless the operator says so (a worker
+    // started before the key change lacks the new key).
+    expect(await connection(lost.id)).toMatchObject({ status: 'connected', status_reason: null });
+    expect(await brokenEvents(lost.id)).toBe(0);
+    const retired = await reseal({ limit: 500, org_id: org.id, retire_unknown_keys: true });
+    expect(retired.status).toBe(200);
+    expect(retired.body.resealed).toBe(0);
+    // The key is gone from the operator's full keyring: the connection is broken for good, and the org told once.
     expect(await tokensOf(lost.id)).toBe(lostCiphertext);
+    expect(await connection(lost.id)).toMatchObject({
+      status: 'needs_reauth',
+      status_reason: expect.stringMatching(/^unknown_key: Sealed with key [0-9a-f]{8}, which is not configured\.$/u),
+    });
+    expect(await brokenEvents(lost.id)).toBe(1);
+    // Another org's sets are not taken.
+    expect(await tokensOf(elsewhere.id)).toBe(elsewhereCiphertext);
 
-    // Done ones are not taken again.
+    // Done ones are not taken again; what does not open is named again, and not told again.
     const done = await tokensOf(live.id);
-    const again = await call('/reseal', { method: 'POST', token: stack.keys.serviceRoleKey, body: { limit: 500 } });
+    const again = await reseal({ limit: 500, org_id: org.id, retire_unknown_keys: true });
     expect(again.status).toBe(200);
+    expect(again.body.resealed).toBe(0);
     expect(await tokensOf(live.id)).toBe(done);
-    expect((again.body.failed as { id: string }[]).map((failure) => failure.id)).toContain(lost.id);
+    expect((again.body.failed as { id: string }[]).map((failure) => failure.id)).toEqual(expect.arrayContaining([lost.id, lostRequest.id]));
+    expect(await brokenEvents(lost.id)).toBe(1);
+
+    const there = await reseal({ org_id: elsewhereOrg.id });
+    expect(there.body).toMatchObject({ resealed: 1, failed: [] });
+    expect(await open(await tokensOf(elsewhere.id), newOnly, tokenContext(elsewhereKey))).toContain('rotation-access-elsewhere');
   });
 });
 
-describe('tokens sealed with a key no longer configured', () => {
-  it('mark the connection needs_reauth and tell the org once, naming the calendar as missing', async () => {
-    const other = await createChatOrg(sql, 'cal-token-rotation-gone');
-    const email = 'gone@rotation.example';
+describe('tokens sealed with a key this worker lacks', () => {
+  let other: ChatOrg;
+  let id: string;
+  let bot: string;
+  let apiKey: string;
+  let day: string;
+  const email = 'stale-worker@rotation.example';
+  const berlin = (time: string) => instantFromWallTime(`${day}T${time}`, ZONE).toISOString();
+
+  beforeAll(async () => {
+    other = await createChatOrg(sql, 'cal-token-rotation-stale');
+    await sql`update public.organizations set time_zone = ${ZONE} where id = ${other.id}`;
+    let wednesday = new Date(Date.now() + 14 * DAY);
+    while (wednesday.getUTCDay() !== 3) wednesday = new Date(wednesday.getTime() + DAY);
+    day = wednesday.toISOString().slice(0, 10);
+    await sql`insert into public.business_hours (org_id, weekday, opens, closes) values (${other.id}, 3, '09:00', '17:00')`;
+    // Tokens from the stub's own consent and code exchange, as the callback stores them, under a key this stack lacks.
+    const client = calendarClientFromEnv('google', (name) => env[name]);
+    if (!client) throw new Error('no google client');
+    const { codeVerifier, codeChallenge } = await createPkcePair();
+    const consent = await stub.authorize(client.authorizationUrl({ redirectUri: REDIRECT, state: 's', codeChallenge }), { email });
+    const set = await client.exchangeCode({ code: consent.code ?? '', codeVerifier, redirectUri: REDIRECT });
     const key = connectionKey(other.id, 'google', email, null);
-    const set = tokens('gone');
     const [saved] = await sql<{ id: string }[]>`
       select private.save_calendar_connection(${other.id}::uuid, ${other.users.admin}::uuid, null, 'google', ${email},
-        ${key.externalCalendarId}, ${['https://www.googleapis.com/auth/calendar.events']},
-        ${await sealTokenSet(set, goneRing, tokenContext(key))}, ${set.expiresAt.toISOString()}::timestamptz, 'rotation-subject-gone') as id`;
-    const id = saved.id;
-    const day = new Date(Date.now() + 7 * 86_400_000).toISOString().slice(0, 10);
-    const query = new URLSearchParams({
-      org_id: other.id,
-      from: instantFromWallTime(`${day}T00:00`, ZONE).toISOString(),
-      to: instantFromWallTime(`${day}T12:00`, ZONE).toISOString(),
-      duration_minutes: '60',
+        ${key.externalCalendarId}, ${[...client.scopes]}, ${await sealTokenSet(set, goneRing, tokenContext(key))},
+        ${set.expiresAt.toISOString()}::timestamptz, ${set.account?.id ?? null}) as id`;
+    id = saved.id;
+    stub.seedBusy('google', email, [{ start: berlin('10:00'), end: berlin('11:00'), summary: 'rotation busy' }]);
+    bot = await createBot(sql, other.id, { slug: 'rotation-stale-desk' });
+    apiKey = (await createApiKey(sql, other, ['calendar.read', 'calendar.write'])).key;
+  });
+
+  const availability = (functionsUrl: string) => {
+    const query = new URLSearchParams({ org_id: other.id, from: berlin('09:00'), to: berlin('12:00'), duration_minutes: '60' });
+    return callCalendar(functionsUrl, `/availability?${query}`, { token: other.tokens.member });
+  };
+  const book = (functionsUrl: string, start: string, end: string) =>
+    callCalendar(functionsUrl, `/bots/${bot}/appointments`, {
+      method: 'POST',
+      token: apiKey,
+      body: { starts_at: berlin(start), ends_at: berlin(end), attendee_name: 'Rotation Caller', attendee_phone: '+4915112345670' },
     });
-    const first = await call(`/availability?${query}`, { token: other.tokens.member });
-    expect(first.status).toBe(200);
-    expect(first.body.missing_calendars).toEqual([{ connection_id: id, provider: 'google', reason: 'needs_reauth' }]);
-    expect(await connection(id)).toMatchObject({ status: 'needs_reauth', status_reason: expect.stringContaining('unknown_key') });
-    const second = await call(`/availability?${query}`, { token: other.tokens.member });
-    expect(second.body.missing_calendars).toEqual(first.body.missing_calendars);
-    const [events] = await sql<{ count: number }[]>`
-      select count(*)::int as count from public.events where org_id = ${other.id} and type = 'calendar.connection_broken'`;
-    expect(events.count).toBe(1);
+  const bookings = async () => {
+    const [row] = await sql<{ count: number }[]>`
+      select count(*)::int as count from public.appointments where bot_id = ${bot} and status = 'booked'`;
+    return row.count;
+  };
+
+  it('list the calendar as missing (key_missing) and refuse a booking, persisting nothing', async () => {
+    const ciphertext = await tokensOf(id);
+    for (let round = 0; round < 2; round += 1) {
+      const answer = await availability(stack.functionsUrl);
+      expect(answer.status).toBe(200);
+      expect(answer.body.missing_calendars).toEqual([{ connection_id: id, provider: 'google', reason: 'key_missing' }]);
+    }
+    const refused = await book(stack.functionsUrl, '09:00', '10:00');
+    expect(refused).toMatchObject({ status: 409, body: { error: { code: 'calendar_unavailable' } } });
+    expect(await bookings()).toBe(0);
+    expect(await connection(id)).toMatchObject({ status: 'connected', status_reason: null });
+    expect(await tokensOf(id)).toBe(ciphertext);
+    expect(await brokenEvents(id)).toBe(0);
+    expect(stack.logs.some((line) => line.includes('CALENDAR_TOKEN_KEY lacks a key') && line.includes(id))).toBe(true);
+  });
+
+  it('work again once the key is back, with no reconnect', async () => {
+    const restored = await startTestStack({ env: { ...env, CALENDAR_TOKEN_KEY: `${NEW_KEY},${OLD_KEY},${GONE_KEY}` } });
+    try {
+      const answer = await availability(restored.functionsUrl);
+      expect(answer.status).toBe(200);
+      expect(answer.body.missing_calendars).toEqual([]);
+      const slots = answer.body.slots as { start: string; end: string }[];
+      expect(slots.length).toBeGreaterThan(0);
+      // The calendar's busy hour is read, hence not offered.
+      const at = (instant: string) => Date.parse(instant);
+      expect(slots.filter((slot) => at(slot.start) < at(berlin('11:00')) && at(slot.end) > at(berlin('10:00')))).toEqual([]);
+      const booked = await book(restored.functionsUrl, '09:00', '10:00');
+      expect(booked.status).toBe(201);
+      expect(await bookings()).toBe(1);
+    } finally {
+      await restored.stop();
+    }
+    expect(await connection(id)).toMatchObject({ status: 'connected', status_reason: null });
+    expect(await brokenEvents(id)).toBe(0);
   });
 });

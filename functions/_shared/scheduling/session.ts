@@ -12,10 +12,13 @@
  *   stored with private.update_calendar_tokens (which also heals needs_reauth);
  * - a refused grant (invalid_grant, a missing scope) only the user can fix:
  *   private.mark_calendar_needs_reauth, which tells the org once
- *   (calendar.connection_broken); so are tokens sealed with a key no longer
- *   in CALENDAR_TOKEN_KEY (`unknown_key`), which only a reconnect replaces.
+ *   (calendar.connection_broken).
  * Both name the stored set the request read, and act only while it is still
  * the stored one: a reconnect in the meantime keeps its tokens and its status.
+ * Tokens sealed with a key this worker lacks (`unknown_key`) change nothing:
+ * a worker started before a CALENDAR_TOKEN_KEY change, or a deploy missing a
+ * key, is mended by the keyring, not by a reconnect of every calendar. Only
+ * POST calendar/reseal, run with the full keyring, marks them (reseal.ts).
  */
 import { asServiceRole, type Sql } from '../db.ts';
 import {
@@ -39,7 +42,8 @@ import { loadTokens, type StoredTokens, tokenContext } from './stored-tokens.ts'
  * Why a calendar could not be used: `needs_reauth` (an admin must connect it
  * again), `unreachable` (the provider failed or could not answer for it),
  * `rate_limited` (throttled longer than we wait within a request),
- * `token_unreadable` (sealed with a key this server does not have),
+ * `key_missing` (sealed with a key this server does not have now: until the
+ * keyring holds it again), `token_unreadable` (the stored tokens do not open),
  * `provider_not_configured` (the provider's OAuth app was removed here),
  * `disconnected` (gone meanwhile).
  */
@@ -47,6 +51,7 @@ export type MissingReason =
   | 'needs_reauth'
   | 'unreachable'
   | 'rate_limited'
+  | 'key_missing'
   | 'token_unreadable'
   | 'provider_not_configured'
   | 'disconnected';
@@ -202,32 +207,29 @@ export class CalendarSession {
     return kept;
   }
 
-  /** private.mark_calendar_needs_reauth over the set this request read (calendar.connection_broken once per break). */
-  async #markNeedsReauth(stored: StoredTokens, reason: string): Promise<void> {
-    stored.status = 'needs_reauth';
-    try {
-      await asServiceRole(this.#deps.sql(), (tx) =>
-        tx`select private.mark_calendar_needs_reauth(${stored.connectionId}::uuid, ${reason.slice(0, 500)}, ${stored.ciphertext})`);
-    } catch (markError) {
-      this.#deps.log(`marking the ${stored.provider} calendar ${stored.connectionId} needs_reauth failed`, markError);
-    }
-  }
-
   async #unavailable(stored: StoredTokens, error: unknown): Promise<CalendarUnavailable> {
     if (error instanceof CalendarUnavailable) return error;
     const calendar = `${stored.provider} calendar ${stored.connectionId}`;
     if (error instanceof CalendarAuthError && error.needsReauth) {
-      await this.#markNeedsReauth(stored, `${error.providerCode ?? error.kind}: ${error.message}`);
+      const reason = `${error.providerCode ?? error.kind}: ${error.message}`;
+      stored.status = 'needs_reauth';
+      try {
+        await asServiceRole(this.#deps.sql(), (tx) =>
+          tx`select private.mark_calendar_needs_reauth(${stored.connectionId}::uuid, ${reason.slice(0, 500)}, ${stored.ciphertext})`);
+      } catch (markError) {
+        this.#deps.log(`marking the ${calendar} needs_reauth failed`, markError);
+      }
       return new CalendarUnavailable('needs_reauth', 'The calendar must be connected again (the provider refused its grant).', {
         cause: error,
       });
     }
     if (error instanceof TokenCryptoError && error.reason === 'unknown_key') {
-      // Sealed under a key no longer configured (a rotation finished before POST calendar/reseal re-sealed it):
-      // only a reconnect brings the calendar back, so admins are told as for a refused grant.
-      this.#deps.log(`the tokens of the ${calendar} were sealed with a key no longer configured`, error);
-      await this.#markNeedsReauth(stored, `unknown_key: ${error.message}`);
-      return new CalendarUnavailable('needs_reauth', 'The calendar must be connected again (its tokens were sealed with a key this server no longer has).', {
+      this.#deps.log(
+        `CALENDAR_TOKEN_KEY lacks a key: the tokens of the ${calendar} cannot be opened by this worker ` +
+          '(started before a key change, or deployed without the key); the calendar is unavailable until the key is back',
+        error,
+      );
+      return new CalendarUnavailable('key_missing', 'The calendar\'s tokens were sealed with a key this server does not have now; try again later.', {
         cause: error,
       });
     }
