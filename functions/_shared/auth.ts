@@ -1,4 +1,17 @@
-import { createRemoteJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  errors,
+  type FlattenedJWSInput,
+  type JSONWebKeySet,
+  type JWKSCacheInput,
+  jwksCache,
+  type JWSHeaderParameters,
+  jwtVerify,
+  type JWTVerifyGetKey,
+  type LocalJWKSet,
+  type RemoteJWKSet,
+} from 'jose';
 import { z } from 'zod';
 import { type EnvReader, processEnv } from './env.ts';
 import { HttpError } from './errors.ts';
@@ -43,17 +56,83 @@ export function bearerToken(header: string | null | undefined): string {
   return match[1];
 }
 
-// One key set per URL for the life of the isolate: jose caches the keys and rate-limits refetches.
-const remoteKeySets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
+/**
+ * After a failed fetch of a JWKS, how long its URL is not fetched again: a key server answering 429 or 5xx is
+ * asked once per 5 s per isolate, not on every request. Meanwhile tokens are checked against the last key set
+ * fetched, and one it has no key for is 503 with Retry-After.
+ */
+export const JWKS_REFETCH_AFTER_FAILURE_MS = 5_000;
 
-function remoteKeySet(supabaseUrl: string): ReturnType<typeof createRemoteJWKSet> {
+/** One per JWKS URL for the life of the isolate. */
+interface JwksSource {
+  /** jose's cached keys: fetched again once 10 minutes old, or (at most every 30 s) for a kid not among them. */
+  remote: RemoteJWKSet;
+  /** The last key set fetched, which jose writes on every successful fetch ({} before the first). */
+  cache: JWKSCacheInput;
+  /** `cache.jwks` as a key resolver, built when a fetch has failed. */
+  lastGood?: { jwks: JSONWebKeySet; keys: LocalJWKSet };
+  /** When a fetch last failed, unless a key came from jose since. */
+  failedAt?: number;
+}
+
+const jwksSources = new Map<string, JwksSource>();
+
+function jwksSource(supabaseUrl: string): JwksSource {
   const url = new URL('/auth/v1/.well-known/jwks.json', supabaseUrl).href;
-  let keySet = remoteKeySets.get(url);
-  if (!keySet) {
-    keySet = createRemoteJWKSet(new URL(url));
-    remoteKeySets.set(url, keySet);
+  let source = jwksSources.get(url);
+  if (!source) {
+    const cache: JWKSCacheInput = {};
+    source = { remote: createRemoteJWKSet(new URL(url), { [jwksCache]: cache }), cache };
+    jwksSources.set(url, source);
   }
-  return keySet;
+  return source;
+}
+
+/**
+ * The key for a token from the project's JWKS. When fetching the keys fails (the cached set is stale, or lacks
+ * the token's kid), the last set fetched is used: an outage of the key server or its 429 does not stop tokens of
+ * keys it published before.
+ */
+async function jwksKey(source: JwksSource, header: JWSHeaderParameters, token: FlattenedJWSInput): Promise<CryptoKey> {
+  if (source.failedAt === undefined || Date.now() - source.failedAt >= JWKS_REFETCH_AFTER_FAILURE_MS) {
+    try {
+      const key = await source.remote(header, token);
+      source.failedAt = undefined;
+      return key;
+    } catch (error) {
+      if (isTokensFault(error)) throw error;
+      // The key server's fault (a 429 or 5xx, a body that is no key set, a timeout, the network).
+      console.error('fetching the JWKS failed', error);
+      source.failedAt = Date.now();
+    }
+  }
+  return await lastGoodKey(source, source.failedAt, header, token);
+}
+
+/**
+ * The token's key from the last key set fetched, or 503 `auth_unavailable` when there is none (no fetch has
+ * succeeded) or it has no key for the token's kid (it may be in the set that could not be fetched): a 401
+ * would make clients sign their users out over an outage.
+ */
+async function lastGoodKey(
+  source: JwksSource,
+  failedAt: number,
+  header: JWSHeaderParameters,
+  token: FlattenedJWSInput,
+): Promise<CryptoKey> {
+  const retryAfterSeconds = Math.max(1, Math.ceil((failedAt + JWKS_REFETCH_AFTER_FAILURE_MS - Date.now()) / 1000));
+  const unavailable = new HttpError(503, 'auth_unavailable', 'The signing keys could not be fetched; try again.', {
+    'retry-after': String(retryAfterSeconds),
+  });
+  const jwks = 'jwks' in source.cache ? source.cache.jwks : undefined;
+  if (!jwks) throw unavailable;
+  if (source.lastGood?.jwks !== jwks) source.lastGood = { jwks, keys: createLocalJWKSet(jwks) };
+  try {
+    return await source.lastGood.keys(header, token);
+  } catch (error) {
+    if (error instanceof errors.JWKSNoMatchingKey) throw unavailable;
+    throw error;
+  }
 }
 
 /**
@@ -87,15 +166,7 @@ function keyResolver(env: EnvReader): JWTVerifyGetKey {
     }
     const supabaseUrl = env('SUPABASE_URL');
     if (!supabaseUrl) throw new Error('SUPABASE_URL is not set, so the JWKS cannot be fetched');
-    try {
-      return await remoteKeySet(supabaseUrl)(header, token);
-    } catch (error) {
-      if (isTokensFault(error)) throw error;
-      // The key server's fault (a 429 or 5xx, a body that is no key set, a timeout, the network): a 401 would
-      // make clients sign their users out over an outage.
-      console.error('fetching the JWKS failed', error);
-      throw new HttpError(503, 'auth_unavailable', 'The signing keys could not be fetched; try again.');
-    }
+    return await jwksKey(jwksSource(supabaseUrl), header, token);
   };
 }
 

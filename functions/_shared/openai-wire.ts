@@ -3,12 +3,13 @@
  * serving a bot to any OpenAI client: the request schema, the answer objects,
  * streamed and not, their SSE framing and the error body. Only text, one
  * choice: a request asking for what a bot does not give (n > 1, logprobs,
- * response_format other than text, tool_choice that forces a tool) is refused
+ * response_format other than text, tool_choice that may force a tool) is refused
  * with 400 `unsupported_parameter` naming the param (unsupportedParameter);
  * other fields a chat or voice platform sends (tools, top_p, ...) are
  * accepted and ignored.
  */
 import { z } from 'zod';
+import { codePointLength } from './chat/answer-text.ts';
 import type { ChatUsage } from './chat/types.ts';
 import { HttpError } from './errors.ts';
 import { httpErrorFromUnmappedPostgres } from './pg-errors.ts';
@@ -37,16 +38,20 @@ const message = z
  * The longest question and end-user id a bot stores (private.chat_prepare's
  * limits, what web chat's schema checks too), checked here so that a request
  * over them is a malformed body (400) like any other, not a refusal of the
- * database's.
+ * database's. The question's characters are counted as the database counts
+ * them (code points, codePointLength).
  */
 export const MAX_QUESTION_CHARS = 8000;
 export const MAX_USER_CHARS = 200;
 /**
  * The longest user or assistant message and the most messages a request may
  * carry: a message's length is an answer's (private.chat_finish takes 32,000
- * characters), and a thousand is well past a long phone call's turns. Only
- * the newest history that fits 2,000 tokens is used; these bounds keep a
- * body that is read, checked and counted before anything is stored small.
+ * characters), counted as it counts them (code points: an answer cut at
+ * 32,000 holding an emoji is 32,001 UTF-16 units, and is resent as history
+ * by OpenAI clients on every later turn), and a thousand is well past a long
+ * phone call's turns. Only the newest history that fits 2,000 tokens is
+ * used; these bounds keep a body that is read, checked and counted before
+ * anything is stored small.
  */
 export const MAX_MESSAGE_CHARS = 32000;
 export const MAX_MESSAGES = 1000;
@@ -55,7 +60,9 @@ export const MAX_MESSAGES = 1000;
  * included: about 125,000 tokens, ten times a long system prompt with an
  * hour's call transcript (some 50,000 characters each), while only the
  * newest history that fits 2,000 tokens is used and system prompts are
- * dropped. A thousand messages of 32,000 would be 32 million.
+ * dropped. A thousand messages of 32,000 would be 32 million. Unlike the
+ * per-message limits this bounds the body's size, so it counts UTF-16
+ * units, each at most one `\uXXXX` escape (MAX_CHAT_COMPLETION_BODY_BYTES).
  */
 export const MAX_TOTAL_CONTENT_CHARS = 500_000;
 /**
@@ -84,7 +91,7 @@ export const chatCompletionRequestSchema = z.object({
         if (!question && message.role !== 'user' && message.role !== 'assistant') return;
         const text = contentText(message.content);
         const limit = question ? MAX_QUESTION_CHARS : MAX_MESSAGE_CHARS;
-        if ((question ? text.trim() : text).length > limit) {
+        if (codePointLength(question ? text.trim() : text) > limit) {
           ctx.addIssue({
             code: 'custom',
             message: `${question ? 'the last message' : 'a message'} has at most ${limit} characters`,
@@ -113,7 +120,11 @@ export const chatCompletionRequestSchema = z.object({
   response_format: z.object({ type: z.string({ error: 'response_format.type must be a string' }) }, {
     error: 'response_format must be an object',
   }).nullish(),
-  tool_choice: z.union([z.string(), z.object({ type: z.string() })], {
+  tool_choice: z.union([
+    z.string(),
+    // OpenAI's { type: 'allowed_tools', allowed_tools: { mode, tools } }: its mode says whether a tool is forced.
+    z.object({ type: z.string(), allowed_tools: z.object({ mode: z.string() }).nullish() }),
+  ], {
     error: 'tool_choice must be a string or an object with a type',
   }).nullish(),
   // Trimmed as it is stored: the end user's id, one conversation each.
@@ -127,9 +138,10 @@ export type ChatCompletionRequestMessage = ChatCompletionRequest['messages'][num
 /**
  * A request's ask that a bot cannot meet, refused rather than answered with
  * something else: one choice, no log probabilities, text (a JSON format or a
- * forced tool call would get prose). `tools` with tool_choice absent, auto or
- * none is fine: a voice platform sends its tools on every turn and takes a
- * text answer.
+ * forced tool call would get prose). `tools` with tool_choice absent, auto,
+ * none or allowed_tools in mode auto is fine: a voice platform sends its
+ * tools on every turn and takes a text answer; required, function and custom
+ * force a tool.
  */
 export function unsupportedParameter(request: ChatCompletionRequest): UnsupportedParameterError | null {
   if (request.n != null && request.n !== 1) {
@@ -144,10 +156,19 @@ export function unsupportedParameter(request: ChatCompletionRequest): Unsupporte
   if (request.response_format != null && request.response_format.type !== 'text') {
     return new UnsupportedParameterError('response_format', 'A bot answers in text: response_format.type must be "text".');
   }
-  if (request.tool_choice != null && request.tool_choice !== 'auto' && request.tool_choice !== 'none') {
-    return new UnsupportedParameterError('tool_choice', 'A bot answers in text and calls no tool: tool_choice must be "auto" or "none".');
+  if (request.tool_choice != null && !forcesNoTool(request.tool_choice)) {
+    return new UnsupportedParameterError(
+      'tool_choice',
+      'A bot answers in text and calls no tool: tool_choice must be "auto", "none" or allowed_tools in mode "auto".',
+    );
   }
   return null;
+}
+
+/** auto and none leave the choice to the model; allowed_tools only narrows the tools, unless its mode is required. */
+function forcesNoTool(toolChoice: NonNullable<ChatCompletionRequest['tool_choice']>): boolean {
+  if (typeof toolChoice === 'string') return toolChoice === 'auto' || toolChoice === 'none';
+  return toolChoice.type === 'allowed_tools' && toolChoice.allowed_tools?.mode === 'auto';
 }
 
 /** A 400 naming the request's parameter (OpenAI's `param`), code `unsupported_parameter`. */

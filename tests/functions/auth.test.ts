@@ -2,8 +2,15 @@ import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { authenticate, bearerToken, requireUser, verifyJwt } from '../../functions/_shared/auth.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import {
+  authenticate,
+  bearerToken,
+  JWKS_REFETCH_AFTER_FAILURE_MS,
+  requireUser,
+  verifyJwt,
+} from '../../functions/_shared/auth.ts';
 import { createSql, type Sql } from '../../functions/_shared/db.ts';
 import { HttpError } from '../../functions/_shared/errors.ts';
 import { requireServiceRole, serviceRoleOrUser } from '../../functions/_shared/service-auth.ts';
@@ -189,6 +196,11 @@ const signES256 = (privateKey: CryptoKey, kid: string, sub: string) =>
     .setExpirationTime('1h')
     .sign(privateKey);
 
+/** Moves Date (jose's clock and ours) on by `ms`; timers and sockets keep real time. */
+function advanceClock(ms: number): void {
+  vi.setSystemTime(Date.now() + ms);
+}
+
 describe('verifyJwt when the key server fails', () => {
   let keyServer: KeyServer;
   let privateKey: CryptoKey;
@@ -199,8 +211,10 @@ describe('verifyJwt when the key server fails', () => {
     keyServer = await startKeyServer({ keys: [key.jwk] });
   });
   afterAll(() => keyServer.close());
+  afterEach(() => void vi.useRealTimers());
 
-  it('answers 503 auth_unavailable, not 401, for a 429, a 5xx or a body that is no key set, and fetches again next time', async () => {
+  it('answers 503 auth_unavailable with Retry-After, not 401, for a 429, a 5xx or a body that is no key set, fetching again only after 5 s', async () => {
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() });
     const outageEnv = (name: string) => (name === 'SUPABASE_URL' ? keyServer.url : undefined);
     const token = await signES256(privateKey, 'auth-test-outage', user.id);
     const good = keyServer.answer;
@@ -216,11 +230,58 @@ describe('verifyJwt when the key server fails', () => {
       keyServer.answer = failure;
       const error = await rejection(verifyJwt(token, { env: outageEnv }));
       expect([failure.status, error.status, error.code]).toEqual([failure.status, 503, 'auth_unavailable']);
-      expect(error.headers['www-authenticate']).toBeUndefined();
+      expect(error.headers).toEqual({ 'retry-after': '5' });
       expect(keyServer.requests).toBe(index + 1);
+      // Within 5 s of the failure the key server is not asked again, even once it would answer.
+      keyServer.answer = good;
+      advanceClock(JWKS_REFETCH_AFTER_FAILURE_MS - 1_500);
+      const again = await rejection(verifyJwt(token, { env: outageEnv }));
+      expect([again.status, again.code, again.headers['retry-after']]).toEqual([503, 'auth_unavailable', '2']);
+      expect(keyServer.requests).toBe(index + 1);
+      advanceClock(1_500);
     }
-    keyServer.answer = good;
     expect((await verifyJwt(token, { env: outageEnv })).sub).toBe(user.id);
+    expect(keyServer.requests).toBe(failures.length + 1);
+  });
+
+  it('keeps taking tokens of the last key set fetched while a stale set cannot be fetched again, asking at most every 5 s', async () => {
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() });
+    const old = await signingKey('auth-test-stale-old');
+    const rotated = await signingKey('auth-test-stale-new');
+    const staleServer = await startKeyServer({ keys: [old.jwk] });
+    try {
+      const staleEnv = (name: string) => (name === 'SUPABASE_URL' ? staleServer.url : undefined);
+      const token = await signES256(old.privateKey, 'auth-test-stale-old', user.id);
+      const rotatedToken = await signES256(rotated.privateKey, 'auth-test-stale-new', user.id);
+      expect((await verifyJwt(token, { env: staleEnv })).sub).toBe(user.id);
+      expect(staleServer.requests).toBe(1);
+
+      // jose keeps a key set 10 minutes; past that it fetches it again.
+      advanceClock(11 * 60_000);
+      for (const failure of [{ status: 429, body: '{"message":"too many requests"}' }, { status: 503, body: '' }]) {
+        staleServer.answer = failure;
+        const before = staleServer.requests;
+        expect((await verifyJwt(token, { env: staleEnv })).sub).toBe(user.id);
+        expect((await verifyJwt(token, { env: staleEnv })).sub).toBe(user.id);
+        expect(staleServer.requests).toBe(before + 1);
+        // A kid the last set lacks may be in the set that could not be fetched: 503, not 401, and no fetch.
+        const unknown = await rejection(verifyJwt(rotatedToken, { env: staleEnv }));
+        expect([unknown.status, unknown.code, unknown.headers['retry-after']]).toEqual([503, 'auth_unavailable', '5']);
+        // Another key's signature under a known kid is still the token's fault.
+        const forged = await rejection(verifyJwt(await signES256(rotated.privateKey, 'auth-test-stale-old', user.id), { env: staleEnv }));
+        expect([forged.status, forged.code]).toEqual([401, 'invalid_token']);
+        expect(staleServer.requests).toBe(before + 1);
+        advanceClock(JWKS_REFETCH_AFTER_FAILURE_MS);
+      }
+
+      // The key server is back with the rotated key: fetched at the next request, both tokens taken.
+      staleServer.answer = { status: 200, body: JSON.stringify({ keys: [old.jwk, rotated.jwk] }) };
+      expect((await verifyJwt(rotatedToken, { env: staleEnv })).sub).toBe(user.id);
+      expect((await verifyJwt(token, { env: staleEnv })).sub).toBe(user.id);
+      expect(staleServer.requests).toBe(4);
+    } finally {
+      await staleServer.close();
+    }
   });
 
   it('still answers 401 invalid_token for a token no key of the set fits (JWKSNoMatchingKey)', async () => {
@@ -362,14 +423,20 @@ describe('over HTTP (the export function in Deno): legacy keys off, and a key se
     expect([bySecretKey.status, errorCode(bySecretKey.body)]).toEqual([404, 'not_found']);
   });
 
-  it('answers 503 auth_unavailable while the key server answers 503, then takes the same ES256 token', async () => {
+  it('answers 503 auth_unavailable while the key server answers 503, asking it again after 5 s, then takes the same ES256 token', async () => {
     const token = await signES256(privateKey, 'auth-test-http', org.users.owner);
     const good = keyServer.answer;
     keyServer.answer = { status: 503, body: '{"message":"upstream unavailable"}' };
     const during = await call('GET', `export/${randomUUID()}`, token);
     expect([during.status, errorCode(during.body)]).toEqual([503, 'auth_unavailable']);
+    expect(Number(during.headers.get('retry-after'))).toBeGreaterThan(0);
+    const failedAt = Date.now();
+    expect(keyServer.requests).toBe(1);
     keyServer.answer = good;
+    const soon = await call('GET', `export/${randomUUID()}`, token);
+    expect([soon.status, errorCode(soon.body), keyServer.requests]).toEqual([503, 'auth_unavailable', 1]);
+    await sleep(failedAt + JWKS_REFETCH_AFTER_FAILURE_MS + 100 - Date.now());
     const after = await call('GET', `export/${randomUUID()}`, token);
-    expect([after.status, errorCode(after.body)]).toEqual([404, 'not_found']);
+    expect([after.status, errorCode(after.body), keyServer.requests]).toEqual([404, 'not_found', 2]);
   });
 });

@@ -125,16 +125,31 @@ describe('an answer past 32,000 characters', () => {
     expect(body.usage).toMatchObject({ prompt_tokens: answer.tokens_in, completion_tokens: answer.tokens_out });
   });
 
-  it('counts characters as the database does (code points): 32,000 emoji are kept, not 16,000', async () => {
+  it('counts characters as the database does (code points): 32,000 emoji are kept, not 16,000, and taken back', async () => {
     stub.answerChat({ content: Array.from({ length: 330 }, () => '\u{1F600}'.repeat(100)), dropAfter: 325 });
     const response = await complete({ messages: question('Emoji, please.'), user: 'emoji-integrity' });
     expect(response.status).toBe(200);
     const body = await response.json();
     expect(body.choices[0]).toMatchObject({ finish_reason: 'length', message: { content: '\u{1F600}'.repeat(32000) } });
-    const [stored] = await sql<{ chars: number }[]>`
-      select length(content) as chars from public.messages
-      where conversation_id = ${response.headers.get('x-conversation-id')} and role = 'assistant'`;
-    expect(stored.chars).toBe(32000);
+    const conversation = response.headers.get('x-conversation-id')!;
+    const stored = () =>
+      sql<{ chars: number }[]>`
+        select length(content) as chars from public.messages where conversation_id = ${conversation} order by id`;
+    expect(await stored()).toEqual([{ chars: 14 }, { chars: 32000 }]);
+
+    // An OpenAI client sends the answer back as history (64,000 UTF-16 units), and a question of 8,000 emoji.
+    stub.answerChat({ content: 'Fewer emoji now.' });
+    const next = await complete({
+      messages: [
+        ...question('Emoji, please.'),
+        body.choices[0].message,
+        { role: 'user', content: '\u{1F642}'.repeat(8000) },
+      ],
+      user: 'emoji-integrity',
+    });
+    expect([next.status, (await next.json()).choices?.[0].message.content]).toEqual([200, 'Fewer emoji now.']);
+    expect(next.headers.get('x-conversation-id')).toBe(conversation);
+    expect(await stored()).toEqual([{ chars: 14 }, { chars: 32000 }, { chars: 8000 }, { chars: 16 }]);
   });
 
   it('web chat: streams the first 32,000, then done with length', async () => {
@@ -311,6 +326,10 @@ describe('asks a bot cannot meet', () => {
     ['response_format', { response_format: { type: 'json_schema', json_schema: { name: 'x', schema: {} } } }],
     ['tool_choice', { tool_choice: 'required' }],
     ['tool_choice', { tool_choice: { type: 'function', function: { name: 'lookup_order' } } }],
+    ['tool_choice', { tool_choice: { type: 'custom', custom: { name: 'lookup_order' } } }],
+    ['tool_choice', {
+      tool_choice: { type: 'allowed_tools', allowed_tools: { mode: 'required', tools: [{ type: 'function', function: { name: 'lookup_order' } }] } },
+    }],
   ];
 
   it.each(refused)('refuses %s with 400 unsupported_parameter in OpenAI\'s shape, storing nothing', async (param, ask) => {
@@ -325,9 +344,10 @@ describe('asks a bot cannot meet', () => {
     expect(conversations).toHaveLength(0);
   });
 
-  it('answers what asks for one text answer: tools with tool_choice absent, auto or none, n 1, a text format', async () => {
+  it('answers what asks for one text answer: tools with tool_choice absent, auto, none or allowed_tools in mode auto, n 1, a text format', async () => {
     const tools = [{ type: 'function', function: { name: 'lookup_order', parameters: { type: 'object', properties: {} } } }];
-    for (const ask of [{ tools }, { tools, tool_choice: 'auto' }, { tools, tool_choice: 'none' }, {
+    const allowedAuto = { type: 'allowed_tools', allowed_tools: { mode: 'auto', tools: [{ type: 'function', function: { name: 'lookup_order' } }] } };
+    for (const ask of [{ tools }, { tools, tool_choice: 'auto' }, { tools, tool_choice: 'none' }, { tools, tool_choice: allowedAuto }, {
       n: 1,
       logprobs: false,
       response_format: { type: 'text' },

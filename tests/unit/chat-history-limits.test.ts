@@ -6,12 +6,14 @@
  * message over 32,000 characters or more than 1,000 messages.
  */
 import { describe, expect, it } from 'vitest';
+import { AnswerText, codePointLength, MAX_ANSWER_CHARS } from '../../functions/_shared/chat/answer-text.ts';
 import { countTokensUpTo } from '../../functions/_shared/chat/history-tokens.ts';
 import { countPromptTokens, trimHistory } from '../../functions/_shared/chat/index.ts';
 import {
   chatCompletionRequestSchema,
   MAX_MESSAGE_CHARS,
   MAX_MESSAGES,
+  MAX_QUESTION_CHARS,
 } from '../../functions/_shared/openai-wire.ts';
 import { countTokens } from '../../functions/_shared/text/tokens.ts';
 
@@ -128,6 +130,32 @@ describe('chat/completions body limits', () => {
       expect(chatCompletionRequestSchema.safeParse(body([{ role, content: long }, { role: 'user', content: 'Q' }])).success)
         .toBe(true);
     }
+  });
+
+  it('counts characters as the database does (code points): an answer cut with emoji is taken back as history', () => {
+    expect([codePointLength(''), codePointLength('a\u00e9\u{1F600}'), codePointLength('\ud83d'), codePointLength('\u{1F600}\ud83d')])
+      .toEqual([0, 3, 1, 2]);
+    // What AnswerText keeps of a long answer: 32,000 characters, 32,001 UTF-16 units with one emoji.
+    const answer = new AnswerText();
+    answer.append(`\u{1F600}${'x'.repeat(MAX_ANSWER_CHARS)}`);
+    expect([answer.full, answer.text.length, codePointLength(answer.text)]).toEqual([true, MAX_ANSWER_CHARS + 1, MAX_MESSAGE_CHARS]);
+    const emoji = (count: number) => '\u{1F600}'.repeat(count);
+    const history = [{ role: 'user', content: 'Q' }, { role: 'assistant', content: answer.text }];
+    for (const messages of [
+      [...history, { role: 'user', content: 'Q2' }],
+      [{ role: 'assistant', content: emoji(MAX_MESSAGE_CHARS) }, { role: 'user', content: 'Q' }],
+      [{ role: 'user', content: ` ${emoji(MAX_QUESTION_CHARS)} ` }],
+    ]) {
+      expect(chatCompletionRequestSchema.safeParse(body(messages)).error?.issues).toBeUndefined();
+    }
+    const over = chatCompletionRequestSchema.safeParse(body([
+      { role: 'assistant', content: emoji(MAX_MESSAGE_CHARS + 1) },
+      { role: 'user', content: emoji(MAX_QUESTION_CHARS + 1) },
+    ]));
+    expect(over.error?.issues).toEqual([
+      expect.objectContaining({ path: ['messages', 0, 'content'], message: 'a message has at most 32000 characters' }),
+      expect.objectContaining({ path: ['messages', 1, 'content'], message: 'the last message has at most 8000 characters' }),
+    ]);
   });
 
   it('refuses more than 1,000 messages', () => {
