@@ -2,7 +2,9 @@
  * The retry of mirroring (service role; pg_cron calls it every minute through
  * private.retry_appointment_mirroring when something is due): mirrors the due
  * pending and failed appointments a few at a time, each as a booking request
- * would, then deletes the due unneeded events whose deletion failed before
+ * would (claimed one by one, the orgs in turn: private.claim_due_appointment_syncs;
+ * one the provider throttles is given back uncounted, due after its
+ * Retry-After), then deletes the due unneeded events whose deletion failed before
  * (stray-events.ts), a few at a time (drain.ts: a lease of 120 s starts when
  * an item's work does). Answers
  * `{ mirrored, appointments: [{ id, sync_status }], event_deletions: [{ id, status }] }`.

@@ -6,6 +6,10 @@
  * deletes or moves what it made), a failed mirroring is retried by the
  * service-role route the retry job calls, and so is a failed delete of an
  * event the appointment did not keep (given up after the eighth attempt).
+ * One org's throttled backlog does not hold back another org's mirroring
+ * (the pass takes the orgs in turn), and a throttle (Graph's 429 with
+ * Retry-After, Google's 403 rateLimitExceeded) costs no attempt: the
+ * appointment waits out the provider's wait and is mirrored after.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -64,7 +68,11 @@ async function forward(req: IncomingMessage, res: ServerResponse): Promise<void>
     ...(body !== '' ? { body } : {}),
   });
   const text = await answer.text();
-  res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/json' });
+  const retryAfter = answer.headers.get('retry-after');
+  res.writeHead(answer.status, {
+    'content-type': answer.headers.get('content-type') ?? 'application/json',
+    ...(retryAfter !== null ? { 'retry-after': retryAfter } : {}),
+  });
   res.end(text);
 }
 
@@ -105,9 +113,9 @@ async function createOpenOrg(name: string): Promise<ChatOrg> {
   return created;
 }
 
-/** Connects (or connects again) the account's Google calendar for the org; answers the connection id. */
-async function connectGoogle(target: ChatOrg, email: string): Promise<string> {
-  const started = await call('/oauth/start', { method: 'POST', token: target.tokens.admin, body: { org_id: target.id, provider: 'google' } });
+/** Connects (or connects again) the account's calendar (Google unless told) for the org; answers the connection id. */
+async function connectCalendar(target: ChatOrg, email: string, provider: 'google' | 'microsoft' = 'google'): Promise<string> {
+  const started = await call('/oauth/start', { method: 'POST', token: target.tokens.admin, body: { org_id: target.id, provider } });
   expect(started.status).toBe(200);
   const consent = await stub.authorize(String(started.body.authorization_url), { email });
   const parked = await call(`/oauth/callback${new URL(consent.location).search}`);
@@ -160,7 +168,7 @@ beforeAll(async () => {
   day = new Date(Date.now() + 14 * DAY).toISOString().slice(0, 10);
   while ([0, 6].includes(new Date(`${day}T12:00:00Z`).getUTCDay())) day = new Date(Date.parse(`${day}T00:00:00Z`) + DAY).toISOString().slice(0, 10);
 
-  await connectGoogle(org, EMAIL);
+  await connectCalendar(org, EMAIL);
 }, 120_000);
 
 afterAll(async () => {
@@ -347,7 +355,7 @@ describe('changes made while the calendar needs reconnecting', () => {
 
   it('reach the provider once the same account is connected again, not given up meanwhile', async () => {
     const clinic = await createOpenOrg('cal-mirror-reauth');
-    const connectionId = await connectGoogle(clinic, REAUTH_EMAIL);
+    const connectionId = await connectCalendar(clinic, REAUTH_EMAIL);
     const service = stack.keys.serviceRoleKey;
     const book = async (start: string, end: string, name: string, phone: string): Promise<Answer> =>
       await call('/appointments', {
@@ -402,7 +410,7 @@ describe('changes made while the calendar needs reconnecting', () => {
     expect(liveEvents(ids[2] ?? '', REAUTH_EMAIL)).toEqual([]);
 
     // The admin connects the same account again: everything waiting is due now, counted from 0.
-    expect(await connectGoogle(clinic, REAUTH_EMAIL)).toBe(connectionId);
+    expect(await connectCalendar(clinic, REAUTH_EMAIL)).toBe(connectionId);
     for (const id of ids) {
       const row = await appointment(id);
       expect(row.sync_attempts).toBe(0);
@@ -417,5 +425,100 @@ describe('changes made while the calendar needs reconnecting', () => {
     for (const id of ids) {
       expect(await appointment(id)).toMatchObject({ sync_status: 'synced', sync_attempts: 0, sync_next_attempt_at: null });
     }
+  });
+});
+
+describe('one org throttled, another waiting', () => {
+  const THROTTLED_EMAIL = 'mirror-fair-throttled@contoso.example';
+  const QUIET_EMAIL = 'mirror-fair-quiet@example.com';
+  /** Graph's and Google's event creates (primary calendar). */
+  const GRAPH_CREATE = /graph\.microsoft\.com\/v1\.0\/me\/events$/u;
+  const GOOGLE_CREATE = /www\.googleapis\.com\/calendar\/v3\/calendars\/[^/]+\/events$/u;
+  let throttled: ChatOrg;
+  let quiet: ChatOrg;
+
+  const book = async (target: ChatOrg, start: string, end: string, name: string): Promise<string> => {
+    const answer = await call('/appointments', {
+      method: 'POST',
+      token: target.tokens.member,
+      body: { org_id: target.id, starts_at: berlin(start), ends_at: berlin(end), attendee_name: name, attendee_email: 'guest@example.com' },
+    });
+    expect(answer.status, JSON.stringify(answer.body)).toBe(201);
+    return String((answer.body.appointment as Record<string, unknown>).id);
+  };
+  const waitOf = (row: { sync_next_attempt_at: Date | null }) => (row.sync_next_attempt_at?.getTime() ?? 0) - Date.now();
+
+  beforeAll(async () => {
+    throttled = await createOpenOrg('cal-mirror-fair-throttled');
+    quiet = await createOpenOrg('cal-mirror-fair-quiet');
+    await connectCalendar(throttled, THROTTLED_EMAIL, 'microsoft');
+    await connectCalendar(quiet, QUIET_EMAIL);
+  }, 60_000);
+
+  it('the pass takes the orgs in turn; a throttled mirroring waits Retry-After uncounted, then is mirrored', async () => {
+    // Graph throttles org A's bookings (429, Retry-After 120): each stays pending, no attempt counted, due in 2 minutes.
+    const backlog: string[] = [];
+    for (const [index, [start, end]] of [['09:00', '09:30'], ['09:30', '10:00'], ['10:00', '10:30']].entries()) {
+      stub.failNext(429, { 'retry-after': '120' }, { match: GRAPH_CREATE });
+      const id = await book(throttled, start ?? '', end ?? '', `Fair Throttled ${index}`);
+      const row = await appointment(id);
+      expect(row).toMatchObject({ sync_status: 'pending', sync_attempts: 0, sync_claimed_until: null, external_event_id: null });
+      expect(waitOf(row)).toBeGreaterThan(100_000);
+      expect(waitOf(row)).toBeLessThanOrEqual(120_000);
+      backlog.push(id);
+    }
+    // Org B's booking fails at Google (500): failed, one attempt.
+    stub.failNext(500, {}, { match: GOOGLE_CREATE });
+    const waiting = await book(quiet, '09:00', '09:30', 'Fair Quiet');
+    expect(await appointment(waiting)).toMatchObject({ sync_status: 'failed', sync_attempts: 1 });
+
+    // All due, org A's long before org B's (and before anything else due in the shared database).
+    for (const [index, id] of backlog.entries()) {
+      await sql`update public.appointments set sync_next_attempt_at = now() - interval '30 days' - ${`${60 - index} minutes`}::interval where id = ${id}`;
+    }
+    await sql`update public.appointments set sync_next_attempt_at = now() - interval '30 days' where id = ${waiting}`;
+
+    // A pass of two, Graph still throttling (asking a day): org A's oldest and org B's, not org A's two oldest.
+    stub.failNext(429, { 'retry-after': '86400' }, { match: GRAPH_CREATE });
+    const service = stack.keys.serviceRoleKey;
+    const pass = await call('/mirroring', { method: 'POST', token: service, body: { limit: 2 } });
+    expect(pass.status).toBe(200);
+    expect(pass.body.appointments).toHaveLength(2);
+    expect(pass.body.appointments).toContainEqual({ id: waiting, sync_status: 'synced' });
+    expect(pass.body.appointments).toContainEqual({ id: backlog[0], sync_status: 'pending' });
+    expect(liveEvents(waiting, QUIET_EMAIL)).toHaveLength(1);
+    // Throttled again: still pending, still no attempt, due in an hour (the most it waits), not a day.
+    const oldest = await appointment(backlog[0] ?? '');
+    expect(oldest).toMatchObject({ sync_status: 'pending', sync_attempts: 0, sync_claimed_until: null, external_event_id: null });
+    expect(waitOf(oldest)).toBeGreaterThan(3_500_000);
+    expect(waitOf(oldest)).toBeLessThanOrEqual(3_600_000);
+    for (const id of backlog.slice(1)) expect(await appointment(id)).toMatchObject({ sync_status: 'pending', sync_attempts: 0 });
+
+    // Graph answers again: once due, all of org A's are mirrored, none given up.
+    await sql`update public.appointments set sync_next_attempt_at = now() - interval '1 second' where id = any(${backlog}::uuid[])`;
+    const after = await call('/mirroring', { method: 'POST', token: service, body: {} });
+    expect(after.status).toBe(200);
+    for (const id of backlog) {
+      expect(after.body.appointments).toContainEqual({ id, sync_status: 'synced' });
+      expect(await appointment(id)).toMatchObject({ sync_status: 'synced', sync_attempts: 0, sync_next_attempt_at: null });
+      expect(stub.events('microsoft', THROTTLED_EMAIL).filter((event) => !event.isCancelled && event.description?.includes(id))).toHaveLength(1);
+    }
+  });
+
+  it('Google\'s rateLimitExceeded without Retry-After: the booking stands, pending and uncounted, due at the next pass', async () => {
+    // 403 rateLimitExceeded, as Google answers for the project's quota: the client waits 1 s and 2 s, then gives up.
+    for (let answer = 0; answer < 3; answer += 1) stub.failNext(403, {}, { match: GOOGLE_CREATE });
+    const id = await book(quiet, '11:00', '11:30', 'Fair Google Throttled');
+    const row = await appointment(id);
+    expect(row).toMatchObject({ status: 'booked', sync_status: 'pending', sync_attempts: 0, sync_claimed_until: null, external_event_id: null });
+    // Its last wait (4 s) was waited out in the call: at least a minute, the next pass.
+    expect(waitOf(row)).toBeGreaterThan(50_000);
+    expect(waitOf(row)).toBeLessThanOrEqual(60_000);
+    expect(liveEvents(id, QUIET_EMAIL)).toEqual([]);
+
+    await sql`update public.appointments set sync_next_attempt_at = now() - interval '1 second' where id = ${id}`;
+    const pass = await call('/mirroring', { method: 'POST', token: stack.keys.serviceRoleKey, body: {} });
+    expect(pass.body.appointments).toContainEqual({ id, sync_status: 'synced' });
+    expect(liveEvents(id, QUIET_EMAIL)).toHaveLength(1);
   });
 });

@@ -12,7 +12,11 @@
  * a lease): a request that finds the appointment held leaves it pending, and
  * the holder mirrors the latest version. Nothing is claimed (or counted as an
  * attempt) while the calendar is not connected: the appointment stays
- * pending, and connecting the calendar again makes it due at once. A result reported for a version
+ * pending, and connecting the calendar again makes it due at once. A mirroring
+ * the provider throttled is given back (private.release_throttled_appointment_sync):
+ * no attempt counted, the status as it was, due again after the provider's
+ * Retry-After (1 minute to 1 hour), so a throttle shared by every org (one
+ * OAuth app) uses up no appointment's attempts. A result reported for a version
  * since changed (a cancel or a move while the provider answered) is outdated:
  * the holder renews its lease, reads the row again and mirrors that, so the
  * event a late create made is deleted or moved rather than left behind. An
@@ -123,11 +127,9 @@ async function readRow(deps: MirrorDeps, id: string): Promise<AppointmentRow | u
   return row;
 }
 
-interface Outcome {
-  externalEventId: string | null;
-  status: 'synced' | 'failed';
-  error: string | null;
-}
+type Outcome =
+  | { status: 'synced' | 'failed'; externalEventId: string | null; error: string | null }
+  | { status: 'throttled'; retryAfterSeconds: number | null };
 
 async function attempt(deps: MirrorDeps, row: AppointmentRow): Promise<Outcome> {
   if (!row.connection_id) return { externalEventId: null, status: 'failed', error: 'The appointment has no calendar.' };
@@ -136,9 +138,22 @@ async function attempt(deps: MirrorDeps, row: AppointmentRow): Promise<Outcome> 
     const externalEventId = await deps.session.use(connectionId, (use) => apply(use, row));
     return { externalEventId, status: 'synced', error: null };
   } catch (error) {
+    if (error instanceof CalendarUnavailable && error.reason === 'rate_limited') {
+      return { status: 'throttled', retryAfterSeconds: error.retryAfterSeconds ?? null };
+    }
     if (!(error instanceof CalendarUnavailable)) deps.log(`mirroring appointment ${row.id} failed`, error);
     return { externalEventId: null, status: 'failed', error: failureText(error) };
   }
+}
+
+/** Gives the held appointment back uncounted, due after the provider's wait; answers the row as it then is. */
+async function releaseThrottled(deps: MirrorDeps, held: ClaimedRow, retryAfterSeconds: number | null): Promise<AppointmentRow> {
+  return await asServiceRole(deps.sql, async (tx) => {
+    // False when the lease was taken over meanwhile: the new holder's result stands.
+    await tx`select private.release_throttled_appointment_sync(${held.id}::uuid, ${held.lease}::timestamptz, ${retryAfterSeconds}::numeric)`;
+    const [row] = await tx<AppointmentRow[]>`select ${appointmentColumns(tx)} from public.appointments a where a.id = ${held.id}::uuid`;
+    return row ?? held;
+  });
 }
 
 /** Mirrors the row when it has pending work and answers the row as it then is; never throws for the provider's sake. */
@@ -165,6 +180,7 @@ export async function mirrorClaimed(deps: MirrorDeps, claimed: ClaimedRow): Prom
   let current = claimed;
   for (let round = 1; ; round += 1) {
     const outcome = await attempt(deps, current);
+    if (outcome.status === 'throttled') return await releaseThrottled(deps, current, outcome.retryAfterSeconds);
     const { applied, fresh, stray } = await asServiceRole(deps.sql, async (tx) => {
       const [result] = await tx<{ applied: boolean }[]>`
         select private.set_appointment_sync(${current.id}::uuid, ${outcome.externalEventId}, ${outcome.status},
