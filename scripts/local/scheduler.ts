@@ -38,6 +38,8 @@ export interface SchedulerOptions {
 const MAX_RESPONSE_BYTES = 1024 * 1024;
 /** pg_net.ttl's default: how long answers are kept. */
 const RESPONSE_TTL_MS = 6 * 60 * 60 * 1000;
+/** Hosted Realtime drops realtime.messages' daily partitions; the local table is one, so rows go after a day. */
+const REALTIME_MESSAGE_TTL_MS = 24 * 60 * 60 * 1000;
 const PURGE_EVERY_MS = 60 * 1000;
 
 export class Scheduler {
@@ -180,13 +182,18 @@ export class Scheduler {
 
   /**
    * What pg_net's worker does with answers older than pg_net.ttl (6 hours by default): deletes them, so
-   * net._http_response does not grow for ever. On the tick, at most once a minute; null when it skipped.
+   * net._http_response does not grow for ever; and what hosted Realtime's dropping of daily partitions does:
+   * deletes realtime.messages older than a day. On the tick, at most once a minute; the answers deleted, or
+   * null when it skipped.
    */
   async purgeExpiredResponses(): Promise<number | null> {
     const at = this.now().getTime();
     if (this.lastPurged !== null && at - this.lastPurged < PURGE_EVERY_MS) return null;
     this.lastPurged = at;
     const deleted = await this.sql`delete from net._http_response where created < ${new Date(at - RESPONSE_TTL_MS)}`;
+    // inserted_at is a timestamp without time zone, its default now() in the session's zone: compared in it.
+    await this.sql`
+      delete from realtime.messages where inserted_at < ${new Date(at - REALTIME_MESSAGE_TTL_MS)}::timestamptz::timestamp`;
     return deleted.count;
   }
 
