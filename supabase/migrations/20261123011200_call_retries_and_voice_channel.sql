@@ -17,6 +17,17 @@
 --    valid_until, at most 4 (as webhook endpoints' secrets, 20261123003900), and all unexpired ones verify.
 -- 4. cancel_call sent again after a lost answer raised 23514 for the call it had just canceled (campaign
 --    cancel answers 0 calls canceled): a call already canceled by a user is returned as it is.
+-- 5. Fair dialling between orgs (a fairness review; claim_due_calls edited in place while this file was
+--    unlanded). The claim handed out due calls oldest first across all orgs: one org's 10,000-number campaign
+--    due at 09:00 held another org's call due at 09:01 back for about 25 minutes (100 calls a pass, a pass
+--    every 15 s), for hours under the provider's throttling. It now serves orgs in turn: each org's oldest
+--    due call, then each one's second, older first within a turn, oldest first within an org. And one org's
+--    calls outside calling hours ended the pass for everyone: a claim set aside up to 1000 of them, a round
+--    of max_calls at a time, and returned no call, which the dispatcher reads as nothing due (3,001 such calls:
+--    three empty claims of 2+ s before another org's callable call). The groups (org, bot, callee zone)
+--    waiting for a later slot are now found once per claim, and up to 1000 of their calls are set aside in
+--    its first round beside the callable calls it hands out; the round-robin bounds its own set-aside at
+--    1000 as before.
 
 -- ---------------------------------------------------------------------------
 -- 1. Bots that do not answer on the voice channel place no calls
@@ -63,8 +74,10 @@ begin
 end;
 $$;
 
--- Latest definition: 20261123011000_dial_throttle.sql; only the voice channel reason is new (the bot may
--- have lost the channel since the call was placed).
+-- Latest definition: 20261123011000_dial_throttle.sql. New: the voice channel reason (the bot may have lost
+-- the channel since the call was placed), and the choice of calls (item 5 of the header): round-robin per
+-- org, and the calls outside calling hours set aside in the claim's first round beside the callable ones.
+-- The checks, reasons and verdicts are as before.
 create or replace function private.claim_due_calls(max_calls integer, lease_seconds integer default 60)
 returns table (
   call_id uuid,
@@ -82,13 +95,21 @@ set search_path = ''
 as $$
 declare
   max_attempts constant integer := cardinality(private.dial_retry_delays()) + 1;
-  -- How many calls one claim may move forward or fail before it stops.
+  -- How many calls one claim may move forward or fail before it stops: the calls set aside for their slot
+  -- in the first round, and as many again in the round-robin.
   max_set_aside constant integer := 1000;
   per_call constant integer := private.call_minutes_held_per_call();
   handed_out uuid[] := '{}';
   round_handed_out uuid[];
   round_examined integer;
   set_aside integer := 0;
+  -- The groups of due calls whose callee may not be called now, each [org_id, bot_id, callee_time_zone].
+  waiting_groups jsonb[];
+  chosen uuid[];
+  parked uuid[] := '{}';
+  -- Chosen calls another transaction held: left to it.
+  skipped uuid[] := '{}';
+  round_skipped uuid[];
   picked uuid[];
   locked_orgs uuid[];
   -- Orgs whose active subscription another transaction held: left to the next pass.
@@ -101,22 +122,76 @@ begin
   if lease_seconds is null or lease_seconds not between 5 and 900 then
     raise exception 'lease_seconds must be between 5 and 900' using errcode = 'invalid_parameter_value';
   end if;
-  loop
-    select coalesce(array_agg(d.id), '{}') into picked
+
+  -- Once per group: a campaign's calls share one slot, so its calls outside calling hours are set aside
+  -- together below instead of one round at a time (which returned nothing, and the dispatcher stopped).
+  select coalesce(array_agg(pg_catalog.jsonb_build_array(g.org_id, g.bot_id, g.callee_time_zone)) filter (where g.waits), '{}')
+  into waiting_groups
+  from (
+    select d.org_id, d.bot_id, d.callee_time_zone,
+      coalesce(private.next_call_slot(d.org_id, d.bot_id, d.callee_time_zone, pg_catalog.now()) > pg_catalog.now(), false) as waits
     from (
-      select c.id
+      select distinct c.org_id, c.bot_id, c.callee_time_zone
       from public.calls c
       where c.status = 'queued' and c.direction = 'outbound'
         and c.next_dial_at <= pg_catalog.now()
         and (c.dial_lease_until is null or c.dial_lease_until < pg_catalog.now())
         -- An attempt whose outcome is unknown is looked up (claim_dial_lookups), never dialled again.
         and c.dial_started_at is null
-        and c.org_id <> all (busy_orgs)
-      order by c.next_dial_at, c.created_at
+    ) d
+  ) g;
+
+  -- The first round's calls outside calling hours, oldest first.
+  parked := array(
+    select c.id
+    from public.calls c
+    where c.status = 'queued' and c.direction = 'outbound'
+      and c.next_dial_at <= pg_catalog.now()
+      and (c.dial_lease_until is null or c.dial_lease_until < pg_catalog.now())
+      and c.dial_started_at is null
+      and pg_catalog.jsonb_build_array(c.org_id, c.bot_id, c.callee_time_zone) = any (waiting_groups)
+    order by c.next_dial_at, c.created_at, c.id
+    limit max_set_aside
+  );
+
+  loop
+    -- Round-robin: each org's oldest due call, then each one's second, and so on, older first within a
+    -- turn; a campaign of 10,000 calls no longer keeps another org's call waiting behind it.
+    chosen := array(
+      select r.id
+      from (
+        select c.id, c.next_dial_at, c.created_at,
+          pg_catalog.row_number() over (partition by c.org_id order by c.next_dial_at, c.created_at, c.id) as turn
+        from public.calls c
+        where c.status = 'queued' and c.direction = 'outbound'
+          and c.next_dial_at <= pg_catalog.now()
+          and (c.dial_lease_until is null or c.dial_lease_until < pg_catalog.now())
+          and c.dial_started_at is null
+          and c.org_id <> all (busy_orgs)
+          and c.id <> all (skipped)
+          and pg_catalog.jsonb_build_array(c.org_id, c.bot_id, c.callee_time_zone) <> all (waiting_groups)
+      ) r
+      where r.turn <= max_calls - pg_catalog.cardinality(handed_out)
+      order by r.turn, r.next_dial_at, r.created_at, r.id
       limit max_calls - pg_catalog.cardinality(handed_out)
+    );
+    exit when pg_catalog.cardinality(chosen) + pg_catalog.cardinality(parked) = 0;
+
+    -- Still due (another transaction may have committed a change since), skip locked.
+    picked := array(
+      select c.id
+      from public.calls c
+      where c.id = any (chosen || parked)
+        and c.status = 'queued' and c.direction = 'outbound'
+        and c.next_dial_at <= pg_catalog.now()
+        and (c.dial_lease_until is null or c.dial_lease_until < pg_catalog.now())
+        and c.dial_started_at is null
+      order by c.id
       for update of c skip locked
-    ) d;
-    exit when pg_catalog.cardinality(picked) = 0;
+    );
+    round_skipped := array(select u.id from pg_catalog.unnest(chosen) u(id) where u.id <> all (picked));
+    skipped := skipped || round_skipped;
+    parked := array(select u.id from pg_catalog.unnest(parked) u(id) where u.id = any (picked));
 
     -- The call minutes' lock, skip locked: the claim never waits on it (see the header).
     select coalesce(array_agg(s.org_id), '{}') into locked_orgs
@@ -141,8 +216,10 @@ begin
       from public.calls c
       where c.id = any (picked) and c.org_id <> all (busy_orgs)
     ),
-    -- Once per (org, bot, callee zone): a campaign's calls share one.
-    slots as (
+    -- Once per (org, bot, callee zone): a campaign's calls share one. Materialized here and in budgets: a
+    -- round may set aside up to 1000 calls, and inlined, the planner ran call_minutes_standing once per call
+    -- (13 ms each on PGlite).
+    slots as materialized (
       select g.org_id, g.bot_id, g.callee_time_zone,
         private.next_call_slot(g.org_id, g.bot_id, g.callee_time_zone, pg_catalog.now()) as slot
       from (
@@ -152,7 +229,7 @@ begin
     ),
     -- Once per org: the minutes left once the calls already dialled (earlier rounds and claims included)
     -- hold theirs.
-    budgets as (
+    budgets as materialized (
       select g.org_id, m.plan_name, m.included, m.used,
         m.included - m.used - m.dialling_calls * per_call as minutes_left
       from (select distinct c.org_id from due join public.calls c on c.id = due.id) g
@@ -220,15 +297,19 @@ begin
       where c.id = v.id
       returning c.id, v.verdict
     )
-    select count(*)::integer, coalesce(array_agg(cl.id) filter (where cl.verdict = 'dial'), '{}')
+    -- The parked calls are bounded apart (max_set_aside in the first round); this counts the round-robin's.
+    select (count(*) filter (where cl.id <> all (parked)))::integer, coalesce(array_agg(cl.id) filter (where cl.verdict = 'dial'), '{}')
     into round_examined, round_handed_out
     from claimed cl;
 
     handed_out := handed_out || round_handed_out;
     set_aside := set_aside + round_examined - pg_catalog.cardinality(round_handed_out);
+    parked := '{}';
     -- A round that hands out fewer than it examined set calls aside; those
-    -- are no longer due, so the next round reaches the calls behind them, as it does behind busy orgs.
-    exit when (round_examined = 0 and pg_catalog.cardinality(round_busy) = 0) or pg_catalog.cardinality(handed_out) >= max_calls or set_aside >= max_set_aside;
+    -- are no longer due, so the next round reaches the calls behind them, as it does behind busy orgs and
+    -- calls another transaction holds.
+    exit when (round_examined = 0 and pg_catalog.cardinality(round_busy) = 0 and pg_catalog.cardinality(round_skipped) = 0)
+      or pg_catalog.cardinality(handed_out) >= max_calls or set_aside >= max_set_aside;
   end loop;
 
   return query
@@ -239,7 +320,7 @@ begin
   order by c.id;
 end;
 $$;
-comment on function private.claim_due_calls(integer, integer) is 'Leases up to max_calls due outbound calls (skip locked) that may be called now and returns what to dial with the attempt number, stamping the attempt (dial_started_at) until its outcome is recorded; a call outside the callee''s 08:00-21:00 or the business hours moves to its next slot (next_call_slot) without an attempt (a throttled one''s dial_throttled_since moving by as much), and one without a slot within 14 days fails (dial-failed: no moment within 14 days ...); a call that the org''s call minutes (used, plus those held by calls being dialled, plus one per call handed out) no longer cover fails with ended_reason quota_exceeded, counted under the org''s active subscription (skip locked: an org whose subscription another transaction holds is left to the next pass); a call whose last attempt has an unknown outcome is never handed out (see claim_dial_lookups); calls that can no longer be dialled (the bot deleted, disabled, without a voice assistant or no longer answering on the voice channel, no phone number to call from) fail here with the reason. Calls moved or failed do not count against max_calls (at most 1000 per claim). Service role.';
+comment on function private.claim_due_calls(integer, integer) is 'Leases up to max_calls due outbound calls (skip locked) that may be called now and returns what to dial with the attempt number, stamping the attempt (dial_started_at) until its outcome is recorded; a call outside the callee''s 08:00-21:00 or the business hours moves to its next slot (next_call_slot) without an attempt (a throttled one''s dial_throttled_since moving by as much), and one without a slot within 14 days fails (dial-failed: no moment within 14 days ...); a call that the org''s call minutes (used, plus those held by calls being dialled, plus one per call handed out) no longer cover fails with ended_reason quota_exceeded, counted under the org''s active subscription (skip locked: an org whose subscription another transaction holds is left to the next pass); a call whose last attempt has an unknown outcome is never handed out (see claim_dial_lookups); calls that can no longer be dialled (the bot deleted, disabled, without a voice assistant or no longer answering on the voice channel, no phone number to call from) fail here with the reason. Orgs are served in turn (each org''s oldest due call, then each one''s second, older first within a turn). Calls moved or failed do not count against max_calls (per claim at most 1000 calls outside calling hours set aside in its first round, and 1000 more moved or failed). Service role.';
 
 -- ---------------------------------------------------------------------------
 -- 2. Idempotency keys for members placing calls and campaigns
