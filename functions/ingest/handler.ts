@@ -12,9 +12,13 @@
  * Answers: 202 while pages remain (the next step is already queued), 200 when
  * the document is ready, failed (the file's fault, with the reason; text
  * Postgres refuses to store counts as the file's, see step.ts), or there
- * was nothing to do; 503 when something other than the file failed, leaving
- * the run where it is: pg_net does not retry, so private.retry_stuck_ingestion
- * (pg_cron) resumes it at its cursor once it has been idle for 2 minutes.
+ * was nothing to do (also a queued document whose org already has
+ * private.ingest_runs_per_org() runs under way: it waits for one to end); 503
+ * when something other than the file failed, leaving the run where it is:
+ * pg_net does not retry, so private.retry_stuck_ingestion (pg_cron) resumes it
+ * at its cursor once it has been idle for 2 minutes, or, when the embeddings
+ * provider throttled the step (deferred, step.ts), once the Retry-After the
+ * 503 carries has passed, without counting that as a stall.
  */
 import { z } from 'zod';
 import { getSql, type Sql } from '../_shared/db.ts';
@@ -41,6 +45,7 @@ export interface IngestDeps {
 
 /** Seconds a caller should wait before asking again after a transient failure. */
 const RETRY_AFTER_SECONDS = 30;
+const PROVIDER_UNAVAILABLE = 'The embeddings provider is unavailable; the document will be resumed.';
 
 export function createIngestHandler(deps: IngestDeps): (req: Request) => Promise<Response> {
   const env = deps.env ?? processEnv;
@@ -64,7 +69,7 @@ export function createIngestHandler(deps: IngestDeps): (req: Request) => Promise
       // Not the file's fault: the run stays as it is and resumes from its cursor when woken again.
       console.error(`[${ctx.requestId}] ingest step for ${documentId} failed`, error);
       const message = error instanceof EmbeddingProviderError
-        ? 'The embeddings provider is unavailable; the document will be resumed.'
+        ? PROVIDER_UNAVAILABLE
         : 'Ingestion hit a temporary failure; the document will be resumed.';
       throw new HttpError(503, 'ingest_unavailable', message, { 'retry-after': String(RETRY_AFTER_SECONDS) });
     }
@@ -93,6 +98,9 @@ function answer(documentId: string, result: StepResult): Response {
       return json({ document_id: documentId, status: result.documentStatus, skipped: true }, 200, noStore);
     case 'stale':
       return json({ document_id: documentId, status: 'stale', skipped: true }, 200, noStore);
+    case 'deferred':
+      // Retry-After: when the sweeper wakes the run.
+      throw new HttpError(503, 'ingest_unavailable', PROVIDER_UNAVAILABLE, { 'retry-after': String(result.retryAfterSeconds) });
   }
 }
 

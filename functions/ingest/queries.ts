@@ -167,6 +167,18 @@ export async function recordContent(sql: Sql, documentId: string, runId: string,
   });
 }
 
+/**
+ * Defers the run after the provider throttled its step: the sweeper wakes it at its cursor after the seconds
+ * returned (what SQL allowed of those asked), without counting a stall; null when the run is no longer current.
+ */
+export async function deferRun(sql: Sql, documentId: string, runId: string, seconds: number): Promise<number | null> {
+  return await asServiceRole(sql, async (tx) => {
+    const [{ wait }] = await tx<{ wait: number | null }[]>`
+      select private.defer_ingest(${documentId}::uuid, ${runId}::uuid, ${seconds}::integer) as wait`;
+    return wait;
+  });
+}
+
 /** Ends the run as failed with a reason for the uploader; false when the run is no longer current. */
 export async function failRun(sql: Sql, documentId: string, runId: string, reason: string): Promise<boolean> {
   return await asServiceRole(sql, async (tx) => {

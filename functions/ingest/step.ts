@@ -2,8 +2,9 @@
  * One resumable ingestion step: read the next pages of the file, chunk them,
  * embed the chunks, stage them, then either request the next step or swap
  * the staged chunks in. The file's own problems fail the document with a
- * reason; anything else (Storage, the embeddings API, the database) leaves the
- * run where it is for a retry.
+ * reason; the embeddings provider throttling (429, 5xx) defers the run;
+ * anything else (Storage, the network, the database) leaves the run where it
+ * is for a retry.
  */
 import type { Sql } from '../_shared/db.ts';
 import { type EmbeddingProvider, EmbeddingProviderError, toPgVector } from '../_shared/embeddings/index.ts';
@@ -22,6 +23,7 @@ import { isPostgresError } from '../_shared/pg-errors.ts';
 import type { StepBudget } from './budget.ts';
 import { sha256Hex } from '../_shared/sha256.ts';
 import { checksumMismatch } from './checksum.ts';
+import { throttleDeferSeconds } from './defer.ts';
 import * as db from './queries.ts';
 import type { FileStore } from './store.ts';
 
@@ -41,6 +43,8 @@ export type StepResult =
   | { status: 'stale' }
   | { status: 'processing'; pagesDone: number; pageCount: number; progress: number }
   | { status: 'ready'; chunks: number; pageCount: number }
+  /** The provider throttled the step: the run resumes at its cursor in about this many seconds. */
+  | { status: 'deferred'; retryAfterSeconds: number }
   | { status: 'failed'; reason: string };
 
 const MISSING_FILE = 'The file was not found in storage; upload it again.';
@@ -109,7 +113,18 @@ export async function runIngestStep(deps: StepDeps, documentId: string): Promise
       throw error;
     }
     const chunks = chunkPages(read.pages, { lead: read.lead });
-    const { staged, usage } = await embedChunks(deps, start, documentId, runId, chunks);
+    let embedded: { staged: db.StagedChunk[]; usage: db.EmbeddingUsage };
+    try {
+      embedded = await embedChunks(deps, start, documentId, runId, chunks);
+    } catch (error) {
+      // A throttled provider is everyone's wait, not this run's stall (see defer.ts).
+      const seconds = throttleDeferSeconds(error);
+      if (seconds === null) throw error;
+      console.warn(`ingest step for ${documentId} deferred: ${error instanceof Error ? error.message : String(error)}`);
+      const wait = await db.deferRun(deps.sql, documentId, runId, seconds);
+      return wait === null ? { status: 'stale' } : { status: 'deferred', retryAfterSeconds: wait };
+    }
+    const { staged, usage } = embedded;
     const nextCursor = read.pages.length > 0 ? read.pages[read.pages.length - 1].number : pageCount;
     const last = nextCursor >= pageCount;
     let outcome: db.SaveOutcome;

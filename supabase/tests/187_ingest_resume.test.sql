@@ -117,8 +117,9 @@ select is_empty(
   'and keeps nothing it staged'
 );
 select is_empty(
-  $$select 1 from net.http_request_queue where id > (select n from marks where label = 'queue')$$,
-  'and asks the ingest function for nothing'
+  $$select 1 from net.http_request_queue where id > (select n from marks where label = 'queue')
+      and convert_from(body, 'UTF8')::jsonb ->> 'document_id' = tests.fx('doc')::text$$,
+  'and does not ask the ingest function for it again (its end wakes the org''s queued document: 20261123011600)'
 );
 
 -- A new run starts with no stalls.

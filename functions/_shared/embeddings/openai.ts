@@ -128,7 +128,7 @@ function providerError(error: unknown, tokensSpent: number): EmbeddingProviderEr
     const status = typeof error.status === 'number' ? error.status : undefined;
     return new EmbeddingProviderError(
       `The embeddings API failed${status ? ` with ${status}` : ''}: ${error.message}`,
-      { status, cause: error, tokensSpent },
+      { status, cause: error, tokensSpent, retryAfterMs: error.headers ? retryAfterMs(error.headers) : undefined },
     );
   }
   return new EmbeddingProviderError('The embeddings API could not be reached.', { cause: error, tokensSpent });

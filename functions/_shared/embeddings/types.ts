@@ -34,15 +34,22 @@ export interface EmbedOptions {
  * key). Never the document's fault: ingestion leaves the run for a retry.
  * `tokensSpent` is what the call's earlier requests were billed before this
  * one failed: spent all the same, so it is metered all the same.
+ * `retryAfterMs` is how long the failing answer asked to wait (Retry-After or
+ * retry-after-ms), if it said.
  */
 export class EmbeddingProviderError extends Error {
   readonly status: number | undefined;
   readonly tokensSpent: number;
+  readonly retryAfterMs: number | undefined;
 
-  constructor(message: string, options: { status?: number; cause?: unknown; tokensSpent?: number } = {}) {
+  constructor(
+    message: string,
+    options: { status?: number; cause?: unknown; tokensSpent?: number; retryAfterMs?: number } = {},
+  ) {
     super(message, { cause: options.cause });
     this.name = 'EmbeddingProviderError';
     this.status = options.status;
     this.tokensSpent = options.tokensSpent ?? 0;
+    this.retryAfterMs = options.retryAfterMs;
   }
 }
