@@ -1,6 +1,12 @@
 import type { ChatProvider } from '../_shared/chat/index.ts';
 import { asServiceRole, type Sql } from '../_shared/db.ts';
-import { analyzeCall, type CallAnalysis, CallAnalysisFailed, storableAnalysis } from '../_shared/voice/analysis.ts';
+import {
+  analyzeCall,
+  type CallAnalysis,
+  CallAnalysisFailed,
+  CallAnalysisThrottled,
+  storableAnalysis,
+} from '../_shared/voice/analysis.ts';
 import type { TranscriptSegment } from '../_shared/voice/index.ts';
 import type { RecordingStore } from './recordings.ts';
 
@@ -19,11 +25,19 @@ import type { RecordingStore } from './recordings.ts';
  * 429, a 5xx, a stream cut) fails the try, so the call stays due and is
  * handed out again; only its last try falls back to the rules, stored at
  * once. What a failed try spent is metered all the same.
+ *
+ * The analysis model shares the platform's key, so a throttle (429, or 503
+ * with Retry-After) says nothing about the call: its try is given back (not
+ * counted, due again after Retry-After) and the pass takes no more analyses.
+ * The database hands the orgs' calls out in turn (20261123011800), so one
+ * org's backlog does not hold another's back.
  */
 export interface AfterCallSummary {
   analysed: number;
   recordings: number;
   failed: number;
+  /** Analyses whose try was given back because the model was throttled (one a pass at most). */
+  throttled: number;
 }
 
 interface CallToAnalyse {
@@ -60,12 +74,23 @@ export const AFTER_CALL_DEFAULTS = {
   maxDurationMs: 20_000,
 } as const;
 
-async function analyse(options: AfterCallOptions, call: CallToAnalyse): Promise<void> {
+async function analyse(options: AfterCallOptions, call: CallToAnalyse): Promise<'analysed' | 'throttled'> {
   const transcript = call.transcript.map((segment) => ({ ...segment, startMs: 0, endMs: 0 }));
+  const input = { transcript, language: call.language ?? undefined };
   let analysed: CallAnalysis;
   try {
-    analysed = await analyzeCall({ transcript, language: call.language ?? undefined, lastTry: call.last_try }, options.chat);
+    analysed = await analyzeCall({ ...input, lastTry: call.last_try, throwThrottles: true }, options.chat);
   } catch (error) {
+    if (error instanceof CallAnalysisThrottled) {
+      if (await giveBackThrottledTry(options.sql, call.call_id, error.retryAfterSeconds)) {
+        (options.log ?? console.error)(`the analysis model is throttled: call ${call.call_id} given back`, error);
+        return 'throttled';
+      }
+      // Its 7 days end before another hand-out could follow the throttle: the rules, as on a last try.
+      analysed = await analyzeCall(input);
+      await save(options.sql, call.call_id, analysed);
+      return 'analysed';
+    }
     if (error instanceof CallAnalysisFailed && error.usage.tokensIn + error.usage.tokensOut > 0) {
       // The try fails with the model's error either way, which is what its log line should say.
       await meterFailedTry(options.sql, call.call_id, error).catch((metering) =>
@@ -74,11 +99,31 @@ async function analyse(options: AfterCallOptions, call: CallToAnalyse): Promise<
     }
     throw error;
   }
+  await save(options.sql, call.call_id, analysed);
+  return 'analysed';
+}
+
+async function save(sql: Sql, callId: string, analysed: CallAnalysis): Promise<void> {
   const analysis = storableAnalysis(analysed);
-  await asServiceRole(options.sql, (tx) =>
+  await asServiceRole(sql, (tx) =>
     tx`select private.save_call_analysis(
-      ${call.call_id}::uuid, ${analysis.summary}::text, ${analysis.sentiment}::public.call_sentiment, ${analysis.score}::numeric,
+      ${callId}::uuid, ${analysis.summary}::text, ${analysis.sentiment}::public.call_sentiment, ${analysis.score}::numeric,
       ${analysis.model}::text, ${analysis.usage.tokensIn}::integer, ${analysis.usage.tokensOut}::integer)`);
+}
+
+/**
+ * private.release_throttled_call_analysis's longest wait (an hour). Capped
+ * here too, before it is sent as an integer: "99999999999" is out of range.
+ */
+const MAX_THROTTLE_WAIT_SECONDS = 3600;
+
+/** The throttled try given back (not counted, due after the wait); false when the call's window is too short. */
+async function giveBackThrottledTry(sql: Sql, callId: string, retryAfterSeconds: number | undefined): Promise<boolean> {
+  const wait = retryAfterSeconds === undefined ? null : Math.min(retryAfterSeconds, MAX_THROTTLE_WAIT_SECONDS);
+  const [row] = await asServiceRole(sql, (tx) =>
+    tx<{ given_back: boolean }[]>`
+      select private.release_throttled_call_analysis(${callId}::uuid, ${wait}::integer) as given_back`);
+  return row.given_back;
 }
 
 /** A failed try's tokens, metered as save_call_analysis meters an analysis: chat work of the call's bot. */
@@ -101,7 +146,9 @@ async function copyRecording(options: AfterCallOptions, call: CallToRecord): Pro
  * last when the window closes less than ANALYSIS_HANDOUT_MARGIN after the
  * next hand-out could come: passes come every 15 s (and a busy one may not
  * reach the call at once), so a window left open for a second would be
- * missed and the call kept without a summary for good.
+ * missed and the call kept without a summary for good. A throttled try is
+ * given back only with the same margin after its wait
+ * (private.release_throttled_call_analysis, 20261123011800).
  */
 const ANALYSIS_TRIES = 5;
 const ANALYSIS_RETRY_INTERVAL = '10 minutes';
@@ -132,18 +179,17 @@ async function takeCallToRecord(sql: Sql): Promise<CallToRecord | undefined> {
 /** Takes one call of a kind and handles it; false when none is due. */
 type Step = () => Promise<boolean>;
 
-function step<T extends { call_id: string }>(
+function step<T extends { call_id: string }, R>(
   take: () => Promise<T | undefined>,
-  work: (call: T) => Promise<void>,
-  onDone: () => void,
+  work: (call: T) => Promise<R>,
+  onDone: (result: R) => void,
   onFailure: (call: T, error: unknown) => void,
 ): Step {
   return async () => {
     const call = await take();
     if (!call) return false;
     try {
-      await work(call);
-      onDone();
+      onDone(await work(call));
     } catch (error) {
       onFailure(call, error);
     }
@@ -155,7 +201,7 @@ export async function runAfterCallWork(options: AfterCallOptions): Promise<After
   const max = options.maxCalls ?? AFTER_CALL_DEFAULTS.maxCalls;
   const maxDurationMs = options.maxDurationMs ?? AFTER_CALL_DEFAULTS.maxDurationMs;
   const log = options.log ?? ((message: string, error?: unknown) => console.error(message, error));
-  const summary: AfterCallSummary = { analysed: 0, recordings: 0, failed: 0 };
+  const summary: AfterCallSummary = { analysed: 0, recordings: 0, failed: 0, throttled: 0 };
   const started = performance.now();
   const inTime = () => performance.now() - started < maxDurationMs;
 
@@ -165,9 +211,10 @@ export async function runAfterCallWork(options: AfterCallOptions): Promise<After
     {
       left: max,
       next: step(
-        () => takeCallToAnalyse(options.sql),
+        // A throttled model would throttle the next call too; the calls not taken keep their tries.
+        () => summary.throttled > 0 ? Promise.resolve(undefined) : takeCallToAnalyse(options.sql),
         (call) => analyse(options, call),
-        () => (summary.analysed += 1),
+        (result) => (result === 'analysed' ? (summary.analysed += 1) : (summary.throttled += 1)),
         (call, error) => {
           log(`analysing call ${call.call_id} failed`, error);
           summary.failed += 1;

@@ -10,6 +10,11 @@
  * fails fails the try (the call stays due, its tokens metered when it wrote
  * any); only the last try falls back to the rules, the 5th or one whose next
  * hand-out would come less than a minute before the 7-day window closes.
+ * Fair between orgs (20261123011800): the orgs take turns, so one org's older
+ * backlog holds neither another org's analysis nor its recording copy back;
+ * and a throttled model (429, or 503 with Retry-After; the platform's key is
+ * shared) gives the try back, due after Retry-After, and stops the pass's
+ * analyses.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -54,17 +59,17 @@ async function postVapi(message: unknown): Promise<number> {
   return response.status;
 }
 
-/** Ended calls of the org, `ended` seconds ago each (oldest first in the hand-out's order). */
+/** Ended calls of the org (the file's by default), `ended` seconds ago each (oldest first in the hand-out's order). */
 async function endedCalls(
   label: string,
   endedSecondsAgo: number[],
-  fields: { recording?: boolean; botId?: string } = {},
+  fields: { recording?: boolean; botId?: string; orgId?: string } = {},
 ): Promise<string[]> {
   const ids: string[] = [];
   for (const [index, ago] of endedSecondsAgo.entries()) {
     const [row] = await sql<{ id: string }[]>`
       insert into public.calls (org_id, bot_id, direction, status, started_at, ended_at, from_number, recording_url)
-      values (${org.id}, ${fields.botId ?? bot}, 'inbound', 'ended', now() - make_interval(secs => ${ago + 60}),
+      values (${fields.orgId ?? org.id}, ${fields.botId ?? bot}, 'inbound', 'ended', now() - make_interval(secs => ${ago + 60}),
         now() - make_interval(secs => ${ago}), ${`+1415555${String(7400 + index)}`},
         ${fields.recording ? `https://recordings.example.com/${label}-${index}.wav` : null})
       returning id`;
@@ -76,7 +81,17 @@ async function endedCalls(
 async function addLine(callId: string, text: string): Promise<void> {
   await sql`
     insert into public.call_transcript_segments (org_id, call_id, seq, speaker, text, start_ms, end_ms)
-    values (${org.id}, ${callId}, 0, 'user', ${text}, 0, 900)`;
+    select c.org_id, c.id, 0, 'user', ${text}, 0, 900 from public.calls c where c.id = ${callId}`;
+}
+
+/** Every call the earlier tests left due is taken for now, so only the test's own calls are handed out. */
+async function setAsideDueWork(): Promise<void> {
+  await sql`update public.calls set analysis_requested_at = now()
+    where status = 'ended' and (summary is null or sentiment = 'unknown') and ended_at > now() - interval '7 days'`;
+  await sql`insert into private.call_recording_requests (call_id, requested_at)
+    select c.id, now() from public.calls c
+    where c.recording_url is not null and c.recording_path is null and c.ended_at > now() - interval '7 days'
+    on conflict (call_id) do update set requested_at = excluded.requested_at`;
 }
 
 beforeAll(async () => {
@@ -126,7 +141,7 @@ describe('a call the caller said nothing in', () => {
     // The end-of-call transcript's first lines marked the call.
     expect(before).toMatchObject({ status: 'ended', summary: null, has_transcript: true });
 
-    expect((await runPass()).afterCall).toEqual({ analysed: 1, recordings: 0, failed: 0 });
+    expect((await runPass()).afterCall).toEqual({ analysed: 1, recordings: 0, failed: 0, throttled: 0 });
     const [row] = await sql<
       { summary: string | null; sentiment: string; sentiment_score: string | null; analysis_attempts: number }[]
     >`
@@ -142,7 +157,7 @@ describe('a call the caller said nothing in', () => {
       where org_id = ${org.id} and bot_id = ${bot} and kind = 'chat' and model = 'offline'`;
     expect(usage.events).toBe(1);
 
-    expect((await runPass()).afterCall).toEqual({ analysed: 0, recordings: 0, failed: 0 });
+    expect((await runPass()).afterCall).toEqual({ analysed: 0, recordings: 0, failed: 0, throttled: 0 });
     const [after] = await sql<{ analysis_attempts: number }[]>`select analysis_attempts from public.calls where id = ${before.id}`;
     expect(after.analysis_attempts).toBe(1);
   });
@@ -202,6 +217,7 @@ describe('a model that fails on an analysis', () => {
       analysed: 0,
       recordings: 0,
       failed: 1,
+      throttled: 0,
     });
     expect(before.asked).toHaveLength(1);
     expect(await callRow(id)).toEqual({ summary: null, sentiment: 'unknown', sentiment_score: null, analysis_attempts: 1 });
@@ -215,6 +231,7 @@ describe('a model that fails on an analysis', () => {
       analysed: 0,
       recordings: 0,
       failed: 1,
+      throttled: 0,
     });
     expect(await callRow(id)).toEqual({ summary: null, sentiment: 'unknown', sentiment_score: null, analysis_attempts: 2 });
     // No usage came (it comes at a stream's end): the prompt and the streamed text, counted as chat turns count them.
@@ -237,6 +254,7 @@ describe('a model that fails on an analysis', () => {
       analysed: 1,
       recordings: 0,
       failed: 0,
+      throttled: 0,
     });
     expect(await callRow(id)).toEqual({
       summary: `User: ${BOOKING}`,
@@ -255,6 +273,7 @@ describe('a model that fails on an analysis', () => {
       analysed: 1,
       recordings: 0,
       failed: 0,
+      throttled: 0,
     });
     expect(await callRow(id)).toEqual({
       summary: `User: ${BOOKING}`,
@@ -272,6 +291,7 @@ describe('a model that fails on an analysis', () => {
       analysed: 1,
       recordings: 0,
       failed: 0,
+      throttled: 0,
     });
     expect(await callRow(id)).toEqual({
       summary: 'A table for two was booked.',
@@ -298,7 +318,7 @@ describe('a pass within its time budget', () => {
     };
     const refused: RecordingStore = { copy: () => Promise.reject(new Error('no recordings in this test')) };
     const summary = await runAfterCallWork({ sql, chat: slow, recordings: refused, maxDurationMs: 100, log: () => undefined });
-    expect(summary).toEqual({ analysed: 1, recordings: 0, failed: 0 });
+    expect(summary).toEqual({ analysed: 1, recordings: 0, failed: 0, throttled: 0 });
     const rows = await sql<{ id: string; summary: string | null; analysis_attempts: number; requested: boolean }[]>`
       select id, summary, analysis_attempts, analysis_requested_at is not null as requested
       from public.calls where id in ${sql(ids)} order by ended_at`;
@@ -309,7 +329,7 @@ describe('a pass within its time budget', () => {
     ]);
     // Within the budget, the rest: each taken and analysed in turn.
     const rest = await runAfterCallWork({ sql, chat: createOfflineChatProvider(), recordings: refused, log: () => undefined });
-    expect(rest).toEqual({ analysed: 2, recordings: 0, failed: 0 });
+    expect(rest).toEqual({ analysed: 2, recordings: 0, failed: 0, throttled: 0 });
   });
 
   it('takes recording copies one at a time: a slow copy leaves the others their tries', async () => {
@@ -329,7 +349,7 @@ describe('a pass within its time budget', () => {
       maxDurationMs: 100,
       log: () => undefined,
     });
-    expect(summary).toEqual({ analysed: 0, recordings: 0, failed: 1 });
+    expect(summary).toEqual({ analysed: 0, recordings: 0, failed: 1, throttled: 0 });
     expect(copied).toEqual([ids[0]]);
     const tries = await sql<{ call_id: string; attempts: number }[]>`
       select call_id, attempts from private.call_recording_requests where call_id in ${sql(ids)}`;
@@ -359,5 +379,159 @@ describe('a pass within its time budget', () => {
     expect(summary.analysed).toBeGreaterThanOrEqual(1);
     expect(summary.analysed).toBeLessThan(3);
     expect(copied.length).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('the orgs in turn', () => {
+  let other: ChatOrg;
+  let otherBot: string;
+  beforeAll(async () => {
+    other = await createChatOrg(sql, 'after-call-work-other');
+    otherBot = await createBot(sql, other.id, { slug: 'after-call-work-other' });
+  });
+
+  it("analyses another org's call within the pass though one org's older backlog is longer than the pass", async () => {
+    await setAsideDueWork();
+    const backlog = await endedCalls('campaign', [900, 800, 700]);
+    const [waiting] = await endedCalls('other-org', [600], { orgId: other.id, botId: otherBot });
+    for (const id of [...backlog, waiting]) await addLine(id, 'Please call me back about my order.');
+    const refused: RecordingStore = { copy: () => Promise.reject(new Error('no recordings in this test')) };
+
+    const summary = await runAfterCallWork({ sql, chat: createOfflineChatProvider(), recordings: refused, maxCalls: 2 });
+    expect(summary).toEqual({ analysed: 2, recordings: 0, failed: 0, throttled: 0 });
+    const rows = await sql<{ id: string; analysed: boolean }[]>`
+      select id, summary is not null as analysed from public.calls where id in ${sql([...backlog, waiting])} order by ended_at`;
+    // Before, the two oldest of the backlog: the other org waited until it drained.
+    expect(rows).toEqual([
+      { id: backlog[0], analysed: true },
+      { id: backlog[1], analysed: false },
+      { id: backlog[2], analysed: false },
+      { id: waiting, analysed: true },
+    ]);
+    const [{ attempts }] = await sql<{ attempts: number }[]>`
+      select sum(analysis_attempts)::int as attempts from public.calls where id in ${sql([...backlog, waiting])}`;
+    expect(attempts).toBe(2);
+  });
+
+  it("copies another org's recording within the pass, before its provider link expires", async () => {
+    await setAsideDueWork();
+    const backlog = await endedCalls('campaign-recording', [900, 800, 700], { recording: true });
+    const [waiting] = await endedCalls('other-org-recording', [600], { recording: true, orgId: other.id, botId: otherBot });
+    const copied: string[] = [];
+    const recordings: RecordingStore = {
+      copy(call) {
+        copied.push(call.call_id);
+        return Promise.reject(new Error('not copied in this test'));
+      },
+    };
+    const summary = await runAfterCallWork({
+      sql,
+      chat: createOfflineChatProvider(),
+      recordings,
+      maxCalls: 2,
+      log: () => undefined,
+    });
+    expect(summary).toEqual({ analysed: 0, recordings: 0, failed: 2, throttled: 0 });
+    // Before: backlog[0], backlog[1]. (Which org first depends on which was served longer ago.)
+    expect([...copied].sort()).toEqual([backlog[0], waiting].sort());
+  });
+});
+
+describe('a throttled analysis model', () => {
+  const refused: RecordingStore = { copy: () => Promise.reject(new Error('no recordings in this test')) };
+  const BOOKING = 'I would like to book a table for two, please.';
+  let throttleBot: string;
+  beforeAll(async () => {
+    throttleBot = await createBot(sql, org.id, { slug: 'after-call-throttled-model' });
+  });
+
+  /** A model throttled as OpenAI's provider reports it once its own waits are spent: before any text. */
+  function throttled(status: number, retryAfterSeconds?: number): { provider: ChatProvider; asked: () => number } {
+    let asked = 0;
+    const provider: ChatProvider = {
+      name: 'openai',
+      async *stream(): AsyncGenerator<ChatDelta> {
+        asked += 1;
+        throw new ChatProviderError(`The chat model failed with ${status}`, { status, retryable: true, retryAfterSeconds });
+      },
+    };
+    return { provider, asked: () => asked };
+  }
+  const working: ChatProvider = {
+    name: 'openai',
+    async *stream(): AsyncGenerator<ChatDelta> {
+      yield { type: 'delta', text: '{"summary": "A table for two was booked.", "sentiment": "positive", "score": 0.6}' };
+      yield { type: 'done', usage: { tokensIn: 120, tokensOut: 30 }, finishReason: 'stop' };
+    },
+  };
+  const callRows = (ids: string[]) =>
+    sql<{ id: string; summary: string | null; analysis_attempts: number; due_in: number | null }[]>`
+      select id, summary, analysis_attempts,
+        round(extract(epoch from analysis_requested_at + interval '10 minutes' - now()))::int as due_in
+      from public.calls where id in ${sql(ids)} order by ended_at`;
+
+  it('gives the try back, even the 5th: not counted, due after Retry-After; the pass takes no more analyses', async () => {
+    await setAsideDueWork();
+    const ids = await endedCalls('throttled', [500, 400], { botId: throttleBot });
+    for (const id of ids) await addLine(id, BOOKING);
+    // Its 5th try: before, a throttle on it stored the rules' summary for good.
+    await sql`update public.calls set analysis_attempts = 4 where id = ${ids[0]}`;
+
+    const model = throttled(429, 30);
+    const logged: string[] = [];
+    const summary = await runAfterCallWork({
+      sql,
+      chat: model.provider,
+      recordings: refused,
+      log: (message) => logged.push(message),
+    });
+    expect(summary).toEqual({ analysed: 0, recordings: 0, failed: 0, throttled: 1 });
+    expect(model.asked()).toBe(1);
+    expect(logged).toEqual([`the analysis model is throttled: call ${ids[0]} given back`]);
+    const rows = await callRows(ids);
+    expect(rows[0]).toMatchObject({ id: ids[0], summary: null, analysis_attempts: 4 });
+    expect(rows[0].due_in).toBeGreaterThanOrEqual(28);
+    expect(rows[0].due_in).toBeLessThanOrEqual(30);
+    // Not reached: untouched.
+    expect(rows[1]).toEqual({ id: ids[1], summary: null, analysis_attempts: 0, due_in: null });
+
+    // Once the wait is over, the model's analysis, on the try it was owed.
+    await sql`update public.calls set analysis_requested_at = now() - interval '11 minutes' where id = ${ids[0]}`;
+    expect(await runAfterCallWork({ sql, chat: working, recordings: refused })).toEqual({
+      analysed: 2,
+      recordings: 0,
+      failed: 0,
+      throttled: 0,
+    });
+    expect((await callRows(ids)).map((row) => [row.summary, row.analysis_attempts])).toEqual([
+      ['A table for two was booked.', 5],
+      ['A table for two was booked.', 1],
+    ]);
+  });
+
+  it('takes a 503 with Retry-After as a throttle, and one without as a failed try', async () => {
+    await setAsideDueWork();
+    const [id] = await endedCalls('throttled-503', [300], { botId: throttleBot });
+    await addLine(id, BOOKING);
+    expect(await runAfterCallWork({ sql, chat: throttled(503, 120).provider, recordings: refused, log: () => undefined }))
+      .toEqual({ analysed: 0, recordings: 0, failed: 0, throttled: 1 });
+    const [given] = await callRows([id]);
+    expect(given).toMatchObject({ summary: null, analysis_attempts: 0 });
+    expect(given.due_in).toBeGreaterThanOrEqual(118);
+
+    await sql`update public.calls set analysis_requested_at = now() - interval '11 minutes' where id = ${id}`;
+    expect(await runAfterCallWork({ sql, chat: throttled(503).provider, recordings: refused, log: () => undefined }))
+      .toEqual({ analysed: 0, recordings: 0, failed: 1, throttled: 0 });
+    expect((await callRows([id]))[0]).toMatchObject({ summary: null, analysis_attempts: 1 });
+  });
+
+  it("falls back to the rules when the call's 7 days end before a hand-out could follow the wait", async () => {
+    await setAsideDueWork();
+    // 20 minutes left: a wait of 30 leaves none.
+    const [id] = await endedCalls('throttled-window', [7 * 86_400 - 20 * 60], { botId: throttleBot });
+    await addLine(id, BOOKING);
+    expect(await runAfterCallWork({ sql, chat: throttled(429, 1800).provider, recordings: refused, log: () => undefined }))
+      .toEqual({ analysed: 1, recordings: 0, failed: 0, throttled: 0 });
+    expect((await callRows([id]))[0]).toMatchObject({ summary: `User: ${BOOKING}`, analysis_attempts: 1 });
   });
 });

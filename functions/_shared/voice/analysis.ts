@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { OFFLINE_CHAT_MODEL } from '../chat/offline.ts';
-import type { ChatMessage, ChatProvider, ChatUsage } from '../chat/types.ts';
+import { type ChatMessage, type ChatProvider, ChatProviderError, type ChatUsage } from '../chat/types.ts';
 import { countPromptTokens } from '../chat/usage.ts';
 import { countTokens } from '../text/tokens.ts';
 import type { Sentiment, TranscriptSegment } from './types.ts';
@@ -22,6 +22,11 @@ export interface CallAnalysisInput {
    * tries but the last), and the failure is thrown as CallAnalysisFailed.
    */
   lastTry?: boolean;
+  /**
+   * Whether a model throttle (see isModelThrottle) throws CallAnalysisThrottled whatever `lastTry` says:
+   * the after-call work gives such a try back. Otherwise it fails as any other failure.
+   */
+  throwThrottles?: boolean;
 }
 
 export interface CallAnalysis {
@@ -57,6 +62,28 @@ export class CallAnalysisFailed extends Error {
   }
 }
 
+/**
+ * The model refused the request for load, before any text: a 429, or a 503
+ * with Retry-After. The analysis model shares the platform's key, so other
+ * orgs' traffic causes it; it says nothing about this call.
+ */
+export function isModelThrottle(error: unknown): error is ChatProviderError {
+  return error instanceof ChatProviderError && !error.afterFirstToken &&
+    (error.status === 429 || (error.status === 503 && error.retryAfterSeconds !== undefined));
+}
+
+/** The model was throttled (isModelThrottle) and the caller asked to be told (`throwThrottles`). */
+export class CallAnalysisThrottled extends Error {
+  /** The provider's Retry-After, when it sent one. */
+  readonly retryAfterSeconds: number | undefined;
+
+  constructor(cause: ChatProviderError) {
+    super(`The analysis model is throttled: ${cause.message}`, { cause });
+    this.name = 'CallAnalysisThrottled';
+    this.retryAfterSeconds = cause.retryAfterSeconds;
+  }
+}
+
 // Enough for a long call; a longer one keeps its beginning and end, where the request and the outcome are.
 const MAX_TRANSCRIPT_TOKENS = 6_000;
 const MAX_ANSWER_TOKENS = 300;
@@ -73,7 +100,8 @@ const answerSchema = z.object({
  * `{summary, sentiment, score}` as JSON and checks the answer; an answer that
  * does not parse or fit falls back to the rules (the call must get an
  * analysis). A failed request throws CallAnalysisFailed unless it is the last
- * try (`lastTry`), which falls back to the rules, metering what the try spent.
+ * try (`lastTry`), which falls back to the rules, metering what the try spent;
+ * a throttle throws CallAnalysisThrottled on any try when `throwThrottles`.
  * Without a model, or for an empty transcript (nothing to pay a model for),
  * the rules answer.
  */
@@ -102,6 +130,7 @@ export async function analyzeCall(input: CallAnalysisInput, provider?: ChatProvi
       else usage = delta.usage;
     }
   } catch (error) {
+    if (input.throwThrottles && answer === '' && isModelThrottle(error)) throw new CallAnalysisThrottled(error);
     const spent = { tokensIn: answer === '' ? 0 : countPromptTokens(messages), tokensOut: countTokens(answer) };
     if (input.lastTry === false) throw new CallAnalysisFailed(model, spent, error);
     return answer === '' ? offline : { ...rules, source: 'rules', model, usage: spent };
