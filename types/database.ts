@@ -558,14 +558,14 @@ isOneToOne: false
                   ]
                 },"documents": {
                   Row: {
-                    "batch_id": string | null,"checksum_sha256": string | null,"chunk_count": number,"collection_id": string | null,"content_sha256": string | null,"created_at": string,"created_by": string | null,"deletion_started_at": string | null,"failure_reason": string | null,"id": string,"ingest_attempts": number,"ingest_cursor": number,"ingest_run": string | null,"ingest_stalls": number,"ingest_started_at": string | null,"ingested_at": string | null,"last_failure_reason": string | null,"mime_type": string,"name": string,"org_id": string,"page_count": number | null,"progress": number,"project_id": string | null,"retried_at": string | null,"size_bytes": number,"status": Database["public"]['Enums']["document_status"],"storage_path": string,"updated_at": string
+                    "batch_id": string | null,"checksum_sha256": string | null,"chunk_count": number,"collection_id": string | null,"content_sha256": string | null,"created_at": string,"created_by": string | null,"deletion_started_at": string | null,"failure_reason": string | null,"id": string,"ingest_attempts": number,"ingest_cursor": number,"ingest_deferred_since": string | null,"ingest_run": string | null,"ingest_stalls": number,"ingest_started_at": string | null,"ingest_wake_at": string | null,"ingested_at": string | null,"last_failure_reason": string | null,"mime_type": string,"name": string,"org_id": string,"page_count": number | null,"progress": number,"project_id": string | null,"retried_at": string | null,"size_bytes": number,"status": Database["public"]['Enums']["document_status"],"storage_path": string,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "batch_id"?: string | null,"checksum_sha256"?: string | null,"chunk_count"?: number,"collection_id"?: string | null,"content_sha256"?: string | null,"created_at"?: string,"created_by"?: string | null,"deletion_started_at"?: string | null,"failure_reason"?: string | null,"id"?: string,"ingest_attempts"?: number,"ingest_cursor"?: number,"ingest_run"?: string | null,"ingest_stalls"?: number,"ingest_started_at"?: string | null,"ingested_at"?: string | null,"last_failure_reason"?: string | null,"mime_type": string,"name": string,"org_id": string,"page_count"?: number | null,"progress"?: number,"project_id"?: string | null,"retried_at"?: string | null,"size_bytes": number,"status"?: Database["public"]['Enums']["document_status"],"storage_path": string,"updated_at"?: string
+                    "batch_id"?: string | null,"checksum_sha256"?: string | null,"chunk_count"?: number,"collection_id"?: string | null,"content_sha256"?: string | null,"created_at"?: string,"created_by"?: string | null,"deletion_started_at"?: string | null,"failure_reason"?: string | null,"id"?: string,"ingest_attempts"?: number,"ingest_cursor"?: number,"ingest_deferred_since"?: string | null,"ingest_run"?: string | null,"ingest_stalls"?: number,"ingest_started_at"?: string | null,"ingest_wake_at"?: string | null,"ingested_at"?: string | null,"last_failure_reason"?: string | null,"mime_type": string,"name": string,"org_id": string,"page_count"?: number | null,"progress"?: number,"project_id"?: string | null,"retried_at"?: string | null,"size_bytes": number,"status"?: Database["public"]['Enums']["document_status"],"storage_path": string,"updated_at"?: string
                   }
                   Update: {
-                    "batch_id"?: string | null,"checksum_sha256"?: string | null,"chunk_count"?: number,"collection_id"?: string | null,"content_sha256"?: string | null,"created_at"?: string,"created_by"?: string | null,"deletion_started_at"?: string | null,"failure_reason"?: string | null,"id"?: string,"ingest_attempts"?: number,"ingest_cursor"?: number,"ingest_run"?: string | null,"ingest_stalls"?: number,"ingest_started_at"?: string | null,"ingested_at"?: string | null,"last_failure_reason"?: string | null,"mime_type"?: string,"name"?: string,"org_id"?: string,"page_count"?: number | null,"progress"?: number,"project_id"?: string | null,"retried_at"?: string | null,"size_bytes"?: number,"status"?: Database["public"]['Enums']["document_status"],"storage_path"?: string,"updated_at"?: string
+                    "batch_id"?: string | null,"checksum_sha256"?: string | null,"chunk_count"?: number,"collection_id"?: string | null,"content_sha256"?: string | null,"created_at"?: string,"created_by"?: string | null,"deletion_started_at"?: string | null,"failure_reason"?: string | null,"id"?: string,"ingest_attempts"?: number,"ingest_cursor"?: number,"ingest_deferred_since"?: string | null,"ingest_run"?: string | null,"ingest_stalls"?: number,"ingest_started_at"?: string | null,"ingest_wake_at"?: string | null,"ingested_at"?: string | null,"last_failure_reason"?: string | null,"mime_type"?: string,"name"?: string,"org_id"?: string,"page_count"?: number | null,"progress"?: number,"project_id"?: string | null,"retried_at"?: string | null,"size_bytes"?: number,"status"?: Database["public"]['Enums']["document_status"],"storage_path"?: string,"updated_at"?: string
                   }
                   Relationships: [
                     {
@@ -1511,9 +1511,11 @@ isOneToOne: false
 "id": string,
 "ingest_attempts": number,
 "ingest_cursor": number,
+"ingest_deferred_since": string | null,
 "ingest_run": string | null,
 "ingest_stalls": number,
 "ingest_started_at": string | null,
+"ingest_wake_at": string | null,
 "ingested_at": string | null,
 "last_failure_reason": string | null,
 "mime_type": string,
@@ -1689,9 +1691,11 @@ isOneToOne: false
 "id": string,
 "ingest_attempts": number,
 "ingest_cursor": number,
+"ingest_deferred_since": string | null,
 "ingest_run": string | null,
 "ingest_stalls": number,
 "ingest_started_at": string | null,
+"ingest_wake_at": string | null,
 "ingested_at": string | null,
 "last_failure_reason": string | null,
 "mime_type": string,
@@ -1836,8 +1840,8 @@ isOneToOne: false
             }[]
                            },
 "verify_audit_chain":
-{ Args: { "org_id": string }; Returns: {
-              "first_invalid_seq": number,"reason": string,"rows_checked": number,"valid": boolean
+{ Args: { "from_seq"?: number,"max_rows"?: number,"org_id": string }; Returns: {
+              "first_invalid_seq": number,"next_seq": number,"reason": string,"rows_checked": number,"valid": boolean
             }[]
                            }
           }
