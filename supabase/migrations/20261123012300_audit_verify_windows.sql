@@ -212,8 +212,13 @@ begin
     raise exception 'from_seq must be between 1 and the chain''s last seq' using errcode = 'invalid_parameter_value';
   end if;
 
-  return query select * from private.check_audit_chain_window(
-    verify_audit_chain.org_id, coalesce(verify_audit_chain.from_seq, 1), verify_audit_chain.max_rows);
+  -- A window that passes but does not reach the chain's end proves nothing about the chain (the head and
+  -- the redaction checks run only in the last window): valid is null then, never true, so a caller reading
+  -- only `valid` is not told a longer chain verifies.
+  return query select case when w.valid and w.next_seq is not null then null else w.valid end,
+    w.rows_checked, w.first_invalid_seq, w.reason, w.next_seq
+  from private.check_audit_chain_window(
+    verify_audit_chain.org_id, coalesce(verify_audit_chain.from_seq, 1), verify_audit_chain.max_rows) w;
 end;
 $$;
 grant execute on function private.verify_audit_chain(uuid, bigint, integer) to authenticated, service_role;
@@ -228,7 +233,7 @@ as $$
   select * from private.verify_audit_chain(
     verify_audit_chain.org_id, verify_audit_chain.from_seq, verify_audit_chain.max_rows);
 $$;
-comment on function public.verify_audit_chain(uuid, bigint, integer) is 'Checks the org''s audit hash chain, at most max_rows (1-50000) rows from from_seq (default 1); next_seq: where to go on, null once the end is checked. Owners, admins and platform admins only.';
+comment on function public.verify_audit_chain(uuid, bigint, integer) is 'Checks the org''s audit hash chain, at most max_rows (1-50000) rows from from_seq (default 1); next_seq: where to go on, null once the end is checked; valid is null for a passing window that does not reach the end. Owners, admins and platform admins only.';
 grant execute on function public.verify_audit_chain(uuid, bigint, integer) to authenticated, service_role;
 
 revoke execute on function private.check_audit_chain_window(uuid, bigint, bigint) from public;
