@@ -10,8 +10,8 @@
  * as it was (retry_document would also re-ingest a ready one, spending its
  * embeddings again: not what a sync retrying its failures means). A repeat
  * of a retry whose 202 was lost finds the document queued or processing
- * with `retried_at` set (an upload clears it): it answers 202 with the
- * document as it is, queuing nothing.
+ * with `retried_at` set (an upload clears it): retry_document answers it
+ * with the document as it is, queuing nothing, and so does this route (202).
  */
 import type { Sql } from '../_shared/db.ts';
 import { HttpError } from '../_shared/errors.ts';
@@ -32,12 +32,8 @@ export async function retryDocument(sql: Sql, req: Request, id: string): Promise
         from public.documents d where d.id = ${id}::uuid and d.org_id = ${caller.key.orgId}::uuid for update`;
       if (!mine) return undefined;
       if (mine.being_deleted) throw new HttpError(409, 'not_retryable', 'The document is being deleted.');
-      if (mine.retrying) {
-        const [current] = await tx<DocumentRow[]>`
-          select ${documentColumns(tx)} from public.documents d where d.id = ${id}::uuid`;
-        return current;
-      }
-      if (mine.status !== 'failed') {
+      // A repeat of a retry under way goes to retry_document too, which answers the document as it is.
+      if (!mine.retrying && mine.status !== 'failed') {
         throw new HttpError(409, 'not_retryable', `Only a failed document can be retried; this one is ${mine.status}.`);
       }
       const [retried] = await tx<DocumentRow[]>`select ${documentColumns(tx)} from public.retry_document(${id}::uuid) d`;
