@@ -19,8 +19,8 @@
  * lacks the new key and would take every set already re-sealed for gone,
  * so the operator asks for it once the old key is retired and every worker
  * has the new keyring (a worker using a calendar only reports it missing:
- * session.ts). `org_id` takes only that org's sets (the others are passed
- * over, not counted against `limit`); `remaining` still counts every org's.
+ * session.ts). `org_id` takes only that org's sets; `remaining` still counts
+ * every org's.
  */
 import { asServiceRole } from '../_shared/db.ts';
 import { json } from '../_shared/http.ts';
@@ -88,19 +88,17 @@ export async function resealTokens(ctx: RequestContext, req: Request): Promise<R
   let resealed = 0;
   let taken = 0;
   const failed: Failure[] = [];
-  // Failed ones (and other orgs') are left out of the next page, so they never hold the others up.
+  // Failed ones are left out of the next page, so they never hold the others up.
   const seen: string[] = [];
   while (taken < limit) {
-    const rows = body.org_id ? PAGE : Math.min(PAGE, limit - taken);
     const page = await asServiceRole(ctx.sql, (tx) =>
       tx<SealedSecret[]>`
         select kind, id, org_id, provider, account_email, external_calendar_id, ciphertext
-        from private.calendar_secrets_to_reseal(${currentKid}, ${rows}, ${seen}::uuid[])`);
+        from private.calendar_secrets_to_reseal(${currentKid}, ${Math.min(PAGE, limit - taken)}, ${seen}::uuid[],
+          ${body.org_id ?? null}::uuid)`);
     if (page.length === 0) break;
     for (const secret of page) {
       seen.push(secret.id);
-      if (body.org_id && secret.org_id !== body.org_id) continue;
-      if (taken >= limit) break;
       taken += 1;
       try {
         if (!needsReseal(secret.ciphertext, keyring)) continue;

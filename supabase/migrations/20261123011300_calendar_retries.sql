@@ -148,7 +148,9 @@ $$;
 -- 'request' (private.calendar_pending_connections, sealed under the default
 -- calendar) or 'dropped_grant' (private.deleted_org_calendar_grants); with
 -- the calendar key each is sealed under.
-create function private.calendar_secrets_to_reseal(current_kid text, max_rows integer, except_ids uuid[] default '{}')
+create function private.calendar_secrets_to_reseal(
+  current_kid text, max_rows integer, except_ids uuid[] default '{}', only_org uuid default null
+)
 returns table (
   kind text, id uuid, org_id uuid, provider text, account_email text, external_calendar_id text, ciphertext text
 )
@@ -181,13 +183,14 @@ begin
   ) s
   where not pg_catalog.starts_with(s.ciphertext, 'v1.' || current_kid || '.')
     and s.id <> all (coalesce(except_ids, '{}'))
+    and (only_org is null or s.org_id = only_org)
   order by s.kind, s.id
   limit max_rows;
 end;
 $$;
-comment on function private.calendar_secrets_to_reseal(text, integer, uuid[]) is 'Sealed calendar token sets whose header names another key than current_kid (8 hex digits), at most max_rows (1 to 500), except except_ids: connections'' tokens, connection requests'' (expired ones too, until purged: their purge queues the grant for revocation) and dropped grants'' copies, each with the calendar key it is sealed under. Service role (POST calendar/reseal).';
-revoke execute on function private.calendar_secrets_to_reseal(text, integer, uuid[]) from public;
-grant execute on function private.calendar_secrets_to_reseal(text, integer, uuid[]) to service_role;
+comment on function private.calendar_secrets_to_reseal(text, integer, uuid[], uuid) is 'Sealed calendar token sets whose header names another key than current_kid (8 hex digits), at most max_rows (1 to 500), except except_ids, only only_org''s when given: connections'' tokens, connection requests'' (expired ones too, until purged: their purge queues the grant for revocation) and dropped grants'' copies, each with the calendar key it is sealed under. Service role (POST calendar/reseal).';
+revoke execute on function private.calendar_secrets_to_reseal(text, integer, uuid[], uuid) from public;
+grant execute on function private.calendar_secrets_to_reseal(text, integer, uuid[], uuid) to service_role;
 
 -- Only the ciphertext changes (no status, expiry or refresh time: a
 -- needs_reauth connection stays so), and only while it is still the one

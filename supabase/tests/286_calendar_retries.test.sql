@@ -36,9 +36,9 @@ select is(has_function_privilege('service_role', 'private.conversation_booking(u
   true, 'conversation_booking: the service role may');
 select is(has_function_privilege('authenticated', 'private.conversation_booking(uuid, uuid, timestamptz, timestamptz, text, text, text, text)', 'execute'),
   false, 'conversation_booking: signed-in users may not');
-select is(has_function_privilege('service_role', 'private.calendar_secrets_to_reseal(text, integer, uuid[])', 'execute'),
+select is(has_function_privilege('service_role', 'private.calendar_secrets_to_reseal(text, integer, uuid[], uuid)', 'execute'),
   true, 'calendar_secrets_to_reseal: the service role may');
-select is(has_function_privilege('authenticated', 'private.calendar_secrets_to_reseal(text, integer, uuid[])', 'execute'),
+select is(has_function_privilege('authenticated', 'private.calendar_secrets_to_reseal(text, integer, uuid[], uuid)', 'execute'),
   false, 'calendar_secrets_to_reseal: signed-in users may not');
 select is(has_function_privilege('authenticated', 'private.reseal_calendar_secret(text, uuid, text, text)', 'execute'),
   false, 'reseal_calendar_secret: signed-in users may not');
