@@ -9,7 +9,7 @@
  * accepted and ignored.
  */
 import { z } from 'zod';
-import { codePointLength } from './chat/answer-text.ts';
+import { codePointLength } from './text/code-points.ts';
 import type { ChatUsage } from './chat/types.ts';
 import { HttpError } from './errors.ts';
 import { httpErrorFromUnmappedPostgres } from './pg-errors.ts';

@@ -3,15 +3,15 @@ import { HttpError } from '../_shared/errors.ts';
 import { type BodyLimit, readJson } from '../_shared/http.ts';
 import { chatCompletionRequestSchema, MAX_QUESTION_CHARS } from '../_shared/openai-wire.ts';
 import { bookingRequest } from '../_shared/scheduling/booking-body.ts';
+import { trimmedText } from '../_shared/text/code-points.ts';
 
 /** The signed-in user's turn: a bot, a message, and the conversation to continue (none starts one). */
 export const chatBody = z.object({
   bot_id: z.uuid({ error: 'bot_id must be a uuid' }),
   message: z
     .string({ error: 'message must be a string' })
-    .trim()
-    .min(1, { error: 'message must not be empty' })
-    .max(MAX_QUESTION_CHARS, { error: `message has at most ${MAX_QUESTION_CHARS} characters` }),
+    .pipe(trimmedText(MAX_QUESTION_CHARS, `message has at most ${MAX_QUESTION_CHARS} characters`))
+    .pipe(z.string().min(1, { error: 'message must not be empty' })),
   conversation_id: z.uuid({ error: 'conversation_id must be a uuid' }).nullish(),
   /** A booking step: book this time for the user (functions/chat/booking.ts). */
   booking: bookingRequest.nullish(),

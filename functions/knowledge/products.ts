@@ -11,6 +11,7 @@ import { z } from 'zod';
 import type { AuthOptions } from '../_shared/auth.ts';
 import type { Sql } from '../_shared/db.ts';
 import { json, readJson } from '../_shared/http.ts';
+import { trimmedText } from '../_shared/text/code-points.ts';
 import { asCaller, authenticateCaller, callerOrg, takeUserRateLimit } from './caller.ts';
 
 /** search_products' own bounds. */
@@ -23,7 +24,7 @@ const price = z.number().min(0, 'must not be negative').max(MAX_PRICE);
 
 export const productSearchBody = z
   .strictObject({
-    query: z.string().trim().max(MAX_QUERY_CHARS, `has at most ${MAX_QUERY_CHARS} characters`).optional(),
+    query: trimmedText(MAX_QUERY_CHARS, `has at most ${MAX_QUERY_CHARS} characters`).optional(),
     org_id: z.guid().optional(),
     category_id: z.guid().optional(),
     include_subcategories: z.boolean().default(true),

@@ -18,6 +18,7 @@ import { asServiceRole, type Sql } from '../_shared/db.ts';
 import { type EmbeddingProvider, EmbeddingProviderError, toPgDirection } from '../_shared/embeddings/index.ts';
 import { embeddingQuotaRefusal } from '../_shared/embeddings/quota.ts';
 import { HttpError } from '../_shared/errors.ts';
+import { trimmedText } from '../_shared/text/code-points.ts';
 import { hasNoNul, NUL_MESSAGE } from '../_shared/text/nul.ts';
 import { json, readJson } from '../_shared/http.ts';
 import { asCaller, authenticateCaller, type Caller, callerOrg, takeUserRateLimit } from './caller.ts';
@@ -32,8 +33,8 @@ const uuid = z.guid();
 
 export const searchBody = z
   .strictObject({
-    query: z.string().trim().min(1, 'must not be empty').max(MAX_QUERY_CHARS, `has at most ${MAX_QUERY_CHARS} characters`)
-      .refine(hasNoNul, NUL_MESSAGE),
+    query: trimmedText(MAX_QUERY_CHARS, `has at most ${MAX_QUERY_CHARS} characters`)
+      .pipe(z.string().min(1, 'must not be empty').refine(hasNoNul, NUL_MESSAGE)),
     org_id: uuid.optional(),
     match_count: z.number().int().min(1).max(MAX_MATCH_COUNT).default(10),
     collection_ids: z.array(uuid).min(1).max(MAX_COLLECTIONS).optional(),

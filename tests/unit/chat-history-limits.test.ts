@@ -6,7 +6,8 @@
  * message over 32,000 characters or more than 1,000 messages.
  */
 import { describe, expect, it } from 'vitest';
-import { AnswerText, codePointLength, MAX_ANSWER_CHARS } from '../../functions/_shared/chat/answer-text.ts';
+import { AnswerText, MAX_ANSWER_CHARS } from '../../functions/_shared/chat/answer-text.ts';
+import { codePointLength } from '../../functions/_shared/text/code-points.ts';
 import { countTokensUpTo } from '../../functions/_shared/chat/history-tokens.ts';
 import { countPromptTokens, trimHistory } from '../../functions/_shared/chat/index.ts';
 import {

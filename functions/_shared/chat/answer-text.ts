@@ -5,19 +5,6 @@
 export const MAX_ANSWER_CHARS = 32000;
 
 /**
- * A text's length as Postgres's length() counts it: code points, so an emoji
- * (two UTF-16 units in JS's .length) is one character.
- */
-export function codePointLength(text: string): number {
-  let chars = 0;
-  for (let index = 0; index < text.length; index += 1) {
-    chars += 1;
-    if ((text.codePointAt(index) ?? 0) > 0xffff) index += 1;
-  }
-  return chars;
-}
-
-/**
  * A model's answer as it streams, kept storable: U+0000 dropped (Postgres
  * text cannot hold it) and at most MAX_ANSWER_CHARS kept. An answer that
  * would grow past that is `full`: the caller stops reading the model, since
