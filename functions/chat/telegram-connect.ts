@@ -1,16 +1,20 @@
 /**
  * POST /chat/bots/:bot_id/telegram { bot_token } (admins): connects a Telegram
- * bot in one step. set_bot_telegram (as the caller, so bots.manage decides)
- * stores the token and a fresh secret, and Telegram's setWebhook points the
- * bot's updates at this function with that secret; the database change is
- * kept only if Telegram accepts, so a token Telegram refuses connects nothing.
+ * bot in one step. check_bot_telegram (as the caller, so bots.manage decides)
+ * checks the bot and the token, Telegram's setWebhook points the bot's updates
+ * at this function with a fresh secret, and only when Telegram accepts does
+ * set_bot_telegram store token and secret (checking again under the bot's
+ * lock), so a token Telegram refuses connects nothing. No transaction is open
+ * while Telegram answers: set_bot_telegram's audited write takes the org's
+ * audit chain head, which every audited write of the org waits for.
  * A Telegram bot answers through one webhook, so its token connects one of
- * our bots at most: a token another bot holds (set_bot_telegram's 23505) is a
- * 409, not a silent move that would cut the other bot off.
+ * our bots at most: a token another bot holds (check_bot_telegram's 23505) is
+ * a 409, not a silent move that would cut the other bot off.
  */
 import { z } from 'zod';
 import type { UserClaims } from '../_shared/auth.ts';
-import { withUserScope } from '../_shared/db.ts';
+import { toHex } from '../_shared/bytes.ts';
+import { type TransactionSql, withUserScope } from '../_shared/db.ts';
 import { type EnvReader, processEnv } from '../_shared/env.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { json } from '../_shared/http.ts';
@@ -29,30 +33,33 @@ export async function connectTelegram(deps: ChatDeps, req: Request, claims: User
   const { bot_token: token } = await readChatBody(req, connectBody);
   const publicUrl = env('SUPABASE_URL')?.replace(/\/+$/, '');
   if (!publicUrl) throw new Error('SUPABASE_URL is not set');
-  const webhookUrl = await mapPostgresErrors(
-    () =>
-      withUserScope(deps.sql(), claims, async (tx) => {
-        const [row] = await tx<{ secret_token: string; webhook_path: string }[]>`
-          select secret_token, webhook_path from public.set_bot_telegram(${botId}, ${token})`;
-        const url = `${publicUrl}${row.webhook_path}`;
-        try {
-          await createTelegramClient({ token, baseUrl: telegramApiBaseUrl(env) }).setWebhook(url, row.secret_token);
-        } catch (error) {
-          if (error instanceof TelegramApiError && (error.errorCode === 401 || error.errorCode === 404)) {
-            throw new HttpError(422, 'invalid_bot_token', 'Telegram does not know this bot token.');
-          }
-          throw new HttpError(502, 'telegram_unavailable', 'Telegram did not accept the webhook; try again.', {}, {
-            cause: error,
-          });
-        }
-        return url;
-      }),
-    { forbidden: 'Only admins can connect Telegram.', notFound: 'The bot was not found.' },
-  ).catch((error: unknown) => {
-    if (isPostgresError(error) && error.code === '23505') {
-      throw new HttpError(409, 'telegram_already_connected', 'This Telegram bot is already connected to another bot; disconnect it there first.');
-    }
-    throw error;
+  const asCaller = <T>(work: (tx: TransactionSql) => Promise<T>) =>
+    mapPostgresErrors(() => withUserScope(deps.sql(), claims, work), {
+      forbidden: 'Only admins can connect Telegram.',
+      notFound: 'The bot was not found.',
+    }).catch((error: unknown) => {
+      if (isPostgresError(error) && error.code === '23505') {
+        throw new HttpError(409, 'telegram_already_connected', 'This Telegram bot is already connected to another bot; disconnect it there first.');
+      }
+      throw error;
+    });
+
+  const path = await asCaller(async (tx) => {
+    const [row] = await tx<{ path: string }[]>`select private.check_bot_telegram(${botId}, ${token}) as path`;
+    return row.path;
   });
+  const webhookUrl = `${publicUrl}${path}`;
+  const secret = toHex(crypto.getRandomValues(new Uint8Array(32)));
+  try {
+    await createTelegramClient({ token, baseUrl: telegramApiBaseUrl(env) }).setWebhook(webhookUrl, secret);
+  } catch (error) {
+    if (error instanceof TelegramApiError && (error.errorCode === 401 || error.errorCode === 404)) {
+      throw new HttpError(422, 'invalid_bot_token', 'Telegram does not know this bot token.');
+    }
+    throw new HttpError(502, 'telegram_unavailable', 'Telegram did not accept the webhook; try again.', {}, {
+      cause: error,
+    });
+  }
+  await asCaller((tx) => tx`select 1 from private.set_bot_telegram(${botId}, ${token}, ${secret})`);
   return json({ connected: true, webhook_url: webhookUrl });
 }

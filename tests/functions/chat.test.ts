@@ -508,4 +508,21 @@ describe('Telegram: connecting a bot, and POST /chat/telegram/:bot_id', () => {
     expect(malformed.status).toBe(400);
     expect(telegram.calls).toEqual([]);
   });
+  it('keeps no transaction open while Telegram answers setWebhook, and stores the secret only once it accepts', async () => {
+    const held = telegram.holdNext('setWebhook');
+    const reconnect = connect(orgA.tokens.admin, telegram.token);
+    await held.received;
+    // An audited write of the org (it takes the org's audit chain head) goes on while Telegram has not answered;
+    // before, set_bot_telegram's transaction held the head (and PGlite's one session) until it did.
+    const write = sql`update public.bots set greeting = 'Held connect' where id = ${bot}`.then(() => 'written');
+    const outcome = await Promise.race([write, new Promise((resolve) => setTimeout(resolve, 5000, 'waited'))]);
+    const storedMeanwhile = await storedSecret();
+    held.release();
+    expect(outcome).toBe('written');
+    expect(storedMeanwhile).toBe(secret);
+    expect((await reconnect).status).toBe(200);
+    secret = (await storedSecret())!;
+    expect(secret).not.toBe(storedMeanwhile);
+    expect(telegram.webhook?.secretToken).toBe(secret);
+  });
 });

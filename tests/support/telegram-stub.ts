@@ -37,6 +37,11 @@ export interface TelegramStub {
   webhook: { url: string; secretToken: string | undefined; allowedUpdates: unknown } | null;
   /** Answers the next calls with these failures, in order. */
   failNext(...failures: TelegramStubFailure[]): void;
+  /**
+   * Holds the next call of `method` unanswered until `release()`; `received`
+   * settles once it has arrived (to look at the database meanwhile).
+   */
+  holdNext(method: string): { received: Promise<void>; release(): void };
   reset(): void;
   close(): Promise<void>;
 }
@@ -57,6 +62,7 @@ export async function startTelegramStub(options: { token?: string } = {}): Promi
   const token = options.token ?? '123456:TEST-token_abc';
   const calls: TelegramStubCall[] = [];
   let failures: TelegramStubFailure[] = [];
+  const holds = new Map<string, { arrived(): void; released: Promise<void> }>();
   let nextMessageId = 1;
   const stub: TelegramStub = {
     baseUrl: '',
@@ -66,9 +72,18 @@ export async function startTelegramStub(options: { token?: string } = {}): Promi
     failNext(...next) {
       failures.push(...next);
     },
+    holdNext(method) {
+      let arrived = () => {};
+      let release = () => {};
+      const received = new Promise<void>((resolve) => (arrived = resolve));
+      const released = new Promise<void>((resolve) => (release = resolve));
+      holds.set(method, { arrived, released });
+      return { received, release };
+    },
     reset() {
       calls.length = 0;
       failures = [];
+      holds.clear();
       stub.webhook = null;
     },
     async close() {
@@ -102,6 +117,12 @@ export async function startTelegramStub(options: { token?: string } = {}): Promi
     const ok = (result: unknown) => reply(res, 200, { ok: true, result });
 
     if (!match || req.method !== 'POST') return fail(404, 'Not Found');
+    const hold = holds.get(call.method);
+    if (hold) {
+      holds.delete(call.method);
+      hold.arrived();
+      await hold.released;
+    }
     if (call.token !== token) return fail(401, 'Unauthorized');
     const failure = failures.shift();
     if (failure) {

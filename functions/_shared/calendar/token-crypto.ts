@@ -23,6 +23,7 @@
  */
 import { base64url } from 'jose';
 import { z } from 'zod';
+import { toHex } from '../bytes.ts';
 import { type EnvReader, processEnv } from '../env.ts';
 import type { TokenSet } from './types.ts';
 
@@ -69,7 +70,7 @@ export async function keyringFromBytes(rawKeys: readonly Uint8Array[]): Promise<
     if (raw.length !== 32) throw new TokenCryptoError('bad_key', 'A token encryption key must be 32 bytes.');
     const bytes = new Uint8Array(raw);
     const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
-    const kid = Array.from(digest.slice(0, 4), (byte) => byte.toString(16).padStart(2, '0')).join('');
+    const kid = toHex(digest.slice(0, 4));
     if (keys.some((entry) => entry.kid === kid)) continue;
     const key = await crypto.subtle.importKey('raw', bytes, { name: 'AES-KW' }, false, ['wrapKey', 'unwrapKey']);
     keys.push({ kid, key });
