@@ -4,9 +4,11 @@
  * pending and failed appointments a few at a time, each as a booking request
  * would (claimed one by one, the orgs in turn: private.claim_due_appointment_syncs;
  * one the provider throttles is given back uncounted, due after its
- * Retry-After), then deletes the due unneeded events whose deletion failed before
- * (stray-events.ts), a few at a time (drain.ts: a lease of 120 s starts when
- * an item's work does). Answers
+ * Retry-After, until 24 hours into its throttled run, when a throttle counts as
+ * a failed attempt), then deletes the due unneeded events whose deletion failed
+ * before (stray-events.ts; claimed one by one, the orgs in turn too:
+ * private.claim_due_calendar_event_deletions), a few at a time (drain.ts: a
+ * lease of 120 s starts when an item's work does). Answers
  * `{ mirrored, appointments: [{ id, sync_status }], event_deletions: [{ id, status }] }`.
  */
 import { json } from '../_shared/http.ts';

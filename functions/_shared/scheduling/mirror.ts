@@ -16,7 +16,9 @@
  * the provider throttled is given back (private.release_throttled_appointment_sync):
  * no attempt counted, the status as it was, due again after the provider's
  * Retry-After (1 minute to 1 hour), so a throttle shared by every org (one
- * OAuth app) uses up no appointment's attempts. A result reported for a version
+ * OAuth app) uses up no appointment's attempts for the first 24 hours of a
+ * throttled run; after that each throttle counts as a failed attempt (the
+ * release answers the row failed). A result reported for a version
  * since changed (a cancel or a move while the provider answered) is outdated:
  * the holder renews its lease, reads the row again and mirrors that, so the
  * event a late create made is deleted or moved rather than left behind. An
