@@ -305,14 +305,6 @@ export async function claimTelegramUpdate(tx: TransactionSql, botId: string, upd
 }
 
 /**
- * Links a claimed update to its stored answer, so a redelivery sends that
- * answer again, and settles the claim (service role only).
- */
-export async function telegramUpdateAnswered(tx: TransactionSql, botId: string, updateId: number, messageId: number): Promise<void> {
-  await tx`select private.telegram_update_answered(${botId}, ${updateId}, ${messageId})`;
-}
-
-/**
  * Unlinks a delivered answer from its update and settles the claim (service
  * role only; also once a refusal or failure was told in the chat): the link
  * means "stored, not yet sent", so a later redelivery (Telegram retries when

@@ -60,7 +60,7 @@ import {
 } from '../_shared/telegram.ts';
 import { answerTurn, type ChatDeps, prepareTurn, type TurnInput, type TurnResult } from './core.ts';
 import { asService, type ChatPrincipal } from './principal.ts';
-import { claimTelegramUpdate, releaseTelegramUpdate, telegramBot, telegramUpdateAnswered, telegramUpdateSent } from './queries.ts';
+import { claimTelegramUpdate, releaseTelegramUpdate, telegramBot, telegramUpdateSent } from './queries.ts';
 import { readChatBody, uuid } from './schemas.ts';
 import { streamError } from './web-chat.ts';
 
@@ -252,12 +252,9 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
     return json({ ok: true, handled: false, failed: streamError(error).code });
   }
   const answered = result;
-  // Best effort: without the link a redelivery (if sending fails below) sends nothing rather than a second turn.
-  await asService(deps.sql(), SERVICE, (tx) => telegramUpdateAnswered(tx, botId, updateId, answered.messageId)).catch(
-    (error) => console.warn(`[${requestId}] linking Telegram update ${updateId} to its answer failed`, error),
-  );
-  // Not sent for now: the answer stays linked (the claim settled with it), so the redelivery the 503 asks for
-  // sends it, with no model call. Refused for good: unlinked as if sent (the turn stays stored and metered).
+  // chat_finish linked the answer to the update (the claim settled with it, 20261123013000). Not sent for now:
+  // the redelivery the 503 asks for sends it, with no model call. Refused for good: unlinked as if sent (the
+  // turn stays stored and metered).
   const sent = await send(telegramText(answered.content), reply);
   await markSent();
   if (!sent) return json({ ok: true, handled: false, undeliverable: true, conversation_id: turn.conversation_id });
