@@ -16,6 +16,12 @@ const MINUTE = 60_000;
 const DAY = 24 * 60 * MINUTE;
 /** The widest availability window: a month, so one request stays well inside an edge function's CPU budget. */
 export const MAX_RANGE_DAYS = 31;
+/**
+ * The largest daylight-saving shift of any zone (Antarctica/Troll moves by 2
+ * hours): 31 local days holding a fall-back change are longer than 31 × 24
+ * real hours (October in Europe/Berlin is 745), and must still pass.
+ */
+const MAX_DST_SHIFT = 2 * 60 * MINUTE;
 
 const uuid = (name: string) => z.uuid({ error: `${name} must be a uuid` });
 
@@ -132,7 +138,7 @@ function checkRange(value: { from: Date; to: Date }, ctx: z.RefinementCtx): void
   if (!instants(value.from, value.to)) return;
   const length = value.to.getTime() - value.from.getTime();
   if (length <= 0) ctx.addIssue({ code: 'custom', path: ['to'], message: 'to must be after from' });
-  else if (length > MAX_RANGE_DAYS * DAY) {
+  else if (length > MAX_RANGE_DAYS * DAY + MAX_DST_SHIFT) {
     ctx.addIssue({ code: 'custom', path: ['to'], message: `the range is at most ${MAX_RANGE_DAYS} days` });
   }
 }

@@ -2,7 +2,7 @@
  * GET /functions/v1/calls: the key's org's calls, newest first (created_at,
  * then id), filtered by status (one or several, comma-separated), direction,
  * bot, campaign and a creation window (created_after < created_at <
- * created_before), `limit` 1–100 (default 20), paged by the opaque
+ * created_before, to the millisecond as created_at is shown), `limit` 1–100 (default 20), paged by the opaque
  * `next_cursor` (null on the last page). Send the same filters with each
  * page's cursor.
  */
@@ -38,6 +38,8 @@ export async function listCalls(sql: Sql, key: ApiKeyPrincipal, query: ListQuery
   const limit = query.limit ?? DEFAULT_LIMIT;
   const after = query.cursor === undefined ? null : decodeCursor(query.cursor);
   // Timestamps go in as text: postgres.js sends a timestamptz parameter through a JS Date, dropping the microseconds.
+  // The window compares created_at cut to the millisecond (as shown), so a row's own created_at sent back as either
+  // bound leaves it out; written as a range on created_at itself, so the index on (org_id, created_at) bounds the scan.
   const rows = await asKey(sql, key, (tx) =>
     tx<CallRow[]>`
       select ${callColumns(tx)}
@@ -47,8 +49,8 @@ export async function listCalls(sql: Sql, key: ApiKeyPrincipal, query: ListQuery
         ${query.direction ? tx`and c.direction = ${query.direction}::public.call_direction` : tx``}
         ${query.bot_id ? tx`and c.bot_id = ${query.bot_id}::uuid` : tx``}
         ${query.campaign_id ? tx`and c.campaign_id = ${query.campaign_id}::uuid` : tx``}
-        ${query.created_after ? tx`and c.created_at > ${query.created_after}::text::timestamptz` : tx``}
-        ${query.created_before ? tx`and c.created_at < ${query.created_before}::text::timestamptz` : tx``}
+        ${query.created_after ? tx`and c.created_at >= date_trunc('milliseconds', ${query.created_after}::text::timestamptz) + interval '1 millisecond'` : tx``}
+        ${query.created_before ? tx`and c.created_at < date_trunc('milliseconds', ${query.created_before}::text::timestamptz)` : tx``}
         ${after ? tx`and (c.created_at, c.id) < (${after.createdAt}::text::timestamptz, ${after.id}::uuid)` : tx``}
       order by c.created_at desc, c.id desc
       limit ${limit + 1}`);

@@ -2,7 +2,8 @@
  * GET /functions/v1/knowledge/documents: the key's org's documents (scope
  * knowledge.read), newest first (created_at, then id), filtered by status
  * (one or several, comma-separated), collection, project and a creation
- * window (created_after < created_at < created_before), `limit` 1–100
+ * window (created_after < created_at < created_before, to the millisecond
+ * as created_at is shown), `limit` 1–100
  * (default 20), paged by the opaque `next_cursor` (null on the last page).
  * Send the same filters with each page's cursor. A nightly sync polls what
  * became of its uploads and finds what to delete.
@@ -40,7 +41,10 @@ export async function listDocuments(sql: Sql, req: Request): Promise<Response> {
   const orgId = caller.key.orgId;
   // The service role reads past RLS: the query names the key's org. Timestamps
   // go in as text: postgres.js sends a timestamptz parameter through a JS Date,
-  // dropping the microseconds.
+  // dropping the microseconds. The window compares created_at cut to the
+  // millisecond (as shown), so a row's own created_at sent back as either bound
+  // leaves it out; written as a range on created_at itself, so the index on
+  // (org_id, created_at) still bounds the scan.
   const rows = await asCaller(
     sql,
     caller,
@@ -52,8 +56,8 @@ export async function listDocuments(sql: Sql, req: Request): Promise<Response> {
           ${query.status ? tx`and d.status::text = any (${query.status}::text[])` : tx``}
           ${query.collection_id ? tx`and d.collection_id = ${query.collection_id}::uuid` : tx``}
           ${query.project_id ? tx`and d.project_id = ${query.project_id}::uuid` : tx``}
-          ${query.created_after ? tx`and d.created_at > ${query.created_after}::text::timestamptz` : tx``}
-          ${query.created_before ? tx`and d.created_at < ${query.created_before}::text::timestamptz` : tx``}
+          ${query.created_after ? tx`and d.created_at >= date_trunc('milliseconds', ${query.created_after}::text::timestamptz) + interval '1 millisecond'` : tx``}
+          ${query.created_before ? tx`and d.created_at < date_trunc('milliseconds', ${query.created_before}::text::timestamptz)` : tx``}
           ${after ? tx`and (d.created_at, d.id) < (${after.createdAt}::text::timestamptz, ${after.id}::uuid)` : tx``}
         order by d.created_at desc, d.id desc
         limit ${limit + 1}`,
