@@ -31,6 +31,11 @@ import type { RecordingStore } from './recordings.ts';
  * counted, due again after Retry-After) and the pass takes no more analyses.
  * The database hands the orgs' calls out in turn (20261123011800), so one
  * org's backlog does not hold another's back.
+ *
+ * An org whose chat tokens of the period are used up (private.chat_quota, the
+ * limit chat_prepare enforces) gets the rules' analysis, with no model call:
+ * its calls come from anyone who dials its number, and a model analysis is
+ * chat work the quota exists to bound.
  */
 export interface AfterCallSummary {
   analysed: number;
@@ -47,6 +52,8 @@ interface CallToAnalyse {
   transcript: Array<{ speaker: TranscriptSegment['speaker']; text: string }>;
   /** No later hand-out will come: a failing model falls back to the rules. */
   last_try: boolean;
+  /** The org's chat tokens of the period are used up: the rules analyse it, no model call. */
+  over_quota: boolean;
 }
 
 interface CallToRecord {
@@ -78,6 +85,10 @@ async function analyse(options: AfterCallOptions, call: CallToAnalyse): Promise<
   const transcript = call.transcript.map((segment) => ({ ...segment, startMs: 0, endMs: 0 }));
   const input = { transcript, language: call.language ?? undefined };
   let analysed: CallAnalysis;
+  if (call.over_quota) {
+    await save(options.sql, call.call_id, await analyzeCall(input));
+    return 'analysed';
+  }
   try {
     analysed = await analyzeCall({ ...input, lastTry: call.last_try, throwThrottles: true }, options.chat);
   } catch (error) {
@@ -157,16 +168,18 @@ const ANALYSIS_HANDOUT_MARGIN = '1 minute';
 
 async function takeCallToAnalyse(sql: Sql): Promise<CallToAnalyse | undefined> {
   return await asServiceRole(sql, async (tx) => {
-    const [call] = await tx<Omit<CallToAnalyse, 'last_try'>[]>`
+    const [call] = await tx<Omit<CallToAnalyse, 'last_try' | 'over_quota'>[]>`
       select call_id, language, transcript from private.calls_needing_analysis(1)`;
     if (!call) return undefined;
     // Read after the hand-out, in its transaction: the try just counted is in analysis_attempts.
-    const [{ last_try: lastTry }] = await tx<{ last_try: boolean }[]>`
+    const [{ last_try: lastTry, over_quota: overQuota }] = await tx<{ last_try: boolean; over_quota: boolean }[]>`
       select c.analysis_attempts >= ${ANALYSIS_TRIES}
         or c.ended_at + ${ANALYSIS_WINDOW}::interval
-          <= now() + ${ANALYSIS_RETRY_INTERVAL}::interval + ${ANALYSIS_HANDOUT_MARGIN}::interval as last_try
+          <= now() + ${ANALYSIS_RETRY_INTERVAL}::interval + ${ANALYSIS_HANDOUT_MARGIN}::interval as last_try,
+        coalesce((select q.used_chat_tokens >= q.monthly_chat_tokens from private.chat_quota(c.org_id) q), false)
+          as over_quota
       from public.calls c where c.id = ${call.call_id}::uuid`;
-    return { ...call, last_try: lastTry };
+    return { ...call, last_try: lastTry, over_quota: overQuota };
   });
 }
 

@@ -437,6 +437,37 @@ describe('the orgs in turn', () => {
   });
 });
 
+describe('an org whose chat tokens are used up', () => {
+  it("gets the rules' analysis with no model call, as chat_prepare would refuse its turns", async () => {
+    await setAsideDueWork();
+    const spent = await createChatOrg(sql, 'after-call-over-quota');
+    const spentBot = await createBot(sql, spent.id, { slug: 'after-call-over-quota' });
+    await sql`select private.record_usage(${spent.id}::uuid, 'chat', 'gpt-4o-mini', 200000, 0, null, null, ${spentBot}::uuid, null, null)`;
+    const [id] = await endedCalls('over-quota', [30], { botId: spentBot, orgId: spent.id });
+    await addLine(id, 'I would like to book a table for two, please.');
+    let asked = 0;
+    const model: ChatProvider = {
+      name: 'openai',
+      async *stream(): AsyncGenerator<ChatDelta> {
+        asked += 1;
+        yield { type: 'delta', text: '{"summary": "Booked.", "sentiment": "positive", "score": 0.6}' };
+        yield { type: 'done', usage: { tokensIn: 120, tokensOut: 30 }, finishReason: 'stop' };
+      },
+    };
+    const refused: RecordingStore = { copy: () => Promise.reject(new Error('no recordings in this test')) };
+    expect(await runAfterCallWork({ sql, chat: model, recordings: refused, maxCalls: 1, log: () => undefined }))
+      .toMatchObject({ analysed: 1, failed: 0, throttled: 0 });
+    expect(asked).toBe(0);
+    const [row] = await sql<{ summary: string | null; analysis_attempts: number; chat_tokens: number }[]>`
+      select c.summary, c.analysis_attempts,
+        (select coalesce(sum(u.tokens_in + u.tokens_out), 0)::int from public.usage_events u
+         where u.org_id = c.org_id and u.kind = 'chat') as chat_tokens
+      from public.calls c where c.id = ${id}`;
+    expect(row.summary).not.toBeNull();
+    expect([row.analysis_attempts, row.chat_tokens]).toEqual([1, 200000]);
+  });
+});
+
 describe('a throttled analysis model', () => {
   const refused: RecordingStore = { copy: () => Promise.reject(new Error('no recordings in this test')) };
   const BOOKING = 'I would like to book a table for two, please.';
