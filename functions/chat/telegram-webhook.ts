@@ -108,9 +108,25 @@ function sendFailed(error: unknown): unknown {
   );
 }
 
+/**
+ * Past this wait a 429 is the end user's daily chat tokens (20261123012900), not a per-minute bucket (whose
+ * waits are at most a minute and a slot).
+ */
+const DAILY_LIMIT_WAIT_SECONDS = 120;
+
+/** "40 minutes", "3 hours": a daily limit's wait, rounded up. */
+function roughWait(seconds: number): string {
+  if (seconds < 2 * 3600) return `${Math.ceil(seconds / 60)} minutes`;
+  return `${Math.ceil(seconds / 3600)} hours`;
+}
+
 /** What the chat is told when the bot refuses a message. */
 function refusalText(error: HttpError): string {
   if (error.status === 429) {
+    const wait = Number(error.headers['retry-after']);
+    if (wait > DAILY_LIMIT_WAIT_SECONDS) {
+      return `You've used up today's messages with this assistant; please try again in about ${roughWait(wait)}.`;
+    }
     return `You're sending messages too fast; please wait ${error.headers['retry-after'] ?? 'a few'} seconds.`;
   }
   return UNAVAILABLE_TEXT;

@@ -137,7 +137,10 @@ describe('an answer past 32,000 characters', () => {
         select length(content) as chars from public.messages where conversation_id = ${conversation} order by id`;
     expect(await stored()).toEqual([{ chars: 14 }, { chars: 32000 }]);
 
-    // An OpenAI client sends the answer back as history (64,000 UTF-16 units), and a question of 8,000 emoji.
+    // An OpenAI client sends the answer back as history (64,000 UTF-16 units), and a question of 8,000 emoji. The
+    // first turn's tokens are moved out of the end user's 24 hours, whose budget (20261123012900) they exhaust on
+    // this Free org.
+    await sql`update public.usage_events set created_at = now() - interval '25 hours' where conversation_id = ${conversation}`;
     stub.answerChat({ content: 'Fewer emoji now.' });
     const next = await complete({
       messages: [
