@@ -58,14 +58,14 @@ isOneToOne: false
                   ]
                 },"appointments": {
                   Row: {
-                    "attendee_email": string | null,"attendee_name": string,"attendee_phone": string | null,"bot_id": string | null,"call_id": string | null,"cancel_reason": string | null,"canceled_at": string | null,"connection_id": string | null,"conversation_id": string | null,"created_at": string,"created_by": string | null,"ends_at": string,"external_event_id": string | null,"id": string,"notes": string | null,"org_id": string,"reschedule_count": number,"resource": string,"source": string,"starts_at": string,"status": string,"sync_attempts": number,"sync_claimed_until": string | null,"sync_error": string | null,"sync_next_attempt_at": string | null,"sync_status": string,"time_zone": string | null,"updated_at": string
+                    "attendee_email": string | null,"attendee_name": string,"attendee_phone": string | null,"bot_id": string | null,"call_id": string | null,"cancel_reason": string | null,"canceled_at": string | null,"connection_id": string | null,"conversation_id": string | null,"created_at": string,"created_by": string | null,"ends_at": string,"external_event_id": string | null,"id": string,"notes": string | null,"org_id": string,"reschedule_count": number,"resource": string,"source": string,"starts_at": string,"status": string,"sync_attempts": number,"sync_claimed_until": string | null,"sync_error": string | null,"sync_next_attempt_at": string | null,"sync_status": string,"sync_throttled_since": string | null,"time_zone": string | null,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "attendee_email"?: string | null,"attendee_name": string,"attendee_phone"?: string | null,"bot_id"?: string | null,"call_id"?: string | null,"cancel_reason"?: string | null,"canceled_at"?: string | null,"connection_id"?: string | null,"conversation_id"?: string | null,"created_at"?: string,"created_by"?: string | null,"ends_at": string,"external_event_id"?: string | null,"id"?: string,"notes"?: string | null,"org_id": string,"reschedule_count"?: number,"resource"?: string,"source": string,"starts_at": string,"status"?: string,"sync_attempts"?: number,"sync_claimed_until"?: string | null,"sync_error"?: string | null,"sync_next_attempt_at"?: string | null,"sync_status"?: string,"time_zone"?: string | null,"updated_at"?: string
+                    "attendee_email"?: string | null,"attendee_name": string,"attendee_phone"?: string | null,"bot_id"?: string | null,"call_id"?: string | null,"cancel_reason"?: string | null,"canceled_at"?: string | null,"connection_id"?: string | null,"conversation_id"?: string | null,"created_at"?: string,"created_by"?: string | null,"ends_at": string,"external_event_id"?: string | null,"id"?: string,"notes"?: string | null,"org_id": string,"reschedule_count"?: number,"resource"?: string,"source": string,"starts_at": string,"status"?: string,"sync_attempts"?: number,"sync_claimed_until"?: string | null,"sync_error"?: string | null,"sync_next_attempt_at"?: string | null,"sync_status"?: string,"sync_throttled_since"?: string | null,"time_zone"?: string | null,"updated_at"?: string
                   }
                   Update: {
-                    "attendee_email"?: string | null,"attendee_name"?: string,"attendee_phone"?: string | null,"bot_id"?: string | null,"call_id"?: string | null,"cancel_reason"?: string | null,"canceled_at"?: string | null,"connection_id"?: string | null,"conversation_id"?: string | null,"created_at"?: string,"created_by"?: string | null,"ends_at"?: string,"external_event_id"?: string | null,"id"?: string,"notes"?: string | null,"org_id"?: string,"reschedule_count"?: number,"resource"?: string,"source"?: string,"starts_at"?: string,"status"?: string,"sync_attempts"?: number,"sync_claimed_until"?: string | null,"sync_error"?: string | null,"sync_next_attempt_at"?: string | null,"sync_status"?: string,"time_zone"?: string | null,"updated_at"?: string
+                    "attendee_email"?: string | null,"attendee_name"?: string,"attendee_phone"?: string | null,"bot_id"?: string | null,"call_id"?: string | null,"cancel_reason"?: string | null,"canceled_at"?: string | null,"connection_id"?: string | null,"conversation_id"?: string | null,"created_at"?: string,"created_by"?: string | null,"ends_at"?: string,"external_event_id"?: string | null,"id"?: string,"notes"?: string | null,"org_id"?: string,"reschedule_count"?: number,"resource"?: string,"source"?: string,"starts_at"?: string,"status"?: string,"sync_attempts"?: number,"sync_claimed_until"?: string | null,"sync_error"?: string | null,"sync_next_attempt_at"?: string | null,"sync_status"?: string,"sync_throttled_since"?: string | null,"time_zone"?: string | null,"updated_at"?: string
                   }
                   Relationships: [
                     {
@@ -1240,6 +1240,7 @@ isOneToOne: false
 "sync_error": string | null,
 "sync_next_attempt_at": string | null,
 "sync_status": string,
+"sync_throttled_since": string | null,
 "time_zone": string | null,
 "updated_at": string
             }
@@ -1407,6 +1408,7 @@ isOneToOne: false
 "sync_error": string | null,
 "sync_next_attempt_at": string | null,
 "sync_status": string,
+"sync_throttled_since": string | null,
 "time_zone": string | null,
 "updated_at": string
             }
@@ -1663,6 +1665,7 @@ isOneToOne: false
 "sync_error": string | null,
 "sync_next_attempt_at": string | null,
 "sync_status": string,
+"sync_throttled_since": string | null,
 "time_zone": string | null,
 "updated_at": string
             }
