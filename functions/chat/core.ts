@@ -204,7 +204,7 @@ export async function* answerTurn(deps: ChatDeps, input: TurnInput, turn: Prepar
   } finally {
     if (!stored) {
       await asService(deps.sql(), input.principal, (tx) =>
-        tx`select private.release_chat_reservation(${turn.conversation_id}::uuid)`).catch((error) =>
+        tx`select private.release_chat_reservation(${turn.conversation_id}::uuid, ${turn.user_message_id}::bigint)`).catch((error) =>
           console.error(`chat: conversation ${turn.conversation_id}: giving back the quota reservation failed`, error)
         );
     }

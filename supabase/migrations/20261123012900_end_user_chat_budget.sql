@@ -132,6 +132,44 @@ comment on function private.end_user_chat_spend(uuid, uuid[], bigint) is
 revoke execute on function private.end_user_chat_spend(uuid, uuid[], bigint) from public;
 
 -- ---------------------------------------------------------------------------
+-- A reservation names its question
+-- ---------------------------------------------------------------------------
+
+-- Turns of one conversation no longer reserve alike (the question's bytes
+-- count), so chat_finish and release_chat_reservation give back the
+-- reservation of the question they end, not the conversation's oldest: a
+-- short turn finishing first gave back a long running turn's reservation, and
+-- the quota and the end user's budget undercounted while it ran. Null on
+-- reservations made before (they expire within 10 minutes) and the fallback
+-- (the oldest) for callers naming no question.
+alter table private.chat_quota_reservations add column question_message_id bigint;
+comment on column private.chat_quota_reservations.question_message_id is
+  'The user message whose turn holds the reservation (chat_prepare); chat_finish and release_chat_reservation give back that one.';
+
+drop function private.release_chat_reservation(uuid);
+create function private.release_chat_reservation(conversation_id uuid, question_message_id bigint default null)
+returns boolean
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  delete from private.chat_quota_reservations r
+  where r.id = (
+    select o.id from private.chat_quota_reservations o
+    where o.conversation_id = release_chat_reservation.conversation_id
+    order by o.question_message_id is not distinct from release_chat_reservation.question_message_id desc, o.id
+    limit 1
+  );
+  return found;
+end;
+$$;
+comment on function private.release_chat_reservation(uuid, bigint) is
+  'Gives back the quota reservation of a turn that failed before chat_finish: the one its question (question_message_id) holds, else the conversation''s oldest; whether there was one. Service role (the chat function).';
+revoke execute on function private.release_chat_reservation(uuid, bigint) from public;
+grant execute on function private.release_chat_reservation(uuid, bigint) to service_role;
+
+-- ---------------------------------------------------------------------------
 -- chat_prepare: reservations by bytes, and the end user's budget
 -- ---------------------------------------------------------------------------
 
@@ -440,8 +478,8 @@ begin
   -- let concurrent turns overshoot the quota 3.8 times; 4,500 for the
   -- history's 2,000-token budget, five 400-token sources and the products).
   reservation := bot.max_tokens + octet_length(bot.system_prompt) + octet_length(message) + 4500;
-  insert into private.chat_quota_reservations (org_id, conversation_id, tokens)
-  values (bot.org_id, conversation.id, reservation);
+  insert into private.chat_quota_reservations (org_id, conversation_id, tokens, question_message_id)
+  values (bot.org_id, conversation.id, reservation, new_message_id);
 
   -- Each answer right after its question: two turns at once store Q1, Q2,
   -- A1, A2, and in that order the model would take A1 for Q2's answer.

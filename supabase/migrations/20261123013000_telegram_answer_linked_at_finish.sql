@@ -12,7 +12,13 @@
 -- answer with no model call. Only a claim still open is linked (message_id null), so a refusal already told
 -- (settled with null) is left alone.
 
--- Latest definition: 20261123011100_chat_turn_integrity.sql; only the Telegram link is new.
+-- chat_finish also gives back the reservation its question holds
+-- (chat_quota_reservations.question_message_id, 20261123012900), not the
+-- conversation's oldest: turns now reserve by their question's bytes, and a
+-- short turn finishing first gave back a long running turn's reservation.
+
+-- Latest definition: 20261123011100_chat_turn_integrity.sql; the Telegram link and the reservation given back
+-- are new.
 create or replace function private.chat_finish(
   conversation_id uuid,
   content text,
@@ -128,12 +134,13 @@ begin
 
   -- The turn's reservation gives way to the usage just metered, in the same
   -- transaction, so the quota check never counts the turn twice (nor not at
-  -- all). Turns of one conversation reserve alike, so the oldest one goes.
+  -- all): the one its question holds (turns reserve by their question's
+  -- bytes, 20261123012900), else the conversation's oldest.
   delete from private.chat_quota_reservations r
   where r.id = (
     select o.id from private.chat_quota_reservations o
     where o.conversation_id = conversation.id
-    order by o.id
+    order by o.question_message_id is not distinct from chat_finish.question_message_id desc, o.id
     limit 1
   );
 

@@ -188,7 +188,7 @@ select tests.act_as('service_role');
 select is(private.release_chat_reservation(pg_temp.conversation('failing')), true, 'release_chat_reservation: gives it back');
 select is(private.release_chat_reservation(pg_temp.conversation('failing')), false, 'release_chat_reservation: once');
 select tests.act_as('postgres');
-select is(has_function_privilege('authenticated', 'private.release_chat_reservation(uuid)', 'execute'), false,
+select is(has_function_privilege('authenticated', 'private.release_chat_reservation(uuid, bigint)', 'execute'), false,
   'release_chat_reservation: not for signed-in users');
 
 select * from finish();
