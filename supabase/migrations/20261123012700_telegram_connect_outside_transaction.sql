@@ -6,14 +6,33 @@
 -- conversation of any bot, membership changes, API keys) waited for Telegram, up to about 25 s (10 s a request,
 -- a short 429 slept off and retried), and the transaction held one of the isolate's three pooled connections.
 --
--- Now the function checks first (private.check_bot_telegram: the bot, bots.manage, the token's format, no
--- other bot holding it; nothing written, no lock kept), registers the webhook with a secret it generated, and
--- only when Telegram accepts stores token and secret (private.set_bot_telegram with the secret), which checks
--- again under the bot's lock. public.set_bot_telegram (a fresh secret, for clients that register the webhook
--- themselves) is unchanged.
+-- Now a connect takes a lease first (private.begin_bot_telegram_connect: the bot, bots.manage, the token's
+-- format, no other bot holding the token; one lease per bot and per token, 60 s), registers the webhook with
+-- the secret the lease names, and only when Telegram accepts stores token and secret
+-- (private.set_bot_telegram with the secret, which checks again under the bot's lock and ends the lease); a
+-- refusal ends the lease (private.end_bot_telegram_connect). The lease keeps what the one transaction used to:
+-- Telegram keeps the last setWebhook it received and the database the last store, so two connects of one bot
+-- (a double click), or of one token to two bots, overlapping between the two steps could leave Telegram with a
+-- secret or an address the database does not hold, the bot then refusing every update. A second connect during
+-- the lease is refused (55006, answered 409 telegram_connect_in_progress). The lease names the secret already
+-- stored when the bot is connected with the same token, so re-registering it never breaks a working
+-- connection even if the store then fails.
+--
+-- public.set_bot_telegram (a fresh secret, for clients that register the webhook themselves) is unchanged.
 
+create table private.telegram_connects (
+  bot_id uuid primary key references public.bots (id) on delete cascade,
+  bot_token text not null constraint telegram_connects_token_unique unique,
+  webhook_secret text not null,
+  expires_at timestamptz not null
+);
+comment on table private.telegram_connects is 'Connects of a bot to a Telegram token under way (the function between its lease and its store): one per bot and per token, for 60 seconds.';
+alter table private.telegram_connects enable row level security;
+revoke all on private.telegram_connects from public, anon, authenticated, service_role;
+
+-- What set_bot_telegram checks (the bot, bots.manage, the token's format, no other bot holding it).
 create function private.check_bot_telegram(bot_id uuid, bot_token text)
-returns text
+returns public.bots
 language plpgsql
 stable
 security definer
@@ -37,12 +56,53 @@ begin
   ) then
     raise exception 'this Telegram bot is already connected to another bot' using errcode = 'unique_violation';
   end if;
-  return '/functions/v1/chat/telegram/' || target.id::text;
+  return target;
 end;
 $$;
-comment on function private.check_bot_telegram(uuid, text) is 'What set_bot_telegram checks (the bot, bots.manage, the token''s format, no other bot holding it), writing nothing; returns the webhook path to register.';
-revoke execute on function private.check_bot_telegram(uuid, text) from public, anon;
-grant execute on function private.check_bot_telegram(uuid, text) to authenticated;
+comment on function private.check_bot_telegram(uuid, text) is 'The bot set_bot_telegram would connect, after its checks (the bot, bots.manage, the token''s format, no other bot holding the token); writes nothing.';
+revoke execute on function private.check_bot_telegram(uuid, text) from public, anon, authenticated, service_role;
+
+create function private.begin_bot_telegram_connect(bot_id uuid, bot_token text)
+returns table (webhook_path text, webhook_secret text)
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  target public.bots := private.check_bot_telegram(begin_bot_telegram_connect.bot_id, begin_bot_telegram_connect.bot_token);
+  secret text;
+begin
+  delete from private.telegram_connects c
+  where (c.bot_id = target.id or c.bot_token = begin_bot_telegram_connect.bot_token) and c.expires_at <= pg_catalog.now();
+  select t.secret_token into secret from private.bot_telegram t
+  where t.bot_id = target.id and t.bot_token = begin_bot_telegram_connect.bot_token;
+  secret := coalesce(secret, pg_catalog.encode(extensions.gen_random_bytes(32), 'hex'));
+  begin
+    insert into private.telegram_connects (bot_id, bot_token, webhook_secret, expires_at)
+    values (target.id, begin_bot_telegram_connect.bot_token, secret, pg_catalog.now() + interval '60 seconds');
+  exception when unique_violation then
+    raise exception 'a Telegram connect of this bot or token is under way' using errcode = 'object_in_use',
+      hint = 'Wait for it to finish (at most a minute), then try again.';
+  end;
+  return query select '/functions/v1/chat/telegram/' || target.id::text, secret;
+end;
+$$;
+comment on function private.begin_bot_telegram_connect(uuid, text) is 'Starts connecting a bot to a Telegram token (the chat function''s connect): checks as set_bot_telegram does and takes a 60-second lease, one per bot and per token (55006 while another holds it); returns the webhook path and the secret to register (the stored one when the bot is connected with this token).';
+revoke execute on function private.begin_bot_telegram_connect(uuid, text) from public, anon;
+grant execute on function private.begin_bot_telegram_connect(uuid, text) to authenticated;
+
+create function private.end_bot_telegram_connect(bot_id uuid, webhook_secret text)
+returns void
+language sql
+security definer
+set search_path = ''
+as $$
+  delete from private.telegram_connects c
+  where c.bot_id = end_bot_telegram_connect.bot_id and c.webhook_secret = end_bot_telegram_connect.webhook_secret;
+$$;
+comment on function private.end_bot_telegram_connect(uuid, text) is 'Ends a Telegram connect''s lease that Telegram refused (only the lease holding this secret, which only its connect knows).';
+revoke execute on function private.end_bot_telegram_connect(uuid, text) from public, anon;
+grant execute on function private.end_bot_telegram_connect(uuid, text) to authenticated;
 
 create function private.set_bot_telegram(bot_id uuid, bot_token text, webhook_secret text)
 returns table (secret_token text, webhook_path text)
@@ -52,10 +112,9 @@ set search_path = ''
 as $$
 declare
   target public.bots;
-  path text;
 begin
   select * into target from public.bots b where b.id = set_bot_telegram.bot_id for update;
-  path := private.check_bot_telegram(set_bot_telegram.bot_id, set_bot_telegram.bot_token);
+  target := private.check_bot_telegram(set_bot_telegram.bot_id, set_bot_telegram.bot_token);
 
   insert into private.bot_telegram as t (bot_id, org_id, bot_token, secret_token)
   values (target.id, target.org_id, set_bot_telegram.bot_token, set_bot_telegram.webhook_secret)
@@ -66,11 +125,12 @@ begin
   set telegram_connected_at = pg_catalog.now(),
       channels = case when 'telegram' = any (b.channels) then b.channels else b.channels || array['telegram'] end
   where b.id = target.id;
+  delete from private.telegram_connects c where c.bot_id = target.id;
 
-  return query select set_bot_telegram.webhook_secret, path;
+  return query select set_bot_telegram.webhook_secret, '/functions/v1/chat/telegram/' || target.id::text;
 end;
 $$;
-comment on function private.set_bot_telegram(uuid, text, text) is 'Connects a Telegram bot with the webhook secret already registered with Telegram (the chat function''s connect); checks as private.check_bot_telegram does, under the bot''s lock.';
+comment on function private.set_bot_telegram(uuid, text, text) is 'Connects a Telegram bot with the webhook secret already registered with Telegram (the chat function''s connect, after begin_bot_telegram_connect), checking again under the bot''s lock, and ends the connect''s lease.';
 revoke execute on function private.set_bot_telegram(uuid, text, text) from public, anon;
 grant execute on function private.set_bot_telegram(uuid, text, text) to authenticated;
 

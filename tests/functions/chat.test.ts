@@ -508,7 +508,7 @@ describe('Telegram: connecting a bot, and POST /chat/telegram/:bot_id', () => {
     expect(malformed.status).toBe(400);
     expect(telegram.calls).toEqual([]);
   });
-  it('keeps no transaction open while Telegram answers setWebhook, and stores the secret only once it accepts', async () => {
+  it('keeps no transaction open while Telegram answers setWebhook, one connect of a bot at a time', async () => {
     const held = telegram.holdNext('setWebhook');
     const reconnect = connect(orgA.tokens.admin, telegram.token);
     await held.received;
@@ -516,13 +516,29 @@ describe('Telegram: connecting a bot, and POST /chat/telegram/:bot_id', () => {
     // before, set_bot_telegram's transaction held the head (and PGlite's one session) until it did.
     const write = sql`update public.bots set greeting = 'Held connect' where id = ${bot}`.then(() => 'written');
     const outcome = await Promise.race([write, new Promise((resolve) => setTimeout(resolve, 5000, 'waited'))]);
-    const storedMeanwhile = await storedSecret();
+    // A second connect of the bot meanwhile (a double click) waits for none and changes nothing: Telegram keeps the
+    // last setWebhook it gets and the database the last store, so interleaved connects could disagree.
+    const second = await connect(orgA.tokens.admin, telegram.token);
+    const secondBody = await second.json();
+    const webhookCalls = telegram.calls.filter((call) => call.method === 'setWebhook').length;
     held.release();
     expect(outcome).toBe('written');
-    expect(storedMeanwhile).toBe(secret);
+    expect([second.status, secondBody.error.code]).toEqual([409, 'telegram_connect_in_progress']);
+    expect(webhookCalls).toBe(1);
     expect((await reconnect).status).toBe(200);
-    secret = (await storedSecret())!;
-    expect(secret).not.toBe(storedMeanwhile);
+    // Connected again with the same token: the stored secret is registered again, so a failed store could not
+    // have left Telegram with a secret the database does not hold.
+    expect(await storedSecret()).toBe(secret);
     expect(telegram.webhook?.secretToken).toBe(secret);
+    // The lease ended with the store: the next connect goes through at once.
+    expect((await connect(orgA.tokens.admin, telegram.token)).status).toBe(200);
+  });
+
+  it('ends the lease when Telegram refuses, so the next connect goes through', async () => {
+    telegram.failNext({ errorCode: 500 });
+    const refused = await connect(orgA.tokens.admin, telegram.token);
+    expect([refused.status, (await refused.json()).error.code]).toEqual([502, 'telegram_unavailable']);
+    expect((await connect(orgA.tokens.admin, telegram.token)).status).toBe(200);
+    expect(await storedSecret()).toBe(secret);
   });
 });
