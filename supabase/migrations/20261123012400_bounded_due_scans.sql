@@ -3,8 +3,8 @@
 -- and 50 other orgs a claim of 10 took 0.26-0.6 s on PGlite (0.06-0.19 s before fairness), and an after-call
 -- hand-out about 150 ms at 20,000 due calls of one org (2-45 ms before), on every pass (15 s), growing with the
 -- backlog. Now each reads only the turns it can hand out: the orgs with work queued, one index probe each
--- (skipping from one org to the next: calls_dial_queue_idx, 20261123012410; calls_after_call_queue_idx,
--- 20261123012420), then each org's oldest due calls, at most a batch, and ranks those. A call's turn is the
+-- (skipping from one org to the next: calls_dial_queue_idx, 20261123012410; calls_analysis_queue_idx and
+-- calls_recording_queue_idx, 20261123012420/012430, each with its hand-out's predicate), then each org's oldest due calls, at most a batch, and ranks those. A call's turn is the
 -- same (the calls of an org ranked before it are the ones read), so the order is as before. Measured in
 -- process on PGlite (that shape, medians): a claim of 10 37 -> 23 ms, an analysis hand-out of 1 44 -> 3 ms, of
 -- 20 54 -> 12 ms, a recording hand-out of 20 43 -> 2 ms.
@@ -325,7 +325,7 @@ begin
   end if;
   loop
     -- A call's turn is its place in its org's due queue (oldest first); within a turn the org served longest
-    -- ago (after_call_turns) goes first, then the oldest call. The orgs are probed in calls_after_call_queue_idx,
+    -- ago (after_call_turns) goes first, then the oldest call. The orgs are probed in calls_analysis_queue_idx,
     -- ordered by its whole key so that the planner takes it (not calls_org_id_idx, which walks an org's other
     -- calls).
     with recursive queue_orgs as (
@@ -354,7 +354,7 @@ begin
         where c.org_id = q.org_id
           and c.status = 'ended' and (c.summary is null or c.sentiment = 'unknown')
           and c.has_transcript and c.analysis_attempts < 5
-          -- ended_at within 7 days, as a bound on (org_id, ended_at): only calls_after_call_queue_idx serves it,
+          -- ended_at within 7 days, as a bound on (org_id, ended_at): only calls_analysis_queue_idx serves it,
           -- so the planner cannot walk every org's calls in calls_awaiting_analysis_idx (ended_at) instead.
           and (c.org_id, c.ended_at) > (q.org_id, pg_catalog.now() - interval '7 days')
           and (c.analysis_requested_at is null or c.analysis_requested_at < pg_catalog.now() - interval '10 minutes')

@@ -137,6 +137,8 @@ select pg_temp.ended('bounded299a', 'analysis', 3000, interval '3 days');
 select pg_temp.ended('bounded299b', 'analysis', 1, interval '1 day');
 select pg_temp.ended('bounded299a', 'recording', 3000, interval '3 days');
 select pg_temp.ended('bounded299b', 'recording', 1, interval '1 day');
+-- C's 2,000 recording copies given up long ago (their links expired): never due again, kept for good.
+select pg_temp.ended('bounded299c', 'recording', 2000, interval '30 days');
 -- Statistics that know the backlog, as a live database's would.
 analyze public.calls;
 
@@ -163,7 +165,7 @@ select pg_temp.hand_out('analysis', 'private.calls_needing_analysis', 2);
 select is(pg_temp.answer('analysis'), 'bounded299a-analysis-1,bounded299b-analysis-1',
   'calls_needing_analysis(2): A''s oldest and B''s one (the orgs in turn)');
 select cmp_ok(pg_temp.rows_read('analysis'), '<', 200::bigint,
-  '... reading fewer than 200 rows of public.calls beside A''s 3,000 due analyses');
+  '... reading fewer than 200 rows of public.calls beside A''s 3,000 due analyses and C''s 2,000 given-up copies');
 select pg_temp.hand_out('analysis_next', 'private.calls_needing_analysis', 1);
 select is(pg_temp.answer('analysis_next'), 'bounded299a-analysis-2', '... the next hand-out of one: A''s next oldest');
 
@@ -171,7 +173,7 @@ select pg_temp.hand_out('recording', 'private.calls_needing_recording', 2);
 select is(pg_temp.answer('recording'), 'bounded299a-recording-1,bounded299b-recording-1',
   'calls_needing_recording(2): A''s oldest and B''s one (the orgs in turn)');
 select cmp_ok(pg_temp.rows_read('recording'), '<', 200::bigint,
-  '... reading fewer than 200 rows of public.calls beside A''s 3,000 due recording copies');
+  '... reading fewer than 200 rows of public.calls beside A''s 3,000 due recording copies and C''s 2,000 given up');
 select pg_temp.hand_out('recording_next', 'private.calls_needing_recording', 1);
 select is(pg_temp.answer('recording_next'), 'bounded299a-recording-2', '... the next hand-out of one: A''s next oldest');
 
