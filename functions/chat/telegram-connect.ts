@@ -5,9 +5,10 @@
  * write of the org waits for). begin_bot_telegram_connect (as the caller, so
  * bots.manage decides) checks the bot and the token and takes a 60-second
  * lease on both, Telegram's setWebhook points the bot's updates at this
- * function with the lease's secret, and only when Telegram accepts does
- * set_bot_telegram store token and secret (checking again under the bot's
- * lock; the lease ends), so a token Telegram refuses connects nothing. The
+ * function with the lease's secret, and only when Telegram accepts, and while
+ * the lease holds, does finish_bot_telegram_connect store token and secret
+ * (checking again under the bot's lock; the lease ends), so a token Telegram
+ * refuses connects nothing. The
  * lease keeps two connects of one bot or one token from interleaving their
  * setWebhook and store (Telegram would keep one secret or address, the
  * database another): the second is a 409 telegram_connect_in_progress.
@@ -71,7 +72,7 @@ export async function connectTelegram(deps: ChatDeps, req: Request, claims: User
       cause: error,
     });
   }
-  await asCaller((tx) => tx`select 1 from private.set_bot_telegram(${botId}, ${token}, ${lease.webhook_secret})`)
+  await asCaller((tx) => tx`select 1 from private.finish_bot_telegram_connect(${botId}, ${token}, ${lease.webhook_secret})`)
     .catch(async (error: unknown) => {
       await endLease();
       throw error;

@@ -9,12 +9,13 @@
 -- Now a connect takes a lease first (private.begin_bot_telegram_connect: the bot, bots.manage, the token's
 -- format, no other bot holding the token; one lease per bot and per token, 60 s), registers the webhook with
 -- the secret the lease names, and only when Telegram accepts stores token and secret
--- (private.set_bot_telegram with the secret, which checks again under the bot's lock and ends the lease); a
--- refusal ends the lease (private.end_bot_telegram_connect). The lease keeps what the one transaction used to:
--- Telegram keeps the last setWebhook it received and the database the last store, so two connects of one bot
--- (a double click), or of one token to two bots, overlapping between the two steps could leave Telegram with a
--- secret or an address the database does not hold, the bot then refusing every update. A second connect during
--- the lease is refused (55006, answered 409 telegram_connect_in_progress). The lease names the secret already
+-- (private.finish_bot_telegram_connect: only while its lease holds, then set_bot_telegram with the secret,
+-- which checks again under the bot's lock); a refusal ends the lease (private.end_bot_telegram_connect). The
+-- lease keeps what the one transaction used to: Telegram keeps the last setWebhook it received and the
+-- database the last store, so two connects of one bot (a double click), or of one token to two bots,
+-- overlapping between the two steps could leave Telegram with a secret or an address the database does not
+-- hold, the bot then refusing every update. A second connect during the lease is refused (55006, answered 409
+-- telegram_connect_in_progress), as is a store after its lease ran out. The lease names the secret already
 -- stored when the bot is connected with the same token, so re-registering it never breaks a working
 -- connection even if the store then fails.
 --
@@ -125,14 +126,37 @@ begin
   set telegram_connected_at = pg_catalog.now(),
       channels = case when 'telegram' = any (b.channels) then b.channels else b.channels || array['telegram'] end
   where b.id = target.id;
-  delete from private.telegram_connects c where c.bot_id = target.id;
 
   return query select set_bot_telegram.webhook_secret, '/functions/v1/chat/telegram/' || target.id::text;
 end;
 $$;
-comment on function private.set_bot_telegram(uuid, text, text) is 'Connects a Telegram bot with the webhook secret already registered with Telegram (the chat function''s connect, after begin_bot_telegram_connect), checking again under the bot''s lock, and ends the connect''s lease.';
+comment on function private.set_bot_telegram(uuid, text, text) is 'Connects a Telegram bot with this webhook secret, checking as check_bot_telegram does under the bot''s lock (public.set_bot_telegram''s fresh secret, and finish_bot_telegram_connect''s registered one).';
 revoke execute on function private.set_bot_telegram(uuid, text, text) from public, anon;
 grant execute on function private.set_bot_telegram(uuid, text, text) to authenticated;
+
+-- The connect's store: only while its own lease holds (a store delayed past the 60 s could otherwise follow a
+-- later connect's setWebhook and store), which it ends.
+create function private.finish_bot_telegram_connect(bot_id uuid, bot_token text, webhook_secret text)
+returns table (secret_token text, webhook_path text)
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  delete from private.telegram_connects c
+  where c.bot_id = finish_bot_telegram_connect.bot_id and c.bot_token = finish_bot_telegram_connect.bot_token
+    and c.webhook_secret = finish_bot_telegram_connect.webhook_secret and c.expires_at > pg_catalog.now();
+  if not found then
+    raise exception 'this Telegram connect ran out of time' using errcode = 'object_in_use',
+      hint = 'Connect again.';
+  end if;
+  return query select * from private.set_bot_telegram(
+    finish_bot_telegram_connect.bot_id, finish_bot_telegram_connect.bot_token, finish_bot_telegram_connect.webhook_secret);
+end;
+$$;
+comment on function private.finish_bot_telegram_connect(uuid, text, text) is 'Stores a connect Telegram accepted (set_bot_telegram with the registered secret) while its lease (begin_bot_telegram_connect) holds, and ends the lease; 55006 once the lease ran out.';
+revoke execute on function private.finish_bot_telegram_connect(uuid, text, text) from public, anon;
+grant execute on function private.finish_bot_telegram_connect(uuid, text, text) to authenticated;
 
 -- Latest definition: 20261123001100_bots_and_chat.sql; now the three-argument form with a fresh secret.
 create or replace function private.set_bot_telegram(bot_id uuid, bot_token text)

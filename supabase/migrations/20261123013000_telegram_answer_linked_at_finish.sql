@@ -10,7 +10,8 @@
 -- chat_finish now settles the claim of the Telegram update whose question it answers (telegram_updates.
 -- question_message_id, indexed), with the answer, in its own transaction: a redelivery then sends the stored
 -- answer with no model call. Only a claim still open is linked (message_id null), so a refusal already told
--- (settled with null) is left alone.
+-- (settled with null) is left alone, and only an answer (not a failed turn's text, finish reason error, which a
+-- redelivery would otherwise send as if it were one).
 
 -- chat_finish also gives back the reservation its question holds
 -- (chat_quota_reservations.question_message_id, 20261123012900), not the
@@ -120,8 +121,10 @@ begin
   returning id into new_message_id;
 
   -- A Telegram turn: its update's claim is settled with the answer now, so a redelivery sends it and never
-  -- asks the model again (a refusal told and settled with no answer is left alone).
-  if chat_finish.question_message_id is not null then
+  -- asks the model again (a refusal told and settled with no answer is left alone). A failed turn's text (what
+  -- the model wrote before it failed) is no answer to send: its claim is left to the webhook, which settles it
+  -- once the chat is told, and whose lease, if its worker dies first, lets the redelivery answer the question.
+  if chat_finish.question_message_id is not null and chat_finish.finish_reason <> 'error' then
     update private.telegram_updates u
     set message_id = new_message_id, claimed_until = null
     where u.question_message_id = chat_finish.question_message_id and u.message_id is null

@@ -6,7 +6,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(8);
+select plan(10);
 
 select tests.remember('owner', tests.create_user('owner@tg306.test'));
 select tests.remember('org', tests.create_org('tg306-org', tests.fx('owner')));
@@ -59,6 +59,13 @@ create temporary table prepared2 on commit drop as select pg_temp.turn(3062, 'ch
 select private.telegram_update_answered(tests.fx('bot'), 3062, null);
 select pg_temp.finish((select p from prepared2), 'Late answer.');
 select is(pg_temp.update_row(3062), '-/-', 'a claim settled before is not linked by a later answer');
+
+-- Update 3: the model failed; its text is no answer, so the claim keeps its lease for the webhook to settle.
+select is(pg_temp.claim(3063), 't/-', 'a third update is claimed');
+create temporary table prepared4 on commit drop as select pg_temp.turn(3063, 'chat-306-c') as p;
+select private.chat_finish(((select p from prepared4) ->> 'conversation_id')::uuid, 'Delivery takes', 10, 2, 100,
+  'gpt-4o-mini', '[]'::jsonb, null, 'error', null, ((select p from prepared4) ->> 'user_message_id')::bigint);
+select ok(pg_temp.update_row(3063) like '-/2%', 'a failed turn''s text is not linked and the lease stays');
 
 -- A turn that is not Telegram's (no update) links nothing.
 create temporary table prepared3 on commit drop as
