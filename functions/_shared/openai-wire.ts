@@ -10,6 +10,7 @@
  */
 import { z } from 'zod';
 import { codePointLength } from './text/code-points.ts';
+import { hasNoNul, NUL_MESSAGE } from './text/nul.ts';
 import type { ChatUsage } from './chat/types.ts';
 import { HttpError } from './errors.ts';
 import { httpErrorFromUnmappedPostgres } from './pg-errors.ts';
@@ -98,6 +99,14 @@ export const chatCompletionRequestSchema = z.object({
             path: [index, 'content'],
           });
         }
+        // Refused here, so that it counts against the key as a bad body, rather than by chat_prepare (22021).
+        if (!hasNoNul(text)) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `${question ? 'the last message' : 'a message'} ${NUL_MESSAGE}`,
+            path: [index, 'content'],
+          });
+        }
       });
       const total = messages.reduce((sum, message) => sum + contentText(message.content).length, 0);
       if (total > MAX_TOTAL_CONTENT_CHARS) {
@@ -129,7 +138,8 @@ export const chatCompletionRequestSchema = z.object({
   }).nullish(),
   // Trimmed as it is stored: the end user's id, one conversation each.
   user: z.string({ error: 'user must be a string' }).trim()
-    .max(MAX_USER_CHARS, { error: `user has at most ${MAX_USER_CHARS} characters` }).nullish(),
+    .max(MAX_USER_CHARS, { error: `user has at most ${MAX_USER_CHARS} characters` })
+    .refine(hasNoNul, { error: `user ${NUL_MESSAGE}` }).nullish(),
 });
 
 export type ChatCompletionRequest = z.infer<typeof chatCompletionRequestSchema>;

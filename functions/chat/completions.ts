@@ -40,8 +40,9 @@
  * Asks a bot cannot meet (n > 1, logprobs, top_logprobs, response_format
  * other than text, tool_choice required or naming a function) are 400
  * `unsupported_parameter` with `param` naming the field, before anything is
- * stored (see unsupportedParameter). An answer is cut at 32,000 characters
- * (finish reason `length`; see core.ts).
+ * stored (see unsupportedParameter). A NUL (U+0000) in `user`, `call.id`
+ * or a user or assistant message is a bad body (400), counted as one. An
+ * answer is cut at 32,000 characters (finish reason `length`; see core.ts).
  */
 import { apiKeyFromRequest, requireScope, verifyApiKey } from '../_shared/api-keys.ts';
 import type { ChatMessage, ChatProviderError } from '../_shared/chat/index.ts';

@@ -37,9 +37,12 @@
  *    An answer is what can be stored (AnswerText): U+0000 dropped, and the
  *    model no longer read (its stream aborted) once it reaches 32,000
  *    characters, ending as `length`, metered as an interrupted turn is (no
- *    usage came). The client is sent exactly what is stored. Should
- *    chat_finish refuse a turn all the same, its tokens are metered without
- *    a message (private.chat_meter_unstored_turn) and the turn fails.
+ *    usage came). A `transfer` bot's answer stops short of 32,000 by the
+ *    room its contact sentence takes in the longest language, so that a
+ *    no-answer, even a cut one, still takes its contact and is escalated.
+ *    The client is sent exactly what is stored. Should chat_finish refuse a
+ *    turn all the same, its tokens are metered without a message
+ *    (private.chat_meter_unstored_turn) and the turn fails.
  *    An answer records the question it answers (the prepared turn's), so the
  *    history puts it right after that question even when two turns of one
  *    conversation ran at once.
@@ -56,11 +59,13 @@ import {
   detectsHumanRequest,
   extractCitations,
   isNoAnswer,
+  MAX_ANSWER_CHARS,
   type RetrievedChunk,
   type RetrievedProduct,
 } from '../_shared/chat/index.ts';
 import { botTexts } from '../_shared/chat/bot-texts.ts';
 import { noAnswerLanguage } from '../_shared/chat/escalation.ts';
+import { noAnswerContact, noAnswerContactRoom } from '../_shared/chat/no-answer-contact.ts';
 import type { Sql } from '../_shared/db.ts';
 import { type EmbeddingProvider, EmbeddingProviderError, interactiveProviderFromEnv } from '../_shared/embeddings/index.ts';
 import { type EnvReader, processEnv } from '../_shared/env.ts';
@@ -260,7 +265,10 @@ async function* answerSteps(deps: ChatDeps, input: TurnInput, turn: PreparedTurn
       chunks,
       products,
     });
-    const answer = new AnswerText();
+    // A transfer bot appends its contact to a no-answer: the answer keeps room for it, so that with the contact it
+    // is still storable (chat_finish refuses more than MAX_ANSWER_CHARS) and the client is sent what is stored.
+    const transferContact = bot.escalation_action === 'transfer' ? bot.manager_contact : null;
+    const answer = new AnswerText(MAX_ANSWER_CHARS - (transferContact ? noAnswerContactRoom(transferContact) : 0));
     // Everything the model sent, for counting its tokens when it sends no usage.
     let modelText = '';
     if (input.signal?.aborted) {
@@ -328,10 +336,10 @@ async function* answerSteps(deps: ChatDeps, input: TurnInput, turn: PreparedTurn
       if (content !== '') citations = extractCitations(content, { chunks, products });
     } else if (isNoAnswer(content, bot.manager_contact)) {
       escalationReason = 'The knowledge base holds no answer.';
-      if (bot.escalation_action === 'transfer' && bot.manager_contact) {
+      if (transferContact) {
         // In the language of the sentence the model said: the bot's, or for 'auto' the one it picked for the user.
-        const language = bot.language === 'auto' ? noAnswerLanguage(content, bot.manager_contact) ?? 'en' : bot.language;
-        const contact = ` ${botTexts(language).reachPerson(bot.manager_contact)}`;
+        const language = bot.language === 'auto' ? noAnswerLanguage(content, transferContact) ?? 'en' : bot.language;
+        const contact = noAnswerContact(language, transferContact);
         content += contact;
         yield { type: 'delta', text: contact };
       }

@@ -4,6 +4,7 @@ import { type BodyLimit, readJson } from '../_shared/http.ts';
 import { chatCompletionRequestSchema, MAX_QUESTION_CHARS } from '../_shared/openai-wire.ts';
 import { bookingRequest } from '../_shared/scheduling/booking-body.ts';
 import { trimmedText } from '../_shared/text/code-points.ts';
+import { hasNoNul, NUL_MESSAGE } from '../_shared/text/nul.ts';
 
 /** The signed-in user's turn: a bot, a message, and the conversation to continue (none starts one). */
 export const chatBody = z.object({
@@ -11,7 +12,9 @@ export const chatBody = z.object({
   message: z
     .string({ error: 'message must be a string' })
     .pipe(trimmedText(MAX_QUESTION_CHARS, `message has at most ${MAX_QUESTION_CHARS} characters`))
-    .pipe(z.string().min(1, { error: 'message must not be empty' })),
+    .pipe(z.string().min(1, { error: 'message must not be empty' }))
+    // Refused here, not by chat_prepare (22021), like every other bad body.
+    .refine(hasNoNul, { error: `message ${NUL_MESSAGE}` }),
   conversation_id: z.uuid({ error: 'conversation_id must be a uuid' }).nullish(),
   /** A booking step: book this time for the user (functions/chat/booking.ts). */
   booking: bookingRequest.nullish(),
@@ -38,6 +41,7 @@ export const chatCompletionBody = chatCompletionRequestSchema.extend({
         .trim()
         .min(1, { error: 'call.id must not be empty' })
         .max(MAX_CALL_ID_CHARS, { error: `call.id has at most ${MAX_CALL_ID_CHARS} characters` })
+        .refine(hasNoNul, { error: `call.id ${NUL_MESSAGE}` })
         .optional(),
     }, { error: 'call must be an object' })
     .nullish(),

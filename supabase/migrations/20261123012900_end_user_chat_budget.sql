@@ -475,9 +475,15 @@ begin
   -- what it spent: the answer's budget, and the prompt's bound (the system
   -- prompt and the question at a token a UTF-8 byte, which byte-level BPE
   -- never exceeds; at two characters a token, rare Han characters and emoji
-  -- let concurrent turns overshoot the quota 3.8 times; 4,500 for the
-  -- history's 2,000-token budget, five 400-token sources and the products).
-  reservation := bot.max_tokens + octet_length(bot.system_prompt) + octet_length(message) + 4500;
+  -- let concurrent turns overshoot the quota 3.8 times). 8,000 for the rest
+  -- of the prompt (functions/_shared/chat/prompt.ts; 4,500 let turns with
+  -- three long product descriptions spend 35,000): the history's 2,000; five
+  -- chunk sources of at most 450 and three products of at most 300 (each cut
+  -- there), 3,150; the bot's name twice (100 characters) and its manager
+  -- contact (200) at 4 tokens a character, the most one takes, 1,600; the
+  -- rules (for 'auto', every no-answer sentence: about 650) and the messages'
+  -- framing, 1,250 (tests/unit/chat-prompt-bound.test.ts builds the worst case).
+  reservation := bot.max_tokens + octet_length(bot.system_prompt) + octet_length(message) + 8000;
   insert into private.chat_quota_reservations (org_id, conversation_id, tokens, question_message_id)
   values (bot.org_id, conversation.id, reservation, new_message_id);
 

@@ -48,7 +48,7 @@ returns integer
 language sql
 stable
 as $$
-  select b.max_tokens + octet_length(b.system_prompt) + octet_length('When are you open?') + 4500
+  select b.max_tokens + octet_length(b.system_prompt) + octet_length('When are you open?') + 8000
   from public.bots b where b.id = tests.fx('bot')
 $$;
 

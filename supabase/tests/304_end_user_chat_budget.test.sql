@@ -107,8 +107,8 @@ select tests.act_as('postgres');
 select is((select body ->> 'ok' from turns where label = 'rare'), 'true', 'a turn of rare Han characters is let through');
 select is(
   (select r.tokens from private.chat_quota_reservations r where r.conversation_id = pg_temp.conversation_of('tg-304-rare')),
-  (select b.max_tokens + octet_length(b.system_prompt) + 400 + 4500 from public.bots b where b.id = tests.fx('bot')),
-  'reservation: the answer''s budget, a token a UTF-8 byte of system prompt and question, and 4,500'
+  (select b.max_tokens + octet_length(b.system_prompt) + 400 + 8000 from public.bots b where b.id = tests.fx('bot')),
+  'reservation: the answer''s budget, a token a UTF-8 byte of system prompt and question, and 8,000'
 );
 
 -- ---------------------------------------------------------------------------

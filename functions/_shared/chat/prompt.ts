@@ -1,4 +1,5 @@
 import { NO_ANSWER_TEXT, NO_ANSWER_TEXTS } from './bot-texts.ts';
+import { truncateToTokens } from '../text/tokens.ts';
 import { countTokensUpTo } from './history-tokens.ts';
 import { baseLanguage, languageName, textsLanguage } from './language.ts';
 import { type NumberedSource, numberSources, pageLabel, productFacts } from './sources.ts';
@@ -17,6 +18,16 @@ const TOKENS_PER_MESSAGE = 4;
  * message is dropped rather than counted, which never exceeds the budget.
  */
 const MAX_CHARS_PER_TOKEN = 20;
+/**
+ * The most tokens one source takes in the prompt, its heading included, so
+ * that a turn's prompt has a bound chat_prepare can reserve (see the
+ * reservation in 20261123012900_end_user_chat_budget.sql). A chunk is about
+ * 400 tokens (chunkPages): only a very long document name cuts into it. A
+ * product's description may hold 5,000 characters (over 10,000 tokens of
+ * CJK): its name, facts, link and the start of its description are kept.
+ */
+export const CHUNK_SOURCE_TOKENS = 450;
+export const PRODUCT_SOURCE_TOKENS = 300;
 
 export interface BotPromptSettings {
   name: string;
@@ -100,16 +111,33 @@ function sourcesSection(sources: NumberedSource[]): string {
   return `Sources:\n\n${sources.map(formatSource).join('\n\n')}`;
 }
 
-/** "[1] Returns.pdf, page 3:" or '[3] Product "Kettle": 39.90 EUR, 5 in stock, https://…', then the text. */
+/**
+ * "[1] Returns.pdf, page 3:" or '[3] Product "Kettle": 39.90 EUR, 5 in stock, https://…', then the text, cut to
+ * CHUNK_SOURCE_TOKENS or PRODUCT_SOURCE_TOKENS.
+ */
 function formatSource(source: NumberedSource): string {
   if (source.kind === 'chunk') {
     const { chunk } = source;
-    return `[${source.number}] ${chunk.documentName}, ${pageLabel(chunk)}:\n${chunk.content.trim()}`;
+    const text = `[${source.number}] ${chunk.documentName}, ${pageLabel(chunk)}:\n${chunk.content.trim()}`;
+    return cutToTokens(text, CHUNK_SOURCE_TOKENS);
   }
   const { product } = source;
   const heading = `[${source.number}] Product "${product.name}": ${productFacts(product)}`;
   const description = product.description.trim();
-  return description === '' ? heading : `${heading}\n${description}`;
+  return cutToTokens(description === '' ? heading : `${heading}\n${description}`, PRODUCT_SOURCE_TOKENS);
+}
+
+/**
+ * `text` cut to at most `limit` tokens. Only its first MAX_CHARS_PER_TOKEN
+ * characters a token of the limit are tokenized (cl100k's merge is quadratic
+ * in a run without spaces); a text with more than that to a token is cut there.
+ */
+function cutToTokens(text: string, limit: number): string {
+  let end = Math.min(text.length, limit * MAX_CHARS_PER_TOKEN);
+  // Not between the halves of a surrogate pair.
+  const code = text.charCodeAt(end);
+  if (code >= 0xdc00 && code <= 0xdfff) end -= 1;
+  return truncateToTokens(text.slice(0, end), limit).text;
 }
 
 /** The newest user and assistant messages whose tokens fit the budget, in their order. */
