@@ -6,7 +6,7 @@ const ALLOW_HEADERS =
   'authorization, x-client-info, apikey, content-type, x-api-key, idempotency-key, x-conversation-id, x-chat-channel';
 // What browser code may read of an answer: the request id to quote in a bug report, the conversation a chat turn
 // went to, when to retry, and whether an Idempotency-Key answer was replayed.
-const EXPOSE_HEADERS = 'x-request-id, x-conversation-id, retry-after, idempotent-replayed';
+const EXPOSE_HEADERS = 'x-request-id, x-conversation-id, retry-after, x-ratelimit-scope, idempotent-replayed';
 const ALLOW_METHODS = 'GET, POST, PUT, PATCH, DELETE, OPTIONS';
 
 /**

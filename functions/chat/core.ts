@@ -155,7 +155,11 @@ export type TurnEvent = { type: 'delta'; text: string } | { type: 'result'; resu
 function refusal(result: Extract<q.PrepareResult, { ok: false }>): HttpError {
   switch (result.code) {
     case 'rate_limited':
-      return new HttpError(429, 'rate_limited', result.message, { 'retry-after': String(result.retry_after ?? 60) });
+      // Which limit, for clients (and Telegram's wording) to tell a day's budget from a minute's bucket.
+      return new HttpError(429, 'rate_limited', result.message, {
+        'retry-after': String(result.retry_after ?? 60),
+        ...(result.limit ? { 'x-ratelimit-scope': result.limit } : {}),
+      });
     case 'quota_exceeded':
       return new HttpError(402, 'quota_exceeded', result.message);
     case 'conversation_closed':

@@ -44,7 +44,15 @@ export type PrepareResult =
     /** False once the period's embedding tokens reach the plan's: the question is then not embedded. */
     embeddings_allowed: boolean;
   }
-  | { ok: false; code: PrepareRefusalCode; message: string; retry_after?: number; resets_at?: string };
+  | {
+    ok: false;
+    code: PrepareRefusalCode;
+    message: string;
+    retry_after?: number;
+    resets_at?: string;
+    /** Which limit a `rate_limited` refusal is: the end user's daily chat tokens, or (absent) a per-minute bucket. */
+    limit?: 'end_user_daily_tokens';
+  };
 
 export interface PrepareArgs {
   botId: string;
@@ -263,12 +271,14 @@ export interface TelegramBot {
   enabled: boolean;
   telegram_enabled: boolean;
   greeting: string | null;
+  /** The bot's language: what the webhook writes itself is in it (botTexts). */
+  language: string;
 }
 
-/** A bot's Telegram credentials, for the webhook (service role only). */
+/** A bot's Telegram credentials and what the webhook answers with, for the webhook (service role only). */
 export async function telegramBot(tx: TransactionSql, botId: string): Promise<TelegramBot | null> {
   const [row] = await tx<TelegramBot[]>`
-    select org_id, bot_token, secret_token, enabled, telegram_enabled, greeting
+    select org_id, bot_token, secret_token, enabled, telegram_enabled, greeting, language
     from private.telegram_bot_for_webhook(${botId})`;
   return row ?? null;
 }

@@ -7,7 +7,12 @@
  * handled, also when the bot refuses (rate limit, quota, disabled): the user
  * is told in the chat, and Telegram must not redeliver. `/start` (a user
  * opening the bot) is answered with the bot's greeting, or, when the bot or
- * its Telegram channel is off, with the refusal its messages get.
+ * its Telegram channel is off, with the refusal its messages get. What the
+ * webhook writes itself (refusals, the apology for a failed turn, the stand-in
+ * for an empty answer, the default greeting) is in the bot's language
+ * (botTexts; English for 'auto'). A NUL (U+0000) in the text is dropped before
+ * the turn: Postgres text cannot hold it, and a turn failing on it would be
+ * redelivered forever.
  *
  * Telegram redelivers an update until the webhook answers 2xx (after a 500,
  * or a timeout while a slow turn is still running), so each update is taken
@@ -45,6 +50,7 @@
  * redelivery would meet the same refusal every time, and Telegram holds the
  * bot's later updates while it redelivers.
  */
+import { type BotTexts, botTexts } from '../_shared/chat/bot-texts.ts';
 import { type ChatMessage } from '../_shared/chat/index.ts';
 import { type EnvReader, processEnv } from '../_shared/env.ts';
 import { HttpError } from '../_shared/errors.ts';
@@ -65,19 +71,14 @@ import { readChatBody, uuid } from './schemas.ts';
 import { streamError } from './web-chat.ts';
 
 const SERVICE: ChatPrincipal = { kind: 'service', apiKeyId: null };
-const DEFAULT_GREETING = 'Hello! Ask me anything.';
-/** Sent for an answer the model left empty (a content filter, a reasoning model out of budget): Telegram sends no empty message. */
-const EMPTY_ANSWER_TEXT = "I couldn't come up with an answer to that. Could you put it another way?";
-/** Sent when the model failed after the question was stored (its retries spent). */
-const FAILED_TEXT = "Sorry, I couldn't answer just now. Please try again in a moment.";
 
-/** The stored answer as a Telegram message: never empty. */
-function telegramText(answer: string): string {
-  return answer === '' ? EMPTY_ANSWER_TEXT : answer;
+/**
+ * The stored answer as a Telegram message: never empty (Telegram sends no empty message), so an answer the model
+ * left empty (a content filter, a reasoning model out of budget) is the bot's emptyAnswer text.
+ */
+function telegramText(answer: string, texts: BotTexts): string {
+  return answer === '' ? texts.emptyAnswer : answer;
 }
-
-/** What the chat is told when the bot does not answer (disabled, its Telegram channel off, over its quota). */
-const UNAVAILABLE_TEXT = 'This assistant is not available right now. Please try again later.';
 
 /** Retry-After when Telegram failed without asking for a pause (a 5xx, a timeout, unreachable). */
 const SEND_RETRY_AFTER_SECONDS = 10;
@@ -109,27 +110,24 @@ function sendFailed(error: unknown): unknown {
 }
 
 /**
- * Past this wait a 429 is the end user's daily chat tokens (20261123012900), not a per-minute bucket (whose
- * waits are at most a minute and a slot).
+ * What the chat is told when the bot refuses a message, in the bot's language: the end user's daily chat
+ * tokens (the 429 names that limit, 20261123012900) or a per-minute bucket, with the wait (its Retry-After; 60 s
+ * if it had none), else that the bot is not available (disabled, the channel off, a quota).
  */
-const DAILY_LIMIT_WAIT_SECONDS = 120;
-
-/** "40 minutes", "3 hours": a daily limit's wait, rounded up. */
-function roughWait(seconds: number): string {
-  if (seconds < 2 * 3600) return `${Math.ceil(seconds / 60)} minutes`;
-  return `${Math.ceil(seconds / 3600)} hours`;
+function refusalText(error: HttpError, texts: BotTexts): string {
+  if (error.status === 429) {
+    const wait = Number(error.headers['retry-after'] ?? 60);
+    return error.headers['x-ratelimit-scope'] === 'end_user_daily_tokens' ? texts.dailyLimit(wait) : texts.tooFast(wait);
+  }
+  return texts.unavailable;
 }
 
-/** What the chat is told when the bot refuses a message. */
-function refusalText(error: HttpError): string {
-  if (error.status === 429) {
-    const wait = Number(error.headers['retry-after']);
-    if (wait > DAILY_LIMIT_WAIT_SECONDS) {
-      return `You've used up today's messages with this assistant; please try again in about ${roughWait(wait)}.`;
-    }
-    return `You're sending messages too fast; please wait ${error.headers['retry-after'] ?? 'a few'} seconds.`;
-  }
-  return UNAVAILABLE_TEXT;
+/**
+ * An update's text as the turn gets it: U+0000 dropped. Postgres text cannot hold it (22021), so chat_prepare
+ * would fail the same way on every redelivery, and Telegram holds the bot's later updates while it redelivers.
+ */
+function storableText(text: string): string {
+  return text.includes('\u0000') ? text.replaceAll('\u0000', '') : text;
 }
 
 export async function telegramWebhook(deps: ChatDeps, req: Request, botId: string, requestId: string): Promise<Response> {
@@ -143,7 +141,10 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
 
   const update = await readChatBody(req, telegramUpdateSchema);
   const incoming = incomingText(update);
-  if (!incoming) return json({ ok: true, handled: false });
+  const text = incoming ? storableText(incoming.text) : '';
+  // Nothing but NULs and spaces is as good as no text: nothing to answer.
+  if (!incoming || text.trim() === '') return json({ ok: true, handled: false });
+  const texts = botTexts(bot.language);
 
   const telegram = createTelegramClient({ token: bot.bot_token, baseUrl: telegramApiBaseUrl(env) });
   /**
@@ -161,14 +162,14 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
     }
   };
   // What Telegram sends when a user opens the bot: the bot's greeting, no model call, nothing stored.
-  if (/^\/start(@\w+)?(\s|$)/.test(incoming.text.trim())) {
+  if (/^\/start(@\w+)?(\s|$)/.test(text.trim())) {
     // A bot that would refuse the user's messages does not greet them either: told as a refusal is.
     if (!bot.enabled || !bot.telegram_enabled) {
       const refused = bot.enabled ? 'channel_not_enabled' : 'bot_disabled';
-      if (!await send(UNAVAILABLE_TEXT)) return json({ ok: true, handled: false, refused, undeliverable: true });
+      if (!await send(texts.unavailable)) return json({ ok: true, handled: false, refused, undeliverable: true });
       return json({ ok: true, handled: false, refused });
     }
-    if (!await send(bot.greeting ?? DEFAULT_GREETING)) return json({ ok: true, handled: false, undeliverable: true });
+    if (!await send(bot.greeting ?? texts.greeting)) return json({ ok: true, handled: false, undeliverable: true });
     return json({ ok: true, handled: true, greeted: true });
   }
   const updateId = update.update_id;
@@ -179,7 +180,7 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
     channel: 'telegram',
     externalUserId: String(incoming.chatId),
     telegramUpdateId: updateId,
-    message: incoming.text,
+    message: text,
     history: null as ChatMessage[] | null,
     startedAt,
   };
@@ -214,7 +215,7 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
     if (claim.answer !== null) {
       // Not sent for now: it stays linked, so the redelivery the 503 asks for tries again. Refused for good:
       // unlinked as if sent, so Telegram stops redelivering.
-      const sent = await send(telegramText(claim.answer), reply);
+      const sent = await send(telegramText(claim.answer, texts), reply);
       await markSent();
       if (!sent) return json({ ok: true, handled: false, duplicate: true, undeliverable: true });
     }
@@ -231,7 +232,7 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
     }
     let told: boolean;
     try {
-      told = await send(refusalText(error), reply);
+      told = await send(refusalText(error, texts), reply);
     } catch (failed) {
       // A refusal stores nothing (a quota refusal only its rate-limit hit) and the chat was not told: the
       // claim is given back rather than left leased and unsettled (503 update_in_progress for 7 minutes),
@@ -261,7 +262,7 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
     // stored and metered as `error`) or anything else after prepare (only logged). A redelivery would
     // store the question again, so the chat is told, as for a refusal, and Telegram gets its 200.
     console.error(`[${requestId}] Telegram turn failed`, error);
-    await telegram.sendMessage(incoming.chatId, FAILED_TEXT, reply).catch((sendError) =>
+    await telegram.sendMessage(incoming.chatId, texts.failed, reply).catch((sendError) =>
       console.warn(`[${requestId}] sendMessage failed`, sendError)
     );
     await markSent();
@@ -271,7 +272,7 @@ export async function telegramWebhook(deps: ChatDeps, req: Request, botId: strin
   // chat_finish linked the answer to the update (the claim settled with it, 20261123013000). Not sent for now:
   // the redelivery the 503 asks for sends it, with no model call. Refused for good: unlinked as if sent (the
   // turn stays stored and metered).
-  const sent = await send(telegramText(answered.content), reply);
+  const sent = await send(telegramText(answered.content, texts), reply);
   await markSent();
   if (!sent) return json({ ok: true, handled: false, undeliverable: true, conversation_id: turn.conversation_id });
   return json({ ok: true, handled: true, conversation_id: turn.conversation_id });

@@ -83,6 +83,7 @@ describe('chat/completions: an end user behind a key', () => {
     const body = await refused.json();
     expect(body.error).toMatchObject({ code: 'rate_limited', type: 'rate_limit_error' });
     expect(body.error.message).toContain('24 hours');
+    expect(refused.headers.get('x-ratelimit-scope')).toBe('end_user_daily_tokens');
     // The oldest of the turns just metered leaves the window in a day.
     const wait = Number(refused.headers.get('retry-after'));
     expect(wait).toBeGreaterThan(86_400 - 120);
@@ -134,5 +135,16 @@ describe('Telegram: a chat at its budget', () => {
     expect(told[0].body.text).toMatch(/^You've used up today's messages with this assistant; please try again in about 24 hours\.$/);
     expect(stub.chatRequests).toHaveLength(1);
     expect(await questions(String(chatId))).toBe(1);
+
+    // A budget that frees up within a minute or two is still the day's budget, not a per-minute bucket.
+    await sql`update public.usage_events set created_at = now() - interval '23 hours 59 minutes 30 seconds'
+      where org_id = ${org.id} and bot_id = ${bot} and kind = 'chat'`;
+    telegram.reset();
+    const third = await deliver(304_003, 'And on Monday?');
+    expect(await third.json()).toEqual({ ok: true, handled: false, refused: 'rate_limited' });
+    const toldAgain = telegram.calls.filter((call) => call.method === 'sendMessage');
+    expect(toldAgain.map((call) => call.body.text)).toEqual([
+      expect.stringMatching(/^You've used up today's messages with this assistant; please try again in about 1 minute\.$/),
+    ]);
   });
 });

@@ -38,7 +38,7 @@ describe('cors', () => {
       'access-control-allow-origin': '*',
       'access-control-allow-headers':
         'authorization, x-client-info, apikey, content-type, x-api-key, idempotency-key, x-conversation-id, x-chat-channel',
-      'access-control-expose-headers': 'x-request-id, x-conversation-id, retry-after, idempotent-replayed',
+      'access-control-expose-headers': 'x-request-id, x-conversation-id, retry-after, x-ratelimit-scope, idempotent-replayed',
     });
   });
 

@@ -1,10 +1,12 @@
 /**
  * What the bot writes itself, with no model: the no-answer sentence (the
  * model is told to say it verbatim, and isNoAnswer recognises it), the
- * hand-off, the contact added after a no-answer, and the booking step's
- * confirmations and refusals. One set per language a bot is most often fixed
- * to, keyed by textsLanguage (the base language; Chinese by script, 'zh' and
- * 'zh-Hant'); English for 'auto' and for the rest.
+ * hand-off, the contact added after a no-answer, the booking step's
+ * confirmations and refusals, and what a channel tells its chat itself (the
+ * Telegram webhook's refusals, apology, empty-answer stand-in and default
+ * greeting). One set per language a bot is most often fixed to, keyed by
+ * textsLanguage (the base language; Chinese by script, 'zh' and 'zh-Hant');
+ * English for 'auto' and for the rest.
  */
 import { textsLanguage } from './language.ts';
 
@@ -31,7 +33,106 @@ export interface BotTexts {
   noFreeTime: string;
   /** The time was refused, and the calendars could not all be read to offer others. */
   cannotSuggest: string;
+  /** A channel's refusal when the bot does not answer (disabled, the channel off, over the org's quota). */
+  unavailable: string;
+  /** A per-minute rate limit's refusal; `seconds` is the wait (Retry-After). */
+  tooFast: (seconds: number) => string;
+  /** The end user's daily budget's refusal; `seconds` is the wait, said rounded up in minutes or hours. */
+  dailyLimit: (seconds: number) => string;
+  /** A channel's apology when the model failed after the question was stored. */
+  failed: string;
+  /** Sent for an answer the model left empty where no empty message can be sent (Telegram). */
+  emptyAnswer: string;
+  /** The greeting of a bot with none of its own. */
+  greeting: string;
 }
+
+type PluralCategory = 'zero' | 'one' | 'two' | 'few' | 'many' | 'other';
+/** A unit with its number ('#'), per plural category, in the grammatical case its sentences need. */
+type Forms = { other: string } & Partial<Record<PluralCategory, string>>;
+
+interface Counts {
+  /** "30 seconds", "1 Sekunde", "21 секунду". */
+  seconds: (seconds: number) => string;
+  /** A wait, rounded up: minutes under two hours ("40 minutes"), else hours ("3 hours"). */
+  wait: (seconds: number) => string;
+}
+
+/** Numbers of seconds, minutes and hours in a language: its plural rules (CLDR, Intl.PluralRules) pick the form. */
+function counts(locale: string, forms: { seconds: Forms; minutes: Forms; hours: Forms }): Counts {
+  const rules = new Intl.PluralRules(locale);
+  const say = (count: number, unit: Forms) => (unit[rules.select(count)] ?? unit.other).replace('#', String(count));
+  return {
+    seconds: (seconds) => say(Math.max(1, Math.ceil(seconds)), forms.seconds),
+    wait: (seconds) =>
+      seconds < 2 * 3600 ? say(Math.max(1, Math.ceil(seconds / 60)), forms.minutes) : say(Math.ceil(seconds / 3600), forms.hours),
+  };
+}
+
+const EN = counts('en', {
+  seconds: { one: '# second', other: '# seconds' },
+  minutes: { one: '# minute', other: '# minutes' },
+  hours: { one: '# hour', other: '# hours' },
+});
+const DE = counts('de', {
+  seconds: { one: '# Sekunde', other: '# Sekunden' },
+  minutes: { one: '# Minute', other: '# Minuten' },
+  hours: { one: '# Stunde', other: '# Stunden' },
+});
+const FR = counts('fr', {
+  seconds: { one: '# seconde', other: '# secondes' },
+  minutes: { one: '# minute', other: '# minutes' },
+  hours: { one: '# heure', other: '# heures' },
+});
+const ES = counts('es', {
+  seconds: { one: '# segundo', other: '# segundos' },
+  minutes: { one: '# minuto', other: '# minutos' },
+  hours: { one: '# hora', other: '# horas' },
+});
+const IT = counts('it', {
+  seconds: { one: '# secondo', other: '# secondi' },
+  minutes: { one: '# minuto', other: '# minuti' },
+  hours: { one: '# ora', other: '# ore' },
+});
+const PT = counts('pt', {
+  seconds: { one: '# segundo', other: '# segundos' },
+  minutes: { one: '# minuto', other: '# minutos' },
+  hours: { one: '# hora', other: '# horas' },
+});
+const NL = counts('nl', {
+  seconds: { one: '# seconde', other: '# seconden' },
+  minutes: { one: '# minuut', other: '# minuten' },
+  hours: { other: '# uur' },
+});
+// Accusative, as after "подождите" and "через".
+const RU = counts('ru', {
+  seconds: { one: '# секунду', few: '# секунды', many: '# секунд', other: '# секунды' },
+  minutes: { one: '# минуту', few: '# минуты', many: '# минут', other: '# минуты' },
+  hours: { one: '# час', few: '# часа', many: '# часов', other: '# часа' },
+});
+// Accusative, as after "зачекайте" and "через".
+const UK = counts('uk', {
+  seconds: { one: '# секунду', few: '# секунди', many: '# секунд', other: '# секунди' },
+  minutes: { one: '# хвилину', few: '# хвилини', many: '# хвилин', other: '# хвилини' },
+  hours: { one: '# годину', few: '# години', many: '# годин', other: '# години' },
+});
+// Accusative, as after "poczekaj" and "za".
+const PL = counts('pl', {
+  seconds: { one: '# sekundę', few: '# sekundy', many: '# sekund', other: '# sekundy' },
+  minutes: { one: '# minutę', few: '# minuty', many: '# minut', other: '# minuty' },
+  hours: { one: '# godzinę', few: '# godziny', many: '# godzin', other: '# godziny' },
+});
+const TR = counts('tr', { seconds: { other: '# saniye' }, minutes: { other: '# dakika' }, hours: { other: '# saat' } });
+// Accusative and genitive, as after "الانتظار" and "بعد حوالي": one and two said by the noun alone.
+const AR = counts('ar', {
+  seconds: { one: 'ثانية واحدة', two: 'ثانيتين', few: '# ثوانٍ', other: '# ثانية' },
+  minutes: { one: 'دقيقة واحدة', two: 'دقيقتين', few: '# دقائق', other: '# دقيقة' },
+  hours: { one: 'ساعة واحدة', two: 'ساعتين', few: '# ساعات', other: '# ساعة' },
+});
+const JA = counts('ja', { seconds: { other: '#秒' }, minutes: { other: '#分' }, hours: { other: '#時間' } });
+const ZH = counts('zh', { seconds: { other: '#秒' }, minutes: { other: '#分钟' }, hours: { other: '#小时' } });
+const ZH_HANT = counts('zh-Hant', { seconds: { other: '#秒' }, minutes: { other: '#分鐘' }, hours: { other: '#小時' } });
+const KO = counts('ko', { seconds: { other: '#초' }, minutes: { other: '#분' }, hours: { other: '#시간' } });
 
 const ENGLISH: BotTexts = {
   noAnswer: "I'm sorry, I couldn't find the answer to that in the information I have.",
@@ -49,6 +150,13 @@ const ENGLISH: BotTexts = {
   noFreeTime: 'There is no free time in the week after it.',
   cannotSuggest:
     "I can't suggest other times right now: one of the calendars could not be checked. Please try again later.",
+  unavailable: 'This assistant is not available right now. Please try again later.',
+  tooFast: (seconds) => `You're sending messages too fast; please wait ${EN.seconds(seconds)}.`,
+  dailyLimit: (seconds) =>
+    `You've used up today's messages with this assistant; please try again in about ${EN.wait(seconds)}.`,
+  failed: "Sorry, I couldn't answer just now. Please try again in a moment.",
+  emptyAnswer: "I couldn't come up with an answer to that. Could you put it another way?",
+  greeting: 'Hello! Ask me anything.',
 };
 
 export const BOT_TEXTS: Readonly<Record<string, BotTexts>> = {
@@ -70,6 +178,13 @@ export const BOT_TEXTS: Readonly<Record<string, BotTexts>> = {
     noFreeTime: 'In der Woche danach gibt es keine freie Zeit.',
     cannotSuggest:
       'Andere Zeiten kann ich gerade nicht vorschlagen: Einer der Kalender konnte nicht geprüft werden. Bitte versuchen Sie es später noch einmal.',
+    unavailable: 'Dieser Assistent ist gerade nicht verfügbar. Bitte versuchen Sie es später noch einmal.',
+    tooFast: (seconds) => `Sie senden Nachrichten zu schnell; bitte warten Sie ${DE.seconds(seconds)}.`,
+    dailyLimit: (seconds) =>
+      `Sie haben Ihre Nachrichten für heute mit diesem Assistenten aufgebraucht; bitte versuchen Sie es in etwa ${DE.wait(seconds)} noch einmal.`,
+    failed: 'Entschuldigung, ich konnte gerade nicht antworten. Bitte versuchen Sie es gleich noch einmal.',
+    emptyAnswer: 'Darauf habe ich leider keine Antwort gefunden. Könnten Sie die Frage anders formulieren?',
+    greeting: 'Hallo! Was möchten Sie wissen?',
   },
   fr: {
     noAnswer: "Désolé, je n'ai pas trouvé la réponse à cette question dans les informations dont je dispose.",
@@ -87,6 +202,13 @@ export const BOT_TEXTS: Readonly<Record<string, BotTexts>> = {
     noFreeTime: "Il n'y a aucun créneau libre dans la semaine qui suit.",
     cannotSuggest:
       "Je ne peux pas proposer d'autres horaires pour le moment : l'un des calendriers n'a pas pu être vérifié. Veuillez réessayer plus tard.",
+    unavailable: "Cet assistant n'est pas disponible pour le moment. Veuillez réessayer plus tard.",
+    tooFast: (seconds) => `Vous envoyez des messages trop rapidement ; veuillez patienter ${FR.seconds(seconds)}.`,
+    dailyLimit: (seconds) =>
+      `Vous avez utilisé tous vos messages du jour avec cet assistant ; veuillez réessayer dans environ ${FR.wait(seconds)}.`,
+    failed: "Désolé, je n'ai pas pu répondre pour le moment. Veuillez réessayer dans un instant.",
+    emptyAnswer: "Je n'ai pas trouvé de réponse à cela. Pourriez-vous reformuler votre question ?",
+    greeting: 'Bonjour ! Posez-moi vos questions.',
   },
   es: {
     noAnswer: 'Lo siento, no he encontrado la respuesta a eso en la información de la que dispongo.',
@@ -104,6 +226,13 @@ export const BOT_TEXTS: Readonly<Record<string, BotTexts>> = {
     noFreeTime: 'No hay ningún horario libre en la semana siguiente.',
     cannotSuggest:
       'Ahora mismo no puedo proponer otros horarios: no se ha podido comprobar uno de los calendarios. Inténtelo de nuevo más tarde.',
+    unavailable: 'Este asistente no está disponible en este momento. Inténtelo de nuevo más tarde.',
+    tooFast: (seconds) => `Está enviando mensajes demasiado rápido; espere ${ES.seconds(seconds)}, por favor.`,
+    dailyLimit: (seconds) =>
+      `Ha agotado los mensajes de hoy con este asistente; inténtelo de nuevo dentro de aproximadamente ${ES.wait(seconds)}.`,
+    failed: 'Lo siento, no he podido responder ahora mismo. Inténtelo de nuevo en un momento.',
+    emptyAnswer: 'No he encontrado una respuesta a eso. ¿Podría formularlo de otra manera?',
+    greeting: '¡Hola! Pregúnteme lo que necesite.',
   },
   it: {
     noAnswer: 'Mi dispiace, non ho trovato la risposta nelle informazioni di cui dispongo.',
@@ -121,6 +250,13 @@ export const BOT_TEXTS: Readonly<Record<string, BotTexts>> = {
     noFreeTime: 'Non ci sono orari liberi nella settimana successiva.',
     cannotSuggest:
       'Al momento non posso proporre altri orari: non è stato possibile controllare uno dei calendari. Riprovi più tardi.',
+    unavailable: 'Al momento questo assistente non è disponibile. Riprovi più tardi.',
+    tooFast: (seconds) => `Sta inviando messaggi troppo velocemente; attenda ${IT.seconds(seconds)}, per favore.`,
+    dailyLimit: (seconds) =>
+      `Ha esaurito i messaggi di oggi con questo assistente; riprovi tra circa ${IT.wait(seconds)}.`,
+    failed: 'Mi dispiace, al momento non sono riuscito a rispondere. Riprovi tra poco.',
+    emptyAnswer: 'Non sono riuscito a trovare una risposta. Potrebbe riformulare la domanda?',
+    greeting: 'Salve! Mi chieda pure qualsiasi cosa.',
   },
   pt: {
     noAnswer: 'Desculpe, não encontrei a resposta para isso nas informações de que disponho.',
@@ -138,6 +274,13 @@ export const BOT_TEXTS: Readonly<Record<string, BotTexts>> = {
     noFreeTime: 'Não há nenhum horário livre na semana seguinte.',
     cannotSuggest:
       'Não consigo sugerir outros horários agora: não foi possível verificar um dos calendários. Tente novamente mais tarde.',
+    unavailable: 'Este assistente não está disponível no momento. Tente novamente mais tarde.',
+    tooFast: (seconds) => `Está enviando mensagens rápido demais; aguarde ${PT.seconds(seconds)}, por favor.`,
+    dailyLimit: (seconds) =>
+      `Atingiu o limite de mensagens de hoje com este assistente; tente novamente daqui a cerca de ${PT.wait(seconds)}.`,
+    failed: 'Desculpe, não consegui responder agora. Tente novamente daqui a pouco.',
+    emptyAnswer: 'Não consegui encontrar uma resposta para isso. Poderia reformular a pergunta?',
+    greeting: 'Olá! Pergunte o que quiser.',
   },
   nl: {
     noAnswer: 'Sorry, ik heb het antwoord daarop niet gevonden in de informatie die ik heb.',
@@ -155,6 +298,13 @@ export const BOT_TEXTS: Readonly<Record<string, BotTexts>> = {
     noFreeTime: 'Er is geen vrije tijd in de week daarna.',
     cannotSuggest:
       "Ik kan nu geen andere tijden voorstellen: een van de agenda's kon niet worden gecontroleerd. Probeer het later opnieuw.",
+    unavailable: 'Deze assistent is op dit moment niet beschikbaar. Probeer het later opnieuw.',
+    tooFast: (seconds) => `U stuurt berichten te snel; wacht alstublieft ${NL.seconds(seconds)}.`,
+    dailyLimit: (seconds) =>
+      `U heeft de berichten van vandaag met deze assistent opgebruikt; probeer het over ongeveer ${NL.wait(seconds)} opnieuw.`,
+    failed: 'Sorry, ik kon nu geen antwoord geven. Probeer het zo meteen opnieuw.',
+    emptyAnswer: 'Ik kon daar geen antwoord op vinden. Kunt u het anders formuleren?',
+    greeting: 'Hallo! Stel gerust uw vraag.',
   },
   ru: {
     noAnswer: 'К сожалению, в имеющейся у меня информации нет ответа на этот вопрос.',
@@ -172,6 +322,13 @@ export const BOT_TEXTS: Readonly<Record<string, BotTexts>> = {
     noFreeTime: 'В течение следующей недели свободного времени нет.',
     cannotSuggest:
       'Сейчас я не могу предложить другое время: один из календарей не удалось проверить. Пожалуйста, попробуйте позже.',
+    unavailable: 'Этот ассистент сейчас недоступен. Пожалуйста, попробуйте позже.',
+    tooFast: (seconds) => `Вы отправляете сообщения слишком часто; пожалуйста, подождите ${RU.seconds(seconds)}.`,
+    dailyLimit: (seconds) =>
+      `Вы исчерпали сегодняшний лимит сообщений для этого ассистента; пожалуйста, попробуйте снова примерно через ${RU.wait(seconds)}.`,
+    failed: 'Извините, сейчас я не смог ответить. Пожалуйста, попробуйте ещё раз чуть позже.',
+    emptyAnswer: 'Мне не удалось найти ответ на это. Не могли бы вы сформулировать вопрос иначе?',
+    greeting: 'Здравствуйте! Задайте мне любой вопрос.',
   },
   uk: {
     noAnswer: 'На жаль, в інформації, яка в мене є, немає відповіді на це питання.',
@@ -189,6 +346,13 @@ export const BOT_TEXTS: Readonly<Record<string, BotTexts>> = {
     noFreeTime: 'Протягом наступного тижня вільного часу немає.',
     cannotSuggest:
       'Зараз я не можу запропонувати інший час: один із календарів не вдалося перевірити. Будь ласка, спробуйте пізніше.',
+    unavailable: 'Цей асистент зараз недоступний. Будь ласка, спробуйте пізніше.',
+    tooFast: (seconds) => `Ви надсилаєте повідомлення занадто часто; будь ласка, зачекайте ${UK.seconds(seconds)}.`,
+    dailyLimit: (seconds) =>
+      `Ви вичерпали сьогоднішній ліміт повідомлень для цього асистента; будь ласка, спробуйте знову приблизно через ${UK.wait(seconds)}.`,
+    failed: 'Вибачте, зараз я не зміг відповісти. Будь ласка, спробуйте ще раз трохи згодом.',
+    emptyAnswer: 'Мені не вдалося знайти відповідь на це. Чи могли б ви сформулювати запитання інакше?',
+    greeting: 'Вітаю! Поставте мені будь-яке запитання.',
   },
   pl: {
     noAnswer: 'Przepraszam, w informacjach, którymi dysponuję, nie ma odpowiedzi na to pytanie.',
@@ -206,6 +370,13 @@ export const BOT_TEXTS: Readonly<Record<string, BotTexts>> = {
     noFreeTime: 'W kolejnym tygodniu nie ma wolnych terminów.',
     cannotSuggest:
       'Nie mogę teraz zaproponować innych terminów: nie udało się sprawdzić jednego z kalendarzy. Spróbuj ponownie później.',
+    unavailable: 'Ten asystent jest teraz niedostępny. Spróbuj ponownie później.',
+    tooFast: (seconds) => `Wysyłasz wiadomości zbyt szybko; poczekaj ${PL.seconds(seconds)}.`,
+    dailyLimit: (seconds) =>
+      `Wykorzystano dzisiejszy limit wiadomości z tym asystentem; spróbuj ponownie za mniej więcej ${PL.wait(seconds)}.`,
+    failed: 'Przepraszam, nie udało mi się teraz odpowiedzieć. Spróbuj ponownie za chwilę.',
+    emptyAnswer: 'Nie udało mi się znaleźć odpowiedzi na to pytanie. Czy możesz sformułować je inaczej?',
+    greeting: 'Cześć! Zapytaj mnie o cokolwiek.',
   },
   tr: {
     noAnswer: 'Üzgünüm, elimdeki bilgilerde bunun cevabını bulamadım.',
@@ -223,6 +394,13 @@ export const BOT_TEXTS: Readonly<Record<string, BotTexts>> = {
     noFreeTime: 'Sonraki bir hafta içinde boş saat yok.',
     cannotSuggest:
       'Şu anda başka bir saat öneremiyorum: takvimlerden biri kontrol edilemedi. Lütfen daha sonra tekrar deneyin.',
+    unavailable: 'Bu asistan şu anda kullanılamıyor. Lütfen daha sonra tekrar deneyin.',
+    tooFast: (seconds) => `Çok hızlı mesaj gönderiyorsunuz; lütfen ${TR.seconds(seconds)} bekleyin.`,
+    dailyLimit: (seconds) =>
+      `Bu asistanla bugünkü mesaj hakkınızı doldurdunuz; lütfen yaklaşık ${TR.wait(seconds)} sonra tekrar deneyin.`,
+    failed: 'Üzgünüm, şu anda yanıt veremedim. Lütfen biraz sonra tekrar deneyin.',
+    emptyAnswer: 'Buna bir yanıt bulamadım. Sorunuzu başka bir şekilde sorabilir misiniz?',
+    greeting: 'Merhaba! Bana istediğinizi sorabilirsiniz.',
   },
   ar: {
     noAnswer: 'عذرًا، لم أجد إجابة عن ذلك في المعلومات المتوفرة لدي.',
@@ -238,6 +416,13 @@ export const BOT_TEXTS: Readonly<Record<string, BotTexts>> = {
     nextFreeTimes: (times) => `أقرب المواعيد المتاحة: ${times.join('؛ ')}.`,
     noFreeTime: 'لا يوجد موعد متاح في الأسبوع التالي.',
     cannotSuggest: 'لا يمكنني اقتراح مواعيد أخرى الآن: تعذّر التحقق من أحد التقويمات. يُرجى المحاولة مرة أخرى لاحقًا.',
+    unavailable: 'هذا المساعد غير متاح حاليًا. يُرجى المحاولة مرة أخرى لاحقًا.',
+    tooFast: (seconds) => `أنت ترسل الرسائل بسرعة كبيرة؛ يُرجى الانتظار ${AR.seconds(seconds)}.`,
+    dailyLimit: (seconds) =>
+      `لقد استنفدت رسائل اليوم مع هذا المساعد؛ يُرجى المحاولة مرة أخرى بعد حوالي ${AR.wait(seconds)}.`,
+    failed: 'عذرًا، لم أتمكن من الإجابة الآن. يُرجى المحاولة مرة أخرى بعد قليل.',
+    emptyAnswer: 'لم أتمكن من إيجاد إجابة عن ذلك. هل يمكنك صياغة سؤالك بطريقة أخرى؟',
+    greeting: 'مرحبًا! اسألني عن أي شيء.',
   },
   ja: {
     noAnswer: '申し訳ありませんが、私が持っている情報の中にその答えは見つかりませんでした。',
@@ -255,6 +440,13 @@ export const BOT_TEXTS: Readonly<Record<string, BotTexts>> = {
     noFreeTime: 'その後1週間に空き時間はありません。',
     cannotSuggest:
       '現在ほかの時間をご提案できません。カレンダーの一つを確認できませんでした。しばらくしてからもう一度お試しください。',
+    unavailable: '現在このアシスタントはご利用いただけません。しばらくしてからもう一度お試しください。',
+    tooFast: (seconds) => `メッセージの送信間隔が短すぎます。${JA.seconds(seconds)}ほどお待ちください。`,
+    dailyLimit: (seconds) =>
+      `本日このアシスタントに送信できるメッセージの上限に達しました。約${JA.wait(seconds)}後にもう一度お試しください。`,
+    failed: '申し訳ありませんが、ただいま回答できませんでした。しばらくしてからもう一度お試しください。',
+    emptyAnswer: 'その質問への回答が見つかりませんでした。別の言い方でお尋ねいただけますか？',
+    greeting: 'こんにちは！何でもお気軽にお尋ねください。',
   },
   zh: {
     noAnswer: '抱歉，我在现有的信息中没有找到这个问题的答案。',
@@ -270,6 +462,12 @@ export const BOT_TEXTS: Readonly<Record<string, BotTexts>> = {
     nextFreeTimes: (times) => `接下来的空闲时间：${times.join('；')}。`,
     noFreeTime: '之后一周内没有空闲时间。',
     cannotSuggest: '目前无法推荐其他时间：有一个日历无法查询。请稍后再试。',
+    unavailable: '此助手目前无法使用，请稍后再试。',
+    tooFast: (seconds) => `您发送消息太快了，请等待${ZH.seconds(seconds)}。`,
+    dailyLimit: (seconds) => `您今天与此助手的消息额度已用完，请在大约${ZH.wait(seconds)}后再试。`,
+    failed: '抱歉，我暂时无法回答，请稍后再试。',
+    emptyAnswer: '我没能给出这个问题的答案。您能换个方式问吗？',
+    greeting: '您好！有什么问题尽管问我。',
   },
   'zh-Hant': {
     noAnswer: '抱歉，我在現有的資訊中沒有找到這個問題的答案。',
@@ -285,6 +483,12 @@ export const BOT_TEXTS: Readonly<Record<string, BotTexts>> = {
     nextFreeTimes: (times) => `接下來的空閒時間：${times.join('；')}。`,
     noFreeTime: '之後一週內沒有空閒時間。',
     cannotSuggest: '目前無法推薦其他時間：有一個行事曆無法查詢。請稍後再試。',
+    unavailable: '此助理目前無法使用，請稍後再試。',
+    tooFast: (seconds) => `您傳送訊息太快了，請等待${ZH_HANT.seconds(seconds)}。`,
+    dailyLimit: (seconds) => `您今天與此助理的訊息額度已用完，請在大約${ZH_HANT.wait(seconds)}後再試。`,
+    failed: '抱歉，我暫時無法回答，請稍後再試。',
+    emptyAnswer: '我沒能給出這個問題的答案。您能換個方式問嗎？',
+    greeting: '您好！有什麼問題儘管問我。',
   },
   ko: {
     noAnswer: '죄송합니다. 제가 가진 정보에서 그에 대한 답을 찾지 못했습니다.',
@@ -302,6 +506,13 @@ export const BOT_TEXTS: Readonly<Record<string, BotTexts>> = {
     noFreeTime: '그 후 일주일 동안 예약 가능한 시간이 없습니다.',
     cannotSuggest:
       '지금은 다른 시간을 제안할 수 없습니다. 캘린더 중 하나를 확인하지 못했습니다. 잠시 후 다시 시도해 주세요.',
+    unavailable: '지금은 이 어시스턴트를 이용할 수 없습니다. 잠시 후 다시 시도해 주세요.',
+    tooFast: (seconds) => `메시지를 너무 빠르게 보내고 있습니다. ${KO.seconds(seconds)} 후에 다시 보내 주세요.`,
+    dailyLimit: (seconds) =>
+      `오늘 이 어시스턴트에 보낼 수 있는 메시지를 모두 사용했습니다. 약 ${KO.wait(seconds)} 후에 다시 시도해 주세요.`,
+    failed: '죄송합니다. 지금은 답변하지 못했습니다. 잠시 후 다시 시도해 주세요.',
+    emptyAnswer: '그 질문에 대한 답을 찾지 못했습니다. 다르게 표현해 주시겠어요?',
+    greeting: '안녕하세요! 무엇이든 물어보세요.',
   },
 };
 
