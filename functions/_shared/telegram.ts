@@ -36,12 +36,11 @@ export const telegramUpdateSchema = z.object({
 export type TelegramUpdate = z.infer<typeof telegramUpdateSchema>;
 export type TelegramMessage = z.infer<typeof message>;
 
-/** A text message from a person, the one thing a bot answers. */
+/** A text message from a person in a private chat with the bot, the one thing a bot answers. */
 export interface IncomingText {
+  /** The private chat's id, which is the person's Telegram user id: the end user of the conversation. */
   chatId: number;
   messageId: number;
-  /** Telegram's user id: who the conversation is with. */
-  userId: number | null;
   /** The user's app language ('de', 'pt-br'), a hint for bots set to 'auto'. */
   languageCode: string | null;
   text: string;
@@ -49,15 +48,19 @@ export interface IncomingText {
   edited: boolean;
 }
 
-/** The update's text message, or null for anything else: no text (photos, stickers), other bots, other update kinds. */
+/**
+ * The update's text message, or null for anything else: no text (photos, stickers), other bots, other update
+ * kinds, and groups, supergroups and channels. A chat is an end user (its conversation, its rate limit and its
+ * daily chat budget are the chat's), which holds only for a private chat: in groups one person would get a fresh
+ * budget per group they make with the bot, and a group's members would share one conversation and one budget.
+ */
 export function incomingText(update: TelegramUpdate): IncomingText | null {
   const edited = update.message === undefined;
   const received = update.message ?? update.edited_message;
-  if (!received?.text?.trim() || received.from?.is_bot) return null;
+  if (!received?.text?.trim() || received.from?.is_bot || received.chat.type !== 'private') return null;
   return {
     chatId: received.chat.id,
     messageId: received.message_id,
-    userId: received.from?.id ?? null,
     languageCode: received.from?.language_code ?? null,
     text: received.text,
     edited,

@@ -51,19 +51,25 @@ describe('Telegram updates', () => {
     expect(incomingText(parsed)).toEqual({
       chatId: 1_111_111_111,
       messageId: 1365,
-      userId: 1_111_111_111,
       languageCode: 'de',
       text: 'Wie lange dauert die Lieferung?',
       edited: false,
     });
   });
 
-  it('reads edits, and ignores what carries no text from a person', () => {
-    const edited = telegramUpdateSchema.parse({
-      update_id: 2,
-      edited_message: { ...update.message, chat: { id: -1_001_234_567_890, type: 'supergroup' } },
-    });
-    expect(incomingText(edited)).toMatchObject({ chatId: -1_001_234_567_890, edited: true });
+  it('reads edits, and ignores what carries no text from a person in a private chat', () => {
+    const edited = telegramUpdateSchema.parse({ update_id: 2, edited_message: update.message });
+    expect(incomingText(edited)).toMatchObject({ chatId: 1_111_111_111, edited: true });
+
+    // A chat is the end user (conversation, rate limit, daily budget): in a group one person would get a fresh
+    // budget per group, and the members would share one.
+    for (const type of ['group', 'supergroup', 'channel'] as const) {
+      const inGroup = telegramUpdateSchema.parse({
+        update_id: 6,
+        message: { ...update.message, chat: { id: -1_001_234_567_890, type } },
+      });
+      expect(incomingText(inGroup), type).toBeNull();
+    }
 
     const photo = telegramUpdateSchema.parse({
       update_id: 3,
