@@ -204,8 +204,8 @@ select ok(
        and c.has_transcript and c.analysis_attempts < 5
        and c.ended_at > now() - interval '7 days'
        and (c.analysis_requested_at is null or c.analysis_requested_at < now() - interval '10 minutes')$q$)
-    like '%calls_awaiting_analysis_idx%',
-  'index: calls_awaiting_analysis_idx serves the test of calls awaiting an analysis'
+    ~ '(calls_awaiting_analysis_idx|calls_analysis_queue_idx)',
+  'index: calls_awaiting_analysis_idx (or, since 20261123012420, calls_analysis_queue_idx, with the same predicate) serves the test of calls awaiting an analysis'
 );
 
 select * from finish();
