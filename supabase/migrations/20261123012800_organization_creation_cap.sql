@@ -30,13 +30,22 @@ revoke all on private.organization_creations from public, anon, authenticated, s
 -- The cap
 -- ---------------------------------------------------------------------------
 
--- Latest definition: 20261123000400_team.sql; only the cap and the ledger row are new. The cap is checked after
--- the input's, so a bad name or slug still answers 22023 or 23505.
+-- Latest definition: 20261123000400_team.sql; the cap, the ledger row and the creations taken one at a time are
+-- new. The cap is checked after the input's, so a bad name or slug still answers 22023 or 23505.
+--
+-- One at a time: the org's insert attaches its chunk partition (organizations_create_chunk_partition), which
+-- takes SHARE UPDATE EXCLUSIVE on public.document_chunks and SHARE ROW EXCLUSIVE on organizations, documents and
+-- collections (the partition's foreign keys). Two creations at once could deadlock (each insert holds ROW
+-- EXCLUSIVE on organizations, which the other's attach waits for; 40P01 on a Postgres 15 model), and a creation
+-- waiting behind an open transaction that writes documents held every org's document writes behind it. The
+-- creation now takes the partition lock first (creations queue there, before any insert), and waits at most 2 s
+-- for its locks (lock_timeout), answering PT503 (PostgREST: 503, to retry) instead of holding writers longer.
 create or replace function private.create_organization(name text, slug text)
 returns public.organizations
 language plpgsql
 security definer
 set search_path = ''
+set lock_timeout = '2s'
 as $$
 declare
   creator uuid := private.require_user();
@@ -75,9 +84,15 @@ begin
     end if;
   end if;
 
-  insert into public.organizations (name, slug, created_by)
-  values (clean_name, clean_slug, creator)
-  returning * into created;
+  begin
+    lock table public.document_chunks in share update exclusive mode;
+    insert into public.organizations (name, slug, created_by)
+    values (clean_name, clean_slug, creator)
+    returning * into created;
+  exception when lock_not_available then
+    raise exception 'organizations are being created or their documents written right now; try again'
+      using errcode = 'PT503', hint = 'Retry in a few seconds.';
+  end;
   insert into public.memberships (org_id, user_id, role) values (created.id, creator, 'owner');
   -- Admins' creations are kept too: the ledger records creations, only the check above is skipped.
   insert into private.organization_creations (org_id, user_id) values (created.id, creator);

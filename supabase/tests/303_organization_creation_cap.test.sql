@@ -4,7 +4,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(37);
+select plan(38);
 
 select tests.remember('capped', tests.create_user('capped@occ303.test'));
 select tests.remember('other', tests.create_user('other@occ303.test'));
@@ -229,6 +229,13 @@ select ok(
   ),
   'the API roles neither read nor write the ledger, nor run the purge'
 );
+
+-- A creation waits at most 2 s for its locks (the partition lock it takes before its insert, and the attach's; the
+-- order itself needs two sessions, which PGlite does not run).
+select is(
+  (select p.proconfig from pg_proc p where p.oid = 'private.create_organization(text, text)'::regprocedure),
+  array['search_path=""', 'lock_timeout=2s'],
+  'create_organization waits at most 2 s for its locks');
 
 select * from finish();
 rollback;
