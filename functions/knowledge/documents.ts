@@ -42,9 +42,19 @@ export async function deleteDocument(sql: Sql, caller: Caller, store: KnowledgeS
     await tx`select private.begin_document_deletion(${id}::uuid)`;
   });
   await store.remove(path);
-  await asDeleter(sql, caller, id, async (tx) => {
-    await tx`delete from public.documents where id = ${id}`;
-  });
+  await asDeleter(sql, caller, id, (tx) => deleteDocumentRow(tx, id));
+}
+
+/**
+ * Deletes a document's row (its chunks and staging cascade). The cascade into
+ * document_chunks (a partition per org) is a plan each connection caches:
+ * from its sixth run Postgres may plan it generically, over every org's
+ * partition, locking them all (about 7 locks an org), so the transaction
+ * forces custom plans, pruned to the document's org (20261123013700).
+ */
+export async function deleteDocumentRow(tx: TransactionSql, id: string): Promise<void> {
+  await tx`set local plan_cache_mode = force_custom_plan`;
+  await tx`delete from public.documents where id = ${id}::uuid`;
 }
 
 /**

@@ -30,7 +30,7 @@ import { claimKey, idempotencyKeyFrom, type OnceAnswer, recordAnswer, releaseKey
 import { sha256Hex } from '../_shared/sha256.ts';
 import { MAX_FILE_BYTES, SUPPORTED_MIME_TYPES } from '../_shared/text/extract.ts';
 import { asCaller, authenticateCaller, callerOrg, takeUserRateLimit } from './caller.ts';
-import type { KnowledgeStore } from './documents.ts';
+import { deleteDocumentRow, type KnowledgeStore } from './documents.ts';
 import { documentColumns, type DocumentRow, toApiDocument } from './representation.ts';
 
 export const uploadQuery = z.strictObject({
@@ -96,7 +96,7 @@ async function takeBack(
   try {
     await asServiceRole(sql, async (tx) => {
       if (removed) {
-        await tx`delete from public.documents where id = ${document.id}::uuid`;
+        await deleteDocumentRow(tx, document.id);
         await tx`delete from public.upload_batches where id = ${document.batch_id}::uuid`;
       }
       if (claim) await releaseKey(tx, claim.apiKeyId, claim.key);
