@@ -46,7 +46,7 @@ export async function connectTelegram(deps: ChatDeps, req: Request, claims: User
       if (isPostgresError(error) && error.code === '23505') {
         throw new HttpError(409, 'telegram_already_connected', 'This Telegram bot is already connected to another bot; disconnect it there first.');
       }
-      if (isPostgresError(error) && error.code === '55006') {
+      if (isPostgresError(error) && error.code === 'PT409') {
         throw new HttpError(409, 'telegram_connect_in_progress', 'This bot or this Telegram token is being connected; try again in a minute.');
       }
       throw error;

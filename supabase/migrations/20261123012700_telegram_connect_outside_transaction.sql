@@ -14,8 +14,10 @@
 -- lease keeps what the one transaction used to: Telegram keeps the last setWebhook it received and the
 -- database the last store, so two connects of one bot (a double click), or of one token to two bots,
 -- overlapping between the two steps could leave Telegram with a secret or an address the database does not
--- hold, the bot then refusing every update. A second connect during the lease is refused (55006, answered 409
--- telegram_connect_in_progress), as is a store after its lease ran out. The lease names the secret already
+-- hold, the bot then refusing every update. A second connect during the lease is refused (PT409, answered 409
+-- telegram_connect_in_progress), as is a store after its lease ran out, and public.set_bot_telegram and
+-- public.clear_bot_telegram during a lease (PT409; PostgREST answers 409), which would otherwise store a secret
+-- Telegram is about to lose, or be undone by the connect's store. The lease names the secret already
 -- stored when the bot is connected with the same token, so re-registering it never breaks a working
 -- connection even if the store then fails.
 --
@@ -82,13 +84,13 @@ begin
     insert into private.telegram_connects (bot_id, bot_token, webhook_secret, expires_at)
     values (target.id, begin_bot_telegram_connect.bot_token, secret, pg_catalog.now() + interval '60 seconds');
   exception when unique_violation then
-    raise exception 'a Telegram connect of this bot or token is under way' using errcode = 'object_in_use',
+    raise exception 'a Telegram connect of this bot or token is under way' using errcode = 'PT409',
       hint = 'Wait for it to finish (at most a minute), then try again.';
   end;
   return query select '/functions/v1/chat/telegram/' || target.id::text, secret;
 end;
 $$;
-comment on function private.begin_bot_telegram_connect(uuid, text) is 'Starts connecting a bot to a Telegram token (the chat function''s connect): checks as set_bot_telegram does and takes a 60-second lease, one per bot and per token (55006 while another holds it); returns the webhook path and the secret to register (the stored one when the bot is connected with this token).';
+comment on function private.begin_bot_telegram_connect(uuid, text) is 'Starts connecting a bot to a Telegram token (the chat function''s connect): checks as set_bot_telegram does and takes a 60-second lease, one per bot and per token (PT409 while another holds it); returns the webhook path and the secret to register (the stored one when the bot is connected with this token).';
 revoke execute on function private.begin_bot_telegram_connect(uuid, text) from public, anon;
 grant execute on function private.begin_bot_telegram_connect(uuid, text) to authenticated;
 
@@ -105,6 +107,52 @@ comment on function private.end_bot_telegram_connect(uuid, text) is 'Ends a Tele
 revoke execute on function private.end_bot_telegram_connect(uuid, text) from public, anon;
 grant execute on function private.end_bot_telegram_connect(uuid, text) to authenticated;
 
+-- Another change of the bot's Telegram connection while a connect holds its lease would be lost or undone.
+create function private.refuse_during_telegram_connect(bot_id uuid)
+returns void
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+  if exists (
+    select 1 from private.telegram_connects c
+    where c.bot_id = refuse_during_telegram_connect.bot_id and c.expires_at > pg_catalog.now()
+  ) then
+    raise exception 'a Telegram connect of this bot is under way' using errcode = 'PT409',
+      hint = 'Wait for it to finish (at most a minute), then try again.';
+  end if;
+end;
+$$;
+comment on function private.refuse_during_telegram_connect(uuid) is 'PT409 while a connect of the bot holds its lease (private.telegram_connects).';
+revoke execute on function private.refuse_during_telegram_connect(uuid) from public, anon, authenticated, service_role;
+
+-- Latest definition: 20261123001100_bots_and_chat.sql; only the refusal during a connect is new.
+create or replace function private.clear_bot_telegram(bot_id uuid)
+returns boolean
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  target public.bots;
+begin
+  select * into target from public.bots b where b.id = clear_bot_telegram.bot_id;
+  if not found then
+    raise exception 'bot not found' using errcode = 'no_data_found';
+  end if;
+  perform private.require_permission(target.org_id, 'bots.manage');
+  perform private.refuse_during_telegram_connect(target.id);
+  delete from private.bot_telegram t where t.bot_id = target.id;
+  if not found then
+    return false;
+  end if;
+  update public.bots b set telegram_connected_at = null where b.id = target.id;
+  return true;
+end;
+$$;
+
 create function private.set_bot_telegram(bot_id uuid, bot_token text, webhook_secret text)
 returns table (secret_token text, webhook_path text)
 language plpgsql
@@ -116,6 +164,8 @@ declare
 begin
   select * into target from public.bots b where b.id = set_bot_telegram.bot_id for update;
   target := private.check_bot_telegram(set_bot_telegram.bot_id, set_bot_telegram.bot_token);
+  -- A connect's own store (finish_bot_telegram_connect) ended its lease first.
+  perform private.refuse_during_telegram_connect(target.id);
 
   insert into private.bot_telegram as t (bot_id, org_id, bot_token, secret_token)
   values (target.id, target.org_id, set_bot_telegram.bot_token, set_bot_telegram.webhook_secret)
@@ -147,14 +197,14 @@ begin
   where c.bot_id = finish_bot_telegram_connect.bot_id and c.bot_token = finish_bot_telegram_connect.bot_token
     and c.webhook_secret = finish_bot_telegram_connect.webhook_secret and c.expires_at > pg_catalog.now();
   if not found then
-    raise exception 'this Telegram connect ran out of time' using errcode = 'object_in_use',
+    raise exception 'this Telegram connect ran out of time' using errcode = 'PT409',
       hint = 'Connect again.';
   end if;
   return query select * from private.set_bot_telegram(
     finish_bot_telegram_connect.bot_id, finish_bot_telegram_connect.bot_token, finish_bot_telegram_connect.webhook_secret);
 end;
 $$;
-comment on function private.finish_bot_telegram_connect(uuid, text, text) is 'Stores a connect Telegram accepted (set_bot_telegram with the registered secret) while its lease (begin_bot_telegram_connect) holds, and ends the lease; 55006 once the lease ran out.';
+comment on function private.finish_bot_telegram_connect(uuid, text, text) is 'Stores a connect Telegram accepted (set_bot_telegram with the registered secret) while its lease (begin_bot_telegram_connect) holds, and ends the lease; PT409 once the lease ran out.';
 revoke execute on function private.finish_bot_telegram_connect(uuid, text, text) from public, anon;
 grant execute on function private.finish_bot_telegram_connect(uuid, text, text) to authenticated;
 

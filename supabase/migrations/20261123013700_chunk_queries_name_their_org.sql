@@ -135,8 +135,9 @@ alter function private.begin_document_deletion(uuid) set plan_cache_mode = force
 -- documents, each cascading into document_chunks with the foreign key's cached plan (generic from the 6th).
 alter function private.delete_organization(uuid, text) set plan_cache_mode = force_custom_plan;
 
--- Latest definition: 20261123012800_organization_creation_cap.sql; only ONLY in the lock of document_chunks is
--- new.
+-- Latest definition: 20261123012800_organization_creation_cap.sql; ONLY in the lock of document_chunks is new,
+-- and the per-user lock's wait answering PT503 (a double submit's second call waited out lock_timeout there and
+-- raised 55P03, a 500 through PostgREST).
 create or replace function private.create_organization(name text, slug text)
 returns public.organizations
 language plpgsql
@@ -169,7 +170,14 @@ begin
   end if;
 
   if not private.is_platform_admin() then
-    perform pg_catalog.pg_advisory_xact_lock(12800, pg_catalog.hashtext(creator::text));
+    -- Within lock_timeout too (a double submit waits here while the first creation waits on its own locks):
+    -- PT503 like the other waits, not 55P03, which PostgREST answers 500.
+    begin
+      perform pg_catalog.pg_advisory_xact_lock(12800, pg_catalog.hashtext(creator::text));
+    exception when lock_not_available then
+      raise exception 'organizations are being created or their documents written right now; try again'
+        using errcode = 'PT503', hint = 'Retry in a few seconds.';
+    end;
     select count(*)::integer, min(c.created_at) into recent_creations, oldest_creation
     from private.organization_creations c
     where c.user_id = creator and c.created_at > pg_catalog.now() - interval '30 days';

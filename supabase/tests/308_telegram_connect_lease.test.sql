@@ -1,11 +1,11 @@
 -- 20261123012700: the chat function's Telegram connect, in three steps with no transaction across Telegram's
--- answer, holds a 60-second lease per bot and per token: a second connect of either is refused (55006); the
+-- answer, holds a 60-second lease per bot and per token: a second connect of either is refused (PT409); the
 -- store needs its own live lease and ends it; a refused connect ends it by its secret; a reconnect with the
 -- same token names the stored secret again.
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(11);
+select plan(14);
 
 select tests.remember('owner', tests.create_user('owner@tglease308.test'));
 select tests.remember('org', tests.create_org('tglease308-org', tests.fx('owner')));
@@ -32,19 +32,31 @@ create temporary table lease1 on commit drop as
 select is((select webhook_path from lease1), '/functions/v1/chat/telegram/' || tests.fx('bot_a'), 'the lease names the webhook path');
 select throws_ok(
   format($$select * from private.begin_bot_telegram_connect(%L, '3081234567:AAH308leaseleaseleaseleaseleasele')$$, tests.fx('bot_a')),
-  '55006', null, 'a second connect of the bot during the lease is refused');
+  'PT409', null, 'a second connect of the bot during the lease is refused');
 select throws_ok(
   format($$select * from private.begin_bot_telegram_connect(%L, '3081234567:AAH308leaseleaseleaseleaseleasele')$$, tests.fx('bot_b')),
-  '55006', null, 'so is a connect of another bot with the same token');
+  'PT409', null, 'so is a connect of another bot with the same token');
 select throws_ok(
   format($$select * from private.finish_bot_telegram_connect(%L, '3081234567:AAH308leaseleaseleaseleaseleasele', 'not-the-secret')$$, tests.fx('bot_a')),
-  '55006', null, 'a store with another secret is refused');
+  'PT409', null, 'a store with another secret is refused');
 select lives_ok(
   format($$select * from private.finish_bot_telegram_connect(%L, '3081234567:AAH308leaseleaseleaseleaseleasele', %L)$$,
     tests.fx('bot_a'), (select webhook_secret from lease1)),
   'the store with the lease''s secret goes through');
 select is(pg_temp.stored_secret(tests.fx('bot_a')), (select webhook_secret from lease1), 'it stored the registered secret');
 select is(pg_temp.lease_secret(tests.fx('bot_a')), null, 'and ended the lease');
+
+-- The public RPCs wait for a connect too: their change would be lost (Telegram keeps the connect's secret) or
+-- undone by the connect's store.
+create temporary table lease_b on commit drop as
+  select * from private.begin_bot_telegram_connect(tests.fx('bot_b'), '3087777777:AAH308publicpublicpublicpublicpub');
+select throws_ok(
+  format($$select * from public.set_bot_telegram(%L, '3087777777:AAH308publicpublicpublicpublicpub')$$, tests.fx('bot_b')),
+  'PT409', null, 'public.set_bot_telegram during a connect''s lease is refused');
+select throws_ok(format($$select public.clear_bot_telegram(%L)$$, tests.fx('bot_b')), 'PT409', null,
+  'so is public.clear_bot_telegram');
+select private.end_bot_telegram_connect(tests.fx('bot_b'), (select webhook_secret from lease_b));
+select is(public.clear_bot_telegram(tests.fx('bot_b')), false, 'once the lease ended, clear_bot_telegram runs');
 
 -- Reconnecting the same token names the stored secret; the lease running out refuses the store.
 create temporary table lease2 on commit drop as
@@ -54,7 +66,7 @@ select pg_temp.expire(tests.fx('bot_a'));
 select throws_ok(
   format($$select * from private.finish_bot_telegram_connect(%L, '3081234567:AAH308leaseleaseleaseleaseleasele', %L)$$,
     tests.fx('bot_a'), (select webhook_secret from lease2)),
-  '55006', null, 'a store after its lease ran out is refused');
+  'PT409', null, 'a store after its lease ran out is refused');
 
 -- A refused connect ends its lease by its secret only.
 create temporary table lease3 on commit drop as
