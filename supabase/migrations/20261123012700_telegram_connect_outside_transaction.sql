@@ -107,8 +107,10 @@ comment on function private.end_bot_telegram_connect(uuid, text) is 'Ends a Tele
 revoke execute on function private.end_bot_telegram_connect(uuid, text) from public, anon;
 grant execute on function private.end_bot_telegram_connect(uuid, text) to authenticated;
 
--- Another change of the bot's Telegram connection while a connect holds its lease would be lost or undone.
-create function private.refuse_during_telegram_connect(bot_id uuid)
+-- Another change of the bot's Telegram connection, or of the token's, while a connect holds its lease would be
+-- lost or undone, or split the token between two bots (Telegram posting to the connect's bot, the database
+-- holding the token for another).
+create function private.refuse_during_telegram_connect(bot_id uuid, bot_token text default null)
 returns void
 language plpgsql
 stable
@@ -118,15 +120,16 @@ as $$
 begin
   if exists (
     select 1 from private.telegram_connects c
-    where c.bot_id = refuse_during_telegram_connect.bot_id and c.expires_at > pg_catalog.now()
+    where (c.bot_id = refuse_during_telegram_connect.bot_id or c.bot_token = refuse_during_telegram_connect.bot_token)
+      and c.expires_at > pg_catalog.now()
   ) then
-    raise exception 'a Telegram connect of this bot is under way' using errcode = 'PT409',
+    raise exception 'a Telegram connect of this bot or token is under way' using errcode = 'PT409',
       hint = 'Wait for it to finish (at most a minute), then try again.';
   end if;
 end;
 $$;
-comment on function private.refuse_during_telegram_connect(uuid) is 'PT409 while a connect of the bot holds its lease (private.telegram_connects).';
-revoke execute on function private.refuse_during_telegram_connect(uuid) from public, anon, authenticated, service_role;
+comment on function private.refuse_during_telegram_connect(uuid, text) is 'PT409 while a connect of the bot, or of the token, holds its lease (private.telegram_connects).';
+revoke execute on function private.refuse_during_telegram_connect(uuid, text) from public, anon, authenticated, service_role;
 
 -- Latest definition: 20261123001100_bots_and_chat.sql; only the refusal during a connect is new.
 create or replace function private.clear_bot_telegram(bot_id uuid)
@@ -165,7 +168,7 @@ begin
   select * into target from public.bots b where b.id = set_bot_telegram.bot_id for update;
   target := private.check_bot_telegram(set_bot_telegram.bot_id, set_bot_telegram.bot_token);
   -- A connect's own store (finish_bot_telegram_connect) ended its lease first.
-  perform private.refuse_during_telegram_connect(target.id);
+  perform private.refuse_during_telegram_connect(target.id, set_bot_telegram.bot_token);
 
   insert into private.bot_telegram as t (bot_id, org_id, bot_token, secret_token)
   values (target.id, target.org_id, set_bot_telegram.bot_token, set_bot_telegram.webhook_secret)

@@ -29,9 +29,12 @@
 -- (the keys hold org_id) but are cached plans with parameters, so the 6th in a connection builds the generic
 -- plan too (in process, 500 orgs: the 6th `delete from public.documents` took 755 ms and 3,514 locks, the others
 -- 2-26 ms and 7). Only the deleting transaction can force custom plans: the knowledge function's document
--- deletions set plan_cache_mode locally (deleteDocumentRow), and delete_organization now runs with it. A
--- collection or document deleted through PostgREST, or an org by the service role's direct delete, still may
--- plan every partition from a connection's 6th such delete.
+-- deletions set plan_cache_mode locally (deleteDocumentRow). Not delete_organization: forced there it re-plans
+-- every statement of the whole cascade (calls, messages, audit and grant triggers) row by row, 2.5x slower (4x
+-- 20261123012100's org: 4 s -> 10 s, past PostgREST's 8 s). So an org's deletion still plans the document ->
+-- chunk cascade generically from its 6th document, locking every org's partition (at thousands of orgs on real
+-- Postgres it may exhaust the lock table), as does a collection or document deleted through PostgREST from a
+-- connection's 6th such delete.
 --
 -- supabase/tests/310_chunk_queries_name_their_org.test.sql fails for any function in public or private that
 -- reaches document_chunks without naming the org, or names it without forcing custom plans.
@@ -130,10 +133,6 @@ $$;
 -- Latest definition: 20261123007900_knowledge_deletion_and_paths.sql; its delete already names the org, only
 -- plan_cache_mode is new (a connection's 6th document deletion planned every partition).
 alter function private.begin_document_deletion(uuid) set plan_cache_mode = force_custom_plan;
-
--- Latest definition: 20261123012100_org_deletion_cost.sql; plan_cache_mode is new: the org's cascade deletes its
--- documents, each cascading into document_chunks with the foreign key's cached plan (generic from the 6th).
-alter function private.delete_organization(uuid, text) set plan_cache_mode = force_custom_plan;
 
 -- Latest definition: 20261123012800_organization_creation_cap.sql; ONLY in the lock of document_chunks is new,
 -- and the per-user lock's wait answering PT503 (a double submit's second call waited out lock_timeout there and

@@ -5,7 +5,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(14);
+select plan(15);
 
 select tests.remember('owner', tests.create_user('owner@tglease308.test'));
 select tests.remember('org', tests.create_org('tglease308-org', tests.fx('owner')));
@@ -55,6 +55,9 @@ select throws_ok(
   'PT409', null, 'public.set_bot_telegram during a connect''s lease is refused');
 select throws_ok(format($$select public.clear_bot_telegram(%L)$$, tests.fx('bot_b')), 'PT409', null,
   'so is public.clear_bot_telegram');
+select throws_ok(
+  format($$select * from public.set_bot_telegram(%L, '3087777777:AAH308publicpublicpublicpublicpub')$$, tests.fx('bot_a')),
+  'PT409', null, 'so is public.set_bot_telegram of another bot with the token the connect holds');
 select private.end_bot_telegram_connect(tests.fx('bot_b'), (select webhook_secret from lease_b));
 select is(public.clear_bot_telegram(tests.fx('bot_b')), false, 'once the lease ended, clear_bot_telegram runs');
 
