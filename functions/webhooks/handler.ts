@@ -122,7 +122,7 @@ export function createWebhooksHandler(deps: WebhooksDeps): (req: Request) => Pro
         return json({ delivery_id: deliveryId }, 202);
       }
     }
-  }, { env });
+  }, { env, sql: deps.sql });
 }
 
 export const handler = createWebhooksHandler({ sql: () => getSql() });
