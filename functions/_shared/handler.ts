@@ -1,9 +1,7 @@
 import { corsHeaders, preflightResponse } from './cors.ts';
-import type { Sql } from './db.ts';
 import { type EnvReader, processEnv } from './env.ts';
 import { errorResponse } from './errors.ts';
 import { httpErrorFromUnmappedPostgres } from './pg-errors.ts';
-import { REQUIRED_MIGRATION, requireMigration } from './schema-version.ts';
 
 export interface HandlerContext {
   /** Echoed in the `x-request-id` response header; quote it in logs. */
@@ -24,16 +22,13 @@ export function requestIdFrom(incoming: string | null | undefined): string {
  * Wraps a function's logic with what every endpoint needs: CORS (preflight and
  * headers on every response), a request id, and thrown errors turned into
  * `{ error: { code, message } }` responses (Postgres errors no endpoint
- * mapped: see httpErrorFromUnmappedPostgres). With `sql`, a request is
- * answered 503 until the database holds the migration the functions rely on
- * (requireMigration).
+ * mapped: see httpErrorFromUnmappedPostgres).
  */
 export function createHandler(
   fn: FunctionHandler,
-  options: { env?: EnvReader; sql?: () => Sql; requiredMigration?: string } = {},
+  options: { env?: EnvReader } = {},
 ): (req: Request) => Promise<Response> {
   const env = options.env ?? processEnv;
-  const sql = options.sql;
   return async (req) => {
     const requestId = requestIdFrom(req.headers.get('x-request-id'));
     const origin = req.headers.get('origin');
@@ -42,7 +37,6 @@ export function createHandler(
       response = preflightResponse(origin, env);
     } else {
       try {
-        if (sql) await requireMigration(sql(), options.requiredMigration ?? REQUIRED_MIGRATION);
         response = await fn(req, { requestId });
         if (!(response instanceof Response)) throw new TypeError('The handler did not return a Response');
       } catch (error) {

@@ -62,7 +62,7 @@ export function createAccountHandler(deps: AccountDeps): (req: Request) => Promi
         return json(await cleanUpDeletedFiles({ sql: deps.sql(), store }, removalMs()), 200, { 'cache-control': 'no-store' });
       }
     }
-  }, { env, sql: deps.sql });
+  }, { env });
 }
 
 export const handler = createAccountHandler({ sql: () => getSql() });

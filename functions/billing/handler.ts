@@ -65,7 +65,7 @@ export function createBillingHandler(deps: BillingDeps): (req: Request) => Promi
         return json(link, 200, { 'cache-control': 'no-store' });
       }
     }
-  }, { env, sql: deps.sql });
+  }, { env });
 }
 
 export const handler = createBillingHandler({ sql: () => getSql() });

@@ -57,7 +57,7 @@ export function createCallDispatcherHandler(deps: CallDispatcherDeps): (req: Req
     });
     const summary: CallDispatchSummary = { dials, afterCall, durationMs: Math.round(performance.now() - started) };
     return json(summary, 200, { 'cache-control': 'no-store' });
-  }, { env, sql: deps.sql });
+  }, { env });
 }
 
 export const handler = createCallDispatcherHandler({ sql: () => getSql() });

@@ -264,7 +264,7 @@ export function createCallEventsHandler(deps: CallEventsDeps): (req: Request) =>
     const timing = { 'server-timing': `applied;dur=${(performance.now() - arrivedAt).toFixed(1)}` };
     if (result === null) return json({ received: true, ignored: true }, 200, timing);
     return json({ received: true, ...result }, 200, timing);
-  }, { env, sql: deps.sql });
+  }, { env });
 }
 
 export const handler = createCallEventsHandler({ sql: () => getSql() });

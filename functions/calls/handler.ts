@@ -61,7 +61,7 @@ export function createCallsHandler(deps: CallsDeps): (req: Request) => Promise<R
       case 'cancelCampaign':
         return await cancelCampaign(sql, await authenticateKey(sql, req, 'calls.write'), route.id);
     }
-  }, { env: deps.env ?? processEnv, sql: deps.sql });
+  }, { env: deps.env ?? processEnv });
 }
 
 export const handler = createCallsHandler({ sql: () => getSql() });

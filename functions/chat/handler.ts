@@ -44,5 +44,5 @@ export function createChatHandler(deps: ChatDeps & { sql: () => Sql; env?: EnvRe
       case 'connectTelegram':
         return connectTelegram(deps, req, await requireUser(req, { env }), route.botId);
     }
-  }, { env, sql: deps.sql });
+  }, { env });
 }

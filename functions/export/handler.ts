@@ -101,7 +101,7 @@ export function createExportHandler(deps: ExportDeps): (req: Request) => Promise
         return json(view, 200, { 'cache-control': 'no-store' });
       }
     }
-  }, { env, sql: deps.sql });
+  }, { env });
 }
 
 export const handler = createExportHandler({ sql: () => getSql() });

@@ -74,7 +74,7 @@ export function createIngestHandler(deps: IngestDeps): (req: Request) => Promise
       throw new HttpError(503, 'ingest_unavailable', message, { 'retry-after': String(RETRY_AFTER_SECONDS) });
     }
     return answer(documentId, result);
-  }, { env, sql: deps.sql });
+  }, { env });
 }
 
 function answer(documentId: string, result: StepResult): Response {

@@ -74,7 +74,7 @@ export function createKnowledgeHandler(deps: KnowledgeDeps): (req: Request) => P
       case 'searchProducts':
         return await searchProducts(deps.sql(), req, { env });
     }
-  }, { env, sql: deps.sql });
+  }, { env });
 }
 
 function serviceRoleStore(env: EnvReader): KnowledgeStore {

@@ -34,7 +34,7 @@ export function createDispatcherHandler(deps: DispatcherDeps): (req: Request) =>
       policy: { allowLoopback: env('WEBHOOK_ALLOW_LOOPBACK') === 'true' },
     });
     return json(summary, 200, { 'cache-control': 'no-store' });
-  }, { env, sql: deps.sql });
+  }, { env });
 }
 
 export const handler = createDispatcherHandler({ sql: () => getSql() });

@@ -122,7 +122,7 @@ export function createWebhooksHandler(deps: WebhooksDeps): (req: Request) => Pro
         return json({ delivery_id: deliveryId }, 202);
       }
     }
-  }, { env, sql: deps.sql });
+  }, { env });
 }
 
 export const handler = createWebhooksHandler({ sql: () => getSql() });
