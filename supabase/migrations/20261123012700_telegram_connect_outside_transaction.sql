@@ -165,7 +165,9 @@ as $$
 declare
   target public.bots;
 begin
-  select * into target from public.bots b where b.id = set_bot_telegram.bot_id for update;
+  -- No key update: two stores of the bot still wait for each other, but a call's speech metered meanwhile still
+  -- takes the bot's key share (private.meter_call_speech skips a locked bot and meters the seconds to no bot).
+  select * into target from public.bots b where b.id = set_bot_telegram.bot_id for no key update;
   target := private.check_bot_telegram(set_bot_telegram.bot_id, set_bot_telegram.bot_token);
   -- A connect's own store (finish_bot_telegram_connect) ended its lease first.
   perform private.refuse_during_telegram_connect(target.id, set_bot_telegram.bot_token);
