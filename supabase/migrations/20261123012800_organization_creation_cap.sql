@@ -72,7 +72,14 @@ begin
   end if;
 
   if not private.is_platform_admin() then
-    perform pg_catalog.pg_advisory_xact_lock(12800, pg_catalog.hashtext(creator::text));
+    -- Within lock_timeout too (a double submit waits here while the first creation waits on its own locks):
+    -- PT503 like the other waits, not 55P03, which PostgREST answers 500.
+    begin
+      perform pg_catalog.pg_advisory_xact_lock(12800, pg_catalog.hashtext(creator::text));
+    exception when lock_not_available then
+      raise exception 'organizations are being created or their documents written right now; try again'
+        using errcode = 'PT503', hint = 'Retry in a few seconds.';
+    end;
     select count(*)::integer, min(c.created_at) into recent_creations, oldest_creation
     from private.organization_creations c
     where c.user_id = creator and c.created_at > pg_catalog.now() - interval '30 days';
@@ -85,7 +92,8 @@ begin
   end if;
 
   begin
-    lock table public.document_chunks in share update exclusive mode;
+    -- Only the parent: a plain LOCK TABLE also locks every org's partition.
+    lock table only public.document_chunks in share update exclusive mode;
     insert into public.organizations (name, slug, created_by)
     values (clean_name, clean_slug, creator)
     returning * into created;
