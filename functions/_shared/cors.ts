@@ -1,9 +1,10 @@
 import { type EnvReader, processEnv } from './env.ts';
 
-// The headers supabase-js sends (see `@supabase/supabase-js/cors`), and those our routes read (an API key,
+// The headers supabase-js sends (see `@supabase/supabase-js/cors`: trace propagation adds traceparent, tracestate
+// and baggage, `functions.invoke` with a region x-region), and those our routes read (an API key,
 // Idempotency-Key, the chat conversation and channel); browsers preflight each of them.
-const ALLOW_HEADERS =
-  'authorization, x-client-info, apikey, content-type, x-api-key, idempotency-key, x-conversation-id, x-chat-channel';
+const ALLOW_HEADERS = 'authorization, x-client-info, apikey, content-type, traceparent, tracestate, baggage, x-region, ' +
+  'x-api-key, idempotency-key, x-conversation-id, x-chat-channel';
 // What browser code may read of an answer: the request id to quote in a bug report, the conversation a chat turn
 // went to, when to retry, and whether an Idempotency-Key answer was replayed.
 const EXPOSE_HEADERS = 'x-request-id, x-conversation-id, retry-after, x-ratelimit-scope, idempotent-replayed';

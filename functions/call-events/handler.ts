@@ -76,6 +76,8 @@ function matchRoute(method: string, pathname: string): Route {
   return { orgId: orgId.toLowerCase(), provider: provider as CallProvider };
 }
 
+const BYTE_ORDER_MARK = '\uFEFF';
+
 async function readBody(req: Request): Promise<string> {
   const bytes = await readBodyBytes(
     req,
@@ -83,7 +85,8 @@ async function readBody(req: Request): Promise<string> {
     () => new HttpError(413, 'payload_too_large', `A call event must be at most ${MAX_EVENT_BYTES} bytes.`),
   );
   try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    // The BOM is kept: the signature covers the bytes as sent, a leading EF BB BF included.
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch {
     throw new HttpError(400, 'invalid_body', 'The body is not UTF-8 text.');
   }
@@ -138,7 +141,8 @@ type Parsed = { event: CallEvent | null; payload: unknown } | { error: HttpError
  * parsers throw is the sender's input: a 400, never a 500, and an unsigned
  * body still gets its 401 first.
  */
-function parse(route: Route, req: Request, body: string, nowMs: number): Parsed {
+function parse(route: Route, req: Request, signedBody: string, nowMs: number): Parsed {
+  const body = signedBody.startsWith(BYTE_ORDER_MARK) ? signedBody.slice(1) : signedBody;
   try {
     if (route.provider === 'vapi') {
       return { event: parseVapiEvent(body, new Date(nowMs)), payload: redactVapiBody(body) };

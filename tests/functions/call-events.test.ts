@@ -36,10 +36,15 @@ async function postVapi(orgId: string, message: unknown, secret: string, timesta
   return { status: response.status, body: await response.json() as Record<string, unknown> };
 }
 
-async function postGeneric(orgId: string, event: unknown, secret: string, options: { id?: string; at?: Date } = {}) {
+async function postGeneric(
+  orgId: string,
+  event: unknown,
+  secret: string,
+  options: { id?: string; at?: Date; bodyPrefix?: string } = {},
+) {
   const id = options.id ?? `evt_${randomUUID()}`;
   const at = options.at ?? new Date();
-  const body = JSON.stringify(event);
+  const body = (options.bodyPrefix ?? '') + JSON.stringify(event);
   const signature = new Webhook(secret).sign(id, at, body);
   const response = await fetch(eventsUrl(orgId, 'generic'), {
     method: 'POST',
@@ -399,6 +404,22 @@ describe('the generic format (Standard Webhooks)', () => {
              (select count(*)::int from public.call_transcript_segments s where s.call_id = c.id) as segments
       from public.calls c where org_id = ${orgA.id} and provider = 'generic' and provider_call_id = ${callId}`;
     expect(row).toEqual({ status: 'ended', cost: '0.0812', cost_currency: 'EUR', sentiment: 'neutral', segments: 2 });
+  });
+
+  it('verifies a body sent with a UTF-8 byte order mark over the bytes as sent (generic and Vapi), and applies it', async () => {
+    const callId = `gen-bom-${randomUUID()}`;
+    const generic = await postGeneric(orgA.id, {
+      type: 'call.status',
+      call_id: callId,
+      occurred_at: '2026-11-23T09:00:00Z',
+      data: { status: 'ringing', direction: 'inbound' },
+    }, genericSecretA, { bodyPrefix: '\uFEFF' });
+    expect(generic).toMatchObject({ status: 200, body: { status: 'ringing' } });
+
+    const call = vapiCall();
+    const vapi = await postVapi(orgA.id, `\uFEFF${JSON.stringify(vapiStatusUpdate('ringing', { call }))}`, vapiSecretA);
+    expect(vapi).toMatchObject({ status: 200, body: { status: 'ringing' } });
+    expect(await callByProviderId(orgA.id, String(call.id))).toMatchObject({ status: 'ringing' });
   });
 
   it('refuses an unknown field and a timestamp outside five minutes', async () => {

@@ -55,7 +55,8 @@ describe('gateway + runtime + health, with config.toml (health: verify_jwt = fal
     expect(response.status).toBe(204);
     expect(response.headers.get('access-control-allow-origin')).toBe('*');
     expect(response.headers.get('access-control-allow-headers')).toBe(
-      'authorization, x-client-info, apikey, content-type, x-api-key, idempotency-key, x-conversation-id, x-chat-channel',
+      'authorization, x-client-info, apikey, content-type, traceparent, tracestate, baggage, x-region, ' +
+        'x-api-key, idempotency-key, x-conversation-id, x-chat-channel',
     );
     expect(response.headers.get('access-control-allow-methods')).toContain('POST');
   });

@@ -37,7 +37,8 @@ describe('cors', () => {
     expect(corsHeaders('https://evil.example', noEnv)).toMatchObject({
       'access-control-allow-origin': '*',
       'access-control-allow-headers':
-        'authorization, x-client-info, apikey, content-type, x-api-key, idempotency-key, x-conversation-id, x-chat-channel',
+        'authorization, x-client-info, apikey, content-type, traceparent, tracestate, baggage, x-region, ' +
+        'x-api-key, idempotency-key, x-conversation-id, x-chat-channel',
       'access-control-expose-headers': 'x-request-id, x-conversation-id, retry-after, x-ratelimit-scope, idempotent-replayed',
     });
   });
