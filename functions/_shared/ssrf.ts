@@ -20,11 +20,23 @@ import { HttpError } from './errors.ts';
  * name again (TLS still verifies the certificate against the URL's host).
  * Callers that check with {@link assertPublicDestination} and then fetch (the
  * call recordings' download) keep that window.
+ *
+ * Only a name that does not exist or has no addresses is refused (422
+ * `unsafe_url`). A resolver that fails (SERVFAIL, refused, timed out) says
+ * nothing about the URL, so that is 503 `dns_unavailable` with Retry-After:
+ * the same request may succeed a moment later.
  */
 export interface DestinationPolicy {
   allowLoopback: boolean;
   resolve?: (hostname: string) => Promise<string[]>;
+  /** How long a lookup may take before it counts as the resolver failing; {@link DNS_TIMEOUT_MS} unless a test says less. */
+  lookupTimeoutMs?: number;
 }
+
+/** Past this a lookup is a resolver failure: getaddrinfo alone may wait on its retries for far longer. */
+export const DNS_TIMEOUT_MS = 5000;
+/** What a `dns_unavailable` answer asks the client to wait. */
+export const DNS_RETRY_AFTER_SECONDS = 5;
 
 export async function resolveAll(hostname: string): Promise<string[]> {
   const found = await lookup(hostname, { all: true, verbatim: true });
@@ -32,6 +44,39 @@ export async function resolveAll(hostname: string): Promise<string[]> {
 }
 
 const unsafe = (message: string) => new HttpError(422, 'unsafe_url', message);
+
+/**
+ * The answers that mean the name has no address (NXDOMAIN, or no A/AAAA
+ * record): getaddrinfo's, as Node and Deno name them, and c-ares's. Any other
+ * failure, or one without a code, is the resolver's.
+ */
+const NO_SUCH_NAME = new Set(['ENOTFOUND', 'ENODATA', 'EAI_NONAME', 'EAI_NODATA']);
+
+function lookupFailure(hostname: string, error: unknown): HttpError {
+  const code = error instanceof Error && 'code' in error ? error.code : undefined;
+  if (typeof code === 'string' && NO_SUCH_NAME.has(code)) return unsafe(`The host ${hostname} does not resolve.`);
+  return new HttpError(
+    503,
+    'dns_unavailable',
+    `Looking up the host ${hostname} failed; try again shortly.`,
+    { 'retry-after': String(DNS_RETRY_AFTER_SECONDS) },
+    { cause: error },
+  );
+}
+
+/** The host's addresses, or the lookup's failure; a lookup still unanswered after the deadline is a failure. */
+async function lookUp(hostname: string, policy: DestinationPolicy): Promise<string[]> {
+  const timeoutMs = policy.lookupTimeoutMs ?? DNS_TIMEOUT_MS;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([(policy.resolve ?? resolveAll)(hostname), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 const BLOCKED_NAMES = /(^|\.)(localhost|localdomain|internal|local)$|^metadata(\.google\.internal)?$/i;
 
@@ -121,7 +166,8 @@ export interface ApprovedDestination {
 
 /**
  * Parses and checks a destination URL; resolves its host and checks every
- * address. Throws HttpError 422 `unsafe_url` with the reason.
+ * address. Throws HttpError 422 `unsafe_url` with the reason, or 503
+ * `dns_unavailable` when the resolver failed.
  */
 export async function assertPublicDestination(raw: string, policy: DestinationPolicy): Promise<URL> {
   return (await resolvePublicDestination(raw, policy)).url;
@@ -151,9 +197,9 @@ export async function resolvePublicDestination(
   }
   let addresses: string[];
   try {
-    addresses = isIP(hostname) ? [hostname] : await (policy.resolve ?? resolveAll)(hostname);
-  } catch {
-    throw unsafe(`The host ${hostname} does not resolve.`);
+    addresses = isIP(hostname) ? [hostname] : await lookUp(hostname, policy);
+  } catch (error) {
+    throw lookupFailure(hostname, error);
   }
   if (addresses.length === 0) throw unsafe(`The host ${hostname} does not resolve.`);
   // The address itself stays out of the message: anyone can own an org, and the

@@ -14,6 +14,7 @@ import { assertPublicDestination } from '../_shared/ssrf.ts';
 import * as ops from './operations.ts';
 import { mapPostgresErrors } from '../_shared/pg-errors.ts';
 import { matchRoute } from './router.ts';
+import { storedAnswer } from './stored-answer.ts';
 import {
   createEndpointBody,
   DEFAULT_OVERLAP_HOURS,
@@ -58,13 +59,20 @@ export function createWebhooksHandler(deps: WebhooksDeps): (req: Request) => Pro
       case 'createEndpoint': {
         const idempotencyKey = idempotencyKeyFrom(req);
         const body = await readJson(req, createEndpointBody);
-        // Permission before the DNS lookup; the lookup runs outside any transaction so no connection waits on it.
-        // Before any replay too: a stored answer (its secret) goes only to a user who may still manage the org.
-        await asCaller((tx) => ops.assertCanManageOrg(tx, body.org_id));
+        const request = { route: 'POST /webhooks/endpoints', body };
+        // Permission before any replay: a stored answer (its secret) goes only to a user who may still manage the
+        // org. The replay before the DNS lookup: a retry whose lookup fails this time still gets the endpoint the
+        // first request made, not a refusal that would have the client create a second one.
+        const stored = await asCaller(async (tx) => {
+          await ops.assertCanManageOrg(tx, body.org_id);
+          return await storedAnswer(tx, body.org_id, idempotencyKey, request);
+        });
+        if (stored) return json(stored.body, stored.status, { ...NO_STORE, ...replayHeaders(stored) });
+        // The lookup runs outside any transaction so no connection waits on it.
         const url = await checkedUrl(body.url);
         // The key is claimed in the creating transaction: a refusal rolls it back, a concurrent retry waits on it.
         const created = await asCaller((tx) =>
-          answerOnceForUser(tx, body.org_id, idempotencyKey, { route: 'POST /webhooks/endpoints', body }, async () => ({
+          answerOnceForUser(tx, body.org_id, idempotencyKey, request, async () => ({
             status: 201,
             body: await ops.createEndpoint(tx, {
               orgId: body.org_id,

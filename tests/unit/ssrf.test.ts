@@ -69,7 +69,10 @@ describe('SSRF guard', () => {
     expect(await refusal('https://[::1]/', production)).toMatch(/private or reserved/);
     expect(await refusal('https://192.168.0.10/', production)).toMatch(/private or reserved/);
     expect(await refusal('not a url', production)).toMatch(/not valid/);
-    const nowhere = { allowLoopback: false, resolve: async () => Promise.reject(new Error('ENOTFOUND')) };
+    const nowhere = {
+      allowLoopback: false,
+      resolve: async () => Promise.reject(Object.assign(new Error('getaddrinfo ENOTFOUND nowhere.example.com'), { code: 'ENOTFOUND' })),
+    };
     expect(await refusal('https://nowhere.example.com/', nowhere)).toMatch(/does not resolve/);
   });
 
