@@ -1,6 +1,7 @@
 import { forEachConcurrently, leaseSeconds } from '../_shared/batch.ts';
 import { asServiceRole, type Sql } from '../_shared/db.ts';
 import { DialError, type VoiceDialer } from '../_shared/voice/index.ts';
+import { RECHECK_AFTER_MS, recheckClaim, type RecheckOutcome } from './recheck.ts';
 import { PassThrottle, type ReleaseOutcome, type Throttle, throttleOf } from './throttle.ts';
 
 /**
@@ -36,6 +37,14 @@ import { PassThrottle, type ReleaseOutcome, type Throttle, throttleOf } from './
  * throttled ones are given back without counting an attempt or a lookup,
  * due again after the provider's Retry-After. A call throttled for over
  * 24 hours fails (`dial-failed: throttled by the provider ...`).
+ *
+ * A claimed call that waited in the pass over {@link RECHECK_AFTER_MS}
+ * (behind earlier dials) is checked again before it is dialled (./recheck.ts):
+ * one whose campaign was canceled meanwhile ends canceled, one whose bot was
+ * deleted, disabled or taken off the voice channel is given back (the next
+ * claim fails it with the reason), one deleted with its org is left; none is
+ * dialled. A check that fails leaves the call undialled and stamped: when
+ * the lease runs out it is looked up, never dialled blind.
  */
 export interface DialPassOptions {
   sql: Sql;
@@ -70,11 +79,20 @@ export interface DialSummary {
   unknown: number;
   retried: number;
   failed: number;
-  /** Its campaign was canceled while it was being dialled, and the dial failed. */
+  /** Its campaign was canceled while it was being dialled and the dial failed, or while it waited in the pass (never dialled). */
   canceled: number;
+  /**
+   * Claims not dialled because the call changed while they waited in the pass: given back (its bot deleted,
+   * disabled or off the voice channel; the lease ran out), or its claim moved on, or the call deleted (its org
+   * deleted). A canceled campaign's are counted under `canceled`.
+   */
+  dropped: number;
   /** Reported after the lease ran out and another pass took the call over, or for a call since deleted. */
   stale: number;
-  /** Dialled (or looked up), but the report failed: when the lease runs out the attempt is looked up, never dialled again. */
+  /**
+   * Dialled (or looked up) but the report failed, or its check before dialling failed (not dialled): when the
+   * lease runs out the attempt is looked up, never dialled again.
+   */
   unrecorded: number;
   /**
    * Claims given back because the provider throttled the pass (429/503):
@@ -258,6 +276,7 @@ export async function dialDueCalls(options: DialPassOptions): Promise<DialSummar
     retried: 0,
     failed: 0,
     canceled: 0,
+    dropped: 0,
     stale: 0,
     unrecorded: 0,
     throttled: 0,
@@ -295,6 +314,23 @@ export async function dialDueCalls(options: DialPassOptions): Promise<DialSummar
     return true;
   };
 
+  // False for a claim that waited and may no longer be dialled (settled by recheckClaim), or whose check failed.
+  const stillDialable = async (call: ClaimedCall): Promise<boolean> => {
+    let outcome: RecheckOutcome;
+    try {
+      outcome = await recheckClaim(options.sql, call);
+    } catch (error) {
+      // Stamped and leased: when the lease runs out the attempt is looked up (absent: a retry), never dialled blind.
+      log(`checking dial attempt ${call.attempt} of call ${call.call_id} before dialling it failed; not dialled`, error);
+      summary.unrecorded += 1;
+      return false;
+    }
+    if (outcome === 'dial') return true;
+    if (outcome === 'canceled' || outcome === 'failed') count(outcome, false);
+    else summary.dropped += 1;
+    return false;
+  };
+
   // Attempts of unknown outcome first: each is settled with the provider before its number can be dialled again.
   while (budgetLeft() > 0 && inTime()) {
     const batch = await claimLookups(options.sql, Math.min(settings.batchSize, budgetLeft()), lease);
@@ -322,9 +358,13 @@ export async function dialDueCalls(options: DialPassOptions): Promise<DialSummar
   while (budgetLeft() > 0 && inTime()) {
     const batch = await claim(options.sql, Math.min(settings.batchSize, budgetLeft()), lease);
     if (batch.length === 0) break;
+    const claimedAt = performance.now();
     summary.claimed += batch.length;
     await forEachConcurrently(batch, settings.concurrency, async (call) => {
       const given = { call_id: call.call_id, attempt: call.attempt, lookup: 0 };
+      const waited = performance.now() - claimedAt > RECHECK_AFTER_MS;
+      if (!throttle.active && waited && !(await stillDialable(call))) return;
+      // Also a throttle noted while the claim was checked: nothing more is sent into it.
       if (throttle.active) return throttle.giveBack(given);
       const outcome = await dialOne(options.dialer, call);
       if (outcome.throttle) {
