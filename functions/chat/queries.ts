@@ -249,7 +249,11 @@ export async function matchProducts(
   }));
 }
 
-/** Meters the question's embedding (service role only). */
+/**
+ * Meters the question's embedding (service role only). A bot, key,
+ * conversation or user deleted while the question was embedded is metered as
+ * none, and nothing for an org deleted meanwhile (record_usage, 20261123014100).
+ */
 export async function recordEmbeddingUsage(
   tx: TransactionSql,
   usage: { orgId: string; model: string; tokens: number; apiKeyId: string | null; botId: string; conversationId: string; userId: string | null },

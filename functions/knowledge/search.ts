@@ -81,12 +81,22 @@ async function orgToSearch(sql: Sql, caller: Caller, body: SearchBody): Promise<
   return orgId;
 }
 
+/**
+ * Meters the query's embedding (record_usage meters a key, bot or user deleted
+ * meanwhile as none, and nothing for an org deleted meanwhile). Bookkeeping, as
+ * the chat's: a failure is logged, and the search that was served (or its 503)
+ * is answered all the same.
+ */
 async function meter(sql: Sql, caller: Caller, orgId: string, body: SearchBody, model: string, tokens: number): Promise<void> {
   if (tokens <= 0) return;
-  await asServiceRole(sql, (tx) =>
-    tx`select private.record_usage(${orgId}::uuid, 'embedding', ${model}, ${tokens}, 0, null,
-      ${caller.kind === 'key' ? caller.key.apiKeyId : null}::uuid, ${body.bot_id ?? null}::uuid, null,
-      ${caller.kind === 'user' ? caller.claims.sub : null}::uuid)`);
+  try {
+    await asServiceRole(sql, (tx) =>
+      tx`select private.record_usage(${orgId}::uuid, 'embedding', ${model}, ${tokens}, 0, null,
+        ${caller.kind === 'key' ? caller.key.apiKeyId : null}::uuid, ${body.bot_id ?? null}::uuid, null,
+        ${caller.kind === 'user' ? caller.claims.sub : null}::uuid)`);
+  } catch (error) {
+    console.error(`knowledge/search: org ${orgId}: metering the query's embedding (${tokens} tokens) failed`, error);
+  }
 }
 
 export async function searchKnowledge(
