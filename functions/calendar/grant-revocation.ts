@@ -15,10 +15,10 @@
  * client answers `revoked: false`.
  */
 import { asServiceRole } from '../_shared/db.ts';
-import { type CalendarProvider, calendarRevokerFromEnv, openTokenSet } from '../_shared/calendar/index.ts';
+import { type CalendarProvider, calendarRevokerFromEnv } from '../_shared/calendar/index.ts';
 import type { RequestContext } from '../_shared/scheduling/context.ts';
 import { requireKeyring } from '../_shared/scheduling/settings.ts';
-import { type ConnectionKey, loadTokens, tokenContext } from '../_shared/scheduling/stored-tokens.ts';
+import { type ConnectionKey, loadTokens, openStoredTokens } from '../_shared/scheduling/stored-tokens.ts';
 
 /** The provider account a connection holds, as its row says. */
 export interface ConnectionAccount {
@@ -67,8 +67,13 @@ export async function revokeUnparkedGrant(
   return revoked;
 }
 
-/** A grant's sealed token set and the connection key it is sealed under (a connection's, or a deleted org's copy). */
-export type SealedGrant = ConnectionKey & { ciphertext: string };
+/**
+ * A grant's sealed token set and the connection key it is sealed under (a
+ * connection's, or a dropped grant's copy). Without accountSubject, the
+ * subject is the account's that revokeSealedGrant is given: a dropped
+ * grant's row names it (private.claim_due_deleted_org_calendar_grants).
+ */
+export type SealedGrant = Omit<ConnectionKey, 'accountSubject'> & { accountSubject?: string | null; ciphertext: string };
 
 /**
  * Whether the provider confirmed the grant is gone: false when there is
@@ -102,7 +107,11 @@ export async function revokeSealedGrant(
 ): Promise<boolean> {
   const revoke = calendarRevokerFromEnv(sealed.provider, ctx.settings.env, ctx.settings.http);
   if (!revoke) return false;
-  const tokens = await openTokenSet(sealed.ciphertext, await requireKeyring(ctx.settings), tokenContext(sealed));
+  const key: ConnectionKey = {
+    ...sealed,
+    accountSubject: sealed.accountSubject !== undefined ? sealed.accountSubject : account?.account_subject ?? null,
+  };
+  const tokens = await openStoredTokens(sealed.ciphertext, await requireKeyring(ctx.settings), key);
   if (!account || (await accountConnectedElsewhere(ctx, account, connectionId))) return false;
   // Google: revoking the refresh token ends the whole grant, access tokens included.
   const { revoked } = await revoke(tokens.refreshToken ?? tokens.accessToken);

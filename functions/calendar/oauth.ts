@@ -12,16 +12,19 @@
  * GET /calendar/oauth/callback?code&state (the provider's browser redirect; no JWT)
  *   → the state's signature and expiry (400 `invalid_state`), then the state
  *   used once in SQL (400 `state_used` / `state_expired`, 403 when the user
- *   lost calendar.manage), the code exchanged with the stored verifier, the
- *   token set sealed (AES-GCM, CALENDAR_TOKEN_KEY) and parked as a connection
- *   request (private.store_calendar_pending_connection, 10 minutes), NOT yet
- *   a connection: whoever consented in this browser need not be the user who
- *   started, and the state alone cannot tell (502 `account_unknown` when the
- *   provider named no account). Tokens that are not parked (scopes
- *   unticked, account unknown, the store refused or failed) have their grant
- *   given back first, unless another connection or request holds the
- *   account or the provider named none (grant-revocation.ts). With a
- *   redirect_to, the browser is sent there (303) with
+ *   lost calendar.manage), the code exchanged with the stored verifier (400
+ *   `code_rejected`; 503 `provider_unavailable` with Retry-After when the
+ *   provider throttles, 502 when it cannot be reached or fails: the code
+ *   unredeemed, the state is given back and the same callback may be loaded
+ *   again), the token set sealed (AES-GCM, CALENDAR_TOKEN_KEY) and parked as
+ *   a connection request (private.store_calendar_pending_connection, 10
+ *   minutes), NOT yet a connection: whoever consented in this browser need
+ *   not be the user who started, and the state alone cannot tell (502
+ *   `account_unknown` when the provider named no account). Tokens that are
+ *   not parked (scopes unticked, account unknown, the store refused or
+ *   failed) have their grant given back first, unless another connection or
+ *   request holds the account or the provider named none
+ *   (grant-revocation.ts). With a redirect_to, the browser is sent there (303) with
  *   `?calendar=pending&connection_request=<id>` or
  *   `?calendar=error&reason=<code>`; without one, JSON
  *   `{ connection_request, provider, account_email, expires_at }` or the
@@ -49,6 +52,7 @@ import {
   CalendarAuthError,
   type CalendarClient,
   type CalendarProvider,
+  CalendarProviderError,
   CalendarRateLimitError,
   createOAuthState,
   createPkcePair,
@@ -110,6 +114,8 @@ interface ConsumedState {
   provider: CalendarProvider;
   code_verifier: string;
   redirect_to: string | null;
+  /** When this callback marked it used: its transaction's now(), as consume_calendar_oauth_state sets used_at (text keeps the microseconds). */
+  used_at: string;
 }
 
 /** The state's row, used once (service role). */
@@ -118,7 +124,7 @@ async function consumeState(ctx: RequestContext, claims: OAuthStateClaims): Prom
   try {
     [row] = await asServiceRole(ctx.sql, (tx) =>
       tx<ConsumedState[]>`
-        select org_id, user_id, bot_id, provider, code_verifier, redirect_to
+        select org_id, user_id, bot_id, provider, code_verifier, redirect_to, pg_catalog.now()::text as used_at
         from private.consume_calendar_oauth_state(${claims.jti}::uuid)`);
   } catch (error) {
     if (isPostgresError(error) && error.code === '22023') {
@@ -142,22 +148,64 @@ async function consumeState(ctx: RequestContext, claims: OAuthStateClaims): Prom
   return row;
 }
 
-/** The provider's answer to our code, as an HTTP error when it refused or failed. */
-async function exchange(client: CalendarClient, code: string, verifier: string, redirectUri: string): Promise<TokenSet> {
+/**
+ * Whether the provider left the code unredeemed, so that the same callback
+ * may work later: it throttled us, was not reached, or failed (5xx). Were it
+ * to have redeemed the code after all (an answer lost to a timeout), the
+ * retry hears invalid_grant, and the provider revokes what it issued.
+ */
+function codeUnspent(error: unknown): boolean {
+  return error instanceof CalendarRateLimitError || (error instanceof CalendarProviderError && error.retryable);
+}
+
+/**
+ * The state made usable again by the callback that used it, while unexpired
+ * (private.give_back_calendar_oauth_state). Never throws: false when it was
+ * not given back, and the caller is told to start again.
+ */
+async function giveStateBack(ctx: RequestContext, jti: string, usedAt: string): Promise<boolean> {
   try {
-    return await client.exchangeCode({ code, codeVerifier: verifier, redirectUri });
+    const [row] = await asServiceRole(ctx.sql, (tx) =>
+      tx<{ given_back: boolean }[]>`
+        select private.give_back_calendar_oauth_state(${jti}::uuid, ${usedAt}::timestamptz) as given_back`);
+    return row?.given_back === true;
+  } catch (error) {
+    ctx.log('giving back the state of a calendar connect whose code exchange failed', error);
+    return false;
+  }
+}
+
+/**
+ * The provider's answer to our code, as an HTTP error when it refused or
+ * failed. When it did not redeem the code, the state is given back, so the
+ * same callback may be loaded again; otherwise (invalid_grant: the code is
+ * spent) it stays used.
+ */
+async function exchange(
+  ctx: RequestContext,
+  claims: OAuthStateClaims,
+  state: ConsumedState,
+  client: CalendarClient,
+  code: string,
+): Promise<TokenSet> {
+  const redirectUri = requireRedirectUri(ctx.settings);
+  try {
+    return await client.exchangeCode({ code, codeVerifier: state.code_verifier, redirectUri });
   } catch (error) {
     if (error instanceof CalendarAuthError) {
       throw new HttpError(400, 'code_rejected', 'The provider refused the sign-in code (expired or already used); start again.', {}, {
         cause: error,
       });
     }
+    const again = codeUnspent(error) && await giveStateBack(ctx, claims.jti, state.used_at)
+      ? 'try again'
+      : 'start connecting the calendar again';
     if (error instanceof CalendarRateLimitError) {
-      throw new HttpError(503, 'provider_unavailable', `The provider is throttling; try again in ${error.retryAfterSeconds} s.`, {
+      throw new HttpError(503, 'provider_unavailable', `The provider is throttling; ${again} in ${error.retryAfterSeconds} s.`, {
         'retry-after': String(error.retryAfterSeconds),
       });
     }
-    throw new HttpError(502, 'provider_unavailable', 'The provider did not complete the sign-in; try again.', {}, {
+    throw new HttpError(502, 'provider_unavailable', `The provider did not complete the sign-in; ${again}.`, {}, {
       cause: error,
     });
   }
@@ -200,7 +248,7 @@ async function requestConnection(ctx: RequestContext, url: URL, claims: OAuthSta
   if (!code || code.length > 4096) throw new HttpError(400, 'missing_code', 'The provider sent no authorization code.');
   const client = requireClient(ctx.settings, state.provider);
   const keyring = await requireKeyring(ctx.settings);
-  const tokens = await exchange(client, code, state.code_verifier, requireRedirectUri(ctx.settings));
+  const tokens = await exchange(ctx, claims, state, client, code);
   try {
     return await park(ctx, state, tokens, keyring);
   } catch (error) {
@@ -219,8 +267,8 @@ async function park(ctx: RequestContext, state: ConsumedState, tokens: TokenSet,
     }
   }
   const { email, subject } = connectedAccount(tokens);
-  // Sealed under the connection as complete_calendar_connection will save it: the e-mail as stored, the default calendar.
-  const key = connectionKey(state.org_id, state.provider, email, null);
+  // Sealed under the connection as complete_calendar_connection will save it: the account, the default calendar.
+  const key = connectionKey(state.org_id, state.provider, subject, email, null);
   const ciphertext = await sealTokenSet(tokens, keyring, tokenContext(key));
   const scopes = (tokens.scope ?? '').split(/\s+/u).filter(Boolean).slice(0, 50);
   const stored = await mapCalendarErrors(() =>

@@ -2,14 +2,17 @@
  * POST /calendar/reseal (service role): finishing a CALENDAR_TOKEN_KEY
  * rotation. Token sets sealed with an older key of the keyring (the header's
  * kid is not the first key's: needsReseal) are opened and sealed again under
- * the first key with the same context, at most `limit` (default 100) per
- * call: connections' tokens, connection requests' (expired ones too, until
- * purged) and dropped grants' copies waiting for their revocation
- * (private.calendar_secrets_to_reseal). Each is written only while it is
- * still the stored set (private.reseal_calendar_secret), so a refresh or
- * reconnect meanwhile keeps its own. Answers `{ resealed, failed: [{ kind,
- * id, reason }], remaining }`; `remaining` 0 means every stored set opens
- * with the first key alone and the old keys may go. A set that does not
+ * the first key, at most `limit` (default 100) per call: connections'
+ * tokens, connection requests' (expired ones too, until purged) and dropped
+ * grants' copies waiting for their revocation
+ * (private.calendar_secrets_to_reseal). Each is sealed under its
+ * connection's current context (stored-tokens.ts): a set sealed before
+ * 20261123014000 under the legacy one moves to it, once it has shown it
+ * names the row's account. Each is written only while it is still the
+ * stored set (private.reseal_calendar_secret), so a refresh or reconnect
+ * meanwhile keeps its own. Answers `{ resealed, failed: [{ kind, id, reason
+ * }], remaining }`; `remaining` 0 means every stored set opens with the
+ * first key alone and the old keys may go. A set that does not
  * open (`unknown_key`: its key is not in this worker's keyring; `tampered`)
  * is listed in `failed` and stays. With `retire_unknown_keys: true` a
  * connection's set under a key not in the keyring is marked here, and only
@@ -25,10 +28,10 @@
 import { asServiceRole } from '../_shared/db.ts';
 import { json } from '../_shared/http.ts';
 import { isPostgresError } from '../_shared/pg-errors.ts';
-import { type CalendarProvider, type Keyring, needsReseal, open, seal, TokenCryptoError } from '../_shared/calendar/index.ts';
+import { type CalendarProvider, type Keyring, needsReseal, seal, TokenCryptoError } from '../_shared/calendar/index.ts';
 import type { RequestContext } from '../_shared/scheduling/context.ts';
 import { requireKeyring } from '../_shared/scheduling/settings.ts';
-import { tokenContext } from '../_shared/scheduling/stored-tokens.ts';
+import { type ConnectionKey, openStoredPlaintext, tokenContext } from '../_shared/scheduling/stored-tokens.ts';
 import { readOptionalBody, resealBody } from './schemas.ts';
 
 const DEFAULT_LIMIT = 100;
@@ -42,6 +45,7 @@ interface SealedSecret {
   id: string;
   org_id: string;
   provider: CalendarProvider;
+  account_subject: string | null;
   account_email: string;
   external_calendar_id: string | null;
   ciphertext: string;
@@ -53,15 +57,21 @@ interface Failure {
   reason: string;
 }
 
-/** The same plaintext sealed under the keyring's first key; true when stored over the set read. */
+/**
+ * The same plaintext sealed under the keyring's first key and the current
+ * context (a set sealed before 20261123014000 moves to it); true when stored
+ * over the set read.
+ */
 async function reseal(ctx: RequestContext, keyring: Keyring, secret: SealedSecret): Promise<boolean> {
-  const context = tokenContext({
+  // As stored, like the session reads it (no normalisation: the row's values are what the set is bound to).
+  const key: ConnectionKey = {
     orgId: secret.org_id,
     provider: secret.provider,
+    accountSubject: secret.account_subject,
     accountEmail: secret.account_email,
     externalCalendarId: secret.external_calendar_id,
-  });
-  const ciphertext = await seal(await open(secret.ciphertext, keyring, context), keyring, context);
+  };
+  const ciphertext = await seal(await openStoredPlaintext(secret.ciphertext, keyring, key), keyring, tokenContext(key));
   const [row] = await asServiceRole(ctx.sql, (tx) =>
     tx<{ saved: boolean }[]>`
       select private.reseal_calendar_secret(${secret.kind}, ${secret.id}::uuid, ${secret.ciphertext}, ${ciphertext}) as saved`);
@@ -93,7 +103,7 @@ export async function resealTokens(ctx: RequestContext, req: Request): Promise<R
   while (taken < limit) {
     const page = await asServiceRole(ctx.sql, (tx) =>
       tx<SealedSecret[]>`
-        select kind, id, org_id, provider, account_email, external_calendar_id, ciphertext
+        select kind, id, org_id, provider, account_subject, account_email, external_calendar_id, ciphertext
         from private.calendar_secrets_to_reseal(${currentKid}, ${Math.min(PAGE, limit - taken)}, ${seen}::uuid[],
           ${body.org_id ?? null}::uuid)`);
     if (page.length === 0) break;

@@ -63,7 +63,7 @@ async function connect(org: ChatOrg, provider: CalendarProvider, email: string):
   const { codeVerifier, codeChallenge } = await createPkcePair();
   const consent = await stub.authorize(client.authorizationUrl({ redirectUri: REDIRECT, state: 's', codeChallenge }), { email });
   const tokens = await client.exchangeCode({ code: consent.code ?? '', codeVerifier, redirectUri: REDIRECT });
-  const key = connectionKey(org.id, provider, email, null);
+  const key = connectionKey(org.id, provider, tokens.account?.id ?? null, email, null);
   const ciphertext = await sealTokenSet(tokens, await parseKeyring(TOKEN_KEY), tokenContext(key));
   const [saved] = await sql<{ id: string }[]>`
     select private.save_calendar_connection(${org.id}::uuid, ${org.users.admin}::uuid, null, ${provider}, ${email},

@@ -15,7 +15,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSql, type Sql, withUserScope } from '../../functions/_shared/db.ts';
-import { openTokenSet, parseKeyring, type TokenSet } from '../../functions/_shared/calendar/index.ts';
+import { type CalendarProvider, openTokenSet, parseKeyring, type TokenSet } from '../../functions/_shared/calendar/index.ts';
+import { type ConnectionKey, tokenContext } from '../../functions/_shared/scheduling/stored-tokens.ts';
 import { type ChatOrg, createChatOrg } from '../support/chat-fixtures.ts';
 import { type CalendarStub, type CalendarStubRequest, providerEnv, startCalendarStub } from '../support/calendar-stub.ts';
 import { startTestStack, type TestStack } from './support.ts';
@@ -58,15 +59,34 @@ async function removeAdmin(org: ChatOrg): Promise<void> {
   await withUserScope(sql, org.claims.owner, (tx) => tx`select public.remove_member(${org.id}::uuid, ${org.users.admin}::uuid)`);
 }
 
+/** A sealed set's row: what it is bound to (20261123014000: the account subject included). */
+interface SealedRow {
+  org_id: string;
+  provider: CalendarProvider;
+  account_subject: string | null;
+  account_email: string;
+  external_calendar_id: string | null;
+  ciphertext: string;
+}
+
+function keyOf(row: SealedRow): ConnectionKey {
+  return {
+    orgId: row.org_id,
+    provider: row.provider,
+    accountSubject: row.account_subject,
+    accountEmail: row.account_email,
+    externalCalendarId: row.external_calendar_id,
+  };
+}
+
 /** The token set the function sealed for the connection. */
 async function storedTokens(id: string): Promise<TokenSet> {
-  const [row] = await sql<{ context: string; ciphertext: string }[]>`
-    select c.org_id || ':' || c.provider || ':' || c.account_email || ':' || coalesce(c.external_calendar_id, '') as context,
-           t.ciphertext
+  const [row] = await sql<SealedRow[]>`
+    select c.org_id, c.provider, c.account_subject, c.account_email, c.external_calendar_id, t.ciphertext
     from public.calendar_connections c join private.calendar_tokens t on t.connection_id = c.id
     where c.id = ${id}`;
   if (!row) throw new Error(`no tokens for ${id}`);
-  return openTokenSet(row.ciphertext, await parseKeyring(TOKEN_KEY), row.context);
+  return openTokenSet(row.ciphertext, await parseKeyring(TOKEN_KEY), tokenContext(keyOf(row)));
 }
 
 /** The connection as the dashboard and the pass see it; undefined once deleted. */
@@ -317,10 +337,11 @@ describe('a deleted org\'s Google grant', () => {
 });
 
 /** The grants a deletion left queued under this connection's (or connection request's) id, sealed tokens and all. */
-async function queuedCopies(id: string): Promise<{ context: string; ciphertext: string }[]> {
-  return sql<{ context: string; ciphertext: string }[]>`
-    select org_id || ':' || provider || ':' || account_email || ':' || coalesce(external_calendar_id, '') as context, ciphertext
+async function queuedCopies(id: string): Promise<{ key: ConnectionKey; context: string; ciphertext: string }[]> {
+  const rows = await sql<SealedRow[]>`
+    select org_id, provider, account_subject, account_email, external_calendar_id, ciphertext
     from private.deleted_org_calendar_grants where connection_id = ${id}`;
+  return rows.map((row) => ({ key: keyOf(row), context: tokenContext(keyOf(row)), ciphertext: row.ciphertext }));
 }
 
 function revokesOf(token: string | undefined): CalendarStubRequest[] {
@@ -367,7 +388,13 @@ describe('a connection request\'s Google grant', () => {
 
     // Sealed under the calendar the completion would have saved, so the pass opens it as any other.
     const [copy] = await queuedCopies(requestId);
-    expect(copy?.context).toBe(`${org.id}:google:request-expired@calendar-leavers.test:primary`);
+    expect(copy?.key).toEqual({
+      orgId: org.id,
+      provider: 'google',
+      accountSubject: expect.stringMatching(/^[0-9]+$/u),
+      accountEmail: 'request-expired@calendar-leavers.test',
+      externalCalendarId: 'primary',
+    });
     const { refreshToken } = await openTokenSet(copy.ciphertext, await parseKeyring(TOKEN_KEY), copy.context);
     expect(refreshToken).toBeTruthy();
     expect(await refreshAtGoogle(refreshToken ?? '')).toMatchObject({ status: 200 });

@@ -12,6 +12,10 @@
  * before a key change, a deploy missing a key): the calendar is listed
  * missing (`key_missing`), a bot's booking refused, nothing persisted, and
  * all works again once the key is back.
+ * Sets are bound to the connection's account subject (20261123014000): one
+ * account's tokens copied onto another account's connection of the same
+ * e-mail and calendar do not open there, and a set sealed before under the
+ * legacy context opens only on its own connection until reseal moves it.
  *
  * The tests' reseal calls name their org (`org_id`): the test database is
  * shared, and an unscoped pass would mark other files' connections, sealed
@@ -27,10 +31,16 @@ import {
   type Keyring,
   open,
   parseKeyring,
+  seal,
   sealTokenSet,
   type TokenSet,
 } from '../../functions/_shared/calendar/index.ts';
-import { connectionKey, tokenContext } from '../../functions/_shared/scheduling/stored-tokens.ts';
+import {
+  type ConnectionKey,
+  connectionKey,
+  legacyTokenContext,
+  tokenContext,
+} from '../../functions/_shared/scheduling/stored-tokens.ts';
 import { type ChatOrg, createApiKey, createBot, createChatOrg } from '../support/chat-fixtures.ts';
 import { type CalendarStub, providerEnv, startCalendarStub } from '../support/calendar-stub.ts';
 import { type CalendarAnswer as Answer, type CalendarCall, callCalendar } from '../support/calendar-api.ts';
@@ -67,8 +77,8 @@ const tokens = (label: string): TokenSet => ({
 /** A Google connection of the org whose tokens are sealed with `ring`, as the callback and completion store them. */
 async function connectSealed(label: string, ring: Keyring): Promise<{ id: string; context: string }> {
   const email = `${label}@rotation.example`;
-  const key = connectionKey(org.id, 'google', email, null);
   const set = tokens(label);
+  const key = connectionKey(org.id, 'google', set.account?.id ?? null, email, null);
   const ciphertext = await sealTokenSet(set, ring, tokenContext(key));
   const [saved] = await sql<{ id: string }[]>`
     select private.save_calendar_connection(${org.id}::uuid, ${org.users.admin}::uuid, null, 'google', ${email},
@@ -123,17 +133,17 @@ describe('POST /calendar/reseal', () => {
     const lost = await connectSealed('lost', goneRing);
     const lostCiphertext = await tokensOf(lost.id);
 
-    const requestKey = connectionKey(org.id, 'google', 'request@rotation.example', null);
+    const requestKey = connectionKey(org.id, 'google', 'rotation-subject-request', 'request@rotation.example', null);
     const [request] = await sql<{ id: string }[]>`
       select id from private.store_calendar_pending_connection(${org.id}::uuid, ${org.users.admin}::uuid, null, 'google',
         ${requestKey.accountEmail}, 'rotation-subject-request', ${['https://www.googleapis.com/auth/calendar.events']},
         ${await sealTokenSet(tokens('request'), oldRing, tokenContext(requestKey))}, now() + interval '1 hour')`;
-    const lostRequestKey = connectionKey(org.id, 'google', 'lost-request@rotation.example', null);
+    const lostRequestKey = connectionKey(org.id, 'google', 'rotation-subject-lost-request', 'lost-request@rotation.example', null);
     const [lostRequest] = await sql<{ id: string }[]>`
       select id from private.store_calendar_pending_connection(${org.id}::uuid, ${org.users.admin}::uuid, null, 'google',
         ${lostRequestKey.accountEmail}, 'rotation-subject-lost-request', ${['https://www.googleapis.com/auth/calendar.events']},
         ${await sealTokenSet(tokens('lost-request'), goneRing, tokenContext(lostRequestKey))}, now() + interval '1 hour')`;
-    const droppedKey = connectionKey(org.id, 'google', 'dropped@rotation.example', null);
+    const droppedKey = connectionKey(org.id, 'google', 'rotation-subject-dropped', 'dropped@rotation.example', null);
     // Not due for a day: no revocation pass of another test file takes it meanwhile.
     const [dropped] = await sql<{ id: string }[]>`
       insert into private.deleted_org_calendar_grants (connection_id, org_id, provider, account_subject, account_email,
@@ -143,7 +153,7 @@ describe('POST /calendar/reseal', () => {
       returning id`;
     // Another org's set under the old key: outside the pass's org_id.
     const elsewhereOrg = await createChatOrg(sql, 'cal-token-rotation-elsewhere');
-    const elsewhereKey = connectionKey(elsewhereOrg.id, 'google', 'elsewhere@rotation.example', null);
+    const elsewhereKey = connectionKey(elsewhereOrg.id, 'google', 'rotation-subject-elsewhere', 'elsewhere@rotation.example', null);
     const elsewhereSet = tokens('elsewhere');
     const [elsewhere] = await sql<{ id: string }[]>`
       select private.save_calendar_connection(${elsewhereOrg.id}::uuid, ${elsewhereOrg.users.admin}::uuid, null, 'google',
@@ -242,7 +252,7 @@ describe('tokens sealed with a key this worker lacks', () => {
     const { codeVerifier, codeChallenge } = await createPkcePair();
     const consent = await stub.authorize(client.authorizationUrl({ redirectUri: REDIRECT, state: 's', codeChallenge }), { email });
     const set = await client.exchangeCode({ code: consent.code ?? '', codeVerifier, redirectUri: REDIRECT });
-    const key = connectionKey(other.id, 'google', email, null);
+    const key = connectionKey(other.id, 'google', set.account?.id ?? null, email, null);
     const [saved] = await sql<{ id: string }[]>`
       select private.save_calendar_connection(${other.id}::uuid, ${other.users.admin}::uuid, null, 'google', ${email},
         ${key.externalCalendarId}, ${[...client.scopes]}, ${await sealTokenSet(set, goneRing, tokenContext(key))},
@@ -304,5 +314,120 @@ describe('tokens sealed with a key this worker lacks', () => {
     }
     expect(await connection(id)).toMatchObject({ status: 'connected', status_reason: null });
     expect(await brokenEvents(id)).toBe(0);
+  });
+});
+
+describe('token sets bound to the account subject (20261123014000)', () => {
+  let bound: ChatOrg;
+  let day: string;
+  const email = 'shared@seal-binding.example';
+  const berlin = (time: string) => instantFromWallTime(`${day}T${time}`, ZONE).toISOString();
+  const at = (instant: string) => Date.parse(instant);
+
+  /** The org's admin connects the account answering to `address` over OAuth (start, consent, callback, complete). */
+  async function connectOverOAuth(address: string): Promise<string> {
+    const started = await call('/oauth/start', { method: 'POST', token: bound.tokens.admin, body: { org_id: bound.id, provider: 'google' } });
+    expect(started.status).toBe(200);
+    const consent = await stub.authorize(String(started.body.authorization_url), { email: address });
+    const parked = await call(`/oauth/callback${new URL(consent.location).search}`);
+    expect(parked.status).toBe(200);
+    const connected = await call('/oauth/complete', {
+      method: 'POST',
+      token: bound.tokens.admin,
+      body: { connection_request: parked.body.connection_request },
+    });
+    expect(connected.status).toBe(200);
+    return String(connected.body.connection_id);
+  }
+
+  async function keyOf(connectionId: string): Promise<ConnectionKey> {
+    const [row] = await sql<{ account_subject: string | null; account_email: string; external_calendar_id: string | null }[]>`
+      select account_subject, account_email, external_calendar_id from public.calendar_connections where id = ${connectionId}`;
+    return connectionKey(bound.id, 'google', row.account_subject, row.account_email, row.external_calendar_id);
+  }
+
+  const availability = () => {
+    const query = new URLSearchParams({ org_id: bound.id, from: berlin('09:00'), to: berlin('17:00'), duration_minutes: '60' });
+    return call(`/availability?${query}`, { token: bound.tokens.member });
+  };
+  /** Whether a slot overlapping [from, to) is offered. */
+  const offered = (answer: Answer, from: string, to: string) =>
+    (answer.body.slots as { start: string; end: string }[]).some((slot) => at(slot.start) < at(berlin(to)) && at(slot.end) > at(berlin(from)));
+
+  beforeAll(async () => {
+    bound = await createChatOrg(sql, 'cal-seal-binding');
+    await sql`update public.organizations set time_zone = ${ZONE} where id = ${bound.id}`;
+    let thursday = new Date(Date.now() + 21 * DAY);
+    while (thursday.getUTCDay() !== 4) thursday = new Date(thursday.getTime() + DAY);
+    day = thursday.toISOString().slice(0, 10);
+    await sql`insert into public.business_hours (org_id, weekday, opens, closes) values (${bound.id}, 4, '09:00', '17:00')`;
+  });
+
+  it("keeps one account's tokens off another account's connection of the same e-mail, and moves old seals on reseal", async () => {
+    // A connects; the address then passes to another account B, who connects too: two connections, one e-mail and calendar.
+    const a = await connectOverOAuth(email);
+    stub.seedBusy('google', email, [{ start: berlin('10:00'), end: berlin('11:00'), summary: 'A busy' }]);
+    stub.renameAccount('google', email, 'former@seal-binding.example');
+    const b = await connectOverOAuth(email);
+    stub.seedBusy('google', email, [{ start: berlin('14:00'), end: berlin('15:00'), summary: 'B busy' }]);
+    const keyA = await keyOf(a);
+    const keyB = await keyOf(b);
+    expect(a).not.toBe(b);
+    expect(keyB).toMatchObject({ accountEmail: keyA.accountEmail, externalCalendarId: keyA.externalCalendarId });
+    expect(keyB.accountSubject).not.toBe(keyA.accountSubject);
+
+    // Connect to availability, end to end: both calendars read.
+    const both = await availability();
+    expect(both.status).toBe(200);
+    expect(both.body.missing_calendars).toEqual([]);
+    expect(offered(both, '10:00', '11:00')).toBe(false);
+    expect(offered(both, '14:00', '15:00')).toBe(false);
+    expect(offered(both, '12:00', '13:00')).toBe(true);
+
+    // A's ciphertext written onto B's row does not open there: B is missing, A's calendar is not read as B's.
+    const sealedA = await tokensOf(a);
+    const sealedB = await tokensOf(b);
+    await sql`update private.calendar_tokens set ciphertext = ${sealedA} where connection_id = ${b}`;
+    const copied = await availability();
+    expect(copied.status).toBe(200);
+    expect(copied.body.missing_calendars).toEqual([{ connection_id: b, provider: 'google', reason: 'token_unreadable' }]);
+    expect(offered(copied, '14:00', '15:00')).toBe(true);
+    expect(await connection(b)).toMatchObject({ status: 'connected' });
+    expect(await tokensOf(b)).toBe(sealedA);
+
+    // A set sealed before 20261123014000 (legacy context, the old key) still opens on its own connection only.
+    const full = await parseKeyring(`${NEW_KEY},${OLD_KEY}`);
+    const legacyA = await seal(await open(sealedA, full, tokenContext(keyA)), oldRing, legacyTokenContext(keyA));
+    expect(legacyTokenContext(keyA)).toBe(legacyTokenContext(keyB));
+    await sql`update private.calendar_tokens set ciphertext = ${legacyA} where connection_id in (${a}, ${b})`;
+    const legacy = await availability();
+    expect(legacy.status).toBe(200);
+    expect(legacy.body.missing_calendars).toEqual([{ connection_id: b, provider: 'google', reason: 'token_unreadable' }]);
+    expect(offered(legacy, '10:00', '11:00')).toBe(false);
+
+    // Reseal moves A's set to the new key and context; the copy on B's row is refused and stays.
+    const answer = await call('/reseal', { method: 'POST', token: stack.keys.serviceRoleKey, body: { org_id: bound.id } });
+    expect(answer.status).toBe(200);
+    expect(answer.body).toMatchObject({ resealed: 1, failed: [{ kind: 'connection', id: b, reason: 'tampered' }] });
+    const resealedA = await tokensOf(a);
+    expect(resealedA).not.toBe(legacyA);
+    expect(await open(resealedA, newOnly, tokenContext(keyA))).toContain(`"id":"${keyA.accountSubject}"`);
+    await expect(open(resealedA, full, legacyTokenContext(keyA))).rejects.toMatchObject({ reason: 'tampered' });
+    await expect(open(resealedA, full, tokenContext(keyB))).rejects.toMatchObject({ reason: 'tampered' });
+    expect(await tokensOf(b)).toBe(legacyA);
+
+    // A refresh seals under the new context too: B's own set back, sealed before under the current key (reseal does not take it).
+    const legacyB = await seal(await open(sealedB, full, tokenContext(keyB)), newOnly, legacyTokenContext(keyB));
+    await sql`update private.calendar_tokens set ciphertext = ${legacyB} where connection_id = ${b}`;
+    stub.expireAccessTokens();
+    const refreshed = await availability();
+    expect(refreshed.status).toBe(200);
+    expect(refreshed.body.missing_calendars).toEqual([]);
+    expect(offered(refreshed, '10:00', '11:00')).toBe(false);
+    expect(offered(refreshed, '14:00', '15:00')).toBe(false);
+    const refreshedB = await tokensOf(b);
+    expect(refreshedB).not.toBe(legacyB);
+    expect(await open(refreshedB, newOnly, tokenContext(keyB))).toContain(`"id":"${keyB.accountSubject}"`);
+    await expect(open(refreshedB, newOnly, legacyTokenContext(keyB))).rejects.toMatchObject({ reason: 'tampered' });
   });
 });

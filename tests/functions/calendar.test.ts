@@ -26,6 +26,7 @@ import {
   type TokenSet,
 } from '../../functions/_shared/calendar/index.ts';
 import { createCalendarHandler } from '../../functions/calendar/handler.ts';
+import { type ConnectionKey, tokenContext } from '../../functions/_shared/scheduling/stored-tokens.ts';
 import { LOCAL_JWT_SECRET, signUserToken } from '../../scripts/local/keys.ts';
 import { type ChatOrg, createApiKey, createBot, createChatOrg } from '../support/chat-fixtures.ts';
 import { type CalendarStub, providerEnv, startCalendarStub } from '../support/calendar-stub.ts';
@@ -160,13 +161,16 @@ async function ciphertextOf(id: string): Promise<string | undefined> {
   return row?.ciphertext;
 }
 
-/** The stored token set, opened as the function opens it (the key and the connection's unique key as context). */
+/** The stored token set, opened with the key and its connection's unique key as context. */
 async function storedTokens(id: string): Promise<TokenSet> {
-  const row = await connectionRow(id);
-  const ciphertext = await ciphertextOf(id);
-  if (!row || !ciphertext) throw new Error(`no tokens for ${id}`);
-  const context = `${row.org_id}:${row.provider}:${row.account_email}:${row.external_calendar_id ?? ''}`;
-  return openTokenSet(ciphertext, await parseKeyring(TOKEN_KEY), context);
+  const [row] = await sql<(ConnectionKey & { ciphertext: string })[]>`
+    select c.org_id as "orgId", c.provider, c.account_subject as "accountSubject", c.account_email as "accountEmail",
+      c.external_calendar_id as "externalCalendarId", t.ciphertext
+    from public.calendar_connections c join private.calendar_tokens t on t.connection_id = c.id where c.id = ${id}`;
+  if (!row) throw new Error(`no tokens for ${id}`);
+  // Sealed under the subject the row holds (20261123014000): only this connection's context opens it.
+  const { ciphertext, ...key } = row;
+  return openTokenSet(ciphertext, await parseKeyring(TOKEN_KEY), tokenContext(key));
 }
 
 async function counts(orgId: string) {

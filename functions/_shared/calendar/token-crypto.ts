@@ -12,7 +12,7 @@
  *
  * `kid` names the KEK: the first 8 hex digits of its SHA-256, so operators
  * never name keys and the same key always has the same kid. The version, the
- * kid and an optional caller context (e.g. the connection id) are the GCM
+ * kid and an optional caller context (the connection's unique key: scheduling/stored-tokens.ts) are the GCM
  * associated data: a sealed value copied onto another row, or with its header
  * edited, fails to open.
  *
@@ -182,7 +182,7 @@ const storedTokenSet = z.object({
   account: z.object({ id: z.string(), email: z.string().optional() }).optional(),
 });
 
-/** A token set sealed as above; `context` (e.g. the connection id) must be given again to open it. */
+/** A token set sealed as above; `context` (the connection's unique key) must be given again to open it. */
 export function sealTokenSet(tokens: TokenSet, keyring: Keyring, context?: string): Promise<string> {
   const stored: z.input<typeof storedTokenSet> = {
     access_token: tokens.accessToken,

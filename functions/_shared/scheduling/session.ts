@@ -9,7 +9,9 @@
  * Token lifecycle (docs/calendar.md, "Use"):
  * - refreshed when it ends within 5 minutes, and once more when the provider
  *   refuses an access token we thought good (401); the new set is sealed and
- *   stored with private.update_calendar_tokens (which also heals needs_reauth);
+ *   stored with private.update_calendar_tokens (which also heals needs_reauth),
+ *   sealed under the connection's current context (stored-tokens.ts), so a
+ *   set sealed before 20261123014000 moves to it then;
  * - a refused grant (invalid_grant, a missing scope) only the user can fix:
  *   private.mark_calendar_needs_reauth, which tells the org once
  *   (calendar.connection_broken).
@@ -29,14 +31,13 @@ import {
   CalendarRateLimitError,
   type Keyring,
   needsRefresh,
-  openTokenSet,
   sealTokenSet,
   TokenCryptoError,
   type TokenSet,
 } from '../calendar/index.ts';
 import { isPostgresError } from '../pg-errors.ts';
 import { type CalendarSettings, optionalClient } from './settings.ts';
-import { loadTokens, type StoredTokens, tokenContext } from './stored-tokens.ts';
+import { loadTokens, openStoredTokens, type StoredTokens, tokenContext } from './stored-tokens.ts';
 
 /**
  * Why a calendar could not be used: `needs_reauth` (an admin must connect it
@@ -170,7 +171,7 @@ export class CalendarSession {
         const latest = await current.catch(() => undefined);
         if (latest && latest !== stale) return latest;
       }
-      const known = stale ?? await openTokenSet(stored.ciphertext, await this.#deps.keyring(), tokenContext(stored));
+      const known = stale ?? await openStoredTokens(stored.ciphertext, await this.#deps.keyring(), stored);
       if (!stale && !needsRefresh(known, this.#deps.settings.now())) return known;
       return await this.#refresh(stored, client, known);
     })();
