@@ -71,7 +71,7 @@ import { type EmbeddingProvider, EmbeddingProviderError, interactiveProviderFrom
 import { type EnvReader, processEnv } from '../_shared/env.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { isPostgresError } from '../_shared/pg-errors.ts';
-import { countTokens } from '../_shared/text/tokens.ts';
+import { countTokensUpTo } from '../_shared/text/tokens.ts';
 import type { BookingRequest } from '../_shared/scheduling/booking-body.ts';
 import { type BookingReply, bookingReply } from './booking.ts';
 import { asService, type ChatPrincipal, inScope } from './principal.ts';
@@ -301,7 +301,7 @@ async function* answerSteps(deps: ChatDeps, input: TurnInput, turn: PreparedTurn
               // tokens are counted as for an interrupted turn: the prompt, and all the model sent.
               finishReason = 'length';
               tokensIn = countPromptTokens(messages);
-              tokensOut = countTokens(modelText);
+              tokensOut = countTokensUpTo(modelText);
               break;
             }
           } else {
@@ -316,7 +316,7 @@ async function* answerSteps(deps: ChatDeps, input: TurnInput, turn: PreparedTurn
           // the tokens are ours to count: the whole prompt (the model read it) and the text streamed so far.
           finishReason = 'interrupted';
           tokensIn = countPromptTokens(messages);
-          tokensOut = countTokens(modelText);
+          tokensOut = countTokensUpTo(modelText);
         } else if (error instanceof ChatProviderError) {
           // The model failed, its retries spent. The turn still ends: what was streamed is the answer,
           // stored as `error`. With text, the model read the prompt and wrote that text (both billed, no
@@ -325,7 +325,7 @@ async function* answerSteps(deps: ChatDeps, input: TurnInput, turn: PreparedTurn
           finishReason = 'error';
           failure = error;
           tokensIn = modelText === '' ? 0 : countPromptTokens(messages);
-          tokensOut = countTokens(modelText);
+          tokensOut = countTokensUpTo(modelText);
         } else {
           throw error;
         }

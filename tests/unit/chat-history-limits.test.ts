@@ -8,7 +8,6 @@
 import { describe, expect, it } from 'vitest';
 import { AnswerText, MAX_ANSWER_CHARS } from '../../functions/_shared/chat/answer-text.ts';
 import { codePointLength } from '../../functions/_shared/text/code-points.ts';
-import { countTokensUpTo } from '../../functions/_shared/chat/history-tokens.ts';
 import { countPromptTokens, trimHistory } from '../../functions/_shared/chat/index.ts';
 import {
   chatCompletionRequestSchema,
@@ -16,7 +15,7 @@ import {
   MAX_MESSAGES,
   MAX_QUESTION_CHARS,
 } from '../../functions/_shared/openai-wire.ts';
-import { countTokens } from '../../functions/_shared/text/tokens.ts';
+import { countTokens, countTokensUpTo } from '../../functions/_shared/text/tokens.ts';
 
 const prose = (words: number) =>
   Array.from({ length: words }, (_, i) => ['Delivery', 'takes', 'two', 'working', 'days,', 'café', '42', '😀'][i % 8]).join(' ');

@@ -1,6 +1,6 @@
 import OpenAI from 'openai';
 import { retryAfterMs } from '../retry-after.ts';
-import { countTokens } from '../text/tokens.ts';
+import { countTokensUpTo } from '../text/tokens.ts';
 import { type ChatDelta, type ChatProvider, ChatProviderError, type ChatRequest, type ChatUsage } from './types.ts';
 import { countPromptTokens } from './usage.ts';
 
@@ -129,7 +129,7 @@ async function* streamOnce(
   }
   yield {
     type: 'done',
-    usage: usage ?? { tokensIn: countPromptTokens(request.messages), tokensOut: countTokens(progress.text) },
+    usage: usage ?? { tokensIn: countPromptTokens(request.messages), tokensOut: countTokensUpTo(progress.text) },
     // The tool reasons end the answer like 'stop'; 'length' and 'content_filter' say it was cut (or
     // never began: the text may be empty), which the caller stores and the client is told.
     finishReason: finishReason === 'length' || finishReason === 'content_filter' ? finishReason : 'stop',

@@ -1,6 +1,5 @@
 import { NO_ANSWER_TEXT, NO_ANSWER_TEXTS } from './bot-texts.ts';
-import { truncateToTokens } from '../text/tokens.ts';
-import { countTokensUpTo } from './history-tokens.ts';
+import { countTokensUpTo, truncateToTokens } from '../text/tokens.ts';
 import { baseLanguage, languageName, textsLanguage } from './language.ts';
 import { type NumberedSource, numberSources, pageLabel, productFacts } from './sources.ts';
 import type { ChatMessage, RetrievedChunk, RetrievedProduct } from './types.ts';

@@ -1,5 +1,4 @@
-import { countTokens } from '../text/tokens.ts';
-import { countTokensUpTo } from './history-tokens.ts';
+import { countTokens, countTokensUpTo } from '../text/tokens.ts';
 import type { ChatMessage } from './types.ts';
 
 // OpenAI's chat format wraps each message in a few tokens of its own, and primes the reply with three more.

@@ -1,4 +1,4 @@
-import { countTokens, truncateToTokens } from '../text/tokens.ts';
+import { truncateToTokens } from '../text/tokens.ts';
 
 /** OpenAI's limits for one embeddings request. */
 export const OPENAI_EMBEDDING_LIMITS = {
@@ -44,10 +44,10 @@ export function planBatches(texts: string[], limits: BatchLimits = OPENAI_EMBEDD
   return batches;
 }
 
-/** The API refuses empty strings; a single space embeds as "nothing". */
+/**
+ * The API refuses empty strings; a single space embeds as "nothing". Cut whatever its length: a character
+ * may be several tokens (8,000 characters of "㐀 " are 16,000), and the cut is linear in the text.
+ */
 function fitInput(text: string, maxTokens: number): { text: string; tokens: number } {
-  const input = text === '' ? ' ' : text;
-  // Counting is the costly part; a text can only exceed the limit if it has more characters than it.
-  if (input.length <= maxTokens) return { text: input, tokens: countTokens(input) };
-  return truncateToTokens(input, maxTokens);
+  return truncateToTokens(text === '' ? ' ' : text, maxTokens);
 }

@@ -1,4 +1,4 @@
-import { countTokens } from '../text/tokens.ts';
+import { countTokensUpTo } from '../text/tokens.ts';
 import { EMBEDDING_DIMENSIONS, type EmbeddingProvider } from './types.ts';
 
 export const OFFLINE_EMBEDDING_MODEL = 'offline-lexical-v2';
@@ -21,7 +21,7 @@ export function createOfflineProvider(): EmbeddingProvider {
       await options.beforeRequest?.();
       let tokens = 0;
       const vectors = texts.map((text) => {
-        tokens += countTokens(text);
+        tokens += countTokensUpTo(text);
         return lexicalEmbedding(text);
       });
       return { vectors, tokens };

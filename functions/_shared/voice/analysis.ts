@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { OFFLINE_CHAT_MODEL } from '../chat/offline.ts';
 import { type ChatMessage, type ChatProvider, ChatProviderError, type ChatUsage } from '../chat/types.ts';
 import { countPromptTokens } from '../chat/usage.ts';
-import { countTokens } from '../text/tokens.ts';
+import { countTokensUpTo } from '../text/tokens.ts';
 import type { Sentiment, TranscriptSegment } from './types.ts';
 
 export interface CallAnalysisInput {
@@ -131,7 +131,7 @@ export async function analyzeCall(input: CallAnalysisInput, provider?: ChatProvi
     }
   } catch (error) {
     if (input.throwThrottles && answer === '' && isModelThrottle(error)) throw new CallAnalysisThrottled(error);
-    const spent = { tokensIn: answer === '' ? 0 : countPromptTokens(messages), tokensOut: countTokens(answer) };
+    const spent = { tokensIn: answer === '' ? 0 : countPromptTokens(messages), tokensOut: countTokensUpTo(answer) };
     if (input.lastTry === false) throw new CallAnalysisFailed(model, spent, error);
     return answer === '' ? offline : { ...rules, source: 'rules', model, usage: spent };
   }
@@ -193,16 +193,32 @@ function transcriptLines(transcript: TranscriptSegment[]): string[] {
     .map((segment) => `${label[segment.speaker]}: ${segment.text.trim()}`);
 }
 
-/** The lines, or as many from the start and the end as fit the budget, with "…" between. */
+/**
+ * The lines, or as many from the start and the end as fit the budget, with "…" between. A line is counted
+ * in slices and only as far as the budget left needs (countTokensUpTo), so a transcript of megabytes costs
+ * no more counting than the budget's worth of it.
+ */
 function fitToBudget(lines: string[]): string[] {
-  const costs = lines.map((line) => countTokens(line) + 1);
-  if (costs.reduce((sum, cost) => sum + cost, 0) <= MAX_TRANSCRIPT_TOKENS) return lines;
+  const all = fitting(lines, MAX_TRANSCRIPT_TOKENS);
+  if (all === lines.length) return lines;
   const half = MAX_TRANSCRIPT_TOKENS / 2;
-  let head = 0;
-  for (let used = 0; head < lines.length && used + costs[head] <= half; head += 1) used += costs[head];
-  let tail = lines.length;
-  for (let used = 0; tail > head && used + costs[tail - 1] <= half; tail -= 1) used += costs[tail - 1];
-  return [...lines.slice(0, head), '…', ...lines.slice(tail)];
+  const head = fitting(lines, half);
+  const tail = fitting(lines.slice(head).reverse(), half);
+  return [...lines.slice(0, head), '…', ...lines.slice(lines.length - tail)];
+}
+
+/** How many of the first lines fit `budget`, a line costing its tokens and one for its line break. */
+function fitting(lines: string[], budget: number): number {
+  let used = 0;
+  let count = 0;
+  for (const line of lines) {
+    // Counted no further than what is left: past that, the line does not fit whatever its length.
+    const cost = countTokensUpTo(line, budget - used) + 1;
+    if (used + cost > budget) break;
+    used += cost;
+    count += 1;
+  }
+  return count;
 }
 
 /**
