@@ -9,7 +9,8 @@ import { HttpError } from './errors.ts';
  * their message through. `detail` is never shown: for a check violation it
  * holds the whole failing row, which may include values the caller must not see.
  * PT402 is a plan quota (402). 42501 and P0002 get fixed wording because Postgres itself also raises them
- * ("permission denied for table ..."), naming objects the client has no business knowing.
+ * ("permission denied for table ..."), naming objects the client has no business knowing. PT404 is the
+ * "not found" of public RPCs (PostgREST answers it 404, P0002 500), worded as P0002.
  */
 export interface PostgresErrorMessages {
   forbidden?: string;
@@ -32,7 +33,7 @@ export function httpErrorFromPostgres(error: unknown, messages: PostgresErrorMes
   if (error.code === '42501') {
     return new HttpError(403, 'forbidden', messages.forbidden ?? 'You are not allowed to do this.');
   }
-  if (error.code === 'P0002') {
+  if (error.code === 'P0002' || error.code === 'PT404') {
     return new HttpError(404, 'not_found', messages.notFound ?? 'Not found.');
   }
   if (INVALID_ARGUMENT.has(error.code)) {

@@ -1,8 +1,8 @@
-/** A value jsonb refuses (a NUL, SQLSTATE 22P05) is the client's 422, never a 500; and replaceUnstorable makes NULs U+FFFD. */
+/** Postgres errors as HTTP answers: a value jsonb refuses (a NUL, 22P05) is the client's 422, a not found (P0002, PT404) 404; replaceUnstorable makes NULs U+FFFD. */
 import postgres from 'postgres';
 import { describe, expect, it } from 'vitest';
 import { HttpError } from '../../functions/_shared/errors.ts';
-import { httpErrorFromUnmappedPostgres } from '../../functions/_shared/pg-errors.ts';
+import { httpErrorFromPostgres, httpErrorFromUnmappedPostgres } from '../../functions/_shared/pg-errors.ts';
 import { replaceUnstorable } from '../../functions/_shared/voice/index.ts';
 
 describe('httpErrorFromUnmappedPostgres', () => {
@@ -16,6 +16,19 @@ describe('httpErrorFromUnmappedPostgres', () => {
     expect(mapped).toBeInstanceOf(HttpError);
     expect(mapped).toMatchObject({ status: 422, code: 'invalid_request', cause: refused });
     expect((mapped as HttpError).message).toContain('NUL');
+  });
+});
+
+describe('httpErrorFromPostgres', () => {
+  it('answers PT404 (a public RPC\'s not found, which PostgREST answers 404) as P0002: 404 not_found, fixed wording', () => {
+    for (const code of ['P0002', 'PT404']) {
+      const missing = new postgres.PostgresError({ code, message: 'no such member in this organization' } as never);
+      expect(httpErrorFromPostgres(missing, { notFound: 'The member was not found.' })).toMatchObject({
+        status: 404,
+        code: 'not_found',
+        message: 'The member was not found.',
+      });
+    }
   });
 });
 
