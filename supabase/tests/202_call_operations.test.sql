@@ -229,8 +229,8 @@ select is(
 select is(
   (public.create_outbound_call(tests.fx('org_a'), tests.fx('bot_hours'), '+12125550100', pg_temp.monday('Europe/Berlin', 0, '06:00'),
     'America/New_York')).next_dial_at,
-  pg_temp.monday('America/New_York', 0, '08:00'),
-  'create_outbound_call: and not before 08:00 of the callee (New York), within the bot''s hours'
+  ((pg_temp.monday('Europe/Berlin') at time zone 'Europe/Berlin')::date + time '08:00') at time zone 'America/New_York',
+  'create_outbound_call: and not before 08:00 of the callee (New York) on that Monday, within the bot''s hours'
 );
 select is(
   (public.create_outbound_call(tests.fx('org_a'), tests.fx('bot_hours'), '+4930123456', pg_temp.monday('Europe/Berlin', 0, '18:00'))).scheduled_at,

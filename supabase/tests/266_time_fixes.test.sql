@@ -130,11 +130,12 @@ select results_eq(
            ('free', '2026-03-31 10:00Z'::timestamptz, '2026-04-30 10:00Z'::timestamptz)$$,
   'the periods invoicing steps through: Free''s next period ends on 31 March, then the 30th of April'
 );
-select is(
-  (select current_period_end - current_period_start > interval '29 days' and extract(day from current_period_start at time zone 'UTC') in (28, 29, 30, 31)
-   from public.subscriptions where org_id = tests.fx('org_bill') and status = 'active'),
-  true,
-  'the stored period is a whole month on the 31st''s anniversaries (clamped month ends)'
+select results_eq(
+  $$select current_period_start, current_period_end,
+      extract(day from current_period_start at time zone 'UTC') in (28, 29, 30, 31)
+    from public.subscriptions where org_id = tests.fx('org_bill') and status = 'active'$$,
+  $$select p.period_start, p.period_end, true from private.subscription_period_at('2026-01-31 10:00Z', now()) p$$,
+  'the stored period is the whole month holding now on the 31st''s anniversaries (clamped month ends)'
 );
 
 -- ---------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 -- Bot time zones (20261123010000_bot_time_zones.sql): a bot's own business hours are read in bots.time_zone
 -- (null: the org's), so a São Paulo bot of a Berlin org, open 09:00-18:00, is open 09:00-18:00 São Paulo time
--- across Berlin's DST change (28 Mar 2027, 01:00Z; São Paulo keeps UTC-3); its slot grid, booking checks and
--- outbound calling hours (the callee's default zone included) follow. The org's default hours stay in the
--- org's zone; an unknown zone is refused (22023); admins write the column, and the audit log records it.
+-- across Berlin's DST change (the last Sunday of March, 01:00Z; São Paulo keeps UTC-3); its slot grid, booking
+-- checks and outbound calling hours (the callee's default zone included) follow. The org's default hours stay in
+-- the org's zone; an unknown zone is refused (22023); admins write the column, and the audit log records it.
 begin;
 create extension if not exists pgtap with schema extensions;
 
@@ -35,19 +35,34 @@ insert into public.business_hours (org_id, weekday, opens, closes)
 select tests.fx('org'), d, '10:00', '12:00' from generate_series(1, 7) d;
 
 -- Wall times in a zone, as instants; daily wall-clock ranges over a run of local days, as a multirange.
-create function pg_temp.at(wall text, zone text) returns timestamptz language sql immutable as $$
-  select wall::timestamp at time zone zone;
+create function pg_temp.at(local_day date, wall time, zone text) returns timestamptz language sql immutable as $$
+  select (local_day + wall) at time zone zone;
 $$;
 create function pg_temp.daily(first_day date, last_day date, opens time, closes time, zone text)
 returns tstzmultirange language sql immutable as $$
   select range_agg(tstzrange((g::date + opens) at time zone zone, (g::date + closes) at time zone zone, '[)'))
   from generate_series(first_day, last_day, interval '1 day') g;
 $$;
-grant execute on function pg_temp.at(text, text), pg_temp.daily(date, date, time, time, text) to public;
 
--- Friday 26 to Tuesday 30 March 2027 (UTC days), Berlin's clocks going forward on the Sunday.
-create temp table w as select tstzrange('2027-03-26 00:00Z', '2027-03-31 00:00Z', '[)') as during;
+-- The next last Sunday of March at least a week ahead (bookings must be in the future), and the Friday to
+-- Tuesday around it (UTC days), Berlin's clocks going forward on the Sunday.
+create temp table w as
+select s.sunday,
+  tstzrange((s.sunday - 2)::timestamp at time zone 'UTC', (s.sunday + 3)::timestamp at time zone 'UTC', '[)') as during
+from (
+  select min(l.sunday) as sunday
+  from generate_series(0, 1) k
+  cross join lateral (select make_date(extract(year from now() at time zone 'UTC')::integer + k, 3, 31) as d) e
+  cross join lateral (select e.d - extract(dow from e.d)::integer as sunday) l
+  where l.sunday >= (now() at time zone 'UTC')::date + 7
+) s;
 grant select on w to public;
+-- A day counted from that Sunday (-2: the Friday, 1: the Monday).
+create function pg_temp.day(from_sunday integer) returns date language sql stable as $$
+  select sunday + from_sunday from w;
+$$;
+grant execute on function pg_temp.at(date, time, text), pg_temp.daily(date, date, time, time, text),
+  pg_temp.day(integer) to public;
 
 -- ---------------------------------------------------------------------------
 -- The column: admins write it, it is audited, unknown zones are refused
@@ -91,29 +106,30 @@ select is(
 
 select is(
   private.open_ranges(tests.fx('org'), tests.fx('sp'), (select during from w)),
-  pg_temp.daily('2027-03-26', '2027-03-30', '09:00', '18:00', 'America/Sao_Paulo'),
+  pg_temp.daily(pg_temp.day(-2), pg_temp.day(2), '09:00', '18:00', 'America/Sao_Paulo'),
   'the São Paulo bot is open 09:00-18:00 São Paulo time (12:00-21:00Z) every day, across Berlin''s DST change'
 );
 select is(
   private.open_ranges(tests.fx('org'), tests.fx('plain'), (select during from w)),
-  pg_temp.daily('2027-03-26', '2027-03-30', '09:00', '18:00', 'Europe/Berlin'),
+  pg_temp.daily(pg_temp.day(-2), pg_temp.day(2), '09:00', '18:00', 'Europe/Berlin'),
   'a bot without a zone keeps the org''s: 09:00-18:00 Berlin time (08:00Z, then 07:00Z after the change)'
 );
 select is(
   private.open_ranges(tests.fx('org'), tests.fx('sp_org_hours'), (select during from w)),
-  pg_temp.daily('2027-03-26', '2027-03-30', '10:00', '12:00', 'Europe/Berlin'),
+  pg_temp.daily(pg_temp.day(-2), pg_temp.day(2), '10:00', '12:00', 'Europe/Berlin'),
   'a bot with a zone but no hours of its own keeps the org''s hours, in the org''s zone'
 );
 select is(
   private.slot_origins(tests.fx('org'), tests.fx('sp'), (select during from w)),
-  array(select pg_temp.at(g::date || ' 09:00', 'America/Sao_Paulo')
-        from generate_series('2027-03-22'::date, '2027-03-30'::date, interval '1 day') g order by 1),
+  array(select pg_temp.at(g::date, '09:00', 'America/Sao_Paulo')
+        from generate_series(pg_temp.day(-6), pg_temp.day(2), interval '1 day') g order by 1),
   'the slot grid starts at 09:00 São Paulo time, from three local days before the window'
 );
 select is(
-  private.slot_origins(tests.fx('org_free'), tests.fx('sp_free'), tstzrange('2027-03-29 00:00Z', '2027-03-30 00:00Z')),
-  array(select pg_temp.at(g::date || ' 00:00', 'America/Sao_Paulo')
-        from generate_series('2027-03-25'::date, '2027-03-29'::date, interval '1 day') g order by 1),
+  private.slot_origins(tests.fx('org_free'), tests.fx('sp_free'),
+    tstzrange(pg_temp.at(pg_temp.day(1), '00:00', 'UTC'), pg_temp.at(pg_temp.day(2), '00:00', 'UTC'))),
+  array(select pg_temp.at(g::date, '00:00', 'America/Sao_Paulo')
+        from generate_series(pg_temp.day(-3), pg_temp.day(1), interval '1 day') g order by 1),
   'no hours at all: the grid starts at each local midnight of the bot''s zone'
 );
 
@@ -123,33 +139,36 @@ select is(
 
 select tests.act_as('member_a');
 select lives_ok(
-  $$select public.create_appointment(tests.fx('org'), pg_temp.at('2027-03-29 17:00', 'America/Sao_Paulo'),
-    pg_temp.at('2027-03-29 17:30', 'America/Sao_Paulo'), 'Ana 272', 'ana@272-bot-time-zones.test', bot_id => tests.fx('sp'))$$,
+  $$select public.create_appointment(tests.fx('org'), pg_temp.at(pg_temp.day(1), '17:00', 'America/Sao_Paulo'),
+    pg_temp.at(pg_temp.day(1), '17:30', 'America/Sao_Paulo'), 'Ana 272', 'ana@272-bot-time-zones.test', bot_id => tests.fx('sp'))$$,
   'a booking at 17:00 São Paulo time (22:00 Berlin) is inside the bot''s hours'
 );
 select is(
   (select starts_at from public.appointments where bot_id = tests.fx('sp') and attendee_name = 'Ana 272'),
-  pg_temp.at('2027-03-29 17:00', 'America/Sao_Paulo'),
+  pg_temp.at(pg_temp.day(1), '17:00', 'America/Sao_Paulo'),
   'and it is booked'
 );
 select throws_ok(
-  $$select public.create_appointment(tests.fx('org'), pg_temp.at('2027-03-29 08:30', 'America/Sao_Paulo'),
-    pg_temp.at('2027-03-29 09:00', 'America/Sao_Paulo'), 'Bruno 272', 'bruno@272-bot-time-zones.test', bot_id => tests.fx('sp'))$$,
+  $$select public.create_appointment(tests.fx('org'), pg_temp.at(pg_temp.day(1), '08:30', 'America/Sao_Paulo'),
+    pg_temp.at(pg_temp.day(1), '09:00', 'America/Sao_Paulo'), 'Bruno 272', 'bruno@272-bot-time-zones.test', bot_id => tests.fx('sp'))$$,
   '22023', 'that time is outside business hours', 'a booking at 08:30 São Paulo time (13:30 Berlin) is refused'
 );
 select is(
-  private.next_call_slot(tests.fx('org'), tests.fx('sp'), null, '2027-03-29 20:30Z'),
-  '2027-03-29 20:30Z'::timestamptz,
+  private.next_call_slot(tests.fx('org'), tests.fx('sp'), null,
+    pg_temp.at(pg_temp.day(1), '17:30', 'America/Sao_Paulo')),
+  pg_temp.at(pg_temp.day(1), '17:30', 'America/Sao_Paulo'),
   'calling hours: 17:30 São Paulo time is open, for a callee taken to be in the bot''s zone (22:30 Berlin would be too late)'
 );
 select is(
-  private.next_call_slot(tests.fx('org'), tests.fx('sp'), 'America/Sao_Paulo', '2027-03-29 21:00Z'),
-  pg_temp.at('2027-03-30 09:00', 'America/Sao_Paulo'),
+  private.next_call_slot(tests.fx('org'), tests.fx('sp'), 'America/Sao_Paulo',
+    pg_temp.at(pg_temp.day(1), '18:00', 'America/Sao_Paulo')),
+  pg_temp.at(pg_temp.day(2), '09:00', 'America/Sao_Paulo'),
   'after 18:00 São Paulo time the next slot is 09:00 São Paulo time the next day'
 );
 select is(
-  private.next_call_slot(tests.fx('org'), tests.fx('plain'), null, '2027-03-29 16:30Z'),
-  pg_temp.at('2027-03-30 09:00', 'Europe/Berlin'),
+  private.next_call_slot(tests.fx('org'), tests.fx('plain'), null,
+    pg_temp.at(pg_temp.day(1), '18:30', 'Europe/Berlin')),
+  pg_temp.at(pg_temp.day(2), '09:00', 'Europe/Berlin'),
   'a bot without a zone: after 18:00 Berlin time the next slot is 09:00 Berlin time'
 );
 
@@ -220,7 +239,7 @@ select is(
 );
 select is(
   private.open_ranges(tests.fx('org'), tests.fx('sp'), (select during from w)),
-  pg_temp.daily('2027-03-26', '2027-03-30', '09:00', '18:00', 'Europe/Berlin'),
+  pg_temp.daily(pg_temp.day(-2), pg_temp.day(2), '09:00', '18:00', 'Europe/Berlin'),
   'and the bot''s hours are read in it'
 );
 
