@@ -348,7 +348,8 @@ async function* answerSteps(deps: ChatDeps, input: TurnInput, turn: PreparedTurn
         yield { type: 'delta', text: contact };
       }
     } else {
-      citations = extractCitations(content, { chunks, products });
+      // Not the no-answer, as just decided with the bot's contact: the answer is not read for it again.
+      citations = extractCitations(content, { chunks, products }, false);
     }
   }
 

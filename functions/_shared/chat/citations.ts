@@ -26,9 +26,10 @@ export type Citation = ChunkCitation | ProductCitation;
  * An answer with no valid marker that is not a "no answer" still came from the
  * sources (the prompt allows nothing else), so it cites the top source: the
  * best-scored chunk, or the first product when there are no chunks. A "no
- * answer" cites nothing.
+ * answer" cites nothing. `noAnswer` is isNoAnswer's verdict when the caller
+ * already has it (with the bot's contact), so an answer is not read twice.
  */
-export function extractCitations(answer: string, context: ChatContext): Citation[] {
+export function extractCitations(answer: string, context: ChatContext, noAnswer?: boolean): Citation[] {
   const sources = numberSources(context);
   const cited: number[] = [];
   for (const [marker] of answer.matchAll(CITATION_MARKER)) {
@@ -36,7 +37,7 @@ export function extractCitations(answer: string, context: ChatContext): Citation
       if (number >= 1 && number <= sources.length && !cited.includes(number)) cited.push(number);
     }
   }
-  if (cited.length === 0 && sources.length > 0 && !isNoAnswer(answer)) cited.push(topSource(context));
+  if (cited.length === 0 && sources.length > 0 && !(noAnswer ?? isNoAnswer(answer))) cited.push(topSource(context));
   return cited.map((number) => {
     const source = sources[number - 1];
     if (source.kind === 'product') return { product_id: source.product.productId, name: source.product.name };
