@@ -100,8 +100,8 @@ select throws_ok(
 );
 select throws_ok(
   $$select public.create_organization('Taken', 'occ303-cap-1')$$,
-  '23505', 'the slug "occ303-cap-1" is taken',
-  '... and a taken slug 23505'
+  'PT429', 'a user creates at most 10 organizations in 30 days',
+  '... while a taken slug answers PT429 as a free one does (20261123014500: the cap before the slug)'
 );
 select tests.act_as('postgres');
 select is(pg_temp.orgs_of('capped'), 10, 'the refused calls created no organization');

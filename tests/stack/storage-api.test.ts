@@ -14,6 +14,8 @@ import { supabaseClient } from '../support/supabase-client.ts';
 const BUCKET = 'storage-api-test';
 const ORG_A = '5e1f0a00-0000-4000-9000-00000000000a';
 const ORG_B = '5e1f0a00-0000-4000-9000-00000000000b';
+// Created and deleted: its id is in private.deleted_organizations.
+const ORG_GONE = '5e1f0a00-0000-4000-9000-00000000000c';
 const users = {
   admin: '5e1f0a00-0000-4000-8000-000000000001',
   member: '5e1f0a00-0000-4000-8000-000000000002',
@@ -25,6 +27,8 @@ const sql = postgres(inject('dbUrl'), { max: 2, onnotice: () => undefined });
 const dataDir = mkdtempSync(join(tmpdir(), 'storage-api-'));
 let gateway: FunctionsServer;
 const clients = {} as Record<keyof typeof users, SupabaseClient>;
+const tokens = {} as Record<keyof typeof users, string>;
+let anonKey = '';
 
 beforeAll(async () => {
   const keys = await localKeys();
@@ -41,7 +45,12 @@ beforeAll(async () => {
     await tx`insert into storage.buckets (id, name, public, file_size_limit, allowed_mime_types)
              values (${BUCKET}, ${BUCKET}, false, 1024, array['text/plain', 'application/pdf'])`;
     await tx`insert into private.org_buckets (bucket_id) values (${BUCKET})`;
+    await tx`insert into public.organizations (id, name, slug) values (${ORG_GONE}, 'Gone', 'storage-api-gone')`;
+    await tx`delete from public.organizations where id = ${ORG_GONE}`;
+    // Nothing of it to remove: the storage cleanup other tests wake leaves it alone.
+    await tx`update private.deleted_organizations set storage_removed_at = now() where org_id = ${ORG_GONE}`;
   });
+  anonKey = keys.anonKey;
   gateway = await startFunctionsServer({
     port: 0,
     rootDir: ROOT_DIR,
@@ -51,6 +60,7 @@ beforeAll(async () => {
   });
   for (const [name, id] of Object.entries(users) as Array<[keyof typeof users, string]>) {
     const token = await signUserToken({ id, email: `${name}@storage-api.test` }, { expiresInSeconds: 600 });
+    tokens[name] = token;
     clients[name] = supabaseClient(gateway.url, keys.anonKey, token);
   }
 });
@@ -62,6 +72,7 @@ afterAll(async () => {
     await tx`delete from storage.objects where bucket_id = ${BUCKET}`;
     await tx`delete from storage.buckets where id = ${BUCKET}`;
     await tx`delete from public.organizations where id in (${ORG_A}, ${ORG_B})`;
+    await tx`delete from private.deleted_organizations where org_id = ${ORG_GONE}`;
     await tx`delete from auth.users where id in ${sql(Object.values(users))}`;
   });
   await sql.end();
@@ -203,5 +214,46 @@ describe('the local Storage API through supabase-js', () => {
     expect(many.error).toBeNull();
     expect(many.data?.map((entry) => [entry.path, entry.signedUrl !== null])).toEqual([[path, true], [`${ORG_A}/docs/none.txt`, false]]);
     expect(await (await fetch(many.data![0].signedUrl!)).text()).toBe('signed bytes');
+  });
+});
+
+describe('uploads nobody may make, answered alike', () => {
+  /** The status and body of a raw upload, as storage-js sends it, with a user's token or the anon key alone. */
+  async function upload(token: string, bucket: string, name: string, type: string) {
+    const response = await fetch(`${gateway.url}/storage/v1/object/${bucket}/${name}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, apikey: anonKey, 'content-type': type },
+      body: 'probe',
+    });
+    return { status: response.status, body: await response.json() };
+  }
+  const refused = {
+    status: 403,
+    body: { statusCode: '403', error: 'Unauthorized', message: 'new row violates row-level security policy' },
+  };
+
+  it('an org bucket: 403 under a deleted org\'s prefix as under a live or unknown org\'s, for anon and an outsider', async () => {
+    const unknown = '5e1f0a00-0000-4000-9000-0000000000ff';
+    for (const token of [anonKey, tokens.outsider]) {
+      for (const org of [ORG_A, ORG_GONE, unknown]) {
+        expect(await upload(token, BUCKET, `${org}/docs/probe.txt`, 'text/plain'), org).toEqual(refused);
+      }
+    }
+    const [{ count }] = await sql`select count(*)::int as count from storage.objects where name like '%/docs/probe.txt'`;
+    expect(count).toBe(0);
+  });
+
+  it('avatars: 403 in an existing user\'s folder as in a made-up one, for anon and another user', async () => {
+    const unknown = '5e1f0a00-0000-4000-8000-0000000000ff';
+    for (const token of [anonKey, tokens.outsider]) {
+      for (const folder of [users.admin, unknown]) {
+        expect(await upload(token, 'avatars', `${folder}/probe.png`, 'image/png'), folder).toEqual(refused);
+      }
+    }
+    expect(await upload(tokens.outsider, 'avatars', `${users.outsider}/probe.png`, 'image/png')).toMatchObject({ status: 200 });
+    await sql.begin(async (tx) => {
+      await tx`select set_config('storage.allow_delete_query', 'true', true)`;
+      await tx`delete from storage.objects where bucket_id = 'avatars' and name = ${`${users.outsider}/probe.png`}`;
+    });
   });
 });
