@@ -342,14 +342,14 @@ select throws_ok(
 select tests.act_as('owner_b');
 select throws_ok(
   $$select public.revoke_api_key((select id from keys where label = 'main'))$$,
-  'P0002', 'API key not found',
+  'PT404', 'API key not found',
   'the owner of another org cannot revoke org A''s key, nor learn it exists (20261123008500)'
 );
 select tests.act_as('admin_a');
 select throws_ok(
   $$select public.revoke_api_key(gen_random_uuid())$$,
-  'P0002', 'API key not found',
-  'revoking an unknown key is P0002'
+  'PT404', 'API key not found',
+  'revoking an unknown key is PT404'
 );
 select tests.act_as('postgres');
 select is(

@@ -48,7 +48,7 @@ select throws_ok(
 );
 select throws_ok(
   $$select public.set_api_key_rate_limit(gen_random_uuid(), 100)$$,
-  'P0002', 'API key not found',
+  'PT404', 'API key not found',
   'an unknown key is not found'
 );
 
@@ -61,7 +61,7 @@ select throws_ok(
 select tests.act_as('owner_b');
 select throws_ok(
   $$select public.set_api_key_rate_limit(tests.fx('key'), 100)$$,
-  'P0002', 'API key not found',
+  'PT404', 'API key not found',
   'nor may another org''s owner, who is told no such key exists (20261123008500)'
 );
 

@@ -630,13 +630,13 @@ select throws_ok(
 select tests.act_as('owner_b');
 select throws_ok(
   $$select public.retry_document(tests.fx('doc:guide.pdf'))$$,
-  'P0002', 'document not found',
+  'PT404', 'document not found',
   'retry_document: to the owner of another org the document does not exist (20261123001300)'
 );
 select tests.act_as('member_a');
 select throws_ok(
   $$select public.retry_document(gen_random_uuid())$$,
-  'P0002', 'document not found',
+  'PT404', 'document not found',
   'retry_document: an unknown document is not found'
 );
 select lives_ok(

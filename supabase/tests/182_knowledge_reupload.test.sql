@@ -45,12 +45,12 @@ update public.documents set status = 'failed', failure_reason = 'probe', ingest_
 select tests.act_as('owner_b');
 select throws_ok(
   $$select public.retry_document(tests.fx('doc'))$$,
-  'P0002', 'document not found',
+  'PT404', 'document not found',
   'retry_document: another org''s owner is told the document does not exist'
 );
 select throws_ok(
   $$select public.retry_document(gen_random_uuid())$$,
-  'P0002', 'document not found',
+  'PT404', 'document not found',
   'retry_document: as for an id that does not exist'
 );
 select tests.act_as('owner_a');

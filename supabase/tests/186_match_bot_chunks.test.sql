@@ -68,12 +68,12 @@ select results_eq(
   'the results are match_document_chunks'' own, text half included'
 );
 select throws_ok(
-  $$select pg_temp.names('bot_other')$$, 'P0002', 'bot not found',
+  $$select pg_temp.names('bot_other')$$, 'PT404', 'bot not found',
   'another org''s bot is not found'
 );
 select throws_ok(
   $$select * from public.match_bot_chunks(gen_random_uuid(), array_fill(1::real, array[1536])::extensions.vector)$$,
-  'P0002', 'bot not found',
+  'PT404', 'bot not found',
   'an unknown bot is not found'
 );
 select throws_ok(
@@ -85,7 +85,7 @@ select tests.clear_authentication();
 
 select tests.authenticate_as(tests.fx('viewer_b'));
 select throws_ok(
-  $$select pg_temp.names('bot_sales')$$, 'P0002', 'bot not found',
+  $$select pg_temp.names('bot_sales')$$, 'PT404', 'bot not found',
   'a viewer, who may not see bots, does not find one'
 );
 select tests.clear_authentication();

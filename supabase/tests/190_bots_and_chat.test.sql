@@ -478,7 +478,7 @@ select throws_ok(
 );
 select throws_ok(
   $$select * from public.set_bot_telegram(gen_random_uuid(), '123456789:AAbbCCddEEffGGhhIIjjKKllMMnnOOppQQ')$$,
-  'P0002', 'bot not found',
+  'PT404', 'bot not found',
   'set_bot_telegram: unknown bot'
 );
 select throws_ok(
@@ -495,8 +495,8 @@ select throws_ok(
 select tests.act_as('owner_b');
 select throws_ok(
   $$select public.clear_bot_telegram(tests.fx('bot_support'))$$,
-  '42501', null,
-  'clear_bot_telegram: another org''s owner may not disconnect it'
+  'PT404', 'bot not found',
+  'clear_bot_telegram: another org''s owner may not disconnect it, and is not told it exists'
 );
 select tests.act_as('service_role');
 select throws_ok(
@@ -550,7 +550,7 @@ select is_empty(
   'clear_bot_telegram: the webhook no longer finds the bot'
 );
 select tests.act_as('admin_a');
-select throws_ok($$select public.clear_bot_telegram(gen_random_uuid())$$, 'P0002', 'bot not found', 'clear_bot_telegram: unknown bot');
+select throws_ok($$select public.clear_bot_telegram(gen_random_uuid())$$, 'PT404', 'bot not found', 'clear_bot_telegram: unknown bot');
 
 -- ---------------------------------------------------------------------------
 -- chat_prepare: a signed-in member on the web
@@ -636,8 +636,8 @@ select throws_ok(
 select tests.act_as('owner_b');
 select throws_ok(
   $$select pg_temp.prepare('x', 'bot_support', null, 'web', null, null, 'hi')$$,
-  '42501', null,
-  'chat_prepare: another org''s owner may not chat with the bot'
+  'PT404', 'bot not found',
+  'chat_prepare: another org''s owner may not chat with the bot, and is not told it exists'
 );
 select tests.act_as('ops');
 select throws_ok(
@@ -679,17 +679,17 @@ select throws_ok(
 );
 select throws_ok(
   $$select private.chat_prepare(gen_random_uuid(), null, 'web', null, null, 'hi')$$,
-  'P0002', 'bot not found',
+  'PT404', 'bot not found',
   'chat_prepare: an unknown bot'
 );
 select throws_ok(
   $$select private.chat_prepare(tests.fx('bot_support'), gen_random_uuid(), 'web', null, null, 'hi')$$,
-  'P0002', 'conversation not found',
+  'PT404', 'conversation not found',
   'chat_prepare: an unknown conversation'
 );
 select throws_ok(
   $$select private.chat_prepare(tests.fx('bot_log'), (pg_temp.answer('web1') ->> 'conversation_id')::uuid, 'web', null, null, 'hi')$$,
-  'P0002', 'conversation not found',
+  'PT404', 'conversation not found',
   'chat_prepare: another bot''s conversation is not found'
 );
 select tests.act_as('admin_a');
@@ -1040,7 +1040,7 @@ select results_eq(
   $$values ('closed')$$,
   'close_conversation: closing twice is a no-op'
 );
-select throws_ok($$select public.close_conversation(gen_random_uuid())$$, 'P0002', 'conversation not found', 'close_conversation: unknown');
+select throws_ok($$select public.close_conversation(gen_random_uuid())$$, 'PT404', 'conversation not found', 'close_conversation: unknown');
 select tests.act_as('service_role');
 select pg_temp.prepare('tg-new', 'bot_support', null, 'telegram', '555001', null, 'Hallo again');
 select isnt(pg_temp.answer('tg-new') ->> 'conversation_id', pg_temp.answer('tg-a') ->> 'conversation_id',

@@ -352,7 +352,7 @@ select throws_ok($$select pg_temp.found(offset_count => -1)$$, '22023', 'offset_
 select throws_ok($$select pg_temp.found(min_price => -1)$$, '22023', 'prices are not negative', 'search: no negative price');
 select throws_ok($$select pg_temp.found(min_price => 10, max_price => 5)$$, '22023', 'min_price must not exceed max_price', 'search: min above max');
 select throws_ok($$select pg_temp.found(repeat('q', 201))$$, '22023', 'a search text has at most 200 characters', 'search: a long text');
-select throws_ok($$select pg_temp.found(category => 'b_root')$$, 'P0002', 'category not found', 'search: a category of another org is not found');
+select throws_ok($$select pg_temp.found(category => 'b_root')$$, 'PT404', 'category not found', 'search: a category of another org is not found');
 select tests.act_as('anon');
 select throws_ok($$select * from public.search_products(tests.fx('org_a'))$$, '42501', 'permission denied for function search_products', 'search: anon may not search');
 select tests.act_as('service_role');

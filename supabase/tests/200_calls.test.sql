@@ -286,7 +286,7 @@ select throws_ok(
 );
 select throws_ok(
   $$select private.next_call_slot(gen_random_uuid(), null, null, now())$$,
-  'P0002', 'organization not found',
+  'PT404', 'organization not found',
   'next_call_slot: an unknown org'
 );
 select tests.act_as('member_a');
@@ -529,7 +529,7 @@ select throws_ok(
 select tests.act_as('owner_b');
 select throws_ok(
   $$select * from public.rotate_call_provider_secret(tests.fx('org_b'), 'generic')$$,
-  'P0002', 'this organization has no generic secret yet',
+  'PT404', 'this organization has no generic secret yet',
   'secrets: rotating a secret that does not exist'
 );
 select throws_ok(

@@ -114,7 +114,7 @@ select throws_ok(
 select tests.act_as('service_role');
 select throws_ok(
   $$select public.set_call_provider_outbound(tests.fx('org_a'), 'vapi', 'pn_a')$$,
-  'P0002', 'this organization has no vapi provider yet',
+  'PT404', 'this organization has no vapi provider yet',
   'set_call_provider_outbound: refused when the org has no such provider'
 );
 select tests.act_as('postgres');
@@ -164,12 +164,12 @@ select throws_ok(
 );
 select throws_ok(
   $$select public.create_outbound_call(tests.fx('org_a'), gen_random_uuid(), '+14155550100')$$,
-  'P0002', 'bot not found',
+  'PT404', 'bot not found',
   'create_outbound_call: an unknown bot is not found'
 );
 select throws_ok(
   $$select public.create_outbound_call(tests.fx('org_a'), tests.fx('bot_b-voice'), '+14155550100')$$,
-  'P0002', 'bot not found',
+  'PT404', 'bot not found',
   'create_outbound_call: another org''s bot is not found'
 );
 select throws_ok(
@@ -329,13 +329,13 @@ select throws_ok(
 select tests.act_as('owner_b');
 select throws_ok(
   $$select public.cancel_call(tests.fx('call_now'))$$,
-  'P0002', 'call not found',
+  'PT404', 'call not found',
   'cancel_call: another org''s call is not found'
 );
 select tests.act_as('admin_a');
 select throws_ok(
   $$select public.cancel_call(gen_random_uuid())$$,
-  'P0002', 'call not found',
+  'PT404', 'call not found',
   'cancel_call: an unknown call is not found'
 );
 select results_eq(
@@ -382,7 +382,7 @@ select results_eq(
 select tests.act_as('owner_b');
 select throws_ok(
   $$select public.cancel_call_campaign(tests.fx('campaign'))$$,
-  'P0002', 'call campaign not found',
+  'PT404', 'call campaign not found',
   'cancel_call_campaign: another org''s campaign is not found'
 );
 

@@ -257,7 +257,7 @@ select throws_ok(
 );
 select throws_ok(
   $$select * from public.call_stats_daily(tests.fx('org_a'), '2026-03-27', '2026-03-31', tests.fx('bot_zed'))$$,
-  'P0002', 'bot not found',
+  'PT404', 'bot not found',
   'call_stats_daily: another org''s bot is not found'
 );
 select throws_ok(

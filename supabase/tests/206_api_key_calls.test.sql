@@ -38,7 +38,7 @@ select throws_ok(
 );
 select throws_ok(
   $$select public.create_outbound_call(tests.fx('org'), tests.fx('bot_b'), '+14155550101')$$,
-  'P0002', 'bot not found',
+  'PT404', 'bot not found',
   'a bot of another org is not found in the org named'
 );
 select results_eq(
@@ -53,7 +53,7 @@ select results_eq(
 );
 select throws_ok(
   $$select public.cancel_call(gen_random_uuid())$$,
-  'P0002', 'call not found',
+  'PT404', 'call not found',
   'an unknown call is not found'
 );
 select tests.remember('call_2', (select id from public.create_outbound_call(tests.fx('org'), tests.fx('bot'), '+14155550102')));
@@ -73,7 +73,7 @@ select throws_ok(
 select tests.act_as('owner_b');
 select throws_ok(
   $$select public.cancel_call(tests.fx('call_2'))$$,
-  'P0002', 'call not found',
+  'PT404', 'call not found',
   'another org''s owner still does not find the call'
 );
 

@@ -50,14 +50,14 @@ select throws_ok(
 );
 select throws_ok(
   $$select public.create_call_campaign(tests.fx('org'), tests.fx('bot_b'), 'Theirs', array['+14155550102'])$$,
-  'P0002', 'bot not found',
+  'PT404', 'bot not found',
   'a bot of another org is not found in the org named'
 );
 select is(public.cancel_call_campaign(tests.fx('campaign')), 2, 'the service role cancels a campaign and its queued calls');
 select is(public.cancel_call_campaign(tests.fx('campaign')), 0, 'cancelling it again cancels nothing more');
 select throws_ok(
   $$select public.cancel_call_campaign(gen_random_uuid())$$,
-  'P0002', 'call campaign not found',
+  'PT404', 'call campaign not found',
   'an unknown campaign is not found'
 );
 select tests.remember('campaign_2', (
@@ -79,7 +79,7 @@ select throws_ok(
 select tests.act_as('owner_b');
 select throws_ok(
   $$select public.cancel_call_campaign(tests.fx('campaign_2'))$$,
-  'P0002', 'call campaign not found',
+  'PT404', 'call campaign not found',
   'another org''s owner still does not find the campaign'
 );
 

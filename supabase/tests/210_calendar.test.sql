@@ -167,7 +167,7 @@ select throws_ok(
 );
 select throws_ok(
   $$select public.begin_calendar_connection(tests.fx('org_a'), 'google', pg_temp.verifier(), tests.fx('bot_b'))$$,
-  'P0002', 'bot not found', 'begin: a bot of another org is not found'
+  'PT404', 'bot not found', 'begin: a bot of another org is not found'
 );
 select throws_ok(
   $$select public.begin_calendar_connection(tests.fx('org_a'), 'google', pg_temp.verifier(), null, r)
@@ -621,15 +621,15 @@ select throws_ok(
 );
 select throws_ok(
   $$select public.create_appointment(tests.fx('org_a'), pg_temp.at(0, '15:00'), pg_temp.at(0, '15:30'), 'Dee', 'dee@example.com', conversation_id => tests.fx('conv_b'))$$,
-  'P0002', 'conversation not found', 'create: a conversation of another org is not found'
+  'PT404', 'conversation not found', 'create: a conversation of another org is not found'
 );
 select throws_ok(
   $$select public.create_appointment(tests.fx('org_a'), pg_temp.at(0, '15:00'), pg_temp.at(0, '15:30'), 'Dee', 'dee@example.com', call_id => tests.fx('call_b'))$$,
-  'P0002', 'call not found', 'create: a call of another org is not found'
+  'PT404', 'call not found', 'create: a call of another org is not found'
 );
 select throws_ok(
   $$select public.create_appointment(tests.fx('org_a'), pg_temp.at(0, '15:00'), pg_temp.at(0, '15:30'), 'Dee', 'dee@example.com', bot_id => tests.fx('bot_b'))$$,
-  'P0002', 'bot not found', 'create: a bot of another org is not found'
+  'PT404', 'bot not found', 'create: a bot of another org is not found'
 );
 select throws_ok(
   $$insert into public.appointments (org_id, starts_at, ends_at, attendee_name, attendee_email, source)
@@ -713,16 +713,16 @@ select lives_ok(
 select tests.act_as('viewer_a');
 select throws_ok(
   $$select public.cancel_appointment(tests.fx('appt3'))$$,
-  'P0002', 'appointment not found', 'cancel: a viewer does not even see the appointment'
+  'PT404', 'appointment not found', 'cancel: a viewer does not even see the appointment'
 );
 select tests.act_as('owner_b');
 select throws_ok(
   $$select public.cancel_appointment(tests.fx('appt3'))$$,
-  'P0002', 'appointment not found', 'cancel: another org''s owner gets not found'
+  'PT404', 'appointment not found', 'cancel: another org''s owner gets not found'
 );
 select throws_ok(
   $$select public.reschedule_appointment(tests.fx('appt3'), pg_temp.at(0, '15:00'), pg_temp.at(0, '15:30'))$$,
-  'P0002', 'appointment not found', 'reschedule: another org''s owner gets not found'
+  'PT404', 'appointment not found', 'reschedule: another org''s owner gets not found'
 );
 select tests.act_as('ops');
 select throws_ok(
@@ -782,7 +782,7 @@ select throws_ok(
 );
 select throws_ok(
   $$select private.book_appointment_for_bot(tests.fx('bot_a'), pg_temp.at(2, '11:00'), pg_temp.at(2, '11:30'), 'Ian', 'ian@example.com', null, null, tests.fx('conv_b'), null)$$,
-  'P0002', 'conversation not found', 'bot: a conversation of another org is not found'
+  'PT404', 'conversation not found', 'bot: a conversation of another org is not found'
 );
 select throws_ok(
   $$select private.book_appointment_for_bot(gen_random_uuid(), pg_temp.at(2, '11:00'), pg_temp.at(2, '11:30'), 'Ian', 'ian@example.com', null, null, null, null)$$,
@@ -867,7 +867,7 @@ select throws_ok(
 select tests.act_as('owner_b');
 select throws_ok(
   $$select * from public.disconnect_calendar(tests.fx('conn_google'))$$,
-  'P0002', 'calendar connection not found', 'disconnect: another org''s owner gets not found'
+  'PT404', 'calendar connection not found', 'disconnect: another org''s owner gets not found'
 );
 select tests.act_as('admin_a');
 select results_eq(

@@ -42,7 +42,7 @@ select throws_ok($$select public.retry_document(tests.fx('failed'))$$, '42501', 
 select tests.act_as('owner_b');
 select throws_ok(
   $$select public.retry_document(tests.fx('failed'))$$,
-  'P0002', 'document not found',
+  'PT404', 'document not found',
   'another org''s owner is still told the document does not exist'
 );
 select tests.act_as('anon');
@@ -79,7 +79,7 @@ select throws_ok(
 );
 select throws_ok(
   $$select public.retry_document(gen_random_uuid())$$,
-  'P0002', 'document not found',
+  'PT404', 'document not found',
   'an unknown id is not found'
 );
 

@@ -157,11 +157,11 @@ select tests.remember('endpoint', c.endpoint_id)
 from private.create_webhook_endpoint(tests.fx('org_a'), 'https://hooks.example.com/hidden257', null, null) c;
 
 select tests.act_as('owner_b');
-select throws_ok($$select public.revoke_api_key(tests.fx('key'))$$, 'P0002', 'API key not found',
+select throws_ok($$select public.revoke_api_key(tests.fx('key'))$$, 'PT404', 'API key not found',
   'revoke_api_key: another org''s key is not found');
-select throws_ok($$select public.revoke_api_key(gen_random_uuid())$$, 'P0002', 'API key not found',
+select throws_ok($$select public.revoke_api_key(gen_random_uuid())$$, 'PT404', 'API key not found',
   '... exactly as a key that does not exist');
-select throws_ok($$select public.set_api_key_rate_limit(tests.fx('key'), 5)$$, 'P0002', 'API key not found',
+select throws_ok($$select public.set_api_key_rate_limit(tests.fx('key'), 5)$$, 'PT404', 'API key not found',
   'set_api_key_rate_limit: another org''s key is not found');
 select throws_ok($$select private.update_webhook_endpoint(tests.fx('endpoint'), null, 'x', null, null)$$,
   'P0002', 'webhook endpoint not found', 'update_webhook_endpoint: another org''s endpoint is not found');

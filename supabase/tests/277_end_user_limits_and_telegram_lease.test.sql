@@ -187,7 +187,7 @@ select throws_ok(
   $$select private.chat_prepare(tests.fx('bot'), null, 'api', 'caller-a', tests.fx('key2'), 'hi', null, 9003)$$,
   '22023', null, 'telegram_update_id is for Telegram turns only'
 );
-select throws_ok($$select pg_temp.telegram_turn(9999, '5550001')$$, 'P0002', 'the Telegram update is not claimed',
+select throws_ok($$select pg_temp.telegram_turn(9999, '5550001')$$, 'PT404', 'the Telegram update is not claimed',
   'a turn names a claimed update');
 
 select * from finish();

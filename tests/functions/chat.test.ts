@@ -40,6 +40,12 @@ const chat = (token: string | null, body: unknown) =>
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
 
+/** An error answer as [status, code, message]: its request_id differs from one request to the next. */
+const errorAnswer = async (response: Response) => {
+  const { error } = await response.json();
+  return [response.status, error.code, error.message];
+};
+
 const openai = (key: string) =>
   new OpenAI({ apiKey: key, baseURL: `${stack.functionsUrl}/chat/v1`, maxRetries: 0 });
 
@@ -191,7 +197,8 @@ describe('POST /chat (signed-in users, SSE)', () => {
       [null, { bot_id: bot, message: 'hi' }, 401, 'missing_authorization'],
       [orgA.tokens.viewer, { bot_id: bot, message: 'hi' }, 403, 'forbidden'],
       [orgA.tokens.member, { bot_id: disabledBot, message: 'hi' }, 403, 'bot_disabled'],
-      [orgB.tokens.member, { bot_id: bot, message: 'hi' }, 403, 'forbidden'],
+      // Another org's bot is answered as an unknown one (20261123014400).
+      [orgB.tokens.member, { bot_id: bot, message: 'hi' }, 404, 'not_found'],
       [orgA.tokens.member, '{"bot_id": ', 400, 'invalid_json'],
       [orgA.tokens.member, { bot_id: bot }, 400, 'invalid_request'],
       [orgA.tokens.member, { bot_id: 'nope', message: 'hi' }, 400, 'invalid_request'],
@@ -204,6 +211,9 @@ describe('POST /chat (signed-in users, SSE)', () => {
       expect([response.status, json.error?.code], JSON.stringify(body)).toEqual([status, code]);
       expect(typeof json.error.message).toBe('string');
     }
+    // Word for word as an unknown bot: nothing tells the other org's member the bot exists.
+    expect(await errorAnswer(await chat(orgB.tokens.member, { bot_id: bot, message: 'hi' })))
+      .toEqual(await errorAnswer(await chat(orgB.tokens.member, { bot_id: randomUUID(), message: 'hi' })));
     expect(await counts(orgA.id)).toEqual(before);
   });
 });
@@ -459,6 +469,21 @@ describe('Telegram: connecting a bot, and POST /chat/telegram/:bot_id', () => {
     expect((await response.json()).error.code).toBe('telegram_already_connected');
     expect(await storedSecret()).toBe(secret);
     const [{ n }] = await sql<{ n: number }[]>`select count(*)::int as n from private.bot_telegram where bot_id = ${theirs}`;
+    expect(n).toBe(0);
+  });
+
+  it('answers another org\'s admin connecting the bot as for an unknown bot (404), connecting nothing', async () => {
+    const connectAs = (botId: string) =>
+      fetch(`${stack.functionsUrl}/chat/bots/${botId}/telegram`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${orgB.tokens.admin}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ bot_token: uniqueBotToken() }),
+      });
+    const theirs = await errorAnswer(await connectAs(bot));
+    expect(theirs).toEqual([404, 'not_found', 'The bot was not found.']);
+    expect(await errorAnswer(await connectAs(randomUUID()))).toEqual(theirs);
+    expect(await storedSecret()).toBe(secret);
+    const [{ n }] = await sql<{ n: number }[]>`select count(*)::int as n from private.telegram_connects where bot_id = ${bot}`;
     expect(n).toBe(0);
   });
 
