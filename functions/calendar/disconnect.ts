@@ -1,7 +1,7 @@
 /**
  * POST /calendar/connections/:id/disconnect (admins, calendar.manage, JWT).
  * disconnect_calendar as the user marks the connection revoked at once (so
- * nothing uses it from now on, whatever happens next; P0002 outside the
+ * nothing uses it from now on, whatever happens next; PT404 outside the
  * caller's orgs → 404), then the grant is revoked at the provider
  * (grant-revocation.ts: where it offers that, and not while another
  * connection holds the same account; the account is read before the

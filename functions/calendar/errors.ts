@@ -1,6 +1,6 @@
 /**
  * The calendar's SQLSTATEs as HTTP answers, on top of the shared mapping
- * (42501 → 403, P0002 → 404, 22023/23514 → 422): a taken time is 409
+ * (42501 → 403, P0002 and PT404 → 404, 22023/23514 → 422): a taken time is 409
  * `slot_taken` (the exclusion constraint, whatever the path) and a calendar
  * connected elsewhere is 409 `calendar_in_use`, so clients branch on a code.
  */

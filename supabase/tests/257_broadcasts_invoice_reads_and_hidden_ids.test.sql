@@ -1,6 +1,6 @@
 -- 20261123008500: the end-of-call transcript broadcasts the live lines it
 -- deletes; nobody sends on org:<org_id>:exports; no user role reads the
--- invoices bucket; another org's webhook endpoints and API keys are P0002,
+-- invoices bucket; another org's webhook endpoints are P0002 and its API keys PT404 (20261123014600),
 -- while members of the org without the manage permission still get 42501.
 begin;
 create extension if not exists pgtap with schema extensions;
