@@ -19,7 +19,7 @@ export interface DialClaim {
 
 /**
  * What became of a claim checked again: dialled as claimed (`dial`), or not
- * dialled: what release_dial_claims did with it (a canceled campaign's call
+ * dialled: what give_back_dial_claim did with it (a canceled campaign's call
  * `canceled`, any other `released`), or `stale` (the claim moved on) or
  * `gone` (the call or its org was deleted), left alone.
  */
@@ -39,13 +39,14 @@ async function verdictOf(sql: Sql, claim: DialClaim): Promise<Verdict> {
   return row;
 }
 
-/** Gives one claim back: no attempt counted, due again at once (the next claim fails it if it still cannot be dialled). */
+/**
+ * Gives back one claim: no attempt counted, due again a second later (the next claim fails it if it still cannot be
+ * dialled), or canceled with its campaign; unlike a throttled claim given back, its throttle clock is left alone.
+ */
 async function giveBack(sql: Sql, claim: DialClaim, reason: string): Promise<ReleaseOutcome> {
   const [row] = await asServiceRole(sql, (tx) =>
     tx<{ outcome: ReleaseOutcome }[]>`
-      select outcome from private.release_dial_claims(
-        array[${claim.call_id}::uuid], array[${claim.attempt}::integer], array[0], ${reason}::text, 1
-      )`);
+      select private.give_back_dial_claim(${claim.call_id}::uuid, ${claim.attempt}::integer, ${reason}::text) as outcome`);
   return row.outcome;
 }
 

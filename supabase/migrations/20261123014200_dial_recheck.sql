@@ -8,7 +8,7 @@
 -- org that no longer existed. The webhook dispatcher already checks a delivery that waited at hand over a second
 -- before sending it (stillCurrent in functions/webhook-dispatcher/dispatch.ts); the call dispatcher now asks
 -- private.dial_claim_verdict of a claim that waited over a second and dials only a `dial`. A claim to give back
--- goes to release_dial_claims (20261123011000): a canceled campaign's call ends canceled (canceled-by-user),
+-- goes to private.give_back_dial_claim (below): a canceled campaign's call ends canceled (canceled-by-user),
 -- any other is given back without an attempt, and the next claim fails it with the reason when it still cannot be
 -- dialled (the bot deleted, disabled, without a voice assistant or off the voice channel).
 -- Reads only, no lock: a change committed after the check and before the POST (milliseconds) is not seen, as
@@ -51,7 +51,48 @@ as $$
     end as problem
   ) p;
 $$;
-comment on function private.dial_claim_verdict(uuid, integer) is 'Whether a dial claim (call, attempt) may still be dialled, asked before a claim that waited in the dispatcher''s pass is dialled: one row (verdict, reason), verdict dial, give_back (reason: the lease ran out, the campaign was canceled, the bot deleted, disabled, without a voice assistant or off the voice channel; give it back with release_dial_claims), stale (the claim moved on) or gone (the call, or its org, was deleted). Reads only. Service role.';
+comment on function private.dial_claim_verdict(uuid, integer) is 'Whether a dial claim (call, attempt) may still be dialled, asked before a claim that waited in the dispatcher''s pass is dialled: one row (verdict, reason), verdict dial, give_back (reason: the lease ran out, the campaign was canceled, the bot deleted, disabled, without a voice assistant or off the voice channel; give it back with give_back_dial_claim), stale (the claim moved on) or gone (the call, or its org, was deleted). Reads only. Service role.';
 
 revoke execute on function private.dial_claim_verdict(uuid, integer) from public, anon, authenticated;
 grant execute on function private.dial_claim_verdict(uuid, integer) to service_role;
+
+-- A claim that waited and may no longer be dialled goes back as release_dial_claims gives back a throttled one, but
+-- without its throttle bookkeeping: the provider did not hold it back, so `dial_throttled_since` (the start of the
+-- call's throttled run, from which 24 hours fail it) is left as it was, and no throttled run fails it here.
+create function private.give_back_dial_claim(call_id uuid, attempt integer, reason text)
+returns text
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  verdict text;
+begin
+  -- Record_dial_result's lock on the call.
+  perform 1 from public.calls c where c.id = give_back_dial_claim.call_id for update;
+  if not found then
+    return 'gone';
+  end if;
+  update public.calls c set
+    status = case when coalesce(k.status = 'canceled', false) then 'canceled' else 'queued' end::public.call_status,
+    ended_reason = case when coalesce(k.status = 'canceled', false) then 'canceled-by-user' else c.ended_reason end,
+    last_dial_error = pg_catalog.left(coalesce(nullif(pg_catalog.btrim(give_back_dial_claim.reason), ''), 'not dialled'), 1000),
+    next_dial_at = case when coalesce(k.status = 'canceled', false) then null else pg_catalog.now() + interval '1 second' end,
+    dial_lease_until = null,
+    dial_attempts = c.dial_attempts - 1,
+    dial_started_at = null,
+    dial_target = null
+  from public.calls s
+  left join public.call_campaigns k on k.id = s.campaign_id and k.org_id = s.org_id
+  where c.id = give_back_dial_claim.call_id and s.id = c.id
+    -- Still this pass's claim: the same attempt, stamped, no lookup begun, not yet answered.
+    and c.status = 'queued' and c.dial_started_at is not null and c.dial_lookups = 0
+    and c.dial_attempts = give_back_dial_claim.attempt and give_back_dial_claim.attempt > 0
+  returning case when c.status = 'canceled' then 'canceled' else 'released' end into verdict;
+  return coalesce(verdict, 'stale');
+end;
+$$;
+comment on function private.give_back_dial_claim(uuid, integer, text) is 'Gives back a dial claim (call, attempt) that waited in the dispatcher''s pass and may no longer be dialled (dial_claim_verdict said give_back): the attempt is undone and the call due again a second later with last_dial_error = reason, or canceled (canceled-by-user) when its campaign was canceled; dial_throttled_since is left as it was. Returns released, canceled, stale (the claim moved on) or gone. Service role.';
+
+revoke execute on function private.give_back_dial_claim(uuid, integer, text) from public, anon, authenticated;
+grant execute on function private.give_back_dial_claim(uuid, integer, text) to service_role;

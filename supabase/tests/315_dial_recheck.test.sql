@@ -2,14 +2,14 @@
 -- says `dial` for a claim still queued as its attempt, leased, of a live campaign and a bot on the voice channel;
 -- `give_back` with the reason once the campaign is canceled (cancel_call_campaign leaves the leased call), the
 -- bot is taken off the voice channel, disabled or deleted, or the lease ran out; `stale` once the claim moved on;
--- `gone` once the call is deleted with its org. Given back with release_dial_claims, a canceled campaign's call
+-- `gone` once the call is deleted with its org. Given back with give_back_dial_claim, a canceled campaign's call
 -- ends canceled and any other is due again without an attempt. Service role only.
 --
 -- One transaction, so now() is one instant.
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(17);
+select plan(18);
 
 -- A fixed-offset zone where the local time is 12:xx now (calling hours never move a call).
 create function pg_temp.noon_zone()
@@ -32,13 +32,13 @@ as $$
 $$;
 grant execute on function pg_temp.verdict(text, integer) to public;
 
--- release_dial_claims as the service role, for the named call's dial claim (attempt 1), as the dispatcher gives one back.
+-- give_back_dial_claim as the service role, for the named call's dial claim (attempt 1), as the dispatcher gives one back.
 create function pg_temp.give_back(name text, reason text)
 returns text
 language sql
 as $$
   select tests.act_as('service_role');
-  select r.outcome from private.release_dial_claims(array[tests.fx(name)], array[1], array[0], reason, 1) r;
+  select private.give_back_dial_claim(tests.fx(name), 1, reason);
 $$;
 grant execute on function pg_temp.give_back(text, text) to public;
 
@@ -101,7 +101,7 @@ select is(public.cancel_call_campaign(tests.fx('campaign')), 0, 'cancel_call_cam
 select is(pg_temp.verdict('in_campaign'), 'give_back: the campaign was canceled',
   'dial_claim_verdict: a claim of a campaign canceled since is not dialled');
 select is(pg_temp.give_back('in_campaign', 'not dialled: the campaign was canceled'), 'canceled',
-  'release_dial_claims: ... given back, it is canceled');
+  'give_back_dial_claim: ... given back, it is canceled');
 select tests.act_as('postgres');
 select results_eq(
   $$select status::text, ended_reason, dial_attempts, dial_started_at, dial_lease_until from public.calls where id = tests.fx('in_campaign')$$,
@@ -120,13 +120,18 @@ select tests.act_as('postgres');
 update public.bots set channels = '{api,voice,web}', enabled = false where id = tests.fx('bot_other');
 select is(pg_temp.verdict('off_voice'), 'give_back: the bot is disabled', 'dial_claim_verdict: nor one whose bot was disabled');
 select is(pg_temp.give_back('off_voice', 'not dialled: the bot is disabled'), 'released',
-  'release_dial_claims: ... given back, it is queued again');
+  'give_back_dial_claim: ... given back, it is queued again');
 select tests.act_as('postgres');
 select results_eq(
   $$select status::text, dial_attempts, dial_started_at, dial_lease_until, next_dial_at - now(), last_dial_error
     from public.calls where id = tests.fx('off_voice')$$,
   $$values ('queued', 0, null::timestamptz, null::timestamptz, interval '1 second', 'not dialled: the bot is disabled')$$,
   '... without an attempt, due again in a second, the reason noted'
+);
+select is(
+  (select dial_throttled_since from public.calls where id = tests.fx('off_voice')),
+  null,
+  '... and its throttle clock not started: the provider did not hold it back'
 );
 
 delete from public.bots where id = tests.fx('bot_doomed');
