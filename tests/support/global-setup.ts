@@ -1,7 +1,9 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import type { TestProject } from 'vitest/node';
 import { LOCAL_JWT_SECRET, localKeys } from '../../scripts/local/keys.ts';
 import { ROOT_DIR } from '../../scripts/local/paths.ts';
-import { startStack } from '../../scripts/local/stack.ts';
 import { startFunctionsServer } from '../../scripts/local/functions-server.ts';
 
 /**
@@ -19,6 +21,14 @@ declare module 'vitest' {
     jwtSecret: string;
     embedded: boolean;
   }
+}
+
+interface StackInfo {
+  dbUrl: string;
+  apiUrl: string;
+  anonKey: string;
+  serviceRoleKey: string;
+  jwtSecret: string;
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
@@ -45,12 +55,37 @@ export default async function setup(project: TestProject): Promise<() => Promise
     project.provide('embedded', false);
     return () => api.stop();
   }
-  const stack = await startStack({ dbPort: 0, apiPort: 0, scheduler: false });
-  project.provide('dbUrl', stack.dbUrl);
-  project.provide('apiUrl', stack.apiUrl ?? '');
-  project.provide('anonKey', stack.keys.anonKey);
-  project.provide('serviceRoleKey', stack.keys.serviceRoleKey);
-  project.provide('jwtSecret', stack.keys.jwtSecret);
+  const { child, info } = await startStackProcess();
+  project.provide('dbUrl', info.dbUrl);
+  project.provide('apiUrl', info.apiUrl);
+  project.provide('anonKey', info.anonKey);
+  project.provide('serviceRoleKey', info.serviceRoleKey);
+  project.provide('jwtSecret', info.jwtSecret);
   project.provide('embedded', true);
-  return () => stack.stop();
+  return async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.stdin?.end();
+    await exited;
+  };
+}
+
+/**
+ * Starts tests/support/stack-process.ts, out of vitest's main process (why: see
+ * there), and waits for its ready line; its other output passes through.
+ */
+async function startStackProcess(): Promise<{ child: ChildProcess; info: StackInfo }> {
+  const child = spawn(join(ROOT_DIR, 'node_modules/.bin/tsx'), [join(ROOT_DIR, 'tests/support/stack-process.ts')], {
+    cwd: ROOT_DIR,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: child.stdout! });
+  const info = await new Promise<StackInfo>((resolve, reject) => {
+    child.once('exit', (code, signal) => reject(new Error(`the test stack exited before it was ready (${code ?? signal})`)));
+    lines.on('line', (line) => {
+      if (line.startsWith('STACK_READY ')) resolve(JSON.parse(line.slice('STACK_READY '.length)) as StackInfo);
+      else console.log(line);
+    });
+  });
+  return { child, info };
 }
