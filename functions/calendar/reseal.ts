@@ -46,6 +46,7 @@ interface SealedSecret {
   org_id: string;
   provider: CalendarProvider;
   account_subject: string | null;
+  other_subjects: string[];
   account_email: string;
   external_calendar_id: string | null;
   ciphertext: string;
@@ -68,6 +69,7 @@ async function reseal(ctx: RequestContext, keyring: Keyring, secret: SealedSecre
     orgId: secret.org_id,
     provider: secret.provider,
     accountSubject: secret.account_subject,
+    otherSubjects: secret.other_subjects,
     accountEmail: secret.account_email,
     externalCalendarId: secret.external_calendar_id,
   };
@@ -103,7 +105,7 @@ export async function resealTokens(ctx: RequestContext, req: Request): Promise<R
   while (taken < limit) {
     const page = await asServiceRole(ctx.sql, (tx) =>
       tx<SealedSecret[]>`
-        select kind, id, org_id, provider, account_subject, account_email, external_calendar_id, ciphertext
+        select kind, id, org_id, provider, account_subject, other_subjects, account_email, external_calendar_id, ciphertext
         from private.calendar_secrets_to_reseal(${currentKid}, ${Math.min(PAGE, limit - taken)}, ${seen}::uuid[],
           ${body.org_id ?? null}::uuid)`);
     if (page.length === 0) break;

@@ -3,7 +3,8 @@
  * 20261123014000): its unique key, account subject included, so one
  * account's ciphertext does not open as another account's connection of the
  * same org, e-mail and calendar; sets sealed before under the legacy
- * `org:provider:email:calendar` still open, but only as the account they name.
+ * `org:provider:email:calendar` still open, but only as the account they name
+ * (on a connection without a subject: as none of the context's other accounts).
  */
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
@@ -86,6 +87,21 @@ describe('openStoredTokens', () => {
     const current = await sealTokenSet(tokensOf(undefined), ring, tokenContext(keyOld));
     expect((await openStoredTokens(current, ring, keyOld)).accessToken).toBe('stored-tokens-access-none');
     expect(await refusal(openStoredTokens(current, ring, keyA))).toBe('tampered');
+  });
+
+  it("refuses on a connection without a subject a legacy set naming another of the context's accounts", async () => {
+    // A's address became the old connection's by a reconnect before 20261123014000: one legacy context, A's set sealed under it.
+    const legacyA = await sealTokenSet(tokensOf('104857600000000000001'), ring, legacyTokenContext(keyA));
+    expect(legacyTokenContext(keyA)).toBe(legacyTokenContext(keyOld));
+    const keyOldBesideA = { ...keyOld, otherSubjects: ['104857600000000000001'] };
+    expect(await refusal(openStoredTokens(legacyA, ring, keyOldBesideA))).toBe('tampered');
+    expect(await refusal(openStoredPlaintext(legacyA, ring, keyOldBesideA))).toBe('tampered');
+    // The old connection's own legacy set still opens beside A, naming its own account or none.
+    const own = await sealTokenSet(tokensOf('104857600000000000009'), ring, legacyTokenContext(keyOld));
+    expect((await openStoredTokens(own, ring, keyOldBesideA)).accessToken).toBe('stored-tokens-access-104857600000000000009');
+    expect(JSON.parse(await openStoredPlaintext(own, ring, keyOldBesideA))).toMatchObject({ account: { id: '104857600000000000009' } });
+    const anonymous = await sealTokenSet(tokensOf(undefined), ring, legacyTokenContext(keyOld));
+    expect((await openStoredTokens(anonymous, ring, keyOldBesideA)).accessToken).toBe('stored-tokens-access-none');
   });
 
   it('passes other failures through without trying the legacy context', async () => {

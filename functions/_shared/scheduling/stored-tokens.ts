@@ -16,7 +16,9 @@
  * Sets sealed before 20261123014000 are bound to `org:provider:email:calendar`
  * (legacyTokenContext), which two accounts of one e-mail share. They still
  * open, but only when the set names the connection's account (the sealed
- * `account.id`, the provider's subject since the callback requires it); each
+ * `account.id`, the provider's subject since the callback requires it); on a
+ * connection without a subject, only when it names none of the accounts
+ * whose sets the org holds under the same old context (otherSubjects); each
  * is sealed under the new context when next refreshed (session.ts) or
  * re-sealed (POST calendar/reseal, which takes the sets of an older key: a
  * key rotation moves them all).
@@ -41,9 +43,17 @@ export interface ConnectionKey {
   accountEmail: string;
   /** Google: 'primary' when none was chosen; Microsoft: null = the default calendar. */
   externalCalendarId: string | null;
+  /**
+   * Where accountSubject is null: the subjects of the org's other sets sealed
+   * under the same legacy context (private.calendar_legacy_context_subjects),
+   * which a legacy set of this key must not name. Empty or absent: none (a
+   * key with a subject, or one built to seal rather than read from a row).
+   */
+  otherSubjects?: readonly string[];
 }
 
 export interface StoredTokens extends ConnectionKey {
+  otherSubjects: readonly string[];
   connectionId: string;
   status: 'connected' | 'needs_reauth' | 'revoked';
   ciphertext: string;
@@ -80,9 +90,11 @@ export function legacyTokenContext(key: ConnectionKey): string {
 
 /**
  * Opens under the key's context, else under the legacy one, accepting that
- * only when the set names the key's account (a key with no subject has
- * nothing to compare). A legacy set without an account on a connection with
- * a subject is refused too: every connect since 20261123006500 seals one.
+ * only when the set names the key's account; a key with no subject has no
+ * account to compare, so there it is refused when it names another
+ * account's set of the same old context. A legacy set without an account on
+ * a connection with a subject is refused too: every connect since
+ * 20261123006500 seals one.
  */
 async function openBound<T>(
   key: ConnectionKey,
@@ -94,9 +106,11 @@ async function openBound<T>(
   } catch (error) {
     if (!(error instanceof TokenCryptoError) || error.reason !== 'tampered') throw error;
     const opened = await openUnder(legacyTokenContext(key));
-    if (key.accountSubject !== null && accountOf(opened) !== key.accountSubject) {
-      throw new TokenCryptoError('tampered', 'The sealed value belongs to another account than its connection.');
-    }
+    const account = accountOf(opened);
+    const foreign = key.accountSubject === null
+      ? account !== undefined && (key.otherSubjects ?? []).includes(account)
+      : account !== key.accountSubject;
+    if (foreign) throw new TokenCryptoError('tampered', 'The sealed value belongs to another account than its connection.');
     return opened;
   }
 }
@@ -124,6 +138,7 @@ interface TokenRow {
   org_id: string;
   provider: CalendarProvider;
   account_subject: string | null;
+  other_subjects: string[];
   external_calendar_id: string | null;
   status: StoredTokens['status'];
   ciphertext: string;
@@ -136,7 +151,8 @@ export async function loadTokens(sql: Sql, connectionIds: readonly string[]): Pr
   if (connectionIds.length === 0) return found;
   const rows = await asServiceRole(sql, (tx) =>
     tx<TokenRow[]>`
-      select connection_id, org_id, provider, account_subject, external_calendar_id, status, ciphertext, account_email
+      select connection_id, org_id, provider, account_subject, other_subjects, external_calendar_id, status, ciphertext,
+        account_email
       from private.calendar_tokens_for(${[...new Set(connectionIds)]}::uuid[])`);
   for (const row of rows) {
     found.set(row.connection_id, {
@@ -144,6 +160,7 @@ export async function loadTokens(sql: Sql, connectionIds: readonly string[]): Pr
       orgId: row.org_id,
       provider: row.provider,
       accountSubject: row.account_subject,
+      otherSubjects: row.other_subjects,
       accountEmail: row.account_email,
       externalCalendarId: row.external_calendar_id,
       status: row.status,
