@@ -318,6 +318,16 @@ describe('Vapi end-of-call-report', () => {
     expect(event?.durationSeconds).toBeUndefined();
     expect(event?.transcript).toHaveLength(5);
   });
+
+  it('drops a cost that calls.cost cannot hold once rounded (numeric(12,4)), keeping the rest of the report', () => {
+    const message = report();
+    Object.assign(message.message, { cost: 99_999_999.99995, costBreakdown: { total: 1e9, llm: 0.02 } });
+    const event = parse(message);
+    expect(event?.cost).toBeUndefined();
+    expect(event?.transcript).toHaveLength(5);
+    Object.assign(message.message, { cost: 99_999_999.9999 });
+    expect(Number(parse(message)?.cost?.amount)).toBeCloseTo(99_999_999.9999, 4);
+  });
 });
 
 describe('Vapi messages we do not store, and malformed ones', () => {

@@ -53,7 +53,8 @@ function lenient<T extends z.ZodType>(schema: T) {
 }
 
 const text = lenient(z.string());
-const usd = lenient(z.number().nonnegative());
+// Below what calls.cost (numeric(12,4)) holds once rounded to 4 places: a larger cost would refuse the whole report.
+const usd = lenient(z.number().nonnegative().lt(99_999_999.99995));
 const ms = lenient(z.number().nonnegative());
 // Recordings are fetched later to be copied into Storage: https only.
 const url = lenient(z.url({ protocol: /^https$/u }));
