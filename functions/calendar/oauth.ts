@@ -43,8 +43,8 @@
  *   injected connect); 403 when the user lost
  *   calendar.manage, 409 `calendar_in_use`.
  */
-import type { UserClaims } from '../_shared/auth.ts';
-import { asServiceRole, withUserScope } from '../_shared/db.ts';
+import type { JwtClaims, UserClaims } from '../_shared/auth.ts';
+import { asServiceRole, type Sql, type TransactionSql, withUserScope } from '../_shared/db.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { json } from '../_shared/http.ts';
 import { isPostgresError } from '../_shared/pg-errors.ts';
@@ -271,8 +271,14 @@ async function park(ctx: RequestContext, state: ConsumedState, tokens: TokenSet,
   const key = connectionKey(state.org_id, state.provider, subject, email, null);
   const ciphertext = await sealTokenSet(tokens, keyring, tokenContext(key));
   const scopes = (tokens.scope ?? '').split(/\s+/u).filter(Boolean).slice(0, 50);
+  // The user who started the connect is the claims' subject, as on the completion that saves the connection.
+  const actor: JwtClaims = {
+    role: 'service_role',
+    sub: state.user_id,
+    exp: Math.floor(ctx.settings.now().getTime() / 1000) + 3600,
+  };
   const stored = await mapCalendarErrors(() =>
-    asServiceRole(ctx.sql, async (tx) => {
+    asServiceRoleActing(ctx.sql, actor, async (tx) => {
       const [row] = await tx<{ id: string; expires_at: Date }[]>`
         select id, expires_at from private.store_calendar_pending_connection(${state.org_id}::uuid, ${state.user_id}::uuid,
           ${state.bot_id}::uuid, ${state.provider}, ${key.accountEmail}, ${subject}, ${scopes}::text[], ${ciphertext},
@@ -346,6 +352,19 @@ export async function oauthCallback(ctx: RequestContext, req: Request): Promise<
   }
 }
 
+/**
+ * Runs `fn` as the service role (the connect's definer functions are its
+ * only), with `claims` kept, so the audit log names their subject as the
+ * actor (auth.uid()) of the connection a completion saves, as document
+ * deletion does.
+ */
+function asServiceRoleActing<T>(sql: Sql, claims: JwtClaims, fn: (tx: TransactionSql) => Promise<T>): Promise<T> {
+  return withUserScope(sql, claims, async (tx) => {
+    await tx`select set_config('role', 'service_role', true)`;
+    return await fn(tx);
+  });
+}
+
 interface CompletedConnection {
   connection_id: string;
   provider: CalendarProvider;
@@ -361,7 +380,7 @@ export async function oauthComplete(ctx: RequestContext, req: Request, claims: U
   const body = await readBody(req, oauthCompleteBody);
   const [row] = await mapCalendarErrors(
     () =>
-      asServiceRole(ctx.sql, (tx) =>
+      asServiceRoleActing(ctx.sql, claims, (tx) =>
         tx<CompletedConnection[]>`
           select connection_id, provider, account_email
           from private.complete_calendar_connection(${body.connection_request}::uuid, ${claims.sub}::uuid)`),

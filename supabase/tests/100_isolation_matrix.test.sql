@@ -586,9 +586,9 @@ insert into matrix values
   ('public.business_closures', 'delete', $$delete from public.business_closures where id = '{closure_a}'$$,
    'denied', 'rows:1', 'rows:1', 'rows:1', 'rows:0', 'rows:0', 'rows:0', 'rows:0'),
 
-  -- audit_log: owners, admins and platform admins read; append-only for everyone, written by triggers.
+  -- audit_log: owners, admins and platform admins read (all but data_exports rows for non-owners, 20261123014800); append-only for everyone, written by triggers.
   ('public.audit_log', 'select', $$select count(*) from public.audit_log where org_id = '{org_a}'$$,
-   'denied', 'all', 'all', 'all', 'none', 'none', 'none', 'all'),
+   'denied', 'all', 'all', 'some:31', 'none', 'none', 'none', 'some:31'),
   ('public.audit_log', 'insert', $$insert into public.audit_log (org_id, seq, action, table_name, prev_hash, hash) values ('{org_a}', 0, 'insert', 'forged', '\x', '\x')$$,
    'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied', 'denied'),
   ('public.audit_log', 'update', $$update public.audit_log set table_name = 'forged' where org_id = '{org_a}'$$,

@@ -1202,6 +1202,40 @@ describe('a connection is its account (the provider\'s account id), not its e-ma
     expect(after.connections).toBe(before.connections);
     expect(after.connections).toBe(0);
   });
+
+  it('audits a connect, a reconnect and a takeover with their user as the actor (20261123014800)', async () => {
+    const org = await createChatOrg(sql, 'cal-audit-actors');
+    const auditOf = (id: string) => sql<{ action: string; actor_user_id: string | null; new_values: Record<string, unknown> | null }[]>`
+      select action, actor_user_id, new_values from public.audit_log
+      where table_name = 'calendar_connections' and record_id = ${id} order by seq`;
+    const first = await connect(org, 'google', 'actors@audit.example');
+    expect(first.status).toBe(200);
+    const id = String(first.body.connection_id);
+    expect(await auditOf(id)).toEqual([expect.objectContaining({ action: 'insert', actor_user_id: org.users.admin })]);
+    const [{ connected_at: connectedAt }] = await sql<{ connected_at: Date }[]>`
+      select connected_at from public.calendar_connections where id = ${id}`;
+
+    // The same account's new grant: only the tokens and connected_at change, and that is audited.
+    const again = await connect(org, 'google', 'actors@audit.example');
+    expect(again.body).toMatchObject({ connection_id: id });
+    const reconnected = await auditOf(id);
+    expect(reconnected).toHaveLength(2);
+    expect(reconnected[1]).toMatchObject({ action: 'update', actor_user_id: org.users.admin });
+    expect(Object.keys(reconnected[1].new_values ?? {})).toContain('connected_at');
+    const [row] = await sql<{ connected_at: Date }[]>`select connected_at from public.calendar_connections where id = ${id}`;
+    expect(row.connected_at.getTime()).toBeGreaterThan(connectedAt.getTime());
+
+    // The owner connecting the same account takes it over, audited as the owner.
+    const begun = await call('/oauth/start', { method: 'POST', token: org.tokens.owner, body: { org_id: org.id, provider: 'google' } });
+    expect(begun.status).toBe(200);
+    const consent = await stub.authorize(String(begun.body.authorization_url), { email: 'actors@audit.example' });
+    const parked = await callback(consent.location);
+    const taken = await complete(org.tokens.owner, parked.body.connection_request);
+    expect(taken.body).toMatchObject({ connection_id: id });
+    const takeover = (await auditOf(id))[2];
+    expect(takeover).toMatchObject({ action: 'update', actor_user_id: org.users.owner });
+    expect(takeover.new_values).toMatchObject({ connected_by: org.users.owner });
+  });
 });
 
 describe('configuration', () => {
