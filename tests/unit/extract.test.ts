@@ -1,6 +1,6 @@
 import { strToU8, zipSync } from 'fflate';
 import { PDFDocument, PDFName, PDFString, StandardFonts } from 'pdf-lib';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   cleanText,
   DOCX_MIME_TYPE,
@@ -13,7 +13,7 @@ import {
 } from '../../functions/_shared/text/extract.ts';
 import { MAX_DOCX_BODY_BYTES } from '../../functions/_shared/text/docx.ts';
 import { CMAP_MESSAGE } from '../../functions/_shared/text/pdf.ts';
-import { NOT_UTF8_MESSAGE } from '../../functions/_shared/text/plain.ts';
+import { decodeWindows1252, NOT_UTF8_MESSAGE } from '../../functions/_shared/text/plain.ts';
 import { PSEUDO_PAGE_CHARS, splitIntoPages } from '../../functions/_shared/text/pages.ts';
 import { countTokens } from '../../functions/_shared/text/tokens.ts';
 import { blankPdf, corruptPdf, encryptedPdf, imageOnlyPdf, textPdf, truncatedPdf } from '../support/pdfs.ts';
@@ -428,19 +428,19 @@ describe('limits and types', () => {
     expect(await failure(longDocx, DOCX_MIME_TYPE)).toMatch(tooLong);
   });
 
-  it('refuses a Word document whose text would expand past 64 MB, before inflating it', async () => {
+  it('refuses a Word document whose text would expand past 16 MB, before inflating it', async () => {
     const bomb = zipSync({ 'word/document.xml': new Uint8Array(MAX_DOCX_BODY_BYTES + 1).fill(0x20) });
     expect(bomb.byteLength).toBeLessThan(1024 * 1024);
     expect(await failure(bomb, DOCX_MIME_TYPE)).toBe(
-      "The Word document's text expands to 65 MB of XML; at most 64 MB can be indexed.",
+      "The Word document's text expands to 17 MB of XML; at most 16 MB can be indexed.",
     );
   });
 
-  it('stops inflating a Word body that expands past 64 MB while its archive declares it small', async () => {
+  it('stops inflating a Word body that expands past 16 MB while its archive declares it small', async () => {
     const bomb = zipSync({ 'word/document.xml': new Uint8Array(MAX_DOCX_BODY_BYTES + 1).fill(0x20) });
     declareSize(bomb, 'word/document.xml', 1000);
     expect(await failure(bomb, DOCX_MIME_TYPE)).toBe(
-      "The Word document's text expands to more than 64 MB of XML; at most 64 MB can be indexed.",
+      "The Word document's text expands to more than 16 MB of XML; at most 16 MB can be indexed.",
     );
   });
 
@@ -567,5 +567,76 @@ describe('pathological input', () => {
     expect(await failure(bytes, 'application/pdf')).toMatch(
       /^Page 2 of the file holds 131,999 characters; at most 100,000 per page can be indexed\.$/,
     );
+  });
+});
+
+/** The decoder Windows-1252 files were read with before, a character at a time: the reference output. */
+function referenceWindows1252(bytes: Uint8Array): string {
+  const high = '€\u0081‚ƒ„…†‡ˆ‰Š‹Œ\u008DŽ\u008F\u0090‘’“”•–—˜™š›œ\u009DžŸ';
+  let text = '';
+  for (const byte of bytes) text += byte >= 0x80 && byte <= 0x9f ? high[byte - 0x80] : String.fromCharCode(byte);
+  return text;
+}
+
+/** Deterministic pseudo-random integers below `bound` (a linear congruential generator). */
+function seeded(seed: number): (bound: number) => number {
+  let state = seed;
+  return (bound) => {
+    state = (state * 1_103_515_245 + 12_345) % 2 ** 31;
+    return state % bound;
+  };
+}
+
+describe('hostile text', () => {
+  it('decodes every Windows-1252 byte as the character-at-a-time decoder did, undefined bytes included', async () => {
+    const all = Uint8Array.from({ length: 256 }, (_, byte) => byte);
+    expect(decodeWindows1252(all)).toBe(referenceWindows1252(all));
+    expect([...decodeWindows1252(new Uint8Array([0x80, 0x81, 0x8d, 0x8f, 0x90, 0x9d, 0x9f, 0xff]))]).toEqual(
+      ['€', '\u0081', '\u008D', '\u008F', '\u0090', '\u009D', 'Ÿ', 'ÿ'],
+    );
+    const random = seeded(1252);
+    const mixed = Uint8Array.from({ length: 200_000 }, () => random(256));
+    expect(decodeWindows1252(mixed)).toBe(referenceWindows1252(mixed));
+    // And through the whole path: a legacy CSV export falls back to it.
+    const csv = cp1252('Produkt;Preis\nKäse „Gouda“;4,50 €\nCrème brûlée – 6 Stück;12,00 €\n'.repeat(2000));
+    expect((await allPages(await openDocument(csv, 'text/csv'))).join('\n')).toBe(
+      (await allPages(await openDocument(utf8(referenceWindows1252(csv)), 'text/csv'))).join('\n'),
+    );
+  });
+
+  it('refuses JSON over the page limit without parsing it, valid or not', async () => {
+    const parse = vi.spyOn(JSON, 'parse');
+    try {
+      const nested = utf8(`${'['.repeat(1_000_000)}${']'.repeat(1_000_000)}`);
+      const pageLimit = /^The file's text fills \d+ pages of about 3,000 characters; at most 500 pages can be indexed\.$/;
+      expect(await failure(nested, 'application/json')).toMatch(pageLimit);
+      // Invalid as well: parsed first, it was refused as "not valid JSON".
+      expect(await failure(nested.subarray(1), 'application/json')).toMatch(pageLimit);
+      expect(parse).not.toHaveBeenCalled();
+      // Within the limit it is still parsed, and refused when broken.
+      expect(await failure(utf8(`${'['.repeat(1000)}${']'.repeat(999)}`), 'application/json')).toMatch(
+        /^The file is not valid JSON/,
+      );
+      expect(parse).toHaveBeenCalledTimes(1);
+    } finally {
+      parse.mockRestore();
+    }
+  });
+
+  it('refuses a page of dense text over 30,000 tokens, naming the page, and keeps a page of prose as long', async () => {
+    const random = seeded(29);
+    const cjk = Array.from({ length: 98_000 }, () => String.fromCharCode(0x4e00 + random(0x5000))).join('');
+    const pageBreak = '<w:r><w:br w:type="page"/></w:r>';
+    const dense = await openDocument(docx(paragraph(run('A normal first page.')) + paragraph(pageBreak, run(cjk))), DOCX_MIME_TYPE);
+    expect(dense.pageCount).toBe(2);
+    expect(await dense.readPage(1)).toEqual({ number: 1, text: 'A normal first page.' });
+    await expect(dense.readPage(2)).rejects.toThrow(
+      /^Page 2 of the file holds more than 30,000 tokens of text; at most 30,000 per page can be indexed\.$/,
+    );
+    await dense.close();
+    const prose = 'The quick brown fox jumps over the lazy dog near the river bank. '.repeat(1500).trim();
+    expect(prose.length).toBeGreaterThan(95_000);
+    const long = await openDocument(docx(paragraph(run('A normal first page.')) + paragraph(pageBreak, run(prose))), DOCX_MIME_TYPE);
+    expect(await allPages(long)).toEqual(['A normal first page.', prose]);
   });
 });

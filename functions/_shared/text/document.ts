@@ -1,4 +1,5 @@
 import { PSEUDO_PAGE_CHARS } from './pages.ts';
+import { countTokensUpTo } from './tokens.ts';
 
 /**
  * What extraction hands to chunking: a document opened once, whose pages are
@@ -57,9 +58,25 @@ export const tooLarge = (bytes: number) =>
  */
 export const MAX_PAGE_CHARS = 100_000;
 
+/**
+ * Nor more tokens than this, which bounds a step where characters do not:
+ * 98,000 random CJK characters are about 240,000 tokens (598 chunks in one
+ * step of a 20,000-token budget), where 100,000 characters of prose are about
+ * 25,000.
+ */
+export const MAX_PAGE_TOKENS = 30_000;
+
+/** cl100k's tokens are at least one UTF-8 byte each, and one UTF-16 code unit is at most three UTF-8 bytes. */
+const MAX_TOKENS_PER_CHAR = 3;
+
 export const pageTooLong = (page: number, chars: number) =>
   new UnreadableFileError(
     `Page ${page} of the file holds ${chars.toLocaleString('en')} characters; at most ${MAX_PAGE_CHARS.toLocaleString('en')} per page can be indexed.`,
+  );
+
+export const pageTooManyTokens = (page: number) =>
+  new UnreadableFileError(
+    `Page ${page} of the file holds more than ${MAX_PAGE_TOKENS.toLocaleString('en')} tokens of text; at most ${MAX_PAGE_TOKENS.toLocaleString('en')} per page can be indexed.`,
   );
 
 /**
@@ -76,6 +93,10 @@ export const pageTooLong = (page: number, chars: number) =>
 export function indexedPage(number: number, raw: string): Page {
   const text = cleanText(raw.replace(FOLDED, (part) => part.normalize('NFKC')));
   if (text.length > MAX_PAGE_CHARS) throw pageTooLong(number, text.length);
+  // Counted only where the page could pass the bound: pseudo-pages and printed pages never can.
+  if (text.length * MAX_TOKENS_PER_CHAR > MAX_PAGE_TOKENS && countTokensUpTo(text, MAX_PAGE_TOKENS) > MAX_PAGE_TOKENS) {
+    throw pageTooManyTokens(number);
+  }
   return { number, text };
 }
 
