@@ -1,3 +1,4 @@
+import { pageContentMeter } from './pdf-content.ts';
 import { indexedPage, MAX_PAGES, type OpenedDocument, tooManyPages, UnreadableFileError } from './document.ts';
 
 export const CMAP_MESSAGE =
@@ -10,6 +11,8 @@ export const CMAP_MESSAGE =
 export async function openPdf(bytes: Uint8Array): Promise<OpenedDocument> {
   const { getDocumentProxy } = await import('unpdf');
   const missing = missingDataRecorder();
+  // pdf.js takes the buffer over (it is detached here), and the meter reads the file as well.
+  const meterBytes = bytes.slice();
   let pdf: Awaited<ReturnType<typeof getDocumentProxy>>;
   try {
     // verbosity 0: pdf.js would log a warning for every recoverable oddity in the file.
@@ -24,12 +27,20 @@ export async function openPdf(bytes: Uint8Array): Promise<OpenedDocument> {
     await pdf.loadingTask.destroy();
     throw tooManyPages(pdf.numPages);
   }
+  const meter = await pageContentMeter(meterBytes);
   return {
     pageCount: pdf.numPages,
     async readPage(number) {
       let raw: string;
+      let page: Awaited<ReturnType<typeof pdf.getPage>>;
       try {
-        const page = await pdf.getPage(number);
+        page = await pdf.getPage(number);
+      } catch {
+        throw new UnreadableFileError(`The PDF is damaged: page ${number} could not be read.`);
+      }
+      // Before pdf.js reads the page: it cannot be stopped once it has begun.
+      meter?.check(number, page.ref);
+      try {
         const content = await page.getTextContent();
         page.cleanup();
         // Items are runs of text in reading order; hasEOL marks where pdf.js saw a line end.
