@@ -549,8 +549,8 @@ describe('pathological input', () => {
     // 15.8 million characters behind one page break, from a file of about 120 KB.
     const huge = docx(paragraph(run(words(2_000_000))) + paragraph(pageBreak, run('The end.')));
     expect(huge.byteLength).toBeLessThan(200_000);
-    expect(await failure(huge, DOCX_MIME_TYPE)).toMatch(
-      /^The file's text fills \d+ pages of about 3,000 characters; at most 500 pages can be indexed\.$/,
+    expect(await failure(huge, DOCX_MIME_TYPE)).toBe(
+      "The file's text fills 501 pages of about 3,000 characters; at most 500 pages can be indexed.",
     );
   });
 
