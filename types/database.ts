@@ -226,14 +226,14 @@ isOneToOne: false
                   ]
                 },"calendar_connections": {
                   Row: {
-                    "account_email": string,"account_subject": string | null,"bot_id": string | null,"connected_by": string | null,"created_at": string,"external_calendar_id": string | null,"id": string,"last_refreshed_at": string | null,"org_id": string,"provider": string,"scopes": (string)[],"status": string,"status_reason": string | null,"token_expires_at": string | null,"updated_at": string
+                    "account_email": string,"account_subject": string | null,"bot_id": string | null,"connected_at": string,"connected_by": string | null,"created_at": string,"external_calendar_id": string | null,"id": string,"last_refreshed_at": string | null,"org_id": string,"provider": string,"scopes": (string)[],"status": string,"status_reason": string | null,"token_expires_at": string | null,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "account_email": string,"account_subject"?: string | null,"bot_id"?: string | null,"connected_by"?: string | null,"created_at"?: string,"external_calendar_id"?: string | null,"id"?: string,"last_refreshed_at"?: string | null,"org_id": string,"provider": string,"scopes"?: (string)[],"status"?: string,"status_reason"?: string | null,"token_expires_at"?: string | null,"updated_at"?: string
+                    "account_email": string,"account_subject"?: string | null,"bot_id"?: string | null,"connected_at"?: string,"connected_by"?: string | null,"created_at"?: string,"external_calendar_id"?: string | null,"id"?: string,"last_refreshed_at"?: string | null,"org_id": string,"provider": string,"scopes"?: (string)[],"status"?: string,"status_reason"?: string | null,"token_expires_at"?: string | null,"updated_at"?: string
                   }
                   Update: {
-                    "account_email"?: string,"account_subject"?: string | null,"bot_id"?: string | null,"connected_by"?: string | null,"created_at"?: string,"external_calendar_id"?: string | null,"id"?: string,"last_refreshed_at"?: string | null,"org_id"?: string,"provider"?: string,"scopes"?: (string)[],"status"?: string,"status_reason"?: string | null,"token_expires_at"?: string | null,"updated_at"?: string
+                    "account_email"?: string,"account_subject"?: string | null,"bot_id"?: string | null,"connected_at"?: string,"connected_by"?: string | null,"created_at"?: string,"external_calendar_id"?: string | null,"id"?: string,"last_refreshed_at"?: string | null,"org_id"?: string,"provider"?: string,"scopes"?: (string)[],"status"?: string,"status_reason"?: string | null,"token_expires_at"?: string | null,"updated_at"?: string
                   }
                   Relationships: [
                     {
