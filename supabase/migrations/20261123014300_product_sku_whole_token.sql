@@ -15,10 +15,12 @@
 -- writes its particles onto it ("SKU-1234はありますか", "TP-10은").
 --
 -- The catalog lets a SKU hold any character (products_sku_format checks its
--- length and outer spaces only), so the SKU is matched as a literal, its
--- characters other than letters and digits escaped, case-insensitively. The
--- substring test stays first: only a product whose SKU is somewhere in the
--- question has its pattern compiled.
+-- length and outer spaces only), so the SKU is found as a literal, case-
+-- insensitively: the question is split at its places (string_to_array), and
+-- two fixed patterns test the text on each side. A pattern built from each SKU
+-- was compiled once per candidate product (Postgres caches 32): a question of
+-- 250 numbers against 10,000 numeric SKUs took 4.6 s, against 2.2 s before
+-- (a review of this fix). The substring test stays first.
 --
 -- Not done: a SKU that is a word or a number of the question's prose ("10"
 -- in "Do you ship within 10 days?") is still a whole token, and still names
@@ -40,8 +42,10 @@ declare
   name_words tsquery;
   -- A letter or digit a SKU would run on into: any but Han, kana and Hangul.
   joining_letter constant text := '(?![\u3040-\u30FF\u3400-\u9FFF\uAC00-\uD7AF])[[:alnum:]]';
-  sku_start constant text := '(?<!' || joining_letter || '|' || joining_letter || '[-_./''’])';
-  sku_end constant text := '(?!' || joining_letter || '|[-_./''’]' || joining_letter || ')';
+  -- What may not stand just before a SKU (the end of the text before it) or just after it (the start of the text
+  -- after it). Fixed patterns, so Postgres compiles each once (its regex cache), not once per product.
+  joined_before constant text := '(' || joining_letter || '|' || joining_letter || '[-_./''’])$';
+  joined_after constant text := '^(' || joining_letter || '|[-_./''’]' || joining_letter || ')';
 begin
   if match_products.org_id is null then
     raise exception 'org_id is required' using errcode = 'invalid_parameter_value';
@@ -72,9 +76,18 @@ begin
       + case when s.sku_named then 1 else 0 end)::double precision
   from public.products p
   left join public.catalog_categories c on c.id = p.category_id
+  -- The SKU stands alone at one of its places in the question: the text around it does not run on into it.
   cross join lateral (
-    select coalesce(strpos(lower(asked), lower(p.sku)) > 0
-      and asked ~* (sku_start || pg_catalog.regexp_replace(p.sku, '([^[:alnum:]])', '\\\1', 'g') || sku_end), false)
+    select coalesce(strpos(lower(asked), lower(p.sku)) > 0 and exists (
+      select 1
+      from (
+        select a.piece, pg_catalog.lead(a.piece) over (order by a.n) as next_piece
+        from unnest(pg_catalog.string_to_array(lower(asked), lower(p.sku))) with ordinality a(piece, n)
+      ) o
+      where o.next_piece is not null
+        and pg_catalog.right(o.piece, 2) !~ joined_before
+        and pg_catalog.left(o.next_piece, 2) !~ joined_after
+    ), false)
   ) s(sku_named)
   where p.org_id = match_products.org_id
     and p.active
