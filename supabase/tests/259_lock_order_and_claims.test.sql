@@ -277,7 +277,7 @@ select is(
   (select array_agg(p.proname::text order by p.proname) from pg_proc p
    where p.pronamespace in ('public'::regnamespace, 'private'::regnamespace)
      and p.prosrc ~* '(insert into|delete from|update) public\.document_chunks'),
-  array['begin_document_deletion', 'fail_ingest', 'finish_ingest'],
+  array['align_chunk_collection', 'begin_document_deletion', 'fail_ingest', 'finish_ingest'],
   'those are the only functions that write document_chunks');
 
 -- ---------------------------------------------------------------------------

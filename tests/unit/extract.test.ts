@@ -403,6 +403,31 @@ describe('DOCX extraction', () => {
     ]);
   });
 
+  it('counts a manual page break once: the rendered break Word writes after it on the next page is the same break', async () => {
+    // As Word saves it: the w:br where the author put it, then w:lastRenderedPageBreak in the first run that holds
+    // text on the new page (after any empty paragraphs); mid-paragraph markers where Word's layout broke the page.
+    const hardBreak = '<w:r><w:br w:type="page"/></w:r>';
+    const rendered = (text: string) => `<w:r><w:lastRenderedPageBreak/><w:t xml:space="preserve">${text}</w:t></w:r>`;
+    const bytes = docx(
+      paragraph(run('Chapter one.'), hardBreak) +
+        '<w:p/>' +
+        paragraph(rendered('Chapter two.')) +
+        paragraph(run('Chapter two runs on'), rendered(' onto its second page.')) +
+        paragraph(hardBreak) +
+        paragraph('<w:r><w:lastRenderedPageBreak/><w:br w:type="page"/></w:r>') +
+        paragraph(rendered('Chapter three, after a blank page.')),
+    );
+    const document = await openDocument(bytes, DOCX_MIME_TYPE);
+    expect(document.pageCount).toBe(5);
+    expect(await allPages(document)).toEqual([
+      'Chapter one.',
+      'Chapter two.\nChapter two runs on',
+      'onto its second page.',
+      '',
+      'Chapter three, after a blank page.',
+    ]);
+  });
+
   it('refuses a file that is not a .docx, and says so for an encrypted (OLE) one', async () => {
     expect(await failure(utf8('not a zip at all'), DOCX_MIME_TYPE)).toBe('The file is not a valid Word document (.docx).');
     expect(await failure(zipSync({ 'other.xml': strToU8('<x/>') }), DOCX_MIME_TYPE)).toBe(

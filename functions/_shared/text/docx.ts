@@ -91,7 +91,11 @@ export function docxText(xml: string): { pages: string[]; hasPageBreaks: boolean
   let pseudoPaged = false;
   let inText = false;
   let hasPageBreaks = false;
+  // Word records a hard page break twice: the w:br, then a w:lastRenderedPageBreak where the next page's first
+  // run starts (Unstructured-IO #1447). The first rendered break before any text after a hard one is that echo.
+  let afterHardBreak = false;
   const add = (text: string) => {
+    if (afterHardBreak && /\S/.test(text)) afterHardBreak = false;
     parts.push(text);
     pageChars += text.length;
     totalChars += text.length;
@@ -116,9 +120,14 @@ export function docxText(xml: string): { pages: string[]; hasPageBreaks: boolean
     else if (closing && name === 'p') add('\n');
     else if (name === 'tab' && !closing) add('\t');
     else if ((name === 'br' || name === 'cr') && !closing) {
-      if (/\bw:type\s*=\s*["']page["']/.test(attributes)) pageBreak();
-      else add('\n');
-    } else if (name === 'lastRenderedPageBreak' && !closing) pageBreak();
+      if (/\bw:type\s*=\s*["']page["']/.test(attributes)) {
+        pageBreak();
+        afterHardBreak = true;
+      } else add('\n');
+    } else if (name === 'lastRenderedPageBreak' && !closing) {
+      if (afterHardBreak) afterHardBreak = false;
+      else pageBreak();
+    }
   }
   pages.push(parts.join(''));
   return { pages, hasPageBreaks };
