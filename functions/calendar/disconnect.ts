@@ -11,9 +11,10 @@
  * provider. Answers `{ connection_id, revoked_at_provider }`.
  */
 import type { UserClaims } from '../_shared/auth.ts';
-import { asServiceRole, withUserScope } from '../_shared/db.ts';
+import { withUserScope } from '../_shared/db.ts';
 import type { CalendarProvider } from '../_shared/calendar/index.ts';
 import { json } from '../_shared/http.ts';
+import { asServiceRoleActing } from '../_shared/service-role-acting.ts';
 import type { RequestContext } from '../_shared/scheduling/context.ts';
 import { mapCalendarErrors } from './errors.ts';
 import { requireKeyring } from '../_shared/scheduling/settings.ts';
@@ -46,6 +47,7 @@ export async function disconnect(
     { forbidden: 'Only admins can disconnect calendars.', notFound: 'The calendar connection was not found.' },
   );
   const revoked = await revokeAtProvider(ctx, row.connection_id, account);
-  await asServiceRole(ctx.sql, (tx) => tx`select private.delete_calendar_connection(${row.connection_id}::uuid)`);
+  // The admin's claims kept: the audit log names them as the delete's actor.
+  await asServiceRoleActing(ctx.sql, claims, (tx) => tx`select private.delete_calendar_connection(${row.connection_id}::uuid)`);
   return json({ connection_id: row.connection_id, revoked_at_provider: revoked });
 }

@@ -44,10 +44,11 @@
  *   calendar.manage, 409 `calendar_in_use`.
  */
 import type { JwtClaims, UserClaims } from '../_shared/auth.ts';
-import { asServiceRole, type Sql, type TransactionSql, withUserScope } from '../_shared/db.ts';
+import { asServiceRole, withUserScope } from '../_shared/db.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { json } from '../_shared/http.ts';
 import { isPostgresError } from '../_shared/pg-errors.ts';
+import { asServiceRoleActing } from '../_shared/service-role-acting.ts';
 import {
   CalendarAuthError,
   type CalendarClient,
@@ -350,19 +351,6 @@ export async function oauthCallback(ctx: RequestContext, req: Request): Promise<
     else if (error.cause !== undefined) ctx.log(`connecting a calendar failed (${error.code})`, error.cause);
     return redirect(withQuery(target, { calendar: 'error', reason: error instanceof HttpError ? error.code : 'internal_error' }));
   }
-}
-
-/**
- * Runs `fn` as the service role (the connect's definer functions are its
- * only), with `claims` kept, so the audit log names their subject as the
- * actor (auth.uid()) of the connection a completion saves, as document
- * deletion does.
- */
-function asServiceRoleActing<T>(sql: Sql, claims: JwtClaims, fn: (tx: TransactionSql) => Promise<T>): Promise<T> {
-  return withUserScope(sql, claims, async (tx) => {
-    await tx`select set_config('role', 'service_role', true)`;
-    return await fn(tx);
-  });
 }
 
 interface CompletedConnection {

@@ -10,7 +10,10 @@
  * conversation. A calendar that cannot be read refuses the time, and no other
  * time is offered while one cannot be read: slots computed without it may be
  * the very time just refused. It runs as the service role (a bot books,
- * whoever chats), after chat_prepare has let the turn through.
+ * whoever chats), after chat_prepare has let the turn through, acting for
+ * the principal: a member's booking is created_by them and audited with
+ * them as its actor, and the availability helpers check their calendar.read
+ * (every member who may chat holds it).
  *
  * A turn sent again after its answer was lost (a dropped SSE stream) finds
  * its own booking: when the conversation already holds a booked appointment
@@ -28,7 +31,7 @@ import type { BookingRequest } from '../_shared/scheduling/booking-body.ts';
 import { requestContext } from '../_shared/scheduling/context.ts';
 import type { EnvReader } from '../_shared/env.ts';
 import type { Sql } from '../_shared/db.ts';
-import { asService, type ChatPrincipal } from './principal.ts';
+import { asServiceActing, type ChatPrincipal } from './principal.ts';
 
 export interface BookingReply {
   content: string;
@@ -77,7 +80,7 @@ async function earlierBooking(scoped: Scoped, turn: BookingTurn): Promise<Appoin
 
 export async function bookingReply(turn: BookingTurn): Promise<BookingReply> {
   const ctx = requestContext(turn.sql, { env: turn.env, http: {}, now: () => new Date() }, `chat:${turn.conversationId}`);
-  const scoped: Scoped = (fn) => asService(turn.sql(), turn.principal, fn);
+  const scoped: Scoped = (fn) => asServiceActing(turn.sql(), turn.principal, fn);
   const { booking } = turn;
   const texts = botTexts(turn.language);
   const locale = dateLocale(turn.language);

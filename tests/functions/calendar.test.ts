@@ -982,6 +982,11 @@ describe('isolation and disconnecting', () => {
     expect(revoke).toMatchObject({ status: 200, body: { token: refreshToken } });
     expect(await connectionRow(googleA)).toBeUndefined();
     expect(await ciphertextOf(googleA)).toBeUndefined();
+    // The admin who disconnected is the delete's actor, not a bare service role.
+    const deleted = await sql<{ actor_user_id: string | null; actor_api_key_id: string | null }[]>`
+      select actor_user_id, actor_api_key_id from public.audit_log
+      where table_name = 'calendar_connections' and record_id = ${googleA} and action = 'delete'`;
+    expect(deleted).toEqual([{ actor_user_id: orgA.users.admin, actor_api_key_id: null }]);
 
     const microsoft = await call(`/connections/${microsoftA}/disconnect`, { method: 'POST', token: orgA.tokens.admin });
     expect(microsoft.body).toEqual({ connection_id: microsoftA, revoked_at_provider: false });

@@ -92,6 +92,14 @@ describe('the booking step', () => {
       select source, bot_id, conversation_id, starts_at, status from public.appointments where id = ${booked.id}`;
     expect(row).toMatchObject({ source: 'bot', bot_id: bot, conversation_id: conversation, status: 'booked' });
     expect(row.starts_at.toISOString()).toBe(berlin(monday, '10:00'));
+    // The member who chatted booked it, as the conversation's own insert says: created_by and the audit row name them.
+    const [{ created_by: createdBy }] = await sql<{ created_by: string | null }[]>`
+      select created_by from public.appointments where id = ${booked.id}`;
+    expect(createdBy).toBe(org.users.member);
+    const audited = await sql<{ actor_user_id: string | null; actor_api_key_id: string | null }[]>`
+      select actor_user_id, actor_api_key_id from public.audit_log
+      where table_name = 'appointments' and record_id = ${booked.id} and action = 'insert'`;
+    expect(audited).toEqual([{ actor_user_id: org.users.member, actor_api_key_id: null }]);
     const [stored] = await sql<{ content: string; model: string }[]>`
       select content, model from public.messages where conversation_id = ${conversation} and role = 'assistant'`;
     expect(stored).toEqual({ content: answerOf(events), model: 'booking' });
