@@ -19,6 +19,13 @@
 -- request, the only other update of a request row; a request inserted but not committed is seen by no other
 -- transaction.
 
+-- Audited writes wait while this runs: a writer already past its audit row finishes its mark (the old body,
+-- which does not set pending) and commits under the old trigger before the lock is granted, and later writers
+-- block before their audit row; otherwise a mark blocked on the requests table by the drop below would go on
+-- with the old body after this commit and leave its row unredacted. Same order as writers: audit_log, then
+-- the requests.
+lock table public.audit_log in share mode;
+
 -- The old trigger goes first: the backfill's update must not queue redactions, which would take chain heads
 -- at this migration's commit while it holds the requests table.
 drop trigger audit_redaction_requests_redact on private.audit_redaction_requests;
