@@ -4,12 +4,15 @@
  * HTTP (real Deno) mirrors them to tests/support/calendar-stub.ts, which
  * refuses any zone name Graph refuses (400 TimeZoneNotSupportedException),
  * as the zone's Windows name with the wall time in the org's zone, on the
- * create and on a reschedule's PATCH.
+ * create and on a reschedule's PATCH. An Outlook all-day event, which Graph
+ * answers as bare dates labelled UTC, blocks its whole local day (midnight to
+ * midnight in its originalStartTimeZone) in orgs far from UTC, and nothing of
+ * the days around it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSql, type Sql } from '../../functions/_shared/db.ts';
 import { instantFromWallTime } from '../../functions/_shared/calendar/index.ts';
-import { type ChatOrg, createChatOrg } from '../support/chat-fixtures.ts';
+import { type ChatOrg, createApiKey, createBot, createChatOrg } from '../support/chat-fixtures.ts';
 import { type CalendarStub, providerEnv, startCalendarStub } from '../support/calendar-stub.ts';
 import { type CalendarAnswer as Answer, type CalendarCall, callCalendar } from '../support/calendar-api.ts';
 import { startTestStack, type TestStack } from './support.ts';
@@ -45,6 +48,12 @@ async function zonedOrg(name: string, zone: string, email: string): Promise<Chat
   expect(connected.status).toBe(200);
   return org;
 }
+
+function slotStarts(answer: Answer): string[] {
+  return (answer.body.slots as { start: string }[]).map((slot) => slot.start);
+}
+
+const addDays = (date: string, days: number) => new Date(Date.parse(`${date}T00:00:00Z`) + days * DAY).toISOString().slice(0, 10);
 
 async function syncOf(id: string) {
   const [row] = await sql<{ sync_status: string; external_event_id: string | null }[]>`
@@ -104,5 +113,63 @@ describe('bookings mirrored to Outlook in zones Graph has no IANA name for', () 
     expect(await syncOf(id)).toEqual({ sync_status: 'synced', external_event_id: created?.id });
     const patches = stub.requests.filter((item) => item.method === 'PATCH' && item.host === 'graph.microsoft.com');
     expect(patches.at(-1)?.path).toBe(`/v1.0/me/events/${encodeURIComponent(created?.id ?? '')}`);
+  });
+});
+
+describe('Outlook all-day events in orgs far from UTC', () => {
+  const cases = [
+    { zone: 'Australia/Sydney', named: 'AUS Eastern Standard Time', email: 'sydney@graph-allday-fn.example' },
+    { zone: 'America/Los_Angeles', named: 'America/Los_Angeles', email: 'la@graph-allday-fn.example' },
+  ];
+
+  it.each(cases)('$zone: an all-day absence (originalStartTimeZone $named) takes its local day, not the days around', async ({ zone, named, email }) => {
+    const place = zone.split('/')[1]?.toLowerCase().replace(/_/gu, '-');
+    const org = await zonedOrg(`graph-allday-fn-${place}`, zone, email);
+    // A Wednesday, so the days either side are weekdays with business hours too.
+    let absent = addDays(day, 0);
+    while (new Date(`${absent}T12:00:00Z`).getUTCDay() !== 3) absent = addDays(absent, 1);
+    stub.seedBusy('microsoft', email, [
+      { start: absent, end: addDays(absent, 1), showAs: 'oof', summary: 'Vacation', allDay: { timeZone: zone, originalStartTimeZone: named } },
+    ]);
+    const pagesBefore = stub.requests.filter((request) => request.path === '/v1.0/me/calendarView').length;
+
+    const query = new URLSearchParams({
+      org_id: org.id,
+      from: instantFromWallTime(`${addDays(absent, -1)}T00:00:00`, zone).toISOString(),
+      to: instantFromWallTime(`${addDays(absent, 2)}T00:00:00`, zone).toISOString(),
+      duration_minutes: '60',
+    });
+    const answer = await call(`/availability?${query}`, { token: org.tokens.member });
+    expect(answer.status).toBe(200);
+    expect(answer.body.time_zone).toBe(zone);
+    expect(answer.body.missing_calendars).toEqual([]);
+    const hours = (date: string) => slotStarts(answer).filter((start) => start.startsWith(date)).map((start) => start.slice(11, 16));
+    const open = ['09:00', '10:00', '11:00', '12:00', '13:00', '14:00', '15:00', '16:00'];
+    expect(hours(addDays(absent, -1))).toEqual(open);
+    expect(hours(absent)).toEqual([]);
+    expect(hours(addDays(absent, 1))).toEqual(open);
+    // Graph was asked for what tells an all-day entry and its zone.
+    const view = stub.requests.filter((request) => request.path === '/v1.0/me/calendarView').at(-1);
+    expect(stub.requests.filter((request) => request.path === '/v1.0/me/calendarView').length).toBeGreaterThan(pagesBefore);
+    expect(view?.query.$select?.split(',')).toEqual(expect.arrayContaining(['isAllDay', 'originalStartTimeZone']));
+
+    // Nor bookable by a bot: 10:00 that day is refused 409 slot_unavailable, 10:00 the day before is booked.
+    const botId = await createBot(sql, org.id, { slug: `allday-${place}` });
+    const { key } = await createApiKey(sql, org, ['calendar.read', 'calendar.write']);
+    const book = (date: string) =>
+      call(`/bots/${botId}/appointments`, {
+        method: 'POST',
+        token: key, // an API key goes as the bearer token
+        body: {
+          starts_at: instantFromWallTime(`${date}T10:00:00`, zone).toISOString(),
+          ends_at: instantFromWallTime(`${date}T10:30:00`, zone).toISOString(),
+          attendee_name: `Caller ${zone}`,
+          attendee_phone: '+61400000000',
+        },
+      });
+    const refused = await book(absent);
+    expect({ status: refused.status, body: refused.body }).toMatchObject({ status: 409, body: { error: { code: 'slot_unavailable' } } });
+    expect(await sql`select 1 from public.appointments where org_id = ${org.id}`).toHaveLength(0);
+    expect((await book(addDays(absent, -1))).status).toBe(201);
   });
 });

@@ -725,9 +725,17 @@ describe('appointments', () => {
     const eventId = String(appointment.external_event_id);
     mirroredId = String(appointment.id);
     const event = () => stub.events('google', 'alice@example.com').find((candidate) => candidate.id === eventId);
-    expect(event()).toMatchObject({ isCancelled: false, attendees: [{ email: 'grace@example.com', name: 'Grace Hopper' }] });
+    // Not a guest (a guest gets the event, notes and phone included, on their own calendar even with
+    // sendUpdates=none): the insert has no attendees field and the description names them.
+    const insert = stub.requests.find(
+      (item) => item.method === 'POST' && item.path.endsWith('/events') && (item.body as { id?: string }).id === eventId,
+    );
+    expect(insert?.query).toEqual({ sendUpdates: 'none' });
+    expect(insert?.body).not.toHaveProperty('attendees');
+    expect(event()).toMatchObject({ isCancelled: false, attendees: [] });
     expect(event()?.start.toISOString()).toBe(berlin(monday, '10:00'));
     expect(event()?.description).toContain('First visit');
+    expect(event()?.description).toContain('Attendees: Grace Hopper <grace@example.com>');
     expect(event()?.notified).toEqual(['none']);
 
     const moved = await call(`/appointments/${appointment.id}`, {

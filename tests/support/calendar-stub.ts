@@ -37,7 +37,10 @@
  * (Google removes the app's access for the user). Busy times are seeded per
  * account; events created through the API are busy too. Graph pages
  * calendarView by `$skip` in an absolute @odata.nextLink, at most `pageSize`
- * per page. Each account has a stable id (Google's ID-token `sub`, Graph's
+ * per page; an all-day event is answered there as Graph does under
+ * `Prefer: outlook.timezone="UTC"`: its dates at midnight labelled with the
+ * preferred zone (Microsoft Q&A 970878, 978210, 970643), the zone its days
+ * are in only in originalStartTimeZone. Each account has a stable id (Google's ID-token `sub`, Graph's
  * /me `id`) that stays when its address changes (renameAccount). Failures can
  * be queued (failNext), also as an answer lost after the provider acted
  * (`afterApplying`), and every request is recorded.
@@ -81,8 +84,16 @@ export interface CalendarStubRequest {
 
 /** A busy (or free) entry seeded into an account's calendar. */
 export interface SeedEvent {
+  /** An instant; for an all-day event its first date, YYYY-MM-DD. */
   start: string | Date;
+  /** An instant; for an all-day event the date after its last, YYYY-MM-DD. */
   end: string | Date;
+  /**
+   * Graph's isAllDay: whole days in `timeZone` (IANA), which Graph names in
+   * originalStartTimeZone as `originalStartTimeZone` (default `timeZone`; a
+   * Windows name, or one a client cannot read such as tzone://Microsoft/Custom).
+   */
+  allDay?: { timeZone: string; originalStartTimeZone?: string };
   /** Graph's showAs: 'busy' (default), 'free', 'tentative', 'oof', 'workingElsewhere'. Google: 'free' is transparent. */
   showAs?: string;
   isCancelled?: boolean;
@@ -101,6 +112,9 @@ export interface StubEvent {
   description?: string;
   showAs: string;
   isCancelled: boolean;
+  /** Graph's isAllDay (startRaw and endRaw then hold the dates at midnight) and the zone name its days are in. */
+  isAllDay?: boolean;
+  originalStartTimeZone?: string;
   attendees: { email?: string; name?: string }[];
   sequence: number;
   /** Google's sendUpdates of the last write, or 'graph' when Graph invited attendees. */
@@ -1249,8 +1263,10 @@ export async function startCalendarStub(
 
   function graphEventResource(acc: Account, event: StubEvent, zone: string | undefined, select?: string[]) {
     // Without a Prefer header Graph answers in UTC; an event read back after a write keeps the zone it was written in.
-    const render = (instant: Date, raw: { timeZone?: string }) => {
+    const render = (instant: Date, raw: { dateTime: string; timeZone?: string }) => {
       const shown = zone ?? raw.timeZone ?? 'UTC';
+      // An all-day event's dates, whatever zone they are labelled with.
+      if (event.isAllDay) return { dateTime: `${raw.dateTime.slice(0, 10)}T00:00:00.0000000`, timeZone: shown };
       return { dateTime: `${wallClock(instant.getTime(), graphZone(shown) ?? 'UTC')}.0000000`, timeZone: shown };
     };
     const full: Record<string, unknown> = {
@@ -1265,6 +1281,9 @@ export async function startCalendarStub(
       end: render(event.end, event.endRaw),
       showAs: event.showAs,
       isCancelled: event.isCancelled,
+      isAllDay: event.isAllDay ?? false,
+      originalStartTimeZone: event.originalStartTimeZone ?? event.startRaw.timeZone ?? 'UTC',
+      originalEndTimeZone: event.originalStartTimeZone ?? event.endRaw.timeZone ?? 'UTC',
       attendees: event.attendees.map((attendee) => ({
         type: 'required',
         status: { response: 'none', time: '0001-01-01T00:00:00Z' },
@@ -1319,15 +1338,19 @@ export async function startCalendarStub(
     seedBusy(provider, email, events, seedOptions = {}) {
       const calendar = calendarOf(account(provider, email), seedOptions.calendarId, true) ?? [];
       for (const seed of events) {
-        const start = new Date(seed.start);
-        const end = new Date(seed.end);
+        const allDay = seed.allDay;
+        const midnight = (date: string | Date) => `${String(date).slice(0, 10)}T00:00:00`;
+        const start = allDay ? new Date(zonedToUtc(midnight(seed.start), allDay.timeZone)) : new Date(seed.start);
+        const end = allDay ? new Date(zonedToUtc(midnight(seed.end), allDay.timeZone)) : new Date(seed.end);
+        const zoneName = allDay ? (allDay.originalStartTimeZone ?? allDay.timeZone) : 'UTC';
         calendar.push({
           id: provider === 'google' ? randomBytes(13).toString('hex') : `AAMkAG${randomBytes(60).toString('base64url')}=`,
           etag: provider === 'google' ? googleEtag() : `W/"${randomBytes(16).toString('base64')}"`,
           start,
           end,
-          startRaw: { dateTime: start.toISOString(), timeZone: 'UTC' },
-          endRaw: { dateTime: end.toISOString(), timeZone: 'UTC' },
+          startRaw: { dateTime: allDay ? midnight(seed.start) : start.toISOString(), timeZone: zoneName },
+          endRaw: { dateTime: allDay ? midnight(seed.end) : end.toISOString(), timeZone: zoneName },
+          ...(allDay ? { isAllDay: true, originalStartTimeZone: zoneName } : {}),
           ...(seed.summary ? { summary: seed.summary } : {}),
           showAs: seed.showAs ?? 'busy',
           isCancelled: seed.isCancelled ?? false,

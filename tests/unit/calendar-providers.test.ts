@@ -177,16 +177,17 @@ describe('calendar providers against the stand-in', () => {
       expect(created).toEqual({ externalId: expect.any(String), etag: expect.stringMatching(/^"\d+"$/) });
       const insert = stub.requests.find((item) => item.method === 'POST' && item.path.endsWith('/events'));
       expect(insert).toMatchObject({ path: '/calendar/v3/calendars/primary/events', query: { sendUpdates: 'none' } });
+      // Not notified (notifyAttendees defaults to false): no guests, who would get the event on their own
+      // calendar all the same; named in the description instead, as at Graph.
       expect(insert?.body).toEqual({
         summary: 'Haircut with Ada',
-        description: 'Booked by the bot.\n\nAttendees: No Email',
+        description: 'Booked by the bot.\n\nAttendees: Caller <caller@example.org>, No Email',
         // Across the spring change: 01:30 CET, ends 03:30 CEST.
         start: { dateTime: '2026-03-29T01:30:00+01:00', timeZone: 'Europe/Berlin' },
         end: { dateTime: '2026-03-29T03:30:00+02:00', timeZone: 'Europe/Berlin' },
-        attendees: [{ email: 'caller@example.org', displayName: 'Caller' }],
       });
       const [event] = stub.events('google', GOOGLE_USER);
-      expect(event).toMatchObject({ id: created.externalId, start: at('2026-03-29T00:30:00Z'), end: at('2026-03-29T01:30:00Z') });
+      expect(event).toMatchObject({ id: created.externalId, start: at('2026-03-29T00:30:00Z'), end: at('2026-03-29T01:30:00Z'), attendees: [] });
 
       // The new event is busy time now.
       const busy = await client.busyTimes(tokens.accessToken, { timeMin: at('2026-03-28T00:00:00Z'), timeMax: at('2026-03-30T00:00:00Z') });
@@ -217,6 +218,33 @@ describe('calendar providers against the stand-in', () => {
 
       const missing = await caught(client.updateEvent(tokens.accessToken, 'nosuchevent', { summary: 'x' }));
       expect(missing).toMatchObject({ name: 'CalendarProviderError', status: 404, retryable: false, providerCode: 'notFound' });
+    });
+
+    it('invites attendees with an e-mail only when they are to be notified; a patch without notifying takes guests off', async () => {
+      const client = google();
+      const tokens = await connect(client, GOOGLE_USER);
+      const event = {
+        summary: 'Consultation',
+        description: 'Notes',
+        start: at('2026-04-01T08:00:00Z'),
+        end: at('2026-04-01T08:30:00Z'),
+        timeZone: 'Europe/Berlin',
+        attendees: [{ email: 'caller@example.org', name: 'Caller' }, { name: 'No Email' }],
+      };
+      const created = await client.createEvent(tokens.accessToken, event, { notifyAttendees: true });
+      const insert = stub.requests.find((item) => item.method === 'POST' && item.path.endsWith('/events'));
+      expect(insert?.query).toEqual({ sendUpdates: 'all' });
+      expect(insert?.body).toMatchObject({
+        description: 'Notes\n\nAttendees: No Email',
+        attendees: [{ email: 'caller@example.org', displayName: 'Caller' }],
+      });
+      expect(stub.events('google', GOOGLE_USER)[0]?.attendees).toEqual([{ email: 'caller@example.org', name: 'Caller' }]);
+
+      await client.updateEvent(tokens.accessToken, created.externalId, event, { notifyAttendees: false });
+      const patch = stub.requests.find((item) => item.method === 'PATCH');
+      expect(patch?.query).toEqual({ sendUpdates: 'none' });
+      expect(patch?.body).toMatchObject({ description: 'Notes\n\nAttendees: Caller <caller@example.org>, No Email', attendees: [] });
+      expect(stub.events('google', GOOGLE_USER)[0]?.attendees).toEqual([]);
     });
 
     it('checks an event before sending it', async () => {
@@ -254,7 +282,7 @@ describe('calendar providers against the stand-in', () => {
       expect(pages[0]?.query).toEqual({
         startDateTime: '2026-03-30T00:00:00.000Z',
         endDateTime: '2026-03-31T00:00:00.000Z',
-        $select: 'start,end,showAs,isCancelled',
+        $select: 'start,end,showAs,isCancelled,isAllDay,originalStartTimeZone',
         $top: '100',
       });
       expect(pages.map((item) => item.query.$skip)).toEqual([undefined, '3', '6']);
@@ -272,6 +300,45 @@ describe('calendar providers against the stand-in', () => {
         ],
         errors: [],
       });
+    });
+
+    it('reads an all-day event (bare dates labelled UTC) as whole days in its own zone, else the zone asked for, else UTC', async () => {
+      stub.seedBusy('microsoft', MS_USER, [
+        // Sydney (AEDT, +11): 2026-11-26 is 2026-11-25T13:00Z to 2026-11-26T13:00Z.
+        { start: '2026-11-26', end: '2026-11-27', showAs: 'oof', allDay: { timeZone: 'Australia/Sydney', originalStartTimeZone: 'AUS Eastern Standard Time' } },
+        // Los Angeles (PST, -8), a zone named in a way no client reads: two days.
+        { start: '2026-12-03', end: '2026-12-05', allDay: { timeZone: 'America/Los_Angeles', originalStartTimeZone: 'tzone://Microsoft/Custom' } },
+        // A holiday shown as free blocks nothing.
+        { start: '2026-11-27', end: '2026-11-28', showAs: 'free', allDay: { timeZone: 'Australia/Sydney' } },
+      ]);
+      const client = microsoft();
+      const tokens = await connect(client, MS_USER);
+      const range = { timeMin: at('2026-11-20T00:00:00Z'), timeMax: at('2026-12-10T00:00:00Z') };
+      expect((await client.busyTimes(tokens.accessToken, { ...range, timeZone: 'America/Los_Angeles' })).busy).toEqual([
+        { start: at('2026-11-25T13:00:00Z'), end: at('2026-11-26T13:00:00Z') },
+        { start: at('2026-12-03T08:00:00Z'), end: at('2026-12-05T08:00:00Z') },
+      ]);
+      // What Graph answered: the dates at midnight, labelled UTC.
+      const raw = await fetch(`${stub.microsoft.graphBaseUrl}/v1.0/me/calendarView?startDateTime=2026-11-20T00:00:00Z&endDateTime=2026-11-27T00:00:00Z&$select=start,end,isAllDay,originalStartTimeZone`, {
+        headers: { authorization: `Bearer ${tokens.accessToken}`, prefer: 'outlook.timezone="UTC"' },
+      });
+      expect(((await raw.json()) as { value: unknown[] }).value[0]).toMatchObject({
+        isAllDay: true,
+        originalStartTimeZone: 'AUS Eastern Standard Time',
+        start: { dateTime: '2026-11-26T00:00:00.0000000', timeZone: 'UTC' },
+        end: { dateTime: '2026-11-27T00:00:00.0000000', timeZone: 'UTC' },
+      });
+      // The zone asked for, in a Windows name; without one, UTC days.
+      expect((await client.busyTimes(tokens.accessToken, { ...range, timeZone: 'Pacific Standard Time' })).busy[1]).toEqual({
+        start: at('2026-12-03T08:00:00Z'),
+        end: at('2026-12-05T08:00:00Z'),
+      });
+      expect((await client.busyTimes(tokens.accessToken, range)).busy[1]).toEqual({
+        start: at('2026-12-03T00:00:00Z'),
+        end: at('2026-12-05T00:00:00Z'),
+      });
+      const [vacation] = await client.calendarView(tokens.accessToken, range.timeMin, range.timeMax);
+      expect(vacation).toMatchObject({ isAllDay: true, showAs: 'oof' });
     });
 
     it('reads busy times from the calendar asked for (the connection\'s chosen one), the default calendar otherwise', async () => {

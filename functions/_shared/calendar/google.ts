@@ -15,7 +15,10 @@
  * - free/busy: POST {api}/calendar/v3/freeBusy `{ timeMin, timeMax, items: [{ id }] }`
  *   → `{ calendars: { [id]: { busy: [{ start, end }], errors?: [{ domain, reason }] } } }`;
  * - events: POST/PATCH/DELETE {api}/calendar/v3/calendars/{calendarId}/events[/{eventId}]
- *   with `sendUpdates`; errors `{ error: { code, message, errors: [{ domain, reason }] } }`;
+ *   with `sendUpdates` (which only silences Google's e-mails: a guest still
+ *   gets the event, and every change to it, on their own calendar, so
+ *   attendees are guests only when they are to be notified, else named in the
+ *   description as Graph's client does); errors `{ error: { code, message, errors: [{ domain, reason }] } }`;
  *   an insert may name the event's `id` (base32hex a-v0-9, 5-1024 characters,
  *   unique per calendar): an id already used there, by a live event or a
  *   deleted one Google keeps with status cancelled, answers 409 `duplicate`;
@@ -33,7 +36,6 @@ import {
   type CalendarAccount,
   CalendarAuthError,
   type CalendarClient,
-  type CalendarEventInput,
   type CalendarEventResult,
   type CalendarEventUpdate,
   CalendarProviderError,
@@ -169,26 +171,30 @@ function eventTime(instantValue: Date, timeZone: string) {
   return { dateTime: formatInZone(instantValue, timeZone), timeZone };
 }
 
-function attendeesField(attendees: CalendarEventInput['attendees']) {
-  // Google requires an e-mail per attendee; the others are named in the description.
-  return (attendees ?? [])
-    .filter((attendee) => attendee.email)
-    .map((attendee) => ({ email: attendee.email, ...(attendee.name ? { displayName: attendee.name } : {}) }));
-}
-
-function eventBody(changes: CalendarEventUpdate): Record<string, unknown> {
+/**
+ * An insert or patch body. Guests are the attendees to notify that have an
+ * e-mail (Google requires one); the others are named in the description. An
+ * insert without guests has no attendees field; a patch that gives attendees
+ * sends the guests, none included, so guests an earlier version invited are
+ * taken off.
+ */
+function eventBody(changes: CalendarEventUpdate, writeOptions: EventWriteOptions | undefined, insert: boolean): Record<string, unknown> {
   checkEventTimes(changes);
   const body: Record<string, unknown> = {};
   if (changes.summary !== undefined) body.summary = changes.summary;
-  const unlisted = (changes.attendees ?? []).filter((attendee) => !attendee.email);
-  if (changes.description !== undefined || unlisted.length > 0) {
-    body.description = [changes.description, attendeeNote(unlisted)].filter(Boolean).join('\n\n');
+  const notify = writeOptions?.notifyAttendees ?? false;
+  const guests = notify ? (changes.attendees ?? []).filter((attendee) => attendee.email) : [];
+  const named = (changes.attendees ?? []).filter((attendee) => !guests.includes(attendee));
+  if (changes.description !== undefined || named.length > 0) {
+    body.description = [changes.description, attendeeNote(named)].filter(Boolean).join('\n\n');
   }
   if (changes.start && changes.end && changes.timeZone) {
     body.start = eventTime(changes.start, changes.timeZone);
     body.end = eventTime(changes.end, changes.timeZone);
   }
-  if (changes.attendees !== undefined) body.attendees = attendeesField(changes.attendees);
+  if (changes.attendees !== undefined && (guests.length > 0 || !insert)) {
+    body.attendees = guests.map((attendee) => ({ email: attendee.email, ...(attendee.name ? { displayName: attendee.name } : {}) }));
+  }
   return body;
 }
 
@@ -383,7 +389,7 @@ export function createGoogleCalendar(options: GoogleCalendarOptions): GoogleCale
       if (!event.start || !event.end || !event.timeZone) throw new TypeError('An event needs start, end and timeZone.');
       const calendarId = writeOptions?.calendarId ?? 'primary';
       const key = checkIdempotencyKey(writeOptions?.idempotencyKey);
-      const body = eventBody(event);
+      const body = eventBody(event, writeOptions, true);
       const path = `${eventsPath(calendarId)}?sendUpdates=${sendUpdates(writeOptions)}`;
       const answer = await callApi(what, accessToken, 'POST', path, key === undefined ? body : { id: key, ...body });
       if (key === undefined || answer.status !== 409 || errorReason(answer.body).reason !== 'duplicate') {
@@ -399,7 +405,7 @@ export function createGoogleCalendar(options: GoogleCalendarOptions): GoogleCale
     async updateEvent(accessToken, externalId, changes, writeOptions) {
       const what = 'Google events.patch';
       const path = `${eventsPath(writeOptions?.calendarId ?? 'primary', externalId)}?sendUpdates=${sendUpdates(writeOptions)}`;
-      return eventResult(await callApi(what, accessToken, 'PATCH', path, eventBody(changes)), what);
+      return eventResult(await callApi(what, accessToken, 'PATCH', path, eventBody(changes, writeOptions, false)), what);
     },
 
     deleteEventByKey(accessToken, key, writeOptions) {

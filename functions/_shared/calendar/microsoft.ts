@@ -18,10 +18,13 @@
  * - busy times: GET {graph}/v1.0/me/calendarView (the default calendar) or
  *   /v1.0/me/calendars/{id}/calendarView (the connection's chosen one, the
  *   calendar its events are written to) ?startDateTime&endDateTime
- *   &$select=start,end,showAs,isCancelled&$top=100 with
- *   `Prefer: outlook.timezone="UTC"`, following `@odata.nextLink` to the last
- *   page; events shown as free (or working elsewhere) and cancelled ones are
- *   not busy;
+ *   &$select=start,end,showAs,isCancelled,isAllDay,originalStartTimeZone&$top=100
+ *   with `Prefer: outlook.timezone="UTC"`, following `@odata.nextLink` to the
+ *   last page; events shown as free (or working elsewhere) and cancelled ones
+ *   are not busy. Graph answers an all-day event with its dates alone,
+ *   labelled UTC whatever the Prefer zone (`2026-11-26T00:00:00.0000000` to
+ *   the next day's midnight), so such an entry is read as whole days in its
+ *   originalStartTimeZone;
  * - events: POST /v1.0/me/events (or /me/calendars/{id}/events), PATCH and
  *   DELETE /v1.0/me/events/{id}; errors `{ error: { code, message } }`;
  *   start and end are dateTimeTimeZone, a wall time and a Windows zone name
@@ -84,13 +87,23 @@ export interface GraphCalendarViewEvent {
   end: Date;
   showAs: string;
   isCancelled: boolean;
+  isAllDay: boolean;
 }
 
 export interface MicrosoftCalendarClient extends CalendarClient {
   readonly provider: 'microsoft';
-  /** Every event of the user's default calendar overlapping [timeMin, timeMax), all pages. */
-  /** The calendar's view ('primary' or none: the user's default calendar). */
-  calendarView(accessToken: string, timeMin: Date, timeMax: Date, calendarId?: string): Promise<GraphCalendarViewEvent[]>;
+  /**
+   * Every event of the calendar ('primary' or none: the user's default one)
+   * overlapping [timeMin, timeMax), all pages; all-day events as whole days in
+   * their own zone, else in `allDayZone` (default UTC).
+   */
+  calendarView(
+    accessToken: string,
+    timeMin: Date,
+    timeMax: Date,
+    calendarId?: string,
+    allDayZone?: string,
+  ): Promise<GraphCalendarViewEvent[]>;
 }
 
 const UTC_NAMES = new Set(['utc', 'etc/utc', 'coordinated universal time', 'gmt', 'etc/gmt']);
@@ -104,6 +117,8 @@ const calendarViewPage = z.object({
       end: dateTimeTimeZone,
       showAs: z.string().optional(),
       isCancelled: z.boolean().optional(),
+      isAllDay: z.boolean().optional(),
+      originalStartTimeZone: z.string().nullish(),
     }),
   ),
   '@odata.nextLink': z.string().optional(),
@@ -125,20 +140,29 @@ const me = z.object({
 /** showAs values that leave the person bookable. */
 const NOT_BUSY = new Set(['free', 'workingElsewhere']);
 
+/** The IANA zone whose rules a Graph zone name (UTC, Windows or IANA) stands for; undefined for one we cannot read. */
+function rulesOfGraphZone(zone: string): string | undefined {
+  if (UTC_NAMES.has(zone.toLowerCase())) return 'UTC';
+  return rulesOfWindowsZone(zone) ?? (isValidTimeZone(zone) ? zone : undefined);
+}
+
 /**
  * A Graph dateTimeTimeZone as an instant: UTC as we ask for it, or a Windows
  * or IANA zone should Graph answer in one.
  */
 function toInstant(value: z.infer<typeof dateTimeTimeZone>): Date {
   const zone = value.timeZone ?? 'UTC';
-  if (UTC_NAMES.has(zone.toLowerCase())) return instantFromWallTime(value.dateTime, 'UTC');
-  const windowsRules = rulesOfWindowsZone(zone);
-  if (windowsRules !== undefined) return instantFromWallTime(value.dateTime, windowsRules);
-  if (isValidTimeZone(zone)) return instantFromWallTime(value.dateTime, zone);
+  const rules = rulesOfGraphZone(zone);
+  if (rules !== undefined) return instantFromWallTime(value.dateTime, rules);
   throw new CalendarProviderError('microsoft', `Graph answered in the time zone ${JSON.stringify(zone)}, not UTC.`, {
     status: 200,
     retryable: false,
   });
+}
+
+/** The start of an all-day entry's date (its dateTime's date part, whatever zone it is labelled with) in `zone`. */
+function localMidnight(value: z.infer<typeof dateTimeTimeZone>, zone: string): Date {
+  return instantFromWallTime(`${value.dateTime.slice(0, 10)}T00:00:00`, zone);
 }
 
 /**
@@ -255,13 +279,15 @@ export function createMicrosoftCalendar(options: MicrosoftCalendarOptions): Micr
     timeMin: Date,
     timeMax: Date,
     calendarId?: string,
+    allDayZone?: string,
   ): Promise<GraphCalendarViewEvent[]> {
     checkRange(timeMin, timeMax);
     const what = 'Graph calendarView';
+    const fallbackZone = (allDayZone === undefined ? undefined : rulesOfGraphZone(allDayZone)) ?? 'UTC';
     const params = new URLSearchParams({
       startDateTime: timeMin.toISOString(),
       endDateTime: timeMax.toISOString(),
-      $select: 'start,end,showAs,isCancelled',
+      $select: 'start,end,showAs,isCancelled,isAllDay,originalStartTimeZone',
       $top: String(PAGE_SIZE),
     });
     const calendar = calendarId === undefined || calendarId === 'primary'
@@ -286,11 +312,15 @@ export function createMicrosoftCalendar(options: MicrosoftCalendarOptions): Micr
         });
       }
       for (const item of parsed.data.value) {
+        const isAllDay = item.isAllDay ?? false;
+        const ownZone = item.originalStartTimeZone ? rulesOfGraphZone(item.originalStartTimeZone) : undefined;
+        const dayZone = ownZone ?? fallbackZone;
         events.push({
-          start: toInstant(item.start),
-          end: toInstant(item.end),
+          start: isAllDay ? localMidnight(item.start, dayZone) : toInstant(item.start),
+          end: isAllDay ? localMidnight(item.end, dayZone) : toInstant(item.end),
           showAs: item.showAs ?? 'busy',
           isCancelled: item.isCancelled ?? false,
+          isAllDay,
         });
       }
       const next = parsed.data['@odata.nextLink'];
@@ -417,7 +447,9 @@ export function createMicrosoftCalendar(options: MicrosoftCalendarOptions): Micr
 
     async busyTimes(accessToken: string, query: BusyQuery): Promise<BusyResult> {
       const ids = query.calendarIds && query.calendarIds.length > 0 ? [...new Set(query.calendarIds)] : ['primary'];
-      const views = await Promise.all(ids.map((id) => calendarView(accessToken, query.timeMin, query.timeMax, id)));
+      const views = await Promise.all(
+        ids.map((id) => calendarView(accessToken, query.timeMin, query.timeMax, id, query.timeZone)),
+      );
       const busy: BusyInterval[] = views
         .flat()
         .filter((event) => !event.isCancelled && !NOT_BUSY.has(event.showAs) && event.end > event.start)

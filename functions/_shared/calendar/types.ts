@@ -58,6 +58,12 @@ export interface BusyQuery {
   timeMax: Date;
   /** The calendars to ask about (default ['primary'], the account's default calendar). */
   calendarIds?: string[];
+  /**
+   * The zone the query is for (the bot's or org's): an all-day Outlook event
+   * whose own zone Graph does not name, or names in a way we cannot read
+   * (`tzone://Microsoft/Custom`), fills whole days there. Without it, UTC days.
+   */
+  timeZone?: string;
 }
 
 /**

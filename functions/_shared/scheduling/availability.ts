@@ -122,7 +122,7 @@ export async function computeAvailability(
     await session.load(connected.map((calendar) => calendar.connection_id));
     const outcomes = await Promise.all(
       connected.map((calendar) =>
-        session.busy(calendar.connection_id, busyFrom, request.to).then(
+        session.busy(calendar.connection_id, busyFrom, request.to, parts.time_zone ?? undefined).then(
           (times) => ({ calendar, times, error: undefined }),
           (error: unknown) => ({ calendar, times: [], error }),
         )

@@ -133,9 +133,9 @@ export class CalendarSession {
     }
   }
 
-  /** The busy times of one calendar within [from, to), asked once per request. */
-  busy(connectionId: string, from: Date, to: Date): Promise<BusyInterval[]> {
-    const key = `${connectionId}:${from.getTime()}:${to.getTime()}`;
+  /** The busy times of one calendar within [from, to), asked once per request; `timeZone` places zoneless all-day events. */
+  busy(connectionId: string, from: Date, to: Date, timeZone?: string): Promise<BusyInterval[]> {
+    const key = `${connectionId}:${from.getTime()}:${to.getTime()}:${timeZone ?? ''}`;
     let busy = this.#busy.get(key);
     if (!busy) {
       busy = this.use(connectionId, async ({ client, accessToken, stored }) => {
@@ -143,6 +143,7 @@ export class CalendarSession {
           timeMin: from,
           timeMax: to,
           ...(stored.externalCalendarId ? { calendarIds: [stored.externalCalendarId] } : {}),
+          ...(timeZone ? { timeZone } : {}),
         });
         if (result.errors.length > 0) {
           // Google could not answer for the calendar: unknown, not free.
