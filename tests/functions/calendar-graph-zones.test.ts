@@ -120,16 +120,18 @@ describe('Outlook all-day events in orgs far from UTC', () => {
   const cases = [
     { zone: 'Australia/Sydney', named: 'AUS Eastern Standard Time', email: 'sydney@graph-allday-fn.example' },
     { zone: 'America/Los_Angeles', named: 'America/Los_Angeles', email: 'la@graph-allday-fn.example' },
+    // No zone of its own: the bot's (here the org's) zone places the day.
+    { zone: 'Australia/Sydney', named: undefined, email: 'sydney-unnamed@graph-allday-fn.example' },
   ];
 
   it.each(cases)('$zone: an all-day absence (originalStartTimeZone $named) takes its local day, not the days around', async ({ zone, named, email }) => {
-    const place = zone.split('/')[1]?.toLowerCase().replace(/_/gu, '-');
+    const place = `${zone.split('/')[1]?.toLowerCase().replace(/_/gu, '-')}${named === undefined ? '-unnamed' : ''}`;
     const org = await zonedOrg(`graph-allday-fn-${place}`, zone, email);
     // A Wednesday, so the days either side are weekdays with business hours too.
     let absent = addDays(day, 0);
     while (new Date(`${absent}T12:00:00Z`).getUTCDay() !== 3) absent = addDays(absent, 1);
     stub.seedBusy('microsoft', email, [
-      { start: absent, end: addDays(absent, 1), showAs: 'oof', summary: 'Vacation', allDay: { timeZone: zone, originalStartTimeZone: named } },
+      { start: absent, end: addDays(absent, 1), showAs: 'oof', summary: 'Vacation', allDay: { timeZone: zone, ...(named === undefined ? {} : { originalStartTimeZone: named }) } },
     ]);
     const pagesBefore = stub.requests.filter((request) => request.path === '/v1.0/me/calendarView').length;
 
