@@ -235,16 +235,30 @@ export function createStorageApi(options: StorageApiOptions): (request: Request)
     const limit = Math.min(Math.max(Number(body.limit ?? 100), 1), 1000);
     const offset = Math.max(Number(body.offset ?? 0), 0);
     const pattern = `${prefix.replace(/[\\%_]/g, '\\$&')}${(body.search ?? '').replace(/[\\%_]/g, '\\$&')}%`;
+    // As hosted Storage's storage.search: the folders below the prefix first (an entry with id null, named by the
+    // folder, for each holding an object the caller may read), then the objects, one page over both.
     const rows = await withUserScope(options.sql, claims, (tx) =>
       tx<{ name: string }[]>`
         select id, name, created_at, updated_at, last_accessed_at, metadata
-        from storage.objects
-        where bucket_id = ${bucket} and name like ${pattern}
-          and position('/' in substr(name, ${prefix.length + 1})) = 0
-        order by name
+        from (
+          select null::uuid as id, split_part(substr(o.name, ${prefix.length + 1}), '/', 1) as name,
+            null::timestamptz as created_at, null::timestamptz as updated_at,
+            null::timestamptz as last_accessed_at, null::jsonb as metadata, 0 as kind
+          from storage.objects o
+          where o.bucket_id = ${bucket} and o.name like ${pattern}
+            and position('/' in substr(o.name, ${prefix.length + 1})) > 0
+          group by 2
+          union all
+          select o.id, substr(o.name, ${prefix.length + 1}), o.created_at, o.updated_at, o.last_accessed_at,
+            o.metadata, 1
+          from storage.objects o
+          where o.bucket_id = ${bucket} and o.name like ${pattern}
+            and position('/' in substr(o.name, ${prefix.length + 1})) = 0
+        ) entries
+        order by kind, name
         limit ${limit} offset ${offset}`
     );
-    return json(200, rows.map((row) => ({ ...row, name: row.name.slice(prefix.length) })));
+    return json(200, rows);
   }
 
   /**

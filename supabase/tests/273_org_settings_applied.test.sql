@@ -4,11 +4,11 @@
 -- values given win (the old defaults included), an org without settings
 -- gets the old defaults, the allow-list still judges an inherited model;
 -- avatar_path is in the user's own folder when set or changed; the avatars
--- bucket is written only in one's own folder and read by signed-in users.
+-- bucket is written only in one's own folder and read by its user and co-members (20261123015500).
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(27);
+select plan(28);
 
 insert into tests.fixtures (name, id) values
   ('owner_a', tests.create_user('owner-a@org-settings-applied-273.test')),
@@ -187,11 +187,18 @@ select throws_ok(
   'a user cannot move their avatar into another user''s folder'
 );
 
-select tests.act_as('user_b');
+-- Read by their user and co-members only (20261123015500_storage_signed_writes_need_membership.sql).
+select tests.act_as('admin_a');
 select is(
   (select count(*)::integer from storage.objects where bucket_id = 'avatars' and name = tests.fx('owner_a')::text || '/me.png'),
   1,
-  'any signed-in user reads another user''s avatar (user B shares no org with A)'
+  'a co-member reads another user''s avatar (admin A shares org A with owner A)'
+);
+select tests.act_as('user_b');
+select is(
+  (select count(*)::integer from storage.objects where bucket_id = 'avatars' and name = tests.fx('owner_a')::text || '/me.png'),
+  0,
+  'a signed-in user sharing no org reads no one''s avatar (user B shares no org with A)'
 );
 -- As the Storage API deletes.
 select set_config('storage.allow_delete_query', 'true', true);

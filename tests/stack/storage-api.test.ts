@@ -257,3 +257,38 @@ describe('uploads nobody may make, answered alike', () => {
     });
   });
 });
+
+describe('lists as hosted Storage does: folders as entries without an id, only where the caller reads', () => {
+  it('an org bucket: a reader sees the folder under the org, an outsider nothing', async () => {
+    const path = `${ORG_A}/listed/deeper/f.txt`;
+    expect((await clients.member.storage.from(BUCKET).upload(path, file('folder'))).error).toBeNull();
+    const listed = await clients.viewer.storage.from(BUCKET).list(`${ORG_A}/listed`);
+    expect(listed.data).toEqual([expect.objectContaining({ name: 'deeper', id: null, metadata: null })]);
+    expect((await clients.viewer.storage.from(BUCKET).list(`${ORG_A}/listed/deeper`)).data?.map((entry) => [entry.name, typeof entry.id]))
+      .toEqual([['f.txt', 'string']]);
+    expect((await clients.outsider.storage.from(BUCKET).list(`${ORG_A}/listed`)).data).toEqual([]);
+  });
+
+  it('avatars: their user and co-members list and download them; a user sharing no org finds no folder', async () => {
+    const path = `${users.admin}/me.png`;
+    const png = new Blob([new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])], { type: 'image/png' });
+    expect((await clients.admin.storage.from('avatars').upload(path, png, { upsert: true })).error).toBeNull();
+    try {
+      const folders = async (who: keyof typeof users) =>
+        ((await clients[who].storage.from('avatars').list('', { limit: 1000 })).data ?? [])
+          .filter((entry) => entry.id === null).map((entry) => entry.name);
+      expect(await folders('member')).toContain(users.admin);
+      expect(await folders('admin')).toContain(users.admin);
+      expect(await folders('outsider')).toEqual([]);
+      expect((await clients.member.storage.from('avatars').list(users.admin)).data?.map((entry) => entry.name)).toEqual(['me.png']);
+      expect((await clients.member.storage.from('avatars').download(path)).error).toBeNull();
+      expect((await clients.outsider.storage.from('avatars').list(users.admin)).data).toEqual([]);
+      expect((await clients.outsider.storage.from('avatars').download(path)).data).toBeNull();
+    } finally {
+      await sql.begin(async (tx) => {
+        await tx`select set_config('storage.allow_delete_query', 'true', true)`;
+        await tx`delete from storage.objects where bucket_id = 'avatars' and name = ${path}`;
+      });
+    }
+  });
+});
