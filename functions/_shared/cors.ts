@@ -2,12 +2,12 @@ import { type EnvReader, processEnv } from './env.ts';
 
 // The headers supabase-js sends (see `@supabase/supabase-js/cors`: trace propagation adds traceparent, tracestate
 // and baggage, `functions.invoke` with a region x-region), and those our routes read (an API key,
-// Idempotency-Key, the chat conversation and channel); browsers preflight each of them.
+// Idempotency-Key, the chat conversation and channel, a request id to reuse); browsers preflight each of them.
 const ALLOW_HEADERS = 'authorization, x-client-info, apikey, content-type, traceparent, tracestate, baggage, x-region, ' +
-  'x-api-key, idempotency-key, x-conversation-id, x-chat-channel';
+  'x-api-key, idempotency-key, x-conversation-id, x-chat-channel, x-request-id';
 // What browser code may read of an answer: the request id to quote in a bug report, the conversation a chat turn
-// went to, when to retry, and whether an Idempotency-Key answer was replayed.
-const EXPOSE_HEADERS = 'x-request-id, x-conversation-id, retry-after, x-ratelimit-scope, idempotent-replayed';
+// went to, when to retry, whether an Idempotency-Key answer was replayed, and where a created resource is.
+const EXPOSE_HEADERS = 'x-request-id, x-conversation-id, retry-after, x-ratelimit-scope, idempotent-replayed, location';
 const ALLOW_METHODS = 'GET, POST, PUT, PATCH, DELETE, OPTIONS';
 
 /**

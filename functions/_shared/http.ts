@@ -30,12 +30,56 @@ export function payloadTooLarge(maxBytes: number): HttpError {
 }
 
 /**
- * The body as UTF-8 text (as `req.text()` decodes it), read through
- * readBodyBytes: over `maxBytes`, declared or counted, a 413 before the rest
- * is read.
+ * 415 `unsupported_media_type` for a body sent compressed (any Content-Encoding
+ * but `identity`): nothing here inflates one, and read as it is it would be
+ * stored as gzip bytes or refused as bad JSON.
+ */
+export function assertIdentityEncoding(headers: Headers): void {
+  const codings = (headers.get('content-encoding') ?? '').split(',').map((coding) => coding.trim().toLowerCase());
+  const other = codings.find((coding) => coding !== '' && coding !== 'identity');
+  if (other !== undefined) {
+    throw new HttpError(
+      415,
+      'unsupported_media_type',
+      `The body must be sent uncompressed (Content-Encoding ${other} is not accepted).`,
+    );
+  }
+}
+
+/** The Content-Type's `charset` parameter, lower-cased and unquoted; undefined when not given. */
+export function declaredCharset(headers: Headers): string | undefined {
+  for (const parameter of (headers.get('content-type') ?? '').split(';').slice(1)) {
+    const at = parameter.indexOf('=');
+    if (at < 0 || parameter.slice(0, at).trim().toLowerCase() !== 'charset') continue;
+    return parameter.slice(at + 1).trim().replace(/^"(.*)"$/, '$1').toLowerCase();
+  }
+  return undefined;
+}
+
+const TEXT_CHARSETS = new Set(['utf-8', 'us-ascii']);
+
+const notUtf8 = (what: string) => new HttpError(400, 'invalid_encoding', `${what} is not valid UTF-8.`);
+
+/**
+ * The body as UTF-8 text, read through readBodyBytes: 415
+ * `unsupported_media_type` when it is compressed (assertIdentityEncoding) or
+ * declares a charset other than utf-8 or us-ascii; over `maxBytes`, declared
+ * or counted, a 413 before the rest is read; 400 `invalid_encoding` when the
+ * bytes are not UTF-8 (never U+FFFD in their place). A byte order mark is
+ * dropped, as `req.text()` drops it.
  */
 export async function readBodyText(req: Request, { maxBytes = DEFAULT_MAX_JSON_BYTES }: BodyLimit = {}): Promise<string> {
-  return new TextDecoder().decode(await readBodyBytes(req, maxBytes, () => payloadTooLarge(maxBytes)));
+  assertIdentityEncoding(req.headers);
+  const charset = declaredCharset(req.headers);
+  if (charset !== undefined && !TEXT_CHARSETS.has(charset)) {
+    throw new HttpError(415, 'unsupported_media_type', `Send the body as UTF-8 (charset=utf-8), not ${charset}.`);
+  }
+  const bytes = await readBodyBytes(req, maxBytes, () => payloadTooLarge(maxBytes));
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw notUtf8('The request body');
+  }
 }
 
 /**
@@ -100,6 +144,37 @@ export async function readBodyBytes(
     }
     parts.push(value);
   }
+  return concatBytes(parts);
+}
+
+/**
+ * 400 `invalid_encoding` when a query parameter's name or value, percent-decoded,
+ * is not UTF-8 (`?name=a%ED%A0%80b`): URLSearchParams would hand it on with
+ * U+FFFD in place of the bytes. A U+FFFD sent as such (`%EF%BF%BD`) is kept.
+ */
+export function assertUtf8Query(url: URL): void {
+  const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  for (const pair of url.search.slice(1).split('&')) {
+    if (!pair.includes('%')) continue;
+    try {
+      decoder.decode(percentDecoded(pair));
+    } catch {
+      const name = pair.split('=')[0];
+      throw notUtf8(`The query parameter ${new TextDecoder().decode(percentDecoded(name)).slice(0, 100)}`);
+    }
+  }
+}
+
+/** The bytes `component` stands for, as application/x-www-form-urlencoded percent-decodes it. */
+function percentDecoded(component: string): Uint8Array {
+  const encoder = new TextEncoder();
+  const parts: Uint8Array[] = [];
+  let last = 0;
+  for (const escape of component.matchAll(/%([0-9A-Fa-f]{2})/g)) {
+    parts.push(encoder.encode(component.slice(last, escape.index)), Uint8Array.of(Number.parseInt(escape[1], 16)));
+    last = escape.index + 3;
+  }
+  parts.push(encoder.encode(component.slice(last)));
   return concatBytes(parts);
 }
 

@@ -24,7 +24,9 @@ export function supabaseInvoiceStore(client: () => SupabaseClient): InvoiceStore
     async signedUrl(path, expiresInSeconds, downloadName) {
       const { data, error } = await bucket().createSignedUrl(path, expiresInSeconds, { download: downloadName });
       if (error || !data) {
-        throw new HttpError(503, 'storage_unavailable', 'The invoice link could not be made; try again.', {}, { cause: error });
+        throw new HttpError(503, 'storage_unavailable', 'The invoice link could not be made; try again.', { 'retry-after': '5' }, {
+          cause: error,
+        });
       }
       return data.signedUrl;
     },

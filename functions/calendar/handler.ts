@@ -111,7 +111,7 @@ export function createCalendarHandler(deps: CalendarDeps): (req: Request) => Pro
         await requireServiceRole(req, { env, what: 're-seal calendar tokens' });
         return resealTokens(ctx, req);
     }
-  }, { env });
+  }, { env, headNotServed: (pathname) => pathname.endsWith('/oauth/callback') });
 }
 
 export const handler = createCalendarHandler({ sql: () => getSql() });

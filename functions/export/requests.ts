@@ -63,7 +63,9 @@ export async function exportWithLinks(
     return { export: record, files: [], links_expire_at: null };
   }
   const unavailable = (cause?: unknown) =>
-    new HttpError(503, 'export_unavailable', 'The export\'s files could not be read; try again.', {}, { cause });
+    new HttpError(503, 'export_unavailable', 'The export\'s files could not be read; try again.', { 'retry-after': '5' }, {
+      cause,
+    });
   const raw = await deps.store.download(`${record.storage_prefix}${MANIFEST}`).catch((error) => {
     throw unavailable(error);
   });

@@ -20,7 +20,9 @@ export function createHealthHandler(deps: HealthDeps): (req: Request) => Promise
     try {
       await withTimeout(deps.sql()`select 1`, DATABASE_TIMEOUT_MS);
     } catch (error) {
-      throw new HttpError(503, 'database_unavailable', 'The database is not reachable.', {}, { cause: error });
+      throw new HttpError(503, 'database_unavailable', 'The database is not reachable.', { 'retry-after': '5' }, {
+        cause: error,
+      });
     }
     const roundTripMs = Math.round((performance.now() - started) * 100) / 100;
     return json(

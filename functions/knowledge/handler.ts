@@ -90,7 +90,7 @@ function serviceRoleStore(env: EnvReader): KnowledgeStore {
       // Removing an object that is already gone is not an error (a retried delete).
       const { error } = await bucket().remove([path]);
       if (error) {
-        throw new HttpError(503, 'storage_unavailable', 'The file could not be removed; try again.', {}, { cause: error });
+        throw new HttpError(503, 'storage_unavailable', 'The file could not be removed; try again.', { 'retry-after': '5' }, { cause: error });
       }
     },
   };

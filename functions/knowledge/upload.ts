@@ -25,7 +25,7 @@ import { z } from 'zod';
 import type { AuthOptions } from '../_shared/auth.ts';
 import { asServiceRole, type Sql } from '../_shared/db.ts';
 import { HttpError } from '../_shared/errors.ts';
-import { json, readBodyBytes, readQuery } from '../_shared/http.ts';
+import { assertIdentityEncoding, json, readBodyBytes, readQuery } from '../_shared/http.ts';
 import { claimKey, idempotencyKeyFrom, type OnceAnswer, recordAnswer, releaseKey, replayHeaders } from '../_shared/idempotency.ts';
 import { sha256Hex } from '../_shared/sha256.ts';
 import { MAX_FILE_BYTES, SUPPORTED_MIME_TYPES } from '../_shared/text/extract.ts';
@@ -114,6 +114,8 @@ export async function uploadDocument(sql: Sql, req: Request, store: KnowledgeSto
   const idempotencyKey = idempotencyKeyFrom(req);
   const query = readQuery(new URL(req.url), uploadQuery);
   const mimeType = fileType(req);
+  // The bytes are stored as sent: a compressed body would be stored compressed and fail ingestion.
+  assertIdentityEncoding(req.headers);
   const orgId = await callerOrg(sql, caller, undefined, 'knowledge.write');
   await takeUserRateLimit(sql, caller, 'knowledge_upload');
   const bytes = await readFileBody(req);

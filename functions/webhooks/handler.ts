@@ -9,7 +9,7 @@ import { getSql, type Sql, type TransactionSql, withUserScope } from '../_shared
 import { type EnvReader, processEnv } from '../_shared/env.ts';
 import { createHandler } from '../_shared/handler.ts';
 import { json, readJson } from '../_shared/http.ts';
-import { answerOnceForUser, idempotencyKeyFrom, replayHeaders } from '../_shared/idempotency.ts';
+import { answerOnceForUser, idempotencyKeyFrom, type OnceAnswer, replayHeaders } from '../_shared/idempotency.ts';
 import { assertPublicDestination } from '../_shared/ssrf.ts';
 import * as ops from './operations.ts';
 import { mapPostgresErrors } from '../_shared/pg-errors.ts';
@@ -27,6 +27,17 @@ import {
 const ENDPOINT_NOT_FOUND = 'The webhook endpoint was not found.';
 // Answers carrying a secret must not be kept by any cache between here and the admin.
 const NO_STORE = { 'cache-control': 'no-store' };
+
+type CreatedEndpoint = Awaited<ReturnType<typeof ops.createEndpoint>>;
+
+/** The 201 of POST /endpoints, first or replayed: the stored answer keeps the body, so Location is made from it. */
+function createdEndpointResponse(answer: OnceAnswer<CreatedEndpoint>): Response {
+  return json(answer.body, answer.status, {
+    ...NO_STORE,
+    location: `/functions/v1/webhooks/endpoints/${answer.body.endpoint.id}`,
+    ...replayHeaders(answer),
+  });
+}
 
 export interface WebhooksDeps {
   sql: () => Sql;
@@ -65,9 +76,9 @@ export function createWebhooksHandler(deps: WebhooksDeps): (req: Request) => Pro
         // first request made, not a refusal that would have the client create a second one.
         const stored = await asCaller(async (tx) => {
           await ops.assertCanManageOrg(tx, body.org_id);
-          return await storedAnswer(tx, body.org_id, idempotencyKey, request);
+          return await storedAnswer<CreatedEndpoint>(tx, body.org_id, idempotencyKey, request);
         });
-        if (stored) return json(stored.body, stored.status, { ...NO_STORE, ...replayHeaders(stored) });
+        if (stored) return createdEndpointResponse(stored);
         // The lookup runs outside any transaction so no connection waits on it.
         const url = await checkedUrl(body.url);
         // The key is claimed in the creating transaction: a refusal rolls it back, a concurrent retry waits on it.
@@ -82,7 +93,7 @@ export function createWebhooksHandler(deps: WebhooksDeps): (req: Request) => Pro
             }),
           }))
         );
-        return json(created.body, created.status, { ...NO_STORE, ...replayHeaders(created) });
+        return createdEndpointResponse(created);
       }
       case 'updateEndpoint': {
         const id = parseId(route.id, 'endpoint');

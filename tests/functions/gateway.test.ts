@@ -56,7 +56,7 @@ describe('gateway + runtime + health, with config.toml (health: verify_jwt = fal
     expect(response.headers.get('access-control-allow-origin')).toBe('*');
     expect(response.headers.get('access-control-allow-headers')).toBe(
       'authorization, x-client-info, apikey, content-type, traceparent, tracestate, baggage, x-region, ' +
-        'x-api-key, idempotency-key, x-conversation-id, x-chat-channel',
+        'x-api-key, idempotency-key, x-conversation-id, x-chat-channel, x-request-id',
     );
     expect(response.headers.get('access-control-allow-methods')).toContain('POST');
   });

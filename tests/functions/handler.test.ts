@@ -38,8 +38,9 @@ describe('cors', () => {
       'access-control-allow-origin': '*',
       'access-control-allow-headers':
         'authorization, x-client-info, apikey, content-type, traceparent, tracestate, baggage, x-region, ' +
-        'x-api-key, idempotency-key, x-conversation-id, x-chat-channel',
-      'access-control-expose-headers': 'x-request-id, x-conversation-id, retry-after, x-ratelimit-scope, idempotent-replayed',
+        'x-api-key, idempotency-key, x-conversation-id, x-chat-channel, x-request-id',
+      'access-control-expose-headers':
+        'x-request-id, x-conversation-id, retry-after, x-ratelimit-scope, idempotent-replayed, location',
     });
   });
 

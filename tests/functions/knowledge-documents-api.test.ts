@@ -419,8 +419,8 @@ describe('who may call', () => {
   it('answers a method a path does not take with 405 and the methods it does', async () => {
     const id = randomUUID();
     for (const [path, method, allow] of [
-      ['', 'PUT', 'GET, POST'],
-      [`/${id}`, 'PATCH', 'GET, DELETE'],
+      ['', 'PUT', 'GET, HEAD, POST'],
+      [`/${id}`, 'PATCH', 'GET, HEAD, DELETE'],
       [`/${id}/retry`, 'GET', 'POST'],
     ]) {
       const response = await api(path, { method, key: keys.writer });
