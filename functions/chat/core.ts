@@ -485,7 +485,7 @@ async function retrieve(
     : { vector: null, tokens: 0 };
   const sources = inScope(deps.sql(), input.principal, async (tx) => ({
     chunks: embedded.vector
-      ? await q.matchChunks(tx, turn.org_id, embedded.vector, question, turn.collection_ids, CHUNKS_PER_ANSWER)
+      ? await q.matchChunks(tx, turn.org_id, embedded.vector, question, turn.collection_ids, CHUNKS_PER_ANSWER, embeddings.model)
       : await q.matchChunksByText(tx, turn.org_id, question, turn.collection_ids, CHUNKS_PER_ANSWER),
     products: await q.matchProducts(tx, turn.org_id, question, PRODUCTS_PER_ANSWER),
   }));

@@ -186,7 +186,10 @@ function retrievedChunk(row: ChunkRow): RetrievedChunk {
   };
 }
 
-/** The hybrid (vector + full text) matches of the question, as the caller. */
+/**
+ * The hybrid (vector + full text) matches of the question, as the caller; `model` embedded the question, and
+ * the vector half passes over chunks another model embedded.
+ */
 export async function matchChunks(
   tx: TransactionSql,
   orgId: string,
@@ -194,11 +197,12 @@ export async function matchChunks(
   question: string,
   collectionIds: string[] | null,
   count: number,
+  model: string,
 ): Promise<RetrievedChunk[]> {
   const rows = await tx<ChunkRow[]>`
     select chunk_id, document_id, document_name, page_start, page_end, content, score
     from public.match_document_chunks(${orgId}, ${toPgDirection(embedding)}::integer[]::extensions.vector, ${question}, ${count},
-      ${collectionIds}::uuid[])`;
+      ${collectionIds}::uuid[], ${model})`;
   return rows.map(retrievedChunk);
 }
 

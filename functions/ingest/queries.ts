@@ -19,6 +19,8 @@ export interface StepStart {
   object_size: number | null;
   /** The SHA-256 the uploader registered the file with, if any. */
   checksum_sha256: string | null;
+  /** The embedding model of the chunks the run staged (recorded by its first save); null before that. */
+  ingest_model: string | null;
 }
 
 export interface StagedChunk {
@@ -34,17 +36,24 @@ export interface StagedChunk {
 /** Starts a run for a queued document or resumes the current one; null for an unknown document. */
 export async function beginStep(sql: Sql, documentId: string): Promise<StepStart | null> {
   return await asServiceRole(sql, async (tx) => {
-    const [row] = await tx<Omit<StepStart, 'object_size' | 'checksum_sha256'>[]>`
+    const [row] = await tx<Omit<StepStart, 'object_size' | 'checksum_sha256' | 'ingest_model'>[]>`
       select org_id, storage_path, mime_type, name, run_id, cursor, next_chunk_index, status
       from private.begin_ingest_step(${documentId}::uuid)`;
     if (!row) return null;
     // The size is checked before any byte is downloaded.
-    const [file] = await tx<{ checksum_sha256: string | null; stored: boolean; size: string | null }[]>`
-      select d.checksum_sha256, o.id is not null as stored, o.metadata ->> 'size' as size
+    const [file] = await tx<
+      { checksum_sha256: string | null; ingest_model: string | null; stored: boolean; size: string | null }[]
+    >`
+      select d.checksum_sha256, d.ingest_model, o.id is not null as stored, o.metadata ->> 'size' as size
       from public.documents d
       left join storage.objects o on o.bucket_id = ${KNOWLEDGE_BUCKET} and o.name = d.storage_path
       where d.id = ${documentId}`;
-    return { ...row, object_size: file?.stored ? Number(file.size ?? 0) : null, checksum_sha256: file?.checksum_sha256 ?? null };
+    return {
+      ...row,
+      object_size: file?.stored ? Number(file.size ?? 0) : null,
+      checksum_sha256: file?.checksum_sha256 ?? null,
+      ingest_model: file?.ingest_model ?? null,
+    };
   });
 }
 
@@ -59,7 +68,7 @@ export interface SaveStep {
   pageCount: number;
   /** The last step also swaps the chunks in; otherwise the next step is requested through pg_net. */
   last: boolean;
-  /** What embedding the chunks cost, metered with the save (see saveStep). */
+  /** What embedding the chunks cost, metered with the save (see saveStep); its model is the chunks' (the run's). */
   usage: EmbeddingUsage;
 }
 
@@ -110,7 +119,7 @@ export async function saveStep(sql: Sql, step: SaveStep): Promise<SaveOutcome> {
 async function saveAndGoOn(tx: TransactionSql, step: SaveStep): Promise<SaveOutcome> {
   const [{ saved }] = await tx<{ saved: boolean }[]>`
     select private.save_ingest_step(${step.documentId}::uuid, ${step.runId}::uuid, ${tx.json(toJson(step.chunks))},
-      ${step.nextCursor}::integer, ${step.progress}::integer, ${step.pageCount}::integer) as saved`;
+      ${step.nextCursor}::integer, ${step.progress}::integer, ${step.pageCount}::integer, ${step.usage.model}) as saved`;
   if (!saved) return { kind: 'stale' };
   if (!step.last) {
     await tx`select private.request_ingest(${step.documentId}::uuid)`;
@@ -147,6 +156,18 @@ async function meter(tx: TransactionSql, usage: EmbeddingUsage, documentId: stri
   if (usage.tokens <= 0) return;
   await tx`select private.record_usage(${usage.orgId}::uuid, 'embedding', ${usage.model}, ${usage.tokens}::integer, 0,
     (select d.id from public.documents d where d.id = ${documentId}::uuid), null)`;
+}
+
+/**
+ * Starts the run again from its first page under a new run id, its staged chunks discarded: they were embedded
+ * by another model than the step's provider's. False when the run is no longer current.
+ */
+export async function restartRun(sql: Sql, documentId: string, runId: string): Promise<boolean> {
+  return await asServiceRole(sql, async (tx) => {
+    const [{ restarted }] = await tx<{ restarted: boolean }[]>`
+      select private.restart_ingest_run(${documentId}::uuid, ${runId}::uuid) as restarted`;
+    return restarted;
+  });
 }
 
 /** Restarts the run's idle clock (the sweeper's 2 minutes); false when the run is no longer current. */

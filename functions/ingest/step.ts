@@ -1,8 +1,9 @@
 /**
  * One resumable ingestion step: read the next pages of the file, chunk them,
  * embed the chunks, stage them, then either request the next step or swap
- * the staged chunks in. The file's own problems fail the document with a
- * reason; the embeddings provider throttling (429, 5xx) defers the run;
+ * the staged chunks in, with the model that embedded them (one model a run).
+ * The file's own problems fail the document with a reason; the embeddings
+ * provider throttling (429, 5xx) defers the run;
  * anything else (Storage, the network, the database) leaves the run where it
  * is for a retry.
  */
@@ -61,7 +62,18 @@ const overQuota = (refusal: QuotaRefusal) =>
 /** Pages re-read before a step's first page, at most, to carry the chunk overlap across steps. */
 const MAX_LEAD_PAGES = 3;
 
+/** The run was started again from its first page (its staged chunks were another model's): step again. */
+type Restarted = { status: 'restarted' };
+
 export async function runIngestStep(deps: StepDeps, documentId: string): Promise<StepResult> {
+  const first = await step(deps, documentId);
+  if (first.status !== 'restarted') return first;
+  // The new run's first step: its cursor is 0, so it cannot restart again unless another copy raced it.
+  const again = await step(deps, documentId);
+  return again.status === 'restarted' ? { status: 'stale' } : again;
+}
+
+async function step(deps: StepDeps, documentId: string): Promise<StepResult | Restarted> {
   const start = await db.beginStep(deps.sql, documentId);
   if (!start) return { status: 'not_found' };
   if (start.status !== 'processing' || !start.run_id) return { status: 'skipped', documentStatus: start.status };
@@ -125,6 +137,18 @@ export async function runIngestStep(deps: StepDeps, documentId: string): Promise
       return wait === null ? { status: 'stale' } : { status: 'deferred', retryAfterSeconds: wait };
     }
     const { staged, usage } = embedded;
+    // One run stages one model's vectors: a run whose staged chunks another model embedded (the provider changed
+    // between its steps, or they were staged before runs recorded a model) starts again from its first page. Checked
+    // once this step has vectors: a provider that fails changes nothing. Those vectors are dropped, and metered.
+    if (start.cursor > 0 && start.ingest_model !== usage.model) {
+      await meterUnsaved(deps.sql, { ...usage, documentId });
+      if (!(await db.restartRun(deps.sql, documentId, runId))) return { status: 'stale' };
+      console.warn(
+        `ingest run of ${documentId} restarted from page 1: its staged chunks were embedded by ` +
+          `${start.ingest_model ?? 'an unrecorded model'}, this step's by ${usage.model}`,
+      );
+      return { status: 'restarted' };
+    }
     const nextCursor = read.pages.length > 0 ? read.pages[read.pages.length - 1].number : pageCount;
     const last = nextCursor >= pageCount;
     let outcome: db.SaveOutcome;

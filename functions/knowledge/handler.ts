@@ -18,6 +18,9 @@
  *                                                       or a user with knowledge.read in org_id (search.ts)
  *   POST   /functions/v1/knowledge/products/search     200 catalog products; an API key with catalog.read,
  *                                                       or a user with catalog.read in org_id (products.ts)
+ *   POST   /functions/v1/knowledge/reembed             202 { queued, remaining }: ready documents not embedded by
+ *                                                       the deployment's model queued again; an API key with
+ *                                                       knowledge.write, or a user with it in org_id (reembed.ts)
  *
  * List, read and retry take API keys only (a user token is a 401
  * api_key_required); every key request takes from the key's one rate-limit
@@ -36,6 +39,7 @@ import { authenticateCaller } from './caller.ts';
 import { deleteDocument, type KnowledgeStore } from './documents.ts';
 import { listDocuments } from './list.ts';
 import { searchProducts } from './products.ts';
+import { reembedDocuments } from './reembed.ts';
 import { retrieveDocument } from './retrieve.ts';
 import { retryDocument } from './retry.ts';
 import { matchRoute } from './router.ts';
@@ -52,17 +56,19 @@ export interface KnowledgeDeps {
 export function createKnowledgeHandler(deps: KnowledgeDeps): (req: Request) => Promise<Response> {
   const env = deps.env ?? processEnv;
   const store = deps.store ?? serviceRoleStore(env);
+  // The provider a query is embedded with; its model is what the documents' chunks must match.
+  const embeddings = () => deps.embeddings ?? interactiveProviderFromEnv(env);
   return createHandler(async (req) => {
     const route = matchRoute(req.method, new URL(req.url).pathname);
     switch (route.name) {
       case 'listDocuments':
-        return await listDocuments(deps.sql(), req);
+        return await listDocuments(deps.sql(), req, embeddings().model);
       case 'retrieveDocument':
-        return await retrieveDocument(deps.sql(), req, route.id);
+        return await retrieveDocument(deps.sql(), req, route.id, embeddings().model);
       case 'retryDocument':
-        return await retryDocument(deps.sql(), req, route.id);
+        return await retryDocument(deps.sql(), req, route.id, embeddings().model);
       case 'uploadDocument':
-        return await uploadDocument(deps.sql(), req, store, { env });
+        return await uploadDocument(deps.sql(), req, store, embeddings().model, { env });
       case 'deleteDocument': {
         // Users delete as often as they click; a key's request was taken from its bucket when it was verified.
         const caller = await authenticateCaller(deps.sql(), req, { env }, 'knowledge.write');
@@ -70,9 +76,11 @@ export function createKnowledgeHandler(deps: KnowledgeDeps): (req: Request) => P
         return new Response(null, { status: 204 });
       }
       case 'search':
-        return await searchKnowledge(deps.sql(), req, deps.embeddings ?? interactiveProviderFromEnv(env), { env });
+        return await searchKnowledge(deps.sql(), req, embeddings(), { env });
       case 'searchProducts':
         return await searchProducts(deps.sql(), req, { env });
+      case 'reembed':
+        return await reembedDocuments(deps.sql(), req, embeddings().model, { env });
     }
   }, { env });
 }
@@ -90,7 +98,9 @@ function serviceRoleStore(env: EnvReader): KnowledgeStore {
       // Removing an object that is already gone is not an error (a retried delete).
       const { error } = await bucket().remove([path]);
       if (error) {
-        throw new HttpError(503, 'storage_unavailable', 'The file could not be removed; try again.', { 'retry-after': '5' }, { cause: error });
+        throw new HttpError(503, 'storage_unavailable', 'The file could not be removed; try again.', { 'retry-after': '5' }, {
+          cause: error,
+        });
       }
     },
   };

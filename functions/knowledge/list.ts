@@ -33,7 +33,8 @@ export const listDocumentsQuery = z
   .partial()
   .refine(...createdWindowInOrder);
 
-export async function listDocuments(sql: Sql, req: Request): Promise<Response> {
+/** `currentModel`: the model the deployment embeds with (its provider's). */
+export async function listDocuments(sql: Sql, req: Request, currentModel: string): Promise<Response> {
   const caller = await authenticateKeyCaller(sql, req, 'knowledge.read');
   const query = readQuery(new URL(req.url), listDocumentsQuery);
   const limit = query.limit ?? DEFAULT_LIMIT;
@@ -63,5 +64,5 @@ export async function listDocuments(sql: Sql, req: Request): Promise<Response> {
         limit ${limit + 1}`,
     { forbidden: 'This API key may not read documents.', notFound: 'The document was not found.' },
   );
-  return json(listPage(rows, limit, toApiDocument));
+  return json(listPage(rows, limit, (row) => toApiDocument(row, currentModel)));
 }

@@ -8,7 +8,8 @@ import { json } from '../_shared/http.ts';
 import { asCaller, authenticateKeyCaller } from './caller.ts';
 import { documentColumns, documentNotFound, type DocumentRow, toApiDocument } from './representation.ts';
 
-export async function retrieveDocument(sql: Sql, req: Request, id: string): Promise<Response> {
+/** `currentModel`: the model the deployment embeds with (its provider's). */
+export async function retrieveDocument(sql: Sql, req: Request, id: string, currentModel: string): Promise<Response> {
   const caller = await authenticateKeyCaller(sql, req, 'knowledge.read');
   const [document] = await asCaller(
     sql,
@@ -19,5 +20,5 @@ export async function retrieveDocument(sql: Sql, req: Request, id: string): Prom
     { forbidden: 'This API key may not read documents.', notFound: 'The document was not found.' },
   );
   if (!document) throw documentNotFound();
-  return json(toApiDocument(document));
+  return json(toApiDocument(document, currentModel));
 }

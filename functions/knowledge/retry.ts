@@ -19,7 +19,8 @@ import { json } from '../_shared/http.ts';
 import { asCaller, authenticateKeyCaller } from './caller.ts';
 import { documentColumns, documentNotFound, type DocumentRow, toApiDocument } from './representation.ts';
 
-export async function retryDocument(sql: Sql, req: Request, id: string): Promise<Response> {
+/** `currentModel`: the model the deployment embeds with (its provider's). */
+export async function retryDocument(sql: Sql, req: Request, id: string, currentModel: string): Promise<Response> {
   const caller = await authenticateKeyCaller(sql, req, 'knowledge.write');
   const document = await asCaller(
     sql,
@@ -42,5 +43,5 @@ export async function retryDocument(sql: Sql, req: Request, id: string): Promise
     { forbidden: 'This API key may not retry documents.', notFound: 'The document was not found.' },
   );
   if (!document) throw documentNotFound();
-  return json(toApiDocument(document), 202);
+  return json(toApiDocument(document, currentModel), 202);
 }

@@ -9,7 +9,8 @@ export type Route =
   | { name: 'deleteDocument'; id: string }
   | { name: 'retryDocument'; id: string }
   | { name: 'search' }
-  | { name: 'searchProducts' };
+  | { name: 'searchProducts' }
+  | { name: 'reembed' };
 
 // Any 8-4-4-4-12 hex id, as Postgres's uuid type accepts.
 const id = z.guid();
@@ -29,6 +30,7 @@ function documentId(raw: string): string {
  * - POST        /knowledge/documents/:id/retry
  * - POST        /knowledge/search
  * - POST        /knowledge/products/search
+ * - POST        /knowledge/reembed
  */
 export function matchRoute(method: string, pathname: string): Route {
   const rest = functionPath(pathname, 'knowledge');
@@ -41,6 +43,7 @@ export function matchRoute(method: string, pathname: string): Route {
     });
   };
   if (rest && rest.length === 1 && rest[0] === 'search') return only({ POST: () => ({ name: 'search' }) });
+  if (rest && rest.length === 1 && rest[0] === 'reembed') return only({ POST: () => ({ name: 'reembed' }) });
   if (rest && rest.length === 2 && rest[0] === 'products' && rest[1] === 'search') {
     return only({ POST: () => ({ name: 'searchProducts' }) });
   }

@@ -10,7 +10,9 @@
  * `collection_ids` those collections. The query's embedding is metered to the
  * org as any other (kind `embedding`), and refused (402 `quota_exceeded`, as
  * every plan quota) before anything is embedded once the org's embedding
- * tokens of the period are used up.
+ * tokens of the period are used up. The vector half passes over chunks of
+ * documents another model embedded (the query's model is passed on; those of
+ * unknown model are kept); the full-text half does not.
  */
 import { z } from 'zod';
 import type { AuthOptions } from '../_shared/auth.ts';
@@ -131,12 +133,12 @@ export async function searchKnowledge(
             select chunk_id, document_id, document_name, collection_id, page_start, page_end, content, score,
               vector_rank, text_rank
             from public.match_bot_chunks(${body.bot_id}::uuid, ${direction}::integer[]::extensions.vector, ${body.query},
-              ${body.match_count})`
+              ${body.match_count}, ${embeddings.model})`
         : tx<SearchResult[]>`
             select chunk_id, document_id, document_name, collection_id, page_start, page_end, content, score,
               vector_rank, text_rank
             from public.match_document_chunks(${orgId}::uuid, ${direction}::integer[]::extensions.vector, ${body.query},
-              ${body.match_count}, ${body.collection_ids ?? null}::uuid[])`, SEARCH_ERRORS),
+              ${body.match_count}, ${body.collection_ids ?? null}::uuid[], ${embeddings.model})`, SEARCH_ERRORS),
     meter(sql, caller, orgId, body, embeddings.model, embedded.tokens),
   ]);
   return json({

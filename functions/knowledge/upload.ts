@@ -106,7 +106,14 @@ async function takeBack(
   }
 }
 
-export async function uploadDocument(sql: Sql, req: Request, store: KnowledgeStore, options: AuthOptions): Promise<Response> {
+/** `currentModel`: the model the deployment embeds with (its provider's). */
+export async function uploadDocument(
+  sql: Sql,
+  req: Request,
+  store: KnowledgeStore,
+  currentModel: string,
+  options: AuthOptions,
+): Promise<Response> {
   const caller = await authenticateCaller(sql, req, options, 'knowledge.write');
   if (caller.kind !== 'key') {
     throw new HttpError(403, 'forbidden', 'Signed-in users upload to Storage after create_upload_batch; this route takes an API key.');
@@ -163,7 +170,7 @@ export async function uploadDocument(sql: Sql, req: Request, store: KnowledgeSto
     // Deleted (or being deleted) between its upload and here; its file goes with it.
     if (!stored || stored.marked) return null;
     // storage_path stays in the upload's answer, which showed it before the representation was shared.
-    const answer = { status: 202, body: { ...toApiDocument(stored), storage_path: document.storage_path } };
+    const answer = { status: 202, body: { ...toApiDocument(stored, currentModel), storage_path: document.storage_path } };
     if (claim) await recordAnswer(tx, claim.apiKeyId, claim.key, answer);
     return answer;
   });

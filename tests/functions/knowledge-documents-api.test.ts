@@ -225,10 +225,12 @@ describe('GET /knowledge/documents/:id', () => {
       created_at: uploaded.created_at,
       updated_at: expect.any(String),
       ingested_at: expect.any(String),
+      embedding_model: 'offline-lexical-v2',
+      stale: false,
     });
     // The upload's 202 is the same representation (then queued), plus the file's place.
     expect(Object.keys(uploaded).sort()).toEqual([...Object.keys(document), 'storage_path'].sort());
-    expect(uploaded).toMatchObject({ object: 'document', status: 'queued', progress: 0, ingested_at: null });
+    expect(uploaded).toMatchObject({ object: 'document', status: 'queued', progress: 0, ingested_at: null, embedding_model: null, stale: false });
     // The list shows it the same way.
     const listed = (await (await api('', { key: keys.reader })).json()) as ApiList;
     expect(listed.data.find((row) => row.id === uploaded.id)).toEqual(document);
