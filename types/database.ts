@@ -558,14 +558,14 @@ isOneToOne: false
                   ]
                 },"documents": {
                   Row: {
-                    "batch_id": string | null,"checksum_sha256": string | null,"chunk_count": number,"collection_id": string | null,"content_sha256": string | null,"created_at": string,"created_by": string | null,"deletion_started_at": string | null,"failure_reason": string | null,"id": string,"ingest_attempts": number,"ingest_cursor": number,"ingest_deferred_since": string | null,"ingest_run": string | null,"ingest_stalls": number,"ingest_started_at": string | null,"ingest_wake_at": string | null,"ingested_at": string | null,"last_failure_reason": string | null,"mime_type": string,"name": string,"org_id": string,"page_count": number | null,"progress": number,"project_id": string | null,"retried_at": string | null,"size_bytes": number,"status": Database["public"]['Enums']["document_status"],"storage_path": string,"updated_at": string
+                    "batch_id": string | null,"checksum_sha256": string | null,"chunk_count": number,"collection_id": string | null,"content_sha256": string | null,"created_at": string,"created_by": string | null,"deletion_started_at": string | null,"embedding_model": string | null,"failure_reason": string | null,"id": string,"ingest_attempts": number,"ingest_cursor": number,"ingest_deferred_since": string | null,"ingest_model": string | null,"ingest_run": string | null,"ingest_stalls": number,"ingest_started_at": string | null,"ingest_wake_at": string | null,"ingested_at": string | null,"last_failure_reason": string | null,"mime_type": string,"name": string,"org_id": string,"page_count": number | null,"progress": number,"project_id": string | null,"retried_at": string | null,"size_bytes": number,"status": Database["public"]['Enums']["document_status"],"storage_path": string,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "batch_id"?: string | null,"checksum_sha256"?: string | null,"chunk_count"?: number,"collection_id"?: string | null,"content_sha256"?: string | null,"created_at"?: string,"created_by"?: string | null,"deletion_started_at"?: string | null,"failure_reason"?: string | null,"id"?: string,"ingest_attempts"?: number,"ingest_cursor"?: number,"ingest_deferred_since"?: string | null,"ingest_run"?: string | null,"ingest_stalls"?: number,"ingest_started_at"?: string | null,"ingest_wake_at"?: string | null,"ingested_at"?: string | null,"last_failure_reason"?: string | null,"mime_type": string,"name": string,"org_id": string,"page_count"?: number | null,"progress"?: number,"project_id"?: string | null,"retried_at"?: string | null,"size_bytes": number,"status"?: Database["public"]['Enums']["document_status"],"storage_path": string,"updated_at"?: string
+                    "batch_id"?: string | null,"checksum_sha256"?: string | null,"chunk_count"?: number,"collection_id"?: string | null,"content_sha256"?: string | null,"created_at"?: string,"created_by"?: string | null,"deletion_started_at"?: string | null,"embedding_model"?: string | null,"failure_reason"?: string | null,"id"?: string,"ingest_attempts"?: number,"ingest_cursor"?: number,"ingest_deferred_since"?: string | null,"ingest_model"?: string | null,"ingest_run"?: string | null,"ingest_stalls"?: number,"ingest_started_at"?: string | null,"ingest_wake_at"?: string | null,"ingested_at"?: string | null,"last_failure_reason"?: string | null,"mime_type": string,"name": string,"org_id": string,"page_count"?: number | null,"progress"?: number,"project_id"?: string | null,"retried_at"?: string | null,"size_bytes": number,"status"?: Database["public"]['Enums']["document_status"],"storage_path": string,"updated_at"?: string
                   }
                   Update: {
-                    "batch_id"?: string | null,"checksum_sha256"?: string | null,"chunk_count"?: number,"collection_id"?: string | null,"content_sha256"?: string | null,"created_at"?: string,"created_by"?: string | null,"deletion_started_at"?: string | null,"failure_reason"?: string | null,"id"?: string,"ingest_attempts"?: number,"ingest_cursor"?: number,"ingest_deferred_since"?: string | null,"ingest_run"?: string | null,"ingest_stalls"?: number,"ingest_started_at"?: string | null,"ingest_wake_at"?: string | null,"ingested_at"?: string | null,"last_failure_reason"?: string | null,"mime_type"?: string,"name"?: string,"org_id"?: string,"page_count"?: number | null,"progress"?: number,"project_id"?: string | null,"retried_at"?: string | null,"size_bytes"?: number,"status"?: Database["public"]['Enums']["document_status"],"storage_path"?: string,"updated_at"?: string
+                    "batch_id"?: string | null,"checksum_sha256"?: string | null,"chunk_count"?: number,"collection_id"?: string | null,"content_sha256"?: string | null,"created_at"?: string,"created_by"?: string | null,"deletion_started_at"?: string | null,"embedding_model"?: string | null,"failure_reason"?: string | null,"id"?: string,"ingest_attempts"?: number,"ingest_cursor"?: number,"ingest_deferred_since"?: string | null,"ingest_model"?: string | null,"ingest_run"?: string | null,"ingest_stalls"?: number,"ingest_started_at"?: string | null,"ingest_wake_at"?: string | null,"ingested_at"?: string | null,"last_failure_reason"?: string | null,"mime_type"?: string,"name"?: string,"org_id"?: string,"page_count"?: number | null,"progress"?: number,"project_id"?: string | null,"retried_at"?: string | null,"size_bytes"?: number,"status"?: Database["public"]['Enums']["document_status"],"storage_path"?: string,"updated_at"?: string
                   }
                   Relationships: [
                     {
@@ -1068,14 +1068,14 @@ isOneToOne: false
                   ]
                 },"webhook_deliveries": {
                   Row: {
-                    "attempt_count": number,"created_at": string,"endpoint_id": string,"event_id": string,"id": string,"last_attempt_at": string | null,"last_status_code": number | null,"locked_until": string | null,"next_attempt_at": string | null,"org_id": string,"replay_of": string | null,"status": string
+                    "attempt_count": number,"created_at": string,"endpoint_id": string,"event_id": string,"id": string,"last_attempt_at": string | null,"last_status_code": number | null,"locked_until": string | null,"next_attempt_at": string | null,"org_id": string,"replay_of": string | null,"requested_by": string | null,"status": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "attempt_count"?: number,"created_at"?: string,"endpoint_id": string,"event_id": string,"id"?: string,"last_attempt_at"?: string | null,"last_status_code"?: number | null,"locked_until"?: string | null,"next_attempt_at"?: string | null,"org_id": string,"replay_of"?: string | null,"status"?: string
+                    "attempt_count"?: number,"created_at"?: string,"endpoint_id": string,"event_id": string,"id"?: string,"last_attempt_at"?: string | null,"last_status_code"?: number | null,"locked_until"?: string | null,"next_attempt_at"?: string | null,"org_id": string,"replay_of"?: string | null,"requested_by"?: string | null,"status"?: string
                   }
                   Update: {
-                    "attempt_count"?: number,"created_at"?: string,"endpoint_id"?: string,"event_id"?: string,"id"?: string,"last_attempt_at"?: string | null,"last_status_code"?: number | null,"locked_until"?: string | null,"next_attempt_at"?: string | null,"org_id"?: string,"replay_of"?: string | null,"status"?: string
+                    "attempt_count"?: number,"created_at"?: string,"endpoint_id"?: string,"event_id"?: string,"id"?: string,"last_attempt_at"?: string | null,"last_status_code"?: number | null,"locked_until"?: string | null,"next_attempt_at"?: string | null,"org_id"?: string,"replay_of"?: string | null,"requested_by"?: string | null,"status"?: string
                   }
                   Relationships: [
                     {
@@ -1509,11 +1509,13 @@ isOneToOne: false
 "created_at": string,
 "created_by": string | null,
 "deletion_started_at": string | null,
+"embedding_model": string | null,
 "failure_reason": string | null,
 "id": string,
 "ingest_attempts": number,
 "ingest_cursor": number,
 "ingest_deferred_since": string | null,
+"ingest_model": string | null,
 "ingest_run": string | null,
 "ingest_stalls": number,
 "ingest_started_at": string | null,
@@ -1567,12 +1569,12 @@ isOneToOne: false
         isSetofReturn: false
       } },
 "match_bot_chunks":
-{ Args: { "bot_id": string,"match_count"?: number,"query_embedding": string,"query_text"?: string }; Returns: {
+{ Args: { "bot_id": string,"match_count"?: number,"query_embedding": string,"query_model"?: string,"query_text"?: string }; Returns: {
               "chunk_id": number,"collection_id": string,"content": string,"document_id": string,"document_name": string,"page_end": number,"page_start": number,"score": number,"text_rank": number,"vector_rank": number
             }[]
                            },
 "match_document_chunks":
-{ Args: { "collection_ids"?: (string)[],"match_count"?: number,"org_id": string,"query_embedding": string,"query_text"?: string }; Returns: {
+{ Args: { "collection_ids"?: (string)[],"match_count"?: number,"org_id": string,"query_embedding": string,"query_model"?: string,"query_text"?: string }; Returns: {
               "chunk_id": number,"collection_id": string,"content": string,"document_id": string,"document_name": string,"page_end": number,"page_start": number,"score": number,"text_rank": number,"vector_rank": number
             }[]
                            },
@@ -1690,11 +1692,13 @@ isOneToOne: false
 "created_at": string,
 "created_by": string | null,
 "deletion_started_at": string | null,
+"embedding_model": string | null,
 "failure_reason": string | null,
 "id": string,
 "ingest_attempts": number,
 "ingest_cursor": number,
 "ingest_deferred_since": string | null,
+"ingest_model": string | null,
 "ingest_run": string | null,
 "ingest_stalls": number,
 "ingest_started_at": string | null,
