@@ -56,7 +56,19 @@ export function declaredCharset(headers: Headers): string | undefined {
   return undefined;
 }
 
-const TEXT_CHARSETS = new Set(['utf-8', 'us-ascii']);
+/**
+ * Whether a declared charset is UTF-8 by any of its labels (the Encoding
+ * standard's: `utf8`, `unicode-1-1-utf-8`, ...) or US-ASCII, which UTF-8
+ * contains (the standard reads that label as windows-1252, hence named here).
+ */
+function isUtf8Charset(charset: string): boolean {
+  if (charset === 'us-ascii' || charset === 'ascii') return true;
+  try {
+    return new TextDecoder(charset).encoding === 'utf-8';
+  } catch {
+    return false;
+  }
+}
 
 const notUtf8 = (what: string) => new HttpError(400, 'invalid_encoding', `${what} is not valid UTF-8.`);
 
@@ -71,7 +83,7 @@ const notUtf8 = (what: string) => new HttpError(400, 'invalid_encoding', `${what
 export async function readBodyText(req: Request, { maxBytes = DEFAULT_MAX_JSON_BYTES }: BodyLimit = {}): Promise<string> {
   assertIdentityEncoding(req.headers);
   const charset = declaredCharset(req.headers);
-  if (charset !== undefined && !TEXT_CHARSETS.has(charset)) {
+  if (charset !== undefined && !isUtf8Charset(charset)) {
     throw new HttpError(415, 'unsupported_media_type', `Send the body as UTF-8 (charset=utf-8), not ${charset}.`);
   }
   const bytes = await readBodyBytes(req, maxBytes, () => payloadTooLarge(maxBytes));

@@ -33,7 +33,9 @@ function due(tx: TransactionSql, orgId: string, model: string) {
   return tx`
     from public.documents d
     where d.org_id = ${orgId}::uuid and d.status = 'ready' and d.deletion_started_at is null
-      and d.embedding_model is distinct from ${model}`;
+      and d.embedding_model is distinct from ${model}
+      -- A re-embedding that failed kept the old chunks: it would fail and be billed again on every call.
+      and d.last_failure_reason is null`;
 }
 
 /** A user must hold knowledge.write in the org; one who may only read it is refused, not told it is missing. */

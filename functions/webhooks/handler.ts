@@ -1,12 +1,14 @@
 /**
  * The webhooks admin API: endpoints are created, changed, rotated, deleted and
- * tested, deliveries replayed. Reads go through PostgREST under RLS, so only
- * writes live here; they are here rather than RPCs because a URL has to be
- * checked after DNS resolution (SSRF), which SQL cannot do.
+ * tested, deliveries replayed. Reads go through PostgREST under RLS; only an
+ * endpoint's own URL (what a 201's Location names) is also read here. Writes
+ * are here rather than RPCs because a URL has to be checked after DNS
+ * resolution (SSRF), which SQL cannot do.
  */
 import { requireUser } from '../_shared/auth.ts';
 import { getSql, type Sql, type TransactionSql, withUserScope } from '../_shared/db.ts';
 import { type EnvReader, processEnv } from '../_shared/env.ts';
+import { HttpError } from '../_shared/errors.ts';
 import { createHandler } from '../_shared/handler.ts';
 import { json, readJson } from '../_shared/http.ts';
 import { answerOnceForUser, idempotencyKeyFrom, type OnceAnswer, replayHeaders } from '../_shared/idempotency.ts';
@@ -94,6 +96,13 @@ export function createWebhooksHandler(deps: WebhooksDeps): (req: Request) => Pro
           }))
         );
         return createdEndpointResponse(created);
+      }
+      case 'getEndpoint': {
+        // What a 201's Location names. Read under RLS: unknown, another org's and unreadable alike are 404.
+        const id = parseId(route.id, 'endpoint');
+        const endpoint = await asCaller((tx) => ops.readEndpoint(tx, id));
+        if (!endpoint) throw new HttpError(404, 'not_found', ENDPOINT_NOT_FOUND);
+        return json({ endpoint });
       }
       case 'updateEndpoint': {
         const id = parseId(route.id, 'endpoint');

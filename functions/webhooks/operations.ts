@@ -61,6 +61,13 @@ export async function assertCanManageEndpoint(tx: TransactionSql, endpointId: st
   await tx`select from private.update_webhook_endpoint(${endpointId}, null, null, null, null)`;
 }
 
+/** The endpoint as the caller reads it under RLS (never its secrets); undefined when the caller cannot see it. */
+export async function readEndpoint(tx: TransactionSql, endpointId: string): Promise<EndpointRow | undefined> {
+  const [endpoint] = await tx<EndpointRow[]>`
+    select ${endpointColumns(tx)} from public.webhook_endpoints where id = ${endpointId}`;
+  return endpoint;
+}
+
 export async function createEndpoint(
   tx: TransactionSql,
   input: { orgId: string; url: string; description?: string; eventTypes?: string[] },

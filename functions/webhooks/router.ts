@@ -2,6 +2,7 @@ import { HttpError } from '../_shared/errors.ts';
 
 export type RouteName =
   | 'createEndpoint'
+  | 'getEndpoint'
   | 'updateEndpoint'
   | 'deleteEndpoint'
   | 'rotateSecret'
@@ -21,7 +22,7 @@ interface Route {
 
 const ROUTES: Route[] = [
   { pattern: ['endpoints'], methods: { POST: 'createEndpoint' } },
-  { pattern: ['endpoints', ':id'], methods: { PATCH: 'updateEndpoint', DELETE: 'deleteEndpoint' } },
+  { pattern: ['endpoints', ':id'], methods: { GET: 'getEndpoint', PATCH: 'updateEndpoint', DELETE: 'deleteEndpoint' } },
   { pattern: ['endpoints', ':id', 'rotate-secret'], methods: { POST: 'rotateSecret' } },
   { pattern: ['endpoints', ':id', 'test'], methods: { POST: 'sendTest' } },
   { pattern: ['deliveries', ':id', 'replay'], methods: { POST: 'replayDelivery' } },

@@ -184,6 +184,18 @@ describe('answers', () => {
     expect(replayed.headers.get('idempotent-replayed')).toBe('true');
     expect(replayed.headers.get('location')).toBe(`/functions/v1/webhooks/endpoints/${endpoint.id}`);
     expect(await count('webhook_endpoints')).toBe(1);
+
+    // The Location is served: the endpoint as its members read it, never its secret; unknown ids are 404.
+    const read = (id: string) =>
+      fetch(`${stack.functionsUrl}/webhooks/endpoints/${id}`, { headers: { authorization: `Bearer ${org.tokens.admin}` } });
+    const followed = await read(endpoint.id);
+    expect(followed.status).toBe(200);
+    const body = (await followed.json()) as { endpoint: Record<string, unknown> };
+    expect(body.endpoint).toMatchObject({ id: endpoint.id, org_id: org.id });
+    expect(JSON.stringify(body)).not.toContain('whsec_');
+    const unknown = await read(crypto.randomUUID());
+    expect(unknown.status).toBe(404);
+    expect((await unknown.json()).error.code).toBe('not_found');
   });
 
   it('answers health\'s 503 database_unavailable with Retry-After', async () => {

@@ -155,6 +155,17 @@ describe('POST /knowledge/reembed', () => {
     expect(await documentRow(id)).toMatchObject({ status: 'ready', embedding_model: OTHER_MODEL });
     await sql`update public.documents set embedding_model = ${OFFLINE_EMBEDDING_MODEL} where id = ${id}`;
   });
+
+  it('leaves a document whose last run failed for a manual retry, so a recurring failure is not billed again', async () => {
+    const id = await pushText('reembed-failing.txt', 'Repairs. Kettles sent for repair come back within a week.');
+    expect(await ingest(id)).toMatchObject({ status: 'ready' });
+    // As fail_ingest leaves a ready document whose re-embedding failed: the old chunks and model kept, the reason noted.
+    await sql`update public.documents set embedding_model = ${OTHER_MODEL}, last_failure_reason = 'The file is gone.'
+              where id = ${id}`;
+    expect(await (await reembed({ org_id: org.id })).json()).toEqual({ queued: 0, remaining: 0 });
+    expect(await documentRow(id)).toMatchObject({ status: 'ready', embedding_model: OTHER_MODEL });
+    await sql`update public.documents set embedding_model = ${OFFLINE_EMBEDDING_MODEL}, last_failure_reason = null where id = ${id}`;
+  });
 });
 
 describe('a provider switch between steps', () => {

@@ -572,7 +572,7 @@ describe('webhooks function', () => {
       expect(list.headers.get('allow')).toBe('POST');
       const put = await call('PUT', `/endpoints/${randomUUID()}`, { body: { enabled: true } });
       expectError(put, 405, 'method_not_allowed');
-      expect(put.headers.get('allow')).toBe('PATCH, DELETE');
+      expect(put.headers.get('allow')).toBe('GET, HEAD, PATCH, DELETE');
     });
   });
 

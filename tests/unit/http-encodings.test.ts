@@ -29,6 +29,9 @@ describe('readBodyText', () => {
       'application/json; charset=utf-8',
       'application/json;CHARSET="UTF-8"',
       'text/plain; charset=US-ASCII',
+      // UTF-8's other labels in the Encoding standard, as some clients send them.
+      'application/json; charset=UTF8',
+      'application/json; charset=unicode-1-1-utf-8',
     ];
     for (const type of types) {
       expect(await readBodyText(post('{"a":"\u00e9"}', { 'content-type': type })), type).toBe('{"a":"\u00e9"}');
