@@ -23,8 +23,13 @@
 -- which does not set pending) and commits under the old trigger before the lock is granted, and later writers
 -- block before their audit row; otherwise a mark blocked on the requests table by the drop below would go on
 -- with the old body after this commit and leave its row unredacted. Same order as writers: audit_log, then
--- the requests.
-lock table public.audit_log in share mode;
+-- the requests. In a DO block: `supabase db push` runs a file as one implicit transaction, where a top-level
+-- LOCK TABLE is refused (25P01); the lock lasts to the file's end either way.
+do $$
+begin
+  lock table public.audit_log in share mode;
+end
+$$;
 
 -- The old trigger goes first: the backfill's update must not queue redactions, which would take chain heads
 -- at this migration's commit while it holds the requests table.
