@@ -22,6 +22,13 @@
 --    private.vector_matches (searches with words or collections) checks the document in its walk. Both fold the
 --    check away when query_model is null (custom plans), so callers that pass nothing search as before.
 --    match_bot_chunks passes its own query_model through.
+-- 4. Each walk sets hnsw.ef_search to the rows it must yield (at least pgvector's default 40, which the default
+--    search keeps): without an iterative scan a walk gives back at most ef_search rows, so match_count 50
+--    returned 40 and the fused paths got 40 of their 200 vector candidates (20261123002000 fixed ef_search at 40).
+-- 5. One search returns a chunk content once: the same file stored as two documents (a re-post without an
+--    Idempotency-Key, a second upload) filled the chat's sources with the same text twice. Each half keeps the
+--    best-ranked row of a content and ranks the contents; the fused halves meet on the content; the plain walk
+--    asks for match_count * 4 rows, as the fused halves do, so match_count distinct chunks still come back.
 
 alter table public.documents
   add column embedding_model text
@@ -224,6 +231,7 @@ rows 40
 set search_path = ''
 set plan_cache_mode = 'force_custom_plan'
 set hnsw.iterative_scan = 'off'
+-- Raised to the candidates before the walk; restored with the others when it returns.
 set hnsw.ef_search = 40
 set enable_sort = off
 set enable_seqscan = off
@@ -261,6 +269,8 @@ begin
     end if;
     perform pg_catalog.set_config('hnsw.iterative_scan', 'relaxed_order', true);
   end if;
+  -- Without an iterative scan the walk gives back at most ef_search rows (pgvector allows up to 1000).
+  perform pg_catalog.set_config('hnsw.ef_search', least(greatest(40, candidates), 1000)::text, true);
   -- Materialised and ordered again: with a relaxed-order iterative scan the
   -- walk's rows may come slightly out of order.
   return query
@@ -314,8 +324,8 @@ security invoker
 set search_path = ''
 set plan_cache_mode = 'force_custom_plan'
 -- For the walk below (as private.vector_matches sets them): the org's HNSW
--- graph, ef_search 40, no iterative scan. The other searches take Postgres's
--- defaults back first.
+-- graph, no iterative scan, ef_search 40 raised to the walk's candidates. The
+-- other searches take Postgres's defaults back first.
 set hnsw.iterative_scan = 'off'
 set hnsw.ef_search = 40
 set enable_sort = off
@@ -341,29 +351,41 @@ begin
   if extensions.vector_norm(query_embedding) = 0 then
     raise exception 'query_embedding must not be all zeros' using errcode = 'invalid_parameter_value';
   end if;
+  -- Each half's rows, so match_count distinct contents remain when a file is
+  -- stored twice (every search keeps one row per content, compared bytewise:
+  -- collate "C" is exact equality, and cheaper than an md5 of every row).
   candidates := match_count * 4;
 
   -- A vector search of the whole org (no words, no collections): the walk
   -- and the winners' documents in one statement; a chunk of a document
   -- embedded by another model than the query's is passed over in the walk.
   if query_text is null and collection_ids is null then
+    -- The walk gives back at most ef_search rows: 40, the default's, for
+    -- match_count 10.
+    perform pg_catalog.set_config('hnsw.ef_search', greatest(40, candidates)::text, true);
     return query
     select w.id, w.document_id, w.name, w.collection_id, w.page_start, w.page_end, w.content,
       (1.0 / (60 + w.rank))::double precision, w.rank, null::integer
     from (
-      select n.id, n.document_id, n.name, n.collection_id, n.page_start, n.page_end, n.content,
-        (row_number() over (order by n.distance, n.id))::integer as rank
+      select u.id, u.document_id, u.name, u.collection_id, u.page_start, u.page_end, u.content,
+        (row_number() over (order by u.distance, u.id))::integer as rank
       from (
-        select c.id, c.document_id, d.name, c.collection_id, c.page_start, c.page_end, c.content,
-          c.embedding operator(extensions.<=>) query_embedding as distance
-        from public.document_chunks c
-        join public.documents d on d.id = c.document_id
-          and (query_model is null or d.embedding_model is null or d.embedding_model = query_model)
-        where c.org_id = match_document_chunks.org_id
-        order by c.embedding operator(extensions.<=>) query_embedding
-        limit match_count
-      ) n
+        select n.id, n.document_id, n.name, n.collection_id, n.page_start, n.page_end, n.content, n.distance,
+          row_number() over (partition by n.content collate "C" order by n.distance, n.id) as nth_copy
+        from (
+          select c.id, c.document_id, d.name, c.collection_id, c.page_start, c.page_end, c.content,
+            c.embedding operator(extensions.<=>) query_embedding as distance
+          from public.document_chunks c
+          join public.documents d on d.id = c.document_id
+            and (query_model is null or d.embedding_model is null or d.embedding_model = query_model)
+          where c.org_id = match_document_chunks.org_id
+          order by c.embedding operator(extensions.<=>) query_embedding
+          limit candidates
+        ) n
+      ) u
+      where u.nth_copy = 1
     ) w
+    where w.rank <= match_count
     order by w.rank;
     return;
   end if;
@@ -382,26 +404,51 @@ begin
     end if;
   end if;
 
-  -- Without words, the vector side's best match_count, scored as reciprocal
-  -- rank fusion scores a chunk only the vector side found.
+  -- Without words, the vector side's best match_count contents, scored as
+  -- reciprocal rank fusion scores a chunk only the vector side found.
   if words is null then
     return query
     select v.id, v.document_id, d.name, v.collection_id, v.page_start, v.page_end, v.content,
       (1.0 / (60 + v.rank))::double precision, v.rank, null::integer
-    from private.vector_matches(match_document_chunks.org_id, query_embedding, collection_ids, match_count, query_model) v
+    from (
+      select u.id, u.document_id, u.collection_id, u.page_start, u.page_end, u.content,
+        (row_number() over (order by u.rank))::integer as rank
+      from (
+        select m.id, m.document_id, m.collection_id, m.page_start, m.page_end, m.content, m.rank,
+          row_number() over (partition by m.content collate "C" order by m.rank) as nth_copy
+        from private.vector_matches(match_document_chunks.org_id, query_embedding, collection_ids, candidates, query_model) m
+      ) u
+      where u.nth_copy = 1
+    ) v
     join public.documents d on d.id = v.document_id
+    where v.rank <= match_count
     order by v.rank;
     return;
   end if;
 
+  -- Each half ranks its contents (a content's best row), and the halves meet on
+  -- the content: one copy found by its vector and another by its words is one
+  -- chunk found by both.
   return query
   with vector_matches as (
-    select v.id, v.document_id, v.collection_id, v.page_start, v.page_end, v.content, v.rank
-    from private.vector_matches(match_document_chunks.org_id, query_embedding, collection_ids, candidates, query_model) v
+    select u.id, u.document_id, u.collection_id, u.page_start, u.page_end, u.content,
+      (row_number() over (order by u.rank))::integer as rank
+    from (
+      select m.id, m.document_id, m.collection_id, m.page_start, m.page_end, m.content, m.rank,
+        row_number() over (partition by m.content collate "C" order by m.rank) as nth_copy
+      from private.vector_matches(match_document_chunks.org_id, query_embedding, collection_ids, candidates, query_model) m
+    ) u
+    where u.nth_copy = 1
   ),
   text_matches as (
-    select t.id, t.document_id, t.collection_id, t.page_start, t.page_end, t.content, t.rank
-    from private.text_matches(match_document_chunks.org_id, words, collection_ids, candidates) t
+    select u.id, u.document_id, u.collection_id, u.page_start, u.page_end, u.content,
+      (row_number() over (order by u.rank))::integer as rank
+    from (
+      select m.id, m.document_id, m.collection_id, m.page_start, m.page_end, m.content, m.rank,
+        row_number() over (partition by m.content collate "C" order by m.rank) as nth_copy
+      from private.text_matches(match_document_chunks.org_id, words, collection_ids, candidates) m
+    ) u
+    where u.nth_copy = 1
   ),
   fused as (
     select coalesce(v.id, t.id) as id, coalesce(v.document_id, t.document_id) as document_id,
@@ -410,7 +457,7 @@ begin
       v.rank as v_rank, t.rank as t_rank,
       coalesce(1.0 / (60 + v.rank), 0) + coalesce(1.0 / (60 + t.rank), 0) as rrf
     from vector_matches v
-    full join text_matches t on t.id = v.id
+    full join text_matches t on t.content collate "C" = v.content
     order by rrf desc, id
     limit match_count
   )
@@ -423,7 +470,7 @@ end;
 $$;
 revoke execute on function public.match_document_chunks(uuid, extensions.vector, text, integer, uuid[], text) from public, anon;
 grant execute on function public.match_document_chunks(uuid, extensions.vector, text, integer, uuid[], text) to authenticated, service_role;
-comment on function public.match_document_chunks(uuid, extensions.vector, text, integer, uuid[], text) is 'Hybrid retrieval (vector + full text, RRF) over the org''s chunks the caller may read; returns text, score, document and pages for citations. With query_model (the model that embedded query_embedding), the vector half keeps only chunks of documents embedded by that model or of unknown model (embedding_model null); the text half is unchanged.';
+comment on function public.match_document_chunks(uuid, extensions.vector, text, integer, uuid[], text) is 'Hybrid retrieval (vector + full text, RRF) over the org''s chunks the caller may read; returns text, score, document and pages for citations, each chunk content once (its best-ranked copy). With query_model (the model that embedded query_embedding), the vector half keeps only chunks of documents embedded by that model or of unknown model (embedding_model null); the text half is unchanged.';
 
 -- Latest definition: 20261123014600_rpc_not_found_404.sql; only query_model is new.
 drop function public.match_bot_chunks(uuid, extensions.vector, text, integer);
