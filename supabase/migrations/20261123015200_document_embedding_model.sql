@@ -27,8 +27,10 @@
 --    returned 40 and the fused paths got 40 of their 200 vector candidates (20261123002000 fixed ef_search at 40).
 -- 5. One search returns a chunk content once: the same file stored as two documents (a re-post without an
 --    Idempotency-Key, a second upload) filled the chat's sources with the same text twice. Each half keeps the
---    best-ranked row of a content and ranks the contents; the fused halves meet on the content; the plain walk
---    asks for match_count * 4 rows, as the fused halves do, so match_count distinct chunks still come back.
+--    best-ranked row of a content and ranks the contents; the fused halves meet on the content and ask for
+--    match_count * 4 rows, so match_count distinct chunks still come back; the plain walk reads match_count rows
+--    and answers their distinct contents (fewer when copies are among them: four times the rows cost 0.3-0.4 ms
+--    a search in the bench's small orgs).
 
 alter table public.documents
   add column embedding_model text
@@ -351,18 +353,22 @@ begin
   if extensions.vector_norm(query_embedding) = 0 then
     raise exception 'query_embedding must not be all zeros' using errcode = 'invalid_parameter_value';
   end if;
-  -- Each half's rows, so match_count distinct contents remain when a file is
-  -- stored twice (every search keeps one row per content, compared bytewise:
-  -- collate "C" is exact equality, and cheaper than an md5 of every row).
+  -- Each fused half's rows, so match_count distinct contents remain when a
+  -- file is stored twice (every search keeps one row per content, compared
+  -- bytewise: collate "C" is exact equality, and cheaper than an md5 of every
+  -- row).
   candidates := match_count * 4;
 
   -- A vector search of the whole org (no words, no collections): the walk
   -- and the winners' documents in one statement; a chunk of a document
   -- embedded by another model than the query's is passed over in the walk.
+  -- It reads match_count rows and answers their distinct contents, so a copy
+  -- costs a row rather than every search reading four times the rows (0.3-0.4
+  -- ms more a search in `npm run bench:rag`'s orgs of 1,500 and 4,084 chunks).
   if query_text is null and collection_ids is null then
     -- The walk gives back at most ef_search rows: 40, the default's, for
     -- match_count 10.
-    perform pg_catalog.set_config('hnsw.ef_search', greatest(40, candidates)::text, true);
+    perform pg_catalog.set_config('hnsw.ef_search', greatest(40, match_count)::text, true);
     return query
     select w.id, w.document_id, w.name, w.collection_id, w.page_start, w.page_end, w.content,
       (1.0 / (60 + w.rank))::double precision, w.rank, null::integer
@@ -380,7 +386,7 @@ begin
             and (query_model is null or d.embedding_model is null or d.embedding_model = query_model)
           where c.org_id = match_document_chunks.org_id
           order by c.embedding operator(extensions.<=>) query_embedding
-          limit candidates
+          limit match_count
         ) n
       ) u
       where u.nth_copy = 1
