@@ -97,6 +97,9 @@ export type SaveOutcome =
  */
 export async function saveStep(sql: Sql, step: SaveStep): Promise<SaveOutcome> {
   return await asServiceRole(sql, async (tx): Promise<SaveOutcome> => {
+    // Publishing the chunks key-shares the document's collection: taken before the document row, as a
+    // collection's delete takes them (the collection, then its documents), or the two deadlock (20261123015700).
+    if (step.last) await tx`select private.share_document_collection(${step.documentId}::uuid)`;
     const [current] = await tx<DocumentState[]>`
       select ingest_run, ingest_cursor, status, deletion_started_at is not null as marked
       from public.documents where id = ${step.documentId} for update`;
