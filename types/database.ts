@@ -946,14 +946,14 @@ isOneToOne: false
                   ]
                 },"upload_batches": {
                   Row: {
-                    "collection_id": string | null,"created_at": string,"created_by": string | null,"id": string,"org_id": string,"project_id": string | null
+                    "collection_id": string | null,"created_at": string,"created_by": string | null,"file_count": number,"id": string,"org_id": string,"project_id": string | null
                   }
                   ComputedFields: never
                   Insert: {
-                    "collection_id"?: string | null,"created_at"?: string,"created_by"?: string | null,"id"?: string,"org_id": string,"project_id"?: string | null
+                    "collection_id"?: string | null,"created_at"?: string,"created_by"?: string | null,"file_count"?: number,"id"?: string,"org_id": string,"project_id"?: string | null
                   }
                   Update: {
-                    "collection_id"?: string | null,"created_at"?: string,"created_by"?: string | null,"id"?: string,"org_id"?: string,"project_id"?: string | null
+                    "collection_id"?: string | null,"created_at"?: string,"created_by"?: string | null,"file_count"?: number,"id"?: string,"org_id"?: string,"project_id"?: string | null
                   }
                   Relationships: [
                     {
@@ -1129,7 +1129,7 @@ isOneToOne: false
           Views: {
             "upload_batch_progress": {
                   Row: {
-                    "batch_id": string,"failed": number | null,"files": number | null,"in_progress": number | null,"org_id": string,"percent": number | null,"ready": number | null
+                    "batch_id": string,"deleted": number | null,"failed": number | null,"files": number | null,"in_progress": number | null,"org_id": string,"percent": number | null,"ready": number | null
                   }
                   ComputedFields: never
                   Relationships: [
