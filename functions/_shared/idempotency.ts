@@ -4,8 +4,9 @@
  * (and, with answerOnceForUser, for a user's requests in an org).
  * The key is claimed in the transaction that does the work (SQL:
  * 20261123006100_idempotency_keys.sql; an upload, whose bytes go to Storage
- * after that transaction, records its answer once stored and gives the claim
- * up when Storage refuses): the first request's answer is kept
+ * after that transaction, names its document on the claim, records its answer
+ * once stored and gives the claim up when Storage refuses): the first
+ * request's answer is kept
  * for the API key and that key for 24 hours, a retry with the same request
  * gets it again with `Idempotent-Replayed: true`, and the same key with
  * another request is a 422. Work that fails rolls the claim back, so a failed
@@ -115,6 +116,30 @@ const userScope = (orgId: string): KeyScope => ({
 export async function claimKey<T>(tx: TransactionSql, apiKeyId: string, key: string, request: unknown): Promise<OnceAnswer<T> | null> {
   const fingerprint = await fingerprintOf(request);
   return replayOf<T>(await apiKeyScope(apiKeyId).claim(tx, key, fingerprint), fingerprint);
+}
+
+/**
+ * claimKey for an upload (SQL: 20261123015600), whose answer is recorded after
+ * its registration commits: also `documentId`, the document the claim this
+ * request took over named (the same request, registered and left unanswered,
+ * its request dead), for the upload to answer or take back; else null.
+ */
+export async function claimUploadKey<T>(
+  tx: TransactionSql,
+  apiKeyId: string,
+  key: string,
+  request: unknown,
+): Promise<{ replay: OnceAnswer<T> | null; documentId: string | null }> {
+  const fingerprint = await fingerprintOf(request);
+  const [claim] = await tx<(Claim & { document_id: string | null })[]>`
+    select claimed, first_fingerprint, response_status, response_body, document_id
+    from private.claim_upload_idempotency_key(${apiKeyId}::uuid, ${key}, ${fingerprint})`;
+  return { replay: replayOf<T>(claim, fingerprint), documentId: claim.document_id };
+}
+
+/** Names the document an upload that claimed `key` registered, in the registration's transaction. */
+export async function recordDocument(tx: TransactionSql, apiKeyId: string, key: string, documentId: string): Promise<void> {
+  await tx`select private.record_idempotent_document(${apiKeyId}::uuid, ${key}, ${documentId}::uuid)`;
 }
 
 /** Keeps the answer of the request that claimed `key`, for its retries. */

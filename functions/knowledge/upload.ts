@@ -19,14 +19,26 @@
  * Idempotency-Key (as POST /calls takes it), a retry of the same upload (the
  * same file, name and place) answers the first one again instead of
  * registering the file twice; one sent while the first is still being stored
- * is a 409 to retry.
+ * is a 409 to retry. The registration names its document on the key's claim:
+ * a retry of a request that died before answering (its claim taken over
+ * after 10 minutes) answers that document when its file was stored, and
+ * otherwise takes it back and registers the file anew.
  */
 import { z } from 'zod';
 import type { AuthOptions } from '../_shared/auth.ts';
-import { asServiceRole, type Sql } from '../_shared/db.ts';
+import { asServiceRole, type Sql, type TransactionSql } from '../_shared/db.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { assertIdentityEncoding, json, readBodyBytes, readQuery } from '../_shared/http.ts';
-import { claimKey, idempotencyKeyFrom, type OnceAnswer, recordAnswer, releaseKey, replayHeaders } from '../_shared/idempotency.ts';
+import {
+  type Answer,
+  claimUploadKey,
+  idempotencyKeyFrom,
+  type OnceAnswer,
+  recordAnswer,
+  recordDocument,
+  releaseKey,
+  replayHeaders,
+} from '../_shared/idempotency.ts';
 import { sha256Hex } from '../_shared/sha256.ts';
 import { MAX_FILE_BYTES, SUPPORTED_MIME_TYPES } from '../_shared/text/extract.ts';
 import { asCaller, authenticateCaller, callerOrg, takeUserRateLimit } from './caller.ts';
@@ -41,8 +53,14 @@ export const uploadQuery = z.strictObject({
 
 interface RegisteredDocument {
   id: string;
-  batch_id: string;
+  batch_id: string | null;
   storage_path: string;
+}
+
+/** An Idempotency-Key claimed for the upload. */
+interface UploadClaim {
+  apiKeyId: string;
+  key: string;
 }
 
 /** The Content-Type without its parameters (`text/plain; charset=utf-8` is text/plain). */
@@ -84,7 +102,7 @@ async function takeBack(
   sql: Sql,
   store: KnowledgeStore,
   document: RegisteredDocument,
-  claim: { apiKeyId: string; key: string } | null,
+  claim: UploadClaim | null,
 ): Promise<void> {
   let removed = false;
   try {
@@ -95,15 +113,58 @@ async function takeBack(
   }
   try {
     await asServiceRole(sql, async (tx) => {
-      if (removed) {
-        await deleteDocumentRow(tx, document.id);
-        await tx`delete from public.upload_batches where id = ${document.batch_id}::uuid`;
-      }
+      if (removed) await dropRegistration(tx, document);
       if (claim) await releaseKey(tx, claim.apiKeyId, claim.key);
     });
   } catch (error) {
     console.error(`taking back the upload of document ${document.id} failed`, error);
   }
+}
+
+/** Deletes a registration (its document, then its batch of one) whose file never got stored. */
+async function dropRegistration(tx: TransactionSql, document: RegisteredDocument): Promise<void> {
+  await deleteDocumentRow(tx, document.id);
+  if (document.batch_id) await tx`delete from public.upload_batches where id = ${document.batch_id}::uuid`;
+}
+
+/** The upload's 202: the document as representation.ts shows it, plus its storage_path. */
+function uploadAnswer(stored: DocumentRow, storagePath: string, currentModel: string): Answer<unknown> {
+  // storage_path stays in the upload's answer, which showed it before the representation was shared.
+  return { status: 202, body: { ...toApiDocument(stored, currentModel), storage_path: storagePath } };
+}
+
+/**
+ * The answer for the document an earlier request with this key registered and
+ * never answered (it died, or its last transaction failed): once its file was
+ * stored (the object's insert queues the document in the same transaction, so
+ * a status past `uploading` is the stored file's witness), that document, as
+ * it is now, kept as the key's answer. A registration whose file never arrived is dropped, so the
+ * caller registers the file anew; so does a document deleted, or being
+ * deleted, since: null for both.
+ */
+async function answerEarlierUpload(
+  tx: TransactionSql,
+  claim: UploadClaim,
+  documentId: string,
+  orgId: string,
+  currentModel: string,
+): Promise<OnceAnswer<unknown> | null> {
+  // A registration dropped here is deleted before create_upload_batch registers anew: its locks come in that
+  // function's order (README "Lock order"), the org's active subscription (the documents' quota lock) before the
+  // document row and the audit chain head its delete takes, else this deadlocks with the org's other uploads.
+  await tx`select 1 from public.subscriptions s where s.org_id = ${orgId}::uuid and s.status = 'active' for update`;
+  const [earlier] = await tx<(DocumentRow & { storage_path: string; marked: boolean })[]>`
+    select ${documentColumns(tx)}, d.storage_path, d.deletion_started_at is not null as marked
+    from public.documents d where d.id = ${documentId}::uuid and d.org_id = ${orgId}::uuid
+    for update`;
+  if (!earlier || earlier.marked) return null;
+  if (earlier.status === 'uploading') {
+    await dropRegistration(tx, earlier);
+    return null;
+  }
+  const answer = uploadAnswer(earlier, earlier.storage_path, currentModel);
+  await recordAnswer(tx, claim.apiKeyId, claim.key, answer);
+  return { ...answer, replayed: true };
 }
 
 /** `currentModel`: the model the deployment embeds with (its provider's). */
@@ -130,15 +191,21 @@ export async function uploadDocument(
 
   // The same file, name and place make the same request; an Idempotency-Key retry of it answers the first upload again.
   const request = { route: 'POST /knowledge/documents', query, file };
+  const claim: UploadClaim | null = idempotencyKey ? { apiKeyId: caller.key.apiKeyId, key: idempotencyKey } : null;
   const registered = await asCaller(
     sql,
     caller,
     async (tx): Promise<{ replay: OnceAnswer<unknown> } | { document: RegisteredDocument }> => {
-      const replay = idempotencyKey ? await claimKey(tx, caller.key.apiKeyId, idempotencyKey, request) : null;
-      if (replay) return { replay };
+      if (claim) {
+        const { replay, documentId } = await claimUploadKey(tx, claim.apiKeyId, claim.key, request);
+        if (replay) return { replay };
+        const earlier = documentId ? await answerEarlierUpload(tx, claim, documentId, orgId, currentModel) : null;
+        if (earlier) return { replay: earlier };
+      }
       const [document] = await tx<RegisteredDocument[]>`
         select id, batch_id, storage_path from public.create_upload_batch(${orgId}::uuid, ${tx.json([file])},
           ${query.project_id ?? null}::uuid, ${query.collection_id ?? null}::uuid)`;
+      if (claim) await recordDocument(tx, claim.apiKeyId, claim.key, document.id);
       return { document };
     },
     { forbidden: 'This API key may not upload documents.', notFound: 'The collection or project was not found.' },
@@ -148,7 +215,6 @@ export async function uploadDocument(
   }
   const { document } = registered;
 
-  const claim = idempotencyKey ? { apiKeyId: caller.key.apiKeyId, key: idempotencyKey } : null;
   try {
     await store.upload(document.storage_path, bytes, mimeType);
   } catch (error) {
@@ -169,8 +235,7 @@ export async function uploadDocument(
       from public.documents d where d.id = ${document.id}::uuid`;
     // Deleted (or being deleted) between its upload and here; its file goes with it.
     if (!stored || stored.marked) return null;
-    // storage_path stays in the upload's answer, which showed it before the representation was shared.
-    const answer = { status: 202, body: { ...toApiDocument(stored, currentModel), storage_path: document.storage_path } };
+    const answer = uploadAnswer(stored, document.storage_path, currentModel);
     if (claim) await recordAnswer(tx, claim.apiKeyId, claim.key, answer);
     return answer;
   });
@@ -194,7 +259,7 @@ async function deletedMeanwhile(sql: Sql, documentId: string): Promise<boolean> 
 }
 
 /** Frees the Idempotency-Key claim of an upload that ended without an answer to replay, so a retry may register anew. */
-async function giveUpClaim(sql: Sql, claim: { apiKeyId: string; key: string } | null): Promise<void> {
+async function giveUpClaim(sql: Sql, claim: UploadClaim | null): Promise<void> {
   if (!claim) return;
   try {
     await asServiceRole(sql, (tx) => releaseKey(tx, claim.apiKeyId, claim.key));
