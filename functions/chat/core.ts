@@ -24,7 +24,9 @@
  *    service: prepare authorised the turn). A failed metering of the
  *    question's embedding is logged and does not stop it. A turn whose client went away mid-answer finishes
  *    too, as `interrupted`: the model was called, so its tokens are metered
- *    (else cancelling would dodge the quota) and what was streamed is stored.
+ *    (else cancelling would dodge the quota) and what was streamed is stored;
+ *    gone before the provider took the request (while it answered 429 or 5xx
+ *    and we waited to retry), nothing was billed, so nothing is metered.
  *    So does a turn whose model fails (ChatProviderError, its retries spent),
  *    as `error`: what was streamed before the failure is stored (empty if
  *    nothing was) and metered (nothing when no text came), and the result
@@ -275,6 +277,8 @@ async function* answerSteps(deps: ChatDeps, input: TurnInput, turn: PreparedTurn
     const answer = new AnswerText(MAX_ANSWER_CHARS - (transferContact ? noAnswerContactRoom(transferContact) : 0));
     // Everything the model sent, for counting its tokens when it sends no usage.
     let modelText = '';
+    // Whether the provider took the request (a 2xx): only then was the prompt billed.
+    let accepted = false;
     if (input.signal?.aborted) {
       // Gone before the model was asked: the turn ends stored as interrupted, with no model tokens.
       finishReason = 'interrupted';
@@ -289,6 +293,9 @@ async function* answerSteps(deps: ChatDeps, input: TurnInput, turn: PreparedTurn
             context: { chunks, products },
             language: bot.language,
             signal: input.signal,
+            onAccepted: () => {
+              accepted = true;
+            },
           })
         ) {
           if (delta.type === 'delta') {
@@ -314,8 +321,10 @@ async function* answerSteps(deps: ChatDeps, input: TurnInput, turn: PreparedTurn
         if (input.signal?.aborted) {
           // The client went away mid-answer. The provider's usage comes only at the end of a stream, so
           // the tokens are ours to count: the whole prompt (the model read it) and the text streamed so far.
+          // Gone while the provider still refused (429 or 5xx, waiting to retry): nothing was billed, as
+          // when the retries run out.
           finishReason = 'interrupted';
-          tokensIn = countPromptTokens(messages);
+          tokensIn = accepted || modelText !== '' ? countPromptTokens(messages) : 0;
           tokensOut = countTokensUpTo(modelText);
         } else if (error instanceof ChatProviderError) {
           // The model failed, its retries spent. The turn still ends: what was streamed is the answer,

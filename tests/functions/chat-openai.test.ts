@@ -4,6 +4,8 @@
  * OpenAI's wire format (the production code path, with no network). The
  * prompt carries the bot's settings and the retrieved sources; a 500 before
  * the first token is retried; a cut after it ends the stream with an error.
+ * A client that leaves while a 429 is waited out meters nothing (the provider
+ * billed nothing); one that leaves once the stream started meters the prompt.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createSql, type Sql } from '../../functions/_shared/db.ts';
@@ -17,6 +19,7 @@ let stub: OpenAiStub;
 let org: ChatOrg;
 let manual: string;
 let key: string;
+let concierge: string;
 
 const complete = (body: Record<string, unknown>) =>
   fetch(`${stack.functionsUrl}/chat/v1/chat/completions`, {
@@ -25,6 +28,49 @@ const complete = (body: Record<string, unknown>) =>
     body: JSON.stringify({ model: 'concierge', ...body }),
   });
 
+interface StoredTurn {
+  conversation_id: string;
+  content: string;
+  finish_reason: string | null;
+  tokens_in: number;
+  tokens_out: number;
+}
+
+/** The answer to this question once chat_finish stored it (a turn whose client left finishes in the background). */
+async function storedAnswerTo(question: string, timeoutMs = 10_000): Promise<StoredTurn | undefined> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const [answer] = await sql<StoredTurn[]>`
+      select a.conversation_id, a.content, a.finish_reason, a.tokens_in, a.tokens_out
+      from public.messages a join public.messages q on q.id = a.reply_to_message_id
+      where q.content = ${question} and q.role = 'user' and a.role = 'assistant'`;
+    if (answer || Date.now() > until) return answer;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/**
+ * Asks in web chat (its stream opens at once, so the turn sees the client leave) and goes away `afterMs` after
+ * the stub has seen the first chat request.
+ */
+async function askAndLeave(question: string, afterMs: number): Promise<void> {
+  const abort = new AbortController();
+  const response = await fetch(`${stack.functionsUrl}/chat`, {
+    method: 'POST',
+    signal: abort.signal,
+    headers: { authorization: `Bearer ${org.tokens.member}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ bot_id: concierge, message: question }),
+  });
+  expect(response.status).toBe(200);
+  const read = response.text();
+  const until = Date.now() + 10_000;
+  while (stub.chatRequests.length === 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20));
+  expect(stub.chatRequests).toHaveLength(1);
+  await new Promise((resolve) => setTimeout(resolve, afterMs));
+  abort.abort();
+  await expect(read).rejects.toThrow();
+}
+
 beforeAll(async () => {
   stub = await startOpenAiStub({ apiKey: 'sk-test-chat' });
   stack = await startTestStack({
@@ -32,7 +78,7 @@ beforeAll(async () => {
   });
   sql = createSql(stack.dbUrl, { max: 1 });
   org = await createChatOrg(sql, 'chat-openai');
-  await createBot(sql, org.id, { slug: 'concierge', model: 'gpt-4o-mini', language: 'de' });
+  concierge = await createBot(sql, org.id, { slug: 'concierge', model: 'gpt-4o-mini', language: 'de' });
   manual = await createDocument(sql, org.id, 'hours.pdf', [
     'Delivery takes two working days.',
     'Opening hours are from 9 am to 5 pm on weekdays.',
@@ -100,5 +146,36 @@ describe('chat through OpenAI (local wire-format server)', () => {
     expect(text).toContain('"code":"model_unavailable"');
     expect(text).not.toContain('[DONE]');
     expect(stub.chatRequests).toHaveLength(1);
+  });
+});
+
+describe('a client that goes away before the answer', () => {
+  it('meters no tokens when it leaves while a 429 is waited out: the provider billed nothing', async () => {
+    const question = 'How long does delivery take? (left during the retry wait)';
+    stub.failChatNext({ status: 429, headers: { 'retry-after': '3' } });
+    await askAndLeave(question, 300);
+
+    const answer = await storedAnswerTo(question);
+    expect(answer).toMatchObject({ content: '', finish_reason: 'interrupted', tokens_in: 0, tokens_out: 0 });
+    // The wait was cut short: no further try reached the server.
+    expect(stub.chatRequests.map((r) => r.status)).toEqual([429]);
+    const usage = await sql<{ tokens_in: number; tokens_out: number }[]>`
+      select tokens_in, tokens_out from public.usage_events where conversation_id = ${answer!.conversation_id} and kind = 'chat'`;
+    expect(usage).toEqual([{ tokens_in: 0, tokens_out: 0 }]);
+  });
+
+  it('meters the prompt when it leaves after the stream started, even before any text', async () => {
+    const question = 'How long does delivery take? (left once the stream began)';
+    stub.answerChat({ content: 'Delivery takes two working days [1].', delayMs: 2_000 });
+    await askAndLeave(question, 300);
+
+    const answer = await storedAnswerTo(question);
+    expect(answer).toMatchObject({ content: '', finish_reason: 'interrupted', tokens_out: 0 });
+    // The prompt (system message with the bot's settings and sources, and the question), counted by us.
+    expect(answer!.tokens_in).toBeGreaterThan(50);
+    expect(stub.chatRequests.map((r) => r.status)).toEqual([200]);
+    const usage = await sql<{ tokens_in: number; tokens_out: number }[]>`
+      select tokens_in, tokens_out from public.usage_events where conversation_id = ${answer!.conversation_id} and kind = 'chat'`;
+    expect(usage).toEqual([{ tokens_in: answer!.tokens_in, tokens_out: 0 }]);
   });
 });

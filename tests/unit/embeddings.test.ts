@@ -40,6 +40,24 @@ describe('offline lexical provider', () => {
     expect((await provider.embed([texts[0]])).vectors[0]).toEqual(vectors[0]);
   });
 
+  it('cuts each text to 8,192 tokens as the OpenAI path does, embedding and metering the cut', async () => {
+    // 8,000 characters, a legal question: each rare Han character is two tokens, 16,000 in all.
+    const rare = '㐀 '.repeat(4000);
+    expect(countTokens(rare)).toBe(16_000);
+    const [sent] = planBatches([rare]);
+    const { vectors, tokens } = await provider.embed([rare]);
+    expect(tokens).toBe(sent.tokens);
+    expect(tokens).toBeLessThanOrEqual(OPENAI_EMBEDDING_LIMITS.maxTokensPerInput);
+    expect(vectors[0]).toEqual(lexicalEmbedding(sent.texts[0]));
+  });
+
+  it('leaves a text within the limit untouched, so stored vectors stay comparable', async () => {
+    const texts = ['Our refund policy allows returns within 30 days.', 'lorem ipsum '.repeat(3500), '退货政策是什么？'];
+    const { vectors, tokens } = await provider.embed(texts);
+    expect(vectors).toEqual(texts.map(lexicalEmbedding));
+    expect(tokens).toBe(texts.reduce((sum, text) => sum + countTokens(text), 0));
+  });
+
   it('puts texts that share words close together and unrelated texts apart', () => {
     const question = lexicalEmbedding('How many days do I have to return a product for a refund?');
     const answer = lexicalEmbedding('Refund policy: a product can be returned within 30 days of delivery.');

@@ -196,9 +196,10 @@ describe('the paths that count text from outside', () => {
     expect(countTokens(dense)).toBeLessThanOrEqual(8_192);
   });
 
-  it('meters an offline embedding of a 200,000-character run', async () => {
+  it('meters an offline embedding of a 200,000-character run as cut to 8,192 tokens, like the OpenAI path', async () => {
     const { tokens } = await guarded(() => createOfflineProvider().embed([unbroken(RUN)]));
-    expect(tokens).toBeGreaterThan(RUN / 4);
+    expect(tokens).toBeLessThanOrEqual(8_192);
+    expect(tokens).toBeGreaterThan(8_100);
   });
 
   it('leaves the whole-text counter to tokens.ts and the role names of usage.ts', () => {

@@ -31,6 +31,8 @@ async function* streamOfflineAnswer(request: ChatRequest): AsyncGenerator<ChatDe
   const question = [...request.messages].reverse().find((message) => message.role === 'user')?.content ?? '';
   const answer = extractiveAnswer(question, request.context) ?? noAnswerText(request.language);
   const { text, tokens } = truncateToTokens(answer, Math.max(0, request.maxTokens));
+  // It answers every request: taken at once, like a model's 2xx.
+  request.onAccepted?.();
   // One delta per word with its trailing space, as a model streams: the deltas join up to the exact answer.
   for (const word of text.match(/\S+\s*/gu) ?? []) {
     request.signal?.throwIfAborted();

@@ -101,6 +101,8 @@ async function* streamOnce(
       },
       { signal: request.signal ? AbortSignal.any([request.signal, stalled.signal]) : stalled.signal },
     );
+    // Resolved on a 2xx: the server took the prompt, whatever becomes of the stream.
+    request.onAccepted?.();
     for await (const chunk of stream) {
       // With include_usage the last chunk has no choices and the usage of the whole request.
       if (chunk.usage) usage = { tokensIn: chunk.usage.prompt_tokens, tokensOut: chunk.usage.completion_tokens };

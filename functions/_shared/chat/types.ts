@@ -49,9 +49,17 @@ export interface ChatRequest {
   /**
    * Aborting it (the client went away) stops the answer; the stream then
    * throws the signal's reason, with no `done` and so no usage: the caller
-   * counts the tokens (countPromptTokens, and the text it received).
+   * counts the tokens (countPromptTokens if onAccepted was called, and the
+   * text it received).
    */
   signal?: AbortSignal;
+  /**
+   * Called when the provider has taken the request (OpenAI: a try answered
+   * 2xx, its stream started), so the model read the prompt and bills it even
+   * if the client goes away before any text. Until then (tries answered 429
+   * or 5xx, a wait to retry) nothing is billed: an abort then meters nothing.
+   */
+  onAccepted?: () => void;
 }
 
 export interface ChatUsage {

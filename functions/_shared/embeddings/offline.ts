@@ -1,4 +1,5 @@
-import { countTokensUpTo } from '../text/tokens.ts';
+import { truncateToTokens } from '../text/tokens.ts';
+import { OPENAI_EMBEDDING_LIMITS } from './batching.ts';
 import { EMBEDDING_DIMENSIONS, type EmbeddingProvider } from './types.ts';
 
 export const OFFLINE_EMBEDDING_MODEL = 'offline-lexical-v2';
@@ -11,7 +12,7 @@ export const OFFLINE_EMBEDDING_MODEL = 'offline-lexical-v2';
  * way, so cosine similarity behaves like keyword overlap. No semantics: a
  * synonym matches only by its letters. Chinese, Japanese and Korean, written
  * without spaces between words, count each pair of neighbouring characters as
- * a word.
+ * a word. Each text is cut to 8,192 tokens first, as OpenAI's inputs are.
  */
 export function createOfflineProvider(): EmbeddingProvider {
   return {
@@ -20,9 +21,12 @@ export function createOfflineProvider(): EmbeddingProvider {
     async embed(texts, options = {}) {
       await options.beforeRequest?.();
       let tokens = 0;
-      const vectors = texts.map((text) => {
-        tokens += countTokensUpTo(text);
-        return lexicalEmbedding(text);
+      // Cut as the OpenAI path cuts each input (planBatches), and metered as cut: the same text meters the
+      // same with or without a key. A text within the limit is untouched, so its vector is as before.
+      const vectors = texts.map((raw) => {
+        const cut = truncateToTokens(raw, OPENAI_EMBEDDING_LIMITS.maxTokensPerInput);
+        tokens += cut.tokens;
+        return lexicalEmbedding(cut.text);
       });
       return { vectors, tokens };
     },
