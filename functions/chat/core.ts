@@ -328,12 +328,12 @@ async function* answerSteps(deps: ChatDeps, input: TurnInput, turn: PreparedTurn
           tokensOut = countTokensUpTo(modelText);
         } else if (error instanceof ChatProviderError) {
           // The model failed, its retries spent. The turn still ends: what was streamed is the answer,
-          // stored as `error`. With text, the model read the prompt and wrote that text (both billed, no
-          // usage sent): counted as for `interrupted`. With none (an error status, a connection lost
-          // before any text), nothing was generated: metered as no tokens.
+          // stored as `error`. Metered as for `interrupted`: the prompt once a try was accepted (the model
+          // read it) or text came, and that text; every try refused (an error status, a connection lost
+          // before any answer): no tokens.
           finishReason = 'error';
           failure = error;
-          tokensIn = modelText === '' ? 0 : countPromptTokens(messages);
+          tokensIn = accepted || modelText !== '' ? countPromptTokens(messages) : 0;
           tokensOut = countTokensUpTo(modelText);
         } else {
           throw error;

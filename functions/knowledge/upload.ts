@@ -153,6 +153,9 @@ async function answerEarlierUpload(
   // function's order (README "Lock order"), the org's active subscription (the documents' quota lock) before the
   // document row and the audit chain head its delete takes, else this deadlocks with the org's other uploads.
   await tx`select 1 from public.subscriptions s where s.org_id = ${orgId}::uuid and s.status = 'active' for update`;
+  // Its collection before the document, as the last ingestion step takes them: a collection delete under way
+  // holds the collection, then waits for the document in its on delete set null.
+  await tx`select private.share_document_collection(${documentId}::uuid)`;
   const [earlier] = await tx<(DocumentRow & { storage_path: string; marked: boolean })[]>`
     select ${documentColumns(tx)}, d.storage_path, d.deletion_started_at is not null as marked
     from public.documents d where d.id = ${documentId}::uuid and d.org_id = ${orgId}::uuid

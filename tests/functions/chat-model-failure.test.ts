@@ -183,6 +183,19 @@ describe('chat/completions: a model that fails before its first token', () => {
     expect(stub.chatRequests).toHaveLength(1);
   });
 
+  it('meters the prompt of a try the provider accepted (2xx) that broke before any text, as it billed it', async () => {
+    stub.answerChat({ content: ANSWER, dropAfter: 0 });
+    const response = await complete({ user: 'accepted-then-broken' });
+    expect(response.status).toBe(503);
+    const conversation = response.headers.get('x-conversation-id')!;
+    const [answer] = (await messagesOf(conversation)).filter((m) => m.role === 'assistant');
+    expect(answer).toMatchObject({ content: '', finish_reason: 'error', tokens_out: 0 });
+    expect(answer.tokens_in).toBeGreaterThan(0);
+    expect(await chatUsage(conversation)).toEqual([
+      { tokens_in: answer.tokens_in, tokens_out: 0, api_key_id: key.id, user_id: null },
+    ]);
+  });
+
   it('passes the provider\'s Retry-After on with a 503 for a 429, and answers 502 for a request the provider refused', async () => {
     stub.failChatNext({ status: 429, headers: { 'retry-after': '30' } });
     const limited = await complete({ stream: true, user: 'limited' });
