@@ -111,7 +111,16 @@ export function createCalendarHandler(deps: CalendarDeps): (req: Request) => Pro
         await requireServiceRole(req, { env, what: 're-seal calendar tokens' });
         return resealTokens(ctx, req);
     }
-  }, { env, headNotServed: (pathname) => pathname.endsWith('/oauth/callback') });
+  }, { env, headNotServed: isOAuthCallback });
 }
 
 export const handler = createCalendarHandler({ sql: () => getSql() });
+
+/** Whether a path routes to the OAuth callback, however spelt (a trailing or doubled slash routes there too). */
+function isOAuthCallback(pathname: string): boolean {
+  try {
+    return matchRoute('GET', pathname).name === 'oauthCallback';
+  } catch {
+    return false;
+  }
+}

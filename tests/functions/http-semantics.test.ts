@@ -152,9 +152,11 @@ describe('answers', () => {
     expect(put.headers.get('allow')).toContain('GET, HEAD');
 
     // The OAuth callback's GET redeems its code: a link scanner's HEAD is not served as GET.
-    const callback = await fetch(`${stack.functionsUrl}/calendar/oauth/callback?code=c&state=s`, { method: 'HEAD' });
-    expect(callback.status).toBe(405);
-    expect(callback.headers.get('allow')).toBe('GET');
+    for (const path of ['/calendar/oauth/callback', '/calendar/oauth/callback/', '/calendar//oauth/callback']) {
+      const callback = await fetch(`${stack.functionsUrl}${path}?code=c&state=s`, { method: 'HEAD' });
+      expect(callback.status, path).toBe(405);
+      expect(callback.headers.get('allow'), path).toBe('GET');
+    }
   });
 
   it('lets a browser send x-request-id and read Location', async () => {
