@@ -12,6 +12,10 @@
 -- deletion, is built without blocking the dispatcher in
 -- 20261123015310_webhook_deliveries_requested_by_idx.sql.
 
+-- Deploying: a busy table fails the push after 5 s instead of queueing the app behind its exclusive lock
+-- (set_config: `supabase db push` runs a file as one implicit transaction, where SET LOCAL does nothing).
+select pg_catalog.set_config('lock_timeout', '5s', true);
+
 alter table public.webhook_deliveries
   add column requested_by uuid references auth.users (id) on delete set null;
 comment on column public.webhook_deliveries.requested_by is 'The user who queued this delivery by hand (a webhook.test send or a replay); null for deliveries of emitted events and once that user is deleted.';

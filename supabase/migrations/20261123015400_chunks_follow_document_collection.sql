@@ -26,6 +26,10 @@
 -- The update names the org (one partition planned and locked, pgTAP 310) and forces custom plans: the 6th run
 -- of a PL/pgSQL statement in a connection would also build a generic plan, which prunes no partition.
 
+-- Deploying: a busy table fails the push after 5 s instead of queueing the app behind its exclusive lock
+-- (set_config: `supabase db push` runs a file as one implicit transaction, where SET LOCAL does nothing).
+select pg_catalog.set_config('lock_timeout', '5s', true);
+
 create function private.align_chunk_collection()
 returns trigger
 language plpgsql

@@ -28,6 +28,10 @@
 -- ---------------------------------------------------------------------------
 
 -- has_permission is the caller's (auth.uid()); a trigger judging a signed upload needs another user's.
+-- Deploying: a busy table fails the push after 5 s instead of queueing the app behind its exclusive lock
+-- (set_config: `supabase db push` runs a file as one implicit transaction, where SET LOCAL does nothing).
+select pg_catalog.set_config('lock_timeout', '5s', true);
+
 create function private.user_has_permission(org_id uuid, user_id uuid, permission text)
 returns boolean
 language sql

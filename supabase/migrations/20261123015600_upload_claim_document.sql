@@ -16,6 +16,10 @@
 -- only make every document's deletion (an org's, thousands at once) probe
 -- and lock the claims for a pointer that lives 24 hours.
 
+-- Deploying: a busy table fails the push after 5 s instead of queueing the app behind its exclusive lock
+-- (set_config: `supabase db push` runs a file as one implicit transaction, where SET LOCAL does nothing).
+select pg_catalog.set_config('lock_timeout', '5s', true);
+
 alter table private.idempotency_keys add column document_id uuid;
 comment on column private.idempotency_keys.document_id is
   'The document an API-key upload registered under this claim, told to a retry that takes the claim over unanswered.';
