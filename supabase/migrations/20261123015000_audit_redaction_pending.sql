@@ -22,12 +22,26 @@
 -- Audited writes wait while this runs: a writer already past its audit row finishes its mark (the old body,
 -- which does not set pending) and commits under the old trigger before the lock is granted, and later writers
 -- block before their audit row; otherwise a mark blocked on the requests table by the drop below would go on
--- with the old body after this commit and leave its row unredacted. Same order as writers: audit_log, then
--- the requests. In a DO block: `supabase db push` runs a file as one implicit transaction, where a top-level
--- LOCK TABLE is refused (25P01); the lock lasts to the file's end either way.
+-- with the old body after this commit and leave its row unredacted. Writers take the two tables in either
+-- order: a mark takes audit_log, then the requests, but the invitations purge (20261123012000) and an Auth
+-- user's deletion (20261123009400) insert requests, then write audit rows. So both locks are taken without
+-- waiting, together or not at all: a try that misses either rolls back its sub-block, which releases the one
+-- it had, and no writer queues behind a half-held pair (waiting on one deadlocked with such a writer and
+-- failed the push). In a DO block: `supabase db push` runs a file as one implicit transaction, where a
+-- top-level LOCK TABLE is refused (25P01); the locks last to the file's end either way.
 do $$
 begin
-  lock table public.audit_log in share mode;
+  for attempt in 1..300 loop
+    begin
+      lock table public.audit_log in share mode nowait;
+      lock table private.audit_redaction_requests in access exclusive mode nowait;
+      return;
+    exception when lock_not_available then
+      perform pg_catalog.pg_sleep(0.1);
+    end;
+  end loop;
+  raise exception 'audit_log and private.audit_redaction_requests were not both free in 300 tries (about 30 s): audited writes are busy; push again'
+    using errcode = 'lock_not_available', hint = 'Run `supabase db push` again, at a quieter time if it keeps failing.';
 end
 $$;
 
@@ -41,9 +55,12 @@ alter table private.audit_redaction_requests add column pending boolean not null
 update private.audit_redaction_requests r
 set pending = true
 where exists (select 1 from public.organizations o where o.id = r.org_id)
-  and exists (
-    select 1 from public.audit_log a
+  -- A probe of audit_log_record_idx per request, not a semi-join the planner may run as a scan of all of
+  -- audit_log while audited writes wait on the lock above.
+  and (
+    select true from public.audit_log a
     where a.org_id = r.org_id and a.table_name = r.table_name and a.record_id = r.record_id and a.redacted_at is null
+    limit 1
   );
 alter table private.audit_redaction_requests alter column pending set default true;
 comment on column private.audit_redaction_requests.pending is 'True from the request and from every later audit row of the record until a redaction has redacted its rows (stays true while they are kept).';
