@@ -150,12 +150,12 @@ async function answerEarlierUpload(
   currentModel: string,
 ): Promise<OnceAnswer<unknown> | null> {
   // A registration dropped here is deleted before create_upload_batch registers anew: its locks come in that
-  // function's order (README "Lock order"), the org's active subscription (the documents' quota lock) before the
-  // document row and the audit chain head its delete takes, else this deadlocks with the org's other uploads.
-  await tx`select 1 from public.subscriptions s where s.org_id = ${orgId}::uuid and s.status = 'active' for update`;
-  // Its collection before the document, as the last ingestion step takes them: a collection delete under way
-  // holds the collection, then waits for the document in its on delete set null.
+  // function's order (README "Lock order"): the collection (key share; a collection or org deletion under way
+  // holds it, then waits for the document or the subscription), then the org's active subscription (the
+  // documents' quota lock), then the document row and the audit chain head its delete takes; else this
+  // deadlocks with the org's other uploads and deletions.
   await tx`select private.share_document_collection(${documentId}::uuid)`;
+  await tx`select 1 from public.subscriptions s where s.org_id = ${orgId}::uuid and s.status = 'active' for update`;
   const [earlier] = await tx<(DocumentRow & { storage_path: string; marked: boolean })[]>`
     select ${documentColumns(tx)}, d.storage_path, d.deletion_started_at is not null as marked
     from public.documents d where d.id = ${documentId}::uuid and d.org_id = ${orgId}::uuid

@@ -15,8 +15,9 @@
 --    for the document. The last step now key-shares the document's collection before it locks the document
 --    (private.share_document_collection): a delete under way completes first, and finish_ingest reads
 --    collection_id null; a delete that comes later waits for the publish, then sets the chunks' collection null
---    too. Lock order (README "Lock order"): org row -> subscription -> collection (key share) -> document row ->
---    chunk lock 8600 -> chunk rows -> chain head.
+--    too. Lock order (README "Lock order"): collection (key share) -> document row -> chunk lock 8600 -> chunk
+--    rows -> chain head; create_upload_batch key-shares its collection before the subscription and the org row
+--    (5).
 --    Checked and left as they are: retry_document (locks the document and updates its status, not its
 --    collection: no foreign key check), begin_document_deletion and the document's delete (deleting chunks or
 --    a document locks no collection), fail_ingest (writes no chunk collection), and align_chunk_collection (a
@@ -31,10 +32,10 @@
 -- 4. Deleted documents dropped out of the average, so a batch's percent went back when a finished file was
 --    deleted (2 ready + 2 queued = 50%, one ready deleted: 33%). upload_batches.file_count records the batch's
 --    files at creation, and percent is (the live files' progress, ready and failed as 100, + 100 per deleted
---    file) / file_count; the view's new last column `deleted` counts them. Batches created before this migration
---    are backfilled with the documents they still have: files deleted before it are forgotten, and those batches
---    average their remaining files as before (one with none left reads 100, as before). A batch whose rows were
---    written another way (file_count 0) counts its live files only.
+--    file) / file_count; the view's new last column `deleted` counts them. A batch with file_count 0 (created
+--    before this migration, or written another way) averages its live files, as before: no backfill, which
+--    updated every batch under the table's exclusive lock (2-4 s at 200,000 batches) while dashboard reads
+--    queued behind it.
 --
 -- 5. A batch over the plan's documents was refused by the per-row check with a message counting the batch's
 --    earlier rows as the org's ("the Free plan includes 50 documents and this organization has 50" for an org with
@@ -42,6 +43,25 @@
 --    the plan's max_documents once, after locking the subscription, and raises PT402 "quota exceeded: this
 --    batch has 60 files; the Free plan allows 50 more documents" (hint: upload fewer files, delete documents or
 --    upgrade). The per-row check (documents_require_quota) stays as the guard for every other path.
+--    It also key-shares the target collection before it locks the subscription: an org's deletion
+--    (20261123015800) locks the collections, then the documents, then the org row, and an upload that held the
+--    subscription and the org row's key share (the batch's foreign key) and then key-shared the collection (the
+--    documents' foreign key) deadlocked with it. Now an upload waits for a deletion holding the collection while
+--    it holds nothing, then finds the collection gone (the existing check's "collection not found").
+--
+-- Deploying: a busy table fails the push after 5 s instead of queueing the app behind its exclusive lock
+-- (set_config: `supabase db push` runs a file as one implicit transaction, where SET LOCAL does nothing). The
+-- view is locked before the table, in the order its readers take them: a dashboard read holding the view and
+-- waiting for upload_batches deadlocked with the alter table below, which then replaced the view. In a DO block:
+-- db push refuses a top-level LOCK TABLE (25P01); the lock lasts to the file's end either way.
+
+select pg_catalog.set_config('lock_timeout', '5s', true);
+
+do $$
+begin
+  lock table public.upload_batch_progress in access exclusive mode;
+end
+$$;
 
 -- ---------------------------------------------------------------------------
 -- 1, 4, 5. create_upload_batch
@@ -50,20 +70,10 @@
 alter table public.upload_batches
   add column file_count integer not null default 0
     constraint upload_batches_file_count check (file_count >= 0);
-comment on column public.upload_batches.file_count is 'The files registered with the batch (create_upload_batch); deleted documents still count, as done (upload_batch_progress). 0: written another way, or created before 20261123015700 with no document left.';
+comment on column public.upload_batches.file_count is 'The files registered with the batch (create_upload_batch); deleted documents still count, as done (upload_batch_progress). 0: created before 20261123015700 or written another way; such a batch averages its live files.';
 
--- The audit trigger is off for the backfill only (the alter table holds the table's lock, so no other
--- transaction writes meanwhile): it would record an update of every batch ever created, and a backfill is no
--- one's change.
-alter table public.upload_batches disable trigger upload_batches_audit;
-update public.upload_batches b
-set file_count = n.files
-from (select d.batch_id, count(*)::integer as files from public.documents d where d.batch_id is not null group by d.batch_id) n
-where n.batch_id = b.id;
-alter table public.upload_batches enable trigger upload_batches_audit;
-
--- Latest definition: 20261123008600_lock_order_and_claims.sql; only the batch's quota check, file_count and the
--- answer's order are new.
+-- Latest definition: 20261123008600_lock_order_and_claims.sql; only the collection's key share, the batch's quota
+-- check, file_count and the answer's order are new.
 create or replace function private.create_upload_batch(org_id uuid, files jsonb, project_id uuid, collection_id uuid)
 returns setof public.documents
 language plpgsql
@@ -97,10 +107,16 @@ begin
   ) then
     raise exception 'project not found in this organization' using errcode = 'invalid_parameter_value';
   end if;
-  if collection_id is not null and not exists (
-    select 1 from public.collections c where c.id = create_upload_batch.collection_id and c.org_id = create_upload_batch.org_id
-  ) then
-    raise exception 'collection not found in this organization' using errcode = 'invalid_parameter_value';
+  -- Key share, before the subscription (README "Lock order"): the documents' foreign key takes it anyway, and
+  -- taken after the subscription and the org row's key share it deadlocked with an org's deletion, which locks
+  -- the collection first. A deletion under way completes first, and the collection is then not found.
+  if collection_id is not null then
+    perform 1 from public.collections c
+    where c.id = create_upload_batch.collection_id and c.org_id = create_upload_batch.org_id
+    for key share;
+    if not found then
+      raise exception 'collection not found in this organization' using errcode = 'invalid_parameter_value';
+    end if;
   end if;
 
   -- The lock the documents' quota trigger takes (private.require_document_quota), taken before the audited

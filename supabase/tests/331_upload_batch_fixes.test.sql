@@ -1,6 +1,8 @@
 -- Upload batch fixes (20261123015700_upload_batch_fixes.sql): create_upload_batch answers in the order of files;
 -- upload_batch_progress.percent is at most 99 until every file is finished and counts deleted files as done; a
--- batch over the documents quota is refused with its own numbers; the last ingestion step's collection lock
+-- batch over the documents quota is refused with its own numbers, and key-shares its collection before the
+-- subscription; a batch with file_count 0 (from before the migration) averages its live files; the last
+-- ingestion step's collection lock
 -- (private.share_document_collection) key-shares the collection and leaves the document unlocked.
 --
 -- The deadlock itself needs two sessions and PGlite runs one: the order of the step's statements is checked in
@@ -10,7 +12,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(27);
+select plan(31);
 
 delete from vault.secrets where name in ('project_url', 'service_role_key');
 insert into tests.fixtures values
@@ -126,6 +128,19 @@ select results_eq(
   $$select files, percent, deleted from public.upload_batch_progress where batch_id = tests.fx('direct_batch_331')$$,
   $$values (2, 75, 0)$$,
   'a batch with file_count 0 averages its live files');
+-- As batches created before this migration do (it backfills none): a deleted file drops out of the average.
+delete from public.documents where batch_id = tests.fx('direct_batch_331') and name = 'direct-1.txt';
+select results_eq(
+  $$select files, percent, deleted from public.upload_batch_progress where batch_id = tests.fx('direct_batch_331')$$,
+  $$values (1, 50, 0)$$,
+  'a batch with file_count 0 keeps the old average: a deleted file is forgotten, not counted as done');
+delete from public.documents where batch_id = tests.fx('direct_batch_331');
+select results_eq(
+  $$select files, percent, deleted from public.upload_batch_progress where batch_id = tests.fx('direct_batch_331')$$,
+  $$values (0, 100, 0)$$,
+  'a batch with file_count 0 and no file left: 100, as before');
+select is((select count(*)::integer from public.upload_batches where file_count = 0 and org_id = tests.fx('org_331')), 1,
+  'only the batch written directly has file_count 0 (create_upload_batch records its files)');
 
 -- ---------------------------------------------------------------------------
 -- 5. The batch's own quota message
@@ -158,6 +173,24 @@ select throws_ok(
     values (tests.fx('quota_org_331'), 'direct.txt', 'text/plain', 10, tests.fx('quota_org_331') || '/direct-331.txt')$$,
   'PT402', 'quota exceeded: the Free plan includes 50 documents and this organization has 50',
   'the per-row check still guards every other path');
+
+-- ---------------------------------------------------------------------------
+-- 5. create_upload_batch key-shares its collection before the subscription
+-- ---------------------------------------------------------------------------
+
+-- An org's deletion locks the collections, then the org row (20261123015800); an upload that held the
+-- subscription and the org row's key share and then key-shared the collection deadlocked with it. Both locks are
+-- this call's own subtransaction's, with no statement between them to observe, so the order is read from the
+-- function (as pgTAP 332 does); 180 checks the not-found errors.
+select ok(
+  (select position('from public.collections c
+    where c.id = create_upload_batch.collection_id and c.org_id = create_upload_batch.org_id
+    for key share;' in p.prosrc) between 1
+     and position('from public.subscriptions s
+  where s.org_id = create_upload_batch.org_id and s.status = ''active''
+  for update;' in p.prosrc) - 1
+   from pg_proc p where p.oid = 'private.create_upload_batch(uuid, jsonb, uuid, uuid)'::regprocedure),
+  'create_upload_batch key-shares the target collection before it locks the active subscription');
 
 -- ---------------------------------------------------------------------------
 -- 2. The last step's collection lock: key share, the document left unlocked
