@@ -151,10 +151,12 @@ async function answerEarlierUpload(
 ): Promise<OnceAnswer<unknown> | null> {
   // A registration dropped here is deleted before create_upload_batch registers anew: its locks come in that
   // function's order (README "Lock order"): the collection (key share; a collection or org deletion under way
-  // holds it, then waits for the document or the subscription), then the org's active subscription (the
-  // documents' quota lock), then the document row and the audit chain head its delete takes; else this
-  // deadlocks with the org's other uploads and deletions.
+  // holds it, then waits for the document or the subscription), the org row (key share; an org's deletion locks
+  // it, then deletes the subscription), the org's active subscription (the documents' quota lock), then the
+  // document row and the audit chain head its delete takes; else this deadlocks with the org's other uploads
+  // and deletions.
   await tx`select private.share_document_collection(${documentId}::uuid)`;
+  await tx`select 1 from public.organizations o where o.id = ${orgId}::uuid for key share`;
   await tx`select 1 from public.subscriptions s where s.org_id = ${orgId}::uuid and s.status = 'active' for update`;
   const [earlier] = await tx<(DocumentRow & { storage_path: string; marked: boolean })[]>`
     select ${documentColumns(tx)}, d.storage_path, d.deletion_started_at is not null as marked

@@ -119,6 +119,11 @@ begin
     end if;
   end if;
 
+  -- The org row's key share, which the batch's foreign key takes anyway, before the subscription (README "Lock
+  -- order": org row, then subscription): taken after it, an upload holding the subscription waited for the org
+  -- row that an org's deletion held while its cascade waited for the subscription.
+  perform 1 from public.organizations o where o.id = create_upload_batch.org_id for key share;
+
   -- The lock the documents' quota trigger takes (private.require_document_quota), taken before the audited
   -- insert of the batch takes the org's audit chain head, as change_plan and roll_subscriptions take them.
   perform 1 from public.subscriptions s

@@ -12,7 +12,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 
-select plan(31);
+select plan(32);
 
 delete from vault.secrets where name in ('project_url', 'service_role_key');
 insert into tests.fixtures values
@@ -191,6 +191,14 @@ select ok(
   for update;' in p.prosrc) - 1
    from pg_proc p where p.oid = 'private.create_upload_batch(uuid, jsonb, uuid, uuid)'::regprocedure),
   'create_upload_batch key-shares the target collection before it locks the active subscription');
+select ok(
+  (select position('from public.organizations o where o.id = create_upload_batch.org_id for key share;' in p.prosrc)
+     between 1
+     and position('from public.subscriptions s
+  where s.org_id = create_upload_batch.org_id and s.status = ''active''
+  for update;' in p.prosrc) - 1
+   from pg_proc p where p.oid = 'private.create_upload_batch(uuid, jsonb, uuid, uuid)'::regprocedure),
+  'create_upload_batch key-shares the org row before it locks the active subscription (an org''s deletion locks the row, then deletes the subscription)');
 
 -- ---------------------------------------------------------------------------
 -- 2. The last step's collection lock: key share, the document left unlocked
