@@ -34,7 +34,7 @@ import { type EnvReader, processEnv } from '../_shared/env.ts';
 import { HttpError } from '../_shared/errors.ts';
 import { createHandler } from '../_shared/handler.ts';
 import { lazyServiceClient } from '../_shared/service-storage.ts';
-import { type EmbeddingProvider, interactiveProviderFromEnv } from '../_shared/embeddings/index.ts';
+import { embeddingModelFromEnv, type EmbeddingProvider, interactiveProviderFromEnv } from '../_shared/embeddings/index.ts';
 import { authenticateCaller } from './caller.ts';
 import { deleteDocument, type KnowledgeStore } from './documents.ts';
 import { listDocuments } from './list.ts';
@@ -56,19 +56,20 @@ export interface KnowledgeDeps {
 export function createKnowledgeHandler(deps: KnowledgeDeps): (req: Request) => Promise<Response> {
   const env = deps.env ?? processEnv;
   const store = deps.store ?? serviceRoleStore(env);
-  // The provider a query is embedded with; its model is what the documents' chunks must match.
-  const embeddings = () => deps.embeddings ?? interactiveProviderFromEnv(env);
+  // The model a query is embedded with, what the documents' chunks must match: the document routes need it
+  // alone, not a provider.
+  const currentModel = () => deps.embeddings?.model ?? embeddingModelFromEnv(env);
   return createHandler(async (req) => {
     const route = matchRoute(req.method, new URL(req.url).pathname);
     switch (route.name) {
       case 'listDocuments':
-        return await listDocuments(deps.sql(), req, embeddings().model);
+        return await listDocuments(deps.sql(), req, currentModel());
       case 'retrieveDocument':
-        return await retrieveDocument(deps.sql(), req, route.id, embeddings().model);
+        return await retrieveDocument(deps.sql(), req, route.id, currentModel());
       case 'retryDocument':
-        return await retryDocument(deps.sql(), req, route.id, embeddings().model);
+        return await retryDocument(deps.sql(), req, route.id, currentModel());
       case 'uploadDocument':
-        return await uploadDocument(deps.sql(), req, store, embeddings().model, { env });
+        return await uploadDocument(deps.sql(), req, store, currentModel(), { env });
       case 'deleteDocument': {
         // Users delete as often as they click; a key's request was taken from its bucket when it was verified.
         const caller = await authenticateCaller(deps.sql(), req, { env }, 'knowledge.write');
@@ -76,11 +77,11 @@ export function createKnowledgeHandler(deps: KnowledgeDeps): (req: Request) => P
         return new Response(null, { status: 204 });
       }
       case 'search':
-        return await searchKnowledge(deps.sql(), req, embeddings(), { env });
+        return await searchKnowledge(deps.sql(), req, deps.embeddings ?? interactiveProviderFromEnv(env), { env });
       case 'searchProducts':
         return await searchProducts(deps.sql(), req, { env });
       case 'reembed':
-        return await reembedDocuments(deps.sql(), req, embeddings().model, { env });
+        return await reembedDocuments(deps.sql(), req, currentModel(), { env });
     }
   }, { env });
 }

@@ -28,7 +28,7 @@ const REEMBED_ERRORS = {
   notFound: 'The organization was not found.',
 };
 
-/** Ready documents of the org not embedded by `model`, oldest id first. */
+/** Ready documents of the org not embedded by `model`, but those whose last run failed. */
 function due(tx: TransactionSql, orgId: string, model: string) {
   return tx`
     from public.documents d

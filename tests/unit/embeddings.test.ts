@@ -7,6 +7,7 @@ import {
   EMBEDDING_DIMENSIONS,
   EmbeddingProviderError,
   INTERACTIVE_EMBEDDING_SETTINGS,
+  embeddingModelFromEnv,
   interactiveProviderFromEnv,
   lexicalEmbedding,
   OFFLINE_EMBEDDING_MODEL,
@@ -244,6 +245,15 @@ describe('providerFromEnv', () => {
     expect(providerFromEnv((name) => (name === 'OPENAI_API_KEY' ? ' ' : undefined)).model).toBe(OFFLINE_EMBEDDING_MODEL);
     const env: Record<string, string> = { OPENAI_API_KEY: 'sk-x', OPENAI_BASE_URL: 'http://127.0.0.1:1/v1' };
     expect(providerFromEnv((name) => env[name]).model).toBe(OPENAI_EMBEDDING_MODEL);
+  });
+
+  it('names the model of both providers without making one (embeddingModelFromEnv)', () => {
+    const envs: Array<Record<string, string>> = [{}, { OPENAI_API_KEY: ' ' }, { OPENAI_API_KEY: 'sk-x', OPENAI_BASE_URL: 'http://127.0.0.1:1/v1' }];
+    for (const values of envs) {
+      const env = (name: string) => values[name];
+      expect(embeddingModelFromEnv(env)).toBe(providerFromEnv(env).model);
+      expect(embeddingModelFromEnv(env)).toBe(interactiveProviderFromEnv(env).model);
+    }
   });
 });
 

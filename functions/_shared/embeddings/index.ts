@@ -1,6 +1,6 @@
 import { type EnvReader, processEnv } from '../env.ts';
-import { createOfflineProvider } from './offline.ts';
-import { createOpenAiProvider } from './openai.ts';
+import { createOfflineProvider, OFFLINE_EMBEDDING_MODEL } from './offline.ts';
+import { createOpenAiProvider, OPENAI_EMBEDDING_MODEL } from './openai.ts';
 import type { EmbeddingProvider } from './types.ts';
 
 export * from './types.ts';
@@ -23,6 +23,14 @@ export function providerFromEnv(env: EnvReader = processEnv): EmbeddingProvider 
     baseURL: env('OPENAI_BASE_URL')?.trim() || undefined,
     maxRetries: configuredRetries(env),
   });
+}
+
+/**
+ * The model providerFromEnv and interactiveProviderFromEnv embed with, without
+ * making a provider: what a document's chunks are compared against.
+ */
+export function embeddingModelFromEnv(env: EnvReader = processEnv): string {
+  return env('OPENAI_API_KEY')?.trim() ? OPENAI_EMBEDDING_MODEL : OFFLINE_EMBEDDING_MODEL;
 }
 
 /** How a provider for a person waiting gives up. */
