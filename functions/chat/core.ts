@@ -29,7 +29,8 @@
  *    and we waited to retry), nothing was billed, so nothing is metered.
  *    So does a turn whose model fails (ChatProviderError, its retries spent),
  *    as `error`: what was streamed before the failure is stored (empty if
- *    nothing was) and metered (nothing when no text came), and the result
+ *    nothing was) and metered (the prompt once a try was accepted or text
+ *    came; nothing when every try was refused), and the result
  *    carries the failure for the entry point to tell its client.
  *    A turn whose conversation was deleted meanwhile (its bot deleted) is
  *    metered without it (private.chat_meter_without_conversation), stores
